@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what nestcloud needs on a fresh Debian machine: Debian packages (only the
+# missing ones, through apt-get) and the npm packages pinned by package-lock.json.
+# Usage: scripts/ensure-deps.sh [sim|qemu|all]   (sim: Node packages only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-all}"
+
+need_pkgs=()
+want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$1"); }
+if [ "$profile" != "sim" ]; then
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 bpftool nbdkit libnbd-bin; do want "$p"; done
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "nestcloud: installing Debian packages: ${need_pkgs[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# npm ci only when package-lock.json changed since the last install.
+if [ ! -f node_modules/.nestcloud-lock ] || ! cmp -s package-lock.json node_modules/.nestcloud-lock; then
+  echo "nestcloud: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.nestcloud-lock
+fi

@@ -1,0 +1,241 @@
+/*
+ * nestcloud guest workloads, compiled static at image build time (gcc -static -O2).
+ *
+ *   nc-workload dirty <MiB/s> <working-set MiB>
+ *       Dirties pages of a working set at the requested rate (0 = as fast as possible).
+ *       A page counts as dirtied when one word in it is written: that is what a migration
+ *       has to re-send. Status: /tmp/nc-dirty.status, console: NESTCLOUD-DIRTY lines.
+ *
+ *   nc-workload verify <MiB>
+ *       Write-and-verify. Every 4 KiB page carries a header (magic, page index, sequence
+ *       number) and a body derived from both; the program keeps the expected sequence of
+ *       every page. It keeps rewriting pages with new sequence numbers (so the migration has
+ *       dirty pages to lose) and re-checks ALL pages in every sweep. A page whose content does
+ *       not match what was last written is a lost write: it prints
+ *       "NESTCLOUD-VERIFY LOST page=<i> expected=<seq> found=<seq> ..." and the status
+ *       turns to state=LOST for good. Otherwise it prints "NESTCLOUD-VERIFY ok <sweeps>"
+ *       every 2 s. Status: /tmp/nc-verify.status.
+ *
+ * Status files are replaced atomically (write temp + rename) so a reader never sees half
+ * a file; their format is key=value pairs on one line, deliberately not starting with
+ * "NESTCLOUD-" so that console clients filtering asynchronous lines never drop them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define MAGIC 0x4e435645524946ULL /* "NCVERIF" */
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double uptime_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s) {
+  if (s <= 0) return;
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR && !stop_requested) {
+  }
+}
+
+static void write_status(const char *name, const char *text) {
+  char path[128], tmp[140];
+  snprintf(path, sizeof path, "/tmp/nc-%s.status", name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fputs(text, f);
+  fputc('\n', f);
+  if (fclose(f) == 0) rename(tmp, path);
+}
+
+static uint8_t *alloc_region(size_t bytes) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    perror("mmap");
+    exit(1);
+  }
+  return (uint8_t *)p;
+}
+
+/* ---- dirty ---------------------------------------------------------------------------- */
+
+static int run_dirty(double rate_mib, double ws_mib) {
+  size_t pages = (size_t)(ws_mib * 1024.0 * 1024.0 / PAGE);
+  if (pages == 0 || rate_mib < 0) {
+    fprintf(stderr, "dirty: need <MiB/s >= 0> <working-set MiB > 0>\n");
+    return 2;
+  }
+  uint8_t *mem = alloc_region(pages * PAGE);
+  double pages_per_s = rate_mib * 1024.0 * 1024.0 / PAGE;
+  const double tick = 0.01; /* pace in 10 ms slices so the rate is smooth, not bursty */
+  double start = now_s(), last_report = start, credit = 0;
+  uint64_t dirtied = 0, counter = 0;
+  size_t cursor = 0;
+  char buf[256];
+  while (!stop_requested) {
+    double t0 = now_s();
+    size_t todo;
+    if (rate_mib == 0) {
+      todo = pages; /* unthrottled: one full sweep per slice */
+    } else {
+      credit += pages_per_s * tick;
+      todo = (size_t)credit;
+      credit -= (double)todo;
+    }
+    for (size_t i = 0; i < todo; i++) {
+      *(volatile uint64_t *)(mem + cursor * PAGE) = ++counter;
+      cursor = (cursor + 1) % pages;
+    }
+    dirtied += todo;
+    double t1 = now_s();
+    if (t1 - last_report >= 2.0) {
+      double el = t1 - start;
+      double achieved = (double)dirtied * PAGE / (1024.0 * 1024.0) / (el > 0 ? el : 1);
+      snprintf(buf, sizeof buf,
+               "workload=dirty state=running target_mibs=%.1f ws_mib=%.1f dirtied_pages=%" PRIu64
+               " achieved_mibs=%.1f uptime=%.2f",
+               rate_mib, ws_mib, dirtied, achieved, uptime_s());
+      write_status("dirty", buf);
+      printf("NESTCLOUD-DIRTY pages=%" PRIu64 " mibs=%.1f\n", dirtied, achieved);
+      fflush(stdout);
+      last_report = t1;
+    }
+    if (rate_mib != 0) sleep_s(tick - (now_s() - t0));
+  }
+  snprintf(buf, sizeof buf, "workload=dirty state=stopped dirtied_pages=%" PRIu64 " uptime=%.2f", dirtied,
+           uptime_s());
+  write_status("dirty", buf);
+  return 0;
+}
+
+/* ---- verify --------------------------------------------------------------------------- */
+
+struct page_hdr {
+  uint64_t magic;
+  uint64_t index;
+  uint64_t seq;
+};
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+static void fill_page(uint8_t *p, uint64_t index, uint64_t seq) {
+  struct page_hdr *h = (struct page_hdr *)p;
+  h->magic = MAGIC;
+  h->index = index;
+  h->seq = seq;
+  uint64_t *w = (uint64_t *)(p + sizeof *h);
+  size_t words = (PAGE - sizeof *h) / 8;
+  uint64_t base = mix(index * 0x9e3779b97f4a7c15ULL ^ seq);
+  for (size_t i = 0; i < words; i++) w[i] = base + i;
+}
+
+/* Returns 0 when the page holds exactly what was written with (index, seq). */
+static int check_page(const uint8_t *p, uint64_t index, uint64_t seq, uint64_t *found_seq) {
+  const struct page_hdr *h = (const struct page_hdr *)p;
+  *found_seq = h->seq;
+  if (h->magic != MAGIC || h->index != index || h->seq != seq) return 1;
+  const uint64_t *w = (const uint64_t *)(p + sizeof *h);
+  size_t words = (PAGE - sizeof *h) / 8;
+  uint64_t base = mix(index * 0x9e3779b97f4a7c15ULL ^ seq);
+  for (size_t i = 0; i < words; i++)
+    if (w[i] != base + i) return 2;
+  return 0;
+}
+
+static int run_verify(double mib) {
+  size_t pages = (size_t)(mib * 1024.0 * 1024.0 / PAGE);
+  if (pages == 0) {
+    fprintf(stderr, "verify: need <MiB > 0>\n");
+    return 2;
+  }
+  uint8_t *mem = alloc_region(pages * PAGE);
+  uint64_t *expected = (uint64_t *)alloc_region(pages * sizeof(uint64_t));
+  uint64_t seq = 0, sweeps = 0, lost = 0, checked = 0;
+  for (size_t i = 0; i < pages; i++) {
+    expected[i] = ++seq;
+    fill_page(mem + i * PAGE, i, expected[i]);
+  }
+  /* Rewrite an eighth of the pages between sweeps: enough churn for migration to chase. */
+  size_t rewrite_per_sweep = pages / 8 ? pages / 8 : 1;
+  size_t cursor = 0;
+  double last_report = 0;
+  char buf[320];
+  while (!stop_requested) {
+    for (size_t i = 0; i < pages; i++) {
+      uint64_t found;
+      int bad = check_page(mem + i * PAGE, i, expected[i], &found);
+      checked++;
+      if (bad) {
+        lost++;
+        printf("NESTCLOUD-VERIFY LOST page=%zu expected=%" PRIu64 " found=%" PRIu64 " kind=%s sweep=%" PRIu64
+               "\n",
+               i, expected[i], found, bad == 1 ? "header" : "body", sweeps);
+        fflush(stdout);
+        /* Re-arm the page so one loss is reported once, not on every sweep. */
+        expected[i] = ++seq;
+        fill_page(mem + i * PAGE, i, expected[i]);
+      }
+    }
+    sweeps++;
+    for (size_t k = 0; k < rewrite_per_sweep; k++) {
+      expected[cursor] = ++seq;
+      fill_page(mem + cursor * PAGE, cursor, expected[cursor]);
+      cursor = (cursor + 1) % pages;
+    }
+    double t = now_s();
+    if (t - last_report >= 2.0) {
+      snprintf(buf, sizeof buf,
+               "workload=verify state=%s sweeps=%" PRIu64 " pages=%zu writes=%" PRIu64 " checked=%" PRIu64
+               " lost=%" PRIu64 " uptime=%.2f",
+               lost ? "LOST" : "ok", sweeps, pages, seq, checked, lost, uptime_s());
+      write_status("verify", buf);
+      if (lost)
+        printf("NESTCLOUD-VERIFY LOST total=%" PRIu64 " sweeps=%" PRIu64 "\n", lost, sweeps);
+      else
+        printf("NESTCLOUD-VERIFY ok %" PRIu64 "\n", sweeps);
+      fflush(stdout);
+      last_report = t;
+    }
+  }
+  snprintf(buf, sizeof buf,
+           "workload=verify state=%s-stopped sweeps=%" PRIu64 " pages=%zu lost=%" PRIu64 " uptime=%.2f",
+           lost ? "LOST" : "ok", sweeps, pages, lost, uptime_s());
+  write_status("verify", buf);
+  return lost ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  if (argc == 4 && strcmp(argv[1], "dirty") == 0) return run_dirty(atof(argv[2]), atof(argv[3]));
+  if (argc == 3 && strcmp(argv[1], "verify") == 0) return run_verify(atof(argv[2]));
+  fprintf(stderr, "usage: %s dirty <MiB/s> <working-set MiB> | verify <MiB>\n", argv[0]);
+  return 2;
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every nestcloud test: installs what is missing, then typecheck, lint, unit tests,
+# and the integration tests (QEMU guests under TCG). Exit code is non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh all
+
+echo "== typecheck"; npx tsc --noEmit
+echo "== lint"; npx biome check --diagnostic-level=error .
+
+# node:test on Node 20 does not discover .ts files: pass an explicit, sorted list.
+mapfile -t unit < <(find src test -name '*.test.ts' -not -path 'test/integration/*' | sort)
+echo "== unit tests (${#unit[@]} files)"
+node --import tsx --test --test-concurrency=2 --test-reporter=spec "${unit[@]}"
+
+if [ -d test/integration ]; then
+  mapfile -t integ < <(find test/integration -name '*.test.ts' | sort)
+  if [ ${#integ[@]} -gt 0 ]; then
+    echo "== integration tests (${#integ[@]} files, one at a time: they share the 2 cores with QEMU)"
+    node --import tsx --test --test-concurrency=1 --test-reporter=spec "${integ[@]}"
+  fi
+fi

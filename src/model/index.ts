@@ -1,0 +1,21 @@
+export { Cloud, UNPLACED } from "./cloud.ts";
+export { ModelError } from "./errors.ts";
+export { antiAffinityKey, findViolations, type Violation } from "./invariants.ts";
+export { LoadHistory } from "./load.ts";
+export { HP_ML110_G4, HP_ML110_G5, type PowerTable, powerAt, powerTableProblem } from "./power.ts";
+export { type RandomSource, randomInt } from "./random.ts";
+export {
+  acceptsGuests,
+  type GuestRole,
+  type GuestVm,
+  guestMips,
+  HOST_VM_TRANSITIONS,
+  type HostVm,
+  type HostVmState,
+  type HostVmType,
+  hostVmGuestMemory,
+  hostVmMips,
+  isBilled,
+  type PhysicalServer,
+  serverMips,
+} from "./topology.ts";

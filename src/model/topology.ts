@@ -1,0 +1,106 @@
+/**
+ * The virtual cloud's topology: physical servers (L0), host VMs rented on them (L1) and the
+ * guest VMs nested inside host VMs (L2). Entities refer to each other by index into the
+ * Cloud's arrays so that the planner and the simulator can keep per-entity state in typed
+ * arrays; ids are the stable names users and the API see.
+ */
+import type { PowerTable } from "./power.ts";
+
+export interface PhysicalServer {
+  readonly id: string;
+  readonly cores: number;
+  readonly mipsPerCore: number;
+  readonly memoryMiB: number;
+  /** NIC bandwidth, Mbit/s: bounds cross-server migrations. */
+  readonly networkMbps: number;
+  readonly power: PowerTable;
+  /** How many host VMs the underlying cloud can place on this server. */
+  readonly hostVmSlots: number;
+}
+
+/** An instance type of the underlying cloud (or the whole server when there is no nesting). */
+export interface HostVmType {
+  readonly name: string;
+  readonly vcpus: number;
+  readonly mipsPerVcpu: number;
+  readonly memoryMiB: number;
+  /** Memory the guest hypervisor keeps for itself; guests get memoryMiB - this. */
+  readonly hypervisorOverheadMiB: number;
+  readonly pricePerHour: number;
+  /** Seconds from acquisition request to a running guest hypervisor. */
+  readonly provisionSeconds: number;
+  /**
+   * True when the "host VM" is the physical server itself (no nesting, the CloudSim
+   * reference): it is never acquired or released, only switched on and off.
+   */
+  readonly bareMetal: boolean;
+}
+
+/** provisioning -> running -> draining -> released (released is final). */
+export type HostVmState = "provisioning" | "running" | "draining" | "released";
+
+export const HOST_VM_TRANSITIONS: Readonly<Record<HostVmState, readonly HostVmState[]>> = {
+  provisioning: ["running", "released"],
+  running: ["draining", "released"],
+  draining: ["running", "released"],
+  released: [],
+};
+
+export interface HostVm {
+  readonly id: string;
+  readonly type: HostVmType;
+  /** Index of the physical server it runs on; undefined while the placement is unknown. */
+  server: number | undefined;
+  state: HostVmState;
+  /** Simulation/wall time (s) of the last state change. */
+  stateSince: number;
+}
+
+export type GuestRole =
+  | { readonly kind: "tenant" }
+  /** A security VM monitors its targets (guest ids) from outside. */
+  | { readonly kind: "security"; readonly targets: readonly string[] };
+
+export interface GuestVm {
+  readonly id: string;
+  readonly tenant: string;
+  readonly vcpus: number;
+  /** Guaranteed MIPS per vCPU: the guest may always use up to vcpus x mipsPerVcpu. */
+  readonly mipsPerVcpu: number;
+  /** Guaranteed (reserved) memory, MiB: never overcommitted. */
+  readonly memoryMiB: number;
+  /** Memory the guest dirties per second at 100 % CPU, MiB/s (scaled by its load). */
+  readonly dirtyRateMiBps: number;
+  /** Guests sharing an affinity group must share a host VM. */
+  readonly affinityGroup?: string;
+  /** Guests sharing an anti-affinity group must be on different physical servers. */
+  readonly antiAffinityGroup?: string;
+  readonly role: GuestRole;
+}
+
+export function guestMips(g: GuestVm): number {
+  return g.vcpus * g.mipsPerVcpu;
+}
+
+export function hostVmMips(t: HostVmType): number {
+  return t.vcpus * t.mipsPerVcpu;
+}
+
+/** Memory available to guests in a host VM of this type. */
+export function hostVmGuestMemory(t: HostVmType): number {
+  return t.memoryMiB - t.hypervisorOverheadMiB;
+}
+
+export function serverMips(s: PhysicalServer): number {
+  return s.cores * s.mipsPerCore;
+}
+
+/** A host VM that can receive guests now. */
+export function acceptsGuests(h: HostVm): boolean {
+  return h.state === "running";
+}
+
+/** A host VM that is billed (and may hold guests). */
+export function isBilled(h: HostVm): boolean {
+  return h.state !== "released";
+}

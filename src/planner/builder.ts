@@ -1,0 +1,116 @@
+/**
+ * Turns a policy's ordered list of guest moves into an action plan: acquisitions for new host
+ * VMs, one migration per move with its mechanism and cost estimate, releases for host VMs the
+ * plan empties. Dependencies: a move waits for its target's acquisition and for the same
+ * guest's previous move; a release waits for every move out of its host VM.
+ */
+import { estimateMove, routeBetween } from "../migration/index.ts";
+import { UNPLACED } from "../model/index.ts";
+import type { Action, ActionPlan, HostVmRef, MoveReason } from "./plan.ts";
+import type { Workspace } from "./workspace.ts";
+
+export interface Move {
+  readonly guest: number;
+  readonly to: number;
+  readonly reason: MoveReason;
+}
+
+export interface BuildOptions {
+  /** Release host VMs (not bare metal) that end up empty, including ones already empty. */
+  readonly releaseEmpty: boolean;
+  /** Host VMs that must not be released this round (e.g. kept as spares). */
+  readonly keep?: ReadonlySet<number>;
+  readonly notes?: string[];
+}
+
+export function buildPlan(ws: Workspace, moves: readonly Move[], opts: BuildOptions): ActionPlan {
+  const input = ws.input;
+  const cloud = input.cloud;
+  const actions: Action[] = [];
+  const acquisitionOf = new Map<number, number>();
+  const lastMoveOf = new Map<number, number>();
+  const movesOutOf = new Map<number, number[]>();
+  const current = new Map<number, number>();
+  const hostOf = (g: number) => current.get(g) ?? cloud.guestHost[g];
+
+  const ref = (b: number): HostVmRef => {
+    if (!ws.isPotential(b)) return { kind: "existing", hostVm: b };
+    let id = acquisitionOf.get(b);
+    if (id === undefined) {
+      id = actions.length;
+      actions.push({
+        kind: "acquire-host-vm",
+        id,
+        type: ws.potentialType[b - ws.existing].name,
+        server: ws.server[b],
+        dependsOn: [],
+      });
+      acquisitionOf.set(b, id);
+    }
+    return { kind: "acquired", action: id };
+  };
+  const serverOf = (b: number) => (ws.server[b] >= 0 ? ws.server[b] : undefined);
+
+  for (const m of moves) {
+    const from = hostOf(m.guest);
+    if (from === m.to || from === UNPLACED) continue;
+    const to = ref(m.to);
+    const route = routeBetween(
+      { hostVm: from, server: serverOf(from) },
+      { hostVm: m.to, server: serverOf(m.to) },
+    );
+    const src = serverOf(from);
+    const linkMbps = src !== undefined ? cloud.servers[src].networkMbps : 1000;
+    const estimate = estimateMove(
+      route,
+      {
+        memoryMiB: ws.memory[m.guest],
+        residentMiB: input.residentMiB[m.guest],
+        dirtyRateMiBps: input.dirtyRateMiBps[m.guest],
+      },
+      linkMbps,
+      input.calibration,
+      input.mechanism,
+    );
+    if (!estimate) continue;
+    const deps: number[] = [];
+    if (to.kind === "acquired") deps.push(to.action);
+    const prev = lastMoveOf.get(m.guest);
+    if (prev !== undefined) deps.push(prev);
+    const id = actions.length;
+    actions.push({
+      kind: "migrate",
+      id,
+      guest: m.guest,
+      from,
+      to,
+      route,
+      estimate,
+      dependsOn: deps,
+      reason: m.reason,
+    });
+    lastMoveOf.set(m.guest, id);
+    current.set(m.guest, m.to);
+    if (from < ws.existing) {
+      const list = movesOutOf.get(from) ?? [];
+      list.push(id);
+      movesOutOf.set(from, list);
+    }
+  }
+
+  if (opts.releaseEmpty) {
+    for (let h = 0; h < ws.existing; h++) {
+      const host = cloud.hostVms[h];
+      if (host.type.bareMetal || host.state !== "running" || opts.keep?.has(h)) continue;
+      if (ws.lists[h].length > 0) continue;
+      // Guests still arriving would make it non-empty: ws.lists reflects the final placement.
+      actions.push({
+        kind: "release-host-vm",
+        id: actions.length,
+        hostVm: h,
+        dependsOn: movesOutOf.get(h) ?? [],
+      });
+    }
+  }
+  return { actions, caps: input.caps, notes: opts.notes ?? [] };
+}

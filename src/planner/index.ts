@@ -1,0 +1,44 @@
+export { type BuildOptions, buildPlan, type Move } from "./builder.ts";
+export {
+  InterQuartileRange,
+  LocalRegression,
+  MedianAbsoluteDeviation,
+  type OverloadDetector,
+  StaticThreshold,
+} from "./detectors.ts";
+export { type CapacityRules, CLOUDSIM_RULES, NESTED_RULES, type PlannerInput } from "./input.ts";
+export { findBinForGuest, fits } from "./pabfd.ts";
+export {
+  type AcquireHostVmAction,
+  type Action,
+  type ActionPlan,
+  emptyPlan,
+  type HostVmRef,
+  type MigrateAction,
+  type MoveReason,
+  type ParallelismCaps,
+  PlanError,
+  type RejuvenateAction,
+  type ReleaseHostVmAction,
+  UNLIMITED,
+  validatePlan,
+} from "./plan.ts";
+export {
+  type Placement,
+  POLICY_NAMES,
+  type Policy,
+  type PolicyContext,
+  PolicyError,
+  REFERENCE_POLICY_PATTERN,
+  referencePolicy,
+} from "./policy.ts";
+export { referencePlan } from "./reference.ts";
+export {
+  maximumCorrelation,
+  minimumMigrationTime,
+  minimumUtilization,
+  randomSelection,
+  type VmSelection,
+} from "./selection.ts";
+export { iqr, mad, median, olsOnIndex, rSquared } from "./stats.ts";
+export { HISTORY_LENGTH, Workspace } from "./workspace.ts";

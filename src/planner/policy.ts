@@ -1,0 +1,141 @@
+/**
+ * A placement policy: where new guests go, and what to change each round. Named policies
+ * are built from strings like "lr-mmt-1.2" (detector-selection-parameter) or "nestcloud".
+ */
+import type { HostVmType } from "../model/index.ts";
+import {
+  InterQuartileRange,
+  LocalRegression,
+  MedianAbsoluteDeviation,
+  type OverloadDetector,
+  StaticThreshold,
+} from "./detectors.ts";
+import type { PlannerInput } from "./input.ts";
+import { findBinForGuest } from "./pabfd.ts";
+import type { ActionPlan, HostVmRef } from "./plan.ts";
+import { referencePlan } from "./reference.ts";
+import {
+  maximumCorrelation,
+  minimumMigrationTime,
+  minimumUtilization,
+  randomSelection,
+  type VmSelection,
+} from "./selection.ts";
+import { addFreeSlotBins, Workspace } from "./workspace.ts";
+
+export interface Placement {
+  readonly assignments: readonly { readonly guest: number; readonly to: HostVmRef }[];
+  readonly acquisitions: readonly { readonly type: string; readonly server: number }[];
+  /** Guests no bin could take. */
+  readonly unplaced: readonly number[];
+}
+
+export interface Policy {
+  readonly name: string;
+  /** Places guests that have no host VM yet, in the given order. */
+  placeNew(input: PlannerInput, guests: readonly number[]): Placement;
+  /** One planning round. */
+  plan(input: PlannerInput): ActionPlan;
+}
+
+export interface PolicyContext {
+  /** Host VM type to acquire (nested clouds); undefined: the bins are fixed (bare metal). */
+  readonly acquireType?: HostVmType;
+}
+
+export class PolicyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PolicyError";
+  }
+}
+
+const DETECTORS: Record<string, (p: number) => OverloadDetector> = {
+  thr: (p) => new StaticThreshold(p),
+  iqr: (p) => new InterQuartileRange(p),
+  mad: (p) => new MedianAbsoluteDeviation(p),
+  lr: (p) => new LocalRegression(p),
+  lrr: (p) => new LocalRegression(p, true),
+};
+const SELECTIONS: Record<string, VmSelection> = {
+  mmt: minimumMigrationTime,
+  rs: randomSelection,
+  mc: maximumCorrelation,
+  mu: minimumUtilization,
+};
+
+export const REFERENCE_POLICY_PATTERN = /^(thr|iqr|mad|lr|lrr)-(mmt|rs|mc|mu)-(\d+(?:\.\d+)?)$/;
+
+/** The Beloglazov & Buyya policies: detector x selection x parameter, placing with PABFD. */
+export function referencePolicy(name: string, ctx: PolicyContext): Policy {
+  const m = REFERENCE_POLICY_PATTERN.exec(name);
+  if (!m) throw new PolicyError(`not a reference policy name: ${name}`);
+  const detector = DETECTORS[m[1]](Number(m[3]));
+  const selection = SELECTIONS[m[2]];
+  return {
+    name,
+    plan: (input) => referencePlan(input, { detector, selection, acquireType: ctx.acquireType }),
+    placeNew: (input, guests) => pabfdPlacement(input, guests, detector, ctx.acquireType),
+  };
+}
+
+/** PABFD placement of new guests (CloudSim's initial placement: full requests, creation rules). */
+export function pabfdPlacement(
+  input: PlannerInput,
+  guests: readonly number[],
+  detector: OverloadDetector,
+  acquireType: HostVmType | undefined,
+): Placement {
+  const ws = new Workspace(input, true);
+  if (acquireType) addFreeSlotBins(ws, acquireType);
+  const assignments: { guest: number; to: HostVmRef }[] = [];
+  const unplaced: number[] = [];
+  let excluded = new Uint8Array(ws.binCount + 64);
+  for (const g of guests) {
+    if (excluded.length < ws.binCount) excluded = new Uint8Array(ws.binCount * 2);
+    const b = findBinForGuest(ws, g, excluded, detector, { atCreation: true });
+    if (b < 0) {
+      unplaced.push(g);
+      continue;
+    }
+    ws.moveGuest(g, b);
+    if (acquireType && ws.isPotential(b) && ws.lists[b].length === 1) {
+      const s = ws.server[b];
+      if (ws.cloud.servers[s].hostVmSlots - ws.slotsUsed[s] > 0) ws.addPotentialBin(acquireType, s);
+    }
+    assignments.push({ guest: g, to: { kind: "existing", hostVm: b } });
+  }
+  return resolvePotential(ws, assignments, unplaced);
+}
+
+/** Rewrites assignments to potential bins as acquisitions. */
+export function resolvePotential(
+  ws: Workspace,
+  assignments: { guest: number; to: HostVmRef }[],
+  unplaced: number[],
+): Placement {
+  const acquisitions: { type: string; server: number }[] = [];
+  const index = new Map<number, number>();
+  const out = assignments.map((a) => {
+    if (a.to.kind !== "existing" || !ws.isPotential(a.to.hostVm)) return a;
+    const b = a.to.hostVm;
+    let i = index.get(b);
+    if (i === undefined) {
+      i = acquisitions.length;
+      acquisitions.push({ type: ws.potentialType[b - ws.existing].name, server: ws.server[b] });
+      index.set(b, i);
+    }
+    return { guest: a.guest, to: { kind: "acquired", action: i } as HostVmRef };
+  });
+  return { assignments: out, acquisitions, unplaced };
+}
+
+export const POLICY_NAMES = [
+  "thr-mmt-0.8",
+  "thr-mmt-1.0",
+  "iqr-mmt-1.5",
+  "mad-mmt-2.5",
+  "lr-mmt-1.2",
+  "lrr-mmt-1.2",
+  "nestcloud",
+];

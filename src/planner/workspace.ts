@@ -1,0 +1,330 @@
+/**
+ * A planning round's what-if copy of the placement. Policies move guests here freely; the
+ * moves that survive become the action plan. Keeps per-bin sums (requests, memory, history)
+ * up to date incrementally so each check is O(1) or O(history).
+ *
+ * A "bin" is a host VM that exists, or (nested clouds) a host VM the plan would acquire in
+ * a free slot of a physical server.
+ */
+
+import { estimateMove } from "../migration/index.ts";
+import {
+  type Cloud,
+  guestMips,
+  type HostVmType,
+  hostVmGuestMemory,
+  hostVmMips,
+  powerAt,
+  UNPLACED,
+} from "../model/index.ts";
+import type { PlannerInput } from "./input.ts";
+
+export const HISTORY_LENGTH = 30;
+
+export class Workspace {
+  readonly cloud: Cloud;
+  readonly guests: number;
+  /** Existing host VMs; bins >= this index are potential acquisitions. */
+  readonly existing: number;
+  binCount: number;
+
+  // per guest
+  readonly hostOf: Int32Array;
+  readonly request: Float64Array;
+  readonly mips: Float64Array;
+  readonly vcpus: Int32Array;
+  readonly memory: Float64Array;
+  readonly fixed: Uint8Array;
+
+  // per bin (capacity grows when potential bins are added)
+  cap: Float64Array;
+  pe: Float64Array;
+  memCap: Float64Array;
+  server: Int32Array;
+  usable: Uint8Array;
+  measured: Float64Array;
+  requestSum: Float64Array;
+  cappedSum: Float64Array;
+  guaranteedSum: Float64Array;
+  memUsed: Float64Array;
+  /** newest-first host utilization history sums, HISTORY_LENGTH per bin. */
+  hist: Float64Array;
+  readonly lists: number[][];
+  /** Per physical server: MIPS used at the last measurement, over all its host VMs. */
+  readonly serverMeasured: Float64Array;
+  /** Per bin: guests migrating into it (their memory is reserved there already). */
+  inbound: Int32Array;
+  /** Per physical server: host-VM slots taken (live, pending or potential). */
+  readonly slotsUsed: Int32Array;
+  /** Anti-affinity group members per guest (only guests that have a group). */
+  readonly antiAffinity = new Map<number, number[]>();
+  /** Type of each potential bin. */
+  readonly potentialType: HostVmType[] = [];
+
+  constructor(
+    readonly input: PlannerInput,
+    withHistory: boolean,
+  ) {
+    const cloud = input.cloud;
+    this.cloud = cloud;
+    this.guests = cloud.guests.length;
+    this.existing = cloud.hostVms.length;
+    this.binCount = this.existing;
+    const G = this.guests;
+    this.hostOf = cloud.guestHost.slice(0, G);
+    this.request = input.requestMips;
+    this.mips = new Float64Array(G);
+    this.vcpus = new Int32Array(G);
+    this.memory = new Float64Array(G);
+    this.fixed = input.inMigration;
+    for (let g = 0; g < G; g++) {
+      const guest = cloud.guests[g];
+      this.mips[g] = guestMips(guest);
+      this.vcpus[g] = guest.vcpus;
+      this.memory[g] = guest.memoryMiB;
+    }
+    const B = Math.max(16, this.existing * 2);
+    this.cap = new Float64Array(B);
+    this.pe = new Float64Array(B);
+    this.memCap = new Float64Array(B);
+    this.server = new Int32Array(B).fill(-1);
+    this.usable = new Uint8Array(B);
+    this.measured = new Float64Array(B);
+    this.requestSum = new Float64Array(B);
+    this.cappedSum = new Float64Array(B);
+    this.guaranteedSum = new Float64Array(B);
+    this.memUsed = new Float64Array(B);
+    this.hist = new Float64Array(withHistory ? B * HISTORY_LENGTH : 0);
+    this.lists = [];
+    for (let h = 0; h < this.existing; h++) {
+      const host = cloud.hostVms[h];
+      this.cap[h] = hostVmMips(host.type);
+      this.pe[h] = host.type.mipsPerVcpu;
+      this.memCap[h] = hostVmGuestMemory(host.type);
+      this.server[h] = host.server ?? -1;
+      this.usable[h] = host.state === "running" ? 1 : 0;
+      this.measured[h] = input.measuredMips[h];
+      this.lists.push(cloud.hostGuests[h].slice());
+    }
+    for (let h = 0; h < this.existing; h++) for (const g of this.lists[h]) this.account(g, h, 1);
+    this.inbound = new Int32Array(B);
+    for (let g = 0; g < G; g++) {
+      const t = input.inboundTarget[g];
+      if (t >= 0) {
+        this.inbound[t]++;
+        this.memUsed[t] += this.memory[g];
+        this.guaranteedSum[t] += this.mips[g];
+      }
+    }
+    const groups = new Map<string, number[]>();
+    for (let g = 0; g < G; g++) {
+      const name = cloud.guests[g].antiAffinityGroup;
+      if (name === undefined) continue;
+      const list = groups.get(name) ?? [];
+      list.push(g);
+      groups.set(name, list);
+    }
+    for (const members of groups.values()) for (const g of members) this.antiAffinity.set(g, members);
+    this.serverMeasured = new Float64Array(cloud.servers.length);
+    this.slotsUsed = Int32Array.from(input.pendingAcquisitions);
+    for (const host of cloud.hostVms)
+      if (host.server !== undefined && host.state !== "released") this.slotsUsed[host.server]++;
+    for (let h = 0; h < this.existing; h++) {
+      if (this.server[h] >= 0 && cloud.hostVms[h].state !== "released")
+        this.serverMeasured[this.server[h]] += this.measured[h];
+    }
+  }
+
+  /** Adds a potential host VM of `type` on `server`; returns its bin index. */
+  addPotentialBin(type: HostVmType, server: number): number {
+    const b = this.binCount++;
+    if (b >= this.cap.length) this.growBins(b + 1);
+    this.cap[b] = hostVmMips(type);
+    this.pe[b] = type.mipsPerVcpu;
+    this.memCap[b] = hostVmGuestMemory(type);
+    this.server[b] = server;
+    this.usable[b] = 1;
+    this.measured[b] = 0;
+    this.lists.push([]);
+    this.potentialType.push(type);
+    this.slotsUsed[server]++;
+    return b;
+  }
+
+  isPotential(b: number): boolean {
+    return b >= this.existing;
+  }
+
+  /** Per-vCPU request capped at the bin's per-vCPU MIPS, times vCPUs (what CloudSim's scheduler grants at most). */
+  capped(g: number, b: number): number {
+    const perVcpu = this.request[g] / this.vcpus[g];
+    return (perVcpu > this.pe[b] ? this.pe[b] : perVcpu) * this.vcpus[g];
+  }
+
+  /** Would guest g in bin b share a physical server (or host VM) with a member of its anti-affinity group? */
+  breaksAntiAffinity(g: number, b: number): boolean {
+    const members = this.antiAffinity.get(g);
+    if (!members) return false;
+    const s = this.server[b];
+    for (const m of members) {
+      if (m === g) continue;
+      const o = this.hostOf[m];
+      if (o === UNPLACED) continue;
+      if (o === b || (s >= 0 && this.server[o] === s)) return true;
+    }
+    return false;
+  }
+
+  /** Free MIPS as a time-shared scheduler sees it: none once oversubscribed. */
+  available(b: number): number {
+    const used = this.cappedSum[b];
+    return used <= this.cap[b] ? this.cap[b] - used : 0;
+  }
+
+  /** Requested utilization of the bin's current guests (may exceed 1). */
+  requestedUtilization(b: number): number {
+    return this.requestSum[b] / this.cap[b];
+  }
+
+  /** Utilization at the last measurement ("stale" during a round, as in CloudSim). */
+  measuredUtilization(b: number): number {
+    return this.measured[b] / this.cap[b];
+  }
+
+  moveGuest(g: number, to: number): void {
+    const from = this.hostOf[g];
+    if (from === to) return;
+    if (from !== UNPLACED) {
+      const list = this.lists[from];
+      list.splice(list.indexOf(g), 1);
+      this.account(g, from, -1);
+    }
+    this.hostOf[g] = to;
+    if (to !== UNPLACED) {
+      this.lists[to].push(g);
+      this.account(g, to, 1);
+    }
+  }
+
+  /** Adds (sign 1) or removes (sign -1) a guest's contribution to a bin's sums. */
+  private account(g: number, b: number, sign: 1 | -1): void {
+    this.requestSum[b] += sign * this.request[g];
+    this.cappedSum[b] += sign * this.capped(g, b);
+    this.guaranteedSum[b] += sign * this.mips[g];
+    this.memUsed[b] += sign * this.memory[g];
+    if (sign < 0 && this.lists[b].length === 0) {
+      // Avoid drift: an empty bin has exactly zero sums.
+      this.requestSum[b] = 0;
+      this.cappedSum[b] = 0;
+    }
+    if (this.hist.length > 0) {
+      const load = this.input.load;
+      const scale = this.mips[g] / this.cap[b];
+      const base = b * HISTORY_LENGTH;
+      const n = Math.min(load.count(g), HISTORY_LENGTH);
+      for (let i = 0; i < n; i++) this.hist[base + i] += sign * load.recent(g, i) * scale;
+      if (sign < 0 && this.lists[b].length === 0) this.hist.fill(0, base, base + HISTORY_LENGTH);
+    }
+  }
+
+  /**
+   * The bin's utilization history, newest first, with guest `extra` added if given, trimmed
+   * of trailing zeros like CloudSim's trimZeroTail (an all-zero history has length 1).
+   * Returns the length written into `out`.
+   */
+  history(b: number, out: Float64Array, extra = -1): number {
+    const base = b * HISTORY_LENGTH;
+    for (let i = 0; i < HISTORY_LENGTH; i++) out[i] = this.hist[base + i];
+    if (extra >= 0) {
+      const load = this.input.load;
+      const scale = this.mips[extra] / this.cap[b];
+      const n = Math.min(load.count(extra), HISTORY_LENGTH);
+      for (let i = 0; i < n; i++) out[i] += load.recent(extra, i) * scale;
+    }
+    let i = HISTORY_LENGTH - 1;
+    while (i >= 0 && out[i] === 0) i--;
+    return Math.max(1, i + 1);
+  }
+
+  /**
+   * Extra watts on the bin's physical server if `addMips` more were used there, from the
+   * server's last measured load (PABFD's power-aware criterion; bare metal: the bin is the server).
+   */
+  powerIncrease(b: number, addMips: number): number {
+    const s = this.server[b];
+    if (s < 0) return addMips; // placement unknown: rank by load alone
+    const server = this.cloud.servers[s];
+    const total = server.cores * server.mipsPerCore;
+    const before = this.serverMeasured[s] / total;
+    return powerAt(server.power, before + addMips / total) - powerAt(server.power, before);
+  }
+
+  /** Longest time any of the bin's guests (or `extra`) would take to migrate away, s. */
+  maxMigrationSeconds(b: number, extra = -1): number {
+    let worst = Number.NEGATIVE_INFINITY;
+    for (const g of this.lists[b]) worst = Math.max(worst, this.migrationSeconds(g, b));
+    if (extra >= 0) worst = Math.max(worst, this.migrationSeconds(extra, b));
+    return worst;
+  }
+
+  /** Time to move guest g out of bin b across the network (the worst case a detector plans for). */
+  migrationSeconds(g: number, b: number): number {
+    const s = this.server[b];
+    const mbps = s >= 0 ? this.cloud.servers[s].networkMbps : 1000;
+    const subject = {
+      memoryMiB: this.memory[g],
+      residentMiB: this.input.residentMiB[g],
+      dirtyRateMiBps: this.input.dirtyRateMiBps[g],
+    };
+    const e = estimateMove("cross-server", subject, mbps, this.input.calibration, this.input.mechanism);
+    return e ? e.totalSeconds : 0;
+  }
+
+  private growBins(n: number): void {
+    const size = Math.max(n, this.cap.length * 2);
+    const g64 = (a: Float64Array) => {
+      const x = new Float64Array(size);
+      x.set(a);
+      return x;
+    };
+    this.cap = g64(this.cap);
+    this.pe = g64(this.pe);
+    this.memCap = g64(this.memCap);
+    this.measured = g64(this.measured);
+    this.requestSum = g64(this.requestSum);
+    this.cappedSum = g64(this.cappedSum);
+    this.guaranteedSum = g64(this.guaranteedSum);
+    this.memUsed = g64(this.memUsed);
+    const inbound = new Int32Array(size);
+    inbound.set(this.inbound);
+    this.inbound = inbound;
+    const server = new Int32Array(size).fill(-1);
+    server.set(this.server);
+    this.server = server;
+    const usable = new Uint8Array(size);
+    usable.set(this.usable);
+    this.usable = usable;
+    if (this.hist.length > 0) {
+      const hist = new Float64Array(size * HISTORY_LENGTH);
+      hist.set(this.hist);
+      this.hist = hist;
+    }
+  }
+}
+
+/**
+ * Adds one potential bin of `type` on every physical server with a free host-VM slot, so
+ * policies can weigh "acquire a host VM there" like any other bin. Returns the bins added.
+ */
+export function addFreeSlotBins(ws: Workspace, type: HostVmType): number[] {
+  const added: number[] = [];
+  for (let s = 0; s < ws.cloud.servers.length; s++) {
+    if (freeSlots(ws, s) > 0) added.push(ws.addPotentialBin(type, s));
+  }
+  return added;
+}
+
+/** Host-VM slots of server s not taken by live host VMs, pending acquisitions or potential bins. */
+export function freeSlots(ws: Workspace, s: number): number {
+  return ws.cloud.servers[s].hostVmSlots - ws.slotsUsed[s];
+}

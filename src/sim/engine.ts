@@ -1,0 +1,418 @@
+/**
+ * The discrete-event simulator: replays a trace against a cloud, runs the planner every
+ * interval and executes its plans in virtual time, with migration durations from the cost
+ * models. Deterministic: events are ordered by (time, sequence) and every random draw comes
+ * from a stream seeded by the scenario.
+ *
+ * Two sets of rules (see sharing.ts and docs/architecture.md):
+ * - nested (nestcloud's own): ticks at k x interval, time-shared CPU, migrations that run at
+ *   the source until switchover, energy of every server that carries a billed host VM.
+ * - cloudsim (the reference experiment): CloudSim 3.0.3's timeline (ticks at k x 300 + 0.1),
+ *   its scheduler, its accounting at migration completions, its energy rule (a host idle at
+ *   the start of an interval draws nothing) and its removal of guests whose demand hits 0.
+ */
+import { Heap } from "heap-js";
+import { DEFAULT_MECHANISM_POLICY, type MigrationCalibration } from "../migration/index.ts";
+import { type Cloud, findViolations, guestMips, LoadHistory, UNPLACED } from "../model/index.ts";
+import {
+  type ActionPlan,
+  CLOUDSIM_RULES,
+  NESTED_RULES,
+  type ParallelismCaps,
+  type PlannerInput,
+  type Policy,
+} from "../planner/index.ts";
+import { Accounts } from "./accounts.ts";
+import type { BuiltCloud } from "./build.ts";
+import { Executor, type ExecutorHooks } from "./executor.ts";
+import { Rng } from "./rng.ts";
+import type { Scenario } from "./scenario.ts";
+import { INCOMING, NORMAL, OUTGOING, type SharingRule, shareCpu } from "./sharing.ts";
+import { type Trace, utilizationAt } from "./trace.ts";
+
+export interface SimulationOptions {
+  readonly scenario: Scenario;
+  readonly trace: Trace;
+  readonly built: BuiltCloud;
+  readonly policy: Policy;
+  readonly calibration: MigrationCalibration;
+  readonly seed: number;
+  /** Called after each planning round with the fraction of the run done. */
+  readonly onProgress?: (fraction: number) => void;
+  /** Check every model invariant after each round (slow; tests). */
+  readonly checkInvariants?: boolean;
+}
+
+export interface RoundTiming {
+  readonly plannerMs: number[];
+}
+
+type SimEvent =
+  | { readonly kind: "tick"; readonly time: number; readonly seq: number; readonly round: number }
+  | { readonly kind: "done"; readonly time: number; readonly seq: number; readonly action: number }
+  | { readonly kind: "end"; readonly time: number; readonly seq: number };
+
+const HISTORY = 30;
+
+export class Simulation {
+  readonly cloud: Cloud;
+  readonly rule: SharingRule;
+  readonly accounts: Accounts;
+  readonly executor: Executor;
+  readonly timing: RoundTiming = { plannerMs: [] };
+  readonly load = new LoadHistory(HISTORY);
+
+  private readonly G: number;
+  private readonly trace: Trace;
+  private readonly requests: Float64Array;
+  private readonly granted: Float64Array;
+  private readonly removed: Uint8Array;
+  private readonly mips: Float64Array;
+  private readonly vcpus: Int32Array;
+  private readonly residentMiB: Float64Array;
+  private readonly dirtyRate: Float64Array;
+  private readonly lastMovedAt: Float64Array;
+  private readonly queue = new Heap<SimEvent>((a, b) => a.time - b.time || a.seq - b.seq);
+  private seq = 0;
+  private lastProcessTime = 0;
+  private readonly random: Rng;
+  private readonly caps: ParallelismCaps;
+  private readonly scratch = {
+    request: new Float64Array(64),
+    vcpus: new Int32Array(64),
+    migration: new Uint8Array(64),
+    granted: new Float64Array(64),
+    guests: new Int32Array(64),
+  };
+
+  constructor(private readonly opts: SimulationOptions) {
+    const { scenario, trace, built } = opts;
+    this.cloud = built.cloud;
+    this.trace = trace;
+    this.rule = scenario.cloudsimCompat ? "cloudsim" : "nested";
+    this.G = this.cloud.guests.length;
+    this.load.ensureGuests(this.G);
+    this.requests = new Float64Array(this.G);
+    this.granted = new Float64Array(this.G);
+    this.removed = new Uint8Array(this.G);
+    this.mips = Float64Array.from(this.cloud.guests, guestMips);
+    this.vcpus = Int32Array.from(this.cloud.guests, (g) => g.vcpus);
+    this.residentMiB = Float64Array.from(this.cloud.guests, (g) => g.memoryMiB);
+    this.dirtyRate = new Float64Array(this.G);
+    this.lastMovedAt = new Float64Array(this.G).fill(Number.NEGATIVE_INFINITY);
+    this.random = Rng.derive(opts.seed, "planner");
+    this.caps = {
+      maxConcurrentMigrations: scenario.migration.maxConcurrent,
+      maxPerHostVm: scenario.migration.maxPerHostVm,
+    };
+    this.accounts = new Accounts(this.cloud, this.G, this.rule);
+    const hooks: ExecutorHooks = {
+      schedule: (time, action) => this.push({ kind: "done", time, seq: 0, action }),
+      migrationStarted: (g, from, to, now) => this.onMigrationStarted(g, from, to, now),
+      hostVmChanged: (h, now) => this.accounts.hostVmStateChanged(h, now),
+    };
+    this.executor = new Executor(this.cloud, this.rule, hooks, {
+      cpuOvercommit: this.rules().cpuOvercommit,
+      memory: this.rules().memory,
+    });
+  }
+
+  private rules() {
+    return this.rule === "cloudsim" ? CLOUDSIM_RULES : NESTED_RULES;
+  }
+
+  private push(e: SimEvent): void {
+    this.queue.push({ ...e, seq: this.seq++ } as SimEvent);
+  }
+
+  /** Runs to the end of the scenario. */
+  run(): void {
+    const { scenario } = this.opts;
+    const interval = scenario.intervalSeconds;
+    const duration = scenario.durationSeconds;
+    const offset = this.rule === "cloudsim" ? 0.1 : 0;
+    this.placeInitialGuests();
+    if (this.rule === "nested") {
+      // Round 0: measure and plan right away (releases host VMs the placement left empty).
+      this.refreshRequests(0, true);
+      this.updateHosts(0, undefined);
+      this.planRound(0);
+    }
+    const rounds = Math.floor((duration - offset) / interval - 1e-9);
+    for (let k = 1; k <= rounds; k++) {
+      // CloudSim accumulates clock + 300 from 0.1; do the same so (t - 0.1) % 300 stays exact.
+      const t = this.rule === "cloudsim" ? tickTime(k, interval) : k * interval;
+      this.push({ kind: "tick", time: t, seq: 0, round: k });
+    }
+    if (this.rule === "nested") this.push({ kind: "end", time: duration, seq: 0 });
+    const total = rounds;
+    while (this.queue.size() > 0) {
+      const e = this.queue.pop()!;
+      if (e.time >= duration && this.rule === "cloudsim") break;
+      if (e.kind === "tick") {
+        this.onTick(e.time);
+        this.opts.onProgress?.(e.round / total);
+      } else if (e.kind === "done") this.onActionDone(e.time, e.action);
+      else {
+        this.refreshRequests(e.time, false);
+        this.updateHosts(e.time, undefined);
+        break;
+      }
+    }
+    this.accounts.finish(this.rule === "cloudsim" ? this.lastProcessTime : duration);
+  }
+
+  private placeInitialGuests(): void {
+    const all = Array.from({ length: this.G }, (_, g) => g);
+    // Guests ask for their full guaranteed MIPS while being created (CloudSim does the same).
+    for (let g = 0; g < this.G; g++) this.requests[g] = this.mips[g];
+    const input = this.plannerInput(0, new Float64Array(this.cloud.hostVms.length));
+    const placement = this.opts.policy.placeNew(input, all);
+    if (placement.unplaced.length > 0) {
+      const g = this.cloud.guests[placement.unplaced[0]];
+      throw new SimulationError(
+        `initial placement failed: ${placement.unplaced.length} guest VM(s) fit nowhere (first: ${g.id}, ${g.vcpus} vCPU, ${g.memoryMiB} MiB); add servers or host VM slots`,
+      );
+    }
+    const acquired = placement.acquisitions.map((a) => {
+      const type = this.opts.built.acquireType!;
+      if (type.name !== a.type) throw new SimulationError(`policy asked for unknown host VM type ${a.type}`);
+      const h = this.cloud.addHostVm(
+        `${this.cloud.servers[a.server].id}/hv-init${this.cloud.hostVms.length}`,
+        type,
+        a.server,
+        "running",
+        0,
+      );
+      this.accounts.hostVmStateChanged(h, 0);
+      return h;
+    });
+    for (const a of placement.assignments) {
+      const h = a.to.kind === "existing" ? a.to.hostVm : acquired[a.to.action];
+      this.cloud.assign(a.guest, h);
+    }
+  }
+
+  private onTick(t: number): void {
+    this.refreshRequests(t, true);
+    this.updateHosts(t, undefined);
+    this.planRound(t);
+  }
+
+  /** Reads every live guest's demand at t; at ticks also appends it to the load history. */
+  private refreshRequests(t: number, tick: boolean): void {
+    for (let g = 0; g < this.G; g++) {
+      if (this.removed[g]) continue;
+      const u = utilizationAt(this.trace, g, t);
+      this.requests[g] = u * this.mips[g];
+      if (tick) {
+        this.load.push(g, u);
+        this.updateMemoryModel(g, u);
+      }
+    }
+  }
+
+  /**
+   * The documented rule for memory a trace does not give (see docs/architecture.md):
+   * resident memory grows with the highest CPU load seen recently (35 % floor), and the dirty
+   * rate is the guest type's full-load rate scaled by its current load.
+   */
+  private updateMemoryModel(g: number, u: number): void {
+    let peak = u;
+    const n = Math.min(this.load.count(g), 12);
+    for (let k = 1; k < n; k++) peak = Math.max(peak, this.load.recent(g, k));
+    const mem = this.cloud.guests[g].memoryMiB;
+    this.residentMiB[g] = mem * Math.min(1, 0.35 + 0.65 * peak);
+    this.dirtyRate[g] = this.cloud.guests[g].dirtyRateMiBps * u;
+  }
+
+  /**
+   * Recomputes CPU shares of the given host VMs (all when undefined) at time t and accounts
+   * the interval since their last update. In CloudSim mode, an all-host update also removes
+   * guests whose demand is exactly zero (CloudSim treats them as finished).
+   */
+  private updateHosts(t: number, hosts: readonly number[] | undefined): void {
+    const H = this.cloud.hostVms.length;
+    if (hosts === undefined) {
+      for (let h = 0; h < H; h++) this.updateHost(h, t);
+      this.accounts.closeEnergy(t, undefined);
+      if (this.rule === "cloudsim") this.removeFinishedGuests(t);
+      this.lastProcessTime = t;
+    } else {
+      for (const h of hosts) this.updateHost(h, t);
+      this.accounts.closeEnergy(t, hosts);
+    }
+  }
+
+  private updateHost(h: number, t: number): void {
+    const host = this.cloud.hostVms[h];
+    const list = this.cloud.hostGuests[h];
+    const incoming = this.rule === "cloudsim" ? this.executor.incomingOf(h) : undefined;
+    const n = list.length + (incoming?.length ?? 0);
+    const s = this.ensureScratch(n);
+    let i = 0;
+    for (const g of list) {
+      s.guests[i] = g;
+      s.request[i] = this.requests[g];
+      s.vcpus[i] = this.vcpus[g];
+      s.migration[i] = this.executor.isMigrating(g) && this.rule === "cloudsim" ? OUTGOING : NORMAL;
+      i++;
+    }
+    if (incoming) {
+      for (const g of incoming) {
+        s.guests[i] = g;
+        s.request[i] = this.requests[g];
+        s.vcpus[i] = this.vcpus[g];
+        s.migration[i] = INCOMING;
+        i++;
+      }
+    }
+    const share = shareCpu(
+      this.rule,
+      {
+        capacity: host.type.vcpus * host.type.mipsPerVcpu,
+        perVcpu: host.type.mipsPerVcpu,
+        request: s.request,
+        vcpus: s.vcpus,
+        migration: s.migration,
+        n,
+      },
+      s.granted,
+    );
+    this.accounts.hostUpdated(h, t, share.usedMips, share.requestedMips);
+    for (let j = 0; j < list.length; j++) {
+      const g = s.guests[j];
+      this.granted[g] = s.granted[j];
+      this.accounts.guestUpdated(g, t, s.granted[j], s.request[j], s.migration[j] === OUTGOING);
+    }
+  }
+
+  private ensureScratch(n: number) {
+    if (this.scratch.request.length < n) {
+      const size = Math.max(n, this.scratch.request.length * 2);
+      this.scratch.request = new Float64Array(size);
+      this.scratch.vcpus = new Int32Array(size);
+      this.scratch.migration = new Uint8Array(size);
+      this.scratch.granted = new Float64Array(size);
+      this.scratch.guests = new Int32Array(size);
+    }
+    return this.scratch;
+  }
+
+  private removeFinishedGuests(t: number): void {
+    for (let g = 0; g < this.G; g++) {
+      if (process.env.NO_REMOVE || this.removed[g] || this.executor.isMigrating(g) || this.requests[g] !== 0)
+        continue;
+      if (this.cloud.guestHost[g] === UNPLACED) continue;
+      this.removed[g] = 1;
+      this.cloud.assign(g, UNPLACED);
+      this.accounts.guestRemoved(g, t);
+    }
+  }
+
+  private plannerInput(t: number, measured: Float64Array): PlannerInput {
+    const inMigration = new Uint8Array(this.G);
+    const inboundTarget = new Int32Array(this.G).fill(-1);
+    this.executor.fillInFlight(inMigration, inboundTarget);
+    const mech = this.opts.scenario.migration;
+    return {
+      cloud: this.cloud,
+      now: t,
+      intervalSeconds: this.opts.scenario.intervalSeconds,
+      load: this.load,
+      requestMips: this.requests,
+      measuredMips: measured,
+      inMigration,
+      inboundTarget,
+      residentMiB: this.residentMiB,
+      dirtyRateMiBps: this.dirtyRate,
+      lastMovedAt: this.lastMovedAt,
+      pendingAcquisitions: new Int32Array(this.cloud.servers.length),
+      rules: this.rules(),
+      calibration: this.opts.calibration,
+      mechanism: { ...DEFAULT_MECHANISM_POLICY, model: mech.model, postcopyFallback: mech.postcopyFallback },
+      caps: this.caps,
+      random: this.random,
+    };
+  }
+
+  private planRound(t: number): void {
+    this.accounts.sample(t, this.executor.takeStartedCounts());
+    const input = this.plannerInput(t, this.accounts.usedMipsSnapshot());
+    const started = performance.now();
+    const plan: ActionPlan = this.opts.policy.plan(input);
+    this.timing.plannerMs.push(performance.now() - started);
+    this.executor.submit(plan, t, this.opts.built.acquireType);
+    if (this.opts.checkInvariants) this.checkInvariants(t);
+  }
+
+  private onMigrationStarted(g: number, from: number, to: number, t: number): void {
+    // The planner's requests were read at t; CloudSim re-evaluates both hosts now.
+    if (this.rule === "cloudsim") {
+      this.updateHost(to, t);
+      this.updateHost(from, t);
+      this.accounts.closeEnergy(t, [to, from]);
+    }
+    void g;
+  }
+
+  private onActionDone(t: number, action: number): void {
+    const a = this.executor.action(action);
+    if (a.kind !== "migrate") {
+      this.executor.complete(action, t);
+      return;
+    }
+    const g = a.guest;
+    const from = this.cloud.guestHost[g];
+    const to = this.executor.targetOf(action);
+    if (this.rule === "cloudsim") {
+      if (t > this.lastProcessTime) {
+        this.refreshRequests(t, false);
+        this.updateHosts(t, undefined);
+      }
+      this.executor.complete(action, t);
+      this.cloud.assign(g, to);
+      this.lastMovedAt[g] = t;
+      const next = this.queue.peek();
+      if (
+        !(
+          next &&
+          next.kind === "done" &&
+          next.time === t &&
+          this.executor.action(next.action).kind === "migrate"
+        )
+      ) {
+        this.updateHosts(t, undefined);
+      }
+    } else {
+      this.updateHosts(t, [from, to]);
+      this.executor.complete(action, t);
+      this.cloud.assign(g, to);
+      this.lastMovedAt[g] = t;
+      this.accounts.downtime(g, this.requests[g], a.estimate.downtimeSeconds);
+      this.updateHosts(t, [from, to]);
+    }
+    this.executor.pump(t);
+  }
+
+  private checkInvariants(t: number): void {
+    const v = findViolations(this.cloud).filter(
+      (x) => this.rule === "nested" || x.rule !== "memory-overcommitted",
+    );
+    if (v.length > 0) throw new SimulationError(`invariant broken at t=${t}: ${v[0].message}`);
+  }
+}
+
+export class SimulationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SimulationError";
+  }
+}
+
+/** CloudSim's k-th tick: 0.1 + 300 + 300 + ... accumulated in floating point. */
+function tickTime(k: number, interval: number): number {
+  let t = 0.1;
+  for (let i = 0; i < k; i++) t += interval;
+  return t;
+}

@@ -1,0 +1,285 @@
+/**
+ * Runs action plans in virtual time: an action starts once everything it depends on has
+ * completed and the parallelism caps allow; a newer plan supersedes the actions of older
+ * plans that have not started. Each action is checked again when it starts (the world may
+ * have changed since it was planned): a move whose guest or target is no longer as planned
+ * fails, and so does everything that depends on it.
+ */
+import type { MigrationEstimate } from "../migration/index.ts";
+import { type Cloud, type HostVmType, hostVmGuestMemory } from "../model/index.ts";
+import type { Action, ActionPlan, ParallelismCaps } from "../planner/index.ts";
+import type { SharingRule } from "./sharing.ts";
+
+export type ActionState = "waiting" | "running" | "done" | "failed" | "superseded";
+
+interface Tracked {
+  readonly action: Action;
+  readonly deps: readonly number[];
+  readonly caps: ParallelismCaps;
+  state: ActionState;
+  /** Host VM created by an acquisition, or the resolved target of a migration. */
+  hostVm: number;
+  acquireType?: HostVmType;
+}
+
+export interface ExecutorHooks {
+  /** Ask for a completion event of global action `id` at `time`. */
+  schedule(time: number, id: number): void;
+  migrationStarted(guest: number, from: number, to: number, now: number): void;
+  hostVmChanged(hostVm: number, now: number): void;
+}
+
+export interface ExecutionRules {
+  readonly memory: "reserved" | "at-creation";
+  readonly cpuOvercommit: number;
+}
+
+export interface ExecutorStats {
+  started: Record<"instant" | "precopy" | "postcopy", number>;
+  failed: number;
+  superseded: number;
+  migrationSeconds: number;
+  downtimeSeconds: number;
+  bytes: number;
+  networkBytes: number;
+  acquisitions: number;
+  releases: number;
+}
+
+export class Executor {
+  private readonly tracked: Tracked[] = [];
+  private readonly waiting: number[] = [];
+  private readonly migrating = new Map<number, number>(); // guest -> global action id
+  private readonly incoming = new Map<number, number[]>(); // host VM -> guests arriving
+  private readonly perHost = new Map<number, number>(); // host VM -> running migrations touching it
+  private running = 0;
+  readonly stats: ExecutorStats = {
+    started: { instant: 0, precopy: 0, postcopy: 0 },
+    failed: 0,
+    superseded: 0,
+    migrationSeconds: 0,
+    downtimeSeconds: 0,
+    bytes: 0,
+    networkBytes: 0,
+    acquisitions: 0,
+    releases: 0,
+  };
+  /** Migrations started since the last call of takeStartedCounts, by mechanism. */
+  private startedSince = { instant: 0, precopy: 0, postcopy: 0 };
+
+  constructor(
+    private readonly cloud: Cloud,
+    private readonly rule: SharingRule,
+    private readonly hooks: ExecutorHooks,
+    private readonly rules: ExecutionRules,
+  ) {}
+
+  action(id: number): Action {
+    return this.tracked[id].action;
+  }
+
+  targetOf(id: number): number {
+    return this.tracked[id].hostVm;
+  }
+
+  isMigrating(g: number): boolean {
+    return this.migrating.has(g);
+  }
+
+  incomingOf(h: number): readonly number[] | undefined {
+    return this.incoming.get(h);
+  }
+
+  fillInFlight(inMigration: Uint8Array, inboundTarget: Int32Array): void {
+    for (const [g, id] of this.migrating) {
+      inMigration[g] = 1;
+      inboundTarget[g] = this.tracked[id].hostVm;
+    }
+  }
+
+  takeStartedCounts(): { instant: number; precopy: number; postcopy: number } {
+    const out = this.startedSince;
+    this.startedSince = { instant: 0, precopy: 0, postcopy: 0 };
+    return out;
+  }
+
+  submit(plan: ActionPlan, now: number, acquireType: HostVmType | undefined): void {
+    for (const id of this.waiting) {
+      if (this.tracked[id].state === "waiting") {
+        this.tracked[id].state = "superseded";
+        this.stats.superseded++;
+      }
+    }
+    this.waiting.length = 0;
+    const base = this.tracked.length;
+    for (const a of plan.actions) {
+      this.tracked.push({
+        action: a,
+        deps: a.dependsOn.map((d) => d + base),
+        caps: plan.caps,
+        state: "waiting",
+        hostVm: -1,
+        acquireType,
+      });
+      this.waiting.push(base + a.id);
+    }
+    this.pump(now);
+  }
+
+  /** Starts every waiting action that can start now. */
+  pump(now: number): void {
+    let progressed = true;
+    while (progressed) {
+      progressed = false;
+      for (let i = 0; i < this.waiting.length; i++) {
+        const id = this.waiting[i];
+        const t = this.tracked[id];
+        if (t.state !== "waiting") continue;
+        let ready = true;
+        let broken = false;
+        for (const d of t.deps) {
+          const s = this.tracked[d].state;
+          if (s === "failed" || s === "superseded") broken = true;
+          else if (s !== "done") ready = false;
+        }
+        if (broken) {
+          t.state = "failed";
+          this.stats.failed++;
+          progressed = true;
+          continue;
+        }
+        if (!ready) continue;
+        const started = this.start(id, now);
+        if (started === "started" || started === "failed") progressed = true;
+      }
+      if (progressed) {
+        let w = 0;
+        for (const id of this.waiting) if (this.tracked[id].state === "waiting") this.waiting[w++] = id;
+        this.waiting.length = w;
+      }
+    }
+  }
+
+  private start(id: number, now: number): "started" | "failed" | "blocked" {
+    const t = this.tracked[id];
+    const a = t.action;
+    if (a.kind === "acquire-host-vm") {
+      const type = t.acquireType;
+      const server = a.server;
+      if (!type || type.name !== a.type || server === undefined || !this.slotFree(server))
+        return this.fail(t);
+      const h = this.cloud.addHostVm(
+        `${this.cloud.servers[server].id}/hv${this.cloud.hostVms.length}`,
+        type,
+        server,
+        "provisioning",
+        now,
+      );
+      t.hostVm = h;
+      t.state = "running";
+      this.stats.acquisitions++;
+      this.hooks.hostVmChanged(h, now);
+      this.hooks.schedule(now + type.provisionSeconds, id);
+      return "started";
+    }
+    if (a.kind === "release-host-vm") {
+      const h = a.hostVm;
+      const host = this.cloud.hostVms[h];
+      if (
+        host.state !== "running" ||
+        this.cloud.hostGuests[h].length > 0 ||
+        (this.incoming.get(h)?.length ?? 0) > 0
+      ) {
+        return this.fail(t);
+      }
+      this.cloud.transition(h, "released", now);
+      t.state = "done";
+      this.stats.releases++;
+      this.hooks.hostVmChanged(h, now);
+      return "started";
+    }
+    if (a.kind === "rejuvenate") return this.fail(t);
+
+    const to = a.to.kind === "existing" ? a.to.hostVm : this.tracked[this.depBase(id) + a.to.action].hostVm;
+    if (this.running >= t.caps.maxConcurrentMigrations) return "blocked";
+    if (
+      (this.perHost.get(a.from) ?? 0) >= t.caps.maxPerHostVm ||
+      (this.perHost.get(to) ?? 0) >= t.caps.maxPerHostVm
+    ) {
+      return "blocked";
+    }
+    if (!this.migrationStillValid(a.guest, a.from, to)) return this.fail(t);
+    t.hostVm = to;
+    t.state = "running";
+    this.running++;
+    this.perHost.set(a.from, (this.perHost.get(a.from) ?? 0) + 1);
+    this.perHost.set(to, (this.perHost.get(to) ?? 0) + 1);
+    this.migrating.set(a.guest, id);
+    const list = this.incoming.get(to) ?? [];
+    list.push(a.guest);
+    this.incoming.set(to, list);
+    this.count(a.estimate);
+    this.hooks.migrationStarted(a.guest, a.from, to, now);
+    this.hooks.schedule(now + a.estimate.totalSeconds, id);
+    return "started";
+  }
+
+  /** Global id of action 0 of the plan that holds global action `id`. */
+  private depBase(id: number): number {
+    const t = this.tracked[id];
+    return id - t.action.id;
+  }
+
+  private count(e: MigrationEstimate): void {
+    this.stats.started[e.mechanism]++;
+    this.startedSince[e.mechanism]++;
+    this.stats.migrationSeconds += e.totalSeconds;
+    this.stats.downtimeSeconds += e.downtimeSeconds;
+    this.stats.bytes += e.bytes;
+    if (e.crossesNetwork) this.stats.networkBytes += e.bytes;
+  }
+
+  private migrationStillValid(g: number, from: number, to: number): boolean {
+    if (to < 0 || this.cloud.guestHost[g] !== from || this.migrating.has(g)) return false;
+    const target = this.cloud.hostVms[to];
+    if (target.state !== "running") return false;
+    if (this.rules.memory === "reserved") {
+      let reserved = this.cloud.hostMemoryUsed[to];
+      for (const x of this.incoming.get(to) ?? []) reserved += this.cloud.guests[x].memoryMiB;
+      if (reserved + this.cloud.guests[g].memoryMiB > hostVmGuestMemory(target.type) + 1e-9) return false;
+    }
+    return true;
+  }
+
+  private slotFree(server: number): boolean {
+    let used = 0;
+    for (const h of this.cloud.hostVms) if (h.server === server && h.state !== "released") used++;
+    return used < this.cloud.servers[server].hostVmSlots;
+  }
+
+  private fail(t: Tracked): "failed" {
+    t.state = "failed";
+    this.stats.failed++;
+    return "failed";
+  }
+
+  /** Marks a running action complete (the engine applies the move itself). */
+  complete(id: number, now: number): void {
+    const t = this.tracked[id];
+    const a = t.action;
+    t.state = "done";
+    if (a.kind === "acquire-host-vm") {
+      this.cloud.transition(t.hostVm, "running", now);
+      this.hooks.hostVmChanged(t.hostVm, now);
+      return;
+    }
+    if (a.kind !== "migrate") return;
+    this.running--;
+    this.perHost.set(a.from, (this.perHost.get(a.from) ?? 1) - 1);
+    this.perHost.set(t.hostVm, (this.perHost.get(t.hostVm) ?? 1) - 1);
+    this.migrating.delete(a.guest);
+    const list = this.incoming.get(t.hostVm);
+    if (list) list.splice(list.indexOf(a.guest), 1);
+    void this.rule;
+  }
+}

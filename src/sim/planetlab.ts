@@ -1,0 +1,81 @@
+/**
+ * Loader for PlanetLab/CoMon CPU traces (the data set distributed with CloudSim): a folder
+ * holds one file per VM, one integer CPU percent per line, one line per 300 s.
+ * Files are taken in byte order of their names so runs are reproducible on any filesystem.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { UserError } from "./errors.ts";
+import type { Trace } from "./trace.ts";
+
+export const PLANETLAB_INTERVAL_SECONDS = 300;
+export const PLANETLAB_SAMPLES = 288;
+
+/** Folders searched for a bare day name like "20110303". */
+export function planetlabRoots(cwd = process.cwd()): string[] {
+  const roots = [
+    process.env.NESTCLOUD_PLANETLAB_DIR,
+    join(cwd, "../shared/data/planetlab"),
+    join(cwd, "data/planetlab"),
+  ];
+  return roots.filter((r): r is string => typeof r === "string" && r.length > 0);
+}
+
+/** Resolves "20110303" (a day under a known root) or a folder path. */
+export function resolvePlanetlabFolder(spec: string, cwd = process.cwd()): string {
+  if (isAbsolute(spec) || spec.includes("/") || spec.startsWith(".")) {
+    const p = resolve(cwd, spec);
+    if (!existsSync(p) || !statSync(p).isDirectory())
+      throw new UserError(`trace folder ${spec} does not exist`);
+    return p;
+  }
+  for (const root of planetlabRoots(cwd)) {
+    const p = join(root, spec);
+    if (existsSync(p) && statSync(p).isDirectory()) return p;
+  }
+  throw new UserError(
+    `PlanetLab day ${spec} not found under ${planetlabRoots(cwd).join(", ")} (set NESTCLOUD_PLANETLAB_DIR or pass a folder path)`,
+  );
+}
+
+export function planetlabDays(cwd = process.cwd()): string[] {
+  for (const root of planetlabRoots(cwd)) {
+    if (!existsSync(root)) continue;
+    const days = readdirSync(root).filter((d) => /^\d{8}$/.test(d) && statSync(join(root, d)).isDirectory());
+    if (days.length > 0) return days.sort();
+  }
+  return [];
+}
+
+export function loadPlanetlabFolder(folder: string, source = `planetlab:${folder}`): Trace {
+  const files = readdirSync(folder)
+    .filter((f) => !f.startsWith(".") && statSync(join(folder, f)).isFile())
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (files.length === 0) throw new UserError(`trace folder ${folder} holds no trace files`);
+  const data = new Uint8Array(files.length * PLANETLAB_SAMPLES);
+  files.forEach((f, g) => {
+    const lines = readFileSync(join(folder, f), "utf8").split(/\r?\n/);
+    let n = 0;
+    for (let i = 0; i < lines.length && n < PLANETLAB_SAMPLES; i++) {
+      const line = lines[i].trim();
+      if (line === "") continue;
+      const v = Number(line);
+      if (!Number.isInteger(v) || v < 0 || v > 100) {
+        throw new UserError(
+          `${join(folder, f)}:${i + 1}: expected an integer CPU percent 0..100, got "${line.slice(0, 20)}"`,
+        );
+      }
+      data[g * PLANETLAB_SAMPLES + n++] = v;
+    }
+    if (n === 0) throw new UserError(`${join(folder, f)}: empty trace file`);
+    // Short files hold their last value (CloudSim pads the same way).
+    for (; n < PLANETLAB_SAMPLES; n++) data[g * PLANETLAB_SAMPLES + n] = data[g * PLANETLAB_SAMPLES + n - 1];
+  });
+  return {
+    source,
+    intervalSeconds: PLANETLAB_INTERVAL_SECONDS,
+    samples: PLANETLAB_SAMPLES,
+    names: files,
+    data,
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * Runs a scenario end to end: trace, cloud, policy, simulation, result. The CLI, the
+ * benchmarks and the tests all come through here.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { DEFAULT_CALIBRATION, type MigrationCalibration, parseCalibration } from "../migration/index.ts";
+import { type Policy, PolicyError } from "../planner/index.ts";
+import { buildCloud } from "./build.ts";
+import { Simulation } from "./engine.ts";
+import { UserError } from "./errors.ts";
+import { loadPlanetlabFolder, resolvePlanetlabFolder } from "./planetlab.ts";
+import { createPolicy } from "./policies.ts";
+import { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
+import type { Scenario } from "./scenario.ts";
+import { syntheticTrace } from "./synthetic.ts";
+import { resizeTrace, type Trace } from "./trace.ts";
+
+export interface RunOptions {
+  /** Policy name overriding the scenario's. */
+  readonly policy?: string;
+  /** Trace spec overriding the scenario's: planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]. */
+  readonly trace?: string;
+  readonly seed?: number;
+  readonly onProgress?: (fraction: number) => void;
+  readonly checkInvariants?: boolean;
+  /** Reuse an already loaded trace (compare runs several policies on one input). */
+  readonly loadedTrace?: Trace;
+}
+
+export interface RunOutput {
+  readonly result: SimulationResult;
+  readonly timing: RunTiming;
+}
+
+export function loadTrace(scenario: Scenario, override: string | undefined, seed: number): Trace {
+  if (override !== undefined) return parseTraceSpec(override, seed);
+  const t = scenario.doc.trace;
+  if (t.kind === "planetlab") {
+    const trace = loadPlanetlabFolder(resolvePlanetlabFolder(t.day), `planetlab:${t.day}`);
+    return t.guests ? resizeTrace(trace, t.guests) : trace;
+  }
+  return syntheticTrace({
+    guests: t.guests,
+    seed: t.seed ?? seed,
+    intervalSeconds: scenario.intervalSeconds,
+    samples: Math.ceil(scenario.durationSeconds / scenario.intervalSeconds),
+    medianPercent: t.medianPercent,
+    burstsPerDay: t.burstsPerDay,
+  });
+}
+
+export function parseTraceSpec(spec: string, seed: number): Trace {
+  const m = /^(planetlab|synthetic):(.+)$/.exec(spec);
+  if (!m)
+    throw new UserError(`--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`);
+  if (m[1] === "planetlab") return loadPlanetlabFolder(resolvePlanetlabFolder(m[2]), spec);
+  const [n, s] = m[2].split(":");
+  const guests = Number(n);
+  if (!Number.isInteger(guests) || guests < 1)
+    throw new UserError(`--trace ${spec}: guest count must be a positive integer`);
+  const traceSeed = s === undefined ? seed : Number(s);
+  if (!Number.isInteger(traceSeed)) throw new UserError(`--trace ${spec}: seed must be an integer`);
+  return syntheticTrace({ guests, seed: traceSeed });
+}
+
+export function loadCalibration(scenario: Scenario): MigrationCalibration {
+  const file = scenario.migration.calibration;
+  if (file === undefined) return DEFAULT_CALIBRATION;
+  const path = resolve(dirname(scenario.file), file);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw new UserError(`${scenario.file}: migration.calibration: cannot read ${path}`);
+  }
+  try {
+    return parseCalibration(JSON.parse(text), path);
+  } catch (e) {
+    throw new UserError(`${path}: ${(e as Error).message}`);
+  }
+}
+
+export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutput {
+  const started = performance.now();
+  const seed = opts.seed ?? scenario.seed;
+  const trace = opts.loadedTrace ?? loadTrace(scenario, opts.trace, seed);
+  if (trace.intervalSeconds !== scenario.intervalSeconds) {
+    throw new UserError(
+      `trace ${trace.source} has ${trace.intervalSeconds} s samples, scenario ${scenario.file} uses ${scenario.intervalSeconds} s`,
+    );
+  }
+  const built = buildCloud(scenario, trace);
+  const policyName = opts.policy ?? scenario.policy.name;
+  let policy: Policy;
+  try {
+    policy = createPolicy(policyName, scenario.policy.name === policyName ? scenario.policy.params : {}, {
+      acquireType: built.acquireType,
+    });
+  } catch (e) {
+    if (e instanceof PolicyError) throw new UserError(e.message);
+    throw e;
+  }
+  const calibration = loadCalibration(scenario);
+  const sim = new Simulation({
+    scenario,
+    trace,
+    built,
+    policy,
+    calibration,
+    seed,
+    onProgress: opts.onProgress,
+    checkInvariants: opts.checkInvariants,
+  });
+  sim.run();
+  const a = sim.accounts;
+  const x = sim.executor.stats;
+  const total = x.started.instant + x.started.precopy + x.started.postcopy;
+  const energyKWh = a.joules / 3.6e6;
+  const slatah = a.activeSeconds > 0 ? a.slaViolationSeconds / a.activeSeconds : 0;
+  const pdm = a.requestedMipsSeconds > 0 ? a.migrationLossMipsSeconds / a.requestedMipsSeconds : 0;
+  const slav = slatah * pdm;
+  const result: SimulationResult = {
+    scenario: scenario.name,
+    policy: policy.name,
+    trace: trace.source,
+    seed,
+    guests: trace.names.length,
+    physicalServers: scenario.servers.length,
+    durationSeconds: scenario.durationSeconds,
+    hostVmHours: (scenario.nested ? a.billedSeconds : a.activeSeconds) / 3600,
+    cost: a.cost,
+    energyKWh,
+    migrations: { total, ...x.started, failed: x.failed, superseded: x.superseded },
+    migrationSeconds: { total: x.migrationSeconds, mean: total > 0 ? x.migrationSeconds / total : 0 },
+    downtimeSeconds: x.downtimeSeconds,
+    networkBytes: x.networkBytes,
+    hostVmAcquisitions: x.acquisitions,
+    hostVmReleases: x.releases,
+    slatah,
+    pdm,
+    slav,
+    esv: energyKWh * slav,
+    rounds: sim.timing.plannerMs.length,
+    series: a.series,
+  };
+  return { result, timing: summarizeTiming((performance.now() - started) / 1000, sim.timing.plannerMs) };
+}

@@ -1,0 +1,134 @@
+/**
+ * The YAML scenario format, as a TypeBox schema: it validates (unknown fields are errors),
+ * documents, and types the parsed document in one place.
+ */
+import Type from "typebox";
+
+const PowerSpec = Type.Union([
+  Type.Literal("hp-ml110-g4"),
+  Type.Literal("hp-ml110-g5"),
+  Type.Array(Type.Number({ minimum: 0 }), { minItems: 11, maxItems: 11 }),
+]);
+
+const ServerGroup = Type.Object(
+  {
+    prefix: Type.String({ minLength: 1, pattern: "^[A-Za-z0-9._-]+$" }),
+    count: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    cores: Type.Integer({ minimum: 1 }),
+    mipsPerCore: Type.Number({ exclusiveMinimum: 0 }),
+    memoryMiB: Type.Number({ exclusiveMinimum: 0 }),
+    networkMbps: Type.Number({ exclusiveMinimum: 0 }),
+    power: PowerSpec,
+    hostVmSlots: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  },
+  { additionalProperties: false },
+);
+
+const HostVmTypeSpec = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    vcpus: Type.Integer({ minimum: 1 }),
+    mipsPerVcpu: Type.Number({ exclusiveMinimum: 0 }),
+    memoryMiB: Type.Number({ exclusiveMinimum: 0 }),
+    hypervisorOverheadMiB: Type.Optional(Type.Number({ minimum: 0 })),
+    pricePerHour: Type.Number({ minimum: 0 }),
+    provisionSeconds: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+const GuestTypeSpec = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    vcpus: Type.Optional(Type.Integer({ minimum: 1 })),
+    mipsPerVcpu: Type.Number({ exclusiveMinimum: 0 }),
+    memoryMiB: Type.Number({ exclusiveMinimum: 0 }),
+    dirtyRateMiBps: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+const TraceSpec = Type.Union([
+  Type.Object(
+    {
+      kind: Type.Literal("planetlab"),
+      day: Type.String({ minLength: 1 }),
+      guests: Type.Optional(Type.Integer({ minimum: 1 })),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      kind: Type.Literal("synthetic"),
+      guests: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+      seed: Type.Optional(Type.Integer()),
+      medianPercent: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 100 })),
+      burstsPerDay: Type.Optional(Type.Number({ minimum: 0 })),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+export const ScenarioSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    description: Type.Optional(Type.String()),
+    intervalSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    durationSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    seed: Type.Optional(Type.Integer()),
+    /** Reproduce CloudSim 3.0.3's accounting, timing and capacity rules (reference experiment only). */
+    compat: Type.Optional(Type.Literal("cloudsim-3.0.3")),
+    servers: Type.Array(ServerGroup, { minItems: 1 }),
+    /** interleave: g4-0, g5-0, g4-1, ... (CloudSim's alternation); sequential: group after group. */
+    serverOrder: Type.Optional(Type.Union([Type.Literal("interleave"), Type.Literal("sequential")])),
+    /** none: each server is one bare-metal "host VM" (no nesting); nested: rented host VMs on servers. */
+    nesting: Type.Union([Type.Literal("none"), Type.Literal("nested")]),
+    hostVmTypes: Type.Optional(Type.Array(HostVmTypeSpec, { minItems: 1 })),
+    hostVms: Type.Optional(
+      Type.Object(
+        {
+          type: Type.String({ minLength: 1 }),
+          /** Host VMs running on each server at the start (the policy releases those it leaves empty). */
+          perServer: Type.Integer({ minimum: 0 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    guests: Type.Object(
+      {
+        /** Types by contiguous equal shares of the guest list, in this order (CloudSim's rule). */
+        types: Type.Array(GuestTypeSpec, { minItems: 1 }),
+        tenants: Type.Optional(Type.Integer({ minimum: 1 })),
+        /** Every n-th pair of guests forms an anti-affinity group (0: none). */
+        antiAffinityPairsEvery: Type.Optional(Type.Integer({ minimum: 0 })),
+      },
+      { additionalProperties: false },
+    ),
+    trace: TraceSpec,
+    migration: Type.Optional(
+      Type.Object(
+        {
+          model: Type.Union([Type.Literal("cloudsim"), Type.Literal("qemu")]),
+          calibration: Type.Optional(Type.String()),
+          maxConcurrent: Type.Optional(Type.Integer({ minimum: 1 })),
+          maxPerHostVm: Type.Optional(Type.Integer({ minimum: 1 })),
+          postcopyFallback: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    policy: Type.Object(
+      {
+        name: Type.String({ minLength: 1 }),
+        params: Type.Optional(
+          Type.Record(Type.String(), Type.Union([Type.Number(), Type.Boolean(), Type.String()])),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ScenarioDoc = Type.Static<typeof ScenarioSchema>;
+export type TraceDoc = Type.Static<typeof TraceSpec>;

@@ -1,0 +1,257 @@
+/**
+ * Loads and checks a scenario file. Every problem becomes one UserError line that names the
+ * file and the field, e.g. `scenarios/x.yaml: servers[0].cores: must be >= 1`.
+ */
+import { readFileSync } from "node:fs";
+import Value from "typebox/value";
+import { parseDocument } from "yaml";
+import {
+  type HostVmType,
+  HP_ML110_G4,
+  HP_ML110_G5,
+  hostVmGuestMemory,
+  type PhysicalServer,
+  type PowerTable,
+} from "../model/index.ts";
+import { UserError } from "./errors.ts";
+import { type ScenarioDoc, ScenarioSchema } from "./scenario-schema.ts";
+
+export interface GuestTypeSpec {
+  readonly name: string;
+  readonly vcpus: number;
+  readonly mipsPerVcpu: number;
+  readonly memoryMiB: number;
+  readonly dirtyRateMiBps: number;
+}
+
+export interface Scenario {
+  readonly file: string;
+  readonly doc: ScenarioDoc;
+  readonly name: string;
+  readonly intervalSeconds: number;
+  readonly durationSeconds: number;
+  readonly seed: number;
+  readonly cloudsimCompat: boolean;
+  readonly servers: readonly PhysicalServer[];
+  readonly nested: boolean;
+  readonly hostVmTypes: readonly HostVmType[];
+  /** Host VMs per server at the start and their type (nested only). */
+  readonly initialHostVms: { readonly type: HostVmType; readonly perServer: number } | undefined;
+  readonly guestTypes: readonly GuestTypeSpec[];
+  readonly tenants: number;
+  readonly antiAffinityPairsEvery: number;
+  readonly migration: {
+    readonly model: "cloudsim" | "qemu";
+    readonly calibration: string | undefined;
+    readonly maxConcurrent: number;
+    readonly maxPerHostVm: number;
+    readonly postcopyFallback: boolean;
+  };
+  readonly policy: {
+    readonly name: string;
+    readonly params: Readonly<Record<string, number | boolean | string>>;
+  };
+}
+
+export function loadScenario(file: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UserError(`${file}: cannot read scenario (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  return parseScenario(text, file);
+}
+
+export function parseScenario(text: string, file = "<scenario>"): Scenario {
+  const parsed = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (parsed.errors.length > 0) {
+    const e = parsed.errors[0];
+    const pos = e.linePos?.[0];
+    const where = pos ? `:${pos.line}:${pos.col}` : "";
+    throw new UserError(`${file}${where}: malformed YAML: ${e.message.split("\n")[0]}`);
+  }
+  const raw: unknown = parsed.toJS();
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new UserError(`${file}: a scenario is a YAML mapping (name, servers, guests, trace, policy, ...)`);
+  }
+  precheckTrace(raw as Record<string, unknown>, file);
+  if (!Value.Check(ScenarioSchema, raw)) throw new UserError(`${file}: ${firstSchemaProblem(raw)}`);
+  return resolve(raw, file);
+}
+
+function precheckTrace(raw: Record<string, unknown>, file: string): void {
+  const t = raw.trace;
+  if (t === undefined) return;
+  if (typeof t !== "object" || t === null || Array.isArray(t))
+    throw new UserError(`${file}: trace: expected a mapping with kind`);
+  const kind = (t as Record<string, unknown>).kind;
+  if (kind !== "planetlab" && kind !== "synthetic") {
+    throw new UserError(`${file}: trace.kind: expected planetlab or synthetic, got ${JSON.stringify(kind)}`);
+  }
+}
+
+function firstSchemaProblem(raw: unknown): string {
+  const errors = [...Value.Errors(ScenarioSchema, raw)];
+  const unknown = errors.find((e) => e.keyword === "additionalProperties");
+  if (unknown) {
+    const names = (unknown.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+    const at = pathOf(unknown.instancePath);
+    return `${at ? `${at}: ` : ""}unknown field ${names.join(", ")}`;
+  }
+  const missing = errors.find((e) => e.keyword === "required");
+  if (missing) {
+    const names = (missing.params as { requiredProperties?: string[] }).requiredProperties ?? [];
+    const at = pathOf(missing.instancePath);
+    return `${at ? `${at}: ` : ""}missing field ${names.join(", ")}`;
+  }
+  // The deepest error is the most specific; unions report their members' errors too.
+  const best = errors
+    .filter((e) => e.keyword !== "anyOf" && e.keyword !== "boolean")
+    .sort((a, b) => b.instancePath.split("/").length - a.instancePath.split("/").length)[0];
+  const e = best ?? errors[0];
+  return `${pathOf(e.instancePath) || "(top)"}: ${e.message}`;
+}
+
+/** "/servers/0/cores" -> "servers[0].cores" */
+function pathOf(pointer: string): string {
+  return pointer
+    .split("/")
+    .slice(1)
+    .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), "");
+}
+
+const POWER: Record<string, PowerTable> = { "hp-ml110-g4": HP_ML110_G4, "hp-ml110-g5": HP_ML110_G5 };
+
+function resolve(doc: ScenarioDoc, file: string): Scenario {
+  const fail = (field: string, msg: string): never => {
+    throw new UserError(`${file}: ${field}: ${msg}`);
+  };
+  const nested = doc.nesting === "nested";
+
+  const groups = doc.servers.map((g, gi) => {
+    const power = typeof g.power === "string" ? POWER[g.power] : { watts: g.power };
+    for (let i = 1; i < power.watts.length; i++) {
+      if (power.watts[i] < power.watts[i - 1]) fail(`servers[${gi}].power`, "readings must not decrease");
+    }
+    return Array.from(
+      { length: g.count },
+      (_, i): PhysicalServer => ({
+        id: `${g.prefix}-${i}`,
+        cores: g.cores,
+        mipsPerCore: g.mipsPerCore,
+        memoryMiB: g.memoryMiB,
+        networkMbps: g.networkMbps,
+        power,
+        hostVmSlots: nested ? (g.hostVmSlots ?? 1) : 1,
+      }),
+    );
+  });
+  const servers: PhysicalServer[] = [];
+  if ((doc.serverOrder ?? "interleave") === "interleave") {
+    const longest = Math.max(...groups.map((g) => g.length));
+    for (let i = 0; i < longest; i++) for (const g of groups) if (i < g.length) servers.push(g[i]);
+  } else for (const g of groups) servers.push(...g);
+  const ids = new Set<string>();
+  for (const s of servers) {
+    if (ids.has(s.id)) fail("servers", `two server groups produce id ${s.id}: use distinct prefixes`);
+    ids.add(s.id);
+  }
+
+  let hostVmTypes: HostVmType[];
+  let initialHostVms: Scenario["initialHostVms"];
+  if (nested) {
+    if (!doc.hostVmTypes) fail("hostVmTypes", "required when nesting is nested");
+    if (!doc.hostVms) fail("hostVms", "required when nesting is nested");
+    hostVmTypes = doc.hostVmTypes!.map((t) => ({
+      name: t.name,
+      vcpus: t.vcpus,
+      mipsPerVcpu: t.mipsPerVcpu,
+      memoryMiB: t.memoryMiB,
+      hypervisorOverheadMiB: t.hypervisorOverheadMiB ?? 0,
+      pricePerHour: t.pricePerHour,
+      provisionSeconds: t.provisionSeconds ?? 90,
+      bareMetal: false,
+    }));
+    hostVmTypes.forEach((t, i) => {
+      if (t.hypervisorOverheadMiB >= t.memoryMiB)
+        fail(`hostVmTypes[${i}].hypervisorOverheadMiB`, "must be below memoryMiB");
+      for (const [si, s] of servers.entries()) {
+        if (t.vcpus > s.cores || t.memoryMiB > s.memoryMiB || t.mipsPerVcpu > s.mipsPerCore) {
+          fail(`hostVmTypes[${i}]`, `type ${t.name} does not fit on physical server ${servers[si].id}`);
+        }
+      }
+    });
+    const type = hostVmTypes.find((t) => t.name === doc.hostVms!.type);
+    if (!type)
+      fail(
+        "hostVms.type",
+        `no host VM type named ${doc.hostVms!.type} (have ${hostVmTypes.map((t) => t.name).join(", ")})`,
+      );
+    initialHostVms = { type: type!, perServer: doc.hostVms!.perServer };
+    for (const s of servers) {
+      if (doc.hostVms!.perServer > s.hostVmSlots) {
+        fail(
+          "hostVms.perServer",
+          `${doc.hostVms!.perServer} host VMs per server exceed the ${s.hostVmSlots} slots of ${s.id}`,
+        );
+      }
+    }
+  } else {
+    if (doc.hostVmTypes || doc.hostVms)
+      fail(doc.hostVmTypes ? "hostVmTypes" : "hostVms", "only meaningful with nesting: nested");
+    // Without nesting each physical server is the single bin: a bare-metal "host VM" type per server shape.
+    hostVmTypes = [];
+    initialHostVms = undefined;
+  }
+
+  const guestTypes = doc.guests.types.map(
+    (t): GuestTypeSpec => ({
+      name: t.name,
+      vcpus: t.vcpus ?? 1,
+      mipsPerVcpu: t.mipsPerVcpu,
+      memoryMiB: t.memoryMiB,
+      dirtyRateMiBps: t.dirtyRateMiBps ?? 0,
+    }),
+  );
+  guestTypes.forEach((g, i) => {
+    const fits = nested
+      ? hostVmTypes.some(
+          (t) => g.vcpus <= t.vcpus && g.mipsPerVcpu <= t.mipsPerVcpu && g.memoryMiB <= hostVmGuestMemory(t),
+        )
+      : servers.some((s) => g.vcpus <= s.cores && g.memoryMiB <= s.memoryMiB);
+    if (!fits) {
+      fail(
+        `guests.types[${i}]`,
+        `guest type ${g.name} (${g.vcpus} vCPU x ${g.mipsPerVcpu} MIPS, ${g.memoryMiB} MiB) fits in no ${nested ? "host VM type" : "physical server"}`,
+      );
+    }
+  });
+
+  const migration = doc.migration ?? { model: "qemu" as const };
+  return {
+    file,
+    doc,
+    name: doc.name,
+    intervalSeconds: doc.intervalSeconds ?? 300,
+    durationSeconds: doc.durationSeconds ?? 86400,
+    seed: doc.seed ?? 1,
+    cloudsimCompat: doc.compat === "cloudsim-3.0.3",
+    servers,
+    nested,
+    hostVmTypes,
+    initialHostVms,
+    guestTypes,
+    tenants: doc.guests.tenants ?? 1,
+    antiAffinityPairsEvery: doc.guests.antiAffinityPairsEvery ?? 0,
+    migration: {
+      model: migration.model,
+      calibration: migration.calibration,
+      maxConcurrent: migration.maxConcurrent ?? Number.POSITIVE_INFINITY,
+      maxPerHostVm: migration.maxPerHostVm ?? Number.POSITIVE_INFINITY,
+      postcopyFallback: migration.postcopyFallback ?? true,
+    },
+    policy: { name: doc.policy.name, params: doc.policy.params ?? {} },
+  };
+}

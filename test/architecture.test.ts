@@ -1,0 +1,97 @@
+// Enforces the module table of docs/architecture.md: which module may import which, and that
+// modules reach each other only through their public entry (index.ts).
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { test } from "node:test";
+
+const root = resolve(import.meta.dirname, "..");
+const src = join(root, "src");
+
+/** module -> modules it may import (besides itself and node built-ins). */
+export const allowedImports: Record<string, readonly string[]> = {
+  model: [],
+  planner: ["model"],
+  migration: ["model"],
+  sim: ["model", "planner", "migration"],
+  qemu: [],
+  vmi: [],
+  monitor: ["vmi", "model"],
+  testbed: ["qemu"],
+  agent: ["qemu", "vmi", "monitor", "testbed", "migration", "model"],
+  providers: ["model"],
+  controller: ["model", "planner", "migration", "providers", "agent"],
+  console: ["qemu"],
+  cli: [
+    "controller",
+    "sim",
+    "model",
+    "planner",
+    "migration",
+    "qemu",
+    "testbed",
+    "agent",
+    "vmi",
+    "monitor",
+    "console",
+  ],
+};
+
+function tsFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...tsFiles(p));
+    else if (p.endsWith(".ts")) out.push(p);
+  }
+  return out;
+}
+
+const importRe =
+  /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+
+test("every src module is declared in the import table", () => {
+  for (const mod of readdirSync(src)) {
+    if (statSync(join(src, mod)).isDirectory()) {
+      assert.ok(mod in allowedImports, `src/${mod} is not in the module table (test/architecture.test.ts)`);
+    }
+  }
+});
+
+test("modules import only what the architecture allows, and only through index.ts", () => {
+  const problems: string[] = [];
+  for (const file of tsFiles(src)) {
+    const mod = relative(src, file).split(sep)[0];
+    const text = readFileSync(file, "utf8");
+    for (const m of text.matchAll(importRe)) {
+      const spec = m[1] ?? m[2];
+      if (!spec.startsWith(".")) continue;
+      const target = resolve(dirname(file), spec);
+      const rel = relative(src, target);
+      if (rel.startsWith("..")) {
+        problems.push(`${relative(root, file)} imports ${spec} outside src/`);
+        continue;
+      }
+      const [targetMod, ...rest] = rel.split(sep);
+      if (targetMod === mod) continue;
+      if (!allowedImports[mod]?.includes(targetMod)) {
+        problems.push(`${relative(root, file)}: module ${mod} may not import ${targetMod}`);
+      }
+      if (rest.join("/") !== "index.ts") {
+        problems.push(`${relative(root, file)}: deep import ${spec} (use ../${targetMod}/index.ts)`);
+      }
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
+test("pure modules do no I/O", () => {
+  const pure = ["model", "planner", "migration"];
+  const io = /from\s+["'](node:)?(fs|fs\/promises|net|child_process|http|https|dgram|os)["']/;
+  const offenders = pure.flatMap((m) =>
+    tsFiles(join(src, m))
+      .filter((f) => !f.endsWith(".test.ts") && io.test(readFileSync(f, "utf8")))
+      .map((f) => relative(root, f)),
+  );
+  assert.deepEqual(offenders, []);
+});
