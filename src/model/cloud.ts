@@ -51,7 +51,7 @@ export class Cloud {
     }
     const i = this.hostVms.length;
     this.hostVmIndex.set(id, i);
-    this.hostVms.push({ id, type, server, state, stateSince: now });
+    this.hostVms.push({ id, type, server, state, stateSince: now, acquiredAt: now });
     this.hostGuests.push([]);
     this.hostMemoryUsed = grow(this.hostMemoryUsed, this.hostVms.length);
     return i;

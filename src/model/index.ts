@@ -6,6 +6,7 @@ export { HP_ML110_G4, HP_ML110_G5, type PowerTable, powerAt, powerTableProblem }
 export { type RandomSource, randomInt } from "./random.ts";
 export {
   acceptsGuests,
+  billedSeconds,
   type GuestRole,
   type GuestVm,
   guestMips,
@@ -17,5 +18,6 @@ export {
   hostVmMips,
   isBilled,
   type PhysicalServer,
+  secondsToNextBillingBoundary,
   serverMips,
 } from "./topology.ts";

@@ -30,6 +30,12 @@ export interface HostVmType {
   /** Seconds from acquisition request to a running guest hypervisor. */
   readonly provisionSeconds: number;
   /**
+   * Billing granularity: a host VM's rented time is rounded up to whole increments
+   * (1 = per second; 3600 = per started hour, as EC2 billed until 2017) with a minimum.
+   */
+  readonly billingIncrementSeconds: number;
+  readonly minimumBillingSeconds: number;
+  /**
    * True when the "host VM" is the physical server itself (no nesting, the CloudSim
    * reference): it is never acquired or released, only switched on and off.
    */
@@ -54,6 +60,8 @@ export interface HostVm {
   state: HostVmState;
   /** Simulation/wall time (s) of the last state change. */
   stateSince: number;
+  /** When the host VM was requested: billing runs from here. */
+  readonly acquiredAt: number;
 }
 
 export type GuestRole =
@@ -98,6 +106,23 @@ export function serverMips(s: PhysicalServer): number {
 /** A host VM that can receive guests now. */
 export function acceptsGuests(h: HostVm): boolean {
   return h.state === "running";
+}
+
+/**
+ * Billed seconds for a host VM rented for `seconds`: rounded up to whole increments, at
+ * least the minimum.
+ */
+export function billedSeconds(t: HostVmType, seconds: number): number {
+  const inc = Math.max(1, t.billingIncrementSeconds);
+  return Math.max(t.minimumBillingSeconds, Math.ceil(seconds / inc - 1e-9) * inc);
+}
+
+/** Seconds until the host VM starts a new billing increment (0 right at a boundary). */
+export function secondsToNextBillingBoundary(h: HostVm, now: number): number {
+  const inc = Math.max(1, h.type.billingIncrementSeconds);
+  const used = Math.max(now - h.acquiredAt, h.type.minimumBillingSeconds);
+  const paid = Math.ceil(used / inc - 1e-9) * inc;
+  return paid - (now - h.acquiredAt);
 }
 
 /** A host VM that is billed (and may hold guests). */

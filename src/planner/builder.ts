@@ -21,6 +21,8 @@ export interface BuildOptions {
   /** Host VMs that must not be released this round (e.g. kept as spares). */
   readonly keep?: ReadonlySet<number>;
   readonly notes?: string[];
+  /** Acquire potential bins that received no guest (host VMs wanted ahead of need). */
+  readonly acquireUnused?: boolean;
 }
 
 export function buildPlan(ws: Workspace, moves: readonly Move[], opts: BuildOptions): ActionPlan {
@@ -97,6 +99,8 @@ export function buildPlan(ws: Workspace, moves: readonly Move[], opts: BuildOpti
       movesOutOf.set(from, list);
     }
   }
+
+  if (opts.acquireUnused) for (let b = ws.existing; b < ws.binCount; b++) ref(b);
 
   if (opts.releaseEmpty) {
     for (let h = 0; h < ws.existing; h++) {

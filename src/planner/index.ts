@@ -7,6 +7,7 @@ export {
   StaticThreshold,
 } from "./detectors.ts";
 export { type CapacityRules, CLOUDSIM_RULES, NESTED_RULES, type PlannerInput } from "./input.ts";
+export { NESTCLOUD_DEFAULTS, type NestcloudParams, nestcloudParams, nestcloudPolicy } from "./nestcloud.ts";
 export { findBinForGuest, fits } from "./pabfd.ts";
 export {
   type AcquireHostVmAction,

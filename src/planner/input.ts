@@ -21,7 +21,7 @@ export interface CapacityRules {
 
 export const NESTED_RULES: CapacityRules = {
   memory: "reserved",
-  cpuOvercommit: 4,
+  cpuOvercommit: Number.POSITIVE_INFINITY,
   maxGuestsAtCreation: Number.POSITIVE_INFINITY,
 };
 export const CLOUDSIM_RULES: CapacityRules = {

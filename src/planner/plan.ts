@@ -47,7 +47,7 @@ export interface RejuvenateAction {
 
 export type Action = MigrateAction | AcquireHostVmAction | ReleaseHostVmAction | RejuvenateAction;
 
-export type MoveReason = "overload" | "underload" | "spare" | "rebalance" | "evacuate";
+export type MoveReason = "overload" | "reactive" | "underload" | "spare" | "rebalance" | "evacuate";
 
 export interface ParallelismCaps {
   /** Migrations running at once in the whole cloud. */

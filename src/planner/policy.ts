@@ -36,6 +36,12 @@ export interface Policy {
   placeNew(input: PlannerInput, guests: readonly number[]): Placement;
   /** One planning round. */
   plan(input: PlannerInput): ActionPlan;
+  /**
+   * Optional quick check between rounds on current load (overload relief only); the
+   * controller calls it every reactIntervalSeconds.
+   */
+  react?(input: PlannerInput): ActionPlan;
+  readonly reactIntervalSeconds?: number;
 }
 
 export interface PolicyContext {

@@ -4,7 +4,7 @@
  * series for reports. Follows CloudSim's definitions (state entries at update instants; a
  * segment counts with the state at its start) so the reference figures are comparable.
  */
-import { type Cloud, isBilled, powerAt } from "../model/index.ts";
+import { billedSeconds, type Cloud, isBilled, powerAt } from "../model/index.ts";
 import type { SharingRule } from "./sharing.ts";
 
 export interface SeriesPoint {
@@ -94,10 +94,14 @@ export class Accounts {
     if (host.server !== undefined) this.energyOn[host.server] = this.serverOn(host.server) ? 1 : 0;
   }
 
-  private closeBilling(h: number, t: number): void {
-    const dt = t - this.billedSince[h];
+  /** Ends a host VM's rental: its time rounds up to the type's billing increments. */
+  private closeBilling(h: number, t: number, released = true): void {
+    const type = this.cloud.hostVms[h].type;
+    const rented = t - this.billedSince[h];
+    // Still running at the end of the run: count the time actually used within it.
+    const dt = released ? billedSeconds(type, rented) : rented;
     this.billedSeconds += dt;
-    this.cost += (dt / 3600) * this.cloud.hostVms[h].type.pricePerHour;
+    this.cost += (dt / 3600) * type.pricePerHour;
     this.billedSince[h] = Number.NaN;
   }
 
@@ -107,8 +111,13 @@ export class Accounts {
     return false;
   }
 
-  /** A host VM's CPU shares were recomputed at t. */
-  hostUpdated(h: number, t: number, usedMips: number, requestedMips: number): void {
+  /**
+   * A host VM's CPU shares were recomputed at t. CloudSim rules: a segment between updates
+   * violates the SLA if it started under-allocated. Nested rules: demand moves linearly
+   * between updates (interpolated traces), so the violating part of the segment is the time
+   * the requested MIPS spend above capacity — exact, not sampled.
+   */
+  hostUpdated(h: number, t: number, usedMips: number, requestedMips: number, capacityMips: number): void {
     this.track(h);
     this.used[h] = usedMips;
     const last = this.entryTime[h];
@@ -116,7 +125,9 @@ export class Accounts {
       const dt = t - last;
       if (this.entryActive[h]) {
         this.activeSeconds += dt;
-        if (this.entryUsed[h] < this.entryReq[h]) this.slaViolationSeconds += dt;
+        if (this.rule === "cloudsim") {
+          if (this.entryUsed[h] < this.entryReq[h]) this.slaViolationSeconds += dt;
+        } else this.slaViolationSeconds += dt * fractionAbove(this.entryReq[h], requestedMips, capacityMips);
       }
     }
     this.entryTime[h] = t;
@@ -226,6 +237,17 @@ export class Accounts {
 
   /** Closes billing at the end of the run (energy and SLA segments end at the last update). */
   finish(t: number): void {
-    for (let h = 0; h < this.known; h++) if (!Number.isNaN(this.billedSince[h])) this.closeBilling(h, t);
+    for (let h = 0; h < this.known; h++)
+      if (!Number.isNaN(this.billedSince[h])) this.closeBilling(h, t, false);
   }
+}
+
+/** Share of a segment where a linear quantity going from a to b exceeds c. */
+export function fractionAbove(a: number, b: number, c: number): number {
+  const eps = 1e-9 * Math.max(1, c);
+  const above = (x: number) => x > c + eps;
+  if (above(a) && above(b)) return 1;
+  if (!above(a) && !above(b)) return 0;
+  const cross = (c - a) / (b - a);
+  return above(a) ? cross : 1 - cross;
 }

@@ -23,6 +23,8 @@ export function bareMetalType(s: Scenario["servers"][number]): HostVmType {
     hypervisorOverheadMiB: 0,
     pricePerHour: 0,
     provisionSeconds: 0,
+    billingIncrementSeconds: 1,
+    minimumBillingSeconds: 0,
     bareMetal: true,
   };
 }

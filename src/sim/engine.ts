@@ -45,11 +45,14 @@ export interface SimulationOptions {
 
 export interface RoundTiming {
   readonly plannerMs: number[];
+  /** Reactive checks between rounds. */
+  readonly reactMs: number[];
 }
 
 type SimEvent =
   | { readonly kind: "tick"; readonly time: number; readonly seq: number; readonly round: number }
   | { readonly kind: "done"; readonly time: number; readonly seq: number; readonly action: number }
+  | { readonly kind: "poll"; readonly time: number; readonly seq: number }
   | { readonly kind: "end"; readonly time: number; readonly seq: number };
 
 const HISTORY = 30;
@@ -59,7 +62,7 @@ export class Simulation {
   readonly rule: SharingRule;
   readonly accounts: Accounts;
   readonly executor: Executor;
-  readonly timing: RoundTiming = { plannerMs: [] };
+  readonly timing: RoundTiming = { plannerMs: [], reactMs: [] };
   readonly load = new LoadHistory(HISTORY);
 
   private readonly G: number;
@@ -144,7 +147,15 @@ export class Simulation {
       const t = this.rule === "cloudsim" ? tickTime(k, interval) : k * interval;
       this.push({ kind: "tick", time: t, seq: 0, round: k });
     }
-    if (this.rule === "nested") this.push({ kind: "end", time: duration, seq: 0 });
+    if (this.rule === "nested") {
+      this.push({ kind: "end", time: duration, seq: 0 });
+      // Policies that watch load between rounds (cheap instant moves make that worth it).
+      const every = this.opts.policy.reactIntervalSeconds;
+      if (every !== undefined && every > 0 && every < interval) {
+        for (let t = every; t < duration; t += every)
+          if (t % interval !== 0) this.push({ kind: "poll", time: t, seq: 0 });
+      }
+    }
     const total = rounds;
     while (this.queue.size() > 0) {
       const e = this.queue.pop()!;
@@ -153,6 +164,7 @@ export class Simulation {
         this.onTick(e.time);
         this.opts.onProgress?.(e.round / total);
       } else if (e.kind === "done") this.onActionDone(e.time, e.action);
+      else if (e.kind === "poll") this.onPoll(e.time);
       else {
         this.refreshRequests(e.time, false);
         this.updateHosts(e.time, undefined);
@@ -164,8 +176,12 @@ export class Simulation {
 
   private placeInitialGuests(): void {
     const all = Array.from({ length: this.G }, (_, g) => g);
-    // Guests ask for their full guaranteed MIPS while being created (CloudSim does the same).
-    for (let g = 0; g < this.G; g++) this.requests[g] = this.mips[g];
+    // CloudSim creates its VMs asking for their full MIPS; a nested cloud's day starts with
+    // guests already running, so they are placed by what they use at time 0.
+    for (let g = 0; g < this.G; g++) {
+      this.requests[g] =
+        this.rule === "cloudsim" ? this.mips[g] : utilizationAt(this.trace, g, 0) * this.mips[g];
+    }
     const input = this.plannerInput(0, new Float64Array(this.cloud.hostVms.length));
     const placement = this.opts.policy.placeNew(input, all);
     if (placement.unplaced.length > 0) {
@@ -239,6 +255,11 @@ export class Simulation {
       if (this.rule === "cloudsim") this.removeFinishedGuests(t);
       this.lastProcessTime = t;
     } else {
+      // Demand moves between samples: read it again for the guests whose hosts we account.
+      for (const h of hosts) {
+        for (const g of this.cloud.hostGuests[h])
+          this.requests[g] = utilizationAt(this.trace, g, t) * this.mips[g];
+      }
       for (const h of hosts) this.updateHost(h, t);
       this.accounts.closeEnergy(t, hosts);
     }
@@ -279,7 +300,13 @@ export class Simulation {
       },
       s.granted,
     );
-    this.accounts.hostUpdated(h, t, share.usedMips, share.requestedMips);
+    this.accounts.hostUpdated(
+      h,
+      t,
+      share.usedMips,
+      share.requestedMips,
+      host.type.vcpus * host.type.mipsPerVcpu,
+    );
     for (let j = 0; j < list.length; j++) {
       const g = s.guests[j];
       this.granted[g] = s.granted[j];
@@ -344,6 +371,19 @@ export class Simulation {
     this.timing.plannerMs.push(performance.now() - started);
     this.executor.submit(plan, t, this.opts.built.acquireType);
     if (this.opts.checkInvariants) this.checkInvariants(t);
+  }
+
+  private onPoll(t: number): void {
+    const react = this.opts.policy.react;
+    if (!react) return;
+    this.refreshRequests(t, false);
+    this.updateHosts(t, undefined);
+    const input = this.plannerInput(t, this.accounts.usedMipsSnapshot());
+    const started = performance.now();
+    const plan = react.call(this.opts.policy, input);
+    this.timing.reactMs.push(performance.now() - started);
+    if (plan.actions.length > 0)
+      this.executor.submit(plan, t, this.opts.built.acquireType, { supersede: false });
   }
 
   private onMigrationStarted(g: number, from: number, to: number, t: number): void {

@@ -7,7 +7,7 @@
  */
 import type { MigrationEstimate } from "../migration/index.ts";
 import { type Cloud, type HostVmType, hostVmGuestMemory } from "../model/index.ts";
-import type { Action, ActionPlan, ParallelismCaps } from "../planner/index.ts";
+import type { Action, ActionPlan, MoveReason, ParallelismCaps } from "../planner/index.ts";
 import type { SharingRule } from "./sharing.ts";
 
 export type ActionState = "waiting" | "running" | "done" | "failed" | "superseded";
@@ -44,6 +44,8 @@ export interface ExecutorStats {
   networkBytes: number;
   acquisitions: number;
   releases: number;
+  /** Migrations started, by why the planner moved the guest and by mechanism. */
+  byReason: Partial<Record<MoveReason, Record<"instant" | "precopy" | "postcopy", number>>>;
 }
 
 export class Executor {
@@ -63,6 +65,7 @@ export class Executor {
     networkBytes: 0,
     acquisitions: 0,
     releases: 0,
+    byReason: {},
   };
   /** Migrations started since the last call of takeStartedCounts, by mechanism. */
   private startedSince = { instant: 0, precopy: 0, postcopy: 0 };
@@ -103,14 +106,25 @@ export class Executor {
     return out;
   }
 
-  submit(plan: ActionPlan, now: number, acquireType: HostVmType | undefined): void {
-    for (const id of this.waiting) {
-      if (this.tracked[id].state === "waiting") {
-        this.tracked[id].state = "superseded";
-        this.stats.superseded++;
+  /**
+   * Adds a plan. By default it supersedes the actions of earlier plans that have not
+   * started (a newer plan knows better); a reactive plan is added alongside them instead.
+   */
+  submit(
+    plan: ActionPlan,
+    now: number,
+    acquireType: HostVmType | undefined,
+    opts = { supersede: true },
+  ): void {
+    if (opts.supersede) {
+      for (const id of this.waiting) {
+        if (this.tracked[id].state === "waiting") {
+          this.tracked[id].state = "superseded";
+          this.stats.superseded++;
+        }
       }
+      this.waiting.length = 0;
     }
-    this.waiting.length = 0;
     const base = this.tracked.length;
     for (const a of plan.actions) {
       this.tracked.push({
@@ -219,6 +233,8 @@ export class Executor {
     list.push(a.guest);
     this.incoming.set(to, list);
     this.count(a.estimate);
+    const r = (this.stats.byReason[a.reason] ??= { instant: 0, precopy: 0, postcopy: 0 });
+    r[a.estimate.mechanism]++;
     this.hooks.migrationStarted(a.guest, a.from, to, now);
     this.hooks.schedule(now + a.estimate.totalSeconds, id);
     return "started";

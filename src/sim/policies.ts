@@ -1,5 +1,7 @@
 /** Policy names -> policies, with parameters from the scenario file. */
 import {
+  nestcloudParams,
+  nestcloudPolicy,
   POLICY_NAMES,
   type Policy,
   type PolicyContext,
@@ -10,10 +12,11 @@ import {
 
 export function createPolicy(
   name: string,
-  _params: Readonly<Record<string, number | boolean | string>>,
+  params: Readonly<Record<string, number | boolean | string>>,
   ctx: PolicyContext,
 ): Policy {
   if (REFERENCE_POLICY_PATTERN.test(name)) return referencePolicy(name, ctx);
+  if (name === "nestcloud") return nestcloudPolicy(nestcloudParams(params), ctx.acquireType);
   throw new PolicyError(
     `unknown policy ${name} (known: ${POLICY_NAMES.join(", ")}, or <thr|iqr|mad|lr|lrr>-<mmt|rs|mc|mu>-<parameter>)`,
   );

@@ -20,6 +20,10 @@ export interface SimulationResult {
     readonly failed: number;
     readonly superseded: number;
   };
+  /** Migrations by the planner's reason (overload, underload, ...) and mechanism. */
+  readonly migrationsByReason: Readonly<
+    Record<string, { readonly instant: number; readonly precopy: number; readonly postcopy: number }>
+  >;
   readonly migrationSeconds: { readonly total: number; readonly mean: number };
   readonly downtimeSeconds: number;
   /** Bytes moved by migrations over the datacenter network (instant handovers move none). */

@@ -132,6 +132,7 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     cost: a.cost,
     energyKWh,
     migrations: { total, ...x.started, failed: x.failed, superseded: x.superseded },
+    migrationsByReason: x.byReason,
     migrationSeconds: { total: x.migrationSeconds, mean: total > 0 ? x.migrationSeconds / total : 0 },
     downtimeSeconds: x.downtimeSeconds,
     networkBytes: x.networkBytes,

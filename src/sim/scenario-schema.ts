@@ -33,6 +33,9 @@ const HostVmTypeSpec = Type.Object(
     hypervisorOverheadMiB: Type.Optional(Type.Number({ minimum: 0 })),
     pricePerHour: Type.Number({ minimum: 0 }),
     provisionSeconds: Type.Optional(Type.Number({ minimum: 0 })),
+    /** Rented time is rounded up to this many seconds (1: per second; 3600: per started hour). */
+    billingIncrementSeconds: Type.Optional(Type.Number({ minimum: 1 })),
+    minimumBillingSeconds: Type.Optional(Type.Number({ minimum: 0 })),
   },
   { additionalProperties: false },
 );

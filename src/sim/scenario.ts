@@ -172,6 +172,8 @@ function resolve(doc: ScenarioDoc, file: string): Scenario {
       hypervisorOverheadMiB: t.hypervisorOverheadMiB ?? 0,
       pricePerHour: t.pricePerHour,
       provisionSeconds: t.provisionSeconds ?? 90,
+      billingIncrementSeconds: t.billingIncrementSeconds ?? 1,
+      minimumBillingSeconds: t.minimumBillingSeconds ?? 60,
       bareMetal: false,
     }));
     hostVmTypes.forEach((t, i) => {

@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// Entry for `npx nestcloud`: runs the TypeScript sources through tsx's loader.
+import { register } from "tsx/esm/api";
+
+register();
+const { main } = await import("../src/cli/main.ts");
+process.exitCode = main(process.argv);

@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+/**
+ * The `nestcloud` command. User mistakes (bad scenario, unknown policy, missing trace)
+ * print one line naming what is wrong and exit with code 2; bugs keep their stack trace.
+ */
+import { Command, CommanderError } from "commander";
+import { CalibrationError } from "../migration/index.ts";
+import { PlanError, PolicyError } from "../planner/index.ts";
+import { SimulationError, UserError } from "../sim/index.ts";
+import { compare, simulate } from "./simulate.ts";
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("nestcloud")
+    .description("Virtual IaaS cloud: nested guest VMs in rented host VMs, planned and simulated.")
+    .version("0.1.0")
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command("simulate")
+    .description("run a scenario through the simulator (default: a synthetic nested cloud)")
+    .argument("[scenario]", "scenario YAML file")
+    .option("-p, --policy <name>", "policy (e.g. nestcloud, lr-mmt-1.2, thr-mmt-0.8)")
+    .option("-t, --trace <spec>", "planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]")
+    .option("-s, --seed <n>", "random seed")
+    .option("-o, --out <dir>", "where results.json and report.html go")
+    .option("-q, --quiet", "no progress output")
+    .action((file, opts) => simulate(file, opts));
+
+  program
+    .command("compare")
+    .description("run several policies on the same input and show them side by side")
+    .argument("[scenario]", "scenario YAML file")
+    .requiredOption("--policies <list>", "comma-separated policy names")
+    .option("-t, --trace <spec>", "planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]")
+    .option("-s, --seed <n>", "random seed")
+    .option("--json", "print a JSON array instead of a table")
+    .option("-o, --out <dir>", "also write results.json and report.html here")
+    .option("-q, --quiet", "no progress output")
+    .action((file, opts) => compare(file, opts));
+  return program;
+}
+
+export function main(argv: string[]): number {
+  try {
+    buildProgram().parse(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof UserError || e instanceof PolicyError || e instanceof CalibrationError) {
+      process.stderr.write(`nestcloud: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof SimulationError || e instanceof PlanError) {
+      process.stderr.write(`nestcloud: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("/cli/main.ts")) {
+  process.exitCode = main(process.argv);
+}

@@ -1,0 +1,130 @@
+/** `nestcloud simulate` and `nestcloud compare`. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  loadScenario,
+  loadTrace,
+  renderReport,
+  runScenario,
+  type Scenario,
+  UserError,
+} from "../sim/index.ts";
+import { progress, type Row, resultsTable } from "./output.ts";
+
+/** The scenario used when none is given: synthetic load, so it runs on any machine. */
+export const DEFAULT_SCENARIO = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  "../../scenarios/synthetic-nested.yaml",
+);
+
+export interface SimulateOptions {
+  policy?: string;
+  trace?: string;
+  seed?: string;
+  out?: string;
+  quiet?: boolean;
+}
+
+function seedOf(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new UserError(`--seed ${v}: expected an integer`);
+  return n;
+}
+
+function load(file: string | undefined): Scenario {
+  return loadScenario(file ?? DEFAULT_SCENARIO);
+}
+
+export function simulate(file: string | undefined, opts: SimulateOptions): void {
+  const scenario = load(file);
+  const policy = opts.policy ?? scenario.policy.name;
+  const bar = progress(`simulating ${scenario.name} with ${policy}`, opts.quiet);
+  const out = runScenario(scenario, {
+    policy: opts.policy,
+    trace: opts.trace,
+    seed: seedOf(opts.seed),
+    onProgress: (f) => bar.update(f),
+  });
+  bar.stop();
+  const dir = resolve(opts.out ?? join("out", `${scenario.name}-${out.result.policy}`));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "results.json"), `${JSON.stringify(out.result, null, 2)}\n`);
+  writeFileSync(join(dir, "timing.json"), `${JSON.stringify(out.timing, null, 2)}\n`);
+  writeFileSync(
+    join(dir, "report.html"),
+    renderReport([out.result], `nestcloud: ${scenario.name} / ${out.result.policy}`),
+  );
+  process.stdout.write(`${resultsTable([out])}\n`);
+  process.stdout.write(`results: ${join(dir, "results.json")}\nreport:  ${join(dir, "report.html")}\n`);
+}
+
+export interface CompareOptions {
+  policies: string;
+  trace?: string;
+  seed?: string;
+  json?: boolean;
+  out?: string;
+  quiet?: boolean;
+}
+
+export function compare(file: string | undefined, opts: CompareOptions): void {
+  const scenario = load(file);
+  const policies = opts.policies
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  if (policies.length === 0) throw new UserError("--policies: give at least one policy name");
+  const seed = seedOf(opts.seed) ?? scenario.seed;
+  const trace = loadTrace(scenario, opts.trace, seed);
+  const rows: Row[] = [];
+  for (const policy of policies) {
+    const bar = progress(`${policy}`, opts.quiet || opts.json);
+    rows.push(runScenario(scenario, { policy, seed, loadedTrace: trace, onProgress: (f) => bar.update(f) }));
+    bar.stop();
+  }
+  if (opts.out) {
+    const dir = resolve(opts.out);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+      join(dir, "results.json"),
+      `${JSON.stringify(
+        rows.map((r) => r.result),
+        null,
+        2,
+      )}\n`,
+    );
+    writeFileSync(
+      join(dir, "report.html"),
+      renderReport(
+        rows.map((r) => r.result),
+        `nestcloud: ${scenario.name} — ${policies.join(" vs ")}`,
+      ),
+    );
+  }
+  if (opts.json) {
+    const summary = rows.map((r) => ({
+      policy: r.result.policy,
+      scenario: r.result.scenario,
+      trace: r.result.trace,
+      hostVmHours: r.result.hostVmHours,
+      cost: r.result.cost,
+      energyKWh: r.result.energyKWh,
+      migrations: {
+        total: r.result.migrations.total,
+        instant: r.result.migrations.instant,
+        precopy: r.result.migrations.precopy,
+        postcopy: r.result.migrations.postcopy,
+      },
+      slatah: r.result.slatah,
+      pdm: r.result.pdm,
+      slav: r.result.slav,
+      esv: r.result.esv,
+      networkBytes: r.result.networkBytes,
+      plannerMsMean: r.timing.plannerMs.mean,
+      wallSeconds: r.timing.wallSeconds,
+    }));
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  } else process.stdout.write(`${resultsTable(rows)}\n`);
+}

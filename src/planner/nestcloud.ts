@@ -1,0 +1,534 @@
+/**
+ * nestcloud's own policy: rent as few host VMs as the guests' guarantees allow, and move
+ * guests so that moves stay instant.
+ *
+ * - Demand is predicted per host VM from the aggregate history of its guests (a high
+ *   quantile of the recent window, or the recent trend if higher), so correlated peaks are
+ *   seen and uncorrelated ones multiplex.
+ * - Overload relief moves the guests that free the most CPU per move, preferring host VMs
+ *   on the same physical server (instant handover of the RAM file); it also runs between
+ *   rounds on current load, since instant moves are cheap.
+ * - Consolidation drains host VMs that have stayed under-used for several rounds, only
+ *   while fewer host VMs would still meet the target, all-or-nothing, within a per-round
+ *   move cap; guests moved recently stay put (no ping-pong).
+ * - Host VMs are acquired ahead of need on servers that already carry the cloud's host VMs
+ *   (so later moves are instant) and released when empty, keeping a configurable spare.
+ */
+import { type HostVmType, secondsToNextBillingBoundary } from "../model/index.ts";
+import { buildPlan, type Move } from "./builder.ts";
+import type { PlannerInput } from "./input.ts";
+import type { ActionPlan, HostVmRef } from "./plan.ts";
+import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy.ts";
+import { HISTORY_LENGTH, Workspace } from "./workspace.ts";
+
+export interface NestcloudParams {
+  /** Highest predicted utilization a host VM is packed to. */
+  readonly targetUtilization: number;
+  /**
+   * Highest predicted utilization of all our host VMs on one physical server together:
+   * the gap to targetUtilization is headroom that keeps overload relief on the server
+   * (instant) instead of across the network.
+   */
+  readonly serverTargetUtilization: number;
+  /** Predicted utilization above which a host VM is relieved. */
+  readonly overloadUtilization: number;
+  /** Quantile of the recent aggregate history used as the prediction. */
+  readonly quantile: number;
+  /** Samples in the prediction window. */
+  readonly window: number;
+  /** A host VM whose recent utilization stayed below this may be drained. */
+  readonly drainBelow: number;
+  /** ...for this many consecutive samples (hysteresis). */
+  readonly drainRounds: number;
+  /** A guest moved less than this long ago is not moved to consolidate (no ping-pong). */
+  readonly minMoveIntervalSeconds: number;
+  /** Cap on moves per round; 0 = 2 % of guests (at least 8). */
+  readonly maxMovesPerRound: number;
+  /** Empty running host VMs kept as spares (cloud-wide), on the busiest servers. */
+  readonly spareHostVms: number;
+  /** Drain a host VM only when its next billing increment starts within this many seconds. */
+  readonly drainBeforeBillingSeconds: number;
+  /** Check load between rounds every this many seconds (0 = off). */
+  readonly reactIntervalSeconds: number;
+}
+
+export const NESTCLOUD_DEFAULTS: NestcloudParams = {
+  targetUtilization: 0.97,
+  serverTargetUtilization: 0.95,
+  overloadUtilization: 0.99,
+  quantile: 0.5,
+  window: 12,
+  drainBelow: 0.9,
+  drainRounds: 1,
+  minMoveIntervalSeconds: 0,
+  maxMovesPerRound: 0,
+  spareHostVms: 0,
+  drainBeforeBillingSeconds: 600,
+  reactIntervalSeconds: 30,
+};
+
+export function nestcloudParams(raw: Readonly<Record<string, number | boolean | string>>): NestcloudParams {
+  const out: Record<string, number> = { ...NESTCLOUD_DEFAULTS };
+  for (const [k, v] of Object.entries(raw)) {
+    if (!(k in NESTCLOUD_DEFAULTS)) {
+      throw new PolicyError(
+        `policy.params.${k}: unknown parameter of nestcloud (known: ${Object.keys(NESTCLOUD_DEFAULTS).join(", ")})`,
+      );
+    }
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0)
+      throw new PolicyError(`policy.params.${k}: expected a non-negative number`);
+    out[k] = v;
+  }
+  const p = out as unknown as NestcloudParams;
+  if (
+    !(p.targetUtilization > 0 && p.targetUtilization <= p.overloadUtilization && p.overloadUtilization <= 1.5)
+  ) {
+    throw new PolicyError("policy.params: need 0 < targetUtilization <= overloadUtilization <= 1.5");
+  }
+  if (!(p.quantile > 0 && p.quantile <= 1))
+    throw new PolicyError("policy.params.quantile: must be in (0, 1]");
+  if (!(p.window >= 1 && p.window <= HISTORY_LENGTH))
+    throw new PolicyError(`policy.params.window: must be 1..${HISTORY_LENGTH}`);
+  return p;
+}
+
+export function nestcloudPolicy(params: NestcloudParams, acquireType: HostVmType | undefined): Policy {
+  return {
+    name: "nestcloud",
+    reactIntervalSeconds: params.reactIntervalSeconds > 0 ? params.reactIntervalSeconds : undefined,
+    placeNew: (input, guests) => new Round(input, params, acquireType).placeNew(guests),
+    plan: (input) => new Round(input, params, acquireType).plan(),
+    react: (input) => new Round(input, params, acquireType).react(),
+  };
+}
+
+/** One planning round's state and steps. */
+class Round {
+  private readonly ws: Workspace;
+  private readonly buf = new Float64Array(HISTORY_LENGTH);
+  private readonly sorted = new Float64Array(HISTORY_LENGTH);
+  private readonly moves: Move[] = [];
+  private readonly movedThisRound = new Set<number>();
+  /** Bins that received guests this round: not drained this round. */
+  private readonly receiving = new Set<number>();
+  /** Bins being emptied: take no guests. */
+  private readonly draining = new Set<number>();
+  private readonly maxMoves: number;
+  /** Per bin: predicted utilization (cached, refreshed when its guests change). */
+  private pred: Float64Array;
+  /** Per server: predicted MIPS and capacity of our usable, non-draining host VMs. */
+  private readonly serverLoad: Float64Array;
+  private readonly serverCap: Float64Array;
+
+  constructor(
+    readonly input: PlannerInput,
+    readonly p: NestcloudParams,
+    readonly acquireType: HostVmType | undefined,
+  ) {
+    const ws = new Workspace(input, true);
+    this.ws = ws;
+    this.maxMoves = p.maxMovesPerRound > 0 ? p.maxMovesPerRound : Math.max(8, Math.ceil(ws.guests * 0.02));
+    this.pred = new Float64Array(Math.max(16, ws.binCount * 2));
+    this.serverLoad = new Float64Array(input.cloud.servers.length);
+    this.serverCap = new Float64Array(input.cloud.servers.length);
+    for (let b = 0; b < ws.binCount; b++) this.track(b);
+  }
+
+  private counts(b: number): boolean {
+    return this.ws.usable[b] === 1 && this.ws.server[b] >= 0 && !this.draining.has(b);
+  }
+
+  /** Starts accounting a bin (new or existing). */
+  private track(b: number): void {
+    if (b >= this.pred.length) {
+      const next = new Float64Array(this.pred.length * 2);
+      next.set(this.pred);
+      this.pred = next;
+    }
+    this.pred[b] = this.ws.lists[b].length > 0 ? this.predict(b) : 0;
+    if (this.counts(b)) {
+      this.serverLoad[this.ws.server[b]] += this.pred[b] * this.ws.cap[b];
+      this.serverCap[this.ws.server[b]] += this.ws.cap[b];
+    }
+  }
+
+  /** Recomputes a bin's prediction after its guests changed. */
+  private refresh(b: number): void {
+    const before = this.pred[b];
+    this.pred[b] = this.ws.lists[b].length > 0 ? this.predict(b) : 0;
+    if (this.counts(b)) this.serverLoad[this.ws.server[b]] += (this.pred[b] - before) * this.ws.cap[b];
+  }
+
+  private setDraining(b: number, on: boolean): void {
+    const s = this.ws.server[b];
+    const inServer = this.counts(b);
+    if (on && inServer) {
+      this.serverLoad[s] -= this.pred[b] * this.ws.cap[b];
+      this.serverCap[s] -= this.ws.cap[b];
+    }
+    if (on) this.draining.add(b);
+    else this.draining.delete(b);
+    if (!on && this.counts(b)) {
+      this.serverLoad[s] += this.pred[b] * this.ws.cap[b];
+      this.serverCap[s] += this.ws.cap[b];
+    }
+  }
+
+  // ---- prediction ------------------------------------------------------------------
+
+  /**
+   * Predicted utilization of bin b (optionally with guest `add`): the larger of the current
+   * demand, a quantile of the recent aggregate history and its trend one step ahead.
+   */
+  predict(b: number, add = -1): number {
+    const ws = this.ws;
+    let current = ws.requestSum[b];
+    if (add >= 0) current += ws.request[add];
+    current /= ws.cap[b];
+    const n = Math.min(ws.history(b, this.buf, add), this.p.window);
+    if (n <= 1) return Math.max(current, this.buf[0]);
+    for (let i = 0; i < n; i++) this.sorted[i] = this.buf[i];
+    const window = this.sorted.subarray(0, n).sort();
+    const q = window[Math.min(n - 1, Math.floor(this.p.quantile * n))];
+    // Least-squares slope over the window (index 0 is the newest sample), one step ahead.
+    let sx = 0;
+    let sy = 0;
+    let sxx = 0;
+    let sxy = 0;
+    for (let i = 0; i < n; i++) {
+      const x = -i;
+      sx += x;
+      sy += this.buf[i];
+      sxx += x * x;
+      sxy += x * this.buf[i];
+    }
+    const slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    return Math.max(current, q, this.buf[0] + Math.max(0, slope));
+  }
+
+  // ---- feasibility and destinations -------------------------------------------------
+
+  private movable(g: number, forConsolidation: boolean): boolean {
+    const ws = this.ws;
+    if (ws.fixed[g] || this.movedThisRound.has(g)) return false;
+    if (this.input.cloud.guests[g].affinityGroup !== undefined) return false;
+    if (forConsolidation && this.input.now - this.input.lastMovedAt[g] < this.p.minMoveIntervalSeconds)
+      return false;
+    return true;
+  }
+
+  /** Can bin b take guest g (coming from bin `from`, -1 if new) within the targets? */
+  private canTake(b: number, g: number, from: number): boolean {
+    const ws = this.ws;
+    if (!ws.usable[b] || this.draining.has(b)) return false;
+    if (ws.vcpus[g] * ws.pe[b] > ws.cap[b] || ws.request[g] / ws.vcpus[g] > ws.pe[b]) return false;
+    if (ws.memUsed[b] + ws.memory[g] > ws.memCap[b] + 1e-9) return false;
+    if (ws.guaranteedSum[b] + ws.mips[g] > this.input.rules.cpuOvercommit * ws.cap[b] + 1e-9) return false;
+    if (ws.breaksAntiAffinity(g, b)) return false;
+    const after = this.predict(b, g);
+    if (after > this.p.targetUtilization) return false;
+    const s = ws.server[b];
+    if (s >= 0 && (from < 0 || ws.server[from] !== s)) {
+      // Load arriving from elsewhere must leave the server its headroom.
+      const load = this.serverLoad[s] + (after - this.pred[b]) * ws.cap[b];
+      if (load > this.p.serverTargetUtilization * this.serverCap[s] + 1e-9) return false;
+    }
+    return true;
+  }
+
+  /** Host VMs holding guests, per physical server (where moves can stay instant). */
+  private binsPerServer(): Int32Array {
+    const ws = this.ws;
+    const count = new Int32Array(this.input.cloud.servers.length);
+    for (let b = 0; b < ws.binCount; b++) {
+      if (this.counts(b) && (ws.lists[b].length > 0 || ws.isPotential(b))) count[ws.server[b]]++;
+    }
+    return count;
+  }
+
+  /**
+   * Best bin for guest g leaving `from`: same physical server first (instant handover),
+   * then the tightest fit, then servers carrying more of our host VMs.
+   */
+  private destination(g: number, from: number): number {
+    const ws = this.ws;
+    const home = from >= 0 ? ws.server[from] : -1;
+    const perServer = this.binsPerServer();
+    let best = -1;
+    let bestKey = Number.NEGATIVE_INFINITY;
+    for (let b = 0; b < ws.binCount; b++) {
+      if (b === from || !this.canTake(b, g, from)) continue;
+      const s = ws.server[b];
+      const same = home >= 0 && s === home ? 1 : 0;
+      const key = same * 1e6 + (s >= 0 ? perServer[s] : 0) * 10 + this.predict(b, g);
+      if (key > bestKey) {
+        bestKey = key;
+        best = b;
+      }
+    }
+    return best;
+  }
+
+  /** A new host VM (potential bin): on `preferServer` if it has a free slot, else where most of ours are. */
+  private newBin(preferServer = -1): number {
+    const ws = this.ws;
+    if (!this.acquireType) return -1;
+    const cloud = this.input.cloud;
+    const free = (s: number) => cloud.servers[s].hostVmSlots - ws.slotsUsed[s];
+    let server = preferServer >= 0 && free(preferServer) > 0 ? preferServer : -1;
+    if (server < 0) {
+      const perServer = this.binsPerServer();
+      for (let s = 0; s < cloud.servers.length; s++) {
+        if (free(s) > 0 && (server < 0 || perServer[s] > perServer[server])) server = s;
+      }
+    }
+    if (server < 0) return -1;
+    const b = ws.addPotentialBin(this.acquireType, server);
+    this.track(b);
+    return b;
+  }
+
+  private move(g: number, to: number, reason: Move["reason"]): void {
+    const from = this.ws.hostOf[g];
+    this.ws.moveGuest(g, to);
+    this.moves.push({ guest: g, to, reason });
+    this.movedThisRound.add(g);
+    this.receiving.add(to);
+    if (from >= 0) this.refresh(from);
+    this.refresh(to);
+  }
+
+  // ---- steps -------------------------------------------------------------------------
+
+  /** Relieves bins above the overload level (predicted, or current load between rounds). */
+  private relieve(useCurrentOnly: boolean): void {
+    const ws = this.ws;
+    const level = (b: number) => (useCurrentOnly ? ws.requestedUtilization(b) : this.pred[b]);
+    const hot: number[] = [];
+    for (let b = 0; b < ws.existing; b++) {
+      if (ws.usable[b] && ws.lists[b].length > 0 && level(b) > this.p.overloadUtilization) hot.push(b);
+    }
+    hot.sort((a, b) => level(b) - level(a) || a - b);
+    for (const b of hot) {
+      let guard = ws.lists[b].length;
+      while (level(b) > this.p.targetUtilization && guard-- > 0 && this.moves.length < this.maxMoves * 2) {
+        const candidates = ws.lists[b].filter((g) => this.movable(g, false) && ws.request[g] > 0);
+        if (candidates.length === 0) break;
+        // Free the most CPU per byte moved: heaviest current load per MiB first.
+        candidates.sort((x, y) => ws.request[y] / ws.memory[y] - ws.request[x] / ws.memory[x] || x - y);
+        let moved = false;
+        for (const g of candidates) {
+          const d = this.destination(g, b);
+          // Between rounds only instant (same-server) moves: the cheap reflex; the rounds
+          // handle what needs the network.
+          if (d >= 0 && useCurrentOnly && ws.server[d] !== ws.server[b]) continue;
+          if (d >= 0) {
+            this.move(g, d, useCurrentOnly ? "reactive" : "overload");
+            moved = true;
+            break;
+          }
+        }
+        if (moved) continue;
+        if (useCurrentOnly) break;
+        // Nothing has room: a new host VM, on this server if a slot is free.
+        const fresh = this.newBin(ws.server[b]);
+        if (fresh < 0) break;
+        this.move(candidates[0], fresh, "overload");
+      }
+    }
+  }
+
+  /** Drains host VMs that stayed under-used while fewer host VMs would still do. */
+  private consolidate(): void {
+    const ws = this.ws;
+    const p = this.p;
+    let running = 0;
+    let demand = 0;
+    let capacity = 0;
+    for (let b = 0; b < ws.binCount; b++) {
+      if (!ws.usable[b]) continue;
+      running++;
+      demand += this.pred[b] * ws.cap[b];
+      capacity += ws.cap[b];
+    }
+    if (running === 0) return;
+    const binCap = capacity / running;
+    const needed = Math.max(1, Math.ceil(demand / (p.serverTargetUtilization * binCap)));
+    let surplus = running - needed - p.spareHostVms;
+    if (surplus <= 0) return;
+
+    const perServer = this.binsPerServer();
+    const candidates: number[] = [];
+    for (let b = 0; b < ws.existing; b++) {
+      if (!ws.usable[b] || this.receiving.has(b) || ws.inbound[b] > 0) continue;
+      if (ws.lists[b].length === 0) continue;
+      if (!this.stayedBelow(b, p.drainBelow, p.drainRounds)) continue;
+      // Emptying a host VM long before its paid time ends saves nothing and spends moves;
+      // drain it when the next billing increment is about to start.
+      const h = this.input.cloud.hostVms[b];
+      if (secondsToNextBillingBoundary(h, this.input.now) > p.drainBeforeBillingSeconds) continue;
+      candidates.push(b);
+    }
+    // Servers carrying few of our host VMs first (frees them, concentrates the rest), then
+    // the cheapest host VMs to empty.
+    candidates.sort(
+      (a, b) =>
+        perServer[ws.server[a]] - perServer[ws.server[b]] || ws.lists[a].length - ws.lists[b].length || a - b,
+    );
+    for (const b of candidates) {
+      if (surplus <= 0 || this.moves.length >= this.maxMoves) break;
+      const guests = ws.lists[b].slice();
+      if (guests.length + this.moves.length > this.maxMoves) continue;
+      if (!guests.every((g) => this.movable(g, true))) continue;
+      guests.sort((x, y) => ws.request[y] - ws.request[x] || x - y);
+      this.setDraining(b, true);
+      const placed: Move[] = [];
+      for (const g of guests) {
+        const d = this.destination(g, b);
+        if (d < 0 || ws.isPotential(d)) break;
+        ws.moveGuest(g, d);
+        this.refresh(d);
+        placed.push({ guest: g, to: d, reason: "underload" });
+      }
+      const s = ws.server[b];
+      const overServer =
+        s >= 0 && this.serverLoad[s] > this.p.serverTargetUtilization * this.serverCap[s] + 1e-9;
+      if (placed.length !== guests.length || overServer) {
+        for (const m of placed) {
+          ws.moveGuest(m.guest, b);
+          this.refresh(m.to);
+        }
+        this.refresh(b);
+        this.setDraining(b, false);
+        continue;
+      }
+      for (const m of placed) {
+        this.moves.push(m);
+        this.movedThisRound.add(m.guest);
+        this.receiving.add(m.to);
+      }
+      surplus--;
+    }
+  }
+
+  /** Did bin b's utilization stay below `level` over its last `rounds` samples and now? */
+  private stayedBelow(b: number, level: number, rounds: number): boolean {
+    const ws = this.ws;
+    if (ws.requestedUtilization(b) >= level) return false;
+    const n = ws.history(b, this.buf);
+    if (n < rounds) return false;
+    for (let i = 0; i < rounds; i++) if (this.buf[i] >= level) return false;
+    return true;
+  }
+
+  /**
+   * Acquires host VMs ahead of need: on each server whose predicted load exceeds its target,
+   * in a free slot of that server (so relief stays instant); if it has none, where most of
+   * our host VMs are.
+   */
+  private acquireAhead(): void {
+    if (!this.acquireType) return;
+    const ws = this.ws;
+    const binCap = this.acquireType.vcpus * this.acquireType.mipsPerVcpu;
+    const coming = new Float64Array(this.input.cloud.servers.length);
+    for (const h of this.input.cloud.hostVms) {
+      if (h.state === "provisioning" && h.server !== undefined)
+        coming[h.server] += h.type.vcpus * h.type.mipsPerVcpu;
+    }
+    for (let s = 0; s < this.serverLoad.length; s++) {
+      const target = this.p.serverTargetUtilization;
+      const missing = this.serverLoad[s] - target * (this.serverCap[s] + coming[s]);
+      if (missing <= 0) continue;
+      const count = Math.ceil(missing / (target * binCap));
+      for (let i = 0; i < count; i++) if (this.newBin(s) < 0) break;
+    }
+  }
+
+  plan(): ActionPlan {
+    this.relieve(false);
+    this.consolidate();
+    this.acquireAhead();
+    return this.finish([]);
+  }
+
+  react(): ActionPlan {
+    this.relieve(true);
+    const plan = buildPlan(this.ws, this.moves, { releaseEmpty: false });
+    // Between rounds, only moves to host VMs that run now.
+    return { ...plan, actions: plan.actions.filter((a) => a.kind === "migrate" && a.to.kind === "existing") };
+  }
+
+  private finish(notes: string[]): ActionPlan {
+    const ws = this.ws;
+    const keep = new Set<number>();
+    // An empty host VM whose paid time runs past the next round costs nothing more to keep
+    // until then, and it is instant headroom meanwhile.
+    const cloud = this.input.cloud;
+    for (let b = 0; b < ws.existing; b++) {
+      if (!ws.usable[b] || ws.lists[b].length > 0) continue;
+      if (secondsToNextBillingBoundary(cloud.hostVms[b], this.input.now) > this.input.intervalSeconds)
+        keep.add(b);
+    }
+    // Spares: keep the emptiest running host VMs on the busiest servers.
+    if (this.p.spareHostVms > 0) {
+      const perServer = this.binsPerServer();
+      const empty: number[] = [];
+      for (let b = 0; b < ws.existing; b++)
+        if (ws.usable[b] && ws.lists[b].length === 0 && ws.inbound[b] === 0) empty.push(b);
+      empty.sort((a, b) => perServer[ws.server[b]] - perServer[ws.server[a]] || a - b);
+      for (const b of empty.slice(0, this.p.spareHostVms)) keep.add(b);
+    }
+    // Potential bins that got no guest are acquisitions made ahead of need: acquire them too.
+    return buildPlan(ws, this.moves, { releaseEmpty: true, keep, notes, acquireUnused: true });
+  }
+
+  /**
+   * Places new guests server by server: fill the host VMs of the server that carries most of
+   * ours, then open host VMs in its free slots, then go to the next server. Concentrating
+   * host VMs on few servers is what keeps later moves instant.
+   */
+  placeNew(guests: readonly number[]): Placement {
+    const ws = this.ws;
+    const cloud = this.input.cloud;
+    const order = guests
+      .slice()
+      .sort((a, b) => ws.request[b] - ws.request[a] || ws.memory[b] - ws.memory[a] || a - b);
+    const occupied = this.binsPerServer();
+    const running = new Int32Array(cloud.servers.length);
+    for (let b = 0; b < ws.existing; b++) if (ws.usable[b] && ws.server[b] >= 0) running[ws.server[b]]++;
+    const servers = Array.from({ length: cloud.servers.length }, (_, s) => s).sort(
+      (a, b) => occupied[b] - occupied[a] || running[b] - running[a] || a - b,
+    );
+    const assignments: { guest: number; to: HostVmRef }[] = [];
+    let pending = order;
+    for (const s of servers) {
+      if (pending.length === 0) break;
+      const next: number[] = [];
+      for (const g of pending) {
+        let best = -1;
+        let bestFill = -1;
+        for (let b = 0; b < ws.binCount; b++) {
+          if (ws.server[b] !== s || !this.canTake(b, g, b)) continue;
+          const fill = this.predict(b, g);
+          if (fill > bestFill) {
+            bestFill = fill;
+            best = b;
+          }
+        }
+        if (best < 0 && cloud.servers[s].hostVmSlots - ws.slotsUsed[s] > 0) {
+          const fresh = this.newBin(s);
+          if (fresh >= 0 && this.canTake(fresh, g, fresh)) best = fresh;
+        }
+        if (best < 0) {
+          next.push(g);
+          continue;
+        }
+        ws.moveGuest(g, best);
+        this.refresh(best);
+        assignments.push({ guest: g, to: { kind: "existing", hostVm: best } });
+      }
+      pending = next;
+    }
+    return resolvePotential(ws, assignments, pending);
+  }
+}

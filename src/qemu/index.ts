@@ -1,0 +1,69 @@
+// Public entry of the qemu module: drive QEMU guests (process, QMP, serial console), build
+// guest images, and migrate guests between QEMU processes. Other modules import only this.
+export {
+  ConsoleClosedError,
+  ConsoleTimeoutError,
+  type LineMatch,
+  type RunResult,
+  SerialConsole,
+} from "./console.ts";
+export { CommandError } from "./exec.ts";
+export {
+  type BuildGuestImageOptions,
+  buildGuestImage,
+  currentKernelPackage,
+  DEFAULT_GUEST_MODULES,
+  defaultImageCacheDir,
+  GUEST_BASE_APPEND,
+  type GuestImage,
+  ImageBuildError,
+} from "./image.ts";
+export {
+  type DestinationTarget,
+  type HandoverResult,
+  instantHandover,
+  MigrationCancelledError,
+  MigrationCancelRefusedError,
+  MigrationError,
+  MigrationFailedError,
+  MigrationJob,
+  type MigrationOptions,
+  type MigrationResult,
+  MigrationStalledError,
+  MigrationTimeoutError,
+  type PrecopyOptions,
+  precopy,
+  startDestination,
+  startPrecopy,
+  switchoverTogether,
+} from "./migrate.ts";
+export {
+  buildQemuArgs,
+  DEFAULT_QEMU_BINARY,
+  type DiskSpec,
+  type ExitInfo,
+  type GuestBootImage,
+  type NetSpec,
+  newInstanceId,
+  poolFilePath,
+  type QemuLaunchSpec,
+  QemuProcess,
+  type QemuSpec,
+  QemuSpecError,
+  QemuStartError,
+  type RuntimePaths,
+  runtimePaths,
+  type StartOptions,
+  type StopOptions,
+} from "./process.ts";
+export { type MigrationProgress, ProgressTracker } from "./progress.ts";
+export {
+  QmpClient,
+  QmpClosedError,
+  type QmpConnectOptions,
+  QmpError,
+  QmpProtocolError,
+  QmpTimeoutError,
+} from "./qmp.ts";
+export type * from "./qmp-types.ts";
+export { isOurQemu, type ReapReport, reapOrphans } from "./state.ts";

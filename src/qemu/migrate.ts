@@ -1,0 +1,591 @@
+// Migration primitives between two QemuProcess instances, at the QMP level (no placement or
+// networking policy here).
+//
+// Invariants, whatever happens:
+// - Until switchover, the guest belongs to the source. A failed, cancelled, stalled or timed
+//   out migration leaves the source running (we `cont` it if QEMU did not) and the
+//   destination process killed and cleaned up.
+// - After switchover (completed, or post-copy started) the guest belongs to the destination:
+//   cancel is refused, and the source is stopped on success.
+// - Instant handover: both QEMUs map the same pool file; ownership of the file moves to the
+//   destination only once it runs the guest, so no stop() on either side deletes guest RAM
+//   that the other still uses.
+import { dirname, join } from "node:path";
+import { QemuProcess, type QemuSpec, type StartOptions } from "./process.ts";
+import { type MigrationProgress, ProgressTracker } from "./progress.ts";
+import type {
+  MigrationCapabilities,
+  MigrationInfo,
+  MigrationParameters,
+  MigrationStatus,
+  QmpEvent,
+} from "./qmp-types.ts";
+
+export class MigrationError extends Error {
+  override name = "MigrationError";
+  constructor(
+    message: string,
+    readonly guestId: string,
+    readonly lastInfo: MigrationInfo | null,
+  ) {
+    super(message);
+  }
+}
+/** QEMU reported status "failed" (error-desc in the message). */
+export class MigrationFailedError extends MigrationError {
+  override name = "MigrationFailedError";
+}
+/** Cancelled on request; the guest runs on at the source. */
+export class MigrationCancelledError extends MigrationError {
+  override name = "MigrationCancelledError";
+}
+/** Pre-copy made no progress for the stall window and was cancelled. */
+export class MigrationStalledError extends MigrationError {
+  override name = "MigrationStalledError";
+}
+export class MigrationTimeoutError extends MigrationError {
+  override name = "MigrationTimeoutError";
+}
+/** Cancel asked after switchover: the guest already runs (or partly runs) at the destination. */
+export class MigrationCancelRefusedError extends MigrationError {
+  override name = "MigrationCancelRefusedError";
+}
+
+export interface MigrationResult {
+  kind: "precopy" | "handover";
+  guestId: string;
+  /** QEMU's figures (ms): from the migrate command to completion, and the guest's pause. */
+  totalTimeMs: number;
+  downtimeMs: number;
+  setupTimeMs: number;
+  /** Our own wall clock from the migrate command to the destination running. */
+  wallMs: number;
+  transferredBytes: number;
+  totalBytes: number;
+  passes: number;
+  switchedToPostcopy: boolean;
+  finalInfo: MigrationInfo;
+}
+
+export interface MigrationOptions {
+  /** Downtime QEMU aims at when deciding to switch over (ms, QEMU default 300). */
+  downtimeLimitMs?: number;
+  /** Bandwidth cap in bytes/s. */
+  maxBandwidth?: number;
+  autoConverge?: boolean;
+  /** Enables the postcopy-ram capability on both sides so startPostcopy() is possible. */
+  postcopy?: boolean;
+  /** What to do when pre-copy stalls: fail (cancel, default), switch to post-copy, or ignore. */
+  onStall?: "fail" | "postcopy" | "ignore";
+  /** No new low of remaining bytes for this long counts as a stall. Default 30 s. */
+  stallTimeoutMs?: number;
+  /** Overall bound from the migrate command to completion. Default 10 min. */
+  timeoutMs?: number;
+  /** Source pauses in pre-switchover until continueSwitchover() (co-migration barrier). */
+  pauseBeforeSwitchover?: boolean;
+  onProgress?: (p: MigrationProgress) => void;
+  /** Poll interval of query-migrate. Default 250 ms. */
+  pollMs?: number;
+  /** Stop the source QEMU once the destination runs. Default true. */
+  stopSourceOnSuccess?: boolean;
+  signal?: AbortSignal;
+  extraCapabilities?: MigrationCapabilities;
+  extraParameters?: MigrationParameters;
+  log?: (msg: string) => void;
+}
+
+export interface PrecopyOptions extends MigrationOptions {
+  /**
+   * Where the destination listens, e.g. "tcp:127.0.0.1:0" (default; port 0 lets QEMU pick a
+   * free port, read back from the destination) or "tcp:10.0.0.5:4444".
+   */
+  uri?: string;
+}
+
+const TERMINAL: ReadonlySet<MigrationStatus> = new Set(["completed", "failed", "cancelled"]);
+/** Statuses in which the guest already runs (or will run) at the destination. */
+const PAST_SWITCHOVER: ReadonlySet<MigrationStatus> = new Set([
+  "completed",
+  "postcopy-active",
+  "postcopy-paused",
+  "postcopy-recover",
+]);
+
+/** QEMU 7.2's own defaults, restored explicitly when a caller does not set them. */
+const QEMU_DEFAULT_DOWNTIME_LIMIT_MS = 300;
+const QEMU_DEFAULT_MAX_BANDWIDTH = 128 * 1024 * 1024;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface JobConfig extends MigrationOptions {
+  kind: "precopy" | "handover";
+  uri: string;
+  capabilities: MigrationCapabilities;
+}
+
+/** One running migration; `done` settles exactly once. */
+export class MigrationJob {
+  readonly done: Promise<MigrationResult>;
+  private status: MigrationStatus = "none";
+  private lastInfo: MigrationInfo | null = null;
+  private cancelRequested: string | null = null;
+  private migrateIssued = false;
+  private switchedToPostcopy = false;
+  private preSwitchoverWaiters: Array<() => void> = [];
+  private readonly statusWaiters = new Set<() => void>();
+  private wake: (() => void) | null = null;
+  private readonly log: (msg: string) => void;
+
+  constructor(
+    readonly src: QemuProcess,
+    readonly dst: QemuProcess,
+    private readonly cfg: JobConfig,
+  ) {
+    this.log = cfg.log ?? (() => {});
+    this.done = this.run();
+    // Callers may only await `done` later; never let it count as an unhandled rejection.
+    this.done.catch(() => {});
+    cfg.signal?.addEventListener("abort", () => void this.cancel("aborted by signal").catch(() => {}), {
+      once: true,
+    });
+  }
+
+  get currentStatus(): MigrationStatus {
+    return this.status;
+  }
+
+  /**
+   * Cancels before switchover; resolves once the source runs the guest again. Rejects with
+   * MigrationCancelRefusedError if the migration already switched over.
+   */
+  async cancel(reason = "cancelled on request"): Promise<void> {
+    if (PAST_SWITCHOVER.has(this.status)) {
+      throw new MigrationCancelRefusedError(
+        `cannot cancel migration of ${this.src.guestId}: already ${this.status} (guest runs at the destination)`,
+        this.src.guestId,
+        this.lastInfo,
+      );
+    }
+    this.cancelRequested ??= reason;
+    if (this.migrateIssued) await this.src.qmp.migrateCancel().catch(() => {});
+    this.wake?.();
+    try {
+      await this.done;
+    } catch (e) {
+      if (e instanceof MigrationCancelledError) return;
+      throw e;
+    }
+    throw new MigrationCancelRefusedError(
+      `cancel of ${this.src.guestId} came too late: the migration completed`,
+      this.src.guestId,
+      this.lastInfo,
+    );
+  }
+
+  /** Switches a running pre-copy to post-copy (needs `postcopy: true`). */
+  async startPostcopy(): Promise<void> {
+    if (!this.cfg.postcopy) throw new Error("startPostcopy needs the migration started with postcopy: true");
+    await this.src.qmp.migrateStartPostcopy();
+    this.switchedToPostcopy = true;
+    this.wake?.();
+  }
+
+  /** Resolves when the source reached pre-switchover (needs `pauseBeforeSwitchover: true`). */
+  waitForPreSwitchover(timeoutMs: number): Promise<void> {
+    if (!this.cfg.pauseBeforeSwitchover) {
+      return Promise.reject(new Error("waitForPreSwitchover needs pauseBeforeSwitchover: true"));
+    }
+    if (this.status === "pre-switchover") return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new MigrationTimeoutError(
+              `${this.src.guestId} did not reach pre-switchover within ${timeoutMs} ms`,
+              this.src.guestId,
+              this.lastInfo,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.preSwitchoverWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.done.then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** Lets a source paused in pre-switchover finish (device state, switchover). */
+  async continueSwitchover(): Promise<void> {
+    await this.src.qmp.migrateContinue("pre-switchover");
+    this.wake?.();
+  }
+
+  private async run(): Promise<MigrationResult> {
+    const { src, dst, cfg } = this;
+    const pollMs = cfg.pollMs ?? 250;
+    const timeoutMs = cfg.timeoutMs ?? 600_000;
+    // The outgoing status is taken from MIGRATION events, not query-migrate: on a QEMU that
+    // was itself once a migration destination, QEMU 7.2's query-migrate reports the status of
+    // that old *incoming* migration ("completed") instead of the outgoing one.
+    const onMigrationEvent = (e: QmpEvent) => {
+      if (e.event === "MIGRATION" && typeof e.data?.status === "string") {
+        this.status = e.data.status as MigrationStatus;
+        if (this.status === "postcopy-active") this.switchedToPostcopy = true;
+        if (this.status === "pre-switchover") for (const w of this.preSwitchoverWaiters.splice(0)) w();
+        for (const w of this.statusWaiters) w();
+      }
+      if (e.event === "MIGRATION" || e.event === "MIGRATION_PASS") this.wake?.();
+    };
+    let wasRunning = true;
+    try {
+      wasRunning = (await src.qmp.queryStatus()).running;
+      // Capabilities and parameters persist in a QEMU process across migrations (a handover
+      // destination later becomes a pre-copy source): set every one we manage, every time.
+      const srcCaps: MigrationCapabilities = {
+        events: true,
+        "x-ignore-shared": !!cfg.capabilities["x-ignore-shared"],
+        "auto-converge": !!cfg.autoConverge,
+        "postcopy-ram": !!cfg.postcopy,
+        "pause-before-switchover": !!cfg.pauseBeforeSwitchover,
+        ...cfg.extraCapabilities,
+      };
+      const dstCaps: MigrationCapabilities = {
+        events: true,
+        "x-ignore-shared": srcCaps["x-ignore-shared"],
+        "postcopy-ram": srcCaps["postcopy-ram"],
+      };
+      await src.qmp.migrateSetCapabilities(srcCaps);
+      await dst.qmp.migrateSetCapabilities(dstCaps);
+      await src.qmp.migrateSetParameters({
+        "downtime-limit": cfg.downtimeLimitMs ?? QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
+        "max-bandwidth": Math.round(cfg.maxBandwidth ?? QEMU_DEFAULT_MAX_BANDWIDTH),
+        ...cfg.extraParameters,
+      });
+
+      await dst.qmp.migrateIncoming(cfg.uri);
+      const uri = await resolveListenUri(cfg.uri, dst);
+      if (this.cancelRequested) throw new MigrationCancelledError(this.cancelMessage(), src.guestId, null);
+
+      src.qmp.on("event", onMigrationEvent);
+      const tracker = new ProgressTracker(cfg.stallTimeoutMs ?? 30_000, Date.now());
+      const t0 = Date.now();
+      this.log(`migrating ${src.guestId}: ${src.instanceId} -> ${dst.instanceId} via ${uri}`);
+      await src.qmp.migrate(uri);
+      this.migrateIssued = true;
+      // A cancel that arrived while `migrate` was in flight could not reach QEMU yet.
+      if (this.cancelRequested) await src.qmp.migrateCancel();
+
+      let info: MigrationInfo;
+      for (;;) {
+        const raw = await src.qmp.queryMigrate();
+        info = { ...raw, status: this.status };
+        this.lastInfo = info;
+        const progress = tracker.update(info, Date.now());
+        cfg.onProgress?.(progress);
+        if (this.status === "completed") break;
+        if (this.status === "failed") {
+          throw new MigrationFailedError(
+            `migration of ${src.guestId} failed: ${info["error-desc"] ?? "QEMU gave no reason"}${stderrHint(dst)}`,
+            src.guestId,
+            info,
+          );
+        }
+        if (this.status === "cancelled")
+          throw new MigrationCancelledError(this.cancelMessage(), src.guestId, info);
+        if (!src.isRunning)
+          throw new MigrationFailedError(
+            `source QEMU of ${src.guestId} exited during migration`,
+            src.guestId,
+            info,
+          );
+        if (!dst.isRunning && !PAST_SWITCHOVER.has(this.status)) {
+          // QEMU notices a dead peer only when its socket errors; do not wait for that.
+          await src.qmp.migrateCancel().catch(() => {});
+          throw new MigrationFailedError(
+            `destination QEMU of ${src.guestId} exited during migration${stderrHint(dst)}`,
+            src.guestId,
+            info,
+          );
+        }
+        if (progress.stalled && !this.switchedToPostcopy) {
+          const onStall = cfg.onStall ?? "fail";
+          if (onStall === "postcopy" && cfg.postcopy) {
+            this.log(
+              `${src.guestId}: pre-copy stalled at ${progress.remainingBytes} bytes; switching to post-copy`,
+            );
+            await this.startPostcopy();
+          } else if (onStall !== "ignore") {
+            await src.qmp.migrateCancel();
+            await this.waitTerminal(30_000);
+            throw new MigrationStalledError(
+              `pre-copy of ${src.guestId} stalled: the dirty set left at each pass start found no new low for ` +
+                `${progress.msSinceImprovement} ms (pass ${progress.pass}, ${fmtRate(progress.remainingBytes).replace("/s", "")} left, ` +
+                `dirty rate ${fmtRate(progress.dirtyRateBytesPerSec)}, throughput ${fmtRate(progress.throughputBytesPerSec)}); ` +
+                "cancelled. Raise max-bandwidth, enable auto-converge or allow post-copy",
+              src.guestId,
+              info,
+            );
+          }
+        }
+        if (Date.now() - t0 > timeoutMs && !this.switchedToPostcopy) {
+          await src.qmp.migrateCancel();
+          await this.waitTerminal(30_000);
+          throw new MigrationTimeoutError(
+            `migration of ${src.guestId} did not complete within ${timeoutMs} ms (status ${this.status}); cancelled`,
+            src.guestId,
+            info,
+          );
+        }
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, pollMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        this.wake = null;
+      }
+
+      await waitDestinationRunning(dst, 30_000);
+      const wallMs = Date.now() - t0;
+      info = await finalSourceInfo(src, info);
+      const ram = info.ram;
+      const result: MigrationResult = {
+        kind: cfg.kind,
+        guestId: src.guestId,
+        totalTimeMs: info["total-time"] ?? wallMs,
+        downtimeMs: info.downtime ?? 0,
+        setupTimeMs: info["setup-time"] ?? 0,
+        wallMs,
+        transferredBytes: ram?.transferred ?? 0,
+        totalBytes: ram?.total ?? 0,
+        passes: ram?.["dirty-sync-count"] ?? 0,
+        switchedToPostcopy: this.switchedToPostcopy,
+        finalInfo: info,
+      };
+      if (cfg.kind === "handover") {
+        // Adopt before release: if we crash in between, both states list the file and
+        // reaping removes it; the other order could leak it.
+        dst.adoptPoolFile();
+        src.releasePoolFile();
+      }
+      if (cfg.stopSourceOnSuccess ?? true) await src.stop();
+      return result;
+    } catch (e) {
+      await this.recover(wasRunning, e);
+      throw e;
+    } finally {
+      src.qmp.off("event", onMigrationEvent);
+      this.wake = null;
+    }
+  }
+
+  /** After a failure before switchover: source runs the guest, destination is gone. */
+  private async recover(wasRunning: boolean, cause: unknown): Promise<void> {
+    const { src, dst } = this;
+    if (this.switchedToPostcopy || this.status === "completed") {
+      // The guest's state is (partly) at the destination: killing it would lose the guest.
+      this.log(
+        `migration of ${src.guestId} failed after switchover (${cause}); leaving both QEMUs for inspection`,
+      );
+      return;
+    }
+    try {
+      if (src.isRunning && !src.qmp.isClosed) {
+        if (this.migrateIssued && !TERMINAL.has(this.status)) {
+          await src.qmp.migrateCancel().catch(() => {});
+          await this.waitTerminal(30_000);
+        }
+        const rs = await src.qmp.queryStatus();
+        if (wasRunning && !rs.running) {
+          this.log(`resuming ${src.guestId} at the source (was ${rs.status})`);
+          await src.qmp.cont();
+        }
+      }
+    } catch (e) {
+      this.log(`could not resume ${src.guestId} at the source: ${e}`);
+    } finally {
+      await dst.kill().catch((e) => this.log(`could not kill destination ${dst.instanceId}: ${e}`));
+    }
+  }
+
+  /** Waits (bounded) until the outgoing migration reached completed, failed or cancelled. */
+  private async waitTerminal(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!TERMINAL.has(this.status) && Date.now() < deadline && this.src.isRunning) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.statusWaiters.add(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+      this.statusWaiters.clear();
+    }
+  }
+
+  private cancelMessage(): string {
+    return `migration of ${this.src.guestId} cancelled (${this.cancelRequested ?? "by QEMU"}); the guest runs on at the source`;
+  }
+}
+
+function fmtRate(bps: number): string {
+  return `${(bps / 1048576).toFixed(1)} MiB/s`;
+}
+
+function stderrHint(dst: QemuProcess): string {
+  const last = dst.stderr.trim().split("\n").slice(-2).join(" | ");
+  return last ? ` (destination said: ${last})` : "";
+}
+
+/**
+ * QEMU announces "completed" before it computes total-time and downtime (they are filled in
+ * a moment later by the migration thread); poll briefly until they are there.
+ */
+async function finalSourceInfo(src: QemuProcess, last: MigrationInfo): Promise<MigrationInfo> {
+  const deadline = Date.now() + 2000;
+  let info = last;
+  for (;;) {
+    const raw = await src.qmp.queryMigrate();
+    info = { ...raw, status: "completed" };
+    if ((raw.downtime ?? 0) > 0 || Date.now() > deadline) return info;
+    await sleep(10);
+  }
+}
+
+async function waitDestinationRunning(dst: QemuProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await dst.qmp.queryStatus();
+    if (st.running) return;
+    if (Date.now() > deadline) {
+      throw new MigrationFailedError(
+        `destination ${dst.instanceId} did not start running within ${timeoutMs} ms after migration (status ${st.status})`,
+        dst.guestId,
+        null,
+      );
+    }
+    await sleep(5);
+  }
+}
+
+/** For tcp URIs with port 0, asks the destination which port it actually listens on. */
+async function resolveListenUri(uri: string, dst: QemuProcess): Promise<string> {
+  const m = /^tcp:(.+):0$/.exec(uri);
+  if (!m) return uri;
+  const addrs = (await dst.qmp.queryMigrate())["socket-address"] ?? [];
+  const inet = addrs.find((a) => a.type === "inet") as { port?: string } | undefined;
+  if (!inet?.port)
+    throw new Error(`destination ${dst.instanceId} did not report its listening port for ${uri}`);
+  return `tcp:${m[1]}:${inet.port}`;
+}
+
+/** Starts a pre-copy migration from `src` to `dst` (started with incoming: "defer"). */
+export function startPrecopy(src: QemuProcess, dst: QemuProcess, opts: PrecopyOptions = {}): MigrationJob {
+  return new MigrationJob(src, dst, {
+    ...opts,
+    kind: "precopy",
+    uri: opts.uri ?? "tcp:127.0.0.1:0",
+    capabilities: {},
+  });
+}
+
+/** Pre-copy (optionally switching to post-copy) and wait for the result. */
+export function precopy(
+  src: QemuProcess,
+  dst: QemuProcess,
+  opts: PrecopyOptions = {},
+): Promise<MigrationResult> {
+  return startPrecopy(src, dst, opts).done;
+}
+
+export interface DestinationTarget {
+  /** Where the destination's runtime folder goes. Default: next to the source's. */
+  stateDir?: string;
+  /** Per-side differences (e.g. tap name, poolDir for a pre-copy). Guest shape must match. */
+  spec?: Partial<Omit<QemuSpec, "guestId" | "memoryMiB" | "cpus" | "image">>;
+  startTimeoutMs?: number;
+  log?: (msg: string) => void;
+}
+
+/**
+ * Starts an incoming QEMU for `src`'s guest: same devices, `-incoming defer`. With
+ * `attachPool` it maps the source's pool file (instant handover), else it makes its own.
+ */
+export function startDestination(
+  src: QemuProcess,
+  target: DestinationTarget = {},
+  attachPool = false,
+): Promise<QemuProcess> {
+  const { instanceId: _i, runDir: _r, incoming: _inc, ...base } = src.spec;
+  const spec: QemuSpec = { ...base, ...target.spec };
+  if (attachPool && spec.poolDir !== src.spec.poolDir) {
+    throw new Error("an instant handover destination must use the source's poolDir");
+  }
+  const opts: StartOptions = {
+    stateDir: target.stateDir ?? dirname(src.spec.runDir),
+    spec,
+    incoming: "defer",
+    poolFile: attachPool ? "attach" : "create",
+    startTimeoutMs: target.startTimeoutMs,
+    log: target.log,
+  };
+  return QemuProcess.start(opts);
+}
+
+export interface HandoverResult extends MigrationResult {
+  /** The QEMU now running the guest (owner of the pool file). */
+  dst: QemuProcess;
+}
+
+/**
+ * Zero-copy relocation on one server: a destination QEMU maps the same RAM file, RAM is
+ * skipped (x-ignore-shared) and only device state crosses a unix socket.
+ */
+export async function instantHandover(
+  src: QemuProcess,
+  target: DestinationTarget = {},
+  opts: Omit<MigrationOptions, "postcopy" | "onStall" | "autoConverge"> = {},
+): Promise<HandoverResult> {
+  const dst = await startDestination(src, target, true);
+  const job = new MigrationJob(src, dst, {
+    pollMs: 2,
+    timeoutMs: 60_000,
+    ...opts,
+    kind: "handover",
+    uri: `unix:${join(dst.spec.runDir, "migrate.sock")}`,
+    capabilities: { "x-ignore-shared": true },
+  });
+  const result = await job.done;
+  return { ...result, dst };
+}
+
+/**
+ * Co-migration barrier: waits until every job (started with pauseBeforeSwitchover) is in
+ * pre-switchover, then releases them together, so no guest of the group resumes at its
+ * destination before all are ready. If any fails to get there, all are cancelled.
+ */
+export async function switchoverTogether(
+  jobs: readonly MigrationJob[],
+  timeoutMs: number,
+): Promise<MigrationResult[]> {
+  try {
+    await Promise.all(jobs.map((j) => j.waitForPreSwitchover(timeoutMs)));
+  } catch (e) {
+    await Promise.allSettled(jobs.map((j) => j.cancel("co-migration partner failed")));
+    throw e;
+  }
+  await Promise.all(jobs.map((j) => j.continueSwitchover()));
+  return Promise.all(jobs.map((j) => j.done));
+}

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { buildQemuArgs, type QemuLaunchSpec, QemuSpecError } from "./process.ts";
+import { isOurQemu, processStartTime, reapOrphans, writeState } from "./state.ts";
+
+const base: QemuLaunchSpec = {
+  guestId: "g1",
+  instanceId: "g1.abcdef0123",
+  runDir: "/run/nc/g1.abcdef0123",
+  poolDir: "/dev/shm/nc-pool",
+  memoryMiB: 256,
+  image: { kernel: "/img/vmlinuz", initrd: "/img/initrd.gz", append: "console=ttyS0" },
+};
+
+function argAfter(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
+}
+
+test("buildQemuArgs: machine, memory backend on the pool file, sockets, no display", () => {
+  const args = buildQemuArgs({ ...base, tcgDirtyTrackingWorkaround: false });
+  assert.deepEqual(argAfter(args, "-machine"), ["q35,memory-backend=mem"]);
+  assert.deepEqual(argAfter(args, "-accel"), ["tcg"]);
+  assert.deepEqual(argAfter(args, "-m"), ["256M"]);
+  assert.deepEqual(argAfter(args, "-object"), [
+    "memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/nc-pool/g1.ram,share=on",
+  ]);
+  assert.ok(args.includes("-nodefaults") && args.includes("-nographic"));
+  assert.deepEqual(argAfter(args, "-qmp"), ["unix:/run/nc/g1.abcdef0123/qmp.sock,server=on,wait=off"]);
+  assert.deepEqual(argAfter(args, "-pidfile"), ["/run/nc/g1.abcdef0123/qemu.pid"]);
+  assert.match(
+    argAfter(args, "-chardev")[0],
+    /^socket,id=serial0,path=\/run\/nc\/g1\.abcdef0123\/serial\.sock,server=on,wait=off,logfile=.*serial\.log/,
+  );
+  assert.deepEqual(argAfter(args, "-serial"), ["chardev:serial0"]);
+  assert.deepEqual(argAfter(args, "-kernel"), ["/img/vmlinuz"]);
+  assert.deepEqual(argAfter(args, "-append"), ["console=ttyS0"]);
+  assert.ok(!args.includes("-incoming"));
+  assert.ok(!args.includes("-netdev") && !args.includes("-drive"));
+  // Every argument carries the instance id somewhere so reaping can recognise the process.
+  assert.ok(args.some((a) => a.includes(base.instanceId)));
+});
+
+test("buildQemuArgs: TCG dirty-tracking workaround sizes RAM off the 256 KiB grid by default", () => {
+  const args = buildQemuArgs(base);
+  assert.deepEqual(argAfter(args, "-m"), [`${256 * 1024 + 8}K`]);
+  assert.match(argAfter(args, "-object")[0], new RegExp(`size=${256 * 1024 + 8}K,`));
+});
+
+test("buildQemuArgs: incoming, bootId, user net with forwards, tap, disk, tb-size", () => {
+  const a = buildQemuArgs({
+    ...base,
+    incoming: "defer",
+    bootId: "b-1",
+    append: "foo=1",
+    cpus: 2,
+    tcgTbSizeMiB: 64,
+    noReboot: true,
+    net: { mode: "user", mac: "52:54:00:12:34:56", hostfwd: [{ hostPort: 2222, guestPort: 22 }] },
+    disk: { path: "/var/disk.qcow2", format: "qcow2", readOnly: true },
+  });
+  assert.deepEqual(argAfter(a, "-incoming"), ["defer"]);
+  assert.deepEqual(argAfter(a, "-append"), ["console=ttyS0 nestcloud.bootid=b-1 foo=1"]);
+  assert.deepEqual(argAfter(a, "-smp"), ["2"]);
+  assert.deepEqual(argAfter(a, "-accel"), ["tcg,tb-size=64"]);
+  assert.deepEqual(argAfter(a, "-netdev"), ["user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"]);
+  assert.deepEqual(argAfter(a, "-device"), [
+    "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56",
+    "virtio-blk-pci,drive=disk0",
+  ]);
+  assert.deepEqual(argAfter(a, "-drive"), ["file=/var/disk.qcow2,if=none,id=disk0,format=qcow2,readonly=on"]);
+  assert.ok(a.includes("-no-reboot"));
+  const t = buildQemuArgs({ ...base, net: { mode: "tap", ifname: "nctap0" } });
+  assert.deepEqual(argAfter(t, "-netdev"), ["tap,id=net0,ifname=nctap0,script=no,downscript=no"]);
+});
+
+test("buildQemuArgs rejects what QEMU's option parser would misread", () => {
+  assert.throws(() => buildQemuArgs({ ...base, guestId: "bad id" }), QemuSpecError);
+  assert.throws(() => buildQemuArgs({ ...base, poolDir: "/dev/shm/a,b" }), /without commas/);
+  assert.throws(() => buildQemuArgs({ ...base, memoryMiB: 1.5 }), /memoryMiB/);
+  assert.throws(() => buildQemuArgs({ ...base, runDir: `/tmp/${"x".repeat(120)}` }), /socket path too long/);
+  assert.throws(() => buildQemuArgs({ ...base, net: { mode: "user", mac: "zz" } }), /MAC/);
+  assert.throws(() => buildQemuArgs({ ...base, instanceId: "other.1" }), /instanceId/);
+  assert.throws(() => buildQemuArgs({ ...base, append: "a\nb" }), /one line/);
+});
+
+const tmp = mkdtempSync(join(tmpdir(), "nc-proc-test-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+test("reapOrphans never kills a pid that is not our QEMU, and cleans the dead agent's files", async () => {
+  // A live process whose pid is recorded but which is not QEMU (as after pid reuse).
+  const sleeper = spawn("sleep", ["30"], { stdio: "ignore" });
+  try {
+    const stateDir = join(tmp, "state");
+    const runDir = join(stateDir, "g9.0000000001");
+    mkdirSync(runDir, { recursive: true });
+    const pool = join(tmp, "g9.ram");
+    writeFileSync(pool, "ram");
+    writeState(runDir, {
+      version: 1,
+      instanceId: "g9.0000000001",
+      guestId: "g9",
+      pid: sleeper.pid!,
+      pidFile: join(runDir, "qemu.pid"),
+      poolFiles: [pool],
+      runDir,
+      agentPid: 2 ** 22 + 7, // no such process: the agent is dead
+      agentStartTime: 1,
+      startedAt: new Date().toISOString(),
+    });
+    assert.equal(isOurQemu(sleeper.pid!, "g9.0000000001"), false);
+    const report = await reapOrphans(stateDir);
+    assert.deepEqual(report.killed, []);
+    assert.equal(sleeper.exitCode, null, "the unrelated process must survive");
+    assert.ok(!sleeper.killed);
+    assert.deepEqual(report.removedPoolFiles, [pool]);
+    assert.equal(existsSync(pool), false);
+    assert.equal(existsSync(runDir), false);
+  } finally {
+    sleeper.kill("SIGKILL");
+  }
+});
+
+test("reapOrphans leaves entries of a live agent alone", async () => {
+  const stateDir = join(tmp, "state2");
+  const runDir = join(stateDir, "g8.0000000002");
+  mkdirSync(runDir, { recursive: true });
+  writeState(runDir, {
+    version: 1,
+    instanceId: "g8.0000000002",
+    guestId: "g8",
+    pid: null,
+    pidFile: join(runDir, "qemu.pid"),
+    poolFiles: [],
+    runDir,
+    agentPid: process.pid,
+    agentStartTime: processStartTime(process.pid),
+    startedAt: new Date().toISOString(),
+  });
+  const report = await reapOrphans(stateDir);
+  assert.equal(report.skipped.length, 1);
+  assert.equal(existsSync(runDir), true);
+});

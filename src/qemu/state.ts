@@ -1,0 +1,184 @@
+// Per-instance state files and orphan reaping.
+//
+// Every QEMU we start gets a runtime folder <stateDir>/<instanceId>/ holding its sockets,
+// pidfile, serial log and state.json (pid, pool files it owns, which agent started it). If
+// the agent dies without cleaning up, the next agent calls reapOrphans(stateDir) at
+// start-up: it kills those QEMUs BY PID, but only after /proc/<pid>/cmdline proves the pid
+// still belongs to that very QEMU (a qemu-system binary whose arguments contain the
+// instance id), so a recycled pid is never killed. Nothing is ever killed by name.
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, join } from "node:path";
+
+export const STATE_FILE = "state.json";
+
+export interface InstanceState {
+  version: 1;
+  instanceId: string;
+  guestId: string;
+  /** null between writing the state and spawning (the pidfile is then the fallback). */
+  pid: number | null;
+  pidFile: string;
+  /** Pool files this instance owns: removed when it stops or is reaped. */
+  poolFiles: string[];
+  runDir: string;
+  agentPid: number;
+  /** Start time of the agent process (/proc/<pid>/stat field 22) so a reused pid is not mistaken for it. */
+  agentStartTime: number | null;
+  startedAt: string;
+}
+
+/** Atomic replace: a crash never leaves a half-written state file. */
+export function writeState(runDir: string, state: InstanceState): void {
+  const path = join(runDir, STATE_FILE);
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+export function readState(runDir: string): InstanceState | null {
+  try {
+    const s = JSON.parse(readFileSync(join(runDir, STATE_FILE), "utf8")) as InstanceState;
+    return s && s.version === 1 && typeof s.instanceId === "string" ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Clock-tick start time of a process, or null if it does not exist. */
+export function processStartTime(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name start at field 3.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(rest[22 - 3]);
+  } catch {
+    return null;
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** argv of a live process, or null. */
+export function processArgv(pid: number): string[] | null {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return raw.split("\0").filter((a, i, all) => !(a === "" && i === all.length - 1));
+  } catch {
+    return null;
+  }
+}
+
+/** True if `pid` runs a qemu-system binary whose arguments name `instanceId`. */
+export function isOurQemu(pid: number, instanceId: string): boolean {
+  const argv = processArgv(pid);
+  if (!argv || argv.length === 0) return false;
+  if (!basename(argv[0]).startsWith("qemu-system")) return false;
+  return argv.slice(1).some((a) => a.includes(instanceId));
+}
+
+function agentAlive(s: InstanceState): boolean {
+  if (!pidAlive(s.agentPid)) return false;
+  // Same pid but a different start time: the agent died and its pid was reused.
+  return s.agentStartTime === null || processStartTime(s.agentPid) === s.agentStartTime;
+}
+
+function readPidFile(path: string): number | null {
+  try {
+    const n = Number.parseInt(readFileSync(path, "utf8").trim(), 10);
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface ReapReport {
+  killed: Array<{ instanceId: string; guestId: string; pid: number }>;
+  removedPoolFiles: string[];
+  /** Entries left alone, with why (live agent, pid reused by another program, ...). */
+  skipped: Array<{ instanceId: string; reason: string }>;
+  removedRunDirs: string[];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function killVerified(pid: number, instanceId: string): Promise<boolean> {
+  // SIGTERM first: QEMU exits cleanly on it. Re-verify before each signal: the pid may
+  // have exited and been reused in between.
+  for (const [sig, waitMs] of [
+    ["SIGTERM", 3000],
+    ["SIGKILL", 5000],
+  ] as const) {
+    if (!isOurQemu(pid, instanceId)) return true;
+    try {
+      process.kill(pid, sig);
+    } catch {
+      return true;
+    }
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
+      if (!isOurQemu(pid, instanceId)) return true;
+      await sleep(50);
+    }
+  }
+  return !isOurQemu(pid, instanceId);
+}
+
+/**
+ * Kills QEMUs left behind by agents that are no longer alive, removes their pool files and
+ * runtime folders. Entries of a live agent (including this process) are left alone.
+ */
+export async function reapOrphans(
+  stateDir: string,
+  log: (msg: string) => void = () => {},
+): Promise<ReapReport> {
+  const report: ReapReport = { killed: [], removedPoolFiles: [], skipped: [], removedRunDirs: [] };
+  if (!existsSync(stateDir)) return report;
+  for (const name of readdirSync(stateDir)) {
+    const runDir = join(stateDir, name);
+    const s = readState(runDir);
+    if (!s) continue;
+    if (agentAlive(s)) {
+      report.skipped.push({ instanceId: s.instanceId, reason: `agent pid ${s.agentPid} is alive` });
+      continue;
+    }
+    const pid = s.pid ?? readPidFile(s.pidFile);
+    if (pid !== null && pidAlive(pid)) {
+      if (isOurQemu(pid, s.instanceId)) {
+        log(`reaping orphan QEMU ${s.instanceId} (guest ${s.guestId}) pid ${pid}`);
+        if (!(await killVerified(pid, s.instanceId))) {
+          report.skipped.push({ instanceId: s.instanceId, reason: `pid ${pid} survived SIGKILL` });
+          continue;
+        }
+        report.killed.push({ instanceId: s.instanceId, guestId: s.guestId, pid });
+      } else {
+        log(`pid ${pid} of ${s.instanceId} now runs another program: not killed`);
+      }
+    }
+    for (const f of s.poolFiles) {
+      try {
+        unlinkSync(f);
+        report.removedPoolFiles.push(f);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") log(`cannot remove pool file ${f}: ${e}`);
+      }
+    }
+    rmSync(runDir, { recursive: true, force: true });
+    report.removedRunDirs.push(runDir);
+  }
+  return report;
+}

@@ -1,0 +1,20 @@
+export type { SeriesPoint } from "./accounts.ts";
+export { buildCloud } from "./build.ts";
+export { Simulation, SimulationError } from "./engine.ts";
+export { UserError } from "./errors.ts";
+export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";
+export { createPolicy } from "./policies.ts";
+export { renderReport } from "./report.ts";
+export { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
+export { Rng } from "./rng.ts";
+export {
+  loadCalibration,
+  loadTrace,
+  parseTraceSpec,
+  type RunOptions,
+  type RunOutput,
+  runScenario,
+} from "./run.ts";
+export { loadScenario, parseScenario, type Scenario } from "./scenario.ts";
+export { syntheticTrace } from "./synthetic.ts";
+export { type Trace, utilizationAt } from "./trace.ts";

@@ -1,0 +1,239 @@
+// Real QEMU (TCG) migrations on loopback with one guest running the verify workload:
+// instant handover (x-ignore-shared, same pool file), pre-copy over TCP, and cancel during
+// an active pre-copy. The guest must keep heart-beating and never lose a write.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import {
+  buildGuestImage,
+  instantHandover,
+  MigrationCancelledError,
+  type MigrationProgress,
+  MigrationStalledError,
+  QemuProcess,
+  SerialConsole,
+  startDestination,
+  startPrecopy,
+  switchoverTogether,
+} from "../../src/qemu/index.ts";
+
+const stateDir = mkdtempSync(join(tmpdir(), "nc-it-mig-"));
+const poolA = mkdtempSync("/dev/shm/nc-it-a-");
+const poolB = mkdtempSync("/dev/shm/nc-it-b-");
+const poolC = mkdtempSync("/dev/shm/nc-it-c-");
+const started: QemuProcess[] = [];
+/** The QEMU currently running the guest, and a console on it. */
+let current: QemuProcess;
+let con: SerialConsole;
+
+function alive(pid: number | null): boolean {
+  if (pid === null) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function heartbeat(c: SerialConsole): Promise<number> {
+  return Number((await c.waitForLine(/NESTCLOUD-HB (\d+)/, 5000)).match[1]);
+}
+
+async function attach(q: QemuProcess): Promise<void> {
+  con?.close();
+  current = q;
+  con = await SerialConsole.connect(q.paths.serialSocket, { label: q.instanceId });
+}
+
+async function assertNoLoss(): Promise<string> {
+  // Two reports apart so that at least one full sweep ran on the new side.
+  await con.waitForLine(/NESTCLOUD-VERIFY (ok|LOST)/, 10_000);
+  await con.waitForLine(/NESTCLOUD-VERIFY (ok|LOST)/, 10_000);
+  const st = await con.run("nc-wl status verify", 10_000);
+  assert.match(st.output, /state=ok .*lost=0/, `verify workload reports: ${st.output}`);
+  assert.equal(
+    con.lines().filter((l) => /NESTCLOUD-VERIFY LOST/.test(l)).length,
+    0,
+    "no LOST line on the console",
+  );
+  return st.output;
+}
+
+before(async () => {
+  const image = await buildGuestImage();
+  const q = await QemuProcess.start({
+    stateDir,
+    spec: { guestId: "itmig", memoryMiB: 256, poolDir: poolA, image, bootId: "mig-boot" },
+  });
+  started.push(q);
+  await attach(q);
+  await con.waitForLine(/NESTCLOUD-READY mig-boot/, 90_000, { includeHistory: true });
+  await con.run("nc-wl start verify 32", 10_000);
+  await con.waitForLine(/NESTCLOUD-VERIFY ok/, 15_000);
+});
+
+after(async () => {
+  con?.close();
+  for (const q of started) await q.stop().catch(() => q.kill());
+  for (const q of started) {
+    assert.equal(alive(q.pid), false, `QEMU ${q.instanceId} pid ${q.pid} still alive`);
+    assert.equal(existsSync(q.poolFile), false, `pool file ${q.poolFile} left behind`);
+  }
+  rmSync(stateDir, { recursive: true, force: true });
+  for (const d of [poolA, poolB, poolC]) rmSync(d, { recursive: true, force: true });
+});
+
+test("instant handover: same pool file, only device state moves, guest keeps running", async (t) => {
+  const src = current;
+  const hbBefore = await heartbeat(con);
+  const r = await instantHandover(src);
+  started.push(r.dst);
+  t.diagnostic(
+    `instant handover (256 MiB): total ${r.totalTimeMs} ms, downtime ${r.downtimeMs} ms, wall ${r.wallMs} ms, ` +
+      `${r.transferredBytes} bytes`,
+  );
+  assert.equal(r.kind, "handover");
+  assert.ok(r.transferredBytes < 16 * 1024 * 1024, `RAM was not sent (sent ${r.transferredBytes} bytes)`);
+  assert.ok(r.downtimeMs < 2000);
+  assert.equal(alive(src.pid), false, "source QEMU stopped");
+  assert.equal(r.dst.poolFile, src.poolFile);
+  assert.ok(existsSync(r.dst.poolFile), "the source's stop left the pool file to the destination");
+  assert.ok(r.dst.ownsPoolFile && !src.ownsPoolFile);
+  await attach(r.dst);
+  const hbAfter = await heartbeat(con);
+  assert.ok(hbAfter > hbBefore, `heartbeat continued (${hbBefore} -> ${hbAfter}), no reboot`);
+  assert.equal(con.lines().filter((l) => l.includes("NESTCLOUD-READY")).length, 0, "no second boot");
+  t.diagnostic(await assertNoLoss());
+});
+
+test("pre-copy over TCP loopback: progress, completion, no lost writes", async (t) => {
+  const src = current;
+  const dst = await startDestination(src, { spec: { poolDir: poolB } });
+  started.push(dst);
+  const hbBefore = await heartbeat(con);
+  const seen: MigrationProgress[] = [];
+  const job = startPrecopy(src, dst, {
+    downtimeLimitMs: 300,
+    onProgress: (p) => seen.push(p),
+    timeoutMs: 120_000,
+  });
+  const r = await job.done;
+  t.diagnostic(
+    `pre-copy (256 MiB, verify 32 MiB running): total ${r.totalTimeMs} ms, downtime ${r.downtimeMs} ms, ` +
+      `${(r.transferredBytes / 1048576).toFixed(1)} MiB sent, ${r.passes} passes`,
+  );
+  assert.equal(r.kind, "precopy");
+  assert.ok(r.totalTimeMs > 0 && r.downtimeMs > 0);
+  assert.ok(seen.length > 0);
+  for (let i = 1; i < seen.length; i++) {
+    assert.ok(seen[i].percent >= seen[i - 1].percent, "percent never goes down");
+    const [a, b] = [seen[i - 1].etaMs, seen[i].etaMs];
+    if (a !== null && b !== null) assert.ok(b <= a, "ETA never goes up");
+  }
+  assert.equal(alive(src.pid), false, "source stopped after success");
+  assert.equal(existsSync(src.poolFile), false, "source removed its own pool file");
+  await attach(dst);
+  const hbAfter = await heartbeat(con);
+  assert.ok(hbAfter > hbBefore, `heartbeat continued (${hbBefore} -> ${hbAfter})`);
+  t.diagnostic(await assertNoLoss());
+});
+
+test("pause-before-switchover: source waits in pre-switchover until released", async (t) => {
+  const src = current;
+  const dst = await startDestination(src, { spec: { poolDir: poolC } });
+  started.push(dst);
+  const job = startPrecopy(src, dst, { pauseBeforeSwitchover: true, timeoutMs: 120_000 });
+  await job.waitForPreSwitchover(60_000);
+  assert.equal(job.currentStatus, "pre-switchover");
+  assert.equal((await dst.qmp.queryStatus()).running, false, "destination does not run before release");
+  const [r] = await switchoverTogether([job], 1000);
+  t.diagnostic(
+    `pre-copy with pause-before-switchover: total ${r.totalTimeMs} ms, downtime ${r.downtimeMs} ms`,
+  );
+  await attach(dst);
+  await heartbeat(con);
+  await assertNoLoss();
+});
+
+test("post-copy switch: destination runs before all RAM arrived, no lost writes", async (t) => {
+  const src = current;
+  const dst = await startDestination(src, { spec: { poolDir: poolB } });
+  started.push(dst);
+  let sawActive!: () => void;
+  const active = new Promise<void>((r) => (sawActive = r));
+  const job = startPrecopy(src, dst, {
+    postcopy: true,
+    maxBandwidth: 8 * 1024 * 1024,
+    timeoutMs: 120_000,
+    onProgress: (p) => {
+      if (p.status === "active" && p.transferredBytes > 0) sawActive();
+    },
+  });
+  await active;
+  await job.startPostcopy();
+  const r = await job.done;
+  t.diagnostic(
+    `post-copy: total ${r.totalTimeMs} ms, downtime ${r.downtimeMs} ms, switched ${r.switchedToPostcopy}`,
+  );
+  assert.equal(r.switchedToPostcopy, true);
+  await attach(dst);
+  await heartbeat(con);
+  await assertNoLoss();
+});
+
+test("a pre-copy that cannot converge is detected as stalled and cancelled", async (t) => {
+  const src = current;
+  await con.run("nc-wl start dirty 200 64", 10_000);
+  await con.waitForLine(/NESTCLOUD-DIRTY/, 10_000);
+  const dst = await startDestination(src, { spec: { poolDir: poolC } });
+  started.push(dst);
+  const job = startPrecopy(src, dst, {
+    maxBandwidth: 16 * 1024 * 1024,
+    stallTimeoutMs: 4000,
+    timeoutMs: 120_000,
+  });
+  await assert.rejects(job.done, (e: unknown) => {
+    assert.ok(e instanceof MigrationStalledError);
+    t.diagnostic(e.message);
+    return true;
+  });
+  assert.equal((await src.qmp.queryStatus()).status, "running");
+  assert.equal(alive(dst.pid), false);
+  await con.run("nc-wl stop dirty", 10_000);
+  await heartbeat(con);
+  await assertNoLoss();
+});
+
+test("cancel during active pre-copy leaves the guest running at the source", async () => {
+  const src = current;
+  const dst = await startDestination(src, { spec: { poolDir: poolC } });
+  started.push(dst);
+  // 4 MiB/s over 256 MiB keeps the migration active long enough to cancel it mid-way.
+  let sawActive!: () => void;
+  const active = new Promise<void>((r) => (sawActive = r));
+  const job = startPrecopy(src, dst, {
+    maxBandwidth: 4 * 1024 * 1024,
+    onProgress: (p) => {
+      if (p.status === "active" && p.transferredBytes > 0) sawActive();
+    },
+  });
+  await Promise.race([
+    active,
+    new Promise((_r, rej) => setTimeout(() => rej(new Error("pre-copy never became active")), 30_000)),
+  ]);
+  await job.cancel("test cancel");
+  await assert.rejects(job.done, MigrationCancelledError);
+  assert.equal((await src.qmp.queryStatus()).status, "running");
+  assert.equal(alive(dst.pid), false, "destination killed");
+  assert.equal(existsSync(dst.poolFile), false, "destination pool file removed");
+  assert.ok(existsSync(src.poolFile), "source keeps its RAM");
+  const a = await heartbeat(con);
+  const b = await heartbeat(con);
+  assert.ok(b > a, "guest keeps heart-beating at the source");
+  await assertNoLoss();
+  // The same source can migrate again afterwards (capabilities and state were reset).
+  assert.equal(job.currentStatus, "cancelled");
+});
