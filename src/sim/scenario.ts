@@ -67,8 +67,9 @@ export function parseScenario(text: string, file = "<scenario>"): Scenario {
   const parsed = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   if (parsed.errors.length > 0) {
     const e = parsed.errors[0];
-    const pos = e.linePos?.[0];
-    const where = pos ? `:${pos.line}:${pos.col}` : "";
+    const offset = Math.min(e.pos[0], text.length);
+    const before = text.slice(0, offset).split("\n");
+    const where = `:${before.length}:${before[before.length - 1].length + 1}`;
     throw new UserError(`${file}${where}: malformed YAML: ${e.message.split("\n")[0]}`);
   }
   const raw: unknown = parsed.toJS();

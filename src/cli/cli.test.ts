@@ -1,0 +1,112 @@
+// The nestcloud command as users run it: real processes, real files.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, describe, test } from "node:test";
+
+const root = resolve(import.meta.dirname, "../..");
+const bin = join(root, "bin/nestcloud.js");
+const dir = mkdtempSync(join(tmpdir(), "nestcloud-cli-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: "utf8", timeout: 120_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const good = readFileSync(join(root, "scenarios/synthetic-nested.yaml"), "utf8")
+  .replace("guests: 2000, seed: 42", "guests: 200, seed: 42")
+  .replace("durationSeconds: 86400", "durationSeconds: 7200");
+
+function scenario(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+describe("user errors: one clear line, exit code 2, no stack trace", () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ["malformed YAML", ["simulate", scenario("bad.yaml", "name: [x\n")], /bad\.yaml:\d+:\d+: malformed YAML/],
+    [
+      "unknown field",
+      ["simulate", scenario("unk.yaml", good.replace("seed: 42\n", "seed: 42\nsed: 1\n"))],
+      /unk\.yaml: unknown field sed/,
+    ],
+    [
+      "missing trace folder",
+      ["simulate", scenario("t.yaml", good), "--trace", "planetlab:/nonexistent/day"],
+      /trace folder \/nonexistent\/day does not exist/,
+    ],
+    [
+      "unknown policy",
+      ["simulate", scenario("p.yaml", good), "--policy", "best-fit-ever"],
+      /unknown policy best-fit-ever/,
+    ],
+    [
+      "impossible scenario",
+      [
+        "simulate",
+        scenario(
+          "big.yaml",
+          good.replace("memoryMiB: 1740, dirtyRateMiBps: 60", "memoryMiB: 400000, dirtyRateMiBps: 60"),
+        ),
+      ],
+      /big\.yaml: guests\.types\[1\]: guest type extra-large .* fits in no host VM type/,
+    ],
+    [
+      "missing scenario file",
+      ["simulate", join(dir, "nope.yaml")],
+      /nope\.yaml: cannot read scenario \(ENOENT\)/,
+    ],
+    ["bad seed", ["simulate", scenario("s.yaml", good), "--seed", "x"], /--seed x: expected an integer/],
+  ];
+  for (const [name, args, pattern] of cases) {
+    test(name, () => {
+      const r = run(...args, "--quiet");
+      assert.equal(r.code, 2, r.err);
+      const lines = r.err.trim().split("\n");
+      assert.equal(lines.length, 1, `one line, got: ${r.err}`);
+      assert.match(lines[0], /^nestcloud: /);
+      assert.match(lines[0], pattern);
+      assert.doesNotMatch(r.err, /\n\s+at /);
+    });
+  }
+});
+
+describe("simulate and compare", () => {
+  test("simulate writes results.json, timing.json and report.html; same seed gives the same bytes", () => {
+    const file = scenario("ok.yaml", good);
+    const a = run("simulate", file, "--out", join(dir, "a"), "--quiet");
+    const b = run("simulate", file, "--out", join(dir, "b"), "--quiet");
+    assert.equal(a.code, 0, a.err);
+    assert.equal(b.code, 0, b.err);
+    assert.match(a.out, /host-VM hours/);
+    const ra = readFileSync(join(dir, "a/results.json"));
+    assert.ok(ra.equals(readFileSync(join(dir, "b/results.json"))), "byte-identical results.json");
+    const report = readFileSync(join(dir, "a/report.html"), "utf8");
+    assert.match(report, /<svg/);
+    assert.equal(JSON.parse(ra.toString()).policy, "nestcloud");
+  });
+
+  test("compare --json prints one object per policy with the documented fields", () => {
+    const r = run("compare", scenario("c.yaml", good), "--policies", "nestcloud,lr-mmt-1.2", "--json");
+    assert.equal(r.code, 0, r.err);
+    const rows = JSON.parse(r.out) as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      rows.map((x) => x.policy),
+      ["nestcloud", "lr-mmt-1.2"],
+    );
+    for (const row of rows) {
+      for (const k of ["hostVmHours", "energyKWh", "slatah", "pdm", "slav", "esv", "wallSeconds"])
+        assert.equal(typeof row[k], "number", k);
+      assert.deepEqual(Object.keys(row.migrations as object).sort(), [
+        "instant",
+        "postcopy",
+        "precopy",
+        "total",
+      ]);
+    }
+  });
+});

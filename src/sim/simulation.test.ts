@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { findViolations } from "../model/index.ts";
+import { buildCloud } from "./build.ts";
+import { Simulation } from "./engine.ts";
+import { createPolicy } from "./policies.ts";
+import { loadCalibration, loadTrace, runScenario } from "./run.ts";
+import { loadScenario, parseScenario } from "./scenario.ts";
+
+const small = (seed: number, hours = 6) =>
+  parseScenario(
+    `
+name: small
+seed: ${seed}
+durationSeconds: ${hours * 3600}
+nesting: nested
+servers:
+  - { prefix: s, count: 4, cores: 16, mipsPerCore: 2660, memoryMiB: 524288, networkMbps: 10000, power: hp-ml110-g5, hostVmSlots: 4 }
+hostVmTypes:
+  - { name: hv, vcpus: 4, mipsPerVcpu: 2660, memoryMiB: 65536, hypervisorOverheadMiB: 1024, pricePerHour: 0.4, provisionSeconds: 120 }
+hostVms: { type: hv, perServer: 2 }
+guests:
+  antiAffinityPairsEvery: 5
+  types:
+    - { name: a, mipsPerVcpu: 2500, memoryMiB: 870, dirtyRateMiBps: 40 }
+    - { name: b, mipsPerVcpu: 1000, memoryMiB: 1740, dirtyRateMiBps: 20 }
+trace: { kind: synthetic, guests: 300 }
+migration: { model: qemu, maxConcurrent: 4, maxPerHostVm: 2 }
+policy: { name: nestcloud }
+`,
+    "small.yaml",
+  );
+
+describe("simulation", () => {
+  for (const policy of ["nestcloud", "lr-mmt-1.2"]) {
+    test(`${policy}: same seed and inputs give byte-identical results`, () => {
+      const a = JSON.stringify(runScenario(small(3), { policy }).result);
+      const b = JSON.stringify(runScenario(small(3), { policy }).result);
+      assert.equal(a, b);
+      const c = JSON.stringify(runScenario(small(4), { policy }).result);
+      assert.notEqual(a, c, "another seed gives another day");
+    });
+  }
+
+  test("invariants hold after every round, and guests are consolidated", () => {
+    const { result } = runScenario(small(5), { policy: "nestcloud", checkInvariants: true });
+    assert.ok(result.migrations.total > 0);
+    assert.ok(result.hostVmReleases > 0, "the host VMs left empty are released");
+    assert.ok(result.hostVmHours < 8 * 6, "fewer host VMs than at the start");
+  });
+
+  test("a day needs every guest placed; an impossible start is a clear error", () => {
+    const sc = small(1);
+    const crowded = {
+      ...sc,
+      servers: sc.servers.slice(0, 1),
+      initialHostVms: { ...sc.initialHostVms!, perServer: 1 },
+    };
+    const tooSmall = { ...crowded, servers: crowded.servers.map((s) => ({ ...s, hostVmSlots: 1 })) };
+    assert.throws(
+      () => runScenario(tooSmall, { policy: "lr-mmt-1.2" }),
+      /initial placement failed: \d+ guest VM\(s\) fit nowhere/,
+    );
+  });
+});
+
+describe("CloudSim reference scenario (needs ../shared/data/planetlab)", () => {
+  test("initial placement: full requests put every VM on G5 hosts, as CloudSim's PABFD does", () => {
+    const sc = loadScenario("scenarios/cloudsim-planetlab.yaml");
+    const trace = loadTrace(sc, undefined, 1);
+    assert.equal(trace.names.length, 1052);
+    const built = buildCloud(sc, trace);
+    const policy = createPolicy("lr-mmt-1.2", {}, { acquireType: built.acquireType });
+    const sim = new Simulation({
+      scenario: { ...sc, durationSeconds: 1 },
+      trace,
+      built,
+      policy,
+      calibration: loadCalibration(sc),
+      seed: 1,
+    });
+    sim.run();
+    const cloud = built.cloud;
+    const used = new Set<number>();
+    for (let g = 0; g < cloud.guests.length; g++) used.add(cloud.guestHost[g]);
+    assert.ok([...used].every((h) => cloud.servers[cloud.hostVms[h].server!].id.startsWith("g5-")));
+    assert.ok(used.size >= 390 && used.size <= 400, `about 395 hosts in use, got ${used.size}`);
+    assert.deepEqual(
+      findViolations(cloud).filter((v) => v.rule !== "memory-overcommitted"),
+      [],
+    );
+  });
+});
