@@ -46,7 +46,8 @@ export function findBinForGuest(
     if (excluded[b] || !fits(ws, g, b, opts)) continue;
     const diff = ws.powerIncrease(b, r);
     if (!(diff < min)) continue;
-    if (ws.measured[b] !== 0 && detector.overloaded(ws, b, g)) continue;
+    // CloudSim skips the check for a bin its scheduler grants nothing right now.
+    if (ws.allocated(b) !== 0 && detector.overloaded(ws, b, g)) continue;
     if (extraCheck && !extraCheck(g, b)) continue;
     min = diff;
     best = b;

@@ -11,7 +11,7 @@ import {
   StaticThreshold,
 } from "./detectors.ts";
 import type { PlannerInput } from "./input.ts";
-import { findBinForGuest } from "./pabfd.ts";
+import { findBinForGuest, fits } from "./pabfd.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
 import { referencePlan } from "./reference.ts";
 import {
@@ -105,6 +105,9 @@ export function pabfdPlacement(
       continue;
     }
     ws.moveGuest(g, b);
+    // CloudSim quirk: a VM just created asks for nothing until its cloudlet starts, so later
+    // placements' overload checks do not see it (its MIPS stay allocated).
+    if (input.rules.memory === "at-creation") ws.requestSum[b] -= ws.request[g];
     if (acquireType && ws.isPotential(b) && ws.lists[b].length === 1) {
       const s = ws.server[b];
       if (ws.cloud.servers[s].hostVmSlots - ws.slotsUsed[s] > 0) ws.addPotentialBin(acquireType, s);
@@ -134,6 +137,33 @@ export function resolvePotential(
     return { guest: a.guest, to: { kind: "acquired", action: i } as HostVmRef };
   });
   return { assignments: out, acquisitions, unplaced };
+}
+
+/**
+ * CloudSim's "dvfs" baseline: no migrations at all; new guests go to the first bin that
+ * can take them (PowerVmAllocationPolicySimple). Hosts still idle down and draw less.
+ */
+export function dvfsPolicy(): Policy {
+  return {
+    name: "dvfs",
+    plan: (input) => ({ actions: [], caps: input.caps, notes: [] }),
+    placeNew(input, guests) {
+      const ws = new Workspace(input, false);
+      const assignments: { guest: number; to: HostVmRef }[] = [];
+      const unplaced: number[] = [];
+      for (const g of guests) {
+        let placed = false;
+        for (let b = 0; b < ws.binCount && !placed; b++) {
+          if (!fits(ws, g, b, { atCreation: true })) continue;
+          ws.moveGuest(g, b);
+          assignments.push({ guest: g, to: { kind: "existing", hostVm: b } });
+          placed = true;
+        }
+        if (!placed) unplaced.push(g);
+      }
+      return { assignments, acquisitions: [], unplaced };
+    },
+  };
 }
 
 export const POLICY_NAMES = [

@@ -52,6 +52,12 @@ export class Workspace {
   readonly lists: number[][];
   /** Per physical server: MIPS used at the last measurement, over all its host VMs. */
   readonly serverMeasured: Float64Array;
+  /**
+   * Per physical server: MIPS its bins would be granted now, with the round's moves so far
+   * (CloudSim's PABFD weighs "power after" on this live figure against "power before" on
+   * the measured one, which spreads a round's placements over hosts).
+   */
+  readonly serverLive: Float64Array;
   /** Per bin: guests migrating into it (their memory is reserved there already). */
   inbound: Int32Array;
   /** Per physical server: host-VM slots taken (live, pending or potential). */
@@ -106,6 +112,7 @@ export class Workspace {
       this.measured[h] = input.measuredMips[h];
       this.lists.push(cloud.hostGuests[h].slice());
     }
+    this.serverLive = new Float64Array(cloud.servers.length);
     for (let h = 0; h < this.existing; h++) for (const g of this.lists[h]) this.account(g, h, 1);
     this.inbound = new Int32Array(B);
     for (let g = 0; g < G; g++) {
@@ -175,6 +182,11 @@ export class Workspace {
     return false;
   }
 
+  /** MIPS a time-shared scheduler would grant the bin's guests now. */
+  allocated(b: number): number {
+    return this.cappedSum[b] <= this.cap[b] ? this.cappedSum[b] : this.cap[b];
+  }
+
   /** Free MIPS as a time-shared scheduler sees it: none once oversubscribed. */
   available(b: number): number {
     const used = this.cappedSum[b];
@@ -208,6 +220,7 @@ export class Workspace {
 
   /** Adds (sign 1) or removes (sign -1) a guest's contribution to a bin's sums. */
   private account(g: number, b: number, sign: 1 | -1): void {
+    const liveBefore = this.allocated(b);
     this.requestSum[b] += sign * this.request[g];
     this.cappedSum[b] += sign * this.capped(g, b);
     this.guaranteedSum[b] += sign * this.mips[g];
@@ -217,6 +230,7 @@ export class Workspace {
       this.requestSum[b] = 0;
       this.cappedSum[b] = 0;
     }
+    if (this.server[b] >= 0) this.serverLive[this.server[b]] += this.allocated(b) - liveBefore;
     if (this.hist.length > 0) {
       const load = this.input.load;
       const scale = this.mips[g] / this.cap[b];
@@ -247,16 +261,19 @@ export class Workspace {
   }
 
   /**
-   * Extra watts on the bin's physical server if `addMips` more were used there, from the
-   * server's last measured load (PABFD's power-aware criterion; bare metal: the bin is the server).
+   * PABFD's power-aware criterion: watts on the bin's physical server with `addMips` more
+   * than it would use now, minus watts at its last measured load (bare metal: the bin is
+   * the server). As in CloudSim, "after" counts this round's moves and "before" does not.
    */
   powerIncrease(b: number, addMips: number): number {
     const s = this.server[b];
     if (s < 0) return addMips; // placement unknown: rank by load alone
     const server = this.cloud.servers[s];
     const total = server.cores * server.mipsPerCore;
-    const before = this.serverMeasured[s] / total;
-    return powerAt(server.power, before + addMips / total) - powerAt(server.power, before);
+    return (
+      powerAt(server.power, (this.serverLive[s] + addMips) / total) -
+      powerAt(server.power, this.serverMeasured[s] / total)
+    );
   }
 
   /** Longest time any of the bin's guests (or `extra`) would take to migrate away, s. */
