@@ -173,5 +173,6 @@ export const POLICY_NAMES = [
   "mad-mmt-2.5",
   "lr-mmt-1.2",
   "lrr-mmt-1.2",
+  "dvfs",
   "nestcloud",
 ];

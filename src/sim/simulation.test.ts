@@ -65,7 +65,10 @@ describe("simulation", () => {
 });
 
 describe("CloudSim reference scenario (needs ../shared/data/planetlab)", () => {
-  test("initial placement: full requests put every VM on G5 hosts, as CloudSim's PABFD does", () => {
+  test("initial placement spreads VMs one per host as CloudSim 3.0.3 does (775 hosts on 20110303)", () => {
+    // CloudSim ranks hosts by power "after" on the live allocation against power "before" on
+    // the (still empty) measurement, so a host that already got a VM looks dearer: VMs
+    // spread out. A rebuilt CloudSim 3.0.3 shows 775 active hosts at the first round.
     const sc = loadScenario("scenarios/cloudsim-planetlab.yaml");
     const trace = loadTrace(sc, undefined, 1);
     assert.equal(trace.names.length, 1052);
@@ -83,8 +86,12 @@ describe("CloudSim reference scenario (needs ../shared/data/planetlab)", () => {
     const cloud = built.cloud;
     const used = new Set<number>();
     for (let g = 0; g < cloud.guests.length; g++) used.add(cloud.guestHost[g]);
-    assert.ok([...used].every((h) => cloud.servers[cloud.hostVms[h].server!].id.startsWith("g5-")));
-    assert.ok(used.size >= 390 && used.size <= 400, `about 395 hosts in use, got ${used.size}`);
+    assert.equal(used.size, 775);
+    // 2500- and 2000-MIPS VMs cannot run on a G4 core (1860 MIPS): they are all on G5 hosts.
+    for (let g = 0; g < cloud.guests.length; g++) {
+      if (cloud.guests[g].mipsPerVcpu > 1860)
+        assert.ok(cloud.servers[cloud.hostVms[cloud.guestHost[g]].server!].id.startsWith("g5-"));
+    }
     assert.deepEqual(
       findViolations(cloud).filter((v) => v.rule !== "memory-overcommitted"),
       [],
