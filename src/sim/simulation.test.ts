@@ -90,7 +90,7 @@ describe("CloudSim reference scenario (needs ../shared/data/planetlab)", () => {
     assert.equal(sim.accounts.series[0].activeHostVms, 775);
     // 2500- and 2000-MIPS VMs cannot run on a G4 core (1860 MIPS): they are all on G5 hosts.
     for (let g = 0; g < cloud.guests.length; g++) {
-      if (cloud.guests[g].mipsPerVcpu > 1860)
+      if (cloud.guestHost[g] >= 0 && cloud.guests[g].mipsPerVcpu > 1860)
         assert.ok(cloud.servers[cloud.hostVms[cloud.guestHost[g]].server!].id.startsWith("g5-"));
     }
     assert.deepEqual(
