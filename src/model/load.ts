@@ -66,6 +66,20 @@ export class LoadHistory {
     return this.counts[g] === 0 ? 0 : this.recent(g, 0);
   }
 
+  /** Copies up to n newest samples into out, newest first (out[0] = latest); returns how many. */
+  newestFirst(g: number, out: Float64Array, n: number): number {
+    const m = Math.min(n, this.counts[g]);
+    const c = this.capacity;
+    const base = g * c;
+    let i = this.heads[g] - 1;
+    for (let k = 0; k < m; k++) {
+      if (i < 0) i += c;
+      out[k] = this.data[base + i];
+      i--;
+    }
+    return m;
+  }
+
   /** Copies up to n newest samples into out, oldest first; returns how many. */
   window(g: number, n: number, out: Float64Array): number {
     const m = Math.min(n, this.counts[g]);

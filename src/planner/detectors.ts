@@ -81,7 +81,7 @@ export class LocalRegression implements OverloadDetector {
     for (let i = 0; i < length; i++) this.window[i] = this.buf[length - i - 1];
     const [intercept, slope] = olsOnIndex(this.window, length);
     if (Number.isNaN(slope)) return FALLBACK.overloaded(ws, b, extra);
-    const intervals = Math.ceil(ws.maxMigrationSeconds(b, extra) / ws.input.intervalSeconds);
+    const intervals = ws.migrationIntervals(b, extra);
     return (intercept + slope * (length + intervals)) * this.safety >= 1;
   }
 }

@@ -160,6 +160,7 @@ class Round {
   }
 
   private setDraining(b: number, on: boolean): void {
+    this.occupied = undefined;
     const s = this.ws.server[b];
     const inServer = this.counts(b);
     if (on && inServer) {
@@ -185,11 +186,23 @@ class Round {
     let current = ws.requestSum[b];
     if (add >= 0) current += ws.request[add];
     current /= ws.cap[b];
-    const n = Math.min(ws.history(b, this.buf, add), this.p.window);
-    if (n <= 1) return Math.max(current, this.buf[0]);
-    for (let i = 0; i < n; i++) this.sorted[i] = this.buf[i];
-    const window = this.sorted.subarray(0, n).sort();
-    const q = window[Math.min(n - 1, Math.floor(this.p.quantile * n))];
+    if (ws.hist.length === 0) return current;
+    const buf = this.buf;
+    const n = ws.historyWindow(b, buf, add, this.p.window);
+    if (n === 0) return current;
+    if (n === 1) return Math.max(current, buf[0]);
+    // Quantile by insertion sort: the window is a dozen values.
+    const w = this.sorted;
+    for (let i = 0; i < n; i++) {
+      const v = buf[i];
+      let j = i - 1;
+      while (j >= 0 && w[j] > v) {
+        w[j + 1] = w[j];
+        j--;
+      }
+      w[j + 1] = v;
+    }
+    const q = w[Math.min(n - 1, Math.floor(this.p.quantile * n))];
     // Least-squares slope over the window (index 0 is the newest sample), one step ahead.
     let sx = 0;
     let sy = 0;
@@ -198,12 +211,13 @@ class Round {
     for (let i = 0; i < n; i++) {
       const x = -i;
       sx += x;
-      sy += this.buf[i];
+      sy += buf[i];
       sxx += x * x;
-      sxy += x * this.buf[i];
+      sxy += x * buf[i];
     }
     const slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
-    return Math.max(current, q, this.buf[0] + Math.max(0, slope));
+    const ahead = buf[0] + (slope > 0 ? slope : 0);
+    return current > q ? (current > ahead ? current : ahead) : q > ahead ? q : ahead;
   }
 
   // ---- feasibility and destinations -------------------------------------------------
@@ -217,50 +231,86 @@ class Round {
     return true;
   }
 
-  /** Can bin b take guest g (coming from bin `from`, -1 if new) within the targets? */
-  private canTake(b: number, g: number, from: number): boolean {
+  /**
+   * Can bin b take guest g (coming from bin `from`, -1 if new) within the targets? Returns
+   * the bin's predicted utilization with g, or -1 if it cannot.
+   */
+  private canTake(b: number, g: number, from: number): number {
     const ws = this.ws;
-    if (!ws.usable[b] || this.draining.has(b)) return false;
-    if (ws.vcpus[g] * ws.pe[b] > ws.cap[b] || ws.request[g] / ws.vcpus[g] > ws.pe[b]) return false;
-    if (ws.memUsed[b] + ws.memory[g] > ws.memCap[b] + 1e-9) return false;
-    if (ws.guaranteedSum[b] + ws.mips[g] > this.input.rules.cpuOvercommit * ws.cap[b] + 1e-9) return false;
-    if (ws.breaksAntiAffinity(g, b)) return false;
+    if (!ws.usable[b] || this.draining.has(b)) return -1;
+    if (ws.vcpus[g] * ws.pe[b] > ws.cap[b] || ws.request[g] / ws.vcpus[g] > ws.pe[b]) return -1;
+    if (ws.memUsed[b] + ws.memory[g] > ws.memCap[b] + 1e-9) return -1;
+    // Prediction is never below current demand: a cheap bound before the full prediction.
+    if ((ws.requestSum[b] + ws.request[g]) / ws.cap[b] > this.p.targetUtilization) return -1;
+    if (ws.guaranteedSum[b] + ws.mips[g] > this.input.rules.cpuOvercommit * ws.cap[b] + 1e-9) return -1;
+    if (ws.breaksAntiAffinity(g, b)) return -1;
     const after = this.predict(b, g);
-    if (after > this.p.targetUtilization) return false;
+    if (after > this.p.targetUtilization) return -1;
     const s = ws.server[b];
     if (s >= 0 && (from < 0 || ws.server[from] !== s)) {
       // Load arriving from elsewhere must leave the server its headroom.
       const load = this.serverLoad[s] + (after - this.pred[b]) * ws.cap[b];
-      if (load > this.p.serverTargetUtilization * this.serverCap[s] + 1e-9) return false;
+      if (load > this.p.serverTargetUtilization * this.serverCap[s] + 1e-9) return -1;
     }
-    return true;
+    return after;
   }
 
   /** Host VMs holding guests, per physical server (where moves can stay instant). */
   private binsPerServer(): Int32Array {
+    if (this.occupied) return this.occupied;
     const ws = this.ws;
     const count = new Int32Array(this.input.cloud.servers.length);
     for (let b = 0; b < ws.binCount; b++) {
       if (this.counts(b) && (ws.lists[b].length > 0 || ws.isPotential(b))) count[ws.server[b]]++;
     }
+    this.occupied = count;
     return count;
   }
 
+  /** Cached occupancy; dropped whenever a bin gains or loses its last guest. */
+  private occupied: Int32Array | undefined;
+
+  /** Bins per physical server, for same-server searches. */
+  private binsOf(server: number): number[] {
+    if (!this.byServer) {
+      this.byServer = Array.from({ length: this.input.cloud.servers.length }, () => [] as number[]);
+      for (let b = 0; b < this.ws.binCount; b++)
+        if (this.ws.server[b] >= 0) this.byServer[this.ws.server[b]].push(b);
+    }
+    return this.byServer[server];
+  }
+
+  private byServer: number[][] | undefined;
+
   /**
-   * Best bin for guest g leaving `from`: same physical server first (instant handover),
-   * then the tightest fit, then servers carrying more of our host VMs.
+   * Best bin for guest g leaving `from`: a bin on the same physical server if any can take it
+   * (instant handover), else the tightest fit elsewhere, preferring servers that carry more
+   * of our host VMs.
    */
   private destination(g: number, from: number): number {
     const ws = this.ws;
     const home = from >= 0 ? ws.server[from] : -1;
-    const perServer = this.binsPerServer();
     let best = -1;
+    let bestFill = -1;
+    if (home >= 0) {
+      for (const b of this.binsOf(home)) {
+        if (b === from) continue;
+        const fill = this.canTake(b, g, from);
+        if (fill > bestFill) {
+          bestFill = fill;
+          best = b;
+        }
+      }
+      if (best >= 0) return best;
+    }
+    const perServer = this.binsPerServer();
     let bestKey = Number.NEGATIVE_INFINITY;
     for (let b = 0; b < ws.binCount; b++) {
-      if (b === from || !this.canTake(b, g, from)) continue;
+      if (b === from || ws.server[b] === home) continue;
+      const fill = this.canTake(b, g, from);
+      if (fill < 0) continue;
       const s = ws.server[b];
-      const same = home >= 0 && s === home ? 1 : 0;
-      const key = same * 1e6 + (s >= 0 ? perServer[s] : 0) * 10 + this.predict(b, g);
+      const key = (s >= 0 ? perServer[s] : 0) * 10 + fill;
       if (key > bestKey) {
         bestKey = key;
         best = b;
@@ -285,11 +335,15 @@ class Round {
     if (server < 0) return -1;
     const b = ws.addPotentialBin(this.acquireType, server);
     this.track(b);
+    this.byServer?.[server].push(b);
+    this.occupied = undefined;
     return b;
   }
 
   private move(g: number, to: number, reason: Move["reason"]): void {
     const from = this.ws.hostOf[g];
+    if ((from >= 0 && this.ws.lists[from].length === 1) || this.ws.lists[to].length === 0)
+      this.occupied = undefined;
     this.ws.moveGuest(g, to);
     this.moves.push({ guest: g, to, reason });
     this.movedThisRound.add(g);
@@ -402,6 +456,7 @@ class Round {
         this.setDraining(b, false);
         continue;
       }
+      this.occupied = undefined;
       for (const m of placed) {
         this.moves.push(m);
         this.movedThisRound.add(m.guest);
@@ -508,8 +563,8 @@ class Round {
         let best = -1;
         let bestFill = -1;
         for (let b = 0; b < ws.binCount; b++) {
-          if (ws.server[b] !== s || !this.canTake(b, g, b)) continue;
-          const fill = this.predict(b, g);
+          if (ws.server[b] !== s) continue;
+          const fill = this.canTake(b, g, b);
           if (fill > bestFill) {
             bestFill = fill;
             best = b;
@@ -517,13 +572,14 @@ class Round {
         }
         if (best < 0 && cloud.servers[s].hostVmSlots - ws.slotsUsed[s] > 0) {
           const fresh = this.newBin(s);
-          if (fresh >= 0 && this.canTake(fresh, g, fresh)) best = fresh;
+          if (fresh >= 0 && this.canTake(fresh, g, fresh) >= 0) best = fresh;
         }
         if (best < 0) {
           next.push(g);
           continue;
         }
         ws.moveGuest(g, best);
+        this.occupied = undefined;
         this.refresh(best);
         assignments.push({ guest: g, to: { kind: "existing", hostVm: best } });
       }

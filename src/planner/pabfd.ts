@@ -37,18 +37,31 @@ export function findBinForGuest(
   excluded: Uint8Array,
   detector: OverloadDetector,
   opts: FitOptions = { atCreation: false },
-  extraCheck?: (g: number, b: number) => boolean,
+  /** Bins worth looking at, in index order (default: all); excluded ones are still skipped. */
+  candidates?: ArrayLike<number>,
 ): number {
   let best = -1;
   let min = Number.MAX_VALUE;
   const r = ws.request[g];
-  for (let b = 0; b < ws.binCount; b++) {
-    if (excluded[b] || !fits(ws, g, b, opts)) continue;
+  // The hot loop of the reference policies: cheap tests inline, the rest only when needed.
+  const perVcpu = r / ws.vcpus[g];
+  const usable = ws.usable;
+  const pe = ws.pe;
+  const cap = ws.cap;
+  const capped = ws.cappedSum;
+  // Identical idle servers give identical answers and the first wins ties, so the default
+  // search looks at busy bins and one idle bin per server shape.
+  const order = candidates ?? ws.searchOrder();
+  const n = order.length;
+  for (let i = 0; i < n; i++) {
+    const b = order[i];
+    if (excluded[b] || !usable[b] || pe[b] < perVcpu) continue;
+    // Free MIPS as the scheduler sees them (none once oversubscribed): ws.available(b) inlined.
+    if ((capped[b] <= cap[b] ? cap[b] - capped[b] : 0) < r) continue;
     const diff = ws.powerIncrease(b, r);
-    if (!(diff < min)) continue;
+    if (!(diff < min) || !fits(ws, g, b, opts)) continue;
     // CloudSim skips the check for a bin its scheduler grants nothing right now.
     if (ws.allocated(b) !== 0 && detector.overloaded(ws, b, g)) continue;
-    if (extraCheck && !extraCheck(g, b)) continue;
     min = diff;
     best = b;
   }

@@ -75,6 +75,9 @@ export function referencePlan(input: PlannerInput, opts: ReferenceOptions): Acti
       excluded[b] = 1;
     }
   }
+  // Targets of this phase never include switched-off bins: look only at the rest.
+  const eligible: number[] = [];
+  for (let b = 0; b < ws.binCount; b++) if (!excluded[b] && ws.usable[b]) eligible.push(b);
   // Measured utilization does not change during a round, so one sort gives CloudSim's
   // repeated "least utilized remaining bin" order (ties: lowest index).
   const candidates: number[] = [];
@@ -95,7 +98,7 @@ export function referencePlan(input: PlannerInput, opts: ReferenceOptions): Acti
     const placed: Move[] = [];
     for (const g of guests) {
       grow();
-      const t = findBinForGuest(ws, g, excluded, detector);
+      const t = findBinForGuest(ws, g, excluded, detector, undefined, eligible);
       if (t < 0) {
         for (const m of placed) ws.moveGuest(m.guest, b);
         placed.length = 0;

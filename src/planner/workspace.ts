@@ -14,6 +14,7 @@ import {
   type HostVmType,
   hostVmGuestMemory,
   hostVmMips,
+  type PhysicalServer,
   powerAt,
   UNPLACED,
 } from "../model/index.ts";
@@ -49,6 +50,7 @@ export class Workspace {
   memUsed: Float64Array;
   /** newest-first host utilization history sums, HISTORY_LENGTH per bin. */
   hist: Float64Array;
+  private readonly histScratch = new Float64Array(HISTORY_LENGTH);
   readonly lists: number[][];
   /** Per physical server: MIPS used at the last measurement, over all its host VMs. */
   readonly serverMeasured: Float64Array;
@@ -58,10 +60,14 @@ export class Workspace {
    * the measured one, which spreads a round's placements over hosts).
    */
   readonly serverLive: Float64Array;
+  /** Per physical server: watts at its measured load (constant during a round). */
+  private readonly powerBefore: Float64Array;
   /** Per bin: guests migrating into it (their memory is reserved there already). */
   inbound: Int32Array;
   /** Per physical server: host-VM slots taken (live, pending or potential). */
   readonly slotsUsed: Int32Array;
+  private readonly migCache: Float64Array;
+  private readonly migCacheMbps: Float64Array;
   /** Anti-affinity group members per guest (only guests that have a group). */
   readonly antiAffinity = new Map<number, number[]>();
   /** Type of each potential bin. */
@@ -83,13 +89,19 @@ export class Workspace {
     this.vcpus = new Int32Array(G);
     this.memory = new Float64Array(G);
     this.fixed = input.inMigration;
+    let depth = 0;
+    for (let g = 0; g < G; g++) depth = Math.max(depth, input.load.count(g));
+    this.depth = Math.min(depth, HISTORY_LENGTH);
+    this.migCache = new Float64Array(G);
+    this.migCacheMbps = new Float64Array(G);
     for (let g = 0; g < G; g++) {
       const guest = cloud.guests[g];
       this.mips[g] = guestMips(guest);
       this.vcpus[g] = guest.vcpus;
       this.memory[g] = guest.memoryMiB;
     }
-    const B = Math.max(16, this.existing * 2);
+    // Room for potential bins (free slots) without regrowing in the common case.
+    const B = this.existing + 16;
     this.cap = new Float64Array(B);
     this.pe = new Float64Array(B);
     this.memCap = new Float64Array(B);
@@ -140,6 +152,9 @@ export class Workspace {
       if (this.server[h] >= 0 && cloud.hostVms[h].state !== "released")
         this.serverMeasured[this.server[h]] += this.measured[h];
     }
+    this.powerBefore = Float64Array.from(cloud.servers, (srv, i) =>
+      powerAt(srv.power, this.serverMeasured[i] / (srv.cores * srv.mipsPerCore)),
+    );
   }
 
   /** Adds a potential host VM of `type` on `server`; returns its bin index. */
@@ -154,6 +169,7 @@ export class Workspace {
     this.measured[b] = 0;
     this.lists.push([]);
     this.potentialType.push(type);
+    this.busy = undefined; // a new bin: rebuild the search order when next asked
     this.slotsUsed[server]++;
     return b;
   }
@@ -181,6 +197,124 @@ export class Workspace {
     }
     return false;
   }
+
+  /**
+   * Shape of bin b's physical server (power table, capacities), or -1. Bins on idle servers
+   * of one shape are interchangeable for a placement and the first wins ties, so searches
+   * need to try only one of them.
+   */
+  shapeOf(b: number): number {
+    if (this.shapes.length <= b) this.extendShapes();
+    return this.shapes[b];
+  }
+
+  private shapes: Int32Array = new Int32Array(0);
+
+  private extendShapes(): void {
+    const next = new Int32Array(Math.max(this.cap.length, this.binCount));
+    next.set(this.shapes);
+    for (let b = this.shapes.length; b < next.length; b++) {
+      const s = this.server[b];
+      const type = b < this.existing ? this.cloud.hostVms[b].type : this.potentialType[b - this.existing];
+      next[b] = s < 0 || !type ? -1 : shapeId(this.cloud.servers[s], type);
+    }
+    this.shapes = next;
+  }
+
+  /** Is bin b's physical server idle now and at the last measurement? */
+  serverIdle(b: number): boolean {
+    const s = this.server[b];
+    return s >= 0 && this.serverLive[s] === 0 && this.serverMeasured[s] === 0;
+  }
+
+  /**
+   * Bins a placement search must look at, in index order: every bin that is not on an idle
+   * server, plus the first idle-server bin of each shape (the others would tie and lose).
+   * Cheap to keep: during a round bins only turn from idle to busy.
+   */
+  searchOrder(): number[] {
+    if (!this.busy) this.initSearchOrder();
+    const out = this.busy!.slice();
+    for (const q of this.idleQueues) {
+      while (q.next < q.bins.length && !this.isIdleBin(q.bins[q.next])) q.next++;
+      if (q.next < q.bins.length) out.push(q.bins[q.next]);
+    }
+    if (this.idleQueues.length > 0) out.sort((a, b) => a - b);
+    return out;
+  }
+
+  private busy: number[] | undefined;
+  private idleQueues: { bins: number[]; next: number }[] = [];
+  private busyMark = new Uint8Array(0);
+  private serverBins: number[][] = [];
+
+  private isIdleBin(b: number): boolean {
+    return (
+      this.usable[b] === 1 && this.lists[b].length === 0 && this.serverIdle(b) && !this.antiAffinityDiffers
+    );
+  }
+
+  /** With anti-affinity groups, idle servers are not interchangeable: look at every bin. */
+  private get antiAffinityDiffers(): boolean {
+    return this.antiAffinity.size > 0;
+  }
+
+  private initSearchOrder(): void {
+    this.busy = [];
+    this.busyMark = new Uint8Array(this.cap.length);
+    this.serverBins = [];
+    for (let b = 0; b < this.binCount; b++) {
+      const s = this.server[b];
+      if (s >= 0) (this.serverBins[s] ??= []).push(b);
+    }
+    const byShape = new Map<number, number[]>();
+    for (let b = 0; b < this.binCount; b++) {
+      const shape = this.shapeOf(b);
+      if (shape >= 0 && this.isIdleBin(b)) {
+        const list = byShape.get(shape) ?? [];
+        list.push(b);
+        byShape.set(shape, list);
+      } else {
+        this.busy.push(b);
+        this.busyMark[b] = 1;
+      }
+    }
+    this.idleQueues = [...byShape.values()].map((bins) => ({ bins, next: 0 }));
+  }
+
+  /**
+   * Keeps the search order right when bin b gains a guest: its whole server is busy now, so
+   * the server's other bins are no longer interchangeable idle ones either.
+   */
+  private noteBusy(b: number): void {
+    if (!this.busy) return;
+    const s = this.server[b];
+    if (s < 0) this.insertBusy(b);
+    else for (const x of this.serverBins[s] ?? [b]) this.insertBusy(x);
+  }
+
+  private insertBusy(b: number): void {
+    if (!this.busy || b >= this.busyMark.length || this.busyMark[b]) return;
+    this.busyMark[b] = 1;
+    // Binary insert keeps index order.
+    let lo = 0;
+    let hi = this.busy.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.busy[mid] < b) lo = mid + 1;
+      else hi = mid;
+    }
+    this.busy.splice(lo, 0, b);
+  }
+
+  /** A fresh mark for shape-deduplicating searches (see shapeOf). */
+  nextSearch(): Int32Array {
+    this.searchStamp++;
+    if (this.shapeSeen.length < shapeKeys.size + 1) this.shapeSeen = new Int32Array(shapeKeys.size * 2 + 8);
+    return this.shapeSeen;
+  }
+  searchStamp = 0;
+  private shapeSeen = new Int32Array(8);
 
   /** MIPS a time-shared scheduler would grant the bin's guests now. */
   allocated(b: number): number {
@@ -215,6 +349,7 @@ export class Workspace {
     if (to !== UNPLACED) {
       this.lists[to].push(g);
       this.account(g, to, 1);
+      this.noteBusy(to);
     }
   }
 
@@ -232,14 +367,36 @@ export class Workspace {
     }
     if (this.server[b] >= 0) this.serverLive[this.server[b]] += this.allocated(b) - liveBefore;
     if (this.hist.length > 0) {
-      const load = this.input.load;
-      const scale = this.mips[g] / this.cap[b];
+      const scale = (sign * this.mips[g]) / this.cap[b];
       const base = b * HISTORY_LENGTH;
-      const n = Math.min(load.count(g), HISTORY_LENGTH);
-      for (let i = 0; i < n; i++) this.hist[base + i] += sign * load.recent(g, i) * scale;
-      if (sign < 0 && this.lists[b].length === 0) this.hist.fill(0, base, base + HISTORY_LENGTH);
+      const tmp = this.histScratch;
+      const n = this.input.load.newestFirst(g, tmp, HISTORY_LENGTH);
+      const hist = this.hist;
+      for (let i = 0; i < n; i++) hist[base + i] += tmp[i] * scale;
+      if (sign < 0 && this.lists[b].length === 0) hist.fill(0, base, base + HISTORY_LENGTH);
     }
   }
+
+  /**
+   * The newest `n` samples of the bin's utilization history (with guest `extra` added),
+   * newest first, without trimming; returns how many samples there are (at most n).
+   */
+  historyWindow(b: number, out: Float64Array, extra: number, n: number): number {
+    const m = Math.min(n, this.depth);
+    const base = b * HISTORY_LENGTH;
+    const hist = this.hist;
+    for (let i = 0; i < m; i++) out[i] = hist[base + i];
+    if (extra >= 0) {
+      const scale = this.mips[extra] / this.cap[b];
+      const tmp = this.histScratch;
+      const k = this.input.load.newestFirst(extra, tmp, m);
+      for (let i = 0; i < k; i++) out[i] += tmp[i] * scale;
+    }
+    return m;
+  }
+
+  /** Samples of history the longest-lived guest has (the depth any bin's history can have). */
+  private readonly depth: number;
 
   /**
    * The bin's utilization history, newest first, with guest `extra` added if given, trimmed
@@ -250,10 +407,10 @@ export class Workspace {
     const base = b * HISTORY_LENGTH;
     for (let i = 0; i < HISTORY_LENGTH; i++) out[i] = this.hist[base + i];
     if (extra >= 0) {
-      const load = this.input.load;
       const scale = this.mips[extra] / this.cap[b];
-      const n = Math.min(load.count(extra), HISTORY_LENGTH);
-      for (let i = 0; i < n; i++) out[i] += load.recent(extra, i) * scale;
+      const tmp = this.histScratch;
+      const n = this.input.load.newestFirst(extra, tmp, HISTORY_LENGTH);
+      for (let i = 0; i < n; i++) out[i] += tmp[i] * scale;
     }
     let i = HISTORY_LENGTH - 1;
     while (i >= 0 && out[i] === 0) i--;
@@ -270,10 +427,32 @@ export class Workspace {
     if (s < 0) return addMips; // placement unknown: rank by load alone
     const server = this.cloud.servers[s];
     const total = server.cores * server.mipsPerCore;
-    return (
-      powerAt(server.power, (this.serverLive[s] + addMips) / total) -
-      powerAt(server.power, this.serverMeasured[s] / total)
-    );
+    return powerAt(server.power, (this.serverLive[s] + addMips) / total) - this.powerBefore[s];
+  }
+
+  /**
+   * Scheduling intervals the slowest of the bin's guests (or `extra`) needs to migrate away
+   * (LR predicts that far ahead). Under CloudSim's model every migration fits in one
+   * interval when the largest guest does: then the answer is 1 without asking each guest.
+   */
+  migrationIntervals(b: number, extra = -1): number {
+    if (this.lists[b].length === 0 && extra < 0) return Math.ceil(Number.NEGATIVE_INFINITY);
+    if (this.allFitOneInterval === undefined) this.allFitOneInterval = this.computeAllFitOneInterval();
+    if (this.allFitOneInterval) return 1;
+    return Math.ceil(this.maxMigrationSeconds(b, extra) / this.input.intervalSeconds);
+  }
+
+  private allFitOneInterval: boolean | undefined;
+
+  private computeAllFitOneInterval(): boolean {
+    if (this.input.mechanism.model !== "cloudsim") return false;
+    let maxMem = 0;
+    for (let g = 0; g < this.guests; g++) maxMem = Math.max(maxMem, this.memory[g]);
+    let minMbps = Number.POSITIVE_INFINITY;
+    for (const s of this.cloud.servers) minMbps = Math.min(minMbps, s.networkMbps);
+    // CloudSim: RAM / (bw / 2) with bw in kbit/s and RAM in MB.
+    const worst = maxMem / ((minMbps * 1000) / 16000);
+    return worst > 0 && worst <= this.input.intervalSeconds;
   }
 
   /** Longest time any of the bin's guests (or `extra`) would take to migrate away, s. */
@@ -288,13 +467,17 @@ export class Workspace {
   migrationSeconds(g: number, b: number): number {
     const s = this.server[b];
     const mbps = s >= 0 ? this.cloud.servers[s].networkMbps : 1000;
+    // Detectors ask about the same guests again and again in a round: remember per link speed.
+    if (this.migCacheMbps[g] === mbps) return this.migCache[g];
     const subject = {
       memoryMiB: this.memory[g],
       residentMiB: this.input.residentMiB[g],
       dirtyRateMiBps: this.input.dirtyRateMiBps[g],
     };
     const e = estimateMove("cross-server", subject, mbps, this.input.calibration, this.input.mechanism);
-    return e ? e.totalSeconds : 0;
+    this.migCacheMbps[g] = mbps;
+    this.migCache[g] = e ? e.totalSeconds : 0;
+    return this.migCache[g];
   }
 
   private growBins(n: number): void {
@@ -344,4 +527,27 @@ export function addFreeSlotBins(ws: Workspace, type: HostVmType): number[] {
 /** Host-VM slots of server s not taken by live host VMs, pending acquisitions or potential bins. */
 export function freeSlots(ws: Workspace, s: number): number {
   return ws.cloud.servers[s].hostVmSlots - ws.slotsUsed[s];
+}
+
+/**
+ * Shape of a bin: server power table and size, host VM type. Numbered once per
+ * (server, type) pair for the life of the process, so rounds only look them up.
+ */
+const shapeCache = new WeakMap<PhysicalServer, Map<HostVmType, number>>();
+const shapeKeys = new Map<string, number>();
+const powerIds = new WeakMap<object, number>();
+let nextPowerId = 0;
+
+function shapeId(server: PhysicalServer, type: HostVmType): number {
+  let perType = shapeCache.get(server);
+  if (!perType) shapeCache.set(server, (perType = new Map()));
+  let id = perType.get(type);
+  if (id !== undefined) return id;
+  let pid = powerIds.get(server.power);
+  if (pid === undefined) powerIds.set(server.power, (pid = nextPowerId++));
+  const key = `${pid}/${server.cores}x${server.mipsPerCore}/${type.vcpus}x${type.mipsPerVcpu}/${hostVmGuestMemory(type)}`;
+  id = shapeKeys.get(key);
+  if (id === undefined) shapeKeys.set(key, (id = shapeKeys.size));
+  perType.set(type, id);
+  return id;
 }

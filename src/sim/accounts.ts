@@ -136,6 +136,13 @@ export class Accounts {
     this.entryActive[h] = usedMips > 0;
   }
 
+  /** Was the host VM's last update an idle one (nothing used, nothing asked)? */
+  idleSinceLastUpdate(h: number): boolean {
+    return (
+      h < this.known && !Number.isNaN(this.entryTime[h]) && this.entryUsed[h] === 0 && this.entryReq[h] === 0
+    );
+  }
+
   /** A guest's grant was recomputed at t (by the host VM it runs on). */
   guestUpdated(g: number, t: number, granted: number, requested: number, inMigration: boolean): void {
     const last = this.gTime[g];

@@ -268,6 +268,8 @@ export class Simulation {
   private updateHost(h: number, t: number): void {
     const host = this.cloud.hostVms[h];
     const list = this.cloud.hostGuests[h];
+    // An idle host VM that was idle at its last update has nothing to account.
+    if (list.length === 0 && !this.executor.hasIncoming(h) && this.accounts.idleSinceLastUpdate(h)) return;
     const incoming = this.rule === "cloudsim" ? this.executor.incomingOf(h) : undefined;
     const n = list.length + (incoming?.length ?? 0);
     const s = this.ensureScratch(n);
@@ -328,8 +330,7 @@ export class Simulation {
 
   private removeFinishedGuests(t: number): void {
     for (let g = 0; g < this.G; g++) {
-      if (process.env.NO_REMOVE || this.removed[g] || this.executor.isMigrating(g) || this.requests[g] !== 0)
-        continue;
+      if (this.removed[g] || this.executor.isMigrating(g) || this.requests[g] !== 0) continue;
       if (this.cloud.guestHost[g] === UNPLACED) continue;
       this.removed[g] = 1;
       this.cloud.assign(g, UNPLACED);

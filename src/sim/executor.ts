@@ -51,10 +51,15 @@ export interface ExecutorStats {
 export class Executor {
   private readonly tracked: Tracked[] = [];
   private readonly waiting: number[] = [];
-  private readonly migrating = new Map<number, number>(); // guest -> global action id
-  private readonly incoming = new Map<number, number[]>(); // host VM -> guests arriving
-  private readonly perHost = new Map<number, number>(); // host VM -> running migrations touching it
+  /** Per guest: global id of its running migration, or -1 (arrays: these are hot paths). */
+  private migrating = new Int32Array(0);
+  private readonly migratingGuests = new Set<number>();
+  /** Per host VM: guests arriving, and running migrations touching it. */
+  private readonly incoming: number[][] = [];
+  private readonly perHost: number[] = [];
   private running = 0;
+  /** Guests migrating right now (any host VM): lets idle checks skip the map lookups. */
+  private incomingCount = 0;
   readonly stats: ExecutorStats = {
     started: { instant: 0, precopy: 0, postcopy: 0 },
     failed: 0,
@@ -85,16 +90,31 @@ export class Executor {
     return this.tracked[id].hostVm;
   }
 
+  private markMigrating(g: number, id: number): void {
+    if (g >= this.migrating.length) {
+      const next = new Int32Array(Math.max(g + 1, this.migrating.length * 2, 64)).fill(-1);
+      next.set(this.migrating);
+      this.migrating = next;
+    }
+    this.migrating[g] = id;
+    this.migratingGuests.add(g);
+  }
+
   isMigrating(g: number): boolean {
-    return this.migrating.has(g);
+    return g < this.migrating.length && this.migrating[g] >= 0;
+  }
+
+  hasIncoming(h: number): boolean {
+    return this.incomingCount > 0 && (this.incoming[h]?.length ?? 0) > 0;
   }
 
   incomingOf(h: number): readonly number[] | undefined {
-    return this.incoming.get(h);
+    return this.incoming[h];
   }
 
   fillInFlight(inMigration: Uint8Array, inboundTarget: Int32Array): void {
-    for (const [g, id] of this.migrating) {
+    for (const g of this.migratingGuests) {
+      const id = this.migrating[g];
       inMigration[g] = 1;
       inboundTarget[g] = this.tracked[id].hostVm;
     }
@@ -202,7 +222,7 @@ export class Executor {
       if (
         host.state !== "running" ||
         this.cloud.hostGuests[h].length > 0 ||
-        (this.incoming.get(h)?.length ?? 0) > 0
+        (this.incoming[h]?.length ?? 0) > 0
       ) {
         return this.fail(t);
       }
@@ -217,8 +237,8 @@ export class Executor {
     const to = a.to.kind === "existing" ? a.to.hostVm : this.tracked[this.depBase(id) + a.to.action].hostVm;
     if (this.running >= t.caps.maxConcurrentMigrations) return "blocked";
     if (
-      (this.perHost.get(a.from) ?? 0) >= t.caps.maxPerHostVm ||
-      (this.perHost.get(to) ?? 0) >= t.caps.maxPerHostVm
+      (this.perHost[a.from] ?? 0) >= t.caps.maxPerHostVm ||
+      (this.perHost[to] ?? 0) >= t.caps.maxPerHostVm
     ) {
       return "blocked";
     }
@@ -226,12 +246,13 @@ export class Executor {
     t.hostVm = to;
     t.state = "running";
     this.running++;
-    this.perHost.set(a.from, (this.perHost.get(a.from) ?? 0) + 1);
-    this.perHost.set(to, (this.perHost.get(to) ?? 0) + 1);
-    this.migrating.set(a.guest, id);
-    const list = this.incoming.get(to) ?? [];
+    this.perHost[a.from] = (this.perHost[a.from] ?? 0) + 1;
+    this.perHost[to] = (this.perHost[to] ?? 0) + 1;
+    this.markMigrating(a.guest, id);
+    const list = this.incoming[to] ?? [];
     list.push(a.guest);
-    this.incoming.set(to, list);
+    this.incoming[to] = list;
+    this.incomingCount++;
     this.count(a.estimate);
     const r = (this.stats.byReason[a.reason] ??= { instant: 0, precopy: 0, postcopy: 0 });
     r[a.estimate.mechanism]++;
@@ -256,12 +277,12 @@ export class Executor {
   }
 
   private migrationStillValid(g: number, from: number, to: number): boolean {
-    if (to < 0 || this.cloud.guestHost[g] !== from || this.migrating.has(g)) return false;
+    if (to < 0 || this.cloud.guestHost[g] !== from || this.isMigrating(g)) return false;
     const target = this.cloud.hostVms[to];
     if (target.state !== "running") return false;
     if (this.rules.memory === "reserved") {
       let reserved = this.cloud.hostMemoryUsed[to];
-      for (const x of this.incoming.get(to) ?? []) reserved += this.cloud.guests[x].memoryMiB;
+      for (const x of this.incoming[to] ?? []) reserved += this.cloud.guests[x].memoryMiB;
       if (reserved + this.cloud.guests[g].memoryMiB > hostVmGuestMemory(target.type) + 1e-9) return false;
     }
     return true;
@@ -291,11 +312,13 @@ export class Executor {
     }
     if (a.kind !== "migrate") return;
     this.running--;
-    this.perHost.set(a.from, (this.perHost.get(a.from) ?? 1) - 1);
-    this.perHost.set(t.hostVm, (this.perHost.get(t.hostVm) ?? 1) - 1);
-    this.migrating.delete(a.guest);
-    const list = this.incoming.get(t.hostVm);
+    this.perHost[a.from] = (this.perHost[a.from] ?? 1) - 1;
+    this.perHost[t.hostVm] = (this.perHost[t.hostVm] ?? 1) - 1;
+    this.migrating[a.guest] = -1;
+    this.migratingGuests.delete(a.guest);
+    const list = this.incoming[t.hostVm];
     if (list) list.splice(list.indexOf(a.guest), 1);
+    this.incomingCount--;
     void this.rule;
   }
 }
