@@ -46,8 +46,14 @@ export class LoadHistory {
     const head = this.heads[g];
     this.data[g * c + head] = utilization;
     this.heads[g] = head + 1 === c ? 0 : head + 1;
-    if (this.counts[g] < c) this.counts[g]++;
+    if (this.counts[g] < c) {
+      this.counts[g]++;
+      if (this.counts[g] > this.maxCount) this.maxCount = this.counts[g];
+    }
   }
+
+  /** The most samples any guest has. */
+  maxCount = 0;
 
   count(g: number): number {
     return this.counts[g];

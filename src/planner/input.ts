@@ -44,6 +44,13 @@ export interface PlannerInput {
   readonly inMigration: Uint8Array;
   /** Per guest: the host VM a running migration takes it to, or -1. */
   readonly inboundTarget: Int32Array;
+  /** The guests in migration (those with inMigration set), when the caller has the list. */
+  readonly inFlightGuests?: readonly number[];
+  /**
+   * Per host VM: MIPS its guests ask for right now, when the caller tracks it (agents'
+   * load reports); planners sum requestMips otherwise.
+   */
+  readonly hostDemandMips?: Float64Array;
   /** Per guest: resident (touched) memory, MiB, and current dirty rate, MiB/s — for migration estimates. */
   readonly residentMiB: Float64Array;
   readonly dirtyRateMiBps: Float64Array;

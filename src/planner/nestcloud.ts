@@ -19,6 +19,7 @@ import { buildPlan, type Move } from "./builder.ts";
 import type { PlannerInput } from "./input.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
 import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy.ts";
+import { reflexPlan } from "./reflex.ts";
 import { HISTORY_LENGTH, Workspace } from "./workspace.ts";
 
 export interface NestcloudParams {
@@ -98,7 +99,8 @@ export function nestcloudPolicy(params: NestcloudParams, acquireType: HostVmType
     reactIntervalSeconds: params.reactIntervalSeconds > 0 ? params.reactIntervalSeconds : undefined,
     placeNew: (input, guests) => new Round(input, params, acquireType).placeNew(guests),
     plan: (input) => new Round(input, params, acquireType).plan(),
-    react: (input) => new Round(input, params, acquireType).react(),
+    react: (input) => reflexPlan(input, params),
+    reactWhenAbove: params.overloadUtilization,
   };
 }
 
@@ -125,7 +127,7 @@ class Round {
     readonly p: NestcloudParams,
     readonly acquireType: HostVmType | undefined,
   ) {
-    const ws = new Workspace(input, true);
+    const ws = new Workspace(input, p.window);
     this.ws = ws;
     this.maxMoves = p.maxMovesPerRound > 0 ? p.maxMovesPerRound : Math.max(8, Math.ceil(ws.guests * 0.02));
     this.pred = new Float64Array(Math.max(16, ws.binCount * 2));
@@ -303,21 +305,44 @@ class Round {
       }
       if (best >= 0) return best;
     }
+    // Elsewhere: servers carrying more of our host VMs first; the first occupancy level with
+    // a bin that fits decides, then the tightest fit among its servers' bins.
     const perServer = this.binsPerServer();
-    let bestKey = Number.NEGATIVE_INFINITY;
-    for (let b = 0; b < ws.binCount; b++) {
-      if (b === from || ws.server[b] === home) continue;
-      const fill = this.canTake(b, g, from);
-      if (fill < 0) continue;
-      const s = ws.server[b];
-      const key = (s >= 0 ? perServer[s] : 0) * 10 + fill;
-      if (key > bestKey) {
-        bestKey = key;
-        best = b;
+    const order = this.serversByOccupancy();
+    for (let i = 0; i < order.length; ) {
+      const level = perServer[order[i]];
+      let j = i;
+      for (; j < order.length && perServer[order[j]] === level; j++) {
+        const s = order[j];
+        if (s === home) continue;
+        for (const b of this.binsOf(s)) {
+          if (b === from) continue;
+          const fill = this.canTake(b, g, from);
+          if (fill > bestFill || (fill === bestFill && fill >= 0 && b < best)) {
+            bestFill = fill;
+            best = b;
+          }
+        }
       }
+      if (best >= 0) return best;
+      i = j;
     }
     return best;
   }
+
+  /** Servers by how many of our host VMs hold guests there, most first (ties: lower index). */
+  private serversByOccupancy(): number[] {
+    const perServer = this.binsPerServer();
+    if (this.byOccupancy && this.byOccupancyOf === perServer) return this.byOccupancy;
+    this.byOccupancy = Array.from({ length: perServer.length }, (_, s) => s).sort(
+      (a, b) => perServer[b] - perServer[a] || a - b,
+    );
+    this.byOccupancyOf = perServer;
+    return this.byOccupancy;
+  }
+
+  private byOccupancy: number[] | undefined;
+  private byOccupancyOf: Int32Array | undefined;
 
   /** A new host VM (potential bin): on `preferServer` if it has a free slot, else where most of ours are. */
   private newBin(preferServer = -1): number {
@@ -355,9 +380,9 @@ class Round {
   // ---- steps -------------------------------------------------------------------------
 
   /** Relieves bins above the overload level (predicted, or current load between rounds). */
-  private relieve(useCurrentOnly: boolean): void {
+  private relieve(): void {
     const ws = this.ws;
-    const level = (b: number) => (useCurrentOnly ? ws.requestedUtilization(b) : this.pred[b]);
+    const level = (b: number) => this.pred[b];
     const hot: number[] = [];
     for (let b = 0; b < ws.existing; b++) {
       if (ws.usable[b] && ws.lists[b].length > 0 && level(b) > this.p.overloadUtilization) hot.push(b);
@@ -373,17 +398,13 @@ class Round {
         let moved = false;
         for (const g of candidates) {
           const d = this.destination(g, b);
-          // Between rounds only instant (same-server) moves: the cheap reflex; the rounds
-          // handle what needs the network.
-          if (d >= 0 && useCurrentOnly && ws.server[d] !== ws.server[b]) continue;
           if (d >= 0) {
-            this.move(g, d, useCurrentOnly ? "reactive" : "overload");
+            this.move(g, d, "overload");
             moved = true;
             break;
           }
         }
         if (moved) continue;
-        if (useCurrentOnly) break;
         // Nothing has room: a new host VM, on this server if a slot is free.
         const fresh = this.newBin(ws.server[b]);
         if (fresh < 0) break;
@@ -500,17 +521,10 @@ class Round {
   }
 
   plan(): ActionPlan {
-    this.relieve(false);
+    this.relieve();
     this.consolidate();
     this.acquireAhead();
     return this.finish([]);
-  }
-
-  react(): ActionPlan {
-    this.relieve(true);
-    const plan = buildPlan(this.ws, this.moves, { releaseEmpty: false });
-    // Between rounds, only moves to host VMs that run now.
-    return { ...plan, actions: plan.actions.filter((a) => a.kind === "migrate" && a.to.kind === "existing") };
   }
 
   private finish(notes: string[]): ActionPlan {

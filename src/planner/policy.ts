@@ -42,6 +42,8 @@ export interface Policy {
    */
   react?(input: PlannerInput): ActionPlan;
   readonly reactIntervalSeconds?: number;
+  /** The reflex is worth asking only when some host VM's demand exceeds this share of it. */
+  readonly reactWhenAbove?: number;
 }
 
 export interface PolicyContext {

@@ -50,6 +50,8 @@ export class Workspace {
   memUsed: Float64Array;
   /** newest-first host utilization history sums, HISTORY_LENGTH per bin. */
   hist: Float64Array;
+  /** How many newest samples the bin histories hold (the rest stay zero). */
+  readonly histSamples: number;
   private readonly histScratch = new Float64Array(HISTORY_LENGTH);
   readonly lists: number[][];
   /** Per physical server: MIPS used at the last measurement, over all its host VMs. */
@@ -69,37 +71,34 @@ export class Workspace {
   private readonly migCache: Float64Array;
   private readonly migCacheMbps: Float64Array;
   /** Anti-affinity group members per guest (only guests that have a group). */
-  readonly antiAffinity = new Map<number, number[]>();
+  readonly antiAffinity: ReadonlyMap<number, readonly number[]>;
   /** Type of each potential bin. */
   readonly potentialType: HostVmType[] = [];
 
   constructor(
     readonly input: PlannerInput,
-    withHistory: boolean,
+    /** Samples of utilization history to keep per bin: true = all (30), false/0 = none. */
+    history: boolean | number,
   ) {
     const cloud = input.cloud;
     this.cloud = cloud;
+    this.histSamples =
+      history === true ? HISTORY_LENGTH : history === false ? 0 : Math.min(HISTORY_LENGTH, history);
     this.guests = cloud.guests.length;
     this.existing = cloud.hostVms.length;
     this.binCount = this.existing;
     const G = this.guests;
     this.hostOf = cloud.guestHost.slice(0, G);
     this.request = input.requestMips;
-    this.mips = new Float64Array(G);
-    this.vcpus = new Int32Array(G);
-    this.memory = new Float64Array(G);
+    const statics = guestStatics(cloud);
+    this.mips = statics.mips;
+    this.vcpus = statics.vcpus;
+    this.memory = statics.memory;
+    this.antiAffinity = statics.antiAffinity;
     this.fixed = input.inMigration;
-    let depth = 0;
-    for (let g = 0; g < G; g++) depth = Math.max(depth, input.load.count(g));
-    this.depth = Math.min(depth, HISTORY_LENGTH);
+    this.depth = Math.min(input.load.maxCount, this.histSamples);
     this.migCache = new Float64Array(G);
     this.migCacheMbps = new Float64Array(G);
-    for (let g = 0; g < G; g++) {
-      const guest = cloud.guests[g];
-      this.mips[g] = guestMips(guest);
-      this.vcpus[g] = guest.vcpus;
-      this.memory[g] = guest.memoryMiB;
-    }
     // Room for potential bins (free slots) without regrowing in the common case.
     const B = this.existing + 16;
     this.cap = new Float64Array(B);
@@ -112,7 +111,7 @@ export class Workspace {
     this.cappedSum = new Float64Array(B);
     this.guaranteedSum = new Float64Array(B);
     this.memUsed = new Float64Array(B);
-    this.hist = new Float64Array(withHistory ? B * HISTORY_LENGTH : 0);
+    this.hist = new Float64Array(this.histSamples > 0 ? B * HISTORY_LENGTH : 0);
     this.lists = [];
     for (let h = 0; h < this.existing; h++) {
       const host = cloud.hostVms[h];
@@ -127,7 +126,8 @@ export class Workspace {
     this.serverLive = new Float64Array(cloud.servers.length);
     for (let h = 0; h < this.existing; h++) for (const g of this.lists[h]) this.account(g, h, 1);
     this.inbound = new Int32Array(B);
-    for (let g = 0; g < G; g++) {
+    const inFlight = input.inFlightGuests ?? Array.from({ length: G }, (_, g) => g);
+    for (const g of inFlight) {
       const t = input.inboundTarget[g];
       if (t >= 0) {
         this.inbound[t]++;
@@ -135,15 +135,6 @@ export class Workspace {
         this.guaranteedSum[t] += this.mips[g];
       }
     }
-    const groups = new Map<string, number[]>();
-    for (let g = 0; g < G; g++) {
-      const name = cloud.guests[g].antiAffinityGroup;
-      if (name === undefined) continue;
-      const list = groups.get(name) ?? [];
-      list.push(g);
-      groups.set(name, list);
-    }
-    for (const members of groups.values()) for (const g of members) this.antiAffinity.set(g, members);
     this.serverMeasured = new Float64Array(cloud.servers.length);
     this.slotsUsed = Int32Array.from(input.pendingAcquisitions);
     for (const host of cloud.hostVms)
@@ -370,7 +361,7 @@ export class Workspace {
       const scale = (sign * this.mips[g]) / this.cap[b];
       const base = b * HISTORY_LENGTH;
       const tmp = this.histScratch;
-      const n = this.input.load.newestFirst(g, tmp, HISTORY_LENGTH);
+      const n = this.input.load.newestFirst(g, tmp, this.histSamples);
       const hist = this.hist;
       for (let i = 0; i < n; i++) hist[base + i] += tmp[i] * scale;
       if (sign < 0 && this.lists[b].length === 0) hist.fill(0, base, base + HISTORY_LENGTH);
@@ -409,7 +400,7 @@ export class Workspace {
     if (extra >= 0) {
       const scale = this.mips[extra] / this.cap[b];
       const tmp = this.histScratch;
-      const n = this.input.load.newestFirst(extra, tmp, HISTORY_LENGTH);
+      const n = this.input.load.newestFirst(extra, tmp, this.histSamples);
       for (let i = 0; i < n; i++) out[i] += tmp[i] * scale;
     }
     let i = HISTORY_LENGTH - 1;
@@ -550,4 +541,43 @@ function shapeId(server: PhysicalServer, type: HostVmType): number {
   if (id === undefined) shapeKeys.set(key, (id = shapeKeys.size));
   perType.set(type, id);
   return id;
+}
+
+/** What never changes about a cloud's guests, computed once per cloud (and per new guest). */
+interface GuestStatics {
+  count: number;
+  mips: Float64Array;
+  vcpus: Int32Array;
+  memory: Float64Array;
+  antiAffinity: Map<number, number[]>;
+}
+
+const staticsCache = new WeakMap<Cloud, GuestStatics>();
+
+function guestStatics(cloud: Cloud): GuestStatics {
+  const G = cloud.guests.length;
+  const cached = staticsCache.get(cloud);
+  if (cached && cached.count === G) return cached;
+  const out: GuestStatics = {
+    count: G,
+    mips: new Float64Array(G),
+    vcpus: new Int32Array(G),
+    memory: new Float64Array(G),
+    antiAffinity: new Map(),
+  };
+  const groups = new Map<string, number[]>();
+  for (let g = 0; g < G; g++) {
+    const guest = cloud.guests[g];
+    out.mips[g] = guestMips(guest);
+    out.vcpus[g] = guest.vcpus;
+    out.memory[g] = guest.memoryMiB;
+    if (guest.antiAffinityGroup !== undefined) {
+      const list = groups.get(guest.antiAffinityGroup) ?? [];
+      list.push(g);
+      groups.set(guest.antiAffinityGroup, list);
+    }
+  }
+  for (const members of groups.values()) for (const g of members) out.antiAffinity.set(g, members);
+  staticsCache.set(cloud, out);
+  return out;
 }

@@ -103,6 +103,8 @@ export class Simulation {
     this.residentMiB = Float64Array.from(this.cloud.guests, (g) => g.memoryMiB);
     this.dirtyRate = new Float64Array(this.G);
     this.lastMovedAt = new Float64Array(this.G).fill(Number.NEGATIVE_INFINITY);
+    this.inMigrationBuf = new Uint8Array(this.G);
+    this.inboundBuf = new Int32Array(this.G).fill(-1);
     this.random = Rng.derive(opts.seed, "planner");
     this.caps = {
       maxConcurrentMigrations: scenario.migration.maxConcurrent,
@@ -138,6 +140,7 @@ export class Simulation {
     if (this.rule === "nested") {
       // Round 0: measure and plan right away (releases host VMs the placement left empty).
       this.refreshRequests(0, true);
+      this.resetSampleSums(0);
       this.updateHosts(0, undefined);
       this.planRound(0);
     }
@@ -211,6 +214,7 @@ export class Simulation {
 
   private onTick(t: number): void {
     this.refreshRequests(t, true);
+    if (this.rule === "nested") this.resetSampleSums(t);
     this.updateHosts(t, undefined);
     this.planRound(t);
   }
@@ -339,9 +343,14 @@ export class Simulation {
   }
 
   private plannerInput(t: number, measured: Float64Array): PlannerInput {
-    const inMigration = new Uint8Array(this.G);
-    const inboundTarget = new Int32Array(this.G).fill(-1);
-    this.executor.fillInFlight(inMigration, inboundTarget);
+    // Reused between rounds: clear what the last round set, then mark who is in flight now.
+    const inMigration = this.inMigrationBuf;
+    const inboundTarget = this.inboundBuf;
+    for (const g of this.inFlightLast) {
+      inMigration[g] = 0;
+      inboundTarget[g] = -1;
+    }
+    this.inFlightLast = this.executor.fillInFlight(inMigration, inboundTarget);
     const mech = this.opts.scenario.migration;
     return {
       cloud: this.cloud,
@@ -352,6 +361,7 @@ export class Simulation {
       measuredMips: measured,
       inMigration,
       inboundTarget,
+      inFlightGuests: this.inFlightLast,
       residentMiB: this.residentMiB,
       dirtyRateMiBps: this.dirtyRate,
       lastMovedAt: this.lastMovedAt,
@@ -374,17 +384,87 @@ export class Simulation {
     if (this.opts.checkInvariants) this.checkInvariants(t);
   }
 
+  /**
+   * A load report between rounds (nested rules): each host VM's demand is linear between
+   * trace samples, so it comes from two sums per host VM kept up to date on every move — no
+   * pass over all guests. Only when some host VM is over the policy's level are the guests
+   * on the hot servers read and the policy's reflex asked.
+   */
   private onPoll(t: number): void {
-    const react = this.opts.policy.react;
-    if (!react) return;
-    this.refreshRequests(t, false);
-    this.updateHosts(t, undefined);
-    const input = this.plannerInput(t, this.accounts.usedMipsSnapshot());
+    const policy = this.opts.policy;
+    if (!policy.react) return;
+    const H = this.cloud.hostVms.length;
+    const demand = new Float64Array(H);
+    const frac = (t - this.sampleIndex * this.trace.intervalSeconds) / this.trace.intervalSeconds;
+    const level = policy.reactWhenAbove ?? 0;
+    const hotServers = new Set<number>();
+    for (let h = 0; h < H; h++) {
+      demand[h] = this.sumNow[h] + (this.sumNext[h] - this.sumNow[h]) * frac;
+      const host = this.cloud.hostVms[h];
+      if (host.server !== undefined && demand[h] > level * host.type.vcpus * host.type.mipsPerVcpu)
+        hotServers.add(host.server);
+    }
+    if (hotServers.size === 0) return;
+    for (let h = 0; h < H; h++) {
+      const s = this.cloud.hostVms[h].server;
+      if (s === undefined || !hotServers.has(s)) continue;
+      for (const g of this.cloud.hostGuests[h])
+        this.requests[g] = utilizationAt(this.trace, g, t) * this.mips[g];
+    }
+    const input = { ...this.plannerInput(t, this.accounts.usedMipsSnapshot()), hostDemandMips: demand };
     const started = performance.now();
-    const plan = react.call(this.opts.policy, input);
+    const plan = policy.react.call(policy, input);
     this.timing.reactMs.push(performance.now() - started);
     if (plan.actions.length > 0)
       this.executor.submit(plan, t, this.opts.built.acquireType, { supersede: false });
+  }
+
+  private readonly inMigrationBuf: Uint8Array = new Uint8Array(0);
+  private readonly inboundBuf: Int32Array = new Int32Array(0);
+  private inFlightLast: number[] = [];
+
+  /** Per host VM: sums of its guests' demand at the current and next trace samples (MIPS). */
+  private sumNow = new Float64Array(0);
+  private sumNext = new Float64Array(0);
+  private sampleIndex = 0;
+
+  /** Recomputes the per-host sample sums at the start of interval k (nested rules). */
+  private resetSampleSums(t: number): void {
+    const H = this.cloud.hostVms.length;
+    this.sampleIndex = Math.floor(t / this.trace.intervalSeconds + 1e-9);
+    this.sumNow = new Float64Array(Math.max(H, 16));
+    this.sumNext = new Float64Array(Math.max(H, 16));
+    for (let g = 0; g < this.G; g++) {
+      const h = this.cloud.guestHost[g];
+      if (h !== UNPLACED) this.addToSums(g, h, 1);
+    }
+  }
+
+  /** Moves guest g's share of the sample sums in (sign 1) or out of (-1) host VM h. */
+  private addToSums(g: number, h: number, sign: 1 | -1): void {
+    if (h >= this.sumNow.length) {
+      const grow = (a: Float64Array) => {
+        const next = new Float64Array(Math.max(h + 1, a.length * 2));
+        next.set(a);
+        return next;
+      };
+      this.sumNow = grow(this.sumNow);
+      this.sumNext = grow(this.sumNext);
+    }
+    const k = this.sampleIndex;
+    const I = this.trace.intervalSeconds;
+    this.sumNow[h] += sign * utilizationAt(this.trace, g, k * I) * this.mips[g];
+    this.sumNext[h] += sign * utilizationAt(this.trace, g, (k + 1) * I) * this.mips[g];
+  }
+
+  /** Moves a guest to host VM `to`, keeping the sample sums right. */
+  private moveGuest(g: number, to: number): void {
+    const from = this.cloud.guestHost[g];
+    if (this.rule === "nested" && this.sumNow.length > 0) {
+      if (from !== UNPLACED) this.addToSums(g, from, -1);
+      if (to !== UNPLACED) this.addToSums(g, to, 1);
+    }
+    this.cloud.assign(g, to);
   }
 
   private onMigrationStarted(g: number, from: number, to: number, t: number): void {
@@ -428,7 +508,7 @@ export class Simulation {
     } else {
       this.updateHosts(t, [from, to]);
       this.executor.complete(action, t);
-      this.cloud.assign(g, to);
+      this.moveGuest(g, to);
       this.lastMovedAt[g] = t;
       this.accounts.downtime(g, this.requests[g], a.estimate.downtimeSeconds);
       this.updateHosts(t, [from, to]);

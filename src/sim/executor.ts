@@ -112,12 +112,16 @@ export class Executor {
     return this.incoming[h];
   }
 
-  fillInFlight(inMigration: Uint8Array, inboundTarget: Int32Array): void {
+  /** Marks the guests in migration and their targets; returns them. */
+  fillInFlight(inMigration: Uint8Array, inboundTarget: Int32Array): number[] {
+    const out: number[] = [];
     for (const g of this.migratingGuests) {
       const id = this.migrating[g];
       inMigration[g] = 1;
       inboundTarget[g] = this.tracked[id].hostVm;
+      out.push(g);
     }
+    return out;
   }
 
   takeStartedCounts(): { instant: number; precopy: number; postcopy: number } {
