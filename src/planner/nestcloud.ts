@@ -553,8 +553,9 @@ class Round {
 
   /**
    * Places new guests server by server: fill the host VMs of the server that carries most of
-   * ours, then open host VMs in its free slots, then go to the next server. Concentrating
-   * host VMs on few servers is what keeps later moves instant.
+   * ours, then open host VMs in its free slots, then go on to the next server. Concentrating
+   * host VMs on few servers is what keeps later moves instant. Guests go largest first; the
+   * last two servers stay open for the smaller ones that follow (linear in guests).
    */
   placeNew(guests: readonly number[]): Placement {
     const ws = this.ws;
@@ -568,37 +569,44 @@ class Round {
     const servers = Array.from({ length: cloud.servers.length }, (_, s) => s).sort(
       (a, b) => occupied[b] - occupied[a] || running[b] - running[a] || a - b,
     );
+    const open: number[] = [];
+    let nextServer = 0;
     const assignments: { guest: number; to: HostVmRef }[] = [];
-    let pending = order;
-    for (const s of servers) {
-      if (pending.length === 0) break;
-      const next: number[] = [];
-      for (const g of pending) {
-        let best = -1;
-        let bestFill = -1;
-        for (let b = 0; b < ws.binCount; b++) {
-          if (ws.server[b] !== s) continue;
-          const fill = this.canTake(b, g, b);
-          if (fill > bestFill) {
-            bestFill = fill;
-            best = b;
-          }
+    const unplaced: number[] = [];
+    const tryServer = (s: number, g: number): number => {
+      let best = -1;
+      let bestFill = -1;
+      for (const b of this.binsOf(s)) {
+        const fill = this.canTake(b, g, b);
+        if (fill > bestFill) {
+          bestFill = fill;
+          best = b;
         }
-        if (best < 0 && cloud.servers[s].hostVmSlots - ws.slotsUsed[s] > 0) {
-          const fresh = this.newBin(s);
-          if (fresh >= 0 && this.canTake(fresh, g, fresh) >= 0) best = fresh;
-        }
-        if (best < 0) {
-          next.push(g);
-          continue;
-        }
-        ws.moveGuest(g, best);
-        this.occupied = undefined;
-        this.refresh(best);
-        assignments.push({ guest: g, to: { kind: "existing", hostVm: best } });
       }
-      pending = next;
+      if (best < 0 && cloud.servers[s].hostVmSlots - ws.slotsUsed[s] > 0) {
+        const fresh = this.newBin(s);
+        if (fresh >= 0 && this.canTake(fresh, g, fresh) >= 0) best = fresh;
+      }
+      return best;
+    };
+    for (const g of order) {
+      let best = -1;
+      for (const s of open) if ((best = tryServer(s, g)) >= 0) break;
+      while (best < 0 && nextServer < servers.length) {
+        const s = servers[nextServer++];
+        open.push(s);
+        if (open.length > 2) open.shift();
+        best = tryServer(s, g);
+      }
+      if (best < 0) {
+        unplaced.push(g);
+        continue;
+      }
+      ws.moveGuest(g, best);
+      this.refresh(best);
+      assignments.push({ guest: g, to: { kind: "existing", hostVm: best } });
     }
-    return resolvePotential(ws, assignments, pending);
+    this.occupied = undefined;
+    return resolvePotential(ws, assignments, unplaced);
   }
 }
