@@ -51,6 +51,12 @@ export interface PlannerInput {
    * load reports); planners sum requestMips otherwise.
    */
   readonly hostDemandMips?: Float64Array;
+  /**
+   * Per host VM, HISTORY_LENGTH (30) values newest first: the summed MIPS history of the
+   * guests it holds now, when the caller keeps it up to date (saves the planner a pass
+   * over every guest's history each round).
+   */
+  readonly hostHistoryMips?: Float64Array;
   /** Per guest: resident (touched) memory, MiB, and current dirty rate, MiB/s — for migration estimates. */
   readonly residentMiB: Float64Array;
   readonly dirtyRateMiBps: Float64Array;

@@ -131,6 +131,7 @@ class Round {
     this.ws = ws;
     this.maxMoves = p.maxMovesPerRound > 0 ? p.maxMovesPerRound : Math.max(8, Math.ceil(ws.guests * 0.02));
     this.pred = new Float64Array(Math.max(16, ws.binCount * 2));
+    this.peaks = new Float64Array(ws.guests).fill(-1);
     this.serverLoad = new Float64Array(input.cloud.servers.length);
     this.serverCap = new Float64Array(input.cloud.servers.length);
     for (let b = 0; b < ws.binCount; b++) this.track(b);
@@ -222,6 +223,34 @@ class Round {
     return current > q ? (current > ahead ? current : ahead) : q > ahead ? q : ahead;
   }
 
+  /** Guest g's highest plausible demand, MIPS: current, window maximum or trend ahead. */
+  private peakMips(g: number): number {
+    const cached = this.peaks[g];
+    if (cached >= 0) return cached;
+    const ws = this.ws;
+    const buf = this.buf;
+    const n = this.input.load.newestFirst(g, buf, this.p.window);
+    let peak = ws.request[g] / ws.mips[g];
+    for (let i = 0; i < n; i++) if (buf[i] > peak) peak = buf[i];
+    if (n >= 2) {
+      let sx = 0;
+      let sy = 0;
+      let sxx = 0;
+      let sxy = 0;
+      for (let i = 0; i < n; i++) {
+        sx -= i;
+        sy += buf[i];
+        sxx += i * i;
+        sxy -= i * buf[i];
+      }
+      const slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+      if (slope > 0 && buf[0] + slope > peak) peak = buf[0] + slope;
+    }
+    return (this.peaks[g] = peak * ws.mips[g]);
+  }
+
+  private readonly peaks: Float64Array;
+
   // ---- feasibility and destinations -------------------------------------------------
 
   private movable(g: number, forConsolidation: boolean): boolean {
@@ -246,7 +275,10 @@ class Round {
     if ((ws.requestSum[b] + ws.request[g]) / ws.cap[b] > this.p.targetUtilization) return -1;
     if (ws.guaranteedSum[b] + ws.mips[g] > this.input.rules.cpuOvercommit * ws.cap[b] + 1e-9) return -1;
     if (ws.breaksAntiAffinity(g, b)) return -1;
-    const after = this.predict(b, g);
+    // Adding g raises the bin's prediction by at most g's own peak (quantile, trend and
+    // current load are each subadditive): when even that fits, skip the exact prediction.
+    const upper = this.pred[b] + this.peakMips(g) / ws.cap[b];
+    const after = upper <= this.p.targetUtilization ? upper : this.predict(b, g);
     if (after > this.p.targetUtilization) return -1;
     const s = ws.server[b];
     if (s >= 0 && (from < 0 || ws.server[from] !== s)) {
@@ -305,27 +337,21 @@ class Round {
       }
       if (best >= 0) return best;
     }
-    // Elsewhere: servers carrying more of our host VMs first; the first occupancy level with
-    // a bin that fits decides, then the tightest fit among its servers' bins.
-    const perServer = this.binsPerServer();
+    // Elsewhere: servers carrying more of our host VMs first (ties: lower index), and the
+    // first server with room gives its tightest bin. (Looking for the tightest bin over all
+    // servers would cost a pass over every bin per guest.)
     const order = this.serversByOccupancy();
-    for (let i = 0; i < order.length; ) {
-      const level = perServer[order[i]];
-      let j = i;
-      for (; j < order.length && perServer[order[j]] === level; j++) {
-        const s = order[j];
-        if (s === home) continue;
-        for (const b of this.binsOf(s)) {
-          if (b === from) continue;
-          const fill = this.canTake(b, g, from);
-          if (fill > bestFill || (fill === bestFill && fill >= 0 && b < best)) {
-            bestFill = fill;
-            best = b;
-          }
+    for (const s of order) {
+      if (s === home) continue;
+      for (const b of this.binsOf(s)) {
+        if (b === from) continue;
+        const fill = this.canTake(b, g, from);
+        if (fill > bestFill) {
+          bestFill = fill;
+          best = b;
         }
       }
       if (best >= 0) return best;
-      i = j;
     }
     return best;
   }
@@ -450,8 +476,10 @@ class Round {
       (a, b) =>
         perServer[ws.server[a]] - perServer[ws.server[b]] || ws.lists[a].length - ws.lists[b].length || a - b,
     );
+    // Each attempt costs a placement search per guest: try a few more than needed.
+    let attempts = Math.max(4, 3 * surplus);
     for (const b of candidates) {
-      if (surplus <= 0 || this.moves.length >= this.maxMoves) break;
+      if (surplus <= 0 || this.moves.length >= this.maxMoves || attempts-- <= 0) break;
       const guests = ws.lists[b].slice();
       if (guests.length + this.moves.length > this.maxMoves) continue;
       if (!guests.every((g) => this.movable(g, true))) continue;

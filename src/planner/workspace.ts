@@ -53,6 +53,8 @@ export class Workspace {
   /** How many newest samples the bin histories hold (the rest stay zero). */
   readonly histSamples: number;
   private readonly histScratch = new Float64Array(HISTORY_LENGTH);
+  /** Set while the constructor takes bin histories from the caller instead of the guests. */
+  private skipHistory = false;
   readonly lists: number[][];
   /** Per physical server: MIPS used at the last measurement, over all its host VMs. */
   readonly serverMeasured: Float64Array;
@@ -124,7 +126,20 @@ export class Workspace {
       this.lists.push(cloud.hostGuests[h].slice());
     }
     this.serverLive = new Float64Array(cloud.servers.length);
+    // Bin histories: from the caller's running sums when it has them, else from each guest.
+    const preset = input.hostHistoryMips;
+    this.skipHistory = preset !== undefined && this.hist.length > 0;
     for (let h = 0; h < this.existing; h++) for (const g of this.lists[h]) this.account(g, h, 1);
+    this.skipHistory = false;
+    if (preset && this.hist.length > 0) {
+      const k = this.histSamples;
+      for (let h = 0; h < this.existing; h++) {
+        if (this.lists[h].length === 0) continue;
+        const base = h * HISTORY_LENGTH;
+        const inv = 1 / this.cap[h];
+        for (let i = 0; i < k; i++) this.hist[base + i] = preset[base + i] * inv;
+      }
+    }
     this.inbound = new Int32Array(B);
     const inFlight = input.inFlightGuests ?? Array.from({ length: G }, (_, g) => g);
     for (const g of inFlight) {
@@ -357,7 +372,7 @@ export class Workspace {
       this.cappedSum[b] = 0;
     }
     if (this.server[b] >= 0) this.serverLive[this.server[b]] += this.allocated(b) - liveBefore;
-    if (this.hist.length > 0) {
+    if (this.hist.length > 0 && !this.skipHistory) {
       const scale = (sign * this.mips[g]) / this.cap[b];
       const base = b * HISTORY_LENGTH;
       const tmp = this.histScratch;

@@ -141,6 +141,7 @@ export class Simulation {
       // Round 0: measure and plan right away (releases host VMs the placement left empty).
       this.refreshRequests(0, true);
       this.resetSampleSums(0);
+      this.shiftHostHistory();
       this.updateHosts(0, undefined);
       this.planRound(0);
     }
@@ -214,7 +215,10 @@ export class Simulation {
 
   private onTick(t: number): void {
     this.refreshRequests(t, true);
-    if (this.rule === "nested") this.resetSampleSums(t);
+    if (this.rule === "nested") {
+      this.resetSampleSums(t);
+      this.shiftHostHistory();
+    }
     this.updateHosts(t, undefined);
     this.planRound(t);
   }
@@ -362,6 +366,7 @@ export class Simulation {
       inMigration,
       inboundTarget,
       inFlightGuests: this.inFlightLast,
+      hostHistoryMips: this.rule === "nested" ? this.hostHistoryView() : undefined,
       residentMiB: this.residentMiB,
       dirtyRateMiBps: this.dirtyRate,
       lastMovedAt: this.lastMovedAt,
@@ -457,14 +462,55 @@ export class Simulation {
     this.sumNext[h] += sign * utilizationAt(this.trace, g, (k + 1) * I) * this.mips[g];
   }
 
-  /** Moves a guest to host VM `to`, keeping the sample sums right. */
+  /** Moves a guest to host VM `to`, keeping the sample sums and host histories right. */
   private moveGuest(g: number, to: number): void {
     const from = this.cloud.guestHost[g];
     if (this.rule === "nested" && this.sumNow.length > 0) {
       if (from !== UNPLACED) this.addToSums(g, from, -1);
       if (to !== UNPLACED) this.addToSums(g, to, 1);
+      const n = this.load.newestFirst(g, this.historyScratch, HISTORY);
+      const m = this.mips[g];
+      this.ensureHostHistory(Math.max(from, to) + 1);
+      for (let i = 0; i < n; i++) {
+        const v = this.historyScratch[i] * m;
+        if (from !== UNPLACED) this.hostHistory[from * HISTORY + i] -= v;
+        if (to !== UNPLACED) this.hostHistory[to * HISTORY + i] += v;
+      }
     }
     this.cloud.assign(g, to);
+  }
+
+  /**
+   * Per host VM, the summed MIPS history (newest first) of the guests it holds, kept by the
+   * simulator as guests move (nested rules) so planning rounds need not re-add every guest.
+   */
+  private hostHistory = new Float64Array(0);
+  private readonly historyScratch = new Float64Array(HISTORY);
+
+  private ensureHostHistory(hosts: number): void {
+    if (this.hostHistory.length >= hosts * HISTORY) return;
+    const next = new Float64Array(Math.max(hosts, (this.hostHistory.length / HISTORY) * 2, 16) * HISTORY);
+    next.set(this.hostHistory);
+    this.hostHistory = next;
+  }
+
+  /** A new sample for every host VM: older ones move back one place. */
+  private hostHistoryView(): Float64Array {
+    this.ensureHostHistory(this.cloud.hostVms.length);
+    return this.hostHistory;
+  }
+
+  private shiftHostHistory(): void {
+    const H = this.cloud.hostVms.length;
+    this.ensureHostHistory(H);
+    const hist = this.hostHistory;
+    for (let h = 0; h < H; h++) {
+      const base = h * HISTORY;
+      hist.copyWithin(base + 1, base, base + HISTORY - 1);
+      let sum = 0;
+      for (const g of this.cloud.hostGuests[h]) sum += this.requests[g];
+      hist[base] = sum;
+    }
   }
 
   private onMigrationStarted(g: number, from: number, to: number, t: number): void {
