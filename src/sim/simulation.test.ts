@@ -15,9 +15,9 @@ seed: ${seed}
 durationSeconds: ${hours * 3600}
 nesting: nested
 servers:
-  - { prefix: s, count: 4, cores: 16, mipsPerCore: 2660, memoryMiB: 524288, networkMbps: 10000, power: hp-ml110-g5, hostVmSlots: 4 }
+  - { prefix: s, count: 4, cores: 16, mipsPerCore: 2660, memoryMiB: 1048576, networkMbps: 10000, power: hp-ml110-g5, hostVmSlots: 4 }
 hostVmTypes:
-  - { name: hv, vcpus: 4, mipsPerVcpu: 2660, memoryMiB: 65536, hypervisorOverheadMiB: 1024, pricePerHour: 0.4, provisionSeconds: 120 }
+  - { name: hv, vcpus: 4, mipsPerVcpu: 2660, memoryMiB: 131072, hypervisorOverheadMiB: 1024, pricePerHour: 0.4, provisionSeconds: 120 }
 hostVms: { type: hv, perServer: 2 }
 guests:
   antiAffinityPairsEvery: 5
