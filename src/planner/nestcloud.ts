@@ -129,7 +129,7 @@ class Round {
   ) {
     const ws = new Workspace(input, p.window);
     this.ws = ws;
-    this.maxMoves = p.maxMovesPerRound > 0 ? p.maxMovesPerRound : Math.max(8, Math.ceil(ws.guests * 0.02));
+    this.maxMoves = p.maxMovesPerRound > 0 ? p.maxMovesPerRound : Math.max(16, Math.ceil(ws.guests * 0.005));
     this.pred = new Float64Array(Math.max(16, ws.binCount * 2));
     this.peaks = new Float64Array(ws.guests).fill(-1);
     this.serverLoad = new Float64Array(input.cloud.servers.length);

@@ -123,6 +123,9 @@ export class Accounts {
     const last = this.entryTime[h];
     if (!Number.isNaN(last) && t > last) {
       const dt = t - last;
+      // Nested rules: the PDM denominator is the requested MIPS-seconds, summed per host VM
+      // (linear demand: the segment's mean is the mean of its ends).
+      if (this.rule === "nested") this.requestedMipsSeconds += ((this.entryReq[h] + requestedMips) / 2) * dt;
       if (this.entryActive[h]) {
         this.activeSeconds += dt;
         if (this.rule === "cloudsim") {

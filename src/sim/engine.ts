@@ -56,6 +56,8 @@ type SimEvent =
   | { readonly kind: "end"; readonly time: number; readonly seq: number };
 
 const HISTORY = 30;
+/** Per-interval decay of the remembered load peak: half-life of 12 intervals (1 h at 300 s). */
+const PEAK_DECAY = 0.5 ** (1 / 12);
 
 export class Simulation {
   readonly cloud: Cloud;
@@ -75,6 +77,7 @@ export class Simulation {
   private readonly residentMiB: Float64Array;
   private readonly dirtyRate: Float64Array;
   private readonly lastMovedAt: Float64Array;
+  private readonly loadPeak: Float64Array;
   private readonly queue = new Heap<SimEvent>((a, b) => a.time - b.time || a.seq - b.seq);
   private seq = 0;
   private lastProcessTime = 0;
@@ -103,6 +106,7 @@ export class Simulation {
     this.residentMiB = Float64Array.from(this.cloud.guests, (g) => g.memoryMiB);
     this.dirtyRate = new Float64Array(this.G);
     this.lastMovedAt = new Float64Array(this.G).fill(Number.NEGATIVE_INFINITY);
+    this.loadPeak = new Float64Array(this.G);
     this.inMigrationBuf = new Uint8Array(this.G);
     this.inboundBuf = new Int32Array(this.G).fill(-1);
     this.random = Rng.derive(opts.seed, "planner");
@@ -242,12 +246,12 @@ export class Simulation {
    * rate is the guest type's full-load rate scaled by its current load.
    */
   private updateMemoryModel(g: number, u: number): void {
-    let peak = u;
-    const n = Math.min(this.load.count(g), 12);
-    for (let k = 1; k < n; k++) peak = Math.max(peak, this.load.recent(g, k));
-    const mem = this.cloud.guests[g].memoryMiB;
-    this.residentMiB[g] = mem * Math.min(1, 0.35 + 0.65 * peak);
-    this.dirtyRate[g] = this.cloud.guests[g].dirtyRateMiBps * u;
+    // Peak load with a one-hour half-life: O(1) per sample, close to "the last hour's max".
+    const peak = Math.max(u, this.loadPeak[g] * PEAK_DECAY);
+    this.loadPeak[g] = peak;
+    const guest = this.cloud.guests[g];
+    this.residentMiB[g] = guest.memoryMiB * Math.min(1, 0.35 + 0.65 * peak);
+    this.dirtyRate[g] = guest.dirtyRateMiBps * u;
   }
 
   /**
@@ -255,7 +259,7 @@ export class Simulation {
    * the interval since their last update. In CloudSim mode, an all-host update also removes
    * guests whose demand is exactly zero (CloudSim treats them as finished).
    */
-  private updateHosts(t: number, hosts: readonly number[] | undefined): void {
+  private updateHosts(t: number, hosts: readonly number[] | undefined, reread = true): void {
     const H = this.cloud.hostVms.length;
     if (hosts === undefined) {
       for (let h = 0; h < H; h++) this.updateHost(h, t);
@@ -264,10 +268,11 @@ export class Simulation {
       this.lastProcessTime = t;
     } else {
       // Demand moves between samples: read it again for the guests whose hosts we account.
-      for (const h of hosts) {
-        for (const g of this.cloud.hostGuests[h])
-          this.requests[g] = utilizationAt(this.trace, g, t) * this.mips[g];
-      }
+      if (reread)
+        for (const h of hosts) {
+          for (const g of this.cloud.hostGuests[h])
+            this.requests[g] = utilizationAt(this.trace, g, t) * this.mips[g];
+        }
       for (const h of hosts) this.updateHost(h, t);
       this.accounts.closeEnergy(t, hosts);
     }
@@ -286,7 +291,7 @@ export class Simulation {
       s.guests[i] = g;
       s.request[i] = this.requests[g];
       s.vcpus[i] = this.vcpus[g];
-      s.migration[i] = this.executor.isMigrating(g) && this.rule === "cloudsim" ? OUTGOING : NORMAL;
+      s.migration[i] = this.rule === "cloudsim" && this.executor.isMigrating(g) ? OUTGOING : NORMAL;
       i++;
     }
     if (incoming) {
@@ -317,10 +322,14 @@ export class Simulation {
       share.requestedMips,
       host.type.vcpus * host.type.mipsPerVcpu,
     );
-    for (let j = 0; j < list.length; j++) {
-      const g = s.guests[j];
-      this.granted[g] = s.granted[j];
-      this.accounts.guestUpdated(g, t, s.granted[j], s.request[j], s.migration[j] === OUTGOING);
+    // CloudSim's PDM needs each VM's own grant history; under nested rules migration loss
+    // is downtime, accounted per move, and the requested total comes from the host VMs.
+    if (this.rule === "cloudsim") {
+      for (let j = 0; j < list.length; j++) {
+        const g = s.guests[j];
+        this.granted[g] = s.granted[j];
+        this.accounts.guestUpdated(g, t, s.granted[j], s.request[j], s.migration[j] === OUTGOING);
+      }
     }
   }
 
@@ -557,7 +566,7 @@ export class Simulation {
       this.moveGuest(g, to);
       this.lastMovedAt[g] = t;
       this.accounts.downtime(g, this.requests[g], a.estimate.downtimeSeconds);
-      this.updateHosts(t, [from, to]);
+      this.updateHosts(t, [from, to], false);
     }
     this.executor.pump(t);
   }

@@ -187,6 +187,8 @@ export class Executor {
           continue;
         }
         if (!ready) continue;
+        // With the cloud-wide cap reached no migration can start: don't ask each one.
+        if (t.action.kind === "migrate" && this.running >= t.caps.maxConcurrentMigrations) continue;
         const started = this.start(id, now);
         if (started === "started" || started === "failed") progressed = true;
       }
