@@ -54,7 +54,9 @@ function syntheticDay(guests: number) {
   const sc = parseScenario(
     text
       .replace("count: 16", `count: ${servers}`)
-      .replace("guests: 2000, seed: 42", `guests: ${guests}, seed: 42`),
+      .replace("guests: 2000, seed: 42", `guests: ${guests}, seed: 42`)
+      // Concurrency limits grow with the datacenter (the default is sized for 16 servers).
+      .replace("maxConcurrent: 8", `maxConcurrent: ${Math.ceil(servers / 2)}`),
     "synthetic-scaled.yaml",
   );
   const t0 = performance.now();

@@ -61,7 +61,7 @@ export const NESTCLOUD_DEFAULTS: NestcloudParams = {
   window: 12,
   drainBelow: 0.9,
   drainRounds: 1,
-  minMoveIntervalSeconds: 0,
+  minMoveIntervalSeconds: 3600,
   maxMovesPerRound: 0,
   spareHostVms: 0,
   drainBeforeBillingSeconds: 600,

@@ -1,0 +1,45 @@
+// Regression guards on the policy figures of docs/benchmarks.md (reads ../shared/data/planetlab).
+import assert from "node:assert/strict";
+import { join, resolve } from "node:path";
+import { describe, test } from "node:test";
+import { CLOUDSIM_NOTES } from "../bench/policy/reference.ts";
+import { loadScenario, loadTrace, runScenario } from "../src/sim/index.ts";
+
+const root = resolve(import.meta.dirname, "..");
+
+describe("reference policies match CloudSim 3.0.3 on day 20110303", () => {
+  const sc = loadScenario(join(root, "scenarios/cloudsim-planetlab.yaml"));
+  const trace = loadTrace(sc, undefined, sc.seed);
+  for (const policy of ["lr-mmt-1.2", "thr-mmt-0.8", "mad-mmt-2.5"]) {
+    test(`${policy}: energy and migrations within 15 %, SLATAH within 2 points`, () => {
+      const r = runScenario(sc, { policy, loadedTrace: trace }).result;
+      const ref = CLOUDSIM_NOTES[policy];
+      assert.ok(
+        Math.abs(r.energyKWh / ref.energyKWh - 1) <= 0.15,
+        `energy ${r.energyKWh} vs ${ref.energyKWh}`,
+      );
+      assert.ok(
+        Math.abs(r.migrations.total / ref.migrations - 1) <= 0.15,
+        `migrations ${r.migrations.total} vs ${ref.migrations}`,
+      );
+      assert.ok(Math.abs(r.slatah - ref.slatah) <= 0.02, `SLATAH ${r.slatah} vs ${ref.slatah}`);
+    });
+  }
+});
+
+test("nestcloud beats lr-mmt-1.2 on the nested scenario (day 20110306)", () => {
+  const sc = loadScenario(join(root, "scenarios/nested-planetlab.yaml"));
+  const trace = loadTrace(sc, "planetlab:20110306", sc.seed);
+  const lr = runScenario(sc, { policy: "lr-mmt-1.2", loadedTrace: trace }).result;
+  const nc = runScenario(sc, { policy: "nestcloud", loadedTrace: trace }).result;
+  assert.ok(nc.hostVmHours <= 0.8 * lr.hostVmHours, `host-VM hours ${nc.hostVmHours} vs ${lr.hostVmHours}`);
+  assert.ok(nc.slatah <= lr.slatah, `SLATAH ${nc.slatah} vs ${lr.slatah}`);
+  assert.ok(
+    nc.migrations.total <= lr.migrations.total / 2,
+    `migrations ${nc.migrations.total} vs ${lr.migrations.total}`,
+  );
+  assert.ok(
+    nc.migrations.instant >= 0.8 * nc.migrations.total,
+    `instant ${nc.migrations.instant} of ${nc.migrations.total}`,
+  );
+});
