@@ -81,12 +81,21 @@ export interface MigrationOptions {
   stallTimeoutMs?: number;
   /** Overall bound from the migrate command to completion. Default 10 min. */
   timeoutMs?: number;
+  /**
+   * No byte sent for this long (in setup or active pre-copy) means the channel is broken,
+   * e.g. a cut link: TCP would retry for many minutes without an error. Cancels. Default off.
+   */
+  noProgressTimeoutMs?: number;
   /** Source pauses in pre-switchover until continueSwitchover() (co-migration barrier). */
   pauseBeforeSwitchover?: boolean;
   onProgress?: (p: MigrationProgress) => void;
   /** Poll interval of query-migrate. Default 250 ms. */
   pollMs?: number;
-  /** Stop the source QEMU once the destination runs. Default true. */
+  /**
+   * Stop the source QEMU once the destination runs. Default true. With false the source
+   * stays paused (postmigrate) and the caller decides: stop it (and, after a handover,
+   * releasePoolFile() first) or `cont` it if the destination never ran.
+   */
   stopSourceOnSuccess?: boolean;
   signal?: AbortSignal;
   extraCapabilities?: MigrationCapabilities;
@@ -117,6 +126,51 @@ const QEMU_DEFAULT_MAX_BANDWIDTH = 128 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The far side of a migration as the source's job sees it: a QemuProcess of this process
+ * (localDestination), or one run by another agent, prepared and finished by whoever
+ * orchestrates the move.
+ */
+export interface MigrationDestination {
+  readonly label: string;
+  /** Sets the destination's capabilities, starts it listening; returns the URI to migrate to. */
+  listen(caps: MigrationCapabilities, uri: string): Promise<string>;
+  /** False once the destination is known to be gone: the job then cancels at once. */
+  isAlive(): boolean;
+  /** Appended to failure messages (e.g. the destination's last stderr lines); may be "". */
+  hint(): string;
+  /** After the source completed: resolves once the guest runs at the destination. */
+  complete(kind: "precopy" | "handover", timeoutMs: number): Promise<void>;
+  /** After a failure before switchover: gets rid of the destination. */
+  discard(): Promise<void>;
+}
+
+/** Sets capabilities on an incoming QEMU and starts listening; returns the actual URI. */
+export async function listenIncoming(
+  dst: QemuProcess,
+  caps: MigrationCapabilities,
+  uri: string,
+): Promise<string> {
+  await dst.qmp.migrateSetCapabilities(caps);
+  await dst.qmp.migrateIncoming(uri);
+  return resolveListenUri(uri, dst);
+}
+
+/** A destination QEMU owned by this process. */
+export function localDestination(dst: QemuProcess): MigrationDestination {
+  return {
+    label: dst.instanceId,
+    listen: (caps, uri) => listenIncoming(dst, caps, uri),
+    isAlive: () => dst.isRunning,
+    hint: () => stderrHint(dst),
+    async complete(kind, timeoutMs) {
+      await waitDestinationRunning(dst, timeoutMs);
+      if (kind === "handover") dst.adoptPoolFile();
+    },
+    discard: () => dst.kill(),
+  };
+}
+
 interface JobConfig extends MigrationOptions {
   kind: "precopy" | "handover";
   uri: string;
@@ -138,7 +192,7 @@ export class MigrationJob {
 
   constructor(
     readonly src: QemuProcess,
-    readonly dst: QemuProcess,
+    readonly dest: MigrationDestination,
     private readonly cfg: JobConfig,
   ) {
     this.log = cfg.log ?? (() => {});
@@ -232,7 +286,7 @@ export class MigrationJob {
   }
 
   private async run(): Promise<MigrationResult> {
-    const { src, dst, cfg } = this;
+    const { src, dest, cfg } = this;
     const pollMs = cfg.pollMs ?? 250;
     const timeoutMs = cfg.timeoutMs ?? 600_000;
     // The outgoing status is taken from MIGRATION events, not query-migrate: on a QEMU that
@@ -266,27 +320,27 @@ export class MigrationJob {
         "postcopy-ram": srcCaps["postcopy-ram"],
       };
       await src.qmp.migrateSetCapabilities(srcCaps);
-      await dst.qmp.migrateSetCapabilities(dstCaps);
       await src.qmp.migrateSetParameters({
         "downtime-limit": cfg.downtimeLimitMs ?? QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
         "max-bandwidth": Math.round(cfg.maxBandwidth ?? QEMU_DEFAULT_MAX_BANDWIDTH),
         ...cfg.extraParameters,
       });
 
-      await dst.qmp.migrateIncoming(cfg.uri);
-      const uri = await resolveListenUri(cfg.uri, dst);
+      const uri = await dest.listen(dstCaps, cfg.uri);
       if (this.cancelRequested) throw new MigrationCancelledError(this.cancelMessage(), src.guestId, null);
 
       src.qmp.on("event", onMigrationEvent);
       const tracker = new ProgressTracker(cfg.stallTimeoutMs ?? 30_000, Date.now());
       const t0 = Date.now();
-      this.log(`migrating ${src.guestId}: ${src.instanceId} -> ${dst.instanceId} via ${uri}`);
+      this.log(`migrating ${src.guestId}: ${src.instanceId} -> ${dest.label} via ${uri}`);
       await src.qmp.migrate(uri);
       this.migrateIssued = true;
       // A cancel that arrived while `migrate` was in flight could not reach QEMU yet.
       if (this.cancelRequested) await src.qmp.migrateCancel();
 
       let info: MigrationInfo;
+      let lastSent = -1;
+      let lastSentAt = Date.now();
       for (;;) {
         const raw = await src.qmp.queryMigrate();
         info = { ...raw, status: this.status };
@@ -296,7 +350,7 @@ export class MigrationJob {
         if (this.status === "completed") break;
         if (this.status === "failed") {
           throw new MigrationFailedError(
-            `migration of ${src.guestId} failed: ${info["error-desc"] ?? "QEMU gave no reason"}${stderrHint(dst)}`,
+            `migration of ${src.guestId} failed: ${info["error-desc"] ?? "QEMU gave no reason"}${dest.hint()}`,
             src.guestId,
             info,
           );
@@ -309,11 +363,28 @@ export class MigrationJob {
             src.guestId,
             info,
           );
-        if (!dst.isRunning && !PAST_SWITCHOVER.has(this.status)) {
+        if (!dest.isAlive() && !PAST_SWITCHOVER.has(this.status)) {
           // QEMU notices a dead peer only when its socket errors; do not wait for that.
           await src.qmp.migrateCancel().catch(() => {});
           throw new MigrationFailedError(
-            `destination QEMU of ${src.guestId} exited during migration${stderrHint(dst)}`,
+            `destination QEMU of ${src.guestId} exited during migration${dest.hint()}`,
+            src.guestId,
+            info,
+          );
+        }
+        const sent = info.ram?.transferred ?? 0;
+        if (sent !== lastSent || (this.status !== "setup" && this.status !== "active")) {
+          lastSent = sent;
+          lastSentAt = Date.now();
+        } else if (
+          cfg.noProgressTimeoutMs !== undefined &&
+          Date.now() - lastSentAt > cfg.noProgressTimeoutMs
+        ) {
+          await src.qmp.migrateCancel();
+          await this.waitTerminal(30_000);
+          throw new MigrationStalledError(
+            `migration of ${src.guestId} moved no data for ${Date.now() - lastSentAt} ms (status ${this.status}, ` +
+              `${sent} bytes sent): the link or the destination is not responding; cancelled${dest.hint()}`,
             src.guestId,
             info,
           );
@@ -357,7 +428,7 @@ export class MigrationJob {
         this.wake = null;
       }
 
-      await waitDestinationRunning(dst, 30_000);
+      await dest.complete(cfg.kind, 30_000);
       const wallMs = Date.now() - t0;
       info = await finalSourceInfo(src, info);
       const ram = info.ram;
@@ -374,13 +445,13 @@ export class MigrationJob {
         switchedToPostcopy: this.switchedToPostcopy,
         finalInfo: info,
       };
-      if (cfg.kind === "handover") {
-        // Adopt before release: if we crash in between, both states list the file and
-        // reaping removes it; the other order could leak it.
-        dst.adoptPoolFile();
-        src.releasePoolFile();
+      if (cfg.stopSourceOnSuccess ?? true) {
+        // The destination adopted the pool file in complete(); release after adopting: if we
+        // crash in between, both states list the file and reaping removes it; the other
+        // order could leak it.
+        if (cfg.kind === "handover") src.releasePoolFile();
+        await src.stop();
       }
-      if (cfg.stopSourceOnSuccess ?? true) await src.stop();
       return result;
     } catch (e) {
       await this.recover(wasRunning, e);
@@ -393,7 +464,7 @@ export class MigrationJob {
 
   /** After a failure before switchover: source runs the guest, destination is gone. */
   private async recover(wasRunning: boolean, cause: unknown): Promise<void> {
-    const { src, dst } = this;
+    const { src, dest } = this;
     if (this.switchedToPostcopy || this.status === "completed") {
       // The guest's state is (partly) at the destination: killing it would lose the guest.
       this.log(
@@ -416,7 +487,7 @@ export class MigrationJob {
     } catch (e) {
       this.log(`could not resume ${src.guestId} at the source: ${e}`);
     } finally {
-      await dst.kill().catch((e) => this.log(`could not kill destination ${dst.instanceId}: ${e}`));
+      await dest.discard().catch((e) => this.log(`could not discard destination ${dest.label}: ${e}`));
     }
   }
 
@@ -493,11 +564,32 @@ async function resolveListenUri(uri: string, dst: QemuProcess): Promise<string> 
 
 /** Starts a pre-copy migration from `src` to `dst` (started with incoming: "defer"). */
 export function startPrecopy(src: QemuProcess, dst: QemuProcess, opts: PrecopyOptions = {}): MigrationJob {
-  return new MigrationJob(src, dst, {
+  return new MigrationJob(src, localDestination(dst), {
     ...opts,
     kind: "precopy",
     uri: opts.uri ?? "tcp:127.0.0.1:0",
     capabilities: {},
+  });
+}
+
+export interface OutgoingOptions extends MigrationOptions {
+  kind: "precopy" | "handover";
+  /** The URI the destination listens on (a tcp port 0 is resolved by dest.listen). */
+  uri: string;
+}
+
+/**
+ * Starts a migration to any destination (e.g. one run by another agent). A handover sets
+ * x-ignore-shared on both sides: the destination must map the same pool file.
+ */
+export function startMigration(
+  src: QemuProcess,
+  dest: MigrationDestination,
+  opts: OutgoingOptions,
+): MigrationJob {
+  return new MigrationJob(src, dest, {
+    ...opts,
+    capabilities: { "x-ignore-shared": opts.kind === "handover" },
   });
 }
 
@@ -559,7 +651,7 @@ export async function instantHandover(
   opts: Omit<MigrationOptions, "postcopy" | "onStall" | "autoConverge"> = {},
 ): Promise<HandoverResult> {
   const dst = await startDestination(src, target, true);
-  const job = new MigrationJob(src, dst, {
+  const job = new MigrationJob(src, localDestination(dst), {
     pollMs: 2,
     timeoutMs: 60_000,
     ...opts,
