@@ -15,7 +15,9 @@ function oneBin(histories: number[][], mips = 1000) {
   const cloud = new Cloud();
   cloud.addServer(server("s0"));
   cloud.addHostVm("h0", HOST_TYPE, 0, "running", 0);
-  histories.forEach((_, i) => cloud.place(cloud.addGuest(guest(`g${i}`, mips)), 0));
+  histories.forEach((_, i) => {
+    cloud.place(cloud.addGuest(guest(`g${i}`, mips)), 0);
+  });
   const load = withHistory(cloud, histories);
   return new Workspace(plannerInput(cloud, load), true);
 }

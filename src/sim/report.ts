@@ -31,7 +31,7 @@ function chart(title: string, yName: string, series: Series[], kind: "line" | "b
 
 const hour = (t: number) => Math.round((t / 3600) * 1000) / 1000;
 
-function escape(s: string): string {
+function escapeHtml(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 }
 
@@ -81,19 +81,19 @@ export function renderReport(results: readonly SimulationResult[], title: string
     .map(
       (
         r,
-      ) => `<tr><td>${escape(r.policy)}</td><td>${r.hostVmHours.toFixed(1)}</td><td>${r.cost.toFixed(2)}</td><td>${r.energyKWh.toFixed(2)}</td>
+      ) => `<tr><td>${escapeHtml(r.policy)}</td><td>${r.hostVmHours.toFixed(1)}</td><td>${r.cost.toFixed(2)}</td><td>${r.energyKWh.toFixed(2)}</td>
 <td>${r.migrations.total}</td><td>${r.migrations.instant}</td><td>${r.migrations.precopy}</td><td>${r.migrations.postcopy}</td>
 <td>${pct(r.slatah)}</td><td>${pct(r.pdm)}</td><td>${r.slav.toExponential(3)}</td><td>${r.esv.toExponential(3)}</td></tr>`,
     )
     .join("\n");
   const first = results[0];
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:960px}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}
 figure{margin:1.5em 0}</style></head><body>
-<h1>${escape(title)}</h1>
-<p>Scenario <b>${escape(first.scenario)}</b>, trace <b>${escape(first.trace)}</b> (${first.guests} guest VMs,
+<h1>${escapeHtml(title)}</h1>
+<p>Scenario <b>${escapeHtml(first.scenario)}</b>, trace <b>${escapeHtml(first.trace)}</b> (${first.guests} guest VMs,
 ${first.physicalServers} physical servers), seed ${first.seed}, ${(first.durationSeconds / 3600).toFixed(0)} h simulated.</p>
 <table><tr><th>policy</th><th>host-VM hours</th><th>cost $</th><th>energy kWh</th><th>migrations</th><th>instant</th>
 <th>pre-copy</th><th>post-copy</th><th>SLATAH</th><th>PDM</th><th>SLAV</th><th>ESV</th></tr>
