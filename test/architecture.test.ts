@@ -20,7 +20,8 @@ export const allowedImports: Record<string, readonly string[]> = {
   monitor: ["vmi", "model"],
   testbed: ["qemu"],
   agent: ["qemu", "vmi", "monitor", "testbed", "migration", "model"],
-  providers: ["model"],
+  // The simulated provider replays traces (sim) with the cost models (migration).
+  providers: ["model", "migration", "sim"],
   controller: ["model", "planner", "migration", "providers", "agent"],
   console: ["qemu"],
   cli: [

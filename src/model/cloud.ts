@@ -44,6 +44,8 @@ export class Cloud {
     server: number | undefined,
     state: HostVmState,
     now: number,
+    /** When it was requested (billing runs from here); defaults to now. */
+    acquiredAt = now,
   ): number {
     if (this.hostVmIndex.has(id)) throw new ModelError("duplicate-id", `host VM ${id} exists already`);
     if (server !== undefined && (server < 0 || server >= this.servers.length)) {
@@ -51,7 +53,7 @@ export class Cloud {
     }
     const i = this.hostVms.length;
     this.hostVmIndex.set(id, i);
-    this.hostVms.push({ id, type, server, state, stateSince: now, acquiredAt: now });
+    this.hostVms.push({ id, type, server, state, stateSince: now, acquiredAt });
     this.hostGuests.push([]);
     this.hostMemoryUsed = grow(this.hostMemoryUsed, this.hostVms.length);
     return i;

@@ -4,6 +4,7 @@ export { antiAffinityKey, findViolations, type Violation } from "./invariants.ts
 export { LoadHistory } from "./load.ts";
 export { HP_ML110_G4, HP_ML110_G5, type PowerTable, powerAt, powerTableProblem } from "./power.ts";
 export { type RandomSource, randomInt } from "./random.ts";
+export { Rng } from "./rng.ts";
 export {
   acceptsGuests,
   billedSeconds,

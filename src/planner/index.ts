@@ -25,6 +25,7 @@ export {
   validatePlan,
 } from "./plan.ts";
 export {
+  createPolicy,
   dvfsPolicy,
   type Placement,
   POLICY_NAMES,

@@ -11,6 +11,7 @@ import {
   StaticThreshold,
 } from "./detectors.ts";
 import type { PlannerInput } from "./input.ts";
+import { nestcloudParams, nestcloudPolicy } from "./nestcloud.ts";
 import { findBinForGuest, fits } from "./pabfd.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
 import { referencePlan } from "./reference.ts";
@@ -166,6 +167,23 @@ export function dvfsPolicy(): Policy {
       return { assignments, acquisitions: [], unplaced };
     },
   };
+}
+
+/**
+ * Policy names -> policies: "nestcloud" (with its parameters), "dvfs", or a reference
+ * policy "<thr|iqr|mad|lr|lrr>-<mmt|rs|mc|mu>-<parameter>".
+ */
+export function createPolicy(
+  name: string,
+  params: Readonly<Record<string, number | boolean | string>>,
+  ctx: PolicyContext,
+): Policy {
+  if (REFERENCE_POLICY_PATTERN.test(name)) return referencePolicy(name, ctx);
+  if (name === "dvfs") return dvfsPolicy();
+  if (name === "nestcloud") return nestcloudPolicy(nestcloudParams(params), ctx.acquireType);
+  throw new PolicyError(
+    `unknown policy ${name} (known: ${POLICY_NAMES.join(", ")}, or <thr|iqr|mad|lr|lrr>-<mmt|rs|mc|mu>-<parameter>)`,
+  );
 }
 
 export const POLICY_NAMES = [

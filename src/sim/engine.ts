@@ -13,7 +13,7 @@
  */
 import { Heap } from "heap-js";
 import { DEFAULT_MECHANISM_POLICY, type MigrationCalibration } from "../migration/index.ts";
-import { type Cloud, findViolations, guestMips, LoadHistory, UNPLACED } from "../model/index.ts";
+import { type Cloud, findViolations, guestMips, LoadHistory, Rng, UNPLACED } from "../model/index.ts";
 import {
   type ActionPlan,
   CLOUDSIM_RULES,
@@ -25,7 +25,6 @@ import {
 import { Accounts } from "./accounts.ts";
 import type { BuiltCloud } from "./build.ts";
 import { Executor, type ExecutorHooks } from "./executor.ts";
-import { Rng } from "./rng.ts";
 import type { Scenario } from "./scenario.ts";
 import { INCOMING, NORMAL, OUTGOING, type SharingRule, shareCpu } from "./sharing.ts";
 import { type Trace, utilizationAt } from "./trace.ts";

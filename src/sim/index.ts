@@ -1,3 +1,4 @@
+export { Rng } from "../model/index.ts";
 export type { SeriesPoint } from "./accounts.ts";
 export { buildCloud } from "./build.ts";
 export { Simulation, SimulationError } from "./engine.ts";
@@ -6,7 +7,6 @@ export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./pl
 export { createPolicy } from "./policies.ts";
 export { renderReport } from "./report.ts";
 export { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
-export { Rng } from "./rng.ts";
 export {
   loadCalibration,
   loadTrace,

@@ -4,7 +4,7 @@
  * shared by guests of one "time zone" (so peaks coincide, as in real clouds), AR(1) noise,
  * and occasional bursts.
  */
-import { Rng } from "./rng.ts";
+import { Rng } from "../model/index.ts";
 import type { Trace } from "./trace.ts";
 
 export interface SyntheticTraceSpec {

@@ -2,7 +2,7 @@
 
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
-import type { RandomSource } from "../model/index.ts";
+import type { RandomSource } from "./random.ts";
 
 export class Rng implements RandomSource {
   private readonly gen: ReturnType<typeof xoroshiro128plus>;

@@ -1,0 +1,390 @@
+/**
+ * The REST API under /api. Every route needs a bearer token (see server.ts); a tenant token
+ * sees and acts on its own tenant's guests only, everything else is for admins.
+ */
+
+import { Type, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { createToken, mayAccess, type Principal } from "../auth.ts";
+import type { Controller } from "../controller.ts";
+import { ApiError, notFound } from "../errors.ts";
+import type { ActionPayload } from "../reconciler.ts";
+import * as S from "./schemas.ts";
+
+type App = FastifyInstance<
+  import("node:http").Server,
+  import("node:http").IncomingMessage,
+  import("node:http").ServerResponse,
+  import("fastify").FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}
+
+const PlanIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
+
+function admin(req: FastifyRequest): void {
+  if (req.principal.role !== "admin") throw new ApiError(403, "this needs an admin token");
+}
+
+/** The tenant a request acts for: its own (tenant token) or the one named (admin). */
+function tenantOf(req: FastifyRequest, asked: string | undefined): string {
+  if (req.principal.role === "tenant") {
+    if (asked !== undefined && asked !== req.principal.tenant)
+      throw new ApiError(403, `a tenant token cannot act for tenant ${asked}`);
+    return req.principal.tenant;
+  }
+  if (!asked) throw new ApiError(400, "body/tenant: required with an admin token");
+  return asked;
+}
+
+export function registerRoutes(app: App, c: Controller): void {
+  const db = c.store.db;
+
+  const guestView = (g: Awaited<ReturnType<typeof loadGuest>>) => ({
+    id: g.id,
+    tenant: g.tenant,
+    vcpus: g.vcpus,
+    mipsPerVcpu: g.mips_per_vcpu,
+    memoryMiB: g.memory_mib,
+    hostVm: g.host_vm_id,
+    server: c.serverOf(g.host_vm_id),
+    powerState: g.power_state,
+    automation: g.automation,
+    role: g.role,
+    targets: JSON.parse(g.targets) as string[],
+    cpu: c.currentCpu(g.id),
+  });
+
+  async function loadGuest(req: FastifyRequest, id: string) {
+    const g = await db.selectFrom("guests").selectAll().where("id", "=", id).executeTakeFirst();
+    // Another tenant's guest does not exist as far as this token can tell.
+    if (!g || !mayAccess(req.principal, g.tenant)) throw notFound("guest VM", id);
+    return g;
+  }
+
+  // ---- physical servers and host VMs (admin) ----------------------------------------
+  app.get("/api/servers", async (req) => {
+    admin(req);
+    const servers = await db.selectFrom("servers").selectAll().orderBy("id").execute();
+    const hosts = await db.selectFrom("host_vms").selectAll().where("state", "!=", "released").execute();
+    return servers.map((s) => ({
+      id: s.id,
+      cores: s.cores,
+      mipsPerCore: s.mips_per_core,
+      memoryMiB: s.memory_mib,
+      hostVmSlots: s.host_vm_slots,
+      hostVms: hosts.filter((h) => h.server_id === s.id).map((h) => h.id),
+    }));
+  });
+
+  app.get("/api/hostvms", async (req) => {
+    admin(req);
+    const hosts = await db
+      .selectFrom("host_vms")
+      .selectAll()
+      .where("state", "!=", "released")
+      .orderBy("id")
+      .execute();
+    const guests = await db.selectFrom("guests").select(["id", "host_vm_id", "memory_mib"]).execute();
+    const types = new Map(
+      (await db.selectFrom("host_vm_types").selectAll().execute()).map((t) => [t.name, t]),
+    );
+    return hosts.map((h) => {
+      const t = types.get(h.type);
+      const mine = guests.filter((g) => g.host_vm_id === h.id);
+      return {
+        id: h.id,
+        type: h.type,
+        server: h.server_id,
+        state: h.state,
+        acquiredAt: h.acquired_at,
+        pricePerHour: t?.price_per_hour ?? 0,
+        guests: mine.map((g) => g.id),
+        memoryUsedMiB: mine.reduce((s, g) => s + g.memory_mib, 0),
+        memoryMiB: t ? t.memory_mib - t.overhead_mib : 0,
+        cpu: c.hostCpu(h.id),
+      };
+    });
+  });
+
+  app.post("/api/hostvms", { schema: { body: S.AcquireHostVm } }, async (req, reply) => {
+    admin(req);
+    const id = await c.submitActions(
+      [{ kind: "acquire-host-vm", type: req.body.type, server: req.body.server }],
+      "api",
+    );
+    reply.code(202);
+    return { plan: id };
+  });
+
+  app.delete("/api/hostvms/:id", { schema: { params: S.IdParams } }, async (req, reply) => {
+    admin(req);
+    const h = await db.selectFrom("host_vms").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+    if (!h || h.state === "released") throw notFound("host VM", req.params.id);
+    const id = await c.submitActions([{ kind: "release-host-vm", hostVm: h.id }], "api");
+    reply.code(202);
+    return { plan: id };
+  });
+
+  // ---- guest VMs -------------------------------------------------------------------------
+  app.get("/api/vms", { schema: { querystring: S.ListQuery } }, async (req) => {
+    let q = db.selectFrom("guests").selectAll().where("role", "=", "tenant").orderBy("id");
+    if (req.principal.role === "tenant") q = q.where("tenant", "=", req.principal.tenant);
+    else if (req.query.tenant) q = q.where("tenant", "=", req.query.tenant);
+    if (req.query.limit) q = q.limit(req.query.limit).offset(req.query.offset ?? 0);
+    return (await q.execute()).map(guestView);
+  });
+
+  app.get("/api/vms/:id", { schema: { params: S.IdParams } }, async (req) =>
+    guestView(await loadGuest(req, req.params.id)),
+  );
+
+  app.post("/api/vms", { schema: { body: S.CreateVm } }, async (req, reply) => {
+    const tenant = tenantOf(req, req.body.tenant);
+    if (await db.selectFrom("guests").select("id").where("id", "=", req.body.id).executeTakeFirst()) {
+      throw new ApiError(409, `guest VM ${req.body.id} exists already`);
+    }
+    const g = await c.createGuest({
+      id: req.body.id,
+      tenant,
+      vcpus: req.body.vcpus ?? 1,
+      mipsPerVcpu: req.body.mipsPerVcpu,
+      memoryMiB: req.body.memoryMiB,
+      dirtyRateMiBps: req.body.dirtyRateMiBps ?? 10,
+      antiAffinityGroup: req.body.antiAffinityGroup,
+      automation: req.body.automation,
+      hostVm: req.principal.role === "admin" ? req.body.hostVm : undefined,
+      role: "tenant",
+      targets: [],
+    });
+    reply.code(201);
+    return guestView(g);
+  });
+
+  app.patch("/api/vms/:id", { schema: { params: S.IdParams, body: S.PatchVm } }, async (req) => {
+    const g = await loadGuest(req, req.params.id);
+    await c.write((tx) =>
+      tx.updateTable("guests").set({ automation: req.body.automation }).where("id", "=", g.id).execute(),
+    );
+    return guestView(await loadGuest(req, g.id));
+  });
+
+  for (const [verb, running] of [
+    ["start", true],
+    ["stop", false],
+  ] as const) {
+    app.post(`/api/vms/:id/${verb}`, { schema: { params: S.IdParams } }, async (req) => {
+      const g = await loadGuest(req, req.params.id);
+      await c.provider.setGuestRunning(g.id, running);
+      await c.write((tx) =>
+        tx
+          .updateTable("guests")
+          .set({ power_state: running ? "running" : "stopped" })
+          .where("id", "=", g.id)
+          .execute(),
+      );
+      c.events.emit(`vm.${verb}`, g.tenant, { id: g.id });
+      return guestView(await loadGuest(req, g.id));
+    });
+  }
+
+  app.delete("/api/vms/:id", { schema: { params: S.IdParams } }, async (req, reply) => {
+    const g = await loadGuest(req, req.params.id);
+    await c.deleteGuest(g.id);
+    c.events.emit("vm.deleted", g.tenant, { id: g.id });
+    reply.code(204);
+  });
+
+  app.post(
+    "/api/vms/:id/migrate",
+    { schema: { params: S.IdParams, body: S.MigrateVm } },
+    async (req, reply) => {
+      const g = await loadGuest(req, req.params.id);
+      if (!g.host_vm_id) throw new ApiError(409, `guest VM ${g.id} is not placed`);
+      const move = await c.chooseMove(g.id, req.body.to, req.body.mechanism ?? "auto");
+      const plan = await c.submitActions([move], "api");
+      reply.code(202);
+      return {
+        plan,
+        guest: g.id,
+        from: move.kind === "migrate" ? move.from : undefined,
+        to: req.body.to ?? (move.kind === "migrate" && "hostVm" in move.to ? move.to.hostVm : undefined),
+      };
+    },
+  );
+
+  // ---- security VMs ----------------------------------------------------------------------
+  app.get("/api/security-vms", async (req) => {
+    let q = db.selectFrom("guests").selectAll().where("role", "=", "security").orderBy("id");
+    if (req.principal.role === "tenant") q = q.where("tenant", "=", req.principal.tenant);
+    return (await q.execute()).map(guestView);
+  });
+
+  app.post("/api/security-vms", { schema: { body: S.CreateSecurityVm } }, async (req, reply) => {
+    const tenant = tenantOf(req, req.body.tenant);
+    for (const t of req.body.targets) {
+      const target = await db.selectFrom("guests").select(["tenant"]).where("id", "=", t).executeTakeFirst();
+      if (!target || target.tenant !== tenant)
+        throw new ApiError(422, `body/targets: guest VM ${t} not found for tenant ${tenant}`);
+    }
+    const g = await c.createGuest({
+      id: req.body.id,
+      tenant,
+      vcpus: 1,
+      mipsPerVcpu: 1000,
+      memoryMiB: req.body.memoryMiB ?? 512,
+      dirtyRateMiBps: 5,
+      role: "security",
+      targets: req.body.targets,
+    });
+    reply.code(201);
+    return guestView(g);
+  });
+
+  // ---- plans and migrations ------------------------------------------------------------
+  const planView = async (p: {
+    id: number;
+    created_at: number;
+    status: string;
+    source: string;
+    notes: string;
+  }) => {
+    const actions = await db
+      .selectFrom("plan_actions")
+      .selectAll()
+      .where("plan_id", "=", p.id)
+      .orderBy("idx")
+      .execute();
+    return {
+      id: Number(p.id),
+      createdAt: p.created_at,
+      status: p.status,
+      source: p.source,
+      actions: actions.map((a) => ({
+        ...(JSON.parse(a.payload) as ActionPayload),
+        idx: a.idx,
+        status: a.status,
+        dependsOn: JSON.parse(a.depends_on) as number[],
+        error: a.error,
+      })),
+    };
+  };
+
+  app.get("/api/plans", { schema: { querystring: S.ListQuery } }, async (req) => {
+    admin(req);
+    let q = db
+      .selectFrom("plans")
+      .selectAll()
+      .orderBy("id", "desc")
+      .limit(req.query.limit ?? 50);
+    if (req.query.status) q = q.where("status", "=", req.query.status);
+    return Promise.all((await q.execute()).map(planView));
+  });
+
+  app.get("/api/plans/:id", { schema: { params: PlanIdParams } }, async (req) => {
+    admin(req);
+    const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+    if (!p) throw notFound("plan", String(req.params.id));
+    return planView(p);
+  });
+
+  app.post("/api/plans/preview", async (req) => {
+    admin(req);
+    return c.preview();
+  });
+
+  for (const verb of ["approve", "apply"] as const) {
+    app.post(`/api/plans/:id/${verb}`, { schema: { params: PlanIdParams } }, async (req) => {
+      admin(req);
+      const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+      if (!p) throw notFound("plan", String(req.params.id));
+      if (p.status !== "proposed")
+        throw new ApiError(409, `plan ${p.id} is ${p.status}, only a proposed plan can be approved`);
+      await c.write((tx) =>
+        tx
+          .updateTable("plans")
+          .set({ status: "approved" })
+          .where("id", "=", p.id)
+          .where("status", "=", "proposed")
+          .execute(),
+      );
+      c.events.emit("plan.approved", undefined, { id: Number(p.id) });
+      c.kick();
+      return planView({ ...p, status: "approved" });
+    });
+  }
+
+  app.post("/api/plans/:id/cancel", { schema: { params: PlanIdParams } }, async (req) => {
+    admin(req);
+    const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+    if (!p) throw notFound("plan", String(req.params.id));
+    if (!["proposed", "approved", "applying"].includes(p.status))
+      throw new ApiError(409, `plan ${p.id} is ${p.status} already`);
+    await c.cancelPlan(Number(p.id));
+    return planView({ ...p, status: "cancelled" });
+  });
+
+  app.get("/api/migrations", { schema: { querystring: S.ListQuery } }, async (req) => {
+    let q = db
+      .selectFrom("migrations")
+      .innerJoin("guests", "guests.id", "migrations.guest_id")
+      .selectAll("migrations")
+      .select("guests.tenant")
+      .orderBy("migrations.started_at", "desc")
+      .limit(req.query.limit ?? 100);
+    if (req.principal.role === "tenant") q = q.where("guests.tenant", "=", req.principal.tenant);
+    if (req.query.status) q = q.where("migrations.status", "=", req.query.status);
+    return (await q.execute()).map((m) => ({
+      id: m.id,
+      guest: m.guest_id,
+      tenant: m.tenant,
+      from: m.from_host_vm,
+      to: m.to_host_vm,
+      mechanism: m.mechanism,
+      status: m.status,
+      progress: m.progress,
+      detail: JSON.parse(m.detail) as Record<string, number>,
+      plan: m.plan_id,
+      startedAt: m.started_at,
+      finishedAt: m.finished_at,
+      error: m.error,
+    }));
+  });
+
+  // ---- settings, tokens, overview -----------------------------------------------------
+  app.get("/api/settings", async (req) => {
+    admin(req);
+    return { automation: await c.reconciler.cloudAutomation() };
+  });
+
+  app.put("/api/settings", { schema: { body: S.Settings } }, async (req) => {
+    admin(req);
+    const value = req.body.automation;
+    await c.write((tx) =>
+      tx
+        .insertInto("settings")
+        .values({ key: "automation", value })
+        .onConflict((oc) => oc.column("key").doUpdateSet({ value }))
+        .execute(),
+    );
+    return { automation: value };
+  });
+
+  app.post("/api/tokens", { schema: { body: S.CreateToken } }, async (req, reply) => {
+    admin(req);
+    if (req.body.role === "tenant" && !req.body.tenant)
+      throw new ApiError(400, "body/tenant: required for a tenant token");
+    const principal: Principal =
+      req.body.role === "admin" ? { role: "admin" } : { role: "tenant", tenant: req.body.tenant! };
+    const token = await createToken(c.store, principal, req.body.label ?? "", c.provider.now());
+    reply.code(201);
+    return { token, ...principal };
+  });
+
+  app.get("/api/overview", async (req) => c.overview(req.principal));
+}

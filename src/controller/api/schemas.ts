@@ -1,0 +1,86 @@
+/**
+ * Request and response shapes of the API, as TypeBox schemas: fastify validates requests
+ * with them (an invalid field gets a 400 naming it), documents them in OpenAPI, and the CLI
+ * and dashboard share the types.
+ */
+import { Type } from "@fastify/type-provider-typebox";
+
+export const Id = Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" });
+export const IdParams = Type.Object({ id: Id }, { additionalProperties: false });
+
+export const Automation = Type.Union([
+  Type.Literal("manual"),
+  Type.Literal("suggest"),
+  Type.Literal("automatic"),
+]);
+
+export const CreateVm = Type.Object(
+  {
+    id: Id,
+    tenant: Type.Optional(Id),
+    vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    mipsPerVcpu: Type.Number({ exclusiveMinimum: 0, maximum: 100000 }),
+    memoryMiB: Type.Number({ minimum: 64, maximum: 1048576 }),
+    dirtyRateMiBps: Type.Optional(Type.Number({ minimum: 0, maximum: 100000 })),
+    antiAffinityGroup: Type.Optional(Id),
+    automation: Type.Optional(Automation),
+    hostVm: Type.Optional(Id),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateSecurityVm = Type.Object(
+  {
+    id: Id,
+    tenant: Type.Optional(Id),
+    targets: Type.Array(Id, { minItems: 1, maxItems: 64 }),
+    memoryMiB: Type.Optional(Type.Number({ minimum: 64, maximum: 65536 })),
+  },
+  { additionalProperties: false },
+);
+
+export const MigrateVm = Type.Object(
+  {
+    to: Type.Optional(Id),
+    mechanism: Type.Optional(
+      Type.Union([
+        Type.Literal("auto"),
+        Type.Literal("instant"),
+        Type.Literal("precopy"),
+        Type.Literal("postcopy"),
+      ]),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const PatchVm = Type.Object(
+  { automation: Type.Union([Automation, Type.Null()]) },
+  { additionalProperties: false },
+);
+
+export const AcquireHostVm = Type.Object(
+  { type: Id, server: Type.Optional(Id) },
+  { additionalProperties: false },
+);
+
+export const Settings = Type.Object({ automation: Automation }, { additionalProperties: false });
+
+export const CreateToken = Type.Object(
+  {
+    role: Type.Union([Type.Literal("admin"), Type.Literal("tenant")]),
+    tenant: Type.Optional(Id),
+    label: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+
+export const ListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
+    offset: Type.Optional(Type.Integer({ minimum: 0 })),
+    tenant: Type.Optional(Id),
+    status: Type.Optional(Type.String({ maxLength: 32 })),
+  },
+  { additionalProperties: false },
+);

@@ -1,0 +1,449 @@
+/**
+ * One controller process: store + provider + planner, the reconcile loop and the executor,
+ * and the operations the API offers. Several controllers may share a PostgreSQL store; only
+ * the leader plans, executes and writes, the others serve reads and wait to take over.
+ */
+import { randomUUID } from "node:crypto";
+import type { Kysely, Transaction } from "kysely";
+import type { Logger } from "pino";
+import {
+  DEFAULT_CALIBRATION,
+  DEFAULT_MECHANISM_POLICY,
+  estimateMove,
+  routeBetween,
+} from "../migration/index.ts";
+import type { Policy } from "../planner/index.ts";
+import type { Provider } from "../providers/index.ts";
+import type { Principal } from "./auth.ts";
+import { ApiError } from "./errors.ts";
+import { EventBus } from "./events.ts";
+import { Executor } from "./executor.ts";
+import { Leadership } from "./leader.ts";
+import { ControllerMetrics } from "./metrics.ts";
+import { type ActionPayload, type Automation, Reconciler } from "./reconciler.ts";
+import type { Store } from "./store/connect.ts";
+import type { Database } from "./store/schema.ts";
+import { buildView } from "./view.ts";
+
+export interface ControllerOptions {
+  readonly store: Store;
+  readonly provider: Provider;
+  readonly policy: Policy;
+  readonly log: Logger;
+  /** Planning interval on the provider's clock, s. */
+  readonly intervalSeconds?: number;
+  readonly maxConcurrentMigrations?: number;
+  readonly maxPerHostVm?: number;
+  /** Name of this controller among its peers (logs, leadership). */
+  readonly holder?: string;
+}
+
+export interface NewGuest {
+  id: string;
+  tenant: string;
+  vcpus: number;
+  mipsPerVcpu: number;
+  memoryMiB: number;
+  dirtyRateMiBps: number;
+  antiAffinityGroup?: string;
+  automation?: Automation;
+  hostVm?: string;
+  role: "tenant" | "security";
+  targets: string[];
+}
+
+export class Controller {
+  readonly store: Store;
+  readonly provider: Provider;
+  readonly events = new EventBus();
+  readonly metrics = new ControllerMetrics();
+  readonly leader: Leadership;
+  readonly reconciler: Reconciler;
+  readonly executor: Executor;
+  readonly intervalSeconds: number;
+  private readonly log: Logger;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private kicked: (() => void) | undefined;
+
+  constructor(private readonly opts: ControllerOptions) {
+    this.store = opts.store;
+    this.provider = opts.provider;
+    this.log = opts.log;
+    this.intervalSeconds = opts.intervalSeconds ?? 300;
+    this.leader = new Leadership(this.store, opts.holder ?? `controller-${randomUUID().slice(0, 8)}`);
+    const caps = {
+      maxConcurrentMigrations: opts.maxConcurrentMigrations ?? 8,
+      maxPerHostVm: opts.maxPerHostVm ?? 2,
+    };
+    this.reconciler = new Reconciler(
+      this.store,
+      this.provider,
+      opts.policy,
+      this.leader,
+      this.events,
+      this.metrics,
+      {
+        intervalSeconds: this.intervalSeconds,
+        ...caps,
+        proposalTtlSeconds: 12 * this.intervalSeconds,
+      },
+    );
+    this.executor = new Executor(this.store, this.provider, this.leader, this.events, this.metrics, caps);
+  }
+
+  /** Wall seconds between planning rounds (the interval on the provider's clock, sped up). */
+  get roundWallSeconds(): number {
+    return this.intervalSeconds / this.provider.speed;
+  }
+
+  /** Starts the loops; returns once this controller has tried to lead once. */
+  async start(): Promise<void> {
+    await this.leadOnce();
+    const every = (ms: number, fn: () => Promise<unknown>) => {
+      let running = false;
+      const t = setInterval(() => {
+        if (running || this.stopped) return;
+        running = true;
+        fn()
+          .catch((e) => this.onLoopError(e))
+          .finally(() => {
+            running = false;
+          });
+      }, ms);
+      this.timers.push(t);
+    };
+    const roundMs = Math.max(200, this.roundWallSeconds * 1000);
+    every(1000, () => this.leadOnce());
+    every(Math.min(2000, roundMs), () =>
+      this.leader.isLeader ? this.reconciler.audit() : Promise.resolve(),
+    );
+    every(roundMs, () => (this.leader.isLeader ? this.reconciler.round() : Promise.resolve()));
+    every(250, () => this.executor.step());
+    this.timers.push(
+      setInterval(() => {
+        this.kicked?.();
+      }, 1000),
+    );
+  }
+
+  private onLoopError(e: unknown): void {
+    if (e instanceof Error && e.name === "FencedError") {
+      this.log.warn({ err: e.message }, "lost leadership; following");
+      this.metrics.leader.set(0);
+      return;
+    }
+    this.log.error({ err: e }, "control loop error");
+  }
+
+  private async leadOnce(): Promise<void> {
+    const was = this.leader.isLeader;
+    const leads = await this.leader.tryLead(this.provider.now());
+    this.metrics.leader.set(leads ? 1 : 0);
+    if (leads && !was) {
+      this.log.info({ holder: this.leader.holder, epoch: this.leader.epoch }, "leading");
+      this.events.emit("controller.leading", undefined, {
+        holder: this.leader.holder,
+        epoch: this.leader.epoch,
+      });
+      await this.reconciler.describe();
+      await this.reconciler.audit();
+      // Resume whatever the journal says was under way.
+      await this.executor.step();
+    }
+  }
+
+  /** Asks the executor to look now (after an approval) instead of at its next tick. */
+  kick(): void {
+    void this.executor.step().catch((e) => this.onLoopError(e));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.leader.resign();
+  }
+
+  /** A write from the API: only the leader writes. */
+  async write<T>(fn: (tx: Transaction<Database>) => Promise<T>): Promise<T> {
+    if (!this.leader.isLeader)
+      throw new ApiError(503, "this controller is a follower; send writes to the leader");
+    return this.leader.fenced(fn);
+  }
+
+  private get db(): Kysely<Database> {
+    return this.store.db;
+  }
+
+  // ---- views the API serves --------------------------------------------------------------
+
+  private hostServer = new Map<string, string | null>();
+
+  serverOf(hostVm: string | null): string | null {
+    if (!hostVm) return null;
+    const snap = this.reconciler.lastSnapshot;
+    const h = snap?.hostVms.find((x) => x.id === hostVm);
+    return h?.server ?? this.hostServer.get(hostVm) ?? null;
+  }
+
+  currentCpu(guest: string): number | null {
+    return this.reconciler.lastSnapshot?.guests.find((g) => g.id === guest)?.cpu ?? null;
+  }
+
+  /** Requested CPU of a host VM's guests, as a fraction of its capacity. */
+  hostCpu(hostVm: string): number | null {
+    const snap = this.reconciler.lastSnapshot;
+    if (!snap) return null;
+    let demand = 0;
+    for (const g of snap.guests) {
+      if (g.hostVm !== hostVm) continue;
+      const spec = this.guestMipsCache.get(g.id);
+      if (spec !== undefined) demand += g.cpu * spec;
+    }
+    const cap = this.hostMipsCache.get(hostVm);
+    return cap ? demand / cap : null;
+  }
+
+  private guestMipsCache = new Map<string, number>();
+  private hostMipsCache = new Map<string, number>();
+
+  /** Refreshes the small caches the views use (called by the API before listing). */
+  async refreshCaches(): Promise<void> {
+    for (const g of await this.db.selectFrom("guests").select(["id", "vcpus", "mips_per_vcpu"]).execute()) {
+      this.guestMipsCache.set(g.id, g.vcpus * g.mips_per_vcpu);
+    }
+    const types = new Map(
+      (await this.db.selectFrom("host_vm_types").selectAll().execute()).map((t) => [
+        t.name,
+        t.vcpus * t.mips_per_vcpu,
+      ]),
+    );
+    for (const h of await this.db.selectFrom("host_vms").select(["id", "type", "server_id"]).execute()) {
+      this.hostMipsCache.set(h.id, types.get(h.type) ?? 0);
+      this.hostServer.set(h.id, h.server_id);
+    }
+  }
+
+  async overview(p: Principal) {
+    const snap = this.reconciler.lastSnapshot;
+    const hosts = await this.db.selectFrom("host_vms").selectAll().where("state", "!=", "released").execute();
+    const types = new Map(
+      (await this.db.selectFrom("host_vm_types").selectAll().execute()).map((t) => [t.name, t]),
+    );
+    let guestsQ = this.db.selectFrom("guests").select(["id", "power_state"]);
+    if (p.role === "tenant") guestsQ = guestsQ.where("tenant", "=", p.tenant);
+    const guests = await guestsQ.execute();
+    const running = await this.db
+      .selectFrom("migrations")
+      .select("id")
+      .where("status", "=", "running")
+      .execute();
+    const proposed = await this.db
+      .selectFrom("plans")
+      .select("id")
+      .where("status", "=", "proposed")
+      .execute();
+    return {
+      now: snap?.now ?? this.provider.now(),
+      provider: this.provider.name,
+      speed: this.provider.speed,
+      leader: this.leader.isLeader,
+      guests: guests.length,
+      runningGuests: guests.filter((g) => g.power_state === "running").length,
+      ...(p.role === "admin"
+        ? {
+            hostVms: hosts.length,
+            costPerHour: hosts.reduce((s, h) => s + (types.get(h.type)?.price_per_hour ?? 0), 0),
+            activeMigrations: running.length,
+            proposedPlans: proposed.length,
+          }
+        : {}),
+    };
+  }
+
+  // ---- operations ---------------------------------------------------------------------------
+
+  /** Stores actions as a plan to apply now (API requests are automatic by definition). */
+  async submitActions(actions: ActionPayload[], source: string): Promise<number> {
+    if (!this.leader.isLeader)
+      throw new ApiError(503, "this controller is a follower; send writes to the leader");
+    const id = await this.reconciler.storePlan(actions, "applying", source, this.provider.now());
+    this.kick();
+    return id;
+  }
+
+  async cancelPlan(id: number): Promise<void> {
+    if (!this.leader.isLeader)
+      throw new ApiError(503, "this controller is a follower; send writes to the leader");
+    await this.executor.cancel(id, this.provider.now());
+  }
+
+  /** Creates a guest where it fits (same rules as the planner) or on the host VM named. */
+  async createGuest(spec: NewGuest) {
+    if (!this.leader.isLeader)
+      throw new ApiError(503, "this controller is a follower; send writes to the leader");
+    const topo = await this.reconciler.topology();
+    const view = buildView(topo);
+    let hostVm = spec.hostVm;
+    if (hostVm) {
+      const h = topo.hostVms.find((x) => x.id === hostVm);
+      if (!h || h.state !== "running")
+        throw new ApiError(422, `body/hostVm: host VM ${hostVm} is not running`);
+    } else {
+      // Most memory left among running host VMs that can take it (spreads new load).
+      let best: string | undefined;
+      let bestFree = -1;
+      view.hostVmIds.forEach((id, h) => {
+        const host = view.cloud.hostVms[h];
+        if (
+          host.state !== "running" ||
+          spec.vcpus > host.type.vcpus ||
+          spec.mipsPerVcpu > host.type.mipsPerVcpu
+        )
+          return;
+        const free = view.cloud.freeMemory(h);
+        if (free >= spec.memoryMiB && free > bestFree) {
+          bestFree = free;
+          best = id;
+        }
+      });
+      if (!best)
+        throw new ApiError(
+          409,
+          `no running host VM has room for ${spec.memoryMiB} MiB; acquire a host VM first`,
+        );
+      hostVm = best;
+    }
+    const now = this.provider.now();
+    try {
+      await this.provider.createGuest(
+        {
+          id: spec.id,
+          tenant: spec.tenant,
+          vcpus: spec.vcpus,
+          mipsPerVcpu: spec.mipsPerVcpu,
+          memoryMiB: spec.memoryMiB,
+          dirtyRateMiBps: spec.dirtyRateMiBps,
+        },
+        hostVm,
+      );
+    } catch (e) {
+      if (e instanceof Error && e.name === "ProviderError") throw new ApiError(409, e.message);
+      throw e;
+    }
+    await this.write((tx) =>
+      tx
+        .insertInto("guests")
+        .values({
+          id: spec.id,
+          tenant: spec.tenant,
+          vcpus: spec.vcpus,
+          mips_per_vcpu: spec.mipsPerVcpu,
+          memory_mib: spec.memoryMiB,
+          dirty_rate_mibps: spec.dirtyRateMiBps,
+          affinity_group: null,
+          anti_affinity_group: spec.antiAffinityGroup ?? null,
+          role: spec.role,
+          targets: JSON.stringify(spec.targets),
+          host_vm_id: hostVm,
+          power_state: "running",
+          automation: spec.automation ?? null,
+          created_at: now,
+        })
+        .execute(),
+    );
+    this.guestMipsCache.set(spec.id, spec.vcpus * spec.mipsPerVcpu);
+    this.events.emit("vm.created", spec.tenant, { id: spec.id, hostVm }, now);
+    return this.db.selectFrom("guests").selectAll().where("id", "=", spec.id).executeTakeFirstOrThrow();
+  }
+
+  async deleteGuest(id: string): Promise<void> {
+    try {
+      await this.provider.deleteGuest(id);
+    } catch (e) {
+      if (e instanceof Error && e.name === "ProviderError") throw new ApiError(409, e.message);
+      throw e;
+    }
+    await this.write((tx) => tx.deleteFrom("guests").where("id", "=", id).execute());
+  }
+
+  /** A one-guest move: to the host VM named, or the best one the rules allow. */
+  async chooseMove(
+    guestId: string,
+    to: string | undefined,
+    mechanism: "auto" | "instant" | "precopy" | "postcopy",
+  ): Promise<ActionPayload> {
+    const topo = await this.reconciler.topology();
+    const view = buildView(topo);
+    const g = view.guestIds.indexOf(guestId);
+    const from = view.cloud.guestHost[g];
+    if (from < 0) throw new ApiError(409, `guest VM ${guestId} is not placed`);
+    if (topo.running.some((m) => m.guest_id === guestId))
+      throw new ApiError(409, `guest VM ${guestId} is migrating already`);
+    const guest = view.cloud.guests[g];
+    let target = to === undefined ? -1 : view.hostVmIds.indexOf(to);
+    if (to !== undefined) {
+      if (target < 0) throw new ApiError(422, `body/to: no host VM ${to}`);
+      const problem = view.cloud.placementProblem(g, target);
+      if (target === from) throw new ApiError(422, `body/to: guest VM ${guestId} runs on ${to} already`);
+      if (problem) throw new ApiError(409, problem);
+    } else {
+      // Same physical server first (instant), then the most free memory.
+      let bestKey = -1;
+      view.hostVmIds.forEach((_, h) => {
+        if (h === from || view.cloud.placementProblem(g, h)) return;
+        const host = view.cloud.hostVms[h];
+        const same = host.server !== undefined && host.server === view.cloud.hostVms[from].server ? 1 : 0;
+        const key = same * 1e9 + view.cloud.freeMemory(h);
+        if (key > bestKey) {
+          bestKey = key;
+          target = h;
+        }
+      });
+      if (target < 0) throw new ApiError(409, `no host VM has room for guest VM ${guestId}`);
+    }
+    const route = routeBetween(
+      { hostVm: from, server: view.cloud.hostVms[from].server },
+      { hostVm: target, server: view.cloud.hostVms[target].server },
+    );
+    if (mechanism === "instant" && route !== "same-server") {
+      throw new ApiError(422, "body/mechanism: instant handover needs a host VM on the same physical server");
+    }
+    const subject = {
+      memoryMiB: guest.memoryMiB,
+      residentMiB: guest.memoryMiB * 0.6,
+      dirtyRateMiBps: guest.dirtyRateMiBps * 0.2,
+    };
+    const mbps = view.cloud.servers[view.cloud.hostVms[from].server ?? 0]?.networkMbps ?? 1000;
+    const policy =
+      mechanism === "auto"
+        ? DEFAULT_MECHANISM_POLICY
+        : {
+            ...DEFAULT_MECHANISM_POLICY,
+            instant: mechanism === "instant",
+            postcopyFallback: mechanism === "postcopy",
+          };
+    const estimate = estimateMove(
+      mechanism === "precopy" || mechanism === "postcopy" ? "cross-server" : route,
+      subject,
+      mbps,
+      DEFAULT_CALIBRATION,
+      policy,
+    );
+    return {
+      kind: "migrate",
+      guest: guestId,
+      from: view.hostVmIds[from],
+      to: { hostVm: view.hostVmIds[target] },
+      mechanism: mechanism === "auto" ? (estimate?.mechanism ?? "precopy") : mechanism,
+      seconds: estimate?.totalSeconds ?? 1,
+      reason: "requested",
+    };
+  }
+
+  /** What the planner would do now, split by automation level (nothing stored). */
+  async preview() {
+    const { automatic, suggested, now } = await this.reconciler.propose(false);
+    return { at: now, automatic, suggested };
+  }
+}

@@ -1,0 +1,47 @@
+/** The controller's Prometheus metrics (served at /metrics, with a token). */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export class ControllerMetrics {
+  readonly registry = new Registry();
+  readonly guests = new Gauge({
+    name: "nestcloud_guests",
+    help: "Guest VMs by power state",
+    labelNames: ["state"],
+    registers: [this.registry],
+  });
+  readonly hostVms = new Gauge({
+    name: "nestcloud_host_vms",
+    help: "Host VMs by state",
+    labelNames: ["state"],
+    registers: [this.registry],
+  });
+  readonly costRate = new Gauge({
+    name: "nestcloud_cost_per_hour",
+    help: "Rented host VMs, price per hour",
+    registers: [this.registry],
+  });
+  readonly migrations = new Counter({
+    name: "nestcloud_migrations_total",
+    help: "Migrations finished, by mechanism and outcome",
+    labelNames: ["mechanism", "outcome"],
+    registers: [this.registry],
+  });
+  readonly plannerSeconds = new Histogram({
+    name: "nestcloud_planner_round_seconds",
+    help: "Wall time of one planning round",
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1, 2],
+    registers: [this.registry],
+  });
+  readonly apiSeconds = new Histogram({
+    name: "nestcloud_api_request_seconds",
+    help: "API latency by route and status",
+    labelNames: ["route", "status"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers: [this.registry],
+  });
+  readonly leader = new Gauge({
+    name: "nestcloud_leader",
+    help: "1 while this controller leads",
+    registers: [this.registry],
+  });
+}

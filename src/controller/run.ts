@@ -1,0 +1,125 @@
+/**
+ * Assembles a controller from options (`nestcloud up`): store, provider, policy, loops,
+ * HTTP server, and the admin token (made once, kept in the data dir with mode 0600).
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import pino, { type Logger } from "pino";
+import { createPolicy } from "../planner/index.ts";
+import { demoWorld, type Provider, SimProvider, type StateStore } from "../providers/index.ts";
+import { createToken, verifyToken } from "./auth.ts";
+import { Controller } from "./controller.ts";
+import { buildServer } from "./server.ts";
+import { openStore, redact, type Store } from "./store/connect.ts";
+
+export interface UpOptions {
+  readonly provider: "sim" | "testbed";
+  /** sqlite:<file>, a file path, or postgres://... (default: <dataDir>/nestcloud.db). */
+  readonly db?: string;
+  readonly port: number;
+  readonly host?: string;
+  readonly dataDir: string;
+  readonly webDir?: string;
+  /** Simulated seconds per wall second (sim provider). */
+  readonly speed?: number;
+  readonly guests?: number;
+  readonly servers?: number;
+  readonly intervalSeconds?: number;
+  readonly holder?: string;
+  readonly log?: Logger;
+  /** A provider built by the caller (tests), instead of the named one. */
+  readonly providerInstance?: Provider;
+}
+
+export interface RunningController {
+  readonly url: string;
+  readonly adminToken: string;
+  readonly controller: Controller;
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+/** The sim provider keeps its world in the store, fenced like every other write. */
+export function storeBackedState(
+  c: { store: Store; leaderEpoch: () => number; isLeader: () => boolean },
+  key: string,
+): StateStore {
+  return {
+    async load() {
+      const row = await c.store.db
+        .selectFrom("provider_state")
+        .select("value")
+        .where("key", "=", key)
+        .executeTakeFirst();
+      return row?.value;
+    },
+    async save(json) {
+      if (!c.isLeader()) return; // a follower reads the world; only the leader changes it
+      const epoch = c.leaderEpoch();
+      await c.store.db
+        .insertInto("provider_state")
+        .values({ key, value: json, epoch })
+        .onConflict((oc) => oc.column("key").doUpdateSet({ value: json, epoch }))
+        .execute();
+    },
+  };
+}
+
+export async function runController(o: UpOptions): Promise<RunningController> {
+  const log = o.log ?? pino({ level: process.env.NESTCLOUD_LOG ?? "info" });
+  mkdirSync(o.dataDir, { recursive: true });
+  const url = o.db ?? `sqlite:${join(resolve(o.dataDir), "nestcloud.db")}`;
+  const store = await openStore(url);
+  log.info({ store: redact(url) }, "store open");
+
+  let controller: Controller | undefined;
+  const ctl = {
+    store,
+    leaderEpoch: () => controller?.leader.epoch ?? 0,
+    isLeader: () => controller?.leader.isLeader ?? false,
+  };
+  let provider: Provider;
+  if (o.providerInstance) provider = o.providerInstance;
+  else if (o.provider === "sim") {
+    provider = await SimProvider.open(storeBackedState(ctl, "sim-world"), () =>
+      demoWorld({ speed: o.speed ?? 60, guests: o.guests, servers: o.servers }),
+    );
+  } else {
+    throw new Error(
+      "the testbed provider is started with `nestcloud testbed up` first; see docs/architecture.md",
+    );
+  }
+
+  controller = new Controller({
+    store,
+    provider,
+    policy: createPolicy("nestcloud", {}, { acquireType: (await provider.describe()).hostVmTypes[0] }),
+    log,
+    intervalSeconds: o.intervalSeconds ?? 300,
+    holder: o.holder,
+  });
+  await controller.start();
+
+  // The admin token: made once per data dir, shown on start-up.
+  const tokenFile = join(o.dataDir, "admin-token");
+  let adminToken = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
+  if (!adminToken || !(await verifyToken(store, `Bearer ${adminToken}`))) {
+    adminToken = await createToken(store, { role: "admin" }, "nestcloud up", provider.now());
+    writeFileSync(tokenFile, `${adminToken}\n`, { mode: 0o600 });
+  }
+
+  const app = await buildServer(controller, { webDir: o.webDir });
+  const address = await app.listen({ port: o.port, host: o.host ?? "127.0.0.1" });
+  return {
+    url: address,
+    adminToken,
+    controller,
+    store,
+    async close() {
+      await app.close();
+      await controller!.stop();
+      await provider.close();
+      await store.close();
+    },
+  };
+}

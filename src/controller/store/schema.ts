@@ -1,0 +1,130 @@
+/**
+ * The controller's persistent state, as Kysely table types. The same schema runs on SQLite
+ * (embedded default) and PostgreSQL (several controllers). Times are seconds (floating) on
+ * the provider's clock; JSON columns are text so both databases treat them alike.
+ */
+import type { Generated } from "kysely";
+
+export interface ServersTable {
+  id: string;
+  cores: number;
+  mips_per_core: number;
+  memory_mib: number;
+  network_mbps: number;
+  power: string; // JSON watts[11]
+  host_vm_slots: number;
+}
+
+export interface HostVmTypesTable {
+  name: string;
+  vcpus: number;
+  mips_per_vcpu: number;
+  memory_mib: number;
+  overhead_mib: number;
+  price_per_hour: number;
+  provision_seconds: number;
+  billing_increment_seconds: number;
+  minimum_billing_seconds: number;
+}
+
+export interface HostVmsTable {
+  id: string;
+  type: string;
+  server_id: string | null;
+  state: string;
+  state_since: number;
+  acquired_at: number;
+}
+
+export interface GuestsTable {
+  id: string;
+  tenant: string;
+  vcpus: number;
+  mips_per_vcpu: number;
+  memory_mib: number;
+  dirty_rate_mibps: number;
+  affinity_group: string | null;
+  anti_affinity_group: string | null;
+  role: string; // "tenant" | "security"
+  targets: string; // JSON string[] (security VMs)
+  host_vm_id: string | null;
+  power_state: string; // "running" | "stopped"
+  automation: string | null; // null: the cloud's level
+  created_at: number;
+}
+
+export interface PlansTable {
+  id: Generated<number>;
+  created_at: number;
+  status: string;
+  source: string;
+  notes: string; // JSON string[]
+  epoch: number;
+}
+
+export interface PlanActionsTable {
+  plan_id: number;
+  idx: number;
+  kind: string;
+  payload: string; // JSON
+  depends_on: string; // JSON number[]
+  status: string;
+  started_at: number | null;
+  finished_at: number | null;
+  error: string | null;
+}
+
+export interface MigrationsTable {
+  id: string;
+  guest_id: string;
+  from_host_vm: string;
+  to_host_vm: string;
+  mechanism: string;
+  status: string;
+  progress: number;
+  detail: string; // JSON
+  plan_id: number | null;
+  started_at: number;
+  finished_at: number | null;
+  error: string | null;
+}
+
+export interface TokensTable {
+  hash: string;
+  role: string;
+  tenant: string | null;
+  label: string;
+  created_at: number;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+export interface LeadershipTable {
+  id: number;
+  holder: string;
+  epoch: number;
+  renewed_at: number;
+}
+
+export interface ProviderStateTable {
+  key: string;
+  value: string; // JSON
+  epoch: number;
+}
+
+export interface Database {
+  servers: ServersTable;
+  host_vm_types: HostVmTypesTable;
+  host_vms: HostVmsTable;
+  guests: GuestsTable;
+  plans: PlansTable;
+  plan_actions: PlanActionsTable;
+  migrations: MigrationsTable;
+  tokens: TokensTable;
+  settings: SettingsTable;
+  leadership: LeadershipTable;
+  provider_state: ProviderStateTable;
+}

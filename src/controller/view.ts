@@ -1,0 +1,200 @@
+/**
+ * The controller's picture of the cloud for one planning round: the stored topology turned
+ * into the model's Cloud, plus the load seen from the provider — the same PlannerInput the
+ * simulator builds, so live decisions are the simulator's decisions.
+ */
+import { DEFAULT_CALIBRATION, DEFAULT_MECHANISM_POLICY } from "../migration/index.ts";
+import type { Rng } from "../model/index.ts";
+import { Cloud, type HostVmState, type HostVmType, LoadHistory } from "../model/index.ts";
+import { NESTED_RULES, type ParallelismCaps, type PlannerInput } from "../planner/index.ts";
+import type { ProviderSnapshot } from "../providers/index.ts";
+import type { Database } from "./store/schema.ts";
+
+type Row<T extends keyof Database> = {
+  [K in keyof Database[T]]: Database[T][K] extends import("kysely").Generated<infer U> ? U : Database[T][K];
+};
+
+export interface StoredTopology {
+  servers: Row<"servers">[];
+  types: Row<"host_vm_types">[];
+  hostVms: Row<"host_vms">[];
+  guests: Row<"guests">[];
+  running: Row<"migrations">[];
+}
+
+export interface CloudView {
+  readonly cloud: Cloud;
+  readonly hostVmIds: string[];
+  readonly guestIds: string[];
+  readonly serverIds: string[];
+  readonly types: Map<string, HostVmType>;
+}
+
+export function typeFromRow(t: Row<"host_vm_types">): HostVmType {
+  return {
+    name: t.name,
+    vcpus: t.vcpus,
+    mipsPerVcpu: t.mips_per_vcpu,
+    memoryMiB: t.memory_mib,
+    hypervisorOverheadMiB: t.overhead_mib,
+    pricePerHour: t.price_per_hour,
+    provisionSeconds: t.provision_seconds,
+    billingIncrementSeconds: t.billing_increment_seconds,
+    minimumBillingSeconds: t.minimum_billing_seconds,
+    bareMetal: false,
+  };
+}
+
+/** Builds the model Cloud (entities indexed in row order) from stored rows. */
+export function buildView(t: StoredTopology): CloudView {
+  const cloud = new Cloud();
+  const types = new Map(t.types.map((x) => [x.name, typeFromRow(x)]));
+  const serverIndex = new Map<string, number>();
+  for (const s of t.servers) {
+    serverIndex.set(
+      s.id,
+      cloud.addServer({
+        id: s.id,
+        cores: s.cores,
+        mipsPerCore: s.mips_per_core,
+        memoryMiB: s.memory_mib,
+        networkMbps: s.network_mbps,
+        power: { watts: JSON.parse(s.power) as number[] },
+        hostVmSlots: s.host_vm_slots,
+      }),
+    );
+  }
+  const hostIndex = new Map<string, number>();
+  for (const h of t.hostVms) {
+    const type = types.get(h.type);
+    if (!type) continue;
+    const server = h.server_id ? serverIndex.get(h.server_id) : undefined;
+    const i = cloud.addHostVm(h.id, type, server, h.state as HostVmState, h.state_since, h.acquired_at);
+    hostIndex.set(h.id, i);
+  }
+  for (const g of t.guests) {
+    const i = cloud.addGuest({
+      id: g.id,
+      tenant: g.tenant,
+      vcpus: g.vcpus,
+      mipsPerVcpu: g.mips_per_vcpu,
+      memoryMiB: g.memory_mib,
+      dirtyRateMiBps: g.dirty_rate_mibps,
+      ...(g.affinity_group ? { affinityGroup: g.affinity_group } : {}),
+      ...(g.anti_affinity_group ? { antiAffinityGroup: g.anti_affinity_group } : {}),
+      role:
+        g.role === "security"
+          ? { kind: "security", targets: JSON.parse(g.targets) as string[] }
+          : { kind: "tenant" },
+    });
+    const h = g.host_vm_id ? hostIndex.get(g.host_vm_id) : undefined;
+    if (h !== undefined) cloud.assign(i, h);
+  }
+  return {
+    cloud,
+    hostVmIds: t.hostVms.filter((h) => types.has(h.type)).map((h) => h.id),
+    guestIds: t.guests.map((g) => g.id),
+    serverIds: t.servers.map((s) => s.id),
+    types,
+  };
+}
+
+/** Per-guest CPU history kept across rounds (guest id -> samples, newest last). */
+export class LoadBook {
+  private readonly samples = new Map<string, number[]>();
+
+  record(snapshot: ProviderSnapshot): void {
+    const seen = new Set<string>();
+    for (const g of snapshot.guests) {
+      seen.add(g.id);
+      const list = this.samples.get(g.id) ?? [];
+      list.push(g.cpu);
+      if (list.length > 30) list.shift();
+      this.samples.set(g.id, list);
+    }
+    for (const id of [...this.samples.keys()]) if (!seen.has(id)) this.samples.delete(id);
+  }
+
+  history(guestIds: readonly string[]): LoadHistory {
+    const load = new LoadHistory(30, guestIds.length);
+    guestIds.forEach((id, g) => {
+      for (const u of this.samples.get(id) ?? []) load.push(g, u);
+    });
+    return load;
+  }
+}
+
+export interface InputOptions {
+  readonly view: CloudView;
+  readonly load: LoadHistory;
+  readonly snapshot: ProviderSnapshot;
+  readonly running: StoredTopology["running"];
+  /** Guests the planner must leave alone (manual automation, pending proposals). */
+  readonly fixed: ReadonlySet<string>;
+  readonly lastMovedAt: ReadonlyMap<string, number>;
+  readonly intervalSeconds: number;
+  readonly caps: ParallelismCaps;
+  readonly random: Rng;
+}
+
+export function plannerInput(o: InputOptions): PlannerInput {
+  const { view, snapshot } = o;
+  const G = view.guestIds.length;
+  const guestIndex = new Map(view.guestIds.map((id, i) => [id, i]));
+  const hostIndex = new Map(view.hostVmIds.map((id, i) => [id, i]));
+  const request = new Float64Array(G);
+  const resident = new Float64Array(G);
+  const dirty = new Float64Array(G);
+  for (const g of snapshot.guests) {
+    const i = guestIndex.get(g.id);
+    if (i === undefined) continue;
+    const guest = view.cloud.guests[i];
+    request[i] = g.cpu * guest.vcpus * guest.mipsPerVcpu;
+    resident[i] = g.residentMiB;
+    dirty[i] = g.dirtyRateMiBps;
+  }
+  const measured = new Float64Array(view.hostVmIds.length);
+  for (let g = 0; g < G; g++) {
+    const h = view.cloud.guestHost[g];
+    if (h >= 0) measured[h] += request[g];
+  }
+  const inMigration = new Uint8Array(G);
+  const inbound = new Int32Array(G).fill(-1);
+  const inFlight: number[] = [];
+  for (const m of o.running) {
+    const g = guestIndex.get(m.guest_id);
+    if (g === undefined) continue;
+    inMigration[g] = 1;
+    inbound[g] = hostIndex.get(m.to_host_vm) ?? -1;
+    inFlight.push(g);
+  }
+  for (const id of o.fixed) {
+    const g = guestIndex.get(id);
+    if (g !== undefined) inMigration[g] = 1;
+  }
+  const lastMoved = new Float64Array(G).fill(Number.NEGATIVE_INFINITY);
+  for (const [id, t] of o.lastMovedAt) {
+    const g = guestIndex.get(id);
+    if (g !== undefined) lastMoved[g] = t;
+  }
+  return {
+    cloud: view.cloud,
+    now: snapshot.now,
+    intervalSeconds: o.intervalSeconds,
+    load: o.load,
+    requestMips: request,
+    measuredMips: measured,
+    inMigration,
+    inboundTarget: inbound,
+    inFlightGuests: inFlight,
+    residentMiB: resident,
+    dirtyRateMiBps: dirty,
+    lastMovedAt: lastMoved,
+    pendingAcquisitions: new Int32Array(view.serverIds.length),
+    rules: NESTED_RULES,
+    calibration: DEFAULT_CALIBRATION,
+    mechanism: DEFAULT_MECHANISM_POLICY,
+    caps: o.caps,
+    random: o.random,
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * The state of a simulated datacenter: JSON-serializable so that it can be persisted after
+ * every change (a controller that crashes, or a follower that takes over, finds the world as
+ * it was) and advanced lazily from its clock.
+ */
+import type { HostVmState, HostVmType, PhysicalServer } from "../../model/index.ts";
+
+export interface WorldHostVm {
+  id: string;
+  type: string;
+  server: string;
+  state: HostVmState;
+  acquiredAt: number;
+  stateSince: number;
+  /** When provisioning ends. */
+  readyAt: number;
+}
+
+export interface WorldGuest {
+  id: string;
+  tenant: string;
+  vcpus: number;
+  mipsPerVcpu: number;
+  memoryMiB: number;
+  dirtyRateMiBps: number;
+  hostVm: string | undefined;
+  running: boolean;
+  /** Which series of the synthetic trace drives its load. */
+  series: number;
+}
+
+export interface WorldMigration {
+  id: string;
+  guest: string;
+  from: string;
+  to: string;
+  mechanism: "instant" | "precopy" | "postcopy";
+  status: "running" | "completed" | "failed" | "cancelled";
+  startedAt: number;
+  endsAt: number;
+  finishedAt: number | undefined;
+  bytes: number;
+  error: string | undefined;
+}
+
+export interface World {
+  version: 1;
+  /** Provider time = worldT0 + (wall seconds - wallT0) x speed. */
+  clock: { worldT0: number; wallT0: number; speed: number };
+  seed: number;
+  series: number;
+  servers: PhysicalServer[];
+  hostVmTypes: HostVmType[];
+  hostVms: WorldHostVm[];
+  guests: WorldGuest[];
+  migrations: WorldMigration[];
+  nextId: number;
+}

@@ -1,0 +1,98 @@
+/**
+ * What the controller needs from the world it runs in. A provider is the underlying IaaS
+ * (host VMs and where they physically are) together with the data plane that runs guests on
+ * them (agents on a testbed, or a simulation). Everything it reports is on its own clock.
+ */
+import type { HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
+
+export interface ProviderHostVm {
+  readonly id: string;
+  readonly type: string;
+  /** Physical server id, when the provider discloses (or we discovered) it. */
+  readonly server: string | undefined;
+  readonly state: HostVmState;
+  readonly acquiredAt: number;
+  readonly stateSince: number;
+}
+
+export interface GuestSpec {
+  readonly id: string;
+  readonly tenant: string;
+  readonly vcpus: number;
+  readonly mipsPerVcpu: number;
+  readonly memoryMiB: number;
+  readonly dirtyRateMiBps: number;
+}
+
+export interface ProviderGuest {
+  readonly id: string;
+  /** What the guest is (so a controller can adopt guests it did not create). */
+  readonly spec: GuestSpec;
+  readonly hostVm: string | undefined;
+  readonly running: boolean;
+  /** CPU load now, fraction of the guest's guaranteed MIPS. */
+  readonly cpu: number;
+  readonly residentMiB: number;
+  readonly dirtyRateMiBps: number;
+}
+
+export type MigrationStatus = "running" | "completed" | "failed" | "cancelled";
+
+export interface ProviderMigration {
+  readonly id: string;
+  readonly guest: string;
+  readonly from: string;
+  readonly to: string;
+  readonly mechanism: "instant" | "precopy" | "postcopy";
+  readonly status: MigrationStatus;
+  /** 0..1, never decreasing. */
+  readonly progress: number;
+  readonly remainingBytes: number;
+  readonly etaSeconds: number;
+  readonly startedAt: number;
+  readonly finishedAt: number | undefined;
+  readonly error: string | undefined;
+}
+
+export interface ProviderSnapshot {
+  readonly now: number;
+  readonly hostVms: readonly ProviderHostVm[];
+  readonly guests: readonly ProviderGuest[];
+  readonly migrations: readonly ProviderMigration[];
+}
+
+export interface Provider {
+  readonly name: string;
+  /** Seconds on the provider's clock (virtual for a simulation). */
+  now(): number;
+  /** Seconds of provider time per second of wall time (1 for real infrastructure). */
+  readonly speed: number;
+  describe(): Promise<{ servers: readonly PhysicalServer[]; hostVmTypes: readonly HostVmType[] }>;
+  snapshot(): Promise<ProviderSnapshot>;
+  acquireHostVm(type: string, server: string | undefined): Promise<ProviderHostVm>;
+  releaseHostVm(id: string): Promise<void>;
+  createGuest(spec: GuestSpec, hostVm: string): Promise<void>;
+  setGuestRunning(id: string, running: boolean): Promise<void>;
+  deleteGuest(id: string): Promise<void>;
+  /** Starts a migration; `seconds` is the planner's estimate (a simulation uses it as the duration). */
+  migrate(
+    guest: string,
+    to: string,
+    mechanism: ProviderMigration["mechanism"],
+    seconds: number,
+  ): Promise<ProviderMigration>;
+  migration(id: string): Promise<ProviderMigration | undefined>;
+  cancelMigration(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A provider refused or failed an operation; the message says which and why. */
+export class ProviderError extends Error {
+  constructor(
+    readonly code: "not-found" | "conflict" | "capacity" | "unavailable" | "invalid",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ProviderError";
+  }
+}
