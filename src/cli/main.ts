@@ -7,7 +7,9 @@ import { Command, CommanderError } from "commander";
 import { CalibrationError } from "../migration/index.ts";
 import { PlanError, PolicyError } from "../planner/index.ts";
 import { SimulationError, UserError } from "../sim/index.ts";
+import { VmiError } from "../vmi/index.ts";
 import { compare, simulate } from "./simulate.ts";
+import { registerVmi } from "./vmi.ts";
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -39,18 +41,26 @@ export function buildProgram(): Command {
     .option("-o, --out <dir>", "also write results.json and report.html here")
     .option("-q, --quiet", "no progress output")
     .action((file, opts) => compare(file, opts));
+
+  registerVmi(program);
   return program;
 }
 
-export function main(argv: string[]): number {
+/** Runs the command; resolves with the exit code (actions may set process.exitCode, e.g. vmi check). */
+export async function main(argv: string[]): Promise<number> {
   try {
-    buildProgram().parse(argv);
-    return 0;
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     if (e instanceof UserError || e instanceof PolicyError || e instanceof CalibrationError) {
       process.stderr.write(`nestcloud: ${e.message}\n`);
       return 2;
+    }
+    // Introspection failed on what the guest's memory holds (or the source broke off): one line.
+    if (e instanceof VmiError) {
+      process.stderr.write(`nestcloud: vmi: ${e.message} (${e.code})\n`);
+      return 1;
     }
     if (e instanceof SimulationError || e instanceof PlanError) {
       process.stderr.write(`nestcloud: ${e.message}\n`);
@@ -61,5 +71,5 @@ export function main(argv: string[]): number {
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("/cli/main.ts")) {
-  process.exitCode = main(process.argv);
+  process.exitCode = await main(process.argv);
 }

@@ -112,6 +112,59 @@ export class KallsymsError extends VmiError {
   }
 }
 
+export type KernelErrorCode =
+  | "KERNEL_NOT_FOUND" // no VMCOREINFO and no fallback found a usable kernel
+  | "KERNEL_INCONSISTENT" // discovered facts contradict each other (forged or corrupt data)
+  | "KERNEL_NO_BTF" // no BTF in the image and no cached profile for this build
+  | "KERNEL_PROFILE_FIELD"; // a layout the query needs is missing from this kernel's BTF/profile
+
+export class KernelError extends VmiError {
+  constructor(
+    readonly code: KernelErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export type QueryErrorCode =
+  | "QUERY_LIST_CYCLE" // a list loops without returning to its head
+  | "QUERY_LIST_CORRUPT" // a node's links are inconsistent (next->prev != node, poisoned)
+  | "QUERY_TOO_MANY" // more entries than the configured maximum
+  | "QUERY_BAD_POINTER" // a pointer that cannot be a kernel address
+  | "QUERY_TIMEOUT" // the query's deadline passed
+  | "QUERY_BAD_SPEC"; // the caller's request is malformed (bad offsets, too many reads)
+
+export class QueryError extends VmiError {
+  constructor(
+    readonly code: QueryErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export type RemoteErrorCode =
+  | "REMOTE_AUTH" // handshake failed: wrong token, bad MAC, or the server is not who it claims
+  | "REMOTE_FORBIDDEN" // this client may not read that guest (or the guest is not served)
+  | "REMOTE_PROTOCOL" // malformed frame, bad MAC, unexpected message
+  | "REMOTE_LIMIT" // a request exceeds a server or client bound (batch, reply size, queue)
+  | "REMOTE_TIMEOUT"
+  | "REMOTE_CLOSED" // the connection is gone
+  | "REMOTE_SERVER"; // the server failed for a reason it does not disclose
+
+export class RemoteError extends VmiError {
+  constructor(
+    readonly code: RemoteErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 /** A bug or an unexpected exception from a dependency, wrapped so callers only see VmiError. */
 export class VmiInternalError extends VmiError {
   readonly code = "VMI_INTERNAL" as const;
@@ -123,6 +176,9 @@ export type VmiErrorCode =
   | BtfErrorCode
   | VmcoreinfoErrorCode
   | KallsymsErrorCode
+  | KernelErrorCode
+  | QueryErrorCode
+  | RemoteErrorCode
   | VmiInternalError["code"];
 
 function wrap(e: unknown): VmiError {

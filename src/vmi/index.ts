@@ -1,13 +1,16 @@
-// Public entry of the vmi module: pure parsers for introspecting a Linux guest from outside,
-// over a batched memory-source interface. No file or network I/O happens in this module; callers
-// provide a PhysicalMemory (RAM file, agent, QMP) and get typed results or VmiErrors.
+// Public entry of the vmi module: introspecting a Linux guest from outside with no debug
+// symbols. Layers:
+//   memory sources behind one batched interface (PhysicalMemory): the guest's RAM file
+//     (openRamFile), a page server over TCP (PageServer / connectRemoteMemory), QMP (QmpMemory);
+//   pure parsers (VMCOREINFO, kallsyms, BTF, page walks), hostile-input safe;
+//   discovery (discoverKernel -> Kernel), profiles from BTF, and queries (listProcesses,
+//   listModules, checkSyscallTable, findHiddenTasks, checkKernelText).
+// Every error is a VmiError with a stable code.
 //
-// Typical chain (see docs in each file):
-//   locateVmcoreinfo(phys) -> Vmcoreinfo (phys_base, init_top_pgt, kallsyms_* addresses, _stext)
-//   new KernelImageMemory(phys, physBase) -> readKallsyms(image, kallsymsLocation(info),
-//     { anchor: kallsymsAnchor(info) }) -> __start_BTF/__stop_BTF -> Btf.parse(bytes)
-//   new PageWalker(phys, { root: kernelImageVaToPa(init_top_pgt, physBase), levels })
-//   fieldLocation(btf, "task_struct.tasks.next") ...
+// Typical use:
+//   const ram = openRamFile("/dev/shm/pool/guest.ram");
+//   const kernel = await discoverKernel(ram.memory, { profileCache: new ProfileCache(dir) });
+//   const ps = await listProcesses(kernel);
 
 export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./btf.ts";
 export {
@@ -44,6 +47,24 @@ export type {
   Linkage,
   TypeId,
 } from "./btf-types.ts";
+export { findHiddenTasks, type HiddenReport, type HiddenTask } from "./check-hidden.ts";
+export { checkSyscallTable, type SyscallFinding, type SyscallReport } from "./check-syscalls.ts";
+export {
+  type BaselineStore,
+  checkKernelText,
+  compareText,
+  hashKernelText,
+  TEXT_CHUNK,
+  TextBaselineStore,
+  type TextHash,
+  type TextReport,
+} from "./check-text.ts";
+export {
+  type DiscoverOptions,
+  discoverKernel,
+  findVmcoreinfo,
+  MAX_BTF_BYTES,
+} from "./discover.ts";
 export {
   AddressError,
   type AddressErrorCode,
@@ -51,14 +72,22 @@ export {
   type BtfErrorCode,
   KallsymsError,
   type KallsymsErrorCode,
+  KernelError,
+  type KernelErrorCode,
   MemoryError,
   type MemoryErrorCode,
+  QueryError,
+  type QueryErrorCode,
+  RemoteError,
+  type RemoteErrorCode,
   VmcoreinfoError,
   type VmcoreinfoErrorCode,
   VmiError,
   type VmiErrorCode,
   VmiInternalError,
 } from "./errors.ts";
+export { FileMemory, openRamFile, type RamFile, type RamFileOptions, type ReadStats } from "./file-memory.ts";
+export { hashChunks, hashChunksLocal, type MemoryHasher } from "./hash.ts";
 export {
   DEFAULT_LIMITS as KALLSYMS_DEFAULT_LIMITS,
   decodeKallsyms,
@@ -73,6 +102,25 @@ export {
   kallsymsLocation,
   readKallsyms,
 } from "./kallsyms.ts";
+export {
+  type DiscoveryPath,
+  Kernel,
+  type KernelFacts,
+  type KernelOptions,
+  type KernelView,
+  type KernelViewProvider,
+} from "./kernel.ts";
+export { type AddressSpaceSpec, KernelSpace } from "./kspace.ts";
+export {
+  type DerefRead,
+  type FieldRead,
+  LIMITS as LIST_WALK_LIMITS,
+  type ListNode,
+  type ListWalker,
+  type ListWalkSpec,
+  type WalkOptions,
+  walkListLocal,
+} from "./listwalk.ts";
 export {
   BufferPhysicalMemory,
   MAX_BATCH,
@@ -90,6 +138,7 @@ export {
   type VirtRange,
   type VirtualMemory,
 } from "./memory.ts";
+export { PageCache } from "./page-cache.ts";
 export {
   cr3ToRoot,
   isCanonical,
@@ -100,7 +149,18 @@ export {
   type TableLevel,
   type Translation,
 } from "./pagewalk.ts";
+export {
+  buildProfile,
+  type FieldLayout,
+  type KernelProfile,
+  PROFILE_PATHS,
+  ProfileCache,
+  profileKey,
+} from "./profile.ts";
 export { PageTableCache } from "./pt-cache.ts";
+export { type QmpExecutor, QmpMemory, type QmpMemoryOptions } from "./qmp-memory.ts";
+export { listModules, type ModuleInfo } from "./query-modules.ts";
+export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./query-processes.ts";
 export {
   gpaToRamOffset,
   type MachineType,
@@ -111,6 +171,27 @@ export {
   type RamLocation,
   ramLayout,
 } from "./ram-layout.ts";
+export {
+  type ClientStats,
+  connectRemoteMemory,
+  PageClient,
+  REMOTE_MODES,
+  type RemoteConnectOptions,
+  RemoteMemory,
+  type RemoteMemoryOptions,
+  type RemoteMode,
+  RemoteServerMemory,
+} from "./remote-client.ts";
+export {
+  DEFAULT_SERVER_LIMITS,
+  PageServer,
+  type PageServerClient,
+  type PageServerLimits,
+  type PageServerOptions,
+  type PageServerStats,
+} from "./remote-server.ts";
+export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./search.ts";
+export { SymbolIndex, type SymbolSource } from "./symbols.ts";
 export {
   DEFAULT_KERNEL_IMAGE_SIZE,
   DEFAULT_PAGE_OFFSET_BASE_L4,
@@ -134,3 +215,4 @@ export {
   type Vmcoreinfo,
   type VmcoreinfoMatch,
 } from "./vmcoreinfo.ts";
+export { walkXarray, type XaEntry } from "./xarray.ts";

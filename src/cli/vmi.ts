@@ -1,0 +1,376 @@
+/**
+ * `nestcloud vmi ...`: introspect a running guest's kernel from outside (no debug symbols).
+ *   vmi ps|modules|check|info  (--ram-file PATH | --remote HOST:PORT --guest ID | --qmp SOCKET)
+ *   vmi serve --guest ID=RAMFILE ... --token-file F   (a page server, for testing)
+ * Bad arguments and unreachable sources are user errors (one line, exit 2); `check` exits 1
+ * when it finds something.
+ */
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import Table from "cli-table3";
+import type { Command } from "commander";
+import { QmpClient } from "../qemu/index.ts";
+import { UserError } from "../sim/index.ts";
+import {
+  checkKernelText,
+  checkSyscallTable,
+  connectRemoteMemory,
+  discoverKernel,
+  findHiddenTasks,
+  type Kernel,
+  listModules,
+  listProcesses,
+  MemoryError,
+  openRamFile,
+  PageServer,
+  type PhysicalMemory,
+  ProfileCache,
+  QmpMemory,
+  RemoteError,
+  type RemoteMode,
+  TextBaselineStore,
+} from "../vmi/index.ts";
+
+export interface SourceOptions {
+  ramFile?: string;
+  remote?: string;
+  guest?: string;
+  tokenFile?: string;
+  clientId?: string;
+  mode?: string;
+  qmp?: string;
+  machine?: string;
+  profileCache?: string | false;
+  fallback?: boolean;
+  output?: string;
+}
+
+function cacheRoot(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "nestcloud");
+}
+
+function readToken(file: string | undefined): string {
+  const path = file ?? process.env.NESTCLOUD_VMI_TOKEN_FILE;
+  if (!path) throw new UserError("--remote needs --token-file (or NESTCLOUD_VMI_TOKEN_FILE)");
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (e) {
+    throw new UserError(`cannot read token file ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}
+
+function hostPort(s: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port < 1 || port > 65535) throw new UserError(`--remote ${s}: expected HOST:PORT`);
+  return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+function machineOf(s: string | undefined): "q35" | "pc" {
+  if (s === undefined || s === "q35" || s === "pc") return s ?? "q35";
+  throw new UserError(`--machine ${s}: expected q35 or pc`);
+}
+
+interface Source {
+  memory: PhysicalMemory;
+  close(): void;
+}
+
+/** Opens the memory source named by the options; failures to reach it are user errors. */
+export async function openSource(o: SourceOptions): Promise<Source> {
+  const given = [o.ramFile, o.remote, o.qmp].filter((x) => x !== undefined).length;
+  if (given !== 1) throw new UserError("give exactly one of --ram-file, --remote or --qmp");
+  if (o.ramFile !== undefined) {
+    try {
+      const rf = openRamFile(o.ramFile, { machine: machineOf(o.machine) });
+      return { memory: rf.memory, close: () => rf.close() };
+    } catch (e) {
+      if (e instanceof MemoryError) throw new UserError(`--ram-file ${o.ramFile}: ${e.message}`);
+      throw e;
+    }
+  }
+  if (o.remote !== undefined) {
+    if (!o.guest) throw new UserError("--remote needs --guest ID");
+    const mode = (o.mode ?? "optimized") as RemoteMode;
+    if (!["naive", "cached", "optimized"].includes(mode)) {
+      throw new UserError(`--mode ${o.mode}: expected naive, cached or optimized`);
+    }
+    try {
+      const m = await connectRemoteMemory({
+        ...hostPort(o.remote),
+        token: readToken(o.tokenFile),
+        clientId: o.clientId,
+        guest: o.guest,
+        mode,
+      });
+      return { memory: m, close: () => m.close() };
+    } catch (e) {
+      if (e instanceof RemoteError && e.code !== "REMOTE_SERVER") {
+        throw new UserError(`--remote ${o.remote} --guest ${o.guest}: ${e.message} (${e.code})`);
+      }
+      throw e;
+    }
+  }
+  let qmp: QmpClient;
+  try {
+    qmp = await QmpClient.connect(o.qmp as string, { label: "vmi" });
+  } catch (e) {
+    throw new UserError(`--qmp ${o.qmp}: ${(e as Error).message}`);
+  }
+  const m = await QmpMemory.open(qmp, { machine: machineOf(o.machine) }).catch((e) => {
+    qmp.close();
+    throw e;
+  });
+  return {
+    memory: m,
+    close: () => {
+      m.close();
+      qmp.close();
+    },
+  };
+}
+
+async function withKernel<T>(o: SourceOptions, fn: (k: Kernel) => Promise<T>): Promise<T> {
+  const src = await openSource(o);
+  try {
+    const cache =
+      o.profileCache === false
+        ? undefined
+        : new ProfileCache(o.profileCache ?? join(cacheRoot(), "vmi-profiles"));
+    const k = await discoverKernel(src.memory, { profileCache: cache, fallback: o.fallback });
+    return await fn(k);
+  } finally {
+    src.close();
+  }
+}
+
+function outputOf(o: SourceOptions): "table" | "json" {
+  const v = o.output ?? "table";
+  if (v !== "table" && v !== "json") throw new UserError(`--output ${v}: expected table or json`);
+  return v;
+}
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+function json(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? hex(x) : x), 2);
+}
+
+function table(head: string[], rows: (string | number)[][]): string {
+  const t = new Table({
+    head,
+    style: { head: [], border: [] },
+    // No separator line between rows: process lists are long.
+    chars: { mid: "", "left-mid": "", "mid-mid": "", "right-mid": "" },
+  });
+  for (const r of rows) t.push(r.map(String));
+  return t.toString();
+}
+
+export async function vmiPs(o: SourceOptions): Promise<void> {
+  const out = outputOf(o);
+  const ps = await withKernel(o, (k) => listProcesses(k));
+  if (out === "json") process.stdout.write(`${json(ps)}\n`);
+  else {
+    const rows = ps.map((p) => [
+      p.pid,
+      p.ppid,
+      p.uid ?? "?",
+      p.state,
+      p.kernelThread ? `[${p.comm}]` : p.comm,
+    ]);
+    process.stdout.write(`${table(["PID", "PPID", "UID", "S", "COMMAND"], rows)}\n`);
+  }
+}
+
+export async function vmiModules(o: SourceOptions): Promise<void> {
+  const out = outputOf(o);
+  const mods = await withKernel(o, (k) => listModules(k));
+  if (out === "json") process.stdout.write(`${json(mods)}\n`);
+  else {
+    const rows = mods.map((m) => [m.name, m.size, m.state, hex(m.base)]);
+    process.stdout.write(`${table(["MODULE", "SIZE", "STATE", "BASE"], rows)}\n`);
+  }
+}
+
+export async function vmiInfo(o: SourceOptions): Promise<void> {
+  const out = outputOf(o);
+  const facts = await withKernel(o, async (k) => ({
+    ...k.facts,
+    symbols: k.symbols.size,
+    symbolSource: k.symbols.source,
+    profile: k.profile.key,
+  }));
+  if (out === "json") process.stdout.write(`${json(facts)}\n`);
+  else {
+    const rows: [string, string][] = [
+      ["discovery path", facts.path],
+      ["release", facts.osRelease],
+      ["build id", facts.buildId ?? "-"],
+      ["KASLR offset", hex(facts.kernelOffset)],
+      ["phys_base", facts.physBase < 0n ? `-${hex(-facts.physBase)}` : hex(facts.physBase)],
+      ["page_offset_base", hex(facts.pageOffsetBase)],
+      ["paging levels", String(facts.levels)],
+      ["symbols", `${facts.symbols} (${facts.symbolSource})`],
+      ["profile", `${facts.profile} (${facts.profileSource})`],
+    ];
+    process.stdout.write(`${table(["", ""], rows)}\n${facts.notes.map((n) => `  ${n}`).join("\n")}\n`);
+  }
+}
+
+export interface CheckOptions extends SourceOptions {
+  baselineDir?: string;
+}
+
+export async function vmiCheck(o: CheckOptions): Promise<void> {
+  const out = outputOf(o);
+  const store = new TextBaselineStore(o.baselineDir ?? join(cacheRoot(), "vmi-baselines"));
+  const report = await withKernel(o, async (k) => ({
+    syscalls: await checkSyscallTable(k),
+    hidden: await findHiddenTasks(k),
+    text: await checkKernelText(k, store),
+  }));
+  const findings =
+    report.syscalls.findings.length +
+    report.hidden.hidden.length +
+    (report.text.status === "mismatch" ? 1 : 0);
+  if (out === "json") {
+    const { chunks: _c, ...textHash } = report.text.current;
+    process.stdout.write(`${json({ ...report, text: { ...report.text, current: textHash }, findings })}\n`);
+  } else {
+    const rows: string[][] = [];
+    const s = report.syscalls;
+    rows.push([
+      "syscall table",
+      s.findings.length === 0 ? "ok" : "ALERT",
+      `${s.entries} entries${s.findings.map((f) => `; #${f.nr} -> ${hex(f.address)} ${f.problem} ${f.symbol ?? ""}`).join("")}`,
+    ]);
+    const h = report.hidden;
+    rows.push([
+      "hidden processes",
+      h.hidden.length === 0 ? "ok" : "ALERT",
+      `${h.counts.taskList} listed, ${h.counts.pidIdr} in pid IDR, ${h.counts.runqueues} runqueues` +
+        h.hidden.map((x) => `; pid ${x.pid} ${x.comm} (${x.seenIn.join("+")})`).join("") +
+        h.skipped.map((x) => `; skipped ${x}`).join(""),
+    ]);
+    const t = report.text;
+    rows.push([
+      "kernel text",
+      t.status === "mismatch" ? "ALERT" : t.status === "match" ? "ok" : "baseline recorded",
+      `sha256 ${t.current.sha256.slice(0, 16)}...${t.changed.map((c) => `; +0x${c.offset.toString(16)} ${c.symbol ?? ""}`).join("")}`,
+    ]);
+    process.stdout.write(`${table(["check", "result", "details"], rows)}\n`);
+  }
+  if (findings > 0) process.exitCode = 1;
+}
+
+export interface ServeOptions {
+  guest?: string[];
+  tokenFile?: string;
+  clientId?: string;
+  host?: string;
+  port?: string;
+  machine?: string;
+}
+
+/** Runs a page server until SIGINT/SIGTERM; prints "listening HOST:PORT" once ready. */
+export async function vmiServe(o: ServeOptions): Promise<void> {
+  const specs = o.guest ?? [];
+  if (specs.length === 0) throw new UserError("serve needs at least one --guest ID=RAMFILE");
+  const port = Number(o.port ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UserError(`--port ${o.port}: expected 0..65535`);
+  const token = readToken(o.tokenFile);
+  const files: { close(): void }[] = [];
+  const guests = new Map<string, PhysicalMemory>();
+  try {
+    for (const spec of specs) {
+      const m = /^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.+)$/.exec(spec);
+      if (!m) throw new UserError(`--guest ${spec}: expected ID=RAMFILE`);
+      try {
+        const rf = openRamFile(m[2], { machine: machineOf(o.machine) });
+        files.push(rf);
+        guests.set(m[1], rf.memory);
+      } catch (e) {
+        if (e instanceof MemoryError) throw new UserError(`--guest ${spec}: ${e.message}`);
+        throw e;
+      }
+    }
+    let server: PageServer;
+    try {
+      server = new PageServer({
+        clients: [{ id: o.clientId ?? "vmi-client", token, guests: [...guests.keys()] }],
+        guests,
+        log: (msg) => process.stderr.write(`${msg}\n`),
+      });
+    } catch (e) {
+      if (e instanceof RemoteError) throw new UserError(e.message);
+      throw e;
+    }
+    const addr = await server.listen(port, o.host ?? "127.0.0.1").catch((e: Error) => {
+      throw new UserError(`cannot listen on ${o.host ?? "127.0.0.1"}:${port}: ${e.message}`);
+    });
+    process.stdout.write(`listening ${addr.host}:${addr.port}\n`);
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+    });
+    await server.close();
+  } finally {
+    for (const f of files) f.close();
+  }
+}
+
+function sourceOptions(cmd: Command): Command {
+  return cmd
+    .option("--ram-file <path>", "the guest's RAM file (memory-backend-file share=on)")
+    .option("--remote <host:port>", "a nestcloud page server")
+    .option("--guest <id>", "guest id at the page server")
+    .option("--token-file <file>", "shared secret for the page server")
+    .option("--client-id <id>", "client name registered at the page server", "vmi-client")
+    .option("--mode <mode>", "remote access style: optimized, cached or naive", "optimized")
+    .option("--qmp <socket>", "QMP socket of a guest without a shared RAM file (slow)")
+    .option("--machine <type>", "QEMU machine type: q35 or pc", "q35")
+    .option("--profile-cache <dir>", "where kernel profiles are cached")
+    .option("--no-profile-cache", "do not cache kernel profiles")
+    .option("--no-fallback", "fail instead of using the banner/ksymtab fallback")
+    .option("-o, --output <format>", "table or json", "table");
+}
+
+export function registerVmi(program: Command): void {
+  const vmi = program
+    .command("vmi")
+    .description("introspect a guest's Linux kernel from outside (no debug symbols)");
+  sourceOptions(vmi.command("ps").description("list the guest's processes")).action((o) => vmiPs(o));
+  sourceOptions(vmi.command("modules").description("list the guest's kernel modules")).action((o) =>
+    vmiModules(o),
+  );
+  sourceOptions(
+    vmi.command("info").description("how the kernel was found: release, KASLR, path used"),
+  ).action((o) => vmiInfo(o));
+  sourceOptions(
+    vmi
+      .command("check")
+      .description(
+        "IDS checks: syscall table, hidden processes, kernel text against its baseline (exit 1 on findings)",
+      ),
+  )
+    .option("--baseline-dir <dir>", "where kernel text baselines are kept")
+    .action((o) => vmiCheck(o));
+  vmi
+    .command("serve")
+    .description("run a page server for the given RAM files until interrupted")
+    .option(
+      "--guest <id=ramfile>",
+      "serve this guest (repeatable)",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option("--token-file <file>", "shared secret clients must prove")
+    .option("--client-id <id>", "the client name allowed to connect", "vmi-client")
+    .option("--host <addr>", "listen address", "127.0.0.1")
+    .option("--port <n>", "listen port (0: any free port)", "0")
+    .option("--machine <type>", "QEMU machine type: q35 or pc", "q35")
+    .action((o) => vmiServe(o));
+}

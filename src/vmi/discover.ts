@@ -1,0 +1,235 @@
+// Kernel discovery from guest RAM alone (shared/notes/introspection.md):
+//   VMCOREINFO (found by searching RAM for "OSRELEASE=") -> phys_base, KASLR offset, paging
+//   depth, init_top_pgt, kallsyms table addresses -> kallsyms (anchored on _stext) -> BTF between
+//   __start_BTF and __stop_BTF -> profile; page_offset_base read from its variable.
+// Without VMCOREINFO, fallback.ts takes over (banner, exported-symbol table, kallsyms by pattern)
+// and the Kernel says which path was used. Everything read is hostile; facts are cross-checked
+// (kallsyms against VMCOREINFO symbols, _stext/_etext sanity) before they are used.
+
+import { Btf } from "./btf.ts";
+import { KernelError, VmcoreinfoError } from "./errors.ts";
+import { discoverWithoutVmcoreinfo } from "./fallback.ts";
+import { kallsymsAnchor, kallsymsLocation, readKallsyms } from "./kallsyms.ts";
+import { Kernel, type KernelFacts, type KernelOptions } from "./kernel.ts";
+import { type PhysicalMemory, readPhysLenient, readVirtOne, type VirtualMemory } from "./memory.ts";
+import type { PagingLevels } from "./pagewalk.ts";
+import { buildProfile, type KernelProfile, type ProfileCache, profileKey } from "./profile.ts";
+import { findBytes } from "./search.ts";
+import { SymbolIndex } from "./symbols.ts";
+import {
+  DEFAULT_PAGE_OFFSET_BASE_L4,
+  DEFAULT_PAGE_OFFSET_BASE_L5,
+  KernelImageMemory,
+  kernelImageVaToPa,
+  START_KERNEL_MAP,
+} from "./translate.ts";
+import {
+  pagingLevels,
+  requireNumber,
+  requireSymbol,
+  scanVmcoreinfo,
+  VMCOREINFO_MAX_BYTES,
+  type Vmcoreinfo,
+  type VmcoreinfoMatch,
+} from "./vmcoreinfo.ts";
+
+export interface DiscoverOptions extends KernelOptions {
+  readonly profileCache?: ProfileCache;
+  /** Keep the parsed BTF on the Kernel for arbitrary layout lookups (parses even on a cache hit). */
+  readonly keepBtf?: boolean;
+  /** Try the banner/ksymtab fallback when VMCOREINFO is absent (default true). */
+  readonly fallback?: boolean;
+  /** Ignore VMCOREINFO even if present (tests of the fallback). */
+  readonly skipVmcoreinfo?: boolean;
+  readonly log?: (msg: string) => void;
+}
+
+/** Largest BTF blob accepted (Debian 6.1: 4.4 MB). */
+export const MAX_BTF_BYTES = 64 * 1024 * 1024;
+const MAX_VMCOREINFO_CANDIDATES = 64;
+
+export class StepTimer {
+  readonly timings: Record<string, number> = {};
+  private t = performance.now();
+  lap(name: string): void {
+    const now = performance.now();
+    this.timings[name] = (this.timings[name] ?? 0) + (now - this.t);
+    this.t = now;
+  }
+}
+
+/** Finds and parses VMCOREINFO: candidates from a memory search, each validated by the parser. */
+export async function findVmcoreinfo(phys: PhysicalMemory): Promise<VmcoreinfoMatch | undefined> {
+  const hits = await findBytes(phys, new TextEncoder().encode("OSRELEASE="), {
+    maxHits: MAX_VMCOREINFO_CANDIDATES,
+  });
+  const look = 32;
+  const ranges = hits.map((h) => {
+    const addr = Math.max(0, h - look);
+    return { addr, len: Math.min(phys.size, h + VMCOREINFO_MAX_BYTES + 64) - addr };
+  });
+  const bufs = await readPhysLenient(phys, ranges);
+  let bare: VmcoreinfoMatch | undefined;
+  for (let i = 0; i < bufs.length; i++) {
+    const b = bufs[i];
+    if (!b) continue;
+    const m = scanVmcoreinfo(b, { baseOffset: ranges[i].addr, maxCandidates: 4 }).find(
+      (x) => x.offset === hits[i],
+    );
+    if (!m) continue;
+    // The ELF note is what the kernel exports to crash tools; prefer it over stray copies.
+    if (m.inNote) return m;
+    bare ??= m;
+  }
+  return bare;
+}
+
+function readU64(b: Uint8Array): bigint {
+  return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true);
+}
+
+/** page_offset_base from its variable (KASLR), else the fixed default of the paging depth. */
+export async function readPageOffsetBase(
+  image: VirtualMemory,
+  symbols: SymbolIndex,
+  levels: PagingLevels,
+): Promise<bigint> {
+  const at = symbols.lookup("page_offset_base");
+  if (at === undefined) return levels === 5 ? DEFAULT_PAGE_OFFSET_BASE_L5 : DEFAULT_PAGE_OFFSET_BASE_L4;
+  const v = readU64(await readVirtOne(image, at, 8));
+  const lo = levels === 5 ? 0xff00000000000000n : 0xffff800000000000n;
+  if (v < lo || v >= START_KERNEL_MAP || v % (1n << 30n) !== 0n) {
+    throw new KernelError(
+      "KERNEL_INCONSISTENT",
+      `page_offset_base 0x${v.toString(16)} is not a direct-map base`,
+    );
+  }
+  return v;
+}
+
+/** Reads the BTF blob between __start_BTF and __stop_BTF. */
+export async function readBtfBlob(image: VirtualMemory, symbols: SymbolIndex): Promise<Uint8Array> {
+  const start = symbols.lookup("__start_BTF");
+  const stop = symbols.lookup("__stop_BTF");
+  if (start === undefined || stop === undefined) {
+    throw new KernelError(
+      "KERNEL_NO_BTF",
+      "no __start_BTF/__stop_BTF: kernel built without CONFIG_DEBUG_INFO_BTF?",
+    );
+  }
+  const len = stop - start;
+  if (len <= 24n || len > BigInt(MAX_BTF_BYTES)) {
+    throw new KernelError("KERNEL_NO_BTF", `BTF section of ${len} bytes is implausible`);
+  }
+  return readVirtOne(image, start, Number(len));
+}
+
+/**
+ * The profile for this kernel: from the cache by build id when possible (no BTF read), else from
+ * the BTF (read, parsed, then cached). `btf` is returned when it was parsed.
+ */
+export async function loadProfile(
+  image: VirtualMemory,
+  symbols: SymbolIndex,
+  osRelease: string,
+  buildId: string | undefined,
+  opts: DiscoverOptions,
+  timer: StepTimer,
+  btfReader: () => Promise<Uint8Array> = () => readBtfBlob(image, symbols),
+): Promise<{ profile: KernelProfile; btf?: Btf; source: "cache" | "btf" }> {
+  const cache = opts.profileCache;
+  if (buildId && cache && !opts.keepBtf) {
+    const hit = cache.get(profileKey(osRelease, buildId));
+    if (hit) return { profile: hit, source: "cache" };
+  }
+  const bytes = await btfReader();
+  timer.lap("btfRead");
+  const key = profileKey(osRelease, buildId, bytes);
+  const hit = opts.keepBtf ? undefined : cache?.get(key);
+  if (hit) return { profile: hit, source: "cache" };
+  const btf = Btf.parse(bytes);
+  const profile = buildProfile(btf, key, osRelease);
+  timer.lap("btfParse");
+  cache?.set(profile);
+  return { profile, btf, source: "btf" };
+}
+
+async function fromVmcoreinfo(
+  phys: PhysicalMemory,
+  match: VmcoreinfoMatch,
+  opts: DiscoverOptions,
+  timer: StepTimer,
+): Promise<Kernel> {
+  const info: Vmcoreinfo = match.info;
+  const notes = [
+    `VMCOREINFO at PA 0x${match.offset.toString(16)} (${match.inNote ? "ELF note" : "bare text"}), ${info.osRelease}`,
+  ];
+  const physBase = requireNumber(info, "phys_base");
+  const levels = pagingLevels(info);
+  const kernelOffset = info.kernelOffset ?? 0n;
+  const image = new KernelImageMemory(phys, physBase);
+  const table = await readKallsyms(image, kallsymsLocation(info), { anchor: kallsymsAnchor(info) });
+  timer.lap("kallsyms");
+  const symbols = new SymbolIndex(table.symbols, "kallsyms");
+  notes.push(`kallsyms: ${symbols.size} symbols (${table.encoding})`);
+  // VMCOREINFO and kallsyms are separate structures: a forger must keep them consistent.
+  const rootVa = requireSymbol(info, "init_top_pgt");
+  for (const name of ["init_top_pgt", "_stext"]) {
+    const v = info.symbols.get(name);
+    if (v !== undefined && symbols.lookup(name) !== v) {
+      throw new KernelError("KERNEL_INCONSISTENT", `kallsyms and VMCOREINFO disagree on ${name}`);
+    }
+  }
+  const root = kernelImageVaToPa(rootVa, physBase);
+  const pageOffsetBase = await readPageOffsetBase(image, symbols, levels);
+  timer.lap("directMap");
+  const { profile, btf, source } = await loadProfile(
+    image,
+    symbols,
+    info.osRelease,
+    info.buildId,
+    opts,
+    timer,
+  );
+  notes.push(
+    source === "cache" ? `profile ${profile.key} from cache` : `BTF parsed, profile ${profile.key} built`,
+  );
+  const facts: KernelFacts = {
+    path: "vmcoreinfo",
+    notes,
+    osRelease: info.osRelease,
+    buildId: info.buildId,
+    kernelOffset,
+    physBase,
+    pageOffsetBase,
+    levels,
+    root,
+    profileSource: source,
+    timings: timer.timings,
+  };
+  return new Kernel(phys, facts, symbols, profile, btf, opts);
+}
+
+/** Finds the guest kernel in `phys` and everything needed to query it. */
+export async function discoverKernel(phys: PhysicalMemory, opts: DiscoverOptions = {}): Promise<Kernel> {
+  const timer = new StepTimer();
+  const match = opts.skipVmcoreinfo ? undefined : await findVmcoreinfo(phys);
+  timer.lap("vmcoreinfo");
+  if (match) {
+    try {
+      return await fromVmcoreinfo(phys, match, opts, timer);
+    } catch (e) {
+      // VMCOREINFO without kallsyms addresses (kernels before 6.0): the fallback finds them.
+      if (
+        !(e instanceof VmcoreinfoError) &&
+        !(e instanceof Error && "code" in e && e.code === "KALLSYMS_MISSING_SYMBOL")
+      ) {
+        throw e;
+      }
+      opts.log?.(`VMCOREINFO incomplete (${(e as Error).message}); trying the fallback`);
+      if (opts.fallback === false) throw e;
+    }
+  }
+  if (opts.fallback === false) throw new KernelError("KERNEL_NOT_FOUND", "no VMCOREINFO in guest RAM");
+  return discoverWithoutVmcoreinfo(phys, opts, timer);
+}
