@@ -9,6 +9,7 @@ import { PlanError, PolicyError } from "../planner/index.ts";
 import { SimulationError, UserError } from "../sim/index.ts";
 import { VmiError } from "../vmi/index.ts";
 import { compare, simulate } from "./simulate.ts";
+import { registerTestbed } from "./testbed.ts";
 import { registerVmi } from "./vmi.ts";
 
 export function buildProgram(): Command {
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
     .action((file, opts) => compare(file, opts));
 
   registerVmi(program);
+  registerTestbed(program);
   return program;
 }
 

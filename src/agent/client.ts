@@ -1,0 +1,219 @@
+/**
+ * Typed clients of the agents' HTTP APIs (a thin fetch wrapper), for the orchestrator, the
+ * CLI, tests and, later, the controller. A failed call says whether it reached the agent:
+ * AgentHttpError (the agent answered), or AgentUnreachableError with `delivered` "no"
+ * (refused or no route: the agent never saw it) or "unknown" (reset, timeout).
+ */
+import type {
+  BeginHandoverAnswer,
+  ConfirmOutcome,
+  CreateGuestRequest,
+  ErrorBody,
+  ExecRequest,
+  GuestStatus,
+  HandoverRequest,
+  HandoverView,
+  HostVmStatus,
+  IncomingStatus,
+  OutgoingPhaseName,
+  OutgoingStatus,
+  PrepareIncomingRequest,
+  QmpRequest,
+  ReservationRequest,
+  ServerStatus,
+  StartOutgoingRequest,
+  Workload,
+} from "./api-types.ts";
+
+export class AgentHttpError extends Error {
+  override name = "AgentHttpError";
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly status: number,
+    readonly body: ErrorBody,
+  ) {
+    super(`${method} ${url}: ${status} ${body.error}: ${body.message}`);
+  }
+}
+
+export class AgentUnreachableError extends Error {
+  override name = "AgentUnreachableError";
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    /** "no": the agent cannot have seen the request; "unknown": it may have. */
+    readonly delivered: "no" | "unknown",
+    readonly causeText: string,
+  ) {
+    super(`${method} ${url}: agent unreachable (${causeText})`);
+  }
+}
+
+const NOT_DELIVERED = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+export interface ClientOptions {
+  /** Bound per call unless a call says otherwise. Default 30 s. */
+  timeoutMs?: number;
+}
+
+export class AgentClient {
+  readonly baseUrl: string;
+  constructor(
+    baseUrl: string,
+    private readonly token: string,
+    private readonly opts: ClientOptions = {},
+  ) {
+    this.baseUrl = baseUrl.replace(/\/$/, "");
+  }
+
+  async call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    const url = `${this.baseUrl}${path}`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs ?? this.opts.timeoutMs ?? 30_000),
+      });
+    } catch (e) {
+      const err = e as Error & { cause?: { code?: string; message?: string } };
+      const code = err.cause?.code ?? err.name;
+      throw new AgentUnreachableError(
+        method,
+        url,
+        NOT_DELIVERED.has(code) ? "no" : "unknown",
+        `${code}${err.cause?.message ? `: ${err.cause.message}` : ""}`,
+      );
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let b: ErrorBody;
+      try {
+        b = JSON.parse(text) as ErrorBody;
+      } catch {
+        b = { statusCode: res.status, error: "http_error", message: text.slice(0, 500) };
+      }
+      throw new AgentHttpError(method, url, res.status, b);
+    }
+    return (text === "" ? undefined : JSON.parse(text)) as T;
+  }
+}
+
+const enc = encodeURIComponent;
+
+export class HostVmAgentClient extends AgentClient {
+  status(): Promise<HostVmStatus> {
+    return this.call("GET", "/v1/status");
+  }
+  createGuest(req: CreateGuestRequest, timeoutMs = 180_000): Promise<GuestStatus> {
+    return this.call("POST", "/v1/guests", req, timeoutMs);
+  }
+  guest(guestId: string): Promise<GuestStatus> {
+    return this.call("GET", `/v1/guests/${enc(guestId)}`);
+  }
+  startGuest(guestId: string): Promise<GuestStatus> {
+    return this.call("POST", `/v1/guests/${enc(guestId)}/start`, {}, 180_000);
+  }
+  stopGuest(guestId: string): Promise<GuestStatus> {
+    return this.call("POST", `/v1/guests/${enc(guestId)}/stop`, {}, 60_000);
+  }
+  deleteGuest(guestId: string): Promise<void> {
+    return this.call("DELETE", `/v1/guests/${enc(guestId)}`, undefined, 60_000);
+  }
+  startWorkload(guestId: string, w: Workload): Promise<GuestStatus> {
+    return this.call("POST", `/v1/guests/${enc(guestId)}/workloads`, w);
+  }
+  stopWorkload(guestId: string, kind: Workload["kind"]): Promise<GuestStatus> {
+    return this.call("DELETE", `/v1/guests/${enc(guestId)}/workloads/${kind}`);
+  }
+  exec(guestId: string, req: ExecRequest): Promise<{ output: string; exitCode: number }> {
+    return this.call("POST", `/v1/guests/${enc(guestId)}/exec`, req, (req.timeoutMs ?? 10_000) + 5000);
+  }
+  qmp(guestId: string, req: QmpRequest): Promise<{ return: unknown }> {
+    return this.call("POST", `/v1/guests/${enc(guestId)}/qmp`, req);
+  }
+  startOutgoing(guestId: string, req: StartOutgoingRequest): Promise<OutgoingStatus> {
+    return this.call("POST", `/v1/guests/${enc(guestId)}/outgoing`, req, (req.waitMs ?? 0) + 30_000);
+  }
+  outgoing(
+    migrationId: string,
+    wait?: { waitMs: number; unless: OutgoingPhaseName },
+  ): Promise<OutgoingStatus> {
+    const q = wait ? `?waitMs=${wait.waitMs}&unless=${wait.unless}` : "";
+    return this.call("GET", `/v1/outgoing/${enc(migrationId)}${q}`, undefined, (wait?.waitMs ?? 0) + 30_000);
+  }
+  cancelOutgoing(migrationId: string, reason?: string): Promise<OutgoingStatus> {
+    return this.call("POST", `/v1/outgoing/${enc(migrationId)}/cancel`, reason ? { reason } : {}, 90_000);
+  }
+  continueOutgoing(migrationId: string): Promise<OutgoingStatus> {
+    return this.call("POST", `/v1/outgoing/${enc(migrationId)}/continue`, {});
+  }
+  postcopyOutgoing(migrationId: string): Promise<OutgoingStatus> {
+    return this.call("POST", `/v1/outgoing/${enc(migrationId)}/postcopy`, {});
+  }
+  confirmOutgoing(migrationId: string, outcome: ConfirmOutcome): Promise<OutgoingStatus> {
+    return this.call("POST", `/v1/outgoing/${enc(migrationId)}/confirm`, { outcome }, 60_000);
+  }
+  prepareIncoming(req: PrepareIncomingRequest): Promise<IncomingStatus> {
+    return this.call("POST", "/v1/incoming", req, 60_000);
+  }
+  /** `renew` extends the incoming's lease (the orchestrator's heartbeat); observers leave it off. */
+  incoming(migrationId: string, renew = false, timeoutMs?: number): Promise<IncomingStatus> {
+    return this.call(
+      "GET",
+      `/v1/incoming/${enc(migrationId)}${renew ? "?renew=true" : ""}`,
+      undefined,
+      timeoutMs,
+    );
+  }
+  finishIncoming(
+    migrationId: string,
+    opts: { arm?: boolean; timeoutMs?: number } = {},
+  ): Promise<IncomingStatus> {
+    return this.call(
+      "POST",
+      `/v1/incoming/${enc(migrationId)}/finish`,
+      opts,
+      (opts.timeoutMs ?? 30_000) + 5000,
+    );
+  }
+  abortIncoming(migrationId: string): Promise<IncomingStatus> {
+    return this.call("DELETE", `/v1/incoming/${enc(migrationId)}`, undefined, 30_000);
+  }
+}
+
+export class ServerAgentClient extends AgentClient {
+  status(): Promise<ServerStatus> {
+    return this.call("GET", "/v1/status");
+  }
+  register(hostVm: string, url: string, pid: number): Promise<void> {
+    return this.call("POST", `/v1/hostvms/${enc(hostVm)}/register`, { url, pid });
+  }
+  reserve(req: ReservationRequest): Promise<unknown> {
+    return this.call("POST", "/v1/reservations", req);
+  }
+  release(hostVm: string, guestId: string): Promise<void> {
+    return this.call("DELETE", `/v1/reservations/${enc(hostVm)}/${enc(guestId)}`);
+  }
+  beginHandover(req: HandoverRequest): Promise<BeginHandoverAnswer> {
+    return this.call("POST", "/v1/handovers", req);
+  }
+  commitHandover(handoverId: string): Promise<HandoverView> {
+    return this.call("POST", `/v1/handovers/${enc(handoverId)}/commit`, {});
+  }
+  abortHandover(handoverId: string): Promise<HandoverView> {
+    return this.call("POST", `/v1/handovers/${enc(handoverId)}/abort`, {});
+  }
+}

@@ -1,0 +1,70 @@
+/** Start-up configuration of the agents (a JSON file, usually written by the testbed). */
+import { readFileSync } from "node:fs";
+import { type Static, Type } from "typebox";
+import Value from "typebox/value";
+import { firstSchemaProblem, NODE_NAME_RE } from "../testbed/index.ts";
+
+const Name = Type.String({ pattern: NODE_NAME_RE.source });
+const Address = Type.String({ pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" });
+const Path = Type.String({ pattern: "^/" });
+
+export const ServerAgentConfigSchema = Type.Object(
+  {
+    role: Type.Literal("server"),
+    testbedId: Type.String(),
+    server: Name,
+    address: Address,
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+    poolDir: Path,
+    tokenFile: Path,
+    readyFile: Path,
+    /** The server's interface inside its namespace; null when it has none of its own. */
+    iface: Type.Union([Type.String(), Type.Null()]),
+    hostVms: Type.Array(
+      Type.Object({
+        name: Name,
+        memoryMiB: Type.Integer({ minimum: 1 }),
+        cpus: Type.Integer({ minimum: 1 }),
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ServerAgentConfig = Static<typeof ServerAgentConfigSchema>;
+
+export const HostVmAgentConfigSchema = Type.Object(
+  {
+    role: Type.Literal("hostvm"),
+    testbedId: Type.String(),
+    server: Name,
+    hostVm: Name,
+    address: Address,
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+    poolDir: Path,
+    /** Where this agent's QEMUs keep their runtime folders (and where orphans are reaped from). */
+    qemuDir: Path,
+    tokenFile: Path,
+    readyFile: Path,
+    serverAgentUrl: Type.String(),
+    memoryMiB: Type.Integer({ minimum: 1 }),
+    cpus: Type.Integer({ minimum: 1 }),
+    image: Type.Object({ kernel: Path, initrd: Path, append: Type.Optional(Type.String()) }),
+    qemu: Type.Optional(
+      Type.Object({
+        binary: Type.Optional(Type.String()),
+        tcgTbSizeMiB: Type.Optional(Type.Integer({ minimum: 1 })),
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type HostVmAgentConfig = Static<typeof HostVmAgentConfigSchema>;
+
+export type AgentConfig = ServerAgentConfig | HostVmAgentConfig;
+
+export function loadAgentConfig(file: string): AgentConfig {
+  const raw = JSON.parse(readFileSync(file, "utf8")) as { role?: unknown };
+  const schema = raw.role === "server" ? ServerAgentConfigSchema : HostVmAgentConfigSchema;
+  if (!Value.Check(schema, raw)) throw new Error(`${file}: ${firstSchemaProblem(schema, raw)}`);
+  return raw as AgentConfig;
+}

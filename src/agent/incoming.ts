@@ -1,0 +1,188 @@
+/**
+ * The destination side of a migration on a host-VM agent.
+ *
+ * The destination QEMU starts with -S as well as -incoming defer, so it never runs the
+ * guest on its own when the load completes: only finish() (the orchestrator's decision,
+ * taken after the source reported completion) starts it. That is what makes a rollback
+ * safe: a destination that was never finished never executed the guest, so the source may
+ * resume, even after an instant handover where both map the same RAM file.
+ *
+ * An unfinished incoming is bound by a lease that every status read renews: if the
+ * orchestrator vanishes (or the link to it is cut) the QEMU is killed instead of waiting
+ * for a source forever.
+ */
+import { join } from "node:path";
+import { listenIncoming, QemuProcess, type QmpEvent } from "../qemu/index.ts";
+import type { IncomingStatus, PrepareIncomingRequest } from "./api-types.ts";
+import { type GuestContext, guestSpec } from "./guest-runtime.ts";
+import { AgentError, conflict } from "./http.ts";
+import { cpuSeconds, qmpTimestampMs } from "./proc.ts";
+
+const DEFAULT_LEASE_MS = 30_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class IncomingMigration {
+  state: IncomingStatus["state"] = "listening";
+  qemu: QemuProcess | null = null;
+  uri: string | null = null;
+  resumedAt: number | null = null;
+  error: string | null = null;
+  cpuStart: number | null = null;
+  cpuEnd: number | null = null;
+  leaseExpiresAt: number | null = null;
+  private leaseTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly ctx: GuestContext,
+    readonly req: PrepareIncomingRequest,
+    /** Called once the guest runs here: the agent turns it into one of its guests. */
+    private readonly onRunning: (m: IncomingMigration, q: QemuProcess) => Promise<void>,
+  ) {}
+
+  get migrationId(): string {
+    return this.req.migrationId;
+  }
+
+  async prepare(): Promise<void> {
+    const handover = this.req.mode === "handover";
+    const q = await QemuProcess.start({
+      stateDir: this.ctx.cfg.qemuDir,
+      spec: guestSpec(this.ctx, this.req.guest, ["-S"]),
+      incoming: "defer",
+      poolFile: handover ? "attach" : "create",
+      log: (m) => this.ctx.log.debug({ migration: this.migrationId }, m),
+    });
+    this.qemu = q;
+    this.cpuStart = cpuSeconds(q.pid);
+    q.qmp.on("event", (e: QmpEvent) => {
+      if (e.event === "RESUME" && this.resumedAt === null) this.resumedAt = qmpTimestampMs(e.timestamp);
+    });
+    q.exited.then((x) => {
+      if (this.state === "listening" || this.state === "armed") {
+        this.state = "failed";
+        const why = q.stderr.trim().split("\n").slice(-2).join(" | ");
+        this.error = `destination QEMU exited (${x.code ?? x.signal})${why ? `: ${why}` : ""}`;
+        this.ctx.log.warn({ migration: this.migrationId }, this.error);
+        this.clearLease();
+        void q.kill().catch(() => {});
+      }
+    });
+    try {
+      const uri = handover
+        ? `unix:${join(q.spec.runDir, "migrate.sock")}`
+        : `tcp:${this.req.listenHost ?? this.ctx.cfg.address}:0`;
+      this.uri = await listenIncoming(
+        q,
+        { events: true, "x-ignore-shared": handover, "postcopy-ram": !!this.req.postcopy },
+        uri,
+      );
+    } catch (e) {
+      this.state = "failed";
+      this.error = (e as Error).message;
+      await q.kill();
+      throw e;
+    }
+    this.renewLease();
+  }
+
+  renewLease(): void {
+    if (this.state !== "listening" && this.state !== "armed") return;
+    this.clearLease();
+    const ms = this.req.leaseMs ?? DEFAULT_LEASE_MS;
+    this.leaseExpiresAt = Date.now() + ms;
+    this.leaseTimer = setTimeout(() => void this.expire(), ms);
+    this.leaseTimer.unref();
+  }
+
+  private clearLease(): void {
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    this.leaseExpiresAt = null;
+  }
+
+  private async expire(): Promise<void> {
+    if (this.state !== "listening" && this.state !== "armed") return;
+    const q = this.qemu;
+    // A destination that already runs the guest is the guest now: never kill it on a timer.
+    const running = await q?.qmp
+      .queryStatus({ timeoutMs: 2000 })
+      .then((s) => s.running)
+      .catch(() => false);
+    if (running) return;
+    this.state = "expired";
+    this.error = `lease of ${this.req.leaseMs ?? DEFAULT_LEASE_MS} ms expired without finish or renewal`;
+    this.ctx.log.warn({ migration: this.migrationId }, `incoming killed: ${this.error}`);
+    await q?.kill().catch(() => {});
+  }
+
+  /**
+   * Starts the guest here. `arm`: only tell QEMU to start by itself once the incoming load
+   * completes (`cont` during inmigrate), used before switching to post-copy.
+   */
+  async finish(opts: { arm?: boolean; timeoutMs?: number }): Promise<void> {
+    const q = this.qemu;
+    if (this.state === "running") return;
+    if (!q || (this.state !== "listening" && this.state !== "armed")) {
+      throw conflict(`incoming ${this.migrationId} is ${this.state}${this.error ? `: ${this.error}` : ""}`);
+    }
+    if (this.state === "listening") await q.qmp.cont();
+    if (opts.arm) {
+      this.state = "armed";
+      return;
+    }
+    const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+    for (;;) {
+      if (!q.isRunning)
+        throw new AgentError(409, "destination_gone", this.error ?? "destination QEMU exited");
+      const st = await q.qmp.queryStatus();
+      if (st.running) break;
+      // With -S the load ends "paused"; a cont before that only armed autostart.
+      if (st.status === "paused") await q.qmp.cont();
+      if (Date.now() > deadline) {
+        throw new AgentError(
+          504,
+          "finish_timeout",
+          `destination of ${this.req.guest.guestId} not running (status ${st.status})`,
+        );
+      }
+      await sleep(2);
+    }
+    this.clearLease();
+    this.state = "running";
+    if (this.req.mode === "handover") q.adoptPoolFile();
+    if (this.resumedAt === null) {
+      const ev = await q.qmp
+        .waitForEvent("RESUME", undefined, 1000, { includeRecent: true })
+        .catch(() => null);
+      this.resumedAt = qmpTimestampMs(ev?.timestamp);
+    }
+    this.cpuEnd = cpuSeconds(q.pid);
+    await this.onRunning(this, q);
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === "running") {
+      throw conflict(`incoming ${this.migrationId} already runs the guest here: delete the guest instead`);
+    }
+    this.clearLease();
+    if (this.state === "listening" || this.state === "armed") this.state = "aborted";
+    await this.qemu?.kill();
+  }
+
+  status(): IncomingStatus {
+    return {
+      migrationId: this.migrationId,
+      guestId: this.req.guest.guestId,
+      mode: this.req.mode,
+      state: this.state,
+      uri: this.uri,
+      pid: this.qemu?.pid ?? null,
+      instanceId: this.qemu?.instanceId ?? null,
+      qemuStatus: null,
+      resumedAt: this.resumedAt,
+      error: this.error,
+      cpu: { start: this.cpuStart, end: this.cpuEnd ?? cpuSeconds(this.qemu?.pid) },
+      leaseExpiresAt: this.leaseExpiresAt,
+    };
+  }
+}

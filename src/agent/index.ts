@@ -1,0 +1,40 @@
+// Public entry of the agent module: the server and host-VM agents (HTTP services), their
+// typed clients, the migration orchestrator, and running them on a testbed. Other modules
+// import only this.
+export type * from "./api-types.ts";
+export {
+  AgentClient,
+  AgentHttpError,
+  AgentUnreachableError,
+  type ClientOptions,
+  HostVmAgentClient,
+  ServerAgentClient,
+} from "./client.ts";
+export { type HostVmAgentConfig, loadAgentConfig, type ServerAgentConfig } from "./config.ts";
+export { ConsoleRecords } from "./console-records.ts";
+export { buildHostVmAgent, type HostVmAgent } from "./hostvm-agent.ts";
+export { AgentError, createApp, errorBody } from "./http.ts";
+export {
+  agentCommand,
+  agentLauncher,
+  bootGuests,
+  endpointOf,
+  hostVmClient,
+  type LauncherOptions,
+  serverClient,
+  testbedToken,
+} from "./launcher.ts";
+export { LedgerError, MemoryLedger } from "./ledger.ts";
+export {
+  type AgentEndpoint,
+  type Mechanism,
+  type MigrateRequest,
+  MigrationFailedError,
+  type MigrationHandle,
+  type MigrationHooks,
+  MigrationOrchestrator,
+  type MigrationOutcome,
+  type OrchestratorOptions,
+} from "./migration-orchestrator.ts";
+export { buildServerAgent } from "./server-agent.ts";
+export { bearerMatches, loadOrCreateToken, readToken } from "./token.ts";

@@ -1,0 +1,74 @@
+/**
+ * Agent process entry: `node --import tsx src/agent/main.ts --config <file.json>` (the
+ * testbed starts it inside a server's namespace). Logs JSON lines (pino) to stdout, writes
+ * <readyFile> = {url, pid} once listening, stops its guests on SIGTERM/SIGINT.
+ */
+import { renameSync, writeFileSync } from "node:fs";
+import pino from "pino";
+import { ServerAgentClient } from "./client.ts";
+import { loadAgentConfig } from "./config.ts";
+import { buildHostVmAgent } from "./hostvm-agent.ts";
+import type { App } from "./http.ts";
+import { buildServerAgent } from "./server-agent.ts";
+import { loadOrCreateToken } from "./token.ts";
+
+async function run(argv: string[]): Promise<void> {
+  const i = argv.indexOf("--config");
+  if (i < 0 || !argv[i + 1]) throw new Error("usage: main.ts --config <agent-config.json>");
+  const cfg = loadAgentConfig(argv[i + 1]);
+  const token = loadOrCreateToken(cfg.tokenFile);
+  const name =
+    cfg.role === "server" ? `server-agent ${cfg.server}` : `hostvm-agent ${cfg.server}/${cfg.hostVm}`;
+  const logger = pino({ name, level: process.env.NESTCLOUD_LOG_LEVEL ?? "info" });
+
+  let app: App;
+  let shutdown = async () => {};
+  if (cfg.role === "server") {
+    app = buildServerAgent(cfg, token, logger);
+  } else {
+    const agent = buildHostVmAgent(cfg, token, logger);
+    await agent.reap();
+    app = agent.app;
+    shutdown = agent.shutdown;
+  }
+  await app.listen({ host: cfg.address, port: cfg.port ?? 0 });
+  const addr = app.server.address();
+  if (!addr || typeof addr === "string") throw new Error("agent has no TCP address");
+  const url = `http://${cfg.address}:${addr.port}`;
+
+  if (cfg.role === "hostvm") {
+    // Registration tells the server agent (the handover broker) where this host VM's agent is.
+    const server = new ServerAgentClient(cfg.serverAgentUrl, token, { timeoutMs: 5000 });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await server.register(cfg.hostVm, url, process.pid);
+        break;
+      } catch (e) {
+        if (attempt >= 20)
+          throw new Error(`cannot register with server agent ${cfg.serverAgentUrl}: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+  const tmp = `${cfg.readyFile}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify({ url, pid: process.pid }), { mode: 0o600 });
+  renameSync(tmp, cfg.readyFile);
+  logger.info({ url, pid: process.pid }, `${name} ready`);
+
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`${sig}: stopping`);
+    await shutdown().catch((e) => logger.error({ err: e }, "shutdown failed"));
+    await app.close().catch(() => {});
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+run(process.argv).catch((e) => {
+  process.stderr.write(`agent: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

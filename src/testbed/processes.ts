@@ -1,0 +1,124 @@
+/**
+ * Agent processes of a testbed: started detached (they outlive the `testbed up` command),
+ * inside a server's network namespace through `ip netns exec` (which exec()s, so the pid we
+ * get is the agent's), placed in their slice's cgroup, and stopped BY PID — only after the
+ * pid's start time proves it is still the very process we started.
+ */
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { placeInSlice } from "./cgroups.ts";
+import type { ProcessRecord } from "./state.ts";
+
+export function processStartTime(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[22 - 3]);
+  } catch {
+    return null;
+  }
+}
+
+/** True while the recorded process (same pid AND same start time) exists and is not a zombie. */
+export function isAlive(rec: Pick<ProcessRecord, "pid" | "startTime">): boolean {
+  try {
+    const stat = readFileSync(`/proc/${rec.pid}/stat`, "utf8");
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (rest[0] === "Z" || rest[0] === "X") return false;
+    return rec.startTime === null || Number(rest[22 - 3]) === rec.startTime;
+  } catch {
+    return false;
+  }
+}
+
+export interface LaunchOptions {
+  argv: string[];
+  netns: string | null;
+  cgroupDirs: readonly string[];
+  logFile: string;
+  readyFile: string;
+  configFile: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Starts the process; the record is complete except `url` (set once ready). */
+export function launch(opts: LaunchOptions): ProcessRecord {
+  const fd = openSync(opts.logFile, "a", 0o600);
+  const [cmd, ...args] = opts.netns ? ["ip", "netns", "exec", opts.netns, ...opts.argv] : opts.argv;
+  try {
+    const child = spawn(cmd, args, {
+      detached: true,
+      stdio: ["ignore", fd, fd],
+      env: opts.env ?? process.env,
+      shell: false,
+    });
+    if (child.pid === undefined) throw new Error(`cannot start ${cmd}`);
+    child.unref();
+    // Into the slice before the agent has had time to start any QEMU: children inherit it.
+    placeInSlice(opts.cgroupDirs, child.pid);
+    return {
+      pid: child.pid,
+      startTime: processStartTime(child.pid),
+      argv: [cmd, ...args],
+      logFile: opts.logFile,
+      readyFile: opts.readyFile,
+      configFile: opts.configFile,
+      url: null,
+      startedAt: new Date().toISOString(),
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for the agent's ready file ({url}); fails early, with its log's tail, if it dies. */
+export async function waitReady(rec: ProcessRecord, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (existsSync(rec.readyFile)) {
+      try {
+        const r = JSON.parse(readFileSync(rec.readyFile, "utf8")) as { url?: string; pid?: number };
+        if (r.url && r.pid === rec.pid) return r.url;
+      } catch {
+        // written atomically; a parse error means an older, foreign file: keep waiting
+      }
+    }
+    if (!isAlive(rec))
+      throw new Error(`agent pid ${rec.pid} exited during start-up: ${logTail(rec.logFile)}`);
+    await sleep(50);
+  }
+  throw new Error(`agent pid ${rec.pid} not ready within ${timeoutMs} ms: ${logTail(rec.logFile)}`);
+}
+
+export function logTail(file: string, lines = 5): string {
+  try {
+    return readFileSync(file, "utf8").trim().split("\n").slice(-lines).join(" | ") || "(empty log)";
+  } catch {
+    return "(no log)";
+  }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves true once gone. Never signals a recycled pid. */
+export async function stopProcess(
+  rec: Pick<ProcessRecord, "pid" | "startTime">,
+  graceMs = 10_000,
+): Promise<boolean> {
+  for (const [sig, waitMs] of [
+    ["SIGTERM", graceMs],
+    ["SIGKILL", 5000],
+  ] as const) {
+    if (!isAlive(rec)) return true;
+    try {
+      process.kill(rec.pid, sig);
+    } catch {
+      return true;
+    }
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
+      if (!isAlive(rec)) return true;
+      await sleep(50);
+    }
+  }
+  return !isAlive(rec);
+}

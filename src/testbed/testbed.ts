@@ -1,0 +1,432 @@
+/**
+ * A multi-server testbed on one machine: `up` builds the network, slices and pool folders
+ * and starts one server agent per physical server and one host-VM agent per host VM (the
+ * agents' commands come from the caller, see AgentLauncher); `down` removes everything the
+ * state file names, also after a crash of `up` or of any agent.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { reapOrphans } from "../qemu/index.ts";
+import { createSlice, planCgroups, removeCgroups, sliceLimits } from "./cgroups.ts";
+import { newTestbedId, poolDir, poolRoot, sliceName } from "./names.ts";
+import {
+  createNetwork,
+  destroyNetwork,
+  namespacesPresent,
+  probeNamespaces,
+  setServerLink,
+} from "./network.ts";
+import { isAlive, launch, stopProcess, waitReady } from "./processes.ts";
+import type { TestbedSpec } from "./spec.ts";
+import {
+  defaultTestbedRoot,
+  type HostVmRecord,
+  type ProcessRecord,
+  readTestbedState,
+  type ServerRecord,
+  type TestbedState,
+  writeTestbedState,
+} from "./state.ts";
+
+export class TestbedError extends Error {
+  override name = "TestbedError";
+}
+
+export interface AgentLaunch {
+  argv: string[];
+  /** Written as JSON (0600) to the agent's config file before it starts. */
+  config: unknown;
+}
+
+export interface ServerAgentContext {
+  testbedId: string;
+  server: ServerRecord;
+  hostVms: HostVmRecord[];
+  tokenFile: string;
+  configFile: string;
+  readyFile: string;
+}
+
+export interface HostVmAgentContext {
+  testbedId: string;
+  server: ServerRecord;
+  hostVm: HostVmRecord;
+  serverAgentUrl: string;
+  tokenFile: string;
+  configFile: string;
+  readyFile: string;
+}
+
+/** How to run the agents (the agent module provides one; the testbed does not know their code). */
+export interface AgentLauncher {
+  server(ctx: ServerAgentContext): AgentLaunch;
+  hostVm(ctx: HostVmAgentContext): AgentLaunch;
+}
+
+export interface UpOptions {
+  launcher: AgentLauncher;
+  /** Folder holding one folder per testbed. Default defaultTestbedRoot(). */
+  root?: string;
+  specFile?: string;
+  /** Use loopback addresses even if namespaces work. */
+  loopback?: boolean;
+  readyTimeoutMs?: number;
+  log?: (msg: string) => void;
+}
+
+export async function up(spec: TestbedSpec, opts: UpOptions): Promise<TestbedState> {
+  const log = opts.log ?? (() => {});
+  const id = spec.name ?? newTestbedId();
+  const stateDir = join(opts.root ?? defaultTestbedRoot(), id);
+  if (readTestbedState(stateDir)) {
+    throw new TestbedError(
+      `testbed ${id} already exists (${stateDir}); run \`nestcloud testbed down ${id}\` first`,
+    );
+  }
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const tokenFile = join(stateDir, "token");
+  writeFileSync(tokenFile, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600 });
+
+  const state: TestbedState = {
+    version: 1,
+    id,
+    createdAt: new Date().toISOString(),
+    specFile: opts.specFile ?? null,
+    spec,
+    stateDir,
+    tokenFile,
+    poolRoot: poolRoot(id),
+    warnings: [],
+    network: {
+      mode: "netns",
+      subnet: null,
+      hostAddress: null,
+      bridgeNetns: null,
+      rootLinks: [],
+      namespaces: [],
+    },
+    cgroups: { mode: "none", note: "", dirs: [] },
+    servers: spec.servers.map((s, index) => ({
+      name: s.name,
+      index,
+      netns: null,
+      address: "",
+      iface: null,
+      poolDir: poolDir(id, s.name),
+      stateDir: join(stateDir, s.name),
+      agent: null,
+    })),
+    hostVms: spec.servers.flatMap((s) =>
+      s.hostVms.map((h) => ({
+        server: s.name,
+        name: h.name,
+        cpus: h.cpus ?? 1,
+        memoryMiB: h.memoryMiB,
+        stateDir: join(stateDir, s.name, h.name),
+        qemuDir: join(stateDir, s.name, h.name, "q"),
+        cgroupDirs: [],
+        limits: null,
+        agent: null,
+      })),
+    ),
+    complete: false,
+  };
+  const persist = () => writeTestbedState(state);
+  persist();
+  try {
+    if (opts.loopback || spec.network?.loopback) {
+      state.network.mode = "loopback";
+      state.warnings.push(
+        "loopback mode requested: servers share the root namespace (no isolation, no link cuts)",
+      );
+    } else {
+      const refused = await probeNamespaces(id);
+      if (refused) {
+        state.network.mode = "loopback";
+        const w =
+          `network namespaces refused (${refused.split("\n")[0]}): falling back to loopback addresses ` +
+          "127.0.x.y per server; servers are NOT isolated, links cannot be cut, interface counters are shared";
+        state.warnings.push(w);
+        log(`WARNING: ${w}`);
+      }
+    }
+    log(`testbed ${id}: network (${state.network.mode})`);
+    await createNetwork(state, spec.network?.subnet, persist);
+
+    const plan = planCgroups();
+    state.cgroups = { mode: plan.mode, note: plan.note, dirs: [] };
+    for (const hv of state.hostVms) {
+      if (state.cgroups.mode === "none") break;
+      const limits = sliceLimits(hv.cpus, hv.memoryMiB);
+      try {
+        hv.cgroupDirs = createSlice(plan, id, sliceName(hv.server, hv.name), limits, (d) => {
+          state.cgroups.dirs.push(d);
+          persist();
+        });
+        hv.limits = { cpuQuotaPercent: limits.cpus * 100, memoryMaxMiB: limits.memoryMaxMiB };
+      } catch (e) {
+        state.cgroups.note = `${plan.note}, but setting limits failed (${(e as Error).message}): no limits`;
+        state.cgroups.mode = "none";
+        for (const h of state.hostVms) {
+          h.cgroupDirs = [];
+          h.limits = null;
+        }
+      }
+    }
+    if (state.cgroups.mode === "none") log(`testbed ${id}: no cgroup limits: ${state.cgroups.note}`);
+    persist();
+
+    for (const s of state.servers) {
+      mkdirSync(s.poolDir, { recursive: true, mode: 0o700 });
+      mkdirSync(s.stateDir, { recursive: true, mode: 0o700 });
+    }
+    const readyMs = opts.readyTimeoutMs ?? 60_000;
+    for (const s of state.servers) {
+      const ctx: ServerAgentContext = {
+        testbedId: id,
+        server: s,
+        hostVms: state.hostVms.filter((h) => h.server === s.name),
+        tokenFile,
+        configFile: join(s.stateDir, "server-agent.json"),
+        readyFile: join(s.stateDir, "server-agent.ready"),
+      };
+      s.agent = startAgent(
+        opts.launcher.server(ctx),
+        s.netns,
+        [],
+        ctx.configFile,
+        ctx.readyFile,
+        join(s.stateDir, "server-agent.log"),
+      );
+      persist();
+    }
+    for (const s of state.servers) {
+      s.agent!.url = await waitReady(s.agent!, readyMs);
+      log(`testbed ${id}: server agent ${s.name} at ${s.agent!.url}`);
+    }
+    persist();
+    for (const hv of state.hostVms) {
+      const s = state.servers.find((x) => x.name === hv.server)!;
+      mkdirSync(hv.qemuDir, { recursive: true, mode: 0o700 });
+      const ctx = hostVmContext(state, s, hv);
+      hv.agent = startAgent(
+        opts.launcher.hostVm(ctx),
+        s.netns,
+        hv.cgroupDirs,
+        ctx.configFile,
+        ctx.readyFile,
+        join(hv.stateDir, "agent.log"),
+      );
+      persist();
+    }
+    for (const hv of state.hostVms) {
+      hv.agent!.url = await waitReady(hv.agent!, readyMs);
+      log(`testbed ${id}: host-VM agent ${hv.server}/${hv.name} at ${hv.agent!.url}`);
+    }
+    state.complete = true;
+    persist();
+    return state;
+  } catch (e) {
+    log(`testbed ${id}: start failed (${(e as Error).message}); tearing down`);
+    await down(state, { log }).catch((d) => log(`teardown after failed start: ${d}`));
+    throw e;
+  }
+}
+
+function hostVmContext(state: TestbedState, s: ServerRecord, hv: HostVmRecord): HostVmAgentContext {
+  return {
+    testbedId: state.id,
+    server: s,
+    hostVm: hv,
+    serverAgentUrl: s.agent?.url ?? "",
+    tokenFile: state.tokenFile,
+    configFile: join(hv.stateDir, "agent.json"),
+    readyFile: join(hv.stateDir, "agent.ready"),
+  };
+}
+
+function startAgent(
+  l: AgentLaunch,
+  netns: string | null,
+  cgroupDirs: readonly string[],
+  configFile: string,
+  readyFile: string,
+  logFile: string,
+): ProcessRecord {
+  mkdirSync(join(configFile, ".."), { recursive: true, mode: 0o700 });
+  writeFileSync(configFile, `${JSON.stringify(l.config, null, 2)}\n`, { mode: 0o600 });
+  rmSync(readyFile, { force: true });
+  return launch({ argv: l.argv, netns, cgroupDirs, logFile, readyFile, configFile });
+}
+
+/**
+ * Starts a host-VM agent again (same config) after it died or was killed: a supervisor's
+ * job (systemd on a real host VM). The new agent reaps the old one's orphaned QEMUs.
+ */
+export async function restartHostVmAgent(
+  state: TestbedState,
+  server: string,
+  hostVm: string,
+  launcher: AgentLauncher,
+  readyTimeoutMs = 60_000,
+): Promise<ProcessRecord> {
+  const hv = state.hostVms.find((h) => h.server === server && h.name === hostVm);
+  const s = state.servers.find((x) => x.name === server);
+  if (!hv || !s) throw new TestbedError(`no host VM ${server}/${hostVm} in testbed ${state.id}`);
+  if (hv.agent && isAlive(hv.agent))
+    throw new TestbedError(`agent of ${server}/${hostVm} is still running (pid ${hv.agent.pid})`);
+  const ctx = hostVmContext(state, s, hv);
+  hv.agent = startAgent(
+    launcher.hostVm(ctx),
+    s.netns,
+    hv.cgroupDirs,
+    ctx.configFile,
+    ctx.readyFile,
+    join(hv.stateDir, "agent.log"),
+  );
+  writeTestbedState(state);
+  hv.agent.url = await waitReady(hv.agent, readyTimeoutMs);
+  writeTestbedState(state);
+  return hv.agent;
+}
+
+export interface DownReport {
+  id: string;
+  stoppedAgents: number[];
+  reapedQemus: number[];
+  removedPoolFiles: string[];
+  problems: string[];
+}
+
+export interface DownOptions {
+  /** Keep the state folder (logs) after teardown; the state file is removed either way. */
+  keepLogs?: boolean;
+  log?: (msg: string) => void;
+}
+
+/** Tears a testbed down completely; every step runs even when an earlier one failed. */
+export async function down(stateOrDir: TestbedState | string, opts: DownOptions = {}): Promise<DownReport> {
+  const log = opts.log ?? (() => {});
+  const state = typeof stateOrDir === "string" ? readTestbedState(stateOrDir) : stateOrDir;
+  if (!state) throw new TestbedError(`no testbed state in ${stateOrDir}`);
+  const report: DownReport = {
+    id: state.id,
+    stoppedAgents: [],
+    reapedQemus: [],
+    removedPoolFiles: [],
+    problems: [],
+  };
+  // Host-VM agents first (SIGTERM: they stop their guests), then server agents; each
+  // group in parallel.
+  for (const group of [state.hostVms.map((h) => h.agent), state.servers.map((s) => s.agent)]) {
+    await Promise.all(
+      group.map(async (a) => {
+        if (!a || !isAlive(a)) return;
+        if (await stopProcess(a, 20_000)) report.stoppedAgents.push(a.pid);
+        else report.problems.push(`agent pid ${a.pid} survived SIGKILL`);
+      }),
+    );
+  }
+  // QEMUs of agents that died (crash, SIGKILL) are found from their state files, by pid.
+  for (const hv of state.hostVms) {
+    try {
+      const r = await reapOrphans(hv.qemuDir, log);
+      report.reapedQemus.push(...r.killed.map((k) => k.pid));
+      report.removedPoolFiles.push(...r.removedPoolFiles);
+      for (const s of r.skipped) report.problems.push(`${s.instanceId}: ${s.reason}`);
+    } catch (e) {
+      report.problems.push(`reaping ${hv.qemuDir}: ${(e as Error).message}`);
+    }
+  }
+  try {
+    rmSync(state.poolRoot, { recursive: true, force: true });
+  } catch (e) {
+    report.problems.push(`removing ${state.poolRoot}: ${(e as Error).message}`);
+  }
+  report.problems.push(...removeCgroups(state.cgroups.dirs));
+  report.problems.push(...(await destroyNetwork(state.network)));
+  try {
+    if (opts.keepLogs) rmSync(join(state.stateDir, "testbed.json"), { force: true });
+    else rmSync(state.stateDir, { recursive: true, force: true });
+  } catch (e) {
+    report.problems.push(`removing ${state.stateDir}: ${(e as Error).message}`);
+  }
+  for (const p of report.problems) log(`down ${state.id}: ${p}`);
+  return report;
+}
+
+export async function cutLink(state: TestbedState, server: string, up: boolean): Promise<void> {
+  const s = state.servers.find((x) => x.name === server);
+  if (!s) throw new TestbedError(`no server ${server} in testbed ${state.id}`);
+  await setServerLink(s, up);
+}
+
+export interface InfraStatus {
+  id: string;
+  mode: "netns" | "loopback";
+  subnet: string | null;
+  warnings: string[];
+  cgroups: { mode: string; note: string };
+  complete: boolean;
+  namespaces: Record<string, boolean>;
+  servers: Array<{
+    name: string;
+    netns: string | null;
+    address: string;
+    poolDir: string;
+    agentPid: number | null;
+    agentAlive: boolean;
+    url: string | null;
+  }>;
+  hostVms: Array<{
+    server: string;
+    name: string;
+    cpus: number;
+    memoryMiB: number;
+    limits: HostVmRecord["limits"];
+    agentPid: number | null;
+    agentAlive: boolean;
+    url: string | null;
+  }>;
+}
+
+/** What the state file says and whether its processes and namespaces still exist. */
+export async function infraStatus(state: TestbedState): Promise<InfraStatus> {
+  return {
+    id: state.id,
+    mode: state.network.mode,
+    subnet: state.network.subnet,
+    warnings: state.warnings,
+    cgroups: { mode: state.cgroups.mode, note: state.cgroups.note },
+    complete: state.complete,
+    namespaces: await namespacesPresent(state.network),
+    servers: state.servers.map((s) => ({
+      name: s.name,
+      netns: s.netns,
+      address: s.address,
+      poolDir: s.poolDir,
+      agentPid: s.agent?.pid ?? null,
+      agentAlive: s.agent ? isAlive(s.agent) : false,
+      url: s.agent?.url ?? null,
+    })),
+    hostVms: state.hostVms.map((h) => ({
+      server: h.server,
+      name: h.name,
+      cpus: h.cpus,
+      memoryMiB: h.memoryMiB,
+      limits: h.limits,
+      agentPid: h.agent?.pid ?? null,
+      agentAlive: h.agent ? isAlive(h.agent) : false,
+      url: h.agent?.url ?? null,
+    })),
+  };
+}
+
+export function stateDirOf(id: string, root = defaultTestbedRoot()): string {
+  return join(root, id);
+}
+
+export function testbedExists(id: string, root = defaultTestbedRoot()): boolean {
+  return existsSync(join(root, id, "testbed.json"));
+}
