@@ -9,7 +9,7 @@ profile="${1:-all}"
 need_pkgs=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$1"); }
 if [ "$profile" != "sim" ]; then
-  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 bpftool nbdkit libnbd-bin; do want "$p"; done
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 bpftool nbdkit libnbd-bin postgresql; do want "$p"; done
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "nestcloud: installing Debian packages: ${need_pkgs[*]}" >&2

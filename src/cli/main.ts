@@ -8,6 +8,7 @@ import { CalibrationError } from "../migration/index.ts";
 import { PlanError, PolicyError } from "../planner/index.ts";
 import { SimulationError, UserError } from "../sim/index.ts";
 import { VmiError } from "../vmi/index.ts";
+import { registerController } from "./controller.ts";
 import { compare, simulate } from "./simulate.ts";
 import { registerTestbed } from "./testbed.ts";
 import { registerVmi } from "./vmi.ts";
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
     .option("-q, --quiet", "no progress output")
     .action((file, opts) => compare(file, opts));
 
+  registerController(program);
   registerVmi(program);
   registerTestbed(program);
   return program;

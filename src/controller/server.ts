@@ -27,6 +27,8 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     logger: opts.logger ?? false,
     trustProxy: false,
     bodyLimit: 1 << 20,
+    // Unknown fields are mistakes to report, not to drop silently (fastify strips them by default).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: "array" } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(fastifySwagger, {
@@ -44,7 +46,10 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     const path = req.url.split("?")[0];
     if (OPEN.has(path)) return;
     if (!path.startsWith("/api/") && path !== "/api" && path !== "/metrics") return;
-    const header = req.headers.authorization;
+    // EventSource cannot send headers: the event stream alone also takes ?token=<token>.
+    const header =
+      req.headers.authorization ??
+      (path === "/api/events" ? bearerFromQuery(req.url.slice(path.length + 1)) : undefined);
     const now = Date.now();
     let hit = header ? cache.get(header) : undefined;
     if (!hit || hit.until < now) {
@@ -130,4 +135,9 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     app.get("/", (_req, reply) => reply.sendFile("index.html"));
   }
   return app;
+}
+
+function bearerFromQuery(query: string): string | undefined {
+  const token = new URLSearchParams(query).get("token");
+  return token ? `Bearer ${token}` : undefined;
 }

@@ -83,6 +83,11 @@ export interface Provider {
   ): Promise<ProviderMigration>;
   migration(id: string): Promise<ProviderMigration | undefined>;
   cancelMigration(id: string): Promise<void>;
+  /**
+   * This controller just became the leader: pick up the provider's state as the previous
+   * leader left it (a simulation reloads its saved world; real providers need nothing).
+   */
+  resume?(): Promise<void>;
   close(): Promise<void>;
 }
 

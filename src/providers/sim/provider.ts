@@ -59,6 +59,15 @@ export class SimProvider implements Provider {
     return p;
   }
 
+  async resume(): Promise<void> {
+    await this.saving;
+    const text = await this.store.load();
+    if (text) {
+      const world = JSON.parse(text) as World;
+      if (world.version === 1) this.world = world;
+    } else await this.persist();
+  }
+
   get speed(): number {
     return this.world.clock.speed;
   }

@@ -1,0 +1,208 @@
+// The controller's API with the simulated provider: auth on every route, tenants fenced off
+// from each other, validation naming the field, migrations and plan approval end to end.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import pino from "pino";
+import { type RunningController, runController } from "../src/controller/index.ts";
+
+let c: RunningController;
+let dir: string;
+let acme: string;
+let globex: string;
+
+async function call(method: string, path: string, token: string | undefined, body?: unknown) {
+  const res = await fetch(c.url + path, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "nestcloud-api-"));
+  c = await runController({
+    provider: "sim",
+    port: 0,
+    dataDir: dir,
+    speed: 240,
+    log: pino({ level: "silent" }),
+  });
+  // Plans wait for approval unless a test says otherwise.
+  await call("PUT", "/api/settings", c.adminToken, { automation: "manual" });
+  acme = (await call("POST", "/api/tokens", c.adminToken, { role: "tenant", tenant: "acme" })).body.token;
+  globex = (await call("POST", "/api/tokens", c.adminToken, { role: "tenant", tenant: "globex" })).body.token;
+  await until("guests adopted", async () =>
+    (await call("GET", "/api/vms", c.adminToken)).body.length > 0 ? true : undefined,
+  );
+});
+
+after(async () => {
+  await c.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("authentication", () => {
+  test("only /health answers without a token", async () => {
+    assert.equal((await call("GET", "/health", undefined)).status, 200);
+    for (const path of [
+      "/api/vms",
+      "/api/servers",
+      "/api/plans",
+      "/api/migrations",
+      "/metrics",
+      "/api/openapi.json",
+      "/api/events",
+    ]) {
+      assert.equal((await call("GET", path, undefined)).status, 401, path);
+      assert.equal((await call("GET", path, "nc_wrong")).status, 401, path);
+    }
+  });
+
+  test("metrics are Prometheus text behind the token", async () => {
+    const res = await fetch(`${c.url}/metrics`, { headers: { authorization: `Bearer ${c.adminToken}` } });
+    const text = await res.text();
+    assert.match(text, /nestcloud_guests\{state="running"\} \d+/);
+    assert.match(text, /nestcloud_api_request_seconds_bucket/);
+  });
+});
+
+describe("validation", () => {
+  test("invalid bodies name the field", async () => {
+    const r = await call("POST", "/api/vms", c.adminToken, {
+      id: "x1",
+      tenant: "acme",
+      mipsPerVcpu: 1000,
+      memoryMiB: 1,
+    });
+    assert.equal(r.status, 400);
+    assert.match(r.body.error, /body\/memoryMiB/);
+    const unknown = await call("POST", "/api/vms", c.adminToken, {
+      id: "x1",
+      tenant: "acme",
+      mipsPerVcpu: 1000,
+      memoryMiB: 512,
+      colour: "red",
+    });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.error, /colour|additional/);
+    const badId = await call("GET", "/api/vms/..%2Fetc", c.adminToken);
+    assert.ok(badId.status === 400 || badId.status === 404);
+  });
+
+  test("unknown ids get 404 with the id", async () => {
+    const r = await call("GET", "/api/vms/no-such-vm", c.adminToken);
+    assert.equal(r.status, 404);
+    assert.match(r.body.error, /no-such-vm/);
+    assert.equal((await call("POST", "/api/plans/99999/approve", c.adminToken)).status, 404);
+  });
+});
+
+describe("tenants", () => {
+  test("a tenant lists only its own guests and cannot see or touch another's", async () => {
+    const mine = (await call("GET", "/api/vms", acme)).body as Array<{ id: string; tenant: string }>;
+    assert.ok(mine.length > 0);
+    assert.ok(mine.every((g) => g.tenant === "acme"));
+    const all = (await call("GET", "/api/vms", c.adminToken)).body as Array<{ id: string; tenant: string }>;
+    const theirs = all.find((g) => g.tenant === "globex")!;
+    assert.equal((await call("GET", `/api/vms/${theirs.id}`, acme)).status, 404);
+    assert.equal((await call("POST", `/api/vms/${theirs.id}/stop`, acme)).status, 404);
+    assert.equal((await call("POST", `/api/vms/${theirs.id}/migrate`, acme, {})).status, 404);
+    assert.equal((await call("PATCH", `/api/vms/${theirs.id}`, acme, { automation: "manual" })).status, 404);
+    assert.equal((await call("DELETE", `/api/vms/${theirs.id}`, acme)).status, 404);
+    assert.equal(
+      (
+        await call("POST", "/api/vms", acme, {
+          id: "sneaky",
+          tenant: "globex",
+          mipsPerVcpu: 500,
+          memoryMiB: 256,
+        })
+      ).status,
+      403,
+    );
+    assert.equal((await call("GET", "/api/servers", acme)).status, 403);
+    assert.equal((await call("GET", "/api/plans", acme)).status, 403);
+  });
+
+  test("security VMs: created for one's own guests only, invisible to other tenants", async () => {
+    const target = ((await call("GET", "/api/vms", globex)).body as Array<{ id: string }>)[0].id;
+    const made = await call("POST", "/api/security-vms", globex, { id: "sec-globex", targets: [target] });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const acmeTarget = ((await call("GET", "/api/vms", acme)).body as Array<{ id: string }>)[0].id;
+    assert.equal(
+      (await call("POST", "/api/security-vms", globex, { id: "sec-x", targets: [acmeTarget] })).status,
+      422,
+    );
+    assert.deepEqual(((await call("GET", "/api/security-vms", acme)).body as unknown[]).length, 0);
+    assert.equal(((await call("GET", "/api/security-vms", globex)).body as unknown[]).length, 1);
+  });
+
+  test("a tenant creates, stops and migrates its own guest", async () => {
+    const created = await call("POST", "/api/vms", acme, {
+      id: "acme-new",
+      mipsPerVcpu: 500,
+      memoryMiB: 512,
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.tenant, "acme");
+    assert.equal((await call("POST", "/api/vms/acme-new/stop", acme)).body.powerState, "stopped");
+    const moved = await call("POST", "/api/vms/acme-new/migrate", acme, {});
+    assert.equal(moved.status, 202, JSON.stringify(moved.body));
+    const done = await until("the migration to complete", async () => {
+      const ms = (await call("GET", "/api/migrations", acme)).body as Array<{
+        guest: string;
+        status: string;
+        progress: number;
+      }>;
+      const m = ms.find((x) => x.guest === "acme-new");
+      return m && m.status !== "running" ? m : undefined;
+    });
+    assert.equal(done.status, "completed");
+    assert.equal(done.progress, 1);
+    const others = (await call("GET", "/api/migrations", globex)).body as Array<{ guest: string }>;
+    assert.ok(!others.some((m) => m.guest === "acme-new"), "another tenant does not see it");
+  });
+});
+
+describe("plans", () => {
+  test("with automation 'suggest' plans wait for approval, then apply", async () => {
+    await call("PUT", "/api/settings", c.adminToken, { automation: "suggest" });
+    const plan = await until("a proposed plan", async () => {
+      const ps = (await call("GET", "/api/plans?status=proposed", c.adminToken)).body as Array<{
+        id: number;
+        actions: Array<{ kind: string }>;
+      }>;
+      return ps.find((p) => p.actions.some((a) => a.kind === "migrate"));
+    });
+    assert.equal((await call("POST", `/api/plans/${plan.id}/approve`, c.adminToken)).status, 200);
+    assert.equal(
+      (await call("POST", `/api/plans/${plan.id}/approve`, c.adminToken)).status,
+      409,
+      "approving twice is refused",
+    );
+    const final = await until("the plan to finish", async () => {
+      const p = (await call("GET", `/api/plans/${plan.id}`, c.adminToken)).body as { status: string };
+      return p.status === "applied" || p.status === "failed" ? p : undefined;
+    });
+    assert.equal(final.status, "applied");
+    await call("PUT", "/api/settings", c.adminToken, { automation: "manual" });
+  });
+});
