@@ -23,6 +23,9 @@ import { ControllerMetrics } from "./metrics.ts";
 import { type ActionPayload, type Automation, Reconciler } from "./reconciler.ts";
 import type { Store } from "./store/connect.ts";
 import type { Database } from "./store/schema.ts";
+
+type GuestRow = import("kysely").Selectable<Database["guests"]>;
+
 import { buildView } from "./view.ts";
 
 export interface ControllerOptions {
@@ -115,7 +118,8 @@ export class Controller {
     };
     const roundMs = Math.max(200, this.roundWallSeconds * 1000);
     every(1000, () => this.leadOnce());
-    every(Math.min(2000, roundMs), () =>
+    // Audit often enough to show progress, but at most ten times a round (large clouds).
+    every(Math.max(2000, roundMs / 10), () =>
       this.leader.isLeader ? this.reconciler.audit() : Promise.resolve(),
     );
     every(roundMs, () => (this.leader.isLeader ? this.reconciler.round() : Promise.resolve()));
@@ -168,7 +172,9 @@ export class Controller {
   async write<T>(fn: (tx: Transaction<Database>) => Promise<T>): Promise<T> {
     if (!this.leader.isLeader)
       throw new ApiError(503, "this controller is a follower; send writes to the leader");
-    return this.leader.fenced(fn);
+    const out = await this.leader.fenced(fn);
+    this.viewsAt = -1;
+    return out;
   }
 
   private get db(): Kysely<Database> {
@@ -177,41 +183,46 @@ export class Controller {
 
   // ---- views the API serves --------------------------------------------------------------
 
-  private hostServer = new Map<string, string | null>();
+  /**
+   * Small read-side caches the API's list views use, rebuilt after every audit (the load
+   * figures change only then) and on changes the API itself makes. Keeps GET /api/vms a
+   * single indexed query plus map lookups, whatever the cloud's size.
+   */
+  private views = {
+    cpu: new Map<string, number>(),
+    server: new Map<string, string | null>(),
+    hostDemand: new Map<string, number>(),
+    hostCap: new Map<string, number>(),
+    /** Guest rows by id order (tenant guests and security VMs). */
+    guests: [] as GuestRow[],
+    byTenant: new Map<string, GuestRow[]>(),
+  };
+  private viewsAt = -1;
+  private viewsWall = 0;
+  /** Bumped whenever the views are rebuilt: answers cached against it stay valid until then. */
+  viewsVersion = 0;
 
-  serverOf(hostVm: string | null): string | null {
-    if (!hostVm) return null;
+  private async refreshViews(): Promise<void> {
     const snap = this.reconciler.lastSnapshot;
-    const h = snap?.hostVms.find((x) => x.id === hostVm);
-    return h?.server ?? this.hostServer.get(hostVm) ?? null;
-  }
-
-  currentCpu(guest: string): number | null {
-    return this.reconciler.lastSnapshot?.guests.find((g) => g.id === guest)?.cpu ?? null;
-  }
-
-  /** Requested CPU of a host VM's guests, as a fraction of its capacity. */
-  hostCpu(hostVm: string): number | null {
-    const snap = this.reconciler.lastSnapshot;
-    if (!snap) return null;
-    let demand = 0;
-    for (const g of snap.guests) {
-      if (g.hostVm !== hostVm) continue;
-      const spec = this.guestMipsCache.get(g.id);
-      if (spec !== undefined) demand += g.cpu * spec;
+    const stamp = snap?.now ?? -2;
+    this.viewsWall = Date.now();
+    const cpu = new Map<string, number>();
+    const server = new Map<string, string | null>();
+    const hostDemand = new Map<string, number>();
+    const hostCap = new Map<string, number>();
+    const guests = await this.db.selectFrom("guests").selectAll().orderBy("id").execute();
+    // Lists per role, and per role and tenant, so a page is a slice.
+    const byTenant = new Map<string, GuestRow[]>();
+    for (const g of guests) {
+      const key = `${g.role}\u0000${g.tenant}`;
+      const list = byTenant.get(key) ?? [];
+      list.push(g);
+      byTenant.set(key, list);
+      const all = byTenant.get(g.role) ?? [];
+      all.push(g);
+      byTenant.set(g.role, all);
     }
-    const cap = this.hostMipsCache.get(hostVm);
-    return cap ? demand / cap : null;
-  }
-
-  private guestMipsCache = new Map<string, number>();
-  private hostMipsCache = new Map<string, number>();
-
-  /** Refreshes the small caches the views use (called by the API before listing). */
-  async refreshCaches(): Promise<void> {
-    for (const g of await this.db.selectFrom("guests").select(["id", "vcpus", "mips_per_vcpu"]).execute()) {
-      this.guestMipsCache.set(g.id, g.vcpus * g.mips_per_vcpu);
-    }
+    const mips = new Map(guests.map((g) => [g.id, g.vcpus * g.mips_per_vcpu]));
     const types = new Map(
       (await this.db.selectFrom("host_vm_types").selectAll().execute()).map((t) => [
         t.name,
@@ -219,9 +230,49 @@ export class Controller {
       ]),
     );
     for (const h of await this.db.selectFrom("host_vms").select(["id", "type", "server_id"]).execute()) {
-      this.hostMipsCache.set(h.id, types.get(h.type) ?? 0);
-      this.hostServer.set(h.id, h.server_id);
+      server.set(h.id, h.server_id);
+      hostCap.set(h.id, types.get(h.type) ?? 0);
     }
+    for (const g of snap?.guests ?? []) {
+      cpu.set(g.id, g.cpu);
+      if (g.hostVm) hostDemand.set(g.hostVm, (hostDemand.get(g.hostVm) ?? 0) + g.cpu * (mips.get(g.id) ?? 0));
+    }
+    this.views = { cpu, server, hostDemand, hostCap, guests, byTenant };
+    this.viewsAt = stamp;
+    this.viewsVersion++;
+  }
+
+  /**
+   * Brings the views up to date: after an audit, after a write through this controller,
+   * and every 2 s on a follower (it sees the leader's writes only in the store).
+   */
+  async freshViews(): Promise<void> {
+    const stale = (this.reconciler.lastSnapshot?.now ?? -2) !== this.viewsAt;
+    if (stale || (!this.leader.isLeader && Date.now() - this.viewsWall > 2000)) await this.refreshViews();
+  }
+
+  /** Guest rows (tenant ones or security VMs), optionally of one tenant, in id order. */
+  guestRows(role: "tenant" | "security", tenant?: string): readonly GuestRow[] {
+    return this.views.byTenant.get(tenant === undefined ? role : `${role}\u0000${tenant}`) ?? [];
+  }
+
+  /** Marks the views stale after a write this controller made. */
+  invalidateViews(): void {
+    this.viewsAt = -1;
+  }
+
+  serverOf(hostVm: string | null): string | null {
+    return hostVm ? (this.views.server.get(hostVm) ?? null) : null;
+  }
+
+  currentCpu(guest: string): number | null {
+    return this.views.cpu.get(guest) ?? null;
+  }
+
+  /** Requested CPU of a host VM's guests, as a fraction of its capacity. */
+  hostCpu(hostVm: string): number | null {
+    const cap = this.views.hostCap.get(hostVm);
+    return cap ? (this.views.hostDemand.get(hostVm) ?? 0) / cap : null;
   }
 
   async overview(p: Principal) {
@@ -352,7 +403,7 @@ export class Controller {
         })
         .execute(),
     );
-    this.guestMipsCache.set(spec.id, spec.vcpus * spec.mipsPerVcpu);
+    this.viewsAt = -1;
     this.events.emit("vm.created", spec.tenant, { id: spec.id, hostVm }, now);
     return this.db.selectFrom("guests").selectAll().where("id", "=", spec.id).executeTakeFirstOrThrow();
   }

@@ -101,7 +101,7 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
       req.url.startsWith("/api/hostvms") ||
       req.url.startsWith("/api/security-vms")
     )
-      await c.refreshCaches();
+      await c.freshViews();
   });
 
   registerRoutes(app, c);

@@ -132,12 +132,28 @@ export function registerRoutes(app: App, c: Controller): void {
   });
 
   // ---- guest VMs -------------------------------------------------------------------------
-  app.get("/api/vms", { schema: { querystring: S.ListQuery } }, async (req) => {
-    let q = db.selectFrom("guests").selectAll().where("role", "=", "tenant").orderBy("id");
-    if (req.principal.role === "tenant") q = q.where("tenant", "=", req.principal.tenant);
-    else if (req.query.tenant) q = q.where("tenant", "=", req.query.tenant);
-    if (req.query.limit) q = q.limit(req.query.limit).offset(req.query.offset ?? 0);
-    return (await q.execute()).map(guestView);
+  // Paged: ?limit (default 100, at most 10,000) and ?offset; the total is in x-total-count.
+  // Served from the controller's read model (refreshed after audits and writes).
+  // Pages are cached as serialized JSON until the views next change (every audit or write).
+  const pages = new Map<string, { version: number; total: number; body: string }>();
+  app.get("/api/vms", { schema: { querystring: S.ListQuery } }, async (req, reply) => {
+    const tenant = req.principal.role === "tenant" ? req.principal.tenant : req.query.tenant;
+    const offset = req.query.offset ?? 0;
+    const limit = Math.min(req.query.limit ?? 100, 10_000);
+    const key = `${tenant ?? ""}\u0000${offset}\u0000${limit}`;
+    let page = pages.get(key);
+    if (!page || page.version !== c.viewsVersion) {
+      const rows = c.guestRows("tenant", tenant);
+      page = {
+        version: c.viewsVersion,
+        total: rows.length,
+        body: JSON.stringify(rows.slice(offset, offset + limit).map(guestView)),
+      };
+      if (pages.size > 1000) pages.clear();
+      pages.set(key, page);
+    }
+    reply.header("x-total-count", String(page.total)).type("application/json; charset=utf-8");
+    return page.body;
   });
 
   app.get("/api/vms/:id", { schema: { params: S.IdParams } }, async (req) =>

@@ -84,3 +84,19 @@ export const ListQuery = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** A guest VM as the API shows it (also the serializer's schema: fast, and documented). */
+export const GuestView = Type.Object({
+  id: Type.String(),
+  tenant: Type.String(),
+  vcpus: Type.Integer(),
+  mipsPerVcpu: Type.Number(),
+  memoryMiB: Type.Number(),
+  hostVm: Type.Union([Type.String(), Type.Null()]),
+  server: Type.Union([Type.String(), Type.Null()]),
+  powerState: Type.String(),
+  automation: Type.Union([Type.String(), Type.Null()]),
+  role: Type.String(),
+  targets: Type.Array(Type.String()),
+  cpu: Type.Union([Type.Number(), Type.Null()]),
+});
