@@ -189,8 +189,8 @@ export class HostVmAgentClient extends AgentClient {
       (opts.timeoutMs ?? 30_000) + 5000,
     );
   }
-  abortIncoming(migrationId: string): Promise<IncomingStatus> {
-    return this.call("DELETE", `/v1/incoming/${enc(migrationId)}`, undefined, 30_000);
+  abortIncoming(migrationId: string, timeoutMs = 30_000): Promise<IncomingStatus> {
+    return this.call("DELETE", `/v1/incoming/${enc(migrationId)}`, undefined, timeoutMs);
   }
 }
 
@@ -204,8 +204,8 @@ export class ServerAgentClient extends AgentClient {
   reserve(req: ReservationRequest): Promise<unknown> {
     return this.call("POST", "/v1/reservations", req);
   }
-  release(hostVm: string, guestId: string): Promise<void> {
-    return this.call("DELETE", `/v1/reservations/${enc(hostVm)}/${enc(guestId)}`);
+  release(hostVm: string, guestId: string, timeoutMs?: number): Promise<void> {
+    return this.call("DELETE", `/v1/reservations/${enc(hostVm)}/${enc(guestId)}`, undefined, timeoutMs);
   }
   beginHandover(req: HandoverRequest): Promise<BeginHandoverAnswer> {
     return this.call("POST", "/v1/handovers", req);
@@ -213,7 +213,7 @@ export class ServerAgentClient extends AgentClient {
   commitHandover(handoverId: string): Promise<HandoverView> {
     return this.call("POST", `/v1/handovers/${enc(handoverId)}/commit`, {});
   }
-  abortHandover(handoverId: string): Promise<HandoverView> {
-    return this.call("POST", `/v1/handovers/${enc(handoverId)}/abort`, {});
+  abortHandover(handoverId: string, timeoutMs?: number): Promise<HandoverView> {
+    return this.call("POST", `/v1/handovers/${enc(handoverId)}/abort`, {}, timeoutMs);
   }
 }

@@ -188,8 +188,21 @@ export class MigrationOrchestrator {
       });
     }
     const settled = await Promise.allSettled(handles.map((h) => h.done));
-    const failed = settled.find((s) => s.status === "rejected") as PromiseRejectedResult | undefined;
-    if (failed) throw failed.reason;
+    const errors = settled.flatMap((s) => (s.status === "rejected" ? [s.reason as Error] : []));
+    if (errors.length > 0) {
+      // Name the partner that failed first-hand, not only those cancelled because of it.
+      const root = errors.find((e) => !/co-migration partner/.test(e.message)) ?? errors[0];
+      const where = (e: Error) => (e instanceof MigrationFailedError ? e.guestAt : "unknown");
+      const at =
+        errors.every((e) => where(e) === "source") && errors.length === reqs.length ? "source" : "unknown";
+      throw new MigrationFailedError(
+        `co-migration of ${reqs.map((r) => r.guestId).join(", ")} failed: ${root.message}` +
+          (errors.length > 1 ? ` (${errors.length - 1} partner(s) cancelled)` : ""),
+        root instanceof MigrationFailedError ? root.migrationId : handles[0].migrationId,
+        root instanceof MigrationFailedError ? root.outcome : "failed",
+        at,
+      );
+    }
     return settled.map((s) => (s as PromiseFulfilledResult<MigrationOutcome>).value);
   }
 }
@@ -287,16 +300,39 @@ class Run {
       await this.dstServer.reserve({ hostVm: req.to.hostVm, guestId: req.guestId, memoryMiB: g.memoryMiB });
     }
     const undoAccounting = async () => {
+      const undo = () =>
+        handoverId
+          ? this.srcServer.abortHandover(handoverId)
+          : this.dstServer.release(req.to.hostVm, req.guestId);
       try {
-        if (handoverId) await this.srcServer.abortHandover(handoverId);
-        else await this.dstServer.release(req.to.hostVm, req.guestId);
+        await undo();
       } catch (e) {
-        this.log(`${this.migrationId}: undoing the accounting failed: ${(e as Error).message}`);
+        if (!(e instanceof AgentUnreachableError)) {
+          this.log(`${this.migrationId}: undoing the accounting failed: ${(e as Error).message}`);
+          return;
+        }
+        // The server agent is out of reach (a cut link): keep trying in the background
+        // for a while instead of leaving a reservation that no guest uses.
+        this.log(
+          `${this.migrationId}: server agent unreachable, retrying the accounting undo in the background`,
+        );
+        void (async () => {
+          for (let i = 0; i < 30; i++) {
+            await sleep(2000);
+            try {
+              await undo();
+              return;
+            } catch (e2) {
+              if (!(e2 instanceof AgentUnreachableError)) return;
+            }
+          }
+        })();
       }
     };
     const abortDestination = async () => {
       try {
-        await this.dst.abortIncoming(this.migrationId);
+        // Bounded: behind a cut link this would wait for TCP; the lease covers that case.
+        await this.dst.abortIncoming(this.migrationId, 5000);
       } catch (e) {
         // Unreachable: its lease kills the QEMU; a restarted agent reaps it.
         this.log(`${this.migrationId}: aborting the destination failed: ${(e as Error).message}`);
@@ -423,8 +459,7 @@ class Run {
       );
     }
     if (out.phase !== "completed") {
-      await abortDestination();
-      await undoAccounting();
+      await Promise.all([abortDestination(), undoAccounting()]);
       const why = out.error?.message ?? out.phase;
       this.fail(
         `${out.phase} before switchover; the guest runs at the source: ${why}`,

@@ -380,10 +380,11 @@ export class MigrationJob {
           cfg.noProgressTimeoutMs !== undefined &&
           Date.now() - lastSentAt > cfg.noProgressTimeoutMs
         ) {
+          const [was, quietMs] = [this.status, Date.now() - lastSentAt];
           await src.qmp.migrateCancel();
           await this.waitTerminal(30_000);
           throw new MigrationStalledError(
-            `migration of ${src.guestId} moved no data for ${Date.now() - lastSentAt} ms (status ${this.status}, ` +
+            `migration of ${src.guestId} moved no data for ${quietMs} ms (status ${was}, ` +
               `${sent} bytes sent): the link or the destination is not responding; cancelled${dest.hint()}`,
             src.guestId,
             info,

@@ -1,0 +1,190 @@
+// Real QEMU (TCG) on a namespaced testbed: the destination host-VM agent killed during an
+// instant handover (before the move, and after the device state arrived but before the
+// destination was started), and co-migration of two guests: one side failing (both stay),
+// then both moving together. After each, exactly one copy of each guest runs with its
+// memory intact, and no stray QEMU or pool file is left once the killed agent's
+// supervisor (here: the test) restarts it.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { MigrationFailedError, serverClient } from "../../src/agent/index.ts";
+import { restartHostVmAgent } from "../../src/testbed/index.ts";
+import {
+  alive,
+  assertOneIntactCopy,
+  type Bed,
+  bringUp,
+  heartbeatOf,
+  qemuPidsOf,
+  sleep,
+  tearDown,
+} from "./testbed-helpers.ts";
+
+const MiB = 1024 * 1024;
+let bed: Bed;
+
+before(async () => {
+  bed = await bringUp({
+    servers: [
+      {
+        name: "a",
+        hostVms: [
+          { name: "h1", memoryMiB: 1024 },
+          { name: "h2", memoryMiB: 1024 },
+        ],
+      },
+      {
+        name: "b",
+        hostVms: [
+          { name: "h1", memoryMiB: 1024 },
+          { name: "h2", memoryMiB: 1024 },
+        ],
+      },
+    ],
+  });
+  await Promise.all([
+    bed
+      .client("a", "h1")
+      .createGuest({ guestId: "g1", memoryMiB: 256, workloads: [{ kind: "verify", mib: 16 }] }),
+    bed
+      .client("a", "h1")
+      .createGuest({ guestId: "g2", memoryMiB: 256, workloads: [{ kind: "verify", mib: 16 }] }),
+  ]);
+});
+
+after(async () => {
+  await tearDown(bed);
+});
+
+function killAgent(server: string, hostVm: string): number {
+  const rec = bed.state.hostVms.find((h) => h.server === server && h.name === hostVm)!.agent!;
+  process.kill(rec.pid, "SIGKILL");
+  return rec.pid;
+}
+
+async function waitDead(pid: number): Promise<void> {
+  for (let i = 0; i < 100 && alive(pid); i++) await sleep(50);
+  assert.equal(alive(pid), false, `pid ${pid} died`);
+}
+
+/** Restarts a killed agent; it reaps the orphaned destination QEMU (never ran: started -S). */
+async function restartAndExpectReaped(server: string, hostVm: string, orphanPid: number): Promise<void> {
+  await restartHostVmAgent(bed.state, server, hostVm, bed.launcher);
+  const st = await bed.client(server, hostVm).status();
+  assert.deepEqual(
+    st.reapedAtStart.map((r) => r.pid),
+    [orphanPid],
+    "the new agent reaped the orphaned destination QEMU by pid",
+  );
+  assert.equal(alive(orphanPid), false);
+}
+
+for (const when of ["after the destination was prepared", "after the device state arrived"] as const) {
+  test(`destination agent killed during an instant handover (${when}): rolled back`, async (t) => {
+    const hb = await heartbeatOf(bed, "g1", "a", "h1");
+    const poolFile = (await bed.client("a", "h1").guest("g1")).poolFile!;
+    let orphan = 0;
+    const kill = async () => {
+      await waitDead(killAgent("a", "h2"));
+    };
+    const err = await bed.orch
+      .migrate({
+        guestId: "g1",
+        from: bed.ep("a", "h1"),
+        to: bed.ep("a", "h2"),
+        hooks:
+          when === "after the destination was prepared"
+            ? { afterPrepare: async (inc) => ((orphan = inc.pid!), await kill()) }
+            : {
+                afterPrepare: (inc) => void (orphan = inc.pid!),
+                beforeFinish: kill,
+              },
+      })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(err instanceof MigrationFailedError, `failed as expected: ${err}`);
+    t.diagnostic(err.message);
+    assert.equal(err.guestAt, "source");
+    if (when === "after the device state arrived") assert.equal(err.outcome, "rolled-back");
+    // The orphaned destination QEMU is still there (its agent died), paused: it never ran.
+    assert.ok(alive(orphan), "the destination QEMU outlived its agent");
+    await restartAndExpectReaped("a", "h2", orphan);
+    await assertOneIntactCopy(bed, "g1", "a", "h1", hb);
+    assert.ok(existsSync(poolFile), "the guest's RAM file stayed (the source owns it)");
+    const ledger = (await serverClient(bed.state, "a").status()).hostVms;
+    assert.deepEqual(
+      ledger.map((h) => [h.name, h.reservedMiB, h.pendingMiB]),
+      [
+        ["h1", 512, 0],
+        ["h2", 0, 0],
+      ],
+      "the handover was aborted: g1 still counts on h1",
+    );
+  });
+}
+
+test("co-migration where one side fails: neither guest moves", async (t) => {
+  const hb1 = await heartbeatOf(bed, "g1", "a", "h1");
+  const hb2 = await heartbeatOf(bed, "g2", "a", "h1");
+  let g2Dest = 0;
+  let killed = false;
+  const err = await bed.orch
+    .coMigrate([
+      { guestId: "g1", from: bed.ep("a", "h1"), to: bed.ep("b", "h1"), options: { maxBandwidth: 16 * MiB } },
+      {
+        guestId: "g2",
+        from: bed.ep("a", "h1"),
+        to: bed.ep("b", "h2"),
+        options: { maxBandwidth: 8 * MiB },
+        hooks: { afterPrepare: (inc) => void (g2Dest = inc.pid!) },
+        onProgress: (p) => {
+          if (!killed && p.transferredBytes > 4 * MiB) {
+            killed = true;
+            process.kill(g2Dest, "SIGKILL");
+          }
+        },
+      },
+    ])
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+  assert.ok(err instanceof MigrationFailedError, `failed as expected: ${err}`);
+  t.diagnostic(err.message);
+  assert.equal(err.guestAt, "source");
+  assert.match(err.message, /destination QEMU of g2 exited|g2/);
+  await assertOneIntactCopy(bed, "g1", "a", "h1", hb1);
+  await assertOneIntactCopy(bed, "g2", "a", "h1", hb2);
+  for (const hv of ["h1", "h2"]) {
+    const st = await bed.client("b", hv).status();
+    assert.equal(st.guests.length, 0, `no guest arrived at b/${hv}`);
+    for (const inc of st.incoming) assert.equal(alive(inc.pid), false, `b/${hv}: destination QEMU gone`);
+  }
+  assert.equal(existsSync(join(bed.state.servers[1].poolDir, "g1.ram")), false);
+  assert.equal(existsSync(join(bed.state.servers[1].poolDir, "g2.ram")), false);
+});
+
+test("co-migration: both sources pause before switchover, neither resumes before both are ready", async (t) => {
+  const hb1 = await heartbeatOf(bed, "g1", "a", "h1");
+  const hb2 = await heartbeatOf(bed, "g2", "a", "h1");
+  const [r1, r2] = await bed.orch.coMigrate([
+    { guestId: "g1", from: bed.ep("a", "h1"), to: bed.ep("b", "h1") },
+    { guestId: "g2", from: bed.ep("a", "h1"), to: bed.ep("b", "h2") },
+  ]);
+  const lastStop = Math.max(r1.source.timing.stoppedAt!, r2.source.timing.stoppedAt!);
+  const firstResume = Math.min(r1.destination.resumedAt!, r2.destination.resumedAt!);
+  t.diagnostic(
+    `g1 paused ${r1.downtimeMs?.toFixed(0)} ms, g2 paused ${r2.downtimeMs?.toFixed(0)} ms; ` +
+      `first destination resumed ${(firstResume - lastStop).toFixed(1)} ms after the last source stopped`,
+  );
+  assert.ok(
+    firstResume > lastStop,
+    "no guest ran at its destination before both sources were paused and ready",
+  );
+  await assertOneIntactCopy(bed, "g1", "b", "h1", hb1);
+  await assertOneIntactCopy(bed, "g2", "b", "h2", hb2);
+  assert.deepEqual(qemuPidsOf(bed, "g1").length + qemuPidsOf(bed, "g2").length, 2);
+});
