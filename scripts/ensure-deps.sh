@@ -10,6 +10,8 @@ need_pkgs=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$1"); }
 if [ "$profile" != "sim" ]; then
   for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 bpftool nbdkit libnbd-bin postgresql; do want "$p"; done
+  # The dashboard's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
+  want chromium
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "nestcloud: installing Debian packages: ${need_pkgs[*]}" >&2

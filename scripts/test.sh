@@ -7,6 +7,7 @@ scripts/ensure-deps.sh all
 
 echo "== typecheck"; npx tsc --noEmit
 echo "== lint"; npx biome check --diagnostic-level=error .
+echo "== dashboard (typecheck and build to web/dist)"; npm run --silent build:web
 
 # node:test on Node 20 does not discover .ts files: pass an explicit, sorted list.
 mapfile -t unit < <(find src test -name '*.test.ts' -not -path 'test/integration/*' | sort)

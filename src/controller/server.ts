@@ -131,8 +131,8 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
   });
 
   if (opts.webDir && existsSync(opts.webDir)) {
+    // wildcard: false routes each file found at start-up, and / to index.html.
     await app.register(fastifyStatic, { root: opts.webDir, prefix: "/", wildcard: false });
-    app.get("/", (_req, reply) => reply.sendFile("index.html"));
   }
   return app;
 }

@@ -1,0 +1,286 @@
+import { useState } from "react";
+import { mib, money, pct, tenantHues } from "../format.ts";
+import type { Guest, HostVm, Migration, Server } from "../types.ts";
+import { Bar } from "./Bar.tsx";
+
+interface Props {
+  readonly servers: readonly Server[];
+  readonly hostVms: readonly HostVm[];
+  readonly guests: readonly Guest[];
+  readonly migrations: readonly Migration[];
+  readonly highlight: ReadonlySet<string>;
+  readonly selected: string | undefined;
+  readonly onSelect: (guest: string) => void;
+}
+
+/** Guests drawn per host VM before a "+N more" (a big host VM would swamp the map). */
+const CHIPS_SHOWN = 60;
+
+interface Column {
+  readonly server: Server | undefined;
+  readonly id: string;
+  readonly hosts: readonly HostVm[];
+}
+
+/**
+ * Physical servers -> host VMs -> guests, with each host VM's CPU and memory. A tenant token
+ * cannot list servers or host VMs, so the map is then drawn from its own guests' placement.
+ */
+export function CloudMap({ servers, hostVms, guests, migrations, highlight, selected, onSelect }: Props) {
+  const byId = new Map(guests.map((g) => [g.id, g]));
+  const moving = new Map(migrations.filter((m) => m.status === "running").map((m) => [m.guest, m]));
+  const columns = layout(servers, hostVms, guests);
+  const hues = tenantHues(guests.map((g) => g.tenant));
+  const tenants = [...new Set(guests.filter((g) => g.role === "tenant").map((g) => g.tenant))].sort();
+
+  if (columns.length === 0) return <p className="empty">No servers or host VMs yet.</p>;
+  return (
+    <>
+      <ul className="legend" aria-label="Tenants">
+        {tenants.map((t) => (
+          <li key={t}>
+            <span className="swatch" style={{ ["--hue" as string]: hues.get(t) }} aria-hidden="true" />
+            {t}
+          </li>
+        ))}
+        <li>
+          <span className="swatch swatch-security" aria-hidden="true" />
+          security VM
+        </li>
+        <li>
+          <span className="swatch swatch-moving" aria-hidden="true" />
+          migrating
+        </li>
+        <li>
+          <span className="swatch swatch-cpu" aria-hidden="true" />
+          chip fill: guest CPU
+        </li>
+      </ul>
+      <div className="map" data-testid="cloud-map">
+        {columns.map((col) => (
+          <article
+            key={col.id}
+            className="server"
+            data-testid="server-card"
+            data-server-id={col.id}
+            aria-labelledby={`server-${col.id}`}
+          >
+            <header>
+              <h3 id={`server-${col.id}`}>{col.server ? col.id : col.id === "" ? "Unplaced" : col.id}</h3>
+              {col.server && (
+                <span className="muted">
+                  {col.server.cores} cores · {mib(col.server.memoryMiB)} · {col.hosts.length}/
+                  {col.server.hostVmSlots} host VMs
+                </span>
+              )}
+            </header>
+            {col.hosts.length === 0 ? (
+              <p className="empty small">no host VMs</p>
+            ) : (
+              <div className="hostvms">
+                {col.hosts.map((h) => (
+                  <HostVmCard
+                    key={h.id}
+                    host={h}
+                    guests={h.guests.map((id) => byId.get(id)).filter((g): g is Guest => g !== undefined)}
+                    moving={moving}
+                    hues={hues}
+                    highlight={highlight}
+                    selected={selected}
+                    onSelect={onSelect}
+                  />
+                ))}
+              </div>
+            )}
+          </article>
+        ))}
+      </div>
+    </>
+  );
+}
+
+function HostVmCard({
+  host,
+  guests,
+  moving,
+  hues,
+  highlight,
+  selected,
+  onSelect,
+}: {
+  host: HostVm;
+  guests: readonly Guest[];
+  moving: ReadonlyMap<string, Migration>;
+  hues: ReadonlyMap<string, number>;
+  highlight: ReadonlySet<string>;
+  selected: string | undefined;
+  onSelect: (guest: string) => void;
+}) {
+  const [all, setAll] = useState(false);
+  const incoming = [...moving.values()].filter((m) => m.to === host.id).length;
+  const shown = all ? guests : guests.slice(0, CHIPS_SHOWN);
+  const memory = host.memoryMiB > 0 ? host.memoryUsedMiB / host.memoryMiB : null;
+  return (
+    <section
+      className={`hostvm state-${host.state}`}
+      data-testid="hostvm-card"
+      data-hostvm-id={host.id}
+      data-state={host.state}
+      aria-labelledby={`hv-${host.id}`}
+    >
+      <header>
+        <h4 id={`hv-${host.id}`}>{host.id}</h4>
+        <span className="muted small">
+          {host.type}
+          {host.pricePerHour > 0 && ` · ${money(host.pricePerHour)}`}
+        </span>
+        {host.state !== "running" && <span className={`badge badge-${host.state}`}>{host.state}</span>}
+      </header>
+      <Bar label={`CPU of ${host.id}`} value={host.cpu} text={`CPU ${pct(host.cpu)}`} />
+      <Bar
+        label={`Memory of ${host.id}`}
+        value={memory}
+        text={
+          host.memoryMiB > 0 ? `${mib(host.memoryUsedMiB)} / ${mib(host.memoryMiB)}` : mib(host.memoryUsedMiB)
+        }
+      />
+      {guests.length === 0 ? (
+        <p className="empty small">empty{incoming > 0 ? ` · ${incoming} arriving` : ""}</p>
+      ) : (
+        <ul className="guests" aria-label={`Guests on ${host.id}`}>
+          {shown.map((g) => (
+            <li key={g.id}>
+              <GuestChip
+                guest={g}
+                moving={moving.get(g.id)}
+                hue={hues.get(g.tenant) ?? 210}
+                highlighted={highlight.has(g.id)}
+                selected={selected === g.id}
+                onSelect={onSelect}
+              />
+            </li>
+          ))}
+          {guests.length > CHIPS_SHOWN && (
+            <li>
+              <button type="button" className="link small" onClick={() => setAll(!all)} aria-expanded={all}>
+                {all ? "fewer" : `+${guests.length - CHIPS_SHOWN} more`}
+              </button>
+            </li>
+          )}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+function GuestChip({
+  guest: g,
+  moving,
+  hue,
+  highlighted,
+  selected,
+  onSelect,
+}: {
+  guest: Guest;
+  moving: Migration | undefined;
+  hue: number;
+  highlighted: boolean;
+  selected: boolean;
+  onSelect: (guest: string) => void;
+}) {
+  const cls = [
+    "chip",
+    g.role === "security" ? "chip-security" : "",
+    moving ? "chip-moving" : "",
+    highlighted ? "chip-highlight" : "",
+    selected ? "chip-selected" : "",
+    g.powerState !== "running" ? "chip-stopped" : "",
+  ]
+    .filter(Boolean)
+    .join(" ");
+  const what = [
+    g.id,
+    g.role === "security" ? `security VM watching ${g.targets.join(", ")}` : `tenant ${g.tenant}`,
+    `CPU ${pct(g.cpu)}`,
+    mib(g.memoryMiB),
+    g.powerState !== "running" ? g.powerState : "",
+    moving ? `migrating to ${moving.to} (${moving.mechanism}, ${pct(moving.progress)})` : "",
+  ]
+    .filter(Boolean)
+    .join(", ");
+  return (
+    <button
+      type="button"
+      className={cls}
+      style={{
+        ["--hue" as string]: hue,
+        ["--cpu" as string]: `${Math.min(1, g.cpu ?? 0) * 100}%`,
+      }}
+      onClick={() => onSelect(g.id)}
+      aria-label={what}
+      aria-pressed={selected}
+      title={what}
+      data-testid="guest-chip"
+      data-guest-id={g.id}
+      data-role={g.role}
+    >
+      {g.role === "security" && <ShieldIcon />}
+      {g.id}
+      {moving && (
+        <span className="chip-arrow" aria-hidden="true">
+          →
+        </span>
+      )}
+    </button>
+  );
+}
+
+export function ShieldIcon() {
+  return (
+    <svg className="icon" viewBox="0 0 16 16" aria-hidden="true" focusable="false">
+      <path d="M8 1.5 2.5 3.5v4c0 3.2 2.3 5.9 5.5 7 3.2-1.1 5.5-3.8 5.5-7v-4L8 1.5Z" fill="currentColor" />
+    </svg>
+  );
+}
+
+function layout(servers: readonly Server[], hostVms: readonly HostVm[], guests: readonly Guest[]): Column[] {
+  if (servers.length > 0 || hostVms.length > 0) {
+    const known = new Set(servers.map((s) => s.id));
+    const cols: Column[] = servers.map((s) => ({
+      server: s,
+      id: s.id,
+      hosts: hostVms.filter((h) => h.server === s.id),
+    }));
+    const stray = hostVms.filter((h) => !h.server || !known.has(h.server));
+    if (stray.length > 0) cols.push({ server: undefined, id: "", hosts: stray });
+    return cols;
+  }
+  // A tenant's view: servers and host VMs as far as its own guests tell.
+  const groups = new Map<string, Map<string, Guest[]>>();
+  for (const g of guests) {
+    const s = g.server ?? "";
+    const h = g.hostVm ?? "unplaced";
+    if (!groups.has(s)) groups.set(s, new Map());
+    const hosts = groups.get(s)!;
+    if (!hosts.has(h)) hosts.set(h, []);
+    hosts.get(h)!.push(g);
+  }
+  return [...groups]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([s, hosts]) => ({
+      server: undefined,
+      id: s,
+      hosts: [...hosts].map(([id, gs]) => ({
+        id,
+        type: "",
+        server: s || null,
+        state: "running",
+        acquiredAt: 0,
+        pricePerHour: 0,
+        guests: gs.map((g) => g.id),
+        memoryUsedMiB: gs.reduce((sum, g) => sum + g.memoryMiB, 0),
+        memoryMiB: 0,
+        cpu: null,
+      })),
+    }));
+}

@@ -1,0 +1,262 @@
+/**
+ * The dashboard's live state: everything the API lists, refreshed on server-sent events
+ * (throttled) and by polling as a fallback, plus a client-side series of /api/overview for
+ * the charts.
+ */
+import { useCallback, useEffect, useRef, useState } from "react";
+import { type Api, EVENT_KINDS, HttpError } from "./api.ts";
+import type {
+  Automation,
+  Guest,
+  HostVm,
+  Migration,
+  Overview,
+  PatchVmBody,
+  Plan,
+  Sample,
+  Server,
+  SettingsBody,
+} from "./types.ts";
+
+export type Connection = "connecting" | "live" | "polling";
+
+export interface CloudState {
+  readonly role: "admin" | "tenant" | undefined;
+  readonly overview: Overview | undefined;
+  /** When the overview arrived (wall ms), to run the provider's clock on between polls. */
+  readonly overviewAt: number | undefined;
+  readonly servers: readonly Server[];
+  readonly hostVms: readonly HostVm[];
+  readonly guests: readonly Guest[];
+  readonly securityVms: readonly Guest[];
+  readonly proposed: readonly Plan[];
+  readonly recentPlans: readonly Plan[];
+  readonly migrations: readonly Migration[];
+  readonly automation: Automation | undefined;
+  readonly samples: readonly Sample[];
+  readonly connection: Connection;
+  readonly updatedAt: number | undefined;
+  readonly error: string | undefined;
+}
+
+const EMPTY: CloudState = {
+  role: undefined,
+  overview: undefined,
+  overviewAt: undefined,
+  servers: [],
+  hostVms: [],
+  guests: [],
+  securityVms: [],
+  proposed: [],
+  recentPlans: [],
+  migrations: [],
+  automation: undefined,
+  samples: [],
+  connection: "connecting",
+  updatedAt: undefined,
+  error: undefined,
+};
+
+const MAX_SAMPLES = 720;
+const OVERVIEW_MS = 2000;
+const POLL_LIVE_MS = 5000;
+const POLL_FALLBACK_MS = 2000;
+const EVENT_THROTTLE_MS = 600;
+
+export interface CloudActions {
+  refresh(): Promise<void>;
+  approve(plan: number): Promise<void>;
+  cancel(plan: number): Promise<void>;
+  setAutomation(level: Automation): Promise<void>;
+  setGuestAutomation(guest: string, level: Automation | null): Promise<void>;
+}
+
+export function useCloud(api: Api, onUnauthorized: (message: string) => void): [CloudState, CloudActions] {
+  const [state, setState] = useState<CloudState>(EMPTY);
+  const role = useRef<"admin" | "tenant" | undefined>(undefined);
+  const inFlight = useRef<Promise<void> | undefined>(undefined);
+  const again = useRef(false);
+  const unauthorized = useRef(onUnauthorized);
+  unauthorized.current = onUnauthorized;
+
+  const fail = useCallback((e: unknown) => {
+    if (e instanceof HttpError && e.status === 401) {
+      unauthorized.current(e.message);
+      return;
+    }
+    if (e instanceof DOMException && e.name === "AbortError") return;
+    setState((s) => ({ ...s, error: e instanceof Error ? e.message : String(e) }));
+  }, []);
+
+  const loadOnce = useCallback(async () => {
+    if (role.current === undefined) {
+      try {
+        const settings = await api.get<{ automation: Automation }>("/api/settings");
+        role.current = "admin";
+        setState((s) => ({ ...s, role: "admin", automation: settings.automation }));
+      } catch (e) {
+        if (!(e instanceof HttpError && e.status === 403)) throw e;
+        role.current = "tenant";
+        setState((s) => ({ ...s, role: "tenant" }));
+      }
+    }
+    const admin = role.current === "admin";
+    const none = Promise.resolve([]);
+    const [servers, hostVms, guests, securityVms, proposed, recentPlans, migrations, settings] =
+      await Promise.all([
+        admin ? api.get<Server[]>("/api/servers") : none,
+        admin ? api.get<HostVm[]>("/api/hostvms") : none,
+        api.getAll<Guest>("/api/vms"),
+        api.get<Guest[]>("/api/security-vms"),
+        admin ? api.get<Plan[]>("/api/plans?status=proposed") : none,
+        admin ? api.get<Plan[]>("/api/plans?limit=12") : none,
+        api.get<Migration[]>("/api/migrations?limit=60"),
+        admin ? api.get<{ automation: Automation }>("/api/settings") : Promise.resolve(undefined),
+      ]);
+    setState((s) => ({
+      ...s,
+      servers: servers as Server[],
+      hostVms: hostVms as HostVm[],
+      guests,
+      securityVms,
+      proposed: proposed as Plan[],
+      recentPlans: (recentPlans as Plan[]).filter((p) => p.status !== "proposed"),
+      migrations,
+      automation: settings?.automation ?? s.automation,
+      updatedAt: Date.now(),
+      error: undefined,
+    }));
+  }, [api]);
+
+  /** One refresh at a time; a request during one runs once more right after it. */
+  const refresh = useCallback(async (): Promise<void> => {
+    if (inFlight.current) {
+      again.current = true;
+      return inFlight.current;
+    }
+    const run = (async () => {
+      do {
+        again.current = false;
+        try {
+          await loadOnce();
+        } catch (e) {
+          fail(e);
+        }
+      } while (again.current);
+    })();
+    inFlight.current = run;
+    try {
+      await run;
+    } finally {
+      inFlight.current = undefined;
+    }
+  }, [loadOnce, fail]);
+
+  const pollOverview = useCallback(async () => {
+    try {
+      const o = await api.get<Overview>("/api/overview");
+      setState((s) => {
+        const samples =
+          o.costPerHour === undefined || o.hostVms === undefined
+            ? s.samples
+            : [...s.samples, { now: o.now, costPerHour: o.costPerHour, hostVms: o.hostVms }]
+                .filter((x, i, all) => i === 0 || x.now > all[i - 1].now)
+                .slice(-MAX_SAMPLES);
+        return { ...s, overview: o, overviewAt: Date.now(), samples };
+      });
+    } catch (e) {
+      fail(e);
+    }
+  }, [api, fail]);
+
+  // Overview series, and the full state on a timer (faster while the event stream is down).
+  const connection = state.connection;
+  useEffect(() => {
+    void pollOverview();
+    const t = window.setInterval(() => void pollOverview(), OVERVIEW_MS);
+    return () => window.clearInterval(t);
+  }, [pollOverview]);
+  useEffect(() => {
+    void refresh();
+    const t = window.setInterval(
+      () => void refresh(),
+      connection === "live" ? POLL_LIVE_MS : POLL_FALLBACK_MS,
+    );
+    return () => window.clearInterval(t);
+  }, [refresh, connection]);
+
+  // Server-sent events: progress updates in place; anything else refreshes (throttled).
+  useEffect(() => {
+    if (typeof EventSource === "undefined") {
+      setState((s) => ({ ...s, connection: "polling" }));
+      return;
+    }
+    const source = new EventSource(api.eventsUrl());
+    let timer: number | undefined;
+    const soon = () => {
+      if (timer !== undefined) return;
+      timer = window.setTimeout(() => {
+        timer = undefined;
+        void refresh();
+        void pollOverview();
+      }, EVENT_THROTTLE_MS);
+    };
+    const onEvent = (ev: MessageEvent<string>) => {
+      if (ev.type === "migration.progress") {
+        try {
+          const e = JSON.parse(ev.data) as { data: { id: string; progress: number } };
+          setState((s) => ({
+            ...s,
+            migrations: s.migrations.map((m) =>
+              m.id === e.data.id && m.status === "running" ? { ...m, progress: e.data.progress } : m,
+            ),
+          }));
+          return;
+        } catch {
+          // fall through to a refresh
+        }
+      }
+      soon();
+    };
+    source.onopen = () => setState((s) => ({ ...s, connection: "live" }));
+    source.onerror = () => setState((s) => ({ ...s, connection: "polling" }));
+    source.onmessage = onEvent;
+    for (const kind of EVENT_KINDS) source.addEventListener(kind, onEvent);
+    return () => {
+      source.close();
+      if (timer !== undefined) window.clearTimeout(timer);
+    };
+  }, [api, refresh, pollOverview]);
+
+  const act = useCallback(
+    async (fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (e) {
+        fail(e);
+        throw e;
+      } finally {
+        await refresh();
+        void pollOverview();
+      }
+    },
+    [fail, refresh, pollOverview],
+  );
+
+  const actions: CloudActions = {
+    refresh,
+    approve: (plan) => act(() => api.call("POST", `/api/plans/${plan}/approve`)),
+    cancel: (plan) => act(() => api.call("POST", `/api/plans/${plan}/cancel`)),
+    setAutomation: (automation) =>
+      act(async () => {
+        const body: SettingsBody = { automation };
+        const r = await api.call<SettingsBody>("PUT", "/api/settings", body);
+        setState((s) => ({ ...s, automation: r.automation }));
+      }),
+    setGuestAutomation: (guest, automation) => {
+      const body: PatchVmBody = { automation };
+      return act(() => api.call("PATCH", `/api/vms/${encodeURIComponent(guest)}`, body));
+    },
+  };
+  return [state, actions];
+}
