@@ -46,6 +46,9 @@ export interface SourceOptions {
   output?: string;
 }
 
+/** Where command output goes (tests redirect it; the test runner owns this process's stdout). */
+export const vmiOutput = { write: (s: string): void => void process.stdout.write(s) };
+
 function cacheRoot(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "nestcloud");
 }
@@ -171,7 +174,7 @@ function table(head: string[], rows: (string | number)[][]): string {
 export async function vmiPs(o: SourceOptions): Promise<void> {
   const out = outputOf(o);
   const ps = await withKernel(o, (k) => listProcesses(k));
-  if (out === "json") process.stdout.write(`${json(ps)}\n`);
+  if (out === "json") vmiOutput.write(`${json(ps)}\n`);
   else {
     const rows = ps.map((p) => [
       p.pid,
@@ -180,17 +183,17 @@ export async function vmiPs(o: SourceOptions): Promise<void> {
       p.state,
       p.kernelThread ? `[${p.comm}]` : p.comm,
     ]);
-    process.stdout.write(`${table(["PID", "PPID", "UID", "S", "COMMAND"], rows)}\n`);
+    vmiOutput.write(`${table(["PID", "PPID", "UID", "S", "COMMAND"], rows)}\n`);
   }
 }
 
 export async function vmiModules(o: SourceOptions): Promise<void> {
   const out = outputOf(o);
   const mods = await withKernel(o, (k) => listModules(k));
-  if (out === "json") process.stdout.write(`${json(mods)}\n`);
+  if (out === "json") vmiOutput.write(`${json(mods)}\n`);
   else {
     const rows = mods.map((m) => [m.name, m.size, m.state, hex(m.base)]);
-    process.stdout.write(`${table(["MODULE", "SIZE", "STATE", "BASE"], rows)}\n`);
+    vmiOutput.write(`${table(["MODULE", "SIZE", "STATE", "BASE"], rows)}\n`);
   }
 }
 
@@ -202,7 +205,7 @@ export async function vmiInfo(o: SourceOptions): Promise<void> {
     symbolSource: k.symbols.source,
     profile: k.profile.key,
   }));
-  if (out === "json") process.stdout.write(`${json(facts)}\n`);
+  if (out === "json") vmiOutput.write(`${json(facts)}\n`);
   else {
     const rows: [string, string][] = [
       ["discovery path", facts.path],
@@ -215,7 +218,7 @@ export async function vmiInfo(o: SourceOptions): Promise<void> {
       ["symbols", `${facts.symbols} (${facts.symbolSource})`],
       ["profile", `${facts.profile} (${facts.profileSource})`],
     ];
-    process.stdout.write(`${table(["", ""], rows)}\n${facts.notes.map((n) => `  ${n}`).join("\n")}\n`);
+    vmiOutput.write(`${table(["", ""], rows)}\n${facts.notes.map((n) => `  ${n}`).join("\n")}\n`);
   }
 }
 
@@ -237,7 +240,7 @@ export async function vmiCheck(o: CheckOptions): Promise<void> {
     (report.text.status === "mismatch" ? 1 : 0);
   if (out === "json") {
     const { chunks: _c, ...textHash } = report.text.current;
-    process.stdout.write(`${json({ ...report, text: { ...report.text, current: textHash }, findings })}\n`);
+    vmiOutput.write(`${json({ ...report, text: { ...report.text, current: textHash }, findings })}\n`);
   } else {
     const rows: string[][] = [];
     const s = report.syscalls;
@@ -260,7 +263,7 @@ export async function vmiCheck(o: CheckOptions): Promise<void> {
       t.status === "mismatch" ? "ALERT" : t.status === "match" ? "ok" : "baseline recorded",
       `sha256 ${t.current.sha256.slice(0, 16)}...${t.changed.map((c) => `; +0x${c.offset.toString(16)} ${c.symbol ?? ""}`).join("")}`,
     ]);
-    process.stdout.write(`${table(["check", "result", "details"], rows)}\n`);
+    vmiOutput.write(`${table(["check", "result", "details"], rows)}\n`);
   }
   if (findings > 0) process.exitCode = 1;
 }
@@ -311,7 +314,7 @@ export async function vmiServe(o: ServeOptions): Promise<void> {
     const addr = await server.listen(port, o.host ?? "127.0.0.1").catch((e: Error) => {
       throw new UserError(`cannot listen on ${o.host ?? "127.0.0.1"}:${port}: ${e.message}`);
     });
-    process.stdout.write(`listening ${addr.host}:${addr.port}\n`);
+    vmiOutput.write(`listening ${addr.host}:${addr.port}\n`);
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);

@@ -7,12 +7,13 @@
 import { guardAsync, KernelError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
 import type { VirtAddr } from "./memory.ts";
+import { listModules, type ModuleInfo } from "./query-modules.ts";
 
 export interface SyscallFinding {
   readonly nr: number;
   readonly address: VirtAddr;
   readonly problem: "outside-text" | "not-a-syscall-entry";
-  /** Symbol containing the address (name+offset) when known. */
+  /** What the address points into: a kernel symbol (name+offset) or "module:<name>+offset". */
   readonly symbol?: string;
 }
 
@@ -39,20 +40,31 @@ export function checkSyscallTable(k: Kernel): Promise<SyscallReport> {
     const entries = Array.from({ length: count }, (_, i) => dv.getBigUint64(i * 8, true));
     while (entries.length > 0 && entries[entries.length - 1] === 0n) entries.pop();
     const findings: SyscallFinding[] = [];
-    entries.forEach((address, nr) => {
-      const sym = k.symbols.containing(address);
-      const symbol = sym ? `${sym.name}+0x${(address - sym.address).toString(16)}` : undefined;
+    let modules: ModuleInfo[] | undefined;
+    const end = k.symbols.lookup("_end") ?? textEnd;
+    for (const [nr, address] of entries.entries()) {
       if (address < textStart || address >= textEnd) {
+        // Hooks usually live in a module: name it (best effort; the list may be tampered with).
+        modules ??= await listModules(k).catch(() => []);
+        const m = modules.find((x) => address >= x.base && address < x.base + BigInt(x.size));
+        const sym = address >= textStart && address < end ? k.symbols.containing(address) : undefined;
+        const symbol = m
+          ? `module:${m.name}+0x${(address - m.base).toString(16)}`
+          : sym
+            ? `${sym.name}+0x${(address - sym.address).toString(16)}`
+            : undefined;
         findings.push({ nr, address, problem: "outside-text", symbol });
-        return;
+        continue;
       }
       // Only full kallsyms know every function; the exported table cannot judge this.
-      if (k.symbols.source !== "kallsyms") return;
+      if (k.symbols.source !== "kallsyms") continue;
       const exact = k.symbols.at(address);
       if (!exact.some((s) => ENTRY_PREFIXES.some((p) => s.name.startsWith(p)))) {
+        const sym = k.symbols.containing(address);
+        const symbol = sym ? `${sym.name}+0x${(address - sym.address).toString(16)}` : undefined;
         findings.push({ nr, address, problem: "not-a-syscall-entry", symbol });
       }
-    });
+    }
     return { table, entries: entries.length, findings };
   });
 }

@@ -70,7 +70,7 @@ const CLIENT_MAX_FRAME = 256 * 1024 * 1024;
 
 export class PageClient {
   readonly stats: ClientStats = { roundTrips: 0, bytesSent: 0, bytesReceived: 0 };
-  limits = { maxBatch: 4096, maxReplyBytes: 64 * 1024 * 1024 };
+  limits = { maxBatch: 4096, maxReplyBytes: 64 * 1024 * 1024, maxListNodes: 65536 };
   private readonly reader = new FrameReader(MAX_HANDSHAKE_FRAME);
   private readonly pending = new Map<number, Pending>();
   private outMac: FrameMac | undefined;
@@ -177,6 +177,7 @@ export class PageClient {
     this.limits = {
       maxBatch: Math.min(n(lim?.maxBatch, 4096), 65536),
       maxReplyBytes: Math.min(n(lim?.maxReplyBytes, 64 << 20), CLIENT_MAX_FRAME - (1 << 20)),
+      maxListNodes: n(lim?.maxListNodes, 65536),
     };
     this.outMac = new FrameMac(v.sessionKey, "C");
     this.reader.mac = new FrameMac(v.sessionKey, "S");
@@ -463,8 +464,10 @@ export class RemoteServerMemory
           }
           return out;
         }),
-      walkList: (spec: ListWalkSpec): Promise<ListNode[]> =>
+      walkList: (asked: ListWalkSpec): Promise<ListNode[]> =>
         guardAsync(async () => {
+          // Within the server's cap a longer list still ends as QUERY_TOO_MANY, from the server.
+          const spec = { ...asked, maxNodes: Math.min(asked.maxNodes, client.limits.maxListNodes) };
           const { header, body } = await client.request({
             op: "walk",
             guest,

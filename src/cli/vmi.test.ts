@@ -1,0 +1,230 @@
+// `nestcloud vmi` as users run it, on a synthetic guest's RAM file (no QEMU needed): output
+// formats, the page server command, and user errors (one line, exit 2).
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, describe, test } from "node:test";
+import { SyntheticGuest } from "../vmi/synthetic-guest.testkit.ts";
+import { main } from "./main.ts";
+import { vmiOutput } from "./vmi.ts";
+
+const root = resolve(import.meta.dirname, "../..");
+const bin = join(root, "bin/nestcloud.js");
+const dir = mkdtempSync(join(tmpdir(), "nestcloud-vmi-cli-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const ram = join(dir, "guest.ram");
+writeFileSync(ram, new SyntheticGuest().ram);
+const token = join(dir, "token");
+writeFileSync(token, "cli-test-token-0123456789abcdef\n");
+const env = { ...process.env, XDG_CACHE_HOME: join(dir, "cache") };
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    cwd: root,
+    encoding: "utf8",
+    timeout: 120_000,
+    env,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe("vmi on a RAM file", () => {
+  test("ps --output json lists the processes", () => {
+    const r = run("vmi", "ps", "--ram-file", ram, "--output", "json");
+    assert.equal(r.code, 0, r.err);
+    const ps = JSON.parse(r.out) as { pid: number; comm: string; uid: number }[];
+    assert.deepEqual(
+      ps.map((p) => [p.pid, p.comm, p.uid]),
+      [
+        [1, "init", 0],
+        [2, "kthreadd", 0],
+        [3, "rcu_gp", 0],
+        [100, "sh", 0],
+        [101, "sleep", 1000],
+      ],
+    );
+  });
+
+  test("modules and info print tables; info names the discovery path", async () => {
+    const m = await runHere("vmi", "modules", "--ram-file", ram);
+    assert.equal(m.code, 0, m.err);
+    assert.match(m.out, /crc7\s+│\s+16384\s+│\s+live/);
+    const i = await runHere("vmi", "info", "--ram-file", ram);
+    assert.equal(i.code, 0, i.err);
+    assert.match(i.out, /discovery path\s+│\s+vmcoreinfo/);
+    assert.match(i.out, /KASLR offset\s+│\s+0x2200000/);
+  });
+
+  test("check records a baseline, then reports clean (exit 0)", async () => {
+    const base = join(dir, "baselines");
+    const a = await runHere("vmi", "check", "--ram-file", ram, "--baseline-dir", base, "--output", "json");
+    assert.equal(a.code, 0, a.err);
+    assert.equal(JSON.parse(a.out).text.status, "baseline-recorded");
+    const b = await runHere("vmi", "check", "--ram-file", ram, "--baseline-dir", base, "--output", "json");
+    const report = JSON.parse(b.out);
+    assert.equal(report.text.status, "match");
+    assert.equal(report.findings, 0);
+  });
+
+  test("check exits 1 and names the hook when a syscall points outside kernel text", async () => {
+    const hooked = join(dir, "hooked.ram");
+    writeFileSync(hooked, new SyntheticGuest({ hookSyscalls: { 2: 0xffffffffc0001100n } }).ram);
+    const r = await runHere("vmi", "check", "--ram-file", hooked, "--baseline-dir", join(dir, "b2"));
+    assert.equal(r.code, 1, r.err);
+    assert.match(
+      r.out,
+      /syscall table\s+│\s+ALERT\s+│.*#2 -> 0xffffffffc0001100 outside-text module:crc7\+0x100/,
+    );
+  });
+});
+
+describe("vmi serve and --remote", () => {
+  test("a page server started by the CLI serves ps to the CLI", async () => {
+    const child = spawn(
+      process.execPath,
+      [bin, "vmi", "serve", "--guest", `g1=${ram}`, "--token-file", token],
+      {
+        cwd: root,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    try {
+      const addr = await new Promise<string>((res, rej) => {
+        let buf = "";
+        const timer = setTimeout(() => rej(new Error(`serve did not start: ${buf}`)), 60_000);
+        child.stdout.on("data", (d) => {
+          buf += d;
+          const m = /listening (\S+)/.exec(buf);
+          if (m) {
+            clearTimeout(timer);
+            res(m[1]);
+          }
+        });
+      });
+      const ok = await runAsync(
+        "vmi",
+        "ps",
+        "--remote",
+        addr,
+        "--guest",
+        "g1",
+        "--token-file",
+        token,
+        "-o",
+        "json",
+      );
+      assert.equal(ok.code, 0, ok.err);
+      assert.equal(JSON.parse(ok.out).length, 5);
+      const other = await runAsync("vmi", "ps", "--remote", addr, "--guest", "g2", "--token-file", token);
+      assert.equal(other.code, 2);
+      assert.match(other.err, /^nestcloud: --remote .* --guest g2: .*REMOTE_FORBIDDEN/);
+      writeFileSync(join(dir, "bad-token"), "not-the-token-0123456789abcdef");
+      const bad = await runAsync(
+        "vmi",
+        "ps",
+        "--remote",
+        addr,
+        "--guest",
+        "g1",
+        "--token-file",
+        join(dir, "bad-token"),
+      );
+      assert.equal(bad.code, 2);
+      assert.match(bad.err, /REMOTE_AUTH/);
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+  });
+});
+
+/** Like run(), without blocking the event loop (the server child must keep being read). */
+function runAsync(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((res) => {
+    const c = spawn(process.execPath, [bin, ...args], { cwd: root, env });
+    let out = "";
+    let err = "";
+    c.stdout.on("data", (d) => (out += d));
+    c.stderr.on("data", (d) => (err += d));
+    c.once("exit", (code) => res({ code, out, err }));
+  });
+}
+
+/** main() in this process (spawning costs seconds per case), with its output captured. */
+async function runHere(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const w = { out: vmiOutput.write, err: process.stderr.write };
+  vmiOutput.write = (s: string) => {
+    out += s;
+  };
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  const saved = process.env.XDG_CACHE_HOME;
+  process.env.XDG_CACHE_HOME = env.XDG_CACHE_HOME;
+  try {
+    const code = await main(["node", "nestcloud", ...args]);
+    return { code, out, err };
+  } finally {
+    vmiOutput.write = w.out;
+    process.stderr.write = w.err;
+    process.env.XDG_CACHE_HOME = saved;
+    process.exitCode = undefined;
+  }
+}
+
+describe("vmi user errors: one line, exit 2", () => {
+  const cases: [string, string[], RegExp][] = [
+    ["no source", ["vmi", "ps"], /give exactly one of --ram-file, --remote or --qmp/],
+    ["two sources", ["vmi", "ps", "--ram-file", ram, "--qmp", "/x"], /give exactly one of/],
+    [
+      "missing RAM file",
+      ["vmi", "ps", "--ram-file", join(dir, "nope.ram")],
+      /--ram-file .*nope\.ram: cannot open/,
+    ],
+    [
+      "bad remote",
+      ["vmi", "ps", "--remote", "nohost", "--guest", "g"],
+      /--remote nohost: expected HOST:PORT/,
+    ],
+    ["remote without guest", ["vmi", "ps", "--remote", "127.0.0.1:1"], /--remote needs --guest ID/],
+    [
+      "missing token file",
+      ["vmi", "ps", "--remote", "127.0.0.1:1", "--guest", "g", "--token-file", join(dir, "none")],
+      /cannot read token file .*none \(ENOENT\)/,
+    ],
+    [
+      "nothing listening",
+      ["vmi", "ps", "--remote", "127.0.0.1:1", "--guest", "g", "--token-file", token],
+      /cannot connect to 127\.0\.0\.1:1/,
+    ],
+    ["bad output", ["vmi", "ps", "--ram-file", ram, "-o", "xml"], /--output xml: expected table or json/],
+    [
+      "bad machine",
+      ["vmi", "ps", "--ram-file", ram, "--machine", "virt"],
+      /--machine virt: expected q35 or pc/,
+    ],
+    ["serve without guests", ["vmi", "serve", "--token-file", token], /serve needs at least one --guest/],
+  ];
+  for (const [name, args, pattern] of cases) {
+    test(name, async () => {
+      const r = await runHere(...args);
+      assert.equal(r.code, 2, r.err);
+      const lines = r.err.trim().split("\n");
+      assert.equal(lines.length, 1, `one line, got: ${r.err}`);
+      assert.match(lines[0], /^nestcloud: /);
+      assert.match(lines[0], pattern);
+    });
+  }
+
+  test("a RAM file that holds no kernel is a one-line introspection error (exit 1)", async () => {
+    const empty = join(dir, "empty.ram");
+    writeFileSync(empty, new Uint8Array(4 * 1024 * 1024));
+    const r = await runHere("vmi", "ps", "--ram-file", empty, "--no-fallback");
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err.trim(), /^nestcloud: vmi: .*\(KERNEL_NOT_FOUND\)$/);
+  });
+});

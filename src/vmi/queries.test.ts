@@ -1,0 +1,165 @@
+// Discovery and every query on the synthetic guest, through the public API only.
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import {
+  BufferPhysicalMemory,
+  checkKernelText,
+  checkSyscallTable,
+  discoverKernel,
+  findHiddenTasks,
+  type Kernel,
+  KernelError,
+  listModules,
+  listProcesses,
+  ProfileCache,
+  stateLetter,
+  TextBaselineStore,
+} from "./index.ts";
+import {
+  DEFAULT_TASKS,
+  KASLR,
+  MODULES_VA,
+  PAGE_OFFSET_BASE,
+  PHYS_BASE,
+  SyntheticGuest,
+} from "./synthetic-guest.testkit.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "nc-vmi-queries-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function kernelOf(g: SyntheticGuest, cache?: ProfileCache): Promise<Kernel> {
+  return discoverKernel(new BufferPhysicalMemory(g.ram), { profileCache: cache });
+}
+
+test("discovery finds VMCOREINFO, KASLR, phys_base, the direct map and builds a profile", async () => {
+  const k = await kernelOf(new SyntheticGuest());
+  assert.equal(k.facts.path, "vmcoreinfo");
+  assert.equal(k.facts.osRelease, "6.1.0-synthetic");
+  assert.equal(k.facts.kernelOffset, KASLR);
+  assert.equal(k.facts.physBase, PHYS_BASE);
+  assert.equal(k.facts.pageOffsetBase, PAGE_OFFSET_BASE);
+  assert.equal(k.facts.levels, 4);
+  assert.equal(k.facts.profileSource, "btf");
+  assert.equal(k.symbols.source, "kallsyms");
+  assert.deepEqual(k.field("task_struct.tasks.next"), { offset: 0x40, size: 8 });
+  assert.deepEqual(k.field("task_struct.comm"), { offset: 0x140, size: 16, count: 16 });
+  assert.throws(
+    () => k.field("task_struct.no_such"),
+    (e: unknown) => e instanceof KernelError,
+  );
+});
+
+test("profiles are cached per build id, on disk too; a corrupt cache file is ignored", async () => {
+  const cacheDir = join(dir, "profiles");
+  const g = new SyntheticGuest();
+  const first = await kernelOf(g, new ProfileCache(cacheDir));
+  assert.equal(first.facts.profileSource, "btf");
+  const [file] = readdirSync(cacheDir);
+  assert.equal(file, `${first.profile.key}.json`);
+  const second = await kernelOf(g, new ProfileCache(cacheDir));
+  assert.equal(second.facts.profileSource, "cache");
+  assert.deepEqual(second.profile, first.profile);
+  writeFileSync(join(cacheDir, file), '{"version":1,"key":"x"}');
+  const third = await kernelOf(g, new ProfileCache(cacheDir));
+  assert.equal(third.facts.profileSource, "btf");
+});
+
+test("process list: pid, ppid, comm, uid, state and kernel threads as /proc shows them", async () => {
+  const k = await kernelOf(new SyntheticGuest());
+  const ps = await listProcesses(k);
+  assert.deepEqual(
+    ps.map((p) => [p.pid, p.ppid, p.comm, p.uid, p.state, p.kernelThread]),
+    [
+      [1, 0, "init", 0, "R", false],
+      [2, 0, "kthreadd", 0, "R", true],
+      [3, 2, "rcu_gp", 0, "I", true],
+      [100, 1, "sh", 0, "S", false],
+      [101, 100, "sleep", 1000, "S", false],
+    ],
+  );
+  assert.equal(ps.length, DEFAULT_TASKS.length);
+});
+
+test("state letters follow the kernel's __task_state_index", () => {
+  assert.equal(stateLetter(0, 0), "R");
+  assert.equal(stateLetter(1, 0), "S");
+  assert.equal(stateLetter(2, 0), "D");
+  assert.equal(stateLetter(0x402, 0), "I");
+  assert.equal(stateLetter(4, 0), "T");
+  assert.equal(stateLetter(0, 32), "Z");
+  assert.equal(stateLetter(0x40, 0), "P");
+});
+
+test("module list: name, base, size (core + init) and state", async () => {
+  const k = await kernelOf(new SyntheticGuest());
+  const mods = await listModules(k);
+  assert.deepEqual(
+    mods.map((m) => [m.name, m.size, m.state, m.base]),
+    [
+      ["crc7", 16384, "live", MODULES_VA + 0x1000n],
+      ["virtio_net", 73728, "live", MODULES_VA + 0x1000n + 0x1000n + 12288n],
+    ],
+  );
+});
+
+test("hidden processes: an unlinked task is found through the pid IDR and the runqueue", async () => {
+  const g = new SyntheticGuest({
+    tasks: [
+      ...DEFAULT_TASKS,
+      { pid: 666, comm: "rootkitd", ppid: 1, hidden: true },
+      { pid: 102, comm: "worker", threadOf: 100 },
+    ],
+    running: 666,
+  });
+  const k = await kernelOf(g);
+  const r = await findHiddenTasks(k);
+  assert.deepEqual(
+    r.hidden.map((h) => [h.pid, h.comm, h.seenIn]),
+    [[666, "rootkitd", ["pid-idr", "runqueue"]]],
+  );
+  assert.equal(r.counts.pidIdr, DEFAULT_TASKS.length + 2);
+  assert.deepEqual(r.skipped, []);
+  assert.equal(
+    (await listProcesses(k)).some((p) => p.pid === 666),
+    false,
+  );
+  const clean = await findHiddenTasks(await kernelOf(new SyntheticGuest()));
+  assert.deepEqual(clean.hidden, []);
+});
+
+test("syscall table: hooks outside text are named by module, trampolines inside text flagged", async () => {
+  const clean = await checkSyscallTable(await kernelOf(new SyntheticGuest()));
+  assert.equal(clean.entries, 16, "trailing padding is not an entry");
+  assert.deepEqual(clean.findings, []);
+  const g = new SyntheticGuest();
+  const hooked = new SyntheticGuest({
+    hookSyscalls: { 3: MODULES_VA + 0x1000n + 0x40n, 7: g.sym("__x64_sys_call1") + 5n },
+  });
+  const r = await checkSyscallTable(await kernelOf(hooked));
+  assert.deepEqual(
+    r.findings.map((f) => [f.nr, f.problem, f.symbol]),
+    [
+      [3, "outside-text", "module:crc7+0x40"],
+      [7, "not-a-syscall-entry", "__x64_sys_call1+0x5"],
+    ],
+  );
+});
+
+test("kernel text: baseline at first sight, then match, then the changed chunk is named", async () => {
+  const store = new TextBaselineStore(join(dir, "baselines"));
+  const g = new SyntheticGuest();
+  const k = await kernelOf(g);
+  assert.equal((await checkKernelText(k, store)).status, "baseline-recorded");
+  assert.equal((await checkKernelText(k, store)).status, "match");
+  g.u32(g.sym("__x64_sys_call2"), 0xcccccccc);
+  const r = await checkKernelText(k, store);
+  assert.equal(r.status, "mismatch");
+  assert.deepEqual(
+    r.changed.map((c) => c.offset),
+    [0],
+  );
+  assert.equal(r.changed[0].symbol, "_stext");
+});
