@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useId, useMemo, useState } from "react";
-import { Api, initialToken, saveToken } from "./api.ts";
+import { Api, initialToken, saveToken, tokenFromHash } from "./api.ts";
 import { CloudMap } from "./components/CloudMap.tsx";
 import { GuestPanel } from "./components/GuestPanel.tsx";
 import { LineChart } from "./components/LineChart.tsx";
@@ -24,6 +24,15 @@ export function App() {
     setNotice(why);
     setToken(null);
   }, []);
+  // A #token= link opened in a tab that shows the dashboard already changes only the hash.
+  useEffect(() => {
+    const onHash = () => {
+      const t = tokenFromHash();
+      if (t) signIn(t);
+    };
+    window.addEventListener("hashchange", onHash);
+    return () => window.removeEventListener("hashchange", onHash);
+  }, [signIn]);
   if (!token) return <Login onToken={signIn} notice={notice} />;
   return <Dashboard key={token} token={token} onSignOut={signOut} />;
 }

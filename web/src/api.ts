@@ -112,17 +112,9 @@ const TOKEN_KEY = "nestcloud.token";
 
 /** A token from `#token=...` (kept, then wiped from the address bar) or from localStorage. */
 export function initialToken(): string | null {
-  const hash = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-  const fromHash = hash.get("token");
+  const fromHash = tokenFromHash();
   if (fromHash) {
     saveToken(fromHash);
-    hash.delete("token");
-    const rest = hash.toString();
-    window.history.replaceState(
-      null,
-      "",
-      `${window.location.pathname}${window.location.search}${rest ? `#${rest}` : ""}`,
-    );
     return fromHash;
   }
   try {
@@ -130,6 +122,21 @@ export function initialToken(): string | null {
   } catch {
     return null;
   }
+}
+
+/** Takes `token=...` out of the URL's fragment (so it is not left in the address bar or history). */
+export function tokenFromHash(): string | null {
+  const hash = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  const token = hash.get("token");
+  if (!token) return null;
+  hash.delete("token");
+  const rest = hash.toString();
+  window.history.replaceState(
+    null,
+    "",
+    `${window.location.pathname}${window.location.search}${rest ? `#${rest}` : ""}`,
+  );
+  return token;
 }
 
 export function saveToken(token: string | null): void {

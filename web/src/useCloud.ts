@@ -156,12 +156,15 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
     try {
       const o = await api.get<Overview>("/api/overview");
       setState((s) => {
-        const samples =
-          o.costPerHour === undefined || o.hostVms === undefined
-            ? s.samples
-            : [...s.samples, { now: o.now, costPerHour: o.costPerHour, hostVms: o.hostVms }]
-                .filter((x, i, all) => i === 0 || x.now > all[i - 1].now)
-                .slice(-MAX_SAMPLES);
+        let samples = s.samples;
+        if (o.costPerHour !== undefined && o.hostVms !== undefined) {
+          const sample = { now: o.now, costPerHour: o.costPerHour, hostVms: o.hostVms };
+          const last = samples.at(-1);
+          // Two polls between audits see the same provider time: the newer one wins.
+          if (last && sample.now <= last.now)
+            samples = [...samples.slice(0, -1), { ...sample, now: last.now }];
+          else samples = [...samples, sample].slice(-MAX_SAMPLES);
+        }
         return { ...s, overview: o, overviewAt: Date.now(), samples };
       });
     } catch (e) {

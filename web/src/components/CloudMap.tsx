@@ -120,6 +120,9 @@ function HostVmCard({
   const incoming = [...moving.values()].filter((m) => m.to === host.id).length;
   const shown = all ? guests : guests.slice(0, CHIPS_SHOWN);
   const memory = host.memoryMiB > 0 ? host.memoryUsedMiB / host.memoryMiB : null;
+  // The CPU figure comes from the last audit, the guest list from the store: an emptied host
+  // VM can show its old load for one audit.
+  const cpu = host.guests.length === 0 ? 0 : host.cpu;
   return (
     <section
       className={`hostvm state-${host.state}`}
@@ -136,7 +139,7 @@ function HostVmCard({
         </span>
         {host.state !== "running" && <span className={`badge badge-${host.state}`}>{host.state}</span>}
       </header>
-      <Bar label={`CPU of ${host.id}`} value={host.cpu} text={`CPU ${pct(host.cpu)}`} />
+      <Bar label={`CPU of ${host.id}`} value={cpu} text={`CPU ${pct(cpu)}`} />
       <Bar
         label={`Memory of ${host.id}`}
         value={memory}

@@ -10,8 +10,8 @@ const H = 140;
 const PAD = { left: 46, right: 10, top: 12, bottom: 24 };
 
 /**
- * A small SVG line chart (no chart library): x is provider time, y starts at zero unless
- * the data sit far above it. `step` draws a staircase, for counts.
+ * A small SVG line chart (no chart library): x is provider time, y runs from zero to a round
+ * number. `step` draws a staircase with whole-number ticks, for counts.
  */
 export function LineChart({
   title,
@@ -41,7 +41,11 @@ export function LineChart({
       </figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
         <title>{summary}</title>
-        {points.length > 0 ? <Plot points={points} format={format} color={color} step={step} /> : <Empty />}
+        {points.length > 0 ? (
+          <Plot points={points} format={format} color={color} step={step} integer={step} />
+        ) : (
+          <Empty />
+        )}
       </svg>
     </figure>
   );
@@ -55,16 +59,25 @@ function Empty() {
   );
 }
 
+/** The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is >= x. */
+function niceCeil(x: number): number {
+  const p = 10 ** Math.floor(Math.log10(x));
+  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= x) return m * p;
+  return 10 * p;
+}
+
 function Plot({
   points,
   format,
   color,
   step,
+  integer,
 }: {
   points: readonly Point[];
   format: (y: number) => string;
   color: string;
   step: boolean;
+  integer: boolean;
 }) {
   const xs = points.map((p) => p.x);
   const ys = points.map((p) => p.y);
@@ -75,13 +88,9 @@ function Plot({
     x1 += 30;
   }
   const yMax = Math.max(...ys);
-  const yMin = Math.min(...ys);
-  let lo = yMin > 0 && yMin > yMax * 0.6 ? yMin * 0.9 : 0;
-  let hi = yMax * 1.1;
-  if (hi - lo < 1e-9) {
-    lo = Math.max(0, yMin - 1);
-    hi = yMax + 1;
-  }
+  const lo = 0;
+  // Ticks at 0, half and the top: for counts the half is a whole number too.
+  const hi = integer ? Math.max(2, 2 * Math.ceil((yMax * 1.05) / 2)) : niceCeil(yMax * 1.05 || 1);
   const sx = (x: number) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
   const sy = (y: number) => H - PAD.bottom - ((y - lo) / (hi - lo)) * (H - PAD.top - PAD.bottom);
 
