@@ -57,7 +57,8 @@ function syntheticDay(guests: number) {
       .replace("guests: 2000, seed: 42", `guests: ${guests}, seed: 42`)
       // Concurrency limits grow with the datacenter (the default is sized for 16 servers).
       .replace("maxConcurrent: 8", `maxConcurrent: ${Math.ceil(servers / 2)}`),
-    "synthetic-scaled.yaml",
+    // Named as if beside the original, so its relative calibration path resolves.
+    join(root, "scenarios/synthetic-scaled.yaml"),
   );
   const t0 = performance.now();
   let shown = -1;

@@ -67,6 +67,11 @@ export function buildHostVmAgent(
     if (!m) throw notFound(`no outgoing migration ${id} on host VM ${cfg.server}/${cfg.hostVm}`);
     return m;
   };
+  // Finished migrations stay visible for a while (status, post-mortems), not forever.
+  const prune = <T extends { done(): boolean }>(m: Map<string, T>) => {
+    const finished = [...m].filter(([, v]) => v.done());
+    for (const [k] of finished.slice(0, Math.max(0, finished.length - 50))) m.delete(k);
+  };
   const busy = (id: string) => {
     for (const m of outgoing.values()) {
       if (
@@ -216,6 +221,7 @@ export function buildHostVmAgent(
       const m = new OutgoingMigration(ctx, g, req.body, (done) => {
         guests.delete(done.guest.guestId);
       });
+      prune(outgoing);
       outgoing.set(m.migrationId, m);
       m.start();
       await m.changes.until(() => m.phase !== "running", req.body.waitMs ?? 0);
@@ -281,6 +287,7 @@ export function buildHostVmAgent(
       await g.adopt(q, done.req.workloads ?? [], null);
       req.log.info({ guest: g.guestId, migration: done.migrationId }, "guest arrived and runs here");
     });
+    prune(incoming);
     incoming.set(b.migrationId, m);
     try {
       await m.prepare();

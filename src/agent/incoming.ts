@@ -43,6 +43,11 @@ export class IncomingMigration {
     return this.req.migrationId;
   }
 
+  /** Nothing more will happen to this incoming (the guest, if it arrived, is a guest now). */
+  done(): boolean {
+    return this.state !== "listening" && this.state !== "armed";
+  }
+
   async prepare(): Promise<void> {
     const handover = this.req.mode === "handover";
     const q = await QemuProcess.start({

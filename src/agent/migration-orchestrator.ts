@@ -72,7 +72,10 @@ export interface MigrationOutcome {
   mechanism: Mechanism;
   from: AgentEndpoint;
   to: AgentEndpoint;
-  /** From the migrate command (QEMU's MIGRATION setup event) to the guest running at the destination (its RESUME event). */
+  /**
+   * From the migrate command (QEMU's MIGRATION setup event) to the guest running at the
+   * destination (its RESUME event), or to completion if later (post-copy).
+   */
   totalMs: number | null;
   /** The guest's real pause: source STOP event to destination RESUME event. */
   downtimeMs: number | null;
@@ -499,8 +502,11 @@ class Run {
       mechanism,
       from: req.from,
       to: req.to,
+      // Post-copy resumes the guest before the last page arrived: the move ends at completion.
       totalMs:
-        fin.resumedAt !== null && s.timing.migrateAt !== null ? fin.resumedAt - s.timing.migrateAt : null,
+        fin.resumedAt !== null && s.timing.migrateAt !== null
+          ? Math.max(fin.resumedAt, s.timing.completedAt ?? 0) - s.timing.migrateAt
+          : null,
       downtimeMs:
         fin.resumedAt !== null && s.timing.stoppedAt !== null ? fin.resumedAt - s.timing.stoppedAt : null,
       qemu: r,

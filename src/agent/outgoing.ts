@@ -69,6 +69,16 @@ export class OutgoingMigration {
     return this.req.migrationId;
   }
 
+  /** Nothing more will happen to this migration. */
+  done(): boolean {
+    return (
+      this.phase === "confirmed" ||
+      this.phase === "rolled-back" ||
+      this.phase === "failed" ||
+      this.phase === "cancelled"
+    );
+  }
+
   private setPhase(p: OutgoingPhaseName): void {
     this.phase = p;
     this.changes.notify();

@@ -1,0 +1,142 @@
+// `nestcloud testbed up|status|down` as users run it, and teardown after crashes: of a
+// host-VM agent (its QEMU is orphaned) and of `testbed up` itself (killed half-way). In
+// every case `down` leaves no process, namespace, pool folder or state behind.
+import assert from "node:assert/strict";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, test } from "node:test";
+import { alive, sleep } from "./testbed-helpers.ts";
+
+const repo = resolve(import.meta.dirname, "../..");
+const bin = join(repo, "bin/nestcloud.js");
+const dir = mkdtempSync(join(tmpdir(), "nc-tbcli-"));
+const root = join(dir, "tb");
+const leftovers: string[] = [];
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args, "--root", root], {
+    cwd: repo,
+    encoding: "utf8",
+    timeout: 240_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function netns(): string[] {
+  return execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
+    .split("\n")
+    .map((l) => l.split(" ")[0])
+    .filter(Boolean);
+}
+
+after(() => {
+  // Last resort if a test failed half-way: the CLI's own down, by id.
+  for (const id of leftovers) run("testbed", "down", id);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("up, status, an agent crash, down: nothing left", async (t) => {
+  const file = join(dir, "one.yaml");
+  writeFileSync(
+    file,
+    [
+      "name: clitest",
+      "servers:",
+      "  - name: s1",
+      "    hostVms: [{ name: h1, memoryMiB: 512 }, { name: h2, memoryMiB: 512 }]",
+      "guests:",
+      "  - { name: c1, server: s1, hostVm: h1, memoryMiB: 128, workloads: [{ kind: verify, mib: 8 }] }",
+      "",
+    ].join("\n"),
+  );
+  leftovers.push("clitest");
+  const u = run("testbed", "up", file, "-q");
+  assert.equal(u.code, 0, u.err);
+  assert.match(u.out, /testbed clitest is up \(netns\)/);
+  assert.match(u.out, /c1 running/);
+
+  const s = run("testbed", "status", "--output", "json");
+  assert.equal(s.code, 0, s.err);
+  const [view] = JSON.parse(s.out);
+  assert.equal(view.infra.id, "clitest");
+  const h1 = view.hostVms.find((h: { hostVm: string }) => h.hostVm === "h1");
+  const [g] = h1.guests;
+  assert.equal(g.guestId, "c1");
+  assert.equal(g.state, "running");
+  const agentPid = view.infra.hostVms.find((h: { name: string }) => h.name === "h1").agentPid as number;
+  const qemuPid = g.pid as number;
+  const pool = g.poolFile as string;
+  t.diagnostic(`agent ${agentPid}, QEMU ${qemuPid}, pool ${pool}`);
+
+  // The host-VM agent crashes: its QEMU keeps running, orphaned.
+  process.kill(agentPid, "SIGKILL");
+  for (let i = 0; i < 100 && alive(agentPid); i++) await sleep(50);
+  assert.ok(alive(qemuPid), "QEMU outlives its crashed agent");
+  const st = run("testbed", "status");
+  assert.equal(st.code, 0);
+  assert.match(st.out, /unreachable|ECONNREFUSED|-/);
+
+  const d = run("testbed", "down");
+  assert.equal(d.code, 0, d.err);
+  assert.match(d.out, /testbed clitest down: \d agent\(s\) stopped, 1 orphaned QEMU\(s\) reaped/);
+  assert.equal(alive(qemuPid), false, "the orphan was reaped by pid");
+  assert.equal(existsSync(pool), false, "its pool file removed");
+  assert.equal(existsSync("/dev/shm/nestcloud-clitest"), false);
+  assert.equal(existsSync(join(root, "clitest")), false);
+  assert.ok(!netns().some((n) => n.startsWith("nc-clitest-")), "namespaces removed");
+  for (const h of view.infra.hostVms) assert.equal(alive(h.agentPid), false);
+  for (const sv of view.infra.servers) assert.equal(alive(sv.agentPid), false);
+  leftovers.pop();
+});
+
+test("`testbed up` killed half-way: down removes what its state file recorded", async () => {
+  const file = join(dir, "crash.yaml");
+  writeFileSync(
+    file,
+    [
+      "name: crashup",
+      "servers:",
+      "  - { name: s1, hostVms: [{ name: h1, memoryMiB: 512 }] }",
+      "  - { name: s2, hostVms: [{ name: h1, memoryMiB: 512 }] }",
+      "",
+    ].join("\n"),
+  );
+  leftovers.push("crashup");
+  const up = spawn(process.execPath, [bin, "testbed", "up", file, "-q", "--root", root], {
+    cwd: repo,
+    stdio: "ignore",
+  });
+  const stateFile = join(root, "crashup", "testbed.json");
+  let pids: number[] = [];
+  for (let i = 0; i < 600; i++) {
+    if (existsSync(stateFile)) {
+      try {
+        const s = JSON.parse(readFileSync(stateFile, "utf8"));
+        pids = s.servers.map((x: { agent: { pid: number } | null }) => x.agent?.pid).filter(Boolean);
+        // Kill once the server agents were launched, before the host-VM agents are ready.
+        if (pids.length === 2) break;
+      } catch {
+        // being rewritten
+      }
+    }
+    await sleep(50);
+  }
+  assert.equal(pids.length, 2, "up got as far as starting the server agents");
+  up.kill("SIGKILL");
+  await new Promise((r) => up.once("exit", r));
+  assert.ok(
+    netns().some((n) => n.startsWith("nc-crashup-")),
+    "namespaces exist after the crash",
+  );
+
+  const d = run("testbed", "down", "crashup");
+  assert.equal(d.code, 0, d.err);
+  await sleep(200);
+  for (const p of pids) assert.equal(alive(p), false, `agent ${p} stopped by pid`);
+  assert.ok(!netns().some((n) => n.startsWith("nc-crashup-")), "namespaces removed");
+  assert.equal(existsSync("/dev/shm/nestcloud-crashup"), false);
+  assert.equal(existsSync(join(root, "crashup")), false);
+  leftovers.pop();
+});
