@@ -245,7 +245,10 @@ export class Reconciler {
     const { automatic, suggested, now } = await this.propose(true);
     const out: { applied?: number; proposed?: number } = {};
     if (automatic.length > 0) out.applied = await this.storePlan(automatic, "applying", "reconciler", now);
-    if (suggested.length > 0) out.proposed = await this.storePlan(suggested, "proposed", "reconciler", now);
+    // One proposal at a time: a second one, planned while the first waits, would work
+    // against it (moving guests into host VMs the first one empties).
+    const standing = await this.store.db.selectFrom("plans").select("id").where("status", "=", "proposed").executeTakeFirst();
+    if (suggested.length > 0 && !standing) out.proposed = await this.storePlan(suggested, "proposed", "reconciler", now);
     return out;
   }
 
