@@ -1,16 +1,17 @@
 // `nestcloud vmi` as users run it, on a synthetic guest's RAM file (no QEMU needed): output
-// formats, the page server command, and user errors (one line, exit 2).
+// formats, the page server command, and user errors (one line, exit 2). It lives in test/, not
+// src/cli/, because it builds the RAM file with the vmi module's testkit.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
-import { SyntheticGuest } from "../vmi/synthetic-guest.testkit.ts";
-import { main } from "./main.ts";
-import { vmiOutput } from "./vmi.ts";
+import { main } from "../src/cli/main.ts";
+import { vmiOutput } from "../src/cli/vmi.ts";
+import { SyntheticGuest } from "../src/vmi/synthetic-guest.testkit.ts";
 
-const root = resolve(import.meta.dirname, "../..");
+const root = resolve(import.meta.dirname, "..");
 const bin = join(root, "bin/nestcloud.js");
 const dir = mkdtempSync(join(tmpdir(), "nestcloud-vmi-cli-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -162,7 +163,10 @@ async function runHere(...args: string[]): Promise<{ code: number; out: string; 
   vmiOutput.write = (s: string) => {
     out += s;
   };
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  process.stderr.write = ((s: string) => {
+    err += s;
+    return true;
+  }) as typeof process.stderr.write;
   const saved = process.env.XDG_CACHE_HOME;
   process.env.XDG_CACHE_HOME = env.XDG_CACHE_HOME;
   try {

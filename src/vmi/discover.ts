@@ -60,26 +60,33 @@ export class StepTimer {
 
 /** Finds and parses VMCOREINFO: candidates from a memory search, each validated by the parser. */
 export async function findVmcoreinfo(phys: PhysicalMemory): Promise<VmcoreinfoMatch | undefined> {
-  const hits = await findBytes(phys, new TextEncoder().encode("OSRELEASE="), {
-    maxHits: MAX_VMCOREINFO_CANDIDATES,
-  });
+  const needle = new TextEncoder().encode("OSRELEASE=");
   const look = 32;
-  const ranges = hits.map((h) => {
-    const addr = Math.max(0, h - look);
-    return { addr, len: Math.min(phys.size, h + VMCOREINFO_MAX_BYTES + 64) - addr };
-  });
-  const bufs = await readPhysLenient(phys, ranges);
   let bare: VmcoreinfoMatch | undefined;
-  for (let i = 0; i < bufs.length; i++) {
-    const b = bufs[i];
-    if (!b) continue;
-    const m = scanVmcoreinfo(b, { baseOffset: ranges[i].addr, maxCandidates: 4 }).find(
-      (x) => x.offset === hits[i],
-    );
-    if (!m) continue;
-    // The ELF note is what the kernel exports to crash tools; prefer it over stray copies.
-    if (m.inNote) return m;
-    bare ??= m;
+  let from = 0;
+  // Search in small steps from low memory: the note usually sits low, so on a slow source (QMP)
+  // or a remote one we stop long before the end of RAM.
+  for (let examined = 0; examined < MAX_VMCOREINFO_CANDIDATES && from < phys.size; ) {
+    const hits = await findBytes(phys, needle, { maxHits: 1, regions: [{ start: from, end: phys.size }] });
+    if (hits.length === 0) break;
+    examined += hits.length;
+    from = hits[hits.length - 1] + 1;
+    const ranges = hits.map((h) => {
+      const addr = Math.max(0, h - look);
+      return { addr, len: Math.min(phys.size, h + VMCOREINFO_MAX_BYTES + 64) - addr };
+    });
+    const bufs = await readPhysLenient(phys, ranges);
+    for (let i = 0; i < bufs.length; i++) {
+      const b = bufs[i];
+      if (!b) continue;
+      const m = scanVmcoreinfo(b, { baseOffset: ranges[i].addr, maxCandidates: 4 }).find(
+        (x) => x.offset === hits[i],
+      );
+      if (!m) continue;
+      // The ELF note is what the kernel exports to crash tools; prefer it over stray copies.
+      if (m.inNote) return m;
+      bare ??= m;
+    }
   }
   return bare;
 }

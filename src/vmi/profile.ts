@@ -52,6 +52,8 @@ export const PROFILE_PATHS: readonly string[] = [
   "task_struct.real_cred",
   "task_struct.pid_links",
   "task_struct.mm",
+  "task_struct.active_mm",
+  "mm_struct.pgd",
   "cred.uid",
   "cred.euid",
   "cred.gid",

@@ -3,13 +3,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, describe, test } from "node:test";
 import {
   BufferPhysicalMemory,
   checkKernelText,
   checkSyscallTable,
   discoverKernel,
   findHiddenTasks,
+  KallsymsError,
   type Kernel,
   KernelError,
   listModules,
@@ -162,4 +163,47 @@ test("kernel text: baseline at first sight, then match, then the changed chunk i
     [0],
   );
   assert.equal(r.changed[0].symbol, "_stext");
+});
+
+describe("without VMCOREINFO", () => {
+  test("banner + exported symbols + kallsyms found by pattern: every query works", async () => {
+    const g = new SyntheticGuest({ noVmcoreinfo: true });
+    const k = await kernelOf(g);
+    assert.equal(k.facts.path, "banner+ksymtab+kallsyms-scan");
+    assert.equal(k.facts.osRelease, "6.1.0-synthetic");
+    assert.match(k.facts.banner ?? "", /^Linux version 6\.1\.0-synthetic /);
+    assert.equal(k.facts.physBase, PHYS_BASE);
+    assert.equal(k.facts.kernelOffset, KASLR);
+    assert.equal(k.symbols.source, "kallsyms");
+    const direct = await kernelOf(new SyntheticGuest());
+    assert.deepEqual(await listProcesses(k), await listProcesses(direct));
+    assert.deepEqual(await listModules(k), await listModules(direct));
+    assert.deepEqual((await checkSyscallTable(k)).findings, []);
+  });
+
+  test("kallsyms wiped too: exported symbols only; ps works, modules need kallsyms (typed error)", async () => {
+    const g = new SyntheticGuest({ noVmcoreinfo: true });
+    g.bytes(g.sym("kallsyms_token_index"), new Uint8Array(512));
+    const k = await kernelOf(g);
+    assert.equal(k.facts.path, "banner+ksymtab");
+    assert.equal(k.symbols.source, "ksymtab");
+    assert.ok(k.facts.notes.some((n) => /active_mm->pgd/.test(n)));
+    assert.deepEqual(
+      (await listProcesses(k)).map((p) => p.comm),
+      ["init", "kthreadd", "rcu_gp", "sh", "sleep"],
+    );
+    await assert.rejects(
+      listModules(k),
+      (e: unknown) => e instanceof KallsymsError && e.code === "KALLSYMS_MISSING_SYMBOL",
+    );
+  });
+
+  test("no kernel at all: KERNEL_NOT_FOUND, with or without the fallback", async () => {
+    const empty = new BufferPhysicalMemory(new Uint8Array(8 * 1024 * 1024));
+    const notFound = (e: unknown) => e instanceof KernelError && e.code === "KERNEL_NOT_FOUND";
+    await assert.rejects(discoverKernel(empty), notFound);
+    await assert.rejects(discoverKernel(empty, { fallback: false }), notFound);
+    const g = new SyntheticGuest({ noVmcoreinfo: true });
+    await assert.rejects(discoverKernel(new BufferPhysicalMemory(g.ram), { fallback: false }), notFound);
+  });
 });

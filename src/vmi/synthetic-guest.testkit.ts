@@ -37,8 +37,10 @@ export const L = {
     groupLeader: 0x98,
     pidLinks: 0xa0,
     cred: 0x120,
+    activeMm: 0x130,
     comm: 0x140,
   },
+  mm: { size: 0x100, pgd: 0x50 },
   cred: { size: 0x40, uid: 0x8, gid: 0xc, euid: 0x10 },
   pid: { size: 0x60, level: 0x4, tasks: 0x10, numbers: 0x50 },
   module: {
@@ -77,6 +79,7 @@ function buildBtf(): Uint8Array {
   const T = L.task;
   const pidLinks = b.array(hnode, u32, 4);
   const commArr = b.array(chr, u32, 16);
+  const mmPtr = b.ptr(b.struct("mm_struct", L.mm.size, [at("pgd", b.ptr(u64), L.mm.pgd)]));
   // task_struct comes after its pointer, cred, const cred and the cred pointer.
   const taskId = b.nextId + 4;
   const taskPtr = b.ptr(taskId);
@@ -99,6 +102,7 @@ function buildBtf(): Uint8Array {
     at("pid_links", pidLinks, T.pidLinks),
     at("real_cred", credPtr, T.cred - 8),
     at("cred", credPtr, T.cred),
+    at("active_mm", mmPtr, T.activeMm),
     at("comm", commArr, T.comm),
   ]);
   if (got !== taskId) throw new Error(`task_struct id ${got} != ${taskId}`);
@@ -248,12 +252,15 @@ export class SyntheticGuest {
     S.set("page_offset_base", img(0x703000));
     S.set("__per_cpu_offset", img(0x703100));
     S.set("nr_cpu_ids", img(0x703200));
+    S.set("phys_base", img(0x703300));
+    S.set("init_mm", img(0x704000));
     S.set("init_top_pgt", img(0x800000));
     S.set("linux_banner", img(0x204000));
     const btf = buildBtf();
     S.set("__stop_BTF", img(0x500000 + btf.length));
     this.bytes(S.get("__start_BTF") as bigint, btf);
     this.u64(this.sym("page_offset_base"), PAGE_OFFSET_BASE);
+    this.u64(this.sym("phys_base"), PHYS_BASE);
     this.u32(this.sym("nr_cpu_ids"), 1);
     this.u64(this.sym("__per_cpu_offset"), PAGE_OFFSET_BASE + BigInt(PERCPU_PA) - RQ_OFFSET);
     this.bytes(
@@ -263,6 +270,7 @@ export class SyntheticGuest {
     this.pageTables();
     this.syscalls();
     this.kallsyms();
+    this.ksymtab();
     this.populate();
     if (!this.opts.noVmcoreinfo) this.vmcoreinfo();
   }
@@ -305,6 +313,7 @@ export class SyntheticGuest {
     }
   }
 
+  /** kallsyms in the 6.1 table order, 8-aligned like scripts/kallsyms.c emits it. */
   private kallsyms(): void {
     const syms: Sym[] = [...this.symbols].map(([name, address]) => ({
       name,
@@ -312,23 +321,64 @@ export class SyntheticGuest {
       address,
     }));
     syms.push({ name: "runqueues", type: "A", address: RQ_OFFSET });
-    for (let i = 0; i < 200; i++)
+    for (let i = 0; i < 600; i++)
       syms.push({ name: `filler_fn_${i}`, type: "t", address: TEXT + 0x4000n + BigInt(i * 0x100) });
-    const offsetsVa = TEXT + 0x300000n;
-    const { blobs } = encode(syms, "absolute-percpu", TEXT, offsetsVa);
+    const align = (v: bigint) => (v + 7n) & ~7n;
+    const offsets = TEXT + 0x300000n;
+    const { blobs } = encode(syms, "absolute-percpu", TEXT, offsets);
+    const relativeBase = align(offsets + BigInt(blobs.offsets.length));
+    const numSyms = relativeBase + 8n;
+    const names = numSyms + 8n;
+    const markersAt = align(names + BigInt(blobs.names.length));
+    const markers: number[] = [];
+    for (let i = 0, pos = 0; i < blobs.numSyms; i++) {
+      if (i % 256 === 0) markers.push(pos);
+      const b0 = blobs.names[pos];
+      pos += b0 & 0x80 ? 2 + ((b0 & 0x7f) | (blobs.names[pos + 1] << 7)) : 1 + b0;
+    }
+    const tokenTable = align(markersAt + BigInt(markers.length * 4));
+    const tokenIndex = align(tokenTable + BigInt(blobs.tokenTable.length));
     const S = this.symbols;
-    S.set("kallsyms_offsets", offsetsVa);
-    S.set("kallsyms_relative_base", TEXT + 0x340000n);
-    S.set("kallsyms_num_syms", TEXT + 0x340008n);
-    S.set("kallsyms_names", TEXT + 0x340010n);
-    S.set("kallsyms_token_table", TEXT + 0x3c0000n);
-    S.set("kallsyms_token_index", TEXT + 0x3c1000n);
-    this.bytes(offsetsVa, blobs.offsets);
-    this.u64(this.sym("kallsyms_relative_base"), TEXT);
-    this.u32(this.sym("kallsyms_num_syms"), blobs.numSyms);
-    this.bytes(this.sym("kallsyms_names"), blobs.names);
-    this.bytes(this.sym("kallsyms_token_table"), blobs.tokenTable);
-    this.bytes(this.sym("kallsyms_token_index"), blobs.tokenIndex);
+    S.set("kallsyms_offsets", offsets);
+    S.set("kallsyms_relative_base", relativeBase);
+    S.set("kallsyms_num_syms", numSyms);
+    S.set("kallsyms_names", names);
+    S.set("kallsyms_token_table", tokenTable);
+    S.set("kallsyms_token_index", tokenIndex);
+    this.bytes(offsets, blobs.offsets);
+    this.u64(relativeBase, TEXT);
+    this.u32(numSyms, blobs.numSyms);
+    this.bytes(names, blobs.names);
+    markers.forEach((m, i) => {
+      this.u32(markersAt + BigInt(i * 4), m);
+    });
+    this.bytes(tokenTable, blobs.tokenTable);
+    this.bytes(tokenIndex, blobs.tokenIndex);
+    if (tokenIndex + 512n > TEXT + 0x500000n) throw new Error("synthetic kallsyms overflow into BTF");
+  }
+
+  /** The exported-symbol table: 12-byte PREL32 entries, then the name strings. */
+  private ksymtab(): void {
+    const names = [
+      "init_task",
+      "phys_base",
+      "page_offset_base",
+      "init_pid_ns",
+      "__per_cpu_offset",
+      "nr_cpu_ids",
+    ];
+    for (let i = 0; i < 20; i++) names.push(`filler_fn_${i}`);
+    const table = TEXT + 0x600000n;
+    let str = table + BigInt(names.length * 12);
+    names.forEach((name, i) => {
+      const e = table + BigInt(i * 12);
+      const target = name.startsWith("filler") ? TEXT + 0x4000n + BigInt(i * 0x100) : this.sym(name);
+      this.u32(e, Number(target - e));
+      this.u32(e + 4n, Number(str - (e + 4n)));
+      this.u32(e + 8n, 0);
+      this.bytes(str, Buffer.from(`${name}\0`, "latin1"));
+      str += BigInt(name.length + 1);
+    });
   }
 
   private writeTask(va: bigint, t: TaskSpec): void {
@@ -351,6 +401,8 @@ export class SyntheticGuest {
     const T = L.task;
     const init = this.sym("init_task");
     this.writeTask(init, { pid: 0, comm: "swapper/0", kthread: true });
+    this.u64(init + BigInt(T.activeMm), this.sym("init_mm"));
+    this.u64(this.sym("init_mm") + BigInt(L.mm.pgd), this.sym("init_top_pgt"));
     this.u64(init + BigInt(T.groupLeader), init);
     this.tasks.set(0, init);
     const specs = this.opts.tasks ?? DEFAULT_TASKS;
