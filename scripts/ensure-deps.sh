@@ -9,7 +9,9 @@ profile="${1:-all}"
 need_pkgs=()
 want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$1"); }
 if [ "$profile" != "sim" ]; then
-  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 bpftool nbdkit libnbd-bin postgresql; do want "$p"; done
+  # gcc + libc6-dev: the guest image's workload is compiled static; iproute2: the testbed's
+  # namespaces, veths and bridge.
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin postgresql; do want "$p"; done
   # The dashboard's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
   want chromium
 fi

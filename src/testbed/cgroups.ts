@@ -142,15 +142,30 @@ export function placeInSlice(dirs: readonly string[], pid: number): void {
   for (const d of dirs) writeFileSync(join(d, "cgroup.procs"), String(pid));
 }
 
-/** Removes the folders we created, deepest first; folders still holding processes stay (reported). */
-export function removeCgroups(dirs: readonly string[]): string[] {
+/**
+ * Removes the folders we created, deepest first. A killed process stays in its cgroup
+ * until its parent (often init, for orphans) reaps it, so EBUSY is retried for a while;
+ * folders still busy after that are reported.
+ */
+export async function removeCgroups(dirs: readonly string[], waitMs = 15_000): Promise<string[]> {
   const left: string[] = [];
   const sorted = [...new Set(dirs)].sort((a, b) => b.split("/").length - a.split("/").length);
+  const deadline = Date.now() + waitMs;
   for (const d of sorted) {
-    try {
-      rmdirSync(d);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") left.push(`${d}: ${(e as Error).message}`);
+    for (;;) {
+      try {
+        rmdirSync(d);
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") break;
+        if (code === "EBUSY" && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        left.push(`${d}: ${(e as Error).message}`);
+        break;
+      }
     }
   }
   return left;

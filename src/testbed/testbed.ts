@@ -344,7 +344,7 @@ export async function down(stateOrDir: TestbedState | string, opts: DownOptions 
   } catch (e) {
     report.problems.push(`removing ${state.poolRoot}: ${(e as Error).message}`);
   }
-  report.problems.push(...removeCgroups(state.cgroups.dirs));
+  report.problems.push(...(await removeCgroups(state.cgroups.dirs)));
   report.problems.push(...(await destroyNetwork(state.network)));
   try {
     if (opts.keepLogs) rmSync(join(state.stateDir, "testbed.json"), { force: true });

@@ -6,6 +6,7 @@
 // supervisor (here: the test) restarts it.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { MigrationFailedError, serverClient } from "../../src/agent/index.ts";
@@ -57,15 +58,35 @@ after(async () => {
   await tearDown(bed);
 });
 
-function killAgent(server: string, hostVm: string): number {
+function killAgent(server: string, hostVm: string): { pid: number; url: string } {
   const rec = bed.state.hostVms.find((h) => h.server === server && h.name === hostVm)!.agent!;
   process.kill(rec.pid, "SIGKILL");
-  return rec.pid;
+  return { pid: rec.pid, url: rec.url! };
 }
 
-async function waitDead(pid: number): Promise<void> {
+/**
+ * Until the killed agent's port refuses connections. Its pid turning zombie is not enough:
+ * Node's other threads may still hold the listening socket for a moment, and a connection
+ * accepted by the kernel then is reset, not refused (the orchestrator would rightly treat
+ * that finish as "fate unknown").
+ */
+async function waitDead(pid: number, url: string): Promise<void> {
   for (let i = 0; i < 100 && alive(pid); i++) await sleep(50);
   assert.equal(alive(pid), false, `pid ${pid} died`);
+  const { hostname, port } = new URL(url);
+  for (let i = 0; i < 100; i++) {
+    const refused = await new Promise<boolean>((res) => {
+      const s = connect(Number(port), hostname);
+      s.once("connect", () => {
+        s.destroy();
+        res(false);
+      });
+      s.once("error", (e: NodeJS.ErrnoException) => res(e.code === "ECONNREFUSED"));
+    });
+    if (refused) return;
+    await sleep(50);
+  }
+  assert.fail(`${url} still accepts connections after its agent died`);
 }
 
 /** Restarts a killed agent; it reaps the orphaned destination QEMU (never ran: started -S). */
@@ -86,7 +107,8 @@ for (const when of ["after the destination was prepared", "after the device stat
     const poolFile = (await bed.client("a", "h1").guest("g1")).poolFile!;
     let orphan = 0;
     const kill = async () => {
-      await waitDead(killAgent("a", "h2"));
+      const k = killAgent("a", "h2");
+      await waitDead(k.pid, k.url);
     };
     const err = await bed.orch
       .migrate({

@@ -57,7 +57,7 @@ test("up, status, an agent crash, down: nothing left", async (t) => {
   assert.match(u.out, /testbed clitest is up \(netns\)/);
   assert.match(u.out, /c1 running/);
 
-  const s = run("testbed", "status", "--output", "json");
+  const s = run("testbed", "status", "clitest", "--output", "json");
   assert.equal(s.code, 0, s.err);
   const [view] = JSON.parse(s.out);
   assert.equal(view.infra.id, "clitest");
@@ -78,7 +78,7 @@ test("up, status, an agent crash, down: nothing left", async (t) => {
   assert.equal(st.code, 0);
   assert.match(st.out, /unreachable|ECONNREFUSED|-/);
 
-  const d = run("testbed", "down");
+  const d = run("testbed", "down", "clitest");
   assert.equal(d.code, 0, d.err);
   assert.match(d.out, /testbed clitest down: \d agent\(s\) stopped, 1 orphaned QEMU\(s\) reaped/);
   assert.equal(alive(qemuPid), false, "the orphan was reaped by pid");
@@ -110,7 +110,7 @@ test("`testbed up` killed half-way: down removes what its state file recorded", 
   });
   const stateFile = join(root, "crashup", "testbed.json");
   let pids: number[] = [];
-  for (let i = 0; i < 600; i++) {
+  for (let i = 0; i < 2400; i++) {
     if (existsSync(stateFile)) {
       try {
         const s = JSON.parse(readFileSync(stateFile, "utf8"));
@@ -138,5 +138,40 @@ test("`testbed up` killed half-way: down removes what its state file recorded", 
   assert.ok(!netns().some((n) => n.startsWith("nc-crashup-")), "namespaces removed");
   assert.equal(existsSync("/dev/shm/nestcloud-crashup"), false);
   assert.equal(existsSync(join(root, "crashup")), false);
+  leftovers.pop();
+});
+
+test("loopback fallback: the same agents on 127.0.x.y, with a warning", async () => {
+  const file = join(dir, "lo.yaml");
+  writeFileSync(
+    file,
+    [
+      "name: lotest",
+      "network: { loopback: true }",
+      "servers:",
+      "  - { name: s1, hostVms: [{ name: h1, memoryMiB: 512 }] }",
+      "  - { name: s2, hostVms: [{ name: h1, memoryMiB: 512 }] }",
+      "",
+    ].join("\n"),
+  );
+  leftovers.push("lotest");
+  const u = run("testbed", "up", file, "-q");
+  assert.equal(u.code, 0, u.err);
+  assert.match(u.out, /WARNING: loopback mode/);
+  assert.match(u.out, /testbed lotest is up \(loopback\)/);
+  const [view] = JSON.parse(run("testbed", "status", "lotest", "--output", "json").out);
+  const addrs = view.infra.servers.map((s: { address: string }) => s.address);
+  assert.equal(new Set(addrs).size, 2, "one loopback address per server");
+  for (const a of addrs) assert.match(a, /^127\.0\.\d+\.\d+$/);
+  assert.deepEqual(view.infra.namespaces, {}, "no namespaces in loopback mode");
+  assert.ok(
+    view.servers.every((s: { iface: unknown }) => s.iface === null),
+    "no per-server counters",
+  );
+  const pids = [...view.infra.servers, ...view.infra.hostVms].map((x: { agentPid: number }) => x.agentPid);
+  const d = run("testbed", "down", "lotest");
+  assert.equal(d.code, 0, d.err);
+  for (const p of pids) assert.equal(alive(p), false);
+  assert.equal(existsSync(join(root, "lotest")), false);
   leftovers.pop();
 });
