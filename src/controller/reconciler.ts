@@ -247,8 +247,13 @@ export class Reconciler {
     if (automatic.length > 0) out.applied = await this.storePlan(automatic, "applying", "reconciler", now);
     // One proposal at a time: a second one, planned while the first waits, would work
     // against it (moving guests into host VMs the first one empties).
-    const standing = await this.store.db.selectFrom("plans").select("id").where("status", "=", "proposed").executeTakeFirst();
-    if (suggested.length > 0 && !standing) out.proposed = await this.storePlan(suggested, "proposed", "reconciler", now);
+    const standing = await this.store.db
+      .selectFrom("plans")
+      .select("id")
+      .where("status", "=", "proposed")
+      .executeTakeFirst();
+    if (suggested.length > 0 && !standing)
+      out.proposed = await this.storePlan(suggested, "proposed", "reconciler", now);
     return out;
   }
 
