@@ -20,8 +20,10 @@ export const allowedImports: Record<string, readonly string[]> = {
   monitor: ["vmi", "model"],
   testbed: ["qemu"],
   agent: ["qemu", "vmi", "monitor", "testbed", "migration", "model"],
-  // The simulated provider replays traces (sim) with the cost models (migration).
-  providers: ["model", "migration", "sim"],
+  // The simulated provider replays traces (sim) with the cost models (migration); the
+  // testbed provider drives a running testbed (testbed: its state file) through its agents
+  // (agent: clients and the migration orchestrator). Neither imports providers: no cycle.
+  providers: ["model", "migration", "sim", "agent", "testbed"],
   controller: ["model", "planner", "migration", "providers", "agent"],
   console: ["qemu"],
   cli: [

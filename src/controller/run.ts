@@ -6,7 +6,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import pino, { type Logger } from "pino";
 import { createPolicy } from "../planner/index.ts";
-import { demoWorld, type Provider, SimProvider, type StateStore } from "../providers/index.ts";
+import {
+  demoWorld,
+  type Provider,
+  ProviderError,
+  SimProvider,
+  type StateStore,
+  TestbedProvider,
+  testbedDir,
+} from "../providers/index.ts";
 import { createToken, verifyToken } from "./auth.ts";
 import { Controller } from "./controller.ts";
 import { buildServer } from "./server.ts";
@@ -24,7 +32,14 @@ export interface UpOptions {
   readonly speed?: number;
   readonly guests?: number;
   readonly servers?: number;
+  /** Planning interval on the provider's clock, s (default 300 sim, 30 testbed). */
   readonly intervalSeconds?: number;
+  /** The testbed to run on (testbed provider): its id, or its state folder. */
+  readonly testbed?: string;
+  /** Where testbed folders live (default: that of `nestcloud testbed up`). */
+  readonly testbedRoot?: string;
+  /** Parameters of the nestcloud policy (see src/planner/nestcloud.ts), e.g. overloadUtilization. */
+  readonly policyParams?: Readonly<Record<string, number>>;
   readonly holder?: string;
   readonly log?: Logger;
   /** A provider built by the caller (tests), instead of the named one. */
@@ -85,17 +100,34 @@ export async function runController(o: UpOptions): Promise<RunningController> {
       demoWorld({ speed: o.speed ?? 60, guests: o.guests, servers: o.servers }),
     );
   } else {
-    throw new Error(
-      "the testbed provider is started with `nestcloud testbed up` first; see docs/architecture.md",
-    );
+    if (!o.testbed) {
+      throw new ProviderError(
+        "invalid",
+        "the testbed provider needs --testbed <id or folder> of a testbed started with `nestcloud testbed up`",
+      );
+    }
+    // Rentals and guest definitions live in the store, per testbed, fenced like the sim world.
+    const testbed = o.testbed;
+    provider = await TestbedProvider.open({
+      testbed,
+      root: o.testbedRoot,
+      store: storeBackedState(ctl, `testbed:${testbedDir(testbed, o.testbedRoot)}`),
+      log: (msg) => log.info({ provider: "testbed" }, msg),
+    }).catch(async (e) => {
+      await store.close();
+      throw e;
+    });
   }
 
   controller = new Controller({
     store,
     provider,
-    policy: createPolicy("nestcloud", {}, { acquireType: (await provider.describe()).hostVmTypes[0] }),
+    policy: createPolicy("nestcloud", o.policyParams ?? {}, {
+      acquireType: (await provider.describe()).hostVmTypes[0],
+    }),
     log,
-    intervalSeconds: o.intervalSeconds ?? 300,
+    // Real time on a testbed: a round every 30 s keeps up with load changes you cause by hand.
+    intervalSeconds: o.intervalSeconds ?? (provider.name === "testbed" ? 30 : 300),
     holder: o.holder,
   });
   await controller.start();

@@ -1,6 +1,8 @@
 export { DEMO_HOST_VM_TYPE, type DemoOptions, demoWorld } from "./sim/demo.ts";
-export { SimProvider, type StateStore } from "./sim/provider.ts";
+export { SimProvider } from "./sim/provider.ts";
 export type { World } from "./sim/world.ts";
+export { TestbedProvider, type TestbedProviderOptions, testbedDir } from "./testbed/provider.ts";
+export { MIPS_PER_CORE as TESTBED_MIPS_PER_CORE } from "./testbed/world.ts";
 export {
   type GuestSpec,
   type MigrationStatus,
@@ -10,4 +12,5 @@ export {
   type ProviderHostVm,
   type ProviderMigration,
   type ProviderSnapshot,
+  type StateStore,
 } from "./types.ts";

@@ -61,6 +61,12 @@ export interface ProviderSnapshot {
   readonly migrations: readonly ProviderMigration[];
 }
 
+/** Where a provider keeps its state between processes (the controller's store). */
+export interface StateStore {
+  load(): Promise<string | undefined>;
+  save(json: string): Promise<void>;
+}
+
 export interface Provider {
   readonly name: string;
   /** Seconds on the provider's clock (virtual for a simulation). */

@@ -14,14 +14,9 @@ import {
   type ProviderHostVm,
   type ProviderMigration,
   type ProviderSnapshot,
+  type StateStore,
 } from "../types.ts";
 import type { World, WorldHostVm, WorldMigration } from "./world.ts";
-
-/** Where a provider keeps its state between processes (the controller's store). */
-export interface StateStore {
-  load(): Promise<string | undefined>;
-  save(json: string): Promise<void>;
-}
 
 export class SimProvider implements Provider {
   readonly name = "sim";
