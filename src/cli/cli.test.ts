@@ -77,6 +77,32 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
   }
 });
 
+describe("up: clear errors before anything starts", () => {
+  const data = join(dir, "up-data");
+  const cases: Array<[string, string[], number, RegExp]> = [
+    ["testbed provider without a testbed", ["--provider", "testbed"], 2, /needs --testbed <id or folder>/],
+    ["a testbed without the testbed provider", ["--testbed", "x"], 2, /go with --provider testbed/],
+    ["malformed policy parameter", ["--policy-param", "overloadUtilization=x"], 2, /expected name=number/],
+    [
+      "a testbed that is not up",
+      ["--provider", "testbed", "--testbed", "nope", "--testbed-root", join(dir, "tb"), "--port", "0"],
+      1,
+      /no testbed nope is up .*nestcloud testbed up/,
+    ],
+  ];
+  for (const [name, args, code, pattern] of cases) {
+    test(name, () => {
+      const r = run("up", ...args, "--data-dir", data);
+      assert.equal(r.code, code, r.err);
+      const lines = r.err.trim().split("\n");
+      assert.equal(lines.length, 1, `one line, got: ${r.err}`);
+      assert.match(lines[0], /^nestcloud: /);
+      assert.match(lines[0], pattern);
+      assert.doesNotMatch(r.err, /\n\s+at /);
+    });
+  }
+});
+
 describe("simulate and compare", () => {
   test("simulate writes results.json, timing.json and report.html; same seed gives the same bytes", () => {
     const file = scenario("ok.yaml", good);

@@ -22,6 +22,19 @@ function intOption(name: string, v: string | undefined, min: number, max: number
   return n;
 }
 
+/** `--policy-param name=value` pairs as numbers (the policy itself checks names and ranges). */
+function policyParams(pairs: readonly string[]): Record<string, number> | undefined {
+  if (pairs.length === 0) return undefined;
+  const out: Record<string, number> = {};
+  for (const p of pairs) {
+    const m = /^([A-Za-z][A-Za-z0-9]*)=(.+)$/.exec(p);
+    const n = m ? Number(m[2]) : Number.NaN;
+    if (!m || !Number.isFinite(n)) throw new UserError(`--policy-param ${p}: expected name=number`);
+    out[m[1]] = n;
+  }
+  return out;
+}
+
 export function registerController(program: Command): void {
   program
     .command("up")
@@ -33,9 +46,24 @@ export function registerController(program: Command): void {
     .option("--data-dir <dir>", "where the store and the admin token live", DEFAULT_DATA_DIR)
     .option("--speed <n>", "simulated seconds per second (sim provider)", "60")
     .option("--guests <n>", "guest VMs in the simulated cloud (first start only)")
+    .option("--testbed <id|folder>", "the testbed to run on (testbed provider): its id or its state folder")
+    .option("--testbed-root <dir>", "where testbed state folders live (as `testbed up --root`)")
+    .option("--interval <s>", "seconds between planning rounds (default 300 sim, 30 testbed)")
+    .option(
+      "--policy-param <name=value>",
+      "a parameter of the nestcloud policy, e.g. overloadUtilization=0.8 (repeatable)",
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
     .action(async (o) => {
       if (o.provider !== "sim" && o.provider !== "testbed")
         throw new UserError(`--provider ${o.provider}: expected sim or testbed`);
+      if (o.provider === "testbed" && !o.testbed)
+        throw new UserError(
+          "--provider testbed needs --testbed <id or folder> (see `nestcloud testbed status`)",
+        );
+      if (o.provider !== "testbed" && (o.testbed || o.testbedRoot))
+        throw new UserError("--testbed and --testbed-root go with --provider testbed");
       const running = await runController({
         provider: o.provider,
         db: o.db,
@@ -45,6 +73,10 @@ export function registerController(program: Command): void {
         webDir: existsSync(WEB_DIR) ? WEB_DIR : undefined,
         speed: intOption("speed", o.speed, 1, 100000),
         guests: intOption("guests", o.guests, 1, 100000),
+        intervalSeconds: intOption("interval", o.interval, 1, 86400),
+        testbed: o.testbed,
+        testbedRoot: o.testbedRoot,
+        policyParams: policyParams(o.policyParam as string[]),
       });
       writeFileSync(join(o.dataDir, "url"), `${running.url}\n`);
       process.stdout.write(`nestcloud controller on ${running.url}\n`);

@@ -66,7 +66,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`nestcloud: vmi: ${e.message} (${e.code})\n`);
       return 1;
     }
-    if (e instanceof SimulationError || e instanceof PlanError) {
+    // A provider that cannot start (e.g. `up --provider testbed` with no testbed up): one line.
+    // By name: the cli reaches providers only through the controller.
+    if (
+      e instanceof SimulationError ||
+      e instanceof PlanError ||
+      (e instanceof Error && e.name === "ProviderError")
+    ) {
       process.stderr.write(`nestcloud: ${e.message}\n`);
       return 1;
     }

@@ -55,6 +55,15 @@ export interface NewGuest {
   targets: string[];
 }
 
+/** Events after which guests or host VMs are somewhere else than the views say. */
+const PLACEMENT_EVENTS = new Set([
+  "migration.completed",
+  "migration.failed",
+  "migration.cancelled",
+  "hostvm.acquired",
+  "hostvm.released",
+]);
+
 export class Controller {
   readonly store: Store;
   readonly provider: Provider;
@@ -93,6 +102,11 @@ export class Controller {
       },
     );
     this.executor = new Executor(this.store, this.provider, this.leader, this.events, this.metrics, caps);
+    // The executor's writes move guests and host VMs: the API's views must not wait for the
+    // next audit to show it (a migration shown completed with its guest still at the source).
+    this.events.subscribe((e) => {
+      if (PLACEMENT_EVENTS.has(e.kind)) this.invalidateViews();
+    });
   }
 
   /** Wall seconds between planning rounds (the interval on the provider's clock, sped up). */
@@ -233,9 +247,13 @@ export class Controller {
       server.set(h.id, h.server_id);
       hostCap.set(h.id, types.get(h.type) ?? 0);
     }
+    // Load from the last snapshot, placement from the store (a move settled since the
+    // snapshot counts at its destination).
+    const placed = new Map(guests.map((g) => [g.id, g.host_vm_id]));
     for (const g of snap?.guests ?? []) {
       cpu.set(g.id, g.cpu);
-      if (g.hostVm) hostDemand.set(g.hostVm, (hostDemand.get(g.hostVm) ?? 0) + g.cpu * (mips.get(g.id) ?? 0));
+      const at = placed.has(g.id) ? placed.get(g.id) : g.hostVm;
+      if (at) hostDemand.set(at, (hostDemand.get(at) ?? 0) + g.cpu * (mips.get(g.id) ?? 0));
     }
     this.views = { cpu, server, hostDemand, hostCap, guests, byTenant };
     this.viewsAt = stamp;
@@ -382,25 +400,28 @@ export class Controller {
       if (e instanceof Error && e.name === "ProviderError") throw new ApiError(409, e.message);
       throw e;
     }
+    const row = {
+      tenant: spec.tenant,
+      vcpus: spec.vcpus,
+      mips_per_vcpu: spec.mipsPerVcpu,
+      memory_mib: spec.memoryMiB,
+      dirty_rate_mibps: spec.dirtyRateMiBps,
+      affinity_group: null,
+      anti_affinity_group: spec.antiAffinityGroup ?? null,
+      role: spec.role,
+      targets: JSON.stringify(spec.targets),
+      host_vm_id: hostVm,
+      power_state: "running",
+      automation: spec.automation ?? null,
+      created_at: now,
+    };
+    // An audit may have adopted the guest between the provider's answer and this write (the
+    // provider lists it as soon as it runs): what the API was asked for wins.
     await this.write((tx) =>
       tx
         .insertInto("guests")
-        .values({
-          id: spec.id,
-          tenant: spec.tenant,
-          vcpus: spec.vcpus,
-          mips_per_vcpu: spec.mipsPerVcpu,
-          memory_mib: spec.memoryMiB,
-          dirty_rate_mibps: spec.dirtyRateMiBps,
-          affinity_group: null,
-          anti_affinity_group: spec.antiAffinityGroup ?? null,
-          role: spec.role,
-          targets: JSON.stringify(spec.targets),
-          host_vm_id: hostVm,
-          power_state: "running",
-          automation: spec.automation ?? null,
-          created_at: now,
-        })
+        .values({ id: spec.id, ...row })
+        .onConflict((oc) => oc.column("id").doUpdateSet(row))
         .execute(),
     );
     this.viewsAt = -1;

@@ -104,6 +104,9 @@ export class Reconciler {
    * the store does not know), where guests run and whether they run, migration progress.
    */
   async audit(): Promise<ProviderSnapshot> {
+    // The provider's reads take a while (a testbed asks every agent): a migration the
+    // executor settles meanwhile may be newer than what the snapshot saw.
+    const asked = this.provider.now();
     const snap = await this.provider.snapshot();
     this.lastSnapshot = snap;
     await this.leader.fenced(async (tx) => {
@@ -143,6 +146,18 @@ export class Reconciler {
           (g) => [g.id, g],
         ),
       );
+      // Guests whose move was settled after the snapshot was asked for: their stored place is
+      // newer than the snapshot's (which may show them still at the source).
+      const settledSince = new Set(
+        (
+          await tx
+            .selectFrom("migrations")
+            .select("guest_id")
+            .where("status", "!=", "running")
+            .where("finished_at", ">=", asked)
+            .execute()
+        ).map((m) => m.guest_id),
+      );
       for (const g of snap.guests) {
         const old = guests.get(g.id);
         if (!old) {
@@ -170,10 +185,11 @@ export class Reconciler {
           continue;
         }
         const power = g.running ? "running" : "stopped";
-        if (old.host_vm_id !== (g.hostVm ?? null) || old.power_state !== power) {
+        const hostVm = settledSince.has(g.id) ? old.host_vm_id : (g.hostVm ?? null);
+        if (old.host_vm_id !== hostVm || old.power_state !== power) {
           await tx
             .updateTable("guests")
-            .set({ host_vm_id: g.hostVm ?? null, power_state: power })
+            .set({ host_vm_id: hostVm, power_state: power })
             .where("id", "=", g.id)
             .execute();
         }
@@ -184,7 +200,9 @@ export class Reconciler {
           .select(["status", "progress"])
           .where("id", "=", m.id)
           .executeTakeFirst();
-        if (!row || (row.status === m.status && row.progress === m.progress)) continue;
+        // Only running ones: a settled migration is final (a snapshot taken before the
+        // executor settled it would otherwise turn it back to running).
+        if (row?.status !== "running" || (row.status === m.status && row.progress === m.progress)) continue;
         await tx
           .updateTable("migrations")
           .set({

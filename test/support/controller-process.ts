@@ -11,10 +11,14 @@ export interface ControllerProcess {
   readonly output: () => string;
 }
 
-export async function startControllerProcess(args: string[], timeoutMs = 60_000): Promise<ControllerProcess> {
+export async function startControllerProcess(
+  args: string[],
+  timeoutMs = 60_000,
+  env: Record<string, string> = {},
+): Promise<ControllerProcess> {
   const child = spawn(process.execPath, [bin, "up", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NESTCLOUD_LOG: "warn" },
+    env: { ...process.env, NESTCLOUD_LOG: "warn", ...env },
   });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));

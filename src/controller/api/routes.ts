@@ -355,7 +355,19 @@ export function registerRoutes(app: App, c: Controller): void {
       .limit(req.query.limit ?? 100);
     if (req.principal.role === "tenant") q = q.where("guests.tenant", "=", req.principal.tenant);
     if (req.query.status) q = q.where("migrations.status", "=", req.query.status);
-    return (await q.execute()).map((m) => ({
+    const rows = await q.execute();
+    // Running ones with the provider's live figures: the executor stores progress only at its
+    // polls, and an instant handover may start and end between two of them. (The leader's
+    // provider drives the moves; a follower shows what the store has.)
+    const live = new Map<string, { progress: number; remainingBytes: number; etaSeconds: number }>();
+    if (c.leader.isLeader) {
+      for (const m of rows) {
+        if (m.status !== "running") continue;
+        const p = await c.provider.migration(m.id).catch(() => undefined);
+        if (p?.status === "running") live.set(m.id, p);
+      }
+    }
+    return rows.map((m) => ({
       id: m.id,
       guest: m.guest_id,
       tenant: m.tenant,
@@ -363,8 +375,10 @@ export function registerRoutes(app: App, c: Controller): void {
       to: m.to_host_vm,
       mechanism: m.mechanism,
       status: m.status,
-      progress: m.progress,
-      detail: JSON.parse(m.detail) as Record<string, number>,
+      progress: Math.max(m.progress, live.get(m.id)?.progress ?? 0),
+      detail: live.has(m.id)
+        ? { remainingBytes: live.get(m.id)!.remainingBytes, etaSeconds: live.get(m.id)!.etaSeconds }
+        : (JSON.parse(m.detail) as Record<string, number>),
       plan: m.plan_id,
       startedAt: m.started_at,
       finishedAt: m.finished_at,

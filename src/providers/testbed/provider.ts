@@ -50,12 +50,6 @@ export interface TestbedProviderOptions {
   readonly log?: (msg: string) => void;
 }
 
-/**
- * A guest the controller just created is left out of snapshots for this long after its
- * boot, so that the controller records it before an audit could adopt it as unknown.
- */
-const CREATE_GRACE_SECONDS = 2;
-
 const MiB = 1024 * 1024;
 
 export class TestbedProvider implements Provider {
@@ -63,8 +57,13 @@ export class TestbedProvider implements Provider {
   readonly speed = 1;
   private saving: Promise<void> = Promise.resolve();
   private readonly meter = new CpuMeter();
-  /** Guests being created (hidden from snapshots) -> until when (Infinity while booting). */
-  private readonly creating = new Map<string, number>();
+  /**
+   * Guests booting for createGuest: left out of snapshots (a guest whose creation fails must
+   * not be adopted). Once booted they are listed at once; the controller records its own
+   * guest over an audit's adoption, and hiding a guest it already recorded would make the
+   * executor fail moves of it as "no longer exists".
+   */
+  private readonly creating = new Set<string>();
   private readonly agents: Agents;
   private readonly book: MigrationBook;
   private readonly described: ReturnType<typeof describeTestbed>;
@@ -167,11 +166,7 @@ export class TestbedProvider implements Provider {
     const placed = Agents.placements(slices);
     const guests: ProviderGuest[] = [];
     for (const [id, at] of placed) {
-      const until = this.creating.get(id);
-      if (until !== undefined) {
-        if (now < until) continue;
-        this.creating.delete(id);
-      }
+      if (this.creating.has(id)) continue;
       guests.push(this.guestView(at, pools, now));
     }
     this.meter.retain(new Set(placed.keys()));
@@ -307,7 +302,7 @@ export class TestbedProvider implements Provider {
     if (r.state !== "running") throw new ProviderError("conflict", `host VM ${hostVm} is ${r.state}`);
     if (this.creating.has(spec.id) || (await this.agents.locate(spec.id)))
       throw new ProviderError("conflict", `guest ${spec.id} exists`);
-    this.creating.set(spec.id, Number.POSITIVE_INFINITY);
+    this.creating.add(spec.id);
     // Known before it boots: a controller that crashes meanwhile adopts it with its spec.
     this.world.specs[spec.id] = spec;
     await this.persist();
@@ -318,12 +313,12 @@ export class TestbedProvider implements Provider {
         cpus: spec.vcpus,
       });
     } catch (e) {
-      this.creating.delete(spec.id);
       delete this.world.specs[spec.id];
       await this.persist();
       throw providerError(e, `creating guest ${spec.id} on ${hostVm}`);
+    } finally {
+      this.creating.delete(spec.id);
     }
-    this.creating.set(spec.id, this.now() + CREATE_GRACE_SECONDS);
   }
 
   private async placed(id: string): Promise<Located> {
