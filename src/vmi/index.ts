@@ -64,6 +64,7 @@ export {
   discoverKernel,
   findVmcoreinfo,
   MAX_BTF_BYTES,
+  readBtfBlob,
 } from "./discover.ts";
 export {
   AddressError,
@@ -101,6 +102,7 @@ export {
   kallsymsAnchor,
   kallsymsLocation,
   readKallsyms,
+  readKallsymsBlobs,
 } from "./kallsyms.ts";
 export {
   type DiscoveryPath,

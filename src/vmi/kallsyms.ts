@@ -382,6 +382,15 @@ export async function readKallsyms(
   loc: KallsymsLocation,
   opts: KallsymsOptions = {},
 ): Promise<KallsymsTable> {
+  return guardAsync(async () => decodeKallsyms(await readKallsymsBlobs(mem, loc, opts), opts));
+}
+
+/** The reading half of readKallsyms: the raw tables, for decodeKallsyms (and its benchmark). */
+export async function readKallsymsBlobs(
+  mem: VirtualMemory,
+  loc: KallsymsLocation,
+  opts: KallsymsOptions = {},
+): Promise<KallsymsBlobs> {
   return guardAsync(async () => {
     const limits = limitsOf(opts);
     const first = [
@@ -411,9 +420,6 @@ export async function readKallsyms(
     const chunk = Math.max(4096, Math.min(opts.namesChunk ?? 1 << 20, MAX_READ_LEN));
     const names = await readNames(mem, loc.names, count, namesLimit, chunk);
 
-    return decodeKallsyms(
-      { numSyms: count, names, tokenTable, tokenIndex, offsets, relativeBase, offsetsAddr: loc.offsets },
-      opts,
-    );
+    return { numSyms: count, names, tokenTable, tokenIndex, offsets, relativeBase, offsetsAddr: loc.offsets };
   });
 }

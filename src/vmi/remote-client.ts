@@ -49,6 +49,11 @@ export interface RemoteConnectOptions {
   readonly clientId?: string;
   /** Ask the server to compress large replies (deflate). */
   readonly compress?: boolean;
+  /**
+   * Open this guest during the handshake: the server checks it and sends its size with WELCOME
+   * (REMOTE_FORBIDDEN if this client may not read it), saving the `info` round trip.
+   */
+  readonly guest?: string;
   readonly connectTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
 }
@@ -71,6 +76,8 @@ const CLIENT_MAX_FRAME = 256 * 1024 * 1024;
 export class PageClient {
   readonly stats: ClientStats = { roundTrips: 0, bytesSent: 0, bytesReceived: 0 };
   limits = { maxBatch: 4096, maxReplyBytes: 64 * 1024 * 1024, maxListNodes: 65536 };
+  /** The guest opened in the handshake and its size (servers that predate it send none). */
+  opened: { readonly guest: string; readonly size: number } | undefined;
   private readonly reader = new FrameReader(MAX_HANDSHAKE_FRAME);
   private readonly pending = new Map<number, Pending>();
   private outMac: FrameMac | undefined;
@@ -121,7 +128,7 @@ export class PageClient {
     });
     const c = new PageClient(sock, opts.requestTimeoutMs ?? 30_000);
     try {
-      await c.handshake(token, clientId, opts.compress ?? false, ctMs);
+      await c.handshake(token, clientId, opts.compress ?? false, ctMs, opts.guest);
     } catch (e) {
       c.close();
       throw e;
@@ -142,7 +149,13 @@ export class PageClient {
     });
   }
 
-  private async handshake(token: Buffer, clientId: string, compress: boolean, ms: number): Promise<void> {
+  private async handshake(
+    token: Buffer,
+    clientId: string,
+    compress: boolean,
+    ms: number,
+    guest: string | undefined,
+  ): Promise<void> {
     const hello = await this.nextFrame(ms);
     const h = hello.header;
     const serverNonce = typeof h.nonce === "string" ? Buffer.from(h.nonce, "base64") : Buffer.alloc(0);
@@ -164,6 +177,7 @@ export class PageClient {
         nonce: clientNonce.toString("base64"),
         proof: v.clientProof.toString("hex"),
         compress,
+        ...(guest !== undefined ? { guest } : {}),
       }),
     );
     const w = await welcomeP;
@@ -179,6 +193,12 @@ export class PageClient {
       maxReplyBytes: Math.min(n(lim?.maxReplyBytes, 64 << 20), CLIENT_MAX_FRAME - (1 << 20)),
       maxListNodes: n(lim?.maxListNodes, 65536),
     };
+    const g = w.header.guest as { id?: unknown; size?: unknown } | undefined;
+    if (guest !== undefined && g !== undefined) {
+      if (g.id !== guest || !validSize(g.size))
+        throw new RemoteError("REMOTE_PROTOCOL", "bad guest in WELCOME");
+      this.opened = { guest, size: g.size };
+    }
     this.outMac = new FrameMac(v.sessionKey, "C");
     this.reader.mac = new FrameMac(v.sessionKey, "S");
     this.reader.maxFrame = this.limits.maxReplyBytes + (1 << 20);
@@ -389,12 +409,16 @@ export class RemoteMemory implements PhysicalMemory {
   }
 }
 
+function validSize(size: unknown): size is number {
+  return Number.isSafeInteger(size) && (size as number) > 0;
+}
+
+/** The guest's size: known from the handshake, else one `info` round trip. */
 async function guestSize(client: PageClient, guest: string): Promise<number> {
+  if (client.opened?.guest === guest) return client.opened.size;
   const { header } = await client.request({ op: "info", guest });
-  const size = header.size;
-  if (!Number.isSafeInteger(size) || (size as number) <= 0)
-    throw new RemoteError("REMOTE_PROTOCOL", "bad guest size");
-  return size as number;
+  if (!validSize(header.size)) throw new RemoteError("REMOTE_PROTOCOL", "bad guest size");
+  return header.size;
 }
 
 /** RemoteMemory plus the operations the server runs next to the memory. */
@@ -497,7 +521,11 @@ export async function connectRemoteMemory(
   opts: RemoteConnectOptions & { readonly guest: string; readonly mode?: RemoteMode },
 ): Promise<RemoteMemory> {
   const m = REMOTE_MODES[opts.mode ?? "optimized"];
-  const client = await PageClient.connect({ ...opts, compress: opts.compress ?? m.compress });
+  const client = await PageClient.connect({
+    ...opts,
+    compress: opts.compress ?? m.compress,
+    guest: opts.guest,
+  });
   try {
     const o = { guest: opts.guest, pageCache: m.pageCache, batch: m.batch };
     return m.serverOps ? await RemoteServerMemory.open(client, o) : await RemoteMemory.open(client, o);

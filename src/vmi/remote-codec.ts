@@ -95,24 +95,43 @@ export function decodeWalk(v: unknown): ListWalkSpec {
 
 /** Walk result body: per node u64 addr, the fields, then per deref u8 present + its fields. */
 export function encodeNodes(spec: ListWalkSpec, nodes: readonly ListNode[]): Buffer {
-  const parts: Uint8Array[] = [];
+  const derefs = spec.derefs ?? [];
+  // One buffer of the exact size: no per-node allocations (this runs on every list walk).
+  let size = 0;
   for (const n of nodes) {
-    const a = Buffer.allocUnsafe(8);
-    a.writeBigUInt64BE(n.addr);
-    parts.push(a, ...n.fields);
-    (spec.derefs ?? []).forEach((_, k) => {
-      const d = n.derefs[k];
-      parts.push(Uint8Array.of(d ? 1 : 0));
-      if (d) parts.push(...d);
-    });
+    size += 8;
+    for (const f of n.fields) size += f.length;
+    for (let k = 0; k < derefs.length; k++) {
+      size += 1;
+      for (const b of n.derefs[k] ?? []) size += b.length;
+    }
   }
-  return Buffer.concat(parts);
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const n of nodes) {
+    out.writeBigUInt64BE(n.addr, at);
+    at += 8;
+    for (const f of n.fields) {
+      out.set(f, at);
+      at += f.length;
+    }
+    for (let k = 0; k < derefs.length; k++) {
+      const d = n.derefs[k];
+      out[at++] = d ? 1 : 0;
+      for (const b of d ?? []) {
+        out.set(b, at);
+        at += b.length;
+      }
+    }
+  }
+  return out;
 }
 
 export function decodeNodes(spec: ListWalkSpec, count: unknown, body: Buffer): ListNode[] {
   const n = int(count, "count");
   if (n < 0 || n > spec.maxNodes) throw bad("node count out of bounds");
   const nodes: ListNode[] = [];
+  const dv = new DataView(body.buffer, body.byteOffset, body.length);
   let at = 0;
   const take = (len: number) => {
     if (at + len > body.length) throw bad("walk reply truncated");
@@ -121,7 +140,9 @@ export function decodeNodes(spec: ListWalkSpec, count: unknown, body: Buffer): L
     return b;
   };
   for (let i = 0; i < n; i++) {
-    const addr = Buffer.from(take(8)).readBigUInt64BE(0);
+    if (at + 8 > body.length) throw bad("walk reply truncated");
+    const addr = dv.getBigUint64(at, false);
+    at += 8;
     const fields = spec.reads.map((r) => take(r.len));
     const derefs = (spec.derefs ?? []).map((d) =>
       take(1)[0] === 1 ? d.reads.map((r) => take(r.len)) : null,

@@ -12,6 +12,11 @@
 //                HMAC-SHA256(sessionKey, dir || u64 seq || bytes from `kind` to the end of body)
 //                truncated to 16 bytes; dir is "C" (client->server) or "S"; seq counts frames
 //                per direction from 0, so frames cannot be replayed, reordered or dropped.
+//
+// Handshake: server HELLO {nonce}; client AUTH {client, nonce, proof, compress, guest?}; server
+// WELCOME {proof, limits, guest?: {id, size}} or ERROR (REMOTE_AUTH; REMOTE_FORBIDDEN for a
+// guest this client may not read, checked only after the proof). Naming the guest in AUTH saves
+// the `info` request.
 
 import { Buffer } from "node:buffer";
 import { createHmac, timingSafeEqual } from "node:crypto";

@@ -301,11 +301,31 @@ class Connection {
       this.close();
       return;
     }
+    // A guest named in AUTH is opened now (its size goes with WELCOME): one round trip fewer.
+    let guest: { id: string; size: number } | undefined;
+    if (h.guest !== undefined) {
+      const mem = this.server.memoryFor(entry, h.guest);
+      if (!mem) {
+        this.server.stats.forbidden++;
+        this.log?.(`page server: client ${id} refused guest ${JSON.stringify(h.guest)}`);
+        this.fail(
+          0,
+          new RemoteError(
+            "REMOTE_FORBIDDEN",
+            `guest ${JSON.stringify(h.guest)} is not served to this client`,
+          ),
+        );
+        this.close();
+        return;
+      }
+      guest = { id: h.guest as string, size: mem.size };
+    }
     this.client = entry;
     this.clientId = id;
     this.compress = h.compress === true;
     this.send(KIND.WELCOME, 0, {
       proof: values.serverProof.toString("hex"),
+      ...(guest ? { guest } : {}),
       limits: {
         maxBatch: this.limits.maxBatch,
         maxReplyBytes: this.limits.maxReplyBytes,

@@ -112,6 +112,21 @@ describe("authentication and authorization", () => {
     );
   });
 
+  test("a guest named in the handshake is opened there: no info round trip, refusal at connect", async () => {
+    const m = await open();
+    assert.equal(m.stats.roundTrips, 0);
+    assert.equal(m.size, g1.ram.length);
+    const forbidden = server.stats.forbidden;
+    const failures = server.stats.authFailures;
+    await assert.rejects(open({ guest: "g2" }), isCode("REMOTE_FORBIDDEN"));
+    await assert.rejects(open({ guest: "no-such-guest" }), isCode("REMOTE_FORBIDDEN"));
+    assert.equal(server.stats.forbidden, forbidden + 2);
+    // The token is checked first: a wrong one learns nothing about which guests exist.
+    await assert.rejects(open({ guest: "g2", token: OTHER }), isCode("REMOTE_AUTH"));
+    assert.equal(server.stats.forbidden, forbidden + 2);
+    assert.equal(server.stats.authFailures, failures + 1);
+  });
+
   test("the client refuses a server that cannot prove it knows the token", async () => {
     const fake = new PageServer({
       clients: [{ id: "monitor-a", token: "impostor-0123456789abcdef", guests: ["g1"] }],
