@@ -488,7 +488,8 @@ class Round {
       const placed: Move[] = [];
       for (const g of guests) {
         const d = this.destination(g, b);
-        if (d < 0 || ws.isPotential(d)) break;
+        // Filling an empty host VM to empty this one saves nothing: give up the drain.
+        if (d < 0 || ws.isPotential(d) || ws.lists[d].length === 0) break;
         ws.moveGuest(g, d);
         this.refresh(d);
         placed.push({ guest: g, to: d, reason: "underload" });

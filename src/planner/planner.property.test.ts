@@ -30,10 +30,27 @@ const scenarioOf = (hot: boolean) =>
     ),
   });
 const scenario = scenarioOf(false);
+/** Lightly loaded clouds with several host VMs per server: consolidation territory. */
+const coolScenario = fc.record({
+  servers: fc.integer({ min: 1, max: 3 }),
+  slots: fc.constant(4),
+  hostVmsPerServer: fc.integer({ min: 2, max: 4 }),
+  guests: fc.array(
+    fc.record({
+      mips: fc.integer({ min: 100, max: 1500 }),
+      memoryMiB: fc.integer({ min: 256, max: 4096 }),
+      history: fc.array(fc.double({ min: 0, max: 0.3, noNaN: true }), { minLength: 0, maxLength: 16 }),
+      antiAffinity: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+      migrating: fc.constant(false),
+    }),
+    { minLength: 1, maxLength: 12 },
+  ),
+});
 
 type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
 
-function build(s: Scenario) {
+/** `spread`: guests dealt round-robin over the host VMs (else first fit). */
+function build(s: Scenario, spread = false) {
   const cloud = new Cloud();
   for (let i = 0; i < s.servers; i++) {
     cloud.addServer(server(`s${i}`, s.slots));
@@ -53,7 +70,8 @@ function build(s: Scenario) {
     );
     histories.push(g.history);
     // First fit that keeps every rule; guests that fit nowhere stay unplaced.
-    for (let h = 0; h < cloud.hostVms.length; h++) {
+    for (let k = 0; k < cloud.hostVms.length; k++) {
+      const h = spread ? (i + k) % cloud.hostVms.length : k;
       if (cloud.placementProblem(idx, h)) continue;
       cloud.place(idx, h);
       if (findViolations(cloud).length > 0) cloud.assign(idx, UNPLACED);
@@ -97,8 +115,9 @@ describe("planner invariants (property-based)", () => {
     test(`${name}: plans are valid DAGs and keep every guarantee`, () => {
       let moves = 0;
       fc.assert(
-        fc.property(scenario, (s) => {
-          const { cloud, input } = build(s);
+        // Packed (first fit) and spread (round-robin) starting placements.
+        fc.property(scenario, fc.boolean(), (s, spread) => {
+          const { cloud, input } = build(s, spread);
           assert.deepEqual(findViolations(cloud), [], "starting cloud is valid");
           const plan = make().plan(input);
           validatePlan(plan);
@@ -115,6 +134,29 @@ describe("planner invariants (property-based)", () => {
       assert.ok(moves > 20, `the generated clouds must make ${name} move guests (moved ${moves})`);
     });
   }
+
+  test("nestcloud never drains a host VM into an empty one (that would save nothing)", () => {
+    let drains = 0;
+    fc.assert(
+      fc.property(coolScenario, (s) => {
+        const { cloud, input } = build(s, true);
+        const heldGuests = cloud.hostGuests.map((gs) => gs.length);
+        const plan = nestcloudPolicy({ ...NESTCLOUD_DEFAULTS, spareHostVms: 0 }, HOST_TYPE).plan(input);
+        for (const a of plan.actions) {
+          if (a.kind !== "migrate" || a.reason !== "underload") continue;
+          drains++;
+          assert.equal(a.to.kind, "existing", "a drain goes into a running host VM");
+          if (a.to.kind === "existing")
+            assert.ok(
+              heldGuests[a.to.hostVm] > 0,
+              `guest ${a.guest} drained into empty host VM ${a.to.hostVm}`,
+            );
+        }
+      }),
+      { numRuns: 300, seed: 11 },
+    );
+    assert.ok(drains > 10, `the generated clouds must make nestcloud drain (drained ${drains})`);
+  });
 
   test("nestcloud's between-round reflex only moves guests within a physical server", () => {
     let moves = 0;
