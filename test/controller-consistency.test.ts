@@ -258,3 +258,36 @@ test("a migration settled while an audit's snapshot was on its way stays settled
   assert.equal(await placeOf("g1"), "h2");
   assert.equal((await migration(m.id))?.status, "completed");
 });
+
+test("an audit's older reading never moves a running migration's progress back", async () => {
+  const r = await call("POST", "/api/vms/g1/migrate", { to: "h1", mechanism: "instant" });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const m = await until("the migration to start", async () =>
+    ((await call("GET", "/api/migrations")).body as Array<{ id: string; status: string }>).find(
+      (x) => x.status === "running",
+    ),
+  );
+  const stored = async () =>
+    (await c.store.db.selectFrom("migrations").select("progress").where("id", "=", m.id).executeTakeFirst())
+      ?.progress;
+  // An audit reads the world at 10 % ...
+  let release!: () => void;
+  provider.gateNext = new Promise<void>((res) => {
+    release = res;
+  });
+  const audit = c.controller.reconciler.audit();
+  // ... the move gets to 90 % and the executor stores that ...
+  provider.migrations.find((x) => x.id === m.id)!.progress = 0.9;
+  await until("the executor to store 90 %", async () => ((await stored()) === 0.9 ? true : undefined));
+  // ... then the audit's answer, at 10 %, arrives.
+  release();
+  const stale = await audit;
+  assert.equal(stale.migrations.find((x) => x.id === m.id)?.progress, 0.1, "the snapshot was indeed older");
+  assert.equal(await stored(), 0.9, "stored progress only moves forward");
+  assert.equal((await migration(m.id))?.progress, 0.9);
+  provider.complete(m.id);
+  await until("the migration to settle", async () =>
+    (await migration(m.id))?.status === "completed" ? true : undefined,
+  );
+  assert.equal(await placeOf("g1"), "h1");
+});

@@ -206,7 +206,9 @@ export class Executor {
         );
         return;
       }
-      await this.leader.fenced((tx) =>
+      // Audits write progress too, from their own snapshots: a running migration's stored
+      // progress only moves forward, so an older reading never shows it going back.
+      const updated = await this.leader.fenced((tx) =>
         tx
           .updateTable("migrations")
           .set({
@@ -215,9 +217,11 @@ export class Executor {
             detail: JSON.stringify({ remainingBytes: m.remainingBytes, etaSeconds: m.etaSeconds }),
           })
           .where("id", "=", id)
-          .execute(),
+          .where((eb) => eb.or([eb("progress", "<=", m.progress), eb("status", "!=", "running")]))
+          .executeTakeFirst(),
       );
       if (m.status === "running") {
+        if (Number(updated.numUpdatedRows) === 0) return;
         this.events.emit(
           "migration.progress",
           guestRow?.tenant,

@@ -202,12 +202,13 @@ export class Reconciler {
           .executeTakeFirst();
         // Only running ones: a settled migration is final (a snapshot taken before the
         // executor settled it would otherwise turn it back to running).
-        if (row?.status !== "running" || (row.status === m.status && row.progress === m.progress)) continue;
+        if (row?.status !== "running" || (row.status === m.status && row.progress >= m.progress)) continue;
         await tx
           .updateTable("migrations")
           .set({
             status: m.status,
-            progress: m.progress,
+            // Forward only: the executor may have stored a newer reading than this snapshot's.
+            progress: m.status === "running" ? Math.max(row.progress, m.progress) : m.progress,
             detail: JSON.stringify({ remainingBytes: m.remainingBytes, etaSeconds: m.etaSeconds }),
             finished_at: m.finishedAt ?? null,
             error: m.error ?? null,
