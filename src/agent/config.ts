@@ -2,7 +2,8 @@
 import { readFileSync } from "node:fs";
 import { type Static, Type } from "typebox";
 import Value from "typebox/value";
-import { firstSchemaProblem, NODE_NAME_RE } from "../testbed/index.ts";
+import { firstSchemaProblem } from "../schema/index.ts";
+import { NODE_NAME_RE } from "../testbed/index.ts";
 
 const Name = Type.String({ pattern: NODE_NAME_RE.source });
 const Address = Type.String({ pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" });

@@ -13,6 +13,7 @@ import {
   type PhysicalServer,
   type PowerTable,
 } from "../model/index.ts";
+import { firstSchemaProblem } from "../schema/index.ts";
 import { UserError } from "./errors.ts";
 import { type ScenarioDoc, ScenarioSchema } from "./scenario-schema.ts";
 
@@ -77,7 +78,8 @@ export function parseScenario(text: string, file = "<scenario>"): Scenario {
     throw new UserError(`${file}: a scenario is a YAML mapping (name, servers, guests, trace, policy, ...)`);
   }
   precheckTrace(raw as Record<string, unknown>, file);
-  if (!Value.Check(ScenarioSchema, raw)) throw new UserError(`${file}: ${firstSchemaProblem(raw)}`);
+  if (!Value.Check(ScenarioSchema, raw))
+    throw new UserError(`${file}: ${firstSchemaProblem(ScenarioSchema, raw)}`);
   return resolve(raw, file);
 }
 
@@ -90,37 +92,6 @@ function precheckTrace(raw: Record<string, unknown>, file: string): void {
   if (kind !== "planetlab" && kind !== "synthetic") {
     throw new UserError(`${file}: trace.kind: expected planetlab or synthetic, got ${JSON.stringify(kind)}`);
   }
-}
-
-function firstSchemaProblem(raw: unknown): string {
-  const errors = [...Value.Errors(ScenarioSchema, raw)];
-  const unknown = errors.find((e) => e.keyword === "additionalProperties");
-  if (unknown) {
-    const names = (unknown.params as { additionalProperties?: string[] }).additionalProperties ?? [];
-    const at = pathOf(unknown.instancePath);
-    return `${at ? `${at}: ` : ""}unknown field ${names.join(", ")}`;
-  }
-  const missing = errors.find((e) => e.keyword === "required");
-  if (missing) {
-    const names = (missing.params as { requiredProperties?: string[] }).requiredProperties ?? [];
-    const at = pathOf(missing.instancePath);
-    return `${at ? `${at}: ` : ""}missing field ${names.join(", ")}`;
-  }
-  // The deepest error is the most specific; unions report their members' errors too.
-  const best = errors
-    .filter((e) => e.keyword !== "anyOf" && e.keyword !== "boolean")
-    .sort((a, b) => b.instancePath.split("/").length - a.instancePath.split("/").length)[0];
-  const e = best ?? errors[0];
-  return `${pathOf(e.instancePath) || "(top)"}: ${e.message}`;
-}
-
-/** "/servers/0/cores" -> "servers[0].cores" */
-function pathOf(pointer: string): string {
-  return pointer
-    .split("/")
-    .slice(1)
-    .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"))
-    .reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), "");
 }
 
 const POWER: Record<string, PowerTable> = { "hp-ml110-g4": HP_ML110_G4, "hp-ml110-g5": HP_ML110_G5 };

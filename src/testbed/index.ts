@@ -17,7 +17,6 @@ export {
 } from "./names.ts";
 export { serverCounters } from "./network.ts";
 export { isAlive, processStartTime, stopProcess } from "./processes.ts";
-export { firstSchemaProblem, pathOf } from "./schema-errors.ts";
 export {
   checkTestbedSpec,
   GUEST_NAME_RE,

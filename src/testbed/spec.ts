@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { type Static, Type } from "typebox";
 import Value from "typebox/value";
 import { parseDocument } from "yaml";
-import { firstSchemaProblem } from "./schema-errors.ts";
+import { firstSchemaProblem } from "../schema/index.ts";
 
 export class TestbedSpecError extends Error {
   override name = "TestbedSpecError";

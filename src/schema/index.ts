@@ -1,0 +1,1 @@
+export { firstSchemaProblem, pathOf } from "./errors.ts";
