@@ -59,6 +59,24 @@ describe("vmi on a RAM file", () => {
     assert.match(i.out, /KASLR offset\s+│\s+0x2200000/);
   });
 
+  test("info and --verbose say why a VMCOREINFO note was not used", async () => {
+    const rejected = join(dir, "rejected.ram");
+    writeFileSync(rejected, new SyntheticGuest({ vmcoreinfoExtra: ["OFFSET(page.lru)=-8"] }).ram);
+    const i = await runHere("vmi", "info", "--ram-file", rejected, "--no-profile-cache");
+    assert.equal(i.code, 0, i.err);
+    assert.match(i.out, /discovery path\s+│\s+banner\+ksymtab\+kallsyms-scan/);
+    assert.match(
+      i.out,
+      /VMCOREINFO note at PA 0x[0-9a-f]+ rejected: expected an unsigned decimal: "OFFSET\(page\.lru\)=-8" \(VMCOREINFO_BAD_VALUE\)/,
+    );
+    const ps = await runHere("vmi", "ps", "--ram-file", rejected, "--no-profile-cache", "-v", "-o", "json");
+    assert.equal(ps.code, 0, ps.err);
+    assert.equal(JSON.parse(ps.out).length, 5);
+    assert.match(ps.err, /^vmi: VMCOREINFO note at PA 0x[0-9a-f]+ rejected: .*OFFSET\(page\.lru\)=-8/m);
+    const quiet = await runHere("vmi", "ps", "--ram-file", rejected, "--no-profile-cache");
+    assert.equal(quiet.err, "");
+  });
+
   test("check records a baseline, then reports clean (exit 0)", async () => {
     const base = join(dir, "baselines");
     const a = await runHere("vmi", "check", "--ram-file", ram, "--baseline-dir", base, "--output", "json");

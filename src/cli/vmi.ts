@@ -44,6 +44,7 @@ export interface SourceOptions {
   profileCache?: string | false;
   fallback?: boolean;
   output?: string;
+  verbose?: boolean;
 }
 
 /** Where command output goes (tests redirect it; the test runner owns this process's stdout). */
@@ -142,6 +143,8 @@ async function withKernel<T>(o: SourceOptions, fn: (k: Kernel) => Promise<T>): P
         ? undefined
         : new ProfileCache(o.profileCache ?? join(cacheRoot(), "vmi-profiles"));
     const k = await discoverKernel(src.memory, { profileCache: cache, fallback: o.fallback });
+    // --verbose: how the kernel was found (and why a VMCOREINFO note was not used) on stderr.
+    if (o.verbose) for (const n of k.facts.notes) process.stderr.write(`vmi: ${n}\n`);
     return await fn(k);
   } finally {
     src.close();
@@ -338,7 +341,8 @@ function sourceOptions(cmd: Command): Command {
     .option("--profile-cache <dir>", "where kernel profiles are cached")
     .option("--no-profile-cache", "do not cache kernel profiles")
     .option("--no-fallback", "fail instead of using the banner/ksymtab fallback")
-    .option("-o, --output <format>", "table or json", "table");
+    .option("-o, --output <format>", "table or json", "table")
+    .option("-v, --verbose", "print how the kernel was found (discovery notes) on stderr");
 }
 
 export function registerVmi(program: Command): void {

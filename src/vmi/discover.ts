@@ -31,6 +31,7 @@ import {
   VMCOREINFO_MAX_BYTES,
   type Vmcoreinfo,
   type VmcoreinfoMatch,
+  type VmcoreinfoRejection,
 } from "./vmcoreinfo.ts";
 
 export interface DiscoverOptions extends KernelOptions {
@@ -60,8 +61,20 @@ export class StepTimer {
 
 /** Finds and parses VMCOREINFO: candidates from a memory search, each validated by the parser. */
 export async function findVmcoreinfo(phys: PhysicalMemory): Promise<VmcoreinfoMatch | undefined> {
+  return (await searchVmcoreinfo(phys)).match;
+}
+
+/** What the search for VMCOREINFO found: the match, and ELF notes rejected on the way (why). */
+export interface VmcoreinfoSearch {
+  readonly match?: VmcoreinfoMatch;
+  readonly rejected: readonly VmcoreinfoRejection[];
+}
+
+/** As findVmcoreinfo, also reporting VMCOREINFO notes that were found but did not parse. */
+export async function searchVmcoreinfo(phys: PhysicalMemory): Promise<VmcoreinfoSearch> {
   const needle = new TextEncoder().encode("OSRELEASE=");
   const look = 32;
+  const rejected: VmcoreinfoRejection[] = [];
   let bare: VmcoreinfoMatch | undefined;
   let from = 0;
   // Search in small steps from low memory: the note usually sits low, so on a slow source (QMP)
@@ -79,16 +92,22 @@ export async function findVmcoreinfo(phys: PhysicalMemory): Promise<VmcoreinfoMa
     for (let i = 0; i < bufs.length; i++) {
       const b = bufs[i];
       if (!b) continue;
-      const m = scanVmcoreinfo(b, { baseOffset: ranges[i].addr, maxCandidates: 4 }).find(
+      const seen: VmcoreinfoRejection[] = [];
+      const m = scanVmcoreinfo(b, { baseOffset: ranges[i].addr, maxCandidates: 4, rejected: seen }).find(
         (x) => x.offset === hits[i],
       );
+      for (const r of seen) if (r.offset === hits[i] && rejected.length < 16) rejected.push(r);
       if (!m) continue;
       // The ELF note is what the kernel exports to crash tools; prefer it over stray copies.
-      if (m.inNote) return m;
+      if (m.inNote) return { match: m, rejected };
       bare ??= m;
     }
   }
-  return bare;
+  return { match: bare, rejected };
+}
+
+function describeRejection(r: VmcoreinfoRejection): string {
+  return `VMCOREINFO note at PA 0x${r.offset.toString(16)} rejected: ${r.reason} (${r.code})`;
 }
 
 function readU64(b: Uint8Array): bigint {
@@ -166,9 +185,11 @@ async function fromVmcoreinfo(
   match: VmcoreinfoMatch,
   opts: DiscoverOptions,
   timer: StepTimer,
+  earlier: readonly string[],
 ): Promise<Kernel> {
   const info: Vmcoreinfo = match.info;
   const notes = [
+    ...earlier,
     `VMCOREINFO at PA 0x${match.offset.toString(16)} (${match.inNote ? "ELF note" : "bare text"}), ${info.osRelease}`,
   ];
   const physBase = requireNumber(info, "phys_base");
@@ -220,11 +241,15 @@ async function fromVmcoreinfo(
 /** Finds the guest kernel in `phys` and everything needed to query it. */
 export async function discoverKernel(phys: PhysicalMemory, opts: DiscoverOptions = {}): Promise<Kernel> {
   const timer = new StepTimer();
-  const match = opts.skipVmcoreinfo ? undefined : await findVmcoreinfo(phys);
+  const search: VmcoreinfoSearch = opts.skipVmcoreinfo ? { rejected: [] } : await searchVmcoreinfo(phys);
   timer.lap("vmcoreinfo");
+  // Why a VMCOREINFO note was not used goes into the kernel's notes (`vmi info`, --verbose).
+  const notes = search.rejected.map(describeRejection);
+  for (const n of notes) opts.log?.(n);
+  const match = search.match;
   if (match) {
     try {
-      return await fromVmcoreinfo(phys, match, opts, timer);
+      return await fromVmcoreinfo(phys, match, opts, timer, notes);
     } catch (e) {
       // VMCOREINFO without kallsyms addresses (kernels before 6.0): the fallback finds them.
       if (
@@ -233,10 +258,18 @@ export async function discoverKernel(phys: PhysicalMemory, opts: DiscoverOptions
       ) {
         throw e;
       }
-      opts.log?.(`VMCOREINFO incomplete (${(e as Error).message}); trying the fallback`);
+      const why = `VMCOREINFO at PA 0x${match.offset.toString(16)} incomplete: ${(e as Error).message}`;
+      notes.push(why);
+      opts.log?.(`${why}; trying the fallback`);
       if (opts.fallback === false) throw e;
     }
   }
-  if (opts.fallback === false) throw new KernelError("KERNEL_NOT_FOUND", "no VMCOREINFO in guest RAM");
-  return discoverWithoutVmcoreinfo(phys, opts, timer);
+  if (opts.fallback === false) {
+    const why =
+      notes.length > 0
+        ? `no usable VMCOREINFO in guest RAM (${notes.join("; ")})`
+        : "no VMCOREINFO in guest RAM";
+    throw new KernelError("KERNEL_NOT_FOUND", why);
+  }
+  return discoverWithoutVmcoreinfo(phys, opts, timer, notes);
 }

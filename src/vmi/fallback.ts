@@ -70,10 +70,16 @@ export async function discoverWithoutVmcoreinfo(
   phys: PhysicalMemory,
   opts: DiscoverOptions,
   timer: StepTimer,
+  /** Earlier findings (VMCOREINFO notes rejected, and why). */
+  earlier: readonly string[] = [],
 ): Promise<Kernel> {
+  const noInfo = earlier.length > 0 ? "no usable VMCOREINFO" : "no VMCOREINFO";
   const banner = await findBanner(phys);
-  if (!banner) throw new KernelError("KERNEL_NOT_FOUND", "no VMCOREINFO and no kernel banner in guest RAM");
-  const notes = [`no VMCOREINFO; banner at PA 0x${banner.at.toString(16)}: ${banner.release}`];
+  if (!banner) {
+    const why = earlier.length > 0 ? ` (${earlier.join("; ")})` : "";
+    throw new KernelError("KERNEL_NOT_FOUND", `${noInfo} and no kernel banner in guest RAM${why}`);
+  }
+  const notes = [...earlier, `${noInfo}; banner at PA 0x${banner.at.toString(16)}: ${banner.release}`];
   timer.lap("banner");
   const exported = await findExportedSymbols(phys);
   if (!exported) throw new KernelError("KERNEL_NOT_FOUND", "no exported-symbol table (__ksymtab) found");

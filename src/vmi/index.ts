@@ -65,6 +65,8 @@ export {
   findVmcoreinfo,
   MAX_BTF_BYTES,
   readBtfBlob,
+  searchVmcoreinfo,
+  type VmcoreinfoSearch,
 } from "./discover.ts";
 export {
   AddressError,
@@ -216,5 +218,6 @@ export {
   VMCOREINFO_MAX_BYTES,
   type Vmcoreinfo,
   type VmcoreinfoMatch,
+  type VmcoreinfoRejection,
 } from "./vmcoreinfo.ts";
 export { walkXarray, type XaEntry } from "./xarray.ts";

@@ -207,3 +207,40 @@ describe("without VMCOREINFO", () => {
     await assert.rejects(discoverKernel(new BufferPhysicalMemory(g.ram), { fallback: false }), notFound);
   });
 });
+
+describe("VMCOREINFO of newer kernels", () => {
+  test("a hex NUMBER() keeps the VMCOREINFO path and its build id (no fallback)", async () => {
+    const g = new SyntheticGuest({
+      vmcoreinfoExtra: ["NUMBER(VMALLOC_START)=0xffffc90000000000", "NUMBER(KERNEL_IMAGE_SIZE)=1073741824"],
+    });
+    const k = await kernelOf(g);
+    assert.equal(k.facts.path, "vmcoreinfo");
+    assert.equal(k.facts.buildId, "00112233445566778899aabbccddeeff00112233");
+    assert.deepEqual(
+      (await listProcesses(k)).map((p) => p.comm),
+      ["init", "kthreadd", "rcu_gp", "sh", "sleep"],
+    );
+  });
+
+  test("a note that is rejected falls back, and the kernel's notes say why", async () => {
+    const g = new SyntheticGuest({ vmcoreinfoExtra: ["SIZE(page)=sixty-four"] });
+    const logged: string[] = [];
+    const k = await discoverKernel(new BufferPhysicalMemory(g.ram), { log: (m) => logged.push(m) });
+    assert.equal(k.facts.path, "banner+ksymtab+kallsyms-scan");
+    const why = k.facts.notes.find((n) => n.startsWith("VMCOREINFO note at PA 0x"));
+    assert.ok(why, k.facts.notes.join("\n"));
+    assert.match(
+      why,
+      /rejected: expected an unsigned decimal: "SIZE\(page\)=sixty-four" \(VMCOREINFO_BAD_VALUE\)/,
+    );
+    assert.ok(logged.includes(why));
+    assert.ok(k.facts.notes.some((n) => n.startsWith("no usable VMCOREINFO; banner at")));
+    await assert.rejects(
+      discoverKernel(new BufferPhysicalMemory(g.ram), { fallback: false }),
+      (e: unknown) =>
+        e instanceof KernelError &&
+        e.code === "KERNEL_NOT_FOUND" &&
+        /SIZE\(page\)=sixty-four/.test(e.message),
+    );
+  });
+});

@@ -168,6 +168,8 @@ export interface GuestOptions {
   modules?: ModuleSpec[];
   /** Omit the VMCOREINFO note (fallback tests). */
   noVmcoreinfo?: boolean;
+  /** Lines added to the VMCOREINFO note before KERNELOFFSET (other kernels' formats). */
+  vmcoreinfoExtra?: string[];
   /** Syscall entries to point elsewhere: nr -> address. */
   hookSyscalls?: Record<number, bigint>;
   /** The task running on CPU 0 (pid), default the idle task. */
@@ -498,6 +500,7 @@ export class SyntheticGuest {
       ),
       `NUMBER(phys_base)=${PHYS_BASE}`,
       "NUMBER(pgtable_l5_enabled)=0",
+      ...(this.opts.vmcoreinfoExtra ?? []),
       `KERNELOFFSET=${hex(KASLR)}`,
       "",
     ].join("\n");

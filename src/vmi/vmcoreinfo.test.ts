@@ -155,3 +155,51 @@ test("locate: chunks in holes are skipped, other read failures propagate", async
   assert.equal(fromRegion?.offset, 12 * 1024 * 1024 + 5);
   assert.equal(await locateVmcoreinfo(holey, { regions: [{ start: 0, end: 4 * 1024 * 1024 }] }), undefined);
 });
+
+test("NUMBER() in the formats current kernels write: %ld, %d and 0x%lx (kept unsigned)", () => {
+  // kernel/vmcore_info.c writes "NUMBER(VMALLOC_START)=0x%lx"; arm64 writes kimage_voffset and
+  // PHYS_OFFSET as 0x%llx; x86 writes pgtable_l5_enabled with %d and phys_base with %ld.
+  const info = parseVmcoreinfo(
+    [
+      "OSRELEASE=6.12.95+deb12-amd64",
+      "NUMBER(VMALLOC_START)=0xffffc90000000000",
+      "NUMBER(kimage_voffset)=0xffff7fff80000000",
+      "NUMBER(PHYS_OFFSET)=0x40000000",
+      "NUMBER(pgtable_l5_enabled)=0",
+      "NUMBER(phys_base)=-1610612736",
+      "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456",
+      "LENGTH(mem_section)=18446744073",
+      "",
+    ].join("\n"),
+  );
+  assert.equal(info.numbers.get("VMALLOC_START"), 0xffffc90000000000n);
+  assert.equal(info.numbers.get("kimage_voffset"), 0xffff7fff80000000n);
+  assert.equal(info.numbers.get("PHYS_OFFSET"), 0x40000000n);
+  assert.equal(info.numbers.get("phys_base"), -1610612736n);
+  assert.equal(info.numbers.get("PAGE_BUDDY_MAPCOUNT_VALUE"), -268435456n);
+  assert.equal(info.lengths.get("mem_section"), 18446744073);
+  // Still strict about what no writer produces.
+  for (const bad of ["0x", "0xfffffffffffffffff", "0xg1", "-0x10", "0X10", "1e3", "+5"]) {
+    expectCode(() => parseVmcoreinfo(`OSRELEASE=6.1\nNUMBER(x)=${bad}\n`), "VMCOREINFO_BAD_VALUE");
+  }
+  // %lu of a 64-bit value: 20 digits parse, above 2^53 is refused with a reason.
+  assert.throws(
+    () => parseVmcoreinfo("OSRELEASE=6.1\nSIZE(x)=18446744073709551615\n"),
+    (e: unknown) => e instanceof VmcoreinfoError && /value too large/.test(e.message),
+  );
+});
+
+test("scanner: a rejected ELF note is reported with the reason; bare text that fails is not", () => {
+  const broken = SAMPLE.replace("NUMBER(sme_mask)=0", "NUMBER(sme_mask)=zero");
+  const rejected: { offset: number; code: string; reason: string }[] = [];
+  const buf = Buffer.concat([
+    Buffer.from("OSRELEASE=%s\n\0", "latin1"), // rodata format string: not a note, not reported
+    Buffer.alloc(64),
+    elfNote(broken),
+  ]);
+  assert.deepEqual(scanVmcoreinfo(buf, { baseOffset: 0x1000, rejected }), []);
+  assert.equal(rejected.length, 1);
+  assert.equal(rejected[0].offset, 0x1000 + buf.indexOf(broken));
+  assert.equal(rejected[0].code, "VMCOREINFO_BAD_VALUE");
+  assert.match(rejected[0].reason, /NUMBER\(sme_mask\)=zero/);
+});

@@ -1,10 +1,12 @@
-// VMCOREINFO: the kernel's own "how to read my memory" text (kernel/vmcore_info.c,
-// arch/x86/kernel/crash_core_64.c), filled at boot whether or not a crash kernel is loaded.
-// Lines are KEY=VALUE:
-//   OSRELEASE=6.1.0-56-amd64        PAGESIZE=4096          BUILD-ID=<hex>
-//   SYMBOL(name)=<hex address>      SIZE(name)=<%lu>       OFFSET(struct.member)=<%lu>
-//   LENGTH(name)=<%lu>              NUMBER(name)=<%ld, signed>
-//   KERNELOFFSET=<hex>              CRASHTIME=<%lld>, CONFIG_X=y ... (kept as raw strings)
+// VMCOREINFO: the kernel's own "how to read my memory" text (kernel/vmcore_info.c, before 6.9
+// kernel/crash_core.c; arch/x86/kernel/vmcore_info_64.c, before 6.9 crash_core_64.c), filled at
+// boot whether or not a crash kernel is loaded. Lines are KEY=VALUE, in the writers' formats:
+//   OSRELEASE=%s                    PAGESIZE=%ld           BUILD-ID=%20phN (40 hex digits)
+//   SYMBOL(name)=%lx                SIZE(name)=%lu         OFFSET(struct.member)=%lu
+//   LENGTH(name)=%lu                NUMBER(name)=%ld or %d (signed decimal), or 0x%lx / 0x%llx
+//                                   (newer kernels: NUMBER(VMALLOC_START), arm64's
+//                                   NUMBER(kimage_voffset)...: hex, kept unsigned)
+//   KERNELOFFSET=%lx                CRASHTIME=%lld, CONFIG_X=y ... (kept as raw strings)
 // It lives twice in RAM: in vmcoreinfo_data (plain text) and in vmcoreinfo_note, an ELF note
 // (namesz=11 "VMCOREINFO", descsz = text length, type 0). The text is guest-controlled: a
 // compromised kernel can forge it, so treat the values as hints to be cross-checked.
@@ -31,7 +33,7 @@ export interface Vmcoreinfo {
   readonly kernelOffset?: bigint;
   /** SYMBOL(name): kernel virtual addresses. */
   readonly symbols: ReadonlyMap<string, VirtAddr>;
-  /** NUMBER(name): signed. */
+  /** NUMBER(name): signed when written in decimal, unsigned when written as 0x hex. */
   readonly numbers: ReadonlyMap<string, bigint>;
   readonly sizes: ReadonlyMap<string, number>;
   /** OFFSET(struct.member). */
@@ -43,7 +45,10 @@ export interface Vmcoreinfo {
 
 const RELEASE = /^[A-Za-z0-9._+~-]{1,64}$/;
 const HEX = /^[0-9a-fA-F]{1,16}$/;
-const UDEC = /^[0-9]{1,16}$/;
+/** NUMBER() written with "0x%lx" (or "0x%llx"). */
+const PREFIXED_HEX = /^0x[0-9a-fA-F]{1,16}$/;
+/** %lu of a 64-bit value has at most 20 digits. */
+const UDEC = /^[0-9]{1,20}$/;
 const SDEC = /^-?[0-9]{1,19}$/;
 const TYPED_KEY = /^(SYMBOL|SIZE|OFFSET|LENGTH|NUMBER)\(([^()=]{1,200})\)$/;
 const INT64_MIN = -(1n << 63n);
@@ -63,6 +68,13 @@ function udec(v: string, line: string): number {
   const n = Number(v);
   if (!Number.isSafeInteger(n)) throw bad(line, "value too large");
   return n;
+}
+
+/** NUMBER(): signed decimal (%ld, %d) or 0x-prefixed hex (%lx, unsigned). */
+function number(v: string, line: string): bigint {
+  if (PREFIXED_HEX.test(v)) return BigInt(v);
+  if (!SDEC.test(v)) throw bad(line, "expected a signed decimal or 0x-prefixed hex");
+  return sdec(v, line);
 }
 
 function sdec(v: string, line: string): bigint {
@@ -125,7 +137,7 @@ export function parseVmcoreinfo(input: string | Uint8Array): Vmcoreinfo {
       if (typed) {
         const [, what, name] = typed;
         if (what === "SYMBOL") setOnce(symbols, name, hex(value, line));
-        else if (what === "NUMBER") setOnce(numbers, name, sdec(value, line));
+        else if (what === "NUMBER") setOnce(numbers, name, number(value, line));
         else if (what === "SIZE") setOnce(sizes, name, udec(value, line));
         else if (what === "OFFSET") setOnce(offsets, name, udec(value, line));
         else setOnce(lengths, name, udec(value, line));
@@ -185,7 +197,20 @@ export interface VmcoreinfoMatch {
   readonly info: Vmcoreinfo;
 }
 
+/** A VMCOREINFO ELF note that was found but not accepted, and why. */
+export interface VmcoreinfoRejection {
+  /** Offset of "OSRELEASE=" (plus the caller's base offset). */
+  readonly offset: number;
+  readonly code: string;
+  readonly reason: string;
+}
+
 export interface ScanOptions {
+  /**
+   * Collects candidates inside an ELF note "VMCOREINFO" that were rejected (bare text that does
+   * not parse is not reported: format strings in rodata and stray mentions are normal).
+   */
+  readonly rejected?: VmcoreinfoRejection[];
   /** Added to reported offsets (where `buf` starts in the larger space). */
   readonly baseOffset?: number;
   /** Only report matches starting before this buffer index (for overlapping chunked scans). */
@@ -195,6 +220,8 @@ export interface ScanOptions {
 }
 
 const NEEDLE = Buffer.from("OSRELEASE=", "latin1");
+/** Rejections kept per scan (hostile RAM may hold many forged notes). */
+const MAX_REJECTIONS = 16;
 const NOTE_NAME = Buffer.from("VMCOREINFO\0\0", "latin1");
 
 /** If an ELF note header "VMCOREINFO" directly precedes `at`, its descsz; else undefined. */
@@ -241,11 +268,16 @@ function scan(bytes: Uint8Array, opts: ScanOptions, budget: { left: number }): V
     }
     try {
       const info = parseVmcoreinfo(buf.subarray(at, end));
-      if (info.pageSize === undefined && info.symbols.size === 0) continue;
+      if (info.pageSize === undefined && info.symbols.size === 0) {
+        throw new VmcoreinfoError("VMCOREINFO_MISSING_KEY", "no PAGESIZE and no SYMBOL line");
+      }
       out.push({ offset: base + at, length: end - at, inNote: descsz !== undefined, info });
     } catch (e) {
       // Not VMCOREINFO (or corrupt): keep scanning. Anything else is a bug: let it surface.
       if (!(e instanceof VmcoreinfoError)) throw e;
+      if (descsz !== undefined && opts.rejected && opts.rejected.length < MAX_REJECTIONS) {
+        opts.rejected.push({ offset: base + at, code: e.code, reason: e.message });
+      }
     }
   }
   return out;
