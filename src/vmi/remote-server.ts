@@ -32,7 +32,7 @@ import {
   tokenBytes,
   VERSION,
 } from "./remote-protocol.ts";
-import { scanBytes } from "./search.ts";
+import { checkFind, findBytesToScan, scanBytes } from "./search.ts";
 
 const deflateAsync = promisify(deflateRaw);
 
@@ -45,6 +45,11 @@ export interface PageServerLimits {
   readonly maxRequestBytes: number;
   readonly maxListNodes: number;
   readonly maxFindHits: number;
+  /**
+   * Bytes one search (find) may scan: at most this and at most the guest's memory once, so
+   * overlapping regions cannot multiply the work. Its wall time is bounded by opTimeoutMs.
+   */
+  readonly maxFindBytes: number;
   /** Server-side budget of one operation (list walks and searches stop when it passes). */
   readonly opTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
@@ -62,6 +67,7 @@ export const DEFAULT_SERVER_LIMITS: PageServerLimits = {
   maxRequestBytes: 1024 * 1024,
   maxListNodes: 65536,
   maxFindHits: 4096,
+  maxFindBytes: 64 * 1024 * 1024 * 1024,
   opTimeoutMs: 30_000,
   handshakeTimeoutMs: 5_000,
   idleTimeoutMs: 10 * 60_000,
@@ -415,13 +421,24 @@ class Connection {
       }
       case "find": {
         if (typeof h.needle !== "string") throw new RemoteError("REMOTE_PROTOCOL", "needle must be base64");
-        const maxHits = Math.min(Number(h.maxHits ?? 64), this.limits.maxFindHits);
-        const hits = await scanBytes(mem, Buffer.from(h.needle, "base64"), {
-          maxHits,
+        const needle = Buffer.from(h.needle, "base64");
+        const find = {
+          maxHits: Math.min(Number(h.maxHits ?? 64), this.limits.maxFindHits),
           align: h.align === undefined ? undefined : Number(h.align),
           regions: Array.isArray(h.regions) ? (h.regions as { start: number; end: number }[]) : undefined,
-        });
-        return { header: { hits } };
+        };
+        checkFind(needle, find, mem.size);
+        // Work bound: regions may overlap, so their sum (not the memory size) is what a search
+        // costs; at most the guest's memory once, and opTimeoutMs of wall time.
+        const maxBytes = Math.min(this.limits.maxFindBytes, mem.size);
+        const bytes = findBytesToScan(find.regions, mem.size);
+        if (bytes > maxBytes) {
+          throw new RemoteError(
+            "REMOTE_LIMIT",
+            `find over ${bytes} bytes exceeds the server's limit of ${maxBytes} bytes per request (the guest's memory once)`,
+          );
+        }
+        return { header: { hits: await scanBytes(mem, needle, find, { maxBytes, deadline }) } };
       }
       case "hash": {
         const range = { addr: Number(h.addr), len: Number(h.len) };

@@ -2,7 +2,10 @@
 // directions, per-client guest lists (a request for another guest's memory is refused),
 // integrity of frames, bounds, and the three access styles giving the same answers.
 import assert from "node:assert/strict";
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { createServer, connect as netConnect, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
   BufferPhysicalMemory,
@@ -12,6 +15,7 @@ import {
   Kernel,
   listModules,
   listProcesses,
+  openRamFile,
   PageClient,
   PageServer,
   QueryError,
@@ -219,6 +223,79 @@ describe("integrity and bounds", () => {
       m.client.request({ op: "walk", guest: "g1", space, spec: walk }),
       isCode("REMOTE_LIMIT"),
     );
+  });
+
+  test("a search is bounded in bytes: overlapping regions cannot multiply the work", async () => {
+    const m = await open();
+    const size = g1.ram.length;
+    const whole = { start: 0, end: size };
+    const needle = Buffer.from("OSRELEASE=").toString("base64");
+    // 64 copies of the whole memory (what checkFind allows) would scan 64 x its size.
+    await assert.rejects(
+      m.client.request({ op: "find", guest: "g1", needle, regions: Array(64).fill(whole) }),
+      (e: unknown) =>
+        isCode("REMOTE_LIMIT")(e) &&
+        (e as Error).message.includes(
+          `find over ${64 * size} bytes exceeds the server's limit of ${size} bytes`,
+        ),
+    );
+    await assert.rejects(
+      m.client.request({ op: "find", guest: "g1", needle, regions: [whole, { start: 0, end: 1 }] }),
+      isCode("REMOTE_LIMIT"),
+    );
+    // The memory once, in pieces or whole, is fine.
+    const halves = [
+      { start: 0, end: size / 2 },
+      { start: size / 2, end: size },
+    ];
+    assert.deepEqual(
+      await (m as RemoteServerMemory).findBytes(Buffer.from("OSRELEASE="), { regions: halves }),
+      [3 * 1024 * 1024 + 0x58],
+    );
+    assert.deepEqual(await (m as RemoteServerMemory).findBytes(Buffer.from("OSRELEASE=")), [
+      3 * 1024 * 1024 + 0x58,
+    ]);
+    // Malformed regions are a typed refusal, not an internal error.
+    await assert.rejects(
+      m.client.request({ op: "find", guest: "g1", needle, regions: [null] }),
+      isCode("MEM_BAD_REQUEST"),
+    );
+  });
+
+  test("a search is bounded in wall time: it stops with QUERY_TIMEOUT and says how far it got", async () => {
+    // 2 GiB of (sparse) guest RAM in a real file: scanning it takes far longer than 30 ms.
+    const dir = mkdtempSync(join(tmpdir(), "nc-vmi-find-"));
+    const path = join(dir, "big.ram");
+    const fd = openSync(path, "w");
+    ftruncateSync(fd, 2 * 1024 * 1024 * 1024);
+    closeSync(fd);
+    const rf = openRamFile(path);
+    const srv = new PageServer({
+      clients: [{ id: "c", token: TOKEN, guests: ["big"] }],
+      guests: new Map([["big", rf.memory]]),
+      limits: { opTimeoutMs: 30 },
+    });
+    try {
+      const p = (await srv.listen()).port;
+      const m = await connectRemoteMemory({ host, port: p, token: TOKEN, clientId: "c", guest: "big" });
+      opened.push(m);
+      const t0 = Date.now();
+      await assert.rejects(
+        (m as RemoteServerMemory).findBytes(Buffer.from("not in there")),
+        (e: unknown) =>
+          isCode("QUERY_TIMEOUT")(e) &&
+          /search stopped after \d+ ms: time limit reached with \d+ of 2147483648 bytes scanned/.test(
+            (e as Error).message,
+          ),
+      );
+      assert.ok(Date.now() - t0 < 5000, `stopped after ${Date.now() - t0} ms`);
+      // The connection is still usable afterwards.
+      assert.equal((await m.read([{ addr: 0, len: 8 }]))[0].length, 8);
+    } finally {
+      await srv.close();
+      rf.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a server that never answers makes requests time out", async () => {

@@ -3,7 +3,7 @@
 // it next to the memory (MemorySearch) so that 1 GiB of RAM does not cross the network.
 
 import { Buffer } from "node:buffer";
-import { guardAsync, MemoryError } from "./errors.ts";
+import { guardAsync, MemoryError, QueryError } from "./errors.ts";
 import {
   MAX_READ_LEN,
   type PhysAddr,
@@ -50,6 +50,7 @@ export function checkFind(needle: Uint8Array, opts: FindOptions, size: number): 
   const regions = opts.regions ?? [];
   if (regions.length > 64) throw new MemoryError("MEM_BAD_REQUEST", "more than 64 search regions");
   for (const r of regions) {
+    if (typeof r !== "object" || r === null) throw new MemoryError("MEM_BAD_REQUEST", "bad search region");
     if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end) || r.start < 0 || r.end > size) {
       throw new MemoryError("MEM_BAD_REQUEST", `bad search region ${r.start}-${r.end}`);
     }
@@ -59,14 +60,45 @@ export function checkFind(needle: Uint8Array, opts: FindOptions, size: number): 
 const CHUNK = 2 * 1024 * 1024;
 const CHUNKS_PER_READ = 8;
 
+/** Bytes a search over these regions reads (regions may overlap: each counts). */
+export function findBytesToScan(regions: FindOptions["regions"], size: number): number {
+  return (regions ?? [{ start: 0, end: size }]).reduce((n, r) => n + Math.max(0, r.end - r.start), 0);
+}
+
+/** Work bounds of one scan (the page server sets them per request). */
+export interface ScanBudget {
+  /** Bytes the regions may add up to; checked before anything is read. */
+  readonly maxBytes?: number;
+  /** Date.now() after which the scan stops with QUERY_TIMEOUT. */
+  readonly deadline?: number;
+}
+
 /** Searches by reading: what a page server runs locally. Unreadable chunks (holes) are skipped. */
 export function scanBytes(
   mem: PhysicalMemory,
   needle: Uint8Array,
   opts: FindOptions = {},
+  budget: ScanBudget = {},
 ): Promise<PhysAddr[]> {
   return guardAsync(async () => {
     checkFind(needle, opts, mem.size);
+    const total = findBytesToScan(opts.regions, mem.size);
+    if (budget.maxBytes !== undefined && total > budget.maxBytes) {
+      throw new MemoryError(
+        "MEM_BAD_REQUEST",
+        `search of ${total} bytes (${opts.regions?.length ?? 1} regions) exceeds the limit of ${budget.maxBytes} bytes per request`,
+      );
+    }
+    const started = Date.now();
+    let scanned = 0;
+    const checkTime = () => {
+      if (budget.deadline !== undefined && Date.now() > budget.deadline) {
+        throw new QueryError(
+          "QUERY_TIMEOUT",
+          `search stopped after ${Date.now() - started} ms: time limit reached with ${scanned} of ${total} bytes scanned`,
+        );
+      }
+    };
     const maxHits = opts.maxHits ?? 64;
     const align = opts.align ?? 1;
     const pattern = Buffer.from(needle.buffer, needle.byteOffset, needle.byteLength);
@@ -85,6 +117,8 @@ export function scanBytes(
           group.map((p) => p.range),
         );
         for (let j = 0; j < group.length; j++) {
+          checkTime();
+          scanned += group[j].range.len;
           const b = bufs[j];
           if (!b) continue;
           const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
