@@ -2,8 +2,12 @@
 // clients, each allowed a list of guests. Besides batched reads it runs a few operations next to
 // the memory so that one round trip replaces hundreds: byte search, chunk hashing, reads through
 // a kernel address space (page walks done here), and list walks (listwalk.ts).
-// Everything is bounded: frame and batch sizes, reply bytes, list length, per-op deadline,
-// pending requests per connection, connections, handshake and idle time.
+// Everything is bounded: frame and batch sizes, reply bytes, list length, per-op deadline and
+// search bytes, pending requests per connection, connections, handshake and idle time.
+// Connections that have not authenticated yet are bounded apart from authenticated ones (in
+// total and per source address, with a short handshake deadline): when those slots are full a
+// newcomer evicts the oldest unauthenticated connection of its own source address, or of the
+// source holding the most, so idle or slow peers cannot lock real clients out.
 // Hosting: the server agent constructs one and either listen()s or hands it sockets (handle()).
 
 import { Buffer } from "node:buffer";
@@ -52,9 +56,14 @@ export interface PageServerLimits {
   readonly maxFindBytes: number;
   /** Server-side budget of one operation (list walks and searches stop when it passes). */
   readonly opTimeoutMs: number;
+  /** Time a new connection has to complete the handshake. */
   readonly handshakeTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Authenticated connections. */
   readonly maxConnections: number;
+  /** Connections still in the handshake, in total and per source address. */
+  readonly maxUnauthenticated: number;
+  readonly maxUnauthenticatedPerSource: number;
   /** Requests queued on one connection before it is dropped. */
   readonly maxPending: number;
   /** Replies at least this big are compressed when the client asked for compression. */
@@ -69,9 +78,11 @@ export const DEFAULT_SERVER_LIMITS: PageServerLimits = {
   maxFindHits: 4096,
   maxFindBytes: 64 * 1024 * 1024 * 1024,
   opTimeoutMs: 30_000,
-  handshakeTimeoutMs: 5_000,
+  handshakeTimeoutMs: 2_000,
   idleTimeoutMs: 10 * 60_000,
   maxConnections: 64,
+  maxUnauthenticated: 32,
+  maxUnauthenticatedPerSource: 8,
   maxPending: 32,
   compressMinBytes: 16 * 1024,
 };
@@ -93,6 +104,10 @@ export interface PageServerOptions {
 
 export interface PageServerStats {
   connections: number;
+  /** Unauthenticated connections closed to make room for a newcomer. */
+  evicted: number;
+  /** Authenticated clients refused because maxConnections were connected. */
+  busy: number;
   authFailures: number;
   forbidden: number;
   requests: number;
@@ -111,6 +126,8 @@ export class PageServer {
   readonly limits: PageServerLimits;
   readonly stats: PageServerStats = {
     connections: 0,
+    evicted: 0,
+    busy: 0,
     authFailures: 0,
     forbidden: 0,
     requests: 0,
@@ -120,6 +137,10 @@ export class PageServer {
   private readonly clients = new Map<string, ClientEntry>();
   private readonly guests = new Map<string, PhysicalMemory>();
   private readonly sockets = new Set<Socket>();
+  /** Connections in the handshake, oldest first (Map keeps insertion order). */
+  private readonly unauthenticated = new Map<Socket, { source: string; evict: () => void }>();
+  private readonly unauthBySource = new Map<string, number>();
+  private authenticatedCount = 0;
   private server: Server | undefined;
 
   constructor(private readonly opts: PageServerOptions) {
@@ -144,8 +165,9 @@ export class PageServer {
   /** Listens on TCP (default loopback, any free port). */
   listen(port = 0, host = "127.0.0.1"): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
+      // No listener-level cap: it would count connections in the handshake too (that is how
+      // idle peers used to lock clients out); handle() bounds both kinds itself.
       const srv = createServer((s) => this.handle(s));
-      srv.maxConnections = this.limits.maxConnections;
       srv.once("error", reject);
       srv.listen(port, host, () => {
         srv.off("error", reject);
@@ -164,17 +186,69 @@ export class PageServer {
     if (srv) await new Promise<void>((r) => srv.close(() => r()));
   }
 
+  /** Connections authenticated and connections still in the handshake, right now. */
+  get connectionCounts(): { authenticated: number; unauthenticated: number } {
+    return { authenticated: this.authenticatedCount, unauthenticated: this.unauthenticated.size };
+  }
+
   /** Takes over one connection (for hosting inside another server). */
   handle(sock: Socket): void {
-    if (this.sockets.size >= this.limits.maxConnections) {
-      sock.destroy();
-      return;
-    }
+    if (sock.destroyed) return;
+    const source = sock.remoteAddress ?? "unknown";
+    this.makeRoom(source);
     this.stats.connections++;
     this.sockets.add(sock);
     sock.setNoDelay(true);
-    new Connection(this, sock, this.limits, this.opts.log).start();
-    sock.once("close", () => this.sockets.delete(sock));
+    const conn = new Connection(this, sock, this.limits, this.opts.log);
+    this.unauthenticated.set(sock, { source, evict: () => conn.evict() });
+    this.unauthBySource.set(source, (this.unauthBySource.get(source) ?? 0) + 1);
+    sock.once("close", () => {
+      this.sockets.delete(sock);
+      this.leaveHandshake(sock);
+      if (conn.admitted) this.authenticatedCount--;
+    });
+    conn.start();
+  }
+
+  /** Evicts the oldest handshake of `source` (at its cap), or of the busiest source (all full). */
+  private makeRoom(source: string): void {
+    let victimSource: string | undefined;
+    if ((this.unauthBySource.get(source) ?? 0) >= this.limits.maxUnauthenticatedPerSource) {
+      victimSource = source;
+    } else if (this.unauthenticated.size >= this.limits.maxUnauthenticated) {
+      let most = 0;
+      for (const [src, n] of this.unauthBySource) {
+        if (n > most) [victimSource, most] = [src, n];
+      }
+    }
+    if (victimSource === undefined) return;
+    for (const [s, entry] of this.unauthenticated) {
+      if (entry.source !== victimSource) continue;
+      this.leaveHandshake(s);
+      this.stats.evicted++;
+      entry.evict();
+      return;
+    }
+  }
+
+  private leaveHandshake(sock: Socket): void {
+    const entry = this.unauthenticated.get(sock);
+    if (!entry) return;
+    this.unauthenticated.delete(sock);
+    const n = (this.unauthBySource.get(entry.source) ?? 1) - 1;
+    if (n > 0) this.unauthBySource.set(entry.source, n);
+    else this.unauthBySource.delete(entry.source);
+  }
+
+  /** @internal A connection proved its token: it leaves the handshake pool if a slot is free. */
+  admit(sock: Socket): boolean {
+    this.leaveHandshake(sock);
+    if (this.authenticatedCount >= this.limits.maxConnections) {
+      this.stats.busy++;
+      return false;
+    }
+    this.authenticatedCount++;
+    return true;
   }
 
   /** @internal */ client(id: string): ClientEntry | undefined {
@@ -199,6 +273,8 @@ class Connection {
   private pending = 0;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Counted among the server's authenticated connections. */
+  admitted = false;
 
   constructor(
     private readonly server: PageServer,
@@ -222,6 +298,12 @@ class Connection {
       this.close();
     }, ms);
     this.timer.unref();
+  }
+
+  /** Closed by the server to make room for a newer handshake. */
+  evict(): void {
+    this.log?.("page server: closing connection (handshake slot needed by a newer connection)");
+    this.close();
   }
 
   private close(): void {
@@ -326,6 +408,18 @@ class Connection {
       }
       guest = { id: h.guest as string, size: mem.size };
     }
+    if (!this.server.admit(this.sock)) {
+      this.fail(
+        0,
+        new RemoteError(
+          "REMOTE_LIMIT",
+          `server busy: ${this.limits.maxConnections} clients are connected; try again later`,
+        ),
+      );
+      this.close();
+      return;
+    }
+    this.admitted = true;
     this.client = entry;
     this.clientId = id;
     this.compress = h.compress === true;

@@ -179,6 +179,116 @@ async function rawServer(
   return { server: srv, port: typeof a === "object" && a ? a.port : 0 };
 }
 
+/** Opens `n` TCP connections that never say a word; resolves once each connected or was closed. */
+async function idleConnections(p: number, n: number, localAddress?: string) {
+  const socks = Array.from({ length: n }, () => {
+    const s = netConnect({ port: p, host, ...(localAddress ? { localAddress } : {}) });
+    s.on("error", () => {});
+    return s;
+  });
+  await Promise.all(
+    socks.map((s) => new Promise<void>((r) => (s.connecting ? s.once("connect", r).once("close", r) : r()))),
+  );
+  return socks;
+}
+
+describe("connections that never authenticate", () => {
+  const guest = new SyntheticGuest();
+  // The client connects from 127.0.0.1 (loopback's default source address).
+  const listOf = async (p: number) => {
+    const m = await connectRemoteMemory({ host, port: p, token: TOKEN, clientId: "c", guest: "g" });
+    try {
+      return (await listProcesses(await discoverKernel(m))).map((x) => x.comm);
+    } finally {
+      m.close();
+    }
+  };
+  const serve = async (limits: Partial<PageServer["limits"]> = {}) => {
+    const srv = new PageServer({
+      clients: [{ id: "c", token: TOKEN, guests: ["g"] }],
+      guests: new Map([["g", new BufferPhysicalMemory(guest.ram)]]),
+      limits,
+    });
+    return { srv, port: (await srv.listen()).port };
+  };
+
+  test("while 500 idle connections are open, a real client lists the guest's processes", async () => {
+    const { srv, port: p } = await serve(); // default limits
+    const idle = await idleConnections(p, 500);
+    try {
+      const counts = srv.connectionCounts;
+      assert.ok(counts.unauthenticated <= srv.limits.maxUnauthenticated, JSON.stringify(counts));
+      const t0 = Date.now();
+      assert.deepEqual(await listOf(p), ["init", "kthreadd", "rcu_gp", "sh", "sleep"]);
+      assert.ok(Date.now() - t0 < 10_000, `${Date.now() - t0} ms`);
+      assert.ok(srv.stats.evicted >= 500 - srv.limits.maxUnauthenticated, `evicted ${srv.stats.evicted}`);
+    } finally {
+      for (const s of idle) s.destroy();
+      await srv.close();
+    }
+  });
+
+  test("a peer that keeps reconnecting from another address never takes a client's handshake slot", async () => {
+    const { srv, port: p } = await serve({ handshakeTimeoutMs: 60_000 });
+    let stop = false;
+    let opened = 0;
+    const socks: import("node:net").Socket[] = [];
+    // 200 at a time from 127.0.0.2, each reopened as soon as the server closes it.
+    const openOne = () => {
+      const sock = netConnect({ port: p, host, localAddress: "127.0.0.2" }).resume();
+      sock.on("error", () => {});
+      sock.once("close", () => {
+        if (!stop) openOne();
+      });
+      socks.push(sock);
+      opened++;
+      return sock;
+    };
+    const first = Array.from({ length: 200 }, openOne);
+    await Promise.all(first.map((x) => new Promise<void>((r) => x.once("connect", r).once("close", r))));
+    try {
+      for (let i = 0; i < 5; i++) {
+        assert.deepEqual(await listOf(p), ["init", "kthreadd", "rcu_gp", "sh", "sleep"]);
+      }
+      assert.ok(srv.connectionCounts.unauthenticated <= srv.limits.maxUnauthenticatedPerSource + 1);
+      assert.ok(opened > 200, `the flood reconnected (${opened} connections)`);
+    } finally {
+      stop = true;
+      for (const s of socks) s.destroy();
+      await srv.close();
+    }
+  });
+
+  test("idle peers are cut at the handshake deadline; authenticated clients are bounded apart", async () => {
+    const { srv, port: p } = await serve({ handshakeTimeoutMs: 300, maxConnections: 2 });
+    try {
+      const idle = await idleConnections(p, 4);
+      const t0 = Date.now();
+      await Promise.all(
+        idle.map((s) => new Promise((r) => (s.destroyed ? r(null) : s.resume().once("close", r)))),
+      );
+      assert.ok(Date.now() - t0 < 3000, "handshake deadline");
+      const a = await connectRemoteMemory({ host, port: p, token: TOKEN, clientId: "c", guest: "g" });
+      const b = await connectRemoteMemory({ host, port: p, token: TOKEN, clientId: "c", guest: "g" });
+      assert.deepEqual(srv.connectionCounts, { authenticated: 2, unauthenticated: 0 });
+      await assert.rejects(
+        connectRemoteMemory({ host, port: p, token: TOKEN, clientId: "c", guest: "g" }),
+        (e: unknown) =>
+          isCode("REMOTE_LIMIT")(e) && /server busy: 2 clients are connected/.test((e as Error).message),
+      );
+      assert.equal(srv.stats.busy, 1);
+      a.close();
+      await new Promise((r) => setTimeout(r, 100));
+      const c = await connectRemoteMemory({ host, port: p, token: TOKEN, clientId: "c", guest: "g" });
+      assert.equal(c.size, guest.ram.length);
+      b.close();
+      c.close();
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
 describe("integrity and bounds", () => {
   test("an unauthenticated peer cannot make the server buffer a big frame; silence is cut off", async () => {
     // resume(): a paused socket never sees the server's FIN.
