@@ -133,6 +133,39 @@ export async function readPageOffsetBase(
   return v;
 }
 
+/**
+ * Refuses a kernel that is still booting: its system_state (a variable in the image, readable
+ * without page tables) must have reached SYSTEM_RUNNING (set just before /sbin/init starts;
+ * before it, the task list is not yet what /proc will show and the direct map may still be
+ * changing). Returns a note; when the kernel has no system_state or its BTF no system_states
+ * enum, the check is skipped and the note says so.
+ */
+export async function checkKernelRunning(
+  image: VirtualMemory,
+  symbols: SymbolIndex,
+  profile: KernelProfile,
+  osRelease: string,
+): Promise<string> {
+  const at = symbols.lookup("system_state");
+  const running = profile.constants["system_states.SYSTEM_RUNNING"];
+  if (at === undefined || running === undefined) {
+    return "boot state not checked (no system_state symbol or no system_states in BTF)";
+  }
+  const b = await readVirtOne(image, at, 4);
+  const v = new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+  const name =
+    Object.entries(profile.constants).find(([k, n]) => k.startsWith("system_states.") && n === v)?.[0] ??
+    `system_states.${v}`;
+  const state = name.slice("system_states.".length);
+  if (v < running) {
+    throw new KernelError(
+      "KERNEL_NOT_READY",
+      `kernel ${osRelease} is still booting (system_state ${state}); try again once it has started init`,
+    );
+  }
+  return `system_state ${state}`;
+}
+
 /** Reads the BTF blob between __start_BTF and __stop_BTF. */
 export async function readBtfBlob(image: VirtualMemory, symbols: SymbolIndex): Promise<Uint8Array> {
   const start = symbols.lookup("__start_BTF");
@@ -209,8 +242,6 @@ async function fromVmcoreinfo(
     }
   }
   const root = kernelImageVaToPa(rootVa, physBase);
-  const pageOffsetBase = await readPageOffsetBase(image, symbols, levels);
-  timer.lap("directMap");
   const { profile, btf, source } = await loadProfile(
     image,
     symbols,
@@ -222,6 +253,10 @@ async function fromVmcoreinfo(
   notes.push(
     source === "cache" ? `profile ${profile.key} from cache` : `BTF parsed, profile ${profile.key} built`,
   );
+  // Before anything that a booting kernel has not set up yet (the direct map's base).
+  notes.push(await checkKernelRunning(image, symbols, profile, info.osRelease));
+  const pageOffsetBase = await readPageOffsetBase(image, symbols, levels);
+  timer.lap("directMap");
   const facts: KernelFacts = {
     path: "vmcoreinfo",
     notes,

@@ -114,6 +114,7 @@ export class KallsymsError extends VmiError {
 
 export type KernelErrorCode =
   | "KERNEL_NOT_FOUND" // no VMCOREINFO and no fallback found a usable kernel
+  | "KERNEL_NOT_READY" // a kernel is there but still booting (system_state before SYSTEM_RUNNING)
   | "KERNEL_INCONSISTENT" // discovered facts contradict each other (forged or corrupt data)
   | "KERNEL_NO_BTF" // no BTF in the image and no cached profile for this build
   | "KERNEL_PROFILE_FIELD"; // a layout the query needs is missing from this kernel's BTF/profile

@@ -12,7 +12,7 @@
 
 import { Btf } from "./btf.ts";
 import type { DiscoverOptions, StepTimer } from "./discover.ts";
-import { loadProfile, MAX_BTF_BYTES, readPageOffsetBase } from "./discover.ts";
+import { checkKernelRunning, loadProfile, MAX_BTF_BYTES, readPageOffsetBase } from "./discover.ts";
 import { BtfError, KernelError } from "./errors.ts";
 import { scanKallsyms } from "./fallback-kallsyms.ts";
 import { findBanner, findExportedSymbols, physBaseFromExports } from "./fallback-ksymtab.ts";
@@ -125,9 +125,6 @@ export async function discoverWithoutVmcoreinfo(
     notes.push("kallsyms not found: exported symbols only");
   }
   const image = new KernelImageMemory(phys, physBase);
-  const pageOffsetBase = await readPageOffsetBase(image, symbols, 4);
-  // 5-level direct maps start below the 4-level canonical hole's upper half.
-  const levels = pageOffsetBase < 0xffff800000000000n ? 5 : 4;
   const text = symbols.lookup("_text");
   const kernelOffset = text !== undefined ? text - DEFAULT_TEXT : 0n;
   const btfReader = async () => {
@@ -152,6 +149,11 @@ export async function discoverWithoutVmcoreinfo(
   notes.push(
     source === "cache" ? `profile ${profile.key} from cache` : `BTF parsed, profile ${profile.key} built`,
   );
+  // A booting kernel is refused before reading what it has not set up yet (the direct map).
+  notes.push(await checkKernelRunning(image, symbols, profile, banner.release));
+  const pageOffsetBase = await readPageOffsetBase(image, symbols, 4);
+  // 5-level direct maps start below the 4-level canonical hole's upper half.
+  const levels = pageOffsetBase < 0xffff800000000000n ? 5 : 4;
 
   let root: PhysAddr;
   const pgt = symbols.lookup("init_top_pgt");

@@ -23,13 +23,15 @@ export interface FieldLayout {
 }
 
 export interface KernelProfile {
-  readonly version: 1;
+  readonly version: 2;
   readonly key: string;
   readonly osRelease: string;
   /** Resolved paths; a path the kernel lacks is absent. */
   readonly fields: Readonly<Record<string, FieldLayout>>;
   /** sizeof(struct X) for the structs queries step over. */
   readonly sizes: Readonly<Record<string, number>>;
+  /** Enumerators of PROFILE_ENUMS as "enum.NAME" -> value (a missing enum is absent). */
+  readonly constants: Readonly<Record<string, number>>;
 }
 
 /** Every path queries may use. Alternatives across kernel versions are both listed. */
@@ -90,6 +92,10 @@ export const PROFILE_SIZES: readonly string[] = [
   "rq",
 ];
 
+/** Enums whose values queries need: system_states tells a booting kernel from a running one. */
+export const PROFILE_ENUMS: readonly string[] = ["system_states"];
+const MAX_ENUM_VALUES = 256;
+
 function arrayCount(btf: Btf, type: TypeId): number | undefined {
   const t = btf.type(resolveAlias(btf, type));
   return t.kind === "array" ? t.nelems : undefined;
@@ -121,7 +127,15 @@ export function buildProfile(btf: Btf, key: string, osRelease: string): KernelPr
       if (!(e instanceof BtfError && e.code === "BTF_NOT_FOUND")) throw e;
     }
   }
-  return { version: 1, key, osRelease, fields, sizes };
+  const constants: Record<string, number> = {};
+  for (const name of PROFILE_ENUMS) {
+    const id = btf.findByName(name, "enum")[0];
+    if (id === undefined) continue;
+    const t = btf.type(id);
+    if (t.kind !== "enum") continue;
+    for (const v of t.values.slice(0, MAX_ENUM_VALUES)) constants[`${name}.${v.name}`] = v.value;
+  }
+  return { version: 2, key, osRelease, fields, sizes, constants };
 }
 
 /** A field layout or KERNEL_PROFILE_FIELD. */
@@ -159,7 +173,7 @@ const MAX_PROFILE_BYTES = 1 << 20;
 function validProfile(v: unknown, key: string): KernelProfile | undefined {
   if (typeof v !== "object" || v === null) return undefined;
   const p = v as KernelProfile;
-  if (p.version !== 1 || p.key !== key || typeof p.osRelease !== "string") return undefined;
+  if (p.version !== 2 || p.key !== key || typeof p.osRelease !== "string") return undefined;
   const okNum = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0 && (n as number) < 1 << 24;
   if (typeof p.fields !== "object" || p.fields === null || typeof p.sizes !== "object" || p.sizes === null) {
     return undefined;
@@ -168,6 +182,8 @@ function validProfile(v: unknown, key: string): KernelProfile | undefined {
     if (!okNum(f?.offset) || !okNum(f?.size) || (f.count !== undefined && !okNum(f.count))) return undefined;
   }
   if (!Object.values(p.sizes).every(okNum)) return undefined;
+  if (typeof p.constants !== "object" || p.constants === null) return undefined;
+  if (!Object.values(p.constants).every((n) => Number.isSafeInteger(n))) return undefined;
   return p;
 }
 

@@ -244,3 +244,33 @@ describe("VMCOREINFO of newer kernels", () => {
     );
   });
 });
+
+describe("a kernel that is still booting", () => {
+  const notReady = (state: string) => (e: unknown) =>
+    e instanceof KernelError &&
+    e.code === "KERNEL_NOT_READY" &&
+    e.message ===
+      `kernel 6.1.0-synthetic is still booting (system_state ${state}); try again once it has started init`;
+
+  test("system_state before SYSTEM_RUNNING is KERNEL_NOT_READY, on both discovery paths", async () => {
+    await assert.rejects(kernelOf(new SyntheticGuest({ systemState: 1 })), notReady("SYSTEM_SCHEDULING"));
+    await assert.rejects(
+      kernelOf(new SyntheticGuest({ systemState: 0, noVmcoreinfo: true })),
+      notReady("SYSTEM_BOOTING"),
+    );
+    // Checked before the direct map is read: a booting kernel whose page_offset_base is not
+    // set yet still says "booting", not "inconsistent".
+    const g = new SyntheticGuest({ systemState: 2 });
+    g.u64(g.sym("page_offset_base"), 0n);
+    await assert.rejects(kernelOf(g), notReady("SYSTEM_FREEING_INITMEM"));
+  });
+
+  test("a running kernel notes its state; one shutting down is still read", async () => {
+    const k = await kernelOf(new SyntheticGuest());
+    assert.ok(k.facts.notes.includes("system_state SYSTEM_RUNNING"), k.facts.notes.join("\n"));
+    assert.equal(k.profile.constants["system_states.SYSTEM_RUNNING"], 3);
+    const halting = await kernelOf(new SyntheticGuest({ systemState: 4 }));
+    assert.ok(halting.facts.notes.includes("system_state SYSTEM_HALT"));
+    assert.equal((await listProcesses(halting)).length, 5);
+  });
+});

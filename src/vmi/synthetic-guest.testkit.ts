@@ -127,6 +127,14 @@ function buildBtf(): Uint8Array {
     at("count", u8, X.count),
     at("slots", b.array(voidPtr, u32, 64), X.slots),
   ]);
+  // include/linux/kernel.h
+  b.enum("system_states", 4, [
+    ["SYSTEM_BOOTING", 0],
+    ["SYSTEM_SCHEDULING", 1],
+    ["SYSTEM_FREEING_INITMEM", 2],
+    ["SYSTEM_RUNNING", 3],
+    ["SYSTEM_HALT", 4],
+  ]);
   b.struct("rq", 0x1000, [at("curr", taskPtr, L.rq.curr), at("idle", taskPtr, L.rq.idle)]);
   const M = L.module;
   const layout = b.struct("module_layout", 0x50, [at("base", voidPtr, 0), at("size", u32, 8)]);
@@ -174,6 +182,8 @@ export interface GuestOptions {
   hookSyscalls?: Record<number, bigint>;
   /** The task running on CPU 0 (pid), default the idle task. */
   running?: number;
+  /** Value of the system_state variable (default 3, SYSTEM_RUNNING; 0..2: still booting). */
+  systemState?: number;
 }
 
 export const DEFAULT_TASKS: TaskSpec[] = [
@@ -255,6 +265,7 @@ export class SyntheticGuest {
     S.set("__per_cpu_offset", img(0x703100));
     S.set("nr_cpu_ids", img(0x703200));
     S.set("phys_base", img(0x703300));
+    S.set("system_state", img(0x703400));
     S.set("init_mm", img(0x704000));
     S.set("init_top_pgt", img(0x800000));
     S.set("linux_banner", img(0x204000));
@@ -264,6 +275,7 @@ export class SyntheticGuest {
     this.u64(this.sym("page_offset_base"), PAGE_OFFSET_BASE);
     this.u64(this.sym("phys_base"), PHYS_BASE);
     this.u32(this.sym("nr_cpu_ids"), 1);
+    this.u32(this.sym("system_state"), this.opts.systemState ?? 3);
     this.u64(this.sym("__per_cpu_offset"), PAGE_OFFSET_BASE + BigInt(PERCPU_PA) - RQ_OFFSET);
     this.bytes(
       this.sym("linux_banner"),
@@ -368,6 +380,7 @@ export class SyntheticGuest {
       "init_pid_ns",
       "__per_cpu_offset",
       "nr_cpu_ids",
+      "system_state",
     ];
     for (let i = 0; i < 20; i++) names.push(`filler_fn_${i}`);
     const table = TEXT + 0x600000n;
