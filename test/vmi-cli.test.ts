@@ -241,12 +241,62 @@ describe("vmi user errors: one line, exit 2", () => {
       assert.match(lines[0], pattern);
     });
   }
+});
 
-  test("a RAM file that holds no kernel is a one-line introspection error (exit 1)", async () => {
+describe("vmi exit codes: findings, no Linux kernel, still booting and failures are told apart", () => {
+  test("a RAM file that holds no kernel: one line, exit 3, for every command", async () => {
     const empty = join(dir, "empty.ram");
     writeFileSync(empty, new Uint8Array(4 * 1024 * 1024));
-    const r = await runHere("vmi", "ps", "--ram-file", empty, "--no-fallback");
-    assert.equal(r.code, 1, r.err);
-    assert.match(r.err.trim(), /^nestcloud: vmi: .*\(KERNEL_NOT_FOUND\)$/);
+    for (const cmd of ["ps", "modules", "info", "check"]) {
+      for (const extra of [[], ["--no-fallback"]]) {
+        const r = await runHere("vmi", cmd, "--ram-file", empty, ...extra);
+        assert.equal(r.code, 3, `${cmd} ${extra}: ${r.err}`);
+        assert.match(r.err.trim(), /^nestcloud: vmi: .*\(KERNEL_NOT_FOUND\)$/);
+      }
+    }
+  });
+
+  test("a kernel that is still booting: 'still booting', exit 4 (not an empty list with exit 0)", async () => {
+    const booting = join(dir, "booting.ram");
+    writeFileSync(booting, new SyntheticGuest({ systemState: 1 }).ram);
+    for (const cmd of ["ps", "modules", "info", "check"]) {
+      const r = await runHere("vmi", cmd, "--ram-file", booting, "--no-profile-cache");
+      assert.equal(r.code, 4, `${cmd}: ${r.err}`);
+      assert.equal(r.out, "");
+      assert.equal(
+        r.err,
+        "nestcloud: vmi: kernel 6.1.0-synthetic is still booting (system_state SYSTEM_SCHEDULING); try again once it has started init (KERNEL_NOT_READY)\n",
+      );
+    }
+  });
+
+  test("corrupt guest data is exit 5, findings stay exit 1, usage errors exit 2", async () => {
+    const g = new SyntheticGuest();
+    g.u64(g.sym("page_offset_base"), 0x1234n); // not a direct-map base
+    const corrupt = join(dir, "corrupt.ram");
+    writeFileSync(corrupt, g.ram);
+    const r = await runHere("vmi", "ps", "--ram-file", corrupt, "--no-profile-cache");
+    assert.equal(r.code, 5, r.err);
+    assert.match(
+      r.err.trim(),
+      /^nestcloud: vmi: page_offset_base 0x1234 is not a direct-map base \(KERNEL_INCONSISTENT\)$/,
+    );
+    assert.equal((await runHere("vmi", "ps")).code, 2);
+    // `vmi check` finding something: exit 1 (the hooked-syscall case above).
+  });
+
+  test("--help documents the exit codes", () => {
+    for (const args of [
+      ["vmi", "--help"],
+      ["vmi", "check", "--help"],
+      ["vmi", "ps", "--help"],
+    ]) {
+      const r = run(...args);
+      assert.equal(r.code, 0, r.err);
+      assert.match(
+        r.out,
+        /Exit codes:\n {2}0 {2}done.*\n {2}1 {2}check: something found.*\n {2}2 {2}usage error.*\n {2}3 {2}no Linux kernel found.*\n {2}4 {2}the guest's kernel is still booting.*\n {2}5 {2}introspection failed/,
+      );
+    }
   });
 });

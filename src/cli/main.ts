@@ -11,7 +11,7 @@ import { VmiError } from "../vmi/index.ts";
 import { registerController } from "./controller.ts";
 import { compare, simulate } from "./simulate.ts";
 import { registerTestbed } from "./testbed.ts";
-import { registerVmi } from "./vmi.ts";
+import { registerVmi, vmiExitCode } from "./vmi.ts";
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -61,10 +61,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`nestcloud: ${e.message}\n`);
       return 2;
     }
-    // Introspection failed on what the guest's memory holds (or the source broke off): one line.
+    // Introspection failed on what the guest's memory holds (or the source broke off): one line,
+    // exit 3 (no Linux kernel), 4 (still booting) or 5 (failed); see VMI_EXIT.
     if (e instanceof VmiError) {
       process.stderr.write(`nestcloud: vmi: ${e.message} (${e.code})\n`);
-      return 1;
+      return vmiExitCode(e);
     }
     // A provider that cannot start (e.g. `up --provider testbed` with no testbed up): one line.
     // By name: the cli reaches providers only through the controller.

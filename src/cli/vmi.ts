@@ -2,8 +2,9 @@
  * `nestcloud vmi ...`: introspect a running guest's kernel from outside (no debug symbols).
  *   vmi ps|modules|check|info  (--ram-file PATH | --remote HOST:PORT --guest ID | --qmp SOCKET)
  *   vmi serve --guest ID=RAMFILE ... --token-file F   (a page server, for testing)
- * Bad arguments and unreachable sources are user errors (one line, exit 2); `check` exits 1
- * when it finds something.
+ * Exit codes (VMI_EXIT, also in `--help` and the README): 0 done (check: nothing found),
+ * 1 check found something, 2 usage error (bad arguments, unreachable source, refused),
+ * 3 no Linux kernel in the guest's memory, 4 kernel still booting, 5 introspection failed.
  */
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -30,7 +31,40 @@ import {
   RemoteError,
   type RemoteMode,
   TextBaselineStore,
+  type VmiError,
 } from "../vmi/index.ts";
+
+/** Exit codes of `nestcloud vmi` commands. */
+export const VMI_EXIT = {
+  ok: 0,
+  /** `vmi check` found something (syscall hook, hidden process, changed kernel text). */
+  findings: 1,
+  /** Bad arguments, a source that cannot be opened or reached, authentication refused. */
+  usage: 2,
+  /** No Linux kernel found in the guest's memory (not a Linux guest, or not loaded yet). */
+  notLinux: 3,
+  /** A Linux kernel is there but still booting: try again. */
+  notReady: 4,
+  /** Introspection failed: inconsistent or corrupt guest data, or the source broke off. */
+  failed: 5,
+} as const;
+
+/** The exit code for an introspection error. */
+export function vmiExitCode(e: VmiError): number {
+  if (e.code === "KERNEL_NOT_FOUND") return VMI_EXIT.notLinux;
+  if (e.code === "KERNEL_NOT_READY") return VMI_EXIT.notReady;
+  return VMI_EXIT.failed;
+}
+
+export const VMI_EXIT_HELP = `
+Exit codes:
+  0  done (check: nothing found)
+  1  check: something found (syscall hook, hidden process, changed kernel text)
+  2  usage error: bad arguments, source cannot be opened or reached, access refused
+  3  no Linux kernel found in the guest's memory (not a Linux guest, or not loaded yet)
+  4  the guest's kernel is still booting: try again
+  5  introspection failed (inconsistent or corrupt guest data, source broke off)
+`;
 
 export interface SourceOptions {
   ramFile?: string;
@@ -268,7 +302,7 @@ export async function vmiCheck(o: CheckOptions): Promise<void> {
     ]);
     vmiOutput.write(`${table(["check", "result", "details"], rows)}\n`);
   }
-  if (findings > 0) process.exitCode = 1;
+  if (findings > 0) process.exitCode = VMI_EXIT.findings;
 }
 
 export interface ServeOptions {
@@ -342,13 +376,15 @@ function sourceOptions(cmd: Command): Command {
     .option("--no-profile-cache", "do not cache kernel profiles")
     .option("--no-fallback", "fail instead of using the banner/ksymtab fallback")
     .option("-o, --output <format>", "table or json", "table")
-    .option("-v, --verbose", "print how the kernel was found (discovery notes) on stderr");
+    .option("-v, --verbose", "print how the kernel was found (discovery notes) on stderr")
+    .addHelpText("after", VMI_EXIT_HELP);
 }
 
 export function registerVmi(program: Command): void {
   const vmi = program
     .command("vmi")
-    .description("introspect a guest's Linux kernel from outside (no debug symbols)");
+    .description("introspect a guest's Linux kernel from outside (no debug symbols)")
+    .addHelpText("after", VMI_EXIT_HELP);
   sourceOptions(vmi.command("ps").description("list the guest's processes")).action((o) => vmiPs(o));
   sourceOptions(vmi.command("modules").description("list the guest's kernel modules")).action((o) =>
     vmiModules(o),
