@@ -13,7 +13,7 @@
 import { Btf } from "./btf.ts";
 import type { DiscoverOptions, StepTimer } from "./discover.ts";
 import { checkKernelRunning, loadProfile, MAX_BTF_BYTES, readPageOffsetBase } from "./discover.ts";
-import { BtfError, KernelError } from "./errors.ts";
+import { BtfError, KernelError, VmiError } from "./errors.ts";
 import { scanKallsyms } from "./fallback-kallsyms.ts";
 import { findBanner, findExportedSymbols, physBaseFromExports } from "./fallback-ksymtab.ts";
 import type { KernelSymbol } from "./kallsyms.ts";
@@ -80,6 +80,34 @@ export async function discoverWithoutVmcoreinfo(
     throw new KernelError("KERNEL_NOT_FOUND", `${noInfo} and no kernel banner in guest RAM${why}`);
   }
   const notes = [...earlier, `${noInfo}; banner at PA 0x${banner.at.toString(16)}: ${banner.release}`];
+  try {
+    return await fromBanner(phys, opts, timer, banner, notes);
+  } catch (e) {
+    // A kernel image is in RAM but cannot be read as a running kernel. If it is a kernel that
+    // writes VMCOREINFO at boot (its format string is in the image) and has not written it yet,
+    // it is still being decompressed or starting up: say so rather than "inconsistent".
+    if (!(e instanceof VmiError) || (e instanceof KernelError && e.code === "KERNEL_NOT_READY")) throw e;
+    if (earlier.length > 0 || !(await writesVmcoreinfo(phys))) throw e;
+    throw new KernelError(
+      "KERNEL_NOT_READY",
+      `kernel ${banner.release} is in memory but not running yet (no VMCOREINFO yet, which it writes at boot; ${e.message})`,
+      { cause: e },
+    );
+  }
+}
+
+/** The "OSRELEASE=%s" format string of kernel/vmcore_info.c: this kernel writes VMCOREINFO. */
+async function writesVmcoreinfo(phys: PhysicalMemory): Promise<boolean> {
+  return (await findBytes(phys, Buffer.from("OSRELEASE=%s\n", "latin1"), { maxHits: 1 })).length > 0;
+}
+
+async function fromBanner(
+  phys: PhysicalMemory,
+  opts: DiscoverOptions,
+  timer: StepTimer,
+  banner: NonNullable<Awaited<ReturnType<typeof findBanner>>>,
+  notes: string[],
+): Promise<Kernel> {
   timer.lap("banner");
   const exported = await findExportedSymbols(phys);
   if (!exported) throw new KernelError("KERNEL_NOT_FOUND", "no exported-symbol table (__ksymtab) found");
@@ -105,7 +133,14 @@ export async function discoverWithoutVmcoreinfo(
   timer.lap("ksymtab");
 
   // kallsyms lives in the image's rodata, between the lowest and highest exported addresses.
-  const pas = [...exported.byName.values()].sort((a, b) => a - b);
+  const all = [...exported.byName.values()];
+  const pas = all.filter((pa) => pa >= 0 && pa < phys.size).sort((a, b) => a - b);
+  if (pas.length === 0 || pas.length < all.length * 0.9) {
+    throw new KernelError(
+      "KERNEL_INCONSISTENT",
+      `the exported-symbol table points outside guest RAM (${all.length - pas.length} of ${all.length} entries)`,
+    );
+  }
   const region = { start: pas[0], end: Math.min(phys.size, pas[pas.length - 1] + 1) };
   const anchorName = exported.byName.has("init_task") ? "init_task" : [...exported.byName.keys()][0];
   const anchor = { name: anchorName, address: toVa(exported.byName.get(anchorName) as number) };

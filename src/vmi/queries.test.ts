@@ -26,6 +26,7 @@ import {
   PAGE_OFFSET_BASE,
   PHYS_BASE,
   SyntheticGuest,
+  TEXT,
 } from "./synthetic-guest.testkit.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-vmi-queries-"));
@@ -272,5 +273,53 @@ describe("a kernel that is still booting", () => {
     const halting = await kernelOf(new SyntheticGuest({ systemState: 4 }));
     assert.ok(halting.facts.notes.includes("system_state SYSTEM_HALT"));
     assert.equal((await listProcesses(halting)).length, 5);
+  });
+});
+
+describe("a kernel image in RAM that is not running yet (no VMCOREINFO yet)", () => {
+  /** Puts kernel/vmcore_info.c's format string into the image's rodata. */
+  const withFormat = (g: SyntheticGuest) =>
+    g.bytes(TEXT + 0x205000n, Buffer.from("OSRELEASE=%s\n\0", "latin1"));
+
+  test("a kernel that writes VMCOREINFO but has not yet, and cannot be read: KERNEL_NOT_READY", async () => {
+    const g = new SyntheticGuest({ noVmcoreinfo: true });
+    g.u64(g.sym("page_offset_base"), 0x1234n); // not set up yet
+    await assert.rejects(
+      kernelOf(g),
+      (e: unknown) => e instanceof KernelError && e.code === "KERNEL_INCONSISTENT",
+      "without the format string: a kernel without VMCOREINFO support, inconsistent",
+    );
+    withFormat(g);
+    await assert.rejects(
+      kernelOf(g),
+      (e: unknown) =>
+        e instanceof KernelError &&
+        e.code === "KERNEL_NOT_READY" &&
+        e.message ===
+          "kernel 6.1.0-synthetic is in memory but not running yet (no VMCOREINFO yet, which it writes at boot; page_offset_base 0x1234 is not a direct-map base)",
+    );
+    // Readable: the fallback is used as before (a tamperer may have wiped the note).
+    const ok = new SyntheticGuest({ noVmcoreinfo: true });
+    withFormat(ok);
+    assert.equal((await kernelOf(ok)).facts.path, "banner+ksymtab+kallsyms-scan");
+  });
+
+  test("an exported-symbol entry pointing outside RAM does not derail the fallback", async () => {
+    const g = new SyntheticGuest({ noVmcoreinfo: true });
+    // The last filler entry's value field (PREL32) now points 64 MiB below its entry: PA < 0.
+    const last = TEXT + 0x600000n + BigInt(26 * 12);
+    g.u32(last, -64 * 1024 * 1024);
+    // kallsyms unusable too (as while the image is still being written): BTF is then searched
+    // for between the exported addresses, a range that must stay inside RAM.
+    g.bytes(g.sym("kallsyms_token_index"), new Uint8Array(512));
+    const k = await kernelOf(g);
+    assert.equal(k.facts.path, "banner+ksymtab");
+    assert.equal((await listProcesses(k)).length, 5);
+    // Most of the table outside RAM: inconsistent, typed.
+    for (let i = 6; i < 27; i++) g.u32(TEXT + 0x600000n + BigInt(i * 12), -64 * 1024 * 1024);
+    await assert.rejects(
+      kernelOf(g),
+      (e: unknown) => e instanceof KernelError && e.code === "KERNEL_INCONSISTENT",
+    );
   });
 });
