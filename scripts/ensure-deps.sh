@@ -11,9 +11,14 @@ want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 if [ "$profile" != "sim" ]; then
   # gcc + libc6-dev: the guest image's workload is compiled static; iproute2: the testbed's
   # namespaces, veths and bridge.
-  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin postgresql; do want "$p"; done
+  # xz-utils + zstd: newer guest kernels (Debian's 6.12) ship compressed modules (.ko.xz).
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin postgresql xz-utils zstd; do want "$p"; done
   # The dashboard's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
   want chromium
+fi
+if [ "$profile" != "sim" ]; then
+  # bookworm-backports as an apt source: the guest image's second kernel (NESTCLOUD_GUEST_KERNEL=backports).
+  scripts/ensure-backports.sh
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "nestcloud: installing Debian packages: ${need_pkgs[*]}" >&2

@@ -27,10 +27,10 @@ import { basename, join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import { type CpioEntry, writeNewc } from "./cpio.ts";
 import { execFileText } from "./exec.ts";
-import { indexModules, moduleName, resolveModules } from "./kmod.ts";
+import { indexModules, readBuiltinModules, resolveModules } from "./kmod.ts";
 
 /** Bumped whenever the builder's output layout changes, so old cache entries are not reused. */
-const BUILDER_FORMAT = 1;
+const BUILDER_FORMAT = 2;
 
 /**
  * Modules put into every guest, loaded at boot (dependencies resolved from .modinfo):
@@ -55,6 +55,8 @@ export interface GuestImage {
   sourceHash: string;
   /** Module names in load order (dependencies first). */
   modules: string[];
+  /** Requested modules (or dependencies) not put in because the kernel has them built in. */
+  builtinModules: string[];
   append: string;
   builtAt: string;
 }
@@ -63,7 +65,13 @@ export interface BuildGuestImageOptions {
   /** Default: ~/.cache/nestcloud/images */
   cacheDir?: string;
   modules?: readonly string[];
-  /** Default: what `apt-cache depends linux-image-amd64` names. */
+  /**
+   * Which kernel: "default" (what `apt-cache depends linux-image-amd64` names), "backports"
+   * (what bookworm-backports' linux-image-amd64 names; scripts/ensure-backports.sh adds that
+   * archive) or a package name (linux-image-<release>-amd64). Default "default".
+   */
+  kernel?: string;
+  /** A kernel package name; overrides `kernel`. */
   kernelPackage?: string;
   /** Folder with init, nc-wl and workload.c. Default: scripts/guest of this repository. */
   guestSourceDir?: string;
@@ -85,15 +93,40 @@ export function defaultGuestSourceDir(): string {
 
 const GUEST_SOURCES = ["init", "nc-wl", "workload.c"] as const;
 
-async function aptDependsKernel(): Promise<string | null> {
+const BACKPORTS = "bookworm-backports";
+
+async function aptDependsKernel(meta = "linux-image-amd64"): Promise<string | null> {
   try {
-    const { stdout } = await execFileText("apt-cache", ["depends", "linux-image-amd64"], {
+    const { stdout } = await execFileText("apt-cache", ["depends", meta], {
       timeoutMs: 60_000,
     });
     return /Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b/.exec(stdout)?.[1] ?? null;
   } catch {
     return null;
   }
+}
+
+/** The kernel ABI package bookworm-backports' linux-image-amd64 depends on (its newest kernel). */
+export async function backportsKernelPackage(): Promise<string> {
+  const pkg = await aptDependsKernel(`linux-image-amd64/${BACKPORTS}`);
+  if (!pkg) {
+    throw new ImageBuildError(
+      `apt knows no linux-image-amd64 in ${BACKPORTS}: run scripts/ensure-backports.sh (adds the archive and runs apt-get update)`,
+    );
+  }
+  return pkg;
+}
+
+/** The package for a kernel choice: "default", "backports" or a package name. */
+export async function resolveKernelPackage(kernel: string | undefined): Promise<string> {
+  if (kernel === undefined || kernel === "" || kernel === "default") return currentKernelPackage();
+  if (kernel === "backports") return backportsKernelPackage();
+  if (!/^linux-image-[0-9][a-z0-9.+-]*-amd64$/.test(kernel)) {
+    throw new ImageBuildError(
+      `kernel ${JSON.stringify(kernel)}: expected default, backports or a package name like linux-image-6.1.0-57-amd64`,
+    );
+  }
+  return kernel;
 }
 
 /** Picks the kernel ABI package the metapackage currently depends on. */
@@ -188,7 +221,7 @@ export async function buildGuestImage(opts: BuildGuestImageOptions = {}): Promis
   const busybox = opts.busyboxPath ?? "/bin/busybox";
   const modules = [...(opts.modules ?? DEFAULT_GUEST_MODULES)];
 
-  const kernelPackage = opts.kernelPackage ?? (await currentKernelPackage());
+  const kernelPackage = opts.kernelPackage ?? (await resolveKernelPackage(opts.kernel));
   if (!/^linux-image-[0-9][a-z0-9.+-]*-amd64$/.test(kernelPackage)) {
     throw new ImageBuildError(`unexpected kernel package name: ${kernelPackage}`);
   }
@@ -293,7 +326,13 @@ async function buildInto(work: string, inp: BuildInputs): Promise<GuestImage> {
   ];
   const modDir = modDirs.find((d) => existsSync(d));
   if (!modDir) throw new ImageBuildError(`kernel package has no lib/modules/${inp.kernelRelease}`);
-  const modFiles = resolveModules(inp.modules, indexModules(modDir));
+  let resolved: ReturnType<typeof resolveModules>;
+  try {
+    resolved = resolveModules(inp.modules, indexModules(modDir), readBuiltinModules(modDir));
+  } catch (e) {
+    throw new ImageBuildError(`${inp.kernelPackage}: ${(e as Error).message}`);
+  }
+  if (resolved.builtin.length > 0) inp.log(`built into the kernel (skipped): ${resolved.builtin.join(", ")}`);
 
   inp.log("compiling workload (gcc -static -O2)");
   const workloadBin = join(work, "nc-workload");
@@ -338,9 +377,10 @@ async function buildInto(work: string, inp: BuildInputs): Promise<GuestImage> {
   });
   entries.push({ kind: "file", path: "bin/nc-workload", data: readFileSync(workloadBin), mode: 0o755 });
   const loadList: string[] = [];
-  for (const f of modFiles) {
-    const guestPath = `${guestModDir}/${basename(f)}`;
-    entries.push({ kind: "file", path: guestPath, data: readFileSync(f), mode: 0o644 });
+  // Plain .ko files (decompressed here): busybox insmod need not know the compression.
+  for (const m of resolved.modules) {
+    const guestPath = `${guestModDir}/${m.fileName}`;
+    entries.push({ kind: "file", path: guestPath, data: m.data, mode: 0o644 });
     loadList.push(`/${guestPath}`);
   }
   entries.push({
@@ -366,7 +406,8 @@ async function buildInto(work: string, inp: BuildInputs): Promise<GuestImage> {
     kernelRelease: inp.kernelRelease,
     busyboxVersion: inp.busyboxVersion,
     sourceHash: inp.sourceHash,
-    modules: modFiles.map(moduleName),
+    modules: resolved.modules.map((m) => m.name),
+    builtinModules: resolved.builtin,
     append: GUEST_BASE_APPEND,
     builtAt: new Date().toISOString(),
   };

@@ -2,8 +2,50 @@
 // "depends=" list) straight from the ELF file, and order a module set so that every module
 // comes after its dependencies. The Debian kernel package ships no modules.dep (depmod runs
 // at install time) and the host may not have kmod, so we do it ourselves.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+// Newer kernel packages compress their modules (Debian's 6.12: .ko.xz): those are
+// decompressed here (xz from xz-utils, zstd, gzip via zlib) so that the guest gets plain .ko
+// files that busybox insmod loads. Modules built into the kernel (modules.builtin) are skipped.
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
+import { gunzipSync } from "node:zlib";
+
+/** Largest module accepted after decompression (Debian's biggest are ~20 MB). */
+export const MAX_MODULE_BYTES = 256 * 1024 * 1024;
+
+const MODULE_FILE = /\.ko(\.xz|\.zst|\.gz)?$/;
+
+/** Decompressors by suffix: command and the Debian package that provides it. */
+const DECOMPRESS: Record<string, { cmd: string; args: string[]; pkg: string }> = {
+  ".xz": { cmd: "xz", args: ["-d", "-c", "-q"], pkg: "xz-utils" },
+  ".zst": { cmd: "zstd", args: ["-d", "-c", "-q"], pkg: "zstd" },
+};
+
+/** A module file's ELF bytes: .ko as is; .ko.xz, .ko.zst and .ko.gz decompressed. */
+export function readModuleFile(path: string): Buffer {
+  const m = MODULE_FILE.exec(path);
+  if (!m) throw new Error(`not a kernel module file: ${path}`);
+  const suffix = m[1];
+  if (suffix === undefined) return readFileSync(path);
+  if (suffix === ".gz") return gunzipSync(readFileSync(path), { maxOutputLength: MAX_MODULE_BYTES });
+  const d = DECOMPRESS[suffix];
+  const r = spawnSync(d.cmd, [...d.args, "--", path], { maxBuffer: MAX_MODULE_BYTES, timeout: 120_000 });
+  if (r.error) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      throw new Error(
+        `${basename(path)} is ${suffix.slice(1)}-compressed and ${d.cmd} is not installed (apt-get install ${d.pkg})`,
+      );
+    }
+    throw new Error(`${d.cmd} failed on ${basename(path)}: ${r.error.message}`);
+  }
+  if (r.status !== 0) {
+    throw new Error(
+      `${d.cmd} failed on ${basename(path)} (exit ${r.status}): ${r.stderr.toString().trim().slice(0, 300)}`,
+    );
+  }
+  return r.stdout;
+}
 
 /** Parses the NUL-separated key=value strings of the ELF64 section ".modinfo". */
 export function readModinfo(elf: Buffer): Map<string, string[]> {
@@ -44,26 +86,64 @@ export function moduleName(file: string): string {
     .replaceAll("-", "_");
 }
 
-/** Maps module name -> absolute .ko path for every module under modulesDir. */
+/**
+ * Maps module name -> absolute path for every module under modulesDir (.ko, .ko.xz, .ko.zst,
+ * .ko.gz; a plain .ko wins over a compressed copy of the same module).
+ */
 export function indexModules(modulesDir: string): Map<string, string> {
   const index = new Map<string, string>();
   const walk = (dir: string) => {
     for (const name of readdirSync(dir)) {
       const p = join(dir, name);
       if (statSync(p).isDirectory()) walk(p);
-      else if (name.endsWith(".ko")) index.set(moduleName(name), p);
+      else if (MODULE_FILE.test(name)) {
+        const mod = moduleName(name);
+        const had = index.get(mod);
+        if (had === undefined || (!had.endsWith(".ko") && name.endsWith(".ko"))) index.set(mod, p);
+      }
     }
   };
   walk(modulesDir);
   return index;
 }
 
+/** Names of the modules built into the kernel (modules.builtin; absent: none). */
+export function readBuiltinModules(modulesDir: string): Set<string> {
+  const file = join(modulesDir, "modules.builtin");
+  if (!existsSync(file)) return new Set();
+  return new Set(
+    readFileSync(file, "utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => MODULE_FILE.test(l))
+      .map(moduleName),
+  );
+}
+
+export interface ResolvedModule {
+  /** Kernel name (underscores). */
+  readonly name: string;
+  /** File in the kernel package (maybe compressed). */
+  readonly path: string;
+  /** Uncompressed ELF bytes. */
+  readonly data: Buffer;
+  /** File name for the guest: always plain .ko. */
+  readonly fileName: string;
+}
+
 /**
- * Returns the .ko paths needed to load `wanted`, dependencies first (insmod order).
- * Throws if a module or one of its dependencies is missing or compressed.
+ * Returns the modules needed to load `wanted`, dependencies first (insmod order), with their
+ * uncompressed bytes, and the wanted modules (or dependencies) skipped because the kernel has
+ * them built in. Throws if a module or one of its dependencies is in neither place.
  */
-export function resolveModules(wanted: readonly string[], index: Map<string, string>): string[] {
-  const order: string[] = [];
+export function resolveModules(
+  wanted: readonly string[],
+  index: Map<string, string>,
+  builtin: ReadonlySet<string> = new Set(),
+  read: (path: string) => Buffer = readModuleFile,
+): { modules: ResolvedModule[]; builtin: string[] } {
+  const order: ResolvedModule[] = [];
+  const skipped: string[] = [];
   const state = new Map<string, "visiting" | "done">();
   const visit = (name: string, chain: string[]) => {
     const st = state.get(name);
@@ -71,17 +151,25 @@ export function resolveModules(wanted: readonly string[], index: Map<string, str
     if (st === "visiting") throw new Error(`module dependency cycle: ${[...chain, name].join(" -> ")}`);
     const path = index.get(name);
     if (!path) {
+      if (builtin.has(name)) {
+        state.set(name, "done");
+        skipped.push(name);
+        return;
+      }
       const via = chain.length ? ` (needed by ${chain.join(" -> ")})` : "";
-      throw new Error(`kernel module ${name} not found in the kernel package${via}`);
+      throw new Error(
+        `kernel module ${name} not found in the kernel package (neither a module nor built in)${via}`,
+      );
     }
     state.set(name, "visiting");
-    const deps = (readModinfo(readFileSync(path)).get("depends") ?? [])
+    const data = read(path);
+    const deps = (readModinfo(data).get("depends") ?? [])
       .flatMap((d) => d.split(","))
       .filter((d) => d !== "");
     for (const d of deps) visit(d, [...chain, name]);
     state.set(name, "done");
-    order.push(path);
+    order.push({ name, path, data, fileName: basename(path).replace(MODULE_FILE, ".ko") });
   };
   for (const w of wanted) visit(w.replaceAll("-", "_"), []);
-  return order;
+  return { modules: order, builtin: skipped };
 }
