@@ -1,8 +1,14 @@
 // Introspection of a real Debian-kernel guest under QEMU (TCG), from its RAM file, with no debug
-// symbols: the process list equals what the guest's own ps reports, the module list equals its
-// /proc/modules, the page server authenticates and refuses other guests, the IDS checks see a
-// DKOM-hidden process, a hooked syscall and modified kernel text (each undone afterwards), and
-// discovery still works without VMCOREINFO and over QMP.
+// symbols: while it boots, discovery says "not found" or "still booting" until the process list
+// is real; then the process list equals what the guest's own ps reports, the module list equals
+// its /proc/modules, the page server authenticates, refuses other guests and lets a client in
+// while 500 idle connections are open, the IDS checks see a DKOM-hidden process, a hooked syscall
+// and modified kernel text (each undone afterwards), and discovery still works without
+// VMCOREINFO and over QMP.
+//
+// The guest kernel: NESTCLOUD_GUEST_KERNEL=default (the default: what Debian's
+// linux-image-amd64 names), backports (the newest kernel in bookworm-backports; needs
+// scripts/ensure-backports.sh) or a package name such as linux-image-6.1.0-57-amd64.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
@@ -15,6 +21,7 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -41,6 +48,7 @@ import {
   RemoteError,
   ramLayout,
   TextBaselineStore,
+  VmiError,
 } from "../../src/vmi/index.ts";
 import { SyntheticGuest } from "../../src/vmi/synthetic-guest.testkit.ts";
 
@@ -54,16 +62,47 @@ let con: SerialConsole;
 let ram: RamFile;
 let kernel: Kernel;
 let release = "";
+const KERNEL = process.env.NESTCLOUD_GUEST_KERNEL ?? "default";
+/** What discovery + ps answered while the guest booted, in order (error codes, or "ps"). */
+const duringBoot: string[] = [];
+/** The same with the error messages, for the test's diagnostics. */
+const duringBootDetail: string[] = [];
+
+/** Introspects the RAM file again and again until `done`; records each outcome. */
+async function probeWhileBooting(poolFile: string, done: () => boolean): Promise<void> {
+  while (!done()) {
+    if (existsSync(poolFile)) {
+      const rf = openRamFile(poolFile);
+      try {
+        const ps = await listProcesses(await discoverKernel(rf.memory));
+        duringBoot.push(ps.some((p) => p.pid === 1) ? "ps" : `ps without pid 1 (${ps.length} entries)`);
+      } catch (e) {
+        duringBoot.push(e instanceof VmiError ? e.code : `not a VmiError: ${String(e)}`);
+        duringBootDetail.push(`${duringBoot.at(-1)}: ${(e as Error).message}`);
+      } finally {
+        rf.close();
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 before(async () => {
-  const image = await buildGuestImage();
+  const image = await buildGuestImage({ kernel: KERNEL });
   release = image.kernelRelease;
   guest = await QemuProcess.start({
     stateDir,
     spec: { guestId: "vmiguest", memoryMiB: 256, poolDir, image, bootId: "vmi-it-1" },
   });
   con = await SerialConsole.connect(guest.paths.serialSocket, { label: "vmiguest" });
-  await con.waitForLine(/NESTCLOUD-READY vmi-it-1/, 90_000, { includeHistory: true });
+  let booted = false;
+  const probe = probeWhileBooting(guest.poolFile, () => booted);
+  try {
+    await con.waitForLine(/NESTCLOUD-READY vmi-it-1/, 90_000, { includeHistory: true });
+  } finally {
+    booted = true;
+    await probe;
+  }
   // Long-lived processes to compare, one as uid 1000 (busybox su; its setpriv cannot change
   // uids); the heartbeat's `sleep 1` comes and goes.
   const user = await con.run(
@@ -123,9 +162,21 @@ async function guestPs(): Promise<GuestProc[]> {
     .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), uid: uidOf(m[3]), comm: m[4] }));
 }
 
-/** /proc shows a kworker's workqueue after its comm ("kworker/0:1-events"); task->comm has none. */
-function procComm(comm: string): string {
-  return comm.startsWith("kworker/") ? comm.replace(/^(kworker\/[^-]+)-.*$/, "$1") : comm;
+/**
+ * busybox ps shows /proc's name cut to 15 characters. For a workqueue worker /proc appends what
+ * it last ran to task->comm: "-desc", or "+desc" while running (wq_worker_comm() in
+ * kernel/workqueue.c). task->comm itself may hold dashes: rescuers are "kworker/R-<wq>" since
+ * 6.9, cut to 15 characters like any comm. So a guest name matches ours when it is equal, or
+ * for a kworker when it is ours followed by "-" or "+" and the rest of the description.
+ */
+function sameComm(ours: string, guest: string): boolean {
+  if (ours === guest) return true;
+  return ours.startsWith("kworker/") && guest.startsWith(ours) && /^[-+]/.test(guest.slice(ours.length));
+}
+
+/** A guest name without a worker's description, for matching two guest listings. */
+function guestKey(p: { pid: number; comm: string }): string {
+  return `${p.pid}:${p.comm.replace(/^(kworker\/u?\d+:\d+H?)[-+].*$/, "$1")}`;
 }
 
 /**
@@ -134,28 +185,61 @@ function procComm(comm: string): string {
  * came and went in between (the heartbeat's sleep, the console's ps).
  */
 function compareWithGuest(ours: readonly ProcessInfo[], a: GuestProc[], c: GuestProc[]): void {
-  const key = (p: { pid: number; comm: string }) => `${p.pid}:${procComm(p.comm)}`;
-  const later = new Set(c.map(key));
-  const stable = a.filter((p) => later.has(key(p)) && p.comm !== "ps");
+  const later = new Set(c.map(guestKey));
+  const stable = a.filter((p) => later.has(guestKey(p)) && p.comm !== "ps");
   const byPid = new Map(ours.map((p) => [p.pid, p]));
   for (const g of stable) {
     const o = byPid.get(g.pid);
     assert.ok(o, `pid ${g.pid} (${g.comm}) missing from the introspected list`);
-    assert.equal(o.comm, procComm(g.comm), `comm of pid ${g.pid}`);
+    assert.ok(sameComm(o.comm, g.comm), `comm of pid ${g.pid}: ours ${o.comm}, guest's ps ${g.comm}`);
     assert.equal(o.ppid, g.ppid, `ppid of pid ${g.pid}`);
     assert.equal(o.uid, g.uid, `uid of pid ${g.pid}`);
   }
-  const seen = new Set([...a, ...c].map(key));
+  const seen = [...a, ...c];
   for (const o of ours) {
-    if (seen.has(key(o))) continue;
+    if (seen.some((g) => g.pid === o.pid && sameComm(o.comm, g.comm))) continue;
     assert.ok(["sleep", "ps", "sh"].includes(o.comm), `unexpected process ${o.pid} ${o.comm}`);
   }
   assert.ok(stable.length >= 40, `compared ${stable.length} processes`);
 }
 
+test("process names: a kworker's /proc description is not part of its name; dashes in names are", () => {
+  // 6.1: task->comm "kworker/0:1", busybox ps "kworker/0:1-eve" (cut at 15) or "+eve" running.
+  assert.ok(sameComm("kworker/0:1", "kworker/0:1-eve"));
+  assert.ok(sameComm("kworker/u4:2", "kworker/u4:2+ev"));
+  assert.ok(sameComm("kworker/0:0H", "kworker/0:0H-kb"));
+  // 6.9+: rescuers are named "kworker/R-<wq>" (cut to 15): the dash belongs to the name.
+  assert.ok(sameComm("kworker/R-mm_pe", "kworker/R-mm_pe"));
+  assert.ok(sameComm("kworker/R-md", "kworker/R-md-md"));
+  assert.ok(!sameComm("kworker/R-mm_pe", "kworker/R"));
+  assert.ok(!sameComm("kworker/0:1", "kworker/0:10"));
+  assert.ok(!sameComm("sleep", "sleep-x"));
+  assert.equal(guestKey({ pid: 7, comm: "kworker/0:1-eve" }), guestKey({ pid: 7, comm: "kworker/0:1+mm_" }));
+  assert.equal(guestKey({ pid: 8, comm: "kworker/R-mm_pe" }), "8:kworker/R-mm_pe");
+});
+
 describe("introspection of a real guest", { timeout: SUITE_TIMEOUT_MS }, () => {
+  test("while the guest boots: 'no kernel' or 'still booting' until the process list is real", (t) => {
+    t.diagnostic(`kernel ${KERNEL} (${release}); during boot: ${duringBoot.join(" ")}`);
+    for (const d of new Set(duringBootDetail)) t.diagnostic(d);
+    const allowed = new Set(["KERNEL_NOT_FOUND", "KERNEL_NOT_READY", "ps"]);
+    assert.deepEqual(
+      duringBoot.filter((o) => !allowed.has(o)),
+      [],
+      "only those answers while booting",
+    );
+    assert.ok(duringBoot.includes("KERNEL_NOT_READY"), "a booting kernel was seen");
+    // Once the kernel runs, it stays readable.
+    const first = duringBoot.indexOf("ps");
+    if (first >= 0)
+      assert.deepEqual(
+        duringBoot.slice(first).filter((o) => o !== "ps"),
+        [],
+      );
+  });
+
   test("discovery: VMCOREINFO, kallsyms, BTF of the distribution kernel", (t) => {
-    assert.equal(kernel.facts.path, "vmcoreinfo");
+    assert.equal(kernel.facts.path, "vmcoreinfo", kernel.facts.notes.join("\n"));
     assert.equal(kernel.facts.osRelease, release);
     assert.ok(kernel.symbols.size > 50_000);
     t.diagnostic(`${kernel.facts.osRelease}, KASLR 0x${kernel.facts.kernelOffset.toString(16)}`);
@@ -254,6 +338,29 @@ describe("page server on a real guest", { timeout: SUITE_TIMEOUT_MS }, () => {
       compareWithGuest(ours, a, await guestPs());
     } finally {
       m.close();
+    }
+  });
+
+  test("while 500 idle connections are open, a real client lists the guest's processes", async () => {
+    const idle = Array.from({ length: 500 }, () => netConnect(port, "127.0.0.1").on("error", () => {}));
+    await Promise.all(idle.map((c) => new Promise((r) => c.once("connect", r).once("close", r))));
+    try {
+      assert.ok(server.connectionCounts.unauthenticated <= server.limits.maxUnauthenticated);
+      const m = await connectRemoteMemory({
+        host: "127.0.0.1",
+        port,
+        token: TOKEN_A,
+        clientId: "secvm-a",
+        guest: "vmiguest",
+      });
+      try {
+        const a = await guestPs();
+        compareWithGuest(await listProcesses(await discoverKernel(m)), a, await guestPs());
+      } finally {
+        m.close();
+      }
+    } finally {
+      for (const c of idle) c.destroy();
     }
   });
 
