@@ -1,15 +1,12 @@
 // The controller's API with the simulated provider: auth on every route, tenants fenced off
 // from each other, validation naming the field, migrations and plan approval end to end.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import pino from "pino";
-import { type RunningController, runController } from "../src/controller/index.ts";
+import type { RunningController } from "../src/controller/index.ts";
+import { startTenantController, type TenantController } from "./support/tenant-controller.ts";
 
 let c: RunningController;
-let dir: string;
+
 let acme: string;
 let globex: string;
 
@@ -36,28 +33,14 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_
   throw new Error(`timed out waiting for ${what}`);
 }
 
+let t: TenantController;
+
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "nestcloud-api-"));
-  c = await runController({
-    provider: "sim",
-    port: 0,
-    dataDir: dir,
-    speed: 240,
-    log: pino({ level: "silent" }),
-  });
-  // Plans wait for approval unless a test says otherwise.
-  await call("PUT", "/api/settings", c.adminToken, { automation: "manual" });
-  acme = (await call("POST", "/api/tokens", c.adminToken, { role: "tenant", tenant: "acme" })).body.token;
-  globex = (await call("POST", "/api/tokens", c.adminToken, { role: "tenant", tenant: "globex" })).body.token;
-  await until("guests adopted", async () =>
-    (await call("GET", "/api/vms", c.adminToken)).body.length > 0 ? true : undefined,
-  );
+  t = await startTenantController("nestcloud-api-");
+  ({ c, acme, globex } = t);
 });
 
-after(async () => {
-  await c.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => t.close());
 
 describe("authentication", () => {
   test("only /health answers without a token", async () => {
@@ -166,15 +149,28 @@ describe("tenants", () => {
     assert.equal((await call("POST", "/api/vms/acme-new/stop", acme)).body.powerState, "stopped");
     const moved = await call("POST", "/api/vms/acme-new/migrate", acme, {});
     assert.equal(moved.status, 202, JSON.stringify(moved.body));
-    const done = await until("the migration to complete", async () => {
-      const ms = (await call("GET", "/api/migrations", acme)).body as Array<{
-        guest: string;
-        status: string;
-        progress: number;
-      }>;
-      const m = ms.find((x) => x.guest === "acme-new");
-      return m && m.status !== "running" ? m : undefined;
-    });
+    // Waits on the plan and its migration, however slow a loaded machine is; a plan that
+    // fails ends the wait at once with its reason.
+    const done = await until(
+      "the migration to complete",
+      async () => {
+        const plan = (await call("GET", `/api/plans/${moved.body.plan}`, c.adminToken)).body as {
+          status: string;
+          actions: Array<{ error: string | null }>;
+        };
+        if (plan.status === "failed" || plan.status === "cancelled")
+          throw new Error(`plan ${moved.body.plan} ${plan.status}: ${JSON.stringify(plan.actions)}`);
+        const ms = (await call("GET", "/api/migrations", acme)).body as Array<{
+          guest: string;
+          plan: number;
+          status: string;
+          progress: number;
+        }>;
+        const m = ms.find((x) => x.guest === "acme-new" && x.plan === moved.body.plan);
+        return m && m.status !== "running" ? m : undefined;
+      },
+      180_000,
+    );
     assert.equal(done.status, "completed");
     assert.equal(done.progress, 1);
     const others = (await call("GET", "/api/migrations", globex)).body as Array<{ guest: string }>;

@@ -1,7 +1,7 @@
 // The nestcloud command as users run it: real processes, real files.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
@@ -21,6 +21,34 @@ const good = readFileSync(join(root, "scenarios/synthetic-nested.yaml"), "utf8")
   .replace("../calibration/migration.json", join(root, "calibration/migration.json"))
   .replace("guests: 2000, seed: 42", "guests: 200, seed: 42")
   .replace("durationSeconds: 86400", "durationSeconds: 7200");
+
+/** Nine levels of nine aliases: 9^9 strings if expanded. */
+function aliasBomb(): string {
+  const names = "abcdefghi";
+  let text = `a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n`;
+  for (let i = 1; i < names.length; i++)
+    text += `${names[i]}: &${names[i]} [${Array(9)
+      .fill(`*${names[i - 1]}`)
+      .join(",")}]\n`;
+  return text;
+}
+
+/** A file of `bytes` that takes no disk (a hole). */
+function sparse(name: string, bytes: number): string {
+  const p = join(dir, name);
+  writeFileSync(p, "");
+  truncateSync(p, bytes);
+  return p;
+}
+
+/** A PlanetLab-format folder whose second file is far too large. */
+function traceFolder(): string {
+  const f = join(dir, "trace-day");
+  mkdirSync(f, { recursive: true });
+  writeFileSync(join(f, "a"), "10\n".repeat(288));
+  writeFileSync(join(f, "b"), "10\n".repeat(40_000));
+  return f;
+}
 
 function scenario(name: string, text: string): string {
   const p = join(dir, name);
@@ -63,6 +91,26 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
       /nope\.yaml: cannot read scenario \(ENOENT\)/,
     ],
     ["bad seed", ["simulate", scenario("s.yaml", good), "--seed", "x"], /--seed x: expected an integer/],
+    [
+      "YAML alias bomb (billion laughs)",
+      ["simulate", scenario("bomb.yaml", aliasBomb())],
+      /bomb\.yaml: YAML aliases expand too far/,
+    ],
+    [
+      "a scenario over the size limit (107 MB, sparse)",
+      ["simulate", sparse("huge.yaml", 107_000_000)],
+      /huge\.yaml: scenario too large \(102\.0 MiB; at most 1\.0 MiB\)/,
+    ],
+    [
+      "a trace file over the size limit",
+      ["simulate", scenario("tr.yaml", good), "--trace", `planetlab:${traceFolder()}`],
+      /trace file too large .*at most 64 KiB/,
+    ],
+    [
+      "a synthetic trace beyond the guest limit",
+      ["simulate", scenario("syn.yaml", good), "--trace", "synthetic:99999999999"],
+      /guest count must be an integer from 1 to 10,000,000/,
+    ],
   ];
   for (const [name, args, pattern] of cases) {
     test(name, () => {

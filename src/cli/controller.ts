@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { SingleBar } from "cli-progress";
 import Table from "cli-table3";
 import type { Command } from "commander";
-import { runController } from "../controller/index.ts";
+import { ADMIN_TOKEN_FILE, runController } from "../controller/index.ts";
 import { UserError } from "../sim/index.ts";
 
 const DEFAULT_DATA_DIR = ".nestcloud";
@@ -83,7 +83,12 @@ export function registerController(program: Command): void {
       process.stdout.write(
         `dashboard: ${running.url}/${existsSync(WEB_DIR) ? "" : " (not built: npm run build:web)"}\n`,
       );
-      process.stdout.write(`admin token: ${running.adminToken}\n`);
+      // The secret is printed once, when it is made; afterwards only on request.
+      process.stdout.write(
+        running.adminTokenIsNew
+          ? `admin token: ${running.adminToken}\n`
+          : `admin token: unchanged, kept in ${running.adminTokenFile} (show it: nestcloud token show --data-dir ${o.dataDir})\n`,
+      );
       await new Promise<void>((done) => {
         const stop = () => {
           void running.close().finally(done);
@@ -205,6 +210,62 @@ export function registerController(program: Command): void {
     });
   }
 
+  const tokens = program.command("token").description("API tokens: show the admin token, make, list, revoke");
+  tokens
+    .command("show")
+    .description("print the admin token kept in a local controller's data dir")
+    .option("--data-dir <dir>", "data dir of a local controller", DEFAULT_DATA_DIR)
+    .action((o: { dataDir: string }) => {
+      const file = join(o.dataDir, ADMIN_TOKEN_FILE);
+      if (!existsSync(file))
+        throw new UserError(
+          `no admin token in ${o.dataDir} (start the controller there first: nestcloud up)`,
+        );
+      process.stdout.write(`${readFileSync(file, "utf8").trim()}\n`);
+    });
+  client(tokens.command("list", { isDefault: true })).action(async (o) => {
+    const rows = (await api(o, "GET", "/api/tokens")) as Array<Record<string, number | null>>;
+    show(
+      o,
+      rows.map((t) => ({
+        ...t,
+        createdAt: when(t.createdAt),
+        expiresAt: when(t.expiresAt),
+        revokedAt: when(t.revokedAt),
+      })),
+      ["id", "role", "tenant", "label", "createdAt", "expiresAt", "revokedAt"],
+    );
+  });
+  client(
+    tokens
+      .command("create")
+      .requiredOption("--role <role>", "admin, tenant or metrics")
+      .option("--tenant <tenant>", "the tenant of a tenant token")
+      .option("--label <text>")
+      .option("--expires-in <seconds>", "the token stops working after this many seconds"),
+  ).action(async (o) => {
+    if (!["admin", "tenant", "metrics"].includes(o.role))
+      throw new UserError(`--role ${o.role}: expected one of admin, tenant, metrics`);
+    const made = (await api(o, "POST", "/api/tokens", {
+      role: o.role,
+      ...(o.tenant ? { tenant: o.tenant } : {}),
+      ...(o.label ? { label: o.label } : {}),
+      ...(o.expiresIn ? { expiresInSeconds: intOption("expires-in", o.expiresIn, 60, 315360000) } : {}),
+    })) as { token: string; id: string };
+    if (o.output === "json") return show(o, made, []);
+    process.stderr.write(`token ${made.id} made; its secret is shown only now:\n`);
+    process.stdout.write(`${made.token}\n`);
+  });
+  client(tokens.command("revoke").argument("<id>", "the token's id (tok_..., from `token list`)")).action(
+    async (id, o) => {
+      show(
+        o,
+        [await api(o, "DELETE", `/api/tokens/${encodeURIComponent(id)}`)],
+        ["id", "role", "tenant", "revokedAt"],
+      );
+    },
+  );
+
   client(program.command("migrations").description("migrations, newest first").option("--status <s>")).action(
     async (o) => {
       show(
@@ -229,7 +290,7 @@ function target(o: ClientOptions): { url: string; token: string } {
     return existsSync(p) ? readFileSync(p, "utf8").trim() : undefined;
   };
   const url = o.url ?? process.env.NESTCLOUD_URL ?? fromFile("url");
-  const token = o.token ?? process.env.NESTCLOUD_TOKEN ?? fromFile("admin-token");
+  const token = o.token ?? process.env.NESTCLOUD_TOKEN ?? fromFile(ADMIN_TOKEN_FILE);
   if (!url)
     throw new UserError(
       "no controller URL: pass --url, set NESTCLOUD_URL, or run `nestcloud up` in this folder",
@@ -257,6 +318,11 @@ async function api(o: ClientOptions, method: string, path: string, body?: unknow
   const data = (await res.json().catch(() => ({}))) as { error?: string };
   if (!res.ok) throw new UserError(`${method} ${path}: ${res.status} ${data.error ?? res.statusText}`);
   return data;
+}
+
+/** Wall-clock epoch seconds as a readable local time. */
+function when(s: number | null | undefined): string {
+  return s === null || s === undefined ? "" : new Date(s * 1000).toISOString().replace("T", " ").slice(0, 19);
 }
 
 function show(o: ClientOptions, rows: unknown, columns: string[]): void {

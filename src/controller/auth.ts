@@ -1,48 +1,133 @@
 /**
  * Bearer tokens with roles. Only a SHA-256 of each token is stored; the plaintext is shown
  * once, when it is made. Admins see and do everything; a tenant token sees and acts on its
- * tenant's guests only.
+ * tenant's guests only; a metrics token reads /metrics and nothing else.
+ *
+ * Every lookup goes to the store (no cache): a revoked or expired token is refused by the
+ * very next request, on every controller sharing the store.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Selectable } from "kysely";
 import type { Store } from "./store/connect.ts";
+import type { TokensTable } from "./store/schema.ts";
 
-export type Principal = { readonly role: "admin" } | { readonly role: "tenant"; readonly tenant: string };
+export type Principal =
+  | { readonly role: "admin" }
+  | { readonly role: "tenant"; readonly tenant: string }
+  | { readonly role: "metrics" };
+
+export type Role = Principal["role"];
+export const ROLES: readonly Role[] = ["admin", "tenant", "metrics"];
+
+/** A token as listed: never its secret, nor the hash of it. */
+export interface TokenInfo {
+  readonly id: string;
+  readonly role: Role;
+  readonly tenant: string | null;
+  readonly label: string;
+  /** Wall-clock seconds since the epoch. */
+  readonly createdAt: number;
+  readonly expiresAt: number | null;
+  readonly revokedAt: number | null;
+}
 
 export function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
 }
 
+/** The public id of a token: a prefix of its hash (names it for listing and revoking). */
+export function tokenId(hash: string): string {
+  return `tok_${hash.slice(0, 16)}`;
+}
+
+const wallSeconds = () => Date.now() / 1000;
+
 export async function createToken(
   store: Store,
   principal: Principal,
   label: string,
-  now: number,
-): Promise<string> {
+  opts: { expiresAt?: number; now?: number } = {},
+): Promise<{ token: string; info: TokenInfo }> {
   const token = `nc_${randomBytes(24).toString("base64url")}`;
-  await store.db
-    .insertInto("tokens")
-    .values({
-      hash: hashToken(token),
-      role: principal.role,
-      tenant: principal.role === "tenant" ? principal.tenant : null,
-      label,
-      created_at: now,
-    })
-    .execute();
-  return token;
+  const hash = hashToken(token);
+  const row = {
+    hash,
+    id: tokenId(hash),
+    role: principal.role,
+    tenant: principal.role === "tenant" ? principal.tenant : null,
+    label,
+    created_at: opts.now ?? wallSeconds(),
+    expires_at: opts.expiresAt ?? null,
+    revoked_at: null,
+  };
+  await store.db.insertInto("tokens").values(row).execute();
+  return { token, info: toInfo(row) };
 }
 
-export async function verifyToken(store: Store, header: string | undefined): Promise<Principal | undefined> {
-  const m = /^Bearer\s+(\S+)$/i.exec(header ?? "");
+/** The principal a bearer header stands for, or why it stands for none. */
+export async function verifyToken(
+  store: Store,
+  header: string | undefined,
+  now = wallSeconds(),
+): Promise<Principal | undefined> {
+  const m = /^Bearer\s+(\S{1,512})$/i.exec(header ?? "");
   if (!m) return undefined;
   const hash = hashToken(m[1]);
   const row = await store.db.selectFrom("tokens").selectAll().where("hash", "=", hash).executeTakeFirst();
   // The lookup is by hash; compare again in constant time for good measure.
   if (!row || !timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash))) return undefined;
-  return row.role === "admin" ? { role: "admin" } : { role: "tenant", tenant: row.tenant ?? "" };
+  if (row.revoked_at !== null) return undefined;
+  if (row.expires_at !== null && row.expires_at <= now) return undefined;
+  return principalOf(row);
+}
+
+function principalOf(row: { role: string; tenant: string | null }): Principal | undefined {
+  switch (row.role) {
+    case "admin":
+      return { role: "admin" };
+    case "metrics":
+      return { role: "metrics" };
+    case "tenant":
+      return row.tenant ? { role: "tenant", tenant: row.tenant } : undefined;
+    default:
+      return undefined; // a role this version does not know grants nothing
+  }
+}
+
+export async function listTokens(store: Store): Promise<TokenInfo[]> {
+  const rows = await store.db.selectFrom("tokens").selectAll().orderBy("created_at").execute();
+  return rows.map(toInfo);
+}
+
+/** Revokes a token by its public id; false if there is none. Idempotent. */
+export async function revokeToken(
+  store: Store,
+  id: string,
+  now = wallSeconds(),
+): Promise<TokenInfo | undefined> {
+  await store.db
+    .updateTable("tokens")
+    .set({ revoked_at: now })
+    .where("id", "=", id)
+    .where("revoked_at", "is", null)
+    .execute();
+  const row = await store.db.selectFrom("tokens").selectAll().where("id", "=", id).executeTakeFirst();
+  return row ? toInfo(row) : undefined;
+}
+
+function toInfo(row: Omit<Selectable<TokensTable>, "hash">): TokenInfo {
+  return {
+    id: row.id,
+    role: row.role as Role,
+    tenant: row.tenant,
+    label: row.label,
+    createdAt: Number(row.created_at),
+    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
+    revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
+  };
 }
 
 /** Can this principal see (and act on) a guest of `tenant`? */
 export function mayAccess(p: Principal, tenant: string): boolean {
-  return p.role === "admin" || p.tenant === tenant;
+  return p.role === "admin" || (p.role === "tenant" && p.tenant === tenant);
 }

@@ -13,7 +13,7 @@ import {
   routeBetween,
 } from "../migration/index.ts";
 import type { Policy } from "../planner/index.ts";
-import type { Provider } from "../providers/index.ts";
+import { type Provider, ProviderError } from "../providers/index.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 import { EventBus } from "./events.ts";
@@ -67,7 +67,7 @@ const PLACEMENT_EVENTS = new Set([
 export class Controller {
   readonly store: Store;
   readonly provider: Provider;
-  readonly events = new EventBus();
+  readonly events: EventBus;
   readonly metrics = new ControllerMetrics();
   readonly leader: Leadership;
   readonly reconciler: Reconciler;
@@ -77,11 +77,16 @@ export class Controller {
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private kicked: (() => void) | undefined;
+  /** Guest ids whose creation is under way (claimed before the provider is asked). */
+  private readonly creating = new Set<string>();
 
   constructor(private readonly opts: ControllerOptions) {
     this.store = opts.store;
     this.provider = opts.provider;
     this.log = opts.log;
+    this.events = new EventBus((err, e) =>
+      this.log.warn({ err, event: e.kind }, "an event subscriber failed; it was unsubscribed"),
+    );
     this.intervalSeconds = opts.intervalSeconds ?? 300;
     this.leader = new Leadership(this.store, opts.holder ?? `controller-${randomUUID().slice(0, 8)}`);
     const caps = {
@@ -164,6 +169,9 @@ export class Controller {
         holder: this.leader.holder,
         epoch: this.leader.epoch,
       });
+      // The provider's state as the last leader left it (a follower's copy is as old as its
+      // start): without this a new leader would continue a stale world and reuse its ids.
+      await this.provider.resume?.();
       await this.reconciler.describe();
       await this.reconciler.audit();
       // Resume whatever the journal says was under way.
@@ -351,6 +359,17 @@ export class Controller {
   async createGuest(spec: NewGuest) {
     if (!this.leader.isLeader)
       throw new ApiError(503, "this controller is a follower; send writes to the leader");
+    // Claimed before the first await: a second create of the same id meanwhile is refused.
+    if (this.creating.has(spec.id)) throw new ApiError(409, guestIdUnavailable(spec.id));
+    this.creating.add(spec.id);
+    try {
+      return await this.createClaimedGuest(spec);
+    } finally {
+      this.creating.delete(spec.id);
+    }
+  }
+
+  private async createClaimedGuest(spec: NewGuest) {
     const topo = await this.reconciler.topology();
     const view = buildView(topo);
     let hostVm = spec.hostVm;
@@ -397,7 +416,11 @@ export class Controller {
         hostVm,
       );
     } catch (e) {
-      if (e instanceof Error && e.name === "ProviderError") throw new ApiError(409, e.message);
+      // Taken at the provider but not (yet) in the store: a create racing this one, or a
+      // guest the audit has not adopted. Whose it is must not show.
+      if (e instanceof ProviderError && e.code === "exists")
+        throw new ApiError(409, guestIdUnavailable(spec.id));
+      if (e instanceof ProviderError) throw new ApiError(409, e.message);
       throw e;
     }
     const row = {
@@ -423,20 +446,72 @@ export class Controller {
         .values({ id: spec.id, ...row })
         .onConflict((oc) => oc.column("id").doUpdateSet(row))
         .execute(),
-    );
+    ).catch((e) => {
+      throw committedButNotRecorded(`guest VM ${spec.id} was created on ${hostVm}`, e);
+    });
     this.viewsAt = -1;
     this.events.emit("vm.created", spec.tenant, { id: spec.id, hostVm }, now);
     return this.db.selectFrom("guests").selectAll().where("id", "=", spec.id).executeTakeFirstOrThrow();
   }
 
-  async deleteGuest(id: string): Promise<void> {
+  /** Starts or stops a guest at the provider, then records it. */
+  async setGuestRunning(id: string, running: boolean): Promise<void> {
+    try {
+      await this.provider.setGuestRunning(id, running);
+    } catch (e) {
+      if (e instanceof ProviderError) throw new ApiError(409, e.message);
+      throw e;
+    }
+    await this.write((tx) =>
+      tx
+        .updateTable("guests")
+        .set({ power_state: running ? "running" : "stopped" })
+        .where("id", "=", id)
+        .execute(),
+    ).catch((e) => {
+      throw committedButNotRecorded(`guest VM ${id} was ${running ? "started" : "stopped"}`, e);
+    });
+  }
+
+  async deleteGuest(id: string, tenant: string): Promise<void> {
     try {
       await this.provider.deleteGuest(id);
     } catch (e) {
       if (e instanceof Error && e.name === "ProviderError") throw new ApiError(409, e.message);
       throw e;
     }
-    await this.write((tx) => tx.deleteFrom("guests").where("id", "=", id).execute());
+    // The id is retired with the guest: history (migrations, events, metrics) names guests
+    // by id, so it is never handed out again.
+    await this.write(async (tx) => {
+      await tx.deleteFrom("guests").where("id", "=", id).execute();
+      await tx
+        .insertInto("retired_guest_ids")
+        .values({ id, tenant, retired_at: Date.now() / 1000 })
+        .onConflict((oc) => oc.column("id").doNothing())
+        .execute();
+    }).catch((e) => {
+      throw committedButNotRecorded(`guest VM ${id} was deleted`, e);
+    });
+  }
+
+  /**
+   * Whether a new guest may take this id: free, or why not. Ids are one namespace for all
+   * tenants; the API tells a tenant only that an id it cannot see is unavailable.
+   */
+  async guestIdStatus(
+    id: string,
+  ): Promise<
+    { kind: "free" } | { kind: "taken"; tenant: string } | { kind: "retired" } | { kind: "creating" }
+  > {
+    if (this.creating.has(id)) return { kind: "creating" };
+    const g = await this.db.selectFrom("guests").select("tenant").where("id", "=", id).executeTakeFirst();
+    if (g) return { kind: "taken", tenant: g.tenant };
+    const r = await this.db
+      .selectFrom("retired_guest_ids")
+      .select("id")
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return r ? { kind: "retired" } : { kind: "free" };
   }
 
   /** A one-guest move: to the host VM named, or the best one the rules allow. */
@@ -518,4 +593,18 @@ export class Controller {
     const { automatic, suggested, now } = await this.reconciler.propose(false);
     return { at: now, automatic, suggested };
   }
+}
+
+/** The answer to a guest id that the caller cannot see, whatever the reason. */
+export function guestIdUnavailable(id: string): string {
+  return `guest VM id ${id} is not available (in use, being created or retired); choose another id`;
+}
+
+/**
+ * The provider did what was asked, but the store did not record it: say so (the next
+ * audit adopts what the provider has), rather than a bare error that suggests nothing happened.
+ */
+function committedButNotRecorded(what: string, cause: unknown): ApiError {
+  const why = cause instanceof Error ? cause.message : String(cause);
+  return new ApiError(503, `${what}, but recording it failed (${why}); the next audit records it`);
 }

@@ -186,7 +186,10 @@ export class Executor {
           return;
         }
       }
-      const m = await this.provider.migration(id);
+      const found = await this.provider.migration(id);
+      // An id that now names another guest's move is not ours (a provider that lost state may
+      // hand out an id again): as unknown.
+      const m = found && found.guest === p.guest ? found : undefined;
       const guestRow = await this.store.db
         .selectFrom("guests")
         .select(["host_vm_id", "tenant"])

@@ -1,7 +1,22 @@
-export { createToken, hashToken, mayAccess, type Principal, verifyToken } from "./auth.ts";
+export {
+  createToken,
+  hashToken,
+  listTokens,
+  mayAccess,
+  type Principal,
+  revokeToken,
+  type TokenInfo,
+  verifyToken,
+} from "./auth.ts";
 export { Controller, type ControllerOptions } from "./controller.ts";
 export { ApiError, FencedError } from "./errors.ts";
 export { type CloudEvent, EventBus } from "./events.ts";
-export { type RunningController, runController, storeBackedState, type UpOptions } from "./run.ts";
+export {
+  ADMIN_TOKEN_FILE,
+  type RunningController,
+  runController,
+  storeBackedState,
+  type UpOptions,
+} from "./run.ts";
 export { buildServer } from "./server.ts";
 export { openStore, redact, type Store, StoreError } from "./store/connect.ts";

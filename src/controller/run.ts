@@ -2,8 +2,17 @@
  * Assembles a controller from options (`nestcloud up`): store, provider, policy, loops,
  * HTTP server, and the admin token (made once, kept in the data dir with mode 0600).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import pino, { type Logger } from "pino";
 import { createPolicy } from "../planner/index.ts";
 import {
@@ -49,6 +58,10 @@ export interface UpOptions {
 export interface RunningController {
   readonly url: string;
   readonly adminToken: string;
+  /** Made by this start (show it once); false when the data dir's token was kept. */
+  readonly adminTokenIsNew: boolean;
+  /** Where the admin token is kept (mode 0600). */
+  readonly adminTokenFile: string;
   readonly controller: Controller;
   readonly store: Store;
   close(): Promise<void>;
@@ -80,10 +93,31 @@ export function storeBackedState(
   };
 }
 
+export const ADMIN_TOKEN_FILE = "admin-token";
+
+/**
+ * The data dir holds the store and the admin token: only its owner may enter it (0700) or
+ * read the database files (0600; SQLite gives its -wal and -shm files the database's mode).
+ * A folder that exists already is tightened only if it is one of ours (has our files).
+ */
+export function prepareDataDir(dir: string, sqliteFile: string | undefined): void {
+  const ours = ["nestcloud.db", ADMIN_TOKEN_FILE].map((f) => join(dir, f));
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (ours.some((f) => existsSync(f)) || readdirSync(dir).length === 0) chmodSync(dir, 0o700);
+  const files = [ours[1]];
+  if (sqliteFile && sqliteFile !== ":memory:") {
+    mkdirSync(dirname(sqliteFile), { recursive: true, mode: 0o700 });
+    // Made 0600 before SQLite opens it: SQLite makes its -wal and -shm with the same mode.
+    if (!existsSync(sqliteFile)) closeSync(openSync(sqliteFile, "a", 0o600));
+    files.push(sqliteFile, `${sqliteFile}-wal`, `${sqliteFile}-shm`);
+  }
+  for (const f of files) if (existsSync(f)) chmodSync(f, 0o600);
+}
+
 export async function runController(o: UpOptions): Promise<RunningController> {
   const log = o.log ?? pino({ level: process.env.NESTCLOUD_LOG ?? "info" });
-  mkdirSync(o.dataDir, { recursive: true });
   const url = o.db ?? `sqlite:${join(resolve(o.dataDir), "nestcloud.db")}`;
+  prepareDataDir(o.dataDir, /^postgres(ql)?:\/\//.test(url) ? undefined : url.replace(/^sqlite:/, ""));
   const store = await openStore(url);
   log.info({ store: redact(url) }, "store open");
 
@@ -132,12 +166,15 @@ export async function runController(o: UpOptions): Promise<RunningController> {
   });
   await controller.start();
 
-  // The admin token: made once per data dir, shown on start-up.
-  const tokenFile = join(o.dataDir, "admin-token");
+  // The admin token: made once per data dir (or again if it was revoked or expired).
+  const tokenFile = join(o.dataDir, ADMIN_TOKEN_FILE);
   let adminToken = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
-  if (!adminToken || !(await verifyToken(store, `Bearer ${adminToken}`))) {
-    adminToken = await createToken(store, { role: "admin" }, "nestcloud up", provider.now());
+  let adminTokenIsNew = false;
+  if (!adminToken || (await verifyToken(store, `Bearer ${adminToken}`))?.role !== "admin") {
+    adminToken = (await createToken(store, { role: "admin" }, "nestcloud up")).token;
     writeFileSync(tokenFile, `${adminToken}\n`, { mode: 0o600 });
+    chmodSync(tokenFile, 0o600);
+    adminTokenIsNew = true;
   }
 
   const app = await buildServer(controller, { webDir: o.webDir });
@@ -145,6 +182,8 @@ export async function runController(o: UpOptions): Promise<RunningController> {
   return {
     url: address,
     adminToken,
+    adminTokenIsNew,
+    adminTokenFile: resolve(tokenFile),
     controller,
     store,
     async close() {

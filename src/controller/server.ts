@@ -2,17 +2,22 @@
  * The HTTP face of a controller: /health (open), the dashboard's static files (open), and
  * everything else behind a bearer token — /api/* (REST + server-sent events), /metrics
  * (Prometheus), /api/openapi.json.
+ *
+ * Authentication is decided from the route the router matched, never from the request's
+ * URL string (the router decodes percent-escapes; a string check on the raw URL does not):
+ * a route is open only if it says so in its config, every other request — including one
+ * that matches no route — needs a valid token, and a route names the roles it admits.
  */
 import { existsSync } from "node:fs";
 import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { registerRoutes } from "./api/routes.ts";
-import { verifyToken } from "./auth.ts";
+import { type Role, verifyToken } from "./auth.ts";
 import type { Controller } from "./controller.ts";
 import { ApiError } from "./errors.ts";
-import type { CloudEvent } from "./events.ts";
+import { EventsHeaders, streamEvents } from "./event-stream.ts";
 
 export interface ServerOptions {
   /** Folder with the built dashboard (index.html + assets), served at /. */
@@ -20,7 +25,30 @@ export interface ServerOptions {
   readonly logger?: boolean | object;
 }
 
-const OPEN = new Set(["/health"]);
+/** Who may call a route. Routes say nothing by default: admin and tenant tokens. */
+export interface RouteAuth {
+  /** No token needed (health, the dashboard's files). */
+  readonly open?: boolean;
+  /** Roles admitted (default admin and tenant; the route checks tenant scope itself). */
+  readonly roles?: readonly Role[];
+  /** The token may come as ?token= (EventSource cannot send headers). */
+  readonly tokenInQuery?: boolean;
+}
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    auth?: RouteAuth;
+  }
+}
+
+const DEFAULT_ROLES: readonly Role[] = ["admin", "tenant"];
+
+/** The auth config of the route a request matched; undefined when it matched none. */
+function routeAuth(req: FastifyRequest): RouteAuth | undefined {
+  // fastify's 404 handler has no route url; its config is not a route's.
+  if (req.routeOptions.url === undefined) return undefined;
+  return (req.routeOptions.config as { auth?: RouteAuth } | undefined)?.auth ?? {};
+}
 
 export async function buildServer(c: Controller, opts: ServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -39,28 +67,18 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     },
   });
 
-  // Tokens are checked on every request outside /health and the static dashboard; a small
-  // cache keeps the hot path off the database.
-  const cache = new Map<string, { p: Awaited<ReturnType<typeof verifyToken>>; until: number }>();
+  // Every token is looked up in the store on every request: revocation and expiry take
+  // effect at once, on every controller sharing the store (the lookup is one indexed read).
   app.addHook("onRequest", async (req) => {
-    const path = req.url.split("?")[0];
-    if (OPEN.has(path)) return;
-    if (!path.startsWith("/api/") && path !== "/api" && path !== "/metrics") return;
-    // EventSource cannot send headers: the event stream alone also takes ?token=<token>.
-    const header =
-      req.headers.authorization ??
-      (path === "/api/events" ? bearerFromQuery(req.url.slice(path.length + 1)) : undefined);
-    const now = Date.now();
-    let hit = header ? cache.get(header) : undefined;
-    if (!hit || hit.until < now) {
-      hit = { p: await verifyToken(c.store, header), until: now + 10_000 };
-      if (header) {
-        if (cache.size > 1000) cache.clear();
-        cache.set(header, hit);
-      }
-    }
-    if (!hit.p) throw new ApiError(401, "missing or invalid bearer token (Authorization: Bearer <token>)");
-    req.principal = hit.p;
+    const auth = routeAuth(req);
+    if (auth?.open) return;
+    const header = req.headers.authorization ?? (auth?.tokenInQuery ? bearerFromQuery(req.url) : undefined);
+    const p = await verifyToken(c.store, header);
+    if (!p) throw new ApiError(401, "missing or invalid bearer token (Authorization: Bearer <token>)");
+    // A request that matched no route gets its 404 only once it has shown a valid token.
+    if (auth && !(auth.roles ?? DEFAULT_ROLES).includes(p.role))
+      throw new ApiError(403, roleMessage(auth.roles ?? DEFAULT_ROLES));
+    req.principal = p;
   });
 
   app.addHook("onResponse", async (req, reply) => {
@@ -86,58 +104,56 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     reply.code(404).send({ error: `no route ${req.method} ${req.url.split("?")[0]}` }),
   );
 
-  app.get("/health", async () => ({ status: "ok", leader: c.leader.isLeader, provider: c.provider.name }));
+  app.get("/health", { config: { auth: { open: true } } }, async () => ({
+    status: "ok",
+    leader: c.leader.isLeader,
+    provider: c.provider.name,
+  }));
 
-  app.get("/metrics", async (_req, reply) => {
+  // Metrics tell the cloud's size and activity: admins and scrape (metrics) tokens only.
+  app.get("/metrics", { config: { auth: { roles: ["admin", "metrics"] } } }, async (_req, reply) => {
     reply.header("content-type", c.metrics.registry.contentType);
     return c.metrics.registry.metrics();
   });
 
   app.get("/api/openapi.json", async () => app.swagger());
 
+  // Guest and host-VM routes read the views: refresh them first if an audit or write changed them.
   app.addHook("preHandler", async (req) => {
-    if (
-      req.url.startsWith("/api/vms") ||
-      req.url.startsWith("/api/hostvms") ||
-      req.url.startsWith("/api/security-vms")
-    )
+    const url = req.routeOptions.url ?? "";
+    if (url.startsWith("/api/vms") || url.startsWith("/api/hostvms") || url.startsWith("/api/security-vms"))
       await c.freshViews();
   });
 
   registerRoutes(app, c);
 
-  // Server-sent events, filtered to what the token may see.
-  app.get("/api/events", async (req, reply) => {
-    const p = req.principal;
-    const visible = (e: CloudEvent) => p.role === "admin" || e.tenant === p.tenant;
-    reply.raw.writeHead(200, {
-      "content-type": "text/event-stream",
-      "cache-control": "no-cache",
-      connection: "keep-alive",
-    });
-    const send = (e: CloudEvent) => {
-      if (visible(e)) reply.raw.write(`id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(e)}\n\n`);
-    };
-    const last = Number(req.headers["last-event-id"] ?? 0);
-    for (const e of c.events.since(Number.isFinite(last) ? last : 0)) send(e);
-    const unsubscribe = c.events.subscribe(send);
-    const ping = setInterval(() => reply.raw.write(": ping\n\n"), 15_000);
-    req.raw.on("close", () => {
-      clearInterval(ping);
-      unsubscribe();
-    });
-    await new Promise<void>((resolve) => req.raw.on("close", () => resolve()));
-    return reply;
-  });
+  app.get(
+    "/api/events",
+    { config: { auth: { tokenInQuery: true } }, schema: { headers: EventsHeaders } },
+    async (req, reply) => streamEvents(c.events, req, reply),
+  );
 
   if (opts.webDir && existsSync(opts.webDir)) {
     // wildcard: false routes each file found at start-up, and / to index.html.
-    await app.register(fastifyStatic, { root: opts.webDir, prefix: "/", wildcard: false });
+    const webDir = opts.webDir;
+    await app.register(async (scope) => {
+      // The dashboard's files are public (they hold no data): open every route this scope makes.
+      scope.addHook("onRoute", (route) => {
+        route.config = { ...(route.config ?? {}), auth: { open: true } } as typeof route.config;
+      });
+      await scope.register(fastifyStatic, { root: webDir, prefix: "/", wildcard: false });
+    });
   }
   return app;
 }
 
-function bearerFromQuery(query: string): string | undefined {
-  const token = new URLSearchParams(query).get("token");
+function bearerFromQuery(url: string): string | undefined {
+  const q = url.indexOf("?");
+  const token = q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get("token");
   return token ? `Bearer ${token}` : undefined;
+}
+
+function roleMessage(roles: readonly Role[]): string {
+  if (roles.length === 1 && roles[0] === "admin") return "this needs an admin token";
+  return `this needs a token with role ${roles.join(" or ")}`;
 }

@@ -100,7 +100,8 @@ export interface Provider {
 /** A provider refused or failed an operation; the message says which and why. */
 export class ProviderError extends Error {
   constructor(
-    readonly code: "not-found" | "conflict" | "capacity" | "unavailable" | "invalid",
+    /** exists: the id asked for is taken (a guest with it exists or is being made). */
+    readonly code: "not-found" | "conflict" | "exists" | "capacity" | "unavailable" | "invalid",
     message: string,
   ) {
     super(message);

@@ -1,1 +1,8 @@
+export {
+  DocumentError,
+  MAX_DOCUMENT_BYTES,
+  MAX_YAML_ALIASES,
+  parseYaml,
+  readBoundedText,
+} from "./document.ts";
 export { firstSchemaProblem, pathOf } from "./errors.ts";

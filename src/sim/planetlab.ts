@@ -3,8 +3,9 @@
  * holds one file per VM, one integer CPU percent per line, one line per 300 s.
  * Files are taken in byte order of their names so runs are reproducible on any filesystem.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
+import { DocumentError, readBoundedText } from "../schema/index.ts";
 import { UserError } from "./errors.ts";
 import type { Trace } from "./trace.ts";
 
@@ -47,14 +48,29 @@ export function planetlabDays(cwd = process.cwd()): string[] {
   return [];
 }
 
+/** A PlanetLab day has ~1,000 files of 288 short lines (~1 KiB each). */
+export const MAX_TRACE_FILES = 100_000;
+export const MAX_TRACE_FILE_BYTES = 64 * 1024;
+
 export function loadPlanetlabFolder(folder: string, source = `planetlab:${folder}`): Trace {
   const files = readdirSync(folder)
     .filter((f) => !f.startsWith(".") && statSync(join(folder, f)).isFile())
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   if (files.length === 0) throw new UserError(`trace folder ${folder} holds no trace files`);
+  if (files.length > MAX_TRACE_FILES)
+    throw new UserError(
+      `trace folder ${folder} holds ${files.length} files; at most ${MAX_TRACE_FILES} (one per guest)`,
+    );
   const data = new Uint8Array(files.length * PLANETLAB_SAMPLES);
   files.forEach((f, g) => {
-    const lines = readFileSync(join(folder, f), "utf8").split(/\r?\n/);
+    let text: string;
+    try {
+      text = readBoundedText(join(folder, f), "trace file", MAX_TRACE_FILE_BYTES);
+    } catch (e) {
+      if (e instanceof DocumentError) throw new UserError(e.message);
+      throw e;
+    }
+    const lines = text.split(/\r?\n/);
     let n = 0;
     for (let i = 0; i < lines.length && n < PLANETLAB_SAMPLES; i++) {
       const line = lines[i].trim();

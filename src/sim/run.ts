@@ -57,8 +57,8 @@ export function parseTraceSpec(spec: string, seed: number): Trace {
   if (m[1] === "planetlab") return loadPlanetlabFolder(resolvePlanetlabFolder(m[2]), spec);
   const [n, s] = m[2].split(":");
   const guests = Number(n);
-  if (!Number.isInteger(guests) || guests < 1)
-    throw new UserError(`--trace ${spec}: guest count must be a positive integer`);
+  if (!Number.isInteger(guests) || guests < 1 || guests > 10_000_000)
+    throw new UserError(`--trace ${spec}: guest count must be an integer from 1 to 10,000,000`);
   const traceSeed = s === undefined ? seed : Number(s);
   if (!Number.isInteger(traceSeed)) throw new UserError(`--trace ${spec}: seed must be an integer`);
   return syntheticTrace({ guests, seed: traceSeed });

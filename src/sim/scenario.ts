@@ -2,9 +2,7 @@
  * Loads and checks a scenario file. Every problem becomes one UserError line that names the
  * file and the field, e.g. `scenarios/x.yaml: servers[0].cores: must be >= 1`.
  */
-import { readFileSync } from "node:fs";
 import Value from "typebox/value";
-import { parseDocument } from "yaml";
 import {
   type HostVmType,
   HP_ML110_G4,
@@ -13,7 +11,7 @@ import {
   type PhysicalServer,
   type PowerTable,
 } from "../model/index.ts";
-import { firstSchemaProblem } from "../schema/index.ts";
+import { DocumentError, firstSchemaProblem, parseYaml, readBoundedText } from "../schema/index.ts";
 import { UserError } from "./errors.ts";
 import { type ScenarioDoc, ScenarioSchema } from "./scenario-schema.ts";
 
@@ -55,25 +53,24 @@ export interface Scenario {
 }
 
 export function loadScenario(file: string): Scenario {
-  let text: string;
+  return parseScenario(
+    userDocument(() => readBoundedText(file, "scenario")),
+    file,
+  );
+}
+
+/** A document problem (unreadable, too large, malformed YAML) as a user error: one line, exit 2. */
+function userDocument<T>(fn: () => T): T {
   try {
-    text = readFileSync(file, "utf8");
+    return fn();
   } catch (e) {
-    throw new UserError(`${file}: cannot read scenario (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    if (e instanceof DocumentError) throw new UserError(e.message);
+    throw e;
   }
-  return parseScenario(text, file);
 }
 
 export function parseScenario(text: string, file = "<scenario>"): Scenario {
-  const parsed = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
-  if (parsed.errors.length > 0) {
-    const e = parsed.errors[0];
-    const offset = Math.min(e.pos[0], text.length);
-    const before = text.slice(0, offset).split("\n");
-    const where = `:${before.length}:${before[before.length - 1].length + 1}`;
-    throw new UserError(`${file}${where}: malformed YAML: ${e.message.split("\n")[0]}`);
-  }
-  const raw: unknown = parsed.toJS();
+  const raw: unknown = userDocument(() => parseYaml(text, file));
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new UserError(`${file}: a scenario is a YAML mapping (name, servers, guests, trace, policy, ...)`);
   }

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { parseSubnet24, parseTestbedSpec, TestbedSpecError } from "./spec.ts";
+import { loadTestbedSpec, parseSubnet24, parseTestbedSpec, TestbedSpecError } from "./spec.ts";
 
 const root = join(import.meta.dirname, "../..");
 
@@ -57,4 +58,32 @@ test("only private /24 subnets are accepted", () => {
   assert.equal(parseSubnet24("172.32.0.0/24"), null);
   assert.equal(parseSubnet24("10.1.2.0/16"), null);
   assert.equal(parseSubnet24("10.1.2.5/24"), null);
+});
+
+test("alias bombs and oversized files are refused with one clear line", () => {
+  let bomb = `a: &a [x, x, x, x, x, x, x, x, x]\n`;
+  const names = "abcdefghi";
+  for (let i = 1; i < names.length; i++)
+    bomb += `${names[i]}: &${names[i]} [${Array(9)
+      .fill(`*${names[i - 1]}`)
+      .join(", ")}]\n`;
+  assert.throws(
+    () => parseTestbedSpec(bomb, "bomb.yaml"),
+    (e: unknown) =>
+      e instanceof TestbedSpecError && /^bomb\.yaml: YAML aliases expand too far/.test(e.message),
+  );
+  const dir = mkdtempSync(join(tmpdir(), "nestcloud-spec-"));
+  try {
+    const big = join(dir, "big.yaml");
+    writeFileSync(big, "");
+    truncateSync(big, 5 << 20);
+    assert.throws(
+      () => loadTestbedSpec(big),
+      (e: unknown) =>
+        e instanceof TestbedSpecError &&
+        /testbed description too large \(5\.0 MiB; at most 1\.0 MiB\)/.test(e.message),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

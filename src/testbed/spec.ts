@@ -3,11 +3,9 @@
  * guests to boot. Every problem is one TestbedSpecError line naming the file and the field,
  * e.g. `small.yaml: servers[1].hostVms[0].memoryMiB: must be >= 256`.
  */
-import { readFileSync } from "node:fs";
 import { type Static, Type } from "typebox";
 import Value from "typebox/value";
-import { parseDocument } from "yaml";
-import { firstSchemaProblem } from "../schema/index.ts";
+import { DocumentError, firstSchemaProblem, parseYaml, readBoundedText } from "../schema/index.ts";
 
 export class TestbedSpecError extends Error {
   override name = "TestbedSpecError";
@@ -98,25 +96,23 @@ export type GuestSpec = NonNullable<TestbedSpec["guests"]>[number];
 export type WorkloadSpec = NonNullable<GuestSpec["workloads"]>[number];
 
 export function loadTestbedSpec(file: string): TestbedSpec {
-  let text: string;
+  return parseTestbedSpec(
+    specDocument(() => readBoundedText(file, "testbed description")),
+    file,
+  );
+}
+
+function specDocument<T>(fn: () => T): T {
   try {
-    text = readFileSync(file, "utf8");
+    return fn();
   } catch (e) {
-    throw new TestbedSpecError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    if (e instanceof DocumentError) throw new TestbedSpecError(e.message);
+    throw e;
   }
-  return parseTestbedSpec(text, file);
 }
 
 export function parseTestbedSpec(text: string, file = "<testbed>"): TestbedSpec {
-  const parsed = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
-  if (parsed.errors.length > 0) {
-    const e = parsed.errors[0];
-    const before = text.slice(0, Math.min(e.pos[0], text.length)).split("\n");
-    throw new TestbedSpecError(
-      `${file}:${before.length}:${before[before.length - 1].length + 1}: malformed YAML: ${e.message.split("\n")[0]}`,
-    );
-  }
-  const raw: unknown = parsed.toJS();
+  const raw: unknown = specDocument(() => parseYaml(text, file));
   return checkTestbedSpec(raw, file);
 }
 

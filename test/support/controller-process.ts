@@ -1,5 +1,6 @@
 /** A controller in its own process (`nestcloud up`), so tests can kill -9 it. */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
 const bin = resolve(import.meta.dirname, "../../bin/nestcloud.js");
@@ -26,7 +27,10 @@ export async function startControllerProcess(
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const url = /controller on (http:\/\/\S+)/.exec(out)?.[1];
-    const token = /admin token: (\S+)/.exec(out)?.[1];
+    // Printed once, when made; on a restart the controller names the file that keeps it.
+    const printed = /admin token: (nc_\S+)/.exec(out)?.[1];
+    const kept = /admin token: unchanged, kept in (\S+)/.exec(out)?.[1];
+    const token = printed ?? (kept ? readFileSync(kept, "utf8").trim() : undefined);
     if (url && token) return { child, url, token, output: () => out };
     if (child.exitCode !== null) throw new Error(`controller exited with ${child.exitCode}:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));

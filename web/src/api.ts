@@ -83,6 +83,8 @@ export class Api {
 
 /** Event kinds the controller emits (src/controller/*.ts); EventSource needs each by name. */
 export const EVENT_KINDS = [
+  // Sent first to a client that resumed from an id the controller no longer has: reload.
+  "reset",
   "controller.leading",
   "hostvm.appeared",
   "hostvm.changed",

@@ -5,8 +5,8 @@
 
 import { Type, type TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { createToken, mayAccess, type Principal } from "../auth.ts";
-import type { Controller } from "../controller.ts";
+import { createToken, listTokens, mayAccess, type Principal, revokeToken } from "../auth.ts";
+import { type Controller, guestIdUnavailable } from "../controller.ts";
 import { ApiError, notFound } from "../errors.ts";
 import type { ActionPayload } from "../reconciler.ts";
 import * as S from "./schemas.ts";
@@ -27,17 +27,18 @@ declare module "fastify" {
 
 const PlanIdParams = Type.Object({ id: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
 
-function admin(req: FastifyRequest): void {
-  if (req.principal.role !== "admin") throw new ApiError(403, "this needs an admin token");
-}
+/** Route options of an admin-only route (the auth hook refuses other roles with 403). */
+const ADMIN = { config: { auth: { roles: ["admin"] as const } } };
 
 /** The tenant a request acts for: its own (tenant token) or the one named (admin). */
 function tenantOf(req: FastifyRequest, asked: string | undefined): string {
-  if (req.principal.role === "tenant") {
-    if (asked !== undefined && asked !== req.principal.tenant)
+  const p = req.principal;
+  if (p.role === "tenant") {
+    if (asked !== undefined && asked !== p.tenant)
       throw new ApiError(403, `a tenant token cannot act for tenant ${asked}`);
-    return req.principal.tenant;
+    return p.tenant;
   }
+  if (p.role !== "admin") throw new ApiError(403, "this needs an admin or tenant token");
   if (!asked) throw new ApiError(400, "body/tenant: required with an admin token");
   return asked;
 }
@@ -68,8 +69,7 @@ export function registerRoutes(app: App, c: Controller): void {
   }
 
   // ---- physical servers and host VMs (admin) ----------------------------------------
-  app.get("/api/servers", async (req) => {
-    admin(req);
+  app.get("/api/servers", ADMIN, async () => {
     const servers = await db.selectFrom("servers").selectAll().orderBy("id").execute();
     const hosts = await db.selectFrom("host_vms").selectAll().where("state", "!=", "released").execute();
     return servers.map((s) => ({
@@ -82,8 +82,7 @@ export function registerRoutes(app: App, c: Controller): void {
     }));
   });
 
-  app.get("/api/hostvms", async (req) => {
-    admin(req);
+  app.get("/api/hostvms", ADMIN, async () => {
     const hosts = await db
       .selectFrom("host_vms")
       .selectAll()
@@ -112,8 +111,7 @@ export function registerRoutes(app: App, c: Controller): void {
     });
   });
 
-  app.post("/api/hostvms", { schema: { body: S.AcquireHostVm } }, async (req, reply) => {
-    admin(req);
+  app.post("/api/hostvms", { ...ADMIN, schema: { body: S.AcquireHostVm } }, async (req, reply) => {
     const id = await c.submitActions(
       [{ kind: "acquire-host-vm", type: req.body.type, server: req.body.server }],
       "api",
@@ -122,8 +120,7 @@ export function registerRoutes(app: App, c: Controller): void {
     return { plan: id };
   });
 
-  app.delete("/api/hostvms/:id", { schema: { params: S.IdParams } }, async (req, reply) => {
-    admin(req);
+  app.delete("/api/hostvms/:id", { ...ADMIN, schema: { params: S.IdParams } }, async (req, reply) => {
     const h = await db.selectFrom("host_vms").selectAll().where("id", "=", req.params.id).executeTakeFirst();
     if (!h || h.state === "released") throw notFound("host VM", req.params.id);
     const id = await c.submitActions([{ kind: "release-host-vm", hostVm: h.id }], "api");
@@ -160,11 +157,24 @@ export function registerRoutes(app: App, c: Controller): void {
     guestView(await loadGuest(req, req.params.id)),
   );
 
+  /**
+   * Refuses an id a new guest cannot take. Ids are one namespace for all tenants, so a
+   * tenant learns only that an id it cannot see is unavailable — the same answer for another
+   * tenant's guest, a retired id, or one being created — never whose it is.
+   */
+  async function claimableGuestId(req: FastifyRequest, id: string): Promise<void> {
+    const st = await c.guestIdStatus(id);
+    if (st.kind === "free") return;
+    if (st.kind === "taken" && mayAccess(req.principal, st.tenant))
+      throw new ApiError(409, `guest VM ${id} exists already`);
+    if (st.kind === "retired" && req.principal.role === "admin")
+      throw new ApiError(409, `guest VM id ${id} belonged to a deleted guest; ids are never reused`);
+    throw new ApiError(409, guestIdUnavailable(id));
+  }
+
   app.post("/api/vms", { schema: { body: S.CreateVm } }, async (req, reply) => {
     const tenant = tenantOf(req, req.body.tenant);
-    if (await db.selectFrom("guests").select("id").where("id", "=", req.body.id).executeTakeFirst()) {
-      throw new ApiError(409, `guest VM ${req.body.id} exists already`);
-    }
+    await claimableGuestId(req, req.body.id);
     const g = await c.createGuest({
       id: req.body.id,
       tenant,
@@ -196,14 +206,7 @@ export function registerRoutes(app: App, c: Controller): void {
   ] as const) {
     app.post(`/api/vms/:id/${verb}`, { schema: { params: S.IdParams } }, async (req) => {
       const g = await loadGuest(req, req.params.id);
-      await c.provider.setGuestRunning(g.id, running);
-      await c.write((tx) =>
-        tx
-          .updateTable("guests")
-          .set({ power_state: running ? "running" : "stopped" })
-          .where("id", "=", g.id)
-          .execute(),
-      );
+      await c.setGuestRunning(g.id, running);
       c.events.emit(`vm.${verb}`, g.tenant, { id: g.id });
       return guestView(await loadGuest(req, g.id));
     });
@@ -211,7 +214,7 @@ export function registerRoutes(app: App, c: Controller): void {
 
   app.delete("/api/vms/:id", { schema: { params: S.IdParams } }, async (req, reply) => {
     const g = await loadGuest(req, req.params.id);
-    await c.deleteGuest(g.id);
+    await c.deleteGuest(g.id, g.tenant);
     c.events.emit("vm.deleted", g.tenant, { id: g.id });
     reply.code(204);
   });
@@ -243,6 +246,7 @@ export function registerRoutes(app: App, c: Controller): void {
 
   app.post("/api/security-vms", { schema: { body: S.CreateSecurityVm } }, async (req, reply) => {
     const tenant = tenantOf(req, req.body.tenant);
+    await claimableGuestId(req, req.body.id);
     for (const t of req.body.targets) {
       const target = await db.selectFrom("guests").select(["tenant"]).where("id", "=", t).executeTakeFirst();
       if (!target || target.tenant !== tenant)
@@ -291,8 +295,7 @@ export function registerRoutes(app: App, c: Controller): void {
     };
   };
 
-  app.get("/api/plans", { schema: { querystring: S.ListQuery } }, async (req) => {
-    admin(req);
+  app.get("/api/plans", { ...ADMIN, schema: { querystring: S.ListQuery } }, async (req) => {
     let q = db
       .selectFrom("plans")
       .selectAll()
@@ -302,21 +305,18 @@ export function registerRoutes(app: App, c: Controller): void {
     return Promise.all((await q.execute()).map(planView));
   });
 
-  app.get("/api/plans/:id", { schema: { params: PlanIdParams } }, async (req) => {
-    admin(req);
+  app.get("/api/plans/:id", { ...ADMIN, schema: { params: PlanIdParams } }, async (req) => {
     const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
     if (!p) throw notFound("plan", String(req.params.id));
     return planView(p);
   });
 
-  app.post("/api/plans/preview", async (req) => {
-    admin(req);
+  app.post("/api/plans/preview", ADMIN, async () => {
     return c.preview();
   });
 
   for (const verb of ["approve", "apply"] as const) {
-    app.post(`/api/plans/:id/${verb}`, { schema: { params: PlanIdParams } }, async (req) => {
-      admin(req);
+    app.post(`/api/plans/:id/${verb}`, { ...ADMIN, schema: { params: PlanIdParams } }, async (req) => {
       const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
       if (!p) throw notFound("plan", String(req.params.id));
       if (p.status !== "proposed")
@@ -335,8 +335,7 @@ export function registerRoutes(app: App, c: Controller): void {
     });
   }
 
-  app.post("/api/plans/:id/cancel", { schema: { params: PlanIdParams } }, async (req) => {
-    admin(req);
+  app.post("/api/plans/:id/cancel", { ...ADMIN, schema: { params: PlanIdParams } }, async (req) => {
     const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
     if (!p) throw notFound("plan", String(req.params.id));
     if (!["proposed", "approved", "applying"].includes(p.status))
@@ -387,13 +386,11 @@ export function registerRoutes(app: App, c: Controller): void {
   });
 
   // ---- settings, tokens, overview -----------------------------------------------------
-  app.get("/api/settings", async (req) => {
-    admin(req);
+  app.get("/api/settings", ADMIN, async () => {
     return { automation: await c.reconciler.cloudAutomation() };
   });
 
-  app.put("/api/settings", { schema: { body: S.Settings } }, async (req) => {
-    admin(req);
+  app.put("/api/settings", { ...ADMIN, schema: { body: S.Settings } }, async (req) => {
     const value = req.body.automation;
     await c.write((tx) =>
       tx
@@ -405,15 +402,36 @@ export function registerRoutes(app: App, c: Controller): void {
     return { automation: value };
   });
 
-  app.post("/api/tokens", { schema: { body: S.CreateToken } }, async (req, reply) => {
-    admin(req);
+  // ---- tokens (admin): made, listed without secrets, revoked at once ---------------------
+  app.post("/api/tokens", { ...ADMIN, schema: { body: S.CreateToken } }, async (req, reply) => {
     if (req.body.role === "tenant" && !req.body.tenant)
       throw new ApiError(400, "body/tenant: required for a tenant token");
+    if (req.body.role !== "tenant" && req.body.tenant)
+      throw new ApiError(
+        400,
+        `body/tenant: only a tenant token has a tenant, not a${req.body.role === "admin" ? "n" : ""} ${req.body.role} token`,
+      );
+    if (!c.leader.isLeader)
+      throw new ApiError(503, "this controller is a follower; send writes to the leader");
     const principal: Principal =
-      req.body.role === "admin" ? { role: "admin" } : { role: "tenant", tenant: req.body.tenant! };
-    const token = await createToken(c.store, principal, req.body.label ?? "", c.provider.now());
+      req.body.role === "tenant" ? { role: "tenant", tenant: req.body.tenant! } : { role: req.body.role };
+    const now = Date.now() / 1000;
+    const { token, info } = await createToken(c.store, principal, req.body.label ?? "", {
+      now,
+      expiresAt: req.body.expiresInSeconds === undefined ? undefined : now + req.body.expiresInSeconds,
+    });
     reply.code(201);
-    return { token, ...principal };
+    return { token, ...info };
+  });
+
+  app.get("/api/tokens", ADMIN, async () => listTokens(c.store));
+
+  app.delete("/api/tokens/:id", { ...ADMIN, schema: { params: S.TokenIdParams } }, async (req) => {
+    if (!c.leader.isLeader)
+      throw new ApiError(503, "this controller is a follower; send writes to the leader");
+    const info = await revokeToken(c.store, req.params.id);
+    if (!info) throw notFound("token", req.params.id);
+    return info;
   });
 
   app.get("/api/overview", async (req) => c.overview(req.principal));

@@ -68,10 +68,24 @@ export const Settings = Type.Object({ automation: Automation }, { additionalProp
 
 export const CreateToken = Type.Object(
   {
-    role: Type.Union([Type.Literal("admin"), Type.Literal("tenant")]),
+    role: Type.Union([Type.Literal("admin"), Type.Literal("tenant"), Type.Literal("metrics")], {
+      description: "admin: everything; tenant: its tenant's guests; metrics: GET /metrics only",
+    }),
     tenant: Type.Optional(Id),
     label: Type.Optional(Type.String({ maxLength: 200 })),
+    expiresInSeconds: Type.Optional(
+      Type.Integer({
+        minimum: 60,
+        maximum: 10 * 365 * 86400,
+        description: "the token stops working after this",
+      }),
+    ),
   },
+  { additionalProperties: false },
+);
+
+export const TokenIdParams = Type.Object(
+  { id: Type.String({ pattern: "^tok_[0-9a-f]{16}$" }) },
   { additionalProperties: false },
 );
 

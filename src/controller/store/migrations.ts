@@ -124,10 +124,27 @@ const m001 = (kind: "sqlite" | "postgres"): Migration => ({
   },
 });
 
+/** Token ids, expiry and revocation; retired guest ids. */
+const m002: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable("tokens").addColumn("id", "text").execute();
+    await db.schema.alterTable("tokens").addColumn("expires_at", "real").execute();
+    await db.schema.alterTable("tokens").addColumn("revoked_at", "real").execute();
+    await sql`update tokens set id = 'tok_' || substr(hash, 1, 16)`.execute(db);
+    await db.schema.createIndex("tokens_id").on("tokens").column("id").unique().execute();
+    await db.schema
+      .createTable("retired_guest_ids")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("tenant", "text", (c) => c.notNull())
+      .addColumn("retired_at", "real", (c) => c.notNull())
+      .execute();
+  },
+};
+
 export function migrationsFor(kind: "sqlite" | "postgres"): MigrationProvider {
   return {
     async getMigrations() {
-      return { "001_initial": m001(kind) };
+      return { "001_initial": m001(kind), "002_tokens_retired_ids": m002 };
     },
   };
 }

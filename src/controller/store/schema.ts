@@ -91,10 +91,22 @@ export interface MigrationsTable {
 
 export interface TokensTable {
   hash: string;
+  /** Public id (a prefix of the hash): lists and revokes the token without its secret. */
+  id: string;
   role: string;
   tenant: string | null;
   label: string;
+  /** Wall-clock seconds (tokens made before migration 002: the provider's clock). */
   created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+/** Ids of deleted guests: never handed out again (history refers to guests by id). */
+export interface RetiredGuestIdsTable {
+  id: string;
+  tenant: string;
+  retired_at: number;
 }
 
 export interface SettingsTable {
@@ -124,6 +136,7 @@ export interface Database {
   plan_actions: PlanActionsTable;
   migrations: MigrationsTable;
   tokens: TokensTable;
+  retired_guest_ids: RetiredGuestIdsTable;
   settings: SettingsTable;
   leadership: LeadershipTable;
   provider_state: ProviderStateTable;

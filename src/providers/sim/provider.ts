@@ -235,7 +235,7 @@ export class SimProvider implements Provider {
   async createGuest(spec: GuestSpec, hostVm: string): Promise<void> {
     await this.sync();
     if (this.world.guests.some((g) => g.id === spec.id))
-      throw new ProviderError("conflict", `guest ${spec.id} exists`);
+      throw new ProviderError("exists", `guest ${spec.id} exists`);
     if (this.hostVm(hostVm).state !== "running")
       throw new ProviderError("conflict", `host VM ${hostVm} is not running`);
     this.world.guests.push({ ...spec, hostVm, running: true, series: this.world.guests.length });

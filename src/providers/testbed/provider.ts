@@ -301,7 +301,7 @@ export class TestbedProvider implements Provider {
     const r = this.rental(hostVm);
     if (r.state !== "running") throw new ProviderError("conflict", `host VM ${hostVm} is ${r.state}`);
     if (this.creating.has(spec.id) || (await this.agents.locate(spec.id)))
-      throw new ProviderError("conflict", `guest ${spec.id} exists`);
+      throw new ProviderError("exists", `guest ${spec.id} exists`);
     this.creating.add(spec.id);
     // Known before it boots: a controller that crashes meanwhile adopts it with its spec.
     this.world.specs[spec.id] = spec;

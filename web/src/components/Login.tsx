@@ -54,8 +54,9 @@ export function Login({ onToken, notice }: { onToken: (token: string) => void; n
           autoFocus
         />
         <p id={helpId} className="hint">
-          <code>nestcloud up</code> prints <code>admin token: …</code> and keeps it in{" "}
-          <code>.nestcloud/admin-token</code>. A link with <code>#token=…</code> signs in directly.
+          <code>nestcloud up</code> prints <code>admin token: …</code> at its first start;{" "}
+          <code>nestcloud token show</code> prints it again. A link with <code>#token=…</code> signs in
+          directly.
         </p>
         {error && (
           <p className="error" role="alert" data-testid="login-error">
