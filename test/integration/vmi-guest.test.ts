@@ -421,17 +421,25 @@ describe("page server on a real guest", { timeout: SUITE_TIMEOUT_MS }, () => {
 describe("IDS checks against real tampering (undone afterwards)", { timeout: SUITE_TIMEOUT_MS }, () => {
   const layout = () => ramLayout("q35", ram.file.size);
   /** Writes guest-physical memory through the RAM file, with the guest paused. */
-  async function poke(writes: { pa: number; bytes: Uint8Array }[]): Promise<void> {
+  type Write = { pa: number; bytes: Uint8Array };
+  /**
+   * Writes guest RAM while the guest is stopped. Given a function, it reads what it needs and
+   * computes the writes while stopped too: a pointer read while the guest runs may be stale by
+   * the time it is written (a fork links a new task at the list's tail in between).
+   */
+  async function poke(what: Write[] | (() => Promise<Write[]>)): Promise<void> {
     await guest.qmp.stop();
-    const fd = openSync(guest.poolFile, "r+");
+    let fd: number | undefined;
     try {
+      const writes = typeof what === "function" ? await what() : what;
+      fd = openSync(guest.poolFile, "r+");
       for (const w of writes) {
         const loc = gpaToRamOffset(layout(), w.pa);
         assert.equal(loc.kind, "ram");
         if (loc.kind === "ram") writeSync(fd, w.bytes, 0, w.bytes.length, loc.offset);
       }
     } finally {
-      closeSync(fd);
+      if (fd !== undefined) closeSync(fd);
       await guest.qmp.cont();
     }
   }
@@ -453,11 +461,13 @@ describe("IDS checks against real tampering (undone afterwards)", { timeout: SUI
     assert.deepEqual((await findHiddenTasks(kernel)).hidden, []);
     const off = BigInt(kernel.field("task_struct.tasks").offset);
     const link = target.task + off;
-    const [next, prev] = [await read64(link), await read64(link + 8n)];
-    await poke([
-      { pa: pa(prev), bytes: u64(next) }, // prev->next = next
-      { pa: pa(next + 8n), bytes: u64(prev) }, // next->prev = prev
-    ]);
+    await poke(async () => {
+      const [next, prev] = [await read64(link), await read64(link + 8n)];
+      return [
+        { pa: pa(prev), bytes: u64(next) }, // prev->next = next
+        { pa: pa(next + 8n), bytes: u64(prev) }, // next->prev = prev
+      ];
+    });
     try {
       assert.equal(
         (await listProcesses(kernel)).some((p) => p.pid === target.pid),
@@ -470,16 +480,16 @@ describe("IDS checks against real tampering (undone afterwards)", { timeout: SUI
       );
     } finally {
       // Relink at the tail (list_add_tail): correct whatever changed meanwhile.
-      await guest.qmp.stop();
       const head = kernel.symbols.require("init_task") + off;
-      const tail = await read64(head + 8n);
-      await guest.qmp.cont();
-      await poke([
-        { pa: pa(link), bytes: u64(head) },
-        { pa: pa(link + 8n), bytes: u64(tail) },
-        { pa: pa(tail), bytes: u64(link) },
-        { pa: pa(head + 8n), bytes: u64(link) },
-      ]);
+      await poke(async () => {
+        const tail = await read64(head + 8n);
+        return [
+          { pa: pa(link), bytes: u64(head) },
+          { pa: pa(link + 8n), bytes: u64(tail) },
+          { pa: pa(tail), bytes: u64(link) },
+          { pa: pa(head + 8n), bytes: u64(link) },
+        ];
+      });
     }
     assert.ok((await listProcesses(kernel)).some((p) => p.pid === target.pid));
     assert.deepEqual((await findHiddenTasks(kernel)).hidden, []);
