@@ -331,8 +331,11 @@ export interface HostVmLedgerView {
   reservedMiB: number;
   pendingMiB: number;
   guests: Array<{ guestId: string; memoryMiB: number; pending: boolean }>;
+  /** The host-VM agent that registered last (null: none yet). */
   url: string | null;
   pid: number | null;
+  /** Whether that agent process still lives (checked by pid and start time); null: none registered. */
+  agentAlive: boolean | null;
 }
 
 export interface ServerStatus {
@@ -345,6 +348,15 @@ export interface ServerStatus {
   hostVms: HostVmLedgerView[];
   poolFiles: PoolFileView[];
   handovers: HandoverView[];
+  /** What reconciliation undid (latest last): entries nothing stood behind any more. */
+  reconciled: Array<{
+    at: number;
+    action: "released" | "committed" | "aborted";
+    hostVm: string;
+    guestId: string;
+    handoverId: string | null;
+    why: string;
+  }>;
   /** Counters of the server's interface (/sys/class/net/<if>/statistics in its namespace). */
   iface: { name: string; rxBytes: number; txBytes: number } | null;
 }
