@@ -105,6 +105,22 @@ export const StartOutgoingBody = Type.Object(
     options: Type.Optional(MigrationOptionsSchema),
     /** Answer once the migration left "running" or after this long, whichever first. */
     waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+    /**
+     * The destination's host-VM agent. If the migration completes and no orchestrator
+     * confirms it within `resolveAfterMs` (default 30 s), the source agent settles it
+     * itself: it aborts the incoming at the destination (which fences it: it can never run
+     * after that) and resumes the guest here, or stops it here if the destination already
+     * runs it. Without it, a completed source waits for a confirm forever.
+     */
+    destination: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String({ pattern: "^http://[0-9.]+:[0-9]{1,5}$" }),
+          resolveAfterMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -303,8 +319,19 @@ export interface HostVmStatus {
   guests: GuestStatus[];
   incoming: IncomingStatus[];
   outgoing: OutgoingStatus[];
-  /** QEMUs of a previous (dead) agent killed at start-up. */
+  /** QEMUs of a previous (dead) agent killed at start-up (those it could not adopt). */
   reapedAtStart: Array<{ instanceId: string; guestId: string; pid: number }>;
+  /** QEMUs of a previous (dead) agent this one took over at start-up, and as what. */
+  adoptedAtStart: Array<{
+    instanceId: string;
+    guestId: string;
+    pid: number;
+    as: "guest" | "incoming";
+    /** The migration it was part of (an outgoing guest, or an incoming). */
+    migrationId: string | null;
+    /** QEMU's run state when adopted. */
+    qemuStatus: string;
+  }>;
 }
 
 export interface PoolFileView {
@@ -331,8 +358,11 @@ export interface HostVmLedgerView {
   reservedMiB: number;
   pendingMiB: number;
   guests: Array<{ guestId: string; memoryMiB: number; pending: boolean }>;
+  /** The host-VM agent that registered last (null: none yet). */
   url: string | null;
   pid: number | null;
+  /** Whether that agent process still lives (checked by pid and start time); null: none registered. */
+  agentAlive: boolean | null;
 }
 
 export interface ServerStatus {
@@ -345,6 +375,15 @@ export interface ServerStatus {
   hostVms: HostVmLedgerView[];
   poolFiles: PoolFileView[];
   handovers: HandoverView[];
+  /** What reconciliation undid (latest last): entries nothing stood behind any more. */
+  reconciled: Array<{
+    at: number;
+    action: "released" | "committed" | "aborted";
+    hostVm: string;
+    guestId: string;
+    handoverId: string | null;
+    why: string;
+  }>;
   /** Counters of the server's interface (/sys/class/net/<if>/statistics in its namespace). */
   iface: { name: string; rxBytes: number; txBytes: number } | null;
 }

@@ -6,7 +6,9 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import { QemuProcess, type QemuSpec, SerialConsole } from "../qemu/index.ts";
-import type { GuestConfig, GuestStatus, Workload } from "./api-types.ts";
+import { type GuestRole, replaySerialLog } from "./adoption.ts";
+import type { GuestConfig, GuestStatus, StartOutgoingRequest, Workload } from "./api-types.ts";
+import type { HostVmAgentClient } from "./client.ts";
 import type { HostVmAgentConfig } from "./config.ts";
 import { ConsoleRecords } from "./console-records.ts";
 import { AgentError } from "./http.ts";
@@ -15,6 +17,8 @@ import { cpuSeconds } from "./proc.ts";
 export interface GuestContext {
   cfg: HostVmAgentConfig;
   log: FastifyBaseLogger;
+  /** A client of another host-VM agent (same token), e.g. a migration's destination. */
+  peer: (url: string) => HostVmAgentClient;
 }
 
 /** The QEMU spec of a guest on this host VM: the guest's shape plus this agent's pool and image. */
@@ -44,6 +48,12 @@ export class GuestRuntime {
   console: SerialConsole | null = null;
   records = new ConsoleRecords();
   workloads: Workload[] = [];
+  /** Asked for at creation, started once the guest is up. */
+  private bootWorkloads: Workload[] = [];
+  /** Arrived by an incoming migration (see adoption.ts). */
+  private arrived = false;
+  /** The migration leaving this guest's QEMU (recorded for a successor agent). */
+  private outgoingReq: StartOutgoingRequest | null = null;
   error: string | null = null;
   readonly config: GuestConfig & { cpus: number; bootId: string };
 
@@ -72,18 +82,51 @@ export class GuestRuntime {
       spec: guestSpec(this.ctx, this.config),
       log: (m) => this.ctx.log.debug({ guest: this.guestId }, m),
     });
+    this.bootWorkloads = [...workloads];
+    this.arrived = false;
     await this.attach(q);
-    const ready = this.waitReadyThenStart(workloads, timeoutMs);
+    const ready = this.waitReadyThenStart(timeoutMs);
     if (waitReady) await ready;
     else ready.catch(() => {});
   }
 
-  private async waitReadyThenStart(workloads: Workload[], timeoutMs: number): Promise<void> {
+  /**
+   * Takes over the QEMU of a guest that a dead predecessor ran (adopted by pid, QMP already
+   * reconnected): the console again, what the guest printed meanwhile (heartbeats, verify
+   * reports, from QEMU's serial log), and its state from QEMU's run state.
+   */
+  static async adoptOrphan(ctx: GuestContext, q: QemuProcess, role: GuestRole): Promise<GuestRuntime> {
+    const g = new GuestRuntime(ctx, role.guest);
+    g.workloads = [...role.workloads];
+    g.bootWorkloads = [...role.bootWorkloads];
+    g.arrived = role.arrived;
+    g.outgoingReq = role.outgoing;
+    replaySerialLog(q.paths.serialLog, g.records);
+    await g.attach(q);
+    // Whatever the predecessor had half typed into the shell goes away with a Ctrl-C.
+    g.console?.write("\x03");
+    const run = (await q.qmp.queryStatus()).status;
+    const up = role.arrived || g.records.readyBootId === g.config.bootId;
+    if (!up) {
+      g.state = "booting";
+      g.waitReadyThenStart(180_000).catch(() => {});
+    } else {
+      g.state = run === "running" ? "running" : "paused";
+      if (g.bootWorkloads.length > 0 && run === "running") g.waitReadyThenStart(10_000).catch(() => {});
+    }
+    return g;
+  }
+
+  private async waitReadyThenStart(timeoutMs: number): Promise<void> {
     try {
-      const re = new RegExp(`NESTCLOUD-READY ${this.config.bootId}\\b`);
-      await this.console!.waitForLine(re, timeoutMs, { includeHistory: true });
+      if (this.records.readyBootId !== this.config.bootId) {
+        const re = new RegExp(`NESTCLOUD-READY ${this.config.bootId}\\b`);
+        await this.console!.waitForLine(re, timeoutMs, { includeHistory: true });
+      }
       this.state = "running";
-      for (const w of workloads) await this.startWorkload(w);
+      for (const w of this.bootWorkloads) await this.startWorkload(w);
+      this.bootWorkloads = [];
+      this.persist();
     } catch (e) {
       this.state = "failed";
       this.error = `boot: ${(e as Error).message}`;
@@ -98,14 +141,48 @@ export class GuestRuntime {
   /** Takes over a running QEMU (an incoming migration that finished here). */
   async adopt(q: QemuProcess, workloads: Workload[], previous: ConsoleRecords | null): Promise<void> {
     this.workloads = [...workloads];
+    this.bootWorkloads = [];
+    this.arrived = true;
+    this.outgoingReq = null;
     this.records = new ConsoleRecords();
     if (previous) this.records.inherit(previous);
     await this.attach(q);
     this.state = "running";
   }
 
+  /** Records (or clears) the migration leaving this guest, for a successor agent. */
+  setOutgoing(req: StartOutgoingRequest | null): void {
+    this.outgoingReq = req;
+    this.persist();
+  }
+
+  /** Writes what a successor needs to adopt this guest into its QEMU's state file. */
+  private persist(): void {
+    const q = this.qemu;
+    if (!q) return;
+    const role: GuestRole = {
+      role: "guest",
+      guest: {
+        guestId: this.config.guestId,
+        memoryMiB: this.config.memoryMiB,
+        cpus: this.config.cpus,
+        bootId: this.config.bootId,
+      },
+      workloads: this.workloads,
+      bootWorkloads: this.bootWorkloads,
+      arrived: this.arrived,
+      outgoing: this.outgoingReq,
+    };
+    try {
+      q.setAgentData(role);
+    } catch (e) {
+      this.ctx.log.warn({ guest: this.guestId, err: (e as Error).message }, "cannot record the guest's role");
+    }
+  }
+
   private async attach(q: QemuProcess): Promise<void> {
     this.qemu = q;
+    this.persist();
     q.exited.then((x) => {
       if (this.qemu !== q) return;
       if (this.state !== "stopped") {
@@ -131,11 +208,13 @@ export class GuestRuntime {
       );
     }
     this.workloads = [...this.workloads.filter((x) => x.kind !== w.kind), w];
+    this.persist();
   }
 
   async stopWorkload(kind: Workload["kind"]): Promise<void> {
     await this.exec(`nc-wl stop ${kind}`, 10_000);
     this.workloads = this.workloads.filter((x) => x.kind !== kind);
+    this.persist();
   }
 
   async exec(command: string, timeoutMs: number): Promise<{ output: string; exitCode: number }> {

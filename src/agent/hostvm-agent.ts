@@ -4,10 +4,20 @@
  * QEMU side of migrations: incoming (destination QEMU started paused, see incoming.ts) and
  * outgoing (see outgoing.ts). Which agent to call in which order is the orchestrator's job
  * (migration-orchestrator.ts), not this one's.
+ *
+ * Restarted after a crash (its supervisor does that), it adopts the QEMUs its predecessor
+ * left running before it answers any request (recover): each QEMU's state file says what it
+ * was (adoption.ts). A guest is a guest again (console reconnected, what it printed
+ * meanwhile read from QEMU's serial log); a guest whose migration was under way gets that
+ * migration back, followed from where QEMU stands (a completed one waits paused for the
+ * orchestrator's confirm, or settles itself: outgoing.ts); a destination still paused is
+ * an incoming again with a fresh lease, one that runs is a guest. Only QEMUs that cannot be
+ * adopted (no record, no QMP) are killed, as before.
  */
 import type { FastifyBaseLogger } from "fastify";
 import { Type } from "typebox";
-import { reapOrphans } from "../qemu/index.ts";
+import { type InstanceState, QemuProcess, reapOrphans } from "../qemu/index.ts";
+import { adoptedOutgoingStatus, parseRole } from "./adoption.ts";
 import {
   CancelBody,
   ConfirmBody,
@@ -24,7 +34,7 @@ import {
   WaitQuery,
   WorkloadSchema,
 } from "./api-types.ts";
-import { AgentHttpError, ServerAgentClient } from "./client.ts";
+import { AgentHttpError, HostVmAgentClient, ServerAgentClient } from "./client.ts";
 import type { HostVmAgentConfig } from "./config.ts";
 import { type GuestContext, GuestRuntime } from "./guest-runtime.ts";
 import { AgentError, type App, conflict, createApp, notFound } from "./http.ts";
@@ -33,8 +43,8 @@ import { OutgoingMigration } from "./outgoing.ts";
 
 export interface HostVmAgent {
   app: App;
-  /** Reaps QEMUs a previous agent left behind; call before listening. */
-  reap(): Promise<void>;
+  /** Adopts (or, failing that, reaps) the QEMUs a previous agent left behind; call before listening. */
+  recover(): Promise<void>;
   /** Stops every guest and incoming QEMU (graceful agent shutdown). */
   shutdown(): Promise<void>;
 }
@@ -44,11 +54,16 @@ export function buildHostVmAgent(
   token: string,
   logger: FastifyBaseLogger,
 ): HostVmAgent {
-  const ctx: GuestContext = { cfg, log: logger };
+  const ctx: GuestContext = {
+    cfg,
+    log: logger,
+    peer: (url) => new HostVmAgentClient(url, token, { timeoutMs: 10_000 }),
+  };
   const guests = new Map<string, GuestRuntime>();
   const incoming = new Map<string, IncomingMigration>();
   const outgoing = new Map<string, OutgoingMigration>();
   const reaped: HostVmStatus["reapedAtStart"] = [];
+  const adopted: HostVmStatus["adoptedAtStart"] = [];
   const server = new ServerAgentClient(cfg.serverAgentUrl, token, { timeoutMs: 10_000 });
   const app = createApp(token, logger);
 
@@ -100,6 +115,7 @@ export function buildHostVmAgent(
       incoming: [...incoming.values()].map((m) => m.status()),
       outgoing: [...outgoing.values()].map((m) => m.status()),
       reapedAtStart: reaped,
+      adoptedAtStart: adopted,
     }),
   );
 
@@ -218,9 +234,7 @@ export function buildHostVmAgent(
       if (g.state !== "running") throw conflict(`guest ${g.guestId} is ${g.state}, not running`);
       busy(g.guestId);
       if (outgoing.has(req.body.migrationId)) throw conflict(`migration ${req.body.migrationId} exists`);
-      const m = new OutgoingMigration(ctx, g, req.body, (done) => {
-        guests.delete(done.guest.guestId);
-      });
+      const m = new OutgoingMigration(ctx, g, req.body, onGone);
       prune(outgoing);
       outgoing.set(m.migrationId, m);
       m.start();
@@ -281,12 +295,7 @@ export function buildHostVmAgent(
     if (incoming.has(b.migrationId)) throw conflict(`incoming migration ${b.migrationId} exists`);
     if (guests.has(b.guest.guestId))
       throw conflict(`guest ${b.guest.guestId} already runs on ${cfg.server}/${cfg.hostVm}`);
-    const m = new IncomingMigration(ctx, b, async (done, q) => {
-      const g = new GuestRuntime(ctx, done.req.guest);
-      guests.set(g.guestId, g);
-      await g.adopt(q, done.req.workloads ?? [], null);
-      req.log.info({ guest: g.guestId, migration: done.migrationId }, "guest arrived and runs here");
-    });
+    const m = new IncomingMigration(ctx, b, arrived);
     prune(incoming);
     incoming.set(b.migrationId, m);
     try {
@@ -331,10 +340,72 @@ export function buildHostVmAgent(
     return m.status();
   });
 
+  /** A guest left this host VM (its migration away was confirmed). */
+  function onGone(done: OutgoingMigration): void {
+    guests.delete(done.guest.guestId);
+  }
+
+  /** An incoming migration's QEMU runs the guest: it is one of our guests now. */
+  async function arrived(done: IncomingMigration, q: QemuProcess): Promise<void> {
+    const g = new GuestRuntime(ctx, done.req.guest);
+    guests.set(g.guestId, g);
+    await g.adopt(q, done.req.workloads ?? [], null);
+    logger.info({ guest: g.guestId, migration: done.migrationId }, "guest arrived and runs here");
+  }
+
+  /** Takes over one QEMU of a dead predecessor (see the header); false: reap it. */
+  async function adoptOne(s: InstanceState): Promise<boolean> {
+    const role = parseRole(s.agentData);
+    if (!role) return false;
+    const guestId = role.role === "guest" ? role.guest.guestId : role.req.guest.guestId;
+    if (guests.has(guestId)) return false;
+    const q = await QemuProcess.adopt(s, { log: (m) => logger.debug({ guest: guestId }, m) });
+    try {
+      const qemuStatus = (await q.qmp.queryStatus()).status;
+      let migrationId: string | null = null;
+      if (role.role === "guest") {
+        const g = await GuestRuntime.adoptOrphan(ctx, q, role);
+        guests.set(guestId, g);
+        if (role.outgoing) {
+          const status = await adoptedOutgoingStatus(q, { ...role, outgoing: role.outgoing });
+          const m = OutgoingMigration.adopt(ctx, g, role.outgoing, onGone, status);
+          outgoing.set(m.migrationId, m);
+          m.start();
+          migrationId = m.migrationId;
+          logger.warn(
+            { guest: guestId, migration: migrationId, found: status, qemuStatus },
+            "adopted a guest with its outgoing migration",
+          );
+        } else logger.warn({ guest: guestId, qemuStatus, state: g.state }, "adopted a guest");
+      } else {
+        const m = await IncomingMigration.adoptOrphan(ctx, q, role, arrived);
+        incoming.set(m.migrationId, m);
+        migrationId = m.migrationId;
+        logger.warn(
+          { guest: guestId, migration: migrationId, qemuStatus, state: m.state },
+          "adopted an incoming migration",
+        );
+      }
+      adopted.push({
+        instanceId: s.instanceId,
+        guestId,
+        pid: q.pid!,
+        as: role.role,
+        migrationId,
+        qemuStatus,
+      });
+      return true;
+    } catch (e) {
+      guests.delete(guestId);
+      await q.kill().catch(() => {});
+      throw e;
+    }
+  }
+
   return {
     app,
-    async reap() {
-      const r = await reapOrphans(cfg.qemuDir, (msg) => logger.warn(msg));
+    async recover() {
+      const r = await reapOrphans(cfg.qemuDir, (msg) => logger.warn(msg), { adopt: adoptOne });
       reaped.push(...r.killed);
       if (r.killed.length > 0 || r.removedPoolFiles.length > 0) {
         logger.warn(

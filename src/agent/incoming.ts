@@ -10,9 +10,21 @@
  * An unfinished incoming is bound by a lease that every status read renews: if the
  * orchestrator vanishes (or the link to it is cut) the QEMU is killed instead of waiting
  * for a source forever.
+ *
+ * finish, abort and the lease's expiry are decisions about the same QEMU and are taken one
+ * at a time: whichever comes first wins, and the other sees its result (an abort after a
+ * finish is refused because the guest runs here; a finish after an abort is refused). That
+ * makes an abort a fence the source agent can rely on: once it succeeded, this destination
+ * can never run the guest (see outgoing.ts, selfResolve). An abort is also refused while
+ * the QEMU runs (post-copy armed it to start by itself).
+ *
+ * A successor agent adopts an unfinished incoming QEMU (adoptOrphan): paused ones are
+ * incomings again with a fresh lease (a live orchestrator can still finish or abort them);
+ * one that already runs is the guest here.
  */
 import { join } from "node:path";
 import { listenIncoming, QemuProcess, type QmpEvent } from "../qemu/index.ts";
+import type { IncomingRole } from "./adoption.ts";
 import type { IncomingStatus, PrepareIncomingRequest } from "./api-types.ts";
 import { type GuestContext, guestSpec } from "./guest-runtime.ts";
 import { AgentError, conflict } from "./http.ts";
@@ -31,6 +43,8 @@ export class IncomingMigration {
   cpuEnd: number | null = null;
   leaseExpiresAt: number | null = null;
   private leaseTimer: NodeJS.Timeout | null = null;
+  /** finish, abort and expiry, one at a time (see the header). */
+  private decisions: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly ctx: GuestContext,
@@ -48,16 +62,24 @@ export class IncomingMigration {
     return this.state !== "listening" && this.state !== "armed";
   }
 
-  async prepare(): Promise<void> {
-    const handover = this.req.mode === "handover";
-    const q = await QemuProcess.start({
-      stateDir: this.ctx.cfg.qemuDir,
-      spec: guestSpec(this.ctx, this.req.guest, ["-S"]),
-      incoming: "defer",
-      poolFile: handover ? "attach" : "create",
-      log: (m) => this.ctx.log.debug({ migration: this.migrationId }, m),
-    });
-    this.qemu = q;
+  private serialize<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.decisions.then(f, f);
+    this.decisions = next.catch(() => {});
+    return next;
+  }
+
+  /** Records what a successor agent needs to adopt this QEMU. */
+  private persist(armed = false): void {
+    const role: IncomingRole = { role: "incoming", req: this.req, uri: this.uri, armed };
+    try {
+      this.qemu?.setAgentData(role);
+    } catch (e) {
+      this.ctx.log.warn({ migration: this.migrationId, err: (e as Error).message }, "cannot record the role");
+    }
+  }
+
+  /** What happens when the QEMU exits while still an incoming. */
+  private watch(q: QemuProcess): void {
     this.cpuStart = cpuSeconds(q.pid);
     q.qmp.on("event", (e: QmpEvent) => {
       if (e.event === "RESUME" && this.resumedAt === null) this.resumedAt = qmpTimestampMs(e.timestamp);
@@ -72,6 +94,50 @@ export class IncomingMigration {
         void q.kill().catch(() => {});
       }
     });
+  }
+
+  /**
+   * Takes over the destination QEMU of a migration that a dead predecessor prepared
+   * (adopted by pid, QMP reconnected). Still paused (loading or loaded, -S): an incoming
+   * again, with a fresh lease. Running: the guest is here (the predecessor died between
+   * starting it and recording that); `onRunning` makes it a guest.
+   */
+  static async adoptOrphan(
+    ctx: GuestContext,
+    q: QemuProcess,
+    role: IncomingRole,
+    onRunning: (m: IncomingMigration, q: QemuProcess) => Promise<void>,
+  ): Promise<IncomingMigration> {
+    const m = new IncomingMigration(ctx, role.req, onRunning);
+    m.qemu = q;
+    m.uri = role.uri;
+    m.watch(q);
+    const st = await q.qmp.queryStatus();
+    if (st.running) {
+      await m.started(q);
+    } else if (["inmigrate", "paused", "prelaunch", "finish-migrate"].includes(st.status)) {
+      m.state = role.armed ? "armed" : "listening";
+      m.renewLease();
+    } else {
+      m.state = "failed";
+      m.error = `adopted in run state ${st.status}: killed`;
+      await q.kill();
+    }
+    return m;
+  }
+
+  async prepare(): Promise<void> {
+    const handover = this.req.mode === "handover";
+    const q = await QemuProcess.start({
+      stateDir: this.ctx.cfg.qemuDir,
+      spec: guestSpec(this.ctx, this.req.guest, ["-S"]),
+      incoming: "defer",
+      poolFile: handover ? "attach" : "create",
+      log: (m) => this.ctx.log.debug({ migration: this.migrationId }, m),
+    });
+    this.qemu = q;
+    this.watch(q);
+    this.persist();
     try {
       const uri = handover
         ? `unix:${join(q.spec.runDir, "migrate.sock")}`
@@ -87,6 +153,7 @@ export class IncomingMigration {
       await q.kill();
       throw e;
     }
+    this.persist();
     this.renewLease();
   }
 
@@ -105,7 +172,11 @@ export class IncomingMigration {
     this.leaseExpiresAt = null;
   }
 
-  private async expire(): Promise<void> {
+  private expire(): Promise<void> {
+    return this.serialize(() => this.doExpire());
+  }
+
+  private async doExpire(): Promise<void> {
     if (this.state !== "listening" && this.state !== "armed") return;
     const q = this.qemu;
     // A destination that already runs the guest is the guest now: never kill it on a timer.
@@ -124,7 +195,11 @@ export class IncomingMigration {
    * Starts the guest here. `arm`: only tell QEMU to start by itself once the incoming load
    * completes (`cont` during inmigrate), used before switching to post-copy.
    */
-  async finish(opts: { arm?: boolean; timeoutMs?: number }): Promise<void> {
+  finish(opts: { arm?: boolean; timeoutMs?: number }): Promise<void> {
+    return this.serialize(() => this.doFinish(opts));
+  }
+
+  private async doFinish(opts: { arm?: boolean; timeoutMs?: number }): Promise<void> {
     const q = this.qemu;
     if (this.state === "running") return;
     if (!q || (this.state !== "listening" && this.state !== "armed")) {
@@ -133,6 +208,7 @@ export class IncomingMigration {
     if (this.state === "listening") await q.qmp.cont();
     if (opts.arm) {
       this.state = "armed";
+      this.persist(true);
       return;
     }
     const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
@@ -152,6 +228,11 @@ export class IncomingMigration {
       }
       await sleep(2);
     }
+    await this.started(q);
+  }
+
+  /** The guest runs in this QEMU: it owns the RAM file now and becomes one of the agent's guests. */
+  private async started(q: QemuProcess): Promise<void> {
     this.clearLease();
     this.state = "running";
     if (this.req.mode === "handover") q.adoptPoolFile();
@@ -165,9 +246,21 @@ export class IncomingMigration {
     await this.onRunning(this, q);
   }
 
-  async abort(): Promise<void> {
+  abort(): Promise<void> {
+    return this.serialize(() => this.doAbort());
+  }
+
+  private async doAbort(): Promise<void> {
     if (this.state === "running") {
       throw conflict(`incoming ${this.migrationId} already runs the guest here: delete the guest instead`);
+    }
+    const q = this.qemu;
+    if ((this.state === "listening" || this.state === "armed") && q?.isRunning) {
+      const running = await q.qmp
+        .queryStatus({ timeoutMs: 2000 })
+        .then((s) => s.running)
+        .catch(() => false);
+      if (running) throw conflict(`incoming ${this.migrationId} runs the guest here (it started by itself)`);
     }
     this.clearLease();
     if (this.state === "listening" || this.state === "armed") this.state = "aborted";

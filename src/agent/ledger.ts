@@ -4,6 +4,11 @@
  * this entry from the source host VM to the destination; while pending, the guest counts on
  * both (the destination must have room before anything starts, the source keeps it until
  * the move is committed).
+ *
+ * Entries are made and undone by whoever moves guests (agents, the orchestrator); when one
+ * of them dies half-way an entry can outlive what it stood for. reconcile() compares the
+ * ledger with what the host-VM agents report and undoes what nothing stands behind any
+ * more (see there).
  */
 import type { HandoverView, HostVmLedgerView } from "./api-types.ts";
 
@@ -20,6 +25,24 @@ export class LedgerError extends Error {
 interface Entry {
   memoryMiB: number;
   pending: boolean;
+  /** When it was made (epoch ms): reconcile() leaves young entries alone. */
+  since: number;
+}
+
+/** What a host-VM agent reports having, for reconcile(). */
+export interface ObservedHostVm {
+  /** Guests it runs (any state: booting, running, migrating, paused, failed). */
+  guests: ReadonlySet<string>;
+  /** Guests arriving by an incoming migration that can still run there (listening, armed, running). */
+  incoming: ReadonlySet<string>;
+}
+
+export interface ReconcileAction {
+  action: "released" | "committed" | "aborted";
+  hostVm: string;
+  guestId: string;
+  handoverId: string | null;
+  why: string;
 }
 
 export class MemoryLedger {
@@ -52,7 +75,7 @@ export class MemoryLedger {
     return null;
   }
 
-  reserve(hostVm: string, guestId: string, memoryMiB: number, pending = false): void {
+  reserve(hostVm: string, guestId: string, memoryMiB: number, pending = false, now = Date.now()): void {
     const h = this.hv(hostVm);
     if (h.guests.has(guestId)) {
       throw new LedgerError("duplicate", `guest ${guestId} is already accounted on host VM ${hostVm}`);
@@ -64,7 +87,7 @@ export class MemoryLedger {
         `host VM ${hostVm} has ${free} MiB free of ${h.memoryMiB} MiB; guest ${guestId} needs ${memoryMiB} MiB`,
       );
     }
-    h.guests.set(guestId, { memoryMiB, pending });
+    h.guests.set(guestId, { memoryMiB, pending, since: now });
   }
 
   release(hostVm: string, guestId: string): boolean {
@@ -83,7 +106,7 @@ export class MemoryLedger {
         throw new LedgerError("conflict", `guest ${guestId} is already being handed over (${h.handoverId})`);
       }
     }
-    this.reserve(toHostVm, guestId, src.memoryMiB, true);
+    this.reserve(toHostVm, guestId, src.memoryMiB, true, now);
     const view: HandoverView = {
       handoverId: `h-${(++this.seq).toString(36)}${now.toString(36)}`,
       guestId,
@@ -123,11 +146,76 @@ export class MemoryLedger {
     return h;
   }
 
+  /**
+   * Undoes what nothing stands behind any more, judged from what the host-VM agents in
+   * `observed` reported (host VMs whose agent did not answer are left alone), considering
+   * only entries and handovers older than `before` (the observation started after them,
+   * with a grace period for moves in flight):
+   * - an entry of a guest that its host VM neither runs nor expects (no incoming that can
+   *   still run) is released, e.g. the reservation of an incoming that expired after its
+   *   orchestrator died, or the entry of a guest whose agent confirmed its departure itself;
+   * - a pending handover is committed when only the destination has the guest, aborted
+   *   when only the source has it and the destination expects nothing; otherwise (a move
+   *   still being decided) it is left alone.
+   */
+  reconcile(observed: ReadonlyMap<string, ObservedHostVm>, before: number, now: number): ReconcileAction[] {
+    const done: ReconcileAction[] = [];
+    const has = (hostVm: string, guestId: string) => {
+      const o = observed.get(hostVm);
+      return o ? { guest: o.guests.has(guestId), incoming: o.incoming.has(guestId) } : null;
+    };
+    for (const h of [...this.handovers.values()]) {
+      if (h.state !== "pending" || h.startedAt >= before) continue;
+      const from = has(h.fromHostVm, h.guestId);
+      const to = has(h.toHostVm, h.guestId);
+      if (!from || !to) continue;
+      if (to.guest && !from.guest) {
+        this.commitHandover(h.handoverId, now);
+        done.push({
+          action: "committed",
+          hostVm: h.toHostVm,
+          guestId: h.guestId,
+          handoverId: h.handoverId,
+          why: `the guest runs on ${h.toHostVm} and is gone from ${h.fromHostVm}`,
+        });
+      } else if (from.guest && !to.guest && !to.incoming) {
+        this.abortHandover(h.handoverId, now);
+        done.push({
+          action: "aborted",
+          hostVm: h.toHostVm,
+          guestId: h.guestId,
+          handoverId: h.handoverId,
+          why: `the guest stayed on ${h.fromHostVm} and ${h.toHostVm} expects it no more`,
+        });
+      }
+    }
+    const inHandover = new Set(
+      [...this.handovers.values()].filter((h) => h.state === "pending").map((h) => h.guestId),
+    );
+    for (const [hostVm, hv] of this.hostVms) {
+      const o = observed.get(hostVm);
+      if (!o) continue;
+      for (const [guestId, e] of [...hv.guests]) {
+        if (e.since >= before || inHandover.has(guestId)) continue;
+        if (o.guests.has(guestId) || o.incoming.has(guestId)) continue;
+        hv.guests.delete(guestId);
+        done.push({
+          action: "released",
+          hostVm,
+          guestId,
+          handoverId: null,
+          why: `${hostVm} neither runs nor expects ${guestId}`,
+        });
+      }
+    }
+    return done;
+  }
+
   handoverViews(limit = 50): HandoverView[] {
     return [...this.handovers.values()].slice(-limit);
   }
 
-  view(urls: ReadonlyMap<string, { url: string; pid: number }>): HostVmLedgerView[] {
+  view(urls: ReadonlyMap<string, { url: string; pid: number; alive: boolean }>): HostVmLedgerView[] {
     return [...this.hostVms].map(([name, h]) => {
       const guests = [...h.guests].map(([guestId, e]) => ({
         guestId,
@@ -142,6 +230,7 @@ export class MemoryLedger {
         guests,
         url: urls.get(name)?.url ?? null,
         pid: urls.get(name)?.pid ?? null,
+        agentAlive: urls.get(name)?.alive ?? null,
       };
     });
   }

@@ -5,12 +5,29 @@
  */
 import { renameSync, writeFileSync } from "node:fs";
 import pino from "pino";
+import { keepQemusOnExit } from "../qemu/index.ts";
 import { ServerAgentClient } from "./client.ts";
 import { loadAgentConfig } from "./config.ts";
 import { buildHostVmAgent } from "./hostvm-agent.ts";
 import type { App } from "./http.ts";
 import { buildServerAgent } from "./server-agent.ts";
 import { loadOrCreateToken } from "./token.ts";
+
+/**
+ * Listens on the configured port, else on the one a supervisor asks for after a restart
+ * (NESTCLOUD_AGENT_PORT: the predecessor's, so that everyone holding its URL reaches this
+ * agent), else on any; a requested port that is taken falls back to any.
+ */
+async function listen(app: App, host: string, port: number | undefined): Promise<void> {
+  const wanted = port ?? Number(process.env.NESTCLOUD_AGENT_PORT ?? 0);
+  try {
+    await app.listen({ host, port: Number.isInteger(wanted) && wanted > 0 ? wanted : 0 });
+  } catch (e) {
+    if (port !== undefined || (e as NodeJS.ErrnoException).code !== "EADDRINUSE") throw e;
+    app.log.warn({ port: wanted }, "the predecessor's port is taken: listening on another");
+    await app.listen({ host, port: 0 });
+  }
+}
 
 async function run(argv: string[]): Promise<void> {
   const i = argv.indexOf("--config");
@@ -26,12 +43,15 @@ async function run(argv: string[]): Promise<void> {
   if (cfg.role === "server") {
     app = buildServerAgent(cfg, token, logger);
   } else {
+    // A crash must not take the guests with it: the supervisor restarts this agent and the
+    // new one adopts them (a graceful stop still stops them, see shutdown).
+    keepQemusOnExit();
     const agent = buildHostVmAgent(cfg, token, logger);
-    await agent.reap();
+    await agent.recover();
     app = agent.app;
     shutdown = agent.shutdown;
   }
-  await app.listen({ host: cfg.address, port: cfg.port ?? 0 });
+  await listen(app, cfg.address, cfg.port);
   const addr = app.server.address();
   if (!addr || typeof addr === "string") throw new Error("agent has no TCP address");
   const url = `http://${cfg.address}:${addr.port}`;

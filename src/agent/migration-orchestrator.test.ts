@@ -3,9 +3,11 @@
 // (the source is never resumed then: no two running copies).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import Fastify from "fastify";
+import Fastify, { type FastifyInstance } from "fastify";
 import type { AgentEndpoint } from "./migration-orchestrator.ts";
 import { MigrationFailedError, MigrationOrchestrator } from "./migration-orchestrator.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type FinishMode = "ok" | "gone" | "reset";
 
@@ -149,7 +151,8 @@ test("a destination that cannot start: the source resumes (rollback), the handov
 test("a finish of unknown fate never resumes the source", async () => {
   const f = await fakes("reset");
   try {
-    const err = await new MigrationOrchestrator("t")
+    // The destination agent never comes back: given up after agentRecoveryMs.
+    const err = await new MigrationOrchestrator("t", { agentRecoveryMs: 2000 })
       .migrate({ guestId: "g1", from: f.from, to: f.to })
       .catch((e) => e);
     assert.ok(err instanceof MigrationFailedError, String(err));
@@ -158,5 +161,196 @@ test("a finish of unknown fate never resumes the source", async () => {
     assert.ok(!f.calls.some((c) => c.includes("/confirm")), "no rollback (and no confirm) of the source");
   } finally {
     await f.close();
+  }
+});
+
+/**
+ * A fake agent that can die (its port then refuses connections) and be restarted on the
+ * same port with other answers, like a host-VM agent under its supervisor.
+ */
+async function restartable(name: string, calls: string[], routes: (a: FastifyInstance) => void) {
+  let app = Fastify();
+  const setup = (a: FastifyInstance) => {
+    a.addHook("onRequest", async (req) => {
+      calls.push(`${name} ${req.method} ${req.url.replace(/m-g1-[0-9a-f]+/, "M")}`);
+    });
+    routes(a);
+  };
+  setup(app);
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async kill() {
+      await app.close();
+    },
+    async restart(newRoutes: (a: FastifyInstance) => void) {
+      app = Fastify();
+      routes = newRoutes;
+      setup(app);
+      await app.listen({ host: "127.0.0.1", port });
+    },
+    close: () => app.close().catch(() => {}),
+  };
+}
+
+const outStatus = (phase: string) => ({
+  migrationId: "m",
+  guestId: "g1",
+  mode: "precopy",
+  phase,
+  progress: null,
+  result: null,
+  error: null,
+  timing: { migrateAt: 1000, stoppedAt: 1001, completedAt: 1002 },
+  cpu: { start: 0, end: 0 },
+  pid: 1,
+});
+const incStatus = (state: string) => ({
+  migrationId: "m",
+  guestId: "g1",
+  mode: "precopy",
+  state,
+  uri: "tcp:127.0.0.1:4444",
+  pid: 2,
+  instanceId: "i",
+  qemuStatus: null,
+  resumedAt: 1010,
+  error: null,
+  cpu: { start: 0, end: 0 },
+  leaseExpiresAt: null,
+});
+const guestRoute = (a: FastifyInstance) =>
+  a.get("/v1/guests/g1", async () => ({
+    guestId: "g1",
+    state: "running",
+    memoryMiB: 256,
+    cpus: 1,
+    bootId: "b",
+    workloads: [],
+  }));
+
+test("source agent down mid pre-copy: the lease is kept, its successor reports completion, the move finishes", async () => {
+  const calls: string[] = [];
+  const server = await restartable("server", calls, (a) => {
+    a.post("/v1/reservations", async (_r, reply) => reply.code(201).send({}));
+    a.delete("/v1/reservations/:h/:g", async (_r, reply) => reply.code(204).send());
+  });
+  let startBody: Record<string, unknown> = {};
+  const src = await restartable("src", calls, (a) => {
+    guestRoute(a);
+    a.post("/v1/guests/g1/outgoing", async (req, reply) => {
+      startBody = req.body as Record<string, unknown>;
+      return reply.code(202).send(outStatus("running"));
+    });
+    a.get("/v1/outgoing/:id", async () => outStatus("running"));
+  });
+  const dst = await restartable("dst", calls, (a) => {
+    a.post("/v1/incoming", async (_r, reply) => reply.code(201).send(incStatus("listening")));
+    a.get("/v1/incoming/:id", async () => incStatus("listening"));
+    a.post("/v1/incoming/:id/finish", async () => incStatus("running"));
+  });
+  const ep = (hostVmUrl: string, server: string): AgentEndpoint => ({
+    server,
+    hostVm: "h1",
+    hostVmUrl,
+    serverUrl: urlOf(server),
+    address: "127.0.0.1",
+  });
+  const urlOf = (_s: string) => server.url;
+  try {
+    const orch = new MigrationOrchestrator("t", { leaseMs: 4000, agentRecoveryMs: 20_000 });
+    const h = orch.start({ guestId: "g1", from: ep(src.url, "s1"), to: ep(dst.url, "s2") });
+    // Let it watch the source for a moment, then the source agent is down for 11 s (longer
+    // than the ~10 s after which an orchestrator used to give up as "unresolved").
+    while (!calls.some((c) => c.startsWith("src GET /v1/outgoing"))) await sleep(20);
+    await src.kill();
+    const downAt = calls.length;
+    await sleep(11_000);
+    const renewalsWhileDown = calls.slice(downAt).filter((c) => c === "dst GET /v1/incoming/M?renew=true");
+    await src.restart((a) => {
+      a.get("/v1/outgoing/:id", async () => outStatus("completed"));
+      a.post("/v1/outgoing/:id/confirm", async () => outStatus("confirmed"));
+    });
+    const r = await h.done;
+    assert.equal(r.guestId, "g1");
+    assert.ok(
+      renewalsWhileDown.length >= 2,
+      `the destination's lease was renewed meanwhile (${renewalsWhileDown.length}x)`,
+    );
+    const tail = calls.filter((c) => !c.includes("GET /v1/incoming") && !c.includes("GET /v1/outgoing"));
+    assert.deepEqual(tail.slice(-3), [
+      "dst POST /v1/incoming/M/finish",
+      "src POST /v1/outgoing/M/confirm",
+      "server DELETE /v1/reservations/h1/g1",
+    ]);
+    assert.deepEqual(
+      startBody.destination,
+      { url: dst.url, resolveAfterMs: 8000 },
+      "the source is told where the destination is, to settle the migration if nobody confirms it",
+    );
+  } finally {
+    await Promise.all([server.close(), src.close(), dst.close()]);
+  }
+});
+
+test("destination agent restarted after a finish of unknown fate: it adopted the running guest, the move succeeds", async () => {
+  const calls: string[] = [];
+  const server = await restartable("server", calls, (a) => {
+    a.post("/v1/handovers", async () => ({
+      handover: { handoverId: "h-1" },
+      from: {},
+      to: {},
+      poolFile: "",
+    }));
+    a.post("/v1/handovers/:id/commit", async () => ({}));
+  });
+  const src = await restartable("src", calls, (a) => {
+    guestRoute(a);
+    a.post("/v1/guests/g1/outgoing", async (_r, reply) => reply.code(202).send(outStatus("completed")));
+    a.get("/v1/outgoing/:id", async () => outStatus("completed"));
+    a.post("/v1/outgoing/:id/confirm", async (req) =>
+      outStatus((req.body as { outcome: string }).outcome === "success" ? "confirmed" : "rolled-back"),
+    );
+  });
+  let restartP: Promise<void> = Promise.resolve();
+  const dst = await restartable("dst", calls, (a) => {
+    a.post("/v1/incoming", async (_r, reply) => reply.code(201).send(incStatus("listening")));
+    a.get("/v1/incoming/:id", async () => incStatus("listening"));
+    a.post("/v1/incoming/:id/finish", async (req) => {
+      // The agent dies mid-request (after its QEMU started); restarted 4 s later (an
+      // orchestrator used to stop asking after 2 s of refusals), it has adopted the QEMU,
+      // which runs the guest.
+      req.raw.socket.destroy();
+      restartP = (async () => {
+        await dst.kill();
+        await sleep(4000);
+        await dst.restart((b) => b.get("/v1/incoming/:id", async () => incStatus("running")));
+      })();
+      return new Promise(() => {});
+    });
+  });
+  const ep = (hostVmUrl: string, hostVm: string): AgentEndpoint => ({
+    server: "s1",
+    hostVm,
+    hostVmUrl,
+    serverUrl: server.url,
+    address: "127.0.0.1",
+  });
+  try {
+    const r = await new MigrationOrchestrator("t", { agentRecoveryMs: 20_000 }).migrate({
+      guestId: "g1",
+      from: ep(src.url, "h1"),
+      to: ep(dst.url, "h2"),
+    });
+    await restartP;
+    assert.equal(r.destination.state, "running");
+    assert.ok(
+      calls.includes("src POST /v1/outgoing/M/confirm") &&
+        calls.includes("server POST /v1/handovers/h-1/commit"),
+      "the source was confirmed (stopped) and the accounting committed",
+    );
+  } finally {
+    await Promise.all([server.close(), src.close(), dst.close()]);
   }
 });

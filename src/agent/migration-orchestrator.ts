@@ -19,6 +19,15 @@
  * even for an instant handover that shares the RAM file. Only a finish whose fate is
  * unknown (reset or timeout mid-request) is not rolled back: the source stays paused and
  * the outcome is "unresolved" (never two running copies).
+ *
+ * Agents die and are restarted by their supervisors; a restarted agent adopts its QEMUs.
+ * So an agent that stops answering is waited for (agentRecoveryMs) rather than given up
+ * at once: the source's migration goes on in QEMU meanwhile and the destination's lease
+ * is kept alive, so that the restarted source agent can report where the migration stands
+ * and the move is finished or rolled back as usual. If the orchestrator gives up (or dies)
+ * after the source completed, the source agent settles the migration itself once nobody
+ * confirms it (it was told the destination: see outgoing.ts): it fences the destination
+ * and resumes the guest, or stops its copy if the destination already runs it.
  */
 import { randomBytes } from "node:crypto";
 import type {
@@ -119,6 +128,11 @@ export interface OrchestratorOptions {
   leaseMs?: number;
   /** Pre-copy: no byte moved for this long = broken link. Default 10 s. */
   noProgressTimeoutMs?: number;
+  /**
+   * How long an agent may stay unreachable (dead, restarted by its supervisor) in the
+   * middle of a migration before the orchestrator gives up on it. Default 60 s.
+   */
+  agentRecoveryMs?: number;
 }
 
 const TERMINAL = new Set(["completed", "failed", "cancelled", "confirmed", "rolled-back"]);
@@ -337,8 +351,24 @@ class Run {
         // Bounded: behind a cut link this would wait for TCP; the lease covers that case.
         await this.dst.abortIncoming(this.migrationId, 5000);
       } catch (e) {
-        // Unreachable: its lease kills the QEMU; a restarted agent reaps it.
         this.log(`${this.migrationId}: aborting the destination failed: ${(e as Error).message}`);
+        if (!(e instanceof AgentUnreachableError)) return;
+        // Its agent is down: once its supervisor restarted it, the new agent has adopted
+        // the paused QEMU as an incoming again; abort it there as soon as it answers (its
+        // lease would kill it too, later).
+        void (async () => {
+          const deadline = nowMs() + this.recoveryMs;
+          while (nowMs() < deadline) {
+            await sleep(1000);
+            try {
+              await this.dst.abortIncoming(this.migrationId, 5000);
+              this.log(`${this.migrationId}: the destination (its agent back) is aborted`);
+              return;
+            } catch (e2) {
+              if (!(e2 instanceof AgentUnreachableError)) return;
+            }
+          }
+        })();
       }
     };
 
@@ -383,6 +413,9 @@ class Run {
         },
         // An instant handover is over in milliseconds: wait for it in the same request.
         waitMs: instant && !this.barrier ? 30_000 : 0,
+        // If nobody confirms a completed migration (this orchestrator died or gave up), the
+        // source settles it with the destination's agent.
+        destination: { url: req.to.hostVmUrl, resolveAfterMs: 2 * (this.opts.leaseMs ?? 15_000) },
       });
       this.started = true;
       await req.hooks?.afterStart?.(this.out);
@@ -436,6 +469,12 @@ class Run {
           );
           break;
         } catch (e) {
+          if (e instanceof AgentUnreachableError && e.url.startsWith(this.src.baseUrl)) {
+            // The source agent is down; its QEMU migrates on. Wait for its successor (the
+            // destination's lease is renewed meanwhile) and go on from what it reports.
+            out = await this.awaitSource(e);
+            continue;
+          }
           // An agent call failed mid-way: ask the source to cancel (refused after
           // switchover), then keep watching it until it reaches a final phase.
           this.log(`${this.migrationId}: ${(e as Error).message}; cancelling`);
@@ -474,18 +513,21 @@ class Run {
     const fin = await this.finishDestination(abortDestination, undoAccounting);
     // Success: the guest runs at the destination. Stop the source and move the accounting.
     let confirmed: OutgoingStatus = out;
+    const confirmDeadline = nowMs() + this.recoveryMs;
     for (let attempt = 0; ; attempt++) {
       try {
         confirmed = await this.src.confirmOutgoing(this.migrationId, "success");
         break;
       } catch (e) {
-        if (attempt >= 5) {
+        const down = e instanceof AgentUnreachableError;
+        if (down ? nowMs() > confirmDeadline : attempt >= 5) {
+          // Its agent settles it later (the destination runs the guest: it stops its copy).
           this.log(
             `${this.migrationId}: confirming the source failed (${(e as Error).message}); it stays paused`,
           );
           break;
         }
-        await sleep(200 * (attempt + 1));
+        await sleep(down ? 500 : 200 * (attempt + 1));
       }
     }
     try {
@@ -590,15 +632,18 @@ class Run {
     if (!neverRan) {
       // The agent got the request (or may have): ask it; kill its QEMU unless it runs.
       const known = await this.probeDestination();
-      if (known?.state === "running") return known;
-      if (known) {
+      if (known === "unknown") {
+        // A (restarted) agent without this incoming: it had no QEMU left to adopt for it.
+        neverRan = true;
+      } else if (known?.state === "running") return known;
+      else if (known) {
         try {
           const a = await this.dst.abortIncoming(this.migrationId);
           neverRan = a.state !== "running";
         } catch (e) {
           if (e instanceof AgentHttpError && e.status === 409) {
             const again = await this.probeDestination();
-            if (again?.state === "running") return again;
+            if (again !== "unknown" && again?.state === "running") return again;
           }
         }
       }
@@ -621,18 +666,66 @@ class Run {
     );
   }
 
-  /** After a finish of unknown fate: what does the destination agent say (for up to 10 s)? */
-  private async probeDestination(): Promise<IncomingStatus | null> {
-    for (let i = 0; i < 20; i++) {
+  /**
+   * After a finish of unknown fate: what does the destination agent say? Waited for while
+   * it is down (its supervisor restarts it, the new agent adopts the QEMU as an incoming,
+   * or as the guest if it already runs), up to agentRecoveryMs; null if it never answers
+   * (the source then stays paused), "unknown" if it answers that it has no such incoming.
+   */
+  private async probeDestination(): Promise<IncomingStatus | "unknown" | null> {
+    const deadline = nowMs() + this.recoveryMs;
+    for (;;) {
       try {
         return await this.dst.incoming(this.migrationId, false, 2000);
       } catch (e) {
-        // Refused now means the agent is down; a dead agent cannot have started its QEMU
-        // after dying, but whether it did before is unknown: keep the source paused.
-        if (e instanceof AgentUnreachableError && e.delivered === "no" && i >= 3) return null;
+        if (e instanceof AgentHttpError && e.status === 404) return "unknown";
       }
+      if (nowMs() > deadline) return null;
       await sleep(500);
     }
-    return null;
+  }
+
+  private get recoveryMs(): number {
+    return this.opts.agentRecoveryMs ?? 60_000;
+  }
+
+  /**
+   * The source agent stopped answering mid-migration: wait (bounded) for its successor and
+   * return what it reports. Its QEMU carries on meanwhile, and so does the lease renewal
+   * of the destination. Gives up as "unresolved": the destination is then left to its
+   * lease, and the source agent, once back, settles a completed migration by itself.
+   */
+  private async awaitSource(first: AgentUnreachableError): Promise<OutgoingStatus> {
+    const t0 = nowMs();
+    this.log(
+      `${this.migrationId}: source agent unreachable (${first.causeText}); waiting up to ` +
+        `${Math.round(this.recoveryMs / 1000)} s for it to come back`,
+    );
+    for (;;) {
+      await sleep(500);
+      try {
+        const out = await this.src.outgoing(this.migrationId);
+        this.log(
+          `${this.migrationId}: source agent back after ${Math.round(nowMs() - t0)} ms: migration ${out.phase}`,
+        );
+        return out;
+      } catch (e) {
+        if (e instanceof AgentHttpError) {
+          this.fail(
+            `the source agent came back without the migration (${e.body.message}): its QEMU was not adopted`,
+            "unresolved",
+            "unknown",
+          );
+        }
+        if (nowMs() - t0 > this.recoveryMs) {
+          this.fail(
+            `source agent unreachable for ${Math.round(this.recoveryMs / 1000)} s (${(e as Error).message}); ` +
+              "the destination is left to its lease, the source agent settles the migration when it is back",
+            "unresolved",
+            "unknown",
+          );
+        }
+      }
+    }
   }
 }

@@ -5,12 +5,21 @@
  * it, "rollback" resumes it (allowed only because the destination never ran, see
  * incoming.ts). A failure or cancel before switchover resumes the source at once (the
  * qemu module's job does that).
+ *
+ * A completed migration that no orchestrator confirms (it died, or gave up) is settled here
+ * after `destination.resolveAfterMs`: the incoming at the destination is aborted first,
+ * which fences it (the destination agent serializes finish and abort: once aborted it can
+ * never run), and only then is the guest resumed here; if the destination already runs
+ * the guest, the abort is refused and the source is stopped instead. Either way exactly
+ * one copy runs. An agent restarted by its supervisor adopts a migrating source QEMU and
+ * follows its migration from where it stands (adopt).
  */
 import {
   MigrationCancelledError,
   type MigrationDestination,
   type MigrationJob,
   type MigrationProgress,
+  type MigrationStatus,
   type QmpEvent,
   startMigration,
 } from "../qemu/index.ts";
@@ -22,6 +31,7 @@ import type {
   OutgoingStatus,
   StartOutgoingRequest,
 } from "./api-types.ts";
+import { AgentHttpError } from "./client.ts";
 import type { GuestContext, GuestRuntime } from "./guest-runtime.ts";
 import { conflict } from "./http.ts";
 import { cpuSeconds, qmpTimestampMs } from "./proc.ts";
@@ -54,6 +64,10 @@ export class OutgoingMigration {
   readonly changes = new ChangeSignal();
   private job: MigrationJob | null = null;
   private readonly pid: number | null;
+  /** Set for a migration a dead predecessor started: follow it from this status. */
+  private attach: MigrationStatus | null = null;
+  private confirming: { outcome: ConfirmOutcome; done: Promise<void> } | null = null;
+  private resolveTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ctx: GuestContext,
@@ -63,6 +77,22 @@ export class OutgoingMigration {
     private readonly onGone: (m: OutgoingMigration) => void,
   ) {
     this.pid = guest.qemu?.pid ?? null;
+  }
+
+  /**
+   * The outgoing migration of a source QEMU adopted from a dead predecessor: start() then
+   * follows it (status as found, see adoption.ts) instead of starting one.
+   */
+  static adopt(
+    ctx: GuestContext,
+    guest: GuestRuntime,
+    req: StartOutgoingRequest,
+    onGone: (m: OutgoingMigration) => void,
+    status: MigrationStatus,
+  ): OutgoingMigration {
+    const m = new OutgoingMigration(ctx, guest, req, onGone);
+    m.attach = status;
+    return m;
   }
 
   get migrationId(): string {
@@ -82,6 +112,11 @@ export class OutgoingMigration {
   private setPhase(p: OutgoingPhaseName): void {
     this.phase = p;
     this.changes.notify();
+    if (p === "completed") this.armSelfResolve();
+    else if (this.resolveTimer) {
+      clearTimeout(this.resolveTimer);
+      this.resolveTimer = null;
+    }
   }
 
   start(): void {
@@ -89,6 +124,7 @@ export class OutgoingMigration {
     if (!src) throw conflict(`guest ${this.guest.guestId} has no QEMU`);
     const o = this.req.options ?? {};
     this.guest.state = "migrating";
+    this.guest.setOutgoing(this.req);
     this.cpu.start = cpuSeconds(src.pid);
     const onEvent = (e: QmpEvent) => {
       const at = qmpTimestampMs(e.timestamp);
@@ -109,6 +145,8 @@ export class OutgoingMigration {
       }
     };
     src.qmp.on("event", onEvent);
+    if (this.attach === "pre-switchover") this.setPhase("pre-switchover");
+    else if (this.attach === "postcopy-active") this.setPhase("postcopy");
     // The destination is prepared and finished by the orchestrator through its own agent.
     let destLost: string | null = null;
     const dest: MigrationDestination = {
@@ -135,6 +173,7 @@ export class OutgoingMigration {
       noProgressTimeoutMs: o.noProgressTimeoutMs,
       timeoutMs: o.timeoutMs,
       stopSourceOnSuccess: false,
+      attach: this.attach ?? undefined,
       // Phases follow QMP events, which also wake the job: polling query-migrate faster
       // would only compete with the migration for QEMU's main lock.
       pollMs: this.req.mode === "handover" ? 50 : 200,
@@ -168,7 +207,10 @@ export class OutgoingMigration {
         this.cpu.end ??= cpuSeconds(src.pid);
         const beforeSwitch = this.phase !== "postcopy" && this.phase !== "completed";
         // Before switchover the job resumed the source: the guest runs here again.
-        if (beforeSwitch) this.guest.state = "running";
+        if (beforeSwitch) {
+          this.guest.state = "running";
+          this.guest.setOutgoing(null);
+        }
         this.setPhase(e instanceof MigrationCancelledError ? "cancelled" : "failed");
         this.ctx.log.warn(
           { migration: this.migrationId, err: e.message },
@@ -199,11 +241,28 @@ export class OutgoingMigration {
     await this.job!.startPostcopy();
   }
 
-  async confirm(outcome: ConfirmOutcome): Promise<void> {
-    if (this.phase === "confirmed" && outcome === "success") return;
-    if (this.phase === "rolled-back" && outcome === "rollback") return;
+  /**
+   * The orchestrator's decision after completion (or the source's own, see selfResolve):
+   * one at a time; the same decision again is a no-op, a different one is refused.
+   */
+  confirm(outcome: ConfirmOutcome): Promise<void> {
+    if (this.confirming) {
+      if (this.confirming.outcome !== outcome)
+        throw conflict(`migration ${this.migrationId} is being confirmed with ${this.confirming.outcome}`);
+      return this.confirming.done;
+    }
+    if (this.phase === "confirmed" && outcome === "success") return Promise.resolve();
+    if (this.phase === "rolled-back" && outcome === "rollback") return Promise.resolve();
     if (this.phase !== "completed")
       throw conflict(`migration ${this.migrationId} is ${this.phase}, not completed`);
+    const done = this.doConfirm(outcome);
+    this.confirming = { outcome, done };
+    return done.finally(() => {
+      this.confirming = null;
+    });
+  }
+
+  private async doConfirm(outcome: ConfirmOutcome): Promise<void> {
     // Figures arrive a moment after the completion event; wait for them (bounded).
     await Promise.race([this.job!.done.catch(() => {}), new Promise((r) => setTimeout(r, 3000))]);
     const q = this.guest.qemu;
@@ -224,7 +283,76 @@ export class OutgoingMigration {
       // QEMU allows `cont` after a completed migration: the destination never ran (-S).
       await q?.qmp.cont();
       this.guest.state = "running";
+      this.guest.setOutgoing(null);
       this.setPhase("rolled-back");
+    }
+  }
+
+  private armSelfResolve(): void {
+    const d = this.req.destination;
+    if (!d || this.resolveTimer) return;
+    this.resolveTimer = setTimeout(() => void this.selfResolve(d.url), d.resolveAfterMs ?? 30_000);
+    this.resolveTimer.unref();
+  }
+
+  /**
+   * Nobody confirmed the completed migration in time: settle it with the destination
+   * agent, which decides by the state of its incoming (retried while it is unreachable:
+   * the guest stays paused here until then, never resumed on a guess).
+   */
+  private async selfResolve(url: string): Promise<void> {
+    const peer = this.ctx.peer(url);
+    const log = this.ctx.log;
+    for (let attempt = 0; this.phase === "completed"; attempt++) {
+      let outcome: ConfirmOutcome | null = null;
+      let why = "";
+      try {
+        const inc = await peer.abortIncoming(this.migrationId, 5000);
+        outcome = "rollback";
+        why = `the destination's incoming is ${inc.state} now (fenced: it never ran)`;
+      } catch (e) {
+        if (e instanceof AgentHttpError && e.status === 409) {
+          outcome = "success";
+          why = `the destination runs the guest (${e.body.message})`;
+        } else if (e instanceof AgentHttpError && e.status === 404) {
+          // The destination agent knows no such incoming: the guest arrived there (and the
+          // record was pruned) or the destination never existed there.
+          try {
+            await peer.guest(this.guest.guestId);
+            outcome = "success";
+            why = "the destination agent has the guest";
+          } catch (e2) {
+            if (e2 instanceof AgentHttpError && e2.status === 404) {
+              outcome = "rollback";
+              why = "the destination agent has neither the incoming nor the guest";
+            }
+          }
+        }
+        if (!outcome && attempt % 10 === 0) {
+          log.warn(
+            { migration: this.migrationId, err: (e as Error).message },
+            "completed migration unconfirmed; the destination agent cannot settle it yet (retrying)",
+          );
+        }
+      }
+      if (outcome === "rollback" && this.result?.switchedToPostcopy) {
+        log.error(
+          { migration: this.migrationId },
+          `${why}, but the guest switched to post-copy: it cannot resume here`,
+        );
+        return;
+      }
+      if (outcome) {
+        log.warn({ migration: this.migrationId, outcome }, `completed migration unconfirmed: ${why}`);
+        try {
+          await this.confirm(outcome);
+        } catch (e) {
+          // The orchestrator got there first (with the same decision, which the fence forces).
+          log.info({ migration: this.migrationId, err: (e as Error).message }, "settled meanwhile");
+        }
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 2000));
     }
   }
 

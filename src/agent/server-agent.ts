@@ -4,9 +4,16 @@
  * host-VM agents, and brokers instant handovers between them (a handover is begun here,
  * which checks room on the destination, and committed or aborted here, which moves or
  * keeps the memory accounting). It never touches QEMU itself.
+ *
+ * A registered host-VM agent is checked to be alive (its pid and start time, in this
+ * server's pid space) every second and whenever it matters (status, handovers): a dead one
+ * is shown as such and refused as a handover party until its successor registers. Every
+ * few seconds the ledger is reconciled with what the live host-VM agents report (guests,
+ * incomings): entries nothing stands behind any more are undone (ledger.ts, reconcile).
  */
 import { mkdirSync } from "node:fs";
 import type { FastifyBaseLogger } from "fastify";
+import { isAlive, processStartTime } from "../testbed/index.ts";
 import {
   type BeginHandoverAnswer,
   HandoverBody,
@@ -17,10 +24,25 @@ import {
   ReservationParams,
   type ServerStatus,
 } from "./api-types.ts";
+import { HostVmAgentClient } from "./client.ts";
 import type { ServerAgentConfig } from "./config.ts";
 import { AgentError, type App, conflict, createApp, notFound } from "./http.ts";
-import { LedgerError, MemoryLedger } from "./ledger.ts";
+import { LedgerError, MemoryLedger, type ObservedHostVm } from "./ledger.ts";
 import { ifaceCounters, poolFiles } from "./proc.ts";
+
+/** How often the ledger is reconciled, and how old an entry must be to be considered. */
+export interface ReconcileTiming {
+  everyMs: number;
+  graceMs: number;
+}
+const RECONCILE: ReconcileTiming = { everyMs: 5000, graceMs: 20_000 };
+
+interface Registration {
+  url: string;
+  pid: number;
+  startTime: number | null;
+  alive: boolean;
+}
 
 function ledgerToHttp(e: unknown): never {
   if (e instanceof LedgerError) {
@@ -30,15 +52,82 @@ function ledgerToHttp(e: unknown): never {
   throw e;
 }
 
-export function buildServerAgent(cfg: ServerAgentConfig, token: string, logger: FastifyBaseLogger): App {
+export function buildServerAgent(
+  cfg: ServerAgentConfig,
+  token: string,
+  logger: FastifyBaseLogger,
+  timing: ReconcileTiming = RECONCILE,
+): App {
   mkdirSync(cfg.poolDir, { recursive: true, mode: 0o700 });
   const ledger = new MemoryLedger(cfg.hostVms);
-  const agents = new Map<string, { url: string; pid: number }>();
+  const agents = new Map<string, Registration>();
+  const reconciled: ServerStatus["reconciled"] = [];
   const app = createApp(token, logger);
 
-  app.get(
-    "/v1/status",
-    async (): Promise<ServerStatus> => ({
+  /** Marks registered agents that died (pid gone, or reused by another process). */
+  const checkAgents = () => {
+    for (const [hostVm, a] of agents) {
+      if (!a.alive) continue;
+      a.alive = isAlive({ pid: a.pid, startTime: a.startTime });
+      if (!a.alive) logger.warn({ hostVm, pid: a.pid }, "host-VM agent died");
+    }
+  };
+  const liveAgent = (hostVm: string): Registration => {
+    checkAgents();
+    const a = agents.get(hostVm);
+    if (!a) throw conflict(`host-VM agent ${hostVm} has not registered with server ${cfg.server}`);
+    if (!a.alive) throw conflict(`host-VM agent ${hostVm} (pid ${a.pid}) is not running`);
+    return a;
+  };
+
+  let reconciling = false;
+  const reconcile = async () => {
+    if (reconciling) return;
+    reconciling = true;
+    try {
+      checkAgents();
+      const before = Date.now() - timing.graceMs;
+      const observed = new Map<string, ObservedHostVm>();
+      await Promise.all(
+        [...agents].map(async ([hostVm, a]) => {
+          if (!a.alive) return;
+          try {
+            const st = await new HostVmAgentClient(a.url, token, { timeoutMs: 3000 }).status();
+            if (st.pid !== a.pid) return; // not the agent we know: leave it to the next round
+            observed.set(hostVm, {
+              guests: new Set(st.guests.map((g) => g.guestId)),
+              incoming: new Set(
+                st.incoming
+                  .filter((m) => m.state === "listening" || m.state === "armed" || m.state === "running")
+                  .map((m) => m.guestId),
+              ),
+            });
+          } catch {
+            // unreachable now: its entries are left as they are
+          }
+        }),
+      );
+      for (const r of ledger.reconcile(observed, before, Date.now())) {
+        logger.warn(r, `ledger reconciled: ${r.action} ${r.guestId} on ${r.hostVm}`);
+        reconciled.push({ at: Date.now(), ...r });
+        if (reconciled.length > 50) reconciled.shift();
+      }
+    } finally {
+      reconciling = false;
+    }
+  };
+  const liveness = setInterval(checkAgents, 1000);
+  const reconciler = setInterval(() => void reconcile().catch(() => {}), timing.everyMs);
+  liveness.unref();
+  reconciler.unref();
+  app.addHook("onClose", async () => {
+    clearInterval(liveness);
+    clearInterval(reconciler);
+  });
+
+  app.get("/v1/status", async (): Promise<ServerStatus> => {
+    checkAgents();
+    return {
       role: "server",
       testbedId: cfg.testbedId,
       server: cfg.server,
@@ -48,9 +137,10 @@ export function buildServerAgent(cfg: ServerAgentConfig, token: string, logger: 
       hostVms: ledger.view(agents),
       poolFiles: poolFiles(cfg.poolDir),
       handovers: ledger.handoverViews(),
+      reconciled,
       iface: cfg.iface ? ifaceCounters(cfg.iface) : null,
-    }),
-  );
+    };
+  });
 
   app.post(
     "/v1/hostvms/:hostVm/register",
@@ -58,8 +148,17 @@ export function buildServerAgent(cfg: ServerAgentConfig, token: string, logger: 
     async (req, reply) => {
       if (!cfg.hostVms.some((h) => h.name === req.params.hostVm))
         throw notFound(`no host VM ${req.params.hostVm} on server ${cfg.server}`);
-      agents.set(req.params.hostVm, { url: req.body.url, pid: req.body.pid });
-      req.log.info({ hostVm: req.params.hostVm, url: req.body.url }, "host-VM agent registered");
+      const startTime = processStartTime(req.body.pid);
+      agents.set(req.params.hostVm, {
+        url: req.body.url,
+        pid: req.body.pid,
+        startTime,
+        alive: startTime !== null,
+      });
+      req.log.info(
+        { hostVm: req.params.hostVm, url: req.body.url, pid: req.body.pid },
+        "host-VM agent registered",
+      );
       return reply.code(204).send();
     },
   );
@@ -96,10 +195,8 @@ export function buildServerAgent(cfg: ServerAgentConfig, token: string, logger: 
     { schema: { body: HandoverBody } },
     async (req, reply): Promise<BeginHandoverAnswer> => {
       const { guestId, fromHostVm, toHostVm } = req.body;
-      const from = agents.get(fromHostVm);
-      const to = agents.get(toHostVm);
-      if (!from) throw conflict(`host-VM agent ${fromHostVm} has not registered with server ${cfg.server}`);
-      if (!to) throw conflict(`host-VM agent ${toHostVm} has not registered with server ${cfg.server}`);
+      const from = liveAgent(fromHostVm);
+      const to = liveAgent(toHostVm);
       let handover: BeginHandoverAnswer["handover"];
       try {
         handover = ledger.beginHandover(guestId, fromHostVm, toHostVm, Date.now());

@@ -3,12 +3,15 @@ import { resolve } from "node:path";
 import Table from "cli-table3";
 import type { Command } from "commander";
 import {
+  AgentUnreachableError,
   agentLauncher,
   bootGuests,
+  HostVmAgentClient,
   type HostVmStatus,
   hostVmClient,
   type ServerStatus,
   serverClient,
+  testbedToken,
 } from "../agent/index.ts";
 import { buildGuestImage } from "../qemu/index.ts";
 import { UserError } from "../sim/index.ts";
@@ -100,26 +103,37 @@ export interface TestbedView {
   hostVms: Array<HostVmStatus | { server: string; hostVm: string; error: string }>;
 }
 
+function why(e: Error): string {
+  return e instanceof AgentUnreachableError ? `unreachable (${e.causeText.split(":")[0]})` : e.message;
+}
+
 async function collect(state: TestbedState): Promise<TestbedView> {
   const infra = await infraStatus(state);
   const servers = await Promise.all(
     state.servers.map((s) =>
       serverClient(state, s.name)
         .status()
-        .catch((e: Error) => ({ server: s.name, error: e.message })),
+        .catch((e: Error) => ({ server: s.name, error: why(e) })),
     ),
   );
+  const token = testbedToken(state);
   const hostVms = await Promise.all(
-    state.hostVms.map((h) =>
-      hostVmClient(state, h.server, h.name)
+    infra.hostVms.map((h) =>
+      // The agent running now (its supervisor may have restarted it).
+      (h.url ? new HostVmAgentClient(h.url, token) : hostVmClient(state, h.server, h.name))
         .status()
-        .catch((e: Error) => ({ server: h.server, hostVm: h.name, error: e.message })),
+        .catch((e: Error) => ({ server: h.server, hostVm: h.name, error: why(e) })),
     ),
   );
   return { infra, servers, hostVms };
 }
 
-function renderTable(v: TestbedView): string {
+/**
+ * The status table. Rows come from the testbed's own record (so a host VM shows even when
+ * its server agent does not answer); an agent is shown as running only if it answered,
+ * otherwise as DOWN (its process is gone) or NOT ANSWERING, with why.
+ */
+export function renderTable(v: TestbedView): string {
   const i = v.infra;
   const head = [
     `testbed ${i.id}: ${i.mode}${i.subnet ? ` ${i.subnet}` : ""}, cgroups ${i.cgroups.mode} (${i.cgroups.note})`,
@@ -129,37 +143,54 @@ function renderTable(v: TestbedView): string {
     head: ["server", "host VM", "address / agent", "memory MiB (used/size)", "guests"],
     style: { head: [], border: [] },
   });
-  for (const s of v.servers) {
-    if ("error" in s) {
-      t.push([s.server, "(server agent)", `unreachable: ${s.error}`, "", ""]);
-      continue;
+  const down = (alive: boolean, pid: number | null, error: string) =>
+    `${alive ? "NOT ANSWERING" : "DOWN"}: agent pid ${pid ?? "-"}${alive ? "" : " is gone"}, ${error}`;
+  for (const si of i.servers) {
+    const s = v.servers.find((x) => x.server === si.name);
+    if (!s || "error" in s) {
+      t.push([
+        si.name,
+        "(server agent)",
+        `${si.address}\n${down(si.agentAlive, si.agentPid, s && "error" in s ? s.error : "no answer")}`,
+        "?",
+        "",
+      ]);
+    } else {
+      const pool = s.poolFiles.reduce((a, f) => a + f.allocatedBytes, 0) / 1048576;
+      const io = s.iface ? `, ${s.iface.name} rx ${s.iface.rxBytes} tx ${s.iface.txBytes}` : "";
+      t.push([
+        s.server,
+        "(server agent)",
+        `${s.address} pid ${s.pid}${io}`,
+        `pool ${pool.toFixed(0)} MiB in RAM`,
+        "",
+      ]);
     }
-    const pool = s.poolFiles.reduce((a, f) => a + f.allocatedBytes, 0) / 1048576;
-    const io = s.iface ? `, ${s.iface.name} rx ${s.iface.rxBytes} tx ${s.iface.txBytes}` : "";
-    t.push([
-      s.server,
-      "(server agent)",
-      `${s.address} pid ${s.pid}${io}`,
-      `pool ${pool.toFixed(0)} MiB in RAM`,
-      "",
-    ]);
-    for (const h of s.hostVms) {
-      const hv = v.hostVms.find((x) => !("error" in x) && x.server === s.server && x.hostVm === h.name) as
-        | HostVmStatus
-        | undefined;
-      const guests = (hv?.guests ?? [])
+    const ledger = s && !("error" in s) ? s.hostVms : [];
+    for (const h of i.hostVms.filter((x) => x.server === si.name)) {
+      const hv = v.hostVms.find((x) => x.server === h.server && x.hostVm === h.name);
+      const l = ledger.find((x) => x.name === h.name);
+      const limits = h.limits
+        ? `\ncpu ${h.limits.cpuQuotaPercent}% mem.max ${h.limits.memoryMaxMiB} MiB`
+        : "";
+      const restarts = h.agentRestarts > 0 ? `\nrestarted ${h.agentRestarts}x by its supervisor` : "";
+      const supervisor = h.supervisorPid !== null && !h.supervisorAlive ? "\nSUPERVISOR DOWN" : "";
+      const ok = hv && !("error" in hv) ? (hv as HostVmStatus) : null;
+      const agent = ok
+        ? `${h.url ?? "-"} pid ${ok.pid}`
+        : down(h.agentAlive, h.agentPid, hv && "error" in hv ? hv.error : "no answer");
+      const guests = (ok?.guests ?? [])
         .map(
           (g) =>
             `${g.guestId} ${g.state} hb ${g.heartbeat?.seq ?? "-"}${g.verify ? ` verify ${g.verify.lostLines ? "LOST" : "ok"}` : ""}`,
         )
         .join("\n");
-      const limits = i.hostVms.find((x) => x.server === s.server && x.name === h.name)?.limits;
       t.push([
         "",
         h.name,
-        `${h.url ?? "-"} pid ${h.pid ?? "-"}${limits ? `\ncpu ${limits.cpuQuotaPercent}% mem.max ${limits.memoryMaxMiB} MiB` : ""}`,
-        `${h.reservedMiB}${h.pendingMiB ? `+${h.pendingMiB}` : ""}/${h.memoryMiB}`,
-        guests || "-",
+        `${agent}${supervisor}${restarts}${limits}`,
+        l ? `${l.reservedMiB}${l.pendingMiB ? `+${l.pendingMiB}` : ""}/${l.memoryMiB}` : `?/${h.memoryMiB}`,
+        ok ? guests || "-" : "?",
       ]);
     }
   }

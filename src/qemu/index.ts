@@ -43,14 +43,17 @@ export {
   switchoverTogether,
 } from "./migrate.ts";
 export {
+  type AdoptOptions,
   buildQemuArgs,
   DEFAULT_QEMU_BINARY,
   type DiskSpec,
   type ExitInfo,
   type GuestBootImage,
+  keepQemusOnExit,
   type NetSpec,
   newInstanceId,
   poolFilePath,
+  QemuAdoptError,
   type QemuLaunchSpec,
   QemuProcess,
   type QemuSpec,
@@ -71,4 +74,4 @@ export {
   QmpTimeoutError,
 } from "./qmp.ts";
 export type * from "./qmp-types.ts";
-export { isOurQemu, type ReapReport, reapOrphans } from "./state.ts";
+export { type InstanceState, isOurQemu, type ReapOptions, type ReapReport, reapOrphans } from "./state.ts";

@@ -98,6 +98,12 @@ export interface MigrationOptions {
    */
   stopSourceOnSuccess?: boolean;
   signal?: AbortSignal;
+  /**
+   * Follow a migration that a previous process (a dead agent) started on `src`, found in
+   * this status, instead of starting one: no capabilities, no listen, no migrate command;
+   * the same watch, cancel, stall, timeout and recovery rules from here on.
+   */
+  attach?: MigrationStatus;
   extraCapabilities?: MigrationCapabilities;
   extraParameters?: MigrationParameters;
   log?: (msg: string) => void;
@@ -303,38 +309,49 @@ export class MigrationJob {
     };
     let wasRunning = true;
     try {
-      wasRunning = (await src.qmp.queryStatus()).running;
-      // Capabilities and parameters persist in a QEMU process across migrations (a handover
-      // destination later becomes a pre-copy source): set every one we manage, every time.
-      const srcCaps: MigrationCapabilities = {
-        events: true,
-        "x-ignore-shared": !!cfg.capabilities["x-ignore-shared"],
-        "auto-converge": !!cfg.autoConverge,
-        "postcopy-ram": !!cfg.postcopy,
-        "pause-before-switchover": !!cfg.pauseBeforeSwitchover,
-        ...cfg.extraCapabilities,
-      };
-      const dstCaps: MigrationCapabilities = {
-        events: true,
-        "x-ignore-shared": srcCaps["x-ignore-shared"],
-        "postcopy-ram": srcCaps["postcopy-ram"],
-      };
-      await src.qmp.migrateSetCapabilities(srcCaps);
-      await src.qmp.migrateSetParameters({
-        "downtime-limit": cfg.downtimeLimitMs ?? QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
-        "max-bandwidth": Math.round(cfg.maxBandwidth ?? QEMU_DEFAULT_MAX_BANDWIDTH),
-        ...cfg.extraParameters,
-      });
+      let t0: number;
+      if (cfg.attach) {
+        // Agents migrate running guests only: the source ran when this migration began.
+        this.status = cfg.attach;
+        if (this.status === "postcopy-active") this.switchedToPostcopy = true;
+        this.migrateIssued = true;
+        src.qmp.on("event", onMigrationEvent);
+        t0 = Date.now();
+        this.log(`following the migration of ${src.guestId} (${src.instanceId}), found ${cfg.attach}`);
+      } else {
+        wasRunning = (await src.qmp.queryStatus()).running;
+        // Capabilities and parameters persist in a QEMU process across migrations (a handover
+        // destination later becomes a pre-copy source): set every one we manage, every time.
+        const srcCaps: MigrationCapabilities = {
+          events: true,
+          "x-ignore-shared": !!cfg.capabilities["x-ignore-shared"],
+          "auto-converge": !!cfg.autoConverge,
+          "postcopy-ram": !!cfg.postcopy,
+          "pause-before-switchover": !!cfg.pauseBeforeSwitchover,
+          ...cfg.extraCapabilities,
+        };
+        const dstCaps: MigrationCapabilities = {
+          events: true,
+          "x-ignore-shared": srcCaps["x-ignore-shared"],
+          "postcopy-ram": srcCaps["postcopy-ram"],
+        };
+        await src.qmp.migrateSetCapabilities(srcCaps);
+        await src.qmp.migrateSetParameters({
+          "downtime-limit": cfg.downtimeLimitMs ?? QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
+          "max-bandwidth": Math.round(cfg.maxBandwidth ?? QEMU_DEFAULT_MAX_BANDWIDTH),
+          ...cfg.extraParameters,
+        });
 
-      const uri = await dest.listen(dstCaps, cfg.uri);
-      if (this.cancelRequested) throw new MigrationCancelledError(this.cancelMessage(), src.guestId, null);
+        const uri = await dest.listen(dstCaps, cfg.uri);
+        if (this.cancelRequested) throw new MigrationCancelledError(this.cancelMessage(), src.guestId, null);
 
-      src.qmp.on("event", onMigrationEvent);
+        src.qmp.on("event", onMigrationEvent);
+        t0 = Date.now();
+        this.log(`migrating ${src.guestId}: ${src.instanceId} -> ${dest.label} via ${uri}`);
+        await src.qmp.migrate(uri);
+        this.migrateIssued = true;
+      }
       const tracker = new ProgressTracker(cfg.stallTimeoutMs ?? 30_000, Date.now());
-      const t0 = Date.now();
-      this.log(`migrating ${src.guestId}: ${src.instanceId} -> ${dest.label} via ${uri}`);
-      await src.qmp.migrate(uri);
-      this.migrateIssued = true;
       // A cancel that arrived while `migrate` was in flight could not reach QEMU yet.
       if (this.cancelRequested) await src.qmp.migrateCancel();
 

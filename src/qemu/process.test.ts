@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { buildQemuArgs, type QemuLaunchSpec, QemuSpecError } from "./process.ts";
+import { buildQemuArgs, QemuAdoptError, type QemuLaunchSpec, QemuProcess, QemuSpecError } from "./process.ts";
 import { isOurQemu, processStartTime, reapOrphans, writeState } from "./state.ts";
 
 const base: QemuLaunchSpec = {
@@ -143,4 +143,38 @@ test("reapOrphans leaves entries of a live agent alone", async () => {
   const report = await reapOrphans(stateDir);
   assert.equal(report.skipped.length, 1);
   assert.equal(existsSync(runDir), true);
+});
+
+test("adopt refuses a recorded pid that is not that QEMU, and a state without a spec", async () => {
+  const sleeper = spawn("sleep", ["30"], { stdio: "ignore" });
+  try {
+    const runDir = join(tmp, "adopt", "g7.0000000003");
+    mkdirSync(runDir, { recursive: true });
+    const state = {
+      version: 1 as const,
+      instanceId: "g7.0000000003",
+      guestId: "g7",
+      pid: sleeper.pid!,
+      pidFile: join(runDir, "qemu.pid"),
+      poolFiles: [],
+      runDir,
+      agentPid: 2 ** 22 + 7,
+      agentStartTime: 1,
+      startedAt: new Date().toISOString(),
+    };
+    await assert.rejects(QemuProcess.adopt(state), (e: unknown) => {
+      assert.ok(e instanceof QemuAdoptError);
+      assert.match(e.message, /no launch spec/);
+      return true;
+    });
+    const spec = { ...base, instanceId: state.instanceId, runDir, guestId: "g7" };
+    await assert.rejects(QemuProcess.adopt({ ...state, spec }), (e: unknown) => {
+      assert.ok(e instanceof QemuAdoptError);
+      assert.match(e.message, /is not that QEMU/);
+      return true;
+    });
+    assert.equal(sleeper.exitCode, null, "the unrelated process is untouched");
+  } finally {
+    sleeper.kill("SIGKILL");
+  }
 });

@@ -8,9 +8,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, unlinkSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { QmpClient } from "./qmp.ts";
-import { type InstanceState, processStartTime, writeState } from "./state.ts";
+import { type InstanceState, isOurQemu, processStartTime, readPidFile, writeState } from "./state.ts";
 
 export const DEFAULT_QEMU_BINARY = "qemu-system-x86_64";
 
@@ -86,6 +86,11 @@ export interface RuntimePaths {
 
 export class QemuSpecError extends Error {
   override name = "QemuSpecError";
+}
+
+/** A QEMU of a previous agent could not be taken over (see QemuProcess.adopt). */
+export class QemuAdoptError extends Error {
+  override name = "QemuAdoptError";
 }
 
 export class QemuStartError extends Error {
@@ -275,13 +280,30 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Instances not yet cleaned up, so a dying agent can still kill them synchronously. */
 const live = new Set<QemuProcess>();
 let exitHookInstalled = false;
+let keepOnExit = false;
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.once("exit", () => {
+    if (keepOnExit) return;
     for (const q of live) q.killSync();
   });
+}
+
+/**
+ * QEMUs of this process outlive it when it exits without stopping them (a crash): for a
+ * supervised agent whose restarted successor adopts them. By default they are killed at
+ * exit, so that a test or a CLI never leaks one.
+ */
+export function keepQemusOnExit(keep = true): void {
+  keepOnExit = keep;
+}
+
+export interface AdoptOptions {
+  /** Bound for connecting to its QMP socket. Default 10 s. */
+  connectTimeoutMs?: number;
+  log?: (msg: string) => void;
 }
 
 export class QemuProcess {
@@ -291,6 +313,9 @@ export class QemuProcess {
   readonly args: readonly string[];
   readonly exited: Promise<ExitInfo>;
   private child: ChildProcess | null = null;
+  /** Set when this process took over a QEMU another (dead) agent started: not our child. */
+  private adoptedPid: number | null = null;
+  private adoptedWatch: NodeJS.Timeout | null = null;
   private qmpClient: QmpClient | null = null;
   private exitInfo: ExitInfo | null = null;
   private ownsPool: boolean;
@@ -355,6 +380,104 @@ export class QemuProcess {
     }
   }
 
+  /**
+   * Takes over a QEMU that a previous, dead agent started (found through its state file):
+   * verifies the pid by its cmdline, reconnects to its QMP socket (QEMU accepts a new client
+   * once the old one is gone), records this process as its agent, and from then on treats
+   * it like one of its own (stop, kill, exit watch, pool file ownership) — by pid, since it
+   * is not our child. Throws QemuAdoptError if any of that fails; the caller then reaps it.
+   */
+  static async adopt(state: InstanceState, opts: AdoptOptions = {}): Promise<QemuProcess> {
+    if (!state.spec) throw new QemuAdoptError(`${state.instanceId}: no launch spec recorded`);
+    const pid = state.pid ?? readPidFile(state.pidFile);
+    if (pid === null || !isOurQemu(pid, state.instanceId)) {
+      throw new QemuAdoptError(`${state.instanceId}: pid ${pid} is not that QEMU (any more)`);
+    }
+    const { instanceId, runDir, incoming, ...spec } = state.spec;
+    if (instanceId !== state.instanceId || runDir !== state.runDir) {
+      throw new QemuAdoptError(`${state.instanceId}: its state file does not match its spec`);
+    }
+    const q = new QemuProcess({
+      stateDir: dirname(runDir),
+      spec,
+      incoming,
+      instanceId,
+      poolFile: state.poolFiles.includes(poolFilePath(spec)) ? "create" : "attach",
+      log: opts.log,
+    });
+    q.adoptedPid = pid;
+    q.state.startedAt = state.startedAt;
+    q.state.agentData = state.agentData;
+    q.watchAdopted();
+    try {
+      q.qmpClient = await QmpClient.connect(q.paths.qmpSocket, {
+        label: `QEMU ${instanceId}`,
+        timeoutMs: opts.connectTimeoutMs ?? 10_000,
+      });
+    } catch (e) {
+      q.unwatchAdopted();
+      throw new QemuAdoptError(`${instanceId}: cannot reconnect to QMP: ${(e as Error).message}`);
+    }
+    q.qmpClient.on("close", () => q.checkAdopted());
+    installExitHook();
+    live.add(q);
+    // From now on this process is its agent: a later agent sees that one die, not ours.
+    q.persistState();
+    q.log(`adopted QEMU ${instanceId} (guest ${q.guestId}) pid ${pid}`);
+    return q;
+  }
+
+  /** Not our child: poll for its end (its parent is init now), verified by cmdline. */
+  private watchAdopted(): void {
+    this.adoptedWatch = setInterval(() => this.checkAdopted(), 200);
+    this.adoptedWatch.unref();
+  }
+
+  private unwatchAdopted(): void {
+    if (this.adoptedWatch) clearInterval(this.adoptedWatch);
+    this.adoptedWatch = null;
+  }
+
+  private checkAdopted(): void {
+    if (this.adoptedPid === null || this.exitInfo) return;
+    if (isOurQemu(this.adoptedPid, this.instanceId)) return;
+    this.unwatchAdopted();
+    // An adopted process's exit status belongs to init: only the fact is known.
+    this.exitInfo = { code: null, signal: null };
+    this.resolveExit(this.exitInfo);
+  }
+
+  /** Sends a signal to the QEMU (an adopted one only after re-verifying its pid). */
+  private signal(sig: NodeJS.Signals): void {
+    if (this.child) {
+      this.child.kill(sig);
+      return;
+    }
+    if (this.adoptedPid !== null && isOurQemu(this.adoptedPid, this.instanceId)) {
+      try {
+        process.kill(this.adoptedPid, sig);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
+  /** True if this QEMU was started by a previous agent and taken over by this process. */
+  get adopted(): boolean {
+    return this.adoptedPid !== null;
+  }
+
+  /** What the agent recorded about this QEMU (see setAgentData). */
+  get agentData(): unknown {
+    return this.state.agentData;
+  }
+
+  /** Records what this QEMU is for in its state file, for a later agent that adopts it. */
+  setAgentData(data: unknown): void {
+    this.state.agentData = data;
+    this.persistState();
+  }
+
   get instanceId(): string {
     return this.spec.instanceId;
   }
@@ -362,10 +485,10 @@ export class QemuProcess {
     return this.spec.guestId;
   }
   get pid(): number | null {
-    return this.child?.pid ?? null;
+    return this.child?.pid ?? this.adoptedPid;
   }
   get isRunning(): boolean {
-    return this.child !== null && this.exitInfo === null;
+    return (this.child !== null || this.adoptedPid !== null) && this.exitInfo === null;
   }
   get ownsPoolFile(): boolean {
     return this.ownsPool;
@@ -394,7 +517,8 @@ export class QemuProcess {
   private persistState(): void {
     if (this.cleaned) return;
     this.state.poolFiles = this.ownsPool ? [this.poolFile] : [];
-    this.state.pid = this.child?.pid ?? null;
+    this.state.pid = this.pid;
+    this.state.spec = this.spec;
     writeState(this.spec.runDir, this.state);
   }
 
@@ -451,7 +575,7 @@ export class QemuProcess {
   }
 
   private async waitExit(ms: number): Promise<boolean> {
-    if (!this.child || this.exitInfo) return true;
+    if (!this.isRunning) return true;
     return Promise.race([this.exited.then(() => true), sleep(ms).then(() => false)]);
   }
 
@@ -466,7 +590,7 @@ export class QemuProcess {
 
   private async doStop(opts: StopOptions): Promise<void> {
     try {
-      if (this.child && !this.exitInfo) {
+      if (this.isRunning) {
         if (this.qmpClient && !this.qmpClient.isClosed) {
           try {
             await this.qmpClient.quit({ timeoutMs: 2000 });
@@ -476,10 +600,10 @@ export class QemuProcess {
         }
         if (!(await this.waitExit(opts.quitTimeoutMs ?? 5000))) {
           this.log(`QEMU ${this.instanceId} ignored quit; SIGTERM`);
-          this.child.kill("SIGTERM");
+          this.signal("SIGTERM");
           if (!(await this.waitExit(opts.termTimeoutMs ?? 5000))) {
             this.log(`QEMU ${this.instanceId} ignored SIGTERM; SIGKILL`);
-            this.child.kill("SIGKILL");
+            this.signal("SIGKILL");
             if (!(await this.waitExit(10_000))) {
               // State stays on disk so that reapOrphans can still find it later.
               throw new Error(`QEMU ${this.instanceId} pid ${this.pid} survived SIGKILL for 10 s`);
@@ -494,8 +618,8 @@ export class QemuProcess {
 
   /** Immediate SIGKILL and cleanup (failed migration destinations, failed starts). */
   async kill(): Promise<void> {
-    if (this.child && !this.exitInfo) {
-      this.child.kill("SIGKILL");
+    if (this.isRunning) {
+      this.signal("SIGKILL");
       if (!(await this.waitExit(10_000))) {
         throw new Error(`QEMU ${this.instanceId} pid ${this.pid} survived SIGKILL for 10 s`);
       }
@@ -505,9 +629,9 @@ export class QemuProcess {
 
   /** Synchronous last resort for process exit: no awaiting possible there. */
   killSync(): void {
-    if (this.child && !this.exitInfo) {
+    if (this.isRunning) {
       try {
-        this.child.kill("SIGKILL");
+        this.signal("SIGKILL");
       } catch {
         // already gone
       }
@@ -521,9 +645,12 @@ export class QemuProcess {
    */
   private cleanup(keepLogs: boolean, force = false): void {
     if (this.cleaned) return;
-    const alive = this.child !== null && this.exitInfo === null && this.child.pid !== undefined;
+    const alive =
+      this.exitInfo === null &&
+      (this.adoptedPid !== null || (this.child !== null && this.child.pid !== undefined));
     if (alive && !force) return;
     this.cleaned = true;
+    this.unwatchAdopted();
     live.delete(this);
     this.qmpClient?.close();
     if (this.ownsPool) {

@@ -3,9 +3,11 @@
 // Every QEMU we start gets a runtime folder <stateDir>/<instanceId>/ holding its sockets,
 // pidfile, serial log and state.json (pid, pool files it owns, which agent started it). If
 // the agent dies without cleaning up, the next agent calls reapOrphans(stateDir) at
-// start-up: it kills those QEMUs BY PID, but only after /proc/<pid>/cmdline proves the pid
-// still belongs to that very QEMU (a qemu-system binary whose arguments contain the
-// instance id), so a recycled pid is never killed. Nothing is ever killed by name.
+// start-up: it first offers each live QEMU to the caller's adopt() (a restarted agent takes
+// its predecessor's QEMUs over: QemuProcess.adopt), and kills the rest BY PID, but only
+// after /proc/<pid>/cmdline proves the pid still belongs to that very QEMU (a qemu-system
+// binary whose arguments contain the instance id), so a recycled pid is never killed.
+// Nothing is ever killed by name.
 import {
   existsSync,
   readdirSync,
@@ -16,6 +18,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, join } from "node:path";
+import type { QemuLaunchSpec } from "./process.ts";
 
 export const STATE_FILE = "state.json";
 
@@ -33,6 +36,10 @@ export interface InstanceState {
   /** Start time of the agent process (/proc/<pid>/stat field 22) so a reused pid is not mistaken for it. */
   agentStartTime: number | null;
   startedAt: string;
+  /** How it was launched: lets a later agent adopt it (reconnect QMP and the console). */
+  spec?: QemuLaunchSpec;
+  /** What the QEMU is for, in the words of the agent that runs it (opaque here). */
+  agentData?: unknown;
 }
 
 /** Atomic replace: a crash never leaves a half-written state file. */
@@ -97,7 +104,7 @@ function agentAlive(s: InstanceState): boolean {
   return s.agentStartTime === null || processStartTime(s.agentPid) === s.agentStartTime;
 }
 
-function readPidFile(path: string): number | null {
+export function readPidFile(path: string): number | null {
   try {
     const n = Number.parseInt(readFileSync(path, "utf8").trim(), 10);
     return Number.isInteger(n) && n > 0 ? n : null;
@@ -108,6 +115,8 @@ function readPidFile(path: string): number | null {
 
 export interface ReapReport {
   killed: Array<{ instanceId: string; guestId: string; pid: number }>;
+  /** Live QEMUs of a dead agent that the caller's adopt() took over (left running). */
+  adopted: Array<{ instanceId: string; guestId: string; pid: number }>;
   removedPoolFiles: string[];
   /** Entries left alone, with why (live agent, pid reused by another program, ...). */
   skipped: Array<{ instanceId: string; reason: string }>;
@@ -138,15 +147,32 @@ async function killVerified(pid: number, instanceId: string): Promise<boolean> {
   return !isOurQemu(pid, instanceId);
 }
 
+export interface ReapOptions {
+  /**
+   * Offered every live QEMU (verified by pid and cmdline) of a dead agent before it is
+   * killed: resolve true to take it over (it is then left alone), false or a rejection to
+   * have it reaped.
+   */
+  adopt?: (state: InstanceState, pid: number) => Promise<boolean>;
+}
+
 /**
- * Kills QEMUs left behind by agents that are no longer alive, removes their pool files and
- * runtime folders. Entries of a live agent (including this process) are left alone.
+ * Kills QEMUs left behind by agents that are no longer alive (unless `adopt` takes them
+ * over), removes their pool files and runtime folders. Entries of a live agent (including
+ * this process) are left alone.
  */
 export async function reapOrphans(
   stateDir: string,
   log: (msg: string) => void = () => {},
+  opts: ReapOptions = {},
 ): Promise<ReapReport> {
-  const report: ReapReport = { killed: [], removedPoolFiles: [], skipped: [], removedRunDirs: [] };
+  const report: ReapReport = {
+    killed: [],
+    adopted: [],
+    removedPoolFiles: [],
+    skipped: [],
+    removedRunDirs: [],
+  };
   if (!existsSync(stateDir)) return report;
   for (const name of readdirSync(stateDir)) {
     const runDir = join(stateDir, name);
@@ -158,6 +184,18 @@ export async function reapOrphans(
     }
     const pid = s.pid ?? readPidFile(s.pidFile);
     if (pid !== null && pidAlive(pid)) {
+      if (isOurQemu(pid, s.instanceId) && opts.adopt) {
+        let taken = false;
+        try {
+          taken = await opts.adopt(s, pid);
+        } catch (e) {
+          log(`cannot adopt QEMU ${s.instanceId} (guest ${s.guestId}) pid ${pid}: ${(e as Error).message}`);
+        }
+        if (taken) {
+          report.adopted.push({ instanceId: s.instanceId, guestId: s.guestId, pid });
+          continue;
+        }
+      }
       if (isOurQemu(pid, s.instanceId)) {
         log(`reaping orphan QEMU ${s.instanceId} (guest ${s.guestId}) pid ${pid}`);
         if (!(await killVerified(pid, s.instanceId))) {

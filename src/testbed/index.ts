@@ -16,7 +16,13 @@ export {
   serverAddress,
 } from "./names.ts";
 export { serverCounters } from "./network.ts";
-export { isAlive, processStartTime, stopProcess } from "./processes.ts";
+export {
+  isAlive,
+  processStartTime,
+  readSupervisedRecord,
+  type SupervisedRecord,
+  stopProcess,
+} from "./processes.ts";
 export {
   checkTestbedSpec,
   GUEST_NAME_RE,
@@ -45,6 +51,7 @@ export {
 export {
   type AgentLaunch,
   type AgentLauncher,
+  currentHostVmAgent,
   cutLink,
   type DownOptions,
   type DownReport,

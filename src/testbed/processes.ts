@@ -5,7 +5,8 @@
  * pid's start time proves it is still the very process we started.
  */
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { placeInSlice } from "./cgroups.ts";
 import type { ProcessRecord } from "./state.ts";
 
@@ -70,7 +71,101 @@ export function launch(opts: LaunchOptions): ProcessRecord {
   }
 }
 
+/** The host-VM agents' supervisor (plain JavaScript: see its header). */
+export const SUPERVISOR_SCRIPT = fileURLToPath(new URL("./supervisor.mjs", import.meta.url));
+
+/** What the supervisor writes about the agent it runs now. */
+export interface SupervisedRecord {
+  pid: number;
+  startTime: number | null;
+  startedAt: string;
+  /** Restarts so far (0: the first agent). */
+  restarts: number;
+  supervisorPid: number;
+  lastExit: { code: number | null; signal: string | null; at: string } | null;
+}
+
+export function readSupervisedRecord(file: string): SupervisedRecord | null {
+  try {
+    const r = JSON.parse(readFileSync(file, "utf8")) as SupervisedRecord;
+    return Number.isInteger(r.pid) && r.pid > 0 ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts `argv` under a supervisor: the returned record is the supervisor's; the agent it
+ * runs is found through `recordFile` (see waitSupervisedReady). The supervisor is what gets
+ * placed in the slice and the namespace; the agent, its child, inherits both.
+ */
+export function launchSupervised(opts: LaunchOptions & { recordFile: string }): ProcessRecord {
+  rmSync(opts.recordFile, { force: true });
+  return launch({
+    ...opts,
+    argv: [
+      process.execPath,
+      SUPERVISOR_SCRIPT,
+      "--record",
+      opts.recordFile,
+      "--ready",
+      opts.readyFile,
+      "--",
+      ...opts.argv,
+    ],
+  });
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits until the agent a supervisor runs is ready (its ready file names the pid the
+ * supervisor recorded); fails early if the supervisor dies. Returns the agent's record.
+ */
+export async function waitSupervisedReady(
+  supervisor: ProcessRecord,
+  recordFile: string,
+  agentArgv: string[],
+  timeoutMs: number,
+): Promise<ProcessRecord> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = readSupervisedRecord(recordFile);
+    if (r) {
+      const url = readyUrl(supervisor.readyFile, r.pid);
+      if (url) {
+        return {
+          pid: r.pid,
+          startTime: r.startTime,
+          argv: agentArgv,
+          logFile: supervisor.logFile,
+          readyFile: supervisor.readyFile,
+          configFile: supervisor.configFile,
+          url,
+          startedAt: r.startedAt,
+        };
+      }
+    }
+    if (!isAlive(supervisor))
+      throw new Error(
+        `supervisor pid ${supervisor.pid} exited during start-up: ${logTail(supervisor.logFile)}`,
+      );
+    await sleep(50);
+  }
+  throw new Error(
+    `agent of supervisor pid ${supervisor.pid} not ready within ${timeoutMs} ms: ${logTail(supervisor.logFile)}`,
+  );
+}
+
+/** The URL in a ready file, if that file was written by process `pid`. */
+export function readyUrl(readyFile: string, pid: number): string | null {
+  try {
+    const r = JSON.parse(readFileSync(readyFile, "utf8")) as { url?: string; pid?: number };
+    return r.url && r.pid === pid ? r.url : null;
+  } catch {
+    return null;
+  }
+}
 
 /** Waits for the agent's ready file ({url}); fails early, with its log's tail, if it dies. */
 export async function waitReady(rec: ProcessRecord, timeoutMs: number): Promise<string> {

@@ -54,6 +54,14 @@ export interface HostVmRecord {
   cgroupDirs: string[];
   /** cpu/memory limits actually applied (null: none). */
   limits: { cpuQuotaPercent: number; memoryMaxMiB: number } | null;
+  /**
+   * The host VM's supervisor (src/testbed/supervisor.mjs): it runs the agent and restarts
+   * it when it dies. Absent in state files of older testbeds (their agents ran unsupervised).
+   */
+  supervisor?: ProcessRecord | null;
+  /** Where the supervisor records the agent it runs now (it changes at each restart). */
+  agentRecordFile?: string;
+  /** The agent as the testbed saw it ready; the current one: currentHostVmAgent(). */
   agent: ProcessRecord | null;
 }
 

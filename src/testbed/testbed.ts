@@ -17,7 +17,16 @@ import {
   probeNamespaces,
   setServerLink,
 } from "./network.ts";
-import { isAlive, launch, stopProcess, waitReady } from "./processes.ts";
+import {
+  isAlive,
+  launch,
+  launchSupervised,
+  readSupervisedRecord,
+  readyUrl,
+  stopProcess,
+  waitReady,
+  waitSupervisedReady,
+} from "./processes.ts";
 import type { TestbedSpec } from "./spec.ts";
 import {
   defaultTestbedRoot,
@@ -127,6 +136,8 @@ export async function up(spec: TestbedSpec, opts: UpOptions): Promise<TestbedSta
         qemuDir: join(stateDir, s.name, h.name, "q"),
         cgroupDirs: [],
         limits: null,
+        supervisor: null,
+        agentRecordFile: join(stateDir, s.name, h.name, "agent.process.json"),
         agent: null,
       })),
     ),
@@ -206,23 +217,19 @@ export async function up(spec: TestbedSpec, opts: UpOptions): Promise<TestbedSta
       log(`testbed ${id}: server agent ${s.name} at ${s.agent!.url}`);
     }
     persist();
+    const agentArgv = new Map<HostVmRecord, string[]>();
     for (const hv of state.hostVms) {
       const s = state.servers.find((x) => x.name === hv.server)!;
       mkdirSync(hv.qemuDir, { recursive: true, mode: 0o700 });
-      const ctx = hostVmContext(state, s, hv);
-      hv.agent = startAgent(
-        opts.launcher.hostVm(ctx),
-        s.netns,
-        hv.cgroupDirs,
-        ctx.configFile,
-        ctx.readyFile,
-        join(hv.stateDir, "agent.log"),
-      );
+      const l = opts.launcher.hostVm(hostVmContext(state, s, hv));
+      agentArgv.set(hv, l.argv);
+      hv.supervisor = startSupervisedAgent(state, s, hv, l);
       persist();
     }
     for (const hv of state.hostVms) {
-      hv.agent!.url = await waitReady(hv.agent!, readyMs);
-      log(`testbed ${id}: host-VM agent ${hv.server}/${hv.name} at ${hv.agent!.url}`);
+      hv.agent = await waitSupervisedReady(hv.supervisor!, agentRecordFile(hv), agentArgv.get(hv)!, readyMs);
+      persist();
+      log(`testbed ${id}: host-VM agent ${hv.server}/${hv.name} at ${hv.agent.url} (pid ${hv.agent.pid})`);
     }
     state.complete = true;
     persist();
@@ -260,9 +267,62 @@ function startAgent(
   return launch({ argv: l.argv, netns, cgroupDirs, logFile, readyFile, configFile });
 }
 
+function agentRecordFile(hv: HostVmRecord): string {
+  return hv.agentRecordFile ?? join(hv.stateDir, "agent.process.json");
+}
+
+/** A host VM's supervisor, in the server's namespace and the host VM's slice (its agent inherits both). */
+function startSupervisedAgent(
+  state: TestbedState,
+  s: ServerRecord,
+  hv: HostVmRecord,
+  l: AgentLaunch,
+): ProcessRecord {
+  const ctx = hostVmContext(state, s, hv);
+  mkdirSync(hv.stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(ctx.configFile, `${JSON.stringify(l.config, null, 2)}\n`, { mode: 0o600 });
+  rmSync(ctx.readyFile, { force: true });
+  return launchSupervised({
+    argv: l.argv,
+    netns: s.netns,
+    cgroupDirs: hv.cgroupDirs,
+    logFile: join(hv.stateDir, "agent.log"),
+    readyFile: ctx.readyFile,
+    configFile: ctx.configFile,
+    recordFile: agentRecordFile(hv),
+  });
+}
+
 /**
- * Starts a host-VM agent again (same config) after it died or was killed: a supervisor's
- * job (systemd on a real host VM). The new agent reaps the old one's orphaned QEMUs.
+ * The host VM's agent as it runs now: its supervisor replaces it after a crash (new pid,
+ * same port), so the record `up` made may be stale.
+ */
+export function currentHostVmAgent(hv: HostVmRecord): ProcessRecord | null {
+  const r = readSupervisedRecord(agentRecordFile(hv));
+  if (!r || r.pid === hv.agent?.pid) return hv.agent;
+  const base: ProcessRecord = hv.agent ?? {
+    pid: r.pid,
+    startTime: r.startTime,
+    argv: [],
+    logFile: join(hv.stateDir, "agent.log"),
+    readyFile: join(hv.stateDir, "agent.ready"),
+    configFile: join(hv.stateDir, "agent.json"),
+    url: null,
+    startedAt: r.startedAt,
+  };
+  return {
+    ...base,
+    pid: r.pid,
+    startTime: r.startTime,
+    startedAt: r.startedAt,
+    url: readyUrl(base.readyFile, r.pid) ?? base.url,
+  };
+}
+
+/**
+ * Starts a host VM's supervisor (and so its agent) again after both died or were killed
+ * (while the supervisor lives, it restarts the agent by itself). The new agent adopts the
+ * QEMUs the old one left running.
  */
 export async function restartHostVmAgent(
   state: TestbedState,
@@ -274,19 +334,19 @@ export async function restartHostVmAgent(
   const hv = state.hostVms.find((h) => h.server === server && h.name === hostVm);
   const s = state.servers.find((x) => x.name === server);
   if (!hv || !s) throw new TestbedError(`no host VM ${server}/${hostVm} in testbed ${state.id}`);
-  if (hv.agent && isAlive(hv.agent))
-    throw new TestbedError(`agent of ${server}/${hostVm} is still running (pid ${hv.agent.pid})`);
-  const ctx = hostVmContext(state, s, hv);
-  hv.agent = startAgent(
-    launcher.hostVm(ctx),
-    s.netns,
-    hv.cgroupDirs,
-    ctx.configFile,
-    ctx.readyFile,
-    join(hv.stateDir, "agent.log"),
-  );
+  if (hv.supervisor && isAlive(hv.supervisor)) {
+    throw new TestbedError(
+      `agent of ${server}/${hostVm} is supervised (supervisor pid ${hv.supervisor.pid}): it restarts by itself`,
+    );
+  }
+  const running = currentHostVmAgent(hv);
+  if (running && isAlive(running))
+    throw new TestbedError(`agent of ${server}/${hostVm} is still running (pid ${running.pid})`);
+  const l = launcher.hostVm(hostVmContext(state, s, hv));
+  hv.agentRecordFile = agentRecordFile(hv);
+  hv.supervisor = startSupervisedAgent(state, s, hv, l);
   writeTestbedState(state);
-  hv.agent.url = await waitReady(hv.agent, readyTimeoutMs);
+  hv.agent = await waitSupervisedReady(hv.supervisor, hv.agentRecordFile, l.argv, readyTimeoutMs);
   writeTestbedState(state);
   return hv.agent;
 }
@@ -317,13 +377,19 @@ export async function down(stateOrDir: TestbedState | string, opts: DownOptions 
     removedPoolFiles: [],
     problems: [],
   };
-  // Host-VM agents first (SIGTERM: they stop their guests), then server agents; each
-  // group in parallel.
-  for (const group of [state.hostVms.map((h) => h.agent), state.servers.map((s) => s.agent)]) {
+  // Supervisors first (SIGTERM: they stop their agents, which stop their guests, and
+  // restart nothing any more), then host-VM agents still alive (a supervisor was killed),
+  // then server agents; each group in parallel.
+  const groups = [
+    state.hostVms.map((h) => h.supervisor ?? null),
+    state.hostVms.flatMap((h) => [h.agent, currentHostVmAgent(h)]),
+    state.servers.map((s) => s.agent),
+  ];
+  for (const group of groups) {
     await Promise.all(
-      group.map(async (a) => {
-        if (!a || !isAlive(a)) return;
-        if (await stopProcess(a, 20_000)) report.stoppedAgents.push(a.pid);
+      [...new Map(group.filter((a) => a !== null).map((a) => [a.pid, a])).values()].map(async (a) => {
+        if (!isAlive(a)) return;
+        if (await stopProcess(a, 25_000)) report.stoppedAgents.push(a.pid);
         else report.problems.push(`agent pid ${a.pid} survived SIGKILL`);
       }),
     );
@@ -385,9 +451,14 @@ export interface InfraStatus {
     cpus: number;
     memoryMiB: number;
     limits: HostVmRecord["limits"];
+    /** The agent running now (its supervisor may have restarted it). */
     agentPid: number | null;
     agentAlive: boolean;
     url: string | null;
+    supervisorPid: number | null;
+    supervisorAlive: boolean;
+    /** How often the supervisor restarted the agent. */
+    agentRestarts: number;
   }>;
 }
 
@@ -410,16 +481,22 @@ export async function infraStatus(state: TestbedState): Promise<InfraStatus> {
       agentAlive: s.agent ? isAlive(s.agent) : false,
       url: s.agent?.url ?? null,
     })),
-    hostVms: state.hostVms.map((h) => ({
-      server: h.server,
-      name: h.name,
-      cpus: h.cpus,
-      memoryMiB: h.memoryMiB,
-      limits: h.limits,
-      agentPid: h.agent?.pid ?? null,
-      agentAlive: h.agent ? isAlive(h.agent) : false,
-      url: h.agent?.url ?? null,
-    })),
+    hostVms: state.hostVms.map((h) => {
+      const a = currentHostVmAgent(h);
+      return {
+        server: h.server,
+        name: h.name,
+        cpus: h.cpus,
+        memoryMiB: h.memoryMiB,
+        limits: h.limits,
+        agentPid: a?.pid ?? null,
+        agentAlive: a ? isAlive(a) : false,
+        url: a?.url ?? null,
+        supervisorPid: h.supervisor?.pid ?? null,
+        supervisorAlive: h.supervisor ? isAlive(h.supervisor) : false,
+        agentRestarts: readSupervisedRecord(agentRecordFile(h))?.restarts ?? 0,
+      };
+    }),
   };
 }
 

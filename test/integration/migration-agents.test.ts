@@ -2,15 +2,16 @@
 // instant handover (before the move, and after the device state arrived but before the
 // destination was started), and co-migration of two guests: one side failing (both stay),
 // then both moving together. After each, exactly one copy of each guest runs with its
-// memory intact, and no stray QEMU or pool file is left once the killed agent's
-// supervisor (here: the test) restarts it.
+// memory intact, and no stray QEMU or pool file is left: the killed agent's supervisor
+// restarts it (in the same namespace and slice), the new agent adopts the orphaned
+// destination QEMU, and the orchestrator aborts it there.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { MigrationFailedError, serverClient } from "../../src/agent/index.ts";
-import { restartHostVmAgent } from "../../src/testbed/index.ts";
+import { currentHostVmAgent } from "../../src/testbed/index.ts";
 import {
   alive,
   assertOneIntactCopy,
@@ -20,6 +21,7 @@ import {
   qemuPidsOf,
   sleep,
   tearDown,
+  waitFor,
 } from "./testbed-helpers.ts";
 
 const MiB = 1024 * 1024;
@@ -59,7 +61,7 @@ after(async () => {
 });
 
 function killAgent(server: string, hostVm: string): { pid: number; url: string } {
-  const rec = bed.state.hostVms.find((h) => h.server === server && h.name === hostVm)!.agent!;
+  const rec = currentHostVmAgent(bed.state.hostVms.find((h) => h.server === server && h.name === hostVm)!)!;
   process.kill(rec.pid, "SIGKILL");
   return { pid: rec.pid, url: rec.url! };
 }
@@ -89,16 +91,57 @@ async function waitDead(pid: number, url: string): Promise<void> {
   assert.fail(`${url} still accepts connections after its agent died`);
 }
 
-/** Restarts a killed agent; it reaps the orphaned destination QEMU (never ran: started -S). */
-async function restartAndExpectReaped(server: string, hostVm: string, orphanPid: number): Promise<void> {
-  await restartHostVmAgent(bed.state, server, hostVm, bed.launcher);
-  const st = await bed.client(server, hostVm).status();
-  assert.deepEqual(
-    st.reapedAtStart.map((r) => r.pid),
-    [orphanPid],
-    "the new agent reaped the orphaned destination QEMU by pid",
+/** The server agent must not present a dead host-VM agent as registered and alive. */
+async function assertNotShownAlive(server: string, hostVm: string, deadPid: number): Promise<void> {
+  const h = (await serverClient(bed.state, server).status()).hostVms.find((x) => x.name === hostVm)!;
+  assert.ok(
+    h.pid !== deadPid || h.agentAlive === false,
+    `server agent ${server} shows dead agent pid ${deadPid} as ${h.agentAlive ? "alive" : h.agentAlive}`,
   );
-  assert.equal(alive(orphanPid), false);
+}
+
+/**
+ * Nobody restarts anything by hand: the supervisor restarts the killed agent in the same
+ * namespace and cgroup slice, the new agent adopts the orphaned destination QEMU (paused,
+ * -S: it never ran) as an incoming, and the orchestrator's abort (or the lease) kills it.
+ */
+async function expectRestartedAndOrphanGone(
+  server: string,
+  hostVm: string,
+  deadPid: number,
+  orphanPid: number,
+  migrationId: string,
+): Promise<string> {
+  const t0 = Date.now();
+  const reg = await waitFor(
+    "the supervisor to restart the agent",
+    async () => {
+      const h = (await serverClient(bed.state, server).status()).hostVms.find((x) => x.name === hostVm)!;
+      return h.pid !== deadPid && h.agentAlive === true && h;
+    },
+    60_000,
+  );
+  const restartMs = Date.now() - t0;
+  const st = await bed.client(server, hostVm).status();
+  assert.equal(st.pid, reg.pid, "the agent at the old URL is the one that registered");
+  const ns = (pid: number) => readlinkSync(`/proc/${pid}/ns/net`);
+  const serverPid = bed.state.servers.find((x) => x.name === server)!.agent!.pid;
+  assert.equal(ns(st.pid), ns(serverPid), "restarted in the server's network namespace");
+  const hv = bed.state.hostVms.find((h) => h.server === server && h.name === hostVm)!;
+  const cg = readFileSync(`/proc/${st.pid}/cgroup`, "utf8");
+  for (const d of hv.cgroupDirs) {
+    const rel = d.split("/").slice(-2).join("/");
+    assert.ok(cg.includes(rel), `restarted in the slice's cgroup ${rel}: ${cg}`);
+  }
+  assert.deepEqual(
+    st.adoptedAtStart.map((a) => [a.pid, a.as, a.migrationId]),
+    [[orphanPid, "incoming", migrationId]],
+    "the new agent adopted the orphaned destination QEMU",
+  );
+  await waitFor("the orphaned destination QEMU to be gone", async () => !alive(orphanPid), 60_000);
+  const inc = await bed.client(server, hostVm).incoming(migrationId);
+  assert.ok(["aborted", "expired"].includes(inc.state), `the adopted incoming ended ${inc.state}`);
+  return `agent restarted in ${restartMs} ms, orphan gone after ${Date.now() - t0} ms (${inc.state})`;
 }
 
 for (const when of ["after the destination was prepared", "after the device state arrived"] as const) {
@@ -106,9 +149,12 @@ for (const when of ["after the destination was prepared", "after the device stat
     const hb = await heartbeatOf(bed, "g1", "a", "h1");
     const poolFile = (await bed.client("a", "h1").guest("g1")).poolFile!;
     let orphan = 0;
+    let dead = 0;
     const kill = async () => {
       const k = killAgent("a", "h2");
+      dead = k.pid;
       await waitDead(k.pid, k.url);
+      await assertNotShownAlive("a", "h2", k.pid);
     };
     const err = await bed.orch
       .migrate({
@@ -130,10 +176,10 @@ for (const when of ["after the destination was prepared", "after the device stat
     assert.ok(err instanceof MigrationFailedError, `failed as expected: ${err}`);
     t.diagnostic(err.message);
     assert.equal(err.guestAt, "source");
-    if (when === "after the device state arrived") assert.equal(err.outcome, "rolled-back");
-    // The orphaned destination QEMU is still there (its agent died), paused: it never ran.
-    assert.ok(alive(orphan), "the destination QEMU outlived its agent");
-    await restartAndExpectReaped("a", "h2", orphan);
+    // Either way the source completed the handover into the orphan (paused, -S), whose
+    // agent was gone at finish time: a rollback.
+    assert.equal(err.outcome, "rolled-back");
+    t.diagnostic(await expectRestartedAndOrphanGone("a", "h2", dead, orphan, err.migrationId));
     await assertOneIntactCopy(bed, "g1", "a", "h1", hb);
     assert.ok(existsSync(poolFile), "the guest's RAM file stayed (the source owns it)");
     const ledger = (await serverClient(bed.state, "a").status()).hostVms;

@@ -2,13 +2,18 @@
 // destination QEMU is killed mid-copy, the migration is cancelled during setup and during
 // the copy, and the link between the servers is cut mid-copy. After each, exactly one copy
 // of the guest runs (at the source) with its memory intact, and nothing is left over at
-// the destination: no QEMU, no pool file, no memory reservation.
+// the destination: no QEMU, no pool file, no memory reservation. Then the processes that
+// drive a migration are killed: the orchestrator right after the source completed (the
+// source agent settles the migration itself, the ledger is reconciled), and the source's
+// host-VM agent mid-copy (its supervisor restarts it, the new agent adopts the migrating
+// QEMU and the move completes). A guest never ends up running nowhere, nor twice.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { type MigrateRequest, MigrationFailedError, serverClient } from "../../src/agent/index.ts";
-import { cutLink } from "../../src/testbed/index.ts";
+import { currentHostVmAgent, cutLink } from "../../src/testbed/index.ts";
 import {
   alive,
   assertOneIntactCopy,
@@ -214,4 +219,170 @@ test("the link between the servers cut mid pre-copy: detected, cancelled, the gu
   );
   await assertOneIntactCopy(bed, "g1", "a", "h1", hb);
   await assertDestinationClean(err.migrationId);
+});
+
+/** What each server agent's ledger says: [server/hostVm, reserved MiB, pending MiB]. */
+async function ledgers(): Promise<Array<[string, number, number]>> {
+  const out: Array<[string, number, number]> = [];
+  for (const sv of ["a", "b"]) {
+    for (const h of (await serverClient(bed.state, sv).status()).hostVms)
+      out.push([`${sv}/${h.name}`, h.reservedMiB, h.pendingMiB]);
+  }
+  return out;
+}
+
+test("the orchestrator killed right after the source completed: the source agent settles it, the ledger is reconciled", async (t) => {
+  const hb = await heartbeatOf(bed, "g1", "a", "h1");
+  // A real orchestrator in its own process, SIGKILLed at the decision point: the source
+  // completed (paused, postmigrate), the destination is loaded and paused (-S), nobody
+  // finishes, confirms or renews anything any more.
+  const agentIndex = resolve(import.meta.dirname, "../../src/agent/index.ts");
+  const testbedIndex = resolve(import.meta.dirname, "../../src/testbed/index.ts");
+  const script = `
+    import { MigrationOrchestrator, endpointOf, testbedToken } from ${JSON.stringify(agentIndex)};
+    import { readTestbedState } from ${JSON.stringify(testbedIndex)};
+    const state = readTestbedState(${JSON.stringify(bed.state.stateDir)});
+    const orch = new MigrationOrchestrator(testbedToken(state), { leaseMs: 4000 });
+    await orch.migrate({
+      guestId: "g1", from: endpointOf(state, "a", "h1"), to: endpointOf(state, "b", "h1"),
+      hooks: {
+        beforeFinish: (out) => {
+          console.log(JSON.stringify({ migrationId: out.migrationId, phase: out.phase }));
+          process.kill(process.pid, "SIGKILL");
+        },
+      },
+    });
+  `;
+  const orch = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let line = "";
+  orch.stdout.on("data", (d) => (line += d));
+  const t0 = Date.now();
+  const exit = await new Promise<NodeJS.Signals | null>((r) => orch.once("exit", (_c, sig) => r(sig)));
+  assert.equal(exit, "SIGKILL", "the orchestrator died at the decision point");
+  const { migrationId, phase } = JSON.parse(line.split("\n")[0]) as { migrationId: string; phase: string };
+  assert.equal(phase, "completed");
+  const [src, dst] = [bed.client("a", "h1"), bed.client("b", "h1")];
+  assert.equal((await src.guest("g1")).qemuStatus, "postmigrate", "the source waits, paused");
+
+  // The destination's lease runs out (4 s); the source agent, unconfirmed for 2 leases,
+  // aborts the incoming (which fences it) and resumes the guest.
+  const settled = await waitFor(
+    "the source agent to settle the migration",
+    async () => {
+      const o = await src.outgoing(migrationId);
+      return o.phase !== "completed" && o;
+    },
+    60_000,
+  );
+  t.diagnostic(
+    `settled by the source agent ${Date.now() - t0} ms after the orchestrator died: ${settled.phase}`,
+  );
+  assert.equal(settled.phase, "rolled-back");
+  const inc = await dst.incoming(migrationId);
+  assert.ok(["expired", "aborted"].includes(inc.state), `destination ${inc.state}`);
+  assert.equal(alive(inc.pid), false, "the destination QEMU is gone");
+  await assertOneIntactCopy(bed, "g1", "a", "h1", hb);
+
+  // The reservation the dead orchestrator made at b is undone by b's server agent.
+  const rec = await waitFor(
+    "b's ledger to drop the reservation nothing stands behind",
+    async () => {
+      const st = await serverClient(bed.state, "b").status();
+      return st.hostVms[0].reservedMiB === 0 && st.reconciled;
+    },
+    60_000,
+  );
+  t.diagnostic(
+    `b reconciled after ${Date.now() - t0} ms: ${rec.map((r) => `${r.action} ${r.guestId}: ${r.why}`)}`,
+  );
+  assert.deepEqual(
+    rec.map((r) => [r.action, r.hostVm, r.guestId]),
+    [["released", "h1", "g1"]],
+  );
+  assert.deepEqual(await ledgers(), [
+    ["a/h1", 256, 0],
+    ["b/h1", 0, 0],
+  ]);
+});
+
+test("the source's host-VM agent killed mid pre-copy: restarted, it adopts the migrating QEMU, the move completes", async (t) => {
+  const hb = await heartbeatOf(bed, "g1", "a", "h1");
+  const hv = bed.state.hostVms.find((h) => h.server === "a" && h.name === "h1")!;
+  const old = currentHostVmAgent(hv)!;
+  const srcQemu = qemuPidsOf(bed, "g1");
+  let killedAt = -1;
+  const t0 = Date.now();
+  const r = await bed.orch.migrate(
+    slowPrecopy({
+      // Slow (the first pass takes over 10 s: the successor finds the copy under way), yet
+      // converging: the verify workload keeps rewriting its 16 MiB, which fit in the final
+      // pause at this bandwidth and downtime limit.
+      options: { maxBandwidth: 8 * MiB, downtimeLimitMs: 4000 },
+      onProgress: (p) => {
+        if (killedAt < 0 && p.transferredBytes > MiB) {
+          killedAt = p.transferredBytes;
+          process.kill(old.pid, "SIGKILL");
+        }
+      },
+    }),
+  );
+  const ms = Date.now() - t0;
+  assert.ok(killedAt > 0, "the source agent was killed mid-copy");
+  const st = await bed.client("a", "h1").status();
+  const adopted = st.adoptedAtStart.find((x) => x.guestId === "g1");
+  t.diagnostic(
+    `source agent ${old.pid} killed at ${(killedAt / MiB).toFixed(1)} MiB; its successor ${st.pid} adopted ` +
+      `QEMU ${adopted?.pid} (run state ${adopted?.qemuStatus}); moved in ${ms} ms, ${r.transferredBytes} bytes, ` +
+      `QEMU downtime ${r.qemu?.downtimeMs} ms`,
+  );
+  assert.notEqual(st.pid, old.pid, "a new agent runs the source host VM");
+  assert.deepEqual(
+    [adopted?.pid, adopted?.as, adopted?.migrationId, adopted?.qemuStatus],
+    [srcQemu[0], "guest", r.migrationId, "running"],
+    "it adopted the source QEMU with its migration still under way",
+  );
+  assert.equal(st.outgoing.find((o) => o.migrationId === r.migrationId)?.phase, "confirmed");
+  assert.ok(ms < 120_000, `bounded: ${ms} ms`);
+  await assertOneIntactCopy(bed, "g1", "b", "h1", hb);
+  assert.equal(alive(srcQemu[0]), false, "the source QEMU was stopped after the move");
+  assert.deepEqual(await ledgers(), [
+    ["a/h1", 0, 0],
+    ["b/h1", 256, 0],
+  ]);
+});
+
+test("the source's host-VM agent killed once its QEMU completed: the successor adopts it paused, the confirm reaches it", async (t) => {
+  const hb = await heartbeatOf(bed, "g1", "b", "h1");
+  const hv = bed.state.hostVms.find((h) => h.server === "b" && h.name === "h1")!;
+  const old = currentHostVmAgent(hv)!;
+  const srcQemu = qemuPidsOf(bed, "g1");
+  const t0 = Date.now();
+  const r = await bed.orch.migrate({
+    guestId: "g1",
+    from: bed.ep("b", "h1"),
+    to: bed.ep("a", "h1"),
+    // The source is paused in postmigrate, the destination about to be started.
+    hooks: { beforeFinish: () => void process.kill(old.pid, "SIGKILL") },
+  });
+  const ms = Date.now() - t0;
+  const st = await bed.client("b", "h1").status();
+  const adopted = st.adoptedAtStart.find((x) => x.guestId === "g1");
+  t.diagnostic(
+    `successor ${st.pid} adopted QEMU ${adopted?.pid} (${adopted?.qemuStatus}); moved in ${ms} ms`,
+  );
+  assert.notEqual(st.pid, old.pid);
+  assert.deepEqual(
+    [adopted?.pid, adopted?.migrationId, adopted?.qemuStatus],
+    [srcQemu[0], r.migrationId, "postmigrate"],
+  );
+  assert.equal(st.outgoing.find((o) => o.migrationId === r.migrationId)?.phase, "confirmed");
+  assert.ok(ms < 120_000, `bounded: ${ms} ms`);
+  await assertOneIntactCopy(bed, "g1", "a", "h1", hb);
+  assert.equal(alive(srcQemu[0]), false, "the paused source QEMU was stopped by the confirm");
+  assert.deepEqual(await ledgers(), [
+    ["a/h1", 256, 0],
+    ["b/h1", 0, 0],
+  ]);
 });

@@ -48,6 +48,10 @@ test("testbed: one namespace per server, a pool folder each, agents in their sli
   assert.equal(st.mode, "netns", "this machine allows network namespaces (CI runs as root)");
   assert.deepEqual(Object.values(st.namespaces), [true, true, true]);
   assert.ok(st.servers.every((s) => s.agentAlive) && st.hostVms.every((h) => h.agentAlive));
+  assert.ok(
+    st.hostVms.every((h) => h.supervisorAlive && h.agentRestarts === 0),
+    "each agent under its supervisor",
+  );
   for (const s of bed.state.servers) assert.ok(existsSync(s.poolDir), `pool folder ${s.poolDir}`);
   const a = await serverClient(bed.state, "a").status();
   assert.equal(a.iface?.name, "eth0", "the server agent reads its own namespace's interface");
