@@ -39,6 +39,8 @@ export interface HostVm {
   readonly server: string | null;
   readonly state: string;
   readonly acquiredAt: number;
+  /** Acquired by an operator: released only by the operator or a plan the operator approved. */
+  readonly kept: boolean;
   readonly pricePerHour: number;
   readonly guests: readonly string[];
   readonly memoryUsedMiB: number;
