@@ -115,6 +115,14 @@ export interface Migration {
   readonly error: string | null;
 }
 
+/** One sample of GET /api/history (provider clock). */
+export interface HistoryPoint {
+  readonly at: number;
+  readonly hostVms: number;
+  readonly costPerHour: number;
+  readonly guests: number;
+}
+
 /** One /api/overview poll, kept client-side for the charts. */
 export interface Sample {
   readonly now: number;

@@ -450,4 +450,9 @@ export function registerRoutes(app: App, c: Controller): void {
   });
 
   app.get("/api/overview", async (req) => c.overview(req.principal));
+
+  // The cloud's size and cost over time (provider clock), downsampled to at most `points`.
+  app.get("/api/history", { ...ADMIN, schema: { querystring: S.HistoryQuery } }, async (req) => ({
+    samples: await c.history.read(req.query.points ?? 720, req.query.since),
+  }));
 }
