@@ -2,6 +2,8 @@
 // the planner, in suggest its releases wait for approval, and a host VM an operator acquired
 // is kept until the operator releases it or approves a plan that does.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { RunningController } from "../src/controller/index.ts";
 import { until } from "./support/controller-process.ts";
@@ -150,6 +152,38 @@ describe("renting follows the automation level", () => {
     assert.ok(
       released.every((id) => running.has(id!)),
       "the proposal's host VMs are still rented",
+    );
+  });
+});
+
+describe("settings from the CLI", () => {
+  const bin = join(import.meta.dirname, "../bin/nestcloud.js");
+  // Asynchronously: the controller answering the CLI runs in this process.
+  const cli = (...args: string[]) =>
+    new Promise<{ code: number; out: string; err: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [bin, ...args, "--url", c.url, "--token", c.adminToken],
+        { encoding: "utf8", timeout: 120_000 },
+        (e, out, err) => resolve({ code: e ? Number(e.code ?? 1) : 0, out, err }),
+      );
+    });
+
+  test("read, set, and a bad level names the allowed ones", async () => {
+    assert.equal((await cli("settings", "automation", "manual")).code, 0);
+    const shown = await cli("settings", "-o", "json");
+    assert.equal(shown.code, 0, shown.err);
+    assert.deepEqual(JSON.parse(shown.out), [{ automation: "manual" }]);
+    const set = await cli("settings", "automation", "suggest");
+    assert.equal(set.code, 0, set.err);
+    assert.equal(((await call("GET", "/api/settings")).body as { automation: string }).automation, "suggest");
+    const read = await cli("settings", "automation");
+    assert.match(read.out, /suggest/);
+    const bad = await cli("settings", "automation", "sometimes");
+    assert.equal(bad.code, 2);
+    assert.equal(
+      bad.err.trim(),
+      "nestcloud: automation sometimes: expected one of manual, suggest, automatic",
     );
   });
 });

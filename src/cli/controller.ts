@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { SingleBar } from "cli-progress";
 import Table from "cli-table3";
 import type { Command } from "commander";
-import { ADMIN_TOKEN_FILE, runController } from "../controller/index.ts";
+import { ADMIN_TOKEN_FILE, AUTOMATION_LEVELS, runController } from "../controller/index.ts";
 import { UserError } from "../sim/index.ts";
 
 const DEFAULT_DATA_DIR = ".nestcloud";
@@ -209,6 +209,22 @@ export function registerController(program: Command): void {
       show(o, [await api(o, "POST", `/api/plans/${encodeURIComponent(id)}/${verb}`)], ["id", "status"]);
     });
   }
+
+  const settings = program.command("settings").description("the cloud's settings (automation level)");
+  client(settings.command("show", { isDefault: true })).action(async (o) => {
+    show(o, [await api(o, "GET", "/api/settings")], ["automation"]);
+  });
+  client(
+    settings
+      .command("automation")
+      .description("show or set how the planner acts: manual, suggest (plans wait for approval) or automatic")
+      .argument("[level]", AUTOMATION_LEVELS.join(", ")),
+  ).action(async (level: string | undefined, o) => {
+    if (level === undefined) return show(o, [await api(o, "GET", "/api/settings")], ["automation"]);
+    if (!(AUTOMATION_LEVELS as readonly string[]).includes(level))
+      throw new UserError(`automation ${level}: expected one of ${AUTOMATION_LEVELS.join(", ")}`);
+    show(o, [await api(o, "PUT", "/api/settings", { automation: level })], ["automation"]);
+  });
 
   const tokens = program.command("token").description("API tokens: show the admin token, make, list, revoke");
   tokens
