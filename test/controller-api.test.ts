@@ -202,3 +202,20 @@ describe("plans", () => {
     await call("PUT", "/api/settings", c.adminToken, { automation: "manual" });
   });
 });
+
+describe("history", () => {
+  test("the cloud's size and cost over time: admin only, bounded by ?points", async () => {
+    assert.equal((await call("GET", "/api/history", acme)).status, 403);
+    const h = await until("two samples", async () => {
+      const r = (await call("GET", "/api/history", c.adminToken)).body as {
+        samples: Array<{ at: number; hostVms: number; costPerHour: number; guests: number }>;
+      };
+      return r.samples.length >= 2 ? r.samples : undefined;
+    });
+    assert.ok(h.every((s, i) => i === 0 || s.at > h[i - 1].at));
+    assert.ok(h.every((s) => s.hostVms > 0 && s.costPerHour > 0 && s.guests > 0));
+    const two = (await call("GET", "/api/history?points=2", c.adminToken)).body.samples as unknown[];
+    assert.ok(two.length <= 2);
+    assert.equal((await call("GET", "/api/history?points=1", c.adminToken)).status, 400);
+  });
+});

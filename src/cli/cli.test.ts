@@ -1,6 +1,6 @@
 // The nestcloud command as users run it: real processes, real files.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -149,6 +149,54 @@ describe("up: clear errors before anything starts", () => {
       assert.doesNotMatch(r.err, /\n\s+at /);
     });
   }
+});
+
+describe("up: logs a terminal can read, JSON for machines, one line on shutdown", () => {
+  /** Starts `up`, waits for its token line, stops it with SIGTERM; everything it printed. */
+  async function upAndDown(...args: string[]): Promise<{ out: string; err: string; code: number | null }> {
+    const child = spawn(
+      process.execPath,
+      [bin, "up", "--port", "0", "--data-dir", join(dir, `logs-${args.join("")}`), ...args],
+      { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NESTCLOUD_LOG: "info" } },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const deadline = Date.now() + 90_000;
+    while (!/admin token:/.test(out) && Date.now() < deadline && child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 100));
+    child.kill("SIGTERM");
+    const code = await exited;
+    return { out, err, code };
+  }
+
+  test("--log-format pretty: human lines; json: one JSON object per line", async () => {
+    const pretty = await upAndDown("--log-format", "pretty");
+    assert.equal(pretty.code, 0, pretty.err);
+    assert.match(pretty.out, /^\[\d\d:\d\d:\d\d\] INFO: leading/m);
+    assert.doesNotMatch(pretty.out, /^\{"level"/m);
+    const json = await upAndDown("--log-format", "json");
+    assert.equal(json.code, 0, json.err);
+    const logLines = json.out.split("\n").filter((l) => l.startsWith("{"));
+    assert.ok(logLines.length >= 2, json.out);
+    for (const l of logLines) assert.equal(typeof JSON.parse(l).msg, "string");
+    // Shutdown: exactly one line, on stderr.
+    for (const r of [pretty, json]) {
+      const lines = r.err.trim().split("\n");
+      assert.equal(lines.length, 1, r.err);
+      assert.match(lines[0], /^nestcloud: controller stopped \(SIGTERM\) after \d+ s; its state is in /);
+    }
+  });
+
+  test("not a terminal and no flag: JSON; a bad format names the allowed ones", async () => {
+    const auto = await upAndDown();
+    assert.match(auto.out, /^\{"level":30,.*"msg":"leading"/m);
+    const bad = run("up", "--log-format", "xml", "--data-dir", join(dir, "bad-log"));
+    assert.equal(bad.code, 2);
+    assert.equal(bad.err.trim(), "nestcloud: --log-format xml: expected one of auto, pretty, json");
+  });
 });
 
 describe("simulate and compare", () => {

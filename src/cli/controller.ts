@@ -8,8 +8,9 @@ import { fileURLToPath } from "node:url";
 import { SingleBar } from "cli-progress";
 import Table from "cli-table3";
 import type { Command } from "commander";
-import { ADMIN_TOKEN_FILE, runController } from "../controller/index.ts";
+import { ADMIN_TOKEN_FILE, AUTOMATION_LEVELS, redact, runController } from "../controller/index.ts";
 import { UserError } from "../sim/index.ts";
+import { controllerLogger, parseLogFormat } from "./logging.ts";
 
 const DEFAULT_DATA_DIR = ".nestcloud";
 const WEB_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../web/dist");
@@ -55,7 +56,10 @@ export function registerController(program: Command): void {
       (v: string, all: string[]) => [...all, v],
       [] as string[],
     )
+    .option("--log-format <format>", "pretty (a terminal's default), json (otherwise), or auto", "auto")
     .action(async (o) => {
+      const log = controllerLogger(parseLogFormat(o.logFormat));
+      const startedAt = Date.now();
       if (o.provider !== "sim" && o.provider !== "testbed")
         throw new UserError(`--provider ${o.provider}: expected sim or testbed`);
       if (o.provider === "testbed" && !o.testbed)
@@ -77,6 +81,7 @@ export function registerController(program: Command): void {
         testbed: o.testbed,
         testbedRoot: o.testbedRoot,
         policyParams: policyParams(o.policyParam as string[]),
+        log,
       });
       writeFileSync(join(o.dataDir, "url"), `${running.url}\n`);
       process.stdout.write(`nestcloud controller on ${running.url}\n`);
@@ -89,13 +94,16 @@ export function registerController(program: Command): void {
           ? `admin token: ${running.adminToken}\n`
           : `admin token: unchanged, kept in ${running.adminTokenFile} (show it: nestcloud token show --data-dir ${o.dataDir})\n`,
       );
-      await new Promise<void>((done) => {
-        const stop = () => {
-          void running.close().finally(done);
-        };
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
+      const signal = await new Promise<NodeJS.Signals>((got) => {
+        process.once("SIGINT", () => got("SIGINT"));
+        process.once("SIGTERM", () => got("SIGTERM"));
       });
+      // Shutdown is one line: what stopped, why, after how long (its state stays in the data dir).
+      log.level = "error";
+      await running.close();
+      process.stderr.write(
+        `nestcloud: controller stopped (${signal}) after ${uptime(Date.now() - startedAt)}; its state is in ${o.db ? redact(o.db) : o.dataDir}\n`,
+      );
     });
 
   const client = (cmd: Command) =>
@@ -210,6 +218,22 @@ export function registerController(program: Command): void {
     });
   }
 
+  const settings = program.command("settings").description("the cloud's settings (automation level)");
+  client(settings.command("show", { isDefault: true })).action(async (o) => {
+    show(o, [await api(o, "GET", "/api/settings")], ["automation"]);
+  });
+  client(
+    settings
+      .command("automation")
+      .description("show or set how the planner acts: manual, suggest (plans wait for approval) or automatic")
+      .argument("[level]", AUTOMATION_LEVELS.join(", ")),
+  ).action(async (level: string | undefined, o) => {
+    if (level === undefined) return show(o, [await api(o, "GET", "/api/settings")], ["automation"]);
+    if (!(AUTOMATION_LEVELS as readonly string[]).includes(level))
+      throw new UserError(`automation ${level}: expected one of ${AUTOMATION_LEVELS.join(", ")}`);
+    show(o, [await api(o, "PUT", "/api/settings", { automation: level })], ["automation"]);
+  });
+
   const tokens = program.command("token").description("API tokens: show the admin token, make, list, revoke");
   tokens
     .command("show")
@@ -318,6 +342,13 @@ async function api(o: ClientOptions, method: string, path: string, body?: unknow
   const data = (await res.json().catch(() => ({}))) as { error?: string };
   if (!res.ok) throw new UserError(`${method} ${path}: ${res.status} ${data.error ?? res.statusText}`);
   return data;
+}
+
+function uptime(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
 }
 
 /** Wall-clock epoch seconds as a readable local time. */

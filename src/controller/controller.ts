@@ -18,6 +18,7 @@ import type { Principal } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 import { EventBus } from "./events.ts";
 import { Executor } from "./executor.ts";
+import { History } from "./history.ts";
 import { Leadership } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
 import { type ActionPayload, type Automation, Reconciler } from "./reconciler.ts";
@@ -73,6 +74,7 @@ export class Controller {
   readonly reconciler: Reconciler;
   readonly executor: Executor;
   readonly intervalSeconds: number;
+  readonly history: History;
   private readonly log: Logger;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -88,6 +90,8 @@ export class Controller {
       this.log.warn({ err, event: e.kind }, "an event subscriber failed; it was unsubscribed"),
     );
     this.intervalSeconds = opts.intervalSeconds ?? 300;
+    // A sample at least every half round even when nothing changes (the chart's x axis moves on).
+    this.history = new History(this.store, this.intervalSeconds / 2);
     this.leader = new Leadership(this.store, opts.holder ?? `controller-${randomUUID().slice(0, 8)}`);
     const caps = {
       maxConcurrentMigrations: opts.maxConcurrentMigrations ?? 8,
@@ -139,7 +143,7 @@ export class Controller {
     every(1000, () => this.leadOnce());
     // Audit often enough to show progress, but at most ten times a round (large clouds).
     every(Math.max(2000, roundMs / 10), () =>
-      this.leader.isLeader ? this.reconciler.audit() : Promise.resolve(),
+      this.leader.isLeader ? this.auditAndRecord() : Promise.resolve(),
     );
     every(roundMs, () => (this.leader.isLeader ? this.reconciler.round() : Promise.resolve()));
     every(250, () => this.executor.step());
@@ -173,10 +177,28 @@ export class Controller {
       // start): without this a new leader would continue a stale world and reuse its ids.
       await this.provider.resume?.();
       await this.reconciler.describe();
-      await this.reconciler.audit();
+      await this.auditAndRecord();
       // Resume whatever the journal says was under way.
       await this.executor.step();
     }
+  }
+
+  /** An audit, then a history sample of what it saw (size and cost of the cloud). */
+  private async auditAndRecord(): Promise<void> {
+    const snap = await this.reconciler.audit();
+    const prices = new Map(
+      (await this.db.selectFrom("host_vm_types").select(["name", "price_per_hour"]).execute()).map((t) => [
+        t.name,
+        t.price_per_hour,
+      ]),
+    );
+    const rented = snap.hostVms.filter((h) => h.state !== "released");
+    await this.history.record({
+      at: snap.now,
+      hostVms: rented.length,
+      costPerHour: rented.reduce((s, h) => s + (prices.get(h.type) ?? 0), 0),
+      guests: snap.guests.length,
+    });
   }
 
   /** Asks the executor to look now (after an approval) instead of at its next tick. */

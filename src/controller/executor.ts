@@ -456,8 +456,12 @@ export class Executor {
               state: h.state,
               state_since: h.stateSince,
               acquired_at: h.acquiredAt,
+              kept: p.keep ? 1 : 0,
             })
             .execute();
+        } else if (p.keep) {
+          // An audit adopted it first: mark it kept all the same.
+          await tx.updateTable("host_vms").set({ kept: 1 }).where("id", "=", h.id).execute();
         }
       });
       this.events.emit("hostvm.acquired", undefined, { id: h.id, server: h.server, plan: planId }, snap.now);

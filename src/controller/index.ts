@@ -11,6 +11,7 @@ export {
 export { Controller, type ControllerOptions } from "./controller.ts";
 export { ApiError, FencedError } from "./errors.ts";
 export { type CloudEvent, EventBus } from "./events.ts";
+export { AUTOMATION_LEVELS, type Automation } from "./reconciler.ts";
 export {
   ADMIN_TOKEN_FILE,
   type RunningController,

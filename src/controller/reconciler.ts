@@ -30,7 +30,14 @@ export type ActionPayload =
       reason: string;
       migration?: string;
     }
-  | { kind: "acquire-host-vm"; type: string; server: string | undefined; hostVm?: string }
+  | {
+      kind: "acquire-host-vm";
+      type: string;
+      server: string | undefined;
+      hostVm?: string;
+      /** An operator's explicit acquisition: the host VM is kept (see host_vms.kept). */
+      keep?: boolean;
+    }
   | { kind: "release-host-vm"; hostVm: string };
 
 export interface ReconcilerOptions {
@@ -343,7 +350,8 @@ export class Reconciler {
     const plan = this.policy.plan(input);
     this.metrics.plannerSeconds.observe((performance.now() - started) / 1000);
     validatePlan(plan);
-    return { ...split(plan, view, level), now: snap.now };
+    const kept = new Set(topo.hostVms.filter((h) => h.kept).map((h) => h.id));
+    return { ...split(plan, view, level, cloudLevel, kept), now: snap.now };
   }
 
   /** Journals a plan and its actions in one transaction. */
@@ -393,11 +401,17 @@ export class Reconciler {
 /**
  * Splits a plan by the automation level of the guests it moves. Acquisitions follow the
  * moves that need them; releases wait for every move out of their host VM.
+ *
+ * Renting is the cloud's decision, so the cloud's level governs it: acquisitions ahead of
+ * need and releases are dropped in manual, proposed in suggest, applied in automatic — except
+ * that a host VM an operator acquired (kept) is released only by a plan the operator approves.
  */
-function split(
+export function split(
   plan: ActionPlan,
   view: CloudView,
   level: ReadonlyMap<string, Automation>,
+  cloudLevel: Automation,
+  kept: ReadonlySet<string>,
 ): { automatic: ActionPayload[]; suggested: ActionPayload[] } {
   const automatic: ActionPayload[] = [];
   const suggested: ActionPayload[] = [];
@@ -440,11 +454,15 @@ function split(
       reason: a.reason,
     });
   }
+  const rentalList = (keptHost: boolean): ActionPayload[] | undefined =>
+    cloudLevel === "manual" ? undefined : cloudLevel === "suggest" || keptHost ? suggested : automatic;
   for (const a of plan.actions) {
     if (a.kind === "acquire-host-vm" && !acqIn.has(a.id)) {
-      // Acquired ahead of need: automatic (no guest's consent involved).
-      acqIn.set(a.id, { list: automatic, idx: automatic.length });
-      automatic.push({
+      // Acquired ahead of need (no guest's move depends on it): the cloud's decision.
+      const list = rentalList(false);
+      if (!list) continue;
+      acqIn.set(a.id, { list, idx: list.length });
+      list.push({
         kind: "acquire-host-vm",
         type: a.type,
         server: a.server === undefined ? undefined : view.serverIds[a.server],
@@ -454,9 +472,11 @@ function split(
   for (const a of plan.actions) {
     if (a.kind !== "release-host-vm") continue;
     const id = hostId(a.hostVm);
-    // A host VM still waiting on a proposal's moves stays.
-    if (suggestedHosts.has(id)) continue;
-    automatic.push({ kind: "release-host-vm", hostVm: id });
+    const list = rentalList(kept.has(id));
+    if (!list) continue;
+    // A host VM still waiting on a proposal's moves is released by that proposal or not at all.
+    if (list === automatic && suggestedHosts.has(id)) continue;
+    list.push({ kind: "release-host-vm", hostVm: id });
   }
   return { automatic, suggested };
 }

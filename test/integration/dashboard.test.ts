@@ -222,6 +222,31 @@ test("a tenant token gets its own guests only, without plans or settings", async
   }
 });
 
+test("a dashboard opened late shows the cloud's past on first load", async () => {
+  const past = await api<{ samples: Array<{ at: number; hostVms: number }> }>(
+    "GET",
+    "/api/history?points=720",
+  );
+  assert.ok(past.samples.length >= 3, `the controller kept ${past.samples.length} samples`);
+  const counts = new Set(past.samples.map((s) => s.hostVms));
+  const other = await context!.newPage();
+  try {
+    await other.goto(`${running!.url}/#token=${encodeURIComponent(running!.adminToken)}`);
+    // Live polls add one point every 2 s: this many at once can only come from the history.
+    await other.waitForFunction(
+      `Number(document.querySelector('[data-testid="hostvm-chart"]')?.dataset.points ?? 0) >= ${Math.min(past.samples.length, 720)}`,
+      undefined,
+      { timeout: 3_000 },
+    );
+    const chart = other.getByTestId("hostvm-chart");
+    assert.equal(Number(await chart.getAttribute("data-first")), past.samples[0].hostVms);
+    if (counts.size > 1)
+      assert.notEqual(await chart.getAttribute("data-first"), await chart.getAttribute("data-last"));
+  } finally {
+    await other.close();
+  }
+});
+
 test("a #token= link signs in directly and leaves no token in the address bar", async () => {
   const other = await context!.newPage();
   try {

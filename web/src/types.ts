@@ -39,6 +39,8 @@ export interface HostVm {
   readonly server: string | null;
   readonly state: string;
   readonly acquiredAt: number;
+  /** Acquired by an operator: released only by the operator or a plan the operator approved. */
+  readonly kept: boolean;
   readonly pricePerHour: number;
   readonly guests: readonly string[];
   readonly memoryUsedMiB: number;
@@ -111,6 +113,14 @@ export interface Migration {
   readonly startedAt: number;
   readonly finishedAt: number | null;
   readonly error: string | null;
+}
+
+/** One sample of GET /api/history (provider clock). */
+export interface HistoryPoint {
+  readonly at: number;
+  readonly hostVms: number;
+  readonly costPerHour: number;
+  readonly guests: number;
 }
 
 /** One /api/overview poll, kept client-side for the charts. */

@@ -8,6 +8,7 @@ import { type Api, EVENT_KINDS, HttpError } from "./api.ts";
 import type {
   Automation,
   Guest,
+  HistoryPoint,
   HostVm,
   Migration,
   Overview,
@@ -75,6 +76,7 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
   const [state, setState] = useState<CloudState>(EMPTY);
   const role = useRef<"admin" | "tenant" | undefined>(undefined);
   const inFlight = useRef<Promise<void> | undefined>(undefined);
+  const historyLoaded = useRef(false);
   const again = useRef(false);
   const unauthorized = useRef(onUnauthorized);
   unauthorized.current = onUnauthorized;
@@ -102,6 +104,21 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
     }
     const admin = role.current === "admin";
     const none = Promise.resolve([]);
+    if (admin && !historyLoaded.current) {
+      // The cloud's past, kept by the controller: the charts start with it, not a flat line.
+      const { samples: past } = await api.get<{ samples: HistoryPoint[] }>(
+        `/api/history?points=${MAX_SAMPLES}`,
+      );
+      historyLoaded.current = true;
+      setState((s) => {
+        const seeded = past.map((p) => ({ now: p.at, costPerHour: p.costPerHour, hostVms: p.hostVms }));
+        const lastPast = seeded.at(-1)?.now ?? Number.NEGATIVE_INFINITY;
+        return {
+          ...s,
+          samples: [...seeded, ...s.samples.filter((x) => x.now > lastPast)].slice(-MAX_SAMPLES),
+        };
+      });
+    }
     const [servers, hostVms, guests, securityVms, proposed, recentPlans, migrations, settings] =
       await Promise.all([
         admin ? api.get<Server[]>("/api/servers") : none,

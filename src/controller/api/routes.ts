@@ -102,6 +102,7 @@ export function registerRoutes(app: App, c: Controller): void {
         server: h.server_id,
         state: h.state,
         acquiredAt: h.acquired_at,
+        kept: Boolean(h.kept),
         pricePerHour: t?.price_per_hour ?? 0,
         guests: mine.map((g) => g.id),
         memoryUsedMiB: mine.reduce((s, g) => s + g.memory_mib, 0),
@@ -113,7 +114,7 @@ export function registerRoutes(app: App, c: Controller): void {
 
   app.post("/api/hostvms", { ...ADMIN, schema: { body: S.AcquireHostVm } }, async (req, reply) => {
     const id = await c.submitActions(
-      [{ kind: "acquire-host-vm", type: req.body.type, server: req.body.server }],
+      [{ kind: "acquire-host-vm", type: req.body.type, server: req.body.server, keep: true }],
       "api",
     );
     reply.code(202);
@@ -123,6 +124,20 @@ export function registerRoutes(app: App, c: Controller): void {
   app.delete("/api/hostvms/:id", { ...ADMIN, schema: { params: S.IdParams } }, async (req, reply) => {
     const h = await db.selectFrom("host_vms").selectAll().where("id", "=", req.params.id).executeTakeFirst();
     if (!h || h.state === "released") throw notFound("host VM", req.params.id);
+    const guests = await db
+      .selectFrom("guests")
+      .select("id")
+      .where("host_vm_id", "=", h.id)
+      .orderBy("id")
+      .execute();
+    if (guests.length > 0)
+      throw new ApiError(
+        409,
+        `host VM ${h.id} hosts ${guests.length} guest(s) (${guests
+          .slice(0, 5)
+          .map((g) => g.id)
+          .join(", ")}${guests.length > 5 ? ", ..." : ""}): move or delete them first`,
+      );
     const id = await c.submitActions([{ kind: "release-host-vm", hostVm: h.id }], "api");
     reply.code(202);
     return { plan: id };
@@ -435,4 +450,9 @@ export function registerRoutes(app: App, c: Controller): void {
   });
 
   app.get("/api/overview", async (req) => c.overview(req.principal));
+
+  // The cloud's size and cost over time (provider clock), downsampled to at most `points`.
+  app.get("/api/history", { ...ADMIN, schema: { querystring: S.HistoryQuery } }, async (req) => ({
+    samples: await c.history.read(req.query.points ?? 720, req.query.since),
+  }));
 }

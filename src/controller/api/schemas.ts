@@ -89,6 +89,16 @@ export const TokenIdParams = Type.Object(
   { additionalProperties: false },
 );
 
+export const HistoryQuery = Type.Object(
+  {
+    points: Type.Optional(
+      Type.Integer({ minimum: 2, maximum: 2000, description: "samples at most (default 720)" }),
+    ),
+    since: Type.Optional(Type.Number({ description: "provider time from which on (s)" })),
+  },
+  { additionalProperties: false },
+);
+
 export const ListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),

@@ -141,10 +141,27 @@ const m002: Migration = {
   },
 };
 
+/** Host VMs an operator acquired (kept); the cloud's size and cost over time. */
+const m003: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .alterTable("host_vms")
+      .addColumn("kept", "integer", (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .createTable("overview_history")
+      .addColumn("at", "real", (c) => c.primaryKey())
+      .addColumn("host_vms", "integer", (c) => c.notNull())
+      .addColumn("cost_per_hour", "real", (c) => c.notNull())
+      .addColumn("guests", "integer", (c) => c.notNull())
+      .execute();
+  },
+};
+
 export function migrationsFor(kind: "sqlite" | "postgres"): MigrationProvider {
   return {
     async getMigrations() {
-      return { "001_initial": m001(kind), "002_tokens_retired_ids": m002 };
+      return { "001_initial": m001(kind), "002_tokens_retired_ids": m002, "003_kept_history": m003 };
     },
   };
 }

@@ -34,6 +34,8 @@ export interface HostVmsTable {
   state: string;
   state_since: number;
   acquired_at: number;
+  /** Acquired explicitly by an operator: released only by the operator or an approved plan. */
+  kept: Generated<number>;
 }
 
 export interface GuestsTable {
@@ -102,6 +104,14 @@ export interface TokensTable {
   revoked_at: number | null;
 }
 
+/** The cloud's size and cost over time (provider clock), one row per change, bounded. */
+export interface OverviewHistoryTable {
+  at: number;
+  host_vms: number;
+  cost_per_hour: number;
+  guests: number;
+}
+
 /** Ids of deleted guests: never handed out again (history refers to guests by id). */
 export interface RetiredGuestIdsTable {
   id: string;
@@ -137,6 +147,7 @@ export interface Database {
   migrations: MigrationsTable;
   tokens: TokensTable;
   retired_guest_ids: RetiredGuestIdsTable;
+  overview_history: OverviewHistoryTable;
   settings: SettingsTable;
   leadership: LeadershipTable;
   provider_state: ProviderStateTable;

@@ -278,8 +278,9 @@ export class SimProvider implements Provider {
       10000,
       DEFAULT_CALIBRATION,
     );
-    // A migration is never shorter than a few seconds of provider time, so it can be watched.
-    const duration = Math.max(seconds, 2 * this.speed, 1);
+    // As long as the mechanism's model says (an instant handover: milliseconds), so that its
+    // duration, its ETA and the provider's clock agree.
+    const duration = Math.max(seconds, 0.001);
     const m: WorldMigration = {
       id: this.id("mig"),
       guest,

@@ -138,6 +138,14 @@ function HostVmCard({
           {host.pricePerHour > 0 && ` · ${money(host.pricePerHour)}`}
         </span>
         {host.state !== "running" && <span className={`badge badge-${host.state}`}>{host.state}</span>}
+        {host.kept && (
+          <span
+            className="badge badge-kept"
+            title="acquired by an operator: released only by the operator or an approved plan"
+          >
+            kept
+          </span>
+        )}
       </header>
       <Bar label={`CPU of ${host.id}`} value={cpu} text={`CPU ${pct(cpu)}`} />
       <Bar
@@ -279,6 +287,7 @@ function layout(servers: readonly Server[], hostVms: readonly HostVm[], guests: 
         server: s || null,
         state: "running",
         acquiredAt: 0,
+        kept: false,
         pricePerHour: 0,
         guests: gs.map((g) => g.id),
         memoryUsedMiB: gs.reduce((sum, g) => sum + g.memoryMiB, 0),

@@ -34,7 +34,13 @@ export function LineChart({
     ? `${title}: now ${format(last.y)}${first && first !== last ? `, ${format(first.y)} at ${clock(first.x)}` : ""}`
     : `${title}: no data yet`;
   return (
-    <figure className="chart" data-testid={testId} data-points={points.length}>
+    <figure
+      className="chart"
+      data-testid={testId}
+      data-points={points.length}
+      data-first={first?.y}
+      data-last={last?.y}
+    >
       <figcaption>
         <span>{title}</span>
         <strong>{last ? format(last.y) : "–"}</strong>
