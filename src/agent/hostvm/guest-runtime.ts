@@ -5,14 +5,14 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
-import { QemuProcess, type QemuSpec, SerialConsole } from "../qemu/index.ts";
+import { QemuProcess, type QemuSpec, SerialConsole } from "../../qemu/index.ts";
+import type { GuestConfig, GuestStatus, StartOutgoingRequest, Workload } from "../api-types.ts";
+import type { HostVmAgentClient } from "../client.ts";
+import type { HostVmAgentConfig } from "../config.ts";
+import { ConsoleRecords } from "../console-records.ts";
+import { AgentError } from "../http.ts";
+import { cpuSeconds } from "../proc.ts";
 import { type GuestRole, replaySerialLog } from "./adoption.ts";
-import type { GuestConfig, GuestStatus, StartOutgoingRequest, Workload } from "./api-types.ts";
-import type { HostVmAgentClient } from "./client.ts";
-import type { HostVmAgentConfig } from "./config.ts";
-import { ConsoleRecords } from "./console-records.ts";
-import { AgentError } from "./http.ts";
-import { cpuSeconds } from "./proc.ts";
 
 export interface GuestContext {
   cfg: HostVmAgentConfig;

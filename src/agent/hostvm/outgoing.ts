@@ -22,7 +22,7 @@ import {
   type MigrationStatus,
   type QmpEvent,
   startMigration,
-} from "../qemu/index.ts";
+} from "../../qemu/index.ts";
 import type {
   ConfirmOutcome,
   MigrationProgressView,
@@ -30,12 +30,12 @@ import type {
   OutgoingResult,
   OutgoingStatus,
   StartOutgoingRequest,
-} from "./api-types.ts";
-import { AgentHttpError } from "./client.ts";
+} from "../api-types.ts";
+import { AgentHttpError } from "../client.ts";
+import { conflict } from "../http.ts";
+import { cpuSeconds, qmpTimestampMs } from "../proc.ts";
+import { ChangeSignal } from "../waiters.ts";
 import type { GuestContext, GuestRuntime } from "./guest-runtime.ts";
-import { conflict } from "./http.ts";
-import { cpuSeconds, qmpTimestampMs } from "./proc.ts";
-import { ChangeSignal } from "./waiters.ts";
 
 function view(p: MigrationProgress): MigrationProgressView {
   return {

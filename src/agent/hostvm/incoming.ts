@@ -23,12 +23,12 @@
  * one that already runs is the guest here.
  */
 import { join } from "node:path";
-import { listenIncoming, QemuProcess, type QmpEvent } from "../qemu/index.ts";
+import { listenIncoming, QemuProcess, type QmpEvent } from "../../qemu/index.ts";
+import type { IncomingStatus, PrepareIncomingRequest } from "../api-types.ts";
+import { AgentError, conflict } from "../http.ts";
+import { cpuSeconds, qmpTimestampMs } from "../proc.ts";
 import type { IncomingRole } from "./adoption.ts";
-import type { IncomingStatus, PrepareIncomingRequest } from "./api-types.ts";
 import { type GuestContext, guestSpec } from "./guest-runtime.ts";
-import { AgentError, conflict } from "./http.ts";
-import { cpuSeconds, qmpTimestampMs } from "./proc.ts";
 
 const DEFAULT_LEASE_MS = 30_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -6,9 +6,9 @@
  * The rules for what an adopted QEMU becomes are in hostvm-agent.ts (recover).
  */
 import { readFileSync } from "node:fs";
-import type { MigrationStatus, QemuProcess } from "../qemu/index.ts";
-import type { PrepareIncomingRequest, StartOutgoingRequest, Workload } from "./api-types.ts";
-import type { ConsoleRecords } from "./console-records.ts";
+import type { MigrationStatus, QemuProcess } from "../../qemu/index.ts";
+import type { PrepareIncomingRequest, StartOutgoingRequest, Workload } from "../api-types.ts";
+import type { ConsoleRecords } from "../console-records.ts";
 
 export interface GuestRole {
   role: "guest";
