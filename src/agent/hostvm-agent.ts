@@ -19,6 +19,7 @@
  */
 import type { FastifyBaseLogger } from "fastify";
 import type { HostVmAgentConfig } from "./config.ts";
+import { deviceRoutes } from "./hostvm/routes/devices.ts";
 import { guestRoutes } from "./hostvm/routes/guests.ts";
 import { incomingRoutes } from "./hostvm/routes/migrations-in.ts";
 import { outgoingRoutes } from "./hostvm/routes/migrations-out.ts";

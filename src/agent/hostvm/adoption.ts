@@ -7,12 +7,12 @@
  */
 import { readFileSync } from "node:fs";
 import type { MigrationStatus, QemuProcess } from "../../qemu/index.ts";
-import type { PrepareIncomingRequest, StartOutgoingRequest, Workload } from "../api-types.ts";
+import type { GuestConfig, PrepareIncomingRequest, StartOutgoingRequest, Workload } from "../api-types.ts";
 import type { ConsoleRecords } from "../console-records.ts";
 
 export interface GuestRole {
   role: "guest";
-  guest: { guestId: string; memoryMiB: number; cpus: number; bootId: string };
+  guest: GuestConfig & { cpus: number; bootId: string };
   /** Workloads running in the guest. */
   workloads: Workload[];
   /** Workloads to start once the guest is up (asked for at creation, not started yet). */

@@ -196,7 +196,9 @@ export class Run {
     g: GuestStatus,
     acc: Accounting,
   ): Promise<{ inc: IncomingStatus; prepareMs: number }> {
+    // The guest as the source runs it, its devices too: the destination QEMU must match.
     const guest: GuestConfig = { guestId: g.guestId, memoryMiB: g.memoryMiB, cpus: g.cpus, bootId: g.bootId };
+    if (g.devices?.length) guest.devices = g.devices;
     const tPrep = nowMs();
     try {
       if (this.cancelRequested) this.fail(this.cancelRequested, "cancelled", "source");
@@ -208,6 +210,8 @@ export class Run {
         postcopy: this.mechanism === "postcopy",
         workloads: g.workloads,
         leaseMs: this.leaseMs,
+        // What the stream does not carry across servers (read-only disks, serial logs) comes from there.
+        ...(guest.devices ? { source: { url: this.req.from.hostVmUrl } } : {}),
       });
       return { inc, prepareMs: nowMs() - tPrep };
     } catch (e) {

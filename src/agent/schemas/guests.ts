@@ -4,6 +4,7 @@
  */
 import { type Static, Type } from "typebox";
 import { GuestId, GuestParams, NumberOrNull, StringOrNull } from "./common.ts";
+import { DeviceEndpointSchema, DeviceList } from "./devices.ts";
 
 export const WorkloadSchema = Type.Union([
   Type.Object(
@@ -33,6 +34,8 @@ export const GuestConfigSchema = Type.Object(
     memoryMiB: Type.Integer({ minimum: 64, maximum: 262144 }),
     cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 8 })),
     bootId: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" })),
+    /** Its own devices, as the agent completed them at creation (MACs, sizes, formats filled in). */
+    devices: Type.Optional(DeviceList),
   },
   { additionalProperties: false },
 );
@@ -43,6 +46,12 @@ export const CreateGuestBody = Type.Object(
     guestId: GuestId,
     memoryMiB: Type.Integer({ minimum: 64, maximum: 262144 }),
     cpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 8 })),
+    /**
+     * Its own devices: disks, NICs, serial ports, monitoring taps (see schemas/devices.ts).
+     * A list QEMU would refuse is a 400 naming the field (ids unique, taps of an existing
+     * NIC or disk, image files inside the host VM's image folder).
+     */
+    devices: Type.Optional(DeviceList),
     workloads: Type.Optional(Type.Array(WorkloadSchema, { maxItems: 4 })),
     /** Answer once the guest printed NESTCLOUD-READY (default true). */
     waitReady: Type.Optional(Type.Boolean()),
@@ -115,6 +124,10 @@ export const GuestStatusSchema = Type.Object({
   verify: Type.Union([VerifyStateSchema, Type.Null()]),
   dirty: Type.Union([Type.Object({ pages: Type.Number(), mibs: Type.Number() }), Type.Null()]),
   workloads: Type.Array(WorkloadSchema),
+  /** Its devices, as configured (what a migration carries). */
+  devices: DeviceList,
+  /** Where to reach them in its current QEMU (sockets, logs, images, NBD exports). */
+  endpoints: Type.Array(DeviceEndpointSchema),
   cpuSeconds: NumberOrNull,
   error: StringOrNull,
 });

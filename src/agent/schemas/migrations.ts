@@ -153,6 +153,12 @@ export const PrepareIncomingBody = Type.Object(
     workloads: Type.Optional(Type.Array(WorkloadSchema, { maxItems: 4 })),
     /** Without a renewal (any GET of this migration) for this long, an unfinished incoming is killed. */
     leaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000 })),
+    /**
+     * The source's host-VM agent. Across servers the destination fetches from it what the
+     * migration stream does not carry: read-only disk images (at prepare) and serial logs
+     * (at finish, so that they continue here).
+     */
+    source: Type.Optional(Type.Object({ url: AgentUrl }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );

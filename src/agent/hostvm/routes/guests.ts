@@ -1,10 +1,11 @@
 /**
- * The guests resource: create (reserve its memory at the server agent, boot it), read,
- * start, stop, delete.
+ * The guests resource: create (check its devices, reserve its memory at the server agent,
+ * make its disks, boot it), read, start, stop, delete (its disks and logs with it).
  */
 import { CreateGuestBody, errorAnswers, GuestParams, GuestStatusSchema, NoContent } from "../../api-types.ts";
 import { AgentHttpError } from "../../client.ts";
 import { AgentError, conflict, type RoutePlugin } from "../../http.ts";
+import { completeDevices, createGuestStore, hasStore, removeGuestStore } from "../devices.ts";
 import { GuestRuntime } from "../guest-runtime.ts";
 import type { HostVm } from "../state.ts";
 
@@ -40,7 +41,14 @@ export const guestRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host }) 
       const b = req.body;
       if (host.guests.has(b.guestId)) throw GuestErrors.exists(b.guestId, host.where);
       host.assertNotArriving(b.guestId);
-      const g = new GuestRuntime(host.ctx, { guestId: b.guestId, memoryMiB: b.memoryMiB, cpus: b.cpus });
+      // Checked (400 naming the field) and completed (MACs, sizes) before anything is made.
+      const devices = b.devices ? await completeDevices(host.cfg, b.guestId, b.devices) : undefined;
+      const g = new GuestRuntime(host.ctx, {
+        guestId: b.guestId,
+        memoryMiB: b.memoryMiB,
+        cpus: b.cpus,
+        ...(devices ? { devices } : {}),
+      });
       host.guests.set(b.guestId, g);
       try {
         await host.server.reserve({ hostVm: host.cfg.hostVm, guestId: b.guestId, memoryMiB: b.memoryMiB });
@@ -49,11 +57,15 @@ export const guestRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host }) 
         if (e instanceof AgentHttpError) throw GuestErrors.serverAgent(e);
         throw GuestErrors.serverAgentUnreachable(e as Error);
       }
+      let stored = false;
       try {
+        await createGuestStore(host.cfg, g.config);
+        stored = true;
         await g.boot(b.workloads ?? [], b.waitReady ?? true, b.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS);
       } catch (e) {
         await g.stop().catch(() => {});
         host.guests.delete(b.guestId);
+        if (stored) removeGuestStore(host.cfg, b.guestId);
         await host.server.release(host.cfg.hostVm, b.guestId).catch(() => {});
         throw e;
       }
@@ -110,6 +122,8 @@ export const guestRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host }) 
       host.assertNotMigrating(g.guestId);
       await g.stop();
       host.guests.delete(g.guestId);
+      // Its disks and logs go with it.
+      if (hasStore(g.config)) removeGuestStore(host.cfg, g.guestId);
       await host.server
         .release(host.cfg.hostVm, g.guestId)
         .catch((e) => req.log.warn({ err: e.message }, "release failed"));
