@@ -104,6 +104,8 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "POST /v1/guests/{guestId}/start",
       "POST /v1/guests/{guestId}/stop",
       "DELETE /v1/guests/{guestId}",
+      "GET /v1/guests/{guestId}/devices/{deviceId}/image",
+      "GET /v1/guests/{guestId}/devices/{deviceId}/log",
       "POST /v1/guests/{guestId}/workloads",
       "DELETE /v1/guests/{guestId}/workloads/{kind}",
       "POST /v1/guests/{guestId}/exec",
@@ -124,6 +126,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
     );
     assert.deepEqual([...tags].sort(), [
       "console",
+      "devices",
       "guests",
       "migrations-in",
       "migrations-out",

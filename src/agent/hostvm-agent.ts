@@ -47,6 +47,7 @@ export function buildHostVmAgent(
   for (const routes of [
     statusRoutes,
     guestRoutes,
+    deviceRoutes,
     workloadRoutes,
     qmpRoutes,
     outgoingRoutes,
