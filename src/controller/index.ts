@@ -1,4 +1,11 @@
 export {
+  AUTOMATION_LEVELS,
+  MIGRATION_MECHANISMS,
+  MIGRATION_STATUSES,
+  PLAN_STATUSES,
+  TOKEN_ROLES,
+} from "./api/schemas.ts";
+export {
   createToken,
   hashToken,
   listTokens,
