@@ -25,6 +25,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 /** One server, two host VMs; guests and migrations move only when the test says so. */
 class ScriptedProvider implements Provider {
   readonly name = "scripted";
+  readonly clock = "wall";
   readonly speed = 1;
   guests: Mutable<ProviderGuest>[] = [];
   migrations: Mutable<ProviderMigration>[] = [];

@@ -7,6 +7,7 @@ export {
   type GuestSpec,
   type MigrationStatus,
   type Provider,
+  type ProviderClock,
   ProviderError,
   type ProviderGuest,
   type ProviderHostVm,

@@ -67,10 +67,17 @@ export interface StateStore {
   save(json: string): Promise<void>;
 }
 
+export type ProviderClock = "wall" | "simulated";
+
 export interface Provider {
   readonly name: string;
   /** Seconds on the provider's clock (virtual for a simulation). */
   now(): number;
+  /**
+   * What now() counts: "wall" is Unix time (seconds since 1970, UTC); "simulated" is seconds
+   * since the start of the simulated world's first day (its epoch).
+   */
+  readonly clock: ProviderClock;
   /** Seconds of provider time per second of wall time (1 for real infrastructure). */
   readonly speed: number;
   describe(): Promise<{ servers: readonly PhysicalServer[]; hostVmTypes: readonly HostVmType[] }>;

@@ -20,6 +20,7 @@ import type { World, WorldHostVm, WorldMigration } from "./world.ts";
 
 export class SimProvider implements Provider {
   readonly name = "sim";
+  readonly clock = "simulated";
   private trace: Trace;
   private saving: Promise<void> = Promise.resolve();
 

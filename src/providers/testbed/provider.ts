@@ -54,6 +54,7 @@ const MiB = 1024 * 1024;
 
 export class TestbedProvider implements Provider {
   readonly name = "testbed";
+  readonly clock = "wall";
   readonly speed = 1;
   private saving: Promise<void> = Promise.resolve();
   private readonly meter = new CpuMeter();
