@@ -26,7 +26,7 @@ export const allowedImports: Record<string, readonly string[]> = {
   // testbed provider drives a running testbed (testbed: its state file) through its agents
   // (agent: clients and the migration orchestrator). Neither imports providers: no cycle.
   providers: ["model", "migration", "sim", "agent", "testbed"],
-  controller: ["model", "planner", "migration", "providers", "agent"],
+  controller: ["model", "planner", "migration", "providers", "agent", "schema"],
   console: ["qemu"],
   cli: [
     "controller",

@@ -45,6 +45,8 @@ export interface Policy {
   readonly reactIntervalSeconds?: number;
   /** The reflex is worth asking only when some host VM's demand exceeds this share of it. */
   readonly reactWhenAbove?: number;
+  /** How the policy decides to rent and give back host VMs (reports say it; nested clouds). */
+  readonly rentalRule?: string;
 }
 
 export interface PolicyContext {
@@ -83,6 +85,8 @@ export function referencePolicy(name: string, ctx: PolicyContext): Policy {
   const selection = SELECTIONS[m[2]];
   return {
     name,
+    rentalRule:
+      "rents a host VM when a guest fits in none (PABFD placement) and gives one back as soon as it is empty, whatever is left of its paid increment",
     plan: (input) => referencePlan(input, { detector, selection, acquireType: ctx.acquireType }),
     placeNew: (input, guests) => pabfdPlacement(input, guests, detector, ctx.acquireType),
   };
@@ -149,6 +153,7 @@ export function resolvePotential(
 export function dvfsPolicy(): Policy {
   return {
     name: "dvfs",
+    rentalRule: "keeps the host VMs it starts with and never moves a guest",
     plan: (input) => ({ actions: [], caps: input.caps, notes: [] }),
     placeNew(input, guests) {
       const ws = new Workspace(input, false);
