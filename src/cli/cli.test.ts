@@ -5,6 +5,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
+import { ADMIN_TOKEN_FILE } from "../controller/index.ts";
+import { ADMIN_TOKEN_FILE as CLIENT_ADMIN_TOKEN_FILE } from "./client.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const bin = join(root, "bin/nestcloud.js");
@@ -185,4 +187,19 @@ describe("simulate and compare", () => {
       ]);
     }
   });
+});
+
+test("the API client looks for the admin token where the controller keeps it", () => {
+  // client.ts names the file itself so that `nestcloud vms` need not load the controller.
+  assert.equal(CLIENT_ADMIN_TOKEN_FILE, ADMIN_TOKEN_FILE);
+});
+
+test("--version and --help answer without running anything", () => {
+  const v = run("--version");
+  assert.equal(v.code, 0, v.err);
+  assert.equal(v.out.trim(), "0.1.0");
+  const h = run("--help");
+  assert.equal(h.code, 0, h.err);
+  for (const c of ["simulate", "compare", "up", "servers", "vms", "plans", "token", "vmi", "testbed"])
+    assert.match(h.out, new RegExp(`^  ${c}\\b`, "m"), c);
 });

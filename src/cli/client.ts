@@ -1,0 +1,148 @@
+/**
+ * The commands that talk to a running controller's API (servers, hostvms, vms, plans,
+ * tokens, migrations): requests, tables, the migration progress bar. Loaded only by those
+ * commands (see controller-commands.ts); it must stay light: no controller, no simulator.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import Table from "cli-table3";
+import { UsageError } from "./usage.ts";
+
+/**
+ * The admin token's file in a controller's data dir: the controller's ADMIN_TOKEN_FILE
+ * (cli.test.ts checks they agree), named here so that a client command need not load the
+ * controller to find it.
+ */
+export const ADMIN_TOKEN_FILE = "admin-token";
+
+/** `token show`: the admin token kept in a local controller's data dir. */
+export function tokenShow(o: { dataDir: string }): void {
+  const file = join(o.dataDir, ADMIN_TOKEN_FILE);
+  if (!existsSync(file))
+    throw new UsageError(`no admin token in ${o.dataDir} (start the controller there first: nestcloud up)`);
+  process.stdout.write(`${readFileSync(file, "utf8").trim()}\n`);
+}
+
+export interface ClientOptions {
+  url?: string;
+  token?: string;
+  dataDir: string;
+  output: string;
+}
+
+function target(o: ClientOptions): { url: string; token: string } {
+  const fromFile = (name: string) => {
+    const p = join(o.dataDir, name);
+    return existsSync(p) ? readFileSync(p, "utf8").trim() : undefined;
+  };
+  const url = o.url ?? process.env.NESTCLOUD_URL ?? fromFile("url");
+  const token = o.token ?? process.env.NESTCLOUD_TOKEN ?? fromFile(ADMIN_TOKEN_FILE);
+  if (!url)
+    throw new UsageError(
+      "no controller URL: pass --url, set NESTCLOUD_URL, or run `nestcloud up` in this folder",
+    );
+  if (!token) throw new UsageError("no token: pass --token or set NESTCLOUD_TOKEN");
+  return { url: url.replace(/\/$/, ""), token };
+}
+
+export async function api(o: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  const { url, token } = target(o);
+  let res: Response;
+  try {
+    res = await fetch(url + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new UsageError(`cannot reach the controller at ${url} (${(e as Error).message})`);
+  }
+  if (res.status === 204) return {};
+  const data = (await res.json().catch(() => ({}))) as { error?: string };
+  if (!res.ok) throw new UsageError(`${method} ${path}: ${res.status} ${data.error ?? res.statusText}`);
+  return data;
+}
+
+/** Wall-clock epoch seconds as a readable local time. */
+export function when(s: number | null | undefined): string {
+  return s === null || s === undefined ? "" : new Date(s * 1000).toISOString().replace("T", " ").slice(0, 19);
+}
+
+export function show(o: ClientOptions, rows: unknown, columns: string[]): void {
+  if (o.output === "json") {
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    return;
+  }
+  if (o.output !== "table") throw new UsageError(`--output ${o.output}: expected table or json`);
+  const t = new Table({ head: columns, style: { head: [], border: [] } });
+  for (const r of rows as Array<Record<string, unknown>>) {
+    t.push(
+      columns.map((c) => {
+        const v = r[c];
+        if (Array.isArray(v))
+          return v.length > 4 ? `${v.slice(0, 4).join(", ")} (+${v.length - 4})` : v.join(", ");
+        if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(2);
+        return v === null || v === undefined ? "" : String(v);
+      }),
+    );
+  }
+  process.stdout.write(`${t.toString()}\n`);
+}
+
+/** Follows a guest's migration to its end with a progress bar (remaining time from the ETA). */
+export async function watchMigration(o: ClientOptions, guest: string, plan: number): Promise<void> {
+  const { SingleBar } = await import("cli-progress");
+  const bar = new SingleBar({
+    format: `${guest} [{bar}] {percentage}% | {mechanism} | eta {etaSec}s`,
+    stream: process.stderr,
+  });
+  bar.start(100, 0, { mechanism: "", etaSec: "?" });
+  const deadline = Date.now() + 10 * 60_000;
+  try {
+    while (Date.now() < deadline) {
+      const migs = (await api(o, "GET", "/api/migrations?limit=200")) as Array<{
+        guest: string;
+        plan: number | null;
+        status: string;
+        progress: number;
+        mechanism: string;
+        detail: { etaSeconds?: number };
+        error: string | null;
+        to: string;
+      }>;
+      const m = migs.find((x) => x.guest === guest && x.plan === plan);
+      if (m) {
+        bar.update(Math.round(m.progress * 100), {
+          mechanism: m.mechanism,
+          etaSec: Math.round(m.detail.etaSeconds ?? 0),
+        });
+        if (m.status !== "running") {
+          bar.stop();
+          if (m.status !== "completed")
+            throw new UsageError(`migration of ${guest} ${m.status}: ${m.error ?? ""}`);
+          process.stdout.write(`${guest} now runs on ${m.to} (${m.mechanism})\n`);
+          return;
+        }
+      } else {
+        const p = (await api(o, "GET", `/api/plans/${plan}`)) as {
+          status: string;
+          actions: Array<{ error: string | null }>;
+        };
+        if (p.status === "failed")
+          throw new UsageError(
+            `migration of ${guest} failed: ${p.actions
+              .map((a) => a.error)
+              .filter(Boolean)
+              .join("; ")}`,
+          );
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new UsageError(`gave up waiting for the migration of ${guest}`);
+  } finally {
+    bar.stop();
+  }
+}
