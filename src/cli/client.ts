@@ -47,23 +47,67 @@ function target(o: ClientOptions): { url: string; token: string } {
 
 export async function api(o: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
   const { url, token } = target(o);
-  let res: Response;
+  let res: HttpAnswer;
   try {
-    res = await fetch(url + path, {
+    res = await request(
+      new URL(url + path),
       method,
-      headers: {
+      {
         authorization: `Bearer ${token}`,
         ...(body !== undefined ? { "content-type": "application/json" } : {}),
       },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+      body === undefined ? undefined : JSON.stringify(body),
+    );
   } catch (e) {
     throw new UsageError(`cannot reach the controller at ${url} (${(e as Error).message})`);
   }
   if (res.status === 204) return {};
-  const data = (await res.json().catch(() => ({}))) as { error?: string };
-  if (!res.ok) throw new UsageError(`${method} ${path}: ${res.status} ${data.error ?? res.statusText}`);
+  let data: { error?: string } = {};
+  try {
+    data = JSON.parse(res.text);
+  } catch {
+    // Not JSON (e.g. a proxy's error page): the status line tells what happened.
+  }
+  if (res.status < 200 || res.status > 299)
+    throw new UsageError(`${method} ${path}: ${res.status} ${data.error ?? res.statusText}`);
   return data;
+}
+
+interface HttpAnswer {
+  status: number;
+  statusText: string;
+  text: string;
+}
+
+/**
+ * One request through node:http(s). Not fetch: its first use loads undici, which costs a
+ * command like `nestcloud vms` more CPU than all the rest of its start-up.
+ */
+async function request(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+): Promise<HttpAnswer> {
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new Error(`unsupported protocol ${url.protocol}`);
+  const http = url.protocol === "https:" ? await import("node:https") : await import("node:http");
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          statusText: res.statusMessage ?? "",
+          text: Buffer.concat(chunks).toString("utf8"),
+        }),
+      );
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 /** Wall-clock epoch seconds as a readable local time. */
