@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import Table from "cli-table3";
+import { plainTable } from "./table.ts";
 import { UsageError } from "./usage.ts";
 
 /**
@@ -115,25 +115,29 @@ export function when(s: number | null | undefined): string {
   return s === null || s === undefined ? "" : new Date(s * 1000).toISOString().replace("T", " ").slice(0, 19);
 }
 
-export function show(o: ClientOptions, rows: unknown, columns: string[]): void {
+export async function show(o: ClientOptions, rows: unknown, columns: string[]): Promise<void> {
   if (o.output === "json") {
     process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return;
   }
   if (o.output !== "table") throw new UsageError(`--output ${o.output}: expected table or json`);
-  const t = new Table({ head: columns, style: { head: [], border: [] } });
-  for (const r of rows as Array<Record<string, unknown>>) {
-    t.push(
-      columns.map((c) => {
-        const v = r[c];
-        if (Array.isArray(v))
-          return v.length > 4 ? `${v.slice(0, 4).join(", ")} (+${v.length - 4})` : v.join(", ");
-        if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(2);
-        return v === null || v === undefined ? "" : String(v);
-      }),
-    );
+  const cells = (rows as Array<Record<string, unknown>>).map((r) =>
+    columns.map((c) => {
+      const v = r[c];
+      if (Array.isArray(v))
+        return v.length > 4 ? `${v.slice(0, 4).join(", ")} (+${v.length - 4})` : v.join(", ");
+      if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(2);
+      return v === null || v === undefined ? "" : String(v);
+    }),
+  );
+  let text = plainTable(columns, cells);
+  if (text === undefined) {
+    const { default: Table } = await import("cli-table3");
+    const t = new Table({ head: columns, style: { head: [], border: [] } });
+    for (const r of cells) t.push(r);
+    text = t.toString();
   }
-  process.stdout.write(`${t.toString()}\n`);
+  process.stdout.write(`${text}\n`);
 }
 
 /** Follows a guest's migration to its end with a progress bar (remaining time from the ETA). */

@@ -42,14 +42,20 @@ export function registerController(program: Command): void {
   client(program.command("servers").description("physical servers and the host VMs on them")).action(
     async (o) => {
       const { api, show } = await load();
-      show(o, await api(o, "GET", "/api/servers"), ["id", "cores", "memoryMiB", "hostVmSlots", "hostVms"]);
+      await show(o, await api(o, "GET", "/api/servers"), [
+        "id",
+        "cores",
+        "memoryMiB",
+        "hostVmSlots",
+        "hostVms",
+      ]);
     },
   );
 
   const hostvms = program.command("hostvms").description("rented host VMs");
   client(hostvms.command("list", { isDefault: true })).action(async (o) => {
     const { api, show } = await load();
-    show(o, await api(o, "GET", "/api/hostvms"), [
+    await show(o, await api(o, "GET", "/api/hostvms"), [
       "id",
       "type",
       "server",
@@ -62,7 +68,7 @@ export function registerController(program: Command): void {
   client(hostvms.command("acquire").requiredOption("--type <type>").option("--server <id>")).action(
     async (o) => {
       const { api, show } = await load();
-      show(
+      await show(
         o,
         [await api(o, "POST", "/api/hostvms", { type: o.type, ...(o.server ? { server: o.server } : {}) })],
         ["plan"],
@@ -71,13 +77,13 @@ export function registerController(program: Command): void {
   );
   client(hostvms.command("release").argument("<id>")).action(async (id, o) => {
     const { api, show } = await load();
-    show(o, [await api(o, "DELETE", `/api/hostvms/${encodeURIComponent(id)}`)], ["plan"]);
+    await show(o, [await api(o, "DELETE", `/api/hostvms/${encodeURIComponent(id)}`)], ["plan"]);
   });
 
   const vms = program.command("vms").description("guest VMs");
   client(vms.command("list", { isDefault: true })).action(async (o) => {
     const { api, show } = await load();
-    show(o, await api(o, "GET", "/api/vms"), [
+    await show(o, await api(o, "GET", "/api/vms"), [
       "id",
       "tenant",
       "hostVm",
@@ -104,12 +110,16 @@ export function registerController(program: Command): void {
       ...(o.vcpus ? { vcpus: Number(o.vcpus) } : {}),
       ...(o.tenant ? { tenant: o.tenant } : {}),
     };
-    show(o, [await api(o, "POST", "/api/vms", body)], ["id", "tenant", "hostVm", "server"]);
+    await show(o, [await api(o, "POST", "/api/vms", body)], ["id", "tenant", "hostVm", "server"]);
   });
   for (const verb of ["start", "stop"] as const) {
     client(vms.command(verb).argument("<id>")).action(async (id, o) => {
       const { api, show } = await load();
-      show(o, [await api(o, "POST", `/api/vms/${encodeURIComponent(id)}/${verb}`)], ["id", "powerState"]);
+      await show(
+        o,
+        [await api(o, "POST", `/api/vms/${encodeURIComponent(id)}/${verb}`)],
+        ["id", "powerState"],
+      );
     });
   }
   client(vms.command("delete").argument("<id>")).action(async (id, o) => {
@@ -142,7 +152,7 @@ export function registerController(program: Command): void {
       "GET",
       `/api/plans${o.status ? `?status=${encodeURIComponent(o.status)}` : ""}`,
     )) as Array<{ actions: unknown[] }>;
-    show(
+    await show(
       o,
       rows.map((p) => ({ ...p, actions: p.actions.length })),
       ["id", "status", "source", "actions", "createdAt"],
@@ -151,7 +161,7 @@ export function registerController(program: Command): void {
   for (const verb of ["approve", "cancel"] as const) {
     client(plans.command(verb).argument("<id>")).action(async (id, o) => {
       const { api, show } = await load();
-      show(o, [await api(o, "POST", `/api/plans/${encodeURIComponent(id)}/${verb}`)], ["id", "status"]);
+      await show(o, [await api(o, "POST", `/api/plans/${encodeURIComponent(id)}/${verb}`)], ["id", "status"]);
     });
   }
 
@@ -164,7 +174,7 @@ export function registerController(program: Command): void {
   client(tokens.command("list", { isDefault: true })).action(async (o) => {
     const { api, show, when } = await load();
     const rows = (await api(o, "GET", "/api/tokens")) as Array<Record<string, number | null>>;
-    show(
+    await show(
       o,
       rows.map((t) => ({
         ...t,
@@ -199,7 +209,7 @@ export function registerController(program: Command): void {
   client(tokens.command("revoke").argument("<id>", "the token's id (tok_..., from `token list`)")).action(
     async (id, o) => {
       const { api, show } = await load();
-      show(
+      await show(
         o,
         [await api(o, "DELETE", `/api/tokens/${encodeURIComponent(id)}`)],
         ["id", "role", "tenant", "revokedAt"],
@@ -210,7 +220,7 @@ export function registerController(program: Command): void {
   client(program.command("migrations").description("migrations, newest first").option("--status <s>")).action(
     async (o) => {
       const { api, show } = await load();
-      show(
+      await show(
         o,
         await api(o, "GET", `/api/migrations${o.status ? `?status=${encodeURIComponent(o.status)}` : ""}`),
         ["id", "guest", "from", "to", "mechanism", "status", "progress"],
