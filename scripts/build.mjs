@@ -82,7 +82,13 @@ try {
   // Swap in whole: a process starting meanwhile finds no dist/ and runs the sources.
   const old = join(root, `dist.old-${process.pid}`);
   if (existsSync(dist)) renameSync(dist, old);
-  renameSync(tmp, dist);
+  try {
+    renameSync(tmp, dist);
+  } catch (e) {
+    // Another build swapped its dist/ in between: keep that one.
+    if (e.code !== "ENOTEMPTY" && e.code !== "EEXIST") throw e;
+    rmSync(tmp, { recursive: true, force: true });
+  }
   rmSync(old, { recursive: true, force: true });
   const js = outputs.filter((f) => f.endsWith(".js")).length;
   process.stderr.write(
