@@ -263,7 +263,7 @@ const head = [
   "command (whole process)",
   "built: wall median (min)",
   "CPU",
-  "tsx (before): wall median",
+  "tsx (baseline): wall median",
   "CPU",
   "speed-up wall / CPU",
   "target",
@@ -283,8 +283,9 @@ const inProcessLine =
   inProcessSeconds === undefined || !sim
     ? ""
     : `The same day in one process, warm (trace and simulation only, as \`bench:sim\` measures it): ` +
-      `${s(inProcessSeconds)} median; the whole built process adds ${s(sim.dist.medianWallSeconds - inProcessSeconds)} ` +
-      `(Node's start, loading the code, the scenario, results.json and report.html). `;
+      `${s(inProcessSeconds)} median. The whole built process takes ${s(sim.dist.medianWallSeconds - inProcessSeconds)} more: ` +
+      `Node's start, loading the code and the scenario, writing results.json and report.html, and running ` +
+      `the simulation cold (a fresh process has not yet optimized its hot code). `;
 const cloudsimLine =
   inProcessLine +
   (lead === undefined
