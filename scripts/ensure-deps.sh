@@ -33,3 +33,11 @@ if [ ! -f node_modules/.nestcloud-lock ] || ! cmp -s package-lock.json node_modu
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.nestcloud-lock
 fi
+
+# The built JavaScript that the nestcloud command and its agents run (dist/, git-ignored; a
+# no-op while it is fresh). Quiet unless it fails.
+if ! out="$(npm run --silent build 2>&1)"; then
+  printf '%s\n' "$out" >&2
+  echo "nestcloud: npm run build failed" >&2
+  exit 1
+fi

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh all
+npm run --silent build   # dist/ up to date: the tests spawn the built CLI and agents
 
 echo "== typecheck"; npx tsc --noEmit
 echo "== lint"; npx biome check --diagnostic-level=error .
