@@ -162,7 +162,9 @@ export async function show(o: ClientOptions, rows: unknown, columns: string[]): 
 
 /** Follows a guest's migration to its end with a progress bar (remaining time from the ETA). */
 export async function watchMigration(o: ClientOptions, guest: string, plan: number): Promise<void> {
-  const { SingleBar } = await import("cli-progress");
+  // Through `default` (module.exports): the built CLI's chunk of this CommonJS package has no
+  // named exports, unlike Node's own import of it.
+  const { SingleBar } = (await import("cli-progress")).default;
   const bar = new SingleBar({
     format: `${guest} [{bar}] {percentage}% | {mechanism} | eta {etaSec}s`,
     stream: process.stderr,
