@@ -11,8 +11,8 @@
 // KALLSYMS_MISSING_SYMBOL.
 
 import { Btf } from "./btf.ts";
-import type { DiscoverOptions, StepTimer } from "./discover.ts";
-import { checkKernelRunning, loadProfile, MAX_BTF_BYTES, readPageOffsetBase } from "./discover.ts";
+import type { DiscoverOptions, StepTimer } from "./discover-steps.ts";
+import { checkKernelRunning, loadProfile, MAX_BTF_BYTES, readPageOffsetBase } from "./discover-steps.ts";
 import { BtfError, KernelError, VmiError } from "./errors.ts";
 import { scanKallsyms } from "./fallback-kallsyms.ts";
 import { findBanner, findExportedSymbols, physBaseFromExports } from "./fallback-ksymtab.ts";

@@ -59,15 +59,8 @@ export {
   type TextHash,
   type TextReport,
 } from "./check-text.ts";
-export {
-  type DiscoverOptions,
-  discoverKernel,
-  findVmcoreinfo,
-  MAX_BTF_BYTES,
-  readBtfBlob,
-  searchVmcoreinfo,
-  type VmcoreinfoSearch,
-} from "./discover.ts";
+export { discoverKernel, findVmcoreinfo, searchVmcoreinfo, type VmcoreinfoSearch } from "./discover.ts";
+export { type DiscoverOptions, MAX_BTF_BYTES, readBtfBlob } from "./discover-steps.ts";
 export {
   AddressError,
   type AddressErrorCode,
