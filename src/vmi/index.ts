@@ -99,15 +99,8 @@ export {
   readKallsyms,
   readKallsymsBlobs,
 } from "./kallsyms.ts";
-export {
-  type DiscoveryPath,
-  Kernel,
-  type KernelFacts,
-  type KernelOptions,
-  type KernelView,
-  type KernelViewProvider,
-} from "./kernel.ts";
-export { type AddressSpaceSpec, KernelSpace } from "./kspace.ts";
+export { type DiscoveryPath, Kernel, type KernelFacts, type KernelOptions } from "./kernel.ts";
+export { type AddressSpaceSpec, KernelSpace, type KernelView, type KernelViewProvider } from "./kspace.ts";
 export {
   type DerefRead,
   type FieldRead,

@@ -6,9 +6,9 @@
 import type { Btf } from "./btf.ts";
 import { fieldLocation, resolveAlias, sizeOf } from "./btf-layout.ts";
 import { BtfError, KernelError } from "./errors.ts";
-import { type AddressSpaceSpec, KernelSpace } from "./kspace.ts";
+import { type AddressSpaceSpec, hasKernelView, KernelSpace, type KernelView } from "./kspace.ts";
 import { type ListNode, type ListWalkSpec, type WalkOptions, walkListLocal } from "./listwalk.ts";
-import { type PhysAddr, type PhysicalMemory, readVirt, type VirtAddr, type VirtualMemory } from "./memory.ts";
+import { type PhysAddr, type PhysicalMemory, readVirt, type VirtAddr } from "./memory.ts";
 import type { PagingLevels } from "./pagewalk.ts";
 import type { FieldLayout, KernelProfile } from "./profile.ts";
 import type { SymbolIndex } from "./symbols.ts";
@@ -39,20 +39,6 @@ export interface KernelFacts {
   readonly profileSource: "cache" | "btf";
   /** Milliseconds per discovery step. */
   readonly timings: Readonly<Record<string, number>>;
-}
-
-/** Kernel address space served next to the memory (page server client). */
-export interface KernelView extends VirtualMemory {
-  walkList?(spec: ListWalkSpec, opts?: WalkOptions): Promise<ListNode[]>;
-  clearCaches?(): void;
-}
-
-export interface KernelViewProvider {
-  kernelView(space: AddressSpaceSpec): KernelView;
-}
-
-export function hasKernelView(m: PhysicalMemory): m is PhysicalMemory & KernelViewProvider {
-  return typeof (m as Partial<KernelViewProvider>).kernelView === "function";
 }
 
 export interface KernelOptions {

@@ -6,8 +6,11 @@
 // saves most page-table reads.
 //
 // AddressSpaceSpec is plain data so a page server can rebuild the same space next to the memory.
+// A memory source that serves such a space itself (the page server client) is a
+// KernelViewProvider: the Kernel then reads through its KernelView instead of a local KernelSpace.
 
 import { AddressError, guardAsync } from "./errors.ts";
+import type { ListNode, ListWalkSpec, WalkOptions } from "./listwalk.ts";
 import {
   PHYS_ADDR_LIMIT,
   type PhysAddr,
@@ -30,6 +33,20 @@ export interface AddressSpaceSpec {
   readonly physBase: bigint;
   /** page_offset_base (direct map); omit to page-walk direct-map addresses. */
   readonly pageOffsetBase?: bigint;
+}
+
+/** Kernel address space served next to the memory (page server client). */
+export interface KernelView extends VirtualMemory {
+  walkList?(spec: ListWalkSpec, opts?: WalkOptions): Promise<ListNode[]>;
+  clearCaches?(): void;
+}
+
+export interface KernelViewProvider {
+  kernelView(space: AddressSpaceSpec): KernelView;
+}
+
+export function hasKernelView(m: PhysicalMemory): m is PhysicalMemory & KernelViewProvider {
+  return typeof (m as Partial<KernelViewProvider>).kernelView === "function";
 }
 
 const PHYS_LIMIT = BigInt(PHYS_ADDR_LIMIT);

@@ -12,8 +12,7 @@ import { connect, type Socket } from "node:net";
 import { inflateRawSync } from "node:zlib";
 import { guardAsync, MemoryError, RemoteError, VmiError } from "./errors.ts";
 import type { MemoryHasher } from "./hash.ts";
-import type { KernelView, KernelViewProvider } from "./kernel.ts";
-import type { AddressSpaceSpec } from "./kspace.ts";
+import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "./kspace.ts";
 import type { ListNode, ListWalkSpec } from "./listwalk.ts";
 import {
   checkPhysRange,
