@@ -7,8 +7,8 @@
 
 import { guardAsync } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
-import { isKernelPointer, type ListNode, readVirtLenient } from "./listwalk.ts";
-import type { VirtAddr } from "./memory.ts";
+import { isKernelPointer, type ListNode, readVirtLenient } from "./memory/listwalk.ts";
+import type { VirtAddr } from "./memory/memory.ts";
 import { type QueryOptions, taskReads, walkTasks } from "./query-processes.ts";
 import { walkXarray } from "./xarray.ts";
 

@@ -6,7 +6,7 @@
 
 import { guardAsync, KernelError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
-import type { VirtAddr } from "./memory.ts";
+import type { VirtAddr } from "./memory/memory.ts";
 import { listModules, type ModuleInfo } from "./query-modules.ts";
 
 export interface SyscallFinding {

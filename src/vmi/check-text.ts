@@ -9,8 +9,8 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { guardAsync, KernelError } from "./errors.ts";
-import { hashChunks } from "./hash.ts";
 import type { Kernel } from "./kernel.ts";
+import { hashChunks } from "./memory/hash.ts";
 import { kernelImageVaToPa } from "./translate.ts";
 
 export const TEXT_CHUNK = 64 * 1024;

@@ -6,7 +6,7 @@
 import { Btf } from "./btf.ts";
 import { KernelError } from "./errors.ts";
 import type { KernelOptions } from "./kernel.ts";
-import { readVirtOne, type VirtualMemory } from "./memory.ts";
+import { readVirtOne, type VirtualMemory } from "./memory/memory.ts";
 import type { PagingLevels } from "./pagewalk.ts";
 import { buildProfile, type KernelProfile, type ProfileCache, profileKey } from "./profile.ts";
 import type { SymbolIndex } from "./symbols.ts";

@@ -17,8 +17,8 @@ import { KernelError, VmcoreinfoError } from "./errors.ts";
 import { discoverWithoutVmcoreinfo } from "./fallback.ts";
 import { kallsymsAnchor, kallsymsLocation, readKallsyms } from "./kallsyms.ts";
 import { Kernel, type KernelFacts } from "./kernel.ts";
-import { type PhysicalMemory, readPhysLenient } from "./memory.ts";
-import { findBytes } from "./search.ts";
+import { type PhysicalMemory, readPhysLenient } from "./memory/memory.ts";
+import { findBytes } from "./memory/search.ts";
 import { SymbolIndex } from "./symbols.ts";
 import { KernelImageMemory, kernelImageVaToPa } from "./translate.ts";
 import {

@@ -19,7 +19,7 @@ import {
   type PhysicalMemory,
   readPhysLenient,
   type VirtAddr,
-} from "./memory.ts";
+} from "./memory/memory.ts";
 import { KernelImageMemory, START_KERNEL_MAP } from "./translate.ts";
 
 const CHUNK = 4 * 1024 * 1024;

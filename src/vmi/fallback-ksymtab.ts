@@ -10,8 +10,8 @@
 
 import { Buffer } from "node:buffer";
 import { guardAsync, KernelError } from "./errors.ts";
-import { type PhysAddr, type PhysicalMemory, readPhysLenient } from "./memory.ts";
-import { findBytes } from "./search.ts";
+import { type PhysAddr, type PhysicalMemory, readPhysLenient } from "./memory/memory.ts";
+import { findBytes } from "./memory/search.ts";
 
 export interface Banner {
   readonly release: string;

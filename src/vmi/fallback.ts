@@ -18,9 +18,9 @@ import { scanKallsyms } from "./fallback-kallsyms.ts";
 import { findBanner, findExportedSymbols, physBaseFromExports } from "./fallback-ksymtab.ts";
 import type { KernelSymbol } from "./kallsyms.ts";
 import { type DiscoveryPath, Kernel } from "./kernel.ts";
-import { type PhysAddr, type PhysicalMemory, readPhysLenient, readVirtOne } from "./memory.ts";
+import { type PhysAddr, type PhysicalMemory, readPhysLenient, readVirtOne } from "./memory/memory.ts";
+import { findBytes } from "./memory/search.ts";
 import { PageWalker } from "./pagewalk.ts";
-import { findBytes } from "./search.ts";
 import { SymbolIndex } from "./symbols.ts";
 import { KernelImageMemory, kernelImageVaToPa, START_KERNEL_MAP } from "./translate.ts";
 

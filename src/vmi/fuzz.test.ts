@@ -11,7 +11,7 @@ import { fieldLocation, resolveAlias, sizeOf } from "./btf-layout.ts";
 import { VmiError } from "./errors.ts";
 import { decodeKallsyms, type KallsymsBlobs, type KallsymsLocation, readKallsyms } from "./kallsyms.ts";
 import { encode, sampleSyms } from "./kallsyms-encoder.testkit.ts";
-import { BufferPhysicalMemory } from "./memory.ts";
+import { BufferPhysicalMemory } from "./memory/memory.ts";
 import { PageWalker } from "./pagewalk.ts";
 import { KernelImageMemory, START_KERNEL_MAP } from "./translate.ts";
 import { parseVmcoreinfo, scanVmcoreinfo } from "./vmcoreinfo.ts";

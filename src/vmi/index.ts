@@ -82,8 +82,6 @@ export {
   type VmiErrorCode,
   VmiInternalError,
 } from "./errors.ts";
-export { FileMemory, openRamFile, type RamFile, type RamFileOptions, type ReadStats } from "./file-memory.ts";
-export { hashChunks, hashChunksLocal, type MemoryHasher } from "./hash.ts";
 export {
   DEFAULT_LIMITS as KALLSYMS_DEFAULT_LIMITS,
   decodeKallsyms,
@@ -102,6 +100,14 @@ export {
 export { type DiscoveryPath, Kernel, type KernelFacts, type KernelOptions } from "./kernel.ts";
 export { type AddressSpaceSpec, KernelSpace, type KernelView, type KernelViewProvider } from "./kspace.ts";
 export {
+  FileMemory,
+  openRamFile,
+  type RamFile,
+  type RamFileOptions,
+  type ReadStats,
+} from "./memory/file-memory.ts";
+export { hashChunks, hashChunksLocal, type MemoryHasher } from "./memory/hash.ts";
+export {
   type DerefRead,
   type FieldRead,
   LIMITS as LIST_WALK_LIMITS,
@@ -110,7 +116,7 @@ export {
   type ListWalkSpec,
   type WalkOptions,
   walkListLocal,
-} from "./listwalk.ts";
+} from "./memory/listwalk.ts";
 export {
   BufferPhysicalMemory,
   MAX_BATCH,
@@ -127,7 +133,19 @@ export {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory.ts";
+} from "./memory/memory.ts";
+export { type QmpExecutor, QmpMemory, type QmpMemoryOptions } from "./memory/qmp-memory.ts";
+export {
+  gpaToRamOffset,
+  type MachineType,
+  physLimit,
+  RamFileMemory,
+  type RamLayout,
+  type RamLayoutOptions,
+  type RamLocation,
+  ramLayout,
+} from "./memory/ram-layout.ts";
+export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./memory/search.ts";
 export { PageCache } from "./page-cache.ts";
 export {
   cr3ToRoot,
@@ -148,19 +166,8 @@ export {
   profileKey,
 } from "./profile.ts";
 export { PageTableCache } from "./pt-cache.ts";
-export { type QmpExecutor, QmpMemory, type QmpMemoryOptions } from "./qmp-memory.ts";
 export { listModules, type ModuleInfo } from "./query-modules.ts";
 export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./query-processes.ts";
-export {
-  gpaToRamOffset,
-  type MachineType,
-  physLimit,
-  RamFileMemory,
-  type RamLayout,
-  type RamLayoutOptions,
-  type RamLocation,
-  ramLayout,
-} from "./ram-layout.ts";
 export {
   type ClientStats,
   connectRemoteMemory,
@@ -180,7 +187,6 @@ export {
   type PageServerOptions,
   type PageServerStats,
 } from "./remote-server.ts";
-export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./search.ts";
 export { SymbolIndex, type SymbolSource } from "./symbols.ts";
 export {
   DEFAULT_KERNEL_IMAGE_SIZE,

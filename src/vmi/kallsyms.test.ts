@@ -12,7 +12,7 @@ import {
   readKallsyms,
 } from "./kallsyms.ts";
 import { type Encoded, encode, type Sym, sampleSyms, TEXT } from "./kallsyms-encoder.testkit.ts";
-import { BufferPhysicalMemory } from "./memory.ts";
+import { BufferPhysicalMemory } from "./memory/memory.ts";
 import { KernelImageMemory, START_KERNEL_MAP } from "./translate.ts";
 import { parseVmcoreinfo } from "./vmcoreinfo.ts";
 

@@ -21,7 +21,7 @@
 
 import { Buffer } from "node:buffer";
 import { guard, guardAsync, KallsymsError } from "./errors.ts";
-import { MAX_READ_LEN, readVirt, type VirtAddr, type VirtualMemory } from "./memory.ts";
+import { MAX_READ_LEN, readVirt, type VirtAddr, type VirtualMemory } from "./memory/memory.ts";
 import type { Vmcoreinfo } from "./vmcoreinfo.ts";
 
 export type KallsymsEncoding = "absolute-percpu" | "base-relative" | "place-relative";

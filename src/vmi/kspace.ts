@@ -10,7 +10,7 @@
 // KernelViewProvider: the Kernel then reads through its KernelView instead of a local KernelSpace.
 
 import { AddressError, guardAsync } from "./errors.ts";
-import type { ListNode, ListWalkSpec, WalkOptions } from "./listwalk.ts";
+import type { ListNode, ListWalkSpec, WalkOptions } from "./memory/listwalk.ts";
 import {
   PHYS_ADDR_LIMIT,
   type PhysAddr,
@@ -20,7 +20,7 @@ import {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory.ts";
+} from "./memory/memory.ts";
 import { PageWalker, type PagingLevels } from "./pagewalk.ts";
 import { PageTableCache } from "./pt-cache.ts";
 import { DEFAULT_KERNEL_IMAGE_SIZE, START_KERNEL_MAP } from "./translate.ts";

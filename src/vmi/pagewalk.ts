@@ -21,7 +21,7 @@ import {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory.ts";
+} from "./memory/memory.ts";
 import { PageTableCache, TABLE_PAGE } from "./pt-cache.ts";
 
 export type PagingLevels = 4 | 5;

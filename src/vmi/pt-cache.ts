@@ -5,7 +5,7 @@
 // Only share a cache between walkers over the same PhysicalMemory.
 
 import { AddressError } from "./errors.ts";
-import type { PhysAddr } from "./memory.ts";
+import type { PhysAddr } from "./memory/memory.ts";
 
 export const TABLE_PAGE = 4096;
 

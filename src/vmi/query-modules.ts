@@ -4,8 +4,8 @@
 
 import { guardAsync } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
-import type { FieldRead } from "./listwalk.ts";
-import type { VirtAddr } from "./memory.ts";
+import type { FieldRead } from "./memory/listwalk.ts";
+import type { VirtAddr } from "./memory/memory.ts";
 import { cString, type QueryOptions, withRetries } from "./query-processes.ts";
 
 export interface ModuleInfo {

@@ -5,8 +5,8 @@
 import { Buffer } from "node:buffer";
 import { guardAsync, QueryError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
-import type { FieldRead, ListNode } from "./listwalk.ts";
-import type { VirtAddr } from "./memory.ts";
+import type { FieldRead, ListNode } from "./memory/listwalk.ts";
+import type { VirtAddr } from "./memory/memory.ts";
 import { fieldOf } from "./profile.ts";
 
 export interface ProcessInfo {

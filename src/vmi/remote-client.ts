@@ -11,16 +11,17 @@ import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { inflateRawSync } from "node:zlib";
 import { guardAsync, MemoryError, RemoteError, VmiError } from "./errors.ts";
-import type { MemoryHasher } from "./hash.ts";
 import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "./kspace.ts";
-import type { ListNode, ListWalkSpec } from "./listwalk.ts";
+import type { MemoryHasher } from "./memory/hash.ts";
+import type { ListNode, ListWalkSpec } from "./memory/listwalk.ts";
 import {
   checkPhysRange,
   type PhysAddr,
   type PhysicalMemory,
   type PhysRange,
   type VirtRange,
-} from "./memory.ts";
+} from "./memory/memory.ts";
+import type { FindOptions, MemorySearch } from "./memory/search.ts";
 import { PAGE, PageCache } from "./page-cache.ts";
 import { decodeNodes, encodeSpace, encodeWalk, errorFromHeader } from "./remote-codec.ts";
 import {
@@ -38,7 +39,6 @@ import {
   tokenBytes,
   VERSION,
 } from "./remote-protocol.ts";
-import type { FindOptions, MemorySearch } from "./search.ts";
 
 export interface RemoteConnectOptions {
   readonly host: string;

@@ -16,7 +16,7 @@ import {
   VmiError,
 } from "./errors.ts";
 import type { AddressSpaceSpec } from "./kspace.ts";
-import type { FieldRead, ListNode, ListWalkSpec } from "./listwalk.ts";
+import type { FieldRead, ListNode, ListWalkSpec } from "./memory/listwalk.ts";
 
 function bad(msg: string): RemoteError {
   return new RemoteError("REMOTE_PROTOCOL", msg);

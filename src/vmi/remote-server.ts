@@ -16,10 +16,11 @@ import { createServer, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { deflateRaw, deflateRawSync } from "node:zlib";
 import { MemoryError, RemoteError } from "./errors.ts";
-import { checkHashRequest, hashChunksLocal } from "./hash.ts";
 import { KernelSpace } from "./kspace.ts";
-import { checkWalkSpec, walkListLocal } from "./listwalk.ts";
-import { type PhysicalMemory, readPhys, readVirt } from "./memory.ts";
+import { checkHashRequest, hashChunksLocal } from "./memory/hash.ts";
+import { checkWalkSpec, walkListLocal } from "./memory/listwalk.ts";
+import { type PhysicalMemory, readPhys, readVirt } from "./memory/memory.ts";
+import { checkFind, findBytesToScan, scanBytes } from "./memory/search.ts";
 import { decodeSpace, decodeWalk, encodeNodes, errorHeader } from "./remote-codec.ts";
 import {
   decodeRanges,
@@ -36,7 +37,6 @@ import {
   tokenBytes,
   VERSION,
 } from "./remote-protocol.ts";
-import { checkFind, findBytesToScan, scanBytes } from "./search.ts";
 
 const deflateAsync = promisify(deflateRaw);
 

@@ -3,7 +3,7 @@
 
 import { KallsymsError } from "./errors.ts";
 import type { KernelSymbol } from "./kallsyms.ts";
-import type { VirtAddr } from "./memory.ts";
+import type { VirtAddr } from "./memory/memory.ts";
 
 export type SymbolSource = "kallsyms" | "ksymtab";
 

@@ -13,7 +13,7 @@ import {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory.ts";
+} from "./memory/memory.ts";
 
 /** __START_KERNEL_map. */
 export const START_KERNEL_MAP = 0xffffffff80000000n;

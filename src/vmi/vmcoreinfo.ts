@@ -19,7 +19,7 @@ import {
   type PhysRange,
   readPhysLenient,
   type VirtAddr,
-} from "./memory.ts";
+} from "./memory/memory.ts";
 
 /** Kernel limit is VMCOREINFO_BYTES = PAGE_SIZE; allow some room for bigger pages. */
 export const VMCOREINFO_MAX_BYTES = 16 * 1024;

@@ -8,8 +8,8 @@
 
 import { guardAsync, QueryError } from "./errors.ts";
 import type { Kernel } from "./kernel.ts";
-import { isKernelPointer, readVirtLenient } from "./listwalk.ts";
-import type { VirtAddr } from "./memory.ts";
+import { isKernelPointer, readVirtLenient } from "./memory/listwalk.ts";
+import type { VirtAddr } from "./memory/memory.ts";
 
 export const XA_CHUNK_SHIFT = 6;
 const XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT;

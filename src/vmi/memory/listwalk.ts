@@ -8,7 +8,7 @@
 // and the requested fields, then, for all nodes at once, the fields behind a few pointers
 // (task->cred->uid, task->real_parent->tgid).
 
-import { AddressError, guardAsync, MemoryError, QueryError, type VmiError } from "./errors.ts";
+import { AddressError, guardAsync, MemoryError, QueryError, type VmiError } from "../errors.ts";
 import { readVirt, type VirtAddr, type VirtRange, type VirtualMemory } from "./memory.ts";
 
 export interface FieldRead {

@@ -8,7 +8,7 @@
 // keeps serving other connections meanwhile.
 
 import { closeSync, fstatSync, openSync, read, readSync } from "node:fs";
-import { MemoryError } from "./errors.ts";
+import { MemoryError } from "../errors.ts";
 import { checkPhysRange, MAX_BATCH, type PhysicalMemory, type PhysRange } from "./memory.ts";
 import { type MachineType, RamFileMemory, type RamLayoutOptions, ramLayout } from "./ram-layout.ts";
 

@@ -10,7 +10,7 @@
 // 0xA0000-0xFFFFF exists in the file but the guest sees VGA/option ROMs there: reported as
 // "shadowed" so callers do not mistake it for kernel data.
 
-import { MemoryError } from "./errors.ts";
+import { MemoryError } from "../errors.ts";
 import { checkPhysRange, type PhysAddr, type PhysicalMemory, type PhysRange, readPhys } from "./memory.ts";
 
 export type MachineType = "q35" | "pc";

@@ -9,7 +9,7 @@
 import { mkdtempSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MemoryError } from "./errors.ts";
+import { MemoryError } from "../errors.ts";
 import { checkPhysRange, MAX_BATCH, type PhysicalMemory, type PhysRange } from "./memory.ts";
 import { type MachineType, RamFileMemory, type RamLayout, ramLayout } from "./ram-layout.ts";
 

@@ -3,7 +3,7 @@
 // it next to the memory (MemorySearch) so that 1 GiB of RAM does not cross the network.
 
 import { Buffer } from "node:buffer";
-import { guardAsync, MemoryError, QueryError } from "./errors.ts";
+import { guardAsync, MemoryError, QueryError } from "../errors.ts";
 import {
   MAX_READ_LEN,
   type PhysAddr,

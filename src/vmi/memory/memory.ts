@@ -10,7 +10,7 @@
 // Reads are batched (`read(ranges[])`): a remote source (agent, QMP) pays one round trip per
 // call, so callers collect what they need and ask once.
 
-import { MemoryError, VmiError } from "./errors.ts";
+import { MemoryError, VmiError } from "../errors.ts";
 
 /** Guest-physical address: exact in a number (< 2^52 on x86-64). */
 export type PhysAddr = number;

@@ -14,8 +14,8 @@ import {
   type QmpExecutor,
   QmpMemory,
   readPhys,
-} from "./index.ts";
-import { SyntheticGuest } from "./synthetic-guest.testkit.ts";
+} from "../index.ts";
+import { SyntheticGuest } from "../synthetic-guest.testkit.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-vmi-sources-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

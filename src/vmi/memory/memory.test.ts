@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { AddressError, MemoryError } from "./errors.ts";
+import { AddressError, MemoryError } from "../errors.ts";
+import {
+  DirectMapMemory,
+  directMapVaToPa,
+  KernelImageMemory,
+  kernelImageVaToPa,
+  START_KERNEL_MAP,
+} from "../translate.ts";
 import {
   BufferPhysicalMemory,
   MAX_READ_LEN,
@@ -11,13 +18,6 @@ import {
   type VirtualMemory,
 } from "./memory.ts";
 import { gpaToRamOffset, physLimit, RamFileMemory, ramLayout } from "./ram-layout.ts";
-import {
-  DirectMapMemory,
-  directMapVaToPa,
-  KernelImageMemory,
-  kernelImageVaToPa,
-  START_KERNEL_MAP,
-} from "./translate.ts";
 
 const GiB = 1024 ** 3;
 const isMem = (code: string) => (e: unknown) => e instanceof MemoryError && e.code === code;

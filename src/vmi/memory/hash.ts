@@ -3,7 +3,7 @@
 // per chunk instead of the 14 MB of kernel text.
 
 import { createHash } from "node:crypto";
-import { guardAsync, MemoryError } from "./errors.ts";
+import { guardAsync, MemoryError } from "../errors.ts";
 import { type PhysicalMemory, type PhysRange, readPhys } from "./memory.ts";
 
 export const HASH_CHUNK_MIN = 4096;
