@@ -3,14 +3,18 @@
 // kernel has finished booting, page_offset_base, and the BTF blob. Both import this module and
 // discover.ts imports the fallback, so the dependency goes one way.
 
+import type { PagingLevels } from "./address/pagewalk.ts";
+import {
+  DEFAULT_PAGE_OFFSET_BASE_L4,
+  DEFAULT_PAGE_OFFSET_BASE_L5,
+  START_KERNEL_MAP,
+} from "./address/translate.ts";
 import { Btf } from "./btf.ts";
 import { KernelError } from "./errors.ts";
 import type { KernelOptions } from "./kernel.ts";
 import { readVirtOne, type VirtualMemory } from "./memory/memory.ts";
-import type { PagingLevels } from "./pagewalk.ts";
 import { buildProfile, type KernelProfile, type ProfileCache, profileKey } from "./profile.ts";
 import type { SymbolIndex } from "./symbols.ts";
-import { DEFAULT_PAGE_OFFSET_BASE_L4, DEFAULT_PAGE_OFFSET_BASE_L5, START_KERNEL_MAP } from "./translate.ts";
 
 export interface DiscoverOptions extends KernelOptions {
   readonly profileCache?: ProfileCache;

@@ -6,6 +6,7 @@
 // and the Kernel says which path was used. Everything read is hostile; facts are cross-checked
 // (kallsyms against VMCOREINFO symbols, _stext/_etext sanity) before they are used.
 
+import { KernelImageMemory, kernelImageVaToPa } from "./address/translate.ts";
 import {
   checkKernelRunning,
   type DiscoverOptions,
@@ -20,7 +21,6 @@ import { Kernel, type KernelFacts } from "./kernel.ts";
 import { type PhysicalMemory, readPhysLenient } from "./memory/memory.ts";
 import { findBytes } from "./memory/search.ts";
 import { SymbolIndex } from "./symbols.ts";
-import { KernelImageMemory, kernelImageVaToPa } from "./translate.ts";
 import {
   pagingLevels,
   requireNumber,

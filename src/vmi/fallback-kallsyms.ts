@@ -11,6 +11,7 @@
 // placements of offsets/relative_base are tried, and the address encoding is verified against a
 // symbol whose address the exported-symbol table gave us.
 
+import { KernelImageMemory, START_KERNEL_MAP } from "./address/translate.ts";
 import { guardAsync, VmiError } from "./errors.ts";
 import { type KallsymsLocation, type KallsymsTable, readKallsyms } from "./kallsyms.ts";
 import {
@@ -20,7 +21,6 @@ import {
   readPhysLenient,
   type VirtAddr,
 } from "./memory/memory.ts";
-import { KernelImageMemory, START_KERNEL_MAP } from "./translate.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const MAX_NAMES_BYTES = 16 * 1024 * 1024;

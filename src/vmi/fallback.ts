@@ -10,6 +10,8 @@
 // need a non-exported symbol (modules list, runqueues, syscall table) fail with
 // KALLSYMS_MISSING_SYMBOL.
 
+import { PageWalker } from "./address/pagewalk.ts";
+import { KernelImageMemory, kernelImageVaToPa, START_KERNEL_MAP } from "./address/translate.ts";
 import { Btf } from "./btf.ts";
 import type { DiscoverOptions, StepTimer } from "./discover-steps.ts";
 import { checkKernelRunning, loadProfile, MAX_BTF_BYTES, readPageOffsetBase } from "./discover-steps.ts";
@@ -20,9 +22,7 @@ import type { KernelSymbol } from "./kallsyms.ts";
 import { type DiscoveryPath, Kernel } from "./kernel.ts";
 import { type PhysAddr, type PhysicalMemory, readPhysLenient, readVirtOne } from "./memory/memory.ts";
 import { findBytes } from "./memory/search.ts";
-import { PageWalker } from "./pagewalk.ts";
 import { SymbolIndex } from "./symbols.ts";
-import { KernelImageMemory, kernelImageVaToPa, START_KERNEL_MAP } from "./translate.ts";
 
 /** Link-time base of the kernel text without KASLR (CONFIG_PHYSICAL_START 16 MiB). */
 const DEFAULT_TEXT = 0xffffffff81000000n;

@@ -12,6 +12,33 @@
 //   const kernel = await discoverKernel(ram.memory, { profileCache: new ProfileCache(dir) });
 //   const ps = await listProcesses(kernel);
 
+export {
+  type AddressSpaceSpec,
+  KernelSpace,
+  type KernelView,
+  type KernelViewProvider,
+} from "./address/kspace.ts";
+export {
+  cr3ToRoot,
+  isCanonical,
+  type PageSize,
+  PageWalker,
+  type PageWalkerOptions,
+  type PagingLevels,
+  type TableLevel,
+  type Translation,
+} from "./address/pagewalk.ts";
+export { PageTableCache } from "./address/pt-cache.ts";
+export {
+  DEFAULT_KERNEL_IMAGE_SIZE,
+  DEFAULT_PAGE_OFFSET_BASE_L4,
+  DEFAULT_PAGE_OFFSET_BASE_L5,
+  DirectMapMemory,
+  directMapVaToPa,
+  KernelImageMemory,
+  kernelImageVaToPa,
+  START_KERNEL_MAP,
+} from "./address/translate.ts";
 export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./btf.ts";
 export {
   fieldLocation,
@@ -98,7 +125,6 @@ export {
   readKallsymsBlobs,
 } from "./kallsyms.ts";
 export { type DiscoveryPath, Kernel, type KernelFacts, type KernelOptions } from "./kernel.ts";
-export { type AddressSpaceSpec, KernelSpace, type KernelView, type KernelViewProvider } from "./kspace.ts";
 export {
   FileMemory,
   openRamFile,
@@ -148,16 +174,6 @@ export {
 export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./memory/search.ts";
 export { PageCache } from "./page-cache.ts";
 export {
-  cr3ToRoot,
-  isCanonical,
-  type PageSize,
-  PageWalker,
-  type PageWalkerOptions,
-  type PagingLevels,
-  type TableLevel,
-  type Translation,
-} from "./pagewalk.ts";
-export {
   buildProfile,
   type FieldLayout,
   type KernelProfile,
@@ -165,7 +181,6 @@ export {
   ProfileCache,
   profileKey,
 } from "./profile.ts";
-export { PageTableCache } from "./pt-cache.ts";
 export { listModules, type ModuleInfo } from "./query-modules.ts";
 export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./query-processes.ts";
 export {
@@ -188,16 +203,6 @@ export {
   type PageServerStats,
 } from "./remote-server.ts";
 export { SymbolIndex, type SymbolSource } from "./symbols.ts";
-export {
-  DEFAULT_KERNEL_IMAGE_SIZE,
-  DEFAULT_PAGE_OFFSET_BASE_L4,
-  DEFAULT_PAGE_OFFSET_BASE_L5,
-  DirectMapMemory,
-  directMapVaToPa,
-  KernelImageMemory,
-  kernelImageVaToPa,
-  START_KERNEL_MAP,
-} from "./translate.ts";
 export {
   type LocateOptions,
   locateVmcoreinfo,

@@ -2,6 +2,7 @@
 // (shared with the property tests in fuzz.test.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { KernelImageMemory, START_KERNEL_MAP } from "./address/translate.ts";
 import { KallsymsError, MemoryError, VmiError } from "./errors.ts";
 import {
   decodeKallsyms,
@@ -13,7 +14,6 @@ import {
 } from "./kallsyms.ts";
 import { type Encoded, encode, type Sym, sampleSyms, TEXT } from "./kallsyms-encoder.testkit.ts";
 import { BufferPhysicalMemory } from "./memory/memory.ts";
-import { KernelImageMemory, START_KERNEL_MAP } from "./translate.ts";
 import { parseVmcoreinfo } from "./vmcoreinfo.ts";
 
 function expectKallsymsError(fn: () => unknown, code: string): void {

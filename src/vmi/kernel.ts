@@ -3,13 +3,13 @@
 // one. When the memory source is a page server client that can translate and walk lists next to
 // the memory (KernelViewProvider), the Kernel reads through that instead of a local KernelSpace.
 
+import { type AddressSpaceSpec, hasKernelView, KernelSpace, type KernelView } from "./address/kspace.ts";
+import type { PagingLevels } from "./address/pagewalk.ts";
 import type { Btf } from "./btf.ts";
 import { fieldLocation, resolveAlias, sizeOf } from "./btf-layout.ts";
 import { BtfError, KernelError } from "./errors.ts";
-import { type AddressSpaceSpec, hasKernelView, KernelSpace, type KernelView } from "./kspace.ts";
 import { type ListNode, type ListWalkSpec, type WalkOptions, walkListLocal } from "./memory/listwalk.ts";
 import { type PhysAddr, type PhysicalMemory, readVirt, type VirtAddr } from "./memory/memory.ts";
-import type { PagingLevels } from "./pagewalk.ts";
 import type { FieldLayout, KernelProfile } from "./profile.ts";
 import type { SymbolIndex } from "./symbols.ts";
 

@@ -10,8 +10,8 @@ import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { inflateRawSync } from "node:zlib";
+import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "./address/kspace.ts";
 import { guardAsync, MemoryError, RemoteError, VmiError } from "./errors.ts";
-import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "./kspace.ts";
 import type { MemoryHasher } from "./memory/hash.ts";
 import type { ListNode, ListWalkSpec } from "./memory/listwalk.ts";
 import {

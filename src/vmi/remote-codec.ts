@@ -4,6 +4,7 @@
 // validate shapes here and semantics in checkSpaceSpec / checkWalkSpec.
 
 import { Buffer } from "node:buffer";
+import type { AddressSpaceSpec } from "./address/kspace.ts";
 import {
   AddressError,
   type AddressErrorCode,
@@ -15,7 +16,6 @@ import {
   type RemoteErrorCode,
   VmiError,
 } from "./errors.ts";
-import type { AddressSpaceSpec } from "./kspace.ts";
 import type { FieldRead, ListNode, ListWalkSpec } from "./memory/listwalk.ts";
 
 function bad(msg: string): RemoteError {

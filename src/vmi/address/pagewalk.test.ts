@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { AddressError, MemoryError } from "./errors.ts";
-import { BufferPhysicalMemory, type PhysicalMemory, type PhysRange } from "./memory/memory.ts";
+import { AddressError, MemoryError } from "../errors.ts";
+import { BufferPhysicalMemory, type PhysicalMemory, type PhysRange } from "../memory/memory.ts";
 import { cr3ToRoot, isCanonical, PageWalker, type PagingLevels } from "./pagewalk.ts";
 import { PageTableCache } from "./pt-cache.ts";
 

@@ -9,8 +9,8 @@
 // A memory source that serves such a space itself (the page server client) is a
 // KernelViewProvider: the Kernel then reads through its KernelView instead of a local KernelSpace.
 
-import { AddressError, guardAsync } from "./errors.ts";
-import type { ListNode, ListWalkSpec, WalkOptions } from "./memory/listwalk.ts";
+import { AddressError, guardAsync } from "../errors.ts";
+import type { ListNode, ListWalkSpec, WalkOptions } from "../memory/listwalk.ts";
 import {
   PHYS_ADDR_LIMIT,
   type PhysAddr,
@@ -20,7 +20,7 @@ import {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory/memory.ts";
+} from "../memory/memory.ts";
 import { PageWalker, type PagingLevels } from "./pagewalk.ts";
 import { PageTableCache } from "./pt-cache.ts";
 import { DEFAULT_KERNEL_IMAGE_SIZE, START_KERNEL_MAP } from "./translate.ts";

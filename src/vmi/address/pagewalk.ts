@@ -10,7 +10,7 @@
 // fetched in one read() batch, so N translations cost at most `levels` round trips (fewer with
 // the table-page cache).
 
-import { AddressError, guardAsync } from "./errors.ts";
+import { AddressError, guardAsync } from "../errors.ts";
 import {
   MAX_READ_LEN,
   type PhysAddr,
@@ -21,7 +21,7 @@ import {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory/memory.ts";
+} from "../memory/memory.ts";
 import { PageTableCache, TABLE_PAGE } from "./pt-cache.ts";
 
 export type PagingLevels = 4 | 5;

@@ -4,8 +4,8 @@
 // cache per snapshot/pass and clear() it between passes.
 // Only share a cache between walkers over the same PhysicalMemory.
 
-import { AddressError } from "./errors.ts";
-import type { PhysAddr } from "./memory/memory.ts";
+import { AddressError } from "../errors.ts";
+import type { PhysAddr } from "../memory/memory.ts";
 
 export const TABLE_PAGE = 4096;
 

@@ -4,7 +4,7 @@
 // phys_base comes from VMCOREINFO NUMBER(phys_base); page_offset_base is a kernel variable
 // (randomized by KASLR) read through the kernel image mapping.
 
-import { AddressError, guardAsync } from "./errors.ts";
+import { AddressError, guardAsync } from "../errors.ts";
 import {
   PHYS_ADDR_LIMIT,
   type PhysAddr,
@@ -13,7 +13,7 @@ import {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory/memory.ts";
+} from "../memory/memory.ts";
 
 /** __START_KERNEL_map. */
 export const START_KERNEL_MAP = 0xffffffff80000000n;
