@@ -9,12 +9,12 @@ import {
   DEFAULT_PAGE_OFFSET_BASE_L5,
   START_KERNEL_MAP,
 } from "./address/translate.ts";
-import { Btf } from "./btf.ts";
+import { Btf } from "./discovery/btf.ts";
+import type { SymbolIndex } from "./discovery/symbols.ts";
 import { KernelError } from "./errors.ts";
 import type { KernelOptions } from "./kernel.ts";
 import { readVirtOne, type VirtualMemory } from "./memory/memory.ts";
 import { buildProfile, type KernelProfile, type ProfileCache, profileKey } from "./profile.ts";
-import type { SymbolIndex } from "./symbols.ts";
 
 export interface DiscoverOptions extends KernelOptions {
   readonly profileCache?: ProfileCache;

@@ -14,13 +14,8 @@ import {
   readPageOffsetBase,
   StepTimer,
 } from "./discover-steps.ts";
-import { KernelError, VmcoreinfoError } from "./errors.ts";
-import { discoverWithoutVmcoreinfo } from "./fallback.ts";
-import { kallsymsAnchor, kallsymsLocation, readKallsyms } from "./kallsyms.ts";
-import { Kernel, type KernelFacts } from "./kernel.ts";
-import { type PhysicalMemory, readPhysLenient } from "./memory/memory.ts";
-import { findBytes } from "./memory/search.ts";
-import { SymbolIndex } from "./symbols.ts";
+import { kallsymsAnchor, kallsymsLocation, readKallsyms } from "./discovery/kallsyms.ts";
+import { SymbolIndex } from "./discovery/symbols.ts";
 import {
   pagingLevels,
   requireNumber,
@@ -30,7 +25,12 @@ import {
   type Vmcoreinfo,
   type VmcoreinfoMatch,
   type VmcoreinfoRejection,
-} from "./vmcoreinfo.ts";
+} from "./discovery/vmcoreinfo.ts";
+import { KernelError, VmcoreinfoError } from "./errors.ts";
+import { discoverWithoutVmcoreinfo } from "./fallback.ts";
+import { Kernel, type KernelFacts } from "./kernel.ts";
+import { type PhysicalMemory, readPhysLenient } from "./memory/memory.ts";
+import { findBytes } from "./memory/search.ts";
 
 const MAX_VMCOREINFO_CANDIDATES = 64;
 

@@ -39,7 +39,21 @@ export {
   kernelImageVaToPa,
   START_KERNEL_MAP,
 } from "./address/translate.ts";
-export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./btf.ts";
+export { findHiddenTasks, type HiddenReport, type HiddenTask } from "./check-hidden.ts";
+export { checkSyscallTable, type SyscallFinding, type SyscallReport } from "./check-syscalls.ts";
+export {
+  type BaselineStore,
+  checkKernelText,
+  compareText,
+  hashKernelText,
+  TEXT_CHUNK,
+  TextBaselineStore,
+  type TextHash,
+  type TextReport,
+} from "./check-text.ts";
+export { discoverKernel, findVmcoreinfo, searchVmcoreinfo, type VmcoreinfoSearch } from "./discover.ts";
+export { type DiscoverOptions, MAX_BTF_BYTES, readBtfBlob } from "./discover-steps.ts";
+export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./discovery/btf.ts";
 export {
   fieldLocation,
   MAX_ANON_DEPTH,
@@ -50,7 +64,7 @@ export {
   offsetOf,
   resolveAlias,
   sizeOf,
-} from "./btf-layout.ts";
+} from "./discovery/btf-layout.ts";
 export type {
   BtfArray,
   BtfComposite,
@@ -73,21 +87,37 @@ export type {
   BtfVoid,
   Linkage,
   TypeId,
-} from "./btf-types.ts";
-export { findHiddenTasks, type HiddenReport, type HiddenTask } from "./check-hidden.ts";
-export { checkSyscallTable, type SyscallFinding, type SyscallReport } from "./check-syscalls.ts";
+} from "./discovery/btf-types.ts";
 export {
-  type BaselineStore,
-  checkKernelText,
-  compareText,
-  hashKernelText,
-  TEXT_CHUNK,
-  TextBaselineStore,
-  type TextHash,
-  type TextReport,
-} from "./check-text.ts";
-export { discoverKernel, findVmcoreinfo, searchVmcoreinfo, type VmcoreinfoSearch } from "./discover.ts";
-export { type DiscoverOptions, MAX_BTF_BYTES, readBtfBlob } from "./discover-steps.ts";
+  DEFAULT_LIMITS as KALLSYMS_DEFAULT_LIMITS,
+  decodeKallsyms,
+  type KallsymsBlobs,
+  type KallsymsEncoding,
+  type KallsymsLimits,
+  type KallsymsLocation,
+  type KallsymsOptions,
+  KallsymsTable,
+  type KernelSymbol,
+  kallsymsAnchor,
+  kallsymsLocation,
+  readKallsyms,
+  readKallsymsBlobs,
+} from "./discovery/kallsyms.ts";
+export { SymbolIndex, type SymbolSource } from "./discovery/symbols.ts";
+export {
+  type LocateOptions,
+  locateVmcoreinfo,
+  pagingLevels,
+  parseVmcoreinfo,
+  requireNumber,
+  requireSymbol,
+  type ScanOptions,
+  scanVmcoreinfo,
+  VMCOREINFO_MAX_BYTES,
+  type Vmcoreinfo,
+  type VmcoreinfoMatch,
+  type VmcoreinfoRejection,
+} from "./discovery/vmcoreinfo.ts";
 export {
   AddressError,
   type AddressErrorCode,
@@ -109,21 +139,6 @@ export {
   type VmiErrorCode,
   VmiInternalError,
 } from "./errors.ts";
-export {
-  DEFAULT_LIMITS as KALLSYMS_DEFAULT_LIMITS,
-  decodeKallsyms,
-  type KallsymsBlobs,
-  type KallsymsEncoding,
-  type KallsymsLimits,
-  type KallsymsLocation,
-  type KallsymsOptions,
-  KallsymsTable,
-  type KernelSymbol,
-  kallsymsAnchor,
-  kallsymsLocation,
-  readKallsyms,
-  readKallsymsBlobs,
-} from "./kallsyms.ts";
 export { type DiscoveryPath, Kernel, type KernelFacts, type KernelOptions } from "./kernel.ts";
 export {
   FileMemory,
@@ -202,19 +217,4 @@ export {
   type PageServerOptions,
   type PageServerStats,
 } from "./remote-server.ts";
-export { SymbolIndex, type SymbolSource } from "./symbols.ts";
-export {
-  type LocateOptions,
-  locateVmcoreinfo,
-  pagingLevels,
-  parseVmcoreinfo,
-  requireNumber,
-  requireSymbol,
-  type ScanOptions,
-  scanVmcoreinfo,
-  VMCOREINFO_MAX_BYTES,
-  type Vmcoreinfo,
-  type VmcoreinfoMatch,
-  type VmcoreinfoRejection,
-} from "./vmcoreinfo.ts";
 export { walkXarray, type XaEntry } from "./xarray.ts";

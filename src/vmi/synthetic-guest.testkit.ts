@@ -6,8 +6,8 @@
 
 import { Buffer } from "node:buffer";
 import { START_KERNEL_MAP } from "./address/translate.ts";
-import { BtfBuilder } from "./btf-builder.testkit.ts";
-import { encode, type Sym } from "./kallsyms-encoder.testkit.ts";
+import { BtfBuilder } from "./discovery/btf-builder.testkit.ts";
+import { encode, type Sym } from "./discovery/kallsyms-encoder.testkit.ts";
 
 const MiB = 1024 * 1024;
 export const RAM_SIZE = 64 * MiB;

@@ -9,9 +9,9 @@
 // turns every physical address of the image into its virtual address.
 
 import { Buffer } from "node:buffer";
-import { guardAsync, KernelError } from "./errors.ts";
-import { type PhysAddr, type PhysicalMemory, readPhysLenient } from "./memory/memory.ts";
-import { findBytes } from "./memory/search.ts";
+import { guardAsync, KernelError } from "../errors.ts";
+import { type PhysAddr, type PhysicalMemory, readPhysLenient } from "../memory/memory.ts";
+import { findBytes } from "../memory/search.ts";
 
 export interface Banner {
   readonly release: string;

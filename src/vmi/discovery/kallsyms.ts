@@ -20,8 +20,8 @@
 // relative_base, seqs_of_names); we never rely on order except to bound reads.
 
 import { Buffer } from "node:buffer";
-import { guard, guardAsync, KallsymsError } from "./errors.ts";
-import { MAX_READ_LEN, readVirt, type VirtAddr, type VirtualMemory } from "./memory/memory.ts";
+import { guard, guardAsync, KallsymsError } from "../errors.ts";
+import { MAX_READ_LEN, readVirt, type VirtAddr, type VirtualMemory } from "../memory/memory.ts";
 import type { Vmcoreinfo } from "./vmcoreinfo.ts";
 
 export type KallsymsEncoding = "absolute-percpu" | "base-relative" | "place-relative";

@@ -12,14 +12,14 @@
 // compromised kernel can forge it, so treat the values as hints to be cross-checked.
 
 import { Buffer } from "node:buffer";
-import { guard, guardAsync, MemoryError, VmcoreinfoError } from "./errors.ts";
+import { guard, guardAsync, MemoryError, VmcoreinfoError } from "../errors.ts";
 import {
   MAX_READ_LEN,
   type PhysicalMemory,
   type PhysRange,
   readPhysLenient,
   type VirtAddr,
-} from "./memory/memory.ts";
+} from "../memory/memory.ts";
 
 /** Kernel limit is VMCOREINFO_BYTES = PAGE_SIZE; allow some room for bigger pages. */
 export const VMCOREINFO_MAX_BYTES = 16 * 1024;

@@ -11,16 +11,16 @@
 // placements of offsets/relative_base are tried, and the address encoding is verified against a
 // symbol whose address the exported-symbol table gave us.
 
-import { KernelImageMemory, START_KERNEL_MAP } from "./address/translate.ts";
-import { guardAsync, VmiError } from "./errors.ts";
-import { type KallsymsLocation, type KallsymsTable, readKallsyms } from "./kallsyms.ts";
+import { KernelImageMemory, START_KERNEL_MAP } from "../address/translate.ts";
+import { guardAsync, VmiError } from "../errors.ts";
 import {
   MAX_READ_LEN,
   type PhysAddr,
   type PhysicalMemory,
   readPhysLenient,
   type VirtAddr,
-} from "./memory/memory.ts";
+} from "../memory/memory.ts";
+import { type KallsymsLocation, type KallsymsTable, readKallsyms } from "./kallsyms.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const MAX_NAMES_BYTES = 16 * 1024 * 1024;

@@ -3,7 +3,6 @@
 // a VMCOREINFO note, a kernel image with kallsyms and BTF, page tables and a task in the direct map.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { sampleBtf } from "./btf-builder.testkit.ts";
 import {
   Btf,
   BufferPhysicalMemory,
@@ -21,7 +20,8 @@ import {
   requireNumber,
   requireSymbol,
   START_KERNEL_MAP,
-} from "./index.ts";
+} from "../index.ts";
+import { sampleBtf } from "./btf-builder.testkit.ts";
 import { encode, type Sym } from "./kallsyms-encoder.testkit.ts";
 
 const MiB = 1024 * 1024;

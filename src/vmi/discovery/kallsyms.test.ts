@@ -2,8 +2,9 @@
 // (shared with the property tests in fuzz.test.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { KernelImageMemory, START_KERNEL_MAP } from "./address/translate.ts";
-import { KallsymsError, MemoryError, VmiError } from "./errors.ts";
+import { KernelImageMemory, START_KERNEL_MAP } from "../address/translate.ts";
+import { KallsymsError, MemoryError, VmiError } from "../errors.ts";
+import { BufferPhysicalMemory } from "../memory/memory.ts";
 import {
   decodeKallsyms,
   type KallsymsBlobs,
@@ -13,7 +14,6 @@ import {
   readKallsyms,
 } from "./kallsyms.ts";
 import { type Encoded, encode, type Sym, sampleSyms, TEXT } from "./kallsyms-encoder.testkit.ts";
-import { BufferPhysicalMemory } from "./memory/memory.ts";
 import { parseVmcoreinfo } from "./vmcoreinfo.ts";
 
 function expectKallsymsError(fn: () => unknown, code: string): void {

@@ -5,15 +5,15 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import fc from "fast-check";
-import { PageWalker } from "./address/pagewalk.ts";
-import { KernelImageMemory, START_KERNEL_MAP } from "./address/translate.ts";
+import { PageWalker } from "../address/pagewalk.ts";
+import { KernelImageMemory, START_KERNEL_MAP } from "../address/translate.ts";
+import { VmiError } from "../errors.ts";
+import { BufferPhysicalMemory } from "../memory/memory.ts";
 import { Btf } from "./btf.ts";
 import { sampleBtf } from "./btf-builder.testkit.ts";
 import { fieldLocation, resolveAlias, sizeOf } from "./btf-layout.ts";
-import { VmiError } from "./errors.ts";
 import { decodeKallsyms, type KallsymsBlobs, type KallsymsLocation, readKallsyms } from "./kallsyms.ts";
 import { encode, sampleSyms } from "./kallsyms-encoder.testkit.ts";
-import { BufferPhysicalMemory } from "./memory/memory.ts";
 import { parseVmcoreinfo, scanVmcoreinfo } from "./vmcoreinfo.ts";
 
 /** Per-call time bound: generous for a loaded CI box; a hang would blow far past it. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { MemoryError, VmcoreinfoError } from "./errors.ts";
-import { BufferPhysicalMemory, type PhysicalMemory, type PhysRange } from "./memory/memory.ts";
+import { MemoryError, VmcoreinfoError } from "../errors.ts";
+import { BufferPhysicalMemory, type PhysicalMemory, type PhysRange } from "../memory/memory.ts";
 import { SAMPLE } from "./vmcoreinfo.fixture.ts";
 import {
   locateVmcoreinfo,

@@ -8,6 +8,7 @@
 // ~100k types and a monitor needs a few dozen.
 
 import { Buffer } from "node:buffer";
+import { BtfError, guard } from "../errors.ts";
 import {
   type BtfComposite,
   type BtfEnum,
@@ -22,7 +23,6 @@ import {
   MAX_KIND,
   type TypeId,
 } from "./btf-types.ts";
-import { BtfError, guard } from "./errors.ts";
 
 export const BTF_MAGIC = 0xeb9f;
 /** BTF_MAX_TYPE from btf.h: type ids are at most 20 bits. */

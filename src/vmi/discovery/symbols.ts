@@ -1,9 +1,9 @@
 // Kernel symbols by name and by address, whatever their source (kallsyms, or only the exported
 // symbol table when kallsyms could not be found).
 
-import { KallsymsError } from "./errors.ts";
+import { KallsymsError } from "../errors.ts";
+import type { VirtAddr } from "../memory/memory.ts";
 import type { KernelSymbol } from "./kallsyms.ts";
-import type { VirtAddr } from "./memory/memory.ts";
 
 export type SymbolSource = "kallsyms" | "ksymtab";
 

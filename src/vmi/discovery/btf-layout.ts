@@ -3,9 +3,9 @@
 // contains itself through anonymous members) or deliberately explosive (a DAG of anonymous
 // unions). Every walk here has a depth limit and member searches have a total work budget.
 
+import { BtfError, guard } from "../errors.ts";
 import type { Btf } from "./btf.ts";
 import type { BtfComposite, TypeId } from "./btf-types.ts";
-import { BtfError, guard } from "./errors.ts";
 
 /** Longest typedef/qualifier/array chain we follow. Real kernels need < 10. */
 export const MAX_TYPE_DEPTH = 32;

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { BtfError } from "../errors.ts";
 import { Btf } from "./btf.ts";
 import { BtfBuilder, sampleBtf } from "./btf-builder.testkit.ts";
 import { fieldLocation, memberLocation, offsetOf, resolveAlias, sizeOf } from "./btf-layout.ts";
 import { KIND } from "./btf-types.ts";
-import { BtfError } from "./errors.ts";
 
 function expectBtfError(fn: () => unknown, code: string): void {
   assert.throws(fn, (e: unknown) => {
