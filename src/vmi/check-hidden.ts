@@ -6,7 +6,7 @@
 // pass before it is reported (a fork or exit between the two views is not a finding).
 
 import { guardAsync } from "./errors.ts";
-import type { Kernel } from "./kernel.ts";
+import type { Kernel } from "./kernel/kernel.ts";
 import { isKernelPointer, type ListNode, readVirtLenient } from "./memory/listwalk.ts";
 import type { VirtAddr } from "./memory/memory.ts";
 import { type QueryOptions, taskReads, walkTasks } from "./query-processes.ts";

@@ -5,7 +5,7 @@
 // those trailing zero words are not entries) and by a hard cap.
 
 import { guardAsync, KernelError } from "./errors.ts";
-import type { Kernel } from "./kernel.ts";
+import type { Kernel } from "./kernel/kernel.ts";
 import type { VirtAddr } from "./memory/memory.ts";
 import { listModules, type ModuleInfo } from "./query-modules.ts";
 

@@ -23,7 +23,7 @@ import {
   RAM_SIZE,
   SyntheticGuest,
   TEXT,
-} from "./synthetic-guest.testkit.ts";
+} from "./kernel/synthetic-guest.testkit.ts";
 
 const BOUND_MS = 5000;
 const SEED = Number(process.env.VMI_FUZZ_SEED ?? 20261126);

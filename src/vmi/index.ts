@@ -51,8 +51,6 @@ export {
   type TextHash,
   type TextReport,
 } from "./check-text.ts";
-export { discoverKernel, findVmcoreinfo, searchVmcoreinfo, type VmcoreinfoSearch } from "./discover.ts";
-export { type DiscoverOptions, MAX_BTF_BYTES, readBtfBlob } from "./discover-steps.ts";
 export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./discovery/btf.ts";
 export {
   fieldLocation,
@@ -139,7 +137,22 @@ export {
   type VmiErrorCode,
   VmiInternalError,
 } from "./errors.ts";
-export { type DiscoveryPath, Kernel, type KernelFacts, type KernelOptions } from "./kernel.ts";
+export {
+  discoverKernel,
+  findVmcoreinfo,
+  searchVmcoreinfo,
+  type VmcoreinfoSearch,
+} from "./kernel/discover.ts";
+export { type DiscoverOptions, MAX_BTF_BYTES, readBtfBlob } from "./kernel/discover-steps.ts";
+export { type DiscoveryPath, Kernel, type KernelFacts, type KernelOptions } from "./kernel/kernel.ts";
+export {
+  buildProfile,
+  type FieldLayout,
+  type KernelProfile,
+  PROFILE_PATHS,
+  ProfileCache,
+  profileKey,
+} from "./kernel/profile.ts";
 export {
   FileMemory,
   openRamFile,
@@ -188,14 +201,6 @@ export {
 } from "./memory/ram-layout.ts";
 export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./memory/search.ts";
 export { PageCache } from "./page-cache.ts";
-export {
-  buildProfile,
-  type FieldLayout,
-  type KernelProfile,
-  PROFILE_PATHS,
-  ProfileCache,
-  profileKey,
-} from "./profile.ts";
 export { listModules, type ModuleInfo } from "./query-modules.ts";
 export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./query-processes.ts";
 export {

@@ -27,7 +27,7 @@ import {
   PHYS_BASE,
   SyntheticGuest,
   TEXT,
-} from "./synthetic-guest.testkit.ts";
+} from "./kernel/synthetic-guest.testkit.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-vmi-queries-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,7 +3,7 @@
 // mem[] from 6.4), base = the core (text) base, and state.
 
 import { guardAsync } from "./errors.ts";
-import type { Kernel } from "./kernel.ts";
+import type { Kernel } from "./kernel/kernel.ts";
 import type { FieldRead } from "./memory/listwalk.ts";
 import type { VirtAddr } from "./memory/memory.ts";
 import { cString, type QueryOptions, withRetries } from "./query-processes.ts";

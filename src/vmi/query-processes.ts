@@ -4,10 +4,10 @@
 
 import { Buffer } from "node:buffer";
 import { guardAsync, QueryError } from "./errors.ts";
-import type { Kernel } from "./kernel.ts";
+import type { Kernel } from "./kernel/kernel.ts";
+import { fieldOf } from "./kernel/profile.ts";
 import type { FieldRead, ListNode } from "./memory/listwalk.ts";
 import type { VirtAddr } from "./memory/memory.ts";
-import { fieldOf } from "./profile.ts";
 
 export interface ProcessInfo {
   readonly pid: number;

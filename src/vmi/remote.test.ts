@@ -24,8 +24,8 @@ import {
   RemoteServerMemory,
   VmiError,
 } from "./index.ts";
+import { L, SyntheticGuest } from "./kernel/synthetic-guest.testkit.ts";
 import { encodeFrame, KIND } from "./remote-protocol.ts";
-import { L, SyntheticGuest } from "./synthetic-guest.testkit.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 const OTHER = "other-token-0123456789abcdef";

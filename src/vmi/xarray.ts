@@ -7,7 +7,7 @@
 // seen twice is a cycle. Each tree level is fetched in one batched read.
 
 import { guardAsync, QueryError } from "./errors.ts";
-import type { Kernel } from "./kernel.ts";
+import type { Kernel } from "./kernel/kernel.ts";
 import { isKernelPointer, readVirtLenient } from "./memory/listwalk.ts";
 import type { VirtAddr } from "./memory/memory.ts";
 

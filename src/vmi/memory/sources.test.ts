@@ -15,7 +15,7 @@ import {
   QmpMemory,
   readPhys,
 } from "../index.ts";
-import { SyntheticGuest } from "../synthetic-guest.testkit.ts";
+import { SyntheticGuest } from "../kernel/synthetic-guest.testkit.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-vmi-sources-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

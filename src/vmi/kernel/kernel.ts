@@ -3,14 +3,14 @@
 // one. When the memory source is a page server client that can translate and walk lists next to
 // the memory (KernelViewProvider), the Kernel reads through that instead of a local KernelSpace.
 
-import { type AddressSpaceSpec, hasKernelView, KernelSpace, type KernelView } from "./address/kspace.ts";
-import type { PagingLevels } from "./address/pagewalk.ts";
-import type { Btf } from "./discovery/btf.ts";
-import { fieldLocation, resolveAlias, sizeOf } from "./discovery/btf-layout.ts";
-import type { SymbolIndex } from "./discovery/symbols.ts";
-import { BtfError, KernelError } from "./errors.ts";
-import { type ListNode, type ListWalkSpec, type WalkOptions, walkListLocal } from "./memory/listwalk.ts";
-import { type PhysAddr, type PhysicalMemory, readVirt, type VirtAddr } from "./memory/memory.ts";
+import { type AddressSpaceSpec, hasKernelView, KernelSpace, type KernelView } from "../address/kspace.ts";
+import type { PagingLevels } from "../address/pagewalk.ts";
+import type { Btf } from "../discovery/btf.ts";
+import { fieldLocation, resolveAlias, sizeOf } from "../discovery/btf-layout.ts";
+import type { SymbolIndex } from "../discovery/symbols.ts";
+import { BtfError, KernelError } from "../errors.ts";
+import { type ListNode, type ListWalkSpec, type WalkOptions, walkListLocal } from "../memory/listwalk.ts";
+import { type PhysAddr, type PhysicalMemory, readVirt, type VirtAddr } from "../memory/memory.ts";
 import type { FieldLayout, KernelProfile } from "./profile.ts";
 
 /** Which chain found the kernel (reported to the user). */

@@ -1,19 +1,19 @@
-// The steps both discovery paths share (discover.ts with VMCOREINFO, fallback.ts
+// The steps both discovery paths share (discover.ts with VMCOREINFO, discover-fallback.ts
 // without): options, step timings, the profile (from the cache or the BTF), the check that the
 // kernel has finished booting, page_offset_base, and the BTF blob. Both import this module and
 // discover.ts imports the fallback, so the dependency goes one way.
 
-import type { PagingLevels } from "./address/pagewalk.ts";
+import type { PagingLevels } from "../address/pagewalk.ts";
 import {
   DEFAULT_PAGE_OFFSET_BASE_L4,
   DEFAULT_PAGE_OFFSET_BASE_L5,
   START_KERNEL_MAP,
-} from "./address/translate.ts";
-import { Btf } from "./discovery/btf.ts";
-import type { SymbolIndex } from "./discovery/symbols.ts";
-import { KernelError } from "./errors.ts";
+} from "../address/translate.ts";
+import { Btf } from "../discovery/btf.ts";
+import type { SymbolIndex } from "../discovery/symbols.ts";
+import { KernelError } from "../errors.ts";
+import { readVirtOne, type VirtualMemory } from "../memory/memory.ts";
 import type { KernelOptions } from "./kernel.ts";
-import { readVirtOne, type VirtualMemory } from "./memory/memory.ts";
 import { buildProfile, type KernelProfile, type ProfileCache, profileKey } from "./profile.ts";
 
 export interface DiscoverOptions extends KernelOptions {

@@ -2,20 +2,13 @@
 //   VMCOREINFO (found by searching RAM for "OSRELEASE=") -> phys_base, KASLR offset, paging
 //   depth, init_top_pgt, kallsyms table addresses -> kallsyms (anchored on _stext) -> BTF between
 //   __start_BTF and __stop_BTF -> profile; page_offset_base read from its variable.
-// Without VMCOREINFO, fallback.ts takes over (banner, exported-symbol table, kallsyms by pattern)
-// and the Kernel says which path was used. Everything read is hostile; facts are cross-checked
-// (kallsyms against VMCOREINFO symbols, _stext/_etext sanity) before they are used.
+// Without VMCOREINFO, discover-fallback.ts takes over (banner, exported-symbol table, kallsyms
+// by pattern) and the Kernel says which path was used. Everything read is hostile; facts are
+// cross-checked (kallsyms against VMCOREINFO symbols, _stext/_etext sanity) before they are used.
 
-import { KernelImageMemory, kernelImageVaToPa } from "./address/translate.ts";
-import {
-  checkKernelRunning,
-  type DiscoverOptions,
-  loadProfile,
-  readPageOffsetBase,
-  StepTimer,
-} from "./discover-steps.ts";
-import { kallsymsAnchor, kallsymsLocation, readKallsyms } from "./discovery/kallsyms.ts";
-import { SymbolIndex } from "./discovery/symbols.ts";
+import { KernelImageMemory, kernelImageVaToPa } from "../address/translate.ts";
+import { kallsymsAnchor, kallsymsLocation, readKallsyms } from "../discovery/kallsyms.ts";
+import { SymbolIndex } from "../discovery/symbols.ts";
 import {
   pagingLevels,
   requireNumber,
@@ -25,12 +18,19 @@ import {
   type Vmcoreinfo,
   type VmcoreinfoMatch,
   type VmcoreinfoRejection,
-} from "./discovery/vmcoreinfo.ts";
-import { KernelError, VmcoreinfoError } from "./errors.ts";
-import { discoverWithoutVmcoreinfo } from "./fallback.ts";
+} from "../discovery/vmcoreinfo.ts";
+import { KernelError, VmcoreinfoError } from "../errors.ts";
+import { type PhysicalMemory, readPhysLenient } from "../memory/memory.ts";
+import { findBytes } from "../memory/search.ts";
+import { discoverWithoutVmcoreinfo } from "./discover-fallback.ts";
+import {
+  checkKernelRunning,
+  type DiscoverOptions,
+  loadProfile,
+  readPageOffsetBase,
+  StepTimer,
+} from "./discover-steps.ts";
 import { Kernel, type KernelFacts } from "./kernel.ts";
-import { type PhysicalMemory, readPhysLenient } from "./memory/memory.ts";
-import { findBytes } from "./memory/search.ts";
 
 const MAX_VMCOREINFO_CANDIDATES = 64;
 

@@ -5,9 +5,9 @@
 // IDR (XArray), a runqueue, modules and a syscall table. Tests mutate it to build hostile cases.
 
 import { Buffer } from "node:buffer";
-import { START_KERNEL_MAP } from "./address/translate.ts";
-import { BtfBuilder } from "./discovery/btf-builder.testkit.ts";
-import { encode, type Sym } from "./discovery/kallsyms-encoder.testkit.ts";
+import { START_KERNEL_MAP } from "../address/translate.ts";
+import { BtfBuilder } from "../discovery/btf-builder.testkit.ts";
+import { encode, type Sym } from "../discovery/kallsyms-encoder.testkit.ts";
 
 const MiB = 1024 * 1024;
 export const RAM_SIZE = 64 * MiB;

@@ -9,10 +9,10 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Btf } from "./discovery/btf.ts";
-import { fieldLocation, resolveAlias, sizeOf } from "./discovery/btf-layout.ts";
-import type { TypeId } from "./discovery/btf-types.ts";
-import { BtfError, KernelError } from "./errors.ts";
+import type { Btf } from "../discovery/btf.ts";
+import { fieldLocation, resolveAlias, sizeOf } from "../discovery/btf-layout.ts";
+import type { TypeId } from "../discovery/btf-types.ts";
+import { BtfError, KernelError } from "../errors.ts";
 
 export interface FieldLayout {
   readonly offset: number;

@@ -10,19 +10,19 @@
 // need a non-exported symbol (modules list, runqueues, syscall table) fail with
 // KALLSYMS_MISSING_SYMBOL.
 
-import { PageWalker } from "./address/pagewalk.ts";
-import { KernelImageMemory, kernelImageVaToPa, START_KERNEL_MAP } from "./address/translate.ts";
+import { PageWalker } from "../address/pagewalk.ts";
+import { KernelImageMemory, kernelImageVaToPa, START_KERNEL_MAP } from "../address/translate.ts";
+import { Btf } from "../discovery/btf.ts";
+import { scanKallsyms } from "../discovery/fallback-kallsyms.ts";
+import { findBanner, findExportedSymbols, physBaseFromExports } from "../discovery/fallback-ksymtab.ts";
+import type { KernelSymbol } from "../discovery/kallsyms.ts";
+import { SymbolIndex } from "../discovery/symbols.ts";
+import { BtfError, KernelError, VmiError } from "../errors.ts";
+import { type PhysAddr, type PhysicalMemory, readPhysLenient, readVirtOne } from "../memory/memory.ts";
+import { findBytes } from "../memory/search.ts";
 import type { DiscoverOptions, StepTimer } from "./discover-steps.ts";
 import { checkKernelRunning, loadProfile, MAX_BTF_BYTES, readPageOffsetBase } from "./discover-steps.ts";
-import { Btf } from "./discovery/btf.ts";
-import { scanKallsyms } from "./discovery/fallback-kallsyms.ts";
-import { findBanner, findExportedSymbols, physBaseFromExports } from "./discovery/fallback-ksymtab.ts";
-import type { KernelSymbol } from "./discovery/kallsyms.ts";
-import { SymbolIndex } from "./discovery/symbols.ts";
-import { BtfError, KernelError, VmiError } from "./errors.ts";
 import { type DiscoveryPath, Kernel } from "./kernel.ts";
-import { type PhysAddr, type PhysicalMemory, readPhysLenient, readVirtOne } from "./memory/memory.ts";
-import { findBytes } from "./memory/search.ts";
 
 /** Link-time base of the kernel text without KASLR (CONFIG_PHYSICAL_START 16 MiB). */
 const DEFAULT_TEXT = 0xffffffff81000000n;
