@@ -9,8 +9,8 @@ import { guardAsync } from "./errors.ts";
 import type { Kernel } from "./kernel/kernel.ts";
 import { isKernelPointer, type ListNode, readVirtLenient } from "./memory/listwalk.ts";
 import type { VirtAddr } from "./memory/memory.ts";
-import { type QueryOptions, taskReads, walkTasks } from "./query-processes.ts";
-import { walkXarray } from "./xarray.ts";
+import { type QueryOptions, taskReads, walkTasks } from "./queries/processes.ts";
+import { walkXarray } from "./queries/xarray.ts";
 
 export interface HiddenTask {
   readonly pid: number;

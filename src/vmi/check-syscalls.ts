@@ -7,7 +7,7 @@
 import { guardAsync, KernelError } from "./errors.ts";
 import type { Kernel } from "./kernel/kernel.ts";
 import type { VirtAddr } from "./memory/memory.ts";
-import { listModules, type ModuleInfo } from "./query-modules.ts";
+import { listModules, type ModuleInfo } from "./queries/modules.ts";
 
 export interface SyscallFinding {
   readonly nr: number;

@@ -201,8 +201,9 @@ export {
 } from "./memory/ram-layout.ts";
 export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./memory/search.ts";
 export { PageCache } from "./page-cache.ts";
-export { listModules, type ModuleInfo } from "./query-modules.ts";
-export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./query-processes.ts";
+export { listModules, type ModuleInfo } from "./queries/modules.ts";
+export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./queries/processes.ts";
+export { walkXarray, type XaEntry } from "./queries/xarray.ts";
 export {
   type ClientStats,
   connectRemoteMemory,
@@ -222,4 +223,3 @@ export {
   type PageServerOptions,
   type PageServerStats,
 } from "./remote-server.ts";
-export { walkXarray, type XaEntry } from "./xarray.ts";

@@ -3,11 +3,11 @@
 // idle task) heads the list and is not a process of /proc; it is left out unless asked for.
 
 import { Buffer } from "node:buffer";
-import { guardAsync, QueryError } from "./errors.ts";
-import type { Kernel } from "./kernel/kernel.ts";
-import { fieldOf } from "./kernel/profile.ts";
-import type { FieldRead, ListNode } from "./memory/listwalk.ts";
-import type { VirtAddr } from "./memory/memory.ts";
+import { guardAsync, QueryError } from "../errors.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+import { fieldOf } from "../kernel/profile.ts";
+import type { FieldRead, ListNode } from "../memory/listwalk.ts";
+import type { VirtAddr } from "../memory/memory.ts";
 
 export interface ProcessInfo {
   readonly pid: number;

@@ -18,7 +18,7 @@ import {
   ProfileCache,
   stateLetter,
   TextBaselineStore,
-} from "./index.ts";
+} from "../index.ts";
 import {
   DEFAULT_TASKS,
   KASLR,
@@ -27,7 +27,7 @@ import {
   PHYS_BASE,
   SyntheticGuest,
   TEXT,
-} from "./kernel/synthetic-guest.testkit.ts";
+} from "../kernel/synthetic-guest.testkit.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-vmi-queries-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

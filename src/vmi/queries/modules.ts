@@ -2,11 +2,11 @@
 // /proc/modules does: name, size = all of the module's memory (core + init before 6.4, the sum of
 // mem[] from 6.4), base = the core (text) base, and state.
 
-import { guardAsync } from "./errors.ts";
-import type { Kernel } from "./kernel/kernel.ts";
-import type { FieldRead } from "./memory/listwalk.ts";
-import type { VirtAddr } from "./memory/memory.ts";
-import { cString, type QueryOptions, withRetries } from "./query-processes.ts";
+import { guardAsync } from "../errors.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+import type { FieldRead } from "../memory/listwalk.ts";
+import type { VirtAddr } from "../memory/memory.ts";
+import { cString, type QueryOptions, withRetries } from "./processes.ts";
 
 export interface ModuleInfo {
   readonly name: string;

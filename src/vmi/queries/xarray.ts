@@ -6,10 +6,10 @@
 // memory: depth, node count and entry count are capped, shifts must descend by 6, and a node
 // seen twice is a cycle. Each tree level is fetched in one batched read.
 
-import { guardAsync, QueryError } from "./errors.ts";
-import type { Kernel } from "./kernel/kernel.ts";
-import { isKernelPointer, readVirtLenient } from "./memory/listwalk.ts";
-import type { VirtAddr } from "./memory/memory.ts";
+import { guardAsync, QueryError } from "../errors.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+import { isKernelPointer, readVirtLenient } from "../memory/listwalk.ts";
+import type { VirtAddr } from "../memory/memory.ts";
 
 export const XA_CHUNK_SHIFT = 6;
 const XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT;

@@ -15,7 +15,7 @@ import {
   QueryError,
   VmiError,
   walkListLocal,
-} from "./index.ts";
+} from "../index.ts";
 import {
   L,
   MODULES_VA,
@@ -23,7 +23,7 @@ import {
   RAM_SIZE,
   SyntheticGuest,
   TEXT,
-} from "./kernel/synthetic-guest.testkit.ts";
+} from "../kernel/synthetic-guest.testkit.ts";
 
 const BOUND_MS = 5000;
 const SEED = Number(process.env.VMI_FUZZ_SEED ?? 20261126);
