@@ -39,8 +39,8 @@ export {
   kernelImageVaToPa,
   START_KERNEL_MAP,
 } from "./address/translate.ts";
-export { findHiddenTasks, type HiddenReport, type HiddenTask } from "./check-hidden.ts";
-export { checkSyscallTable, type SyscallFinding, type SyscallReport } from "./check-syscalls.ts";
+export { findHiddenTasks, type HiddenReport, type HiddenTask } from "./checks/hidden.ts";
+export { checkSyscallTable, type SyscallFinding, type SyscallReport } from "./checks/syscalls.ts";
 export {
   type BaselineStore,
   checkKernelText,
@@ -50,7 +50,7 @@ export {
   TextBaselineStore,
   type TextHash,
   type TextReport,
-} from "./check-text.ts";
+} from "./checks/text.ts";
 export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./discovery/btf.ts";
 export {
   fieldLocation,

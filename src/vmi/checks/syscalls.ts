@@ -4,10 +4,10 @@
 // The table size is not in BTF; it is bounded by the next symbol (the linker pads the table, and
 // those trailing zero words are not entries) and by a hard cap.
 
-import { guardAsync, KernelError } from "./errors.ts";
-import type { Kernel } from "./kernel/kernel.ts";
-import type { VirtAddr } from "./memory/memory.ts";
-import { listModules, type ModuleInfo } from "./queries/modules.ts";
+import { guardAsync, KernelError } from "../errors.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+import type { VirtAddr } from "../memory/memory.ts";
+import { listModules, type ModuleInfo } from "../queries/modules.ts";
 
 export interface SyscallFinding {
   readonly nr: number;

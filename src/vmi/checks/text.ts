@@ -8,10 +8,10 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { kernelImageVaToPa } from "./address/translate.ts";
-import { guardAsync, KernelError } from "./errors.ts";
-import type { Kernel } from "./kernel/kernel.ts";
-import { hashChunks } from "./memory/hash.ts";
+import { kernelImageVaToPa } from "../address/translate.ts";
+import { guardAsync, KernelError } from "../errors.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+import { hashChunks } from "../memory/hash.ts";
 
 export const TEXT_CHUNK = 64 * 1024;
 

@@ -5,12 +5,12 @@
 // The guest keeps running while we look, so a task seen as hidden is re-checked in a second
 // pass before it is reported (a fork or exit between the two views is not a finding).
 
-import { guardAsync } from "./errors.ts";
-import type { Kernel } from "./kernel/kernel.ts";
-import { isKernelPointer, type ListNode, readVirtLenient } from "./memory/listwalk.ts";
-import type { VirtAddr } from "./memory/memory.ts";
-import { type QueryOptions, taskReads, walkTasks } from "./queries/processes.ts";
-import { walkXarray } from "./queries/xarray.ts";
+import { guardAsync } from "../errors.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+import { isKernelPointer, type ListNode, readVirtLenient } from "../memory/listwalk.ts";
+import type { VirtAddr } from "../memory/memory.ts";
+import { type QueryOptions, taskReads, walkTasks } from "../queries/processes.ts";
+import { walkXarray } from "../queries/xarray.ts";
 
 export interface HiddenTask {
   readonly pid: number;
