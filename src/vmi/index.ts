@@ -200,7 +200,6 @@ export {
   ramLayout,
 } from "./memory/ram-layout.ts";
 export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./memory/search.ts";
-export { PageCache } from "./page-cache.ts";
 export { listModules, type ModuleInfo } from "./queries/modules.ts";
 export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./queries/processes.ts";
 export { walkXarray, type XaEntry } from "./queries/xarray.ts";
@@ -214,7 +213,8 @@ export {
   type RemoteMemoryOptions,
   type RemoteMode,
   RemoteServerMemory,
-} from "./remote-client.ts";
+} from "./remote/client.ts";
+export { PageCache } from "./remote/page-cache.ts";
 export {
   DEFAULT_SERVER_LIMITS,
   PageServer,
@@ -222,4 +222,4 @@ export {
   type PageServerLimits,
   type PageServerOptions,
   type PageServerStats,
-} from "./remote-server.ts";
+} from "./remote/server.ts";

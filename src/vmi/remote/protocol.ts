@@ -20,7 +20,7 @@
 
 import { Buffer } from "node:buffer";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { RemoteError } from "./errors.ts";
+import { RemoteError } from "../errors.ts";
 
 export const PROTOCOL = "nestcloud-vmi";
 export const VERSION = 1;

@@ -1,7 +1,7 @@
 // The page server: serves guest-physical memory of the guests it was given to authenticated
 // clients, each allowed a list of guests. Besides batched reads it runs a few operations next to
 // the memory so that one round trip replaces hundreds: byte search, chunk hashing, reads through
-// a kernel address space (page walks done here), and list walks (listwalk.ts).
+// a kernel address space (page walks done here), and list walks (memory/listwalk.ts).
 // Everything is bounded: frame and batch sizes, reply bytes, list length, per-op deadline and
 // search bytes, pending requests per connection, connections, handshake and idle time.
 // Connections that have not authenticated yet are bounded apart from authenticated ones (in
@@ -15,13 +15,13 @@ import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { deflateRaw, deflateRawSync } from "node:zlib";
-import { KernelSpace } from "./address/kspace.ts";
-import { MemoryError, RemoteError } from "./errors.ts";
-import { checkHashRequest, hashChunksLocal } from "./memory/hash.ts";
-import { checkWalkSpec, walkListLocal } from "./memory/listwalk.ts";
-import { type PhysicalMemory, readPhys, readVirt } from "./memory/memory.ts";
-import { checkFind, findBytesToScan, scanBytes } from "./memory/search.ts";
-import { decodeSpace, decodeWalk, encodeNodes, errorHeader } from "./remote-codec.ts";
+import { KernelSpace } from "../address/kspace.ts";
+import { MemoryError, RemoteError } from "../errors.ts";
+import { checkHashRequest, hashChunksLocal } from "../memory/hash.ts";
+import { checkWalkSpec, walkListLocal } from "../memory/listwalk.ts";
+import { type PhysicalMemory, readPhys, readVirt } from "../memory/memory.ts";
+import { checkFind, findBytesToScan, scanBytes } from "../memory/search.ts";
+import { decodeSpace, decodeWalk, encodeNodes, errorHeader } from "./codec.ts";
 import {
   decodeRanges,
   encodeFrame,
@@ -36,7 +36,7 @@ import {
   proofMatches,
   tokenBytes,
   VERSION,
-} from "./remote-protocol.ts";
+} from "./protocol.ts";
 
 const deflateAsync = promisify(deflateRaw);
 

@@ -23,9 +23,9 @@ import {
   type RemoteMemory,
   RemoteServerMemory,
   VmiError,
-} from "./index.ts";
-import { L, SyntheticGuest } from "./kernel/synthetic-guest.testkit.ts";
-import { encodeFrame, KIND } from "./remote-protocol.ts";
+} from "../index.ts";
+import { L, SyntheticGuest } from "../kernel/synthetic-guest.testkit.ts";
+import { encodeFrame, KIND } from "./protocol.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 const OTHER = "other-token-0123456789abcdef";

@@ -4,7 +4,7 @@
 // validate shapes here and semantics in checkSpaceSpec / checkWalkSpec.
 
 import { Buffer } from "node:buffer";
-import type { AddressSpaceSpec } from "./address/kspace.ts";
+import type { AddressSpaceSpec } from "../address/kspace.ts";
 import {
   AddressError,
   type AddressErrorCode,
@@ -15,8 +15,8 @@ import {
   RemoteError,
   type RemoteErrorCode,
   VmiError,
-} from "./errors.ts";
-import type { FieldRead, ListNode, ListWalkSpec } from "./memory/listwalk.ts";
+} from "../errors.ts";
+import type { FieldRead, ListNode, ListWalkSpec } from "../memory/listwalk.ts";
 
 function bad(msg: string): RemoteError {
   return new RemoteError("REMOTE_PROTOCOL", msg);

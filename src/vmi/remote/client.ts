@@ -1,4 +1,4 @@
-// Client of the page server (remote-server.ts). PageClient speaks the protocol (handshake, MACs,
+// Client of the page server (server.ts). PageClient speaks the protocol (handshake, MACs,
 // request ids, timeouts); RemoteMemory is a PhysicalMemory over it for one guest, in one of three
 // styles the benchmark compares:
 //   naive      one 4 KiB page per round trip, no cache (the originating research's baseline);
@@ -10,20 +10,20 @@ import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { inflateRawSync } from "node:zlib";
-import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "./address/kspace.ts";
-import { guardAsync, MemoryError, RemoteError, VmiError } from "./errors.ts";
-import type { MemoryHasher } from "./memory/hash.ts";
-import type { ListNode, ListWalkSpec } from "./memory/listwalk.ts";
+import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "../address/kspace.ts";
+import { guardAsync, MemoryError, RemoteError, VmiError } from "../errors.ts";
+import type { MemoryHasher } from "../memory/hash.ts";
+import type { ListNode, ListWalkSpec } from "../memory/listwalk.ts";
 import {
   checkPhysRange,
   type PhysAddr,
   type PhysicalMemory,
   type PhysRange,
   type VirtRange,
-} from "./memory/memory.ts";
-import type { FindOptions, MemorySearch } from "./memory/search.ts";
+} from "../memory/memory.ts";
+import type { FindOptions, MemorySearch } from "../memory/search.ts";
+import { decodeNodes, encodeSpace, encodeWalk, errorFromHeader } from "./codec.ts";
 import { PAGE, PageCache } from "./page-cache.ts";
-import { decodeNodes, encodeSpace, encodeWalk, errorFromHeader } from "./remote-codec.ts";
 import {
   encodeFrame,
   encodeRanges,
@@ -38,7 +38,7 @@ import {
   proofMatches,
   tokenBytes,
   VERSION,
-} from "./remote-protocol.ts";
+} from "./protocol.ts";
 
 export interface RemoteConnectOptions {
   readonly host: string;
