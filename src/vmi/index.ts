@@ -1,11 +1,19 @@
 // Public entry of the vmi module: introspecting a Linux guest from outside with no debug
-// symbols. Layers:
-//   memory sources behind one batched interface (PhysicalMemory): the guest's RAM file
-//     (openRamFile), a page server over TCP (PageServer / connectRemoteMemory), QMP (QmpMemory);
-//   pure parsers (VMCOREINFO, kallsyms, BTF, page walks), hostile-input safe;
-//   discovery (discoverKernel -> Kernel), profiles from BTF, and queries (listProcesses,
-//   listModules, checkSyscallTable, findHiddenTasks, checkKernelText).
-// Every error is a VmiError with a stable code.
+// symbols. One folder per layer; a layer imports only the layers below it
+// (test/architecture.test.ts):
+//   memory/     guest-physical memory behind one batched interface (PhysicalMemory): the guest's
+//               RAM file (openRamFile), QMP (QmpMemory), a buffer; search, hashing and list walks
+//               that a source may run next to the memory;
+//   address/    x86-64 page walks, the linear kernel mappings, the kernel address space (KernelSpace);
+//   discovery/  what the kernel says about itself: VMCOREINFO, kallsyms, BTF, the symbol index,
+//               and the fallback finders (banner, exported symbols, kallsyms by shape);
+//   kernel/     the Kernel model and its profile, built by discoverKernel;
+//   queries/    listProcesses, listModules;
+//   checks/     checkSyscallTable, findHiddenTasks, checkKernelText;
+//   remote/     the page server (PageServer) and its client (connectRemoteMemory), which share only
+//               the wire protocol; on memory and address only.
+// Every parser is hostile-input safe. Every error is a VmiError with a stable code (errors.ts,
+// which every layer may import).
 //
 // Typical use:
 //   const ram = openRamFile("/dev/shm/pool/guest.ram");
