@@ -27,7 +27,7 @@ export const allowedImports: Record<string, readonly string[]> = {
   // testbed provider drives a running testbed (testbed: its state file) through its agents
   // (agent: clients and the migration orchestrator). Neither imports providers: no cycle.
   providers: ["model", "migration", "sim", "agent", "testbed"],
-  controller: ["model", "planner", "migration", "providers", "agent"],
+  controller: ["model", "planner", "migration", "providers", "agent", "schema"],
   console: ["qemu"],
   cli: [
     "controller",
@@ -225,4 +225,31 @@ test("no import cycles between the files of any module (type-only imports count)
   };
   for (const f of graph.keys()) if (!index.has(f)) connect(f);
   assert.deepEqual(cycles, []);
+});
+
+test("providers: a rental knows no data plane, a data plane no rental; only provider.ts composes them", () => {
+  const dir = join(src, "providers");
+  const rel = (f: string) => relative(dir, f).split(sep).join("/");
+  // Rentals: renting host VMs (and their state). Data planes: running guests on them.
+  const isRental = (f: string) => /(^|\/)rental\.ts$/.test(f) || f === "testbed/world.ts";
+  const isPlane = (f: string) =>
+    (f.startsWith("agents/") && f !== "agents/directory.ts") || /(^|\/)plane\.ts$/.test(f);
+  const problems: string[] = [];
+  for (const file of tsFiles(dir)) {
+    if (file.endsWith(".test.ts")) continue;
+    const from = rel(file);
+    for (const m of readFileSync(file, "utf8").matchAll(importRe)) {
+      const spec = m[1] ?? m[2];
+      if (!spec.startsWith(".")) continue;
+      const to = rel(resolve(dirname(file), spec));
+      if (isRental(from) && isPlane(to)) problems.push(`${from} (a rental) imports ${to} (a data plane)`);
+      if (isPlane(from) && isRental(to)) problems.push(`${from} (a data plane) imports ${to} (a rental)`);
+      if (from.startsWith("agents/") && /^(sim|testbed)\//.test(to))
+        problems.push(`${from}: the agent data plane serves any rental, not ${to}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+  // The agent data plane lives apart from the testbed: any rental whose host VMs run the agent reuses it.
+  assert.ok(readdirSync(join(dir, "agents")).includes("plane.ts"));
+  assert.ok(!readdirSync(join(dir, "testbed")).some((f) => /migrations|load|agents/.test(f)));
 });

@@ -11,20 +11,25 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import pino from "pino";
 import { type RunningController, runController } from "../src/controller/index.ts";
-import { DEMO_HOST_VM_TYPE } from "../src/providers/index.ts";
-import type {
-  GuestSpec,
-  Provider,
-  ProviderGuest,
-  ProviderMigration,
-  ProviderSnapshot,
-} from "../src/providers/types.ts";
+import {
+  composeProvider,
+  DEMO_HOST_VM_TYPE,
+  type GuestDataPlane,
+  type GuestSpec,
+  type HostVmRental,
+  type ProviderGuest,
+  type ProviderMigration,
+} from "../src/providers/index.ts";
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/** One server, two host VMs; guests and migrations move only when the test says so. */
-class ScriptedProvider implements Provider {
+/**
+ * One server, two host VMs; guests and migrations move only when the test says so. It is
+ * both the rental and the data plane (composed into a provider below).
+ */
+class ScriptedWorld implements HostVmRental, GuestDataPlane {
   readonly name = "scripted";
+  readonly clock = "wall";
   readonly speed = 1;
   guests: Mutable<ProviderGuest>[] = [];
   migrations: Mutable<ProviderMigration>[] = [];
@@ -52,24 +57,29 @@ class ScriptedProvider implements Provider {
       hostVmTypes: [DEMO_HOST_VM_TYPE],
     };
   }
-  async snapshot(): Promise<ProviderSnapshot> {
-    const snap: ProviderSnapshot = {
-      now: this.now(),
-      hostVms: ["h1", "h2"].map((id) => ({
-        id,
-        type: DEMO_HOST_VM_TYPE.name,
-        server: "s1",
-        state: "running" as const,
-        acquiredAt: 0,
-        stateSince: 0,
-      })),
+  async hostVms() {
+    return ["h1", "h2"].map((id) => ({
+      id,
+      type: DEMO_HOST_VM_TYPE.name,
+      server: "s1",
+      state: "running" as const,
+      acquiredAt: 0,
+      stateSince: 0,
+    }));
+  }
+  /** What it reads is as of the call; the answer waits for the gate. */
+  async observe() {
+    const seen = {
       guests: this.guests.map((g) => ({ ...g })),
       migrations: this.migrations.map((m) => ({ ...m })),
     };
     const gate = this.gateNext;
     this.gateNext = undefined;
     if (gate) await gate;
-    return snap;
+    return seen;
+  }
+  async inUse(hostVm: string) {
+    return this.guests.some((g) => g.hostVm === hostVm);
   }
   async acquireHostVm(): Promise<never> {
     throw new Error("not in this test");
@@ -124,7 +134,7 @@ class ScriptedProvider implements Provider {
   async close(): Promise<void> {}
 }
 
-const provider = new ScriptedProvider();
+const provider = new ScriptedWorld();
 let c: RunningController;
 let dir: string;
 
@@ -163,7 +173,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "nestcloud-consistency-"));
   c = await runController({
     provider: "sim",
-    providerInstance: provider,
+    providerInstance: composeProvider("scripted", provider, provider),
     port: 0,
     dataDir: dir,
     // No planning round and no audit loop during the test: the test runs them itself.

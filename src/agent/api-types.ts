@@ -93,7 +93,7 @@ export const MigrationOptionsSchema = Type.Object(
 );
 export type MigrationOptions = Static<typeof MigrationOptionsSchema>;
 
-export const MigrationMode = Type.Union([Type.Literal("handover"), Type.Literal("precopy")]);
+export const MigrationMode = Type.Enum(["handover", "precopy"]);
 export type MigrationModeName = Static<typeof MigrationMode>;
 
 export const StartOutgoingBody = Type.Object(
@@ -126,15 +126,15 @@ export const StartOutgoingBody = Type.Object(
 );
 export type StartOutgoingRequest = Static<typeof StartOutgoingBody>;
 
-export const OutgoingPhase = Type.Union([
-  Type.Literal("running"),
-  Type.Literal("pre-switchover"),
-  Type.Literal("postcopy"),
-  Type.Literal("completed"),
-  Type.Literal("failed"),
-  Type.Literal("cancelled"),
-  Type.Literal("confirmed"),
-  Type.Literal("rolled-back"),
+export const OutgoingPhase = Type.Enum([
+  "running",
+  "pre-switchover",
+  "postcopy",
+  "completed",
+  "failed",
+  "cancelled",
+  "confirmed",
+  "rolled-back",
 ]);
 export type OutgoingPhaseName = Static<typeof OutgoingPhase>;
 
@@ -153,7 +153,7 @@ export const CancelBody = Type.Object(
 );
 
 export const ConfirmBody = Type.Object(
-  { outcome: Type.Union([Type.Literal("success"), Type.Literal("rollback")]) },
+  { outcome: Type.Enum(["success", "rollback"]) },
   { additionalProperties: false },
 );
 export type ConfirmOutcome = Static<typeof ConfirmBody>["outcome"];

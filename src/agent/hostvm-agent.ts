@@ -202,7 +202,7 @@ export function buildHostVmAgent(
       schema: {
         params: Type.Object({
           guestId: GuestParams.properties.guestId,
-          kind: Type.Union([Type.Literal("verify"), Type.Literal("dirty")]),
+          kind: Type.Enum(["verify", "dirty"]),
         }),
       },
     },

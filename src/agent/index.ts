@@ -1,6 +1,9 @@
 // Public entry of the agent module: the server and host-VM agents (HTTP services), their
 // typed clients, the migration orchestrator, and running them on a testbed. Other modules
 // import only this.
+
+/** Guest ids an agent accepts: they name QEMU processes and files. */
+export { GUEST_NAME_RE as AGENT_GUEST_ID_RE } from "../testbed/index.ts";
 export type * from "./api-types.ts";
 export {
   AgentClient,

@@ -8,11 +8,23 @@ import { fileURLToPath } from "node:url";
 import { SingleBar } from "cli-progress";
 import Table from "cli-table3";
 import type { Command } from "commander";
-import { ADMIN_TOKEN_FILE, AUTOMATION_LEVELS, redact, runController } from "../controller/index.ts";
+import {
+  ADMIN_TOKEN_FILE,
+  AUTOMATION_LEVELS,
+  MIGRATION_MECHANISMS,
+  MIGRATION_STATUSES,
+  PLAN_STATUSES,
+  redact,
+  runController,
+  TOKEN_ROLES,
+} from "../controller/index.ts";
 import { UserError } from "../sim/index.ts";
 import { controllerLogger, parseLogFormat } from "./logging.ts";
+import { choice, percent, providerTime, wallTime, wrote } from "./output.ts";
 
 const DEFAULT_DATA_DIR = ".nestcloud";
+const PROVIDERS = ["sim", "testbed"] as const;
+const OUTPUTS = ["table", "json"] as const;
 const WEB_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../web/dist");
 
 function intOption(name: string, v: string | undefined, min: number, max: number): number | undefined {
@@ -40,7 +52,7 @@ export function registerController(program: Command): void {
   program
     .command("up")
     .description("start the controller and its dashboard (default: a simulated cloud)")
-    .option("--provider <name>", "sim or testbed", "sim")
+    .option("--provider <name>", "sim or testbed", choice("provider", PROVIDERS), "sim")
     .option("--db <url>", "sqlite:<file> or postgres://... (default: <data-dir>/nestcloud.db)")
     .option("--port <n>", "HTTP port", "8080")
     .option("--host <addr>", "listen address", "127.0.0.1")
@@ -60,8 +72,6 @@ export function registerController(program: Command): void {
     .action(async (o) => {
       const log = controllerLogger(parseLogFormat(o.logFormat));
       const startedAt = Date.now();
-      if (o.provider !== "sim" && o.provider !== "testbed")
-        throw new UserError(`--provider ${o.provider}: expected sim or testbed`);
       if (o.provider === "testbed" && !o.testbed)
         throw new UserError(
           "--provider testbed needs --testbed <id or folder> (see `nestcloud testbed status`)",
@@ -83,7 +93,10 @@ export function registerController(program: Command): void {
         policyParams: policyParams(o.policyParam as string[]),
         log,
       });
-      writeFileSync(join(o.dataDir, "url"), `${running.url}\n`);
+      const urlFile = join(o.dataDir, "url");
+      writeFileSync(urlFile, `${running.url}\n`);
+      wrote(resolve(urlFile));
+      if (running.adminTokenIsNew) wrote(running.adminTokenFile);
       process.stdout.write(`nestcloud controller on ${running.url}\n`);
       process.stdout.write(
         `dashboard: ${running.url}/${existsSync(WEB_DIR) ? "" : " (not built: npm run build:web)"}\n`,
@@ -111,7 +124,7 @@ export function registerController(program: Command): void {
       .option("--url <url>", "controller URL (default: $NESTCLOUD_URL or the data dir's)")
       .option("--token <token>", "bearer token (default: $NESTCLOUD_TOKEN or the data dir's admin token)")
       .option("--data-dir <dir>", "data dir of a local controller", DEFAULT_DATA_DIR)
-      .option("-o, --output <format>", "table or json", "table");
+      .option("-o, --output <format>", "table or json", choice("output", OUTPUTS), "table");
 
   client(program.command("servers").description("physical servers and the host VMs on them")).action(
     async (o) => {
@@ -121,7 +134,7 @@ export function registerController(program: Command): void {
 
   const hostvms = program.command("hostvms").description("rented host VMs");
   client(hostvms.command("list", { isDefault: true })).action(async (o) => {
-    show(o, await api(o, "GET", "/api/hostvms"), [
+    show(o, cpuAsPercent(o, await api(o, "GET", "/api/hostvms")), [
       "id",
       "type",
       "server",
@@ -146,7 +159,7 @@ export function registerController(program: Command): void {
 
   const vms = program.command("vms").description("guest VMs");
   client(vms.command("list", { isDefault: true })).action(async (o) => {
-    show(o, await api(o, "GET", "/api/vms"), [
+    show(o, cpuAsPercent(o, await api(o, "GET", "/api/vms")), [
       "id",
       "tenant",
       "hostVm",
@@ -188,7 +201,12 @@ export function registerController(program: Command): void {
       .command("migrate")
       .argument("<id>")
       .option("--to <hostVm>", "destination host VM (default: the best one, same server first)")
-      .option("--mechanism <m>", "auto, instant, precopy or postcopy", "auto")
+      .option(
+        "--mechanism <m>",
+        MIGRATION_MECHANISMS.join(", "),
+        choice("mechanism", MIGRATION_MECHANISMS),
+        "auto",
+      )
       .option("--no-wait", "return once started"),
   ).action(async (id, o) => {
     const started = (await api(o, "POST", `/api/vms/${encodeURIComponent(id)}/migrate`, {
@@ -200,16 +218,23 @@ export function registerController(program: Command): void {
   });
 
   const plans = program.command("plans").description("action plans");
-  client(plans.command("list", { isDefault: true }).option("--status <s>")).action(async (o) => {
+  client(
+    plans
+      .command("list", { isDefault: true })
+      .option("--status <s>", PLAN_STATUSES.join(", "), choice("status", PLAN_STATUSES)),
+  ).action(async (o) => {
     const rows = (await api(
       o,
       "GET",
       `/api/plans${o.status ? `?status=${encodeURIComponent(o.status)}` : ""}`,
-    )) as Array<{ actions: unknown[] }>;
+    )) as Array<{ actions: unknown[]; createdAt: number }>;
+    const counted = rows.map((p) => ({ ...p, actions: p.actions.length }));
+    if (o.output === "json") return show(o, counted, []);
+    const clock = await providerClock(o);
     show(
       o,
-      rows.map((p) => ({ ...p, actions: p.actions.length })),
-      ["id", "status", "source", "actions", "createdAt"],
+      counted.map((p) => ({ ...p, created: providerTime(clock, p.createdAt) })),
+      ["id", "status", "source", "actions", "created"],
     );
   });
   for (const verb of ["approve", "cancel"] as const) {
@@ -251,25 +276,25 @@ export function registerController(program: Command): void {
     const rows = (await api(o, "GET", "/api/tokens")) as Array<Record<string, number | null>>;
     show(
       o,
-      rows.map((t) => ({
-        ...t,
-        createdAt: when(t.createdAt),
-        expiresAt: when(t.expiresAt),
-        revokedAt: when(t.revokedAt),
-      })),
+      o.output === "json"
+        ? rows
+        : rows.map((t) => ({
+            ...t,
+            createdAt: when(t.createdAt),
+            expiresAt: when(t.expiresAt),
+            revokedAt: when(t.revokedAt),
+          })),
       ["id", "role", "tenant", "label", "createdAt", "expiresAt", "revokedAt"],
     );
   });
   client(
     tokens
       .command("create")
-      .requiredOption("--role <role>", "admin, tenant or metrics")
+      .requiredOption("--role <role>", TOKEN_ROLES.join(", "), choice("role", TOKEN_ROLES))
       .option("--tenant <tenant>", "the tenant of a tenant token")
       .option("--label <text>")
       .option("--expires-in <seconds>", "the token stops working after this many seconds"),
   ).action(async (o) => {
-    if (!["admin", "tenant", "metrics"].includes(o.role))
-      throw new UserError(`--role ${o.role}: expected one of admin, tenant, metrics`);
     const made = (await api(o, "POST", "/api/tokens", {
       role: o.role,
       ...(o.tenant ? { tenant: o.tenant } : {}),
@@ -290,15 +315,30 @@ export function registerController(program: Command): void {
     },
   );
 
-  client(program.command("migrations").description("migrations, newest first").option("--status <s>")).action(
-    async (o) => {
-      show(
-        o,
-        await api(o, "GET", `/api/migrations${o.status ? `?status=${encodeURIComponent(o.status)}` : ""}`),
-        ["id", "guest", "from", "to", "mechanism", "status", "progress"],
-      );
-    },
-  );
+  client(
+    program
+      .command("migrations")
+      .description("migrations, newest first")
+      .option("--status <s>", MIGRATION_STATUSES.join(", "), choice("status", MIGRATION_STATUSES)),
+  ).action(async (o) => {
+    const rows = (await api(
+      o,
+      "GET",
+      `/api/migrations${o.status ? `?status=${encodeURIComponent(o.status)}` : ""}`,
+    )) as Array<{ progress: number; startedAt: number }>;
+    if (o.output === "json") return show(o, rows, []);
+    const clock = await providerClock(o);
+    show(
+      o,
+      rows.map((m) => ({
+        ...m,
+        // Floored: a running migration never shows 100 %.
+        progress: `${Math.floor(m.progress * 100)} %`,
+        started: providerTime(clock, m.startedAt),
+      })),
+      ["id", "guest", "from", "to", "mechanism", "status", "progress", "started"],
+    );
+  });
 }
 
 interface ClientOptions {
@@ -351,9 +391,27 @@ function uptime(ms: number): string {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
-/** Wall-clock epoch seconds as a readable local time. */
+/** Wall-clock epoch seconds (token times) as a UTC date and time. */
 function when(s: number | null | undefined): string {
-  return s === null || s === undefined ? "" : new Date(s * 1000).toISOString().replace("T", " ").slice(0, 19);
+  return s === null || s === undefined ? "" : wallTime(s);
+}
+
+/**
+ * How to read the provider's times (plans, migrations): wall-clock Unix seconds, or seconds
+ * of a simulated world shown as its day and time. Older controllers do not say: wall-clock.
+ */
+async function providerClock(o: ClientOptions): Promise<"wall" | "simulated"> {
+  const overview = (await api(o, "GET", "/api/overview")) as { clock?: string };
+  return overview.clock === "simulated" ? "simulated" : "wall";
+}
+
+/** Tables show the `cpu` fraction (load over capacity or guarantee) as a percent; JSON keeps it. */
+function cpuAsPercent(o: ClientOptions, rows: unknown): unknown {
+  if (o.output === "json") return rows;
+  return (rows as Array<{ cpu: number | null }>).map((r) => ({
+    ...r,
+    cpu: typeof r.cpu === "number" ? percent(r.cpu) : r.cpu,
+  }));
 }
 
 function show(o: ClientOptions, rows: unknown, columns: string[]): void {

@@ -146,6 +146,7 @@ export async function runController(o: UpOptions): Promise<RunningController> {
       testbed,
       root: o.testbedRoot,
       store: storeBackedState(ctl, `testbed:${testbedDir(testbed, o.testbedRoot)}`),
+      guestStore: storeBackedState(ctl, `testbed-guests:${testbedDir(testbed, o.testbedRoot)}`),
       log: (msg) => log.info({ provider: "testbed" }, msg),
     }).catch(async (e) => {
       await store.close();

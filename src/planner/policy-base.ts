@@ -29,6 +29,8 @@ export interface Policy {
   readonly reactIntervalSeconds?: number;
   /** The reflex is worth asking only when some host VM's demand exceeds this share of it. */
   readonly reactWhenAbove?: number;
+  /** How the policy decides to rent and give back host VMs (reports say it; nested clouds). */
+  readonly rentalRule?: string;
 }
 
 export class PolicyError extends Error {

@@ -54,6 +54,8 @@ export function referencePolicy(name: string, ctx: PolicyContext): Policy {
   const selection = SELECTIONS[m[2]];
   return {
     name,
+    rentalRule:
+      "rents a host VM when a guest fits in none (PABFD placement) and gives one back as soon as it is empty, whatever is left of its paid increment",
     plan: (input) => referencePlan(input, { detector, selection, acquireType: ctx.acquireType }),
     placeNew: (input, guests) => pabfdPlacement(input, guests, detector, ctx.acquireType),
   };
@@ -98,6 +100,7 @@ export function pabfdPlacement(
 export function dvfsPolicy(): Policy {
   return {
     name: "dvfs",
+    rentalRule: "keeps the host VMs it starts with and never moves a guest",
     plan: (input) => ({ actions: [], caps: input.caps, notes: [] }),
     placeNew(input, guests) {
       const ws = new Workspace(input, false);

@@ -1,7 +1,8 @@
 /**
- * What the controller needs from the world it runs in. A provider is the underlying IaaS
- * (host VMs and where they physically are) together with the data plane that runs guests on
- * them (agents on a testbed, or a simulation). Everything it reports is on its own clock.
+ * What the controller needs from the world it runs in, in two parts: the rental of host VMs
+ * from the underlying cloud (and where they physically are, when it is known) and the guest
+ * data plane that runs guests on them (a simulation, or nestcloud's agents). A Provider is
+ * the two composed (compose.ts). Everything is reported on the rental's clock.
  */
 import type { HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
 
@@ -67,16 +68,46 @@ export interface StateStore {
   save(json: string): Promise<void>;
 }
 
-export interface Provider {
+export type ProviderClock = "wall" | "simulated";
+
+/**
+ * Renting host VMs from the underlying cloud (a simulation, a testbed's slices, later an
+ * OpenStack project): which servers and types exist, which host VMs are rented, acquire and
+ * release. Knows nothing of guests. A host VM's server may be unknown (`server` undefined):
+ * placement discovery fills it in.
+ */
+export interface HostVmRental {
   readonly name: string;
-  /** Seconds on the provider's clock (virtual for a simulation). */
+  /** Seconds on the rental's clock (virtual for a simulation). */
   now(): number;
+  /**
+   * What now() counts: "wall" is Unix time (seconds since 1970, UTC); "simulated" is seconds
+   * since the start of the simulated world's first day (its epoch).
+   */
+  readonly clock: ProviderClock;
   /** Seconds of provider time per second of wall time (1 for real infrastructure). */
   readonly speed: number;
   describe(): Promise<{ servers: readonly PhysicalServer[]; hostVmTypes: readonly HostVmType[] }>;
-  snapshot(): Promise<ProviderSnapshot>;
+  hostVms(): Promise<readonly ProviderHostVm[]>;
   acquireHostVm(type: string, server: string | undefined): Promise<ProviderHostVm>;
+  /** Returns a host VM; the caller has made sure the data plane no longer uses it. */
   releaseHostVm(id: string): Promise<void>;
+  /** This controller just became the leader: pick up the state the previous one left. */
+  resume?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The guest data plane on rented host VMs: creating, running and migrating guests (in a
+ * simulation, or through nestcloud's agents on any rental whose host VMs run them).
+ */
+export interface GuestDataPlane {
+  /** Guests and migrations as of now (`now` on the rental's clock). */
+  observe(
+    now: number,
+  ): Promise<{ guests: readonly ProviderGuest[]; migrations: readonly ProviderMigration[] }>;
+  /** Whether a host VM still holds guests or takes part in a migration (it cannot be released). */
+  inUse(hostVm: string): Promise<boolean>;
   createGuest(spec: GuestSpec, hostVm: string): Promise<void>;
   setGuestRunning(id: string, running: boolean): Promise<void>;
   deleteGuest(id: string): Promise<void>;
@@ -89,11 +120,34 @@ export interface Provider {
   ): Promise<ProviderMigration>;
   migration(id: string): Promise<ProviderMigration | undefined>;
   cancelMigration(id: string): Promise<void>;
+  resume?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The guest operations a Provider passes on to its data plane. */
+export type GuestOperations = Pick<
+  GuestDataPlane,
+  "createGuest" | "setGuestRunning" | "deleteGuest" | "migrate" | "migration" | "cancelMigration"
+>;
+
+/** What the controller drives: a rental and the data plane on its host VMs, as one. */
+export interface Provider extends GuestOperations {
+  readonly name: string;
+  readonly rental: HostVmRental;
+  readonly plane: GuestDataPlane;
+  now(): number;
+  readonly clock: ProviderClock;
+  readonly speed: number;
+  describe(): ReturnType<HostVmRental["describe"]>;
+  snapshot(): Promise<ProviderSnapshot>;
+  acquireHostVm: HostVmRental["acquireHostVm"];
+  /** Releases a host VM once the data plane no longer uses it (else a conflict). */
+  releaseHostVm(id: string): Promise<void>;
   /**
    * This controller just became the leader: pick up the provider's state as the previous
    * leader left it (a simulation reloads its saved world; real providers need nothing).
    */
-  resume?(): Promise<void>;
+  resume(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -4,7 +4,7 @@
  * series for reports. Follows CloudSim's definitions (state entries at update instants; a
  * segment counts with the state at its start) so the reference figures are comparable.
  */
-import { billedSeconds, type Cloud, isBilled, powerAt } from "../model/index.ts";
+import { billedSeconds, type Cloud, type HostVmType, isBilled, powerAt } from "../model/index.ts";
 import type { SharingRule } from "./sharing.ts";
 
 export interface SeriesPoint {
@@ -17,6 +17,17 @@ export interface SeriesPoint {
   readonly instant: number;
   readonly precopy: number;
   readonly postcopy: number;
+}
+
+/** Rentals of one host-VM type over a run (nested clouds). */
+export interface TypeRentals {
+  readonly type: HostVmType;
+  /** Host VMs of this type rented at some time (at the start or acquired). */
+  hostVms: number;
+  /** Time they ran, and the time billed for it (rounded up per rental, see billedSeconds). */
+  rentedSeconds: number;
+  billedSeconds: number;
+  cost: number;
 }
 
 export class Accounts {
@@ -32,6 +43,8 @@ export class Accounts {
   activeSeconds = 0;
   billedSeconds = 0;
   cost = 0;
+  /** Per host-VM type name, in the order first rented. */
+  readonly rentals = new Map<string, TypeRentals>();
 
   // per physical server
   private readonly serverHosts: number[][];
@@ -89,7 +102,10 @@ export class Accounts {
     if (host.server !== undefined) this.closeServer(host.server, t);
     if (host.type.bareMetal) return;
     const billed = isBilled(host);
-    if (billed && Number.isNaN(this.billedSince[h])) this.billedSince[h] = t;
+    if (billed && Number.isNaN(this.billedSince[h])) {
+      this.billedSince[h] = t;
+      this.rentalsOf(host.type).hostVms++;
+    }
     if (!billed && !Number.isNaN(this.billedSince[h])) this.closeBilling(h, t);
     if (host.server !== undefined) this.energyOn[host.server] = this.serverOn(host.server) ? 1 : 0;
   }
@@ -103,6 +119,19 @@ export class Accounts {
     this.billedSeconds += dt;
     this.cost += (dt / 3600) * type.pricePerHour;
     this.billedSince[h] = Number.NaN;
+    const r = this.rentalsOf(type);
+    r.rentedSeconds += rented;
+    r.billedSeconds += dt;
+    r.cost += (dt / 3600) * type.pricePerHour;
+  }
+
+  private rentalsOf(type: HostVmType): TypeRentals {
+    let r = this.rentals.get(type.name);
+    if (!r) {
+      r = { type, hostVms: 0, rentedSeconds: 0, billedSeconds: 0, cost: 0 };
+      this.rentals.set(type.name, r);
+    }
+    return r;
   }
 
   private serverOn(s: number): boolean {

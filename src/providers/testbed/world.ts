@@ -1,20 +1,14 @@
 /**
- * What the testbed provider knows beyond what the agents report: which slices are rented
- * (a testbed's slices are fixed, so "acquire" rents an idle slice and "release" returns it)
- * and what each guest was created as (tenant, guaranteed MIPS: the agents only know memory
- * and vCPUs). JSON, saved through a StateStore after every change so that a restarted
- * controller, or a follower taking over, sees the same rentals and guests.
+ * The testbed rental's state: which slices are rented (a testbed's slices are fixed, so
+ * "acquire" rents an idle slice and "release" returns it). JSON, saved through a StateStore
+ * after every change so that a restarted controller, or a follower taking over, sees the same
+ * rentals. (What each guest was created as is the agent data plane's state.)
  */
 import { type HostVmState, type HostVmType, HP_ML110_G5, type PhysicalServer } from "../../model/index.ts";
 import type { TestbedState } from "../../testbed/index.ts";
-import type { GuestSpec } from "../types.ts";
+import { MIPS_PER_CORE } from "../machine.ts";
 
-/**
- * MIPS of one core of this machine: the planner's unit. 2660 is the HP ML110 G5 of the
- * CloudSim experiments (whose power table the servers use), which keeps the testbed's
- * numbers comparable with the simulator's.
- */
-export const MIPS_PER_CORE = 2660;
+export { MIPS_PER_CORE };
 
 export interface Rental {
   /** Host-VM id the controller sees: `<server>-<slice>` for the first rental of a slice. */
@@ -32,7 +26,6 @@ export interface TestbedWorld {
   /** The testbed's creation time: a state saved for an older testbed of the same id is stale. */
   createdAt: string;
   rentals: Rental[];
-  specs: Record<string, GuestSpec>;
 }
 
 /** A slice's shape as a host-VM type name, e.g. slice-1x768. */
@@ -55,7 +48,6 @@ export function initialWorld(state: TestbedState): TestbedWorld {
       acquiredAt: t,
       stateSince: t,
     })),
-    specs: {},
   };
 }
 

@@ -1,7 +1,8 @@
 /**
- * The testbed provider's view of its agents: every slice's status (the last good one when an
- * agent does not answer, so one slow agent does not make its guests vanish from an audit),
- * the pool files per server (resident memory), and agent errors turned into ProviderErrors.
+ * The agent data plane's view of its agents: every host-VM agent's status (the last good one
+ * when an agent does not answer, so one slow agent does not make its guests vanish from an
+ * audit), the pool files per server (resident memory), and agent errors turned into
+ * ProviderErrors.
  */
 import {
   AgentHttpError,
@@ -12,15 +13,14 @@ import {
   type PoolFileView,
   ServerAgentClient,
 } from "../../agent/index.ts";
-import type { HostVmRecord, TestbedState } from "../../testbed/index.ts";
 import { ProviderError } from "../types.ts";
+import type { AgentDirectory, AgentHost } from "./directory.ts";
 
 /** Reads during an audit wait this long at most: the audit runs every few seconds. */
 const READ_TIMEOUT_MS = 5000;
 
-export interface SliceStatus {
-  server: string;
-  slice: string;
+export interface HostStatus {
+  host: AgentHost;
   /** Null when the agent never answered. */
   status: HostVmStatus | null;
   /** The status is a previous one: the agent did not answer this time. */
@@ -28,8 +28,7 @@ export interface SliceStatus {
 }
 
 export interface Located {
-  server: string;
-  slice: string;
+  host: AgentHost;
   guest: GuestStatus;
 }
 
@@ -48,40 +47,43 @@ export class Agents {
   private readonly failing = new Set<string>();
 
   constructor(
-    private readonly state: () => TestbedState,
-    private readonly token: string,
+    readonly directory: AgentDirectory,
     private readonly log: (msg: string) => void,
   ) {}
 
-  hostVm(server: string, slice: string, timeoutMs?: number): HostVmAgentClient {
-    const h = this.record(server, slice);
-    if (!h.agent?.url)
-      throw new ProviderError("unavailable", `the agent of slice ${server}/${slice} has no URL`);
-    return new HostVmAgentClient(h.agent.url, this.token, timeoutMs ? { timeoutMs } : {});
-  }
-
-  record(server: string, slice: string): HostVmRecord {
-    const h = this.state().hostVms.find((x) => x.server === server && x.name === slice);
-    if (!h) throw new ProviderError("not-found", `no slice ${server}/${slice} in the testbed`);
+  /** The agent of a host VM (its current or last rental), or why there is none. */
+  host(hostVm: string): AgentHost {
+    const h = this.directory.hosts().find((x) => x.hostVm === hostVm);
+    if (!h) throw new ProviderError("not-found", `no host VM ${hostVm} on ${this.directory.label}`);
     return h;
   }
 
-  /** Every slice's status, read in parallel. */
-  async slices(): Promise<SliceStatus[]> {
+  client(host: AgentHost, timeoutMs?: number): HostVmAgentClient {
+    if (!host.endpoint)
+      throw new ProviderError("unavailable", `the agent of host VM ${host.hostVm} has no URL (not ready)`);
+    return new HostVmAgentClient(
+      host.endpoint.hostVmUrl,
+      this.directory.token(),
+      timeoutMs ? { timeoutMs } : {},
+    );
+  }
+
+  /** Every host-VM agent's status, read in parallel. */
+  async statuses(): Promise<HostStatus[]> {
     return Promise.all(
-      this.state().hostVms.map(async (h): Promise<SliceStatus> => {
-        const key = `${h.server}/${h.name}`;
+      this.directory.hosts().map(async (host): Promise<HostStatus> => {
+        const key = host.key;
         try {
-          const status = await this.hostVm(h.server, h.name, READ_TIMEOUT_MS).status();
+          const status = await this.client(host, READ_TIMEOUT_MS).status();
           this.last.set(key, status);
           if (this.failing.delete(key)) this.log(`host-VM agent ${key} answers again`);
-          return { server: h.server, slice: h.name, status, stale: false };
+          return { host, status, stale: false };
         } catch (e) {
           if (!this.failing.has(key)) {
             this.failing.add(key);
             this.log(`host-VM agent ${key} does not answer (${(e as Error).message}); using its last status`);
           }
-          return { server: h.server, slice: h.name, status: this.last.get(key) ?? null, stale: true };
+          return { host, status: this.last.get(key) ?? null, stale: true };
         }
       }),
     );
@@ -89,16 +91,14 @@ export class Agents {
 
   /** Pool files per server (name -> file), for resident memory; empty for a server that does not answer. */
   async poolFiles(): Promise<Map<string, Map<string, PoolFileView>>> {
-    const st = this.state();
     const out = new Map<string, Map<string, PoolFileView>>();
     await Promise.all(
-      st.servers.map(async (s) => {
-        if (!s.agent?.url) return;
+      this.directory.serverAgents().map(async (s) => {
         try {
-          const status = await new ServerAgentClient(s.agent.url, this.token, {
+          const status = await new ServerAgentClient(s.url, this.directory.token(), {
             timeoutMs: READ_TIMEOUT_MS,
           }).status();
-          out.set(s.name, new Map(status.poolFiles.map((f) => [f.name, f])));
+          out.set(s.server, new Map(status.poolFiles.map((f) => [f.name, f])));
         } catch {
           // Resident memory then falls back to the guest's size.
         }
@@ -108,13 +108,12 @@ export class Agents {
   }
 
   /** The copy of each guest that counts, by guest id. */
-  static placements(slices: readonly SliceStatus[]): Map<string, Located> {
+  static placements(statuses: readonly HostStatus[]): Map<string, Located> {
     const out = new Map<string, Located>();
-    for (const s of slices) {
+    for (const s of statuses) {
       for (const g of s.status?.guests ?? []) {
         const prev = out.get(g.guestId);
-        if (!prev || RANK[g.state] > RANK[prev.guest.state])
-          out.set(g.guestId, { server: s.server, slice: s.slice, guest: g });
+        if (!prev || RANK[g.state] > RANK[prev.guest.state]) out.set(g.guestId, { host: s.host, guest: g });
       }
     }
     return out;
@@ -122,7 +121,7 @@ export class Agents {
 
   /** Where a guest is now (fresh reads), or undefined. */
   async locate(guestId: string): Promise<Located | undefined> {
-    return Agents.placements(await this.slices()).get(guestId);
+    return Agents.placements(await this.statuses()).get(guestId);
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Migrations the testbed provider started: each one is a MigrationOrchestrator run in this
+ * Migrations the agent data plane started: each one is a MigrationOrchestrator run in this
  * process, and its progress is what the orchestrator reports (destination prepared, QEMU's
  * transfer figures, destination about to start, outcome). Kept in memory: a run belongs to
  * the process that drives it (see docs/architecture.md on a controller restart mid-move).

@@ -1,0 +1,276 @@
+/**
+ * The guest data plane through nestcloud's agents, on any rental whose host VMs run them:
+ * guests are QEMUs the host-VM agents run, their load is measured (the CPU rate of each QEMU
+ * process), migrations are MigrationOrchestrator runs in this process (instant handover
+ * between host VMs of one server, pre-copy across).
+ *
+ * What the agents do not know — each guest's tenant and guaranteed MIPS — is kept here and
+ * saved through a StateStore, so a restarted controller or a new leader knows it too.
+ */
+import { basename } from "node:path";
+import { AGENT_GUEST_ID_RE, MigrationOrchestrator } from "../../agent/index.ts";
+import { MIPS_PER_CORE } from "../machine.ts";
+import {
+  type GuestDataPlane,
+  type GuestSpec,
+  ProviderError,
+  type ProviderGuest,
+  type ProviderMigration,
+  type StateStore,
+} from "../types.ts";
+import { Agents, type Located, providerError } from "./agents.ts";
+import type { AgentDirectory } from "./directory.ts";
+import { CpuMeter } from "./load.ts";
+import { MigrationBook } from "./migrations.ts";
+
+const MiB = 1024 * 1024;
+
+interface PlaneState {
+  version: 1;
+  /** The directory's identity: guests saved for another set of agents are stale. */
+  owner: string;
+  specs: Record<string, GuestSpec>;
+}
+
+export class AgentGuestPlane implements GuestDataPlane {
+  private readonly meter = new CpuMeter();
+  /**
+   * Guests booting for createGuest: left out of observations (a guest whose creation fails
+   * must not be adopted). Once booted they are listed at once; the controller records its own
+   * guest over an audit's adoption.
+   */
+  private readonly creating = new Set<string>();
+  private readonly agents: Agents;
+  private readonly book: MigrationBook;
+  private state: PlaneState;
+  private saving: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly directory: AgentDirectory,
+    private readonly store: StateStore,
+    private readonly now: () => number,
+    private readonly log: (msg: string) => void,
+  ) {
+    this.agents = new Agents(directory, log);
+    this.book = new MigrationBook(new MigrationOrchestrator(directory.token(), { log }), now, log);
+    this.state = { version: 1, owner: directory.identity, specs: {} };
+  }
+
+  static async open(
+    directory: AgentDirectory,
+    store: StateStore,
+    now: () => number,
+    log: (msg: string) => void,
+  ): Promise<AgentGuestPlane> {
+    const p = new AgentGuestPlane(directory, store, now, log);
+    await p.resume();
+    return p;
+  }
+
+  /** The saved guest definitions if they belong to these very agents. */
+  async resume(): Promise<void> {
+    await this.saving;
+    const text = await this.store.load();
+    const saved = text ? (JSON.parse(text) as PlaneState) : undefined;
+    if (saved?.version === 1 && saved.owner === this.directory.identity) this.state = saved;
+    else {
+      if (saved) this.log(`saved guests belong to other agents (${saved.owner}); starting over`);
+      this.state = { version: 1, owner: this.directory.identity, specs: {} };
+      await this.persist();
+    }
+  }
+
+  private async persist(): Promise<void> {
+    const json = JSON.stringify(this.state);
+    // Serialized: a later save never lands before an earlier one.
+    this.saving = this.saving.then(() => this.store.save(json));
+    await this.saving;
+  }
+
+  // ---- observing ---------------------------------------------------------------------------
+
+  async observe(now: number) {
+    const [statuses, pools] = await Promise.all([this.agents.statuses(), this.agents.poolFiles()]);
+    const placed = Agents.placements(statuses);
+    const guests: ProviderGuest[] = [];
+    for (const [id, at] of placed) {
+      if (this.creating.has(id)) continue;
+      guests.push(this.guestView(at, pools, now));
+    }
+    this.meter.retain(new Set(placed.keys()));
+    return { guests, migrations: this.book.views() };
+  }
+
+  private guestView(at: Located, pools: Map<string, Map<string, { allocatedBytes: number }>>, now: number) {
+    const g = at.guest;
+    const spec = this.state.specs[g.guestId] ?? adoptedSpec(at);
+    const cores = this.meter.observe(g.guestId, g.pid, g.cpuSeconds, now);
+    // A vCPU is guaranteed (and limited to) its mipsPerVcpu: more use is what the host VM
+    // lends, not demand the planner may count.
+    const cpu = Math.min(1, (cores * MIPS_PER_CORE) / (spec.vcpus * spec.mipsPerVcpu));
+    const server = at.host.endpoint?.server;
+    const pool = g.poolFile && server ? pools.get(server)?.get(basename(g.poolFile)) : undefined;
+    const dirty = g.workloads.find((w) => w.kind === "dirty");
+    const view: ProviderGuest = {
+      id: g.guestId,
+      spec,
+      hostVm: at.host.hostVm,
+      running: g.state !== "stopped" && g.state !== "failed",
+      cpu,
+      residentMiB: pool ? Math.min(spec.memoryMiB, pool.allocatedBytes / MiB) : spec.memoryMiB,
+      dirtyRateMiBps:
+        g.dirty?.mibs ?? (dirty?.kind === "dirty" ? dirty.rateMiBps : spec.dirtyRateMiBps * cpu),
+    };
+    return view;
+  }
+
+  async inUse(hostVm: string): Promise<boolean> {
+    const host = this.agents.host(hostVm);
+    if (this.book.running().some((m) => m.from === hostVm || m.to === hostVm)) return true;
+    let st: Awaited<ReturnType<ReturnType<Agents["client"]>["status"]>>;
+    try {
+      st = await this.agents.client(host).status();
+    } catch (e) {
+      throw providerError(e, `asking host VM ${hostVm} what it runs`);
+    }
+    return st.guests.length > 0 || st.incoming.some((m) => m.state === "listening" || m.state === "armed");
+  }
+
+  // ---- guests --------------------------------------------------------------------------
+
+  async createGuest(spec: GuestSpec, hostVm: string): Promise<void> {
+    if (!AGENT_GUEST_ID_RE.test(spec.id)) {
+      throw new ProviderError(
+        "invalid",
+        `guest id ${spec.id}: an agent's guest id names QEMU processes and files, so it must match ${AGENT_GUEST_ID_RE.source}`,
+      );
+    }
+    if (!Number.isInteger(spec.memoryMiB))
+      throw new ProviderError("invalid", `memoryMiB ${spec.memoryMiB}: an agent's guest has whole MiB`);
+    if (spec.vcpus > 8)
+      throw new ProviderError("invalid", `vcpus ${spec.vcpus}: an agent's guest has at most 8`);
+    const host = this.agents.host(hostVm);
+    if (!host.usable) throw new ProviderError("conflict", `host VM ${hostVm} is not running`);
+    if (this.creating.has(spec.id) || (await this.agents.locate(spec.id)))
+      throw new ProviderError("exists", `guest ${spec.id} exists`);
+    this.creating.add(spec.id);
+    // Known before it boots: a controller that crashes meanwhile adopts it with its spec.
+    this.state.specs[spec.id] = spec;
+    await this.persist();
+    try {
+      await this.agents
+        .client(host)
+        .createGuest({ guestId: spec.id, memoryMiB: spec.memoryMiB, cpus: spec.vcpus });
+    } catch (e) {
+      delete this.state.specs[spec.id];
+      await this.persist();
+      throw providerError(e, `creating guest ${spec.id} on ${hostVm}`);
+    } finally {
+      this.creating.delete(spec.id);
+    }
+  }
+
+  private async placed(id: string): Promise<Located> {
+    const at = await this.agents.locate(id);
+    if (!at) throw new ProviderError("not-found", `no guest ${id} on ${this.directory.label}`);
+    return at;
+  }
+
+  async setGuestRunning(id: string, running: boolean): Promise<void> {
+    const at = await this.placed(id);
+    const up = at.guest.state !== "stopped" && at.guest.state !== "failed";
+    if (up === running) return;
+    const c = this.agents.client(at.host);
+    try {
+      if (running) await c.startGuest(id);
+      else await c.stopGuest(id);
+    } catch (e) {
+      throw providerError(e, `${running ? "starting" : "stopping"} guest ${id}`);
+    }
+  }
+
+  async deleteGuest(id: string): Promise<void> {
+    if (this.book.running().some((m) => m.guest === id))
+      throw new ProviderError("conflict", `guest ${id} is migrating`);
+    const at = await this.agents.locate(id);
+    if (at) {
+      try {
+        await this.agents.client(at.host).deleteGuest(id);
+      } catch (e) {
+        throw providerError(e, `deleting guest ${id}`);
+      }
+    }
+    delete this.state.specs[id];
+    await this.persist();
+  }
+
+  // ---- migrations ----------------------------------------------------------------------
+
+  async migrate(
+    guest: string,
+    to: string,
+    mechanism: ProviderMigration["mechanism"],
+    seconds: number,
+  ): Promise<ProviderMigration> {
+    if (this.book.running().some((m) => m.guest === guest))
+      throw new ProviderError("conflict", `guest ${guest} is migrating already`);
+    const at = await this.placed(guest);
+    if (at.guest.state !== "running")
+      throw new ProviderError("conflict", `guest ${guest} is ${at.guest.state}, not running`);
+    const target = this.agents.host(to);
+    if (!target.usable) throw new ProviderError("conflict", `host VM ${to} is not running`);
+    if (target.key === at.host.key)
+      throw new ProviderError("invalid", `guest ${guest} runs on ${to} already`);
+    const source = at.host.endpoint;
+    const destination = target.endpoint;
+    if (!source || !destination)
+      throw new ProviderError(
+        "unavailable",
+        `migrating ${guest}: the agents of ${at.host.hostVm} and ${to} are not both ready`,
+      );
+    if (mechanism === "instant" && destination.server !== source.server) {
+      throw new ProviderError(
+        "invalid",
+        `an instant handover needs both host VMs on one server (${source.server} != ${destination.server})`,
+      );
+    }
+    return this.book.start({
+      guest,
+      from: at.host.hostVm,
+      to,
+      source,
+      destination,
+      mechanism,
+      estimateSeconds: seconds,
+      memoryBytes: at.guest.memoryMiB * MiB,
+    });
+  }
+
+  async migration(id: string): Promise<ProviderMigration | undefined> {
+    return this.book.get(id);
+  }
+
+  async cancelMigration(id: string): Promise<void> {
+    await this.book.cancel(id);
+  }
+
+  async close(): Promise<void> {
+    // The orchestrator runs in this process: let running moves end rather than leave a
+    // guest paused at its source.
+    await this.book.settle(60_000);
+    await this.saving;
+  }
+}
+
+/** What a guest the controller did not create is taken to be (one started by hand). */
+function adoptedSpec(at: Located): GuestSpec {
+  const dirty = at.guest.workloads.find((w) => w.kind === "dirty");
+  return {
+    id: at.guest.guestId,
+    tenant: "testbed",
+    vcpus: at.guest.cpus,
+    mipsPerVcpu: MIPS_PER_CORE,
+    memoryMiB: at.guest.memoryMiB,
+    dirtyRateMiBps: dirty?.kind === "dirty" ? dirty.rateMiBps : 0,
+  };
+}

@@ -1,0 +1,201 @@
+/**
+ * A running testbed's slices as rented host VMs. A testbed cannot add slices while it runs,
+ * so its slices are a fixed pool: all are rented at the start; "release" returns an empty
+ * slice to the pool and "acquire" rents an idle one again under a new host-VM id (a released
+ * host VM is final, as in a real cloud). Every slice runs nestcloud's host-VM agent, so the
+ * rental is also the directory an agent data plane uses.
+ */
+import { type AgentEndpoint, endpointOf, HostVmAgentClient, testbedToken } from "../../agent/index.ts";
+import { readTestbedState, type TestbedState } from "../../testbed/index.ts";
+import type { AgentDirectory, AgentHost } from "../agents/directory.ts";
+import { type HostVmRental, ProviderError, type ProviderHostVm, type StateStore } from "../types.ts";
+import { describeTestbed, initialWorld, type Rental, type TestbedWorld, typeName } from "./world.ts";
+
+export class TestbedRental implements HostVmRental, AgentDirectory {
+  readonly name = "testbed";
+  readonly clock = "wall";
+  readonly speed = 1;
+  private saving: Promise<void> = Promise.resolve();
+  private readonly described: ReturnType<typeof describeTestbed>;
+  private world: TestbedWorld;
+
+  constructor(
+    private testbed: TestbedState,
+    private readonly store: StateStore,
+    private readonly log: (msg: string) => void,
+  ) {
+    this.described = describeTestbed(testbed);
+    this.world = initialWorld(testbed);
+  }
+
+  get label(): string {
+    return `testbed ${this.testbed.id}`;
+  }
+
+  get identity(): string {
+    return `testbed ${this.testbed.id} created ${this.testbed.createdAt}`;
+  }
+
+  /** The saved rentals if they belong to this very testbed, else every slice rented. */
+  async resume(): Promise<void> {
+    await this.saving;
+    const text = await this.store.load();
+    const saved = text ? (JSON.parse(text) as TestbedWorld) : undefined;
+    if (
+      saved?.version === 1 &&
+      saved.testbedId === this.testbed.id &&
+      saved.createdAt === this.testbed.createdAt
+    ) {
+      this.world = {
+        version: 1,
+        testbedId: saved.testbedId,
+        createdAt: saved.createdAt,
+        rentals: saved.rentals,
+      };
+    } else {
+      if (saved) this.log(`saved testbed state is of another testbed (${saved.testbedId}); starting over`);
+      this.world = initialWorld(this.testbed);
+      await this.persist();
+    }
+  }
+
+  /** The testbed's state file, re-read: a restarted agent has a new URL. */
+  state(): TestbedState {
+    const s = readTestbedState(this.testbed.stateDir);
+    if (!s || s.id !== this.testbed.id || s.createdAt !== this.testbed.createdAt)
+      throw new ProviderError("unavailable", `testbed ${this.testbed.id} is gone (${this.testbed.stateDir})`);
+    this.testbed = s;
+    return s;
+  }
+
+  private async persist(): Promise<void> {
+    const json = JSON.stringify(this.world);
+    // Serialized: a later save never lands before an earlier one.
+    this.saving = this.saving.then(() => this.store.save(json));
+    await this.saving;
+  }
+
+  now(): number {
+    return Date.now() / 1000;
+  }
+
+  async describe() {
+    return this.described;
+  }
+
+  // ---- the directory the agent data plane uses ----------------------------------------------
+
+  token(): string {
+    return testbedToken(this.testbed);
+  }
+
+  hosts(): readonly AgentHost[] {
+    const st = this.state();
+    return st.hostVms.map((h): AgentHost => {
+      const r = this.rentalOf(h.server, h.name);
+      let endpoint: AgentEndpoint | undefined;
+      try {
+        endpoint = endpointOf(st, h.server, h.name);
+      } catch {
+        endpoint = undefined; // not ready yet (no URL)
+      }
+      return { key: `${h.server}/${h.name}`, hostVm: r.id, usable: r.state === "running", endpoint };
+    });
+  }
+
+  serverAgents(): readonly { server: string; url: string }[] {
+    return this.state().servers.flatMap((s) => (s.agent?.url ? [{ server: s.name, url: s.agent.url }] : []));
+  }
+
+  // ---- host VMs: renting the fixed slices ---------------------------------------------------
+
+  async hostVms(): Promise<readonly ProviderHostVm[]> {
+    return this.world.rentals.map((r) => this.hostVmView(r));
+  }
+
+  /** The slice's current rental, or its last one if it is back in the pool. */
+  private rentalOf(server: string, slice: string): Rental {
+    const all = this.world.rentals.filter((r) => r.server === server && r.slice === slice);
+    const r = all.find((x) => x.state !== "released") ?? all[all.length - 1];
+    if (r) return r;
+    // Never rented (a testbed that grew a slice): it stands for itself, not usable.
+    return { id: `${server}-${slice}`, server, slice, state: "released", acquiredAt: 0, stateSince: 0 };
+  }
+
+  private rental(id: string): Rental {
+    const r = this.world.rentals.find((x) => x.id === id);
+    if (!r) throw new ProviderError("not-found", `no host VM ${id} on testbed ${this.testbed.id}`);
+    return r;
+  }
+
+  private hostVmView(r: Rental): ProviderHostVm {
+    const h = this.testbed.hostVms.find((x) => x.server === r.server && x.name === r.slice);
+    return {
+      id: r.id,
+      type: h ? typeName(h.cpus, h.memoryMiB) : "unknown",
+      server: r.server,
+      state: r.state,
+      acquiredAt: r.acquiredAt,
+      stateSince: r.stateSince,
+    };
+  }
+
+  async acquireHostVm(type: string, server: string | undefined): Promise<ProviderHostVm> {
+    if (!this.described.hostVmTypes.some((t) => t.name === type))
+      throw new ProviderError("invalid", `no host VM type ${type} on testbed ${this.testbed.id}`);
+    const st = this.state();
+    const rented = (srv: string, slice: string) =>
+      this.world.rentals.some((r) => r.server === srv && r.slice === slice && r.state !== "released");
+    const candidates = st.hostVms.filter(
+      (h) => typeName(h.cpus, h.memoryMiB) === type && !rented(h.server, h.name),
+    );
+    // A slice running guests nobody rented it for (started by hand) is not free either.
+    const idle: typeof candidates = [];
+    for (const h of candidates) {
+      if (!h.agent?.url) continue;
+      const status = await new HostVmAgentClient(h.agent.url, this.token(), { timeoutMs: 5000 })
+        .status()
+        .catch(() => undefined);
+      if (status && status.guests.length === 0) idle.push(h);
+    }
+    const active = (srv: string) =>
+      this.world.rentals.filter((r) => r.server === srv && r.state !== "released").length;
+    // The server asked for, else the one carrying most of ours (later moves stay instant).
+    const pick =
+      idle.find((h) => h.server === server) ??
+      [...idle].sort((a, b) => active(b.server) - active(a.server) || a.server.localeCompare(b.server))[0];
+    if (!pick) {
+      throw new ProviderError(
+        "capacity",
+        `every ${type} slice of testbed ${this.testbed.id} is rented: a testbed's host VMs are fixed slices, start a bigger testbed for more`,
+      );
+    }
+    const n = this.world.rentals.filter((r) => r.server === pick.server && r.slice === pick.name).length;
+    const now = this.now();
+    const r: Rental = {
+      id: n === 0 ? `${pick.server}-${pick.name}` : `${pick.server}-${pick.name}-${n + 1}`,
+      server: pick.server,
+      slice: pick.name,
+      state: "running",
+      acquiredAt: now,
+      stateSince: now,
+    };
+    this.world.rentals.push(r);
+    await this.persist();
+    this.log(`rented slice ${pick.server}/${pick.name} as host VM ${r.id}`);
+    return this.hostVmView(r);
+  }
+
+  async releaseHostVm(id: string): Promise<void> {
+    const r = this.rental(id);
+    if (r.state === "released") return;
+    r.state = "released";
+    r.stateSince = this.now();
+    await this.persist();
+    this.log(`returned slice ${r.server}/${r.slice} (host VM ${id}) to the pool`);
+  }
+
+  async close(): Promise<void> {
+    await this.saving;
+  }
+}
