@@ -17,6 +17,8 @@ nc_step() {
   echo "nestcloud: $what …" >&2
   # The heartbeat ends with this script (checked every second) or when the command is done.
   (
+    # Nothing here may end the heartbeat early (the caller's set -e and pipefail are inherited).
+    set +e +o pipefail
     next=$every
     while sleep 1; do
       kill -0 "$$" 2>/dev/null || exit 0
