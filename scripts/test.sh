@@ -11,6 +11,7 @@
 #   NESTCLOUD_PLANETLAB_DIR=<folder of PlanetLab days>  the real days (else ../shared/data/planetlab);
 #     without them the tests that need them are skipped, with the reason in the summary
 #   NESTCLOUD_REQUIRE_PLANETLAB=1  such tests fail instead of skipping (CI: .ci/run sets it)
+#   NESTCLOUD_TEST_TOTALS=<file>  appends "passed failed skipped section-failed" to it
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -139,4 +140,6 @@ if [ "$failed_any" -ne 0 ]; then
   echo "FAILED sections: ${bad[*]}"
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
+# For a caller that runs several test.sh (.ci/run): the counts, appended to its file.
+[ -n "${NESTCLOUD_TEST_TOTALS:-}" ] && printf '%s\t%s\t%s\t%s\n' "$passed" "$failed" "$skipped" "$failed_any" >>"$NESTCLOUD_TEST_TOTALS"
 exit "$failed_any"
