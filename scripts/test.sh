@@ -28,7 +28,7 @@ done
 reports=$(mktemp -d "${TMPDIR:-/tmp}/nestcloud-test.XXXXXX")
 trap 'rm -rf "$reports"' EXIT
 
-summary=()   # "name<TAB>ok|FAILED|not run<TAB>seconds<TAB>detail"
+summary=()   # "name<TAB>ok|FAILED<TAB>seconds<TAB>detail"
 failed_any=0
 
 # section <name> <title> <command...>: runs the command, records its result and time.
