@@ -12,10 +12,17 @@
 import { Heap } from "heap-js";
 import { DEFAULT_MECHANISM_POLICY, type MigrationCalibration } from "../migration/index.ts";
 import { type Cloud, findViolations, guestMips, LoadHistory, Rng, UNPLACED } from "../model/index.ts";
-import type { ActionPlan, ParallelismCaps, PlannerInput, Policy } from "../planner/index.ts";
+import {
+  type ActionPlan,
+  HISTORY_LENGTH,
+  type ParallelismCaps,
+  type PlannerInput,
+  type Policy,
+} from "../planner/index.ts";
 import { Accounts } from "./accounts.ts";
 import type { BuiltCloud } from "./build.ts";
 import { Executor, type ExecutorHooks } from "./executor.ts";
+import { HostLoad } from "./host-load.ts";
 import {
   type CompletedMigration,
   rulesFor,
@@ -51,7 +58,6 @@ type SimEvent =
   | { readonly kind: "poll"; readonly time: number; readonly seq: number }
   | { readonly kind: "end"; readonly time: number; readonly seq: number };
 
-const HISTORY = 30;
 /** Per-interval decay of the remembered load peak: half-life of 12 intervals (1 h at 300 s). */
 const PEAK_DECAY = 0.5 ** (1 / 12);
 
@@ -61,7 +67,8 @@ export class Simulation {
   readonly accounts: Accounts;
   readonly executor: Executor;
   readonly timing: RoundTiming = { plannerMs: [], reactMs: [] };
-  readonly load = new LoadHistory(HISTORY);
+  /** As long as the planner reads (and the host load's summed histories keep). */
+  readonly load = new LoadHistory(HISTORY_LENGTH);
 
   private readonly G: number;
   private readonly trace: Trace;
@@ -80,6 +87,8 @@ export class Simulation {
   private readonly caps: ParallelismCaps;
   /** The engine's operations the rule set composes at the moments it owns. */
   private readonly kernel: SimulationKernel;
+  /** Kept only under rules with host load reports. */
+  private readonly hostLoad: HostLoad | undefined;
   private readonly scratch = {
     request: new Float64Array(64),
     vcpus: new Int32Array(64),
@@ -111,6 +120,9 @@ export class Simulation {
       maxPerHostVm: scenario.migration.maxPerHostVm,
     };
     this.accounts = new Accounts(this.cloud, this.G, this.rules);
+    this.hostLoad = this.rules.hostLoadReports
+      ? new HostLoad(this.cloud, trace, this.mips, this.load)
+      : undefined;
     this.kernel = {
       lastFullUpdate: () => this.lastProcessTime,
       readDemand: (t) => this.refreshRequests(t, false),
@@ -158,7 +170,7 @@ export class Simulation {
     if (rules.runEnd === "update-at-duration") this.push({ kind: "end", time: duration, seq: 0 });
     // Policies that watch load between rounds (cheap instant moves make that worth it).
     const every = this.opts.policy.reactIntervalSeconds;
-    if (rules.hostLoadReports && every !== undefined && every > 0 && every < interval) {
+    if (this.hostLoad && every !== undefined && every > 0 && every < interval) {
       for (let t = every; t < duration; t += every)
         if (t % interval !== 0) this.push({ kind: "poll", time: t, seq: 0 });
     }
@@ -213,10 +225,7 @@ export class Simulation {
 
   private onTick(t: number): void {
     this.refreshRequests(t, true);
-    if (this.rules.hostLoadReports) {
-      this.resetSampleSums(t);
-      this.shiftHostHistory();
-    }
+    this.hostLoad?.startRound(t, this.requests);
     this.updateHosts(t, undefined);
     this.planRound(t);
   }
@@ -368,7 +377,7 @@ export class Simulation {
       inMigration,
       inboundTarget,
       inFlightGuests: this.inFlightLast,
-      hostHistoryMips: this.rules.hostLoadReports ? this.hostHistoryView() : undefined,
+      hostHistoryMips: this.hostLoad?.histories(),
       residentMiB: this.residentMiB,
       dirtyRateMiBps: this.dirtyRate,
       lastMovedAt: this.lastMovedAt,
@@ -392,21 +401,19 @@ export class Simulation {
   }
 
   /**
-   * A load report between rounds (rules with host load reports): each host VM's demand is linear between
-   * trace samples, so it comes from two sums per host VM kept up to date on every move — no
-   * pass over all guests. Only when some host VM is over the policy's level are the guests
-   * on the hot servers read and the policy's reflex asked.
+   * A load report between rounds (rules with host load reports): each host VM's demand is
+   * linear between trace samples, so it comes from two sums per host VM kept up to date on
+   * every move — no pass over all guests. Only when some host VM is over the policy's level
+   * are the guests on the hot servers read and the policy's reflex asked.
    */
   private onPoll(t: number): void {
     const policy = this.opts.policy;
-    if (!policy.react) return;
+    if (!policy.react || !this.hostLoad) return;
     const H = this.cloud.hostVms.length;
-    const demand = new Float64Array(H);
-    const frac = (t - this.sampleIndex * this.trace.intervalSeconds) / this.trace.intervalSeconds;
+    const demand = this.hostLoad.demandAt(t);
     const level = policy.reactWhenAbove ?? 0;
     const hotServers = new Set<number>();
     for (let h = 0; h < H; h++) {
-      demand[h] = this.sumNow[h] + (this.sumNext[h] - this.sumNow[h]) * frac;
       const host = this.cloud.hostVms[h];
       if (host.server !== undefined && demand[h] > level * host.type.vcpus * host.type.mipsPerVcpu)
         hotServers.add(host.server);
@@ -430,89 +437,10 @@ export class Simulation {
   private readonly inboundBuf: Int32Array = new Int32Array(0);
   private inFlightLast: number[] = [];
 
-  /** Per host VM: sums of its guests' demand at the current and next trace samples (MIPS). */
-  private sumNow = new Float64Array(0);
-  private sumNext = new Float64Array(0);
-  private sampleIndex = 0;
-
-  /** Recomputes the per-host sample sums at the start of interval k (host load reports). */
-  private resetSampleSums(t: number): void {
-    const H = this.cloud.hostVms.length;
-    this.sampleIndex = Math.floor(t / this.trace.intervalSeconds + 1e-9);
-    this.sumNow = new Float64Array(Math.max(H, 16));
-    this.sumNext = new Float64Array(Math.max(H, 16));
-    for (let g = 0; g < this.G; g++) {
-      const h = this.cloud.guestHost[g];
-      if (h !== UNPLACED) this.addToSums(g, h, 1);
-    }
-  }
-
-  /** Moves guest g's share of the sample sums in (sign 1) or out of (-1) host VM h. */
-  private addToSums(g: number, h: number, sign: 1 | -1): void {
-    if (h >= this.sumNow.length) {
-      const grow = (a: Float64Array) => {
-        const next = new Float64Array(Math.max(h + 1, a.length * 2));
-        next.set(a);
-        return next;
-      };
-      this.sumNow = grow(this.sumNow);
-      this.sumNext = grow(this.sumNext);
-    }
-    const k = this.sampleIndex;
-    const I = this.trace.intervalSeconds;
-    this.sumNow[h] += sign * utilizationAt(this.trace, g, k * I) * this.mips[g];
-    this.sumNext[h] += sign * utilizationAt(this.trace, g, (k + 1) * I) * this.mips[g];
-  }
-
   /** Moves a guest to host VM `to`, keeping the sample sums and host histories right. */
   private moveGuest(g: number, to: number): void {
-    const from = this.cloud.guestHost[g];
-    if (this.rules.hostLoadReports && this.sumNow.length > 0) {
-      if (from !== UNPLACED) this.addToSums(g, from, -1);
-      if (to !== UNPLACED) this.addToSums(g, to, 1);
-      const n = this.load.newestFirst(g, this.historyScratch, HISTORY);
-      const m = this.mips[g];
-      this.ensureHostHistory(Math.max(from, to) + 1);
-      for (let i = 0; i < n; i++) {
-        const v = this.historyScratch[i] * m;
-        if (from !== UNPLACED) this.hostHistory[from * HISTORY + i] -= v;
-        if (to !== UNPLACED) this.hostHistory[to * HISTORY + i] += v;
-      }
-    }
+    this.hostLoad?.move(g, this.cloud.guestHost[g], to);
     this.cloud.assign(g, to);
-  }
-
-  /**
-   * Per host VM, the summed MIPS history (newest first) of the guests it holds, kept by the
-   * simulator as guests move (host load reports) so planning rounds need not re-add every guest.
-   */
-  private hostHistory = new Float64Array(0);
-  private readonly historyScratch = new Float64Array(HISTORY);
-
-  private ensureHostHistory(hosts: number): void {
-    if (this.hostHistory.length >= hosts * HISTORY) return;
-    const next = new Float64Array(Math.max(hosts, (this.hostHistory.length / HISTORY) * 2, 16) * HISTORY);
-    next.set(this.hostHistory);
-    this.hostHistory = next;
-  }
-
-  /** A new sample for every host VM: older ones move back one place. */
-  private hostHistoryView(): Float64Array {
-    this.ensureHostHistory(this.cloud.hostVms.length);
-    return this.hostHistory;
-  }
-
-  private shiftHostHistory(): void {
-    const H = this.cloud.hostVms.length;
-    this.ensureHostHistory(H);
-    const hist = this.hostHistory;
-    for (let h = 0; h < H; h++) {
-      const base = h * HISTORY;
-      hist.copyWithin(base + 1, base, base + HISTORY - 1);
-      let sum = 0;
-      for (const g of this.cloud.hostGuests[h]) sum += this.requests[g];
-      hist[base] = sum;
-    }
   }
 
   private onActionDone(t: number, action: number): void {
