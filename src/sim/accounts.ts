@@ -165,7 +165,7 @@ export class Accounts {
     this.gMig[g] = inMigration ? 1 : 0;
   }
 
-  /** CloudSim drops a guest whose demand reached 0: no more entries for it. */
+  /** A guest left the cloud (rules that remove guests at zero demand): no more entries for it. */
   guestRemoved(_g: number, _t: number): void {}
 
   /** A guest paused for a switchover (migration loss as downtime): its demand is lost meanwhile. */
