@@ -253,3 +253,46 @@ test("providers: a rental knows no data plane, a data plane no rental; only prov
   assert.ok(readdirSync(join(dir, "agents")).includes("plane.ts"));
   assert.ok(!readdirSync(join(dir, "testbed")).some((f) => /migrations|load|agents/.test(f)));
 });
+
+// docs/architecture.md, "Two sets of simulation rules": every difference between the rule sets
+// is a member of SimulationRules, implemented in src/sim/rules/. The rest of src/sim asks the
+// rules and never tests which set runs (by name, by the scenario's compat, or by comparing
+// with a set's literal).
+const ruleBranches: readonly RegExp[] = [
+  /\brules?\s*[!=]==|[!=]==\s*(?:this\.)?rules?\b/,
+  /\.name\s*[!=]==\s*["'](?:nested|cloudsim)["']|["'](?:nested|cloudsim)["']\s*[!=]==\s*[\w.]*\.name\b/,
+  /\bcompat\s*(?:[!=]==|\?)|[!=]==\s*[\w.]*\bcompat\b|\bcloudsimCompat\b/,
+  /[!=]==\s*["']cloudsim(?:-3\.0\.3)?["']|["']cloudsim(?:-3\.0\.3)?["']\s*[!=]==/,
+  /(?<!nesting\s*)[!=]==\s*["']nested["']|["']nested["']\s*[!=]==/,
+  /\bcase\s+["'](?:nested|cloudsim(?:-3\.0\.3)?)["']/,
+];
+/** Blanks comments out, keeping line numbers. */
+const withoutComments = (text: string) =>
+  text.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, (c) => c.replace(/[^\n]/g, ""));
+const branchesOn = (code: string) => ruleBranches.filter((re) => re.test(code));
+
+test("the simulator branches on its rule set only inside src/sim/rules/", () => {
+  // The check itself: it sees the forms such branches took, and lets the nesting field be.
+  for (const old of [
+    'if (this.rule === "cloudsim") x();',
+    'const r = scenario.cloudsimCompat ? "cloudsim" : "nested";',
+    'return doc.compat === "cloudsim-3.0.3";',
+    'if (this.rules.name === "nested") x();',
+    'const on = kind === "cloudsim" ? a : b;',
+    'switch (set) { case "nested": break; }',
+  ])
+    assert.ok(branchesOn(old).length > 0, `not caught: ${old}`);
+  assert.deepEqual(branchesOn('const nested = doc.nesting === "nested";'), []);
+
+  const rules = join(src, "sim", "rules") + sep;
+  const offenders = tsFiles(join(src, "sim"))
+    .filter((f) => !f.startsWith(rules) && !f.endsWith(".test.ts"))
+    .flatMap((f) =>
+      withoutComments(readFileSync(f, "utf8"))
+        .split("\n")
+        .flatMap((line, i) =>
+          branchesOn(line).length > 0 ? [`${relative(root, f)}:${i + 1}: ${line.trim()}`] : [],
+        ),
+    );
+  assert.deepEqual(offenders, [], "move the difference into SimulationRules (src/sim/rules/)");
+});
