@@ -32,7 +32,7 @@ import {
   VmiError,
 } from "../vmi/index.ts";
 import { UsageError } from "./usage.ts";
-import { VMI_EXIT } from "./vmi-commands.ts";
+import { VMI_EXIT } from "./vmi-exit.ts";
 
 /** The exit code for an introspection error; undefined for any other error. */
 export function vmiExitCode(e: unknown): number | undefined {

@@ -18,7 +18,7 @@ import { type HostVmType, secondsToNextBillingBoundary } from "../model/index.ts
 import { buildPlan, type Move } from "./builder.ts";
 import type { PlannerInput } from "./input.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
-import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy.ts";
+import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy-base.ts";
 import { reflexPlan } from "./reflex.ts";
 import { HISTORY_LENGTH, Workspace } from "./workspace.ts";
 

@@ -4,7 +4,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { buildQemuArgs, QemuAdoptError, type QemuLaunchSpec, QemuProcess, QemuSpecError } from "./process.ts";
+import { buildQemuArgs, QemuAdoptError, QemuProcess, QemuSpecError } from "./process.ts";
+import type { QemuLaunchSpec } from "./spec.ts";
 import { isOurQemu, processStartTime, reapOrphans, writeState } from "./state.ts";
 
 const base: QemuLaunchSpec = {

@@ -18,7 +18,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, join } from "node:path";
-import type { QemuLaunchSpec } from "./process.ts";
+import type { QemuLaunchSpec } from "./spec.ts";
 
 export const STATE_FILE = "state.json";
 

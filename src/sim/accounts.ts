@@ -5,7 +5,10 @@
  * segment counts with the state at its start) so the reference figures are comparable.
  */
 import { billedSeconds, type Cloud, type HostVmType, isBilled, powerAt } from "../model/index.ts";
-import type { SharingRule } from "./sharing.ts";
+import type { SimulationRules } from "./rules/index.ts";
+
+/** What the accounts take from the rule set: the PDM, SLA and energy rules. */
+export type AccountingRules = Pick<SimulationRules, "migrationLoss" | "slaViolationSeconds" | "drawsPower">;
 
 export interface SeriesPoint {
   readonly t: number;
@@ -66,7 +69,7 @@ export class Accounts {
   constructor(
     private readonly cloud: Cloud,
     guests: number,
-    private readonly rule: SharingRule,
+    private readonly rules: AccountingRules,
   ) {
     const S = cloud.servers.length;
     this.serverHosts = Array.from({ length: S }, () => []);
@@ -140,26 +143,27 @@ export class Accounts {
     return false;
   }
 
-  /**
-   * A host VM's CPU shares were recomputed at t. CloudSim rules: a segment between updates
-   * violates the SLA if it started under-allocated. Nested rules: demand moves linearly
-   * between updates (interpolated traces), so the violating part of the segment is the time
-   * the requested MIPS spend above capacity — exact, not sampled.
-   */
+  /** A host VM's CPU shares were recomputed at t: the segment since its last update ends. */
   hostUpdated(h: number, t: number, usedMips: number, requestedMips: number, capacityMips: number): void {
     this.track(h);
     this.used[h] = usedMips;
     const last = this.entryTime[h];
     if (!Number.isNaN(last) && t > last) {
       const dt = t - last;
-      // Nested rules: the PDM denominator is the requested MIPS-seconds, summed per host VM
-      // (linear demand: the segment's mean is the mean of its ends).
-      if (this.rule === "nested") this.requestedMipsSeconds += ((this.entryReq[h] + requestedMips) / 2) * dt;
+      // Migration loss as downtime: the PDM denominator is the requested MIPS-seconds, summed
+      // per host VM (linear demand: the segment's mean is the mean of its ends). Under CPU
+      // shares it is summed per guest instead (guestUpdated).
+      if (this.rules.migrationLoss === "downtime")
+        this.requestedMipsSeconds += ((this.entryReq[h] + requestedMips) / 2) * dt;
       if (this.entryActive[h]) {
         this.activeSeconds += dt;
-        if (this.rule === "cloudsim") {
-          if (this.entryUsed[h] < this.entryReq[h]) this.slaViolationSeconds += dt;
-        } else this.slaViolationSeconds += dt * fractionAbove(this.entryReq[h], requestedMips, capacityMips);
+        this.slaViolationSeconds += this.rules.slaViolationSeconds(
+          this.entryUsed[h],
+          this.entryReq[h],
+          requestedMips,
+          capacityMips,
+          dt,
+        );
       }
     }
     this.entryTime[h] = t;
@@ -175,7 +179,7 @@ export class Accounts {
     );
   }
 
-  /** A guest's grant was recomputed at t (by the host VM it runs on). */
+  /** A guest's grant was recomputed at t (by the host VM it runs on; migration loss as CPU shares). */
   guestUpdated(g: number, t: number, granted: number, requested: number, inMigration: boolean): void {
     const last = this.gTime[g];
     if (!Number.isNaN(last) && t > last) {
@@ -190,10 +194,10 @@ export class Accounts {
     this.gMig[g] = inMigration ? 1 : 0;
   }
 
-  /** CloudSim drops a guest whose demand reached 0: no more entries for it. */
+  /** A guest left the cloud (rules that remove guests at zero demand): no more entries for it. */
   guestRemoved(_g: number, _t: number): void {}
 
-  /** A guest paused for a switchover (nested rules): its demand is lost meanwhile. */
+  /** A guest paused for a switchover (migration loss as downtime): its demand is lost meanwhile. */
   downtime(_g: number, requestMips: number, seconds: number): void {
     this.migrationLossMipsSeconds += requestMips * seconds;
   }
@@ -223,9 +227,7 @@ export class Accounts {
     const dt = t - this.energyTime[s];
     if (dt > 0) {
       const from = this.energyUtil[s];
-      // CloudSim: a host idle at the start of an interval is off for all of it.
-      const counts = this.rule === "cloudsim" ? from !== 0 : this.energyOn[s] === 1;
-      if (counts) {
+      if (this.rules.drawsPower(from, this.energyOn[s] === 1)) {
         const table = this.cloud.servers[s].power;
         const p0 = powerAt(table, from);
         const p1 = powerAt(table, now);
@@ -260,8 +262,7 @@ export class Accounts {
     let powerW = 0;
     for (let s = 0; s < this.serverHosts.length; s++) {
       const u = this.serverUtilization(s);
-      const on = this.rule === "cloudsim" ? u > 0 : this.energyOn[s] === 1;
-      if (on) powerW += powerAt(this.cloud.servers[s].power, u);
+      if (this.rules.drawsPower(u, this.energyOn[s] === 1)) powerW += powerAt(this.cloud.servers[s].power, u);
     }
     this.series.push({
       t,
@@ -279,14 +280,4 @@ export class Accounts {
     for (let h = 0; h < this.known; h++)
       if (!Number.isNaN(this.billedSince[h])) this.closeBilling(h, t, false);
   }
-}
-
-/** Share of a segment where a linear quantity going from a to b exceeds c. */
-export function fractionAbove(a: number, b: number, c: number): number {
-  const eps = 1e-9 * Math.max(1, c);
-  const above = (x: number) => x > c + eps;
-  if (above(a) && above(b)) return 1;
-  if (!above(a) && !above(b)) return 0;
-  const cross = (c - a) / (b - a);
-  return above(a) ? cross : 1 - cross;
 }
