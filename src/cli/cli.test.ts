@@ -6,7 +6,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
-import { type RunningController, runController } from "../controller/index.ts";
+import * as controller from "../controller/index.ts";
+import { ADMIN_TOKEN_FILE, type RunningController, runController } from "../controller/index.ts";
+import * as choices from "./choices.ts";
+import { ADMIN_TOKEN_FILE as CLIENT_ADMIN_TOKEN_FILE } from "./client.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const bin = join(root, "bin/nestcloud.js");
@@ -449,4 +452,42 @@ describe("commands against a controller (simulated cloud)", () => {
     assert.match(plans.out, /│ \d+ +│ \w+ +│ api +│ \d+ +│ day \d+ \d\d:\d\d:\d\d │/);
     assert.doesNotMatch(plans.out, /createdAt|\d{5}\.\d/);
   });
+});
+
+test("the API client looks for the admin token where the controller keeps it", () => {
+  // client.ts names the file itself so that `nestcloud vms` need not load the controller.
+  assert.equal(CLIENT_ADMIN_TOKEN_FILE, ADMIN_TOKEN_FILE);
+});
+
+test("the CLI checks flags against the API's own lists of fixed values", () => {
+  // choices.ts names them itself so that registering the commands need not load the controller.
+  for (const name of [
+    "AUTOMATION_LEVELS",
+    "MIGRATION_MECHANISMS",
+    "MIGRATION_STATUSES",
+    "PLAN_STATUSES",
+    "TOKEN_ROLES",
+  ] as const)
+    assert.deepEqual(choices[name], controller[name], name);
+});
+
+test("--version and --help answer without running anything", () => {
+  const v = run("--version");
+  assert.equal(v.code, 0, v.err);
+  assert.equal(v.out.trim(), "0.1.0");
+  const h = run("--help");
+  assert.equal(h.code, 0, h.err);
+  for (const c of [
+    "simulate",
+    "compare",
+    "up",
+    "servers",
+    "vms",
+    "plans",
+    "settings",
+    "token",
+    "vmi",
+    "testbed",
+  ])
+    assert.match(h.out, new RegExp(`^  ${c}\\b`, "m"), c);
 });
