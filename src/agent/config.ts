@@ -76,6 +76,8 @@ export type AgentConfig = ServerAgentConfig | HostVmAgentConfig;
 
 export function loadAgentConfig(file: string): AgentConfig {
   const raw = JSON.parse(readFileSync(file, "utf8")) as { role?: unknown };
+  if (raw.role !== "server" && raw.role !== "hostvm")
+    throw new Error(`${file}: role: must be one of server, hostvm`);
   const schema = raw.role === "server" ? ServerAgentConfigSchema : HostVmAgentConfigSchema;
   if (!Value.Check(schema, raw)) throw new Error(`${file}: ${firstSchemaProblem(schema, raw)}`);
   return raw as AgentConfig;

@@ -18,6 +18,7 @@ import {
 } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import { MigrationCancelRefusedError, QemuSpecError, QemuStartError, QmpError } from "../qemu/index.ts";
+import { schemaErrorFormatter } from "../schema/index.ts";
 import type { ErrorBody } from "./api-types.ts";
 import { bearerMatches } from "./token.ts";
 
@@ -58,6 +59,8 @@ export function createApp(token: string, logger: FastifyBaseLogger, opts: AppOpt
     // Long-polls and lease renewals would drown the log; agents log their own events.
     disableRequestLogging: true,
     bodyLimit: 1024 * 1024,
+    // One error per field; a field with fixed values lists them.
+    schemaErrorFormatter,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   // Collects every route registered after it (the agents' route plugins) with its schemas.

@@ -19,14 +19,13 @@ import type { HostVmAgentConfig, ServerAgentConfig } from "./config.ts";
 import type { AgentEndpoint } from "./migration-orchestrator.ts";
 import { readToken } from "./token.ts";
 
-/** node + the tsx loader (absolute, so any working directory works) + the agent entry. */
+/**
+ * node + bin/nestcloud-agent.js (absolute, so any working directory works), which runs the
+ * built agent when dist/ is fresh and the sources through tsx otherwise. The path holds
+ * from src/agent/ and from dist/chunks/ alike: both are two levels below the package root.
+ */
 export function agentCommand(): string[] {
-  return [
-    process.execPath,
-    "--import",
-    import.meta.resolve("tsx"),
-    fileURLToPath(new URL("./main.ts", import.meta.url)),
-  ];
+  return [process.execPath, fileURLToPath(new URL("../../bin/nestcloud-agent.js", import.meta.url))];
 }
 
 export interface LauncherOptions {

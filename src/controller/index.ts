@@ -1,4 +1,11 @@
 export {
+  AUTOMATION_LEVELS,
+  MIGRATION_MECHANISMS,
+  MIGRATION_STATUSES,
+  PLAN_STATUSES,
+  TOKEN_ROLES,
+} from "./api/schemas.ts";
+export {
   createToken,
   hashToken,
   listTokens,
@@ -11,7 +18,7 @@ export {
 export { Controller, type ControllerOptions } from "./controller.ts";
 export { ApiError, FencedError } from "./errors.ts";
 export { type CloudEvent, EventBus } from "./events.ts";
-export { AUTOMATION_LEVELS, type Automation } from "./reconciler.ts";
+export type { Automation } from "./reconciler.ts";
 export {
   ADMIN_TOKEN_FILE,
   type RunningController,

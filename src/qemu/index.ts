@@ -55,17 +55,12 @@ export {
   type AdoptOptions,
   buildQemuArgs,
   DEFAULT_QEMU_BINARY,
-  type DiskSpec,
   type ExitInfo,
-  type GuestBootImage,
   keepQemusOnExit,
-  type NetSpec,
   newInstanceId,
   poolFilePath,
   QemuAdoptError,
-  type QemuLaunchSpec,
   QemuProcess,
-  type QemuSpec,
   QemuSpecError,
   QemuStartError,
   type RuntimePaths,
@@ -83,4 +78,5 @@ export {
   QmpTimeoutError,
 } from "./qmp.ts";
 export type * from "./qmp-types.ts";
+export type { DiskSpec, GuestBootImage, NetSpec, QemuLaunchSpec, QemuSpec } from "./spec.ts";
 export { type InstanceState, isOurQemu, type ReapOptions, type ReapReport, reapOrphans } from "./state.ts";

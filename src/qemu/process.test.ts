@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { buildQemuArgs, QemuAdoptError, type QemuLaunchSpec, QemuProcess, QemuSpecError } from "./process.ts";
+import { buildQemuArgs, QemuAdoptError, QemuProcess, QemuSpecError } from "./process.ts";
+import type { QemuLaunchSpec } from "./spec.ts";
 import { isOurQemu, processStartTime, reapOrphans, writeState } from "./state.ts";
 
 const base: QemuLaunchSpec = {
@@ -177,6 +178,41 @@ test("reapOrphans never kills a pid that is not our QEMU, and cleans the dead ag
     assert.equal(existsSync(runDir), false);
   } finally {
     sleeper.kill("SIGKILL");
+  }
+});
+
+test("reapOrphans takes a dead agent that is not reaped yet (a zombie) for dead", async () => {
+  // The agent: a child of `sleep 30`, which never waits for it, so it stays a zombie.
+  const parent = spawn("bash", ["-c", "sleep 0.05 & echo $!; exec sleep 30"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  try {
+    const agentPid = Number(
+      await new Promise<string>((r) => parent.stdout.once("data", (d) => r(String(d)))),
+    );
+    for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(`/proc/${agentPid}/stat`, "utf8")); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.match(readFileSync(`/proc/${agentPid}/stat`, "utf8"), /\) Z /, "the agent is a zombie");
+    const stateDir = join(tmp, "state3");
+    const runDir = join(stateDir, "g7.0000000003");
+    mkdirSync(runDir, { recursive: true });
+    writeState(runDir, {
+      version: 1,
+      instanceId: "g7.0000000003",
+      guestId: "g7",
+      pid: null,
+      pidFile: join(runDir, "qemu.pid"),
+      poolFiles: [],
+      runDir,
+      agentPid,
+      agentStartTime: processStartTime(agentPid),
+      startedAt: new Date().toISOString(),
+    });
+    const report = await reapOrphans(stateDir);
+    assert.deepEqual(report.skipped, []);
+    assert.equal(existsSync(runDir), false, "the dead agent's entry is cleaned up");
+  } finally {
+    parent.kill("SIGKILL");
   }
 });
 

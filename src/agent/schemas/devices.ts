@@ -35,7 +35,7 @@ export const DiskDeviceSchema = Type.Object(
     /** Initial content: an image in the host VM's image folder, copied into the guest's own disk. */
     file: Type.Optional(ImageFile),
     /** Default raw. */
-    format: Type.Optional(Type.Union([Type.Literal("raw"), Type.Literal("qcow2")])),
+    format: Type.Optional(Type.Enum(["raw", "qcow2"])),
     /** The guest sees a read-only disk. */
     readOnly: Type.Optional(Type.Boolean()),
   },
@@ -51,7 +51,7 @@ export const NicDeviceSchema = Type.Object(
      * the gateway, nothing beyond QEMU. socket: QEMU listens on a unix socket; a peer that
      * connects exchanges frames with the guest (4-byte big-endian length, then the frame).
      */
-    backend: Type.Optional(Type.Union([Type.Literal("user"), Type.Literal("socket")])),
+    backend: Type.Optional(Type.Enum(["user", "socket"])),
     /** Unicast MAC; default: derived from the guest and device ids (kept across migrations). */
     mac: Type.Optional(Type.String({ pattern: "^([0-9a-f]{2}:){5}[0-9a-f]{2}$" })),
   },

@@ -24,7 +24,7 @@ export type Workload = Static<typeof WorkloadSchema>;
 
 export const WorkloadParams = Type.Object({
   guestId: GuestParams.properties.guestId,
-  kind: Type.Union([Type.Literal("verify"), Type.Literal("dirty")]),
+  kind: Type.Enum(["verify", "dirty"]),
 });
 
 /** What defines a guest; identical on both sides of a migration. */
@@ -100,14 +100,7 @@ export const VerifyStateSchema = Type.Object({
 });
 export type VerifyState = Static<typeof VerifyStateSchema>;
 
-export const GuestStateSchema = Type.Union([
-  Type.Literal("booting"),
-  Type.Literal("running"),
-  Type.Literal("stopped"),
-  Type.Literal("failed"),
-  Type.Literal("migrating"),
-  Type.Literal("paused"),
-]);
+export const GuestStateSchema = Type.Enum(["booting", "running", "stopped", "failed", "migrating", "paused"]);
 
 export const GuestStatusSchema = Type.Object({
   guestId: Type.String(),

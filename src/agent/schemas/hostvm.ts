@@ -25,7 +25,7 @@ export const HostVmStatusSchema = Type.Object({
       instanceId: Type.String(),
       guestId: Type.String(),
       pid: Type.Number(),
-      as: Type.Union([Type.Literal("guest"), Type.Literal("incoming")]),
+      as: Type.Enum(["guest", "incoming"]),
       /** The migration it was part of (an outgoing guest, or an incoming). */
       migrationId: StringOrNull,
       /** QEMU's run state when adopted. */

@@ -26,7 +26,7 @@ export const MigrationOptionsSchema = Type.Object(
 );
 export type MigrationOptions = Static<typeof MigrationOptionsSchema>;
 
-export const MigrationMode = Type.Union([Type.Literal("handover"), Type.Literal("precopy")]);
+export const MigrationMode = Type.Enum(["handover", "precopy"]);
 export type MigrationModeName = Static<typeof MigrationMode>;
 
 // ---- outgoing (source side) ------------------------------------------------------------
@@ -61,15 +61,15 @@ export const StartOutgoingBody = Type.Object(
 );
 export type StartOutgoingRequest = Static<typeof StartOutgoingBody>;
 
-export const OutgoingPhase = Type.Union([
-  Type.Literal("running"),
-  Type.Literal("pre-switchover"),
-  Type.Literal("postcopy"),
-  Type.Literal("completed"),
-  Type.Literal("failed"),
-  Type.Literal("cancelled"),
-  Type.Literal("confirmed"),
-  Type.Literal("rolled-back"),
+export const OutgoingPhase = Type.Enum([
+  "running",
+  "pre-switchover",
+  "postcopy",
+  "completed",
+  "failed",
+  "cancelled",
+  "confirmed",
+  "rolled-back",
 ]);
 export type OutgoingPhaseName = Static<typeof OutgoingPhase>;
 
@@ -88,7 +88,7 @@ export const CancelBody = Type.Object(
 );
 
 export const ConfirmBody = Type.Object(
-  { outcome: Type.Union([Type.Literal("success"), Type.Literal("rollback")]) },
+  { outcome: Type.Enum(["success", "rollback"]) },
   { additionalProperties: false },
 );
 export type ConfirmOutcome = Static<typeof ConfirmBody>["outcome"];
@@ -179,14 +179,7 @@ export const IncomingStatusSchema = Type.Object({
   migrationId: Type.String(),
   guestId: Type.String(),
   mode: MigrationMode,
-  state: Type.Union([
-    Type.Literal("listening"),
-    Type.Literal("armed"),
-    Type.Literal("running"),
-    Type.Literal("failed"),
-    Type.Literal("aborted"),
-    Type.Literal("expired"),
-  ]),
+  state: Type.Enum(["listening", "armed", "running", "failed", "aborted", "expired"]),
   uri: StringOrNull,
   pid: NumberOrNull,
   instanceId: StringOrNull,

@@ -46,7 +46,7 @@ export const HandoverViewSchema = Type.Object({
   fromHostVm: Type.String(),
   toHostVm: Type.String(),
   memoryMiB: Type.Number(),
-  state: Type.Union([Type.Literal("pending"), Type.Literal("committed"), Type.Literal("aborted")]),
+  state: Type.Enum(["pending", "committed", "aborted"]),
   startedAt: Type.Number(),
   endedAt: NumberOrNull,
 });
@@ -79,7 +79,7 @@ export type HostVmLedgerView = Static<typeof HostVmLedgerSchema>;
 
 export const ReconciledSchema = Type.Object({
   at: Type.Number(),
-  action: Type.Union([Type.Literal("released"), Type.Literal("committed"), Type.Literal("aborted")]),
+  action: Type.Enum(["released", "committed", "aborted"]),
   hostVm: Type.String(),
   guestId: Type.String(),
   handoverId: StringOrNull,

@@ -310,7 +310,7 @@ export function registerRoutes(app: App, c: Controller): void {
     };
   };
 
-  app.get("/api/plans", { ...ADMIN, schema: { querystring: S.ListQuery } }, async (req) => {
+  app.get("/api/plans", { ...ADMIN, schema: { querystring: S.PlanListQuery } }, async (req) => {
     let q = db
       .selectFrom("plans")
       .selectAll()
@@ -359,7 +359,7 @@ export function registerRoutes(app: App, c: Controller): void {
     return planView({ ...p, status: "cancelled" });
   });
 
-  app.get("/api/migrations", { schema: { querystring: S.ListQuery } }, async (req) => {
+  app.get("/api/migrations", { schema: { querystring: S.MigrationListQuery } }, async (req) => {
     let q = db
       .selectFrom("migrations")
       .innerJoin("guests", "guests.id", "migrations.guest_id")

@@ -2,17 +2,31 @@
  * Request and response shapes of the API, as TypeBox schemas: fastify validates requests
  * with them (an invalid field gets a 400 naming it), documents them in OpenAPI, and the CLI
  * and dashboard share the types.
+ *
+ * A field with fixed values is an enum (`Type.Enum`), not a union of literals: a bad value
+ * gets one error listing the allowed values (`body/mechanism must be one of auto, instant,
+ * precopy, postcopy`), and the CLI checks its flags against the same lists.
  */
 import { Type } from "@fastify/type-provider-typebox";
 
 export const Id = Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" });
 export const IdParams = Type.Object({ id: Id }, { additionalProperties: false });
 
-export const Automation = Type.Union([
-  Type.Literal("manual"),
-  Type.Literal("suggest"),
-  Type.Literal("automatic"),
-]);
+export const AUTOMATION_LEVELS = ["manual", "suggest", "automatic"] as const;
+export const MIGRATION_MECHANISMS = ["auto", "instant", "precopy", "postcopy"] as const;
+export const TOKEN_ROLES = ["admin", "tenant", "metrics"] as const;
+export const PLAN_STATUSES = [
+  "proposed",
+  "approved",
+  "applying",
+  "applied",
+  "failed",
+  "cancelled",
+  "superseded",
+] as const;
+export const MIGRATION_STATUSES = ["running", "completed", "failed", "cancelled"] as const;
+
+export const Automation = Type.Enum(AUTOMATION_LEVELS);
 
 export const CreateVm = Type.Object(
   {
@@ -42,14 +56,7 @@ export const CreateSecurityVm = Type.Object(
 export const MigrateVm = Type.Object(
   {
     to: Type.Optional(Id),
-    mechanism: Type.Optional(
-      Type.Union([
-        Type.Literal("auto"),
-        Type.Literal("instant"),
-        Type.Literal("precopy"),
-        Type.Literal("postcopy"),
-      ]),
-    ),
+    mechanism: Type.Optional(Type.Enum(MIGRATION_MECHANISMS)),
   },
   { additionalProperties: false },
 );
@@ -68,7 +75,7 @@ export const Settings = Type.Object({ automation: Automation }, { additionalProp
 
 export const CreateToken = Type.Object(
   {
-    role: Type.Union([Type.Literal("admin"), Type.Literal("tenant"), Type.Literal("metrics")], {
+    role: Type.Enum(TOKEN_ROLES, {
       description: "admin: everything; tenant: its tenant's guests; metrics: GET /metrics only",
     }),
     tenant: Type.Optional(Id),
@@ -99,13 +106,21 @@ export const HistoryQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const ListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
-    offset: Type.Optional(Type.Integer({ minimum: 0 })),
-    tenant: Type.Optional(Id),
-    status: Type.Optional(Type.String({ maxLength: 32 })),
-  },
+const listFields = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
+  offset: Type.Optional(Type.Integer({ minimum: 0 })),
+  tenant: Type.Optional(Id),
+};
+
+export const ListQuery = Type.Object(listFields, { additionalProperties: false });
+
+export const PlanListQuery = Type.Object(
+  { ...listFields, status: Type.Optional(Type.Enum(PLAN_STATUSES)) },
+  { additionalProperties: false },
+);
+
+export const MigrationListQuery = Type.Object(
+  { ...listFields, status: Type.Optional(Type.Enum(MIGRATION_STATUSES)) },
   { additionalProperties: false },
 );
 
