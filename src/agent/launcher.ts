@@ -3,6 +3,7 @@
  * (command lines and configs), booting the guests a testbed file describes, and the
  * endpoints and clients a caller needs to talk to a testbed's agents.
  */
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GuestImage } from "../qemu/index.ts";
 import type {
@@ -59,6 +60,10 @@ export function agentLauncher(opts: LauncherOptions): AgentLauncher {
         address: ctx.server.address,
         poolDir: ctx.server.poolDir,
         qemuDir: ctx.hostVm.qemuDir,
+        // Per server (all its host VMs see it), on disk: guests' disks and serial logs.
+        storeDir: join(ctx.server.stateDir, "guests"),
+        // Per host VM: images a disk may start from.
+        imageDir: join(ctx.hostVm.stateDir, "images"),
         tokenFile: ctx.tokenFile,
         readyFile: ctx.readyFile,
         serverAgentUrl: ctx.serverAgentUrl,
