@@ -132,6 +132,13 @@ interface PendingStatus extends PendingBase {
 
 type Pending = PendingRead | PendingStatus;
 
+/**
+ * readPieces' defaults: 1 MiB requests, 8 in flight (against qemu-nbd on a unix socket, 64 MiB:
+ * ~70 ms, where 4 MiB x 4 took ~110-220 ms and 256 KiB x 16 ~110-220 ms).
+ */
+const DEFAULT_PIECE_BYTES = 1 * MiB;
+const DEFAULT_WINDOW = 8;
+
 /** Largest block status length we ask for: u32, and aligned to any minimum block size. */
 const MAX_STATUS_LENGTH = 0xffff_0000;
 
@@ -230,7 +237,8 @@ export class NbdClient {
     return this.submit<Buffer>("read", NBD_CMD_READ, 0, offset, length, opts.timeoutMs, (base, resolve) => ({
       ...base,
       kind: "read",
-      buf: Buffer.alloc(length),
+      // Every byte is written (data or hole) before the read succeeds: no need to zero it.
+      buf: Buffer.allocUnsafe(length),
       covered: [],
       coveredBytes: 0,
       resolve,
@@ -238,8 +246,9 @@ export class NbdClient {
   }
 
   /**
-   * Reads a range of any size as consecutive pieces of at most `pieceBytes`, keeping up to
-   * `window` requests in flight, yielded in order (memory: about window x pieceBytes).
+   * Reads a range of any size as consecutive pieces of at most `pieceBytes` (default 1 MiB),
+   * keeping up to `window` requests in flight (default 8), yielded in order (memory: about
+   * window x pieceBytes).
    */
   async *readPieces(
     offset: number,
@@ -248,10 +257,10 @@ export class NbdClient {
   ): AsyncGenerator<{ offset: number; data: Buffer }> {
     this.checkRange("read", offset, length);
     const align = this.info.blockSize?.minimum ?? 1;
-    let piece = Math.min(opts.pieceBytes ?? 4 * MiB, this.maxReadBytes);
+    let piece = Math.min(opts.pieceBytes ?? DEFAULT_PIECE_BYTES, this.maxReadBytes);
     piece -= piece % align;
     if (piece <= 0) throw new NbdUsageError(`piece size below the minimum block size ${align}`);
-    const window = Math.max(1, Math.min(opts.window ?? 4, this.limits.maxInFlight));
+    const window = Math.max(1, Math.min(opts.window ?? DEFAULT_WINDOW, this.limits.maxInFlight));
     const end = offset + length;
     const queue: Array<{ offset: number; p: Promise<Buffer> }> = [];
     let next = offset;
@@ -472,8 +481,7 @@ export class NbdClient {
     if (p.kind === "status")
       throw new NbdProtocolError("unexpected-reply", "a successful simple reply to NBD_CMD_BLOCK_STATUS");
     // Without structured replies the data follows, exactly the length asked for (bounded).
-    const data = await this.reader.read(p.length, "read data");
-    data.copy(p.buf);
+    await this.reader.readInto(p.buf, 0, p.length, "read data");
     this.finish(p);
     p.resolve(p.buf);
   }
@@ -524,7 +532,7 @@ export class NbdClient {
         const at = decodeDataOffset(await payload(8));
         const n = h.length - 8;
         this.cover(p, at, n, type);
-        (await payload(n)).copy(p.buf, at - p.offset);
+        await this.reader.readInto(p.buf, at - p.offset, n, `a ${type} payload`);
       } else {
         if (h.length !== 12)
           throw new NbdProtocolError("bad-length", `${type} of ${h.length} bytes (must be 12)`);

@@ -90,3 +90,28 @@ test("the peer closing: clean at a boundary, truncated inside a message", async 
     q.close();
   }
 });
+
+test("readInto fills the target as bytes arrive; what follows stays queued; a cut is 'truncated'", async () => {
+  const p = await pair("into.sock");
+  try {
+    const reader = new StreamReader(p.client, 1024);
+    const target = Buffer.alloc(10, 0x2e);
+    const done = reader.readInto(target, 2, 6, "data");
+    p.server.write("abc");
+    await new Promise((r) => setTimeout(r, 50));
+    p.server.write("defXY");
+    assert.equal(await done, target);
+    assert.equal(target.toString(), "..abcdef..");
+    assert.equal((await reader.read(2, "next")).toString(), "XY");
+    const cut = reader.readInto(Buffer.alloc(100), 0, 100, "a data payload");
+    p.server.end("12345");
+    await assert.rejects(cut, (e: unknown) => {
+      assert.ok(e instanceof NbdProtocolError);
+      assert.equal(e.code, "truncated");
+      assert.match(e.message, /after 5 of the 100 bytes of a data payload/);
+      return true;
+    });
+  } finally {
+    p.close();
+  }
+});

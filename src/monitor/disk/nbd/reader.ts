@@ -43,6 +43,19 @@ export class ByteQueue {
     return out;
   }
 
+  /** Moves up to n queued bytes into target at `at`; returns how many. */
+  takeInto(target: Buffer, at: number, n: number): number {
+    let done = 0;
+    while (done < n && this.size > 0) {
+      const c = this.chunks[0];
+      const k = Math.min(n - done, c.length - this.head);
+      c.copy(target, at + done, this.head, this.head + k);
+      done += k;
+      this.advance(k);
+    }
+    return done;
+  }
+
   private advance(n: number): void {
     this.head += n;
     this.size -= n;
@@ -57,6 +70,8 @@ interface Waiter {
   n: number;
   what: string;
   boundary: boolean;
+  /** readInto: where the bytes go as they arrive (no intermediate buffer), and how many are left. */
+  into?: { target: Buffer; at: number; remaining: number };
   resolve: (b: Buffer) => void;
   reject: (e: Error) => void;
 }
@@ -96,9 +111,31 @@ export class StreamReader {
       this.flow();
       return Promise.resolve(got);
     }
-    if (this.ended) return Promise.reject(this.endError(n, what, opts.boundary ?? false));
+    if (this.ended) return Promise.reject(this.endError(n, n - this.q.length, what, opts.boundary ?? false));
     return new Promise((resolve, reject) => {
       this.waiter = { n, what, boundary: opts.boundary ?? false, resolve, reject };
+      this.flow();
+    });
+  }
+
+  /** Reads exactly n bytes straight into target[at..at+n) (large payloads: no extra copy). */
+  readInto(target: Buffer, at: number, n: number, what: string): Promise<Buffer> {
+    if (this.waiter) return Promise.reject(new Error(`NBD reader: read of ${what} while another is pending`));
+    const got = this.q.takeInto(target, at, n);
+    if (got === n) {
+      this.flow();
+      return Promise.resolve(target);
+    }
+    if (this.ended) return Promise.reject(this.endError(n, n - got, what, false));
+    return new Promise((resolve, reject) => {
+      this.waiter = {
+        n,
+        what,
+        boundary: false,
+        into: { target, at: at + got, remaining: n - got },
+        resolve,
+        reject,
+      };
       this.flow();
     });
   }
@@ -113,16 +150,28 @@ export class StreamReader {
 
   private onData(b: Buffer): void {
     if (this.ended) return;
-    this.q.push(b);
-    if (this.q.length > this.maxQueued) this.maxQueued = this.q.length;
     const w = this.waiter;
-    if (w) {
-      const got = this.q.take(w.n);
-      if (got) {
+    if (w?.into) {
+      const k = Math.min(w.into.remaining, b.length);
+      b.copy(w.into.target, w.into.at, 0, k);
+      w.into.at += k;
+      w.into.remaining -= k;
+      if (k < b.length) this.q.push(b.subarray(k));
+      if (w.into.remaining === 0) {
         this.waiter = null;
-        w.resolve(got);
+        w.resolve(w.into.target);
+      }
+    } else {
+      this.q.push(b);
+      if (w) {
+        const got = this.q.take(w.n);
+        if (got) {
+          this.waiter = null;
+          w.resolve(got);
+        }
       }
     }
+    if (this.q.length > this.maxQueued) this.maxQueued = this.q.length;
     this.flow();
   }
 
@@ -134,22 +183,24 @@ export class StreamReader {
     const w = this.waiter;
     if (!w) return;
     this.waiter = null;
-    w.reject(this.endError(w.n, w.what, w.boundary));
+    w.reject(this.endError(w.n, w.into ? w.into.remaining : w.n - this.q.length, w.what, w.boundary));
   }
 
-  private endError(n: number, what: string, boundary: boolean): NbdError {
-    if (boundary && this.q.length === 0) return this.ended as NbdError;
+  /** The error for a read of n bytes that still missed `missing` of them when the stream ended. */
+  private endError(n: number, missing: number, what: string, boundary: boolean): NbdError {
+    if (boundary && missing === n) return this.ended as NbdError;
     if (this.ended instanceof NbdClosedError)
       return new NbdProtocolError(
         "truncated",
-        `the connection ended after ${this.q.length} of the ${n} bytes of ${what} (${this.ended.reason})`,
+        `the connection ended after ${n - missing} of the ${n} bytes of ${what} (${this.ended.reason})`,
       );
     return this.ended as NbdError;
   }
 
   /** Pauses while enough is queued for whoever waits (or highWater when nobody waits). */
   private flow(): void {
-    const need = Math.max(this.highWater, this.waiter?.n ?? 0);
+    // A readInto waiter takes bytes as they come: only leftovers queue.
+    const need = this.waiter?.into ? this.highWater : Math.max(this.highWater, this.waiter?.n ?? 0);
     if (this.q.length >= need && !this.paused) {
       this.paused = true;
       this.src.pause();
