@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { createToken, listTokens, mayAccess, type Principal, revokeToken } from "../auth.ts";
 import { type Controller, guestIdUnavailable } from "../controller.ts";
 import { ApiError, notFound } from "../errors.ts";
-import type { ActionPayload } from "../reconciler.ts";
+import type { StoredGuest, StoredPlan } from "../store/repositories/index.ts";
 import * as S from "./schemas.ts";
 
 type App = FastifyInstance<
@@ -44,25 +44,25 @@ function tenantOf(req: FastifyRequest, asked: string | undefined): string {
 }
 
 export function registerRoutes(app: App, c: Controller): void {
-  const db = c.store.db;
+  const repos = c.repos;
 
-  const guestView = (g: Awaited<ReturnType<typeof loadGuest>>) => ({
+  const guestView = (g: StoredGuest) => ({
     id: g.id,
     tenant: g.tenant,
     vcpus: g.vcpus,
-    mipsPerVcpu: g.mips_per_vcpu,
-    memoryMiB: g.memory_mib,
-    hostVm: g.host_vm_id,
-    server: c.serverOf(g.host_vm_id),
-    powerState: g.power_state,
+    mipsPerVcpu: g.mipsPerVcpu,
+    memoryMiB: g.memoryMiB,
+    hostVm: g.hostVm,
+    server: c.serverOf(g.hostVm),
+    powerState: g.powerState,
     automation: g.automation,
     role: g.role,
-    targets: JSON.parse(g.targets) as string[],
+    targets: g.targets as string[],
     cpu: c.currentCpu(g.id),
   });
 
-  async function loadGuest(req: FastifyRequest, id: string) {
-    const g = await db.selectFrom("guests").selectAll().where("id", "=", id).executeTakeFirst();
+  async function loadGuest(req: FastifyRequest, id: string): Promise<StoredGuest> {
+    const g = await repos.guests.get(id);
     // Another tenant's guest does not exist as far as this token can tell.
     if (!g || !mayAccess(req.principal, g.tenant)) throw notFound("guest VM", id);
     return g;
@@ -70,43 +70,36 @@ export function registerRoutes(app: App, c: Controller): void {
 
   // ---- physical servers and host VMs (admin) ----------------------------------------
   app.get("/api/servers", ADMIN, async () => {
-    const servers = await db.selectFrom("servers").selectAll().orderBy("id").execute();
-    const hosts = await db.selectFrom("host_vms").selectAll().where("state", "!=", "released").execute();
+    const servers = await repos.servers.list();
+    const hosts = await repos.hostVms.list({ rented: true });
     return servers.map((s) => ({
       id: s.id,
       cores: s.cores,
-      mipsPerCore: s.mips_per_core,
-      memoryMiB: s.memory_mib,
-      hostVmSlots: s.host_vm_slots,
-      hostVms: hosts.filter((h) => h.server_id === s.id).map((h) => h.id),
+      mipsPerCore: s.mipsPerCore,
+      memoryMiB: s.memoryMiB,
+      hostVmSlots: s.hostVmSlots,
+      hostVms: hosts.filter((h) => h.server === s.id).map((h) => h.id),
     }));
   });
 
   app.get("/api/hostvms", ADMIN, async () => {
-    const hosts = await db
-      .selectFrom("host_vms")
-      .selectAll()
-      .where("state", "!=", "released")
-      .orderBy("id")
-      .execute();
-    const guests = await db.selectFrom("guests").select(["id", "host_vm_id", "memory_mib"]).execute();
-    const types = new Map(
-      (await db.selectFrom("host_vm_types").selectAll().execute()).map((t) => [t.name, t]),
-    );
+    const hosts = await repos.hostVms.list({ rented: true });
+    const guests = await repos.guests.sizes();
+    const types = new Map((await repos.hostVmTypes.list()).map((t) => [t.name, t]));
     return hosts.map((h) => {
       const t = types.get(h.type);
-      const mine = guests.filter((g) => g.host_vm_id === h.id);
+      const mine = guests.filter((g) => g.hostVm === h.id);
       return {
         id: h.id,
         type: h.type,
-        server: h.server_id,
+        server: h.server,
         state: h.state,
-        acquiredAt: h.acquired_at,
-        kept: Boolean(h.kept),
-        pricePerHour: t?.price_per_hour ?? 0,
+        acquiredAt: h.acquiredAt,
+        kept: h.kept,
+        pricePerHour: t?.pricePerHour ?? 0,
         guests: mine.map((g) => g.id),
-        memoryUsedMiB: mine.reduce((s, g) => s + g.memory_mib, 0),
-        memoryMiB: t ? t.memory_mib - t.overhead_mib : 0,
+        memoryUsedMiB: mine.reduce((s, g) => s + g.memoryMiB, 0),
+        memoryMiB: t ? t.memoryMiB - t.hypervisorOverheadMiB : 0,
         cpu: c.hostCpu(h.id),
       };
     });
@@ -122,20 +115,14 @@ export function registerRoutes(app: App, c: Controller): void {
   });
 
   app.delete("/api/hostvms/:id", { ...ADMIN, schema: { params: S.IdParams } }, async (req, reply) => {
-    const h = await db.selectFrom("host_vms").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+    const h = await repos.hostVms.get(req.params.id);
     if (!h || h.state === "released") throw notFound("host VM", req.params.id);
-    const guests = await db
-      .selectFrom("guests")
-      .select("id")
-      .where("host_vm_id", "=", h.id)
-      .orderBy("id")
-      .execute();
+    const guests = await repos.guests.idsOn(h.id);
     if (guests.length > 0)
       throw new ApiError(
         409,
         `host VM ${h.id} hosts ${guests.length} guest(s) (${guests
           .slice(0, 5)
-          .map((g) => g.id)
           .join(", ")}${guests.length > 5 ? ", ..." : ""}): move or delete them first`,
       );
     const id = await c.submitActions([{ kind: "release-host-vm", hostVm: h.id }], "api");
@@ -209,9 +196,7 @@ export function registerRoutes(app: App, c: Controller): void {
 
   app.patch("/api/vms/:id", { schema: { params: S.IdParams, body: S.PatchVm } }, async (req) => {
     const g = await loadGuest(req, req.params.id);
-    await c.write((tx) =>
-      tx.updateTable("guests").set({ automation: req.body.automation }).where("id", "=", g.id).execute(),
-    );
+    await c.write((tx) => tx.guests.setAutomation(g.id, req.body.automation));
     return guestView(await loadGuest(req, g.id));
   });
 
@@ -239,7 +224,7 @@ export function registerRoutes(app: App, c: Controller): void {
     { schema: { params: S.IdParams, body: S.MigrateVm } },
     async (req, reply) => {
       const g = await loadGuest(req, req.params.id);
-      if (!g.host_vm_id) throw new ApiError(409, `guest VM ${g.id} is not placed`);
+      if (!g.hostVm) throw new ApiError(409, `guest VM ${g.id} is not placed`);
       const move = await c.chooseMove(g.id, req.body.to, req.body.mechanism ?? "auto");
       const plan = await c.submitActions([move], "api");
       reply.code(202);
@@ -254,17 +239,15 @@ export function registerRoutes(app: App, c: Controller): void {
 
   // ---- security VMs ----------------------------------------------------------------------
   app.get("/api/security-vms", async (req) => {
-    let q = db.selectFrom("guests").selectAll().where("role", "=", "security").orderBy("id");
-    if (req.principal.role === "tenant") q = q.where("tenant", "=", req.principal.tenant);
-    return (await q.execute()).map(guestView);
+    const tenant = req.principal.role === "tenant" ? req.principal.tenant : undefined;
+    return (await repos.guests.list({ role: "security", tenant })).map(guestView);
   });
 
   app.post("/api/security-vms", { schema: { body: S.CreateSecurityVm } }, async (req, reply) => {
     const tenant = tenantOf(req, req.body.tenant);
     await claimableGuestId(req, req.body.id);
     for (const t of req.body.targets) {
-      const target = await db.selectFrom("guests").select(["tenant"]).where("id", "=", t).executeTakeFirst();
-      if (!target || target.tenant !== tenant)
+      if ((await repos.guests.tenantOf(t)) !== tenant)
         throw new ApiError(422, `body/targets: guest VM ${t} not found for tenant ${tenant}`);
     }
     const g = await c.createGuest({
@@ -282,46 +265,27 @@ export function registerRoutes(app: App, c: Controller): void {
   });
 
   // ---- plans and migrations ------------------------------------------------------------
-  const planView = async (p: {
-    id: number;
-    created_at: number;
-    status: string;
-    source: string;
-    notes: string;
-  }) => {
-    const actions = await db
-      .selectFrom("plan_actions")
-      .selectAll()
-      .where("plan_id", "=", p.id)
-      .orderBy("idx")
-      .execute();
-    return {
-      id: Number(p.id),
-      createdAt: p.created_at,
-      status: p.status,
-      source: p.source,
-      actions: actions.map((a) => ({
-        ...(JSON.parse(a.payload) as ActionPayload),
-        idx: a.idx,
-        status: a.status,
-        dependsOn: JSON.parse(a.depends_on) as number[],
-        error: a.error,
-      })),
-    };
-  };
+  const planView = async (p: StoredPlan) => ({
+    id: p.id,
+    createdAt: p.createdAt,
+    status: p.status,
+    source: p.source,
+    actions: (await repos.plans.actions(p.id)).map((a) => ({
+      ...a.payload,
+      idx: a.idx,
+      status: a.status,
+      dependsOn: a.dependsOn as number[],
+      error: a.error,
+    })),
+  });
 
   app.get("/api/plans", { ...ADMIN, schema: { querystring: S.ListQuery } }, async (req) => {
-    let q = db
-      .selectFrom("plans")
-      .selectAll()
-      .orderBy("id", "desc")
-      .limit(req.query.limit ?? 50);
-    if (req.query.status) q = q.where("status", "=", req.query.status);
-    return Promise.all((await q.execute()).map(planView));
+    const plans = await repos.plans.list({ status: req.query.status, limit: req.query.limit ?? 50 });
+    return Promise.all(plans.map(planView));
   });
 
   app.get("/api/plans/:id", { ...ADMIN, schema: { params: PlanIdParams } }, async (req) => {
-    const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+    const p = await repos.plans.get(req.params.id);
     if (!p) throw notFound("plan", String(req.params.id));
     return planView(p);
   });
@@ -332,44 +296,32 @@ export function registerRoutes(app: App, c: Controller): void {
 
   for (const verb of ["approve", "apply"] as const) {
     app.post(`/api/plans/:id/${verb}`, { ...ADMIN, schema: { params: PlanIdParams } }, async (req) => {
-      const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+      const p = await repos.plans.get(req.params.id);
       if (!p) throw notFound("plan", String(req.params.id));
       if (p.status !== "proposed")
         throw new ApiError(409, `plan ${p.id} is ${p.status}, only a proposed plan can be approved`);
-      await c.write((tx) =>
-        tx
-          .updateTable("plans")
-          .set({ status: "approved" })
-          .where("id", "=", p.id)
-          .where("status", "=", "proposed")
-          .execute(),
-      );
-      c.events.emit("plan.approved", undefined, { id: Number(p.id) });
+      await c.write((tx) => tx.plans.setStatus(p.id, "approved", "proposed"));
+      c.events.emit("plan.approved", undefined, { id: p.id });
       c.kick();
       return planView({ ...p, status: "approved" });
     });
   }
 
   app.post("/api/plans/:id/cancel", { ...ADMIN, schema: { params: PlanIdParams } }, async (req) => {
-    const p = await db.selectFrom("plans").selectAll().where("id", "=", req.params.id).executeTakeFirst();
+    const p = await repos.plans.get(req.params.id);
     if (!p) throw notFound("plan", String(req.params.id));
     if (!["proposed", "approved", "applying"].includes(p.status))
       throw new ApiError(409, `plan ${p.id} is ${p.status} already`);
-    await c.cancelPlan(Number(p.id));
+    await c.cancelPlan(p.id);
     return planView({ ...p, status: "cancelled" });
   });
 
   app.get("/api/migrations", { schema: { querystring: S.ListQuery } }, async (req) => {
-    let q = db
-      .selectFrom("migrations")
-      .innerJoin("guests", "guests.id", "migrations.guest_id")
-      .selectAll("migrations")
-      .select("guests.tenant")
-      .orderBy("migrations.started_at", "desc")
-      .limit(req.query.limit ?? 100);
-    if (req.principal.role === "tenant") q = q.where("guests.tenant", "=", req.principal.tenant);
-    if (req.query.status) q = q.where("migrations.status", "=", req.query.status);
-    const rows = await q.execute();
+    const rows = await repos.migrations.list({
+      tenant: req.principal.role === "tenant" ? req.principal.tenant : undefined,
+      status: req.query.status,
+      limit: req.query.limit ?? 100,
+    });
     // Running ones with the provider's live figures: the executor stores progress only at its
     // polls, and an instant handover may start and end between two of them. (The leader's
     // provider drives the moves; a follower shows what the store has.)
@@ -383,19 +335,19 @@ export function registerRoutes(app: App, c: Controller): void {
     }
     return rows.map((m) => ({
       id: m.id,
-      guest: m.guest_id,
+      guest: m.guest,
       tenant: m.tenant,
-      from: m.from_host_vm,
-      to: m.to_host_vm,
+      from: m.from,
+      to: m.to,
       mechanism: m.mechanism,
       status: m.status,
       progress: Math.max(m.progress, live.get(m.id)?.progress ?? 0),
       detail: live.has(m.id)
         ? { remainingBytes: live.get(m.id)!.remainingBytes, etaSeconds: live.get(m.id)!.etaSeconds }
-        : (JSON.parse(m.detail) as Record<string, number>),
-      plan: m.plan_id,
-      startedAt: m.started_at,
-      finishedAt: m.finished_at,
+        : m.detail,
+      plan: m.plan,
+      startedAt: m.startedAt,
+      finishedAt: m.finishedAt,
       error: m.error,
     }));
   });
@@ -407,13 +359,7 @@ export function registerRoutes(app: App, c: Controller): void {
 
   app.put("/api/settings", { ...ADMIN, schema: { body: S.Settings } }, async (req) => {
     const value = req.body.automation;
-    await c.write((tx) =>
-      tx
-        .insertInto("settings")
-        .values({ key: "automation", value })
-        .onConflict((oc) => oc.column("key").doUpdateSet({ value }))
-        .execute(),
-    );
+    await c.write((tx) => tx.settings.setAutomation(value));
     return { automation: value };
   });
 
