@@ -1,3 +1,4 @@
+export { buildServer } from "./api/server.ts";
 export {
   createToken,
   hashToken,
@@ -19,5 +20,4 @@ export {
   storeBackedState,
   type UpOptions,
 } from "./run.ts";
-export { buildServer } from "./server.ts";
 export { openStore, redact, type Store, StoreError } from "./store/connect.ts";

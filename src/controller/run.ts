@@ -24,9 +24,9 @@ import {
   TestbedProvider,
   testbedDir,
 } from "../providers/index.ts";
+import { buildServer } from "./api/server.ts";
 import { createToken, verifyToken } from "./auth.ts";
 import { Controller } from "./controller.ts";
-import { buildServer } from "./server.ts";
 import { openStore, redact, type Store } from "./store/connect.ts";
 
 export interface UpOptions {

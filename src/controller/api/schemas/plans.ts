@@ -58,6 +58,8 @@ export const Plan = Type.Object({
   actions: Type.Array(PlanAction),
 });
 
+export type Plan = Static<typeof Plan>;
+
 export const PlanList = Type.Array(Plan);
 
 /** What the planner would do now, split by automation level (nothing stored). */
