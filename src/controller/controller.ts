@@ -418,8 +418,7 @@ export class Controller {
       // guest the audit has not adopted. Whose it is must not show.
       if (e instanceof ProviderError && e.code === "exists")
         throw new ApiError(409, guestIdUnavailable(spec.id));
-      if (e instanceof ProviderError) throw new ApiError(409, e.message);
-      throw e;
+      throw e; // a provider's refusal answers with its kind's status (PROVIDER_ERROR_STATUS)
     }
     const guest: StoredGuest = {
       id: spec.id,
@@ -449,24 +448,14 @@ export class Controller {
 
   /** Starts or stops a guest at the provider, then records it. */
   async setGuestRunning(id: string, running: boolean): Promise<void> {
-    try {
-      await this.provider.setGuestRunning(id, running);
-    } catch (e) {
-      if (e instanceof ProviderError) throw new ApiError(409, e.message);
-      throw e;
-    }
+    await this.provider.setGuestRunning(id, running);
     await this.write((tx) => tx.guests.setPowerState(id, running ? "running" : "stopped")).catch((e) => {
       throw committedButNotRecorded(`guest VM ${id} was ${running ? "started" : "stopped"}`, e);
     });
   }
 
   async deleteGuest(id: string, tenant: string): Promise<void> {
-    try {
-      await this.provider.deleteGuest(id);
-    } catch (e) {
-      if (e instanceof Error && e.name === "ProviderError") throw new ApiError(409, e.message);
-      throw e;
-    }
+    await this.provider.deleteGuest(id);
     // The id is retired with the guest: history (migrations, events, metrics) names guests
     // by id, so it is never handed out again.
     await this.write((tx) => tx.guests.retire(id, tenant, Date.now() / 1000)).catch((e) => {

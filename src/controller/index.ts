@@ -10,7 +10,7 @@ export {
   verifyToken,
 } from "./auth.ts";
 export { Controller, type ControllerOptions } from "./controller.ts";
-export { ApiError, FencedError } from "./errors.ts";
+export { ApiError, FencedError, PROVIDER_ERROR_STATUS } from "./errors.ts";
 export { type CloudEvent, EventBus } from "./events.ts";
 export { AUTOMATION_LEVELS, type Automation } from "./reconciler.ts";
 export {

@@ -15,7 +15,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { type Role, verifyToken } from "../auth.ts";
 import type { Controller } from "../controller.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, asApiError } from "../errors.ts";
 import type { ApiPlugin, RouteAuth } from "./plugin.ts";
 import { cloudRoutes } from "./routes/cloud.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -94,7 +94,9 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
   });
 
   app.setErrorHandler((err: FastifyError | ApiError | Error, req, reply) => {
-    if (err instanceof ApiError) return reply.code(err.status).send({ error: err.message });
+    // The API's own refusals, and a provider's by the kind of error (PROVIDER_ERROR_STATUS).
+    const known = asApiError(err);
+    if (known) return reply.code(known.status).send({ error: known.message });
     const fe = err as FastifyError;
     if (fe.validation) {
       // e.g. "body/memoryMiB must be >= 64" — names the field at fault.
