@@ -6,6 +6,7 @@
 # are installed only when named explicitly (pkg/bookworm-backports or a backports-only name).
 # Usage: scripts/ensure-backports.sh        (root, or a user with sudo)
 set -euo pipefail
+. "$(dirname "$0")/progress.sh"
 
 list=/etc/apt/sources.list.d/nestcloud-backports.list
 line="deb http://deb.debian.org/debian bookworm-backports main"
@@ -20,5 +21,5 @@ if [ ! -f "$list" ] || [ "$(cat "$list")" != "$line" ]; then
 fi
 # Lists already fetched for this source: apt names them after the archive's path.
 if [ "$changed" -eq 1 ] || ! ls /var/lib/apt/lists/*bookworm-backports*Packages* >/dev/null 2>&1; then
-  $SUDO apt-get update -qq
+  nc_step "updating Debian's package lists (apt-get update, with bookworm-backports)" $SUDO apt-get update
 fi

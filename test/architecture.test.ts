@@ -1,5 +1,6 @@
 // Enforces the module table of docs/architecture.md: which module may import which, and that
-// modules reach each other only through their public entry (index.ts).
+// modules reach each other only through their public entry (index.ts); the layers inside
+// src/vmi; and that no module's files import each other in a cycle.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
@@ -26,7 +27,7 @@ export const allowedImports: Record<string, readonly string[]> = {
   // testbed provider drives a running testbed (testbed: its state file) through its agents
   // (agent: clients and the migration orchestrator). Neither imports providers: no cycle.
   providers: ["model", "migration", "sim", "agent", "testbed"],
-  controller: ["model", "planner", "migration", "providers", "agent"],
+  controller: ["model", "planner", "migration", "providers", "agent", "schema"],
   console: ["qemu"],
   cli: [
     "controller",
@@ -102,6 +103,130 @@ test("pure modules do no I/O", () => {
   assert.deepEqual(offenders, []);
 });
 
+/** Relative imports of one file, resolved to absolute paths. */
+function localImports(file: string): string[] {
+  const out: string[] = [];
+  for (const m of readFileSync(file, "utf8").matchAll(importRe)) {
+    const spec = m[1] ?? m[2];
+    if (spec.startsWith(".")) out.push(resolve(dirname(file), spec));
+  }
+  return out;
+}
+
+const vmi = join(src, "vmi");
+const vmiBelow = (...layers: string[]) => ["errors.ts", ...layers];
+
+/**
+ * The layers of src/vmi (docs/architecture.md): folder, or single file, -> the layers it may
+ * import besides its own. A file belongs to the longest key that is its path or a folder
+ * above it. Tests (*.test.ts) may also import the public entry and any testkit: nothing
+ * imports a test, so that adds no dependency.
+ */
+export const vmiLayers: Record<string, readonly string[]> = {
+  // VmiError and its codes: every layer reports through them.
+  "errors.ts": [],
+  // PhysicalMemory/VirtualMemory, the sources (RAM file, QMP, buffer) and what a source may run
+  // next to the memory (search, hash, list walks).
+  memory: vmiBelow(),
+  // x86-64 translation: page walks, the linear kernel mappings, the kernel address space.
+  address: vmiBelow("memory"),
+  // What the kernel says about itself: VMCOREINFO, kallsyms, BTF, symbols; the fallback finders.
+  discovery: vmiBelow("memory", "address"),
+  // The Kernel model and its profile, assembled by discoverKernel.
+  kernel: vmiBelow("memory", "address", "discovery"),
+  queries: vmiBelow("memory", "address", "discovery", "kernel"),
+  checks: vmiBelow("memory", "address", "discovery", "kernel", "queries"),
+  // The page server and its client meet only in the wire format (protocol, codec): neither
+  // imports the other, and nothing below the public entry imports either.
+  remote: vmiBelow("memory", "address"),
+  "remote/server.ts": vmiBelow("memory", "address", "remote"),
+  "remote/client.ts": vmiBelow("memory", "address", "remote"),
+  "index.ts": vmiBelow(
+    "memory",
+    "address",
+    "discovery",
+    "kernel",
+    "queries",
+    "checks",
+    "remote",
+    "remote/server.ts",
+    "remote/client.ts",
+  ),
+};
+
+function vmiLayerOf(file: string): string | undefined {
+  const rel = relative(vmi, file).split(sep).join("/");
+  return Object.keys(vmiLayers)
+    .filter((k) => rel === k || rel.startsWith(`${k}/`))
+    .sort((a, b) => b.length - a.length)[0];
+}
+
+test("vmi layers: the layer table has no cycle (lower layers never import higher ones)", () => {
+  const done = new Set<string>();
+  const visit = (layer: string, path: string[]): void => {
+    assert.ok(!path.includes(layer), `layer cycle: ${[...path, layer].join(" -> ")}`);
+    if (done.has(layer)) return;
+    for (const dep of vmiLayers[layer] ?? assert.fail(`unknown layer ${layer}`)) visit(dep, [...path, layer]);
+    done.add(layer);
+  };
+  for (const layer of Object.keys(vmiLayers)) visit(layer, []);
+});
+
+test("vmi layers: every file belongs to a layer and imports only the layers below it", () => {
+  const problems: string[] = [];
+  for (const file of tsFiles(vmi)) {
+    const layer = vmiLayerOf(file);
+    const name = relative(root, file);
+    if (!layer) {
+      problems.push(`${name} is in no vmi layer (test/architecture.test.ts vmiLayers)`);
+      continue;
+    }
+    const isTest = file.endsWith(".test.ts");
+    for (const target of localImports(file)) {
+      if (!target.startsWith(vmi + sep)) continue;
+      const to = vmiLayerOf(target);
+      if (to === layer || (to && vmiLayers[layer].includes(to))) continue;
+      if (isTest && (to === "index.ts" || target.endsWith(".testkit.ts"))) continue;
+      problems.push(`${name} (${layer}) imports ${relative(root, target)} (${to ?? "no layer"})`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
+test("no import cycles between the files of any module (type-only imports count)", () => {
+  const graph = new Map(tsFiles(src).map((f) => [f, localImports(f)]));
+  // Tarjan's strongly connected components: any component of more than one file is a cycle.
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[] = [];
+  const connect = (v: string): void => {
+    index.set(v, index.size);
+    low.set(v, index.get(v) as number);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        connect(w);
+        low.set(v, Math.min(low.get(v) as number, low.get(w) as number));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v) as number, index.get(w) as number));
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const component: string[] = [];
+    let w: string;
+    do {
+      w = stack.pop() as string;
+      onStack.delete(w);
+      component.push(relative(root, w));
+    } while (w !== v);
+    if (component.length > 1 || graph.get(v)?.includes(v)) cycles.push(component.sort().join(" <-> "));
+  };
+  for (const f of graph.keys()) if (!index.has(f)) connect(f);
+  assert.deepEqual(cycles, []);
+});
+
 test("providers: a rental knows no data plane, a data plane no rental; only provider.ts composes them", () => {
   const dir = join(src, "providers");
   const rel = (f: string) => relative(dir, f).split(sep).join("/");
@@ -171,4 +296,47 @@ test("controller: only src/controller/store/ builds SQL; the API's route plugins
   // Each resource of the API is a route plugin of its own.
   for (const r of ["vms", "hostvms", "security-vms", "plans", "migrations", "settings", "tokens", "events"])
     assert.ok(readdirSync(join(api, "routes")).includes(`${r}.ts`), `src/controller/api/routes/${r}.ts`);
+});
+
+// docs/architecture.md, "Two sets of simulation rules": every difference between the rule sets
+// is a member of SimulationRules, implemented in src/sim/rules/. The rest of src/sim asks the
+// rules and never tests which set runs (by name, by the scenario's compat, or by comparing
+// with a set's literal).
+const ruleBranches: readonly RegExp[] = [
+  /\brules?\s*[!=]==|[!=]==\s*(?:this\.)?rules?\b/,
+  /\.name\s*[!=]==\s*["'](?:nested|cloudsim)["']|["'](?:nested|cloudsim)["']\s*[!=]==\s*[\w.]*\.name\b/,
+  /\bcompat\s*(?:[!=]==|\?)|[!=]==\s*[\w.]*\bcompat\b|\bcloudsimCompat\b/,
+  /[!=]==\s*["']cloudsim(?:-3\.0\.3)?["']|["']cloudsim(?:-3\.0\.3)?["']\s*[!=]==/,
+  /(?<!nesting\s*)[!=]==\s*["']nested["']|["']nested["']\s*[!=]==/,
+  /\bcase\s+["'](?:nested|cloudsim(?:-3\.0\.3)?)["']/,
+];
+/** Blanks comments out, keeping line numbers. */
+const withoutComments = (text: string) =>
+  text.replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, (c) => c.replace(/[^\n]/g, ""));
+const branchesOn = (code: string) => ruleBranches.filter((re) => re.test(code));
+
+test("the simulator branches on its rule set only inside src/sim/rules/", () => {
+  // The check itself: it sees the forms such branches took, and lets the nesting field be.
+  for (const old of [
+    'if (this.rule === "cloudsim") x();',
+    'const r = scenario.cloudsimCompat ? "cloudsim" : "nested";',
+    'return doc.compat === "cloudsim-3.0.3";',
+    'if (this.rules.name === "nested") x();',
+    'const on = kind === "cloudsim" ? a : b;',
+    'switch (set) { case "nested": break; }',
+  ])
+    assert.ok(branchesOn(old).length > 0, `not caught: ${old}`);
+  assert.deepEqual(branchesOn('const nested = doc.nesting === "nested";'), []);
+
+  const rules = join(src, "sim", "rules") + sep;
+  const offenders = tsFiles(join(src, "sim"))
+    .filter((f) => !f.startsWith(rules) && !f.endsWith(".test.ts"))
+    .flatMap((f) =>
+      withoutComments(readFileSync(f, "utf8"))
+        .split("\n")
+        .flatMap((line, i) =>
+          branchesOn(line).length > 0 ? [`${relative(root, f)}:${i + 1}: ${line.trim()}`] : [],
+        ),
+    );
+  assert.deepEqual(offenders, [], "move the difference into SimulationRules (src/sim/rules/)");
 });

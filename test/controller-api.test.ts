@@ -91,6 +91,59 @@ describe("validation", () => {
     assert.ok(badId.status === 400 || badId.status === 404);
   });
 
+  test("a field with fixed values gets one error listing them", async () => {
+    const guest = ((await call("GET", "/api/vms", c.adminToken)).body as Array<{ id: string }>)[0].id;
+    const migrationsOf = async () =>
+      ((await call("GET", "/api/migrations", c.adminToken)).body as Array<{ guest: string }>).filter(
+        (m) => m.guest === guest,
+      ).length;
+    const before = await migrationsOf();
+    const cases: Array<[string, string, unknown, string]> = [
+      [
+        "POST",
+        `/api/vms/${guest}/migrate`,
+        { mechanism: "bogus" },
+        "body/mechanism must be one of auto, instant, precopy, postcopy",
+      ],
+      [
+        "PUT",
+        "/api/settings",
+        { automation: "always" },
+        "body/automation must be one of manual, suggest, automatic",
+      ],
+      [
+        "PATCH",
+        `/api/vms/${guest}`,
+        { automation: "always" },
+        "body/automation must be one of manual, suggest, automatic, or null",
+      ],
+      ["POST", "/api/tokens", { role: "root" }, "body/role must be one of admin, tenant, metrics"],
+      [
+        "GET",
+        "/api/plans?status=done",
+        undefined,
+        "querystring/status must be one of proposed, approved, applying, applied, failed, cancelled, superseded",
+      ],
+      [
+        "GET",
+        "/api/migrations?status=done",
+        undefined,
+        "querystring/status must be one of running, completed, failed, cancelled",
+      ],
+    ];
+    for (const [method, path, body, error] of cases) {
+      const r = await call(method, path, c.adminToken, body);
+      assert.equal(r.status, 400, `${method} ${path}`);
+      assert.equal(r.body.error, error, `${method} ${path}`);
+    }
+    // Nothing moved: the refused migration never started.
+    assert.equal(await migrationsOf(), before);
+    // The allowed values are documented, too.
+    const spec = (await call("GET", "/api/openapi.json", c.adminToken)).body;
+    const migrate = spec.paths["/api/vms/{id}/migrate"].post.requestBody.content["application/json"].schema;
+    assert.deepEqual(migrate.properties.mechanism.enum, ["auto", "instant", "precopy", "postcopy"]);
+  });
+
   test("unknown ids get 404 with the id", async () => {
     const r = await call("GET", "/api/vms/no-such-vm", c.adminToken);
     assert.equal(r.status, 404);

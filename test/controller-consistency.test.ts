@@ -29,6 +29,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  */
 class ScriptedWorld implements HostVmRental, GuestDataPlane {
   readonly name = "scripted";
+  readonly clock = "wall";
   readonly speed = 1;
   guests: Mutable<ProviderGuest>[] = [];
   migrations: Mutable<ProviderMigration>[] = [];

@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
 import { main } from "../src/cli/main.ts";
 import { vmiOutput } from "../src/cli/vmi.ts";
-import { SyntheticGuest } from "../src/vmi/synthetic-guest.testkit.ts";
+import { SyntheticGuest } from "../src/vmi/kernel/synthetic-guest.testkit.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const bin = join(root, "bin/nestcloud.js");

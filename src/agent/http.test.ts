@@ -5,6 +5,7 @@ import { test } from "node:test";
 import pino from "pino";
 import { Type } from "typebox";
 import { QmpError } from "../qemu/index.ts";
+import { ConfirmBody, StartOutgoingBody, WaitQuery, WorkloadSchema } from "./api-types.ts";
 import { AgentClient, AgentHttpError, AgentUnreachableError } from "./client.ts";
 import { AgentError, createApp } from "./http.ts";
 import { bearerMatches } from "./token.ts";
@@ -66,6 +67,37 @@ test("401 before anything else, 400 naming the field, QMP errors as 502 with QEM
   r = await a.inject({ method: "GET", url: "/nope", headers: auth });
   assert.equal(r.statusCode, 404);
   assert.match(r.json().message, /no route GET \/nope/);
+});
+
+test("fields with fixed values: one 400 line listing them (the agents' own schemas)", async () => {
+  const a = createApp(TOKEN, pino({ level: "silent" }));
+  a.post("/workload", { schema: { body: WorkloadSchema } }, async () => ({}));
+  a.post("/outgoing", { schema: { body: StartOutgoingBody } }, async () => ({}));
+  a.get("/wait", { schema: { querystring: WaitQuery } }, async () => ({}));
+  a.post("/confirm", { schema: { body: ConfirmBody } }, async () => ({}));
+  const headers = { authorization: `Bearer ${TOKEN}` };
+  const cases: Array<[string, string, unknown, string]> = [
+    ["POST", "/workload", { kind: "busy", mib: 8 }, "body/kind must be one of verify, dirty"],
+    ["POST", "/workload", { kind: "verify", mib: 0 }, "body/mib must be >= 1"],
+    [
+      "POST",
+      "/outgoing",
+      { migrationId: "m1", mode: "postcopy", uri: "unix:/run/x.sock" },
+      "body/mode must be one of handover, precopy",
+    ],
+    [
+      "GET",
+      "/wait?unless=paused",
+      undefined,
+      "querystring/unless must be one of running, pre-switchover, postcopy, completed, failed, cancelled, confirmed, rolled-back",
+    ],
+    ["POST", "/confirm", { outcome: "maybe" }, "body/outcome must be one of success, rollback"],
+  ];
+  for (const [method, url, payload, message] of cases) {
+    const r = await a.inject({ method: method as "GET" | "POST", url, payload: payload as object, headers });
+    assert.equal(r.statusCode, 400, url);
+    assert.equal(r.json().message, message, url);
+  }
 });
 
 test("the client tells answered errors from undelivered requests", async () => {

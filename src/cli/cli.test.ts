@@ -1,10 +1,15 @@
 // The nestcloud command as users run it: real processes, real files.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { after, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
+import pino from "pino";
+import * as controller from "../controller/index.ts";
+import { ADMIN_TOKEN_FILE, type RunningController, runController } from "../controller/index.ts";
+import * as choices from "./choices.ts";
+import { ADMIN_TOKEN_FILE as CLIENT_ADMIN_TOKEN_FILE } from "./client.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const bin = join(root, "bin/nestcloud.js");
@@ -15,6 +20,42 @@ function run(...args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: "utf8", timeout: 120_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
+
+/** As run(), without blocking this process (for a controller running in it). */
+function runAsync(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      [bin, ...args],
+      { cwd: root, encoding: "utf8", timeout: 120_000 },
+      (e, out, err) => done({ code: e ? (typeof e.code === "number" ? e.code : null) : 0, out, err }),
+    );
+  });
+}
+
+/** The lines of stderr that name written files. */
+const written = (err: string) =>
+  err
+    .split("\n")
+    .filter((l) => l.startsWith("wrote "))
+    .map((l) => l.slice("wrote ".length));
+
+/** Bare metal (no nesting): each physical server is one bin, nothing is rented. */
+const bareMetal = `
+name: bare-small
+nesting: none
+durationSeconds: 7200
+servers:
+  - { prefix: g4, count: 20, cores: 2, mipsPerCore: 1860, memoryMiB: 4096, networkMbps: 1000, power: hp-ml110-g4 }
+  - { prefix: g5, count: 20, cores: 2, mipsPerCore: 2660, memoryMiB: 4096, networkMbps: 1000, power: hp-ml110-g5 }
+guests:
+  types:
+    - { name: high-cpu, mipsPerVcpu: 2500, memoryMiB: 870 }
+    - { name: micro, mipsPerVcpu: 500, memoryMiB: 613 }
+trace: { kind: synthetic, guests: 40 }
+migration: { model: cloudsim }
+policy: { name: lr-mmt-1.2 }
+`;
 
 const good = readFileSync(join(root, "scenarios/synthetic-nested.yaml"), "utf8")
   // The copy lives in a temporary folder: point its calibration at the repository's file.
@@ -107,6 +148,21 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
       /trace file too large .*at most 64 KiB/,
     ],
     [
+      "a bad scenario enum lists the allowed values",
+      ["simulate", scenario("enum.yaml", good.replace("nesting: nested", "nesting: nest"))],
+      /enum\.yaml: nesting: must be one of none, nested$/,
+    ],
+    [
+      "an unknown policy among several is refused before any runs",
+      ["compare", scenario("pp.yaml", good), "--policies", "nestcloud,lr-mmt-1.2,best-fit"],
+      /--policies: unknown policy best-fit \(known: .*nestcloud.*<thr\|iqr\|mad\|lr\|lrr>-<mmt\|rs\|mc\|mu>-<parameter>\)$/,
+    ],
+    [
+      "a malformed --trace is refused before the scenario runs",
+      ["compare", scenario("tt.yaml", good), "--policies", "nestcloud", "--trace", "azure:1"],
+      /--trace azure:1: expected planetlab:<day-or-folder> or synthetic:<guests>\[:<seed>\]$/,
+    ],
+    [
       "a synthetic trace beyond the guest limit",
       ["simulate", scenario("syn.yaml", good), "--trace", "synthetic:99999999999"],
       /guest count must be an integer from 1 to 10,000,000/,
@@ -121,6 +177,39 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
       assert.match(lines[0], /^nestcloud: /);
       assert.match(lines[0], pattern);
       assert.doesNotMatch(r.err, /\n\s+at /);
+    });
+  }
+});
+
+describe("flags with fixed values: one line listing them, before anything is asked", () => {
+  // Nothing listens on port 9: the errors must come before any request.
+  const away = ["--url", "http://127.0.0.1:9", "--token", "nc_x"];
+  const cases: Array<[string[], string]> = [
+    [
+      ["vms", "migrate", "vm-1", "--mechanism", "bogus", ...away],
+      "--mechanism bogus: expected one of auto, instant, precopy, postcopy",
+    ],
+    [["servers", "-o", "yaml", ...away], "--output yaml: expected one of table, json"],
+    [["vms", "migrate", "vm-1", "--output", "yaml", ...away], "--output yaml: expected one of table, json"],
+    [
+      ["plans", "--status", "done", ...away],
+      "--status done: expected one of proposed, approved, applying, applied, failed, cancelled, superseded",
+    ],
+    [
+      ["migrations", "--status", "done", ...away],
+      "--status done: expected one of running, completed, failed, cancelled",
+    ],
+    [["token", "create", "--role", "root", ...away], "--role root: expected one of admin, tenant, metrics"],
+    [
+      ["up", "--provider", "aws", "--data-dir", join(dir, "up-enum")],
+      "--provider aws: expected one of sim, testbed",
+    ],
+  ];
+  for (const [args, message] of cases) {
+    test(args.slice(0, 4).join(" "), () => {
+      const r = run(...args);
+      assert.equal(r.code, 2, r.err);
+      assert.equal(r.err, `nestcloud: ${message}\n`);
     });
   }
 });
@@ -167,9 +256,11 @@ describe("up: logs a terminal can read, JSON for machines, one line on shutdown"
     const deadline = Date.now() + 90_000;
     while (!/admin token:/.test(out) && Date.now() < deadline && child.exitCode === null)
       await new Promise((r) => setTimeout(r, 100));
+    const errBefore = err.length;
     child.kill("SIGTERM");
     const code = await exited;
-    return { out, err, code };
+    // What it said on stderr from the signal on (before: `wrote <file>` lines).
+    return { out, err: err.slice(errBefore), code };
   }
 
   test("--log-format pretty: human lines; json: one JSON object per line", async () => {
@@ -212,6 +303,50 @@ describe("simulate and compare", () => {
     const report = readFileSync(join(dir, "a/report.html"), "utf8");
     assert.match(report, /<svg/);
     assert.equal(JSON.parse(ra.toString()).policy, "nestcloud");
+    // Every file written is named on stderr; stdout is the table alone.
+    assert.deepEqual(
+      written(a.err),
+      ["results.json", "timing.json", "report.html"].map((f) => join(dir, "a", f)),
+    );
+    assert.doesNotMatch(a.out, /results\.json|report\.html/);
+  });
+
+  test("compare: a nested cloud shows what it rents; --out names the files it wrote", () => {
+    const out = join(dir, "cmp");
+    const r = run(
+      "compare",
+      scenario("cn.yaml", good),
+      "--policies",
+      "nestcloud,lr-mmt-1.2",
+      "--out",
+      out,
+      "-q",
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(written(r.err), [join(out, "results.json"), join(out, "report.html")]);
+    for (const row of [
+      /^│ host-VM hours +│ \d/m,
+      /^│ cost \(\$\) +│ \d/m,
+      /^│ {3}instant +│ \d/m,
+      /^│ energy \(kWh\)/m,
+    ])
+      assert.match(r.out, row);
+  });
+
+  test("compare on bare metal leaves out what does not apply (rentals, cost, instant moves)", () => {
+    const r = run("compare", scenario("bare.yaml", bareMetal), "--policies", "lr-mmt-1.2,thr-mmt-0.8", "-q");
+    assert.equal(r.code, 0, r.err);
+    assert.doesNotMatch(r.out, /host-VM hours|cost|instant/);
+    for (const row of [
+      /^│ energy \(kWh\) +│ \d/m,
+      /^│ migrations +│ \d/m,
+      /^│ {3}pre-copy +│ \d/m,
+      /^│ SLATAH +│ \d/m,
+    ])
+      assert.match(r.out, row);
+    assert.equal(written(r.err).length, 0, "no --out: nothing written");
+    const json = run("compare", scenario("bare.yaml", bareMetal), "--policies", "lr-mmt-1.2", "--json");
+    assert.equal((JSON.parse(json.out) as Array<{ nesting: string }>)[0].nesting, "none");
   });
 
   test("compare --json prints one object per policy with the documented fields", () => {
@@ -233,4 +368,126 @@ describe("simulate and compare", () => {
       ]);
     }
   });
+});
+
+describe("commands against a controller (simulated cloud)", () => {
+  let c: RunningController;
+  const data = join(dir, "ctl");
+  let to: string[];
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(c.url + path, {
+      method,
+      headers: { authorization: `Bearer ${c.adminToken}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return (await res.json()) as any;
+  };
+
+  before(async () => {
+    c = await runController({
+      provider: "sim",
+      port: 0,
+      dataDir: data,
+      speed: 240,
+      log: pino({ level: "silent" }),
+    });
+    to = ["--url", c.url, "--token", c.adminToken];
+    // Guests move only when asked.
+    await api("PUT", "/api/settings", { automation: "manual" });
+    const end = Date.now() + 30_000;
+    while ((await api("GET", "/api/vms")).length === 0 && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 200));
+  });
+  after(() => c.close());
+
+  test("the overview says the provider's clock is simulated", async () => {
+    assert.equal((await api("GET", "/api/overview")).clock, "simulated");
+  });
+
+  test("vms migrate --mechanism bogus is refused before the controller sees it", async () => {
+    const guest = (await api("GET", "/api/vms"))[0].id as string;
+    const r = await runAsync("vms", "migrate", guest, "--mechanism", "bogus", ...to);
+    assert.equal(r.code, 2, r.err);
+    assert.equal(r.err, "nestcloud: --mechanism bogus: expected one of auto, instant, precopy, postcopy\n");
+    assert.equal(
+      (await api("GET", "/api/migrations")).filter((m: { guest: string }) => m.guest === guest).length,
+      0,
+    );
+  });
+
+  test("plans and migrations tables: simulated times as day and time, progress in percent", async () => {
+    const guest = (await api("GET", "/api/vms"))[1].id as string;
+    const moved = await runAsync("vms", "migrate", guest, "--mechanism", "auto", ...to);
+    assert.equal(moved.code, 0, moved.err);
+    assert.match(moved.out, new RegExp(`^${guest} now runs on \\S+ \\((instant|precopy|postcopy)\\)\\n$`));
+
+    const migrations = await runAsync("migrations", "--status", "completed", ...to);
+    assert.equal(migrations.code, 0, migrations.err);
+    const row = migrations.out.split("\n").find((l) => l.includes(` ${guest} `));
+    assert.ok(row, migrations.out);
+    const cells = row.split("│").map((s) => s.trim());
+    // id, guest, from, to, mechanism, status, progress, started
+    assert.equal(cells[6], "completed");
+    assert.equal(cells[7], "100 %");
+    assert.match(cells[8], /^day \d+ \d\d:\d\d:\d\d$/);
+    // JSON keeps the API's numbers.
+    const json = JSON.parse((await runAsync("migrations", "-o", "json", ...to)).out) as Array<{
+      guest: string;
+      progress: number;
+      startedAt: number;
+    }>;
+    const m = json.find((x) => x.guest === guest)!;
+    assert.equal(m.progress, 1);
+    assert.equal(typeof m.startedAt, "number");
+    // The table's day and time is that number of simulated seconds.
+    const s = Math.floor(m.startedAt);
+    const hms = [Math.floor((s % 86400) / 3600), Math.floor((s % 3600) / 60), s % 60]
+      .map((n) => String(n).padStart(2, "0"))
+      .join(":");
+    assert.equal(cells[8], `day ${Math.floor(s / 86400) + 1} ${hms}`);
+
+    const plans = await runAsync("plans", ...to);
+    assert.equal(plans.code, 0, plans.err);
+    assert.match(plans.out, /│ created +│/);
+    assert.match(plans.out, /│ \d+ +│ \w+ +│ api +│ \d+ +│ day \d+ \d\d:\d\d:\d\d │/);
+    assert.doesNotMatch(plans.out, /createdAt|\d{5}\.\d/);
+  });
+});
+
+test("the API client looks for the admin token where the controller keeps it", () => {
+  // client.ts names the file itself so that `nestcloud vms` need not load the controller.
+  assert.equal(CLIENT_ADMIN_TOKEN_FILE, ADMIN_TOKEN_FILE);
+});
+
+test("the CLI checks flags against the API's own lists of fixed values", () => {
+  // choices.ts names them itself so that registering the commands need not load the controller.
+  for (const name of [
+    "AUTOMATION_LEVELS",
+    "MIGRATION_MECHANISMS",
+    "MIGRATION_STATUSES",
+    "PLAN_STATUSES",
+    "TOKEN_ROLES",
+  ] as const)
+    assert.deepEqual(choices[name], controller[name], name);
+});
+
+test("--version and --help answer without running anything", () => {
+  const v = run("--version");
+  assert.equal(v.code, 0, v.err);
+  assert.equal(v.out.trim(), "0.1.0");
+  const h = run("--help");
+  assert.equal(h.code, 0, h.err);
+  for (const c of [
+    "simulate",
+    "compare",
+    "up",
+    "servers",
+    "vms",
+    "plans",
+    "settings",
+    "token",
+    "vmi",
+    "testbed",
+  ])
+    assert.match(h.out, new RegExp(`^  ${c}\\b`, "m"), c);
 });

@@ -2,7 +2,9 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { PolicyError } from "../planner/index.ts";
 import {
+  createPolicy,
   loadScenario,
   loadTrace,
   renderReport,
@@ -10,7 +12,8 @@ import {
   type Scenario,
   UserError,
 } from "../sim/index.ts";
-import { progress, type Row, resultsTable } from "./output.ts";
+import { wrote } from "./output.ts";
+import { progress, type Row, resultsTable } from "./terminal.ts";
 
 /** The scenario used when none is given: synthetic load, so it runs on any machine. */
 export const DEFAULT_SCENARIO = resolve(
@@ -33,11 +36,36 @@ function seedOf(v: string | undefined): number | undefined {
   return n;
 }
 
+/** A policy name, checked before anything runs (a typo in the last of several fails at once). */
+function checkPolicy(flag: string, name: string): void {
+  try {
+    createPolicy(name, {}, {});
+  } catch (e) {
+    if (e instanceof PolicyError) throw new UserError(`${flag}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** A --trace value's form (the data itself is read later). */
+function checkTraceSpec(spec: string | undefined): void {
+  if (spec !== undefined && !/^(planetlab|synthetic):.+$/.test(spec))
+    throw new UserError(`--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`);
+}
+
+/** Writes a file and names it on stderr. */
+function write(file: string, text: string): void {
+  writeFileSync(file, text);
+  wrote(file);
+}
+
 function load(file: string | undefined): Scenario {
   return loadScenario(file ?? DEFAULT_SCENARIO);
 }
 
 export function simulate(file: string | undefined, opts: SimulateOptions): void {
+  if (opts.policy !== undefined) checkPolicy("--policy", opts.policy);
+  checkTraceSpec(opts.trace);
+  seedOf(opts.seed);
   const scenario = load(file);
   const policy = opts.policy ?? scenario.policy.name;
   const bar = progress(`simulating ${scenario.name} with ${policy}`, opts.quiet);
@@ -50,14 +78,13 @@ export function simulate(file: string | undefined, opts: SimulateOptions): void 
   bar.stop();
   const dir = resolve(opts.out ?? join("out", `${scenario.name}-${out.result.policy}`));
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "results.json"), `${JSON.stringify(out.result, null, 2)}\n`);
-  writeFileSync(join(dir, "timing.json"), `${JSON.stringify(out.timing, null, 2)}\n`);
-  writeFileSync(
+  write(join(dir, "results.json"), `${JSON.stringify(out.result, null, 2)}\n`);
+  write(join(dir, "timing.json"), `${JSON.stringify(out.timing, null, 2)}\n`);
+  write(
     join(dir, "report.html"),
     renderReport([out.result], `nestcloud: ${scenario.name} / ${out.result.policy}`),
   );
   process.stdout.write(`${resultsTable([out])}\n`);
-  process.stdout.write(`results: ${join(dir, "results.json")}\nreport:  ${join(dir, "report.html")}\n`);
 }
 
 export interface CompareOptions {
@@ -70,12 +97,15 @@ export interface CompareOptions {
 }
 
 export function compare(file: string | undefined, opts: CompareOptions): void {
-  const scenario = load(file);
   const policies = opts.policies
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean);
   if (policies.length === 0) throw new UserError("--policies: give at least one policy name");
+  for (const p of policies) checkPolicy("--policies", p);
+  checkTraceSpec(opts.trace);
+  seedOf(opts.seed);
+  const scenario = load(file);
   const seed = seedOf(opts.seed) ?? scenario.seed;
   const trace = loadTrace(scenario, opts.trace, seed);
   const rows: Row[] = [];
@@ -87,7 +117,7 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
   if (opts.out) {
     const dir = resolve(opts.out);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(
+    write(
       join(dir, "results.json"),
       `${JSON.stringify(
         rows.map((r) => r.result),
@@ -95,7 +125,7 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
         2,
       )}\n`,
     );
-    writeFileSync(
+    write(
       join(dir, "report.html"),
       renderReport(
         rows.map((r) => r.result),
@@ -108,6 +138,7 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
       policy: r.result.policy,
       scenario: r.result.scenario,
       trace: r.result.trace,
+      nesting: r.result.nesting,
       hostVmHours: r.result.hostVmHours,
       cost: r.result.cost,
       energyKWh: r.result.energyKWh,

@@ -321,6 +321,8 @@ export class Controller {
     return {
       now: snap?.now ?? this.provider.now(),
       provider: this.provider.name,
+      // How to read the provider's times (now, plans' createdAt, migrations' startedAt, ...).
+      clock: this.provider.clock,
       speed: this.provider.speed,
       leader: this.leader.isLeader,
       guests: guests.guests,

@@ -1,3 +1,10 @@
+export {
+  AUTOMATION_LEVELS,
+  MIGRATION_MECHANISMS,
+  MIGRATION_STATUSES,
+  PLAN_STATUSES,
+  TOKEN_ROLES,
+} from "./api/schemas/choices.ts";
 export { buildServer } from "./api/server.ts";
 export {
   createToken,
@@ -12,7 +19,7 @@ export {
 export { Controller, type ControllerOptions } from "./controller.ts";
 export { ApiError, FencedError, PROVIDER_ERROR_STATUS } from "./errors.ts";
 export { type CloudEvent, EventBus } from "./events.ts";
-export { AUTOMATION_LEVELS, type Automation } from "./reconciler.ts";
+export type { Automation } from "./reconciler.ts";
 export {
   ADMIN_TOKEN_FILE,
   type RunningController,

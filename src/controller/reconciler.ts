@@ -9,7 +9,7 @@ import { Rng } from "../model/index.ts";
 import type { ActionPlan } from "../planner/index.ts";
 import { type Policy, validatePlan } from "../planner/index.ts";
 import type { Provider, ProviderSnapshot } from "../providers/index.ts";
-import { AUTOMATION_LEVELS, type Automation } from "./api/schemas/common.ts";
+import type { Automation } from "./api/schemas/common.ts";
 import type { ActionPayload } from "./api/schemas/plans.ts";
 import type { EventBus } from "./events.ts";
 import type { Leadership } from "./leader.ts";
@@ -18,7 +18,7 @@ import type { Store } from "./store/connect.ts";
 import { buildView, type CloudView, LoadBook, plannerInput, type StoredTopology } from "./view.ts";
 
 /** Automation levels and plan actions are the API's vocabulary (one definition: its schemas). */
-export { type ActionPayload, AUTOMATION_LEVELS, type Automation };
+export type { ActionPayload, Automation };
 
 export interface ReconcilerOptions {
   readonly intervalSeconds: number;

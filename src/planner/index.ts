@@ -27,14 +27,12 @@ export {
 export {
   createPolicy,
   dvfsPolicy,
-  type Placement,
   POLICY_NAMES,
-  type Policy,
   type PolicyContext,
-  PolicyError,
   REFERENCE_POLICY_PATTERN,
   referencePolicy,
 } from "./policy.ts";
+export { type Placement, type Policy, PolicyError } from "./policy-base.ts";
 export { referencePlan } from "./reference.ts";
 export {
   maximumCorrelation,

@@ -18,7 +18,7 @@ import { type HostVmType, secondsToNextBillingBoundary } from "../model/index.ts
 import { buildPlan, type Move } from "./builder.ts";
 import type { PlannerInput } from "./input.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
-import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy.ts";
+import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy-base.ts";
 import { reflexPlan } from "./reflex.ts";
 import { HISTORY_LENGTH, Workspace } from "./workspace.ts";
 
@@ -43,7 +43,7 @@ export interface NestcloudParams {
   readonly drainRounds: number;
   /** A guest moved less than this long ago is not moved to consolidate (no ping-pong). */
   readonly minMoveIntervalSeconds: number;
-  /** Cap on moves per round; 0 = 2 % of guests (at least 8). */
+  /** Cap on moves per round; 0 = 0.5 % of guests (at least 16). */
   readonly maxMovesPerRound: number;
   /** Empty running host VMs kept as spares (cloud-wide), on the busiest servers. */
   readonly spareHostVms: number;
@@ -96,6 +96,8 @@ export function nestcloudParams(raw: Readonly<Record<string, number | boolean | 
 export function nestcloudPolicy(params: NestcloudParams, acquireType: HostVmType | undefined): Policy {
   return {
     name: "nestcloud",
+    rentalRule:
+      "rents host VMs ahead of predicted demand on servers it already uses; drains one only near the end of its paid increment and keeps an empty one until its paid time runs out",
     reactIntervalSeconds: params.reactIntervalSeconds > 0 ? params.reactIntervalSeconds : undefined,
     placeNew: (input, guests) => new Round(input, params, acquireType).placeNew(guests),
     plan: (input) => new Round(input, params, acquireType).plan(),

@@ -7,7 +7,8 @@ import fc from "fast-check";
 import { Cloud, findViolations, UNPLACED } from "../model/index.ts";
 import { NESTCLOUD_DEFAULTS, nestcloudPolicy } from "./nestcloud.ts";
 import { type ActionPlan, validatePlan } from "./plan.ts";
-import { type Policy, referencePolicy } from "./policy.ts";
+import { referencePolicy } from "./policy.ts";
+import type { Policy } from "./policy-base.ts";
 import { guest, HOST_TYPE, plannerInput, server, withHistory } from "./testkit.ts";
 
 const scenarioOf = (hot: boolean) =>

@@ -13,7 +13,8 @@ import {
 import type { PlannerInput } from "./input.ts";
 import { nestcloudParams, nestcloudPolicy } from "./nestcloud.ts";
 import { findBinForGuest, fits } from "./pabfd.ts";
-import type { ActionPlan, HostVmRef } from "./plan.ts";
+import type { HostVmRef } from "./plan.ts";
+import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy-base.ts";
 import { referencePlan } from "./reference.ts";
 import {
   maximumCorrelation,
@@ -24,39 +25,9 @@ import {
 } from "./selection.ts";
 import { addFreeSlotBins, Workspace } from "./workspace.ts";
 
-export interface Placement {
-  readonly assignments: readonly { readonly guest: number; readonly to: HostVmRef }[];
-  readonly acquisitions: readonly { readonly type: string; readonly server: number }[];
-  /** Guests no bin could take. */
-  readonly unplaced: readonly number[];
-}
-
-export interface Policy {
-  readonly name: string;
-  /** Places guests that have no host VM yet, in the given order. */
-  placeNew(input: PlannerInput, guests: readonly number[]): Placement;
-  /** One planning round. */
-  plan(input: PlannerInput): ActionPlan;
-  /**
-   * Optional quick check between rounds on current load (overload relief only); the
-   * controller calls it every reactIntervalSeconds.
-   */
-  react?(input: PlannerInput): ActionPlan;
-  readonly reactIntervalSeconds?: number;
-  /** The reflex is worth asking only when some host VM's demand exceeds this share of it. */
-  readonly reactWhenAbove?: number;
-}
-
 export interface PolicyContext {
   /** Host VM type to acquire (nested clouds); undefined: the bins are fixed (bare metal). */
   readonly acquireType?: HostVmType;
-}
-
-export class PolicyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "PolicyError";
-  }
 }
 
 const DETECTORS: Record<string, (p: number) => OverloadDetector> = {
@@ -83,6 +54,8 @@ export function referencePolicy(name: string, ctx: PolicyContext): Policy {
   const selection = SELECTIONS[m[2]];
   return {
     name,
+    rentalRule:
+      "rents a host VM when a guest fits in none (PABFD placement) and gives one back as soon as it is empty, whatever is left of its paid increment",
     plan: (input) => referencePlan(input, { detector, selection, acquireType: ctx.acquireType }),
     placeNew: (input, guests) => pabfdPlacement(input, guests, detector, ctx.acquireType),
   };
@@ -120,28 +93,6 @@ export function pabfdPlacement(
   return resolvePotential(ws, assignments, unplaced);
 }
 
-/** Rewrites assignments to potential bins as acquisitions. */
-export function resolvePotential(
-  ws: Workspace,
-  assignments: { guest: number; to: HostVmRef }[],
-  unplaced: number[],
-): Placement {
-  const acquisitions: { type: string; server: number }[] = [];
-  const index = new Map<number, number>();
-  const out = assignments.map((a) => {
-    if (a.to.kind !== "existing" || !ws.isPotential(a.to.hostVm)) return a;
-    const b = a.to.hostVm;
-    let i = index.get(b);
-    if (i === undefined) {
-      i = acquisitions.length;
-      acquisitions.push({ type: ws.potentialType[b - ws.existing].name, server: ws.server[b] });
-      index.set(b, i);
-    }
-    return { guest: a.guest, to: { kind: "acquired", action: i } as HostVmRef };
-  });
-  return { assignments: out, acquisitions, unplaced };
-}
-
 /**
  * CloudSim's "dvfs" baseline: no migrations at all; new guests go to the first bin that
  * can take them (PowerVmAllocationPolicySimple). Hosts still idle down and draw less.
@@ -149,6 +100,7 @@ export function resolvePotential(
 export function dvfsPolicy(): Policy {
   return {
     name: "dvfs",
+    rentalRule: "keeps the host VMs it starts with and never moves a guest",
     plan: (input) => ({ actions: [], caps: input.caps, notes: [] }),
     placeNew(input, guests) {
       const ws = new Workspace(input, false);

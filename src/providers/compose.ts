@@ -17,6 +17,7 @@ export function composeProvider(name: string, rental: HostVmRental, plane: Guest
     rental,
     plane,
     now: () => rental.now(),
+    clock: rental.clock,
     get speed() {
       return rental.speed;
     },

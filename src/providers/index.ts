@@ -12,6 +12,7 @@ export {
   type HostVmRental,
   type MigrationStatus,
   type Provider,
+  type ProviderClock,
   ProviderError,
   type ProviderGuest,
   type ProviderHostVm,

@@ -68,6 +68,8 @@ export interface StateStore {
   save(json: string): Promise<void>;
 }
 
+export type ProviderClock = "wall" | "simulated";
+
 /**
  * Renting host VMs from the underlying cloud (a simulation, a testbed's slices, later an
  * OpenStack project): which servers and types exist, which host VMs are rented, acquire and
@@ -78,6 +80,11 @@ export interface HostVmRental {
   readonly name: string;
   /** Seconds on the rental's clock (virtual for a simulation). */
   now(): number;
+  /**
+   * What now() counts: "wall" is Unix time (seconds since 1970, UTC); "simulated" is seconds
+   * since the start of the simulated world's first day (its epoch).
+   */
+  readonly clock: ProviderClock;
   /** Seconds of provider time per second of wall time (1 for real infrastructure). */
   readonly speed: number;
   describe(): Promise<{ servers: readonly PhysicalServer[]; hostVmTypes: readonly HostVmType[] }>;
@@ -129,6 +136,7 @@ export interface Provider extends GuestOperations {
   readonly rental: HostVmRental;
   readonly plane: GuestDataPlane;
   now(): number;
+  readonly clock: ProviderClock;
   readonly speed: number;
   describe(): ReturnType<HostVmRental["describe"]>;
   snapshot(): Promise<ProviderSnapshot>;

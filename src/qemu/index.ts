@@ -7,6 +7,15 @@ export {
   type RunResult,
   SerialConsole,
 } from "./console.ts";
+export {
+  buildDeviceArgs,
+  DEVICE_ID_RE,
+  type DeviceSockets,
+  deviceProblem,
+  deviceSockets,
+  MAX_EXTRA_SERIALS,
+  type QemuDevice,
+} from "./devices.ts";
 export { CommandError } from "./exec.ts";
 export {
   type BuildGuestImageOptions,
@@ -46,17 +55,12 @@ export {
   type AdoptOptions,
   buildQemuArgs,
   DEFAULT_QEMU_BINARY,
-  type DiskSpec,
   type ExitInfo,
-  type GuestBootImage,
   keepQemusOnExit,
-  type NetSpec,
   newInstanceId,
   poolFilePath,
   QemuAdoptError,
-  type QemuLaunchSpec,
   QemuProcess,
-  type QemuSpec,
   QemuSpecError,
   QemuStartError,
   type RuntimePaths,
@@ -74,4 +78,5 @@ export {
   QmpTimeoutError,
 } from "./qmp.ts";
 export type * from "./qmp-types.ts";
+export type { DiskSpec, GuestBootImage, NetSpec, QemuLaunchSpec, QemuSpec } from "./spec.ts";
 export { type InstanceState, isOurQemu, type ReapOptions, type ReapReport, reapOrphans } from "./state.ts";

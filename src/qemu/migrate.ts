@@ -11,7 +11,7 @@
 //   destination only once it runs the guest, so no stop() on either side deletes guest RAM
 //   that the other still uses.
 import { dirname, join } from "node:path";
-import { QemuProcess, type QemuSpec, type StartOptions } from "./process.ts";
+import { QemuProcess, type StartOptions } from "./process.ts";
 import { type MigrationProgress, ProgressTracker } from "./progress.ts";
 import type {
   MigrationCapabilities,
@@ -20,6 +20,7 @@ import type {
   MigrationStatus,
   QmpEvent,
 } from "./qmp-types.ts";
+import type { QemuSpec } from "./spec.ts";
 
 export class MigrationError extends Error {
   override name = "MigrationError";
@@ -389,7 +390,9 @@ export class MigrationJob {
             info,
           );
         }
-        const sent = info.ram?.transferred ?? 0;
+        // Disks copied in the same stream (block migration) are progress too: RAM may wait
+        // while they go.
+        const sent = (info.ram?.transferred ?? 0) + (info.disk?.transferred ?? 0);
         if (sent !== lastSent || (this.status !== "setup" && this.status !== "active")) {
           lastSent = sent;
           lastSentAt = Date.now();

@@ -9,73 +9,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { buildDeviceArgs, deviceProblem, deviceSockets } from "./devices.ts";
 import { QmpClient } from "./qmp.ts";
+import type { QemuLaunchSpec, QemuSpec } from "./spec.ts";
 import { type InstanceState, isOurQemu, processStartTime, readPidFile, writeState } from "./state.ts";
 
 export const DEFAULT_QEMU_BINARY = "qemu-system-x86_64";
-
-export type NetSpec =
-  | {
-      mode: "user";
-      mac?: string;
-      /** Host port forwards, e.g. { hostPort: 2222, guestPort: 22 } (bound to 127.0.0.1). */
-      hostfwd?: Array<{ proto?: "tcp" | "udp"; hostAddr?: string; hostPort: number; guestPort: number }>;
-    }
-  | { mode: "tap"; ifname: string; mac?: string };
-
-export interface DiskSpec {
-  path: string;
-  format: "raw" | "qcow2";
-  readOnly?: boolean;
-}
-
-export interface GuestBootImage {
-  kernel: string;
-  initrd: string;
-  /** Base kernel command line of the image (console=ttyS0 ...). */
-  append?: string;
-}
-
-/** What a guest looks like; identical on both sides of a migration (except `incoming`). */
-export interface QemuSpec {
-  /** Stable guest name: [A-Za-z0-9][A-Za-z0-9_-]{0,31}. Names the pool file. */
-  guestId: string;
-  memoryMiB: number;
-  cpus?: number;
-  /** Folder for guest RAM files, e.g. a /dev/shm subfolder (tmpfs). */
-  poolDir: string;
-  image: GuestBootImage;
-  /** Extra kernel arguments after the image's own. */
-  append?: string;
-  /** Passed to the guest as nestcloud.bootid= (its init prints it in NESTCLOUD-READY). */
-  bootId?: string;
-  net?: NetSpec;
-  disk?: DiskSpec;
-  /** Exit instead of rebooting when the guest resets (useful in tests). */
-  noReboot?: boolean;
-  qemuBinary?: string;
-  /**
-   * Works around lost dirty pages in QEMU 7.2 pre-copy under TCG (default on): 7.2's fast
-   * path for syncing the migration dirty bitmap clears dirty bits without resetting TCG's
-   * TLB "not dirty" flags, so guest writes through cached TLB entries go untracked and the
-   * destination gets stale pages (seen here with the verify workload; newer QEMU resets the
-   * TLB there). The fast path only runs for RAM blocks sized in whole 256 KiB units, so the
-   * RAM is made 8 KiB larger than memoryMiB, which sends QEMU down its per-page path that
-   * does reset the TLB. Costs some CPU per dirty-bitmap sync; irrelevant with KVM.
-   */
-  tcgDirtyTrackingWorkaround?: boolean;
-  /** TCG translation cache size in MiB (QEMU's default is large; each guest pays it). */
-  tcgTbSizeMiB?: number;
-  extraArgs?: readonly string[];
-}
-
-/** A spec bound to one process instance: adds where its runtime files go. */
-export interface QemuLaunchSpec extends QemuSpec {
-  instanceId: string;
-  runDir: string;
-  /** Start paused, waiting for `migrate-incoming` (destination of a migration). */
-  incoming?: "defer";
-}
 
 export interface RuntimePaths {
   qmpSocket: string;
@@ -152,7 +91,17 @@ export function validateSpec(spec: QemuLaunchSpec): void {
     checkOptionValue(what, v);
   }
   const p = runtimePaths(spec.runDir);
-  for (const sock of [p.qmpSocket, p.serialSocket]) {
+  const devices = spec.devices ?? [];
+  const problem = deviceProblem(devices);
+  if (problem) throw new QemuSpecError(problem);
+  const ds = deviceSockets(spec.runDir, devices);
+  const deviceSocketPaths = [...Object.values(ds.serial), ...Object.values(ds.nic), ...Object.values(ds.tap)];
+  for (const sock of [
+    p.qmpSocket,
+    p.serialSocket,
+    ...(devices.length > 0 ? [ds.nbd] : []),
+    ...deviceSocketPaths,
+  ]) {
     if (Buffer.byteLength(sock) > MAX_UNIX_PATH) {
       throw new QemuSpecError(
         `unix socket path too long (${Buffer.byteLength(sock)} > ${MAX_UNIX_PATH}): ${sock}; use a shorter state dir`,
@@ -237,6 +186,7 @@ export function buildQemuArgs(spec: QemuLaunchSpec): string[] {
     args.push("-drive", `file=${spec.disk.path},if=none,id=disk0,format=${spec.disk.format}${ro}`);
     args.push("-device", "virtio-blk-pci,drive=disk0");
   }
+  if (spec.devices) args.push(...buildDeviceArgs(spec.runDir, spec.devices));
   if (spec.noReboot) args.push("-no-reboot");
   if (spec.incoming) args.push("-incoming", spec.incoming);
   if (spec.extraArgs) args.push(...spec.extraArgs);

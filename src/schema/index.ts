@@ -5,4 +5,10 @@ export {
   parseYaml,
   readBoundedText,
 } from "./document.ts";
-export { firstSchemaProblem, pathOf } from "./errors.ts";
+export {
+  firstSchemaProblem,
+  foldSchemaIssues,
+  pathOf,
+  type SchemaIssue,
+  schemaErrorFormatter,
+} from "./errors.ts";

@@ -4,8 +4,11 @@
  * series for reports. Follows CloudSim's definitions (state entries at update instants; a
  * segment counts with the state at its start) so the reference figures are comparable.
  */
-import { billedSeconds, type Cloud, isBilled, powerAt } from "../model/index.ts";
-import type { SharingRule } from "./sharing.ts";
+import { billedSeconds, type Cloud, type HostVmType, isBilled, powerAt } from "../model/index.ts";
+import type { SimulationRules } from "./rules/index.ts";
+
+/** What the accounts take from the rule set: the PDM, SLA and energy rules. */
+export type AccountingRules = Pick<SimulationRules, "migrationLoss" | "slaViolationSeconds" | "drawsPower">;
 
 export interface SeriesPoint {
   readonly t: number;
@@ -17,6 +20,17 @@ export interface SeriesPoint {
   readonly instant: number;
   readonly precopy: number;
   readonly postcopy: number;
+}
+
+/** Rentals of one host-VM type over a run (nested clouds). */
+export interface TypeRentals {
+  readonly type: HostVmType;
+  /** Host VMs of this type rented at some time (at the start or acquired). */
+  hostVms: number;
+  /** Time they ran, and the time billed for it (rounded up per rental, see billedSeconds). */
+  rentedSeconds: number;
+  billedSeconds: number;
+  cost: number;
 }
 
 export class Accounts {
@@ -32,6 +46,8 @@ export class Accounts {
   activeSeconds = 0;
   billedSeconds = 0;
   cost = 0;
+  /** Per host-VM type name, in the order first rented. */
+  readonly rentals = new Map<string, TypeRentals>();
 
   // per physical server
   private readonly serverHosts: number[][];
@@ -53,7 +69,7 @@ export class Accounts {
   constructor(
     private readonly cloud: Cloud,
     guests: number,
-    private readonly rule: SharingRule,
+    private readonly rules: AccountingRules,
   ) {
     const S = cloud.servers.length;
     this.serverHosts = Array.from({ length: S }, () => []);
@@ -89,7 +105,10 @@ export class Accounts {
     if (host.server !== undefined) this.closeServer(host.server, t);
     if (host.type.bareMetal) return;
     const billed = isBilled(host);
-    if (billed && Number.isNaN(this.billedSince[h])) this.billedSince[h] = t;
+    if (billed && Number.isNaN(this.billedSince[h])) {
+      this.billedSince[h] = t;
+      this.rentalsOf(host.type).hostVms++;
+    }
     if (!billed && !Number.isNaN(this.billedSince[h])) this.closeBilling(h, t);
     if (host.server !== undefined) this.energyOn[host.server] = this.serverOn(host.server) ? 1 : 0;
   }
@@ -103,6 +122,19 @@ export class Accounts {
     this.billedSeconds += dt;
     this.cost += (dt / 3600) * type.pricePerHour;
     this.billedSince[h] = Number.NaN;
+    const r = this.rentalsOf(type);
+    r.rentedSeconds += rented;
+    r.billedSeconds += dt;
+    r.cost += (dt / 3600) * type.pricePerHour;
+  }
+
+  private rentalsOf(type: HostVmType): TypeRentals {
+    let r = this.rentals.get(type.name);
+    if (!r) {
+      r = { type, hostVms: 0, rentedSeconds: 0, billedSeconds: 0, cost: 0 };
+      this.rentals.set(type.name, r);
+    }
+    return r;
   }
 
   private serverOn(s: number): boolean {
@@ -111,26 +143,27 @@ export class Accounts {
     return false;
   }
 
-  /**
-   * A host VM's CPU shares were recomputed at t. CloudSim rules: a segment between updates
-   * violates the SLA if it started under-allocated. Nested rules: demand moves linearly
-   * between updates (interpolated traces), so the violating part of the segment is the time
-   * the requested MIPS spend above capacity — exact, not sampled.
-   */
+  /** A host VM's CPU shares were recomputed at t: the segment since its last update ends. */
   hostUpdated(h: number, t: number, usedMips: number, requestedMips: number, capacityMips: number): void {
     this.track(h);
     this.used[h] = usedMips;
     const last = this.entryTime[h];
     if (!Number.isNaN(last) && t > last) {
       const dt = t - last;
-      // Nested rules: the PDM denominator is the requested MIPS-seconds, summed per host VM
-      // (linear demand: the segment's mean is the mean of its ends).
-      if (this.rule === "nested") this.requestedMipsSeconds += ((this.entryReq[h] + requestedMips) / 2) * dt;
+      // Migration loss as downtime: the PDM denominator is the requested MIPS-seconds, summed
+      // per host VM (linear demand: the segment's mean is the mean of its ends). Under CPU
+      // shares it is summed per guest instead (guestUpdated).
+      if (this.rules.migrationLoss === "downtime")
+        this.requestedMipsSeconds += ((this.entryReq[h] + requestedMips) / 2) * dt;
       if (this.entryActive[h]) {
         this.activeSeconds += dt;
-        if (this.rule === "cloudsim") {
-          if (this.entryUsed[h] < this.entryReq[h]) this.slaViolationSeconds += dt;
-        } else this.slaViolationSeconds += dt * fractionAbove(this.entryReq[h], requestedMips, capacityMips);
+        this.slaViolationSeconds += this.rules.slaViolationSeconds(
+          this.entryUsed[h],
+          this.entryReq[h],
+          requestedMips,
+          capacityMips,
+          dt,
+        );
       }
     }
     this.entryTime[h] = t;
@@ -146,7 +179,7 @@ export class Accounts {
     );
   }
 
-  /** A guest's grant was recomputed at t (by the host VM it runs on). */
+  /** A guest's grant was recomputed at t (by the host VM it runs on; migration loss as CPU shares). */
   guestUpdated(g: number, t: number, granted: number, requested: number, inMigration: boolean): void {
     const last = this.gTime[g];
     if (!Number.isNaN(last) && t > last) {
@@ -161,10 +194,10 @@ export class Accounts {
     this.gMig[g] = inMigration ? 1 : 0;
   }
 
-  /** CloudSim drops a guest whose demand reached 0: no more entries for it. */
+  /** A guest left the cloud (rules that remove guests at zero demand): no more entries for it. */
   guestRemoved(_g: number, _t: number): void {}
 
-  /** A guest paused for a switchover (nested rules): its demand is lost meanwhile. */
+  /** A guest paused for a switchover (migration loss as downtime): its demand is lost meanwhile. */
   downtime(_g: number, requestMips: number, seconds: number): void {
     this.migrationLossMipsSeconds += requestMips * seconds;
   }
@@ -194,9 +227,7 @@ export class Accounts {
     const dt = t - this.energyTime[s];
     if (dt > 0) {
       const from = this.energyUtil[s];
-      // CloudSim: a host idle at the start of an interval is off for all of it.
-      const counts = this.rule === "cloudsim" ? from !== 0 : this.energyOn[s] === 1;
-      if (counts) {
+      if (this.rules.drawsPower(from, this.energyOn[s] === 1)) {
         const table = this.cloud.servers[s].power;
         const p0 = powerAt(table, from);
         const p1 = powerAt(table, now);
@@ -231,8 +262,7 @@ export class Accounts {
     let powerW = 0;
     for (let s = 0; s < this.serverHosts.length; s++) {
       const u = this.serverUtilization(s);
-      const on = this.rule === "cloudsim" ? u > 0 : this.energyOn[s] === 1;
-      if (on) powerW += powerAt(this.cloud.servers[s].power, u);
+      if (this.rules.drawsPower(u, this.energyOn[s] === 1)) powerW += powerAt(this.cloud.servers[s].power, u);
     }
     this.series.push({
       t,
@@ -250,14 +280,4 @@ export class Accounts {
     for (let h = 0; h < this.known; h++)
       if (!Number.isNaN(this.billedSince[h])) this.closeBilling(h, t, false);
   }
-}
-
-/** Share of a segment where a linear quantity going from a to b exceeds c. */
-export function fractionAbove(a: number, b: number, c: number): number {
-  const eps = 1e-9 * Math.max(1, c);
-  const above = (x: number) => x > c + eps;
-  if (above(a) && above(b)) return 1;
-  if (!above(a) && !above(b)) return 0;
-  const cross = (c - a) / (b - a);
-  return above(a) ? cross : 1 - cross;
 }

@@ -4,20 +4,17 @@
  * models. Deterministic: events are ordered by (time, sequence) and every random draw comes
  * from a stream seeded by the scenario.
  *
- * Two sets of rules (see sharing.ts and docs/architecture.md):
- * - nested (nestcloud's own): ticks at k x interval, time-shared CPU, migrations that run at
- *   the source until switchover, energy of every server that carries a billed host VM.
- * - cloudsim (the reference experiment): CloudSim 3.0.3's timeline (ticks at k x 300 + 0.1),
- *   its scheduler, its accounting at migration completions, its energy rule (a host idle at
- *   the start of an interval draws nothing) and its removal of guests whose demand hits 0.
+ * The engine is the kernel: it keeps time, demand, placement and the executor's moves. What an
+ * instant means (when rounds fall, how CPU is shared, what a migration costs, which moments are
+ * accounted) belongs to the scenario's rule set, asked through SimulationRules (rules/; see
+ * docs/architecture.md, "Two sets of simulation rules").
  */
 import { Heap } from "heap-js";
 import { DEFAULT_MECHANISM_POLICY, type MigrationCalibration } from "../migration/index.ts";
 import { type Cloud, findViolations, guestMips, LoadHistory, Rng, UNPLACED } from "../model/index.ts";
 import {
   type ActionPlan,
-  CLOUDSIM_RULES,
-  NESTED_RULES,
+  HISTORY_LENGTH,
   type ParallelismCaps,
   type PlannerInput,
   type Policy,
@@ -25,8 +22,15 @@ import {
 import { Accounts } from "./accounts.ts";
 import type { BuiltCloud } from "./build.ts";
 import { Executor, type ExecutorHooks } from "./executor.ts";
+import { HostLoad } from "./host-load.ts";
+import {
+  type CompletedMigration,
+  rulesFor,
+  type SimulationKernel,
+  type SimulationRules,
+} from "./rules/index.ts";
 import type { Scenario } from "./scenario.ts";
-import { INCOMING, NORMAL, OUTGOING, type SharingRule, shareCpu } from "./sharing.ts";
+import { INCOMING, NORMAL, OUTGOING } from "./sharing.ts";
 import { type Trace, utilizationAt } from "./trace.ts";
 
 export interface SimulationOptions {
@@ -54,22 +58,21 @@ type SimEvent =
   | { readonly kind: "poll"; readonly time: number; readonly seq: number }
   | { readonly kind: "end"; readonly time: number; readonly seq: number };
 
-const HISTORY = 30;
 /** Per-interval decay of the remembered load peak: half-life of 12 intervals (1 h at 300 s). */
 const PEAK_DECAY = 0.5 ** (1 / 12);
 
 export class Simulation {
   readonly cloud: Cloud;
-  readonly rule: SharingRule;
+  readonly rules: SimulationRules;
   readonly accounts: Accounts;
   readonly executor: Executor;
   readonly timing: RoundTiming = { plannerMs: [], reactMs: [] };
-  readonly load = new LoadHistory(HISTORY);
+  /** As long as the planner reads (and the host load's summed histories keep). */
+  readonly load = new LoadHistory(HISTORY_LENGTH);
 
   private readonly G: number;
   private readonly trace: Trace;
   private readonly requests: Float64Array;
-  private readonly granted: Float64Array;
   private readonly removed: Uint8Array;
   private readonly mips: Float64Array;
   private readonly vcpus: Int32Array;
@@ -82,6 +85,10 @@ export class Simulation {
   private lastProcessTime = 0;
   private readonly random: Rng;
   private readonly caps: ParallelismCaps;
+  /** The engine's operations the rule set composes at the moments it owns. */
+  private readonly kernel: SimulationKernel;
+  /** Kept only under rules with host load reports. */
+  private readonly hostLoad: HostLoad | undefined;
   private readonly scratch = {
     request: new Float64Array(64),
     vcpus: new Int32Array(64),
@@ -94,11 +101,10 @@ export class Simulation {
     const { scenario, trace, built } = opts;
     this.cloud = built.cloud;
     this.trace = trace;
-    this.rule = scenario.cloudsimCompat ? "cloudsim" : "nested";
+    this.rules = rulesFor(scenario);
     this.G = this.cloud.guests.length;
     this.load.ensureGuests(this.G);
     this.requests = new Float64Array(this.G);
-    this.granted = new Float64Array(this.G);
     this.removed = new Uint8Array(this.G);
     this.mips = Float64Array.from(this.cloud.guests, guestMips);
     this.vcpus = Int32Array.from(this.cloud.guests, (g) => g.vcpus);
@@ -113,20 +119,37 @@ export class Simulation {
       maxConcurrentMigrations: scenario.migration.maxConcurrent,
       maxPerHostVm: scenario.migration.maxPerHostVm,
     };
-    this.accounts = new Accounts(this.cloud, this.G, this.rule);
+    this.accounts = new Accounts(this.cloud, this.G, this.rules);
+    this.hostLoad = this.rules.hostLoadReports
+      ? new HostLoad(this.cloud, trace, this.mips, this.load)
+      : undefined;
+    this.kernel = {
+      lastFullUpdate: () => this.lastProcessTime,
+      readDemand: (t) => this.refreshRequests(t, false),
+      updateAllHostVms: (t) => this.updateHosts(t, undefined),
+      updateHostVms: (t, hosts, reread) => this.updateHosts(t, hosts, reread),
+      applyMove: (m, t) => {
+        this.executor.complete(m.action, t);
+        this.moveGuest(m.guest, m.to);
+        this.lastMovedAt[m.guest] = t;
+      },
+      anotherMigrationCompletesAt: (t) => {
+        const next = this.queue.peek();
+        return (
+          next !== undefined &&
+          next.kind === "done" &&
+          next.time === t &&
+          this.executor.action(next.action).kind === "migrate"
+        );
+      },
+      loseDemand: (g, seconds) => this.accounts.downtime(g, this.requests[g], seconds),
+    };
     const hooks: ExecutorHooks = {
       schedule: (time, action) => this.push({ kind: "done", time, seq: 0, action }),
-      migrationStarted: (g, from, to, now) => this.onMigrationStarted(g, from, to, now),
+      migrationStarted: (_g, from, to, now) => this.rules.migrationStarted(this.kernel, from, to, now),
       hostVmChanged: (h, now) => this.accounts.hostVmStateChanged(h, now),
     };
-    this.executor = new Executor(this.cloud, this.rule, hooks, {
-      cpuOvercommit: this.rules().cpuOvercommit,
-      memory: this.rules().memory,
-    });
-  }
-
-  private rules() {
-    return this.rule === "cloudsim" ? CLOUDSIM_RULES : NESTED_RULES;
+    this.executor = new Executor(this.cloud, hooks, this.rules.capacity);
   }
 
   private push(e: SimEvent): void {
@@ -138,35 +161,23 @@ export class Simulation {
     const { scenario } = this.opts;
     const interval = scenario.intervalSeconds;
     const duration = scenario.durationSeconds;
-    const offset = this.rule === "cloudsim" ? 0.1 : 0;
+    const rules = this.rules;
     this.placeInitialGuests();
-    if (this.rule === "nested") {
-      // Round 0: measure and plan right away (releases host VMs the placement left empty).
-      this.refreshRequests(0, true);
-      this.resetSampleSums(0);
-      this.shiftHostHistory();
-      this.updateHosts(0, undefined);
-      this.planRound(0);
+    // Round 0: measure and plan right away (releases host VMs the placement left empty).
+    if (rules.planAtStart) this.onTick(0);
+    const times = rules.roundTimes(interval, duration);
+    for (let k = 1; k <= times.length; k++) this.push({ kind: "tick", time: times[k - 1], seq: 0, round: k });
+    if (rules.runEnd === "update-at-duration") this.push({ kind: "end", time: duration, seq: 0 });
+    // Policies that watch load between rounds (cheap instant moves make that worth it).
+    const every = this.opts.policy.reactIntervalSeconds;
+    if (this.hostLoad && every !== undefined && every > 0 && every < interval) {
+      for (let t = every; t < duration; t += every)
+        if (t % interval !== 0) this.push({ kind: "poll", time: t, seq: 0 });
     }
-    const rounds = Math.floor((duration - offset) / interval - 1e-9);
-    for (let k = 1; k <= rounds; k++) {
-      // CloudSim accumulates clock + 300 from 0.1; do the same so (t - 0.1) % 300 stays exact.
-      const t = this.rule === "cloudsim" ? tickTime(k, interval) : k * interval;
-      this.push({ kind: "tick", time: t, seq: 0, round: k });
-    }
-    if (this.rule === "nested") {
-      this.push({ kind: "end", time: duration, seq: 0 });
-      // Policies that watch load between rounds (cheap instant moves make that worth it).
-      const every = this.opts.policy.reactIntervalSeconds;
-      if (every !== undefined && every > 0 && every < interval) {
-        for (let t = every; t < duration; t += every)
-          if (t % interval !== 0) this.push({ kind: "poll", time: t, seq: 0 });
-      }
-    }
-    const total = rounds;
+    const total = times.length;
     while (this.queue.size() > 0) {
       const e = this.queue.pop()!;
-      if (e.time >= duration && this.rule === "cloudsim") break;
+      if (e.time >= duration && rules.runEnd === "at-last-update") break;
       if (e.kind === "tick") {
         this.onTick(e.time);
         this.opts.onProgress?.(e.round / total);
@@ -178,17 +189,13 @@ export class Simulation {
         break;
       }
     }
-    this.accounts.finish(this.rule === "cloudsim" ? this.lastProcessTime : duration);
+    this.accounts.finish(rules.runEnd === "at-last-update" ? this.lastProcessTime : duration);
   }
 
   private placeInitialGuests(): void {
     const all = Array.from({ length: this.G }, (_, g) => g);
-    // CloudSim creates its VMs asking for their full MIPS; a nested cloud's day starts with
-    // guests already running, so they are placed by what they use at time 0.
-    for (let g = 0; g < this.G; g++) {
-      this.requests[g] =
-        this.rule === "cloudsim" ? this.mips[g] : utilizationAt(this.trace, g, 0) * this.mips[g];
-    }
+    for (let g = 0; g < this.G; g++)
+      this.requests[g] = this.rules.initialDemandMips(this.mips[g], utilizationAt(this.trace, g, 0));
     const input = this.plannerInput(0, new Float64Array(this.cloud.hostVms.length));
     const placement = this.opts.policy.placeNew(input, all);
     if (placement.unplaced.length > 0) {
@@ -218,10 +225,7 @@ export class Simulation {
 
   private onTick(t: number): void {
     this.refreshRequests(t, true);
-    if (this.rule === "nested") {
-      this.resetSampleSums(t);
-      this.shiftHostHistory();
-    }
+    this.hostLoad?.startRound(t, this.requests);
     this.updateHosts(t, undefined);
     this.planRound(t);
   }
@@ -255,15 +259,15 @@ export class Simulation {
 
   /**
    * Recomputes CPU shares of the given host VMs (all when undefined) at time t and accounts
-   * the interval since their last update. In CloudSim mode, an all-host update also removes
-   * guests whose demand is exactly zero (CloudSim treats them as finished).
+   * the interval since their last update. After an update of all, the rules may remove guests
+   * whose demand is exactly zero.
    */
   private updateHosts(t: number, hosts: readonly number[] | undefined, reread = true): void {
     const H = this.cloud.hostVms.length;
     if (hosts === undefined) {
       for (let h = 0; h < H; h++) this.updateHost(h, t);
       this.accounts.closeEnergy(t, undefined);
-      if (this.rule === "cloudsim") this.removeFinishedGuests(t);
+      if (this.rules.removesGuestsAtZeroDemand) this.removeFinishedGuests(t);
       this.lastProcessTime = t;
     } else {
       // Demand moves between samples: read it again for the guests whose hosts we account.
@@ -282,7 +286,10 @@ export class Simulation {
     const list = this.cloud.hostGuests[h];
     // An idle host VM that was idle at its last update has nothing to account.
     if (list.length === 0 && !this.executor.hasIncoming(h) && this.accounts.idleSinceLastUpdate(h)) return;
-    const incoming = this.rule === "cloudsim" ? this.executor.incomingOf(h) : undefined;
+    // Under CPU-share rules a migration runs at both ends: its source and its destination
+    // list the guest, marked; otherwise a guest is listed where it runs, unmarked.
+    const shares = this.rules.migrationLoss === "cpu-shares";
+    const incoming = shares ? this.executor.incomingOf(h) : undefined;
     const n = list.length + (incoming?.length ?? 0);
     const s = this.ensureScratch(n);
     let i = 0;
@@ -290,7 +297,7 @@ export class Simulation {
       s.guests[i] = g;
       s.request[i] = this.requests[g];
       s.vcpus[i] = this.vcpus[g];
-      s.migration[i] = this.rule === "cloudsim" && this.executor.isMigrating(g) ? OUTGOING : NORMAL;
+      s.migration[i] = shares && this.executor.isMigrating(g) ? OUTGOING : NORMAL;
       i++;
     }
     if (incoming) {
@@ -302,8 +309,7 @@ export class Simulation {
         i++;
       }
     }
-    const share = shareCpu(
-      this.rule,
+    const share = this.rules.shareCpu(
       {
         capacity: host.type.vcpus * host.type.mipsPerVcpu,
         perVcpu: host.type.mipsPerVcpu,
@@ -321,14 +327,11 @@ export class Simulation {
       share.requestedMips,
       host.type.vcpus * host.type.mipsPerVcpu,
     );
-    // CloudSim's PDM needs each VM's own grant history; under nested rules migration loss
-    // is downtime, accounted per move, and the requested total comes from the host VMs.
-    if (this.rule === "cloudsim") {
-      for (let j = 0; j < list.length; j++) {
-        const g = s.guests[j];
-        this.granted[g] = s.granted[j];
-        this.accounts.guestUpdated(g, t, s.granted[j], s.request[j], s.migration[j] === OUTGOING);
-      }
+    // PDM under CPU shares needs each guest's own grant history; with loss as downtime it is
+    // accounted per move, and the requested total comes from the host VMs.
+    if (shares) {
+      for (let j = 0; j < list.length; j++)
+        this.accounts.guestUpdated(s.guests[j], t, s.granted[j], s.request[j], s.migration[j] === OUTGOING);
     }
   }
 
@@ -374,12 +377,12 @@ export class Simulation {
       inMigration,
       inboundTarget,
       inFlightGuests: this.inFlightLast,
-      hostHistoryMips: this.rule === "nested" ? this.hostHistoryView() : undefined,
+      hostHistoryMips: this.hostLoad?.histories(),
       residentMiB: this.residentMiB,
       dirtyRateMiBps: this.dirtyRate,
       lastMovedAt: this.lastMovedAt,
       pendingAcquisitions: new Int32Array(this.cloud.servers.length),
-      rules: this.rules(),
+      rules: this.rules.capacity,
       calibration: this.opts.calibration,
       mechanism: { ...DEFAULT_MECHANISM_POLICY, model: mech.model, postcopyFallback: mech.postcopyFallback },
       caps: this.caps,
@@ -398,21 +401,19 @@ export class Simulation {
   }
 
   /**
-   * A load report between rounds (nested rules): each host VM's demand is linear between
-   * trace samples, so it comes from two sums per host VM kept up to date on every move — no
-   * pass over all guests. Only when some host VM is over the policy's level are the guests
-   * on the hot servers read and the policy's reflex asked.
+   * A load report between rounds (rules with host load reports): each host VM's demand is
+   * linear between trace samples, so it comes from two sums per host VM kept up to date on
+   * every move — no pass over all guests. Only when some host VM is over the policy's level
+   * are the guests on the hot servers read and the policy's reflex asked.
    */
   private onPoll(t: number): void {
     const policy = this.opts.policy;
-    if (!policy.react) return;
+    if (!policy.react || !this.hostLoad) return;
     const H = this.cloud.hostVms.length;
-    const demand = new Float64Array(H);
-    const frac = (t - this.sampleIndex * this.trace.intervalSeconds) / this.trace.intervalSeconds;
+    const demand = this.hostLoad.demandAt(t);
     const level = policy.reactWhenAbove ?? 0;
     const hotServers = new Set<number>();
     for (let h = 0; h < H; h++) {
-      demand[h] = this.sumNow[h] + (this.sumNext[h] - this.sumNow[h]) * frac;
       const host = this.cloud.hostVms[h];
       if (host.server !== undefined && demand[h] > level * host.type.vcpus * host.type.mipsPerVcpu)
         hotServers.add(host.server);
@@ -436,99 +437,10 @@ export class Simulation {
   private readonly inboundBuf: Int32Array = new Int32Array(0);
   private inFlightLast: number[] = [];
 
-  /** Per host VM: sums of its guests' demand at the current and next trace samples (MIPS). */
-  private sumNow = new Float64Array(0);
-  private sumNext = new Float64Array(0);
-  private sampleIndex = 0;
-
-  /** Recomputes the per-host sample sums at the start of interval k (nested rules). */
-  private resetSampleSums(t: number): void {
-    const H = this.cloud.hostVms.length;
-    this.sampleIndex = Math.floor(t / this.trace.intervalSeconds + 1e-9);
-    this.sumNow = new Float64Array(Math.max(H, 16));
-    this.sumNext = new Float64Array(Math.max(H, 16));
-    for (let g = 0; g < this.G; g++) {
-      const h = this.cloud.guestHost[g];
-      if (h !== UNPLACED) this.addToSums(g, h, 1);
-    }
-  }
-
-  /** Moves guest g's share of the sample sums in (sign 1) or out of (-1) host VM h. */
-  private addToSums(g: number, h: number, sign: 1 | -1): void {
-    if (h >= this.sumNow.length) {
-      const grow = (a: Float64Array) => {
-        const next = new Float64Array(Math.max(h + 1, a.length * 2));
-        next.set(a);
-        return next;
-      };
-      this.sumNow = grow(this.sumNow);
-      this.sumNext = grow(this.sumNext);
-    }
-    const k = this.sampleIndex;
-    const I = this.trace.intervalSeconds;
-    this.sumNow[h] += sign * utilizationAt(this.trace, g, k * I) * this.mips[g];
-    this.sumNext[h] += sign * utilizationAt(this.trace, g, (k + 1) * I) * this.mips[g];
-  }
-
   /** Moves a guest to host VM `to`, keeping the sample sums and host histories right. */
   private moveGuest(g: number, to: number): void {
-    const from = this.cloud.guestHost[g];
-    if (this.rule === "nested" && this.sumNow.length > 0) {
-      if (from !== UNPLACED) this.addToSums(g, from, -1);
-      if (to !== UNPLACED) this.addToSums(g, to, 1);
-      const n = this.load.newestFirst(g, this.historyScratch, HISTORY);
-      const m = this.mips[g];
-      this.ensureHostHistory(Math.max(from, to) + 1);
-      for (let i = 0; i < n; i++) {
-        const v = this.historyScratch[i] * m;
-        if (from !== UNPLACED) this.hostHistory[from * HISTORY + i] -= v;
-        if (to !== UNPLACED) this.hostHistory[to * HISTORY + i] += v;
-      }
-    }
+    this.hostLoad?.move(g, this.cloud.guestHost[g], to);
     this.cloud.assign(g, to);
-  }
-
-  /**
-   * Per host VM, the summed MIPS history (newest first) of the guests it holds, kept by the
-   * simulator as guests move (nested rules) so planning rounds need not re-add every guest.
-   */
-  private hostHistory = new Float64Array(0);
-  private readonly historyScratch = new Float64Array(HISTORY);
-
-  private ensureHostHistory(hosts: number): void {
-    if (this.hostHistory.length >= hosts * HISTORY) return;
-    const next = new Float64Array(Math.max(hosts, (this.hostHistory.length / HISTORY) * 2, 16) * HISTORY);
-    next.set(this.hostHistory);
-    this.hostHistory = next;
-  }
-
-  /** A new sample for every host VM: older ones move back one place. */
-  private hostHistoryView(): Float64Array {
-    this.ensureHostHistory(this.cloud.hostVms.length);
-    return this.hostHistory;
-  }
-
-  private shiftHostHistory(): void {
-    const H = this.cloud.hostVms.length;
-    this.ensureHostHistory(H);
-    const hist = this.hostHistory;
-    for (let h = 0; h < H; h++) {
-      const base = h * HISTORY;
-      hist.copyWithin(base + 1, base, base + HISTORY - 1);
-      let sum = 0;
-      for (const g of this.cloud.hostGuests[h]) sum += this.requests[g];
-      hist[base] = sum;
-    }
-  }
-
-  private onMigrationStarted(g: number, from: number, to: number, t: number): void {
-    // The planner's requests were read at t; CloudSim re-evaluates both hosts now.
-    if (this.rule === "cloudsim") {
-      this.updateHost(to, t);
-      this.updateHost(from, t);
-      this.accounts.closeEnergy(t, [to, from]);
-    }
-    void g;
   }
 
   private onActionDone(t: number, action: number): void {
@@ -537,43 +449,19 @@ export class Simulation {
       this.executor.complete(action, t);
       return;
     }
-    const g = a.guest;
-    const from = this.cloud.guestHost[g];
-    const to = this.executor.targetOf(action);
-    if (this.rule === "cloudsim") {
-      if (t > this.lastProcessTime) {
-        this.refreshRequests(t, false);
-        this.updateHosts(t, undefined);
-      }
-      this.executor.complete(action, t);
-      this.cloud.assign(g, to);
-      this.lastMovedAt[g] = t;
-      const next = this.queue.peek();
-      if (
-        !(
-          next &&
-          next.kind === "done" &&
-          next.time === t &&
-          this.executor.action(next.action).kind === "migrate"
-        )
-      ) {
-        this.updateHosts(t, undefined);
-      }
-    } else {
-      this.updateHosts(t, [from, to]);
-      this.executor.complete(action, t);
-      this.moveGuest(g, to);
-      this.lastMovedAt[g] = t;
-      this.accounts.downtime(g, this.requests[g], a.estimate.downtimeSeconds);
-      this.updateHosts(t, [from, to], false);
-    }
+    const m: CompletedMigration = {
+      action,
+      guest: a.guest,
+      from: this.cloud.guestHost[a.guest],
+      to: this.executor.targetOf(action),
+      downtimeSeconds: a.estimate.downtimeSeconds,
+    };
+    this.rules.migrationCompleted(this.kernel, m, t);
     this.executor.pump(t);
   }
 
   private checkInvariants(t: number): void {
-    const v = findViolations(this.cloud).filter(
-      (x) => this.rule === "nested" || x.rule !== "memory-overcommitted",
-    );
+    const v = findViolations(this.cloud).filter((x) => !this.rules.toleratedViolations.has(x.rule));
     if (v.length > 0) throw new SimulationError(`invariant broken at t=${t}: ${v[0].message}`);
   }
 }
@@ -583,11 +471,4 @@ export class SimulationError extends Error {
     super(message);
     this.name = "SimulationError";
   }
-}
-
-/** CloudSim's k-th tick: 0.1 + 300 + 300 + ... accumulated in floating point. */
-function tickTime(k: number, interval: number): number {
-  let t = 0.1;
-  for (let i = 0; i < k; i++) t += interval;
-  return t;
 }

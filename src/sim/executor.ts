@@ -8,7 +8,6 @@
 import type { MigrationEstimate } from "../migration/index.ts";
 import { type Cloud, type HostVmType, hostVmGuestMemory } from "../model/index.ts";
 import type { Action, ActionPlan, MoveReason, ParallelismCaps } from "../planner/index.ts";
-import type { SharingRule } from "./sharing.ts";
 
 export type ActionState = "waiting" | "running" | "done" | "failed" | "superseded";
 
@@ -77,7 +76,6 @@ export class Executor {
 
   constructor(
     private readonly cloud: Cloud,
-    private readonly rule: SharingRule,
     private readonly hooks: ExecutorHooks,
     private readonly rules: ExecutionRules,
   ) {}
@@ -325,6 +323,5 @@ export class Executor {
     const list = this.incoming[t.hostVm];
     if (list) list.splice(list.indexOf(a.guest), 1);
     this.incomingCount--;
-    void this.rule;
   }
 }

@@ -1,25 +1,71 @@
 /**
  * A self-contained HTML report of one or more runs, with charts rendered to SVG on the
  * server by ECharts (no browser, no script in the page).
+ *
+ * Layout: the page follows the window's width (charts two abreast on a wide screen, one on
+ * a narrow one, scaled through their viewBox); wide tables scroll inside their own box, so
+ * the page never does; numbers never wrap (nowrap, tabular figures). Chart titles and
+ * legends are HTML above each chart, not SVG text: they wrap with the page and cannot be
+ * drawn over each other or over the plot (the SVG's text widths are only estimated on the
+ * server). Bare-metal scenarios rent nothing: no host-VM hours, cost or instant handovers.
  */
-import * as echarts from "echarts";
+import { BarChart, LineChart } from "echarts/charts";
+import { GridComponent } from "echarts/components";
+import * as echarts from "echarts/core";
+import { SVGRenderer } from "echarts/renderers";
 import type { SimulationResult } from "./results.ts";
 
-type Series = { name: string; data: [number, number][] };
+// Only what the charts use (the full "echarts" entry registers every chart and component:
+// about twice the code to load for the same SVG, byte for byte). Titles and legends are HTML
+// (see figure()), so neither the title nor the legend component is needed.
+echarts.use([SVGRenderer, LineChart, BarChart, GridComponent]);
 
-function chart(title: string, yName: string, series: Series[], kind: "line" | "bar" = "line"): string {
-  const c = echarts.init(null, null, { renderer: "svg", ssr: true, width: 880, height: 300 });
+type Series = { name: string; color: string; data: [number, number][] };
+
+/** ECharts' default palette, fixed here so the HTML legends match the charts. */
+const PALETTE = [
+  "#5470c6",
+  "#91cc75",
+  "#fac858",
+  "#ee6666",
+  "#73c0de",
+  "#3ba272",
+  "#fc8452",
+  "#9a60b4",
+  "#ea7ccc",
+];
+const MECHANISM_COLORS = { instant: "#3ba272", precopy: "#5470c6", postcopy: "#fc8452" } as const;
+const MECHANISM_NAMES = { instant: "instant", precopy: "pre-copy", postcopy: "post-copy" } as const;
+
+/** Rendered at a typical column width; the page scales the SVG (viewBox) to its column. */
+const CHART_WIDTH = 680;
+const CHART_HEIGHT = 280;
+
+function chartSvg(yName: string, series: Series[], hours: number, kind: "line" | "bar"): string {
+  const c = echarts.init(null, null, {
+    renderer: "svg",
+    ssr: true,
+    width: CHART_WIDTH,
+    height: CHART_HEIGHT,
+  });
   c.setOption({
     animation: false,
-    title: { text: title, left: "center", textStyle: { fontSize: 14 } },
-    legend: { top: 24 },
-    grid: { left: 60, right: 20, top: 60, bottom: 40 },
-    xAxis: { type: "value", name: "hour", min: 0, max: 24 },
-    yAxis: { type: "value", name: yName },
+    // The y axis names its unit above its top end, left-aligned: clear of the tick labels.
+    grid: { left: 64, right: 24, top: 36, bottom: 48 },
+    xAxis: {
+      type: "value",
+      name: "hour",
+      nameLocation: "middle",
+      nameGap: 28,
+      min: 0,
+      max: Math.max(hours, 1 / 12),
+    },
+    yAxis: { type: "value", name: yName, nameTextStyle: { align: "left" } },
     series: series.map((s) => ({
       name: s.name,
       type: kind,
       data: s.data,
+      color: s.color,
       showSymbol: false,
       stack: kind === "bar" ? "total" : undefined,
     })),
@@ -29,76 +75,232 @@ function chart(title: string, yName: string, series: Series[], kind: "line" | "b
   return svg;
 }
 
+function figure(
+  title: string,
+  yName: string,
+  series: Series[],
+  hours: number,
+  kind: "line" | "bar" = "line",
+): string {
+  const legend = series
+    .map(
+      (s) =>
+        `<li><span class="swatch" style="background:${s.color}"></span><span class="name">${escapeHtml(s.name)}</span></li>`,
+    )
+    .join("");
+  return `<figure><figcaption><div class="title">${escapeHtml(title)}</div><ul class="legend">${legend}</ul></figcaption>
+${chartSvg(yName, series, hours, kind)}</figure>`;
+}
+
 const hour = (t: number) => Math.round((t / 3600) * 1000) / 1000;
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 }
 
+/** 1234.5 -> "1,234.5" (fixed decimals). */
+const num = (x: number, digits = 0) =>
+  x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const money = (x: number) => `$${num(x, 2)}`;
+/** Prices keep their own precision: $0.834, not $0.83. */
+const price = (x: number) =>
+  `$${x.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 4 })}`;
+/** Percent with two decimals; what would show as 0.00 says it is not zero. */
+const pct = (x: number) => (x > 0 && x < 0.00005 ? "< 0.01 %" : `${num(x * 100, 2)} %`);
+/** Tiny ratios (SLAV, ESV): three significant digits, e.g. "3.54e-8". */
+const sci = (x: number) => (x === 0 ? "0" : x.toExponential(2).replace("e+", "e"));
+
+/** 3600 -> "1 h", 900 -> "15 min", 45 -> "45 s". */
+function duration(s: number): string {
+  if (s >= 3600 && s % 3600 === 0) return `${s / 3600} h`;
+  if (s >= 60 && s % 60 === 0) return `${s / 60} min`;
+  return `${s} s`;
+}
+
+/** How a host-VM type's rentals are rounded, e.g. "per started hour, at least 1 min". */
+export function billingRule(incrementSeconds: number, minimumSeconds: number): string {
+  const per =
+    incrementSeconds <= 1
+      ? "per second"
+      : incrementSeconds === 3600
+        ? "per started hour"
+        : incrementSeconds === 60
+          ? "per started minute"
+          : `per started ${duration(incrementSeconds)}`;
+  return minimumSeconds > incrementSeconds ? `${per}, at least ${duration(minimumSeconds)}` : per;
+}
+
 export function renderReport(results: readonly SimulationResult[], title: string): string {
-  const pick = (f: (r: SimulationResult, p: SimulationResult["series"][number]) => number) =>
-    results.map((r) => ({
+  const first = results[0];
+  const nested = results.some((r) => r.nesting === "nested");
+  const hours = first.durationSeconds / 3600;
+  const colorOf = (i: number) => PALETTE[i % PALETTE.length];
+  const pick = (f: (p: SimulationResult["series"][number]) => number) =>
+    results.map((r, i) => ({
       name: r.policy,
-      data: r.series.map((p) => [hour(p.t), f(r, p)] as [number, number]),
+      color: colorOf(i),
+      data: r.series.map((p) => [hour(p.t), f(p)] as [number, number]),
     }));
-  const charts = [
-    chart(
-      "Rented host VMs",
-      "host VMs",
-      pick((_, p) => p.billedHostVms),
-    ),
-    chart(
-      "Cost rate",
-      "$ / hour",
-      pick((_, p) => Math.round(p.costPerHour * 1000) / 1000),
-    ),
-    chart(
+
+  const figures = [
+    nested
+      ? figure(
+          "Rented host VMs",
+          "host VMs",
+          pick((p) => p.billedHostVms),
+          hours,
+        )
+      : figure(
+          "Physical servers carrying guests",
+          "servers",
+          pick((p) => p.billedHostVms),
+          hours,
+        ),
+    ...(nested
+      ? [
+          figure(
+            "Cost rate",
+            "$ / hour",
+            pick((p) => Math.round(p.costPerHour * 1000) / 1000),
+            hours,
+          ),
+        ]
+      : []),
+    figure(
       "Power of physical servers",
       "W",
-      pick((_, p) => Math.round(p.powerW)),
+      pick((p) => Math.round(p.powerW)),
+      hours,
     ),
-    chart(
-      "Host VMs over capacity at the round",
-      "host VMs",
-      pick((_, p) => p.violatingHostVms),
+    figure(
+      `${nested ? "Host VMs" : "Servers"} over capacity at the round`,
+      nested ? "host VMs" : "servers",
+      pick((p) => p.violatingHostVms),
+      hours,
     ),
   ];
+  const mechanisms = nested
+    ? (["instant", "precopy", "postcopy"] as const)
+    : (["precopy", "postcopy"] as const);
   for (const r of results) {
-    charts.push(
-      chart(
+    figures.push(
+      figure(
         `Migrations per round by mechanism — ${r.policy}`,
         "migrations",
-        (["instant", "precopy", "postcopy"] as const).map((m) => ({
-          name: m,
+        mechanisms.map((m) => ({
+          name: MECHANISM_NAMES[m],
+          color: MECHANISM_COLORS[m],
           data: r.series.map((p) => [hour(p.t), p[m]] as [number, number]),
         })),
+        hours,
         "bar",
       ),
     );
   }
-  const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
-  const rows = results
-    .map(
-      (
-        r,
-      ) => `<tr><td>${escapeHtml(r.policy)}</td><td>${r.hostVmHours.toFixed(1)}</td><td>${r.cost.toFixed(2)}</td><td>${r.energyKWh.toFixed(2)}</td>
-<td>${r.migrations.total}</td><td>${r.migrations.instant}</td><td>${r.migrations.precopy}</td><td>${r.migrations.postcopy}</td>
-<td>${pct(r.slatah)}</td><td>${pct(r.pdm)}</td><td>${r.slav.toExponential(3)}</td><td>${r.esv.toExponential(3)}</td></tr>`,
-    )
-    .join("\n");
-  const first = results[0];
+
+  // Results: one column per policy (as `nestcloud compare` prints them).
+  const metric = (name: string, f: (r: SimulationResult) => string) =>
+    `<tr><th scope="row">${name}</th>${results.map((r) => `<td>${f(r)}</td>`).join("")}</tr>`;
+  const resultRows = [
+    ...(nested
+      ? [metric("host-VM hours", (r) => num(r.hostVmHours, 1)), metric("cost", (r) => money(r.cost))]
+      : []),
+    metric("energy (kWh)", (r) => num(r.energyKWh, 2)),
+    metric("migrations", (r) => num(r.migrations.total)),
+    ...(nested ? [metric("&nbsp;&nbsp;instant", (r) => num(r.migrations.instant))] : []),
+    metric("&nbsp;&nbsp;pre-copy", (r) => num(r.migrations.precopy)),
+    metric("&nbsp;&nbsp;post-copy", (r) => num(r.migrations.postcopy)),
+    metric("network (GB)", (r) => num(r.networkBytes / 1e9, 2)),
+    metric("SLATAH", (r) => pct(r.slatah)),
+    metric("PDM", (r) => pct(r.pdm)),
+    metric("SLAV", (r) => sci(r.slav)),
+    metric("ESV", (r) => sci(r.esv)),
+  ].join("\n");
+
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:960px}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}
-figure{margin:1.5em 0}</style></head><body>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>
+:root{font-family:system-ui,sans-serif;line-height:1.4;color:#1d1d1f}
+body{margin:0;padding:1.25rem clamp(0.75rem,3vw,2.5rem)}
+main{max-width:1600px;margin:0 auto}
+h1{font-size:1.5rem;margin:0 0 .5rem}
+h2{font-size:1.15rem;margin:1.75rem 0 .5rem}
+p{max-width:70rem}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
+thead th{background:#f4f4f4}
+th[scope=row]{background:#fafafa;text-align:left;font-weight:500}
+th.text{text-align:left}
+td.text{text-align:left;white-space:normal}
+.nw,td.nw{white-space:nowrap}
+table.rentals thead th{white-space:normal;vertical-align:bottom}
+ul.why{padding-left:1.2rem;max-width:70rem}
+ul.why li{margin:.25rem 0}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,560px),1fr));gap:1.25rem 2rem}
+figure{margin:0;min-width:0}
+figcaption .title{font-weight:600}
+ul.legend{display:flex;flex-wrap:wrap;gap:.15rem 1rem;list-style:none;margin:.2rem 0 0;padding:0;font-size:.875rem}
+ul.legend li{display:flex;align-items:center;gap:.4rem;white-space:nowrap}
+.swatch{display:inline-block;width:1.1em;height:.6em;border-radius:2px}
+figure svg{display:block;width:100%;height:auto}
+</style></head><body><main>
 <h1>${escapeHtml(title)}</h1>
-<p>Scenario <b>${escapeHtml(first.scenario)}</b>, trace <b>${escapeHtml(first.trace)}</b> (${first.guests} guest VMs,
-${first.physicalServers} physical servers), seed ${first.seed}, ${(first.durationSeconds / 3600).toFixed(0)} h simulated.</p>
-<table><tr><th>policy</th><th>host-VM hours</th><th>cost $</th><th>energy kWh</th><th>migrations</th><th>instant</th>
-<th>pre-copy</th><th>post-copy</th><th>SLATAH</th><th>PDM</th><th>SLAV</th><th>ESV</th></tr>
-${rows}</table>
-${charts.map((c) => `<figure>${c}</figure>`).join("\n")}
-</body></html>
+<p>Scenario <b>${escapeHtml(first.scenario)}</b>, trace <b>${escapeHtml(first.trace)}</b> (${num(first.guests)} guest VMs,
+${num(first.physicalServers)} physical servers${nested ? ", guests nested in rented host VMs" : ", bare metal"}), seed ${first.seed},
+${num(hours, hours % 1 === 0 ? 0 : 1)} h simulated.</p>
+<h2>Results</h2>
+<div class="scroll"><table class="results">
+<thead><tr><th></th>${results.map((r) => `<th scope="col">${escapeHtml(r.policy)}</th>`).join("")}</tr></thead>
+<tbody>
+${resultRows}
+</tbody></table></div>
+${nested ? rentalsSection(results) : `<h2>What each policy rents</h2>\n<p>Nothing: on bare metal the guests run on the physical servers themselves, so there are no host-VM hours and no rental cost (the energy is what they cost).</p>`}
+<h2>Over time</h2>
+<div class="charts">
+${figures.join("\n")}
+</div>
+</main></body></html>
 `;
+}
+
+/** Per policy: the host-VM types it rented, how they are billed, and why it rents that way. */
+function rentalsSection(results: readonly SimulationResult[]): string {
+  const rows = results.flatMap((r) => {
+    const peak = Math.max(0, ...r.series.map((p) => p.billedHostVms));
+    return r.rentals.types.map(
+      (
+        t,
+        i,
+      ) => `<tr>${i === 0 ? `<td class="text nw" rowspan="${r.rentals.types.length}">${escapeHtml(r.policy)}</td>` : ""}
+<td class="text"><span class="nw">${escapeHtml(t.type)}</span> <span class="nw">(${t.vcpus} vCPU, ${num(t.memoryMiB / 1024, t.memoryMiB % 1024 === 0 ? 0 : 1)} GiB)</span>
+<span class="nw">at ${price(t.pricePerHour)} / h,</span> <span class="nw billing">billed ${billingRule(t.billingIncrementSeconds, t.minimumBillingSeconds)}</span></td>
+<td>${num(t.hostVms)}</td>${i === 0 ? `<td rowspan="${r.rentals.types.length}">${num(peak)}</td>` : ""}
+<td>${num(t.rentedHours, 1)}</td><td>${num(t.billedHours, 1)}</td><td>${money(t.cost)}</td></tr>`,
+    );
+  });
+  const why = results
+    .map((r) => {
+      const rented = r.rentals.types.reduce((s, t) => s + t.rentedHours, 0);
+      const billed = r.rentals.types.reduce((s, t) => s + t.billedHours, 0);
+      const rounding =
+        billed - rented > 0.05
+          ? ` Rounding each rental up to its billing increment added ${num(billed - rented, 1)} h (${pct((billed - rented) / billed)} of the hours billed).`
+          : "";
+      const rule = r.rentals.rule ? ` ${escapeHtml(r.rentals.rule)}.` : "";
+      return `<li><b>${escapeHtml(r.policy)}</b>${rule}${rounding}</li>`;
+    })
+    .join("\n");
+  return `<h2>What each policy rents, and why</h2>
+<div class="scroll"><table class="rentals">
+<thead><tr><th class="text">policy</th><th class="text">host-VM type, price and billing</th>
+<th>host VMs rented</th><th>peak at once</th><th>hours running</th><th>hours billed</th><th>cost</th></tr></thead>
+<tbody>
+${rows.join("\n")}
+</tbody></table></div>
+<ul class="why">
+${why}
+</ul>`;
 }

@@ -9,8 +9,15 @@ export interface SimulationResult {
   readonly guests: number;
   readonly physicalServers: number;
   readonly durationSeconds: number;
+  /**
+   * none: guests run on the physical servers themselves (bare metal; host-VM hours are the
+   * hours servers carried guests, and nothing is rented); nested: in host VMs rented by the hour.
+   */
+  readonly nesting: "none" | "nested";
   readonly hostVmHours: number;
   readonly cost: number;
+  /** What the policy rented and why (nested clouds; empty for bare metal). */
+  readonly rentals: RentalSummary;
   readonly energyKWh: number;
   readonly migrations: {
     readonly total: number;
@@ -36,6 +43,27 @@ export interface SimulationResult {
   readonly esv: number;
   readonly rounds: number;
   readonly series: readonly SeriesPoint[];
+}
+
+export interface RentalSummary {
+  /** How the policy decides to rent and give back host VMs. */
+  readonly rule: string;
+  readonly types: readonly {
+    readonly type: string;
+    readonly vcpus: number;
+    readonly mipsPerVcpu: number;
+    readonly memoryMiB: number;
+    readonly pricePerHour: number;
+    /** Each rental's time is rounded up to a multiple of this, and to at least the minimum. */
+    readonly billingIncrementSeconds: number;
+    readonly minimumBillingSeconds: number;
+    /** Host VMs of this type rented during the run (at the start or acquired). */
+    readonly hostVms: number;
+    /** Hours they ran, and the hours billed for them (rounding included). */
+    readonly rentedHours: number;
+    readonly billedHours: number;
+    readonly cost: number;
+  }[];
 }
 
 export interface RunTiming {

@@ -128,8 +128,27 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     guests: trace.names.length,
     physicalServers: scenario.servers.length,
     durationSeconds: scenario.durationSeconds,
+    nesting: scenario.nested ? "nested" : "none",
     hostVmHours: (scenario.nested ? a.billedSeconds : a.activeSeconds) / 3600,
     cost: a.cost,
+    rentals: {
+      rule: scenario.nested ? (policy.rentalRule ?? "") : "",
+      types: scenario.nested
+        ? [...a.rentals.values()].map((r) => ({
+            type: r.type.name,
+            vcpus: r.type.vcpus,
+            mipsPerVcpu: r.type.mipsPerVcpu,
+            memoryMiB: r.type.memoryMiB,
+            pricePerHour: r.type.pricePerHour,
+            billingIncrementSeconds: r.type.billingIncrementSeconds,
+            minimumBillingSeconds: r.type.minimumBillingSeconds,
+            hostVms: r.hostVms,
+            rentedHours: r.rentedSeconds / 3600,
+            billedHours: r.billedSeconds / 3600,
+            cost: r.cost,
+          }))
+        : [],
+    },
     energyKWh,
     migrations: { total, ...x.started, failed: x.failed, superseded: x.superseded },
     migrationsByReason: x.byReason,

@@ -1,12 +1,12 @@
 /**
  * The YAML scenario format, as a TypeBox schema: it validates (unknown fields are errors),
- * documents, and types the parsed document in one place.
+ * documents, and types the parsed document in one place. Fields with fixed values are enums:
+ * a bad value gets one error listing the allowed ones.
  */
 import Type from "typebox";
 
 const PowerSpec = Type.Union([
-  Type.Literal("hp-ml110-g4"),
-  Type.Literal("hp-ml110-g5"),
+  Type.Enum(["hp-ml110-g4", "hp-ml110-g5"]),
   Type.Array(Type.Number({ minimum: 0 }), { minItems: 11, maxItems: 11 }),
 ]);
 
@@ -83,9 +83,9 @@ export const ScenarioSchema = Type.Object(
     compat: Type.Optional(Type.Literal("cloudsim-3.0.3")),
     servers: Type.Array(ServerGroup, { minItems: 1 }),
     /** interleave: g4-0, g5-0, g4-1, ... (CloudSim's alternation); sequential: group after group. */
-    serverOrder: Type.Optional(Type.Union([Type.Literal("interleave"), Type.Literal("sequential")])),
+    serverOrder: Type.Optional(Type.Enum(["interleave", "sequential"])),
     /** none: each server is one bare-metal "host VM" (no nesting); nested: rented host VMs on servers. */
-    nesting: Type.Union([Type.Literal("none"), Type.Literal("nested")]),
+    nesting: Type.Enum(["none", "nested"]),
     hostVmTypes: Type.Optional(Type.Array(HostVmTypeSpec, { minItems: 1 })),
     hostVms: Type.Optional(
       Type.Object(
@@ -111,7 +111,7 @@ export const ScenarioSchema = Type.Object(
     migration: Type.Optional(
       Type.Object(
         {
-          model: Type.Union([Type.Literal("cloudsim"), Type.Literal("qemu")]),
+          model: Type.Enum(["cloudsim", "qemu"]),
           calibration: Type.Optional(Type.String()),
           maxConcurrent: Type.Optional(Type.Integer({ minimum: 1 })),
           maxPerHostVm: Type.Optional(Type.Integer({ minimum: 1 })),

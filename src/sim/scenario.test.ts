@@ -80,3 +80,30 @@ describe("scenario files", () => {
     );
   });
 });
+
+describe("fields with fixed values", () => {
+  test("a bad value gets one error listing the allowed ones", () => {
+    assert.equal(
+      problem(base.replace("nesting: nested", "nesting: nest")),
+      "x.yaml: nesting: must be one of none, nested",
+    );
+    assert.equal(
+      problem(`${base}migration: { model: xen }\n`),
+      "x.yaml: migration.model: must be one of cloudsim, qemu",
+    );
+    assert.equal(
+      problem(`${base}serverOrder: random\n`),
+      "x.yaml: serverOrder: must be one of interleave, sequential",
+    );
+    assert.equal(problem(`${base}compat: cloudsim\n`), "x.yaml: compat: must be cloudsim-3.0.3");
+    assert.equal(
+      problem(base.replace("power: hp-ml110-g5", "power: hp-ml110-g9")),
+      "x.yaml: servers[0].power: must be one of hp-ml110-g4, hp-ml110-g5, or an array",
+    );
+    // A list of readings is the other kind of value power takes: its own problem is reported.
+    assert.equal(
+      problem(base.replace("power: hp-ml110-g5", "power: [1, 2]")),
+      "x.yaml: servers[0].power: must not have fewer than 11 items",
+    );
+  });
+});

@@ -30,7 +30,8 @@ export interface Scenario {
   readonly intervalSeconds: number;
   readonly durationSeconds: number;
   readonly seed: number;
-  readonly cloudsimCompat: boolean;
+  /** The simulator whose rules the run reproduces (rules/index.ts); undefined: nestcloud's own. */
+  readonly compat: ScenarioDoc["compat"];
   readonly servers: readonly PhysicalServer[];
   readonly nested: boolean;
   readonly hostVmTypes: readonly HostVmType[];
@@ -208,7 +209,7 @@ function resolve(doc: ScenarioDoc, file: string): Scenario {
     intervalSeconds: doc.intervalSeconds ?? 300,
     durationSeconds: doc.durationSeconds ?? 86400,
     seed: doc.seed ?? 1,
-    cloudsimCompat: doc.compat === "cloudsim-3.0.3",
+    compat: doc.compat,
     servers,
     nested,
     hostVmTypes,

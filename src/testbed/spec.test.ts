@@ -37,6 +37,13 @@ test("problems name the file and the field", () => {
       /guests\[0\]\.memoryMiB: host VM s1\/h1 has 1024 MiB/,
     ],
     [good.replace("mib: 8", "mib: 200"), /guests\[0\]\.workloads\[0\]: needs 200 MiB/],
+    // A workload kind that does not exist: one error listing the kinds.
+    [
+      good.replace("kind: verify", "kind: busy"),
+      /^t\.yaml: guests\[0\]\.workloads\[0\]\.kind: must be one of verify, dirty$/,
+    ],
+    // A known kind: only that kind's own fields count.
+    [good.replace("mib: 8", "mib: 0"), /^t\.yaml: guests\[0\]\.workloads\[0\]\.mib: must be >= 1$/],
     [good.replace("{ name: h2, memoryMiB: 512 }", "{ name: h1, memoryMiB: 512 }"), /duplicate host VM h1/],
     [`${good}network: { subnet: 8.8.8.0/24 }\n`, /network\.subnet: expected a private/],
     [`${good}extra: 1\n`, /unknown field extra/],

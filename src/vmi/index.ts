@@ -1,18 +1,65 @@
 // Public entry of the vmi module: introspecting a Linux guest from outside with no debug
-// symbols. Layers:
-//   memory sources behind one batched interface (PhysicalMemory): the guest's RAM file
-//     (openRamFile), a page server over TCP (PageServer / connectRemoteMemory), QMP (QmpMemory);
-//   pure parsers (VMCOREINFO, kallsyms, BTF, page walks), hostile-input safe;
-//   discovery (discoverKernel -> Kernel), profiles from BTF, and queries (listProcesses,
-//   listModules, checkSyscallTable, findHiddenTasks, checkKernelText).
-// Every error is a VmiError with a stable code.
+// symbols. One folder per layer; a layer imports only the layers below it
+// (test/architecture.test.ts):
+//   memory/     guest-physical memory behind one batched interface (PhysicalMemory): the guest's
+//               RAM file (openRamFile), QMP (QmpMemory), a buffer; search, hashing and list walks
+//               that a source may run next to the memory;
+//   address/    x86-64 page walks, the linear kernel mappings, the kernel address space (KernelSpace);
+//   discovery/  what the kernel says about itself: VMCOREINFO, kallsyms, BTF, the symbol index,
+//               and the fallback finders (banner, exported symbols, kallsyms by shape);
+//   kernel/     the Kernel model and its profile, built by discoverKernel;
+//   queries/    listProcesses, listModules;
+//   checks/     checkSyscallTable, findHiddenTasks, checkKernelText;
+//   remote/     the page server (PageServer) and its client (connectRemoteMemory), which share only
+//               the wire protocol; on memory and address only.
+// Every parser is hostile-input safe. Every error is a VmiError with a stable code (errors.ts,
+// which every layer may import).
 //
 // Typical use:
 //   const ram = openRamFile("/dev/shm/pool/guest.ram");
 //   const kernel = await discoverKernel(ram.memory, { profileCache: new ProfileCache(dir) });
 //   const ps = await listProcesses(kernel);
 
-export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./btf.ts";
+export {
+  type AddressSpaceSpec,
+  KernelSpace,
+  type KernelView,
+  type KernelViewProvider,
+} from "./address/kspace.ts";
+export {
+  cr3ToRoot,
+  isCanonical,
+  type PageSize,
+  PageWalker,
+  type PageWalkerOptions,
+  type PagingLevels,
+  type TableLevel,
+  type Translation,
+} from "./address/pagewalk.ts";
+export { PageTableCache } from "./address/pt-cache.ts";
+export {
+  DEFAULT_KERNEL_IMAGE_SIZE,
+  DEFAULT_PAGE_OFFSET_BASE_L4,
+  DEFAULT_PAGE_OFFSET_BASE_L5,
+  DirectMapMemory,
+  directMapVaToPa,
+  KernelImageMemory,
+  kernelImageVaToPa,
+  START_KERNEL_MAP,
+} from "./address/translate.ts";
+export { findHiddenTasks, type HiddenReport, type HiddenTask } from "./checks/hidden.ts";
+export { checkSyscallTable, type SyscallFinding, type SyscallReport } from "./checks/syscalls.ts";
+export {
+  type BaselineStore,
+  checkKernelText,
+  compareText,
+  hashKernelText,
+  TEXT_CHUNK,
+  TextBaselineStore,
+  type TextHash,
+  type TextReport,
+} from "./checks/text.ts";
+export { BTF_MAGIC, BTF_MAX_TYPE, Btf, type BtfParseOptions, parseHeader } from "./discovery/btf.ts";
 export {
   fieldLocation,
   MAX_ANON_DEPTH,
@@ -23,7 +70,7 @@ export {
   offsetOf,
   resolveAlias,
   sizeOf,
-} from "./btf-layout.ts";
+} from "./discovery/btf-layout.ts";
 export type {
   BtfArray,
   BtfComposite,
@@ -46,28 +93,37 @@ export type {
   BtfVoid,
   Linkage,
   TypeId,
-} from "./btf-types.ts";
-export { findHiddenTasks, type HiddenReport, type HiddenTask } from "./check-hidden.ts";
-export { checkSyscallTable, type SyscallFinding, type SyscallReport } from "./check-syscalls.ts";
+} from "./discovery/btf-types.ts";
 export {
-  type BaselineStore,
-  checkKernelText,
-  compareText,
-  hashKernelText,
-  TEXT_CHUNK,
-  TextBaselineStore,
-  type TextHash,
-  type TextReport,
-} from "./check-text.ts";
+  DEFAULT_LIMITS as KALLSYMS_DEFAULT_LIMITS,
+  decodeKallsyms,
+  type KallsymsBlobs,
+  type KallsymsEncoding,
+  type KallsymsLimits,
+  type KallsymsLocation,
+  type KallsymsOptions,
+  KallsymsTable,
+  type KernelSymbol,
+  kallsymsAnchor,
+  kallsymsLocation,
+  readKallsyms,
+  readKallsymsBlobs,
+} from "./discovery/kallsyms.ts";
+export { SymbolIndex, type SymbolSource } from "./discovery/symbols.ts";
 export {
-  type DiscoverOptions,
-  discoverKernel,
-  findVmcoreinfo,
-  MAX_BTF_BYTES,
-  readBtfBlob,
-  searchVmcoreinfo,
-  type VmcoreinfoSearch,
-} from "./discover.ts";
+  type LocateOptions,
+  locateVmcoreinfo,
+  pagingLevels,
+  parseVmcoreinfo,
+  requireNumber,
+  requireSymbol,
+  type ScanOptions,
+  scanVmcoreinfo,
+  VMCOREINFO_MAX_BYTES,
+  type Vmcoreinfo,
+  type VmcoreinfoMatch,
+  type VmcoreinfoRejection,
+} from "./discovery/vmcoreinfo.ts";
 export {
   AddressError,
   type AddressErrorCode,
@@ -89,32 +145,30 @@ export {
   type VmiErrorCode,
   VmiInternalError,
 } from "./errors.ts";
-export { FileMemory, openRamFile, type RamFile, type RamFileOptions, type ReadStats } from "./file-memory.ts";
-export { hashChunks, hashChunksLocal, type MemoryHasher } from "./hash.ts";
 export {
-  DEFAULT_LIMITS as KALLSYMS_DEFAULT_LIMITS,
-  decodeKallsyms,
-  type KallsymsBlobs,
-  type KallsymsEncoding,
-  type KallsymsLimits,
-  type KallsymsLocation,
-  type KallsymsOptions,
-  KallsymsTable,
-  type KernelSymbol,
-  kallsymsAnchor,
-  kallsymsLocation,
-  readKallsyms,
-  readKallsymsBlobs,
-} from "./kallsyms.ts";
+  discoverKernel,
+  findVmcoreinfo,
+  searchVmcoreinfo,
+  type VmcoreinfoSearch,
+} from "./kernel/discover.ts";
+export { type DiscoverOptions, MAX_BTF_BYTES, readBtfBlob } from "./kernel/discover-steps.ts";
+export { type DiscoveryPath, Kernel, type KernelFacts, type KernelOptions } from "./kernel/kernel.ts";
 export {
-  type DiscoveryPath,
-  Kernel,
-  type KernelFacts,
-  type KernelOptions,
-  type KernelView,
-  type KernelViewProvider,
-} from "./kernel.ts";
-export { type AddressSpaceSpec, KernelSpace } from "./kspace.ts";
+  buildProfile,
+  type FieldLayout,
+  type KernelProfile,
+  PROFILE_PATHS,
+  ProfileCache,
+  profileKey,
+} from "./kernel/profile.ts";
+export {
+  FileMemory,
+  openRamFile,
+  type RamFile,
+  type RamFileOptions,
+  type ReadStats,
+} from "./memory/file-memory.ts";
+export { hashChunks, hashChunksLocal, type MemoryHasher } from "./memory/hash.ts";
 export {
   type DerefRead,
   type FieldRead,
@@ -124,7 +178,7 @@ export {
   type ListWalkSpec,
   type WalkOptions,
   walkListLocal,
-} from "./listwalk.ts";
+} from "./memory/listwalk.ts";
 export {
   BufferPhysicalMemory,
   MAX_BATCH,
@@ -141,30 +195,8 @@ export {
   type VirtAddr,
   type VirtRange,
   type VirtualMemory,
-} from "./memory.ts";
-export { PageCache } from "./page-cache.ts";
-export {
-  cr3ToRoot,
-  isCanonical,
-  type PageSize,
-  PageWalker,
-  type PageWalkerOptions,
-  type PagingLevels,
-  type TableLevel,
-  type Translation,
-} from "./pagewalk.ts";
-export {
-  buildProfile,
-  type FieldLayout,
-  type KernelProfile,
-  PROFILE_PATHS,
-  ProfileCache,
-  profileKey,
-} from "./profile.ts";
-export { PageTableCache } from "./pt-cache.ts";
-export { type QmpExecutor, QmpMemory, type QmpMemoryOptions } from "./qmp-memory.ts";
-export { listModules, type ModuleInfo } from "./query-modules.ts";
-export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./query-processes.ts";
+} from "./memory/memory.ts";
+export { type QmpExecutor, QmpMemory, type QmpMemoryOptions } from "./memory/qmp-memory.ts";
 export {
   gpaToRamOffset,
   type MachineType,
@@ -174,7 +206,11 @@ export {
   type RamLayoutOptions,
   type RamLocation,
   ramLayout,
-} from "./ram-layout.ts";
+} from "./memory/ram-layout.ts";
+export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./memory/search.ts";
+export { listModules, type ModuleInfo } from "./queries/modules.ts";
+export { listProcesses, type ProcessInfo, type QueryOptions, stateLetter } from "./queries/processes.ts";
+export { walkXarray, type XaEntry } from "./queries/xarray.ts";
 export {
   type ClientStats,
   connectRemoteMemory,
@@ -185,7 +221,8 @@ export {
   type RemoteMemoryOptions,
   type RemoteMode,
   RemoteServerMemory,
-} from "./remote-client.ts";
+} from "./remote/client.ts";
+export { PageCache } from "./remote/page-cache.ts";
 export {
   DEFAULT_SERVER_LIMITS,
   PageServer,
@@ -193,31 +230,4 @@ export {
   type PageServerLimits,
   type PageServerOptions,
   type PageServerStats,
-} from "./remote-server.ts";
-export { type FindOptions, findBytes, type MemorySearch, scanBytes } from "./search.ts";
-export { SymbolIndex, type SymbolSource } from "./symbols.ts";
-export {
-  DEFAULT_KERNEL_IMAGE_SIZE,
-  DEFAULT_PAGE_OFFSET_BASE_L4,
-  DEFAULT_PAGE_OFFSET_BASE_L5,
-  DirectMapMemory,
-  directMapVaToPa,
-  KernelImageMemory,
-  kernelImageVaToPa,
-  START_KERNEL_MAP,
-} from "./translate.ts";
-export {
-  type LocateOptions,
-  locateVmcoreinfo,
-  pagingLevels,
-  parseVmcoreinfo,
-  requireNumber,
-  requireSymbol,
-  type ScanOptions,
-  scanVmcoreinfo,
-  VMCOREINFO_MAX_BYTES,
-  type Vmcoreinfo,
-  type VmcoreinfoMatch,
-  type VmcoreinfoRejection,
-} from "./vmcoreinfo.ts";
-export { walkXarray, type XaEntry } from "./xarray.ts";
+} from "./remote/server.ts";

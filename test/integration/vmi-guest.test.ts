@@ -50,7 +50,7 @@ import {
   TextBaselineStore,
   VmiError,
 } from "../../src/vmi/index.ts";
-import { SyntheticGuest } from "../../src/vmi/synthetic-guest.testkit.ts";
+import { SyntheticGuest } from "../../src/vmi/kernel/synthetic-guest.testkit.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 /** Each suite takes seconds; a hang fails it instead of stalling CI. */

@@ -11,7 +11,8 @@ import type * as Plans from "../../src/controller/api/schemas/plans.ts";
 import type * as Settings from "../../src/controller/api/schemas/settings.ts";
 import type * as Vms from "../../src/controller/api/schemas/vms.ts";
 
-export { AUTOMATION_LEVELS } from "../../src/controller/api/schemas/common.ts";
+// Plain lists (no TypeBox in the bundle).
+export { AUTOMATION_LEVELS } from "../../src/controller/api/schemas/choices.ts";
 
 export type Automation = Static<typeof Common.Automation>;
 export type Mechanism = Static<typeof Common.Mechanism>;

@@ -13,6 +13,7 @@ import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import { schemaErrorFormatter } from "../../schema/index.ts";
 import { type Role, verifyToken } from "../auth.ts";
 import type { Controller } from "../controller.ts";
 import { ApiError, asApiError } from "../errors.ts";
@@ -64,6 +65,8 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     bodyLimit: 1 << 20,
     // Unknown fields are mistakes to report, not to drop silently (fastify strips them by default).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array" } },
+    // One error per field; a field with fixed values lists them.
+    schemaErrorFormatter,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(fastifySwagger, {
@@ -99,7 +102,7 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     if (known) return reply.code(known.status).send({ error: known.message });
     const fe = err as FastifyError;
     if (fe.validation) {
-      // e.g. "body/memoryMiB must be >= 64" — names the field at fault.
+      // e.g. "body/memoryMiB must be >= 64" — names the field at fault (see schemaErrorFormatter).
       return reply.code(400).send({ error: fe.message });
     }
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500)

@@ -9,9 +9,9 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
 import pg from "pg";
 import { migrationsFor } from "./migrations.ts";
 import { type Repositories, repositories } from "./repositories/index.ts";
-import type { Database } from "./schema.ts";
+import type { Database, StoreKind } from "./schema.ts";
 
-export type StoreKind = "sqlite" | "postgres";
+export type { StoreKind };
 
 export interface Store {
   /** The connection (pool); the controller reaches it through the repositories only. */

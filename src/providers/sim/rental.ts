@@ -8,6 +8,7 @@ import type { WorldHostVm } from "./world.ts";
 
 export class SimRental implements HostVmRental {
   readonly name = "sim";
+  readonly clock = "simulated";
 
   constructor(private readonly s: SimWorldState) {}
 

@@ -13,6 +13,7 @@ import { describeTestbed, initialWorld, type Rental, type TestbedWorld, typeName
 
 export class TestbedRental implements HostVmRental, AgentDirectory {
   readonly name = "testbed";
+  readonly clock = "wall";
   readonly speed = 1;
   private saving: Promise<void> = Promise.resolve();
   private readonly described: ReturnType<typeof describeTestbed>;

@@ -1,12 +1,11 @@
 /** Migrations: a tenant sees those of its own guests. */
 import { type ApiPlugin, answers, visibleTenant } from "../plugin.ts";
-import { ListQuery } from "../schemas/common.ts";
-import { MigrationList } from "../schemas/migrations.ts";
+import { MigrationList, MigrationListQuery } from "../schemas/migrations.ts";
 
 export const migrationRoutes: ApiPlugin = async (app, { controller: c }) => {
   app.get(
     "/api/migrations",
-    { schema: { querystring: ListQuery, response: answers({ 200: MigrationList }) } },
+    { schema: { querystring: MigrationListQuery, response: answers({ 200: MigrationList }) } },
     async (req) => {
       const rows = await c.repos.migrations.list({
         tenant: visibleTenant(req),

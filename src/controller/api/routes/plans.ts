@@ -2,8 +2,7 @@
 import { ApiError, notFound } from "../../errors.ts";
 import type { StoredPlan } from "../../store/repositories/index.ts";
 import { ADMIN, type ApiPlugin, answers } from "../plugin.ts";
-import { ListQuery } from "../schemas/common.ts";
-import { Plan, PlanIdParams, PlanList, Preview } from "../schemas/plans.ts";
+import { Plan, PlanIdParams, PlanList, PlanListQuery, Preview } from "../schemas/plans.ts";
 
 export const planRoutes: ApiPlugin = async (app, { controller: c }) => {
   const plans = c.repos.plans;
@@ -30,7 +29,7 @@ export const planRoutes: ApiPlugin = async (app, { controller: c }) => {
 
   app.get(
     "/api/plans",
-    { ...ADMIN, schema: { querystring: ListQuery, response: answers({ 200: PlanList }) } },
+    { ...ADMIN, schema: { querystring: PlanListQuery, response: answers({ 200: PlanList }) } },
     async (req) =>
       Promise.all(
         (await plans.list({ status: req.query.status, limit: req.query.limit ?? 50 })).map(planView),

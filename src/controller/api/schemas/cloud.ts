@@ -1,5 +1,6 @@
 /** The cloud as a whole: physical servers, the overview, size and cost over time. */
 import { type Static, Type } from "typebox";
+import { PROVIDER_CLOCKS } from "./choices.ts";
 
 export const Server = Type.Object({
   id: Type.String(),
@@ -16,6 +17,10 @@ export const ServerList = Type.Array(Server);
 export const Overview = Type.Object({
   now: Type.Number({ description: "provider clock, s" }),
   provider: Type.String(),
+  clock: Type.Enum(PROVIDER_CLOCKS, {
+    description:
+      "how to read the provider's times (now, plans' createdAt, migrations' startedAt, ...): wall is Unix seconds, simulated is seconds since the simulated world's first day",
+  }),
   speed: Type.Number(),
   leader: Type.Boolean(),
   guests: Type.Integer(),

@@ -1,9 +1,11 @@
 /**
  * Shapes every resource of the API shares. The schema files import TypeBox only (no node
- * module, nothing of the controller): the dashboard derives its types from them and bundles
- * what it needs (AUTOMATION_LEVELS).
+ * module, nothing of the controller): the dashboard derives its types from them. A field
+ * with fixed values is an enum of a list in choices.ts, not a union of literals: a bad value
+ * gets one error listing the allowed values.
  */
 import { type Static, type TSchema, Type } from "typebox";
+import { AUTOMATION_LEVELS } from "./choices.ts";
 
 export const Id = Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" });
 export const IdParams = Type.Object({ id: Id }, { additionalProperties: false });
@@ -12,13 +14,8 @@ export const IdParams = Type.Object({ id: Id }, { additionalProperties: false })
 export const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
 
 /** How far the controller acts by itself: never moves, proposes for approval, or applies. */
-export const Automation = Type.Union([
-  Type.Literal("manual"),
-  Type.Literal("suggest"),
-  Type.Literal("automatic"),
-]);
+export const Automation = Type.Enum(AUTOMATION_LEVELS);
 export type Automation = Static<typeof Automation>;
-export const AUTOMATION_LEVELS: readonly Automation[] = Automation.anyOf.map((s) => s.const);
 
 export const Mechanism = Type.Union([
   Type.Literal("instant"),
@@ -27,15 +24,14 @@ export const Mechanism = Type.Union([
 ]);
 export type Mechanism = Static<typeof Mechanism>;
 
-export const ListQuery = Type.Object(
-  {
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
-    offset: Type.Optional(Type.Integer({ minimum: 0 })),
-    tenant: Type.Optional(Id),
-    status: Type.Optional(Type.String({ maxLength: 32 })),
-  },
-  { additionalProperties: false },
-);
+/** Paging and the tenant (an admin's filter) of a list; lists with a status add theirs. */
+export const listFields = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
+  offset: Type.Optional(Type.Integer({ minimum: 0 })),
+  tenant: Type.Optional(Id),
+};
+
+export const ListQuery = Type.Object(listFields, { additionalProperties: false });
 
 /** Every error answer: one line saying what is wrong, naming the field or the id at fault. */
 export const ErrorBody = Type.Object({ error: Type.String() });

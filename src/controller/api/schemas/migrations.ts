@@ -1,6 +1,12 @@
 /** Migrations of guest VMs: /api/migrations. */
 import { Type } from "typebox";
-import { Nullable } from "./common.ts";
+import { MIGRATION_STATUSES } from "./choices.ts";
+import { listFields, Nullable } from "./common.ts";
+
+export const MigrationListQuery = Type.Object(
+  { ...listFields, status: Type.Optional(Type.Enum(MIGRATION_STATUSES)) },
+  { additionalProperties: false },
+);
 
 export const Migration = Type.Object({
   id: Type.String(),

@@ -1,9 +1,15 @@
 /** Plans (the journal of what the controller does) and their actions: /api/plans. */
 import { type Static, Type } from "typebox";
-import { Mechanism, Nullable } from "./common.ts";
+import { PLAN_STATUSES } from "./choices.ts";
+import { listFields, Mechanism, Nullable } from "./common.ts";
 
 export const PlanIdParams = Type.Object(
   { id: Type.Integer({ minimum: 1 }) },
+  { additionalProperties: false },
+);
+
+export const PlanListQuery = Type.Object(
+  { ...listFields, status: Type.Optional(Type.Enum(PLAN_STATUSES)) },
   { additionalProperties: false },
 );
 

@@ -1,8 +1,9 @@
 /** Bearer tokens (admin): /api/tokens. */
 import { type Static, Type } from "typebox";
+import { TOKEN_ROLES } from "./choices.ts";
 import { Id, Nullable } from "./common.ts";
 
-export const Role = Type.Union([Type.Literal("admin"), Type.Literal("tenant"), Type.Literal("metrics")], {
+export const Role = Type.Enum(TOKEN_ROLES, {
   description: "admin: everything; tenant: its tenant's guests; metrics: GET /metrics only",
 });
 export type Role = Static<typeof Role>;

@@ -1,5 +1,6 @@
 /** Guest VMs: /api/vms. */
 import { type Static, Type } from "typebox";
+import { MIGRATION_MECHANISMS } from "./choices.ts";
 import { Automation, Id, Nullable } from "./common.ts";
 
 export const CreateVm = Type.Object(
@@ -20,14 +21,7 @@ export const CreateVm = Type.Object(
 export const MigrateVm = Type.Object(
   {
     to: Type.Optional(Id),
-    mechanism: Type.Optional(
-      Type.Union([
-        Type.Literal("auto"),
-        Type.Literal("instant"),
-        Type.Literal("precopy"),
-        Type.Literal("postcopy"),
-      ]),
-    ),
+    mechanism: Type.Optional(Type.Enum(MIGRATION_MECHANISMS)),
   },
   { additionalProperties: false },
 );

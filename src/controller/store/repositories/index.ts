@@ -3,8 +3,7 @@
  * controller's typed objects (and back). Nothing outside src/controller/store builds a query.
  */
 import type { Kysely } from "kysely";
-import type { StoreKind } from "../connect.ts";
-import type { Database } from "../schema.ts";
+import type { Database, StoreKind } from "../schema.ts";
 import { GuestRepository } from "./guests.ts";
 import { HistoryRepository } from "./history.ts";
 import { HostVmRepository } from "./host-vms.ts";

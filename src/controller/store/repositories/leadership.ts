@@ -4,8 +4,7 @@
  */
 import { type Kysely, sql } from "kysely";
 import pg from "pg";
-import type { StoreKind } from "../connect.ts";
-import type { Database } from "../schema.ts";
+import type { Database, StoreKind } from "../schema.ts";
 
 export class LeadershipRepository {
   constructor(
