@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import type {
   BeginHandoverAnswer,
   ConfirmOutcome,
+  ConsoleIdentity,
   CreateGuestRequest,
   ErrorBody,
   ExecRequest,
@@ -155,6 +156,14 @@ const enc = encodeURIComponent;
 export class HostVmAgentClient extends AgentClient {
   status(): Promise<HostVmStatus> {
     return this.call("GET", "/v1/status");
+  }
+  /** The key this agent signs its console handshakes with. */
+  consoleIdentity(): Promise<ConsoleIdentity> {
+    return this.call("GET", "/v1/console/identity");
+  }
+  /** The WebSocket URL of a logged serial port's console (open it with the bearer token). */
+  consoleUrl(guestId: string, deviceId: string): string {
+    return `${this.baseUrl.replace(/^http/, "ws")}/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/console`;
   }
   createGuest(req: CreateGuestRequest, timeoutMs = 180_000): Promise<GuestStatus> {
     return this.call("POST", "/v1/guests", req, timeoutMs);

@@ -105,14 +105,19 @@ export class ConsoleClientSession {
   private sentUpTo = 0;
   hostVm: string | null = null;
   agentFingerprint: string | null = null;
+  /** Whether this client holds the keyboard (the relay says; null until it did). */
+  holder: boolean | null = null;
 
   constructor(private readonly opts: ClientSessionOptions = {}) {
     this.nextOffset = opts.resumeOffset ?? null;
   }
 
-  /** The first message to the relay. */
+  /** The first message to the relay (on every new connection to it: the session goes on). */
   start(): Step {
     const s = step();
+    this.channel = null;
+    this.handshake = null;
+    this.held = false;
     s.sendText.push({
       t: "attach",
       key: this.signing.publicRaw.toString("base64url"),
@@ -158,6 +163,12 @@ export class ConsoleClientSession {
       this.channel = null;
       this.handshake = { hs, identity, hostVm: m.hostVm };
       s.send.push(hs.hello);
+    } else if (m.t === "keyboard") {
+      this.holder = m.holder;
+    } else if (m.t === "not-holder") {
+      // The relay dropped what this client sent without the keyboard: never to be sent again.
+      this.holder = false;
+      this.unacked = this.unacked.filter((k) => k.seq > this.sentUpTo);
     } else if (m.t === "reattaching") {
       // Records sealed for the old agent are useless to the next one; unacked keys are resent.
       this.channel = null;
@@ -193,6 +204,7 @@ export class ConsoleClientSession {
       s.events.push({ kind: "notice", notice });
       if (notice.kind === "start") {
         this.control = notice.control;
+        if (notice.reset) this.nextOffset = notice.from;
         if (this.nextOffset !== null && notice.from > this.nextOffset) {
           this.lostBytes += notice.from - this.nextOffset;
           s.events.push({ kind: "gap", from: this.nextOffset, to: notice.from });
@@ -243,9 +255,14 @@ export class ConsoleClientSession {
     this.unacked = this.unacked.filter((k) => k.seq > this.ackedSeq);
   }
 
-  /** Keystrokes: numbered, kept until acknowledged, sent at once if the channel is up. */
+  /** Keystrokes: numbered, kept until acknowledged, sent at once if the channel is up (dropped while another client holds the keyboard). */
   type(bytes: Uint8Array): Step {
     const s = step();
+    if (this.holder === false) {
+      // Watching: keystrokes are not sent (take the keyboard first).
+      s.events.push({ kind: "relay", message: { t: "not-holder" } });
+      return s;
+    }
     for (let at = 0; at < bytes.length; at += MAX_RECORD_PLAINTEXT - 8) {
       const k = {
         seq: this.nextSeq++,

@@ -538,8 +538,12 @@ export function decodeAck(p: Buffer): number {
 
 /** What the agent tells the client besides output and acks. */
 export type Notice =
-  /** Replay starts at `from`; `skipped` bytes before it are beyond the scrollback (or gone). */
-  | { kind: "start"; from: number; skipped: number; control: boolean }
+  /**
+   * Replay starts at `from`; `skipped` bytes before it are beyond the scrollback. `reset`: the
+   * stream is shorter than the client's offset (a log that could not be continued): it
+   * starts over at `from`.
+   */
+  | { kind: "start"; from: number; skipped: number; control: boolean; reset?: boolean }
   /** The guest is migrating away: keystrokes wait (they are delivered where it lands). */
   | { kind: "moving" }
   /** The guest stays here after all (its migration failed): waiting keystrokes go on. */

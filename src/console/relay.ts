@@ -47,6 +47,8 @@ export interface Viewer {
   readonly tenant: string;
   /** May type at all (else watch only). */
   readonly control: boolean;
+  /** What stillAllowed checks again (a bearer header): never logged, never forwarded. */
+  readonly credential?: string;
   key: string | null;
   session: string | null;
 }
@@ -297,8 +299,8 @@ export class ConsoleRelay<T extends AgentTarget> {
       link.wantsKeyboard = m.keyboard !== false;
       if (link.wantsKeyboard && link.viewer.control && room.holder === null) room.holder = link;
       this.stats.attaches++;
-      this.keyboardChanged(room);
       void this.attach(link, null);
+      this.keyboardChanged(room);
     } else if (m.t === "take") {
       if (!link.viewer.control) {
         this.toClient(link, { t: "error", message: "this token may only watch" });

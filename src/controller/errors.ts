@@ -1,7 +1,7 @@
 /** Errors the API turns into HTTP answers; each says what is wrong and with what. */
 import { ProviderError } from "../providers/index.ts";
 
-export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 422 | 429 | 503;
+export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 422 | 426 | 429 | 503;
 
 export class ApiError extends Error {
   constructor(

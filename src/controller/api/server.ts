@@ -12,13 +12,16 @@ import { existsSync } from "node:fs";
 import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import fastifyWebsocket from "@fastify/websocket";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import { ConsoleRelay } from "../../console/index.ts";
 import { schemaErrorFormatter } from "../../schema/index.ts";
 import { type Role, verifyToken } from "../auth.ts";
 import type { Controller } from "../controller.ts";
 import { ApiError, asApiError } from "../errors.ts";
 import type { ApiPlugin, RouteAuth } from "./plugin.ts";
 import { cloudRoutes } from "./routes/cloud.ts";
+import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { hostVmRoutes } from "./routes/hostvms.ts";
 import { migrationRoutes } from "./routes/migrations.ts";
@@ -47,6 +50,7 @@ const ROUTES: readonly ApiPlugin[] = [
   settingsRoutes,
   tokenRoutes,
   eventRoutes,
+  consoleRoutes,
 ];
 
 const DEFAULT_ROLES: readonly Role[] = ["admin", "tenant"];
@@ -76,6 +80,11 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
       security: [{ bearer: [] }],
     },
   });
+
+  // WebSockets (the consoles): an upgrade goes through the same hooks, auth included.
+  // Registered before the auth hook: its own hook marks an upgrade, so that a refused one
+  // (401, 404) has its socket closed after the answer.
+  await app.register(fastifyWebsocket, { options: { maxPayload: ConsoleRelay.maxClientMessage } });
 
   // Every token is looked up in the store on every request: revocation and expiry take
   // effect at once, on every controller sharing the store (the lookup is one indexed read).
