@@ -109,6 +109,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "GET /v1/guests/{guestId}/devices/{deviceId}/log",
       "GET /v1/guests/{guestId}/devices/{deviceId}/console",
       "GET /v1/console/identity",
+      "GET /v1/guests/{guestId}/devices/{deviceId}/console/inputs",
       "POST /v1/guests/{guestId}/workloads",
       "DELETE /v1/guests/{guestId}/workloads/{kind}",
       "POST /v1/guests/{guestId}/exec",

@@ -11,6 +11,7 @@ import type {
   BeginHandoverAnswer,
   ConfirmOutcome,
   ConsoleIdentity,
+  ConsoleInputs,
   CreateGuestRequest,
   ErrorBody,
   ExecRequest,
@@ -160,6 +161,15 @@ export class HostVmAgentClient extends AgentClient {
   /** The key this agent signs its console handshakes with. */
   consoleIdentity(): Promise<ConsoleIdentity> {
     return this.call("GET", "/v1/console/identity");
+  }
+  /** The keystrokes a logged serial port's console sessions have had delivered. */
+  consoleInputs(guestId: string, deviceId: string, timeoutMs?: number): Promise<ConsoleInputs> {
+    return this.call(
+      "GET",
+      `/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/console/inputs`,
+      undefined,
+      timeoutMs,
+    );
   }
   /** The WebSocket URL of a logged serial port's console (open it with the bearer token). */
   consoleUrl(guestId: string, deviceId: string): string {

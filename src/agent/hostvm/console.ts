@@ -63,8 +63,10 @@ import {
   signingKeyFromPem,
   signingKeyToPem,
 } from "../../console/index.ts";
+import type { ConsoleInputs } from "../api-types.ts";
 import type { HostVmAgentConfig } from "../config.ts";
-import { deviceEndpoints, guestDir, serialLogOf } from "./devices.ts";
+import { inputsPath, readInputs, writeInputs } from "./console-inputs.ts";
+import { deviceEndpoints, serialLogOf } from "./devices.ts";
 import type { HostVm } from "./state.ts";
 
 export interface ConsoleOptions {
@@ -83,8 +85,6 @@ export interface ConsoleOptions {
 }
 
 const OUTPUT_CHUNK = MAX_RECORD_PLAINTEXT - 8;
-/** Sessions remembered per serial port in the input record (the most recent). */
-const KEEP_SESSIONS = 64;
 
 /** The agent's identity key file (beside its QEMUs' folder, like its image folder). */
 export function identityPath(cfg: HostVmAgentConfig): string {
@@ -178,7 +178,7 @@ class SerialHub {
   ) {
     const g = svc.host.guestOf(guestId);
     this.logPath = serialLogOf(svc.host.cfg, g.config, deviceId)!;
-    this.inputsPath = join(guestDir(svc.host.cfg, guestId), `${deviceId}.console-inputs.json`);
+    this.inputsPath = inputsPath(svc.host.cfg, guestId, deviceId);
   }
 
   get size(): number {
@@ -280,27 +280,12 @@ class SerialHub {
   // ---- keystrokes ------------------------------------------------------------------------
 
   /** The highest delivered input seq of each session (from the guest's folder). */
-  readInputs(): Record<string, { seq: number; at: number }> {
-    try {
-      const j = JSON.parse(readFileSync(this.inputsPath, "utf8")) as Record<
-        string,
-        { seq: number; at: number }
-      >;
-      return j && typeof j === "object" ? j : {};
-    } catch {
-      return {};
-    }
+  readInputs(): ConsoleInputs {
+    return readInputs(this.inputsPath);
   }
 
   private writeInput(session: string, seq: number): void {
-    const all = this.readInputs();
-    all[session] = { seq, at: Date.now() };
-    const kept = Object.entries(all)
-      .sort((a, b) => b[1].at - a[1].at)
-      .slice(0, KEEP_SESSIONS);
-    const tmp = `${this.inputsPath}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(Object.fromEntries(kept)), { mode: 0o600 });
-    renameSync(tmp, this.inputsPath);
+    writeInputs(this.inputsPath, { ...this.readInputs(), [session]: { seq, at: Date.now() } });
   }
 
   /** Delivers what sessions have queued, unless the guest migrates or does not run. */

@@ -22,3 +22,11 @@ export const ConsoleUpgrade = Type.String({
  * what `GET /api/vms/:id/console` attaches to unless it names another port.
  */
 export const CONSOLE_PORT = "console";
+
+/** The highest keystroke seq delivered per console session (session id -> seq, when). */
+export const ConsoleInputsSchema = Type.Record(
+  Type.String(),
+  Type.Object({ seq: Type.Integer({ minimum: 0 }), at: Type.Number() }),
+  { description: "what the port's console sessions have had delivered (a pre-copy carries it along)" },
+);
+export type ConsoleInputs = Static<typeof ConsoleInputsSchema>;

@@ -14,6 +14,7 @@ import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import fastifyWebsocket from "@fastify/websocket";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
 import { ConsoleRelay } from "../../console/index.ts";
 import { schemaErrorFormatter } from "../../schema/index.ts";
 import { type Role, verifyToken } from "../auth.ts";
@@ -36,6 +37,8 @@ export interface ServerOptions {
   /** Folder with the built dashboard (index.html + assets), served at /. */
   readonly webDir?: string;
   readonly logger?: boolean | object;
+  /** The controller process's log, for what routes report besides requests (the consoles' events). */
+  readonly log?: Logger;
 }
 
 /** One plugin per resource, each with its routes' request and response schemas. */
@@ -125,7 +128,7 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     reply.code(404).send({ error: `no route ${req.method} ${req.url.split("?")[0]}` }),
   );
 
-  for (const routes of ROUTES) await app.register(routes, { controller: c });
+  for (const routes of ROUTES) await app.register(routes, { controller: c, log: opts.log });
 
   if (opts.webDir && existsSync(opts.webDir)) {
     // wildcard: false routes each file found at start-up, and / to index.html.

@@ -7,6 +7,7 @@
 import { Type } from "typebox";
 import {
   ConsoleIdentitySchema,
+  ConsoleInputsSchema,
   ConsoleUpgrade,
   DeviceId,
   ErrorBodySchema,
@@ -15,6 +16,7 @@ import {
 } from "../../api-types.ts";
 import { AgentError, notFound, type RoutePlugin } from "../../http.ts";
 import type { ConsoleService } from "../console.ts";
+import { inputsPath, readInputs } from "../console-inputs.ts";
 import { serialLogOf } from "../devices.ts";
 import type { HostVm } from "../state.ts";
 
@@ -29,6 +31,19 @@ export const consoleRoutes: RoutePlugin<{ host: HostVm; consoles: ConsoleService
     "/v1/console/identity",
     { schema: { tags, response: { 200: ConsoleIdentitySchema, ...errorAnswers() } } },
     async () => consoles.info(),
+  );
+
+  // What the port's sessions have had delivered: the destination of a pre-copy continues it.
+  app.get(
+    "/v1/guests/:guestId/devices/:deviceId/console/inputs",
+    { schema: { tags, params: DeviceParams, response: { 200: ConsoleInputsSchema, ...errorAnswers(404) } } },
+    async (req) => {
+      const { guestId, deviceId } = req.params;
+      const g = host.guestOf(guestId);
+      if (!serialLogOf(host.cfg, g.config, deviceId))
+        throw notFound(`guest ${guestId} has no serial port ${deviceId} with a log`);
+      return readInputs(inputsPath(host.cfg, guestId, deviceId));
+    },
   );
 
   app.route({

@@ -13,9 +13,10 @@ import type { ApiPlugin } from "../plugin.ts";
 import { ERRORS, IdParams } from "../schemas/common.ts";
 import { ConsoleQuery, ConsoleUpgrade } from "../schemas/console.ts";
 
-export const consoleRoutes: ApiPlugin = async (app, { controller: c }) => {
+export const consoleRoutes: ApiPlugin = async (app, { controller: c, log }) => {
+  // Events and sizes only: the relay never sees what the guest prints or the user types.
   const relay = consoleRelay(c.provider.plane, c.store, (event, fields) =>
-    app.log.info({ console: fields }, `console: ${event}`),
+    (log ?? app.log).info({ console: fields }, `console: ${event}`),
   );
   app.addHook("preClose", async () => relay?.closeAll("the controller is shutting down"));
 
