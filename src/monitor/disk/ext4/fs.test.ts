@@ -299,7 +299,7 @@ test("walk limits: entries, depth and bytes are reported, not silently dropped",
       const problems: Array<[string, string]> = [];
       for await (const e of walk(fs, limits))
         if (e.kind === "entry") entries.push(e.path);
-        else problems.push([e.path, e.error.code]);
+        else if (e.kind === "problem") problems.push([e.path, e.error.code]);
       return { entries, problems };
     };
     const few = await run({ limits: { maxEntries: 10 } });

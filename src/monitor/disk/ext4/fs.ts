@@ -84,6 +84,8 @@ export interface FilePiece {
   /** Byte offset in the file. */
   offset: number;
   data: Buffer;
+  /** The block it was read from (its blocks are consecutive); null: a hole or unwritten extent. */
+  physical: number | null;
 }
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
@@ -475,10 +477,9 @@ export class Ext4 {
     const fetch = async ([logical, count, physical]: [number, number, number | null]): Promise<FilePiece> => {
       const offset = logical * bs;
       const length = Math.min(count * bs, inode.size - offset);
-      if (physical === null) return { offset, data: Buffer.alloc(length) };
-      const data = await this.src.read(physical * bs, count * bs);
-      await this.applyOverlay(data, physical, count);
-      return { offset, data: length === data.length ? data : data.subarray(0, length) };
+      if (physical === null) return { offset, data: Buffer.alloc(length), physical };
+      const data = await this.readData(physical, count);
+      return { offset, data: length === data.length ? data : data.subarray(0, length), physical };
     };
     const queue: Array<Promise<FilePiece>> = [];
     let next = 0;
@@ -495,6 +496,16 @@ export class Ext4 {
       fill();
       yield piece;
     }
+  }
+
+  /** Blocks [first, first + count) of file data from the device, journaled copies applied. */
+  async readData(first: number, count: number): Promise<Buffer> {
+    this.checkBlock(first, "data");
+    this.checkBlock(first + count - 1, "data");
+    const bs = this.sb.blockSize;
+    const data = await this.src.read(first * bs, count * bs);
+    await this.applyOverlay(data, first, count);
+    return data;
   }
 
   /** Journaled versions of blocks [first, first + count) copied over `data`. */
@@ -515,6 +526,16 @@ export class Ext4 {
     }
   }
 
+  /**
+   * Whether a symlink keeps its target in the inode (i_block holds text, not a block map): the
+   * kernel's ext4_inode_is_fast_symlink, no blocks but an extended attribute block's.
+   */
+  isFastSymlink(inode: Inode): boolean {
+    if (inode.type !== "symlink") return false;
+    const eaBlocks = inode.fileAcl !== 0 ? this.sb.blockSize / 512 : 0;
+    return (inode.flags & EXT4_INLINE_DATA_FL) !== 0 || inode.blocks - eaBlocks === 0;
+  }
+
   /** A symlink's target bytes (in the inode when short, else in its block). */
   async readLink(inode: Inode): Promise<Buffer> {
     if (inode.type !== "symlink") throw new Ext4Error("bad-value", `inode ${inode.ino} is not a symlink`);
@@ -523,9 +544,7 @@ export class Ext4 {
         "too-many",
         `symlink inode ${inode.ino}: ${inode.size} bytes (limit ${this.limits.maxSymlinkBytes})`,
       );
-    // The kernel's ext4_inode_is_fast_symlink: no blocks but an extended attribute block's.
-    const eaBlocks = inode.fileAcl !== 0 ? this.sb.blockSize / 512 : 0;
-    if (inode.flags & EXT4_INLINE_DATA_FL || inode.blocks - eaBlocks === 0) {
+    if (this.isFastSymlink(inode)) {
       if (inode.size >= 60)
         throw new Ext4Error("bad-value", `symlink inode ${inode.ino}: ${inode.size} bytes kept in the inode`);
       return Buffer.from(inode.iBlock.subarray(0, inode.size));

@@ -4,7 +4,7 @@
 // or is left out by a limit is reported as a problem, never skipped silently.
 import { Ext4Error } from "./errors.ts";
 import { type Ext4, nameToString } from "./fs.ts";
-import { type Inode, ROOT_INO } from "./layout.ts";
+import { type DirEntry, type Inode, ROOT_INO } from "./layout.ts";
 
 export interface WalkLimits {
   /** Entries yielded (files, directories, links...). */
@@ -31,10 +31,21 @@ export interface WalkEntry {
   overBudget: boolean;
 }
 
+/** A directory's entries as read (with `listings: true`), before its children are yielded. */
+export interface WalkListing {
+  kind: "listing";
+  path: string;
+  inode: Inode;
+  entries: DirEntry[];
+  depth: number;
+}
+
 export interface WalkProblem {
   kind: "problem";
   path: string;
   error: Ext4Error;
+  /** Set when a walk limit (not the file system) is the problem. */
+  limit?: "entries" | "depth" | "bytes";
 }
 
 export function childPath(parent: string, name: string): string {
@@ -47,26 +58,38 @@ function asExt4Error(e: unknown): Ext4Error {
   throw e;
 }
 
+export interface WalkOptions {
+  /** The walk's root path (default "/"). */
+  root?: string;
+  /** The root's inode, when the caller has it (then `root` is only its path). */
+  rootInode?: Inode;
+  limits?: Partial<WalkLimits>;
+  /** Yield each directory's entries too (kind "listing"). */
+  listings?: boolean;
+  /** Directories not to enter (already seen elsewhere): reaching one is a loop. */
+  visited?: Set<number>;
+}
+
 /**
  * Walks from `root` (a directory path, default "/") depth first. The root itself is the first
  * entry. Errors reading one directory or inode become problems; the walk goes on.
  */
 export async function* walk(
   fs: Ext4,
-  opts: { root?: string; limits?: Partial<WalkLimits> } = {},
-): AsyncGenerator<WalkEntry | WalkProblem> {
+  opts: WalkOptions = {},
+): AsyncGenerator<WalkEntry | WalkListing | WalkProblem> {
   const limits = { ...DEFAULT_WALK_LIMITS, ...opts.limits };
   const rootPath = opts.root ?? "/";
   let rootInode: Inode;
   try {
-    rootInode = rootPath === "/" ? await fs.inode(ROOT_INO) : await fs.lookup(rootPath);
+    rootInode = opts.rootInode ?? (rootPath === "/" ? await fs.inode(ROOT_INO) : await fs.lookup(rootPath));
   } catch (e) {
     yield { kind: "problem", path: rootPath, error: asExt4Error(e) };
     return;
   }
   let entries = 0;
   let bytes = 0;
-  const visited = new Set<number>();
+  const visited = opts.visited ?? new Set<number>();
   const stack: Array<{ inode: Inode; path: string; depth: number }> = [];
   const emit = (path: string, inode: Inode, depth: number): WalkEntry => {
     entries++;
@@ -91,6 +114,8 @@ export async function* walk(
       yield { kind: "problem", path: dir.path, error: asExt4Error(e) };
       continue;
     }
+    if (opts.listings)
+      yield { kind: "listing", path: dir.path, inode: dir.inode, entries: list, depth: dir.depth };
     const subdirs: Array<{ inode: Inode; path: string; depth: number }> = [];
     for (const e of list) {
       const name = nameToString(e.name);
@@ -101,6 +126,7 @@ export async function* walk(
           kind: "problem",
           path,
           error: new Ext4Error("too-many", `more than ${limits.maxEntries} entries: the walk stops here`),
+          limit: "entries",
         };
         return;
       }
@@ -121,6 +147,7 @@ export async function* walk(
             "too-many",
             `${inode.size} bytes would pass the walk's ${limits.maxBytes} bytes`,
           ),
+          limit: "bytes",
         };
       if (inode.type !== "dir") continue;
       if (visited.has(inode.ino)) {
@@ -136,6 +163,7 @@ export async function* walk(
           kind: "problem",
           path,
           error: new Ext4Error("too-deep", `deeper than ${limits.maxDepth} levels: not entered`),
+          limit: "depth",
         };
         continue;
       }
