@@ -226,6 +226,16 @@ export class ClamScanner {
     }
   }
 
+  /** Drops batched files not scanned yet, findings not yet flushed and the too-large list. */
+  async discard(): Promise<void> {
+    const batch = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.findings = [];
+    this.stats.tooLarge.length = 0;
+    await Promise.all(batch.map((b) => rm(b.file, { force: true })));
+  }
+
   /** Removes the scratch folder (batched files not yet scanned are dropped). */
   async close(): Promise<void> {
     this.closed = true;

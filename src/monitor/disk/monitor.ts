@@ -232,6 +232,7 @@ export class DiskMonitor {
     const round = ++this.rounds;
     try {
       if (this.o.clamav && !this.scanner) this.scanner = await ClamScanner.create(this.o.clamav);
+      await this.scanner?.discard(); // anything a failed round left
       const stats: ReadStats = { bytes: 0, requests: 0 };
       return await new Round(this, round, countingSource(source, stats), stats, dirty, t0).run();
     } catch (e) {
@@ -363,16 +364,21 @@ class Round {
       };
       await this.walkInto("/", undefined);
     } else {
+      // The baseline is updated in place; a failure puts its records back, so the full round
+      // that follows still compares against them (no change is lost with a failed round).
       this.st = prev!;
-      await this.incremental(prev!.overlay, overlay);
+      try {
+        await this.incremental(prev!.overlay, overlay);
+        await this.settle();
+      } catch (e) {
+        for (const [path, was] of this.touched)
+          if (was) prev!.files.set(path, was);
+          else prev!.files.delete(path);
+        throw e;
+      }
       this.st.overlay = overlay;
     }
-    await this.pool.drain();
-    for (const [path, inode] of this.pending) {
-      const c = await this.content.get(inode.ino)!;
-      if (this.st.files.get(path)?.ino === inode.ino)
-        this.st.files.set(path, recordOf(path, inode, c.sha256, c.unread));
-    }
+    if (mode === "full") await this.settle();
     this.integrityAlerts(mode, prev);
     await this.malwareAlerts(mode);
     if (this.truncated)
@@ -406,6 +412,16 @@ class Round {
       },
       alerts: this.alerts,
     };
+  }
+
+  /** Waits for the reads in flight and completes the records that waited for their content. */
+  private async settle(): Promise<void> {
+    await this.pool.drain();
+    for (const [path, inode] of this.pending) {
+      const c = await this.content.get(inode.ino)!;
+      if (this.st.files.get(path)?.ino === inode.ino)
+        this.st.files.set(path, recordOf(path, inode, c.sha256, c.unread));
+    }
   }
 
   // ---- recording ------------------------------------------------------------------------------
