@@ -73,7 +73,6 @@ export class MirrorReceiver {
   async listen(addr: MirrorAddress): Promise<MirrorAddress> {
     if (this.server) throw new Error("mirror receiver already listening");
     const server = createServer((sock) => this.attach(sock));
-    server.maxConnections = this.maxConnections * 2; // the rest are refused in attach, counted
     if (addr.type === "unix") removeStaleSocket(addr.path);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
