@@ -152,7 +152,34 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
     [
       "an unknown policy among several is refused before any runs",
       ["compare", scenario("pp.yaml", good), "--policies", "nestcloud,lr-mmt-1.2,best-fit"],
-      /--policies: unknown policy best-fit \(known: .*nestcloud.*<thr\|iqr\|mad\|lr\|lrr>-<mmt\|rs\|mc\|mu>-<parameter>\)$/,
+      /--policies: unknown policy best-fit \(known: .*nestcloud.*<thr\|iqr\|mad\|lr\|lrr>-<mmt\|rs\|mc\|mu>-<parameter>, with modifiers \+billing, \+hostvm, \+react\)$/,
+    ],
+    [
+      "an unknown modifier names the allowed ones",
+      ["compare", scenario("pm.yaml", good), "--policies", "nestcloud,lr-mmt-1.2+bill"],
+      /--policies: lr-mmt-1\.2\+bill: unknown modifier \+bill \(known: \+billing, \+hostvm, \+react\)$/,
+    ],
+    [
+      "an unknown --policy-param names the policy's parameters",
+      [
+        "compare",
+        scenario("pq.yaml", good),
+        "--policies",
+        "lr-mmt-1.2+billing",
+        "--policy-param",
+        "lr-mmt-1.2+billing:spares=1",
+      ],
+      /--policy-param lr-mmt-1\.2\+billing:spares: unknown parameter of lr-mmt-1\.2\+billing \(known: drainBeforeBillingSeconds, spareHostVms; \+react adds/,
+    ],
+    [
+      "a --policy-param for a policy not run",
+      ["simulate", scenario("pr.yaml", good), "--policy-param", "lr-mmt-1.2:spareHostVms=1"],
+      /--policy-param lr-mmt-1\.2:spareHostVms=1: lr-mmt-1\.2 is not a policy of this run \(nestcloud\)$/,
+    ],
+    [
+      "a malformed --policy-param",
+      ["simulate", scenario("ps.yaml", good), "--policy-param", "nestcloud=1"],
+      /--policy-param nestcloud=1: expected <policy>:<name>=<value>$/,
     ],
     [
       "a malformed --trace is refused before the scenario runs",

@@ -11,6 +11,7 @@ export {
   loadCalibration,
   loadTrace,
   parseTraceSpec,
+  policyParamsFor,
   type RunOptions,
   type RunOutput,
   runScenario,

@@ -19,6 +19,11 @@ import { resizeTrace, type Trace } from "./trace.ts";
 export interface RunOptions {
   /** Policy name overriding the scenario's. */
   readonly policy?: string;
+  /**
+   * Parameters by policy name (the CLI's --policy-param), over the scenario's: its
+   * policyParams for that name, and policy.params when it is the scenario's own policy.
+   */
+  readonly policyParams?: Readonly<Record<string, PolicyParams>>;
   /** Trace spec overriding the scenario's: planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]. */
   readonly trace?: string;
   readonly seed?: number;
@@ -81,6 +86,24 @@ export function loadCalibration(scenario: Scenario): MigrationCalibration {
   }
 }
 
+type PolicyParams = Readonly<Record<string, number | boolean | string>>;
+
+/**
+ * The parameters a policy runs with: the scenario's policyParams for its name, then the
+ * scenario's policy.params if it is the scenario's own policy, then `extra` (the CLI's).
+ */
+export function policyParamsFor(
+  scenario: Scenario,
+  name: string,
+  extra?: Readonly<Record<string, PolicyParams>>,
+): PolicyParams {
+  return {
+    ...scenario.policyParams[name],
+    ...(scenario.policy.name === name ? scenario.policy.params : {}),
+    ...extra?.[name],
+  };
+}
+
 export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutput {
   const started = performance.now();
   const seed = opts.seed ?? scenario.seed;
@@ -94,7 +117,7 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
   const policyName = opts.policy ?? scenario.policy.name;
   let policy: Policy;
   try {
-    policy = createPolicy(policyName, scenario.policy.name === policyName ? scenario.policy.params : {}, {
+    policy = createPolicy(policyName, policyParamsFor(scenario, policyName, opts.policyParams), {
       acquireType: built.acquireType,
     });
   } catch (e) {
