@@ -350,6 +350,7 @@ describe("simulate and compare", () => {
     assert.deepEqual(written(r.err), [join(out, "results.json"), join(out, "report.html")]);
     for (const row of [
       /^│ host-VM hours +│ \d/m,
+      /^│ {3}x lower bound +│ \d+\.\d\d \(of \d+\.\d\) +│/m,
       /^│ cost \(\$\) +│ \d/m,
       /^│ {3}instant +│ \d/m,
       /^│ energy \(kWh\)/m,
@@ -360,7 +361,7 @@ describe("simulate and compare", () => {
   test("compare on bare metal leaves out what does not apply (rentals, cost, instant moves)", () => {
     const r = run("compare", scenario("bare.yaml", bareMetal), "--policies", "lr-mmt-1.2,thr-mmt-0.8", "-q");
     assert.equal(r.code, 0, r.err);
-    assert.doesNotMatch(r.out, /host-VM hours|cost|instant/);
+    assert.doesNotMatch(r.out, /host-VM hours|lower bound|cost|instant/);
     for (const row of [
       /^│ energy \(kWh\) +│ \d/m,
       /^│ migrations +│ \d/m,
@@ -382,8 +383,25 @@ describe("simulate and compare", () => {
       ["nestcloud", "lr-mmt-1.2"],
     );
     for (const row of rows) {
-      for (const k of ["hostVmHours", "energyKWh", "slatah", "pdm", "slav", "esv", "wallSeconds"])
+      for (const k of [
+        "hostVmHours",
+        "lowerBoundHostVmHours",
+        "hostVmHoursToLowerBound",
+        "energyKWh",
+        "slatah",
+        "pdm",
+        "slav",
+        "esv",
+        "wallSeconds",
+      ])
         assert.equal(typeof row[k], "number", k);
+      // The bound is the day's, the same for every policy; each uses more than it.
+      assert.equal(row.lowerBoundHostVmHours, rows[0].lowerBoundHostVmHours);
+      assert.equal(
+        row.hostVmHoursToLowerBound,
+        (row.hostVmHours as number) / (row.lowerBoundHostVmHours as number),
+      );
+      assert.ok((row.hostVmHoursToLowerBound as number) >= 1);
       assert.deepEqual(Object.keys(row.migrations as object).sort(), [
         "instant",
         "postcopy",

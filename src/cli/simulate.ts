@@ -13,7 +13,7 @@ import {
   type Scenario,
   UserError,
 } from "../sim/index.ts";
-import { progress, type Row, resultsTable, wrote } from "./output.ts";
+import { progress, type Row, resultsTable, toLowerBound, wrote } from "./output.ts";
 
 /** The scenario used when none is given: synthetic load, so it runs on any machine. */
 export const DEFAULT_SCENARIO = resolve(
@@ -200,6 +200,8 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
       trace: r.result.trace,
       nesting: r.result.nesting,
       hostVmHours: r.result.hostVmHours,
+      lowerBoundHostVmHours: r.result.lowerBoundHostVmHours,
+      hostVmHoursToLowerBound: toLowerBound(r.result),
       cost: r.result.cost,
       energyKWh: r.result.energyKWh,
       migrations: {

@@ -9,6 +9,7 @@ import { type Policy, PolicyError } from "../planner/index.ts";
 import { buildCloud } from "./build.ts";
 import { Simulation } from "./engine.ts";
 import { UserError } from "./errors.ts";
+import { lowerBound } from "./lower-bound.ts";
 import { loadPlanetlabFolder, resolvePlanetlabFolder } from "./planetlab.ts";
 import { createPolicy } from "./policies.ts";
 import { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
@@ -125,6 +126,8 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     throw e;
   }
   const calibration = loadCalibration(scenario);
+  // Before the run: it reads the guests only, and the run adds host VMs to the cloud.
+  const bound = lowerBound(scenario, trace, built.cloud);
   const sim = new Simulation({
     scenario,
     trace,
@@ -153,6 +156,7 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     durationSeconds: scenario.durationSeconds,
     nesting: scenario.nested ? "nested" : "none",
     hostVmHours: (scenario.nested ? a.billedSeconds : a.activeSeconds) / 3600,
+    lowerBoundHostVmHours: bound?.hostVmHours ?? null,
     cost: a.cost,
     rentals: {
       rule: scenario.nested ? (policy.rentalRule ?? "") : "",
