@@ -60,4 +60,10 @@ if ! node -e 'new (require("better-sqlite3"))(":memory:").close()' 2>/dev/null; 
   node -e 'new (require("better-sqlite3"))(":memory:").close()'
 fi
 
-# Built JavaScript (an `npm run build` step) goes here, after the npm packages are in place.
+# The built JavaScript that the nestcloud command and its agents run (dist/, git-ignored; a
+# no-op while it is fresh). Quiet unless it fails.
+if ! out="$(npm run --silent build 2>&1)"; then
+  printf '%s\n' "$out" >&2
+  echo "nestcloud: npm run build failed" >&2
+  exit 1
+fi

@@ -4,6 +4,9 @@
  * AgentHttpError (the agent answered), or AgentUnreachableError with `delivered` "no"
  * (refused or no route: the agent never saw it) or "unknown" (reset, timeout).
  */
+import { createWriteStream } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type {
   BeginHandoverAnswer,
   ConfirmOutcome,
@@ -109,6 +112,42 @@ export class AgentClient {
     }
     return (text === "" ? undefined : JSON.parse(text)) as T;
   }
+
+  /** Streams a binary answer into `file` (created, or appended to with `append`); returns its byte count. */
+  async download(
+    path: string,
+    file: string,
+    opts: { append?: boolean; timeoutMs?: number } = {},
+  ): Promise<number> {
+    const url = `${this.baseUrl}${path}`;
+    let res: Response;
+    const signal = AbortSignal.timeout(opts.timeoutMs ?? this.opts.timeoutMs ?? 30_000);
+    try {
+      res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, signal });
+    } catch (e) {
+      const err = e as Error & { cause?: { code?: string; message?: string } };
+      const code = err.cause?.code ?? err.name;
+      throw new AgentUnreachableError("GET", url, NOT_DELIVERED.has(code) ? "no" : "unknown", code);
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      let b: ErrorBody;
+      try {
+        b = JSON.parse(text) as ErrorBody;
+      } catch {
+        b = { statusCode: res.status, error: "http_error", message: text.slice(0, 500) };
+      }
+      throw new AgentHttpError("GET", url, res.status, b);
+    }
+    const out = createWriteStream(file, { flags: opts.append ? "a" : "w", mode: 0o600 });
+    let n = 0;
+    const body = Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
+    body.on("data", (b: Buffer) => {
+      n += b.length;
+    });
+    await pipeline(body, out);
+    return n;
+  }
 }
 
 const enc = encodeURIComponent;
@@ -191,6 +230,19 @@ export class HostVmAgentClient extends AgentClient {
   }
   abortIncoming(migrationId: string, timeoutMs = 30_000): Promise<IncomingStatus> {
     return this.call("DELETE", `/v1/incoming/${enc(migrationId)}`, undefined, timeoutMs);
+  }
+  /** A disk's image (read-only disks, or any disk of a stopped guest) into `file`. */
+  downloadDiskImage(guestId: string, deviceId: string, file: string, timeoutMs = 600_000): Promise<number> {
+    return this.download(`/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/image`, file, { timeoutMs });
+  }
+  /** A logged serial port's log so far, appended to `file` with `append`. */
+  downloadSerialLog(
+    guestId: string,
+    deviceId: string,
+    file: string,
+    opts: { append?: boolean; timeoutMs?: number } = {},
+  ): Promise<number> {
+    return this.download(`/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/log`, file, opts);
   }
 }
 

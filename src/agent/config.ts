@@ -44,6 +44,17 @@ export const HostVmAgentConfigSchema = Type.Object(
     poolDir: Path,
     /** Where this agent's QEMUs keep their runtime folders (and where orphans are reaped from). */
     qemuDir: Path,
+    /**
+     * The server's guest store: each guest's disk images and serial logs, in
+     * <storeDir>/<guestId>/. Shared by the host VMs of one server, like the memory pool (an
+     * instant handover keeps using the same files). Default <poolDir>/guests.
+     */
+    storeDir: Type.Optional(Path),
+    /**
+     * This host VM's own image folder: the only place a disk's initial content (`file`)
+     * may come from. Default <parent of qemuDir>/images.
+     */
+    imageDir: Type.Optional(Path),
     tokenFile: Path,
     readyFile: Path,
     serverAgentUrl: Type.String(),

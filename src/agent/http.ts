@@ -1,14 +1,21 @@
 /**
  * What both agents' HTTP servers share: TypeBox validation (a bad request gets 400 naming
  * the field), bearer-token auth on every route (401), one error shape, QMP failures carried
- * through with the command and QEMU's own text, and no keep-alive.
+ * through with the command and QEMU's own text, no keep-alive, and an OpenAPI description
+ * of every route with its request and answer schemas (GET /v1/openapi.json). Each agent is
+ * this app plus one route plugin per resource (hostvm/routes, server/routes).
  *
  * Why no keep-alive: a client's failed call must say whether the request reached the agent.
  * On a fresh connection "connection refused" proves it did not (the agent is down), which
  * is what lets the orchestrator roll a migration back safely; a pooled connection to a
  * dead agent fails with a reset that could mean either.
  */
-import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from "@fastify/type-provider-typebox";
+import fastifySwagger from "@fastify/swagger";
+import {
+  type FastifyPluginAsyncTypebox,
+  type TypeBoxTypeProvider,
+  TypeBoxValidatorCompiler,
+} from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import { MigrationCancelRefusedError, QemuSpecError, QemuStartError, QmpError } from "../qemu/index.ts";
 import { schemaErrorFormatter } from "../schema/index.ts";
@@ -38,7 +45,15 @@ export type App = FastifyInstance<
   TypeBoxTypeProvider
 >;
 
-export function createApp(token: string, logger: FastifyBaseLogger): App {
+/** A route plugin of an agent: one resource, its routes with request and answer schemas. */
+export type RoutePlugin<Options extends object> = FastifyPluginAsyncTypebox<Options>;
+
+export interface AppOptions {
+  /** Names the API in its OpenAPI description. */
+  title?: string;
+}
+
+export function createApp(token: string, logger: FastifyBaseLogger, opts: AppOptions = {}): App {
   const app = Fastify({
     loggerInstance: logger,
     // Long-polls and lease renewals would drown the log; agents log their own events.
@@ -48,6 +63,16 @@ export function createApp(token: string, logger: FastifyBaseLogger): App {
     schemaErrorFormatter,
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  // Collects every route registered after it (the agents' route plugins) with its schemas.
+  void app.register(fastifySwagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: { title: opts.title ?? "nestcloud agent API", version: "1" },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
   app.addHook("onRequest", async (req, reply) => {
     const ok = bearerMatches(req.headers.authorization, token);

@@ -3,6 +3,7 @@
  * (command lines and configs), booting the guests a testbed file describes, and the
  * endpoints and clients a caller needs to talk to a testbed's agents.
  */
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GuestImage } from "../qemu/index.ts";
 import type {
@@ -18,14 +19,13 @@ import type { HostVmAgentConfig, ServerAgentConfig } from "./config.ts";
 import type { AgentEndpoint } from "./migration-orchestrator.ts";
 import { readToken } from "./token.ts";
 
-/** node + the tsx loader (absolute, so any working directory works) + the agent entry. */
+/**
+ * node + bin/nestcloud-agent.js (absolute, so any working directory works), which runs the
+ * built agent when dist/ is fresh and the sources through tsx otherwise. The path holds
+ * from src/agent/ and from dist/chunks/ alike: both are two levels below the package root.
+ */
 export function agentCommand(): string[] {
-  return [
-    process.execPath,
-    "--import",
-    import.meta.resolve("tsx"),
-    fileURLToPath(new URL("./main.ts", import.meta.url)),
-  ];
+  return [process.execPath, fileURLToPath(new URL("../../bin/nestcloud-agent.js", import.meta.url))];
 }
 
 export interface LauncherOptions {
@@ -60,6 +60,10 @@ export function agentLauncher(opts: LauncherOptions): AgentLauncher {
         address: ctx.server.address,
         poolDir: ctx.server.poolDir,
         qemuDir: ctx.hostVm.qemuDir,
+        // Per server (all its host VMs see it), on disk: guests' disks and serial logs.
+        storeDir: join(ctx.server.stateDir, "guests"),
+        // Per host VM: images a disk may start from.
+        imageDir: join(ctx.hostVm.stateDir, "images"),
         tokenFile: ctx.tokenFile,
         readyFile: ctx.readyFile,
         serverAgentUrl: ctx.serverAgentUrl,

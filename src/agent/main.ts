@@ -1,7 +1,8 @@
 /**
- * Agent process entry: `node --import tsx src/agent/main.ts --config <file.json>` (the
- * testbed starts it inside a server's namespace). Logs JSON lines (pino) to stdout, writes
- * <readyFile> = {url, pid} once listening, stops its guests on SIGTERM/SIGINT.
+ * Agent process entry: `node bin/nestcloud-agent.js --config <file.json>` runs it, built
+ * (dist/agent/main.js) or through tsx (the testbed starts it inside a server's namespace).
+ * Logs JSON lines (pino) to stdout, writes <readyFile> = {url, pid} once listening, stops
+ * its guests on SIGTERM/SIGINT.
  */
 import { renameSync, writeFileSync } from "node:fs";
 import pino from "pino";

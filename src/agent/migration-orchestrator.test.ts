@@ -12,8 +12,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 type FinishMode = "ok" | "gone" | "reset";
 
 /** One fake server agent and two fake host-VM agents on loopback; records every call. */
-async function fakes(finish: FinishMode) {
+async function fakes(finish: FinishMode, devices?: unknown[]) {
   const calls: string[] = [];
+  const prepared: unknown[] = [];
   const apps = [Fastify(), Fastify(), Fastify()];
   const [server, src, dst] = apps;
   for (const [name, a] of [
@@ -40,6 +41,7 @@ async function fakes(finish: FinishMode) {
     cpus: 1,
     bootId: "b",
     workloads: [],
+    ...(devices ? { devices } : {}),
   }));
   const status = (phase: string) => ({
     migrationId: "m",
@@ -72,7 +74,10 @@ async function fakes(finish: FinishMode) {
     cpu: { start: 0, end: 0 },
     leaseExpiresAt: null,
   });
-  dst.post("/v1/incoming", async (_req, reply) => reply.code(201).send(inc("listening")));
+  dst.post("/v1/incoming", async (req, reply) => {
+    prepared.push(req.body);
+    return reply.code(201).send(inc("listening"));
+  });
   dst.get("/v1/incoming/:id", async () => inc("listening"));
   dst.delete("/v1/incoming/:id", async () => inc("aborted"));
   dst.post("/v1/incoming/:id/finish", async (req, reply) => {
@@ -97,6 +102,7 @@ async function fakes(finish: FinishMode) {
   });
   return {
     calls,
+    prepared,
     from: ep(urls[1], "h1"),
     to: ep(urls[2], "h2"),
     close: () => Promise.all(apps.map((a) => a.close().catch(() => {}))),
@@ -123,6 +129,33 @@ test("instant handover: account, prepare, perform, finish, confirm, commit — i
     );
   } finally {
     await f.close();
+  }
+});
+
+test("the guest's devices travel to the destination, with where to fetch what the stream does not carry", async () => {
+  const devices = [
+    { kind: "disk", id: "d0", format: "raw", sizeMiB: 8 },
+    { kind: "serial", id: "s1", log: true },
+  ];
+  const f = await fakes("ok", devices);
+  try {
+    await new MigrationOrchestrator("t").migrate({ guestId: "g1", from: f.from, to: f.to });
+    const [body] = f.prepared as Array<{ guest: { devices?: unknown }; source?: { url: string } }>;
+    assert.deepEqual(body.guest.devices, devices, "the destination QEMU gets the same devices");
+    assert.deepEqual(body.source, { url: f.from.hostVmUrl });
+  } finally {
+    await f.close();
+  }
+  const plain = await fakes("ok");
+  try {
+    await new MigrationOrchestrator("t").migrate({ guestId: "g1", from: plain.from, to: plain.to });
+    const [body] = plain.prepared as Array<Record<string, unknown> & { guest: Record<string, unknown> }>;
+    assert.ok(
+      !("devices" in body.guest) && !("source" in body),
+      "a guest without devices: the request as before",
+    );
+  } finally {
+    await plain.close();
   }
 });
 

@@ -4,15 +4,14 @@
  */
 import pino, { type Logger } from "pino";
 import pretty from "pino-pretty";
-import { UserError } from "../sim/index.ts";
+import { LOG_FORMATS, type LogFormat } from "./choices.ts";
+import { oneOf } from "./output.ts";
 
-export const LOG_FORMATS = ["auto", "pretty", "json"] as const;
-export type LogFormat = (typeof LOG_FORMATS)[number];
+export { LOG_FORMATS, type LogFormat };
 
+/** `--log-format` (checked by commander already when given on the command line). */
 export function parseLogFormat(v: string): LogFormat {
-  if (!(LOG_FORMATS as readonly string[]).includes(v))
-    throw new UserError(`--log-format ${v}: expected one of ${LOG_FORMATS.join(", ")}`);
-  return v as LogFormat;
+  return oneOf("log-format", v, LOG_FORMATS);
 }
 
 export function controllerLogger(format: LogFormat, level = process.env.NESTCLOUD_LOG ?? "info"): Logger {

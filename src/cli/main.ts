@@ -2,16 +2,17 @@
 /**
  * The `nestcloud` command. User mistakes (bad scenario, unknown policy, missing trace)
  * print one line naming what is wrong and exit with code 2; bugs keep their stack trace.
+ *
+ * Start-up cost: this file and the *-commands.ts files it registers load commander and
+ * nothing else. Each action imports its implementation (simulate.ts, controller.ts,
+ * client.ts, testbed.ts, vmi.ts) when it runs, so `--version`, `--help` and the API client
+ * commands never load the simulator, the controller or the agents.
  */
 import { Command, CommanderError } from "commander";
-import { CalibrationError } from "../migration/index.ts";
-import { PlanError, PolicyError } from "../planner/index.ts";
-import { SimulationError, UserError } from "../sim/index.ts";
-import { VmiError } from "../vmi/index.ts";
-import { registerController } from "./controller.ts";
-import { compare, simulate } from "./simulate.ts";
-import { registerTestbed } from "./testbed.ts";
-import { registerVmi, vmiExitCode } from "./vmi.ts";
+import { registerController } from "./controller-commands.ts";
+import { registerTestbed } from "./testbed-commands.ts";
+import { UsageError } from "./usage.ts";
+import { registerVmi } from "./vmi-commands.ts";
 
 /** --policy-param, repeatable: a parameter of one of the policies run. */
 const POLICY_PARAM_OPTION = [
@@ -42,7 +43,7 @@ export function buildProgram(): Command {
     .option("-s, --seed <n>", "random seed")
     .option("-o, --out <dir>", "where results.json and report.html go")
     .option("-q, --quiet", "no progress output")
-    .action((file, opts) => simulate(file, opts));
+    .action(async (file, opts) => (await import("./simulate.ts")).simulate(file, opts));
 
   program
     .command("compare")
@@ -58,12 +59,48 @@ export function buildProgram(): Command {
     .option("--json", "print a JSON array instead of a table")
     .option("-o, --out <dir>", "also write results.json and report.html here")
     .option("-q, --quiet", "no progress output")
-    .action((file, opts) => compare(file, opts));
+    .action(async (file, opts) => (await import("./simulate.ts")).compare(file, opts));
 
   registerController(program);
   registerVmi(program);
   registerTestbed(program);
   return program;
+}
+
+/**
+ * How an error that is not a bug ends the command: its exit code and the one line printed,
+ * or undefined for a bug (rethrown with its stack). The error classes live in modules that
+ * only the commands throwing them load: the name picks a candidate without loading
+ * anything, and instanceof, against a module that is then already loaded, confirms it.
+ */
+async function known(e: unknown): Promise<{ code: number; line: string } | undefined> {
+  if (!(e instanceof Error)) return undefined;
+  const is = (yes: boolean, code: number) => (yes ? { code, line: e.message } : undefined);
+  if (e instanceof UsageError) return is(true, 2);
+  switch (e.name) {
+    case "UserError":
+      return is(e instanceof (await import("../sim/index.ts")).UserError, 2);
+    case "PolicyError":
+      return is(e instanceof (await import("../planner/index.ts")).PolicyError, 2);
+    case "CalibrationError":
+      return is(e instanceof (await import("../migration/index.ts")).CalibrationError, 2);
+    // Failures: a simulation invariant broken, a plan refused, a provider that cannot start
+    // (e.g. `up --provider testbed` with no testbed up; by name: the cli reaches providers
+    // only through the controller).
+    case "SimulationError":
+      return is(e instanceof (await import("../sim/index.ts")).SimulationError, 1);
+    case "PlanError":
+      return is(e instanceof (await import("../planner/index.ts")).PlanError, 1);
+    case "ProviderError":
+      return is(true, 1);
+  }
+  // Introspection failed on what the guest's memory holds (or the source broke off): exit 3
+  // (no Linux kernel), 4 (still booting) or 5 (failed); see VMI_EXIT. Only vmi commands
+  // throw these, and they carry a string code (as do Node's system errors, which are bugs).
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== "string") return undefined;
+  const exit = (await import("./vmi.ts")).vmiExitCode(e);
+  return exit === undefined ? undefined : { code: exit, line: `vmi: ${e.message} (${code})` };
 }
 
 /** Runs the command; resolves with the exit code (actions may set process.exitCode, e.g. vmi check). */
@@ -73,27 +110,10 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    if (e instanceof UserError || e instanceof PolicyError || e instanceof CalibrationError) {
-      process.stderr.write(`nestcloud: ${e.message}\n`);
-      return 2;
-    }
-    // Introspection failed on what the guest's memory holds (or the source broke off): one line,
-    // exit 3 (no Linux kernel), 4 (still booting) or 5 (failed); see VMI_EXIT.
-    if (e instanceof VmiError) {
-      process.stderr.write(`nestcloud: vmi: ${e.message} (${e.code})\n`);
-      return vmiExitCode(e);
-    }
-    // A provider that cannot start (e.g. `up --provider testbed` with no testbed up): one line.
-    // By name: the cli reaches providers only through the controller.
-    if (
-      e instanceof SimulationError ||
-      e instanceof PlanError ||
-      (e instanceof Error && e.name === "ProviderError")
-    ) {
-      process.stderr.write(`nestcloud: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
+    const k = await known(e);
+    if (!k) throw e;
+    process.stderr.write(`nestcloud: ${k.line}\n`);
+    return k.code;
   }
 }
 

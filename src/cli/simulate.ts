@@ -13,7 +13,8 @@ import {
   type Scenario,
   UserError,
 } from "../sim/index.ts";
-import { progress, type Row, resultsTable, toLowerBound, wrote } from "./output.ts";
+import { wrote } from "./output.ts";
+import { progress, type Row, resultsTable, toLowerBound } from "./terminal.ts";
 
 /** The scenario used when none is given: synthetic load, so it runs on any machine. */
 export const DEFAULT_SCENARIO = resolve(

@@ -1,7 +1,9 @@
-/** `nestcloud testbed up|down|status`: a described multi-server testbed on this machine. */
+/**
+ * `nestcloud testbed up|down|status`: a described multi-server testbed on this machine
+ * (registered in testbed-commands.ts, loaded when one of them runs).
+ */
 import { resolve } from "node:path";
 import Table from "cli-table3";
-import type { Command } from "commander";
 import {
   AgentUnreachableError,
   agentLauncher,
@@ -14,7 +16,6 @@ import {
   testbedToken,
 } from "../agent/index.ts";
 import { buildGuestImage } from "../qemu/index.ts";
-import { UserError } from "../sim/index.ts";
 import {
   defaultTestbedRoot,
   down,
@@ -29,6 +30,7 @@ import {
   type TestbedState,
   up,
 } from "../testbed/index.ts";
+import { UsageError } from "./usage.ts";
 
 export interface TestbedCliOptions {
   root?: string;
@@ -41,7 +43,7 @@ const say = (quiet: boolean | undefined) => (msg: string) => {
 
 function userErrors<T>(f: () => Promise<T>): Promise<T> {
   return f().catch((e) => {
-    if (e instanceof TestbedSpecError || e instanceof TestbedError) throw new UserError(e.message);
+    if (e instanceof TestbedSpecError || e instanceof TestbedError) throw new UsageError(e.message);
     throw e;
   });
 }
@@ -77,8 +79,8 @@ function pickId(root: string, id: string | undefined): string {
   if (id) return id;
   const ids = listTestbeds(root);
   if (ids.length === 1) return ids[0];
-  if (ids.length === 0) throw new UserError(`no testbed under ${root}`);
-  throw new UserError(`${ids.length} testbeds under ${root} (${ids.join(", ")}): name the one to stop`);
+  if (ids.length === 0) throw new UsageError(`no testbed under ${root}`);
+  throw new UsageError(`${ids.length} testbeds under ${root} (${ids.join(", ")}): name the one to stop`);
 }
 
 export function testbedDown(id: string | undefined, opts: TestbedCliOptions): Promise<void> {
@@ -86,7 +88,7 @@ export function testbedDown(id: string | undefined, opts: TestbedCliOptions): Pr
     const root = opts.root ?? defaultTestbedRoot();
     const which = pickId(root, id);
     const dir = stateDirOf(which, root);
-    if (!readTestbedState(dir)) throw new UserError(`no testbed ${which} under ${root}`);
+    if (!readTestbedState(dir)) throw new UsageError(`no testbed ${which} under ${root}`);
     const r = await down(dir, { log: say(opts.quiet) });
     process.stdout.write(
       `testbed ${r.id} down: ${r.stoppedAgents.length} agent(s) stopped, ${r.reapedQemus.length} orphaned QEMU(s) reaped\n`,
@@ -204,46 +206,17 @@ export function testbedStatus(
   return userErrors(async () => {
     const output = opts.output ?? "table";
     if (output !== "table" && output !== "json")
-      throw new UserError(`--output ${output}: expected table or json`);
+      throw new UsageError(`--output ${output}: expected table or json`);
     const root = opts.root ?? defaultTestbedRoot();
     const ids = id ? [id] : listTestbeds(root);
     const views: TestbedView[] = [];
     for (const x of ids) {
       const state = readTestbedState(stateDirOf(x, root));
-      if (!state) throw new UserError(`no testbed ${x} under ${root}`);
+      if (!state) throw new UsageError(`no testbed ${x} under ${root}`);
       views.push(await collect(state));
     }
     if (output === "json") process.stdout.write(`${JSON.stringify(views, null, 2)}\n`);
     else if (views.length === 0) process.stdout.write(`no testbed under ${root}\n`);
     else process.stdout.write(`${views.map(renderTable).join("\n\n")}\n`);
   });
-}
-
-/** Adds `testbed up|down|status` to the program. */
-export function registerTestbed(program: Command): void {
-  const testbed = program
-    .command("testbed")
-    .description("a multi-server testbed on this machine: namespaces, memory pools, agents, guests");
-  testbed
-    .command("up")
-    .description("build the testbed a YAML file describes, start its agents and boot its guests")
-    .argument("<file>", "testbed YAML (servers, host VMs per server, guests)")
-    .option("--root <dir>", "where testbed state folders live")
-    .option("--loopback", "loopback addresses instead of network namespaces")
-    .option("-q, --quiet", "no progress output")
-    .action((file, opts) => testbedUp(file, opts));
-  testbed
-    .command("down")
-    .description("stop every agent and guest of a testbed and remove all it created")
-    .argument("[id]", "testbed id (optional when only one exists)")
-    .option("--root <dir>", "where testbed state folders live")
-    .option("-q, --quiet", "no progress output")
-    .action((id, opts) => testbedDown(id, opts));
-  testbed
-    .command("status")
-    .description("servers, host VMs, agents and guests of the running testbeds")
-    .argument("[id]", "testbed id (default: all)")
-    .option("-o, --output <format>", "table or json", "table")
-    .option("--root <dir>", "where testbed state folders live")
-    .action((id, opts) => testbedStatus(id, opts));
 }

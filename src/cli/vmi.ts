@@ -10,9 +10,7 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import Table from "cli-table3";
-import type { Command } from "commander";
 import { QmpClient } from "../qemu/index.ts";
-import { UserError } from "../sim/index.ts";
 import {
   checkKernelText,
   checkSyscallTable,
@@ -31,40 +29,18 @@ import {
   RemoteError,
   type RemoteMode,
   TextBaselineStore,
-  type VmiError,
+  VmiError,
 } from "../vmi/index.ts";
+import { UsageError } from "./usage.ts";
+import { VMI_EXIT } from "./vmi-exit.ts";
 
-/** Exit codes of `nestcloud vmi` commands. */
-export const VMI_EXIT = {
-  ok: 0,
-  /** `vmi check` found something (syscall hook, hidden process, changed kernel text). */
-  findings: 1,
-  /** Bad arguments, a source that cannot be opened or reached, authentication refused. */
-  usage: 2,
-  /** No Linux kernel found in the guest's memory (not a Linux guest, or not loaded yet). */
-  notLinux: 3,
-  /** A Linux kernel is there but still booting: try again. */
-  notReady: 4,
-  /** Introspection failed: inconsistent or corrupt guest data, or the source broke off. */
-  failed: 5,
-} as const;
-
-/** The exit code for an introspection error. */
-export function vmiExitCode(e: VmiError): number {
+/** The exit code for an introspection error; undefined for any other error. */
+export function vmiExitCode(e: unknown): number | undefined {
+  if (!(e instanceof VmiError)) return undefined;
   if (e.code === "KERNEL_NOT_FOUND") return VMI_EXIT.notLinux;
   if (e.code === "KERNEL_NOT_READY") return VMI_EXIT.notReady;
   return VMI_EXIT.failed;
 }
-
-export const VMI_EXIT_HELP = `
-Exit codes:
-  0  done (check: nothing found)
-  1  check: something found (syscall hook, hidden process, changed kernel text)
-  2  usage error: bad arguments, source cannot be opened or reached, access refused
-  3  no Linux kernel found in the guest's memory (not a Linux guest, or not loaded yet)
-  4  the guest's kernel is still booting: try again
-  5  introspection failed (inconsistent or corrupt guest data, source broke off)
-`;
 
 export interface SourceOptions {
   ramFile?: string;
@@ -90,24 +66,24 @@ function cacheRoot(): string {
 
 function readToken(file: string | undefined): string {
   const path = file ?? process.env.NESTCLOUD_VMI_TOKEN_FILE;
-  if (!path) throw new UserError("--remote needs --token-file (or NESTCLOUD_VMI_TOKEN_FILE)");
+  if (!path) throw new UsageError("--remote needs --token-file (or NESTCLOUD_VMI_TOKEN_FILE)");
   try {
     return readFileSync(path, "utf8").trim();
   } catch (e) {
-    throw new UserError(`cannot read token file ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+    throw new UsageError(`cannot read token file ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
   }
 }
 
 function hostPort(s: string): { host: string; port: number } {
   const m = /^(.+):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port < 1 || port > 65535) throw new UserError(`--remote ${s}: expected HOST:PORT`);
+  if (!m || port < 1 || port > 65535) throw new UsageError(`--remote ${s}: expected HOST:PORT`);
   return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
 }
 
 function machineOf(s: string | undefined): "q35" | "pc" {
   if (s === undefined || s === "q35" || s === "pc") return s ?? "q35";
-  throw new UserError(`--machine ${s}: expected q35 or pc`);
+  throw new UsageError(`--machine ${s}: expected q35 or pc`);
 }
 
 interface Source {
@@ -118,21 +94,21 @@ interface Source {
 /** Opens the memory source named by the options; failures to reach it are user errors. */
 export async function openSource(o: SourceOptions): Promise<Source> {
   const given = [o.ramFile, o.remote, o.qmp].filter((x) => x !== undefined).length;
-  if (given !== 1) throw new UserError("give exactly one of --ram-file, --remote or --qmp");
+  if (given !== 1) throw new UsageError("give exactly one of --ram-file, --remote or --qmp");
   if (o.ramFile !== undefined) {
     try {
       const rf = openRamFile(o.ramFile, { machine: machineOf(o.machine) });
       return { memory: rf.memory, close: () => rf.close() };
     } catch (e) {
-      if (e instanceof MemoryError) throw new UserError(`--ram-file ${o.ramFile}: ${e.message}`);
+      if (e instanceof MemoryError) throw new UsageError(`--ram-file ${o.ramFile}: ${e.message}`);
       throw e;
     }
   }
   if (o.remote !== undefined) {
-    if (!o.guest) throw new UserError("--remote needs --guest ID");
+    if (!o.guest) throw new UsageError("--remote needs --guest ID");
     const mode = (o.mode ?? "optimized") as RemoteMode;
     if (!["naive", "cached", "optimized"].includes(mode)) {
-      throw new UserError(`--mode ${o.mode}: expected naive, cached or optimized`);
+      throw new UsageError(`--mode ${o.mode}: expected naive, cached or optimized`);
     }
     try {
       const m = await connectRemoteMemory({
@@ -145,7 +121,7 @@ export async function openSource(o: SourceOptions): Promise<Source> {
       return { memory: m, close: () => m.close() };
     } catch (e) {
       if (e instanceof RemoteError && e.code !== "REMOTE_SERVER") {
-        throw new UserError(`--remote ${o.remote} --guest ${o.guest}: ${e.message} (${e.code})`);
+        throw new UsageError(`--remote ${o.remote} --guest ${o.guest}: ${e.message} (${e.code})`);
       }
       throw e;
     }
@@ -154,7 +130,7 @@ export async function openSource(o: SourceOptions): Promise<Source> {
   try {
     qmp = await QmpClient.connect(o.qmp as string, { label: "vmi" });
   } catch (e) {
-    throw new UserError(`--qmp ${o.qmp}: ${(e as Error).message}`);
+    throw new UsageError(`--qmp ${o.qmp}: ${(e as Error).message}`);
   }
   const m = await QmpMemory.open(qmp, { machine: machineOf(o.machine) }).catch((e) => {
     qmp.close();
@@ -187,7 +163,7 @@ async function withKernel<T>(o: SourceOptions, fn: (k: Kernel) => Promise<T>): P
 
 function outputOf(o: SourceOptions): "table" | "json" {
   const v = o.output ?? "table";
-  if (v !== "table" && v !== "json") throw new UserError(`--output ${v}: expected table or json`);
+  if (v !== "table" && v !== "json") throw new UsageError(`--output ${v}: expected table or json`);
   return v;
 }
 
@@ -317,23 +293,23 @@ export interface ServeOptions {
 /** Runs a page server until SIGINT/SIGTERM; prints "listening HOST:PORT" once ready. */
 export async function vmiServe(o: ServeOptions): Promise<void> {
   const specs = o.guest ?? [];
-  if (specs.length === 0) throw new UserError("serve needs at least one --guest ID=RAMFILE");
+  if (specs.length === 0) throw new UsageError("serve needs at least one --guest ID=RAMFILE");
   const port = Number(o.port ?? 0);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UserError(`--port ${o.port}: expected 0..65535`);
+    throw new UsageError(`--port ${o.port}: expected 0..65535`);
   const token = readToken(o.tokenFile);
   const files: { close(): void }[] = [];
   const guests = new Map<string, PhysicalMemory>();
   try {
     for (const spec of specs) {
       const m = /^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.+)$/.exec(spec);
-      if (!m) throw new UserError(`--guest ${spec}: expected ID=RAMFILE`);
+      if (!m) throw new UsageError(`--guest ${spec}: expected ID=RAMFILE`);
       try {
         const rf = openRamFile(m[2], { machine: machineOf(o.machine) });
         files.push(rf);
         guests.set(m[1], rf.memory);
       } catch (e) {
-        if (e instanceof MemoryError) throw new UserError(`--guest ${spec}: ${e.message}`);
+        if (e instanceof MemoryError) throw new UsageError(`--guest ${spec}: ${e.message}`);
         throw e;
       }
     }
@@ -345,11 +321,11 @@ export async function vmiServe(o: ServeOptions): Promise<void> {
         log: (msg) => process.stderr.write(`${msg}\n`),
       });
     } catch (e) {
-      if (e instanceof RemoteError) throw new UserError(e.message);
+      if (e instanceof RemoteError) throw new UsageError(e.message);
       throw e;
     }
     const addr = await server.listen(port, o.host ?? "127.0.0.1").catch((e: Error) => {
-      throw new UserError(`cannot listen on ${o.host ?? "127.0.0.1"}:${port}: ${e.message}`);
+      throw new UsageError(`cannot listen on ${o.host ?? "127.0.0.1"}:${port}: ${e.message}`);
     });
     vmiOutput.write(`listening ${addr.host}:${addr.port}\n`);
     await new Promise<void>((resolve) => {
@@ -360,60 +336,4 @@ export async function vmiServe(o: ServeOptions): Promise<void> {
   } finally {
     for (const f of files) f.close();
   }
-}
-
-function sourceOptions(cmd: Command): Command {
-  return cmd
-    .option("--ram-file <path>", "the guest's RAM file (memory-backend-file share=on)")
-    .option("--remote <host:port>", "a nestcloud page server")
-    .option("--guest <id>", "guest id at the page server")
-    .option("--token-file <file>", "shared secret for the page server")
-    .option("--client-id <id>", "client name registered at the page server", "vmi-client")
-    .option("--mode <mode>", "remote access style: optimized, cached or naive", "optimized")
-    .option("--qmp <socket>", "QMP socket of a guest without a shared RAM file (slow)")
-    .option("--machine <type>", "QEMU machine type: q35 or pc", "q35")
-    .option("--profile-cache <dir>", "where kernel profiles are cached")
-    .option("--no-profile-cache", "do not cache kernel profiles")
-    .option("--no-fallback", "fail instead of using the banner/ksymtab fallback")
-    .option("-o, --output <format>", "table or json", "table")
-    .option("-v, --verbose", "print how the kernel was found (discovery notes) on stderr")
-    .addHelpText("after", VMI_EXIT_HELP);
-}
-
-export function registerVmi(program: Command): void {
-  const vmi = program
-    .command("vmi")
-    .description("introspect a guest's Linux kernel from outside (no debug symbols)")
-    .addHelpText("after", VMI_EXIT_HELP);
-  sourceOptions(vmi.command("ps").description("list the guest's processes")).action((o) => vmiPs(o));
-  sourceOptions(vmi.command("modules").description("list the guest's kernel modules")).action((o) =>
-    vmiModules(o),
-  );
-  sourceOptions(
-    vmi.command("info").description("how the kernel was found: release, KASLR, path used"),
-  ).action((o) => vmiInfo(o));
-  sourceOptions(
-    vmi
-      .command("check")
-      .description(
-        "IDS checks: syscall table, hidden processes, kernel text against its baseline (exit 1 on findings)",
-      ),
-  )
-    .option("--baseline-dir <dir>", "where kernel text baselines are kept")
-    .action((o) => vmiCheck(o));
-  vmi
-    .command("serve")
-    .description("run a page server for the given RAM files until interrupted")
-    .option(
-      "--guest <id=ramfile>",
-      "serve this guest (repeatable)",
-      (v: string, acc: string[]) => [...acc, v],
-      [],
-    )
-    .option("--token-file <file>", "shared secret clients must prove")
-    .option("--client-id <id>", "the client name allowed to connect", "vmi-client")
-    .option("--host <addr>", "listen address", "127.0.0.1")
-    .option("--port <n>", "listen port (0: any free port)", "0")
-    .option("--machine <type>", "QEMU machine type: q35 or pc", "q35")
-    .action((o) => vmiServe(o));
 }

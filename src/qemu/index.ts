@@ -7,6 +7,15 @@ export {
   type RunResult,
   SerialConsole,
 } from "./console.ts";
+export {
+  buildDeviceArgs,
+  DEVICE_ID_RE,
+  type DeviceSockets,
+  deviceProblem,
+  deviceSockets,
+  MAX_EXTRA_SERIALS,
+  type QemuDevice,
+} from "./devices.ts";
 export { CommandError } from "./exec.ts";
 export {
   type BuildGuestImageOptions,

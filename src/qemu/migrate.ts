@@ -390,7 +390,9 @@ export class MigrationJob {
             info,
           );
         }
-        const sent = info.ram?.transferred ?? 0;
+        // Disks copied in the same stream (block migration) are progress too: RAM may wait
+        // while they go.
+        const sent = (info.ram?.transferred ?? 0) + (info.disk?.transferred ?? 0);
         if (sent !== lastSent || (this.status !== "setup" && this.status !== "active")) {
           lastSent = sent;
           lastSentAt = Date.now();

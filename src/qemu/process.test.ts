@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -88,6 +88,62 @@ test("buildQemuArgs rejects what QEMU's option parser would misread", () => {
   assert.throws(() => buildQemuArgs({ ...base, append: "a\nb" }), /one line/);
 });
 
+test("buildQemuArgs: a guest's own devices, with fixed PCI slots and ids from the device ids", () => {
+  const a = buildQemuArgs({
+    ...base,
+    devices: [
+      { kind: "disk", id: "d0", path: "/st/g1/d0.raw", format: "raw" },
+      { kind: "nic", id: "n0", mac: "52:54:00:00:00:01", backend: "user" },
+      { kind: "nic", id: "n1", mac: "52:54:00:00:00:02", backend: "socket" },
+      { kind: "serial", id: "s1", logFile: "/st/g1/s1.log" },
+      { kind: "disk", id: "d1", path: "/st/g1/d1.qcow2", format: "qcow2", readOnly: true },
+      { kind: "nic-tap", id: "t0", nic: "n0" },
+    ],
+  });
+  const run = base.runDir;
+  assert.deepEqual(argAfter(a, "-drive"), [
+    "file=/st/g1/d0.raw,if=none,id=drive-d0,node-name=disk-d0,format=raw",
+    "file=/st/g1/d1.qcow2,if=none,id=drive-d1,node-name=disk-d1,format=qcow2,readonly=on",
+  ]);
+  assert.deepEqual(argAfter(a, "-netdev"), [
+    "user,id=nic-n0,restrict=on",
+    `stream,id=nic-n1,server=on,addr.type=unix,addr.path=${run}/n-n1.sock`,
+  ]);
+  assert.deepEqual(argAfter(a, "-device"), [
+    "virtio-blk-pci,drive=drive-d0,id=dev-d0,bus=pcie.0,addr=0x8",
+    "virtio-net-pci,netdev=nic-n0,id=dev-n0,mac=52:54:00:00:00:01,bus=pcie.0,addr=0x9",
+    "virtio-net-pci,netdev=nic-n1,id=dev-n1,mac=52:54:00:00:00:02,bus=pcie.0,addr=0xa",
+    "isa-serial,chardev=serial-s1,id=dev-s1",
+    "virtio-blk-pci,drive=drive-d1,id=dev-d1,bus=pcie.0,addr=0xb",
+  ]);
+  assert.deepEqual(argAfter(a, "-chardev").slice(1), [
+    `socket,id=serial-s1,path=${run}/s-s1.sock,server=on,wait=off,logfile=/st/g1/s1.log,logappend=on`,
+    `socket,id=tap-t0,path=${run}/t-t0.sock,server=on,wait=off`,
+  ]);
+  assert.equal(argAfter(a, "-object")[1], "filter-mirror,id=tapf-t0,netdev=nic-n0,queue=all,outdev=tap-t0");
+  const nic = { kind: "nic", id: "n0", mac: "52:54:00:00:00:01", backend: "user" } as const;
+  assert.throws(() => buildQemuArgs({ ...base, devices: [nic, nic] }), /used twice/);
+  assert.throws(
+    () => buildQemuArgs({ ...base, devices: [{ kind: "nic-tap", id: "t0", nic: "n9" }] }),
+    /no NIC n9/,
+  );
+  assert.throws(
+    () => buildQemuArgs({ ...base, devices: [{ kind: "disk", id: "d0", path: "/a,b", format: "raw" }] }),
+    /commas/,
+  );
+  const serials = ["s1", "s2", "s3", "s4"].map((id) => ({ kind: "serial", id }) as const);
+  assert.throws(() => buildQemuArgs({ ...base, devices: serials }), /at most 3 extra serial/);
+  assert.throws(
+    () =>
+      buildQemuArgs({
+        ...base,
+        runDir: `/tmp/${"x".repeat(85)}`,
+        devices: [{ kind: "serial", id: "abcdefghijkl" }],
+      }),
+    /socket path too long/,
+  );
+});
+
 const tmp = mkdtempSync(join(tmpdir(), "nc-proc-test-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -122,6 +178,41 @@ test("reapOrphans never kills a pid that is not our QEMU, and cleans the dead ag
     assert.equal(existsSync(runDir), false);
   } finally {
     sleeper.kill("SIGKILL");
+  }
+});
+
+test("reapOrphans takes a dead agent that is not reaped yet (a zombie) for dead", async () => {
+  // The agent: a child of `sleep 30`, which never waits for it, so it stays a zombie.
+  const parent = spawn("bash", ["-c", "sleep 0.05 & echo $!; exec sleep 30"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  try {
+    const agentPid = Number(
+      await new Promise<string>((r) => parent.stdout.once("data", (d) => r(String(d)))),
+    );
+    for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(`/proc/${agentPid}/stat`, "utf8")); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.match(readFileSync(`/proc/${agentPid}/stat`, "utf8"), /\) Z /, "the agent is a zombie");
+    const stateDir = join(tmp, "state3");
+    const runDir = join(stateDir, "g7.0000000003");
+    mkdirSync(runDir, { recursive: true });
+    writeState(runDir, {
+      version: 1,
+      instanceId: "g7.0000000003",
+      guestId: "g7",
+      pid: null,
+      pidFile: join(runDir, "qemu.pid"),
+      poolFiles: [],
+      runDir,
+      agentPid,
+      agentStartTime: processStartTime(agentPid),
+      startedAt: new Date().toISOString(),
+    });
+    const report = await reapOrphans(stateDir);
+    assert.deepEqual(report.skipped, []);
+    assert.equal(existsSync(runDir), false, "the dead agent's entry is cleaned up");
+  } finally {
+    parent.kill("SIGKILL");
   }
 });
 

@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { buildDeviceArgs, deviceProblem, deviceSockets } from "./devices.ts";
 import { QmpClient } from "./qmp.ts";
 import type { QemuLaunchSpec, QemuSpec } from "./spec.ts";
 import { type InstanceState, isOurQemu, processStartTime, readPidFile, writeState } from "./state.ts";
@@ -90,7 +91,17 @@ export function validateSpec(spec: QemuLaunchSpec): void {
     checkOptionValue(what, v);
   }
   const p = runtimePaths(spec.runDir);
-  for (const sock of [p.qmpSocket, p.serialSocket]) {
+  const devices = spec.devices ?? [];
+  const problem = deviceProblem(devices);
+  if (problem) throw new QemuSpecError(problem);
+  const ds = deviceSockets(spec.runDir, devices);
+  const deviceSocketPaths = [...Object.values(ds.serial), ...Object.values(ds.nic), ...Object.values(ds.tap)];
+  for (const sock of [
+    p.qmpSocket,
+    p.serialSocket,
+    ...(devices.length > 0 ? [ds.nbd] : []),
+    ...deviceSocketPaths,
+  ]) {
     if (Buffer.byteLength(sock) > MAX_UNIX_PATH) {
       throw new QemuSpecError(
         `unix socket path too long (${Buffer.byteLength(sock)} > ${MAX_UNIX_PATH}): ${sock}; use a shorter state dir`,
@@ -175,6 +186,7 @@ export function buildQemuArgs(spec: QemuLaunchSpec): string[] {
     args.push("-drive", `file=${spec.disk.path},if=none,id=disk0,format=${spec.disk.format}${ro}`);
     args.push("-device", "virtio-blk-pci,drive=disk0");
   }
+  if (spec.devices) args.push(...buildDeviceArgs(spec.runDir, spec.devices));
   if (spec.noReboot) args.push("-no-reboot");
   if (spec.incoming) args.push("-incoming", spec.incoming);
   if (spec.extraArgs) args.push(...spec.extraArgs);

@@ -85,6 +85,8 @@ export interface SocketAddressInet {
 export interface MigrationInfo {
   status?: MigrationStatus;
   ram?: MigrationRamStats;
+  /** Block migration (the `block` capability): the disks' bytes, apart from RAM's. */
+  disk?: { transferred: number; remaining: number; total: number };
   "total-time"?: number;
   "expected-downtime"?: number;
   downtime?: number;

@@ -2,6 +2,8 @@
 // starts QEMU) and state.ts (which records the launch spec in the instance's state file) both
 // depend on it and not on each other.
 
+import type { QemuDevice } from "./devices.ts";
+
 export type NetSpec =
   | {
       mode: "user";
@@ -39,6 +41,8 @@ export interface QemuSpec {
   bootId?: string;
   net?: NetSpec;
   disk?: DiskSpec;
+  /** The guest's own devices (disks, NICs, serial ports, NIC taps): see devices.ts. */
+  devices?: readonly QemuDevice[];
   /** Exit instead of rebooting when the guest resets (useful in tests). */
   noReboot?: boolean;
   qemuBinary?: string;

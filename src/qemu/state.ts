@@ -98,8 +98,20 @@ export function isOurQemu(pid: number, instanceId: string): boolean {
   return argv.slice(1).some((a) => a.includes(instanceId));
 }
 
+/** Exited but not yet reaped by its parent (or by init, which may take a while): dead. */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat[stat.lastIndexOf(")") + 2];
+    return state === "Z" || state === "X";
+  } catch {
+    return false;
+  }
+}
+
 function agentAlive(s: InstanceState): boolean {
-  if (!pidAlive(s.agentPid)) return false;
+  // A crashed agent stays a zombie until it is reaped: its QEMUs are orphans already.
+  if (!pidAlive(s.agentPid) || isZombie(s.agentPid)) return false;
   // Same pid but a different start time: the agent died and its pid was reused.
   return s.agentStartTime === null || processStartTime(s.agentPid) === s.agentStartTime;
 }

@@ -70,18 +70,23 @@ export function loadPlanetlabFolder(folder: string, source = `planetlab:${folder
       if (e instanceof DocumentError) throw new UserError(e.message);
       throw e;
     }
-    const lines = text.split(/\r?\n/);
-    let n = 0;
-    for (let i = 0; i < lines.length && n < PLANETLAB_SAMPLES; i++) {
-      const line = lines[i].trim();
-      if (line === "") continue;
-      const v = Number(line);
-      if (!Number.isInteger(v) || v < 0 || v > 100) {
-        throw new UserError(
-          `${join(folder, f)}:${i + 1}: expected an integer CPU percent 0..100, got "${line.slice(0, 20)}"`,
-        );
+    const base = g * PLANETLAB_SAMPLES;
+    let n = parseDigitLines(text, data, base);
+    if (n < 0) {
+      // Not plain digit lines: the general rule, which also names a bad line.
+      n = 0;
+      const lines = text.split(/\r?\n/);
+      for (let i = 0; i < lines.length && n < PLANETLAB_SAMPLES; i++) {
+        const line = lines[i].trim();
+        if (line === "") continue;
+        const v = Number(line);
+        if (!Number.isInteger(v) || v < 0 || v > 100) {
+          throw new UserError(
+            `${join(folder, f)}:${i + 1}: expected an integer CPU percent 0..100, got "${line.slice(0, 20)}"`,
+          );
+        }
+        data[base + n++] = v;
       }
-      data[g * PLANETLAB_SAMPLES + n++] = v;
     }
     if (n === 0) throw new UserError(`${join(folder, f)}: empty trace file`);
     // Short files hold their last value (CloudSim pads the same way).
@@ -94,4 +99,29 @@ export function loadPlanetlabFolder(folder: string, source = `planetlab:${folder
     names: files,
     data,
   };
+}
+
+/**
+ * The common form of a trace file, read without splitting it into strings: lines of ASCII
+ * digits (a value 0..100) ended by LF or CRLF, empty lines skipped, at most
+ * PLANETLAB_SAMPLES values taken. Writes them at data[base...] and returns their count, or
+ * -1 as soon as the text is anything else (the caller then applies the general rule, which
+ * gives the same values for this form and names the line at fault otherwise).
+ */
+function parseDigitLines(text: string, data: Uint8Array, base: number): number {
+  let n = 0;
+  let v = -1; // the current line's value; -1: no digit yet
+  for (let i = 0; i < text.length && n < PLANETLAB_SAMPLES; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      v = (v < 0 ? 0 : v * 10) + (c - 48);
+      if (v > 100) return -1;
+    } else if (c === 10 || (c === 13 && text.charCodeAt(i + 1) === 10)) {
+      if (c === 13) i++;
+      if (v >= 0) data[base + n++] = v;
+      v = -1;
+    } else return -1;
+  }
+  if (v >= 0 && n < PLANETLAB_SAMPLES) data[base + n++] = v;
+  return n;
 }

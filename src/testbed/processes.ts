@@ -71,8 +71,13 @@ export function launch(opts: LaunchOptions): ProcessRecord {
   }
 }
 
-/** The host-VM agents' supervisor (plain JavaScript: see its header). */
-export const SUPERVISOR_SCRIPT = fileURLToPath(new URL("./supervisor.mjs", import.meta.url));
+/**
+ * The host-VM agents' supervisor (plain JavaScript: see its header), run from the sources
+ * in every case: the build does not bundle it (it is started as a script, not imported).
+ * Named from the package root: this code runs from src/testbed/ and, built, from
+ * dist/chunks/, both two levels below it (scripts/build.mjs keeps every output there).
+ */
+export const SUPERVISOR_SCRIPT = fileURLToPath(new URL("../../src/testbed/supervisor.mjs", import.meta.url));
 
 /** What the supervisor writes about the agent it runs now. */
 export interface SupervisedRecord {

@@ -85,8 +85,19 @@ test("up, status, an agent crash, down: nothing left", async (t) => {
   }
   assert.ok(h1now.agentPid !== agentPid && h1now.agentAlive, "the supervisor restarted the agent");
   assert.equal(h1now.agentRestarts, 1);
-  const [again] = JSON.parse(run("testbed", "status", "clitest", "--output", "json").out);
-  const [g2] = again.hostVms.find((h: { hostVm: string }) => h.hostVm === "h1").guests;
+  // Alive is not yet answering: the new agent adopts its QEMU before it serves its guests.
+  type HostVmView = { hostVm: string; guests?: Array<{ guestId: string; state: string; pid: number }> };
+  const h1Guests = () =>
+    (JSON.parse(run("testbed", "status", "clitest", "--output", "json").out)[0].hostVms as HostVmView[]).find(
+      (h) => h.hostVm === "h1",
+    )?.guests;
+  let guests = h1Guests();
+  for (let i = 0; i < 120 && guests === undefined; i++) {
+    await sleep(250);
+    guests = h1Guests();
+  }
+  assert.ok(guests, "the restarted agent answers with its guests");
+  const [g2] = guests;
   assert.deepEqual([g2.guestId, g2.state, g2.pid], ["c1", "running", qemuPid], "the same QEMU, adopted");
   assert.match(run("testbed", "status", "clitest").out, /restarted 1x by its supervisor/);
 

@@ -5,14 +5,15 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
-import { QemuProcess, type QemuSpec, SerialConsole } from "../qemu/index.ts";
+import { QemuProcess, type QemuSpec, SerialConsole } from "../../qemu/index.ts";
+import type { GuestConfig, GuestStatus, StartOutgoingRequest, Workload } from "../api-types.ts";
+import type { HostVmAgentClient } from "../client.ts";
+import type { HostVmAgentConfig } from "../config.ts";
+import { ConsoleRecords } from "../console-records.ts";
+import { AgentError } from "../http.ts";
+import { cpuSeconds } from "../proc.ts";
 import { type GuestRole, replaySerialLog } from "./adoption.ts";
-import type { GuestConfig, GuestStatus, StartOutgoingRequest, Workload } from "./api-types.ts";
-import type { HostVmAgentClient } from "./client.ts";
-import type { HostVmAgentConfig } from "./config.ts";
-import { ConsoleRecords } from "./console-records.ts";
-import { AgentError } from "./http.ts";
-import { cpuSeconds } from "./proc.ts";
+import { deviceEndpoints, openDiskTaps, qemuDevices } from "./devices.ts";
 
 export interface GuestContext {
   cfg: HostVmAgentConfig;
@@ -32,6 +33,7 @@ export function guestSpec(ctx: GuestContext, g: GuestConfig, extraArgs: string[]
     bootId: g.bootId,
     qemuBinary: ctx.cfg.qemu?.binary,
     tcgTbSizeMiB: ctx.cfg.qemu?.tcgTbSizeMiB,
+    ...(g.devices && g.devices.length > 0 ? { devices: qemuDevices(ctx.cfg, g) } : {}),
     extraArgs,
   };
 }
@@ -85,6 +87,8 @@ export class GuestRuntime {
     this.bootWorkloads = [...workloads];
     this.arrived = false;
     await this.attach(q);
+    // Its monitoring taps from the start (a failure is the guest's failure: never unwatched).
+    await openDiskTaps(q, this.config);
     const ready = this.waitReadyThenStart(timeoutMs);
     if (waitReady) await ready;
     else ready.catch(() => {});
@@ -167,6 +171,7 @@ export class GuestRuntime {
         memoryMiB: this.config.memoryMiB,
         cpus: this.config.cpus,
         bootId: this.config.bootId,
+        ...(this.config.devices ? { devices: this.config.devices } : {}),
       },
       workloads: this.workloads,
       bootWorkloads: this.bootWorkloads,
@@ -261,6 +266,8 @@ export class GuestRuntime {
       verify: this.records.verify,
       dirty: this.records.dirty,
       workloads: this.workloads,
+      devices: this.config.devices ?? [],
+      endpoints: deviceEndpoints(this.ctx.cfg, this.config, q),
       cpuSeconds: cpuSeconds(q?.pid),
       error: this.error,
     };

@@ -22,7 +22,7 @@ import {
   type MigrationStatus,
   type QmpEvent,
   startMigration,
-} from "../qemu/index.ts";
+} from "../../qemu/index.ts";
 import type {
   ConfirmOutcome,
   MigrationProgressView,
@@ -30,12 +30,13 @@ import type {
   OutgoingResult,
   OutgoingStatus,
   StartOutgoingRequest,
-} from "./api-types.ts";
-import { AgentHttpError } from "./client.ts";
+} from "../api-types.ts";
+import { AgentHttpError } from "../client.ts";
+import { conflict } from "../http.ts";
+import { cpuSeconds, qmpTimestampMs } from "../proc.ts";
+import { ChangeSignal } from "../waiters.ts";
+import { hasStore, hasWritableDisks, removeGuestStore } from "./devices.ts";
 import type { GuestContext, GuestRuntime } from "./guest-runtime.ts";
-import { conflict } from "./http.ts";
-import { cpuSeconds, qmpTimestampMs } from "./proc.ts";
-import { ChangeSignal } from "./waiters.ts";
 
 function view(p: MigrationProgress): MigrationProgressView {
   return {
@@ -174,6 +175,11 @@ export class OutgoingMigration {
       timeoutMs: o.timeoutMs,
       stopSourceOnSuccess: false,
       attach: this.attach ?? undefined,
+      // Across servers the writable disks go along in the migration stream (QEMU's block
+      // migration, into the destination's empty images); a handover shares the files.
+      ...(hasWritableDisks(this.guest.config)
+        ? { extraCapabilities: { block: this.req.mode === "precopy" } }
+        : {}),
       // Phases follow QMP events, which also wake the job: polling query-migrate faster
       // would only compete with the migration for QEMU's main lock.
       pollMs: this.req.mode === "handover" ? 50 : 200,
@@ -272,6 +278,9 @@ export class OutgoingMigration {
         if (this.req.mode === "handover") q.releasePoolFile();
         await q.stop();
       }
+      // The guest left this server (pre-copy): its disks and logs here are stale copies.
+      if (this.req.mode === "precopy" && hasStore(this.guest.config))
+        removeGuestStore(this.ctx.cfg, this.guest.guestId);
       this.setPhase("confirmed");
       this.onGone(this);
     } else {

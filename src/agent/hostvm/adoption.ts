@@ -6,13 +6,13 @@
  * The rules for what an adopted QEMU becomes are in hostvm-agent.ts (recover).
  */
 import { readFileSync } from "node:fs";
-import type { MigrationStatus, QemuProcess } from "../qemu/index.ts";
-import type { PrepareIncomingRequest, StartOutgoingRequest, Workload } from "./api-types.ts";
-import type { ConsoleRecords } from "./console-records.ts";
+import type { MigrationStatus, QemuProcess } from "../../qemu/index.ts";
+import type { GuestConfig, PrepareIncomingRequest, StartOutgoingRequest, Workload } from "../api-types.ts";
+import type { ConsoleRecords } from "../console-records.ts";
 
 export interface GuestRole {
   role: "guest";
-  guest: { guestId: string; memoryMiB: number; cpus: number; bootId: string };
+  guest: GuestConfig & { cpus: number; bootId: string };
   /** Workloads running in the guest. */
   workloads: Workload[];
   /** Workloads to start once the guest is up (asked for at creation, not started yet). */

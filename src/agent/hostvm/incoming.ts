@@ -21,16 +21,41 @@
  * A successor agent adopts an unfinished incoming QEMU (adoptOrphan): paused ones are
  * incomings again with a fresh lease (a live orchestrator can still finish or abort them);
  * one that already runs is the guest here.
+ *
+ * Devices (devices.ts): the QEMU starts with the guest's device list, as the source's. An
+ * instant handover uses the guest's files where they are (same server); a pre-copy makes
+ * the guest's folder here (writable disks filled by QEMU's block migration, read-only ones
+ * and the serial logs fetched from the source agent) and removes it if the guest never
+ * runs here. Disks are activated only by finish (late-block-activate): until then the
+ * source can still take its image locks back and resume. Taps are set up again here: NIC
+ * taps with the QEMU, disk taps before the guest resumes (pre-copy) or as it resumes
+ * (instant handover: an export would lock the shared image the source may still need).
  */
 import { join } from "node:path";
-import { listenIncoming, QemuProcess, type QmpEvent } from "../qemu/index.ts";
+import { listenIncoming, type MigrationCapabilities, QemuProcess, type QmpEvent } from "../../qemu/index.ts";
+import type { IncomingStatus, PrepareIncomingRequest } from "../api-types.ts";
+import { AgentError, conflict } from "../http.ts";
+import { cpuSeconds, qmpTimestampMs } from "../proc.ts";
 import type { IncomingRole } from "./adoption.ts";
-import type { IncomingStatus, PrepareIncomingRequest } from "./api-types.ts";
+import {
+  createIncomingStore,
+  diskTapsOf,
+  guestDir,
+  hasDisks,
+  hasStore,
+  loggedSerialsOf,
+  openDiskTaps,
+  removeGuestStore,
+  serialLogOf,
+} from "./devices.ts";
 import { type GuestContext, guestSpec } from "./guest-runtime.ts";
-import { AgentError, conflict } from "./http.ts";
-import { cpuSeconds, qmpTimestampMs } from "./proc.ts";
 
 const DEFAULT_LEASE_MS = 30_000;
+/**
+ * Fetching the source's serial logs at finish is on the guest's downtime path: bounded, and
+ * never a reason to fail the move (the log then starts here).
+ */
+const LOG_FETCH_TIMEOUT_MS = 3000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class IncomingMigration {
@@ -45,6 +70,8 @@ export class IncomingMigration {
   private leaseTimer: NodeJS.Timeout | null = null;
   /** finish, abort and expiry, one at a time (see the header). */
   private decisions: Promise<unknown> = Promise.resolve();
+  /** This incoming made the guest's folder here (pre-copy): it goes if the guest never runs here. */
+  private ownsStore = false;
 
   constructor(
     private readonly ctx: GuestContext,
@@ -91,7 +118,7 @@ export class IncomingMigration {
         this.error = `destination QEMU exited (${x.code ?? x.signal})${why ? `: ${why}` : ""}`;
         this.ctx.log.warn({ migration: this.migrationId }, this.error);
         this.clearLease();
-        void q.kill().catch(() => {});
+        void this.discard(q).catch(() => {});
       }
     });
   }
@@ -111,6 +138,7 @@ export class IncomingMigration {
     const m = new IncomingMigration(ctx, role.req, onRunning);
     m.qemu = q;
     m.uri = role.uri;
+    m.ownsStore = role.req.mode === "precopy" && hasStore(role.req.guest);
     m.watch(q);
     const st = await q.qmp.queryStatus();
     if (st.running) {
@@ -121,20 +149,31 @@ export class IncomingMigration {
     } else {
       m.state = "failed";
       m.error = `adopted in run state ${st.status}: killed`;
-      await q.kill();
+      await m.discard(q);
     }
     return m;
   }
 
   async prepare(): Promise<void> {
     const handover = this.req.mode === "handover";
-    const q = await QemuProcess.start({
-      stateDir: this.ctx.cfg.qemuDir,
-      spec: guestSpec(this.ctx, this.req.guest, ["-S"]),
-      incoming: "defer",
-      poolFile: handover ? "attach" : "create",
-      log: (m) => this.ctx.log.debug({ migration: this.migrationId }, m),
-    });
+    const g = this.req.guest;
+    if (!handover && hasStore(g)) {
+      await createIncomingStore(this.ctx.cfg, g, (diskId, path) => this.fetchImage(diskId, path));
+      this.ownsStore = true;
+    }
+    let q: QemuProcess;
+    try {
+      q = await QemuProcess.start({
+        stateDir: this.ctx.cfg.qemuDir,
+        spec: guestSpec(this.ctx, g, ["-S"]),
+        incoming: "defer",
+        poolFile: handover ? "attach" : "create",
+        log: (m) => this.ctx.log.debug({ migration: this.migrationId }, m),
+      });
+    } catch (e) {
+      this.dropStore();
+      throw e;
+    }
     this.qemu = q;
     this.watch(q);
     this.persist();
@@ -142,15 +181,18 @@ export class IncomingMigration {
       const uri = handover
         ? `unix:${join(q.spec.runDir, "migrate.sock")}`
         : `tcp:${this.req.listenHost ?? this.ctx.cfg.address}:0`;
-      this.uri = await listenIncoming(
-        q,
-        { events: true, "x-ignore-shared": handover, "postcopy-ram": !!this.req.postcopy },
-        uri,
-      );
+      const caps: MigrationCapabilities = {
+        events: true,
+        "x-ignore-shared": handover,
+        "postcopy-ram": !!this.req.postcopy,
+      };
+      // Disks stay inactive (no image locks taken) until finish's cont: see the header.
+      if (hasDisks(g)) caps["late-block-activate"] = true;
+      this.uri = await listenIncoming(q, caps, uri);
     } catch (e) {
       this.state = "failed";
       this.error = (e as Error).message;
-      await q.kill();
+      await this.discard(q);
       throw e;
     }
     this.persist();
@@ -188,7 +230,7 @@ export class IncomingMigration {
     this.state = "expired";
     this.error = `lease of ${this.req.leaseMs ?? DEFAULT_LEASE_MS} ms expired without finish or renewal`;
     this.ctx.log.warn({ migration: this.migrationId }, `incoming killed: ${this.error}`);
-    await q?.kill().catch(() => {});
+    if (q) await this.discard(q).catch(() => {});
   }
 
   /**
@@ -205,7 +247,10 @@ export class IncomingMigration {
     if (!q || (this.state !== "listening" && this.state !== "armed")) {
       throw conflict(`incoming ${this.migrationId} is ${this.state}${this.error ? `: ${this.error}` : ""}`);
     }
-    if (this.state === "listening") await q.qmp.cont();
+    if (this.state === "listening") {
+      await this.beforeResume(q, !!opts.arm, opts.timeoutMs ?? 30_000);
+      await q.qmp.cont();
+    }
     if (opts.arm) {
       this.state = "armed";
       this.persist(true);
@@ -235,6 +280,8 @@ export class IncomingMigration {
   private async started(q: QemuProcess): Promise<void> {
     this.clearLease();
     this.state = "running";
+    // The guest's folder is the running guest's now.
+    this.ownsStore = false;
     if (this.req.mode === "handover") q.adoptPoolFile();
     if (this.resumedAt === null) {
       const ev = await q.qmp
@@ -243,7 +290,76 @@ export class IncomingMigration {
       this.resumedAt = qmpTimestampMs(ev?.timestamp);
     }
     this.cpuEnd = cpuSeconds(q.pid);
+    // Disk taps not set up before the resume (instant handover, post-copy, an adopted QEMU).
+    await openDiskTaps(q, this.req.guest).catch((e) =>
+      this.ctx.log.error(
+        { migration: this.migrationId, err: (e as Error).message },
+        "the guest runs here, but its disk taps could not be set up",
+      ),
+    );
     await this.onRunning(this, q);
+  }
+
+  /**
+   * Pre-copy from another server, before the guest resumes here: the source's serial logs
+   * (final: the source is paused) so that they continue here, and the disk taps once QEMU
+   * has loaded everything. Post-copy arms before the switch: logs only (lines printed
+   * between arming and the switch stay in the source's log), taps when it runs.
+   */
+  private async beforeResume(q: QemuProcess, arming: boolean, timeoutMs: number): Promise<void> {
+    if (this.req.mode !== "precopy") return;
+    const g = this.req.guest;
+    const source = this.req.source?.url;
+    for (const id of source ? loggedSerialsOf(g) : []) {
+      const log = serialLogOf(this.ctx.cfg, g, id)!;
+      try {
+        const n = await this.ctx
+          .peer(source!)
+          .downloadSerialLog(g.guestId, id, log, { append: true, timeoutMs: LOG_FETCH_TIMEOUT_MS });
+        this.ctx.log.info({ migration: this.migrationId, serial: id, bytes: n }, "serial log continued here");
+      } catch (e) {
+        this.ctx.log.warn(
+          { migration: this.migrationId, serial: id, err: (e as Error).message },
+          "could not fetch the source's serial log: it starts here",
+        );
+      }
+    }
+    if (arming || diskTapsOf(g).length === 0) return;
+    const deadline = Date.now() + timeoutMs;
+    while ((await q.qmp.queryStatus()).status === "inmigrate") {
+      if (Date.now() > deadline)
+        throw new AgentError(504, "finish_timeout", `destination of ${g.guestId} still loading`);
+      await sleep(2);
+    }
+    await openDiskTaps(q, g);
+  }
+
+  /** A read-only disk image from the source agent (pre-copy: block migration skips them). */
+  private async fetchImage(diskId: string, path: string): Promise<void> {
+    const url = this.req.source?.url;
+    if (!url) {
+      throw conflict(
+        `read-only disk ${diskId} of ${this.req.guest.guestId} must come from the source agent, and the request names none`,
+      );
+    }
+    const n = await this.ctx.peer(url).downloadDiskImage(this.req.guest.guestId, diskId, path);
+    this.ctx.log.info({ migration: this.migrationId, disk: diskId, bytes: n }, "read-only disk fetched");
+  }
+
+  /** Kills the QEMU; the guest's folder goes too if this incoming made it. */
+  private async discard(q: QemuProcess): Promise<void> {
+    await q.kill();
+    this.dropStore();
+  }
+
+  private dropStore(): void {
+    if (!this.ownsStore) return;
+    this.ownsStore = false;
+    removeGuestStore(this.ctx.cfg, this.req.guest.guestId);
+    this.ctx.log.info(
+      { migration: this.migrationId, dir: guestDir(this.ctx.cfg, this.req.guest.guestId) },
+      "guest folder removed",
+    );
   }
 
   abort(): Promise<void> {
@@ -264,7 +380,7 @@ export class IncomingMigration {
     }
     this.clearLease();
     if (this.state === "listening" || this.state === "armed") this.state = "aborted";
-    await this.qemu?.kill();
+    if (this.qemu) await this.discard(this.qemu);
   }
 
   status(): IncomingStatus {

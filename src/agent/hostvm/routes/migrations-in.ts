@@ -1,0 +1,110 @@
+/**
+ * Incoming migrations (the destination side): prepare a paused destination QEMU, read it
+ * (the orchestrator's reads renew its lease), finish it (the guest starts running here) or
+ * abort it. See incoming.ts for the fence these decisions form.
+ */
+import {
+  errorAnswers,
+  FinishIncomingBody,
+  IncomingQuery,
+  IncomingStatusSchema,
+  MigrationParams,
+  PrepareIncomingBody,
+} from "../../api-types.ts";
+import { conflict, type RoutePlugin } from "../../http.ts";
+import { IncomingMigration } from "../incoming.ts";
+import type { HostVm } from "../state.ts";
+
+/** What this resource answers when it cannot do what was asked (besides 400, 401, 404, 500). */
+const IncomingErrors = {
+  /** 409: the migration id is taken. */
+  exists: (id: string) => conflict(`incoming migration ${id} exists`),
+  /** 409: the guest already runs on this host VM. */
+  guestHere: (id: string, where: string) => conflict(`guest ${id} already runs on ${where}`),
+};
+// Further answers come from the incoming itself: 409 when finish or abort meets a decided
+// incoming (or one that runs the guest), 409 destination_gone, 504 finish_timeout, 502 QEMU.
+
+export const incomingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host }) => {
+  const tags = ["migrations-in"];
+
+  app.post(
+    "/v1/incoming",
+    {
+      schema: {
+        tags,
+        body: PrepareIncomingBody,
+        response: { 201: IncomingStatusSchema, ...errorAnswers(409, 502) },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      if (host.incoming.has(b.migrationId)) throw IncomingErrors.exists(b.migrationId);
+      if (host.guests.has(b.guest.guestId)) throw IncomingErrors.guestHere(b.guest.guestId, host.where);
+      const m = new IncomingMigration(host.ctx, b, host.arrived);
+      host.addIncoming(m);
+      try {
+        await m.prepare();
+      } catch (e) {
+        host.incoming.delete(b.migrationId);
+        throw e;
+      }
+      reply.code(201);
+      return m.status();
+    },
+  );
+
+  app.get(
+    "/v1/incoming/:migrationId",
+    {
+      schema: {
+        tags,
+        params: MigrationParams,
+        querystring: IncomingQuery,
+        response: { 200: IncomingStatusSchema, ...errorAnswers(404) },
+      },
+    },
+    async (req) => {
+      const m = host.incomingOf(req.params.migrationId);
+      // Only the orchestrator renews: an observer's reads must not keep an abandoned incoming alive.
+      if (req.query.renew) m.renewLease();
+      const st = m.status();
+      if (m.qemu?.isRunning)
+        st.qemuStatus = (await m.qemu.qmp.queryStatus().catch(() => null))?.status ?? null;
+      return st;
+    },
+  );
+
+  app.post(
+    "/v1/incoming/:migrationId/finish",
+    {
+      schema: {
+        tags,
+        params: MigrationParams,
+        body: FinishIncomingBody,
+        response: { 200: IncomingStatusSchema, ...errorAnswers(404, 409, 502, 504) },
+      },
+    },
+    async (req) => {
+      const m = host.incomingOf(req.params.migrationId);
+      await m.finish(req.body);
+      return m.status();
+    },
+  );
+
+  app.delete(
+    "/v1/incoming/:migrationId",
+    {
+      schema: {
+        tags,
+        params: MigrationParams,
+        response: { 200: IncomingStatusSchema, ...errorAnswers(404, 409) },
+      },
+    },
+    async (req) => {
+      const m = host.incomingOf(req.params.migrationId);
+      await m.abort();
+      return m.status();
+    },
+  );
+};

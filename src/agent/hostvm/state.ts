@@ -1,0 +1,206 @@
+/**
+ * What a host-VM agent holds, shared by its route plugins: its guests, incoming and
+ * outgoing migrations, and the rules between them (a guest that is being migrated cannot be
+ * stopped; a guest that arrives by migration becomes a guest here; a guest that left is
+ * forgotten). Also the adoption of a dead predecessor's QEMUs at start-up (recover), see
+ * hostvm-agent.ts.
+ */
+import type { FastifyBaseLogger } from "fastify";
+import { type InstanceState, QemuProcess, reapOrphans } from "../../qemu/index.ts";
+import type { HostVmStatus } from "../api-types.ts";
+import { HostVmAgentClient, ServerAgentClient } from "../client.ts";
+import type { HostVmAgentConfig } from "../config.ts";
+import { conflict, notFound } from "../http.ts";
+import { adoptedOutgoingStatus, parseRole } from "./adoption.ts";
+import { type GuestContext, GuestRuntime } from "./guest-runtime.ts";
+import { IncomingMigration } from "./incoming.ts";
+import { OutgoingMigration } from "./outgoing.ts";
+
+/** Finished migrations stay visible for a while (status, post-mortems), not forever. */
+const KEEP_FINISHED_MIGRATIONS = 50;
+
+export class HostVm {
+  readonly ctx: GuestContext;
+  readonly guests = new Map<string, GuestRuntime>();
+  readonly incoming = new Map<string, IncomingMigration>();
+  readonly outgoing = new Map<string, OutgoingMigration>();
+  readonly reaped: HostVmStatus["reapedAtStart"] = [];
+  readonly adopted: HostVmStatus["adoptedAtStart"] = [];
+  /** This host VM's server agent (memory accounting). */
+  readonly server: ServerAgentClient;
+
+  constructor(
+    readonly cfg: HostVmAgentConfig,
+    token: string,
+    readonly log: FastifyBaseLogger,
+  ) {
+    this.ctx = {
+      cfg,
+      log,
+      peer: (url) => new HostVmAgentClient(url, token, { timeoutMs: 10_000 }),
+    };
+    this.server = new ServerAgentClient(cfg.serverAgentUrl, token, { timeoutMs: 10_000 });
+  }
+
+  get where(): string {
+    return `${this.cfg.server}/${this.cfg.hostVm}`;
+  }
+
+  guestOf(id: string): GuestRuntime {
+    const g = this.guests.get(id);
+    if (!g) throw notFound(`no guest ${id} on host VM ${this.where}`);
+    return g;
+  }
+
+  incomingOf(id: string): IncomingMigration {
+    const m = this.incoming.get(id);
+    if (!m) throw notFound(`no incoming migration ${id} on host VM ${this.where}`);
+    return m;
+  }
+
+  outgoingOf(id: string): OutgoingMigration {
+    const m = this.outgoing.get(id);
+    if (!m) throw notFound(`no outgoing migration ${id} on host VM ${this.where}`);
+    return m;
+  }
+
+  /** Refuses (409) while a migration away from this guest is under way or awaits its confirm. */
+  assertNotMigrating(id: string): void {
+    for (const m of this.outgoing.values()) {
+      if (
+        m.guest.guestId === id &&
+        (m.phase === "running" ||
+          m.phase === "pre-switchover" ||
+          m.phase === "postcopy" ||
+          m.phase === "completed")
+      ) {
+        throw conflict(`guest ${id} is being migrated (${m.migrationId}, ${m.phase})`);
+      }
+    }
+  }
+
+  /** Refuses (409) while the guest arrives here by an unfinished incoming migration. */
+  assertNotArriving(id: string): void {
+    for (const m of this.incoming.values()) {
+      if (m.req.guest.guestId === id && (m.state === "listening" || m.state === "armed")) {
+        throw conflict(`guest ${id} is arriving here by migration ${m.migrationId}`);
+      }
+    }
+  }
+
+  addOutgoing(m: OutgoingMigration): void {
+    prune(this.outgoing);
+    this.outgoing.set(m.migrationId, m);
+  }
+
+  addIncoming(m: IncomingMigration): void {
+    prune(this.incoming);
+    this.incoming.set(m.migrationId, m);
+  }
+
+  /** A guest left this host VM (its migration away was confirmed). */
+  readonly onGone = (done: OutgoingMigration): void => {
+    this.guests.delete(done.guest.guestId);
+  };
+
+  /** An incoming migration's QEMU runs the guest: it is one of our guests now. */
+  readonly arrived = async (done: IncomingMigration, q: QemuProcess): Promise<void> => {
+    const g = new GuestRuntime(this.ctx, done.req.guest);
+    this.guests.set(g.guestId, g);
+    await g.adopt(q, done.req.workloads ?? [], null);
+    this.log.info({ guest: g.guestId, migration: done.migrationId }, "guest arrived and runs here");
+  };
+
+  status(): HostVmStatus {
+    const { cfg } = this;
+    return {
+      role: "hostvm",
+      testbedId: cfg.testbedId,
+      server: cfg.server,
+      hostVm: cfg.hostVm,
+      pid: process.pid,
+      memoryMiB: cfg.memoryMiB,
+      cpus: cfg.cpus,
+      guests: [...this.guests.values()].map((g) => g.status()),
+      incoming: [...this.incoming.values()].map((m) => m.status()),
+      outgoing: [...this.outgoing.values()].map((m) => m.status()),
+      reapedAtStart: this.reaped,
+      adoptedAtStart: this.adopted,
+    };
+  }
+
+  /** Adopts (or, failing that, reaps) the QEMUs a previous agent left behind. */
+  async recover(): Promise<void> {
+    const r = await reapOrphans(this.cfg.qemuDir, (msg) => this.log.warn(msg), {
+      adopt: (s) => this.adoptOne(s),
+    });
+    this.reaped.push(...r.killed);
+    if (r.killed.length > 0 || r.removedPoolFiles.length > 0) {
+      this.log.warn(
+        { killed: r.killed, removedPoolFiles: r.removedPoolFiles },
+        "reaped QEMUs of a previous agent",
+      );
+    }
+  }
+
+  /** Stops every guest and incoming QEMU (graceful agent shutdown). */
+  async shutdown(): Promise<void> {
+    for (const m of this.incoming.values()) await m.abort().catch(() => {});
+    for (const g of this.guests.values()) await g.stop().catch(() => {});
+  }
+
+  /** Takes over one QEMU of a dead predecessor (see hostvm-agent.ts); false: reap it. */
+  private async adoptOne(s: InstanceState): Promise<boolean> {
+    const { ctx, log } = this;
+    const role = parseRole(s.agentData);
+    if (!role) return false;
+    const guestId = role.role === "guest" ? role.guest.guestId : role.req.guest.guestId;
+    if (this.guests.has(guestId)) return false;
+    const q = await QemuProcess.adopt(s, { log: (m) => log.debug({ guest: guestId }, m) });
+    try {
+      const qemuStatus = (await q.qmp.queryStatus()).status;
+      let migrationId: string | null = null;
+      if (role.role === "guest") {
+        const g = await GuestRuntime.adoptOrphan(ctx, q, role);
+        this.guests.set(guestId, g);
+        if (role.outgoing) {
+          const status = await adoptedOutgoingStatus(q, { ...role, outgoing: role.outgoing });
+          const m = OutgoingMigration.adopt(ctx, g, role.outgoing, this.onGone, status);
+          this.outgoing.set(m.migrationId, m);
+          m.start();
+          migrationId = m.migrationId;
+          log.warn(
+            { guest: guestId, migration: migrationId, found: status, qemuStatus },
+            "adopted a guest with its outgoing migration",
+          );
+        } else log.warn({ guest: guestId, qemuStatus, state: g.state }, "adopted a guest");
+      } else {
+        const m = await IncomingMigration.adoptOrphan(ctx, q, role, this.arrived);
+        this.incoming.set(m.migrationId, m);
+        migrationId = m.migrationId;
+        log.warn(
+          { guest: guestId, migration: migrationId, qemuStatus, state: m.state },
+          "adopted an incoming migration",
+        );
+      }
+      this.adopted.push({
+        instanceId: s.instanceId,
+        guestId,
+        pid: q.pid!,
+        as: role.role,
+        migrationId,
+        qemuStatus,
+      });
+      return true;
+    } catch (e) {
+      this.guests.delete(guestId);
+      await q.kill().catch(() => {});
+      throw e;
+    }
+  }
+}
+
+function prune<T extends { done(): boolean }>(m: Map<string, T>): void {
+  const finished = [...m].filter(([, v]) => v.done());
+  for (const [k] of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED_MIGRATIONS))) m.delete(k);
+}

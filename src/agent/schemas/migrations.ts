@@ -1,0 +1,193 @@
+/**
+ * The migration resources of the host-VM agent: outgoing (source side: start, follow,
+ * cancel, continue, post-copy, confirm) and incoming (destination side: prepare, follow
+ * with lease renewal, finish, abort).
+ */
+import { type Static, Type } from "typebox";
+import { AgentUrl, MigrationId, NumberOrNull, StringOrNull } from "./common.ts";
+import { GuestConfigSchema, WorkloadSchema } from "./guests.ts";
+
+export const MigrationOptionsSchema = Type.Object(
+  {
+    downtimeLimitMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+    /** Bytes per second. */
+    maxBandwidth: Type.Optional(Type.Integer({ minimum: 1024 })),
+    autoConverge: Type.Optional(Type.Boolean()),
+    /** Enable post-copy (the orchestrator decides when to switch). */
+    postcopy: Type.Optional(Type.Boolean()),
+    pauseBeforeSwitchover: Type.Optional(Type.Boolean()),
+    stallTimeoutMs: Type.Optional(Type.Integer({ minimum: 100 })),
+    /** Let the source agent ignore convergence stalls (the orchestrator switches to post-copy). */
+    ignoreStall: Type.Optional(Type.Boolean()),
+    noProgressTimeoutMs: Type.Optional(Type.Integer({ minimum: 100 })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100 })),
+  },
+  { additionalProperties: false },
+);
+export type MigrationOptions = Static<typeof MigrationOptionsSchema>;
+
+export const MigrationMode = Type.Enum(["handover", "precopy"]);
+export type MigrationModeName = Static<typeof MigrationMode>;
+
+// ---- outgoing (source side) ------------------------------------------------------------
+
+export const StartOutgoingBody = Type.Object(
+  {
+    migrationId: MigrationId,
+    mode: MigrationMode,
+    /** Where the destination listens (from its prepare answer). */
+    uri: Type.String({ pattern: "^(unix:/[^,\\s]+|tcp:[0-9.]+:[0-9]{1,5})$" }),
+    options: Type.Optional(MigrationOptionsSchema),
+    /** Answer once the migration left "running" or after this long, whichever first. */
+    waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+    /**
+     * The destination's host-VM agent. If the migration completes and no orchestrator
+     * confirms it within `resolveAfterMs` (default 30 s), the source agent settles it
+     * itself: it aborts the incoming at the destination (which fences it: it can never run
+     * after that) and resumes the guest here, or stops it here if the destination already
+     * runs it. Without it, a completed source waits for a confirm forever.
+     */
+    destination: Type.Optional(
+      Type.Object(
+        {
+          url: AgentUrl,
+          resolveAfterMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type StartOutgoingRequest = Static<typeof StartOutgoingBody>;
+
+export const OutgoingPhase = Type.Enum([
+  "running",
+  "pre-switchover",
+  "postcopy",
+  "completed",
+  "failed",
+  "cancelled",
+  "confirmed",
+  "rolled-back",
+]);
+export type OutgoingPhaseName = Static<typeof OutgoingPhase>;
+
+export const WaitQuery = Type.Object(
+  {
+    waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+    /** Long-poll: answer as soon as the phase differs from this one. */
+    unless: Type.Optional(OutgoingPhase),
+  },
+  { additionalProperties: false },
+);
+
+export const CancelBody = Type.Object(
+  { reason: Type.Optional(Type.String({ maxLength: 200 })) },
+  { additionalProperties: false },
+);
+
+export const ConfirmBody = Type.Object(
+  { outcome: Type.Enum(["success", "rollback"]) },
+  { additionalProperties: false },
+);
+export type ConfirmOutcome = Static<typeof ConfirmBody>["outcome"];
+
+export const MigrationProgressSchema = Type.Object({
+  status: Type.String(),
+  elapsedMs: Type.Number(),
+  totalBytes: Type.Number(),
+  transferredBytes: Type.Number(),
+  remainingBytes: Type.Number(),
+  pass: Type.Number(),
+  dirtyRateBytesPerSec: Type.Number(),
+  throughputBytesPerSec: Type.Number(),
+  expectedDowntimeMs: NumberOrNull,
+  percent: Type.Number(),
+  etaMs: NumberOrNull,
+  stalled: Type.Boolean(),
+});
+export type MigrationProgressView = Static<typeof MigrationProgressSchema>;
+
+export const OutgoingResultSchema = Type.Object({
+  totalTimeMs: Type.Number(),
+  downtimeMs: Type.Number(),
+  setupTimeMs: Type.Number(),
+  wallMs: Type.Number(),
+  transferredBytes: Type.Number(),
+  totalBytes: Type.Number(),
+  passes: Type.Number(),
+  switchedToPostcopy: Type.Boolean(),
+});
+export type OutgoingResult = Static<typeof OutgoingResultSchema>;
+
+const CpuSpan = Type.Object({ start: NumberOrNull, end: NumberOrNull });
+
+export const OutgoingStatusSchema = Type.Object({
+  migrationId: Type.String(),
+  guestId: Type.String(),
+  mode: MigrationMode,
+  phase: OutgoingPhase,
+  progress: Type.Union([MigrationProgressSchema, Type.Null()]),
+  result: Type.Union([OutgoingResultSchema, Type.Null()]),
+  error: Type.Union([Type.Object({ name: Type.String(), message: Type.String() }), Type.Null()]),
+  /** Epoch ms (fractional): migrate issued, source vCPUs stopped (QMP STOP), completion seen. */
+  timing: Type.Object({ migrateAt: NumberOrNull, stoppedAt: NumberOrNull, completedAt: NumberOrNull }),
+  /** Source QEMU CPU seconds (utime+stime) at the start and at completion. */
+  cpu: CpuSpan,
+  pid: NumberOrNull,
+});
+export type OutgoingStatus = Static<typeof OutgoingStatusSchema>;
+
+// ---- incoming (destination side) -------------------------------------------------------
+
+export const PrepareIncomingBody = Type.Object(
+  {
+    migrationId: MigrationId,
+    guest: GuestConfigSchema,
+    mode: MigrationMode,
+    /** Address the destination listens on for pre-copy (its server's address). */
+    listenHost: Type.Optional(Type.String({ pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" })),
+    postcopy: Type.Optional(Type.Boolean()),
+    /** The guest's workloads (they run inside it and travel with it; recorded for status). */
+    workloads: Type.Optional(Type.Array(WorkloadSchema, { maxItems: 4 })),
+    /** Without a renewal (any GET of this migration) for this long, an unfinished incoming is killed. */
+    leaseMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000 })),
+    /**
+     * The source's host-VM agent. Across servers the destination fetches from it what the
+     * migration stream does not carry: read-only disk images (at prepare) and serial logs
+     * (at finish, so that they continue here).
+     */
+    source: Type.Optional(Type.Object({ url: AgentUrl }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+export type PrepareIncomingRequest = Static<typeof PrepareIncomingBody>;
+
+export const IncomingQuery = Type.Object({ renew: Type.Optional(Type.Boolean()) });
+
+export const FinishIncomingBody = Type.Object(
+  {
+    /** Only arm the destination to start on its own when the load completes (post-copy). */
+    arm: Type.Optional(Type.Boolean()),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const IncomingStatusSchema = Type.Object({
+  migrationId: Type.String(),
+  guestId: Type.String(),
+  mode: MigrationMode,
+  state: Type.Enum(["listening", "armed", "running", "failed", "aborted", "expired"]),
+  uri: StringOrNull,
+  pid: NumberOrNull,
+  instanceId: StringOrNull,
+  qemuStatus: StringOrNull,
+  /** Epoch ms of QEMU's RESUME event at the destination. */
+  resumedAt: NumberOrNull,
+  error: StringOrNull,
+  cpu: CpuSpan,
+  leaseExpiresAt: NumberOrNull,
+});
+export type IncomingStatus = Static<typeof IncomingStatusSchema>;

@@ -1,0 +1,294 @@
+/**
+ * Registers `nestcloud up` and the commands that talk to a running controller's API:
+ * servers, hostvms, vms, plans, settings, token, migrations. Registering loads nothing but
+ * commander and the light choices.ts, output.ts and usage.ts: each action imports its
+ * implementation when it runs (controller.ts for `up`, client.ts for the others), so that
+ * `--help`, `--version` and the API commands start at once. Flags with fixed values are
+ * checked as they are parsed (`choice`), before anything is loaded or asked.
+ */
+import type { Command } from "commander";
+import {
+  AUTOMATION_LEVELS,
+  LOG_FORMATS,
+  MIGRATION_MECHANISMS,
+  MIGRATION_STATUSES,
+  OUTPUTS,
+  PLAN_STATUSES,
+  PROVIDERS,
+  TOKEN_ROLES,
+} from "./choices.ts";
+import { choice, providerTime } from "./output.ts";
+import { intOption, UsageError } from "./usage.ts";
+
+const DEFAULT_DATA_DIR = ".nestcloud";
+const load = () => import("./client.ts");
+
+export function registerController(program: Command): void {
+  program
+    .command("up")
+    .description("start the controller and its dashboard (default: a simulated cloud)")
+    .option("--provider <name>", "sim or testbed", choice("provider", PROVIDERS), "sim")
+    .option("--db <url>", "sqlite:<file> or postgres://... (default: <data-dir>/nestcloud.db)")
+    .option("--port <n>", "HTTP port", "8080")
+    .option("--host <addr>", "listen address", "127.0.0.1")
+    .option("--data-dir <dir>", "where the store and the admin token live", DEFAULT_DATA_DIR)
+    .option("--speed <n>", "simulated seconds per second (sim provider)", "60")
+    .option("--guests <n>", "guest VMs in the simulated cloud (first start only)")
+    .option("--testbed <id|folder>", "the testbed to run on (testbed provider): its id or its state folder")
+    .option("--testbed-root <dir>", "where testbed state folders live (as `testbed up --root`)")
+    .option("--interval <s>", "seconds between planning rounds (default 300 sim, 30 testbed)")
+    .option(
+      "--policy-param <name=value>",
+      "a parameter of the nestcloud policy, e.g. overloadUtilization=0.8 (repeatable)",
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option(
+      "--log-format <format>",
+      "pretty (a terminal's default), json (otherwise), or auto",
+      choice("log-format", LOG_FORMATS),
+      "auto",
+    )
+    .action(async (o) => (await import("./controller.ts")).up(o));
+
+  const client = (cmd: Command) =>
+    cmd
+      .option("--url <url>", "controller URL (default: $NESTCLOUD_URL or the data dir's)")
+      .option("--token <token>", "bearer token (default: $NESTCLOUD_TOKEN or the data dir's admin token)")
+      .option("--data-dir <dir>", "data dir of a local controller", DEFAULT_DATA_DIR)
+      .option("-o, --output <format>", "table or json", choice("output", OUTPUTS), "table");
+
+  client(program.command("servers").description("physical servers and the host VMs on them")).action(
+    async (o) => {
+      const { api, show } = await load();
+      await show(o, await api(o, "GET", "/api/servers"), [
+        "id",
+        "cores",
+        "memoryMiB",
+        "hostVmSlots",
+        "hostVms",
+      ]);
+    },
+  );
+
+  const hostvms = program.command("hostvms").description("rented host VMs");
+  client(hostvms.command("list", { isDefault: true })).action(async (o) => {
+    const { api, cpuAsPercent, show } = await load();
+    await show(o, cpuAsPercent(o, await api(o, "GET", "/api/hostvms")), [
+      "id",
+      "type",
+      "server",
+      "state",
+      "guests",
+      "memoryUsedMiB",
+      "cpu",
+    ]);
+  });
+  client(hostvms.command("acquire").requiredOption("--type <type>").option("--server <id>")).action(
+    async (o) => {
+      const { api, show } = await load();
+      await show(
+        o,
+        [await api(o, "POST", "/api/hostvms", { type: o.type, ...(o.server ? { server: o.server } : {}) })],
+        ["plan"],
+      );
+    },
+  );
+  client(hostvms.command("release").argument("<id>")).action(async (id, o) => {
+    const { api, show } = await load();
+    await show(o, [await api(o, "DELETE", `/api/hostvms/${encodeURIComponent(id)}`)], ["plan"]);
+  });
+
+  const vms = program.command("vms").description("guest VMs");
+  client(vms.command("list", { isDefault: true })).action(async (o) => {
+    const { api, cpuAsPercent, show } = await load();
+    await show(o, cpuAsPercent(o, await api(o, "GET", "/api/vms")), [
+      "id",
+      "tenant",
+      "hostVm",
+      "server",
+      "powerState",
+      "memoryMiB",
+      "cpu",
+    ]);
+  });
+  client(
+    vms
+      .command("create")
+      .argument("<id>")
+      .requiredOption("--mips <n>")
+      .requiredOption("--memory <MiB>")
+      .option("--vcpus <n>")
+      .option("--tenant <tenant>"),
+  ).action(async (id, o) => {
+    const { api, show } = await load();
+    const body = {
+      id,
+      mipsPerVcpu: Number(o.mips),
+      memoryMiB: Number(o.memory),
+      ...(o.vcpus ? { vcpus: Number(o.vcpus) } : {}),
+      ...(o.tenant ? { tenant: o.tenant } : {}),
+    };
+    await show(o, [await api(o, "POST", "/api/vms", body)], ["id", "tenant", "hostVm", "server"]);
+  });
+  for (const verb of ["start", "stop"] as const) {
+    client(vms.command(verb).argument("<id>")).action(async (id, o) => {
+      const { api, show } = await load();
+      await show(
+        o,
+        [await api(o, "POST", `/api/vms/${encodeURIComponent(id)}/${verb}`)],
+        ["id", "powerState"],
+      );
+    });
+  }
+  client(vms.command("delete").argument("<id>")).action(async (id, o) => {
+    const { api } = await load();
+    await api(o, "DELETE", `/api/vms/${encodeURIComponent(id)}`);
+    process.stdout.write(`deleted ${id}\n`);
+  });
+  client(
+    vms
+      .command("migrate")
+      .argument("<id>")
+      .option("--to <hostVm>", "destination host VM (default: the best one, same server first)")
+      .option(
+        "--mechanism <m>",
+        MIGRATION_MECHANISMS.join(", "),
+        choice("mechanism", MIGRATION_MECHANISMS),
+        "auto",
+      )
+      .option("--no-wait", "return once started"),
+  ).action(async (id, o) => {
+    const { api, show, watchMigration } = await load();
+    const started = (await api(o, "POST", `/api/vms/${encodeURIComponent(id)}/migrate`, {
+      ...(o.to ? { to: o.to } : {}),
+      mechanism: o.mechanism,
+    })) as { plan: number };
+    if (!o.wait) return show(o, [started], ["plan", "guest", "from", "to"]);
+    await watchMigration(o, id, started.plan);
+  });
+
+  const plans = program.command("plans").description("action plans");
+  client(
+    plans
+      .command("list", { isDefault: true })
+      .option("--status <s>", PLAN_STATUSES.join(", "), choice("status", PLAN_STATUSES)),
+  ).action(async (o) => {
+    const { api, providerClock, show } = await load();
+    const rows = (await api(
+      o,
+      "GET",
+      `/api/plans${o.status ? `?status=${encodeURIComponent(o.status)}` : ""}`,
+    )) as Array<{ actions: unknown[]; createdAt: number }>;
+    const counted = rows.map((p) => ({ ...p, actions: p.actions.length }));
+    if (o.output === "json") return show(o, counted, []);
+    const clock = await providerClock(o);
+    await show(
+      o,
+      counted.map((p) => ({ ...p, created: providerTime(clock, p.createdAt) })),
+      ["id", "status", "source", "actions", "created"],
+    );
+  });
+  for (const verb of ["approve", "cancel"] as const) {
+    client(plans.command(verb).argument("<id>")).action(async (id, o) => {
+      const { api, show } = await load();
+      await show(o, [await api(o, "POST", `/api/plans/${encodeURIComponent(id)}/${verb}`)], ["id", "status"]);
+    });
+  }
+
+  const settings = program.command("settings").description("the cloud's settings (automation level)");
+  client(settings.command("show", { isDefault: true })).action(async (o) => {
+    const { api, show } = await load();
+    await show(o, [await api(o, "GET", "/api/settings")], ["automation"]);
+  });
+  client(
+    settings
+      .command("automation")
+      .description("show or set how the planner acts: manual, suggest (plans wait for approval) or automatic")
+      .argument("[level]", AUTOMATION_LEVELS.join(", ")),
+  ).action(async (level: string | undefined, o) => {
+    if (level !== undefined && !(AUTOMATION_LEVELS as readonly string[]).includes(level))
+      throw new UsageError(`automation ${level}: expected one of ${AUTOMATION_LEVELS.join(", ")}`);
+    const { api, show } = await load();
+    if (level === undefined) return show(o, [await api(o, "GET", "/api/settings")], ["automation"]);
+    await show(o, [await api(o, "PUT", "/api/settings", { automation: level })], ["automation"]);
+  });
+
+  const tokens = program.command("token").description("API tokens: show the admin token, make, list, revoke");
+  tokens
+    .command("show")
+    .description("print the admin token kept in a local controller's data dir")
+    .option("--data-dir <dir>", "data dir of a local controller", DEFAULT_DATA_DIR)
+    .action(async (o: { dataDir: string }) => (await load()).tokenShow(o));
+  client(tokens.command("list", { isDefault: true })).action(async (o) => {
+    const { api, show, when } = await load();
+    const rows = (await api(o, "GET", "/api/tokens")) as Array<Record<string, number | null>>;
+    await show(
+      o,
+      o.output === "json"
+        ? rows
+        : rows.map((t) => ({
+            ...t,
+            createdAt: when(t.createdAt),
+            expiresAt: when(t.expiresAt),
+            revokedAt: when(t.revokedAt),
+          })),
+      ["id", "role", "tenant", "label", "createdAt", "expiresAt", "revokedAt"],
+    );
+  });
+  client(
+    tokens
+      .command("create")
+      .requiredOption("--role <role>", TOKEN_ROLES.join(", "), choice("role", TOKEN_ROLES))
+      .option("--tenant <tenant>", "the tenant of a tenant token")
+      .option("--label <text>")
+      .option("--expires-in <seconds>", "the token stops working after this many seconds"),
+  ).action(async (o) => {
+    const { api, show } = await load();
+    const made = (await api(o, "POST", "/api/tokens", {
+      role: o.role,
+      ...(o.tenant ? { tenant: o.tenant } : {}),
+      ...(o.label ? { label: o.label } : {}),
+      ...(o.expiresIn ? { expiresInSeconds: intOption("expires-in", o.expiresIn, 60, 315360000) } : {}),
+    })) as { token: string; id: string };
+    if (o.output === "json") return show(o, made, []);
+    process.stderr.write(`token ${made.id} made; its secret is shown only now:\n`);
+    process.stdout.write(`${made.token}\n`);
+  });
+  client(tokens.command("revoke").argument("<id>", "the token's id (tok_..., from `token list`)")).action(
+    async (id, o) => {
+      const { api, show } = await load();
+      await show(
+        o,
+        [await api(o, "DELETE", `/api/tokens/${encodeURIComponent(id)}`)],
+        ["id", "role", "tenant", "revokedAt"],
+      );
+    },
+  );
+
+  client(
+    program
+      .command("migrations")
+      .description("migrations, newest first")
+      .option("--status <s>", MIGRATION_STATUSES.join(", "), choice("status", MIGRATION_STATUSES)),
+  ).action(async (o) => {
+    const { api, providerClock, show } = await load();
+    const rows = (await api(
+      o,
+      "GET",
+      `/api/migrations${o.status ? `?status=${encodeURIComponent(o.status)}` : ""}`,
+    )) as Array<{ progress: number; startedAt: number }>;
+    if (o.output === "json") return show(o, rows, []);
+    const clock = await providerClock(o);
+    await show(
+      o,
+      rows.map((m) => ({
+        ...m,
+        // Floored: a running migration never shows 100 %.
+        progress: `${Math.floor(m.progress * 100)} %`,
+        started: providerTime(clock, m.startedAt),
+      })),
+      ["id", "guest", "from", "to", "mechanism", "status", "progress", "started"],
+    );
+  });
+}
