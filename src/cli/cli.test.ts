@@ -181,8 +181,20 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
     ],
     [
       "a malformed --policy-param",
-      ["simulate", scenario("ps.yaml", good), "--policy-param", "nestcloud=1"],
-      /--policy-param nestcloud=1: expected <policy>:<name>=<value>$/,
+      ["simulate", scenario("ps.yaml", good), "--policy-param", "nestcloud:=1"],
+      /--policy-param nestcloud:=1: expected <policy>:<name>=<value>$/,
+    ],
+    [
+      "a --policy-param without its policy when several run",
+      [
+        "compare",
+        scenario("pt.yaml", good),
+        "--policies",
+        "nestcloud,lr-mmt-1.2",
+        "--policy-param",
+        "window=3",
+      ],
+      /--policy-param window=3: several policies run \(nestcloud, lr-mmt-1\.2\): say which, <policy>:<name>=<value>$/,
     ],
     [
       "a malformed --trace is refused before the scenario runs",
@@ -375,6 +387,30 @@ describe("simulate and compare", () => {
     assert.equal(written(r.err).length, 0, "no --out: nothing written");
     const json = run("compare", scenario("bare.yaml", bareMetal), "--policies", "lr-mmt-1.2", "--json");
     assert.equal((JSON.parse(json.out) as Array<{ nesting: string }>)[0].nesting, "none");
+  });
+
+  test("--policy-param reaches the policy it names, and only that one", () => {
+    const file = scenario("pp-ok.yaml", good);
+    const hours = (...extra: string[]) => {
+      const r = run("compare", file, "--policies", "nestcloud,lr-mmt-1.2+billing", "--json", ...extra);
+      assert.equal(r.code, 0, r.err);
+      return (JSON.parse(r.out) as Array<{ hostVmHours: number }>).map((x) => x.hostVmHours);
+    };
+    const [nestcloud, baseline] = hours();
+    const [looser, same] = hours("--policy-param", "nestcloud:targetUtilization=0.6");
+    assert.equal(same, baseline, "the other policy's run is unchanged");
+    assert.ok(looser > nestcloud, `packing to 60 % rents more: ${looser} vs ${nestcloud} h`);
+    const single = run(
+      "simulate",
+      file,
+      "--policy-param",
+      "targetUtilization=0.6",
+      "--out",
+      join(dir, "pp"),
+      "-q",
+    );
+    assert.equal(single.code, 0, single.err);
+    assert.equal(JSON.parse(readFileSync(join(dir, "pp/results.json"), "utf8")).hostVmHours, looser);
   });
 
   test("compare --json prints one object per policy with the documented fields", () => {

@@ -16,8 +16,8 @@ import { registerVmi } from "./vmi-commands.ts";
 
 /** --policy-param, repeatable: a parameter of one of the policies run. */
 const POLICY_PARAM_OPTION = [
-  "--policy-param <policy:name=value>",
-  "a parameter of a policy run, e.g. nestcloud:targetUtilization=0.9 or lr-mmt-1.2+billing:spareHostVms=1 (repeatable)",
+  "--policy-param <[policy:]name=value>",
+  "a parameter of a policy run, e.g. nestcloud:targetUtilization=0.9 or lr-mmt-1.2+billing:spareHostVms=1; the policy may be left out when only one runs (repeatable)",
   (value: string, previous: string[]) => [...previous, value],
   [] as string[],
 ] as const;

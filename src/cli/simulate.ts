@@ -70,8 +70,9 @@ function checkParams(
 }
 
 /**
- * --policy-param values (`<policy>:<name>=<value>`) by policy name; each policy must be one
- * of those run. Values are numbers, true/false, or else strings (the policy checks them).
+ * --policy-param values by policy name: `<policy>:<name>=<value>`, or `<name>=<value>` when a
+ * single policy runs (as `nestcloud up --policy-param` has it); each policy must be one of
+ * those run. Values are numbers, true/false, or else strings (the policy checks them).
  */
 export function parsePolicyParams(
   specs: readonly string[] | undefined,
@@ -79,9 +80,14 @@ export function parsePolicyParams(
 ): Record<string, PolicyParams> {
   const out: Record<string, PolicyParams> = {};
   for (const spec of specs ?? []) {
-    const m = /^([^:=]+):([A-Za-z][A-Za-z0-9]*)=(.+)$/.exec(spec);
+    const m = /^(?:([^:=]+):)?([A-Za-z][A-Za-z0-9]*)=(.+)$/.exec(spec);
     if (!m) throw new UserError(`--policy-param ${spec}: expected <policy>:<name>=<value>`);
-    const [, policy, name, text] = m;
+    const [, given, name, text] = m;
+    if (given === undefined && policies.length !== 1)
+      throw new UserError(
+        `--policy-param ${spec}: several policies run (${policies.join(", ")}): say which, <policy>:<name>=<value>`,
+      );
+    const policy = given ?? policies[0];
     if (!policies.includes(policy))
       throw new UserError(
         `--policy-param ${spec}: ${policy} is not a policy of this run (${policies.join(", ")})`,
