@@ -46,28 +46,28 @@ const FAMILIES = [
   {
     family: "lr-mmt",
     parameter: "safety",
-    values: [1.0, 1.1, 1.2, 1.3, 1.4, 1.5],
+    values: [1.1, 1.2, 1.3, 1.4, 1.5],
     defaultValue: 1.2,
     color: "#5470c6",
   },
   {
     family: "thr-mmt",
     parameter: "threshold",
-    values: [0.6, 0.7, 0.8, 0.9, 1.0],
+    values: [0.6, 0.7, 0.8, 0.85, 0.9],
     defaultValue: 0.8,
     color: "#3ba272",
   },
   {
     family: "mad-mmt",
     parameter: "safety",
-    values: [1.0, 1.5, 2.0, 2.5, 3.0],
+    values: [2.0, 2.5, 3.0, 4.0, 5.0],
     defaultValue: 2.5,
-    color: "#fc8452",
+    color: "#e6a100",
   },
   {
     family: "iqr-mmt",
     parameter: "safety",
-    values: [0.5, 1.0, 1.5, 2.0, 2.5],
+    values: [1.0, 1.5, 2.0, 2.5, 3.0],
     defaultValue: 1.5,
     color: "#9a60b4",
   },
@@ -208,8 +208,12 @@ function runAll(
         log(
           `  [${results.size}/${tasks.length}] ${t.day} ${t.policy}${params}: ${o.hostVmHours.toFixed(1)} h, SLATAH ${pct(o.slatah)}, ${o.migrations} migrations (${o.wallSeconds.toFixed(1)} s; ${elapsed.toFixed(0)} s in)`,
         );
-        if (results.size === tasks.length) done(results);
-        else give(c);
+        if (results.size < tasks.length) give(c);
+        else {
+          // Every worker still connected waits for a task: let them all exit.
+          for (const k of children) if (k.connected) k.disconnect();
+          done(results);
+        }
       });
       c.on("exit", (code) => {
         if (code !== 0 && results.size < tasks.length) fail(new Error(`a worker exited with code ${code}`));
