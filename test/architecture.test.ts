@@ -103,6 +103,21 @@ test("pure modules do no I/O", () => {
   assert.deepEqual(offenders, []);
 });
 
+test("monitor/disk/nbd: the NBD wire format is parsed apart from the socket I/O", () => {
+  // protocol (constants), codec (encode/decode of whole messages), extents and errors: pure,
+  // importing nothing but each other; the reader, handshake, client and transports do the I/O.
+  const dir = join(src, "monitor", "disk", "nbd");
+  const pure = ["protocol.ts", "codec.ts", "extents.ts", "errors.ts"];
+  const problems: string[] = [];
+  for (const f of pure) {
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(importRe)) {
+      const spec = m[1] ?? m[2];
+      if (!pure.includes(spec.replace(/^\.\//, ""))) problems.push(`monitor/disk/nbd/${f} imports ${spec}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
 /** Relative imports of one file, resolved to absolute paths. */
 function localImports(file: string): string[] {
   const out: string[] = [];
