@@ -7,8 +7,9 @@
 // alert; console command -> alert). A consumer that stops (the TAP writer SIGSTOPped) costs
 // the guest nothing: frames are dropped, counted and alerted. A mirror peer that stops reading,
 // by contrast, freezes QEMU (why the receiver always reads). A hostile stream is bounded and
-// reported. Removing the mirror stops the frames. Every process, the namespace, its TAP
-// device and the /dev/shm pool are gone afterwards.
+// reported. Removing the mirror stops the frames. A second monitor rotates its EVE file with
+// the real Suricata (SIGHUP) without losing an alert. Every process, the namespaces, their TAP
+// devices and the /dev/shm pool are gone afterwards.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -409,6 +410,67 @@ test("removing the mirror stops the frames; removing it again is a no-op", async
   assert.equal(mon.stats().receiver.frames, framesBefore, "no frame arrives without the mirror");
   assert.equal(alerts.length, alertsBefore, "and nothing is alerted");
   assert.deepEqual(await removeNetMirror(q.qmp, MIRROR), { filter: false, chardev: false });
+});
+
+/** An Ethernet frame of a UDP packet from the guest to the gateway's port 53. */
+function udpFrame(payload: string, sport: number): Buffer {
+  const p = Buffer.from(payload);
+  const f = Buffer.alloc(42 + p.length);
+  Buffer.from("525400000002", "hex").copy(f, 0);
+  Buffer.from(MAC.replaceAll(":", ""), "hex").copy(f, 6);
+  f.writeUInt16BE(0x0800, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(28 + p.length, 16);
+  f[22] = 64;
+  f[23] = 17;
+  Buffer.from([10, 0, 2, 15]).copy(f, 26);
+  Buffer.from([10, 0, 2, 2]).copy(f, 30);
+  let sum = 0;
+  for (let i = 14; i < 34; i += 2) sum += f.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  f.writeUInt16BE(~sum & 0xffff, 24);
+  f.writeUInt16BE(sport, 34);
+  f.writeUInt16BE(53, 36);
+  f.writeUInt16BE(8 + p.length, 38);
+  p.copy(f, 42);
+  return f;
+}
+
+test("the EVE file rotates past its bound with the real Suricata (rename, SIGHUP): no alert lost or repeated", async () => {
+  const got: Alert[] = [];
+  const small = await NetworkMonitor.start({
+    target: "rot",
+    channel: "local",
+    runDir: join(stateDir, "netmon-rot"),
+    maxEveFileBytes: 3000,
+    onAlert: (a) => got.push(a),
+  });
+  const pids = small.pids;
+  try {
+    const s = connect((small.address as { path: string }).path);
+    sockets.push(s);
+    await new Promise((r) => s.once("connect", r));
+    for (let i = 0; i < 30; i++) {
+      s.write(encodeMirrorFrame(udpFrame(`q NESTCLOUD-IDS-TEST-rot-${i}`, 41000 + i)));
+      await until(
+        `alert ${i}`,
+        () => got.filter((a) => a.evidence.source === "suricata").length === i + 1,
+        10_000,
+      );
+    }
+    const ports = got.filter((a) => a.evidence.source === "suricata").map((a) => a.evidence.srcPort);
+    assert.deepEqual(
+      ports,
+      Array.from({ length: 30 }, (_, i) => 41000 + i),
+      "each alert once, in order",
+    );
+    assert.ok(small.stats().eve.rotations >= 3, `rotations: ${small.stats().eve.rotations}`);
+  } finally {
+    await small.stop();
+  }
+  assert.equal(alive(pids.suricata) || alive(pids.tapWriter), false);
+  assert.equal((await listNetns()).includes(small.netns), false);
+  assert.equal(existsSync(join(stateDir, "netmon-rot", "suricata", "eve.json.old")), false);
 });
 
 test("the IDS dying is reported at once, as critical", async () => {

@@ -187,3 +187,31 @@ test("rotation past the size bound: renamed, the writer reopens, every line read
   assert.ok(tail.counts().rotations >= 3, `rotations: ${tail.counts().rotations}`);
   assert.equal(existsSync(`${file}.old`), false);
 });
+
+test("a rotation the writer never finished (it stopped first): close reads the renamed file to its end and removes it", async () => {
+  const file = join(dir, "stopped.json");
+  const fd = openSync(file, "a");
+  const lines: string[] = [];
+  let asked = 0;
+  const tail = new EveTail({
+    file,
+    onLine: (l) => lines.push(l),
+    maxFileBytes: 100,
+    pollMs: 10,
+    reopen: () => asked++,
+  });
+  tail.start();
+  for (let i = 0; i < 5; i++) writeSync(fd, `{"i":${i},"pad":"${"p".repeat(30)}"}\n`);
+  await until("the rename", () => tail.counts().rotations === 1);
+  // The writer still has the old file open and writes on, then stops without reopening.
+  for (let i = 5; i < 8; i++) writeSync(fd, `{"i":${i}}\n`);
+  closeSync(fd);
+  await tail.close();
+  assert.equal(asked, 1);
+  assert.deepEqual(
+    lines.map((l) => JSON.parse(l).i),
+    [0, 1, 2, 3, 4, 5, 6, 7],
+  );
+  assert.equal(existsSync(`${file}.old`), false);
+  assert.equal(existsSync(file), false, "no new file was made");
+});

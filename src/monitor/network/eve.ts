@@ -299,16 +299,31 @@ export class EveTail {
     this.partialBytes = 0;
   }
 
-  /** Reads what is left, then stops following. */
+  /**
+   * Reads what is left, then stops following. Call it once the writer has stopped: a rotation
+   * still under way (the writer gone before it reopened) is finished here, the renamed file
+   * read to its end and removed.
+   */
   async close(): Promise<void> {
-    await this.kick();
     this.closed = true;
     this.watcher?.close();
     if (this.timer) clearInterval(this.timer);
     await this.chain;
-    await this.fh?.close().catch(() => {});
-    await this.old?.fh.close().catch(() => {});
-    this.fh = null;
-    this.old = null;
+    this.chain = this.chain.then(async () => {
+      if (this.old) {
+        await this.drain(this.old.fh, this.old.offset).catch(() => 0);
+        await this.old.fh.close().catch(() => {});
+        await unlink(this.old.path).catch(() => {});
+        this.old = null;
+      }
+      if (!this.fh) {
+        this.fh = await open(this.o.file, "r").catch(() => null);
+        this.offset = 0;
+      }
+      if (this.fh) await this.drain(this.fh, this.offset).catch(() => 0);
+      await this.fh?.close().catch(() => {});
+      this.fh = null;
+    });
+    await this.chain;
   }
 }
