@@ -31,9 +31,10 @@ if [ "$profile" != "sim" ]; then
   # namespaces, veths and bridge.
   # xz-utils + zstd: newer guest kernels (Debian's 6.12) ship compressed modules (.ko.xz).
   # libnbd-bin (nbdinfo, nbdcopy): cross-checks the disk monitor's NBD client; e2fsprogs
-  # (debugfs): the disk monitor reads ext4 images without mounting them. Suricata (the network
-  # monitor) comes from bookworm-backports, below.
-  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin e2fsprogs postgresql xz-utils zstd; do want "$p"; done
+  # (debugfs): the disk monitor reads ext4 images without mounting them; clamav (clamscan,
+  # sigtool): its malware scan, with custom signature databases (freshclam is not used).
+  # Suricata (the network monitor) comes from bookworm-backports, below.
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin e2fsprogs clamav postgresql xz-utils zstd; do want "$p"; done
   # The dashboard's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
   want chromium
 fi

@@ -118,6 +118,22 @@ test("monitor/disk/nbd: the NBD wire format is parsed apart from the socket I/O"
   assert.deepEqual(problems, []);
 });
 
+test("monitor/disk/ext4: the on-disk structures are parsed apart from the I/O", () => {
+  // layout (superblock, descriptors, inodes, extent nodes, directory blocks, the journal's
+  // blocks) and errors: pure, importing nothing but each other; fs, journal, walk and source
+  // read the device.
+  const dir = join(src, "monitor", "disk", "ext4");
+  const pure = ["layout.ts", "errors.ts"];
+  const problems: string[] = [];
+  for (const f of pure) {
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(importRe)) {
+      const spec = m[1] ?? m[2];
+      if (!pure.includes(spec.replace(/^\.\//, ""))) problems.push(`monitor/disk/ext4/${f} imports ${spec}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
 /** Relative imports of one file, resolved to absolute paths. */
 function localImports(file: string): string[] {
   const out: string[] = [];
