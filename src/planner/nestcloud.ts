@@ -52,6 +52,8 @@ export interface NestcloudParams {
   readonly drainBeforeBillingSeconds: number;
   /** Check load between rounds every this many seconds (0 = off). */
   readonly reactIntervalSeconds: number;
+  /** 1: between rounds, relieve across the network when the server has no room. */
+  readonly reflexAcrossServers: number;
 }
 
 export const NESTCLOUD_DEFAULTS: NestcloudParams = {
@@ -67,6 +69,7 @@ export const NESTCLOUD_DEFAULTS: NestcloudParams = {
   spareHostVms: 0,
   drainBeforeBillingSeconds: 600,
   reactIntervalSeconds: 30,
+  reflexAcrossServers: 0,
 };
 
 export function nestcloudParams(raw: Readonly<Record<string, number | boolean | string>>): NestcloudParams {
@@ -102,7 +105,7 @@ export function nestcloudPolicy(params: NestcloudParams, acquireType: HostVmType
     reactIntervalSeconds: params.reactIntervalSeconds > 0 ? params.reactIntervalSeconds : undefined,
     placeNew: (input, guests) => new Round(input, params, acquireType).placeNew(guests),
     plan: (input) => new Round(input, params, acquireType).plan(),
-    react: (input) => reflexPlan(input, params),
+    react: (input) => reflexPlan(input, { ...params, acrossServers: params.reflexAcrossServers > 0 }),
     reactWhenAbove: params.overloadUtilization,
   };
 }
