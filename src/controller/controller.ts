@@ -12,6 +12,7 @@ import {
   estimateMove,
   routeBetween,
 } from "../migration/index.ts";
+import { type GuestSpec, guestSpec } from "../model/index.ts";
 import type { Policy } from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
 import type { Principal } from "./auth.ts";
@@ -42,13 +43,7 @@ export interface ControllerOptions {
   readonly holder?: string;
 }
 
-export interface NewGuest {
-  id: string;
-  tenant: string;
-  vcpus: number;
-  mipsPerVcpu: number;
-  memoryMiB: number;
-  dirtyRateMiBps: number;
+export interface NewGuest extends GuestSpec {
   antiAffinityGroup?: string;
   automation?: Automation;
   hostVm?: string;
@@ -428,17 +423,7 @@ export class Controller {
     }
     const now = this.provider.now();
     try {
-      await this.provider.createGuest(
-        {
-          id: spec.id,
-          tenant: spec.tenant,
-          vcpus: spec.vcpus,
-          mipsPerVcpu: spec.mipsPerVcpu,
-          memoryMiB: spec.memoryMiB,
-          dirtyRateMiBps: spec.dirtyRateMiBps,
-        },
-        hostVm,
-      );
+      await this.provider.createGuest(guestSpec(spec), hostVm);
     } catch (e) {
       // Taken at the provider but not (yet) in the store: a create racing this one, or a
       // guest the audit has not adopted. Whose it is must not show.

@@ -4,6 +4,7 @@
  */
 import Value from "typebox/value";
 import {
+  type GuestShape,
   type HostVmType,
   HP_ML110_G4,
   HP_ML110_G5,
@@ -15,12 +16,9 @@ import { DocumentError, firstSchemaProblem, parseYaml, readBoundedText } from ".
 import { UserError } from "./errors.ts";
 import { type ScenarioDoc, ScenarioSchema } from "./scenario-schema.ts";
 
-export interface GuestTypeSpec {
+/** A scenario's kind of guest: a named guest shape. */
+export interface GuestTypeSpec extends GuestShape {
   readonly name: string;
-  readonly vcpus: number;
-  readonly mipsPerVcpu: number;
-  readonly memoryMiB: number;
-  readonly dirtyRateMiBps: number;
 }
 
 export interface Scenario {
