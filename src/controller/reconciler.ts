@@ -15,8 +15,9 @@ import type { ControllerMetrics } from "./metrics.ts";
 import type { Store } from "./store/connect.ts";
 import { buildView, type CloudView, LoadBook, plannerInput, type StoredTopology } from "./view.ts";
 
-export type Automation = "manual" | "suggest" | "automatic";
-export const AUTOMATION_LEVELS: readonly Automation[] = ["manual", "suggest", "automatic"];
+/** The automation levels (a guest's, or the cloud's for guests without one; see above). */
+export const AUTOMATION_LEVELS = ["manual", "suggest", "automatic"] as const;
+export type Automation = (typeof AUTOMATION_LEVELS)[number];
 
 /** A stored plan action's payload: ids, not indices, so it survives restarts. */
 export type ActionPayload =
