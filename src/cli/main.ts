@@ -62,8 +62,10 @@ async function known(e: unknown): Promise<{ code: number; line: string } | undef
   const is = (yes: boolean, code: number) => (yes ? { code, line: e.message } : undefined);
   if (e instanceof UsageError) return is(true, 2);
   switch (e.name) {
-    case "UserError":
-      return is(e instanceof (await import("../sim/index.ts")).UserError, 2);
+    case "ScenarioError":
+      return is(e instanceof (await import("../sim/index.ts")).ScenarioError, 2);
+    case "TraceError":
+      return is(e instanceof (await import("../sim/index.ts")).TraceError, 2);
     case "PolicyError":
       return is(e instanceof (await import("../planner/index.ts")).PolicyError, 2);
     case "CalibrationError":

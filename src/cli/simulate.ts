@@ -10,10 +10,10 @@ import {
   renderReport,
   runScenario,
   type Scenario,
-  UserError,
 } from "../sim/index.ts";
 import { wrote } from "./output.ts";
 import { progress, type Row, resultsTable } from "./terminal.ts";
+import { UsageError } from "./usage.ts";
 
 /** The scenario used when none is given: synthetic load, so it runs on any machine. */
 export const DEFAULT_SCENARIO = resolve(
@@ -32,7 +32,7 @@ export interface SimulateOptions {
 function seedOf(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new UserError(`--seed ${v}: expected an integer`);
+  if (!Number.isInteger(n)) throw new UsageError(`--seed ${v}: expected an integer`);
   return n;
 }
 
@@ -41,7 +41,7 @@ function checkPolicy(flag: string, name: string): void {
   try {
     createPolicy(name, {}, {});
   } catch (e) {
-    if (e instanceof PolicyError) throw new UserError(`${flag}: ${e.message}`);
+    if (e instanceof PolicyError) throw new UsageError(`${flag}: ${e.message}`);
     throw e;
   }
 }
@@ -49,7 +49,9 @@ function checkPolicy(flag: string, name: string): void {
 /** A --trace value's form (the data itself is read later). */
 function checkTraceSpec(spec: string | undefined): void {
   if (spec !== undefined && !/^(planetlab|synthetic):.+$/.test(spec))
-    throw new UserError(`--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`);
+    throw new UsageError(
+      `--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`,
+    );
 }
 
 /** Writes a file and names it on stderr. */
@@ -101,7 +103,7 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean);
-  if (policies.length === 0) throw new UserError("--policies: give at least one policy name");
+  if (policies.length === 0) throw new UsageError("--policies: give at least one policy name");
   for (const p of policies) checkPolicy("--policies", p);
   checkTraceSpec(opts.trace);
   seedOf(opts.seed);
