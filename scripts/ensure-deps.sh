@@ -30,7 +30,9 @@ if [ "$profile" != "sim" ]; then
   # gcc + libc6-dev: the guest image's workload is compiled static; iproute2: the testbed's
   # namespaces, veths and bridge.
   # xz-utils + zstd: newer guest kernels (Debian's 6.12) ship compressed modules (.ko.xz).
-  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin postgresql xz-utils zstd; do want "$p"; done
+  # libnbd-bin (nbdinfo, nbdcopy): cross-checks the disk monitor's NBD client; e2fsprogs
+  # (debugfs): the disk monitor reads ext4 images without mounting them.
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin e2fsprogs postgresql xz-utils zstd; do want "$p"; done
   # The dashboard's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
   want chromium
 fi

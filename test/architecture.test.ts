@@ -103,6 +103,21 @@ test("pure modules do no I/O", () => {
   assert.deepEqual(offenders, []);
 });
 
+test("monitor/disk/nbd: the NBD wire format is parsed apart from the socket I/O", () => {
+  // protocol (constants), codec (encode/decode of whole messages), extents and errors: pure,
+  // importing nothing but each other; the reader, handshake, client and transports do the I/O.
+  const dir = join(src, "monitor", "disk", "nbd");
+  const pure = ["protocol.ts", "codec.ts", "extents.ts", "errors.ts"];
+  const problems: string[] = [];
+  for (const f of pure) {
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(importRe)) {
+      const spec = m[1] ?? m[2];
+      if (!pure.includes(spec.replace(/^\.\//, ""))) problems.push(`monitor/disk/nbd/${f} imports ${spec}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
 /** Relative imports of one file, resolved to absolute paths. */
 function localImports(file: string): string[] {
   const out: string[] = [];
@@ -252,6 +267,50 @@ test("providers: a rental knows no data plane, a data plane no rental; only prov
   // The agent data plane lives apart from the testbed: any rental whose host VMs run the agent reuses it.
   assert.ok(readdirSync(join(dir, "agents")).includes("plane.ts"));
   assert.ok(!readdirSync(join(dir, "testbed")).some((f) => /migrations|load|agents/.test(f)));
+});
+
+test("controller: only src/controller/store/ builds SQL; the API's route plugins reach the store through repositories", () => {
+  const store = join(src, "controller", "store");
+  const api = join(src, "controller", "api");
+  const inside = (dir: string, f: string) => !relative(dir, f).startsWith("..");
+  // Query building: kysely (or a driver) imported, a query begun, or raw SQL.
+  const sql =
+    /from\s+["'](kysely|better-sqlite3|pg|node:sqlite)["']|\.(selectFrom|insertInto|updateTable|deleteFrom|replaceInto|mergeInto|selectNoFrom)\(|\bsql(`|\.(raw|ref|lit|id|table|join|val)\()/;
+  const problems: string[] = [];
+  for (const file of tsFiles(src)) {
+    if (inside(store, file)) continue;
+    const text = readFileSync(file, "utf8");
+    const m = sql.exec(text);
+    if (m) problems.push(`${relative(root, file)} builds SQL (${m[0]}): move it into a repository`);
+  }
+  // The route plugins see repositories (c.repos, a transaction's tx), never the connection.
+  for (const file of tsFiles(api)) {
+    const text = readFileSync(file, "utf8");
+    for (const m of text.matchAll(importRe)) {
+      const spec = m[1] ?? m[2];
+      if (!spec.startsWith(".")) continue;
+      const to = resolve(dirname(file), spec);
+      if (inside(store, to) && relative(store, to).split(sep).join("/") !== "repositories/index.ts")
+        problems.push(
+          `${relative(root, file)} imports ${spec} (the API imports store/repositories/index.ts only)`,
+        );
+    }
+    if (/\.db\b/.test(text)) problems.push(`${relative(root, file)} reaches the store's connection (.db)`);
+  }
+  assert.deepEqual(problems, []);
+  // The rule sees SQL where there is some: every repository builds its own.
+  const repos = tsFiles(join(store, "repositories")).filter(
+    (f) => !f.endsWith(".test.ts") && !f.endsWith("index.ts"),
+  );
+  assert.ok(repos.length >= 10);
+  assert.deepEqual(
+    repos.filter((f) => !sql.test(readFileSync(f, "utf8"))).map((f) => relative(root, f)),
+    [],
+    "each repository builds SQL",
+  );
+  // Each resource of the API is a route plugin of its own.
+  for (const r of ["vms", "hostvms", "security-vms", "plans", "migrations", "settings", "tokens", "events"])
+    assert.ok(readdirSync(join(api, "routes")).includes(`${r}.ts`), `src/controller/api/routes/${r}.ts`);
 });
 
 // docs/architecture.md, "Two sets of simulation rules": every difference between the rule sets

@@ -2,7 +2,8 @@
 // from each other, validation naming the field, migrations and plan approval end to end.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { RunningController } from "../src/controller/index.ts";
+import { PROVIDER_ERROR_STATUS, type RunningController } from "../src/controller/index.ts";
+import { ProviderError } from "../src/providers/index.ts";
 import { startTenantController, type TenantController } from "./support/tenant-controller.ts";
 
 let c: RunningController;
@@ -148,6 +149,38 @@ describe("validation", () => {
     assert.equal(r.status, 404);
     assert.match(r.body.error, /no-such-vm/);
     assert.equal((await call("POST", "/api/plans/99999/approve", c.adminToken)).status, 404);
+  });
+});
+
+describe("provider errors", () => {
+  test("each provider error code answers with its kind's status and the provider's message", async () => {
+    assert.deepEqual(PROVIDER_ERROR_STATUS, {
+      "not-found": 404,
+      invalid: 422,
+      conflict: 409,
+      exists: 409,
+      capacity: 409,
+      unavailable: 503,
+    });
+    const guest = ((await call("GET", "/api/vms", acme)).body as Array<{ id: string }>)[0].id;
+    const provider = c.controller.provider as {
+      setGuestRunning: (id: string, running: boolean) => Promise<void>;
+    };
+    const real = provider.setGuestRunning;
+    try {
+      for (const [code, status] of Object.entries(PROVIDER_ERROR_STATUS)) {
+        provider.setGuestRunning = async (id) => {
+          throw new ProviderError(code as ProviderError["code"], `scripted ${code} for ${id}`);
+        };
+        const r = await call("POST", `/api/vms/${guest}/stop`, acme);
+        assert.equal(r.status, status, code);
+        assert.deepEqual(r.body, { error: `scripted ${code} for ${guest}` }, code);
+      }
+    } finally {
+      provider.setGuestRunning = real;
+    }
+    // Nothing was recorded: the guest still runs.
+    assert.equal((await call("GET", `/api/vms/${guest}`, acme)).body.powerState, "running");
   });
 });
 

@@ -292,11 +292,11 @@ const cloudsimLine =
     ? `PlanetLab day: skipped (${skipped}).`
     : cloudsimMeasured !== undefined
       ? `CloudSim 3.0.3, same day and policy, run side by side (NESTCLOUD_CLOUDSIM_CMD): ${s(cloudsimMeasured)}; ` +
-        `nestcloud whole process ${lead.toFixed(0)}x faster (before: ${leadBefore?.toFixed(0)}x); goal >= 50x: ${lead >= 50 ? "yes" : "NO"}.`
+        `nestcloud whole process ${lead.toFixed(1)}x faster (before: ${leadBefore?.toFixed(1)}x); goal >= 50x: ${lead >= 50 ? "yes" : "NO"}.`
       : `Against CloudSim 3.0.3's recorded ${CLOUDSIM_RECORDED_SECONDS} s for the same day and policy (not re-run here: ` +
         `rebuilt from source on this machine kind, its runs took ${CLOUDSIM_RECORDED_RANGE[0]}-${CLOUDSIM_RECORDED_RANGE[1]} s): ` +
-        `nestcloud whole process ${lead.toFixed(0)}x faster (before: ${leadBefore?.toFixed(0)}x; ` +
-        `${(CLOUDSIM_RECORDED_RANGE[0] / (sim?.dist.medianWallSeconds ?? 1)).toFixed(0)}x against its fastest run); ` +
+        `nestcloud whole process ${lead.toFixed(1)}x faster (before: ${leadBefore?.toFixed(1)}x; ` +
+        `${(CLOUDSIM_RECORDED_RANGE[0] / (sim?.dist.medianWallSeconds ?? 1)).toFixed(1)}x against its fastest run); ` +
         `goal >= 50x: ${lead >= 50 ? "yes" : "NO"}.`);
 const md = `## Start-up of the nestcloud command
 

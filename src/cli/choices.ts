@@ -1,7 +1,7 @@
 /**
  * The fixed values a flag may take. Commands are registered with these (commander checks a
  * flag when it parses it, see output.ts `choice`), so this module imports nothing: the
- * controller's own lists (src/controller/api/schemas.ts) would load the controller with
+ * controller's own lists (src/controller/api/schemas/choices.ts) would load the controller with
  * every command, even `--version`. cli.test.ts checks that the API's lists and these agree.
  */
 

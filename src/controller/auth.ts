@@ -7,29 +7,16 @@
  * very next request, on every controller sharing the store.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type { Selectable } from "kysely";
+import type { Role, TokenInfo } from "./api/schemas/tokens.ts";
 import type { Store } from "./store/connect.ts";
-import type { TokensTable } from "./store/schema.ts";
 
 export type Principal =
   | { readonly role: "admin" }
   | { readonly role: "tenant"; readonly tenant: string }
   | { readonly role: "metrics" };
 
-export type Role = Principal["role"];
+export type { Role, TokenInfo };
 export const ROLES: readonly Role[] = ["admin", "tenant", "metrics"];
-
-/** A token as listed: never its secret, nor the hash of it. */
-export interface TokenInfo {
-  readonly id: string;
-  readonly role: Role;
-  readonly tenant: string | null;
-  readonly label: string;
-  /** Wall-clock seconds since the epoch. */
-  readonly createdAt: number;
-  readonly expiresAt: number | null;
-  readonly revokedAt: number | null;
-}
 
 export function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
@@ -50,18 +37,19 @@ export async function createToken(
 ): Promise<{ token: string; info: TokenInfo }> {
   const token = `nc_${randomBytes(24).toString("base64url")}`;
   const hash = hashToken(token);
-  const row = {
+  const stored = {
     hash,
     id: tokenId(hash),
     role: principal.role,
     tenant: principal.role === "tenant" ? principal.tenant : null,
     label,
-    created_at: opts.now ?? wallSeconds(),
-    expires_at: opts.expiresAt ?? null,
-    revoked_at: null,
+    createdAt: opts.now ?? wallSeconds(),
+    expiresAt: opts.expiresAt ?? null,
+    revokedAt: null,
   };
-  await store.db.insertInto("tokens").values(row).execute();
-  return { token, info: toInfo(row) };
+  await store.repos.tokens.insert(stored);
+  const { hash: _, ...info } = stored;
+  return { token, info };
 }
 
 /** The principal a bearer header stands for, or why it stands for none. */
@@ -73,11 +61,11 @@ export async function verifyToken(
   const m = /^Bearer\s+(\S{1,512})$/i.exec(header ?? "");
   if (!m) return undefined;
   const hash = hashToken(m[1]);
-  const row = await store.db.selectFrom("tokens").selectAll().where("hash", "=", hash).executeTakeFirst();
+  const row = await store.repos.tokens.byHash(hash);
   // The lookup is by hash; compare again in constant time for good measure.
   if (!row || !timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash))) return undefined;
-  if (row.revoked_at !== null) return undefined;
-  if (row.expires_at !== null && row.expires_at <= now) return undefined;
+  if (row.revokedAt !== null) return undefined;
+  if (row.expiresAt !== null && row.expiresAt <= now) return undefined;
   return principalOf(row);
 }
 
@@ -95,36 +83,16 @@ function principalOf(row: { role: string; tenant: string | null }): Principal | 
 }
 
 export async function listTokens(store: Store): Promise<TokenInfo[]> {
-  const rows = await store.db.selectFrom("tokens").selectAll().orderBy("created_at").execute();
-  return rows.map(toInfo);
+  return store.repos.tokens.list();
 }
 
-/** Revokes a token by its public id; false if there is none. Idempotent. */
+/** Revokes a token by its public id; undefined if there is none. Idempotent. */
 export async function revokeToken(
   store: Store,
   id: string,
   now = wallSeconds(),
 ): Promise<TokenInfo | undefined> {
-  await store.db
-    .updateTable("tokens")
-    .set({ revoked_at: now })
-    .where("id", "=", id)
-    .where("revoked_at", "is", null)
-    .execute();
-  const row = await store.db.selectFrom("tokens").selectAll().where("id", "=", id).executeTakeFirst();
-  return row ? toInfo(row) : undefined;
-}
-
-function toInfo(row: Omit<Selectable<TokensTable>, "hash">): TokenInfo {
-  return {
-    id: row.id,
-    role: row.role as Role,
-    tenant: row.tenant,
-    label: row.label,
-    createdAt: Number(row.created_at),
-    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
-    revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
-  };
+  return store.repos.tokens.revoke(id, now);
 }
 
 /** Can this principal see (and act on) a guest of `tenant`? */

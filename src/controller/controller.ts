@@ -4,7 +4,6 @@
  * the leader plans, executes and writes, the others serve reads and wait to take over.
  */
 import { randomUUID } from "node:crypto";
-import type { Kysely, Transaction } from "kysely";
 import type { Logger } from "pino";
 import {
   DEFAULT_CALIBRATION,
@@ -12,7 +11,7 @@ import {
   estimateMove,
   routeBetween,
 } from "../migration/index.ts";
-import { type GuestSpec, guestSpec } from "../model/index.ts";
+import { type GuestSpec, guestSpec, hostVmMips } from "../model/index.ts";
 import type { Policy } from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
 import type { Principal } from "./auth.ts";
@@ -24,10 +23,7 @@ import { Leadership } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
 import { type ActionPayload, type Automation, Reconciler } from "./reconciler.ts";
 import type { Store } from "./store/connect.ts";
-import type { Database } from "./store/schema.ts";
-
-type GuestRow = import("kysely").Selectable<Database["guests"]>;
-
+import type { GuestIdStatus, Repositories, StoredGuest } from "./store/repositories/index.ts";
 import { buildView } from "./view.ts";
 
 export interface ControllerOptions {
@@ -181,12 +177,7 @@ export class Controller {
   /** An audit, then a history sample of what it saw (size and cost of the cloud). */
   private async auditAndRecord(): Promise<void> {
     const snap = await this.reconciler.audit();
-    const prices = new Map(
-      (await this.db.selectFrom("host_vm_types").select(["name", "price_per_hour"]).execute()).map((t) => [
-        t.name,
-        t.price_per_hour,
-      ]),
-    );
+    const prices = new Map((await this.repos.hostVmTypes.list()).map((t) => [t.name, t.pricePerHour]));
     const rented = snap.hostVms.filter((h) => h.state !== "released");
     await this.history.record({
       at: snap.now,
@@ -208,7 +199,7 @@ export class Controller {
   }
 
   /** A write from the API: only the leader writes. */
-  async write<T>(fn: (tx: Transaction<Database>) => Promise<T>): Promise<T> {
+  async write<T>(fn: (tx: Repositories) => Promise<T>): Promise<T> {
     if (!this.leader.isLeader)
       throw new ApiError(503, "this controller is a follower; send writes to the leader");
     const out = await this.leader.fenced(fn);
@@ -216,8 +207,9 @@ export class Controller {
     return out;
   }
 
-  private get db(): Kysely<Database> {
-    return this.store.db;
+  /** The store's repositories (reads; writes go through write()). */
+  get repos(): Repositories {
+    return this.store.repos;
   }
 
   // ---- views the API serves --------------------------------------------------------------
@@ -233,8 +225,8 @@ export class Controller {
     hostDemand: new Map<string, number>(),
     hostCap: new Map<string, number>(),
     /** Guest rows by id order (tenant guests and security VMs). */
-    guests: [] as GuestRow[],
-    byTenant: new Map<string, GuestRow[]>(),
+    guests: [] as StoredGuest[],
+    byTenant: new Map<string, StoredGuest[]>(),
   };
   private viewsAt = -1;
   private viewsWall = 0;
@@ -249,9 +241,9 @@ export class Controller {
     const server = new Map<string, string | null>();
     const hostDemand = new Map<string, number>();
     const hostCap = new Map<string, number>();
-    const guests = await this.db.selectFrom("guests").selectAll().orderBy("id").execute();
+    const guests = await this.repos.guests.list();
     // Lists per role, and per role and tenant, so a page is a slice.
-    const byTenant = new Map<string, GuestRow[]>();
+    const byTenant = new Map<string, StoredGuest[]>();
     for (const g of guests) {
       const key = `${g.role}\u0000${g.tenant}`;
       const list = byTenant.get(key) ?? [];
@@ -261,20 +253,15 @@ export class Controller {
       all.push(g);
       byTenant.set(g.role, all);
     }
-    const mips = new Map(guests.map((g) => [g.id, g.vcpus * g.mips_per_vcpu]));
-    const types = new Map(
-      (await this.db.selectFrom("host_vm_types").selectAll().execute()).map((t) => [
-        t.name,
-        t.vcpus * t.mips_per_vcpu,
-      ]),
-    );
-    for (const h of await this.db.selectFrom("host_vms").select(["id", "type", "server_id"]).execute()) {
-      server.set(h.id, h.server_id);
+    const mips = new Map(guests.map((g) => [g.id, g.vcpus * g.mipsPerVcpu]));
+    const types = new Map((await this.repos.hostVmTypes.list()).map((t) => [t.name, hostVmMips(t)]));
+    for (const h of await this.repos.hostVms.list()) {
+      server.set(h.id, h.server);
       hostCap.set(h.id, types.get(h.type) ?? 0);
     }
     // Load from the last snapshot, placement from the store (a move settled since the
     // snapshot counts at its destination).
-    const placed = new Map(guests.map((g) => [g.id, g.host_vm_id]));
+    const placed = new Map(guests.map((g) => [g.id, g.hostVm]));
     for (const g of snap?.guests ?? []) {
       cpu.set(g.id, g.cpu);
       const at = placed.has(g.id) ? placed.get(g.id) : g.hostVm;
@@ -295,7 +282,7 @@ export class Controller {
   }
 
   /** Guest rows (tenant ones or security VMs), optionally of one tenant, in id order. */
-  guestRows(role: "tenant" | "security", tenant?: string): readonly GuestRow[] {
+  guestRows(role: "tenant" | "security", tenant?: string): readonly StoredGuest[] {
     return this.views.byTenant.get(tenant === undefined ? role : `${role}\u0000${tenant}`) ?? [];
   }
 
@@ -320,23 +307,11 @@ export class Controller {
 
   async overview(p: Principal) {
     const snap = this.reconciler.lastSnapshot;
-    const hosts = await this.db.selectFrom("host_vms").selectAll().where("state", "!=", "released").execute();
-    const types = new Map(
-      (await this.db.selectFrom("host_vm_types").selectAll().execute()).map((t) => [t.name, t]),
-    );
-    let guestsQ = this.db.selectFrom("guests").select(["id", "power_state"]);
-    if (p.role === "tenant") guestsQ = guestsQ.where("tenant", "=", p.tenant);
-    const guests = await guestsQ.execute();
-    const running = await this.db
-      .selectFrom("migrations")
-      .select("id")
-      .where("status", "=", "running")
-      .execute();
-    const proposed = await this.db
-      .selectFrom("plans")
-      .select("id")
-      .where("status", "=", "proposed")
-      .execute();
+    const hosts = await this.repos.hostVms.list({ rented: true });
+    const prices = new Map((await this.repos.hostVmTypes.list()).map((t) => [t.name, t.pricePerHour]));
+    const guests = await this.repos.guests.count(p.role === "tenant" ? p.tenant : undefined);
+    const running = await this.repos.migrations.countRunning();
+    const proposed = (await this.repos.plans.withStatus("proposed")).length;
     return {
       now: snap?.now ?? this.provider.now(),
       provider: this.provider.name,
@@ -344,14 +319,14 @@ export class Controller {
       clock: this.provider.clock,
       speed: this.provider.speed,
       leader: this.leader.isLeader,
-      guests: guests.length,
-      runningGuests: guests.filter((g) => g.power_state === "running").length,
+      guests: guests.guests,
+      runningGuests: guests.running,
       ...(p.role === "admin"
         ? {
             hostVms: hosts.length,
-            costPerHour: hosts.reduce((s, h) => s + (types.get(h.type)?.price_per_hour ?? 0), 0),
-            activeMigrations: running.length,
-            proposedPlans: proposed.length,
+            costPerHour: hosts.reduce((s, h) => s + (prices.get(h.type) ?? 0), 0),
+            activeMigrations: running,
+            proposedPlans: proposed,
           }
         : {}),
     };
@@ -429,76 +404,47 @@ export class Controller {
       // guest the audit has not adopted. Whose it is must not show.
       if (e instanceof ProviderError && e.code === "exists")
         throw new ApiError(409, guestIdUnavailable(spec.id));
-      if (e instanceof ProviderError) throw new ApiError(409, e.message);
-      throw e;
+      throw e; // a provider's refusal answers with its kind's status (PROVIDER_ERROR_STATUS)
     }
-    const row = {
+    const guest: StoredGuest = {
+      id: spec.id,
       tenant: spec.tenant,
       vcpus: spec.vcpus,
-      mips_per_vcpu: spec.mipsPerVcpu,
-      memory_mib: spec.memoryMiB,
-      dirty_rate_mibps: spec.dirtyRateMiBps,
-      affinity_group: null,
-      anti_affinity_group: spec.antiAffinityGroup ?? null,
+      mipsPerVcpu: spec.mipsPerVcpu,
+      memoryMiB: spec.memoryMiB,
+      dirtyRateMiBps: spec.dirtyRateMiBps,
+      affinityGroup: null,
+      antiAffinityGroup: spec.antiAffinityGroup ?? null,
       role: spec.role,
-      targets: JSON.stringify(spec.targets),
-      host_vm_id: hostVm,
-      power_state: "running",
+      targets: spec.targets,
+      hostVm,
+      powerState: "running",
       automation: spec.automation ?? null,
-      created_at: now,
+      createdAt: now,
     };
     // An audit may have adopted the guest between the provider's answer and this write (the
     // provider lists it as soon as it runs): what the API was asked for wins.
-    await this.write((tx) =>
-      tx
-        .insertInto("guests")
-        .values({ id: spec.id, ...row })
-        .onConflict((oc) => oc.column("id").doUpdateSet(row))
-        .execute(),
-    ).catch((e) => {
+    await this.write((tx) => tx.guests.put(guest)).catch((e) => {
       throw committedButNotRecorded(`guest VM ${spec.id} was created on ${hostVm}`, e);
     });
     this.viewsAt = -1;
     this.events.emit("vm.created", spec.tenant, { id: spec.id, hostVm }, now);
-    return this.db.selectFrom("guests").selectAll().where("id", "=", spec.id).executeTakeFirstOrThrow();
+    return guest;
   }
 
   /** Starts or stops a guest at the provider, then records it. */
   async setGuestRunning(id: string, running: boolean): Promise<void> {
-    try {
-      await this.provider.setGuestRunning(id, running);
-    } catch (e) {
-      if (e instanceof ProviderError) throw new ApiError(409, e.message);
-      throw e;
-    }
-    await this.write((tx) =>
-      tx
-        .updateTable("guests")
-        .set({ power_state: running ? "running" : "stopped" })
-        .where("id", "=", id)
-        .execute(),
-    ).catch((e) => {
+    await this.provider.setGuestRunning(id, running);
+    await this.write((tx) => tx.guests.setPowerState(id, running ? "running" : "stopped")).catch((e) => {
       throw committedButNotRecorded(`guest VM ${id} was ${running ? "started" : "stopped"}`, e);
     });
   }
 
   async deleteGuest(id: string, tenant: string): Promise<void> {
-    try {
-      await this.provider.deleteGuest(id);
-    } catch (e) {
-      if (e instanceof Error && e.name === "ProviderError") throw new ApiError(409, e.message);
-      throw e;
-    }
+    await this.provider.deleteGuest(id);
     // The id is retired with the guest: history (migrations, events, metrics) names guests
     // by id, so it is never handed out again.
-    await this.write(async (tx) => {
-      await tx.deleteFrom("guests").where("id", "=", id).execute();
-      await tx
-        .insertInto("retired_guest_ids")
-        .values({ id, tenant, retired_at: Date.now() / 1000 })
-        .onConflict((oc) => oc.column("id").doNothing())
-        .execute();
-    }).catch((e) => {
+    await this.write((tx) => tx.guests.retire(id, tenant, Date.now() / 1000)).catch((e) => {
       throw committedButNotRecorded(`guest VM ${id} was deleted`, e);
     });
   }
@@ -507,20 +453,9 @@ export class Controller {
    * Whether a new guest may take this id: free, or why not. Ids are one namespace for all
    * tenants; the API tells a tenant only that an id it cannot see is unavailable.
    */
-  async guestIdStatus(
-    id: string,
-  ): Promise<
-    { kind: "free" } | { kind: "taken"; tenant: string } | { kind: "retired" } | { kind: "creating" }
-  > {
+  async guestIdStatus(id: string): Promise<GuestIdStatus | { kind: "creating" }> {
     if (this.creating.has(id)) return { kind: "creating" };
-    const g = await this.db.selectFrom("guests").select("tenant").where("id", "=", id).executeTakeFirst();
-    if (g) return { kind: "taken", tenant: g.tenant };
-    const r = await this.db
-      .selectFrom("retired_guest_ids")
-      .select("id")
-      .where("id", "=", id)
-      .executeTakeFirst();
-    return r ? { kind: "retired" } : { kind: "free" };
+    return this.repos.guests.idStatus(id);
   }
 
   /** A one-guest move: to the host VM named, or the best one the rules allow. */
@@ -534,7 +469,7 @@ export class Controller {
     const g = view.guestIds.indexOf(guestId);
     const from = view.cloud.guestHost[g];
     if (from < 0) throw new ApiError(409, `guest VM ${guestId} is not placed`);
-    if (topo.running.some((m) => m.guest_id === guestId))
+    if (topo.running.some((m) => m.guest === guestId))
       throw new ApiError(409, `guest VM ${guestId} is migrating already`);
     const guest = view.cloud.guests[g];
     let target = to === undefined ? -1 : view.hostVmIds.indexOf(to);

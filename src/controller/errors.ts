@@ -1,7 +1,11 @@
 /** Errors the API turns into HTTP answers; each says what is wrong and with what. */
+import { ProviderError } from "../providers/index.ts";
+
+export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 422 | 429 | 503;
+
 export class ApiError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 422 | 429 | 503,
+    readonly status: ApiStatus,
     message: string,
   ) {
     super(message);
@@ -10,6 +14,32 @@ export class ApiError extends Error {
 }
 
 export const notFound = (what: string, id: string) => new ApiError(404, `${what} ${id} not found`);
+
+/**
+ * The HTTP status of each provider error, by its kind: what the provider does not know is
+ * not found, what it cannot take as given is invalid, what clashes with its state (an id
+ * taken, no room) is a conflict, and a provider it cannot reach now is unavailable.
+ */
+export const PROVIDER_ERROR_STATUS = {
+  "not-found": 404,
+  invalid: 422,
+  conflict: 409,
+  exists: 409,
+  capacity: 409,
+  unavailable: 503,
+} as const satisfies Record<ProviderError["code"], ApiStatus>;
+
+/** A provider's refusal as the API answers it (the provider's message, its kind's status). */
+export function providerApiError(e: ProviderError): ApiError {
+  return new ApiError(PROVIDER_ERROR_STATUS[e.code], e.message);
+}
+
+/** An error as the API answers it, if it is one the API knows (else undefined: a 500). */
+export function asApiError(e: unknown): ApiError | undefined {
+  if (e instanceof ApiError) return e;
+  if (e instanceof ProviderError) return providerApiError(e);
+  return undefined;
+}
 
 /** This controller is no longer the leader (another one took over): its write was refused. */
 export class FencedError extends Error {

@@ -10,17 +10,10 @@
  * Limits: a stream whose client does not read is dropped once 1 MiB waits unsent; at most
  * MAX_STREAMS_PER_PRINCIPAL streams per principal and MAX_STREAMS in all (429 beyond).
  */
-import { Type } from "@fastify/type-provider-typebox";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Principal } from "./auth.ts";
 import { ApiError } from "./errors.ts";
 import type { CloudEvent, EventBus } from "./events.ts";
-
-export const EventsHeaders = Type.Object({
-  "last-event-id": Type.Optional(
-    Type.String({ pattern: "^[0-9]{1,15}$", description: "id of the last event the client saw" }),
-  ),
-});
 
 export const MAX_STREAMS = 256;
 export const MAX_STREAMS_PER_PRINCIPAL = 16;

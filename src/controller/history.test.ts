@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { downsample, History, type HistorySample, MAX_HISTORY_ROWS } from "./history.ts";
+import { downsample, History, type HistorySample } from "./history.ts";
 import { openStore } from "./store/connect.ts";
 
 const sample = (at: number, hostVms: number, costPerHour = hostVms * 0.25, guests = 48): HistorySample => ({
@@ -25,7 +25,7 @@ test("downsampling keeps the span, the count bound and every bucket's peak", () 
   assert.deepEqual(downsample(series.slice(0, 10), 50), series.slice(0, 10), "short series pass unchanged");
 });
 
-test("the store keeps one sample per change (or per interval) and at most MAX_HISTORY_ROWS", async () => {
+test("the store keeps one sample per change (or per interval)", async () => {
   const store = await openStore("sqlite::memory:");
   try {
     const h = new History(store, 100);
@@ -47,30 +47,6 @@ test("the store keeps one sample per change (or per interval) and at most MAX_HI
       [20, 130],
       "since",
     );
-    await store.db
-      .insertInto("overview_history")
-      .values(
-        Array.from({ length: 500 }, (_, i) => ({ at: 1000 + i, host_vms: 5, cost_per_hour: 1, guests: 1 })),
-      )
-      .execute();
-    for (let i = 0; i < 40; i++)
-      await store.db
-        .insertInto("overview_history")
-        .values(
-          Array.from({ length: 500 }, (_, j) => ({
-            at: 2000 + i * 500 + j,
-            host_vms: 5,
-            cost_per_hour: 1,
-            guests: 1,
-          })),
-        )
-        .execute();
-    await h.trim();
-    const left = await store.db
-      .selectFrom("overview_history")
-      .select((eb) => eb.fn.countAll().as("n"))
-      .executeTakeFirstOrThrow();
-    assert.equal(Number(left.n), MAX_HISTORY_ROWS);
   } finally {
     await store.close();
   }

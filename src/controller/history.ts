@@ -3,15 +3,10 @@
  * still shows the past: one sample per change (and at least one per interval), bounded in the
  * store, downsampled on the way out.
  */
+import type { HistorySample } from "./api/schemas/cloud.ts";
 import type { Store } from "./store/connect.ts";
 
-export interface HistorySample {
-  /** Provider clock, s. */
-  readonly at: number;
-  readonly hostVms: number;
-  readonly costPerHour: number;
-  readonly guests: number;
-}
+export type { HistorySample };
 
 /** Rows kept in the store; older ones are dropped. */
 export const MAX_HISTORY_ROWS = 20_000;
@@ -72,11 +67,7 @@ export class History {
     )
       return;
     if (l && s.at <= l.at) return; // the provider's clock did not move
-    await this.store.db
-      .insertInto("overview_history")
-      .values({ at: s.at, host_vms: s.hostVms, cost_per_hour: s.costPerHour, guests: s.guests })
-      .onConflict((oc) => oc.column("at").doNothing())
-      .execute();
+    await this.store.repos.history.insert(s);
     this.last = s;
     if (++this.sinceTrim >= 200) {
       this.sinceTrim = 0;
@@ -85,43 +76,17 @@ export class History {
   }
 
   private async newest(): Promise<HistorySample | undefined> {
-    const r = await this.store.db
-      .selectFrom("overview_history")
-      .selectAll()
-      .orderBy("at", "desc")
-      .limit(1)
-      .executeTakeFirst();
-    return r ? toSample(r) : undefined;
+    return this.store.repos.history.newest();
   }
 
+  /** Drops all but the newest MAX_HISTORY_ROWS samples. */
   async trim(): Promise<void> {
-    const cut = await this.store.db
-      .selectFrom("overview_history")
-      .select("at")
-      .orderBy("at", "desc")
-      .offset(MAX_HISTORY_ROWS - 1)
-      .limit(1)
-      .executeTakeFirst();
-    if (cut) await this.store.db.deleteFrom("overview_history").where("at", "<", cut.at).execute();
+    await this.store.repos.history.keepNewest(MAX_HISTORY_ROWS);
   }
 
   /** Samples from `since` on (provider time), at most `points` of them. */
   async read(points: number, since = Number.NEGATIVE_INFINITY): Promise<HistorySample[]> {
-    const rows = await this.store.db
-      .selectFrom("overview_history")
-      .selectAll()
-      .where("at", ">=", Number.isFinite(since) ? since : -1e300)
-      .orderBy("at")
-      .execute();
-    return downsample(rows.map(toSample), Math.min(points, MAX_HISTORY_POINTS));
+    const rows = await this.store.repos.history.since(Number.isFinite(since) ? since : -1e300);
+    return downsample(rows, Math.min(points, MAX_HISTORY_POINTS));
   }
-}
-
-function toSample(r: { at: number; host_vms: number; cost_per_hour: number; guests: number }): HistorySample {
-  return {
-    at: Number(r.at),
-    hostVms: Number(r.host_vms),
-    costPerHour: Number(r.cost_per_hour),
-    guests: Number(r.guests),
-  };
 }

@@ -4,7 +4,8 @@ export {
   MIGRATION_STATUSES,
   PLAN_STATUSES,
   TOKEN_ROLES,
-} from "./api/schemas.ts";
+} from "./api/schemas/choices.ts";
+export { buildServer } from "./api/server.ts";
 export {
   createToken,
   hashToken,
@@ -16,7 +17,7 @@ export {
   verifyToken,
 } from "./auth.ts";
 export { Controller, type ControllerOptions } from "./controller.ts";
-export { ApiError, FencedError } from "./errors.ts";
+export { ApiError, FencedError, PROVIDER_ERROR_STATUS } from "./errors.ts";
 export { type CloudEvent, EventBus } from "./events.ts";
 export type { Automation } from "./reconciler.ts";
 export {
@@ -26,5 +27,4 @@ export {
   storeBackedState,
   type UpOptions,
 } from "./run.ts";
-export { buildServer } from "./server.ts";
 export { openStore, redact, type Store, StoreError } from "./store/connect.ts";

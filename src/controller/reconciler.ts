@@ -9,37 +9,16 @@ import { Rng } from "../model/index.ts";
 import type { ActionPlan } from "../planner/index.ts";
 import { type Policy, validatePlan } from "../planner/index.ts";
 import type { Provider, ProviderSnapshot } from "../providers/index.ts";
+import type { Automation } from "./api/schemas/common.ts";
+import type { ActionPayload } from "./api/schemas/plans.ts";
 import type { EventBus } from "./events.ts";
 import type { Leadership } from "./leader.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import type { Store } from "./store/connect.ts";
 import { buildView, type CloudView, LoadBook, plannerInput, type StoredTopology } from "./view.ts";
 
-/** The automation levels (a guest's, or the cloud's for guests without one; see above). */
-export const AUTOMATION_LEVELS = ["manual", "suggest", "automatic"] as const;
-export type Automation = (typeof AUTOMATION_LEVELS)[number];
-
-/** A stored plan action's payload: ids, not indices, so it survives restarts. */
-export type ActionPayload =
-  | {
-      kind: "migrate";
-      guest: string;
-      from: string;
-      to: { hostVm: string } | { acquire: number };
-      mechanism: "instant" | "precopy" | "postcopy";
-      seconds: number;
-      reason: string;
-      migration?: string;
-    }
-  | {
-      kind: "acquire-host-vm";
-      type: string;
-      server: string | undefined;
-      hostVm?: string;
-      /** An operator's explicit acquisition: the host VM is kept (see host_vms.kept). */
-      keep?: boolean;
-    }
-  | { kind: "release-host-vm"; hostVm: string };
+/** Automation levels and plan actions are the API's vocabulary (one definition: its schemas). */
+export type { ActionPayload, Automation };
 
 export interface ReconcilerOptions {
   readonly intervalSeconds: number;
@@ -70,40 +49,8 @@ export class Reconciler {
   async describe(): Promise<void> {
     const { servers, hostVmTypes } = await this.provider.describe();
     await this.leader.fenced(async (tx) => {
-      for (const s of servers) {
-        const row = {
-          id: s.id,
-          cores: s.cores,
-          mips_per_core: s.mipsPerCore,
-          memory_mib: s.memoryMiB,
-          network_mbps: s.networkMbps,
-          power: JSON.stringify(s.power.watts),
-          host_vm_slots: s.hostVmSlots,
-        };
-        await tx
-          .insertInto("servers")
-          .values(row)
-          .onConflict((oc) => oc.column("id").doUpdateSet(row))
-          .execute();
-      }
-      for (const t of hostVmTypes) {
-        const row = {
-          name: t.name,
-          vcpus: t.vcpus,
-          mips_per_vcpu: t.mipsPerVcpu,
-          memory_mib: t.memoryMiB,
-          overhead_mib: t.hypervisorOverheadMiB,
-          price_per_hour: t.pricePerHour,
-          provision_seconds: t.provisionSeconds,
-          billing_increment_seconds: t.billingIncrementSeconds,
-          minimum_billing_seconds: t.minimumBillingSeconds,
-        };
-        await tx
-          .insertInto("host_vm_types")
-          .values(row)
-          .onConflict((oc) => oc.column("name").doUpdateSet(row))
-          .execute();
-      }
+      for (const s of servers) await tx.servers.put(s);
+      for (const t of hostVmTypes) await tx.hostVmTypes.put(t);
     });
   }
 
@@ -118,29 +65,27 @@ export class Reconciler {
     const snap = await this.provider.snapshot();
     this.lastSnapshot = snap;
     await this.leader.fenced(async (tx) => {
-      const known = new Map((await tx.selectFrom("host_vms").selectAll().execute()).map((h) => [h.id, h]));
+      const known = new Map((await tx.hostVms.list()).map((h) => [h.id, h]));
       for (const h of snap.hostVms) {
-        const row = {
+        const reported = {
+          id: h.id,
           type: h.type,
-          server_id: h.server ?? null,
+          server: h.server ?? null,
           state: h.state,
-          state_since: h.stateSince,
-          acquired_at: h.acquiredAt,
+          stateSince: h.stateSince,
+          acquiredAt: h.acquiredAt,
         };
         const old = known.get(h.id);
         if (!old) {
-          await tx
-            .insertInto("host_vms")
-            .values({ id: h.id, ...row })
-            .execute();
+          await tx.hostVms.insert({ ...reported, kept: false });
           this.events.emit(
             "hostvm.appeared",
             undefined,
             { id: h.id, state: h.state, server: h.server },
             snap.now,
           );
-        } else if (old.state !== h.state || old.server_id !== (h.server ?? null)) {
-          await tx.updateTable("host_vms").set(row).where("id", "=", h.id).execute();
+        } else if (old.state !== h.state || old.server !== (h.server ?? null)) {
+          await tx.hostVms.update(reported);
           this.events.emit(
             "hostvm.changed",
             undefined,
@@ -149,80 +94,51 @@ export class Reconciler {
           );
         }
       }
-      const guests = new Map(
-        (await tx.selectFrom("guests").select(["id", "host_vm_id", "power_state", "tenant"]).execute()).map(
-          (g) => [g.id, g],
-        ),
-      );
+      const guests = new Map((await tx.guests.placements()).map((g) => [g.id, g]));
       // Guests whose move was settled after the snapshot was asked for: their stored place is
       // newer than the snapshot's (which may show them still at the source).
-      const settledSince = new Set(
-        (
-          await tx
-            .selectFrom("migrations")
-            .select("guest_id")
-            .where("status", "!=", "running")
-            .where("finished_at", ">=", asked)
-            .execute()
-        ).map((m) => m.guest_id),
-      );
+      const settledSince = await tx.migrations.guestsSettledSince(asked);
       for (const g of snap.guests) {
         const old = guests.get(g.id);
         if (!old) {
           // A guest the provider runs that the store does not know: adopt it.
-          await tx
-            .insertInto("guests")
-            .values({
-              id: g.id,
-              tenant: g.spec.tenant,
-              vcpus: g.spec.vcpus,
-              mips_per_vcpu: g.spec.mipsPerVcpu,
-              memory_mib: g.spec.memoryMiB,
-              dirty_rate_mibps: g.spec.dirtyRateMiBps,
-              affinity_group: null,
-              anti_affinity_group: null,
-              role: "tenant",
-              targets: "[]",
-              host_vm_id: g.hostVm ?? null,
-              power_state: g.running ? "running" : "stopped",
-              automation: null,
-              created_at: snap.now,
-            })
-            .execute();
+          await tx.guests.insert({
+            id: g.id,
+            tenant: g.spec.tenant,
+            vcpus: g.spec.vcpus,
+            mipsPerVcpu: g.spec.mipsPerVcpu,
+            memoryMiB: g.spec.memoryMiB,
+            dirtyRateMiBps: g.spec.dirtyRateMiBps,
+            affinityGroup: null,
+            antiAffinityGroup: null,
+            role: "tenant",
+            targets: [],
+            hostVm: g.hostVm ?? null,
+            powerState: g.running ? "running" : "stopped",
+            automation: null,
+            createdAt: snap.now,
+          });
           this.events.emit("vm.appeared", g.spec.tenant, { id: g.id, hostVm: g.hostVm }, snap.now);
           continue;
         }
         const power = g.running ? "running" : "stopped";
-        const hostVm = settledSince.has(g.id) ? old.host_vm_id : (g.hostVm ?? null);
-        if (old.host_vm_id !== hostVm || old.power_state !== power) {
-          await tx
-            .updateTable("guests")
-            .set({ host_vm_id: hostVm, power_state: power })
-            .where("id", "=", g.id)
-            .execute();
-        }
+        const hostVm = settledSince.has(g.id) ? old.hostVm : (g.hostVm ?? null);
+        if (old.hostVm !== hostVm || old.powerState !== power)
+          await tx.guests.setPlacement(g.id, hostVm, power);
       }
       for (const m of snap.migrations) {
-        const row = await tx
-          .selectFrom("migrations")
-          .select(["status", "progress"])
-          .where("id", "=", m.id)
-          .executeTakeFirst();
+        const row = await tx.migrations.get(m.id);
         // Only running ones: a settled migration is final (a snapshot taken before the
         // executor settled it would otherwise turn it back to running).
         if (row?.status !== "running" || (row.status === m.status && row.progress >= m.progress)) continue;
-        await tx
-          .updateTable("migrations")
-          .set({
-            status: m.status,
-            // Forward only: the executor may have stored a newer reading than this snapshot's.
-            progress: m.status === "running" ? Math.max(row.progress, m.progress) : m.progress,
-            detail: JSON.stringify({ remainingBytes: m.remainingBytes, etaSeconds: m.etaSeconds }),
-            finished_at: m.finishedAt ?? null,
-            error: m.error ?? null,
-          })
-          .where("id", "=", m.id)
-          .execute();
+        await tx.migrations.update(m.id, {
+          status: m.status,
+          // Forward only: the executor may have stored a newer reading than this snapshot's.
+          progress: m.status === "running" ? Math.max(row.progress, m.progress) : m.progress,
+          detail: { remainingBytes: m.remainingBytes, etaSeconds: m.etaSeconds },
+          finishedAt: m.finishedAt ?? null,
+          error: m.error ?? null,
+        });
       }
     });
     this.loads.record(snap);
@@ -238,23 +154,18 @@ export class Reconciler {
   }
 
   async topology(): Promise<StoredTopology> {
-    const db = this.store.db;
+    const r = this.store.repos;
     return {
-      servers: await db.selectFrom("servers").selectAll().orderBy("id").execute(),
-      types: await db.selectFrom("host_vm_types").selectAll().orderBy("name").execute(),
-      hostVms: await db.selectFrom("host_vms").selectAll().orderBy("id").execute(),
-      guests: await db.selectFrom("guests").selectAll().orderBy("id").execute(),
-      running: await db.selectFrom("migrations").selectAll().where("status", "=", "running").execute(),
+      servers: await r.servers.list(),
+      types: await r.hostVmTypes.list(),
+      hostVms: await r.hostVms.list(),
+      guests: await r.guests.list(),
+      running: await r.migrations.running(),
     };
   }
 
   async cloudAutomation(): Promise<Automation> {
-    const row = await this.store.db
-      .selectFrom("settings")
-      .select("value")
-      .where("key", "=", "automation")
-      .executeTakeFirst();
-    return (row?.value as Automation | undefined) ?? "automatic";
+    return (await this.store.repos.settings.automation()) ?? "automatic";
   }
 
   /**
@@ -263,23 +174,15 @@ export class Reconciler {
    */
   async round(): Promise<{ applied?: number; proposed?: number; waiting?: number }> {
     // One plan at a time: the next round plans from where the current one leaves the cloud.
-    const applying = await this.store.db
-      .selectFrom("plans")
-      .select("id")
-      .where("status", "in", ["approved", "applying"])
-      .executeTakeFirst();
-    if (applying) return { waiting: Number(applying.id) };
+    const applying = await this.store.repos.plans.anyWithStatus(["approved", "applying"]);
+    if (applying !== undefined) return { waiting: applying };
     const { automatic, suggested, now } = await this.propose(true);
     const out: { applied?: number; proposed?: number } = {};
     if (automatic.length > 0) out.applied = await this.storePlan(automatic, "applying", "reconciler", now);
     // One proposal at a time: a second one, planned while the first waits, would work
     // against it (moving guests into host VMs the first one empties).
-    const standing = await this.store.db
-      .selectFrom("plans")
-      .select("id")
-      .where("status", "=", "proposed")
-      .executeTakeFirst();
-    if (suggested.length > 0 && !standing)
+    const standing = await this.store.repos.plans.anyWithStatus(["proposed"]);
+    if (suggested.length > 0 && standing === undefined)
       out.proposed = await this.storePlan(suggested, "proposed", "reconciler", now);
     return out;
   }
@@ -296,43 +199,22 @@ export class Reconciler {
     const topo = await this.topology();
     const view = buildView(topo);
     const cloudLevel = await this.cloudAutomation();
-    const level = new Map(topo.guests.map((g) => [g.id, (g.automation as Automation | null) ?? cloudLevel]));
+    const level = new Map(topo.guests.map((g) => [g.id, g.automation ?? cloudLevel]));
 
     // A standing proposal keeps its guests out of planning until approved, cancelled or stale.
-    const proposals = await this.store.db
-      .selectFrom("plans")
-      .selectAll()
-      .where("status", "=", "proposed")
-      .execute();
+    const proposals = await this.store.repos.plans.withStatus("proposed");
     const fixed = new Set<string>([...level].filter(([, l]) => l === "manual").map(([id]) => id));
     for (const p of proposals) {
-      if (expire && snap.now - p.created_at > this.opts.proposalTtlSeconds) {
-        await this.leader.fenced((tx) =>
-          tx.updateTable("plans").set({ status: "superseded" }).where("id", "=", p.id).execute(),
-        );
+      if (expire && snap.now - p.createdAt > this.opts.proposalTtlSeconds) {
+        await this.leader.fenced((tx) => tx.plans.setStatus(p.id, "superseded"));
         this.events.emit("plan.superseded", undefined, { id: p.id }, snap.now);
         continue;
       }
-      const actions = await this.store.db
-        .selectFrom("plan_actions")
-        .select("payload")
-        .where("plan_id", "=", p.id)
-        .execute();
-      for (const a of actions) {
-        const payload = JSON.parse(a.payload) as ActionPayload;
-        if (payload.kind === "migrate") fixed.add(payload.guest);
-      }
+      for (const a of await this.store.repos.plans.actions(p.id))
+        if (a.payload.kind === "migrate") fixed.add(a.payload.guest);
     }
     // Guests moving under an applying plan are in flight already (migrations table).
-    const lastMovedAt = new Map<string, number>();
-    for (const m of await this.store.db
-      .selectFrom("migrations")
-      .select(["guest_id", "finished_at"])
-      .where("status", "=", "completed")
-      .execute()) {
-      if (m.finished_at !== null)
-        lastMovedAt.set(m.guest_id, Math.max(lastMovedAt.get(m.guest_id) ?? 0, m.finished_at));
-    }
+    const lastMovedAt = await this.store.repos.migrations.lastCompleted();
     const input = plannerInput({
       view,
       load: this.loads.history(view.guestIds),
@@ -364,31 +246,12 @@ export class Reconciler {
     notes: string[] = [],
   ): Promise<number> {
     const deps = dependencies(list);
-    const id = await this.leader.fenced(async (tx) => {
-      const row = await tx
-        .insertInto("plans")
-        .values({ created_at: now, status, source, notes: JSON.stringify(notes), epoch: this.leader.epoch })
-        .returning("id")
-        .executeTakeFirstOrThrow();
-      const planId = Number(row.id);
-      for (const [idx, a] of list.entries()) {
-        await tx
-          .insertInto("plan_actions")
-          .values({
-            plan_id: planId,
-            idx,
-            kind: a.kind,
-            payload: JSON.stringify(a),
-            depends_on: JSON.stringify(deps[idx]),
-            status: "pending",
-            started_at: null,
-            finished_at: null,
-            error: null,
-          })
-          .execute();
-      }
-      return planId;
-    });
+    const id = await this.leader.fenced((tx) =>
+      tx.plans.create(
+        { createdAt: now, status, source, notes, epoch: this.leader.epoch },
+        list.map((payload, idx) => ({ payload, dependsOn: deps[idx] })),
+      ),
+    );
     this.events.emit(
       status === "proposed" ? "plan.proposed" : "plan.created",
       undefined,

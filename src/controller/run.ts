@@ -24,9 +24,9 @@ import {
   TestbedProvider,
   testbedDir,
 } from "../providers/index.ts";
+import { buildServer } from "./api/server.ts";
 import { createToken, verifyToken } from "./auth.ts";
 import { Controller } from "./controller.ts";
-import { buildServer } from "./server.ts";
 import { openStore, redact, type Store } from "./store/connect.ts";
 
 export interface UpOptions {
@@ -74,21 +74,11 @@ export function storeBackedState(
 ): StateStore {
   return {
     async load() {
-      const row = await c.store.db
-        .selectFrom("provider_state")
-        .select("value")
-        .where("key", "=", key)
-        .executeTakeFirst();
-      return row?.value;
+      return c.store.repos.providerState.load(key);
     },
     async save(json) {
       if (!c.isLeader()) return; // a follower reads the world; only the leader changes it
-      const epoch = c.leaderEpoch();
-      await c.store.db
-        .insertInto("provider_state")
-        .values({ key, value: json, epoch })
-        .onConflict((oc) => oc.column("key").doUpdateSet({ value: json, epoch }))
-        .execute();
+      await c.store.repos.providerState.save(key, json, c.leaderEpoch());
     },
   };
 }

@@ -5,21 +5,18 @@
  */
 import { DEFAULT_CALIBRATION, DEFAULT_MECHANISM_POLICY } from "../migration/index.ts";
 import type { Rng } from "../model/index.ts";
-import { Cloud, type HostVmState, type HostVmType, LoadHistory } from "../model/index.ts";
+import { Cloud, type HostVmType, LoadHistory, type PhysicalServer } from "../model/index.ts";
 import { NESTED_RULES, type ParallelismCaps, type PlannerInput } from "../planner/index.ts";
 import type { ProviderSnapshot } from "../providers/index.ts";
-import type { Database } from "./store/schema.ts";
+import type { StoredGuest, StoredHostVm, StoredMigration } from "./store/repositories/index.ts";
 
-type Row<T extends keyof Database> = {
-  [K in keyof Database[T]]: Database[T][K] extends import("kysely").Generated<infer U> ? U : Database[T][K];
-};
-
+/** The cloud as the store has it (each list in id order). */
 export interface StoredTopology {
-  servers: Row<"servers">[];
-  types: Row<"host_vm_types">[];
-  hostVms: Row<"host_vms">[];
-  guests: Row<"guests">[];
-  running: Row<"migrations">[];
+  servers: PhysicalServer[];
+  types: HostVmType[];
+  hostVms: StoredHostVm[];
+  guests: StoredGuest[];
+  running: StoredMigration[];
 }
 
 export interface CloudView {
@@ -30,46 +27,18 @@ export interface CloudView {
   readonly types: Map<string, HostVmType>;
 }
 
-export function typeFromRow(t: Row<"host_vm_types">): HostVmType {
-  return {
-    name: t.name,
-    vcpus: t.vcpus,
-    mipsPerVcpu: t.mips_per_vcpu,
-    memoryMiB: t.memory_mib,
-    hypervisorOverheadMiB: t.overhead_mib,
-    pricePerHour: t.price_per_hour,
-    provisionSeconds: t.provision_seconds,
-    billingIncrementSeconds: t.billing_increment_seconds,
-    minimumBillingSeconds: t.minimum_billing_seconds,
-    bareMetal: false,
-  };
-}
-
 /** Builds the model Cloud (entities indexed in row order) from stored rows. */
 export function buildView(t: StoredTopology): CloudView {
   const cloud = new Cloud();
-  const types = new Map(t.types.map((x) => [x.name, typeFromRow(x)]));
+  const types = new Map(t.types.map((x) => [x.name, x]));
   const serverIndex = new Map<string, number>();
-  for (const s of t.servers) {
-    serverIndex.set(
-      s.id,
-      cloud.addServer({
-        id: s.id,
-        cores: s.cores,
-        mipsPerCore: s.mips_per_core,
-        memoryMiB: s.memory_mib,
-        networkMbps: s.network_mbps,
-        power: { watts: JSON.parse(s.power) as number[] },
-        hostVmSlots: s.host_vm_slots,
-      }),
-    );
-  }
+  for (const s of t.servers) serverIndex.set(s.id, cloud.addServer(s));
   const hostIndex = new Map<string, number>();
   for (const h of t.hostVms) {
     const type = types.get(h.type);
     if (!type) continue;
-    const server = h.server_id ? serverIndex.get(h.server_id) : undefined;
-    const i = cloud.addHostVm(h.id, type, server, h.state as HostVmState, h.state_since, h.acquired_at);
+    const server = h.server ? serverIndex.get(h.server) : undefined;
+    const i = cloud.addHostVm(h.id, type, server, h.state, h.stateSince, h.acquiredAt);
     hostIndex.set(h.id, i);
   }
   for (const g of t.guests) {
@@ -77,17 +46,14 @@ export function buildView(t: StoredTopology): CloudView {
       id: g.id,
       tenant: g.tenant,
       vcpus: g.vcpus,
-      mipsPerVcpu: g.mips_per_vcpu,
-      memoryMiB: g.memory_mib,
-      dirtyRateMiBps: g.dirty_rate_mibps,
-      ...(g.affinity_group ? { affinityGroup: g.affinity_group } : {}),
-      ...(g.anti_affinity_group ? { antiAffinityGroup: g.anti_affinity_group } : {}),
-      role:
-        g.role === "security"
-          ? { kind: "security", targets: JSON.parse(g.targets) as string[] }
-          : { kind: "tenant" },
+      mipsPerVcpu: g.mipsPerVcpu,
+      memoryMiB: g.memoryMiB,
+      dirtyRateMiBps: g.dirtyRateMiBps,
+      ...(g.affinityGroup ? { affinityGroup: g.affinityGroup } : {}),
+      ...(g.antiAffinityGroup ? { antiAffinityGroup: g.antiAffinityGroup } : {}),
+      role: g.role === "security" ? { kind: "security", targets: g.targets } : { kind: "tenant" },
     });
-    const h = g.host_vm_id ? hostIndex.get(g.host_vm_id) : undefined;
+    const h = g.hostVm ? hostIndex.get(g.hostVm) : undefined;
     if (h !== undefined) cloud.assign(i, h);
   }
   return {
@@ -162,10 +128,10 @@ export function plannerInput(o: InputOptions): PlannerInput {
   const inbound = new Int32Array(G).fill(-1);
   const inFlight: number[] = [];
   for (const m of o.running) {
-    const g = guestIndex.get(m.guest_id);
+    const g = guestIndex.get(m.guest);
     if (g === undefined) continue;
     inMigration[g] = 1;
-    inbound[g] = hostIndex.get(m.to_host_vm) ?? -1;
+    inbound[g] = hostIndex.get(m.to) ?? -1;
     inFlight.push(g);
   }
   for (const id of o.fixed) {

@@ -43,7 +43,7 @@ export interface NestcloudParams {
   readonly drainRounds: number;
   /** A guest moved less than this long ago is not moved to consolidate (no ping-pong). */
   readonly minMoveIntervalSeconds: number;
-  /** Cap on moves per round; 0 = 2 % of guests (at least 8). */
+  /** Cap on moves per round; 0 = 0.5 % of guests (at least 16). */
   readonly maxMovesPerRound: number;
   /** Empty running host VMs kept as spares (cloud-wide), on the busiest servers. */
   readonly spareHostVms: number;

@@ -44,6 +44,9 @@ export type QemuDevice =
 /** Device ids: short (they name sockets, whose paths are bounded) and safe in QEMU options. */
 export const DEVICE_ID_RE = /^[a-z][a-z0-9]{0,11}$/;
 
+/** The block node of disk `id`: what QMP addresses (NBD exports, dirty bitmaps, fleecing). */
+export const diskNodeName = (id: string) => `disk-${id}`;
+
 /** PCI slots of disks and NICs on q35's root bus, in list order (0x1f is the ICH9 chipset). */
 const FIRST_PCI_SLOT = 0x08;
 const LAST_PCI_SLOT = 0x1e;
@@ -108,7 +111,7 @@ export function buildDeviceArgs(runDir: string, devices: readonly QemuDevice[]):
       case "disk":
         args.push(
           "-drive",
-          `file=${d.path},if=none,id=drive-${d.id},node-name=disk-${d.id},format=${d.format}` +
+          `file=${d.path},if=none,id=drive-${d.id},node-name=${diskNodeName(d.id)},format=${d.format}` +
             (d.readOnly ? ",readonly=on" : ""),
           "-device",
           `virtio-blk-pci,drive=drive-${d.id},id=dev-${d.id},${pciAddr()}`,

@@ -1,5 +1,32 @@
 // Public entry of the qemu module: drive QEMU guests (process, QMP, serial console), build
-// guest images, and migrate guests between QEMU processes. Other modules import only this.
+// guest images, migrate guests between QEMU processes, and export their disks to monitors
+// (NBD exports, dirty bitmaps, fleecing). Other modules import only this.
+
+export {
+  addDirtyBitmap,
+  addReadOnlyExport,
+  type BitmapRotation,
+  type BlockExportInfo,
+  type BlockQmp,
+  type DirtyBitmapInfo,
+  type DiskView,
+  type DiskViewOptions,
+  type Fleece,
+  type FleeceOptions,
+  listDirtyBitmaps,
+  listExports,
+  type NbdServerAddress,
+  nodeSize,
+  openDiskView,
+  type ReadOnlyExport,
+  removeDirtyBitmap,
+  removeExport,
+  rotateDirtyBitmap,
+  startFleece,
+  startNbdServer,
+  stopFleece,
+  stopNbdServer,
+} from "./block-export.ts";
 export {
   ConsoleClosedError,
   ConsoleTimeoutError,
@@ -13,6 +40,7 @@ export {
   type DeviceSockets,
   deviceProblem,
   deviceSockets,
+  diskNodeName,
   MAX_EXTRA_SERIALS,
   type QemuDevice,
 } from "./devices.ts";

@@ -1,127 +1,33 @@
 /**
- * What the controller's API answers (src/controller/api/routes.ts). Request bodies come from
- * the API's own TypeBox schemas, so a change there breaks this build instead of the page.
+ * What the controller's API answers, derived from its TypeBox schemas
+ * (src/controller/api/schemas/): a change there breaks this build instead of the page.
  */
-import type { Static } from "@fastify/type-provider-typebox";
-import type * as S from "../../src/controller/api/schemas.ts";
+import type { Static } from "typebox";
+import type * as Cloud from "../../src/controller/api/schemas/cloud.ts";
+import type * as Common from "../../src/controller/api/schemas/common.ts";
+import type * as HostVms from "../../src/controller/api/schemas/hostvms.ts";
+import type * as Migrations from "../../src/controller/api/schemas/migrations.ts";
+import type * as Plans from "../../src/controller/api/schemas/plans.ts";
+import type * as Settings from "../../src/controller/api/schemas/settings.ts";
+import type * as Vms from "../../src/controller/api/schemas/vms.ts";
 
-export type Automation = Static<typeof S.Automation>;
-export type SettingsBody = Static<typeof S.Settings>;
-export type PatchVmBody = Static<typeof S.PatchVm>;
+// Plain lists (no TypeBox in the bundle).
+export { AUTOMATION_LEVELS } from "../../src/controller/api/schemas/choices.ts";
 
-export const AUTOMATION_LEVELS: readonly Automation[] = ["manual", "suggest", "automatic"];
+export type Automation = Static<typeof Common.Automation>;
+export type Mechanism = Static<typeof Common.Mechanism>;
+export type SettingsBody = Static<typeof Settings.Settings>;
+export type PatchVmBody = Static<typeof Vms.PatchVm>;
 
-export interface Overview {
-  readonly now: number;
-  readonly provider: string;
-  readonly speed: number;
-  readonly leader: boolean;
-  readonly guests: number;
-  readonly runningGuests: number;
-  readonly hostVms?: number;
-  readonly costPerHour?: number;
-  readonly activeMigrations?: number;
-  readonly proposedPlans?: number;
-}
-
-export interface Server {
-  readonly id: string;
-  readonly cores: number;
-  readonly mipsPerCore: number;
-  readonly memoryMiB: number;
-  readonly hostVmSlots: number;
-  readonly hostVms: readonly string[];
-}
-
-export interface HostVm {
-  readonly id: string;
-  readonly type: string;
-  readonly server: string | null;
-  readonly state: string;
-  readonly acquiredAt: number;
-  /** Acquired by an operator: released only by the operator or a plan the operator approved. */
-  readonly kept: boolean;
-  readonly pricePerHour: number;
-  readonly guests: readonly string[];
-  readonly memoryUsedMiB: number;
-  readonly memoryMiB: number;
-  /** Requested CPU of its guests as a fraction of its capacity (null before the first audit). */
-  readonly cpu: number | null;
-}
-
-export interface Guest {
-  readonly id: string;
-  readonly tenant: string;
-  readonly vcpus: number;
-  readonly mipsPerVcpu: number;
-  readonly memoryMiB: number;
-  readonly hostVm: string | null;
-  readonly server: string | null;
-  readonly powerState: string;
-  readonly automation: Automation | null;
-  readonly role: "tenant" | "security";
-  readonly targets: readonly string[];
-  readonly cpu: number | null;
-}
-
-export type PlanAction = {
-  readonly idx: number;
-  readonly status: string;
-  readonly dependsOn: readonly number[];
-  readonly error: string | null;
-} & (
-  | {
-      readonly kind: "migrate";
-      readonly guest: string;
-      readonly from: string;
-      readonly to: { readonly hostVm: string } | { readonly acquire: number };
-      readonly mechanism: Mechanism;
-      readonly seconds: number;
-      readonly reason: string;
-      readonly migration?: string;
-    }
-  | {
-      readonly kind: "acquire-host-vm";
-      readonly type: string;
-      readonly server?: string;
-      readonly hostVm?: string;
-    }
-  | { readonly kind: "release-host-vm"; readonly hostVm: string }
-);
-
-export interface Plan {
-  readonly id: number;
-  readonly createdAt: number;
-  readonly status: string;
-  readonly source: string;
-  readonly actions: readonly PlanAction[];
-}
-
-export type Mechanism = "instant" | "precopy" | "postcopy";
-
-export interface Migration {
-  readonly id: string;
-  readonly guest: string;
-  readonly tenant: string;
-  readonly from: string;
-  readonly to: string;
-  readonly mechanism: Mechanism | string;
-  readonly status: string;
-  readonly progress: number;
-  readonly detail: Readonly<Record<string, number>>;
-  readonly plan: number | null;
-  readonly startedAt: number;
-  readonly finishedAt: number | null;
-  readonly error: string | null;
-}
-
+export type Overview = Static<typeof Cloud.Overview>;
+export type Server = Static<typeof Cloud.Server>;
 /** One sample of GET /api/history (provider clock). */
-export interface HistoryPoint {
-  readonly at: number;
-  readonly hostVms: number;
-  readonly costPerHour: number;
-  readonly guests: number;
-}
+export type HistoryPoint = Static<typeof Cloud.HistorySample>;
+export type HostVm = Static<typeof HostVms.HostVm>;
+export type Guest = Static<typeof Vms.Guest>;
+export type PlanAction = Static<typeof Plans.PlanAction>;
+export type Plan = Static<typeof Plans.Plan>;
+export type Migration = Static<typeof Migrations.Migration>;
 
 /** One /api/overview poll, kept client-side for the charts. */
 export interface Sample {

@@ -8,14 +8,20 @@ import SQLite from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
 import pg from "pg";
 import { migrationsFor } from "./migrations.ts";
-import type { Database } from "./schema.ts";
+import { type Repositories, repositories } from "./repositories/index.ts";
+import type { Database, StoreKind } from "./schema.ts";
 
-export type StoreKind = "sqlite" | "postgres";
+export type { StoreKind };
 
 export interface Store {
+  /** The connection (pool); the controller reaches it through the repositories only. */
   readonly db: Kysely<Database>;
   readonly kind: StoreKind;
   readonly url: string;
+  /** The repositories on the store's connection. */
+  readonly repos: Repositories;
+  /** Runs `fn` in one transaction, with the repositories bound to it. */
+  transaction<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -54,7 +60,14 @@ export async function openStore(url: string): Promise<Store> {
       `cannot migrate the store at ${redact(url)}: ${failed?.migrationName ?? ""} ${String(error ?? "")}`,
     );
   }
-  return { db, kind, url, close: () => db.destroy() };
+  return {
+    db,
+    kind,
+    url,
+    repos: repositories(db, kind),
+    transaction: (fn) => db.transaction().execute((tx) => fn(repositories(tx, kind))),
+    close: () => db.destroy(),
+  };
 }
 
 /** A URL fit for logs (no password). */

@@ -3,8 +3,9 @@
  * never edit a released one.
  */
 import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
+import type { StoreKind } from "./schema.ts";
 
-const m001 = (kind: "sqlite" | "postgres"): Migration => ({
+const m001 = (kind: StoreKind): Migration => ({
   async up(db: Kysely<unknown>) {
     await db.schema
       .createTable("servers")
@@ -158,7 +159,7 @@ const m003: Migration = {
   },
 };
 
-export function migrationsFor(kind: "sqlite" | "postgres"): MigrationProvider {
+export function migrationsFor(kind: StoreKind): MigrationProvider {
   return {
     async getMigrations() {
       return { "001_initial": m001(kind), "002_tokens_retired_ids": m002, "003_kept_history": m003 };

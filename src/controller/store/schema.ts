@@ -5,6 +5,9 @@
  */
 import type { Generated } from "kysely";
 
+/** The database behind the store (the SQL differs a little between the two). */
+export type StoreKind = "sqlite" | "postgres";
+
 export interface ServersTable {
   id: string;
   cores: number;

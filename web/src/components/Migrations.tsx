@@ -111,7 +111,7 @@ function Row({ m, now }: { m: Migration; now: number | undefined }) {
           kind="progress"
           compact
           text={
-            m.status === "running" && eta !== undefined
+            m.status === "running" && eta !== undefined && eta !== null
               ? `${pct(m.progress)} · ${duration(eta)} left`
               : pct(m.status === "completed" ? 1 : m.progress)
           }

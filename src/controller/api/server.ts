@@ -13,12 +13,21 @@ import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
-import { schemaErrorFormatter } from "../schema/index.ts";
-import { registerRoutes } from "./api/routes.ts";
-import { type Role, verifyToken } from "./auth.ts";
-import type { Controller } from "./controller.ts";
-import { ApiError } from "./errors.ts";
-import { EventsHeaders, streamEvents } from "./event-stream.ts";
+import { schemaErrorFormatter } from "../../schema/index.ts";
+import { type Role, verifyToken } from "../auth.ts";
+import type { Controller } from "../controller.ts";
+import { ApiError, asApiError } from "../errors.ts";
+import type { ApiPlugin, RouteAuth } from "./plugin.ts";
+import { cloudRoutes } from "./routes/cloud.ts";
+import { eventRoutes } from "./routes/events.ts";
+import { hostVmRoutes } from "./routes/hostvms.ts";
+import { migrationRoutes } from "./routes/migrations.ts";
+import { planRoutes } from "./routes/plans.ts";
+import { securityVmRoutes } from "./routes/security-vms.ts";
+import { settingsRoutes } from "./routes/settings.ts";
+import { systemRoutes } from "./routes/system.ts";
+import { tokenRoutes } from "./routes/tokens.ts";
+import { vmRoutes } from "./routes/vms.ts";
 
 export interface ServerOptions {
   /** Folder with the built dashboard (index.html + assets), served at /. */
@@ -26,21 +35,19 @@ export interface ServerOptions {
   readonly logger?: boolean | object;
 }
 
-/** Who may call a route. Routes say nothing by default: admin and tenant tokens. */
-export interface RouteAuth {
-  /** No token needed (health, the dashboard's files). */
-  readonly open?: boolean;
-  /** Roles admitted (default admin and tenant; the route checks tenant scope itself). */
-  readonly roles?: readonly Role[];
-  /** The token may come as ?token= (EventSource cannot send headers). */
-  readonly tokenInQuery?: boolean;
-}
-
-declare module "fastify" {
-  interface FastifyContextConfig {
-    auth?: RouteAuth;
-  }
-}
+/** One plugin per resource, each with its routes' request and response schemas. */
+const ROUTES: readonly ApiPlugin[] = [
+  systemRoutes,
+  cloudRoutes,
+  hostVmRoutes,
+  vmRoutes,
+  securityVmRoutes,
+  planRoutes,
+  migrationRoutes,
+  settingsRoutes,
+  tokenRoutes,
+  eventRoutes,
+];
 
 const DEFAULT_ROLES: readonly Role[] = ["admin", "tenant"];
 
@@ -90,7 +97,9 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
   });
 
   app.setErrorHandler((err: FastifyError | ApiError | Error, req, reply) => {
-    if (err instanceof ApiError) return reply.code(err.status).send({ error: err.message });
+    // The API's own refusals, and a provider's by the kind of error (PROVIDER_ERROR_STATUS).
+    const known = asApiError(err);
+    if (known) return reply.code(known.status).send({ error: known.message });
     const fe = err as FastifyError;
     if (fe.validation) {
       // e.g. "body/memoryMiB must be >= 64" — names the field at fault (see schemaErrorFormatter).
@@ -107,34 +116,7 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     reply.code(404).send({ error: `no route ${req.method} ${req.url.split("?")[0]}` }),
   );
 
-  app.get("/health", { config: { auth: { open: true } } }, async () => ({
-    status: "ok",
-    leader: c.leader.isLeader,
-    provider: c.provider.name,
-  }));
-
-  // Metrics tell the cloud's size and activity: admins and scrape (metrics) tokens only.
-  app.get("/metrics", { config: { auth: { roles: ["admin", "metrics"] } } }, async (_req, reply) => {
-    reply.header("content-type", c.metrics.registry.contentType);
-    return c.metrics.registry.metrics();
-  });
-
-  app.get("/api/openapi.json", async () => app.swagger());
-
-  // Guest and host-VM routes read the views: refresh them first if an audit or write changed them.
-  app.addHook("preHandler", async (req) => {
-    const url = req.routeOptions.url ?? "";
-    if (url.startsWith("/api/vms") || url.startsWith("/api/hostvms") || url.startsWith("/api/security-vms"))
-      await c.freshViews();
-  });
-
-  registerRoutes(app, c);
-
-  app.get(
-    "/api/events",
-    { config: { auth: { tokenInQuery: true } }, schema: { headers: EventsHeaders } },
-    async (req, reply) => streamEvents(c.events, req, reply),
-  );
+  for (const routes of ROUTES) await app.register(routes, { controller: c });
 
   if (opts.webDir && existsSync(opts.webDir)) {
     // wildcard: false routes each file found at start-up, and / to index.html.

@@ -1,0 +1,29 @@
+/** The cloud as a whole: physical servers (admin), the overview, size and cost over time (admin). */
+import { ADMIN, type ApiPlugin, answers } from "../plugin.ts";
+import { History, HistoryQuery, Overview, ServerList } from "../schemas/cloud.ts";
+
+export const cloudRoutes: ApiPlugin = async (app, { controller: c }) => {
+  app.get("/api/servers", { ...ADMIN, schema: { response: answers({ 200: ServerList }) } }, async () => {
+    const servers = await c.repos.servers.list();
+    const hosts = await c.repos.hostVms.list({ rented: true });
+    return servers.map((s) => ({
+      id: s.id,
+      cores: s.cores,
+      mipsPerCore: s.mipsPerCore,
+      memoryMiB: s.memoryMiB,
+      hostVmSlots: s.hostVmSlots,
+      hostVms: hosts.filter((h) => h.server === s.id).map((h) => h.id),
+    }));
+  });
+
+  app.get("/api/overview", { schema: { response: answers({ 200: Overview }) } }, async (req) =>
+    c.overview(req.principal),
+  );
+
+  // The cloud's size and cost over time (provider clock), downsampled to at most `points`.
+  app.get(
+    "/api/history",
+    { ...ADMIN, schema: { querystring: HistoryQuery, response: answers({ 200: History }) } },
+    async (req) => ({ samples: await c.history.read(req.query.points ?? 720, req.query.since) }),
+  );
+};

@@ -1,0 +1,25 @@
+/**
+ * The fixed values of the API's fields, as plain lists: the schemas make enums of them
+ * (`Type.Enum`: a bad value gets one error listing them, `body/mechanism must be one of auto,
+ * instant, precopy, postcopy`), and the dashboard uses them without bundling TypeBox. The
+ * CLI keeps its own copy (src/cli/choices.ts, so that its commands need not load the
+ * controller); cli.test.ts checks that the two agree.
+ */
+
+/** How far the controller acts by itself: never moves, proposes for approval, or applies. */
+export const AUTOMATION_LEVELS = ["manual", "suggest", "automatic"] as const;
+/** How a guest may be moved (`auto`: the controller chooses). */
+export const MIGRATION_MECHANISMS = ["auto", "instant", "precopy", "postcopy"] as const;
+export const TOKEN_ROLES = ["admin", "tenant", "metrics"] as const;
+export const PLAN_STATUSES = [
+  "proposed",
+  "approved",
+  "applying",
+  "applied",
+  "failed",
+  "cancelled",
+  "superseded",
+] as const;
+export const MIGRATION_STATUSES = ["running", "completed", "failed", "cancelled"] as const;
+/** What the provider's times count: Unix seconds, or seconds of a simulated world. */
+export const PROVIDER_CLOCKS = ["wall", "simulated"] as const;

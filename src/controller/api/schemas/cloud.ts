@@ -1,0 +1,53 @@
+/** The cloud as a whole: physical servers, the overview, size and cost over time. */
+import { type Static, Type } from "typebox";
+import { PROVIDER_CLOCKS } from "./choices.ts";
+
+export const Server = Type.Object({
+  id: Type.String(),
+  cores: Type.Integer(),
+  mipsPerCore: Type.Number(),
+  memoryMiB: Type.Number(),
+  hostVmSlots: Type.Integer(),
+  hostVms: Type.Array(Type.String()),
+});
+
+export const ServerList = Type.Array(Server);
+
+/** Counts of the caller's guests; the cloud's size and cost for admins only. */
+export const Overview = Type.Object({
+  now: Type.Number({ description: "provider clock, s" }),
+  provider: Type.String(),
+  clock: Type.Enum(PROVIDER_CLOCKS, {
+    description:
+      "how to read the provider's times (now, plans' createdAt, migrations' startedAt, ...): wall is Unix seconds, simulated is seconds since the simulated world's first day",
+  }),
+  speed: Type.Number(),
+  leader: Type.Boolean(),
+  guests: Type.Integer(),
+  runningGuests: Type.Integer(),
+  hostVms: Type.Optional(Type.Integer()),
+  costPerHour: Type.Optional(Type.Number()),
+  activeMigrations: Type.Optional(Type.Integer()),
+  proposedPlans: Type.Optional(Type.Integer()),
+});
+
+export const HistoryQuery = Type.Object(
+  {
+    points: Type.Optional(
+      Type.Integer({ minimum: 2, maximum: 2000, description: "samples at most (default 720)" }),
+    ),
+    since: Type.Optional(Type.Number({ description: "provider time from which on (s)" })),
+  },
+  { additionalProperties: false },
+);
+
+/** The cloud's size and cost at one time (provider clock). */
+export const HistorySample = Type.Object({
+  at: Type.Number(),
+  hostVms: Type.Integer(),
+  costPerHour: Type.Number(),
+  guests: Type.Integer(),
+});
+export type HistorySample = Static<typeof HistorySample>;
+
+export const History = Type.Object({ samples: Type.Array(HistorySample) });

@@ -1,0 +1,76 @@
+/** Plans (the journal of what the controller does) and their actions: /api/plans. */
+import { type Static, Type } from "typebox";
+import { PLAN_STATUSES } from "./choices.ts";
+import { listFields, Mechanism, Nullable } from "./common.ts";
+
+export const PlanIdParams = Type.Object(
+  { id: Type.Integer({ minimum: 1 }) },
+  { additionalProperties: false },
+);
+
+export const PlanListQuery = Type.Object(
+  { ...listFields, status: Type.Optional(Type.Enum(PLAN_STATUSES)) },
+  { additionalProperties: false },
+);
+
+// Each kind of action's fields: stored as its payload (ids, not indices, so it survives restarts).
+const migrate = {
+  kind: Type.Literal("migrate"),
+  guest: Type.String(),
+  from: Type.String(),
+  to: Type.Union([
+    Type.Object({ hostVm: Type.String() }),
+    Type.Object({ acquire: Type.Integer({ description: "index of the acquisition in the plan" }) }),
+  ]),
+  mechanism: Mechanism,
+  seconds: Type.Number(),
+  reason: Type.String(),
+  migration: Type.Optional(Type.String({ description: "the provider's id, once started" })),
+};
+const acquire = {
+  kind: Type.Literal("acquire-host-vm"),
+  type: Type.String(),
+  server: Type.Optional(Type.String()),
+  hostVm: Type.Optional(Type.String({ description: "the provider's id, once acquired" })),
+  keep: Type.Optional(Type.Boolean({ description: "an operator's explicit acquisition: kept" })),
+};
+const release = { kind: Type.Literal("release-host-vm"), hostVm: Type.String() };
+
+/** What an action does. */
+export const ActionPayload = Type.Union([Type.Object(migrate), Type.Object(acquire), Type.Object(release)]);
+export type ActionPayload = Static<typeof ActionPayload>;
+
+/** Where an action stands in the journal. */
+const journal = {
+  idx: Type.Integer(),
+  status: Type.String({ description: "pending, running, done, failed or cancelled" }),
+  dependsOn: Type.Array(Type.Integer()),
+  error: Nullable(Type.String()),
+};
+
+export const PlanAction = Type.Union([
+  Type.Object({ ...migrate, ...journal }),
+  Type.Object({ ...acquire, ...journal }),
+  Type.Object({ ...release, ...journal }),
+]);
+
+export const Plan = Type.Object({
+  id: Type.Integer(),
+  createdAt: Type.Number(),
+  status: Type.String({
+    description: "proposed, approved, applying, applied, failed, cancelled or superseded",
+  }),
+  source: Type.String(),
+  actions: Type.Array(PlanAction),
+});
+
+export type Plan = Static<typeof Plan>;
+
+export const PlanList = Type.Array(Plan);
+
+/** What the planner would do now, split by automation level (nothing stored). */
+export const Preview = Type.Object({
+  at: Type.Number(),
+  automatic: Type.Array(ActionPayload),
+  suggested: Type.Array(ActionPayload),
+});
