@@ -407,12 +407,7 @@ export class Controller {
       throw e; // a provider's refusal answers with its kind's status (PROVIDER_ERROR_STATUS)
     }
     const guest: StoredGuest = {
-      id: spec.id,
-      tenant: spec.tenant,
-      vcpus: spec.vcpus,
-      mipsPerVcpu: spec.mipsPerVcpu,
-      memoryMiB: spec.memoryMiB,
-      dirtyRateMiBps: spec.dirtyRateMiBps,
+      ...guestSpec(spec),
       affinityGroup: null,
       antiAffinityGroup: spec.antiAffinityGroup ?? null,
       role: spec.role,
