@@ -63,9 +63,10 @@ async function known(e: unknown): Promise<{ code: number; line: string } | undef
   if (e instanceof UsageError) return is(true, 2);
   switch (e.name) {
     case "ScenarioError":
-      return is(e instanceof (await import("../sim/index.ts")).ScenarioError, 2);
-    case "TraceError":
-      return is(e instanceof (await import("../sim/index.ts")).TraceError, 2);
+    case "TraceError": {
+      const { ScenarioError, TraceError } = await import("../sim/index.ts");
+      return is(e instanceof ScenarioError || e instanceof TraceError, 2);
+    }
     case "PolicyError":
       return is(e instanceof (await import("../planner/index.ts")).PolicyError, 2);
     case "CalibrationError":
