@@ -78,8 +78,11 @@ async function known(e: unknown): Promise<{ code: number; line: string } | undef
   const is = (yes: boolean, code: number) => (yes ? { code, line: e.message } : undefined);
   if (e instanceof UsageError) return is(true, 2);
   switch (e.name) {
-    case "UserError":
-      return is(e instanceof (await import("../sim/index.ts")).UserError, 2);
+    case "ScenarioError":
+    case "TraceError": {
+      const { ScenarioError, TraceError } = await import("../sim/index.ts");
+      return is(e instanceof ScenarioError || e instanceof TraceError, 2);
+    }
     case "PolicyError":
       return is(e instanceof (await import("../planner/index.ts")).PolicyError, 2);
     case "CalibrationError":

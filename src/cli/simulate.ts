@@ -11,10 +11,10 @@ import {
   renderReport,
   runScenario,
   type Scenario,
-  UserError,
 } from "../sim/index.ts";
 import { wrote } from "./output.ts";
 import { progress, type Row, resultsTable, toLowerBound } from "./terminal.ts";
+import { UsageError } from "./usage.ts";
 
 /** The scenario used when none is given: synthetic load, so it runs on any machine. */
 export const DEFAULT_SCENARIO = resolve(
@@ -34,7 +34,7 @@ export interface SimulateOptions {
 function seedOf(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new UserError(`--seed ${v}: expected an integer`);
+  if (!Number.isInteger(n)) throw new UsageError(`--seed ${v}: expected an integer`);
   return n;
 }
 
@@ -43,7 +43,7 @@ function checkPolicy(flag: string, name: string, params: PolicyParams = {}): voi
   try {
     createPolicy(name, params, {});
   } catch (e) {
-    if (e instanceof PolicyError) throw new UserError(`${flag}: ${e.message}`);
+    if (e instanceof PolicyError) throw new UsageError(`${flag}: ${e.message}`);
     throw e;
   }
 }
@@ -62,7 +62,7 @@ function checkParams(
     } catch (e) {
       // "policy.params.window: ..." -> "--policy-param nestcloud:window: ..."
       if (e instanceof PolicyError)
-        throw new UserError(e.message.replace(/^policy\.params[.:]/, `--policy-param ${p}:`));
+        throw new UsageError(e.message.replace(/^policy\.params[.:]/, `--policy-param ${p}:`));
       throw e;
     }
     checkPolicy(`${scenario.file}: ${p}`, p, policyParamsFor(scenario, p, cli));
@@ -81,15 +81,15 @@ export function parsePolicyParams(
   const out: Record<string, PolicyParams> = {};
   for (const spec of specs ?? []) {
     const m = /^(?:([^:=]+):)?([A-Za-z][A-Za-z0-9]*)=(.+)$/.exec(spec);
-    if (!m) throw new UserError(`--policy-param ${spec}: expected <policy>:<name>=<value>`);
+    if (!m) throw new UsageError(`--policy-param ${spec}: expected <policy>:<name>=<value>`);
     const [, given, name, text] = m;
     if (given === undefined && policies.length !== 1)
-      throw new UserError(
+      throw new UsageError(
         `--policy-param ${spec}: several policies run (${policies.join(", ")}): say which, <policy>:<name>=<value>`,
       );
     const policy = given ?? policies[0];
     if (!policies.includes(policy))
-      throw new UserError(
+      throw new UsageError(
         `--policy-param ${spec}: ${policy} is not a policy of this run (${policies.join(", ")})`,
       );
     const value =
@@ -102,7 +102,9 @@ export function parsePolicyParams(
 /** A --trace value's form (the data itself is read later). */
 function checkTraceSpec(spec: string | undefined): void {
   if (spec !== undefined && !/^(planetlab|synthetic):.+$/.test(spec))
-    throw new UserError(`--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`);
+    throw new UsageError(
+      `--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`,
+    );
 }
 
 /** Writes a file and names it on stderr. */
@@ -158,7 +160,7 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean);
-  if (policies.length === 0) throw new UserError("--policies: give at least one policy name");
+  if (policies.length === 0) throw new UsageError("--policies: give at least one policy name");
   for (const p of policies) checkPolicy("--policies", p);
   const policyParams = parsePolicyParams(opts.policyParam, policies);
   checkTraceSpec(opts.trace);

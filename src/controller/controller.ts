@@ -11,7 +11,7 @@ import {
   estimateMove,
   routeBetween,
 } from "../migration/index.ts";
-import { hostVmMips } from "../model/index.ts";
+import { type GuestSpec, guestSpec, hostVmMips } from "../model/index.ts";
 import type { Policy } from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
 import type { Principal } from "./auth.ts";
@@ -39,13 +39,7 @@ export interface ControllerOptions {
   readonly holder?: string;
 }
 
-export interface NewGuest {
-  id: string;
-  tenant: string;
-  vcpus: number;
-  mipsPerVcpu: number;
-  memoryMiB: number;
-  dirtyRateMiBps: number;
+export interface NewGuest extends GuestSpec {
   antiAffinityGroup?: string;
   automation?: Automation;
   hostVm?: string;
@@ -404,17 +398,7 @@ export class Controller {
     }
     const now = this.provider.now();
     try {
-      await this.provider.createGuest(
-        {
-          id: spec.id,
-          tenant: spec.tenant,
-          vcpus: spec.vcpus,
-          mipsPerVcpu: spec.mipsPerVcpu,
-          memoryMiB: spec.memoryMiB,
-          dirtyRateMiBps: spec.dirtyRateMiBps,
-        },
-        hostVm,
-      );
+      await this.provider.createGuest(guestSpec(spec), hostVm);
     } catch (e) {
       // Taken at the provider but not (yet) in the store: a create racing this one, or a
       // guest the audit has not adopted. Whose it is must not show.
@@ -423,12 +407,7 @@ export class Controller {
       throw e; // a provider's refusal answers with its kind's status (PROVIDER_ERROR_STATUS)
     }
     const guest: StoredGuest = {
-      id: spec.id,
-      tenant: spec.tenant,
-      vcpus: spec.vcpus,
-      mipsPerVcpu: spec.mipsPerVcpu,
-      memoryMiB: spec.memoryMiB,
-      dirtyRateMiBps: spec.dirtyRateMiBps,
+      ...guestSpec(spec),
       affinityGroup: null,
       antiAffinityGroup: spec.antiAffinityGroup ?? null,
       role: spec.role,

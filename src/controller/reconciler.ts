@@ -5,7 +5,7 @@
  *   manual: the planner never moves it; suggest: its moves wait for approval; automatic: applied.
  */
 
-import { Rng } from "../model/index.ts";
+import { guestSpec, Rng } from "../model/index.ts";
 import type { ActionPlan } from "../planner/index.ts";
 import { type Policy, validatePlan } from "../planner/index.ts";
 import type { Provider, ProviderSnapshot } from "../providers/index.ts";
@@ -103,12 +103,8 @@ export class Reconciler {
         if (!old) {
           // A guest the provider runs that the store does not know: adopt it.
           await tx.guests.insert({
+            ...guestSpec(g.spec),
             id: g.id,
-            tenant: g.spec.tenant,
-            vcpus: g.spec.vcpus,
-            mipsPerVcpu: g.spec.mipsPerVcpu,
-            memoryMiB: g.spec.memoryMiB,
-            dirtyRateMiBps: g.spec.dirtyRateMiBps,
             affinityGroup: null,
             antiAffinityGroup: null,
             role: "tenant",

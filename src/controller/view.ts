@@ -5,7 +5,7 @@
  */
 import { DEFAULT_CALIBRATION, DEFAULT_MECHANISM_POLICY } from "../migration/index.ts";
 import type { Rng } from "../model/index.ts";
-import { Cloud, type HostVmType, LoadHistory, type PhysicalServer } from "../model/index.ts";
+import { Cloud, guestSpec, type HostVmType, LoadHistory, type PhysicalServer } from "../model/index.ts";
 import { NESTED_RULES, type ParallelismCaps, type PlannerInput } from "../planner/index.ts";
 import type { ProviderSnapshot } from "../providers/index.ts";
 import type { StoredGuest, StoredHostVm, StoredMigration } from "./store/repositories/index.ts";
@@ -43,12 +43,7 @@ export function buildView(t: StoredTopology): CloudView {
   }
   for (const g of t.guests) {
     const i = cloud.addGuest({
-      id: g.id,
-      tenant: g.tenant,
-      vcpus: g.vcpus,
-      mipsPerVcpu: g.mipsPerVcpu,
-      memoryMiB: g.memoryMiB,
-      dirtyRateMiBps: g.dirtyRateMiBps,
+      ...guestSpec(g),
       ...(g.affinityGroup ? { affinityGroup: g.affinityGroup } : {}),
       ...(g.antiAffinityGroup ? { antiAffinityGroup: g.antiAffinityGroup } : {}),
       role: g.role === "security" ? { kind: "security", targets: g.targets } : { kind: "tenant" },

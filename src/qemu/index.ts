@@ -67,11 +67,13 @@ export {
   type MigrationDestination,
   MigrationError,
   MigrationFailedError,
+  type MigrationFigures,
   MigrationJob,
   type MigrationOptions,
   type MigrationResult,
   MigrationStalledError,
   MigrationTimeoutError,
+  migrationFigures,
   type OutgoingOptions,
   type PrecopyOptions,
   precopy,
@@ -107,7 +109,12 @@ export {
   type StartOptions,
   type StopOptions,
 } from "./process.ts";
-export { type MigrationProgress, ProgressTracker } from "./progress.ts";
+export {
+  type MigrationProgress,
+  type MigrationProgressReport,
+  ProgressTracker,
+  progressReport,
+} from "./progress.ts";
 export {
   QmpClient,
   QmpClosedError,

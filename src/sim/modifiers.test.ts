@@ -4,10 +4,9 @@
 // for pinned numbers (those are in pinned-figures.test.ts).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { NESTCLOUD_DEFAULTS, type PlannerInput, type Policy } from "../planner/index.ts";
+import { NESTCLOUD_DEFAULTS, type PlannerInput, type Policy, PolicyError } from "../planner/index.ts";
 import { buildCloud } from "./build.ts";
 import { Simulation } from "./engine.ts";
-import { UserError } from "./errors.ts";
 import { createPolicy } from "./policies.ts";
 import type { SimulationResult } from "./results.ts";
 import { loadCalibration, loadTrace, policyParamsFor, runScenario } from "./run.ts";
@@ -205,7 +204,7 @@ policyParams:
           policyParams: { "lr-mmt-1.2+billing": { spare: 1 } },
         }),
       (e: Error) =>
-        e instanceof UserError &&
+        e instanceof PolicyError &&
         /policy\.params\.spare: unknown parameter of lr-mmt-1\.2\+billing/.test(e.message),
     );
   });

@@ -3,6 +3,7 @@
  * migrations take the time the planner's cost model gave.
  */
 import { DEFAULT_CALIBRATION, estimateMove } from "../../migration/index.ts";
+import { guestSpec } from "../../model/index.ts";
 import { syntheticTrace, type Trace, utilizationAt } from "../../sim/index.ts";
 import {
   type GuestDataPlane,
@@ -36,14 +37,7 @@ export class SimGuestPlane implements GuestDataPlane {
       const u = g.running ? utilizationAt(this.trace, g.series % this.trace.names.length, now % 86400) : 0;
       return {
         id: g.id,
-        spec: {
-          id: g.id,
-          tenant: g.tenant,
-          vcpus: g.vcpus,
-          mipsPerVcpu: g.mipsPerVcpu,
-          memoryMiB: g.memoryMiB,
-          dirtyRateMiBps: g.dirtyRateMiBps,
-        },
+        spec: guestSpec(g),
         hostVm: g.hostVm,
         running: g.running,
         cpu: u,
