@@ -11,7 +11,17 @@
  */
 import { Heap } from "heap-js";
 import { DEFAULT_MECHANISM_POLICY, type MigrationCalibration } from "../migration/index.ts";
-import { type Cloud, findViolations, guestMips, LoadHistory, Rng, UNPLACED } from "../model/index.ts";
+import {
+  type Cloud,
+  decayedPeak,
+  dirtyRateAt,
+  findViolations,
+  guestMips,
+  LoadHistory,
+  Rng,
+  residentMemoryMiB,
+  UNPLACED,
+} from "../model/index.ts";
 import {
   type ActionPlan,
   HISTORY_LENGTH,
@@ -57,9 +67,6 @@ type SimEvent =
   | { readonly kind: "done"; readonly time: number; readonly seq: number; readonly action: number }
   | { readonly kind: "poll"; readonly time: number; readonly seq: number }
   | { readonly kind: "end"; readonly time: number; readonly seq: number };
-
-/** Per-interval decay of the remembered load peak: half-life of 12 intervals (1 h at 300 s). */
-const PEAK_DECAY = 0.5 ** (1 / 12);
 
 export class Simulation {
   readonly cloud: Cloud;
@@ -244,17 +251,17 @@ export class Simulation {
   }
 
   /**
-   * The documented rule for memory a trace does not give (see docs/architecture.md):
-   * resident memory grows with the highest CPU load seen recently (35 % floor), and the dirty
-   * rate is the guest type's full-load rate scaled by its current load.
+   * The documented rule for memory a trace does not give (model/memory.ts, one definition
+   * for the simulator, the simulated provider and the controller): resident memory grows with
+   * the highest CPU load seen recently, the dirty rate with the current load.
    */
   private updateMemoryModel(g: number, u: number): void {
     // Peak load with a one-hour half-life: O(1) per sample, close to "the last hour's max".
-    const peak = Math.max(u, this.loadPeak[g] * PEAK_DECAY);
+    const peak = decayedPeak(this.loadPeak[g], u);
     this.loadPeak[g] = peak;
     const guest = this.cloud.guests[g];
-    this.residentMiB[g] = guest.memoryMiB * Math.min(1, 0.35 + 0.65 * peak);
-    this.dirtyRate[g] = guest.dirtyRateMiBps * u;
+    this.residentMiB[g] = residentMemoryMiB(guest.memoryMiB, peak);
+    this.dirtyRate[g] = dirtyRateAt(guest.dirtyRateMiBps, u);
   }
 
   /**
