@@ -5,23 +5,17 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import {
-  DEFAULT_CALIBRATION,
-  DEFAULT_MECHANISM_POLICY,
-  estimateMove,
-  routeBetween,
-} from "../migration/index.ts";
 import { hostVmMips } from "../model/index.ts";
-import type { Policy } from "../planner/index.ts";
+import { type Policy, planMove, type RequestedMechanism } from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
 import type { Principal } from "./auth.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, moveRefusalError, notFound } from "./errors.ts";
 import { EventBus } from "./events.ts";
 import { Executor } from "./executor.ts";
 import { History } from "./history.ts";
 import { Leadership } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
-import { type ActionPayload, type Automation, Reconciler } from "./reconciler.ts";
+import { type Automation, type PlannedAction, Reconciler, toStored } from "./reconciler.ts";
 import type { Store } from "./store/connect.ts";
 import type { GuestIdStatus, Repositories, StoredGuest } from "./store/repositories/index.ts";
 import { buildView } from "./view.ts";
@@ -341,7 +335,7 @@ export class Controller {
   // ---- operations ---------------------------------------------------------------------------
 
   /** Stores actions as a plan to apply now (API requests are automatic by definition). */
-  async submitActions(actions: ActionPayload[], source: string): Promise<number> {
+  async submitActions(actions: readonly PlannedAction[], source: string): Promise<number> {
     if (!this.leader.isLeader)
       throw new ApiError(503, "this controller is a follower; send writes to the leader");
     const id = await this.reconciler.storePlan(actions, "applying", source, this.provider.now());
@@ -474,84 +468,42 @@ export class Controller {
     return this.repos.guests.idStatus(id);
   }
 
-  /** A one-guest move: to the host VM named, or the best one the rules allow. */
+  /**
+   * A one-guest move, planned by the planner (planner/requested.ts): to the host VM named, or
+   * the best one its rules allow, by the mechanism named or the one the cost models choose. A
+   * move the planner refuses answers with the refusal's status and reason. Asked by the API,
+   * so the guest's automation level does not matter (manual only keeps the planner's own
+   * rounds away from it).
+   */
   async chooseMove(
     guestId: string,
     to: string | undefined,
-    mechanism: "auto" | "instant" | "precopy" | "postcopy",
-  ): Promise<ActionPayload> {
+    mechanism: RequestedMechanism,
+  ): Promise<PlannedAction[]> {
     const topo = await this.reconciler.topology();
     const view = buildView(topo);
     const g = view.guestIds.indexOf(guestId);
-    const from = view.cloud.guestHost[g];
-    if (from < 0) throw new ApiError(409, `guest VM ${guestId} is not placed`);
-    if (topo.running.some((m) => m.guest === guestId))
-      throw new ApiError(409, `guest VM ${guestId} is migrating already`);
-    const guest = view.cloud.guests[g];
-    let target = to === undefined ? -1 : view.hostVmIds.indexOf(to);
+    if (g < 0) throw notFound("guest VM", guestId);
+    let target: number | undefined;
     if (to !== undefined) {
+      target = view.hostVmIds.indexOf(to);
       if (target < 0) throw new ApiError(422, `body/to: no host VM ${to}`);
-      const problem = view.cloud.placementProblem(g, target);
-      if (target === from) throw new ApiError(422, `body/to: guest VM ${guestId} runs on ${to} already`);
-      if (problem) throw new ApiError(409, problem);
-    } else {
-      // Same physical server first (instant), then the most free memory.
-      let bestKey = -1;
-      view.hostVmIds.forEach((_, h) => {
-        if (h === from || view.cloud.placementProblem(g, h)) return;
-        const host = view.cloud.hostVms[h];
-        const same = host.server !== undefined && host.server === view.cloud.hostVms[from].server ? 1 : 0;
-        const key = same * 1e9 + view.cloud.freeMemory(h);
-        if (key > bestKey) {
-          bestKey = key;
-          target = h;
-        }
-      });
-      if (target < 0) throw new ApiError(409, `no host VM has room for guest VM ${guestId}`);
     }
-    const route = routeBetween(
-      { hostVm: from, server: view.cloud.hostVms[from].server },
-      { hostVm: target, server: view.cloud.hostVms[target].server },
-    );
-    if (mechanism === "instant" && route !== "same-server") {
-      throw new ApiError(422, "body/mechanism: instant handover needs a host VM on the same physical server");
-    }
-    const subject = {
-      memoryMiB: guest.memoryMiB,
-      residentMiB: guest.memoryMiB * 0.6,
-      dirtyRateMiBps: guest.dirtyRateMiBps * 0.2,
-    };
-    const mbps = view.cloud.servers[view.cloud.hostVms[from].server ?? 0]?.networkMbps ?? 1000;
-    const policy =
-      mechanism === "auto"
-        ? DEFAULT_MECHANISM_POLICY
-        : {
-            ...DEFAULT_MECHANISM_POLICY,
-            instant: mechanism === "instant",
-            postcopyFallback: mechanism === "postcopy",
-          };
-    const estimate = estimateMove(
-      mechanism === "precopy" || mechanism === "postcopy" ? "cross-server" : route,
-      subject,
-      mbps,
-      DEFAULT_CALIBRATION,
-      policy,
-    );
-    return {
-      kind: "migrate",
-      guest: guestId,
-      from: view.hostVmIds[from],
-      to: { hostVm: view.hostVmIds[target] },
-      mechanism: mechanism === "auto" ? (estimate?.mechanism ?? "precopy") : mechanism,
-      seconds: estimate?.totalSeconds ?? 1,
-      reason: "requested",
-    };
+    const snap = this.reconciler.lastSnapshot ?? (await this.reconciler.audit());
+    const input = await this.reconciler.plannerInput(view, snap, topo.running, new Set());
+    const decision = planMove(input, g, { to: target, mechanism });
+    if (!decision.ok) throw moveRefusalError(decision.refusal);
+    return toStored(decision.plan, view);
   }
 
   /** What the planner would do now, split by automation level (nothing stored). */
   async preview() {
     const { automatic, suggested, now } = await this.reconciler.propose(false);
-    return { at: now, automatic, suggested };
+    return {
+      at: now,
+      automatic: automatic.map((a) => a.payload),
+      suggested: suggested.map((a) => a.payload),
+    };
   }
 }
 
