@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { hostVmMips } from "../model/index.ts";
-import { type Policy, planMove, type RequestedMechanism } from "../planner/index.ts";
+import { type Policy, placeRequested, planMove, type RequestedMechanism } from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError, moveRefusalError, notFound } from "./errors.ts";
@@ -349,7 +349,7 @@ export class Controller {
     await this.executor.cancel(id, this.provider.now());
   }
 
-  /** Creates a guest where it fits (same rules as the planner) or on the host VM named. */
+  /** Creates a guest where the planner places it, or on the host VM named (an admin's choice). */
   async createGuest(spec: NewGuest) {
     if (!this.leader.isLeader)
       throw new ApiError(503, "this controller is a follower; send writes to the leader");
@@ -364,38 +364,12 @@ export class Controller {
   }
 
   private async createClaimedGuest(spec: NewGuest) {
-    const topo = await this.reconciler.topology();
-    const view = buildView(topo);
     let hostVm = spec.hostVm;
     if (hostVm) {
-      const h = topo.hostVms.find((x) => x.id === hostVm);
+      const h = await this.repos.hostVms.get(hostVm);
       if (!h || h.state !== "running")
         throw new ApiError(422, `body/hostVm: host VM ${hostVm} is not running`);
-    } else {
-      // Most memory left among running host VMs that can take it (spreads new load).
-      let best: string | undefined;
-      let bestFree = -1;
-      view.hostVmIds.forEach((id, h) => {
-        const host = view.cloud.hostVms[h];
-        if (
-          host.state !== "running" ||
-          spec.vcpus > host.type.vcpus ||
-          spec.mipsPerVcpu > host.type.mipsPerVcpu
-        )
-          return;
-        const free = view.cloud.freeMemory(h);
-        if (free >= spec.memoryMiB && free > bestFree) {
-          bestFree = free;
-          best = id;
-        }
-      });
-      if (!best)
-        throw new ApiError(
-          409,
-          `no running host VM has room for ${spec.memoryMiB} MiB; acquire a host VM first`,
-        );
-      hostVm = best;
-    }
+    } else hostVm = await this.placeGuest(spec);
     const now = this.provider.now();
     try {
       await this.provider.createGuest(
@@ -440,6 +414,70 @@ export class Controller {
     this.viewsAt = -1;
     this.events.emit("vm.created", spec.tenant, { id: spec.id, hostVm }, now);
     return guest;
+  }
+
+  /**
+   * Where the planner places a new guest (planner/requested.ts placeRequested: the policy's
+   * placeNew, as in the simulator). A host VM the placement wants acquired is acquired only
+   * when the cloud's automation level is automatic (renting is the cloud's decision); then the
+   * guest waits for it to run. Otherwise the answer says to acquire one first.
+   */
+  private async placeGuest(spec: NewGuest): Promise<string> {
+    const topo = await this.reconciler.topology();
+    const view = buildView(topo);
+    const g = view.cloud.addGuest({
+      id: spec.id,
+      tenant: spec.tenant,
+      vcpus: spec.vcpus,
+      mipsPerVcpu: spec.mipsPerVcpu,
+      memoryMiB: spec.memoryMiB,
+      dirtyRateMiBps: spec.dirtyRateMiBps,
+      ...(spec.antiAffinityGroup ? { antiAffinityGroup: spec.antiAffinityGroup } : {}),
+      role: spec.role === "security" ? { kind: "security", targets: spec.targets } : { kind: "tenant" },
+    });
+    view.guestIds.push(spec.id);
+    const snap = this.reconciler.lastSnapshot ?? (await this.reconciler.audit());
+    const input = await this.reconciler.plannerInput(view, snap, topo.running, new Set());
+    const placement = placeRequested(this.opts.policy, input, g);
+    const noRoom = `no running host VM has room for ${spec.memoryMiB} MiB; acquire a host VM first`;
+    const to = placement.assignments.find((a) => a.guest === g)?.to;
+    if (!to) throw new ApiError(409, noRoom);
+    if (to.kind === "existing") return view.hostVmIds[to.hostVm];
+    if ((await this.reconciler.cloudAutomation()) !== "automatic") throw new ApiError(409, noRoom);
+    const acq = placement.acquisitions[to.action];
+    const plan = await this.submitActions(
+      [
+        {
+          payload: { kind: "acquire-host-vm", type: acq.type, server: view.serverIds[acq.server] },
+          dependsOn: [],
+        },
+      ],
+      "api",
+    );
+    return this.acquiredBy(plan, acq.type, spec.id);
+  }
+
+  /** The host VM a plan of one acquisition produced, once it runs (the executor is kicked meanwhile). */
+  private async acquiredBy(plan: number, typeName: string, guest: string): Promise<string> {
+    const type = await this.repos.hostVmTypes.get(typeName);
+    const wallSeconds = ((type?.provisionSeconds ?? 120) * 3) / this.provider.speed + 30;
+    const end = Date.now() + wallSeconds * 1000;
+    while (Date.now() < end) {
+      await this.executor.step();
+      const a = await this.repos.plans.action(plan, 0);
+      if (a?.status === "done" && a.payload.kind === "acquire-host-vm" && a.payload.hostVm)
+        return a.payload.hostVm;
+      if (a?.status === "failed" || a?.status === "cancelled")
+        throw new ApiError(
+          409,
+          `the host VM acquired for guest VM ${guest} did not come up: ${a.error ?? a.status}`,
+        );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new ApiError(
+      503,
+      `the host VM acquired for guest VM ${guest} (plan ${plan}) is not running yet; try again`,
+    );
   }
 
   /** Starts or stops a guest at the provider, then records it. */

@@ -42,6 +42,7 @@ export {
   type MoveRefusal,
   type MoveRefusalReason,
   type MoveRequest,
+  placeRequested,
   planMove,
   type RequestedMechanism,
 } from "./requested.ts";

@@ -6,8 +6,21 @@
  * the request itself cannot be met).
  */
 import { estimateMove, routeBetween } from "../migration/index.ts";
+import { guestMips } from "../model/index.ts";
 import type { PlannerInput } from "./input.ts";
 import type { ActionPlan } from "./plan.ts";
+import type { Placement, Policy } from "./policy-base.ts";
+
+/**
+ * Where a guest asked for through the API goes: the policy's own placement of new guests (the
+ * one the simulator runs), with the guest's load taken as its full guarantee — nothing has
+ * been measured of it yet. `g` is a guest of the input's cloud with no host VM.
+ */
+export function placeRequested(policy: Policy, input: PlannerInput, g: number): Placement {
+  const requestMips = Float64Array.from(input.requestMips);
+  requestMips[g] = guestMips(input.cloud.guests[g]);
+  return policy.placeNew({ ...input, requestMips }, [g]);
+}
 
 export type RequestedMechanism = "auto" | "instant" | "precopy" | "postcopy";
 
