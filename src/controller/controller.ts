@@ -31,6 +31,8 @@ export interface ControllerOptions {
   readonly maxPerHostVm?: number;
   /** Name of this controller among its peers (logs, leadership). */
   readonly holder?: string;
+  /** Seed of the planner's random draws (the simulator's scenario seed, to plan alike). */
+  readonly seed?: number;
 }
 
 export interface NewGuest {
@@ -99,6 +101,7 @@ export class Controller {
         intervalSeconds: this.intervalSeconds,
         ...caps,
         proposalTtlSeconds: 12 * this.intervalSeconds,
+        seed: opts.seed,
       },
     );
     this.executor = new Executor(this.store, this.provider, this.leader, this.events, this.metrics, caps);
@@ -137,6 +140,13 @@ export class Controller {
       this.leader.isLeader ? this.auditAndRecord() : Promise.resolve(),
     );
     every(roundMs, () => (this.leader.isLeader ? this.reconciler.round() : Promise.resolve()));
+    // The policy's checks between rounds (nestcloud: overload relief every 30 s), at most
+    // twice a wall second however fast the provider's clock runs.
+    const reactWall = this.reconciler.reactWallSeconds;
+    if (reactWall !== undefined)
+      every(Math.max(500, reactWall * 1000), () =>
+        this.leader.isLeader ? this.reconciler.react() : Promise.resolve(),
+      );
     every(250, () => this.executor.step());
     this.timers.push(
       setInterval(() => {

@@ -32,6 +32,8 @@ export interface ReconcilerOptions {
   readonly maxPerHostVm: number;
   /** A proposal nobody approved is replaced after this long (provider seconds). */
   readonly proposalTtlSeconds: number;
+  /** Seed of the planner's random draws, derived as the simulator derives them (default: 1, not derived). */
+  readonly seed?: number;
 }
 
 export class Reconciler {
@@ -48,7 +50,7 @@ export class Reconciler {
     private readonly metrics: ControllerMetrics,
     readonly opts: ReconcilerOptions,
   ) {
-    this.random = new Rng(1);
+    this.random = opts.seed === undefined ? new Rng(1) : Rng.derive(opts.seed, "planner");
   }
 
   /** Copies servers and host-VM types from the provider (once, and when it changes). */
@@ -204,21 +206,7 @@ export class Reconciler {
     const snap = this.lastSnapshot ?? (await this.audit());
     const topo = await this.topology();
     const view = buildView(topo);
-    const cloudLevel = await this.cloudAutomation();
-    const level = new Map(topo.guests.map((g) => [g.id, g.automation ?? cloudLevel]));
-
-    // A standing proposal keeps its guests out of planning until approved, cancelled or stale.
-    const proposals = await this.store.repos.plans.withStatus("proposed");
-    const fixed = new Set<string>([...level].filter(([, l]) => l === "manual").map(([id]) => id));
-    for (const p of proposals) {
-      if (expire && snap.now - p.createdAt > this.opts.proposalTtlSeconds) {
-        await this.leader.fenced((tx) => tx.plans.setStatus(p.id, "superseded"));
-        this.events.emit("plan.superseded", undefined, { id: p.id }, snap.now);
-        continue;
-      }
-      for (const a of await this.store.repos.plans.actions(p.id))
-        if (a.payload.kind === "migrate") fixed.add(a.payload.guest);
-    }
+    const { cloudLevel, level, fixed } = await this.automation(topo, snap.now, expire);
     const input = await this.plannerInput(view, snap, topo.running, fixed);
     const started = performance.now();
     const plan = this.policy.plan(input);
@@ -226,6 +214,62 @@ export class Reconciler {
     validatePlan(plan);
     const kept = new Set(topo.hostVms.filter((h) => h.kept).map((h) => h.id));
     return { ...split(plan, view, level, cloudLevel, kept), now: snap.now };
+  }
+
+  /** Wall seconds between the policy's checks between rounds, if it has them (as the simulator asks). */
+  get reactWallSeconds(): number | undefined {
+    const every = this.policy.reactIntervalSeconds;
+    if (!this.policy.react || every === undefined || !(every > 0 && every < this.opts.intervalSeconds))
+      return undefined;
+    return every / this.provider.speed;
+  }
+
+  /**
+   * The policy's check between rounds (overload relief on current load), as the simulator
+   * runs it every reactIntervalSeconds: on a fresh reading of the provider (not added to the
+   * load history, which keeps one sample per round), the placement the store has. Its moves of
+   * guests in automatic are applied at once beside any plan under way; the others are left to
+   * the next round's proposal (a relief waiting for approval would come too late).
+   */
+  async react(): Promise<{ applied?: number }> {
+    const react = this.policy.react;
+    if (!react) return {};
+    const snap = await this.provider.snapshot();
+    const topo = await this.topology();
+    const view = buildView(topo);
+    const { cloudLevel, level, fixed } = await this.automation(topo, snap.now, false);
+    const input = await this.plannerInput(view, snap, topo.running, fixed);
+    const started = performance.now();
+    const plan = react.call(this.policy, input);
+    this.metrics.plannerSeconds.observe((performance.now() - started) / 1000);
+    if (plan.actions.length === 0) return {};
+    validatePlan(plan);
+    const kept = new Set(topo.hostVms.filter((h) => h.kept).map((h) => h.id));
+    const { automatic } = split(plan, view, level, cloudLevel, kept);
+    if (automatic.length === 0) return {};
+    return { applied: await this.storePlan(automatic, "applying", "reflex", snap.now, plan.notes) };
+  }
+
+  /**
+   * Each guest's automation level and the guests the planner must leave alone: manual ones,
+   * and those of a standing proposal until it is approved, cancelled or stale. With `expire`,
+   * stale proposals are superseded on the way.
+   */
+  private async automation(topo: StoredTopology, now: number, expire: boolean) {
+    const cloudLevel = await this.cloudAutomation();
+    const level = new Map(topo.guests.map((g) => [g.id, g.automation ?? cloudLevel]));
+    const proposals = await this.store.repos.plans.withStatus("proposed");
+    const fixed = new Set<string>([...level].filter(([, l]) => l === "manual").map(([id]) => id));
+    for (const p of proposals) {
+      if (expire && now - p.createdAt > this.opts.proposalTtlSeconds) {
+        await this.leader.fenced((tx) => tx.plans.setStatus(p.id, "superseded"));
+        this.events.emit("plan.superseded", undefined, { id: p.id }, now);
+        continue;
+      }
+      for (const a of await this.store.repos.plans.actions(p.id))
+        if (a.payload.kind === "migrate") fixed.add(a.payload.guest);
+    }
+    return { cloudLevel, level, fixed };
   }
 
   /**
