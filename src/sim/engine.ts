@@ -26,6 +26,7 @@ import {
   type ActionPlan,
   HISTORY_LENGTH,
   type ParallelismCaps,
+  type Placement,
   type PlannerInput,
   type Policy,
 } from "../planner/index.ts";
@@ -54,7 +55,21 @@ export interface SimulationOptions {
   readonly onProgress?: (fraction: number) => void;
   /** Check every model invariant after each round (slow; tests). */
   readonly checkInvariants?: boolean;
+  /**
+   * Start the actions waiting for an acquisition the moment its host VM runs, as the
+   * controller's executor does (test/decision-equivalence.test.ts). Off by default: the
+   * simulator's figures (pinned, published) start them at its executor's next pump — the
+   * next migration completing or plan submitted — so a round may supersede and re-plan them.
+   */
+  readonly startMovesWhenHostVmUp?: boolean;
+  /** Sees each decision of the policy as it is made (the decision-equivalence test). */
+  readonly onDecision?: (d: SimDecision) => void;
 }
+
+/** A decision of the policy: the initial placement (applied), a round's plan or a reflex's. */
+export type SimDecision =
+  | { readonly kind: "placement"; readonly at: number; readonly placement: Placement }
+  | { readonly kind: "round" | "react"; readonly at: number; readonly plan: ActionPlan };
 
 export interface RoundTiming {
   readonly plannerMs: number[];
@@ -228,6 +243,7 @@ export class Simulation {
       const h = a.to.kind === "existing" ? a.to.hostVm : acquired[a.to.action];
       this.cloud.assign(a.guest, h);
     }
+    this.opts.onDecision?.({ kind: "placement", at: 0, placement });
   }
 
   private onTick(t: number): void {
@@ -403,6 +419,7 @@ export class Simulation {
     const started = performance.now();
     const plan: ActionPlan = this.opts.policy.plan(input);
     this.timing.plannerMs.push(performance.now() - started);
+    this.opts.onDecision?.({ kind: "round", at: t, plan });
     this.executor.submit(plan, t, this.opts.built.acquireType);
     if (this.opts.checkInvariants) this.checkInvariants(t);
   }
@@ -436,6 +453,7 @@ export class Simulation {
     const started = performance.now();
     const plan = policy.react.call(policy, input);
     this.timing.reactMs.push(performance.now() - started);
+    this.opts.onDecision?.({ kind: "react", at: t, plan });
     if (plan.actions.length > 0)
       this.executor.submit(plan, t, this.opts.built.acquireType, { supersede: false });
   }
@@ -454,6 +472,10 @@ export class Simulation {
     const a = this.executor.action(action);
     if (a.kind !== "migrate") {
       this.executor.complete(action, t);
+      // By default the moves waiting for a host VM that came up start at the executor's next
+      // pump (a migration completing, a plan submitted); the controller's executor starts them
+      // at once. The published figures are of the default; see startMovesWhenHostVmUp.
+      if (this.opts.startMovesWhenHostVmUp) this.executor.pump(t);
       return;
     }
     const m: CompletedMigration = {

@@ -1,7 +1,7 @@
 export { Rng } from "../model/index.ts";
 export type { SeriesPoint } from "./accounts.ts";
 export { buildCloud } from "./build.ts";
-export { Simulation, SimulationError } from "./engine.ts";
+export { type SimDecision, Simulation, SimulationError, type SimulationOptions } from "./engine.ts";
 export { UserError } from "./errors.ts";
 export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";
 export { createPolicy } from "./policies.ts";
