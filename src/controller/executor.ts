@@ -431,11 +431,24 @@ export class Executor {
       await tx.plans.cancelPending(planId, now);
     });
     for (const a of actions) {
-      // Only a running migration has something at the provider to stop: an acquisition or a
-      // release completes on its own (its poll settles it), a rejuvenation never starts.
-      if (a.status !== "running" || a.payload.kind !== "migrate") continue;
+      if (a.status !== "running") continue;
       const p = a.payload;
-      if (p.migration) await this.provider.cancelMigration(p.migration).catch(() => {});
+      switch (p.kind) {
+        case "migrate":
+          if (p.migration) await this.provider.cancelMigration(p.migration).catch(() => {});
+          break;
+        // An acquisition or a release completes on its own (its poll settles it); a
+        // rejuvenation never starts.
+        case "acquire-host-vm":
+        case "release-host-vm":
+        case "rejuvenate":
+          break;
+        default: {
+          // Nothing known to stop; the compiler still requires every kind above.
+          const unknown: never = p;
+          void unknown;
+        }
+      }
     }
     this.events.emit("plan.cancelled", undefined, { id: planId }, now);
   }
