@@ -9,6 +9,7 @@ import { type Policy, PolicyError } from "../planner/index.ts";
 import { buildCloud } from "./build.ts";
 import { Simulation } from "./engine.ts";
 import { UserError } from "./errors.ts";
+import { lowerBound } from "./lower-bound.ts";
 import { loadPlanetlabFolder, resolvePlanetlabFolder } from "./planetlab.ts";
 import { createPolicy } from "./policies.ts";
 import { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
@@ -19,6 +20,11 @@ import { resizeTrace, type Trace } from "./trace.ts";
 export interface RunOptions {
   /** Policy name overriding the scenario's. */
   readonly policy?: string;
+  /**
+   * Parameters by policy name (the CLI's --policy-param), over the scenario's: its
+   * policyParams for that name, and policy.params when it is the scenario's own policy.
+   */
+  readonly policyParams?: Readonly<Record<string, PolicyParams>>;
   /** Trace spec overriding the scenario's: planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]. */
   readonly trace?: string;
   readonly seed?: number;
@@ -81,6 +87,24 @@ export function loadCalibration(scenario: Scenario): MigrationCalibration {
   }
 }
 
+type PolicyParams = Readonly<Record<string, number | boolean | string>>;
+
+/**
+ * The parameters a policy runs with: the scenario's policyParams for its name, then the
+ * scenario's policy.params if it is the scenario's own policy, then `extra` (the CLI's).
+ */
+export function policyParamsFor(
+  scenario: Scenario,
+  name: string,
+  extra?: Readonly<Record<string, PolicyParams>>,
+): PolicyParams {
+  return {
+    ...scenario.policyParams[name],
+    ...(scenario.policy.name === name ? scenario.policy.params : {}),
+    ...extra?.[name],
+  };
+}
+
 export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutput {
   const started = performance.now();
   const seed = opts.seed ?? scenario.seed;
@@ -94,7 +118,7 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
   const policyName = opts.policy ?? scenario.policy.name;
   let policy: Policy;
   try {
-    policy = createPolicy(policyName, scenario.policy.name === policyName ? scenario.policy.params : {}, {
+    policy = createPolicy(policyName, policyParamsFor(scenario, policyName, opts.policyParams), {
       acquireType: built.acquireType,
     });
   } catch (e) {
@@ -102,6 +126,8 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     throw e;
   }
   const calibration = loadCalibration(scenario);
+  // Before the run: it reads the guests only, and the run adds host VMs to the cloud.
+  const bound = lowerBound(scenario, trace, built.cloud);
   const sim = new Simulation({
     scenario,
     trace,
@@ -130,6 +156,7 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     durationSeconds: scenario.durationSeconds,
     nesting: scenario.nested ? "nested" : "none",
     hostVmHours: (scenario.nested ? a.billedSeconds : a.activeSeconds) / 3600,
+    lowerBoundHostVmHours: bound?.hostVmHours ?? null,
     cost: a.cost,
     rentals: {
       rule: scenario.nested ? (policy.rentalRule ?? "") : "",

@@ -51,6 +51,8 @@ export interface Scenario {
     readonly name: string;
     readonly params: Readonly<Record<string, number | boolean | string>>;
   };
+  /** Parameters of other policies (compare, --policy), by policy name as given to them. */
+  readonly policyParams: Readonly<Record<string, Readonly<Record<string, number | boolean | string>>>>;
 }
 
 export function loadScenario(file: string): Scenario {
@@ -225,5 +227,6 @@ function resolve(doc: ScenarioDoc, file: string): Scenario {
       postcopyFallback: migration.postcopyFallback ?? true,
     },
     policy: { name: doc.policy.name, params: doc.policy.params ?? {} },
+    policyParams: doc.policyParams ?? {},
   };
 }
