@@ -1,7 +1,7 @@
 export { Rng } from "../model/index.ts";
 export type { SeriesPoint } from "./accounts.ts";
 export { buildCloud } from "./build.ts";
-export { Simulation, SimulationError } from "./engine.ts";
+export { type SimDecision, Simulation, SimulationError, type SimulationOptions } from "./engine.ts";
 export { ScenarioError, TraceError } from "./errors.ts";
 export { type LowerBound, lowerBound, lowerBoundHostVmHours } from "./lower-bound.ts";
 export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";

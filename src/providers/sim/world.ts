@@ -21,6 +21,11 @@ export interface WorldGuest extends GuestSpec {
   running: boolean;
   /** Which series of the synthetic trace drives its load. */
   series: number;
+  /**
+   * Its recent load peak (model/memory.ts) as of the trace sample at `at`: what its resident
+   * memory follows. Absent until first observed (and in worlds saved before it existed).
+   */
+  peak?: { at: number; value: number };
 }
 
 export interface WorldMigration {
