@@ -31,13 +31,16 @@ if [ "$profile" != "sim" ]; then
   # namespaces, veths and bridge.
   # xz-utils + zstd: newer guest kernels (Debian's 6.12) ship compressed modules (.ko.xz).
   # libnbd-bin (nbdinfo, nbdcopy): cross-checks the disk monitor's NBD client; e2fsprogs
-  # (debugfs): the disk monitor reads ext4 images without mounting them.
-  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin e2fsprogs postgresql xz-utils zstd; do want "$p"; done
+  # (debugfs): the disk monitor reads ext4 images without mounting them; clamav (clamscan,
+  # sigtool): its malware scan, with custom signature databases (freshclam is not used).
+  # Suricata (the network monitor) comes from bookworm-backports, below.
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin e2fsprogs clamav postgresql xz-utils zstd; do want "$p"; done
   # The dashboard's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
   want chromium
 fi
 if [ "$profile" != "sim" ]; then
-  # bookworm-backports as an apt source: the guest image's second kernel (NESTCLOUD_GUEST_KERNEL=backports).
+  # bookworm-backports as an apt source: the guest image's second kernel (NESTCLOUD_GUEST_KERNEL=backports)
+  # and Suricata (below).
   scripts/ensure-backports.sh
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -45,6 +48,15 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   nc_step "updating Debian's package lists (apt-get update)" $SUDO apt-get update
   nc_step "installing ${#need_pkgs[@]} Debian packages (apt-get install; Chromium and QEMU take minutes)" \
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}"
+fi
+if [ "$profile" != "sim" ]; then
+  # Suricata, the network monitor's IDS: Debian 12's main archive has none, bookworm-backports
+  # has 7.0 (named explicitly: backports packages are never picked by default).
+  if ! dpkg-query -W -f='${Status}' suricata 2>/dev/null | grep -q "install ok installed"; then
+    echo "nestcloud: Debian package to install from bookworm-backports: suricata" >&2
+    nc_step "installing suricata from bookworm-backports (apt-get install -t bookworm-backports)" \
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -t bookworm-backports suricata
+  fi
 fi
 
 if [ "$need_npm_ci" -eq 1 ]; then

@@ -121,6 +121,22 @@ test("monitor/disk/nbd: the NBD wire format is parsed apart from the socket I/O"
   assert.deepEqual(problems, []);
 });
 
+test("monitor/disk/ext4: the on-disk structures are parsed apart from the I/O", () => {
+  // layout (superblock, descriptors, inodes, extent nodes, directory blocks, the journal's
+  // blocks) and errors: pure, importing nothing but each other; fs, journal, walk and source
+  // read the device.
+  const dir = join(src, "monitor", "disk", "ext4");
+  const pure = ["layout.ts", "errors.ts"];
+  const problems: string[] = [];
+  for (const f of pure) {
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(importRe)) {
+      const spec = m[1] ?? m[2];
+      if (!pure.includes(spec.replace(/^\.\//, ""))) problems.push(`monitor/disk/ext4/${f} imports ${spec}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
 /** Relative imports of one file, resolved to absolute paths. */
 function localImports(file: string): string[] {
   const out: string[] = [];
@@ -357,4 +373,33 @@ test("the simulator branches on its rule set only inside src/sim/rules/", () => 
         ),
     );
   assert.deepEqual(offenders, [], "move the difference into SimulationRules (src/sim/rules/)");
+});
+
+test("one decision-maker: no placement or migration-cost rule in the controller or the providers", () => {
+  // The planner decides where guests go, where they move and by which mechanism (for the
+  // simulator and the controller alike); the controller carries the plans out (its executor
+  // only checks that a planned move still fits). The providers choose nothing either: the
+  // simulated one may size a migration it was told to run (the world's physics), no more.
+  const placement = /\b(routeBetween|freeMemory|placementProblem)\(|Math\.min\(1, 0\.\d+ \+/;
+  const costs =
+    /\b(estimateMove|estimatePrecopy|estimatePostcopy|estimateInstant)\(|residentMiB:\s*[a-z.]*memoryMiB\s*\*/;
+  const problems: string[] = [];
+  for (const dir of ["controller", "providers"]) {
+    for (const file of tsFiles(join(src, dir))) {
+      if (file.endsWith(".test.ts")) continue;
+      const text = readFileSync(file, "utf8");
+      const m = placement.exec(text) ?? (dir === "controller" ? costs.exec(text) : null);
+      if (m) problems.push(`${relative(root, file)} decides for itself (${m[0]}): ask the planner`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
+test("every action kind of the planner has one stored payload, and the same list of kinds", async () => {
+  const { ACTION_KINDS } = await import("../src/planner/index.ts");
+  const { ActionPayload } = await import("../src/controller/api/schemas/plans.ts");
+  const kinds = (
+    ActionPayload as unknown as { anyOf: { properties: { kind: { const: string } } }[] }
+  ).anyOf.map((o) => o.properties.kind.const);
+  assert.deepEqual([...kinds].sort(), [...ACTION_KINDS].sort());
 });

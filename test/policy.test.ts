@@ -34,9 +34,11 @@ describe("reference policies match CloudSim 3.0.3 on day 20110303", { skip: day2
   }
 });
 
-test("nestcloud beats lr-mmt-1.2 on the nested scenario (day 20110306)", { skip: day20110306.skip }, () => {
+test("nestcloud beats plain lr-mmt-1.2 billed per started hour (day 20110306)", {
+  skip: day20110306.skip,
+}, () => {
   day20110306.assertPresent();
-  const sc = loadScenario(join(root, "scenarios/nested-planetlab.yaml"));
+  const sc = loadScenario(join(root, "scenarios/nested-planetlab-hourly.yaml"));
   const trace = loadTrace(sc, "planetlab:20110306", sc.seed);
   const lr = runScenario(sc, { policy: "lr-mmt-1.2", loadedTrace: trace }).result;
   const nc = runScenario(sc, { policy: "nestcloud", loadedTrace: trace }).result;
@@ -50,4 +52,26 @@ test("nestcloud beats lr-mmt-1.2 on the nested scenario (day 20110306)", { skip:
     nc.migrations.instant >= 0.8 * nc.migrations.total,
     `instant ${nc.migrations.instant} of ${nc.migrations.total}`,
   );
+});
+
+test("each modifier makes lr-mmt-1.2 a stronger baseline, billed per second (day 20110306)", {
+  skip: day20110306.skip,
+}, () => {
+  day20110306.assertPresent();
+  const sc = loadScenario(join(root, "scenarios/nested-planetlab.yaml"));
+  const trace = loadTrace(sc, "planetlab:20110306", sc.seed);
+  const run = (policy: string) => runScenario(sc, { policy, loadedTrace: trace }).result;
+  const plain = run("lr-mmt-1.2");
+  const hostvm = run("lr-mmt-1.2+hostvm");
+  const react = run("lr-mmt-1.2+react");
+  const all = run("lr-mmt-1.2+billing+hostvm+react");
+  assert.ok(
+    hostvm.hostVmHours < plain.hostVmHours,
+    `+hostvm ${hostvm.hostVmHours} vs ${plain.hostVmHours} h`,
+  );
+  assert.ok(react.slatah < plain.slatah, `+react SLATAH ${react.slatah} vs ${plain.slatah}`);
+  assert.ok(all.hostVmHours < plain.hostVmHours, `all three ${all.hostVmHours} vs ${plain.hostVmHours} h`);
+  assert.ok(all.slatah < plain.slatah, `all three SLATAH ${all.slatah} vs ${plain.slatah}`);
+  for (const r of [plain, hostvm, react, all])
+    assert.ok(r.hostVmHours >= r.lowerBoundHostVmHours!, `${r.policy} under the lower bound`);
 });

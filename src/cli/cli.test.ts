@@ -155,7 +155,46 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
     [
       "an unknown policy among several is refused before any runs",
       ["compare", scenario("pp.yaml", good), "--policies", "nestcloud,lr-mmt-1.2,best-fit"],
-      /--policies: unknown policy best-fit \(known: .*nestcloud.*<thr\|iqr\|mad\|lr\|lrr>-<mmt\|rs\|mc\|mu>-<parameter>\)$/,
+      /--policies: unknown policy best-fit \(known: .*nestcloud.*<thr\|iqr\|mad\|lr\|lrr>-<mmt\|rs\|mc\|mu>-<parameter>, with modifiers \+billing, \+hostvm, \+react\)$/,
+    ],
+    [
+      "an unknown modifier names the allowed ones",
+      ["compare", scenario("pm.yaml", good), "--policies", "nestcloud,lr-mmt-1.2+bill"],
+      /--policies: lr-mmt-1\.2\+bill: unknown modifier \+bill \(known: \+billing, \+hostvm, \+react\)$/,
+    ],
+    [
+      "an unknown --policy-param names the policy's parameters",
+      [
+        "compare",
+        scenario("pq.yaml", good),
+        "--policies",
+        "lr-mmt-1.2+billing",
+        "--policy-param",
+        "lr-mmt-1.2+billing:spares=1",
+      ],
+      /--policy-param lr-mmt-1\.2\+billing:spares: unknown parameter of lr-mmt-1\.2\+billing \(known: drainBeforeBillingSeconds, spareHostVms; \+react adds/,
+    ],
+    [
+      "a --policy-param for a policy not run",
+      ["simulate", scenario("pr.yaml", good), "--policy-param", "lr-mmt-1.2:spareHostVms=1"],
+      /--policy-param lr-mmt-1\.2:spareHostVms=1: lr-mmt-1\.2 is not a policy of this run \(nestcloud\)$/,
+    ],
+    [
+      "a malformed --policy-param",
+      ["simulate", scenario("ps.yaml", good), "--policy-param", "nestcloud:=1"],
+      /--policy-param nestcloud:=1: expected <policy>:<name>=<value>$/,
+    ],
+    [
+      "a --policy-param without its policy when several run",
+      [
+        "compare",
+        scenario("pt.yaml", good),
+        "--policies",
+        "nestcloud,lr-mmt-1.2",
+        "--policy-param",
+        "window=3",
+      ],
+      /--policy-param window=3: several policies run \(nestcloud, lr-mmt-1\.2\): say which, <policy>:<name>=<value>$/,
     ],
     [
       "a malformed --trace is refused before the scenario runs",
@@ -326,6 +365,7 @@ describe("simulate and compare", () => {
     assert.deepEqual(written(r.err), [join(out, "results.json"), join(out, "report.html")]);
     for (const row of [
       /^│ host-VM hours +│ \d/m,
+      /^│ {3}x lower bound +│ \d+\.\d\d \(of \d+\.\d\) +│/m,
       /^│ cost \(\$\) +│ \d/m,
       /^│ {3}instant +│ \d/m,
       /^│ energy \(kWh\)/m,
@@ -336,7 +376,7 @@ describe("simulate and compare", () => {
   test("compare on bare metal leaves out what does not apply (rentals, cost, instant moves)", () => {
     const r = run("compare", scenario("bare.yaml", bareMetal), "--policies", "lr-mmt-1.2,thr-mmt-0.8", "-q");
     assert.equal(r.code, 0, r.err);
-    assert.doesNotMatch(r.out, /host-VM hours|cost|instant/);
+    assert.doesNotMatch(r.out, /host-VM hours|lower bound|cost|instant/);
     for (const row of [
       /^│ energy \(kWh\) +│ \d/m,
       /^│ migrations +│ \d/m,
@@ -349,6 +389,30 @@ describe("simulate and compare", () => {
     assert.equal((JSON.parse(json.out) as Array<{ nesting: string }>)[0].nesting, "none");
   });
 
+  test("--policy-param reaches the policy it names, and only that one", () => {
+    const file = scenario("pp-ok.yaml", good);
+    const hours = (...extra: string[]) => {
+      const r = run("compare", file, "--policies", "nestcloud,lr-mmt-1.2+billing", "--json", ...extra);
+      assert.equal(r.code, 0, r.err);
+      return (JSON.parse(r.out) as Array<{ hostVmHours: number }>).map((x) => x.hostVmHours);
+    };
+    const [nestcloud, baseline] = hours();
+    const [looser, same] = hours("--policy-param", "nestcloud:targetUtilization=0.6");
+    assert.equal(same, baseline, "the other policy's run is unchanged");
+    assert.ok(looser > nestcloud, `packing to 60 % rents more: ${looser} vs ${nestcloud} h`);
+    const single = run(
+      "simulate",
+      file,
+      "--policy-param",
+      "targetUtilization=0.6",
+      "--out",
+      join(dir, "pp"),
+      "-q",
+    );
+    assert.equal(single.code, 0, single.err);
+    assert.equal(JSON.parse(readFileSync(join(dir, "pp/results.json"), "utf8")).hostVmHours, looser);
+  });
+
   test("compare --json prints one object per policy with the documented fields", () => {
     const r = run("compare", scenario("c.yaml", good), "--policies", "nestcloud,lr-mmt-1.2", "--json");
     assert.equal(r.code, 0, r.err);
@@ -358,8 +422,25 @@ describe("simulate and compare", () => {
       ["nestcloud", "lr-mmt-1.2"],
     );
     for (const row of rows) {
-      for (const k of ["hostVmHours", "energyKWh", "slatah", "pdm", "slav", "esv", "wallSeconds"])
+      for (const k of [
+        "hostVmHours",
+        "lowerBoundHostVmHours",
+        "hostVmHoursToLowerBound",
+        "energyKWh",
+        "slatah",
+        "pdm",
+        "slav",
+        "esv",
+        "wallSeconds",
+      ])
         assert.equal(typeof row[k], "number", k);
+      // The bound is the day's, the same for every policy; each uses more than it.
+      assert.equal(row.lowerBoundHostVmHours, rows[0].lowerBoundHostVmHours);
+      assert.equal(
+        row.hostVmHoursToLowerBound,
+        (row.hostVmHours as number) / (row.lowerBoundHostVmHours as number),
+      );
+      assert.ok((row.hostVmHoursToLowerBound as number) >= 1);
       assert.deepEqual(Object.keys(row.migrations as object).sort(), [
         "instant",
         "postcopy",

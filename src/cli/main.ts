@@ -14,6 +14,14 @@ import { registerTestbed } from "./testbed-commands.ts";
 import { UsageError } from "./usage.ts";
 import { registerVmi } from "./vmi-commands.ts";
 
+/** --policy-param, repeatable: a parameter of one of the policies run. */
+const POLICY_PARAM_OPTION = [
+  "--policy-param <[policy:]name=value>",
+  "a parameter of a policy run, e.g. nestcloud:targetUtilization=0.9 or lr-mmt-1.2+billing:spareHostVms=1; the policy may be left out when only one runs (repeatable)",
+  (value: string, previous: string[]) => [...previous, value],
+  [] as string[],
+] as const;
+
 export function buildProgram(): Command {
   const program = new Command()
     .name("nestcloud")
@@ -26,7 +34,11 @@ export function buildProgram(): Command {
     .command("simulate")
     .description("run a scenario through the simulator (default: a synthetic nested cloud)")
     .argument("[scenario]", "scenario YAML file")
-    .option("-p, --policy <name>", "policy (e.g. nestcloud, lr-mmt-1.2, thr-mmt-0.8)")
+    .option(
+      "-p, --policy <name>",
+      "policy (e.g. nestcloud, lr-mmt-1.2, thr-mmt-0.8, lr-mmt-1.2+billing+hostvm+react)",
+    )
+    .option(...POLICY_PARAM_OPTION)
     .option("-t, --trace <spec>", "planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]")
     .option("-s, --seed <n>", "random seed")
     .option("-o, --out <dir>", "where results.json and report.html go")
@@ -37,7 +49,11 @@ export function buildProgram(): Command {
     .command("compare")
     .description("run several policies on the same input and show them side by side")
     .argument("[scenario]", "scenario YAML file")
-    .requiredOption("--policies <list>", "comma-separated policy names")
+    .requiredOption(
+      "--policies <list>",
+      "comma-separated policy names; reference policies take modifiers +billing, +hostvm, +react",
+    )
+    .option(...POLICY_PARAM_OPTION)
     .option("-t, --trace <spec>", "planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]")
     .option("-s, --seed <n>", "random seed")
     .option("--json", "print a JSON array instead of a table")
@@ -62,8 +78,11 @@ async function known(e: unknown): Promise<{ code: number; line: string } | undef
   const is = (yes: boolean, code: number) => (yes ? { code, line: e.message } : undefined);
   if (e instanceof UsageError) return is(true, 2);
   switch (e.name) {
-    case "UserError":
-      return is(e instanceof (await import("../sim/index.ts")).UserError, 2);
+    case "ScenarioError":
+    case "TraceError": {
+      const { ScenarioError, TraceError } = await import("../sim/index.ts");
+      return is(e instanceof ScenarioError || e instanceof TraceError, 2);
+    }
     case "PolicyError":
       return is(e instanceof (await import("../planner/index.ts")).PolicyError, 2);
     case "CalibrationError":

@@ -7,13 +7,14 @@ import {
   createPolicy,
   loadScenario,
   loadTrace,
+  policyParamsFor,
   renderReport,
   runScenario,
   type Scenario,
-  UserError,
 } from "../sim/index.ts";
 import { wrote } from "./output.ts";
-import { progress, type Row, resultsTable } from "./terminal.ts";
+import { progress, type Row, resultsTable, toLowerBound } from "./terminal.ts";
+import { UsageError } from "./usage.ts";
 
 /** The scenario used when none is given: synthetic load, so it runs on any machine. */
 export const DEFAULT_SCENARIO = resolve(
@@ -23,6 +24,7 @@ export const DEFAULT_SCENARIO = resolve(
 
 export interface SimulateOptions {
   policy?: string;
+  policyParam?: string[];
   trace?: string;
   seed?: string;
   out?: string;
@@ -32,24 +34,77 @@ export interface SimulateOptions {
 function seedOf(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new UserError(`--seed ${v}: expected an integer`);
+  if (!Number.isInteger(n)) throw new UsageError(`--seed ${v}: expected an integer`);
   return n;
 }
 
 /** A policy name, checked before anything runs (a typo in the last of several fails at once). */
-function checkPolicy(flag: string, name: string): void {
+function checkPolicy(flag: string, name: string, params: PolicyParams = {}): void {
   try {
-    createPolicy(name, {}, {});
+    createPolicy(name, params, {});
   } catch (e) {
-    if (e instanceof PolicyError) throw new UserError(`${flag}: ${e.message}`);
+    if (e instanceof PolicyError) throw new UsageError(`${flag}: ${e.message}`);
     throw e;
   }
+}
+
+type PolicyParams = Record<string, number | boolean | string>;
+
+/** Each policy's parameters, checked before anything runs: the CLI's, then with the scenario's. */
+function checkParams(
+  scenario: Scenario,
+  policies: readonly string[],
+  cli: Record<string, PolicyParams>,
+): void {
+  for (const p of policies) {
+    try {
+      if (cli[p]) createPolicy(p, cli[p], {});
+    } catch (e) {
+      // "policy.params.window: ..." -> "--policy-param nestcloud:window: ..."
+      if (e instanceof PolicyError)
+        throw new UsageError(e.message.replace(/^policy\.params[.:]/, `--policy-param ${p}:`));
+      throw e;
+    }
+    checkPolicy(`${scenario.file}: ${p}`, p, policyParamsFor(scenario, p, cli));
+  }
+}
+
+/**
+ * --policy-param values by policy name: `<policy>:<name>=<value>`, or `<name>=<value>` when a
+ * single policy runs (as `nestcloud up --policy-param` has it); each policy must be one of
+ * those run. Values are numbers, true/false, or else strings (the policy checks them).
+ */
+export function parsePolicyParams(
+  specs: readonly string[] | undefined,
+  policies: readonly string[],
+): Record<string, PolicyParams> {
+  const out: Record<string, PolicyParams> = {};
+  for (const spec of specs ?? []) {
+    const m = /^(?:([^:=]+):)?([A-Za-z][A-Za-z0-9]*)=(.+)$/.exec(spec);
+    if (!m) throw new UsageError(`--policy-param ${spec}: expected <policy>:<name>=<value>`);
+    const [, given, name, text] = m;
+    if (given === undefined && policies.length !== 1)
+      throw new UsageError(
+        `--policy-param ${spec}: several policies run (${policies.join(", ")}): say which, <policy>:<name>=<value>`,
+      );
+    const policy = given ?? policies[0];
+    if (!policies.includes(policy))
+      throw new UsageError(
+        `--policy-param ${spec}: ${policy} is not a policy of this run (${policies.join(", ")})`,
+      );
+    const value =
+      text === "true" ? true : text === "false" ? false : Number.isFinite(Number(text)) ? Number(text) : text;
+    out[policy] = { ...out[policy], [name]: value };
+  }
+  return out;
 }
 
 /** A --trace value's form (the data itself is read later). */
 function checkTraceSpec(spec: string | undefined): void {
   if (spec !== undefined && !/^(planetlab|synthetic):.+$/.test(spec))
-    throw new UserError(`--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`);
+    throw new UsageError(
+      `--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`,
+    );
 }
 
 /** Writes a file and names it on stderr. */
@@ -68,9 +123,12 @@ export function simulate(file: string | undefined, opts: SimulateOptions): void 
   seedOf(opts.seed);
   const scenario = load(file);
   const policy = opts.policy ?? scenario.policy.name;
+  const policyParams = parsePolicyParams(opts.policyParam, [policy]);
+  checkParams(scenario, [policy], policyParams);
   const bar = progress(`simulating ${scenario.name} with ${policy}`, opts.quiet);
   const out = runScenario(scenario, {
     policy: opts.policy,
+    policyParams,
     trace: opts.trace,
     seed: seedOf(opts.seed),
     onProgress: (f) => bar.update(f),
@@ -89,6 +147,7 @@ export function simulate(file: string | undefined, opts: SimulateOptions): void 
 
 export interface CompareOptions {
   policies: string;
+  policyParam?: string[];
   trace?: string;
   seed?: string;
   json?: boolean;
@@ -101,17 +160,27 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean);
-  if (policies.length === 0) throw new UserError("--policies: give at least one policy name");
+  if (policies.length === 0) throw new UsageError("--policies: give at least one policy name");
   for (const p of policies) checkPolicy("--policies", p);
+  const policyParams = parsePolicyParams(opts.policyParam, policies);
   checkTraceSpec(opts.trace);
   seedOf(opts.seed);
   const scenario = load(file);
+  checkParams(scenario, policies, policyParams);
   const seed = seedOf(opts.seed) ?? scenario.seed;
   const trace = loadTrace(scenario, opts.trace, seed);
   const rows: Row[] = [];
   for (const policy of policies) {
     const bar = progress(`${policy}`, opts.quiet || opts.json);
-    rows.push(runScenario(scenario, { policy, seed, loadedTrace: trace, onProgress: (f) => bar.update(f) }));
+    rows.push(
+      runScenario(scenario, {
+        policy,
+        policyParams,
+        seed,
+        loadedTrace: trace,
+        onProgress: (f) => bar.update(f),
+      }),
+    );
     bar.stop();
   }
   if (opts.out) {
@@ -140,6 +209,8 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
       trace: r.result.trace,
       nesting: r.result.nesting,
       hostVmHours: r.result.hostVmHours,
+      lowerBoundHostVmHours: r.result.lowerBoundHostVmHours,
+      hostVmHoursToLowerBound: toLowerBound(r.result),
       cost: r.result.cost,
       energyKWh: r.result.energyKWh,
       migrations: {

@@ -59,6 +59,10 @@ export function resultsTable(rows: readonly Row[]): string {
   const line = (name: string, f: (r: Row) => string) => t.push([name, ...rows.map(f)]);
   if (nested) {
     line("host-VM hours", (r) => r.result.hostVmHours.toFixed(1));
+    line("  x lower bound", (r) => {
+      const x = toLowerBound(r.result);
+      return x === null ? "" : `${x.toFixed(2)} (of ${r.result.lowerBoundHostVmHours!.toFixed(1)})`;
+    });
     line("cost ($)", (r) => r.result.cost.toFixed(2));
   }
   line("energy (kWh)", (r) => r.result.energyKWh.toFixed(2));
@@ -74,4 +78,9 @@ export function resultsTable(rows: readonly Row[]): string {
   line("planner ms/round (mean)", (r) => r.timing.plannerMs.mean.toFixed(2));
   line("wall (s)", (r) => r.timing.wallSeconds.toFixed(2));
   return t.toString();
+}
+
+/** Host-VM hours as a multiple of the day's lower bound (nested runs; null otherwise). */
+export function toLowerBound(r: SimulationResult): number | null {
+  return r.lowerBoundHostVmHours ? r.hostVmHours / r.lowerBoundHostVmHours : null;
 }

@@ -4,7 +4,10 @@
  * vmi) do not load the simulator to report them.
  */
 
-/** A mistake of the user's: main prints its message as one line and exits 2 (as sim's UserError). */
+/**
+ * A mistake of the user's: main prints its message as one line and exits 2, as it does for
+ * the domain errors that name one (sim's ScenarioError and TraceError, PolicyError, ...).
+ */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);

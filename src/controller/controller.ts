@@ -5,23 +5,17 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import {
-  DEFAULT_CALIBRATION,
-  DEFAULT_MECHANISM_POLICY,
-  estimateMove,
-  routeBetween,
-} from "../migration/index.ts";
-import { hostVmMips } from "../model/index.ts";
-import type { Policy } from "../planner/index.ts";
+import { type GuestSpec, guestSpec, hostVmMips } from "../model/index.ts";
+import { type Policy, placeRequested, planMove, type RequestedMechanism } from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
 import type { Principal } from "./auth.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, moveRefusalError, notFound } from "./errors.ts";
 import { EventBus } from "./events.ts";
 import { Executor } from "./executor.ts";
 import { History } from "./history.ts";
 import { Leadership } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
-import { type ActionPayload, type Automation, Reconciler } from "./reconciler.ts";
+import { type Automation, type PlannedAction, Reconciler, toStored } from "./reconciler.ts";
 import type { Store } from "./store/connect.ts";
 import type { GuestIdStatus, Repositories, StoredGuest } from "./store/repositories/index.ts";
 import { buildView } from "./view.ts";
@@ -37,15 +31,11 @@ export interface ControllerOptions {
   readonly maxPerHostVm?: number;
   /** Name of this controller among its peers (logs, leadership). */
   readonly holder?: string;
+  /** Seed of the planner's random draws (the simulator's scenario seed, to plan alike). */
+  readonly seed?: number;
 }
 
-export interface NewGuest {
-  id: string;
-  tenant: string;
-  vcpus: number;
-  mipsPerVcpu: number;
-  memoryMiB: number;
-  dirtyRateMiBps: number;
+export interface NewGuest extends GuestSpec {
   antiAffinityGroup?: string;
   automation?: Automation;
   hostVm?: string;
@@ -105,6 +95,7 @@ export class Controller {
         intervalSeconds: this.intervalSeconds,
         ...caps,
         proposalTtlSeconds: 12 * this.intervalSeconds,
+        seed: opts.seed,
       },
     );
     this.executor = new Executor(this.store, this.provider, this.leader, this.events, this.metrics, caps);
@@ -143,6 +134,13 @@ export class Controller {
       this.leader.isLeader ? this.auditAndRecord() : Promise.resolve(),
     );
     every(roundMs, () => (this.leader.isLeader ? this.reconciler.round() : Promise.resolve()));
+    // The policy's checks between rounds (nestcloud: overload relief every 30 s), at most
+    // twice a wall second however fast the provider's clock runs.
+    const reactWall = this.reconciler.reactWallSeconds;
+    if (reactWall !== undefined)
+      every(Math.max(500, reactWall * 1000), () =>
+        this.leader.isLeader ? this.reconciler.react() : Promise.resolve(),
+      );
     every(250, () => this.executor.step());
     this.timers.push(
       setInterval(() => {
@@ -341,7 +339,7 @@ export class Controller {
   // ---- operations ---------------------------------------------------------------------------
 
   /** Stores actions as a plan to apply now (API requests are automatic by definition). */
-  async submitActions(actions: ActionPayload[], source: string): Promise<number> {
+  async submitActions(actions: readonly PlannedAction[], source: string): Promise<number> {
     if (!this.leader.isLeader)
       throw new ApiError(503, "this controller is a follower; send writes to the leader");
     const id = await this.reconciler.storePlan(actions, "applying", source, this.provider.now());
@@ -355,7 +353,7 @@ export class Controller {
     await this.executor.cancel(id, this.provider.now());
   }
 
-  /** Creates a guest where it fits (same rules as the planner) or on the host VM named. */
+  /** Creates a guest where the planner places it, or on the host VM named (an admin's choice). */
   async createGuest(spec: NewGuest) {
     if (!this.leader.isLeader)
       throw new ApiError(503, "this controller is a follower; send writes to the leader");
@@ -370,51 +368,15 @@ export class Controller {
   }
 
   private async createClaimedGuest(spec: NewGuest) {
-    const topo = await this.reconciler.topology();
-    const view = buildView(topo);
     let hostVm = spec.hostVm;
     if (hostVm) {
-      const h = topo.hostVms.find((x) => x.id === hostVm);
+      const h = await this.repos.hostVms.get(hostVm);
       if (!h || h.state !== "running")
         throw new ApiError(422, `body/hostVm: host VM ${hostVm} is not running`);
-    } else {
-      // Most memory left among running host VMs that can take it (spreads new load).
-      let best: string | undefined;
-      let bestFree = -1;
-      view.hostVmIds.forEach((id, h) => {
-        const host = view.cloud.hostVms[h];
-        if (
-          host.state !== "running" ||
-          spec.vcpus > host.type.vcpus ||
-          spec.mipsPerVcpu > host.type.mipsPerVcpu
-        )
-          return;
-        const free = view.cloud.freeMemory(h);
-        if (free >= spec.memoryMiB && free > bestFree) {
-          bestFree = free;
-          best = id;
-        }
-      });
-      if (!best)
-        throw new ApiError(
-          409,
-          `no running host VM has room for ${spec.memoryMiB} MiB; acquire a host VM first`,
-        );
-      hostVm = best;
-    }
+    } else hostVm = await this.placeGuest(spec);
     const now = this.provider.now();
     try {
-      await this.provider.createGuest(
-        {
-          id: spec.id,
-          tenant: spec.tenant,
-          vcpus: spec.vcpus,
-          mipsPerVcpu: spec.mipsPerVcpu,
-          memoryMiB: spec.memoryMiB,
-          dirtyRateMiBps: spec.dirtyRateMiBps,
-        },
-        hostVm,
-      );
+      await this.provider.createGuest(guestSpec(spec), hostVm);
     } catch (e) {
       // Taken at the provider but not (yet) in the store: a create racing this one, or a
       // guest the audit has not adopted. Whose it is must not show.
@@ -423,12 +385,7 @@ export class Controller {
       throw e; // a provider's refusal answers with its kind's status (PROVIDER_ERROR_STATUS)
     }
     const guest: StoredGuest = {
-      id: spec.id,
-      tenant: spec.tenant,
-      vcpus: spec.vcpus,
-      mipsPerVcpu: spec.mipsPerVcpu,
-      memoryMiB: spec.memoryMiB,
-      dirtyRateMiBps: spec.dirtyRateMiBps,
+      ...guestSpec(spec),
       affinityGroup: null,
       antiAffinityGroup: spec.antiAffinityGroup ?? null,
       role: spec.role,
@@ -446,6 +403,70 @@ export class Controller {
     this.viewsAt = -1;
     this.events.emit("vm.created", spec.tenant, { id: spec.id, hostVm }, now);
     return guest;
+  }
+
+  /**
+   * Where the planner places a new guest (planner/requested.ts placeRequested: the policy's
+   * placeNew, as in the simulator). A host VM the placement wants acquired is acquired only
+   * when the cloud's automation level is automatic (renting is the cloud's decision); then the
+   * guest waits for it to run. Otherwise the answer says to acquire one first.
+   */
+  private async placeGuest(spec: NewGuest): Promise<string> {
+    const topo = await this.reconciler.topology();
+    const view = buildView(topo);
+    const g = view.cloud.addGuest({
+      id: spec.id,
+      tenant: spec.tenant,
+      vcpus: spec.vcpus,
+      mipsPerVcpu: spec.mipsPerVcpu,
+      memoryMiB: spec.memoryMiB,
+      dirtyRateMiBps: spec.dirtyRateMiBps,
+      ...(spec.antiAffinityGroup ? { antiAffinityGroup: spec.antiAffinityGroup } : {}),
+      role: spec.role === "security" ? { kind: "security", targets: spec.targets } : { kind: "tenant" },
+    });
+    view.guestIds.push(spec.id);
+    const snap = this.reconciler.lastSnapshot ?? (await this.reconciler.audit());
+    const input = await this.reconciler.plannerInput(view, snap, topo.running, new Set());
+    const placement = placeRequested(this.opts.policy, input, g);
+    const noRoom = `no running host VM has room for ${spec.memoryMiB} MiB; acquire a host VM first`;
+    const to = placement.assignments.find((a) => a.guest === g)?.to;
+    if (!to) throw new ApiError(409, noRoom);
+    if (to.kind === "existing") return view.hostVmIds[to.hostVm];
+    if ((await this.reconciler.cloudAutomation()) !== "automatic") throw new ApiError(409, noRoom);
+    const acq = placement.acquisitions[to.action];
+    const plan = await this.submitActions(
+      [
+        {
+          payload: { kind: "acquire-host-vm", type: acq.type, server: view.serverIds[acq.server] },
+          dependsOn: [],
+        },
+      ],
+      "api",
+    );
+    return this.acquiredBy(plan, acq.type, spec.id);
+  }
+
+  /** The host VM a plan of one acquisition produced, once it runs (the executor is kicked meanwhile). */
+  private async acquiredBy(plan: number, typeName: string, guest: string): Promise<string> {
+    const type = await this.repos.hostVmTypes.get(typeName);
+    const wallSeconds = ((type?.provisionSeconds ?? 120) * 3) / this.provider.speed + 30;
+    const end = Date.now() + wallSeconds * 1000;
+    while (Date.now() < end) {
+      await this.executor.step();
+      const a = await this.repos.plans.action(plan, 0);
+      if (a?.status === "done" && a.payload.kind === "acquire-host-vm" && a.payload.hostVm)
+        return a.payload.hostVm;
+      if (a?.status === "failed" || a?.status === "cancelled")
+        throw new ApiError(
+          409,
+          `the host VM acquired for guest VM ${guest} did not come up: ${a.error ?? a.status}`,
+        );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new ApiError(
+      503,
+      `the host VM acquired for guest VM ${guest} (plan ${plan}) is not running yet; try again`,
+    );
   }
 
   /** Starts or stops a guest at the provider, then records it. */
@@ -474,84 +495,42 @@ export class Controller {
     return this.repos.guests.idStatus(id);
   }
 
-  /** A one-guest move: to the host VM named, or the best one the rules allow. */
+  /**
+   * A one-guest move, planned by the planner (planner/requested.ts): to the host VM named, or
+   * the best one its rules allow, by the mechanism named or the one the cost models choose. A
+   * move the planner refuses answers with the refusal's status and reason. Asked by the API,
+   * so the guest's automation level does not matter (manual only keeps the planner's own
+   * rounds away from it).
+   */
   async chooseMove(
     guestId: string,
     to: string | undefined,
-    mechanism: "auto" | "instant" | "precopy" | "postcopy",
-  ): Promise<ActionPayload> {
+    mechanism: RequestedMechanism,
+  ): Promise<PlannedAction[]> {
     const topo = await this.reconciler.topology();
     const view = buildView(topo);
     const g = view.guestIds.indexOf(guestId);
-    const from = view.cloud.guestHost[g];
-    if (from < 0) throw new ApiError(409, `guest VM ${guestId} is not placed`);
-    if (topo.running.some((m) => m.guest === guestId))
-      throw new ApiError(409, `guest VM ${guestId} is migrating already`);
-    const guest = view.cloud.guests[g];
-    let target = to === undefined ? -1 : view.hostVmIds.indexOf(to);
+    if (g < 0) throw notFound("guest VM", guestId);
+    let target: number | undefined;
     if (to !== undefined) {
+      target = view.hostVmIds.indexOf(to);
       if (target < 0) throw new ApiError(422, `body/to: no host VM ${to}`);
-      const problem = view.cloud.placementProblem(g, target);
-      if (target === from) throw new ApiError(422, `body/to: guest VM ${guestId} runs on ${to} already`);
-      if (problem) throw new ApiError(409, problem);
-    } else {
-      // Same physical server first (instant), then the most free memory.
-      let bestKey = -1;
-      view.hostVmIds.forEach((_, h) => {
-        if (h === from || view.cloud.placementProblem(g, h)) return;
-        const host = view.cloud.hostVms[h];
-        const same = host.server !== undefined && host.server === view.cloud.hostVms[from].server ? 1 : 0;
-        const key = same * 1e9 + view.cloud.freeMemory(h);
-        if (key > bestKey) {
-          bestKey = key;
-          target = h;
-        }
-      });
-      if (target < 0) throw new ApiError(409, `no host VM has room for guest VM ${guestId}`);
     }
-    const route = routeBetween(
-      { hostVm: from, server: view.cloud.hostVms[from].server },
-      { hostVm: target, server: view.cloud.hostVms[target].server },
-    );
-    if (mechanism === "instant" && route !== "same-server") {
-      throw new ApiError(422, "body/mechanism: instant handover needs a host VM on the same physical server");
-    }
-    const subject = {
-      memoryMiB: guest.memoryMiB,
-      residentMiB: guest.memoryMiB * 0.6,
-      dirtyRateMiBps: guest.dirtyRateMiBps * 0.2,
-    };
-    const mbps = view.cloud.servers[view.cloud.hostVms[from].server ?? 0]?.networkMbps ?? 1000;
-    const policy =
-      mechanism === "auto"
-        ? DEFAULT_MECHANISM_POLICY
-        : {
-            ...DEFAULT_MECHANISM_POLICY,
-            instant: mechanism === "instant",
-            postcopyFallback: mechanism === "postcopy",
-          };
-    const estimate = estimateMove(
-      mechanism === "precopy" || mechanism === "postcopy" ? "cross-server" : route,
-      subject,
-      mbps,
-      DEFAULT_CALIBRATION,
-      policy,
-    );
-    return {
-      kind: "migrate",
-      guest: guestId,
-      from: view.hostVmIds[from],
-      to: { hostVm: view.hostVmIds[target] },
-      mechanism: mechanism === "auto" ? (estimate?.mechanism ?? "precopy") : mechanism,
-      seconds: estimate?.totalSeconds ?? 1,
-      reason: "requested",
-    };
+    const snap = this.reconciler.lastSnapshot ?? (await this.reconciler.audit());
+    const input = await this.reconciler.plannerInput(view, snap, topo.running, new Set());
+    const decision = planMove(input, g, { to: target, mechanism });
+    if (!decision.ok) throw moveRefusalError(decision.refusal);
+    return toStored(decision.plan, view);
   }
 
   /** What the planner would do now, split by automation level (nothing stored). */
   async preview() {
     const { automatic, suggested, now } = await this.reconciler.propose(false);
-    return { at: now, automatic, suggested };
+    return {
+      at: now,
+      automatic: automatic.map((a) => a.payload),
+      suggested: suggested.map((a) => a.payload),
+    };
   }
 }
 

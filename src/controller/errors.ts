@@ -1,4 +1,5 @@
 /** Errors the API turns into HTTP answers; each says what is wrong and with what. */
+import type { MoveRefusal, MoveRefusalReason } from "../planner/index.ts";
 import { ProviderError } from "../providers/index.ts";
 
 export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 422 | 426 | 429 | 503;
@@ -28,6 +29,24 @@ export const PROVIDER_ERROR_STATUS = {
   capacity: 409,
   unavailable: 503,
 } as const satisfies Record<ProviderError["code"], ApiStatus>;
+
+/**
+ * The HTTP status of each reason the planner refuses a requested move (planner/requested.ts):
+ * the cloud's state is in the way (409), or the request itself cannot be met (422).
+ */
+export const MOVE_REFUSAL_STATUS = {
+  "not-placed": 409,
+  migrating: 409,
+  "same-host-vm": 422,
+  "cannot-take": 409,
+  "no-room": 409,
+  "instant-across-servers": 422,
+} as const satisfies Record<MoveRefusalReason, ApiStatus>;
+
+/** A refused move as the API answers it: the field at fault named, as validation does. */
+export function moveRefusalError(r: MoveRefusal): ApiError {
+  return new ApiError(MOVE_REFUSAL_STATUS[r.reason], r.field ? `body/${r.field}: ${r.message}` : r.message);
+}
 
 /** A provider's refusal as the API answers it (the provider's message, its kind's status). */
 export function providerApiError(e: ProviderError): ApiError {

@@ -5,6 +5,7 @@
  * happened, and carries on: every guest ends up running exactly once, where the journal says.
  */
 import { hostVmGuestMemory } from "../model/index.ts";
+import { unhandledKind } from "../planner/index.ts";
 import { type Provider, ProviderError, type ProviderSnapshot } from "../providers/index.ts";
 import type { EventBus } from "./events.ts";
 import type { Leadership } from "./leader.ts";
@@ -14,6 +15,12 @@ import type { Store } from "./store/connect.ts";
 import type { ActionChange, StoredAction as ActionRow } from "./store/repositories/index.ts";
 
 type Migrate = Extract<ActionPayload, { kind: "migrate" }>;
+type Acquire = Extract<ActionPayload, { kind: "acquire-host-vm" }>;
+type Release = Extract<ActionPayload, { kind: "release-host-vm" }>;
+
+/** Why the controller fails every rejuvenate action (stored with it, so the plan shows it). */
+export const REJUVENATE_UNSUPPORTED =
+  "rejuvenate: no provider can restart a host VM in place yet; the action is refused, not skipped";
 
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
 
@@ -85,11 +92,24 @@ export class Executor {
     for (const a of actions) {
       if (a.status !== "pending") continue;
       if (!a.dependsOn.every((d) => actions[d].status === "done")) continue;
-      if (a.kind === "migrate") {
-        if (running >= this.opts.maxConcurrentMigrations) continue;
-        if (await this.startMigration(planId, a, snap)) running++;
-      } else if (a.kind === "acquire-host-vm") await this.startAcquire(planId, a, snap);
-      else if (a.kind === "release-host-vm") await this.release(planId, a, snap);
+      const p = a.payload;
+      switch (p.kind) {
+        case "migrate":
+          if (running >= this.opts.maxConcurrentMigrations) continue;
+          if (await this.startMigration(planId, a, p, snap)) running++;
+          break;
+        case "acquire-host-vm":
+          await this.startAcquire(planId, a, p, snap);
+          break;
+        case "release-host-vm":
+          await this.release(planId, a, p, snap);
+          break;
+        case "rejuvenate":
+          await this.finish(planId, a, "failed", REJUVENATE_UNSUPPORTED, snap.now);
+          break;
+        default:
+          await this.finish(planId, a, "failed", unknownKind(p), snap.now);
+      }
     }
 
     actions = await this.actions(planId);
@@ -114,87 +134,110 @@ export class Executor {
   /** Finds out what became of a running action (also after a crash or a takeover). */
   private async poll(planId: number, a: ActionRow, snap: ProviderSnapshot): Promise<void> {
     const p = a.payload;
-    if (p.kind === "migrate") {
-      let id = p.migration;
-      if (!id) {
-        // Journaled as running but the provider's id was never recorded: did it start?
-        const started = snap.migrations.find(
-          (m) => m.guest === p.guest && m.from === p.from && m.startedAt >= (a.startedAt ?? 0) - 1e-6,
-        );
-        if (started) {
-          id = started.id;
-          p.migration = id;
-          await this.journal(planId, a.idx, { payload: p });
-          await this.recordMigration(p, started.to, id, started.mechanism, planId, started.startedAt);
-        } else {
-          // Never started: the guest is still at its source; try again.
-          await this.journal(planId, a.idx, { status: "pending", startedAt: null });
-          return;
-        }
-      }
-      const found = await this.provider.migration(id);
-      // An id that now names another guest's move is not ours (a provider that lost state may
-      // hand out an id again): as unknown.
-      const m = found && found.guest === p.guest ? found : undefined;
-      const guestRow = await this.store.repos.guests.get(p.guest);
-      if (!m) {
-        const to = await this.target(p, planId);
-        const arrived = guestRow?.hostVm === to;
-        await this.settleMigration(
-          planId,
-          a,
-          p,
-          arrived ? "completed" : "failed",
-          arrived ? null : "the provider lost track of the migration",
-          snap.now,
-          guestRow?.tenant,
-        );
-        return;
-      }
-      // Audits write progress too, from their own snapshots: a running migration's stored
-      // progress only moves forward, so an older reading never shows it going back.
-      const updated = await this.leader.fenced((tx) =>
-        tx.migrations.recordProgress(id, {
-          progress: m.progress,
-          status: m.status,
-          detail: { remainingBytes: m.remainingBytes, etaSeconds: m.etaSeconds },
-        }),
+    switch (p.kind) {
+      case "migrate":
+        return this.pollMigration(planId, a, p, snap);
+      case "acquire-host-vm":
+        return this.pollAcquire(planId, a, p, snap);
+      case "release-host-vm":
+        return this.pollRelease(planId, a, p, snap);
+      case "rejuvenate":
+        // Never started (refused when it would start): one journaled as running is refused now.
+        return this.finish(planId, a, "failed", REJUVENATE_UNSUPPORTED, snap.now);
+      default:
+        return this.finish(planId, a, "failed", unknownKind(p), snap.now);
+    }
+  }
+
+  private async pollMigration(
+    planId: number,
+    a: ActionRow,
+    p: Migrate,
+    snap: ProviderSnapshot,
+  ): Promise<void> {
+    let id = p.migration;
+    if (!id) {
+      // Journaled as running but the provider's id was never recorded: did it start?
+      const started = snap.migrations.find(
+        (m) => m.guest === p.guest && m.from === p.from && m.startedAt >= (a.startedAt ?? 0) - 1e-6,
       );
-      if (m.status === "running") {
-        if (!updated) return;
-        this.events.emit(
-          "migration.progress",
-          guestRow?.tenant,
-          { id, guest: p.guest, progress: m.progress, etaSeconds: m.etaSeconds },
-          snap.now,
-        );
+      if (started) {
+        id = started.id;
+        p.migration = id;
+        await this.journal(planId, a.idx, { payload: p });
+        await this.recordMigration(p, started.to, id, started.mechanism, planId, started.startedAt);
+      } else {
+        // Never started: the guest is still at its source; try again.
+        await this.journal(planId, a.idx, { status: "pending", startedAt: null });
         return;
       }
+    }
+    const found = await this.provider.migration(id);
+    // An id that now names another guest's move is not ours (a provider that lost state may
+    // hand out an id again): as unknown.
+    const m = found && found.guest === p.guest ? found : undefined;
+    const guestRow = await this.store.repos.guests.get(p.guest);
+    if (!m) {
+      const to = await this.target(p, planId);
+      const arrived = guestRow?.hostVm === to;
       await this.settleMigration(
         planId,
         a,
         p,
-        m.status,
-        m.error ?? null,
-        m.finishedAt ?? snap.now,
+        arrived ? "completed" : "failed",
+        arrived ? null : "the provider lost track of the migration",
+        snap.now,
         guestRow?.tenant,
       );
       return;
     }
-    if (p.kind === "acquire-host-vm") {
-      if (!p.hostVm) {
-        // The acquisition may or may not have happened; audit adopts any host VM we did
-        // not record, and an empty one is released by a later round. Try again.
-        await this.journal(planId, a.idx, { status: "pending", startedAt: null });
-        return;
-      }
-      const h = snap.hostVms.find((x) => x.id === p.hostVm);
-      if (h?.state === "running") await this.finish(planId, a, "done", null, snap.now);
-      else if (!h || h.state === "released")
-        await this.finish(planId, a, "failed", `host VM ${p.hostVm} did not come up`, snap.now);
+    // Audits write progress too, from their own snapshots: a running migration's stored
+    // progress only moves forward, so an older reading never shows it going back.
+    const updated = await this.leader.fenced((tx) =>
+      tx.migrations.recordProgress(id, {
+        progress: m.progress,
+        status: m.status,
+        detail: { remainingBytes: m.remainingBytes, etaSeconds: m.etaSeconds },
+      }),
+    );
+    if (m.status === "running") {
+      if (!updated) return;
+      this.events.emit(
+        "migration.progress",
+        guestRow?.tenant,
+        { id, guest: p.guest, progress: m.progress, etaSeconds: m.etaSeconds },
+        snap.now,
+      );
       return;
     }
-    // A release journaled as running: look at the provider.
+    await this.settleMigration(
+      planId,
+      a,
+      p,
+      m.status,
+      m.error ?? null,
+      m.finishedAt ?? snap.now,
+      guestRow?.tenant,
+    );
+    return;
+  }
+
+  private async pollAcquire(planId: number, a: ActionRow, p: Acquire, snap: ProviderSnapshot): Promise<void> {
+    if (!p.hostVm) {
+      // The acquisition may or may not have happened; audit adopts any host VM we did
+      // not record, and an empty one is released by a later round. Try again.
+      await this.journal(planId, a.idx, { status: "pending", startedAt: null });
+      return;
+    }
+    const h = snap.hostVms.find((x) => x.id === p.hostVm);
+    if (h?.state === "running") await this.finish(planId, a, "done", null, snap.now);
+    else if (!h || h.state === "released")
+      await this.finish(planId, a, "failed", `host VM ${p.hostVm} did not come up`, snap.now);
+    return;
+  }
+
+  /** A release journaled as running: look at the provider. */
+  private async pollRelease(planId: number, a: ActionRow, p: Release, snap: ProviderSnapshot): Promise<void> {
     const h = snap.hostVms.find((x) => x.id === p.hostVm);
     if (!h || h.state === "released") await this.finish(planId, a, "done", null, snap.now);
     else await this.journal(planId, a.idx, { status: "pending", startedAt: null });
@@ -242,8 +285,12 @@ export class Executor {
     return acq?.kind === "acquire-host-vm" ? acq.hostVm : undefined;
   }
 
-  private async startMigration(planId: number, a: ActionRow, snap: ProviderSnapshot): Promise<boolean> {
-    const p = a.payload as Migrate;
+  private async startMigration(
+    planId: number,
+    a: ActionRow,
+    p: Migrate,
+    snap: ProviderSnapshot,
+  ): Promise<boolean> {
     const to = await this.target(p, planId);
     const busy = (h: string) =>
       snap.migrations.filter((m) => m.status === "running" && (m.from === h || m.to === h)).length;
@@ -327,8 +374,12 @@ export class Executor {
     return undefined;
   }
 
-  private async startAcquire(planId: number, a: ActionRow, snap: ProviderSnapshot): Promise<void> {
-    const p = a.payload as Extract<ActionPayload, { kind: "acquire-host-vm" }>;
+  private async startAcquire(
+    planId: number,
+    a: ActionRow,
+    p: Acquire,
+    snap: ProviderSnapshot,
+  ): Promise<void> {
     await this.journal(planId, a.idx, { status: "running", startedAt: snap.now });
     try {
       const h = await this.provider.acquireHostVm(p.type, p.server);
@@ -351,8 +402,7 @@ export class Executor {
     }
   }
 
-  private async release(planId: number, a: ActionRow, snap: ProviderSnapshot): Promise<void> {
-    const p = a.payload as Extract<ActionPayload, { kind: "release-host-vm" }>;
+  private async release(planId: number, a: ActionRow, p: Release, snap: ProviderSnapshot): Promise<void> {
     if (
       snap.guests.some((g) => g.hostVm === p.hostVm) ||
       snap.migrations.some((m) => m.status === "running" && m.to === p.hostVm)
@@ -381,10 +431,34 @@ export class Executor {
       await tx.plans.cancelPending(planId, now);
     });
     for (const a of actions) {
-      if (a.status !== "running" || a.kind !== "migrate") continue;
-      const p = a.payload as Migrate;
-      if (p.migration) await this.provider.cancelMigration(p.migration).catch(() => {});
+      if (a.status !== "running") continue;
+      const p = a.payload;
+      switch (p.kind) {
+        case "migrate":
+          if (p.migration) await this.provider.cancelMigration(p.migration).catch(() => {});
+          break;
+        // An acquisition or a release completes on its own (its poll settles it); a
+        // rejuvenation never starts.
+        case "acquire-host-vm":
+        case "release-host-vm":
+        case "rejuvenate":
+          break;
+        default: {
+          // Nothing known to stop; the compiler still requires every kind above.
+          const unknown: never = p;
+          void unknown;
+        }
+      }
     }
     this.events.emit("plan.cancelled", undefined, { id: planId }, now);
+  }
+}
+
+/** The error stored with an action of a kind this executor does not know (compile-time `never`). */
+function unknownKind(p: never): string {
+  try {
+    return unhandledKind(p);
+  } catch (e) {
+    return (e as Error).message;
   }
 }

@@ -5,9 +5,15 @@
  *   manual: the planner never moves it; suggest: its moves wait for approval; automatic: applied.
  */
 
-import { Rng } from "../model/index.ts";
-import type { ActionPlan } from "../planner/index.ts";
-import { type Policy, validatePlan } from "../planner/index.ts";
+import { guestSpec, Rng } from "../model/index.ts";
+import {
+  type Action,
+  type ActionPlan,
+  type PlannerInput,
+  type Policy,
+  unhandledKind,
+  validatePlan,
+} from "../planner/index.ts";
 import type { Provider, ProviderSnapshot } from "../providers/index.ts";
 import type { Automation } from "./api/schemas/common.ts";
 import type { ActionPayload } from "./api/schemas/plans.ts";
@@ -26,6 +32,8 @@ export interface ReconcilerOptions {
   readonly maxPerHostVm: number;
   /** A proposal nobody approved is replaced after this long (provider seconds). */
   readonly proposalTtlSeconds: number;
+  /** Seed of the planner's random draws, derived as the simulator derives them (default: 1, not derived). */
+  readonly seed?: number;
 }
 
 export class Reconciler {
@@ -42,7 +50,7 @@ export class Reconciler {
     private readonly metrics: ControllerMetrics,
     readonly opts: ReconcilerOptions,
   ) {
-    this.random = new Rng(1);
+    this.random = opts.seed === undefined ? new Rng(1) : Rng.derive(opts.seed, "planner");
   }
 
   /** Copies servers and host-VM types from the provider (once, and when it changes). */
@@ -103,12 +111,8 @@ export class Reconciler {
         if (!old) {
           // A guest the provider runs that the store does not know: adopt it.
           await tx.guests.insert({
+            ...guestSpec(g.spec),
             id: g.id,
-            tenant: g.spec.tenant,
-            vcpus: g.spec.vcpus,
-            mipsPerVcpu: g.spec.mipsPerVcpu,
-            memoryMiB: g.spec.memoryMiB,
-            dirtyRateMiBps: g.spec.dirtyRateMiBps,
             affinityGroup: null,
             antiAffinityGroup: null,
             role: "tenant",
@@ -194,32 +198,93 @@ export class Reconciler {
    */
   async propose(
     expire: boolean,
-  ): Promise<{ automatic: ActionPayload[]; suggested: ActionPayload[]; now: number }> {
+  ): Promise<{ automatic: PlannedAction[]; suggested: PlannedAction[]; now: number }> {
     const snap = this.lastSnapshot ?? (await this.audit());
     const topo = await this.topology();
     const view = buildView(topo);
+    const { cloudLevel, level, fixed } = await this.automation(topo, snap.now, expire);
+    const input = await this.plannerInput(view, snap, topo.running, fixed);
+    const started = performance.now();
+    const plan = this.policy.plan(input);
+    this.metrics.plannerSeconds.observe((performance.now() - started) / 1000);
+    validatePlan(plan);
+    const kept = new Set(topo.hostVms.filter((h) => h.kept).map((h) => h.id));
+    return { ...split(plan, view, level, cloudLevel, kept), now: snap.now };
+  }
+
+  /** Wall seconds between the policy's checks between rounds, if it has them (as the simulator asks). */
+  get reactWallSeconds(): number | undefined {
+    const every = this.policy.reactIntervalSeconds;
+    if (!this.policy.react || every === undefined || !(every > 0 && every < this.opts.intervalSeconds))
+      return undefined;
+    return every / this.provider.speed;
+  }
+
+  /**
+   * The policy's check between rounds (overload relief on current load), as the simulator
+   * runs it every reactIntervalSeconds: on a fresh reading of the provider (not added to the
+   * load history, which keeps one sample per round), the placement the store has. Its moves of
+   * guests in automatic are applied at once beside any plan under way; the others are left to
+   * the next round's proposal (a relief waiting for approval would come too late).
+   */
+  async react(): Promise<{ applied?: number }> {
+    const react = this.policy.react;
+    if (!react) return {};
+    const snap = await this.provider.snapshot();
+    const topo = await this.topology();
+    const view = buildView(topo);
+    const { cloudLevel, level, fixed } = await this.automation(topo, snap.now, false);
+    const input = await this.plannerInput(view, snap, topo.running, fixed);
+    const started = performance.now();
+    const plan = react.call(this.policy, input);
+    this.metrics.plannerSeconds.observe((performance.now() - started) / 1000);
+    if (plan.actions.length === 0) return {};
+    validatePlan(plan);
+    const kept = new Set(topo.hostVms.filter((h) => h.kept).map((h) => h.id));
+    const { automatic } = split(plan, view, level, cloudLevel, kept);
+    if (automatic.length === 0) return {};
+    return { applied: await this.storePlan(automatic, "applying", "reflex", snap.now, plan.notes) };
+  }
+
+  /**
+   * Each guest's automation level and the guests the planner must leave alone: manual ones,
+   * and those of a standing proposal until it is approved, cancelled or stale. With `expire`,
+   * stale proposals are superseded on the way.
+   */
+  private async automation(topo: StoredTopology, now: number, expire: boolean) {
     const cloudLevel = await this.cloudAutomation();
     const level = new Map(topo.guests.map((g) => [g.id, g.automation ?? cloudLevel]));
-
-    // A standing proposal keeps its guests out of planning until approved, cancelled or stale.
     const proposals = await this.store.repos.plans.withStatus("proposed");
     const fixed = new Set<string>([...level].filter(([, l]) => l === "manual").map(([id]) => id));
     for (const p of proposals) {
-      if (expire && snap.now - p.createdAt > this.opts.proposalTtlSeconds) {
+      if (expire && now - p.createdAt > this.opts.proposalTtlSeconds) {
         await this.leader.fenced((tx) => tx.plans.setStatus(p.id, "superseded"));
-        this.events.emit("plan.superseded", undefined, { id: p.id }, snap.now);
+        this.events.emit("plan.superseded", undefined, { id: p.id }, now);
         continue;
       }
       for (const a of await this.store.repos.plans.actions(p.id))
         if (a.payload.kind === "migrate") fixed.add(a.payload.guest);
     }
-    // Guests moving under an applying plan are in flight already (migrations table).
+    return { cloudLevel, level, fixed };
+  }
+
+  /**
+   * What the planner sees now: the stored placement, the provider's last load readings, and
+   * `fixed` guests it must leave alone (guests moving under an applying plan are in flight
+   * already: the migrations table says so).
+   */
+  async plannerInput(
+    view: CloudView,
+    snap: ProviderSnapshot,
+    running: StoredTopology["running"],
+    fixed: ReadonlySet<string>,
+  ): Promise<PlannerInput> {
     const lastMovedAt = await this.store.repos.migrations.lastCompleted();
-    const input = plannerInput({
+    return plannerInput({
       view,
       load: this.loads.history(view.guestIds),
       snapshot: snap,
-      running: topo.running,
+      running,
       fixed,
       lastMovedAt,
       intervalSeconds: this.opts.intervalSeconds,
@@ -229,28 +294,18 @@ export class Reconciler {
       },
       random: this.random,
     });
-    const started = performance.now();
-    const plan = this.policy.plan(input);
-    this.metrics.plannerSeconds.observe((performance.now() - started) / 1000);
-    validatePlan(plan);
-    const kept = new Set(topo.hostVms.filter((h) => h.kept).map((h) => h.id));
-    return { ...split(plan, view, level, cloudLevel, kept), now: snap.now };
   }
 
   /** Journals a plan and its actions in one transaction. */
   async storePlan(
-    list: ActionPayload[],
+    list: readonly PlannedAction[],
     status: string,
     source: string,
     now: number,
-    notes: string[] = [],
+    notes: readonly string[] = [],
   ): Promise<number> {
-    const deps = dependencies(list);
     const id = await this.leader.fenced((tx) =>
-      tx.plans.create(
-        { createdAt: now, status, source, notes, epoch: this.leader.epoch },
-        list.map((payload, idx) => ({ payload, dependsOn: deps[idx] })),
-      ),
+      tx.plans.create({ createdAt: now, status, source, notes, epoch: this.leader.epoch }, list),
     );
     this.events.emit(
       status === "proposed" ? "plan.proposed" : "plan.created",
@@ -262,13 +317,73 @@ export class Reconciler {
   }
 }
 
+/** An action as stored: its payload and the indices, within its plan, of what it waits for. */
+export interface PlannedAction {
+  readonly payload: ActionPayload;
+  readonly dependsOn: readonly number[];
+}
+
+/** One planner action as the API and the store name things (ids, not indices). */
+export function payloadOf(
+  a: Action,
+  view: CloudView,
+  acquisitionIndex: (action: number) => number,
+): ActionPayload {
+  const hostId = (h: number) => view.hostVmIds[h];
+  switch (a.kind) {
+    case "migrate":
+      return {
+        kind: "migrate",
+        guest: view.guestIds[a.guest],
+        from: hostId(a.from),
+        to:
+          a.to.kind === "existing"
+            ? { hostVm: hostId(a.to.hostVm) }
+            : { acquire: acquisitionIndex(a.to.action) },
+        mechanism: a.estimate.mechanism,
+        seconds: a.estimate.totalSeconds,
+        reason: a.reason,
+      };
+    case "acquire-host-vm":
+      return {
+        kind: "acquire-host-vm",
+        type: a.type,
+        server: a.server === undefined ? undefined : view.serverIds[a.server],
+      };
+    case "release-host-vm":
+      return { kind: "release-host-vm", hostVm: hostId(a.hostVm) };
+    case "rejuvenate":
+      return { kind: "rejuvenate", hostVm: hostId(a.hostVm) };
+    default:
+      return unhandledKind(a);
+  }
+}
+
 /**
- * Splits a plan by the automation level of the guests it moves. Acquisitions follow the
- * moves that need them; releases wait for every move out of their host VM.
+ * A whole planner plan as stored actions, in the planner's order with the planner's
+ * dependencies (what the API asks for is planned whole: nothing to split).
+ */
+export function toStored(plan: ActionPlan, view: CloudView): PlannedAction[] {
+  return plan.actions.map((a) => ({ payload: payloadOf(a, view, (i) => i), dependsOn: a.dependsOn }));
+}
+
+type ListName = "automatic" | "suggested";
+
+/**
+ * Splits a plan by the automation level of the guests it moves, keeping the planner's order
+ * and dependencies within each part. Acquisitions follow the moves that need them; a release
+ * waits for every move out of its host VM (the planner's dependencies say so).
  *
  * Renting is the cloud's decision, so the cloud's level governs it: acquisitions ahead of
- * need and releases are dropped in manual, proposed in suggest, applied in automatic — except
- * that a host VM an operator acquired (kept) is released only by a plan the operator approves.
+ * need, releases and rejuvenations are dropped in manual, proposed in suggest, applied in
+ * automatic — except that a host VM an operator acquired (kept) is released only by a plan
+ * the operator approves.
+ *
+ * An action whose dependency landed in the other part (or nowhere) is re-planned next round,
+ * with two exceptions for releases: one proposed while the moves out of its host VM are
+ * applied keeps its place without those dependencies (its host VM is empty by the time it is
+ * approved; the executor checks), and one applied while a move out waits for approval is
+ * dropped (the host VM is released by that proposal or not at all).
  */
 export function split(
   plan: ActionPlan,
@@ -276,93 +391,58 @@ export function split(
   level: ReadonlyMap<string, Automation>,
   cloudLevel: Automation,
   kept: ReadonlySet<string>,
-): { automatic: ActionPayload[]; suggested: ActionPayload[] } {
-  const automatic: ActionPayload[] = [];
-  const suggested: ActionPayload[] = [];
-  // Plan-local index of each acquisition in each output list.
-  const acqIn = new Map<number, { list: ActionPayload[]; idx: number }>();
-  const suggestedHosts = new Set<string>();
-  const hostId = (h: number) => view.hostVmIds[h];
+): { automatic: PlannedAction[]; suggested: PlannedAction[] } {
+  const rental = (keptHost: boolean): ListName | undefined =>
+    cloudLevel === "manual" ? undefined : cloudLevel === "suggest" || keptHost ? "suggested" : "automatic";
+  const guestList = (g: number): ListName | undefined => {
+    const lvl = level.get(view.guestIds[g]) ?? "automatic";
+    return lvl === "manual" ? undefined : lvl === "automatic" ? "automatic" : "suggested";
+  };
+  // The part each action goes to (undefined: dropped). An acquisition goes with the first move
+  // into it (moves into it in the other part are then re-planned), else it is ahead of need.
+  const firstMoveInto = new Map<number, ListName | undefined>();
+  for (const a of plan.actions)
+    if (a.kind === "migrate" && a.to.kind === "acquired" && !firstMoveInto.has(a.to.action))
+      firstMoveInto.set(a.to.action, guestList(a.guest));
+  const part: (ListName | undefined)[] = [];
+  const deps: number[][] = [];
   for (const a of plan.actions) {
-    if (a.kind !== "migrate") continue;
-    const guestId = view.guestIds[a.guest];
-    const lvl = level.get(guestId) ?? "automatic";
-    if (lvl === "manual") continue;
-    const list = lvl === "automatic" ? automatic : suggested;
-    let to: { hostVm: string } | { acquire: number };
-    if (a.to.kind === "existing") to = { hostVm: hostId(a.to.hostVm) };
-    else {
-      const acq = plan.actions[a.to.action];
-      if (acq.kind !== "acquire-host-vm") continue;
-      let placed = acqIn.get(acq.id);
-      if (placed && placed.list !== list) continue; // needed by the other list: re-planned next round
-      if (!placed) {
-        placed = { list, idx: list.length };
-        list.push({
-          kind: "acquire-host-vm",
-          type: acq.type,
-          server: acq.server === undefined ? undefined : view.serverIds[acq.server],
-        });
-        acqIn.set(acq.id, placed);
-      }
-      to = { acquire: placed.idx };
+    let list: ListName | undefined;
+    let keptDeps = [...a.dependsOn];
+    switch (a.kind) {
+      case "migrate":
+        list = guestList(a.guest);
+        if (a.dependsOn.some((d) => part[d] !== list)) list = undefined;
+        break;
+      case "acquire-host-vm":
+        list = firstMoveInto.has(a.id) ? firstMoveInto.get(a.id) : rental(false);
+        break;
+      case "release-host-vm":
+        list = rental(kept.has(view.hostVmIds[a.hostVm]));
+        if (a.dependsOn.some((d) => part[d] === undefined)) list = undefined;
+        else if (list === "automatic" && a.dependsOn.some((d) => part[d] === "suggested")) list = undefined;
+        else if (list === "suggested") keptDeps = a.dependsOn.filter((d) => part[d] === "suggested");
+        break;
+      case "rejuvenate":
+        list = rental(kept.has(view.hostVmIds[a.hostVm]));
+        if (a.dependsOn.some((d) => part[d] !== list)) list = undefined;
+        break;
+      default:
+        unhandledKind(a);
     }
-    if (list === suggested) suggestedHosts.add(hostId(a.from));
-    list.push({
-      kind: "migrate",
-      guest: guestId,
-      from: hostId(a.from),
-      to,
-      mechanism: a.estimate.mechanism,
-      seconds: a.estimate.totalSeconds,
-      reason: a.reason,
+    part.push(list);
+    deps.push(keptDeps);
+  }
+  const out: Record<ListName, PlannedAction[]> = { automatic: [], suggested: [] };
+  const index = new Int32Array(plan.actions.length).fill(-1);
+  for (const a of plan.actions) {
+    const list = part[a.id];
+    if (list === undefined) continue;
+    index[a.id] = out[list].length;
+    out[list].push({
+      payload: payloadOf(a, view, (i) => index[i]),
+      dependsOn: deps[a.id].map((d) => index[d]),
     });
   }
-  const rentalList = (keptHost: boolean): ActionPayload[] | undefined =>
-    cloudLevel === "manual" ? undefined : cloudLevel === "suggest" || keptHost ? suggested : automatic;
-  for (const a of plan.actions) {
-    if (a.kind === "acquire-host-vm" && !acqIn.has(a.id)) {
-      // Acquired ahead of need (no guest's move depends on it): the cloud's decision.
-      const list = rentalList(false);
-      if (!list) continue;
-      acqIn.set(a.id, { list, idx: list.length });
-      list.push({
-        kind: "acquire-host-vm",
-        type: a.type,
-        server: a.server === undefined ? undefined : view.serverIds[a.server],
-      });
-    }
-  }
-  for (const a of plan.actions) {
-    if (a.kind !== "release-host-vm") continue;
-    const id = hostId(a.hostVm);
-    const list = rentalList(kept.has(id));
-    if (!list) continue;
-    // A host VM still waiting on a proposal's moves is released by that proposal or not at all.
-    if (list === automatic && suggestedHosts.has(id)) continue;
-    list.push({ kind: "release-host-vm", hostVm: id });
-  }
-  return { automatic, suggested };
-}
-
-/** Dependencies between stored actions: moves wait for their acquisition, releases for the moves out. */
-export function dependencies(list: readonly ActionPayload[]): number[][] {
-  return list.map((a, i) => {
-    if (a.kind === "migrate") {
-      const deps = "acquire" in a.to ? [a.to.acquire] : [];
-      // A guest moved twice moves once at a time.
-      for (let j = i - 1; j >= 0; j--) {
-        const b = list[j];
-        if (b.kind === "migrate" && b.guest === a.guest) {
-          deps.push(j);
-          break;
-        }
-      }
-      return deps;
-    }
-    if (a.kind === "release-host-vm") {
-      return list.flatMap((b, j) => (b.kind === "migrate" && b.from === a.hostVm ? [j] : []));
-    }
-    return [];
-  });
+  return out;
 }

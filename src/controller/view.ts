@@ -5,7 +5,7 @@
  */
 import { DEFAULT_CALIBRATION, DEFAULT_MECHANISM_POLICY } from "../migration/index.ts";
 import type { Rng } from "../model/index.ts";
-import { Cloud, type HostVmType, LoadHistory, type PhysicalServer } from "../model/index.ts";
+import { Cloud, guestSpec, type HostVmType, LoadHistory, type PhysicalServer } from "../model/index.ts";
 import { NESTED_RULES, type ParallelismCaps, type PlannerInput } from "../planner/index.ts";
 import type { ProviderSnapshot } from "../providers/index.ts";
 import type { StoredGuest, StoredHostVm, StoredMigration } from "./store/repositories/index.ts";
@@ -27,14 +27,21 @@ export interface CloudView {
   readonly types: Map<string, HostVmType>;
 }
 
-/** Builds the model Cloud (entities indexed in row order) from stored rows. */
+/**
+ * Builds the model Cloud from stored rows: servers and guests indexed in row (id) order, host
+ * VMs in the order they were acquired (ties: id order), as the simulator appends them — the
+ * planner breaks ties by index, so both see the same order.
+ */
 export function buildView(t: StoredTopology): CloudView {
   const cloud = new Cloud();
   const types = new Map(t.types.map((x) => [x.name, x]));
   const serverIndex = new Map<string, number>();
   for (const s of t.servers) serverIndex.set(s.id, cloud.addServer(s));
   const hostIndex = new Map<string, number>();
-  for (const h of t.hostVms) {
+  const hostVms = t.hostVms
+    .filter((h) => types.has(h.type))
+    .sort((a, b) => a.acquiredAt - b.acquiredAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const h of hostVms) {
     const type = types.get(h.type);
     if (!type) continue;
     const server = h.server ? serverIndex.get(h.server) : undefined;
@@ -43,12 +50,7 @@ export function buildView(t: StoredTopology): CloudView {
   }
   for (const g of t.guests) {
     const i = cloud.addGuest({
-      id: g.id,
-      tenant: g.tenant,
-      vcpus: g.vcpus,
-      mipsPerVcpu: g.mipsPerVcpu,
-      memoryMiB: g.memoryMiB,
-      dirtyRateMiBps: g.dirtyRateMiBps,
+      ...guestSpec(g),
       ...(g.affinityGroup ? { affinityGroup: g.affinityGroup } : {}),
       ...(g.antiAffinityGroup ? { antiAffinityGroup: g.antiAffinityGroup } : {}),
       role: g.role === "security" ? { kind: "security", targets: g.targets } : { kind: "tenant" },
@@ -58,7 +60,7 @@ export function buildView(t: StoredTopology): CloudView {
   }
   return {
     cloud,
-    hostVmIds: t.hostVms.filter((h) => types.has(h.type)).map((h) => h.id),
+    hostVmIds: hostVms.map((h) => h.id),
     guestIds: t.guests.map((g) => g.id),
     serverIds: t.servers.map((s) => s.id),
     types,

@@ -69,9 +69,12 @@ export type GuestRole =
   /** A security VM monitors its targets (guest ids) from outside. */
   | { readonly kind: "security"; readonly targets: readonly string[] };
 
-export interface GuestVm {
-  readonly id: string;
-  readonly tenant: string;
+/**
+ * What a guest is as a machine: its size and how fast it dirties memory. The one
+ * declaration of a guest's shape: a scenario's guest types, the specs a provider is asked
+ * to create, the simulated world's guests and the controller's new guests extend it.
+ */
+export interface GuestShape {
   readonly vcpus: number;
   /** Guaranteed MIPS per vCPU: the guest may always use up to vcpus x mipsPerVcpu. */
   readonly mipsPerVcpu: number;
@@ -79,6 +82,27 @@ export interface GuestVm {
   readonly memoryMiB: number;
   /** Memory the guest dirties per second at 100 % CPU, MiB/s (scaled by its load). */
   readonly dirtyRateMiBps: number;
+}
+
+/** A guest as a provider creates and reports it: whose it is and its shape. */
+export interface GuestSpec extends GuestShape {
+  readonly id: string;
+  readonly tenant: string;
+}
+
+/** The spec alone, of anything that carries one (a stored or simulated guest, a request). */
+export function guestSpec(g: GuestSpec): GuestSpec {
+  return {
+    id: g.id,
+    tenant: g.tenant,
+    vcpus: g.vcpus,
+    mipsPerVcpu: g.mipsPerVcpu,
+    memoryMiB: g.memoryMiB,
+    dirtyRateMiBps: g.dirtyRateMiBps,
+  };
+}
+
+export interface GuestVm extends GuestSpec {
   /** Guests sharing an affinity group must share a host VM. */
   readonly affinityGroup?: string;
   /** Guests sharing an anti-affinity group must be on different physical servers. */

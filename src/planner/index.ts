@@ -10,8 +10,10 @@ export { type CapacityRules, CLOUDSIM_RULES, NESTED_RULES, type PlannerInput } f
 export { NESTCLOUD_DEFAULTS, type NestcloudParams, nestcloudParams, nestcloudPolicy } from "./nestcloud.ts";
 export { findBinForGuest, fits } from "./pabfd.ts";
 export {
+  ACTION_KINDS,
   type AcquireHostVmAction,
   type Action,
+  type ActionKind,
   type ActionPlan,
   emptyPlan,
   type HostVmRef,
@@ -22,6 +24,7 @@ export {
   type RejuvenateAction,
   type ReleaseHostVmAction,
   UNLIMITED,
+  unhandledKind,
   validatePlan,
 } from "./plan.ts";
 export {
@@ -34,6 +37,15 @@ export {
 } from "./policy.ts";
 export { type Placement, type Policy, PolicyError } from "./policy-base.ts";
 export { referencePlan } from "./reference.ts";
+export {
+  type MoveDecision,
+  type MoveRefusal,
+  type MoveRefusalReason,
+  type MoveRequest,
+  placeRequested,
+  planMove,
+  type RequestedMechanism,
+} from "./requested.ts";
 export {
   maximumCorrelation,
   minimumMigrationTime,

@@ -14,12 +14,13 @@
  * - Host VMs are acquired ahead of need on servers that already carry the cloud's host VMs
  *   (so later moves are instant) and released when empty, keeping a configurable spare.
  */
-import { type HostVmType, secondsToNextBillingBoundary } from "../model/index.ts";
+import type { HostVmType } from "../model/index.ts";
 import { buildPlan, type Move } from "./builder.ts";
 import type { PlannerInput } from "./input.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
 import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy-base.ts";
 import { reflexPlan } from "./reflex.ts";
+import { acquisitionServer, billingKeep, drainDue, occupiedPerServer } from "./rental.ts";
 import { HISTORY_LENGTH, Workspace } from "./workspace.ts";
 
 export interface NestcloudParams {
@@ -51,6 +52,8 @@ export interface NestcloudParams {
   readonly drainBeforeBillingSeconds: number;
   /** Check load between rounds every this many seconds (0 = off). */
   readonly reactIntervalSeconds: number;
+  /** 1: between rounds, relieve across the network when the server has no room. */
+  readonly reflexAcrossServers: number;
 }
 
 export const NESTCLOUD_DEFAULTS: NestcloudParams = {
@@ -66,6 +69,7 @@ export const NESTCLOUD_DEFAULTS: NestcloudParams = {
   spareHostVms: 0,
   drainBeforeBillingSeconds: 600,
   reactIntervalSeconds: 30,
+  reflexAcrossServers: 0,
 };
 
 export function nestcloudParams(raw: Readonly<Record<string, number | boolean | string>>): NestcloudParams {
@@ -101,7 +105,7 @@ export function nestcloudPolicy(params: NestcloudParams, acquireType: HostVmType
     reactIntervalSeconds: params.reactIntervalSeconds > 0 ? params.reactIntervalSeconds : undefined,
     placeNew: (input, guests) => new Round(input, params, acquireType).placeNew(guests),
     plan: (input) => new Round(input, params, acquireType).plan(),
-    react: (input) => reflexPlan(input, params),
+    react: (input) => reflexPlan(input, { ...params, acrossServers: params.reflexAcrossServers > 0 }),
     reactWhenAbove: params.overloadUtilization,
   };
 }
@@ -294,13 +298,8 @@ class Round {
   /** Host VMs holding guests, per physical server (where moves can stay instant). */
   private binsPerServer(): Int32Array {
     if (this.occupied) return this.occupied;
-    const ws = this.ws;
-    const count = new Int32Array(this.input.cloud.servers.length);
-    for (let b = 0; b < ws.binCount; b++) {
-      if (this.counts(b) && (ws.lists[b].length > 0 || ws.isPotential(b))) count[ws.server[b]]++;
-    }
-    this.occupied = count;
-    return count;
+    this.occupied = occupiedPerServer(this.ws, (b) => this.draining.has(b));
+    return this.occupied;
   }
 
   /** Cached occupancy; dropped whenever a bin gains or loses its last guest. */
@@ -376,15 +375,7 @@ class Round {
   private newBin(preferServer = -1): number {
     const ws = this.ws;
     if (!this.acquireType) return -1;
-    const cloud = this.input.cloud;
-    const free = (s: number) => cloud.servers[s].hostVmSlots - ws.slotsUsed[s];
-    let server = preferServer >= 0 && free(preferServer) > 0 ? preferServer : -1;
-    if (server < 0) {
-      const perServer = this.binsPerServer();
-      for (let s = 0; s < cloud.servers.length; s++) {
-        if (free(s) > 0 && (server < 0 || perServer[s] > perServer[server])) server = s;
-      }
-    }
+    const server = acquisitionServer(ws, preferServer, () => this.binsPerServer());
     if (server < 0) return -1;
     const b = ws.addPotentialBin(this.acquireType, server);
     this.track(b);
@@ -468,8 +459,7 @@ class Round {
       if (!this.stayedBelow(b, p.drainBelow, p.drainRounds)) continue;
       // Emptying a host VM long before its paid time ends saves nothing and spends moves;
       // drain it when the next billing increment is about to start.
-      const h = this.input.cloud.hostVms[b];
-      if (secondsToNextBillingBoundary(h, this.input.now) > p.drainBeforeBillingSeconds) continue;
+      if (!drainDue(this.input, b, p.drainBeforeBillingSeconds)) continue;
       candidates.push(b);
     }
     // Servers carrying few of our host VMs first (frees them, concentrates the rest), then
@@ -560,24 +550,9 @@ class Round {
 
   private finish(notes: string[]): ActionPlan {
     const ws = this.ws;
-    const keep = new Set<number>();
-    // An empty host VM whose paid time runs past the next round costs nothing more to keep
-    // until then, and it is instant headroom meanwhile.
-    const cloud = this.input.cloud;
-    for (let b = 0; b < ws.existing; b++) {
-      if (!ws.usable[b] || ws.lists[b].length > 0) continue;
-      if (secondsToNextBillingBoundary(cloud.hostVms[b], this.input.now) > this.input.intervalSeconds)
-        keep.add(b);
-    }
-    // Spares: keep the emptiest running host VMs on the busiest servers.
-    if (this.p.spareHostVms > 0) {
-      const perServer = this.binsPerServer();
-      const empty: number[] = [];
-      for (let b = 0; b < ws.existing; b++)
-        if (ws.usable[b] && ws.lists[b].length === 0 && ws.inbound[b] === 0) empty.push(b);
-      empty.sort((a, b) => perServer[ws.server[b]] - perServer[ws.server[a]] || a - b);
-      for (const b of empty.slice(0, this.p.spareHostVms)) keep.add(b);
-    }
+    // Empty host VMs whose paid time runs past the next round cost nothing more to keep until
+    // then (instant headroom meanwhile); spares on the busiest servers.
+    const keep = billingKeep(ws, this.p.spareHostVms, () => this.binsPerServer());
     // Potential bins that got no guest are acquisitions made ahead of need: acquire them too.
     return buildPlan(ws, this.moves, { releaseEmpty: true, keep, notes, acquireUnused: true });
   }

@@ -47,7 +47,31 @@ export interface RejuvenateAction {
 
 export type Action = MigrateAction | AcquireHostVmAction | ReleaseHostVmAction | RejuvenateAction;
 
-export type MoveReason = "overload" | "reactive" | "underload" | "spare" | "rebalance" | "evacuate";
+/** Every kind of action, once: executors handle each (their switches end in `unhandledKind`). */
+export const ACTION_KINDS = ["migrate", "acquire-host-vm", "release-host-vm", "rejuvenate"] as const;
+export type ActionKind = (typeof ACTION_KINDS)[number];
+
+/**
+ * The end of an exhaustive switch over action kinds: the compiler refuses a switch that
+ * misses a kind (its value would not be `never`); at run time (a kind stored by another
+ * version, say) it is an error, never a silent wait.
+ */
+export function unhandledKind(a: never): never {
+  throw new PlanError(`unknown action kind ${JSON.stringify((a as { kind?: unknown }).kind)}`);
+}
+
+/**
+ * Why a guest moves: the planner's reasons, and "requested" for a move asked through the API
+ * (planned by planMove, requested.ts).
+ */
+export type MoveReason =
+  | "overload"
+  | "reactive"
+  | "underload"
+  | "spare"
+  | "rebalance"
+  | "evacuate"
+  | "requested";
 
 export interface ParallelismCaps {
   /** Migrations running at once in the whole cloud. */

@@ -109,6 +109,15 @@ const policies: Array<[string, () => Policy]> = [
   ["thr-mmt-0.8", () => referencePolicy("thr-mmt-0.8", { acquireType: HOST_TYPE })],
   ["mad-mc-2.5", () => referencePolicy("mad-mc-2.5", { acquireType: HOST_TYPE })],
   ["iqr-rs-1.5", () => referencePolicy("iqr-rs-1.5", { acquireType: HOST_TYPE })],
+  [
+    "lr-mmt-1.2+billing+hostvm+react",
+    () => referencePolicy("lr-mmt-1.2+billing+hostvm+react", { acquireType: HOST_TYPE }),
+  ],
+  ["thr-mmt-0.8+hostvm", () => referencePolicy("thr-mmt-0.8+hostvm", { acquireType: HOST_TYPE })],
+  [
+    "mad-mmt-2.5+billing",
+    () => referencePolicy("mad-mmt-2.5+billing", { acquireType: HOST_TYPE }, { spareHostVms: 1 }),
+  ],
 ];
 
 describe("planner invariants (property-based)", () => {
@@ -159,23 +168,27 @@ describe("planner invariants (property-based)", () => {
     assert.ok(drains > 10, `the generated clouds must make nestcloud drain (drained ${drains})`);
   });
 
-  test("nestcloud's between-round reflex only moves guests within a physical server", () => {
-    let moves = 0;
-    fc.assert(
-      fc.property(scenarioOf(true), (s) => {
-        const { cloud, input } = build(s);
-        const plan = nestcloudPolicy(NESTCLOUD_DEFAULTS, HOST_TYPE).react!(input);
-        validatePlan(plan);
-        for (const a of plan.actions) {
-          assert.equal(a.kind, "migrate");
-          if (a.kind === "migrate") assert.equal(a.route, "same-server");
-        }
-        apply(cloud, plan);
-        assert.deepEqual(findViolations(cloud), []);
-        moves += plan.actions.length;
-      }),
-      { numRuns: 150, seed: 7 },
-    );
-    assert.ok(moves > 5, `the generated clouds must trigger relief (moved ${moves})`);
-  });
+  for (const [name, make] of [
+    ["nestcloud", () => nestcloudPolicy(NESTCLOUD_DEFAULTS, HOST_TYPE)],
+    ["lr-mmt-1.2+react", () => referencePolicy("lr-mmt-1.2+react", { acquireType: HOST_TYPE })],
+  ] as const)
+    test(`${name}: the between-round reflex only moves guests within a physical server`, () => {
+      let moves = 0;
+      fc.assert(
+        fc.property(scenarioOf(true), (s) => {
+          const { cloud, input } = build(s);
+          const plan = make().react!(input);
+          validatePlan(plan);
+          for (const a of plan.actions) {
+            assert.equal(a.kind, "migrate");
+            if (a.kind === "migrate") assert.equal(a.route, "same-server");
+          }
+          apply(cloud, plan);
+          assert.deepEqual(findViolations(cloud), []);
+          moves += plan.actions.length;
+        }),
+        { numRuns: 150, seed: 7 },
+      );
+      assert.ok(moves > 5, `the generated clouds must trigger relief (moved ${moves})`);
+    });
 });

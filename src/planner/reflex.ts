@@ -3,9 +3,10 @@
  * overload level, move guests to other host VMs on the same physical server (instant
  * handover, milliseconds) until it is back under the target. Looks only at the hot host
  * VMs' servers, so it costs next to nothing when nothing is hot — it can run every few
- * seconds on load reports from the agents.
+ * seconds on load reports from the agents. With `acrossServers`, a guest that finds no room on
+ * its server goes to the fullest host VM elsewhere that can take it (a network move).
  */
-import { estimateInstant } from "../migration/index.ts";
+import { estimateInstant, estimateMove, type Route } from "../migration/index.ts";
 import { hostVmGuestMemory, hostVmMips } from "../model/index.ts";
 import type { PlannerInput } from "./input.ts";
 import type { Action, ActionPlan } from "./plan.ts";
@@ -13,6 +14,8 @@ import type { Action, ActionPlan } from "./plan.ts";
 export interface ReflexParams {
   readonly overloadUtilization: number;
   readonly targetUtilization: number;
+  /** When no host VM on the server has room, move across the network (precopy). */
+  readonly acrossServers?: boolean;
 }
 
 /** Current demand (MIPS) per host VM: from the input when the caller has it, else summed. */
@@ -35,14 +38,14 @@ export function reflexPlan(input: PlannerInput, p: ReflexParams): ActionPlan {
   }
   if (hot.length === 0) return { actions: [], caps: input.caps, notes: [] };
 
-  // Working copies for the host VMs on the hot servers only.
-  const servers = new Set(hot.map((h) => cloud.hostVms[h].server!));
+  // Working copies for the running host VMs (the hot servers' first, then the others as
+  // receivers of last resort across the network).
   const load = new Map<number, number>();
   const memory = new Map<number, number>();
   const peers = new Map<number, number[]>();
   for (let h = 0; h < cloud.hostVms.length; h++) {
     const host = cloud.hostVms[h];
-    if (host.server === undefined || !servers.has(host.server) || host.state !== "running") continue;
+    if (host.server === undefined || host.state !== "running") continue;
     load.set(h, demand[h]);
     memory.set(h, cloud.hostMemoryUsed[h]);
     const list = peers.get(host.server) ?? [];
@@ -77,38 +80,52 @@ export function reflexPlan(input: PlannerInput, p: ReflexParams): ActionPlan {
       const r = input.requestMips[g];
       let best = -1;
       let bestFill = -1;
-      for (const x of peers.get(host.server!)!) {
-        if (x === h) continue;
+      const consider = (x: number) => {
+        if (x === h) return;
         const t = cloud.hostVms[x].type;
-        if (guest.vcpus > t.vcpus || guest.mipsPerVcpu > t.mipsPerVcpu) continue;
-        if (memory.get(x)! + guest.memoryMiB > hostVmGuestMemory(t) + 1e-9) continue;
+        if (guest.vcpus > t.vcpus || guest.mipsPerVcpu > t.mipsPerVcpu) return;
+        if (memory.get(x)! + guest.memoryMiB > hostVmGuestMemory(t) + 1e-9) return;
         const fill = (load.get(x)! + r) / hostVmMips(t);
-        if (fill > p.targetUtilization) continue;
+        if (fill > p.targetUtilization) return;
         if (fill > bestFill) {
           bestFill = fill;
           best = x;
         }
+      };
+      for (const x of peers.get(host.server!)!) consider(x);
+      let route: Route = "same-server";
+      if (best < 0 && p.acrossServers) {
+        for (const [s, list] of peers) if (s !== host.server) for (const x of list) consider(x);
+        route = "cross-server";
       }
       if (best < 0) continue;
+      const subject = {
+        memoryMiB: guest.memoryMiB,
+        residentMiB: input.residentMiB[g],
+        dirtyRateMiBps: input.dirtyRateMiBps[g],
+      };
+      const estimate =
+        route === "same-server"
+          ? estimateInstant(subject, input.calibration)
+          : estimateMove(
+              route,
+              subject,
+              cloud.servers[host.server!].networkMbps,
+              input.calibration,
+              input.mechanism,
+            );
+      if (!estimate) continue;
       load.set(h, load.get(h)! - r);
       load.set(best, load.get(best)! + r);
       memory.set(h, memory.get(h)! - guest.memoryMiB);
       memory.set(best, memory.get(best)! + guest.memoryMiB);
-      const estimate = estimateInstant(
-        {
-          memoryMiB: guest.memoryMiB,
-          residentMiB: input.residentMiB[g],
-          dirtyRateMiBps: input.dirtyRateMiBps[g],
-        },
-        input.calibration,
-      );
       actions.push({
         kind: "migrate",
         id: actions.length,
         guest: g,
         from: h,
         to: { kind: "existing", hostVm: best },
-        route: "same-server",
+        route,
         estimate,
         dependsOn: [],
         reason: "reactive",

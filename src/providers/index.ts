@@ -3,8 +3,9 @@ export { AgentGuestPlane } from "./agents/plane.ts";
 export { composeProvider } from "./compose.ts";
 export { MIPS_PER_CORE as TESTBED_MIPS_PER_CORE } from "./machine.ts";
 export { DEMO_HOST_VM_TYPE, type DemoOptions, demoWorld } from "./sim/demo.ts";
+export { worldTrace } from "./sim/plane.ts";
 export { SimProvider } from "./sim/provider.ts";
-export type { World } from "./sim/world.ts";
+export type { World, WorldGuest, WorldHostVm } from "./sim/world.ts";
 export { TestbedProvider, type TestbedProviderOptions, testbedDir } from "./testbed/provider.ts";
 export {
   type ConsoleEndpoint,

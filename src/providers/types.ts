@@ -4,7 +4,10 @@
  * data plane that runs guests on them (a simulation, or nestcloud's agents). A Provider is
  * the two composed (compose.ts). Everything is reported on the rental's clock.
  */
-import type { HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
+import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
+
+/** What a provider is asked to create and reports: the model's guest spec. */
+export type { GuestSpec };
 
 export interface ProviderHostVm {
   readonly id: string;
@@ -14,15 +17,6 @@ export interface ProviderHostVm {
   readonly state: HostVmState;
   readonly acquiredAt: number;
   readonly stateSince: number;
-}
-
-export interface GuestSpec {
-  readonly id: string;
-  readonly tenant: string;
-  readonly vcpus: number;
-  readonly mipsPerVcpu: number;
-  readonly memoryMiB: number;
-  readonly dirtyRateMiBps: number;
 }
 
 export interface ProviderGuest {

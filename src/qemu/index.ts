@@ -1,6 +1,7 @@
 // Public entry of the qemu module: drive QEMU guests (process, QMP, serial console), build
-// guest images, migrate guests between QEMU processes, and export their disks to monitors
-// (NBD exports, dirty bitmaps, fleecing). Other modules import only this.
+// guest images, migrate guests between QEMU processes, export their disks to monitors (NBD
+// exports, dirty bitmaps, fleecing) and mirror their NICs' frames to monitors (filter-mirror
+// added at run time). Other modules import only this.
 
 export {
   addDirtyBitmap,
@@ -66,11 +67,13 @@ export {
   type MigrationDestination,
   MigrationError,
   MigrationFailedError,
+  type MigrationFigures,
   MigrationJob,
   type MigrationOptions,
   type MigrationResult,
   MigrationStalledError,
   MigrationTimeoutError,
+  migrationFigures,
   type OutgoingOptions,
   type PrecopyOptions,
   precopy,
@@ -79,6 +82,16 @@ export {
   startPrecopy,
   switchoverTogether,
 } from "./migrate.ts";
+export {
+  addNetMirror,
+  listNetMirrors,
+  MIRROR_ID_RE,
+  type MirrorEndpoint,
+  type MirrorQmp,
+  mirrorChardevId,
+  type NetMirror,
+  removeNetMirror,
+} from "./net-mirror.ts";
 export {
   type AdoptOptions,
   buildQemuArgs,
@@ -96,7 +109,12 @@ export {
   type StartOptions,
   type StopOptions,
 } from "./process.ts";
-export { type MigrationProgress, ProgressTracker } from "./progress.ts";
+export {
+  type MigrationProgress,
+  type MigrationProgressReport,
+  ProgressTracker,
+  progressReport,
+} from "./progress.ts";
 export {
   QmpClient,
   QmpClosedError,

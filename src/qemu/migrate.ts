@@ -52,9 +52,8 @@ export class MigrationCancelRefusedError extends MigrationError {
   override name = "MigrationCancelRefusedError";
 }
 
-export interface MigrationResult {
-  kind: "precopy" | "handover";
-  guestId: string;
+/** How a completed migration went (what the agents' API reports of it). */
+export interface MigrationFigures {
   /** QEMU's figures (ms): from the migrate command to completion, and the guest's pause. */
   totalTimeMs: number;
   downtimeMs: number;
@@ -65,7 +64,17 @@ export interface MigrationResult {
   totalBytes: number;
   passes: number;
   switchedToPostcopy: boolean;
+}
+
+export interface MigrationResult extends MigrationFigures {
+  kind: "precopy" | "handover";
+  guestId: string;
   finalInfo: MigrationInfo;
+}
+
+export function migrationFigures(r: MigrationResult): MigrationFigures {
+  const { kind: _k, guestId: _g, finalInfo: _f, ...figures } = r;
+  return figures;
 }
 
 export interface MigrationOptions {

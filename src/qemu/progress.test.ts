@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ProgressTracker } from "./progress.ts";
+import { ProgressTracker, progressReport } from "./progress.ts";
 import type { MigrationInfo } from "./qmp-types.ts";
 
 const MiB = 1024 * 1024;
@@ -67,4 +67,24 @@ test("not converging (dirty rate above throughput) gives no ETA basis", () => {
   const p = t.update(info("active", 10 * MiB, 50 * MiB, 1_000_000, 8), 100);
   assert.equal(p.etaMs, null);
   assert.equal(p.rawEtaMs, null);
+});
+
+test("a progress report is the progress without the tracker's bookkeeping", () => {
+  const p = new ProgressTracker(5000, 0).update(info("active", 100 * MiB, 100 * MiB), 1000);
+  const r = progressReport(p);
+  for (const [k, v] of Object.entries(r)) assert.equal(v, p[k as keyof typeof p], k);
+  assert.deepEqual(Object.keys(r).sort(), [
+    "dirtyRateBytesPerSec",
+    "elapsedMs",
+    "etaMs",
+    "expectedDowntimeMs",
+    "pass",
+    "percent",
+    "remainingBytes",
+    "stalled",
+    "status",
+    "throughputBytesPerSec",
+    "totalBytes",
+    "transferredBytes",
+  ]);
 });

@@ -29,6 +29,17 @@ export interface MigrationProgress {
   msSinceImprovement: number;
 }
 
+/** What of a progress an operator is shown (the agents' API): without the tracker's bookkeeping. */
+export type MigrationProgressReport = Omit<
+  MigrationProgress,
+  "cpuThrottlePercent" | "rawEtaMs" | "msSinceImprovement"
+>;
+
+export function progressReport(p: MigrationProgress): MigrationProgressReport {
+  const { cpuThrottlePercent: _c, rawEtaMs: _r, msSinceImprovement: _m, ...report } = p;
+  return report;
+}
+
 export class ProgressTracker {
   private percent = 0;
   private eta: number | null = null;

@@ -11,11 +11,22 @@
  */
 import { Heap } from "heap-js";
 import { DEFAULT_MECHANISM_POLICY, type MigrationCalibration } from "../migration/index.ts";
-import { type Cloud, findViolations, guestMips, LoadHistory, Rng, UNPLACED } from "../model/index.ts";
+import {
+  type Cloud,
+  decayedPeak,
+  dirtyRateAt,
+  findViolations,
+  guestMips,
+  LoadHistory,
+  Rng,
+  residentMemoryMiB,
+  UNPLACED,
+} from "../model/index.ts";
 import {
   type ActionPlan,
   HISTORY_LENGTH,
   type ParallelismCaps,
+  type Placement,
   type PlannerInput,
   type Policy,
 } from "../planner/index.ts";
@@ -44,7 +55,21 @@ export interface SimulationOptions {
   readonly onProgress?: (fraction: number) => void;
   /** Check every model invariant after each round (slow; tests). */
   readonly checkInvariants?: boolean;
+  /**
+   * Start the actions waiting for an acquisition the moment its host VM runs, as the
+   * controller's executor does (test/decision-equivalence.test.ts). Off by default: the
+   * simulator's figures (pinned, published) start them at its executor's next pump — the
+   * next migration completing or plan submitted — so a round may supersede and re-plan them.
+   */
+  readonly startMovesWhenHostVmUp?: boolean;
+  /** Sees each decision of the policy as it is made (the decision-equivalence test). */
+  readonly onDecision?: (d: SimDecision) => void;
 }
+
+/** A decision of the policy: the initial placement (applied), a round's plan or a reflex's. */
+export type SimDecision =
+  | { readonly kind: "placement"; readonly at: number; readonly placement: Placement }
+  | { readonly kind: "round" | "react"; readonly at: number; readonly plan: ActionPlan };
 
 export interface RoundTiming {
   readonly plannerMs: number[];
@@ -57,9 +82,6 @@ type SimEvent =
   | { readonly kind: "done"; readonly time: number; readonly seq: number; readonly action: number }
   | { readonly kind: "poll"; readonly time: number; readonly seq: number }
   | { readonly kind: "end"; readonly time: number; readonly seq: number };
-
-/** Per-interval decay of the remembered load peak: half-life of 12 intervals (1 h at 300 s). */
-const PEAK_DECAY = 0.5 ** (1 / 12);
 
 export class Simulation {
   readonly cloud: Cloud;
@@ -221,6 +243,7 @@ export class Simulation {
       const h = a.to.kind === "existing" ? a.to.hostVm : acquired[a.to.action];
       this.cloud.assign(a.guest, h);
     }
+    this.opts.onDecision?.({ kind: "placement", at: 0, placement });
   }
 
   private onTick(t: number): void {
@@ -244,17 +267,17 @@ export class Simulation {
   }
 
   /**
-   * The documented rule for memory a trace does not give (see docs/architecture.md):
-   * resident memory grows with the highest CPU load seen recently (35 % floor), and the dirty
-   * rate is the guest type's full-load rate scaled by its current load.
+   * The documented rule for memory a trace does not give (model/memory.ts, one definition
+   * for the simulator, the simulated provider and the controller): resident memory grows with
+   * the highest CPU load seen recently, the dirty rate with the current load.
    */
   private updateMemoryModel(g: number, u: number): void {
     // Peak load with a one-hour half-life: O(1) per sample, close to "the last hour's max".
-    const peak = Math.max(u, this.loadPeak[g] * PEAK_DECAY);
+    const peak = decayedPeak(this.loadPeak[g], u);
     this.loadPeak[g] = peak;
     const guest = this.cloud.guests[g];
-    this.residentMiB[g] = guest.memoryMiB * Math.min(1, 0.35 + 0.65 * peak);
-    this.dirtyRate[g] = guest.dirtyRateMiBps * u;
+    this.residentMiB[g] = residentMemoryMiB(guest.memoryMiB, peak);
+    this.dirtyRate[g] = dirtyRateAt(guest.dirtyRateMiBps, u);
   }
 
   /**
@@ -396,6 +419,7 @@ export class Simulation {
     const started = performance.now();
     const plan: ActionPlan = this.opts.policy.plan(input);
     this.timing.plannerMs.push(performance.now() - started);
+    this.opts.onDecision?.({ kind: "round", at: t, plan });
     this.executor.submit(plan, t, this.opts.built.acquireType);
     if (this.opts.checkInvariants) this.checkInvariants(t);
   }
@@ -429,6 +453,7 @@ export class Simulation {
     const started = performance.now();
     const plan = policy.react.call(policy, input);
     this.timing.reactMs.push(performance.now() - started);
+    this.opts.onDecision?.({ kind: "react", at: t, plan });
     if (plan.actions.length > 0)
       this.executor.submit(plan, t, this.opts.built.acquireType, { supersede: false });
   }
@@ -447,6 +472,10 @@ export class Simulation {
     const a = this.executor.action(action);
     if (a.kind !== "migrate") {
       this.executor.complete(action, t);
+      // By default the moves waiting for a host VM that came up start at the executor's next
+      // pump (a migration completing, a plan submitted); the controller's executor starts them
+      // at once. The published figures are of the default; see startMovesWhenHostVmUp.
+      if (this.opts.startMovesWhenHostVmUp) this.executor.pump(t);
       return;
     }
     const m: CompletedMigration = {

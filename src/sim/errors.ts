@@ -1,10 +1,12 @@
 /**
- * A mistake in what the user gave us (scenario file, trace folder, policy name). The CLI
- * prints its message as one line and exits 2, without a stack trace.
+ * What the simulator refuses to run, each naming what is wrong in one line: a scenario
+ * (its file, a field, its calibration) or a trace (a --trace spec, a trace folder or file,
+ * samples that do not fit the scenario). The CLI reports them as the user's mistakes.
  */
-export class UserError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UserError";
-  }
+export class ScenarioError extends Error {
+  override name = "ScenarioError";
+}
+
+export class TraceError extends Error {
+  override name = "TraceError";
 }

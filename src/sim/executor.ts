@@ -7,7 +7,16 @@
  */
 import type { MigrationEstimate } from "../migration/index.ts";
 import { type Cloud, type HostVmType, hostVmGuestMemory } from "../model/index.ts";
-import type { Action, ActionPlan, MoveReason, ParallelismCaps } from "../planner/index.ts";
+import {
+  type AcquireHostVmAction,
+  type Action,
+  type ActionPlan,
+  type MigrateAction,
+  type MoveReason,
+  type ParallelismCaps,
+  type ReleaseHostVmAction,
+  unhandledKind,
+} from "../planner/index.ts";
 
 export type ActionState = "waiting" | "running" | "done" | "failed" | "superseded";
 
@@ -201,43 +210,64 @@ export class Executor {
   private start(id: number, now: number): "started" | "failed" | "blocked" {
     const t = this.tracked[id];
     const a = t.action;
-    if (a.kind === "acquire-host-vm") {
-      const type = t.acquireType;
-      const server = a.server;
-      if (!type || type.name !== a.type || server === undefined || !this.slotFree(server))
+    switch (a.kind) {
+      case "acquire-host-vm":
+        return this.startAcquire(id, t, a, now);
+      case "release-host-vm":
+        return this.startRelease(t, a, now);
+      case "migrate":
+        return this.startMigration(id, t, a, now);
+      case "rejuvenate":
+        // No rule set models a rejuvenation (a host VM's restart): it fails, and so does
+        // everything that depends on it, as the controller's executor fails it.
         return this.fail(t);
-      const h = this.cloud.addHostVm(
-        `${this.cloud.servers[server].id}/hv${this.cloud.hostVms.length}`,
-        type,
-        server,
-        "provisioning",
-        now,
-      );
-      t.hostVm = h;
-      t.state = "running";
-      this.stats.acquisitions++;
-      this.hooks.hostVmChanged(h, now);
-      this.hooks.schedule(now + type.provisionSeconds, id);
-      return "started";
+      default:
+        return unhandledKind(a);
     }
-    if (a.kind === "release-host-vm") {
-      const h = a.hostVm;
-      const host = this.cloud.hostVms[h];
-      if (
-        host.state !== "running" ||
-        this.cloud.hostGuests[h].length > 0 ||
-        (this.incoming[h]?.length ?? 0) > 0
-      ) {
-        return this.fail(t);
-      }
-      this.cloud.transition(h, "released", now);
-      t.state = "done";
-      this.stats.releases++;
-      this.hooks.hostVmChanged(h, now);
-      return "started";
-    }
-    if (a.kind === "rejuvenate") return this.fail(t);
+  }
 
+  private startAcquire(id: number, t: Tracked, a: AcquireHostVmAction, now: number): "started" | "failed" {
+    const type = t.acquireType;
+    const server = a.server;
+    if (!type || type.name !== a.type || server === undefined || !this.slotFree(server)) return this.fail(t);
+    const h = this.cloud.addHostVm(
+      `${this.cloud.servers[server].id}/hv${this.cloud.hostVms.length}`,
+      type,
+      server,
+      "provisioning",
+      now,
+    );
+    t.hostVm = h;
+    t.state = "running";
+    this.stats.acquisitions++;
+    this.hooks.hostVmChanged(h, now);
+    this.hooks.schedule(now + type.provisionSeconds, id);
+    return "started";
+  }
+
+  private startRelease(t: Tracked, a: ReleaseHostVmAction, now: number): "started" | "failed" {
+    const h = a.hostVm;
+    const host = this.cloud.hostVms[h];
+    if (
+      host.state !== "running" ||
+      this.cloud.hostGuests[h].length > 0 ||
+      (this.incoming[h]?.length ?? 0) > 0
+    ) {
+      return this.fail(t);
+    }
+    this.cloud.transition(h, "released", now);
+    t.state = "done";
+    this.stats.releases++;
+    this.hooks.hostVmChanged(h, now);
+    return "started";
+  }
+
+  private startMigration(
+    id: number,
+    t: Tracked,
+    a: MigrateAction,
+    now: number,
+  ): "started" | "failed" | "blocked" {
     const to = a.to.kind === "existing" ? a.to.hostVm : this.tracked[this.depBase(id) + a.to.action].hostVm;
     if (this.running >= t.caps.maxConcurrentMigrations) return "blocked";
     if (
@@ -309,19 +339,27 @@ export class Executor {
     const t = this.tracked[id];
     const a = t.action;
     t.state = "done";
-    if (a.kind === "acquire-host-vm") {
-      this.cloud.transition(t.hostVm, "running", now);
-      this.hooks.hostVmChanged(t.hostVm, now);
-      return;
+    switch (a.kind) {
+      case "acquire-host-vm":
+        this.cloud.transition(t.hostVm, "running", now);
+        this.hooks.hostVmChanged(t.hostVm, now);
+        return;
+      case "migrate": {
+        this.running--;
+        this.perHost[a.from] = (this.perHost[a.from] ?? 1) - 1;
+        this.perHost[t.hostVm] = (this.perHost[t.hostVm] ?? 1) - 1;
+        this.migrating[a.guest] = -1;
+        this.migratingGuests.delete(a.guest);
+        const list = this.incoming[t.hostVm];
+        if (list) list.splice(list.indexOf(a.guest), 1);
+        this.incomingCount--;
+        return;
+      }
+      case "release-host-vm": // done when started: never scheduled
+      case "rejuvenate": // failed when started: never scheduled
+        return;
+      default:
+        unhandledKind(a);
     }
-    if (a.kind !== "migrate") return;
-    this.running--;
-    this.perHost[a.from] = (this.perHost[a.from] ?? 1) - 1;
-    this.perHost[t.hostVm] = (this.perHost[t.hostVm] ?? 1) - 1;
-    this.migrating[a.guest] = -1;
-    this.migratingGuests.delete(a.guest);
-    const list = this.incoming[t.hostVm];
-    if (list) list.splice(list.indexOf(a.guest), 1);
-    this.incomingCount--;
   }
 }

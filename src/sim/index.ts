@@ -1,8 +1,9 @@
 export { Rng } from "../model/index.ts";
 export type { SeriesPoint } from "./accounts.ts";
 export { buildCloud } from "./build.ts";
-export { Simulation, SimulationError } from "./engine.ts";
-export { UserError } from "./errors.ts";
+export { type SimDecision, Simulation, SimulationError, type SimulationOptions } from "./engine.ts";
+export { ScenarioError, TraceError } from "./errors.ts";
+export { type LowerBound, lowerBound, lowerBoundHostVmHours } from "./lower-bound.ts";
 export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";
 export { createPolicy } from "./policies.ts";
 export { renderReport } from "./report.ts";
@@ -11,6 +12,7 @@ export {
   loadCalibration,
   loadTrace,
   parseTraceSpec,
+  policyParamsFor,
   type RunOptions,
   type RunOutput,
   runScenario,

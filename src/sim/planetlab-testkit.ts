@@ -11,7 +11,7 @@
  *     ...
  *   });
  */
-import { UserError } from "./errors.ts";
+import { TraceError } from "./errors.ts";
 import { planetlabRoots, resolvePlanetlabFolder } from "./planetlab.ts";
 
 export const REQUIRE_PLANETLAB_ENV = "NESTCLOUD_REQUIRE_PLANETLAB";
@@ -32,7 +32,7 @@ export function realPlanetlabDays(...days: string[]): RealPlanetlabDays {
     try {
       folders[day] = resolvePlanetlabFolder(day);
     } catch (e) {
-      if (!(e instanceof UserError)) throw e;
+      if (!(e instanceof TraceError)) throw e;
       missing.push(day);
     }
   }

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
-import { UserError } from "./errors.ts";
+import { TraceError } from "./errors.ts";
 import {
   loadPlanetlabFolder,
   PLANETLAB_INTERVAL_SECONDS,
@@ -84,7 +84,7 @@ describe("PlanetLab loader on the fixture day", () => {
       assert.throws(
         () => resolvePlanetlabFolder("19991231", dir),
         (e: Error) =>
-          e instanceof UserError &&
+          e instanceof TraceError &&
           e.message.includes(`PlanetLab day 19991231 not found under ${fixtures}, `) &&
           e.message.includes(join(dir, "../shared/data/planetlab")) &&
           e.message.includes("set NESTCLOUD_PLANETLAB_DIR"),
@@ -126,7 +126,7 @@ describe("PlanetLab loader edge cases", () => {
       assert.throws(
         () => loadPlanetlabFolder(f),
         (e: Error) =>
-          e instanceof UserError &&
+          e instanceof TraceError &&
           e.message === `${join(f, "vm1")}:2: expected an integer CPU percent 0..100, got "${bad}"`,
       );
     }
@@ -134,11 +134,14 @@ describe("PlanetLab loader edge cases", () => {
 
   test("empty files and empty folders are errors", () => {
     const empty = folder("empty-file", { vm1: "\n\n" });
-    assert.throws(() => loadPlanetlabFolder(empty), new UserError(`${join(empty, "vm1")}: empty trace file`));
+    assert.throws(
+      () => loadPlanetlabFolder(empty),
+      new TraceError(`${join(empty, "vm1")}: empty trace file`),
+    );
     const none = folder("no-files", { ".only-hidden": "1\n" });
     assert.throws(
       () => loadPlanetlabFolder(none),
-      new UserError(`trace folder ${none} holds no trace files`),
+      new TraceError(`trace folder ${none} holds no trace files`),
     );
   });
 });

@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { DocumentError, readBoundedText } from "../schema/index.ts";
-import { UserError } from "./errors.ts";
+import { TraceError } from "./errors.ts";
 import type { Trace } from "./trace.ts";
 
 export const PLANETLAB_INTERVAL_SECONDS = 300;
@@ -27,14 +27,14 @@ export function resolvePlanetlabFolder(spec: string, cwd = process.cwd()): strin
   if (isAbsolute(spec) || spec.includes("/") || spec.startsWith(".")) {
     const p = resolve(cwd, spec);
     if (!existsSync(p) || !statSync(p).isDirectory())
-      throw new UserError(`trace folder ${spec} does not exist`);
+      throw new TraceError(`trace folder ${spec} does not exist`);
     return p;
   }
   for (const root of planetlabRoots(cwd)) {
     const p = join(root, spec);
     if (existsSync(p) && statSync(p).isDirectory()) return p;
   }
-  throw new UserError(
+  throw new TraceError(
     `PlanetLab day ${spec} not found under ${planetlabRoots(cwd).join(", ")} (set NESTCLOUD_PLANETLAB_DIR or pass a folder path)`,
   );
 }
@@ -56,9 +56,9 @@ export function loadPlanetlabFolder(folder: string, source = `planetlab:${folder
   const files = readdirSync(folder)
     .filter((f) => !f.startsWith(".") && statSync(join(folder, f)).isFile())
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  if (files.length === 0) throw new UserError(`trace folder ${folder} holds no trace files`);
+  if (files.length === 0) throw new TraceError(`trace folder ${folder} holds no trace files`);
   if (files.length > MAX_TRACE_FILES)
-    throw new UserError(
+    throw new TraceError(
       `trace folder ${folder} holds ${files.length} files; at most ${MAX_TRACE_FILES} (one per guest)`,
     );
   const data = new Uint8Array(files.length * PLANETLAB_SAMPLES);
@@ -67,7 +67,7 @@ export function loadPlanetlabFolder(folder: string, source = `planetlab:${folder
     try {
       text = readBoundedText(join(folder, f), "trace file", MAX_TRACE_FILE_BYTES);
     } catch (e) {
-      if (e instanceof DocumentError) throw new UserError(e.message);
+      if (e instanceof DocumentError) throw new TraceError(e.message);
       throw e;
     }
     const base = g * PLANETLAB_SAMPLES;
@@ -81,14 +81,14 @@ export function loadPlanetlabFolder(folder: string, source = `planetlab:${folder
         if (line === "") continue;
         const v = Number(line);
         if (!Number.isInteger(v) || v < 0 || v > 100) {
-          throw new UserError(
+          throw new TraceError(
             `${join(folder, f)}:${i + 1}: expected an integer CPU percent 0..100, got "${line.slice(0, 20)}"`,
           );
         }
         data[base + n++] = v;
       }
     }
-    if (n === 0) throw new UserError(`${join(folder, f)}: empty trace file`);
+    if (n === 0) throw new TraceError(`${join(folder, f)}: empty trace file`);
     // Short files hold their last value (CloudSim pads the same way).
     for (; n < PLANETLAB_SAMPLES; n++) data[g * PLANETLAB_SAMPLES + n] = data[g * PLANETLAB_SAMPLES + n - 1];
   });

@@ -203,7 +203,15 @@ export function renderReport(results: readonly SimulationResult[], title: string
     `<tr><th scope="row">${name}</th>${results.map((r) => `<td>${f(r)}</td>`).join("")}</tr>`;
   const resultRows = [
     ...(nested
-      ? [metric("host-VM hours", (r) => num(r.hostVmHours, 1)), metric("cost", (r) => money(r.cost))]
+      ? [
+          metric("host-VM hours", (r) => num(r.hostVmHours, 1)),
+          metric("&nbsp;&nbsp;× lower bound", (r) =>
+            r.lowerBoundHostVmHours
+              ? `${num(r.hostVmHours / r.lowerBoundHostVmHours, 2)} (of ${num(r.lowerBoundHostVmHours, 1)})`
+              : "—",
+          ),
+          metric("cost", (r) => money(r.cost)),
+        ]
       : []),
     metric("energy (kWh)", (r) => num(r.energyKWh, 2)),
     metric("migrations", (r) => num(r.migrations.total)),

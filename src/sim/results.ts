@@ -15,6 +15,11 @@ export interface SimulationResult {
    */
   readonly nesting: "none" | "nested";
   readonly hostVmHours: number;
+  /**
+   * Nested: the fewest host-VM hours any policy could use on this day (lower-bound.ts): per
+   * trace interval, the host VMs that hold its total CPU demand and memory. Null on bare metal.
+   */
+  readonly lowerBoundHostVmHours: number | null;
   readonly cost: number;
   /** What the policy rented and why (nested clouds; empty for bare metal). */
   readonly rentals: RentalSummary;

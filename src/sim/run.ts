@@ -5,10 +5,11 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DEFAULT_CALIBRATION, type MigrationCalibration, parseCalibration } from "../migration/index.ts";
-import { type Policy, PolicyError } from "../planner/index.ts";
+import type { Policy } from "../planner/index.ts";
 import { buildCloud } from "./build.ts";
 import { Simulation } from "./engine.ts";
-import { UserError } from "./errors.ts";
+import { ScenarioError, TraceError } from "./errors.ts";
+import { lowerBound } from "./lower-bound.ts";
 import { loadPlanetlabFolder, resolvePlanetlabFolder } from "./planetlab.ts";
 import { createPolicy } from "./policies.ts";
 import { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
@@ -19,6 +20,11 @@ import { resizeTrace, type Trace } from "./trace.ts";
 export interface RunOptions {
   /** Policy name overriding the scenario's. */
   readonly policy?: string;
+  /**
+   * Parameters by policy name (the CLI's --policy-param), over the scenario's: its
+   * policyParams for that name, and policy.params when it is the scenario's own policy.
+   */
+  readonly policyParams?: Readonly<Record<string, PolicyParams>>;
   /** Trace spec overriding the scenario's: planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]. */
   readonly trace?: string;
   readonly seed?: number;
@@ -53,14 +59,16 @@ export function loadTrace(scenario: Scenario, override: string | undefined, seed
 export function parseTraceSpec(spec: string, seed: number): Trace {
   const m = /^(planetlab|synthetic):(.+)$/.exec(spec);
   if (!m)
-    throw new UserError(`--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`);
+    throw new TraceError(
+      `--trace ${spec}: expected planetlab:<day-or-folder> or synthetic:<guests>[:<seed>]`,
+    );
   if (m[1] === "planetlab") return loadPlanetlabFolder(resolvePlanetlabFolder(m[2]), spec);
   const [n, s] = m[2].split(":");
   const guests = Number(n);
   if (!Number.isInteger(guests) || guests < 1 || guests > 10_000_000)
-    throw new UserError(`--trace ${spec}: guest count must be an integer from 1 to 10,000,000`);
+    throw new TraceError(`--trace ${spec}: guest count must be an integer from 1 to 10,000,000`);
   const traceSeed = s === undefined ? seed : Number(s);
-  if (!Number.isInteger(traceSeed)) throw new UserError(`--trace ${spec}: seed must be an integer`);
+  if (!Number.isInteger(traceSeed)) throw new TraceError(`--trace ${spec}: seed must be an integer`);
   return syntheticTrace({ guests, seed: traceSeed });
 }
 
@@ -72,13 +80,31 @@ export function loadCalibration(scenario: Scenario): MigrationCalibration {
   try {
     text = readFileSync(path, "utf8");
   } catch {
-    throw new UserError(`${scenario.file}: migration.calibration: cannot read ${path}`);
+    throw new ScenarioError(`${scenario.file}: migration.calibration: cannot read ${path}`);
   }
   try {
     return parseCalibration(JSON.parse(text), path);
   } catch (e) {
-    throw new UserError(`${path}: ${(e as Error).message}`);
+    throw new ScenarioError(`${path}: ${(e as Error).message}`);
   }
+}
+
+type PolicyParams = Readonly<Record<string, number | boolean | string>>;
+
+/**
+ * The parameters a policy runs with: the scenario's policyParams for its name, then the
+ * scenario's policy.params if it is the scenario's own policy, then `extra` (the CLI's).
+ */
+export function policyParamsFor(
+  scenario: Scenario,
+  name: string,
+  extra?: Readonly<Record<string, PolicyParams>>,
+): PolicyParams {
+  return {
+    ...scenario.policyParams[name],
+    ...(scenario.policy.name === name ? scenario.policy.params : {}),
+    ...extra?.[name],
+  };
 }
 
 export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutput {
@@ -86,22 +112,18 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
   const seed = opts.seed ?? scenario.seed;
   const trace = opts.loadedTrace ?? loadTrace(scenario, opts.trace, seed);
   if (trace.intervalSeconds !== scenario.intervalSeconds) {
-    throw new UserError(
+    throw new TraceError(
       `trace ${trace.source} has ${trace.intervalSeconds} s samples, scenario ${scenario.file} uses ${scenario.intervalSeconds} s`,
     );
   }
   const built = buildCloud(scenario, trace);
   const policyName = opts.policy ?? scenario.policy.name;
-  let policy: Policy;
-  try {
-    policy = createPolicy(policyName, scenario.policy.name === policyName ? scenario.policy.params : {}, {
-      acquireType: built.acquireType,
-    });
-  } catch (e) {
-    if (e instanceof PolicyError) throw new UserError(e.message);
-    throw e;
-  }
+  const policy: Policy = createPolicy(policyName, policyParamsFor(scenario, policyName, opts.policyParams), {
+    acquireType: built.acquireType,
+  });
   const calibration = loadCalibration(scenario);
+  // Before the run: it reads the guests only, and the run adds host VMs to the cloud.
+  const bound = lowerBound(scenario, trace, built.cloud);
   const sim = new Simulation({
     scenario,
     trace,
@@ -130,6 +152,7 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     durationSeconds: scenario.durationSeconds,
     nesting: scenario.nested ? "nested" : "none",
     hostVmHours: (scenario.nested ? a.billedSeconds : a.activeSeconds) / 3600,
+    lowerBoundHostVmHours: bound?.hostVmHours ?? null,
     cost: a.cost,
     rentals: {
       rule: scenario.nested ? (policy.rentalRule ?? "") : "",

@@ -51,6 +51,11 @@ const GuestTypeSpec = Type.Object(
   { additionalProperties: false },
 );
 
+const PolicyParamsSpec = Type.Record(
+  Type.String(),
+  Type.Union([Type.Number(), Type.Boolean(), Type.String()]),
+);
+
 const TraceSpec = Type.Union([
   Type.Object(
     {
@@ -123,12 +128,15 @@ export const ScenarioSchema = Type.Object(
     policy: Type.Object(
       {
         name: Type.String({ minLength: 1 }),
-        params: Type.Optional(
-          Type.Record(Type.String(), Type.Union([Type.Number(), Type.Boolean(), Type.String()])),
-        ),
+        params: Type.Optional(PolicyParamsSpec),
       },
       { additionalProperties: false },
     ),
+    /**
+     * Parameters of policies other than the scenario's own, by policy name as run
+     * (e.g. "lr-mmt-1.2+billing": { spareHostVms: 1 }), for compare and --policy.
+     */
+    policyParams: Type.Optional(Type.Record(Type.String({ minLength: 1 }), PolicyParamsSpec)),
   },
   { additionalProperties: false },
 );

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { UserError } from "./errors.ts";
+import { ScenarioError } from "./errors.ts";
 import { parseScenario } from "./scenario.ts";
 
 const base = `
@@ -21,7 +21,7 @@ function problem(yaml: string): string {
   try {
     parseScenario(yaml, "x.yaml");
   } catch (e) {
-    assert.ok(e instanceof UserError, `expected a UserError, got ${e}`);
+    assert.ok(e instanceof ScenarioError, `expected a ScenarioError, got ${e}`);
     assert.equal(e.message.includes("\n"), false, "one line");
     return e.message;
   }

@@ -1,9 +1,10 @@
 /**
- * Loads and checks a scenario file. Every problem becomes one UserError line that names the
+ * Loads and checks a scenario file. Every problem becomes one ScenarioError line that names the
  * file and the field, e.g. `scenarios/x.yaml: servers[0].cores: must be >= 1`.
  */
 import Value from "typebox/value";
 import {
+  type GuestShape,
   type HostVmType,
   HP_ML110_G4,
   HP_ML110_G5,
@@ -12,15 +13,12 @@ import {
   type PowerTable,
 } from "../model/index.ts";
 import { DocumentError, firstSchemaProblem, parseYaml, readBoundedText } from "../schema/index.ts";
-import { UserError } from "./errors.ts";
+import { ScenarioError } from "./errors.ts";
 import { type ScenarioDoc, ScenarioSchema } from "./scenario-schema.ts";
 
-export interface GuestTypeSpec {
+/** A scenario's kind of guest: a named guest shape. */
+export interface GuestTypeSpec extends GuestShape {
   readonly name: string;
-  readonly vcpus: number;
-  readonly mipsPerVcpu: number;
-  readonly memoryMiB: number;
-  readonly dirtyRateMiBps: number;
 }
 
 export interface Scenario {
@@ -51,6 +49,8 @@ export interface Scenario {
     readonly name: string;
     readonly params: Readonly<Record<string, number | boolean | string>>;
   };
+  /** Parameters of other policies (compare, --policy), by policy name as given to them. */
+  readonly policyParams: Readonly<Record<string, Readonly<Record<string, number | boolean | string>>>>;
 }
 
 export function loadScenario(file: string): Scenario {
@@ -65,7 +65,7 @@ function userDocument<T>(fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof DocumentError) throw new UserError(e.message);
+    if (e instanceof DocumentError) throw new ScenarioError(e.message);
     throw e;
   }
 }
@@ -73,11 +73,13 @@ function userDocument<T>(fn: () => T): T {
 export function parseScenario(text: string, file = "<scenario>"): Scenario {
   const raw: unknown = userDocument(() => parseYaml(text, file));
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new UserError(`${file}: a scenario is a YAML mapping (name, servers, guests, trace, policy, ...)`);
+    throw new ScenarioError(
+      `${file}: a scenario is a YAML mapping (name, servers, guests, trace, policy, ...)`,
+    );
   }
   precheckTrace(raw as Record<string, unknown>, file);
   if (!Value.Check(ScenarioSchema, raw))
-    throw new UserError(`${file}: ${firstSchemaProblem(ScenarioSchema, raw)}`);
+    throw new ScenarioError(`${file}: ${firstSchemaProblem(ScenarioSchema, raw)}`);
   return resolve(raw, file);
 }
 
@@ -85,10 +87,12 @@ function precheckTrace(raw: Record<string, unknown>, file: string): void {
   const t = raw.trace;
   if (t === undefined) return;
   if (typeof t !== "object" || t === null || Array.isArray(t))
-    throw new UserError(`${file}: trace: expected a mapping with kind`);
+    throw new ScenarioError(`${file}: trace: expected a mapping with kind`);
   const kind = (t as Record<string, unknown>).kind;
   if (kind !== "planetlab" && kind !== "synthetic") {
-    throw new UserError(`${file}: trace.kind: expected planetlab or synthetic, got ${JSON.stringify(kind)}`);
+    throw new ScenarioError(
+      `${file}: trace.kind: expected planetlab or synthetic, got ${JSON.stringify(kind)}`,
+    );
   }
 }
 
@@ -96,7 +100,7 @@ const POWER: Record<string, PowerTable> = { "hp-ml110-g4": HP_ML110_G4, "hp-ml11
 
 function resolve(doc: ScenarioDoc, file: string): Scenario {
   const fail = (field: string, msg: string): never => {
-    throw new UserError(`${file}: ${field}: ${msg}`);
+    throw new ScenarioError(`${file}: ${field}: ${msg}`);
   };
   const nested = doc.nesting === "nested";
 
@@ -225,5 +229,6 @@ function resolve(doc: ScenarioDoc, file: string): Scenario {
       postcopyFallback: migration.postcopyFallback ?? true,
     },
     policy: { name: doc.policy.name, params: doc.policy.params ?? {} },
+    policyParams: doc.policyParams ?? {},
   };
 }

@@ -26,7 +26,15 @@ import {
   stopGently,
   until,
 } from "../support/controller-process.ts";
-import { assertOneIntactCopy, type Bed, bringUp, qemuPidsOf, sleep, tearDown } from "./testbed-helpers.ts";
+import { sleep } from "../support/waiting.ts";
+import {
+  assertOneIntactCopy,
+  type Bed,
+  bringUp,
+  qemuPidsOf,
+  tearDown,
+  testbedOf,
+} from "./testbed-helpers.ts";
 
 const MIPS = 800;
 const OVERLOAD = 0.45;
@@ -118,15 +126,7 @@ async function listen(c: ControllerProcess, into: SseEvent[]): Promise<AbortCont
 test("testbed: 4 guests through the API, one host VM loaded, relieved by an instant migration", async (t) => {
   const t0 = Date.now();
   const phase = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
-  bed = await bringUp({
-    servers: ["a", "b"].map((name) => ({
-      name,
-      hostVms: [
-        { name: "h1", cpus: 1, memoryMiB: 1024 },
-        { name: "h2", cpus: 1, memoryMiB: 1024 },
-      ],
-    })),
-  });
+  bed = await bringUp(testbedOf({ a: ["h1", "h2"], b: ["h1", "h2"] }, { cpus: 1 }));
   const b = bed;
   phase(`testbed ${b.state.id} up`);
 

@@ -9,56 +9,14 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { MigrationFailedError, serverClient } from "../../src/agent/index.ts";
 import { currentHostVmAgent } from "../../src/testbed/index.ts";
-import {
-  alive,
-  assertOneIntactCopy,
-  type Bed,
-  bringUp,
-  heartbeatOf,
-  qemuPidsOf,
-  sleep,
-  tearDown,
-  waitFor,
-} from "./testbed-helpers.ts";
+import { alive, sleep, waitFor } from "../support/waiting.ts";
+import { assertOneIntactCopy, heartbeatOf, qemuPidsOf, testbedFixture } from "./testbed-helpers.ts";
 
 const MiB = 1024 * 1024;
-let bed: Bed;
-
-before(async () => {
-  bed = await bringUp({
-    servers: [
-      {
-        name: "a",
-        hostVms: [
-          { name: "h1", memoryMiB: 1024 },
-          { name: "h2", memoryMiB: 1024 },
-        ],
-      },
-      {
-        name: "b",
-        hostVms: [
-          { name: "h1", memoryMiB: 1024 },
-          { name: "h2", memoryMiB: 1024 },
-        ],
-      },
-    ],
-  });
-  await Promise.all([
-    bed
-      .client("a", "h1")
-      .createGuest({ guestId: "g1", memoryMiB: 256, workloads: [{ kind: "verify", mib: 16 }] }),
-    bed
-      .client("a", "h1")
-      .createGuest({ guestId: "g2", memoryMiB: 256, workloads: [{ kind: "verify", mib: 16 }] }),
-  ]);
-});
-
-after(async () => {
-  await tearDown(bed);
-});
+const bed = testbedFixture({ a: ["h1", "h2"], b: ["h1", "h2"] }, ["g1", "g2"]);
 
 function killAgent(server: string, hostVm: string): { pid: number; url: string } {
   const rec = currentHostVmAgent(bed.state.hostVms.find((h) => h.server === server && h.name === hostVm)!)!;

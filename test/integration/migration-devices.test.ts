@@ -11,28 +11,15 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { dirname, join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import type { DeviceEndpoint, GuestStatus } from "../../src/agent/index.ts";
-import { assertOneIntactCopy, type Bed, bringUp, heartbeatOf, tearDown, waitFor } from "./testbed-helpers.ts";
+import { waitFor } from "../support/waiting.ts";
+import { assertOneIntactCopy, heartbeatOf, testbedFixture } from "./testbed-helpers.ts";
 
 const MiB = 1024 * 1024;
 const SEED = "NESTCLOUD-SEED-0123456789";
 const RO = "NESTCLOUD-READONLY-IMAGE";
-let bed: Bed;
-
-before(async () => {
-  bed = await bringUp({
-    servers: [
-      {
-        name: "a",
-        hostVms: [
-          { name: "h1", memoryMiB: 1024 },
-          { name: "h2", memoryMiB: 1024 },
-        ],
-      },
-      { name: "b", hostVms: [{ name: "h1", memoryMiB: 1024 }] },
-    ],
-  });
+const bed = testbedFixture({ a: ["h1", "h2"], b: ["h1"] }, async (bed) => {
   // Images a disk may start from: in the creating host VM's own image folder.
   const images = join(bed.state.hostVms.find((h) => h.server === "a" && h.name === "h1")!.stateDir, "images");
   mkdirSync(images, { recursive: true });
@@ -58,10 +45,6 @@ before(async () => {
       { kind: "tap", id: "t1", of: "d1" },
     ],
   });
-});
-
-after(async () => {
-  await tearDown(bed);
 });
 
 const ep = (st: GuestStatus, id: string): DeviceEndpoint => {

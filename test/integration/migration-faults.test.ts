@@ -11,40 +11,15 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { type MigrateRequest, MigrationFailedError, serverClient } from "../../src/agent/index.ts";
 import { currentHostVmAgent, cutLink } from "../../src/testbed/index.ts";
-import {
-  alive,
-  assertOneIntactCopy,
-  type Bed,
-  bringUp,
-  heartbeatOf,
-  qemuPidsOf,
-  sleep,
-  tearDown,
-  waitFor,
-} from "./testbed-helpers.ts";
+import { alive, sleep, waitFor } from "../support/waiting.ts";
+import { assertOneIntactCopy, heartbeatOf, qemuPidsOf, testbedFixture } from "./testbed-helpers.ts";
 
 const MiB = 1024 * 1024;
-let bed: Bed;
-
-before(async () => {
-  bed = await bringUp({
-    servers: [
-      { name: "a", hostVms: [{ name: "h1", memoryMiB: 1024 }] },
-      { name: "b", hostVms: [{ name: "h1", memoryMiB: 1024 }] },
-    ],
-  });
-  await bed
-    .client("a", "h1")
-    .createGuest({ guestId: "g1", memoryMiB: 256, workloads: [{ kind: "verify", mib: 16 }] });
-});
-
-after(async () => {
-  // A failed test may have left the link down: teardown removes the namespaces anyway.
-  await tearDown(bed);
-});
+// A failed test may leave the link down: teardown removes the namespaces anyway.
+const bed = testbedFixture({ a: ["h1"], b: ["h1"] }, ["g1"]);
 
 /** A pre-copy a/h1 -> b/h1 slow enough (bandwidth cap) to be caught mid-way. */
 function slowPrecopy(extra: Partial<MigrateRequest> = {}): MigrateRequest {

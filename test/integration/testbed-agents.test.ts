@@ -4,42 +4,18 @@
 // the APIs' answers to bad input, missing tokens and QMP errors.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { AgentHttpError, serverClient } from "../../src/agent/index.ts";
 import { infraStatus } from "../../src/testbed/index.ts";
 import {
   assertOneIntactCopy,
-  type Bed,
-  bringUp,
   clientWithToken,
   heartbeatOf,
   qemuPidsOf,
-  tearDown,
+  testbedFixture,
 } from "./testbed-helpers.ts";
 
-let bed: Bed;
-
-before(async () => {
-  bed = await bringUp({
-    servers: [
-      {
-        name: "a",
-        hostVms: [
-          { name: "h1", memoryMiB: 1024 },
-          { name: "h2", memoryMiB: 1024 },
-        ],
-      },
-      { name: "b", hostVms: [{ name: "h1", memoryMiB: 1024 }] },
-    ],
-  });
-  await bed
-    .client("a", "h1")
-    .createGuest({ guestId: "g1", memoryMiB: 256, workloads: [{ kind: "verify", mib: 16 }] });
-});
-
-after(async () => {
-  await tearDown(bed);
-});
+const bed = testbedFixture({ a: ["h1", "h2"], b: ["h1"] }, ["g1"]);
 
 test("testbed: one namespace per server, a pool folder each, agents in their slices", async (t) => {
   const st = await infraStatus(bed.state);

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, test } from "node:test";
-import { alive, sleep } from "./testbed-helpers.ts";
+import { alive, sleep } from "../support/waiting.ts";
 
 const repo = resolve(import.meta.dirname, "../..");
 const bin = join(repo, "bin/nestcloud.js");

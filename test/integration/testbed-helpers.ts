@@ -1,10 +1,12 @@
-// Shared by the testbed integration tests: bring a testbed up in a private folder, check
-// that a guest is alive and intact, count the QEMUs of a guest, and prove teardown left
-// nothing behind. Not a test file itself (no .test.ts).
+// Shared by the testbed integration tests: bring a testbed up in a private folder (its
+// spec from server and host-VM names), create the guest they move about, check that a
+// guest is alive and intact, count the QEMUs of a guest, and prove teardown left nothing
+// behind. Not a test file itself (no .test.ts).
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { after, before } from "node:test";
 import {
   agentLauncher,
   endpointOf,
@@ -23,8 +25,7 @@ import {
   type TestbedState,
   up,
 } from "../../src/testbed/index.ts";
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { alive, sleep } from "../support/waiting.ts";
 
 export interface Bed {
   state: TestbedState;
@@ -52,6 +53,51 @@ export async function bringUp(spec: unknown): Promise<Bed> {
     client: (s, h) => hostVmClient(state, s, h),
     ep: (s, h) => endpointOf(state, s, h),
   };
+}
+
+/**
+ * A testbed spec from its servers and their host VMs by name, e.g. `{ a: ["h1", "h2"], b:
+ * ["h1"] }`: every host VM has 1024 MiB (and `cpus`, when given).
+ */
+export function testbedOf(servers: Record<string, readonly string[]>, hostVm: { cpus?: number } = {}) {
+  return {
+    servers: Object.entries(servers).map(([name, hostVms]) => ({
+      name,
+      hostVms: hostVms.map((h) => ({ name: h, ...hostVm, memoryMiB: 1024 })),
+    })),
+  };
+}
+
+/**
+ * The file's testbed (its servers and their host VMs, as for testbedOf): brought up before
+ * its tests, then set up with a verify guest of each id in `setup` on the first server's
+ * first host VM (createVerifyGuest), or by `setup` itself; torn down after the tests,
+ * proving nothing is left. The bed is filled in before the first test.
+ */
+export function testbedFixture(
+  servers: Record<string, readonly string[]>,
+  setup: readonly string[] | ((bed: Bed) => Promise<unknown>),
+): Bed {
+  const bed = {} as Bed;
+  before(async () => {
+    Object.assign(bed, await bringUp(testbedOf(servers)));
+    if (typeof setup === "function") await setup(bed);
+    else {
+      const [server, hostVms] = Object.entries(servers)[0];
+      await Promise.all(setup.map((g) => createVerifyGuest(bed, server, hostVms[0], g)));
+    }
+  });
+  after(async () => {
+    await tearDown(bed.state ? bed : undefined);
+  });
+  return bed;
+}
+
+/** The guest the tests move about: 256 MiB, the verify workload over 16 MiB of it. */
+export function createVerifyGuest(bed: Bed, server: string, hostVm: string, guestId: string) {
+  return bed
+    .client(server, hostVm)
+    .createGuest({ guestId, memoryMiB: 256, workloads: [{ kind: "verify", mib: 16 }] });
 }
 
 /** Pids of QEMU processes of `guestId` that belong to this testbed (found by our own paths). */
@@ -155,36 +201,6 @@ export async function tearDown(bed: Bed | undefined): Promise<void> {
   for (const n of bed.state.network.namespaces)
     assert.ok(!ns.split("\n").some((l) => l.startsWith(`${n} `) || l === n), `netns ${n} removed`);
   rmSync(bed.root, { recursive: true, force: true });
-}
-
-export function alive(pid: number | null): boolean {
-  if (!pid) return false;
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return !/^\d+ \(.*\) [ZX]/.test(st);
-  } catch {
-    return false;
-  }
-}
-
-export async function waitFor<T>(
-  what: string,
-  f: () => Promise<T | null | undefined | false>,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
-    await sleep(250);
-  }
 }
 
 /** A client with the right URL but the given token (auth tests). */

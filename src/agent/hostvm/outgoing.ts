@@ -17,17 +17,18 @@
 import {
   MigrationCancelledError,
   type MigrationDestination,
+  type MigrationFigures,
   type MigrationJob,
-  type MigrationProgress,
+  type MigrationProgressReport,
   type MigrationStatus,
+  migrationFigures,
+  progressReport,
   type QmpEvent,
   startMigration,
 } from "../../qemu/index.ts";
 import type {
   ConfirmOutcome,
-  MigrationProgressView,
   OutgoingPhaseName,
-  OutgoingResult,
   OutgoingStatus,
   StartOutgoingRequest,
 } from "../api-types.ts";
@@ -38,27 +39,10 @@ import { ChangeSignal } from "../waiters.ts";
 import { hasStore, hasWritableDisks, removeGuestStore } from "./devices.ts";
 import type { GuestContext, GuestRuntime } from "./guest-runtime.ts";
 
-function view(p: MigrationProgress): MigrationProgressView {
-  return {
-    status: p.status,
-    elapsedMs: p.elapsedMs,
-    totalBytes: p.totalBytes,
-    transferredBytes: p.transferredBytes,
-    remainingBytes: p.remainingBytes,
-    pass: p.pass,
-    dirtyRateBytesPerSec: p.dirtyRateBytesPerSec,
-    throughputBytesPerSec: p.throughputBytesPerSec,
-    expectedDowntimeMs: p.expectedDowntimeMs,
-    percent: p.percent,
-    etaMs: p.etaMs,
-    stalled: p.stalled,
-  };
-}
-
 export class OutgoingMigration {
   phase: OutgoingPhaseName = "running";
-  progress: MigrationProgressView | null = null;
-  result: OutgoingResult | null = null;
+  progress: MigrationProgressReport | null = null;
+  result: MigrationFigures | null = null;
   error: { name: string; message: string } | null = null;
   readonly timing: OutgoingStatus["timing"] = { migrateAt: null, stoppedAt: null, completedAt: null };
   readonly cpu: OutgoingStatus["cpu"] = { start: null, end: null };
@@ -184,7 +168,7 @@ export class OutgoingMigration {
       // would only compete with the migration for QEMU's main lock.
       pollMs: this.req.mode === "handover" ? 50 : 200,
       onProgress: (p) => {
-        this.progress = view(p);
+        this.progress = progressReport(p);
         this.changes.notify();
       },
       log: (m) => this.ctx.log.info({ migration: this.migrationId }, m),
@@ -192,16 +176,7 @@ export class OutgoingMigration {
     this.job.done.then(
       (r) => {
         src.qmp.off("event", onEvent);
-        this.result = {
-          totalTimeMs: r.totalTimeMs,
-          downtimeMs: r.downtimeMs,
-          setupTimeMs: r.setupTimeMs,
-          wallMs: r.wallMs,
-          transferredBytes: r.transferredBytes,
-          totalBytes: r.totalBytes,
-          passes: r.passes,
-          switchedToPostcopy: r.switchedToPostcopy,
-        };
+        this.result = migrationFigures(r);
         this.cpu.end ??= cpuSeconds(src.pid);
         if (this.phase === "running" || this.phase === "postcopy" || this.phase === "pre-switchover") {
           this.setPhase("completed");

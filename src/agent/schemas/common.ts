@@ -2,7 +2,7 @@
  * Shapes every agent route shares: names and ids, the error body, and the error answers a
  * route may give (each route lists its own on top of these, see errorAnswers).
  */
-import { type Static, type TSchema, Type } from "typebox";
+import { type Static, type TObject, type TSchema, Type } from "typebox";
 import { GUEST_NAME_RE, NODE_NAME_RE } from "../../testbed/index.ts";
 
 export const GuestId = Type.String({ pattern: GUEST_NAME_RE.source, maxLength: 20 });
@@ -50,3 +50,18 @@ export function errorAnswers(...codes: Array<403 | 404 | 409 | 502 | 503 | 504>)
   for (const c of codes) out[c] = ErrorBodySchema;
   return out;
 }
+
+/**
+ * The answer schema of a type another module owns (qemu's migration progress and figures),
+ * checked when compiling: it names exactly the type's fields and each accepts the type's
+ * values. Code on both sides uses the owner's type.
+ */
+export function schemaOf<T>() {
+  return <S extends TObject>(schema: S & Describes<S, T>): S => schema;
+}
+
+type Describes<S extends TSchema, T> = [T] extends [Static<S>]
+  ? [Exclude<keyof Static<S>, keyof T> | Exclude<keyof T, keyof Static<S>>] extends [never]
+    ? unknown
+    : never
+  : never;

@@ -4,7 +4,8 @@
  * with lease renewal, finish, abort).
  */
 import { type Static, Type } from "typebox";
-import { AgentUrl, MigrationId, NumberOrNull, StringOrNull } from "./common.ts";
+import type { MigrationFigures, MigrationProgressReport } from "../../qemu/index.ts";
+import { AgentUrl, MigrationId, NumberOrNull, StringOrNull, schemaOf } from "./common.ts";
 import { GuestConfigSchema, WorkloadSchema } from "./guests.ts";
 
 export const MigrationOptionsSchema = Type.Object(
@@ -93,33 +94,40 @@ export const ConfirmBody = Type.Object(
 );
 export type ConfirmOutcome = Static<typeof ConfirmBody>["outcome"];
 
-export const MigrationProgressSchema = Type.Object({
-  status: Type.String(),
-  elapsedMs: Type.Number(),
-  totalBytes: Type.Number(),
-  transferredBytes: Type.Number(),
-  remainingBytes: Type.Number(),
-  pass: Type.Number(),
-  dirtyRateBytesPerSec: Type.Number(),
-  throughputBytesPerSec: Type.Number(),
-  expectedDowntimeMs: NumberOrNull,
-  percent: Type.Number(),
-  etaMs: NumberOrNull,
-  stalled: Type.Boolean(),
-});
+export const MigrationProgressSchema = schemaOf<MigrationProgressReport>()(
+  Type.Object({
+    status: Type.String(),
+    elapsedMs: Type.Number(),
+    totalBytes: Type.Number(),
+    transferredBytes: Type.Number(),
+    remainingBytes: Type.Number(),
+    pass: Type.Number(),
+    dirtyRateBytesPerSec: Type.Number(),
+    throughputBytesPerSec: Type.Number(),
+    expectedDowntimeMs: NumberOrNull,
+    percent: Type.Number(),
+    etaMs: NumberOrNull,
+    stalled: Type.Boolean(),
+  }),
+);
+/** A progress report as a client receives it: the status is whatever QEMU said. */
 export type MigrationProgressView = Static<typeof MigrationProgressSchema>;
 
-export const OutgoingResultSchema = Type.Object({
-  totalTimeMs: Type.Number(),
-  downtimeMs: Type.Number(),
-  setupTimeMs: Type.Number(),
-  wallMs: Type.Number(),
-  transferredBytes: Type.Number(),
-  totalBytes: Type.Number(),
-  passes: Type.Number(),
-  switchedToPostcopy: Type.Boolean(),
-});
-export type OutgoingResult = Static<typeof OutgoingResultSchema>;
+export const OutgoingResultSchema = schemaOf<MigrationFigures>()(
+  Type.Object({
+    totalTimeMs: Type.Number(),
+    downtimeMs: Type.Number(),
+    setupTimeMs: Type.Number(),
+    wallMs: Type.Number(),
+    transferredBytes: Type.Number(),
+    totalBytes: Type.Number(),
+    passes: Type.Number(),
+    switchedToPostcopy: Type.Boolean(),
+  }),
+);
+
+// A migration's progress and figures are qemu's types; the schemas above answer them.
+export type { MigrationFigures, MigrationProgressReport };
 
 const CpuSpan = Type.Object({ start: NumberOrNull, end: NumberOrNull });
 

@@ -3,6 +3,7 @@
  * migrations take the time the planner's cost model gave.
  */
 import { DEFAULT_CALIBRATION, estimateMove } from "../../migration/index.ts";
+import { decayedPeak, dirtyRateAt, guestSpec, residentMemoryMiB } from "../../model/index.ts";
 import { syntheticTrace, type Trace, utilizationAt } from "../../sim/index.ts";
 import {
   type GuestDataPlane,
@@ -12,43 +13,62 @@ import {
   type ProviderMigration,
 } from "../types.ts";
 import type { SimWorldState } from "./state.ts";
-import type { WorldMigration } from "./world.ts";
+import type { World, WorldGuest, WorldMigration } from "./world.ts";
+
+/** The seeded synthetic trace a simulated world's guests replay (one day, repeated). */
+export function worldTrace(world: Pick<World, "series" | "seed">): Trace {
+  return syntheticTrace({ guests: world.series, seed: world.seed, medianPercent: 12, burstsPerDay: 3 });
+}
+
+/** Samples of the trace folded into a peak at most: older ones weigh less than 1e-7 (model/memory.ts). */
+const PEAK_SAMPLES = 288;
 
 export class SimGuestPlane implements GuestDataPlane {
   private readonly trace: Trace;
 
   constructor(private readonly s: SimWorldState) {
-    this.trace = syntheticTrace({
-      guests: s.world.series,
-      seed: s.world.seed,
-      medianPercent: 12,
-      burstsPerDay: 3,
-    });
+    this.trace = worldTrace(s.world);
   }
 
   private get w() {
     return this.s.world;
   }
 
+  /** Guest g's load at provider time t (0 while it is stopped). */
+  private load(g: WorldGuest, t: number): number {
+    return g.running ? utilizationAt(this.trace, g.series % this.trace.names.length, t % 86400) : 0;
+  }
+
+  /**
+   * Brings g's load peak up to the last trace sample at or before `now`, one sample at a time
+   * as the simulator does at each round: returns whether it changed.
+   */
+  private foldPeak(g: WorldGuest, now: number): boolean {
+    const step = this.trace.intervalSeconds;
+    const last = Math.floor(now / step) * step;
+    if (g.peak && g.peak.at >= last) return false;
+    let t = g.peak ? Math.max(g.peak.at + step, last - (PEAK_SAMPLES - 1) * step) : last;
+    let value = g.peak && t === g.peak.at + step ? g.peak.value : 0;
+    for (; t <= last; t += step) value = decayedPeak(value, this.load(g, t));
+    g.peak = { at: last, value };
+    return true;
+  }
+
   async observe(now: number) {
     await this.s.sync();
+    let changed = false;
+    for (const g of this.w.guests) if (this.foldPeak(g, now)) changed = true;
+    if (changed) await this.s.persist();
     const guests = this.w.guests.map((g): ProviderGuest => {
-      const u = g.running ? utilizationAt(this.trace, g.series % this.trace.names.length, now % 86400) : 0;
+      const u = this.load(g, now);
       return {
         id: g.id,
-        spec: {
-          id: g.id,
-          tenant: g.tenant,
-          vcpus: g.vcpus,
-          mipsPerVcpu: g.mipsPerVcpu,
-          memoryMiB: g.memoryMiB,
-          dirtyRateMiBps: g.dirtyRateMiBps,
-        },
+        spec: guestSpec(g),
         hostVm: g.hostVm,
         running: g.running,
         cpu: u,
-        residentMiB: g.memoryMiB * Math.min(1, 0.4 + 0.6 * u),
-        dirtyRateMiBps: g.dirtyRateMiBps * u,
+        residentMiB: residentMemoryMiB(g.memoryMiB, g.peak?.value ?? 0),
+        dirtyRateMiBps: dirtyRateAt(g.dirtyRateMiBps, u),
       };
     });
     return { guests, migrations: this.w.migrations.map((m) => migrationView(m, now)) };
@@ -106,9 +126,14 @@ export class SimGuestPlane implements GuestDataPlane {
       throw new ProviderError("conflict", `guest ${guest} is migrating already`);
     this.runningHostVm(to);
     const now = this.s.now();
+    this.foldPeak(g, now);
     const estimate = estimateMove(
       mechanism === "instant" ? "same-server" : "cross-server",
-      { memoryMiB: g.memoryMiB, residentMiB: g.memoryMiB * 0.6, dirtyRateMiBps: g.dirtyRateMiBps * 0.2 },
+      {
+        memoryMiB: g.memoryMiB,
+        residentMiB: residentMemoryMiB(g.memoryMiB, g.peak?.value ?? 0),
+        dirtyRateMiBps: dirtyRateAt(g.dirtyRateMiBps, this.load(g, now)),
+      },
       10000,
       DEFAULT_CALIBRATION,
     );

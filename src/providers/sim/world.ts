@@ -3,7 +3,7 @@
  * every change (a controller that crashes, or a follower that takes over, finds the world as
  * it was) and advanced lazily from its clock.
  */
-import type { HostVmState, HostVmType, PhysicalServer } from "../../model/index.ts";
+import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../../model/index.ts";
 
 export interface WorldHostVm {
   id: string;
@@ -16,17 +16,16 @@ export interface WorldHostVm {
   readyAt: number;
 }
 
-export interface WorldGuest {
-  id: string;
-  tenant: string;
-  vcpus: number;
-  mipsPerVcpu: number;
-  memoryMiB: number;
-  dirtyRateMiBps: number;
+export interface WorldGuest extends GuestSpec {
   hostVm: string | undefined;
   running: boolean;
   /** Which series of the synthetic trace drives its load. */
   series: number;
+  /**
+   * Its recent load peak (model/memory.ts) as of the trace sample at `at`: what its resident
+   * memory follows. Absent until first observed (and in worlds saved before it existed).
+   */
+  peak?: { at: number; value: number };
 }
 
 export interface WorldMigration {

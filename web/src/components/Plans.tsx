@@ -144,6 +144,7 @@ export function summarize(actions: readonly PlanAction[]): string {
   const moves = actions.filter((a) => a.kind === "migrate");
   const acquire = actions.filter((a) => a.kind === "acquire-host-vm").length;
   const release = actions.filter((a) => a.kind === "release-host-vm").length;
+  const rejuvenate = actions.filter((a) => a.kind === "rejuvenate").length;
   const mech = new Map<string, number>();
   for (const m of moves) if (m.kind === "migrate") mech.set(m.mechanism, (mech.get(m.mechanism) ?? 0) + 1);
   const parts: string[] = [];
@@ -153,6 +154,7 @@ export function summarize(actions: readonly PlanAction[]): string {
     );
   if (acquire > 0) parts.push(`acquire ${acquire} host VM${acquire === 1 ? "" : "s"}`);
   if (release > 0) parts.push(`release ${release} host VM${release === 1 ? "" : "s"}`);
+  if (rejuvenate > 0) parts.push(`rejuvenate ${rejuvenate} host VM${rejuvenate === 1 ? "" : "s"}`);
   return parts.join(" · ") || "no actions";
 }
 
@@ -166,5 +168,7 @@ function describe(a: PlanAction): string {
       return `acquire a ${a.type} host VM${a.server ? ` on ${a.server}` : ""}`;
     case "release-host-vm":
       return `release ${a.hostVm}`;
+    case "rejuvenate":
+      return `rejuvenate ${a.hostVm}`;
   }
 }

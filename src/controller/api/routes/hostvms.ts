@@ -35,7 +35,12 @@ export const hostVmRoutes: ApiPlugin = async (app, { controller: c }) => {
     { ...ADMIN, schema: { body: AcquireHostVm, response: answers({ 202: PlanAccepted }) } },
     async (req, reply) => {
       const id = await c.submitActions(
-        [{ kind: "acquire-host-vm", type: req.body.type, server: req.body.server, keep: true }],
+        [
+          {
+            payload: { kind: "acquire-host-vm", type: req.body.type, server: req.body.server, keep: true },
+            dependsOn: [],
+          },
+        ],
         "api",
       );
       reply.code(202);
@@ -57,7 +62,10 @@ export const hostVmRoutes: ApiPlugin = async (app, { controller: c }) => {
             .slice(0, 5)
             .join(", ")}${guests.length > 5 ? ", ..." : ""}): move or delete them first`,
         );
-      const id = await c.submitActions([{ kind: "release-host-vm", hostVm: h.id }], "api");
+      const id = await c.submitActions(
+        [{ payload: { kind: "release-host-vm", hostVm: h.id }, dependsOn: [] }],
+        "api",
+      );
       reply.code(202);
       return { plan: id };
     },

@@ -110,14 +110,15 @@ export const vmRoutes: ApiPlugin = async (app, { controller: c }) => {
     async (req, reply) => {
       const g = await loadGuest(c, req, req.params.id);
       if (!g.hostVm) throw new ApiError(409, `guest VM ${g.id} is not placed`);
-      const move = await c.chooseMove(g.id, req.body.to, req.body.mechanism ?? "auto");
-      const plan = await c.submitActions([move], "api");
+      const planned = await c.chooseMove(g.id, req.body.to, req.body.mechanism ?? "auto");
+      const plan = await c.submitActions(planned, "api");
+      const move = planned.find((a) => a.payload.kind === "migrate")?.payload;
       reply.code(202);
       return {
         plan,
         guest: g.id,
-        from: move.kind === "migrate" ? move.from : undefined,
-        to: req.body.to ?? (move.kind === "migrate" && "hostVm" in move.to ? move.to.hostVm : undefined),
+        from: move?.kind === "migrate" ? move.from : undefined,
+        to: req.body.to ?? (move?.kind === "migrate" && "hostVm" in move.to ? move.to.hostVm : undefined),
       };
     },
   );

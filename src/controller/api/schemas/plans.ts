@@ -35,9 +35,20 @@ const acquire = {
   keep: Type.Optional(Type.Boolean({ description: "an operator's explicit acquisition: kept" })),
 };
 const release = { kind: Type.Literal("release-host-vm"), hostVm: Type.String() };
+// The planner's kind (planner/plan.ts RejuvenateAction): stored so that it is seen, and failed by
+// the executor with its reason (no provider rejuvenates a host VM yet), never dropped.
+const rejuvenate = { kind: Type.Literal("rejuvenate"), hostVm: Type.String() };
 
-/** What an action does. */
-export const ActionPayload = Type.Union([Type.Object(migrate), Type.Object(acquire), Type.Object(release)]);
+/**
+ * What an action does: one object per kind of the planner's actions (planner/plan.ts
+ * ACTION_KINDS; test/architecture.test.ts checks that the two lists agree).
+ */
+export const ActionPayload = Type.Union([
+  Type.Object(migrate),
+  Type.Object(acquire),
+  Type.Object(release),
+  Type.Object(rejuvenate),
+]);
 export type ActionPayload = Static<typeof ActionPayload>;
 
 /** Where an action stands in the journal. */
@@ -52,6 +63,7 @@ export const PlanAction = Type.Union([
   Type.Object({ ...migrate, ...journal }),
   Type.Object({ ...acquire, ...journal }),
   Type.Object({ ...release, ...journal }),
+  Type.Object({ ...rejuvenate, ...journal }),
 ]);
 
 export const Plan = Type.Object({

@@ -1,17 +1,13 @@
 /** Guest VMs (tenant guests and security VMs), and the ids of deleted ones (never reused). */
 import type { Kysely, Selectable } from "kysely";
+import type { GuestSpec } from "../../../model/index.ts";
 import type { Automation } from "../../api/schemas/common.ts";
 import type { Database, GuestsTable } from "../schema.ts";
 
 export type PowerState = "running" | "stopped";
 
-export interface StoredGuest {
-  readonly id: string;
-  readonly tenant: string;
-  readonly vcpus: number;
-  readonly mipsPerVcpu: number;
-  readonly memoryMiB: number;
-  readonly dirtyRateMiBps: number;
+/** A guest's spec (the model's one guest shape) with what the controller records of it. */
+export interface StoredGuest extends GuestSpec {
   readonly affinityGroup: string | null;
   readonly antiAffinityGroup: string | null;
   readonly role: "tenant" | "security";
