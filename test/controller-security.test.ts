@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
+import WebSocket from "ws";
 import { type RunningController, runController } from "../src/controller/index.ts";
 import { until } from "./support/controller-process.ts";
 import { startTenantController, type TenantController } from "./support/tenant-controller.ts";
@@ -157,6 +158,43 @@ describe("authentication is decided by the matched route", () => {
     });
     assert.equal(res.statusCode, 200);
     res.destroy();
+  });
+});
+
+/** A WebSocket upgrade of the console: the HTTP status it was refused with, or "open". */
+function upgrade(path: string, headers: Record<string, string> = {}): Promise<number | "open"> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(c.url.replace(/^http/, "ws") + path, { headers });
+    ws.once("unexpected-response", (_req, res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once("open", () => {
+      resolve("open");
+      ws.close();
+    });
+    ws.once("error", (e) => reject(e));
+  });
+}
+
+describe("the console (WebSocket)", () => {
+  test("the upgrade needs a token, is tenant-scoped, and refuses guests of a plane without consoles", async () => {
+    const vms = (await call("GET", "/api/vms", c.adminToken)).body as Array<{ id: string; tenant: string }>;
+    const acmeVm = vms.find((g) => g.tenant === "acme")!;
+    const path = `/api/vms/${acmeVm.id}/console`;
+    for (const v of variants(path)) assert.equal(await upgrade(v), 401, `${v} without a token`);
+    assert.equal(await upgrade(path, { authorization: "Bearer nc_wrong" }), 401);
+    assert.equal(await upgrade(`${path}?token=nc_wrong`), 401);
+    // Another tenant's guest does not exist for it, by header or by query token.
+    assert.equal(await upgrade(path, { authorization: `Bearer ${globex}` }), 404);
+    assert.equal(await upgrade(`${path}?token=${globex}`), 404);
+    assert.equal(await upgrade("/api/vms/no-such-vm/console", { authorization: `Bearer ${acme}` }), 404);
+    // Its own guest: the simulated cloud's guests have no serial ports.
+    assert.equal(await upgrade(path, { authorization: `Bearer ${acme}` }), 409);
+    // A plain GET is refused the same way.
+    assert.equal((await call("GET", path, globex)).status, 404);
+    assert.equal((await call("GET", path, acme)).status, 409);
   });
 });
 

@@ -6,6 +6,7 @@
  * field (e.g. "body/memoryMiB must be >= 64"). One file per resource under schemas/.
  */
 export * from "./schemas/common.ts";
+export * from "./schemas/console.ts";
 export * from "./schemas/devices.ts";
 export * from "./schemas/guests.ts";
 export * from "./schemas/hostvm.ts";

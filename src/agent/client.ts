@@ -10,6 +10,8 @@ import { pipeline } from "node:stream/promises";
 import type {
   BeginHandoverAnswer,
   ConfirmOutcome,
+  ConsoleIdentity,
+  ConsoleInputs,
   CreateGuestRequest,
   ErrorBody,
   ExecRequest,
@@ -155,6 +157,23 @@ const enc = encodeURIComponent;
 export class HostVmAgentClient extends AgentClient {
   status(): Promise<HostVmStatus> {
     return this.call("GET", "/v1/status");
+  }
+  /** The key this agent signs its console handshakes with. */
+  consoleIdentity(): Promise<ConsoleIdentity> {
+    return this.call("GET", "/v1/console/identity");
+  }
+  /** The keystrokes a logged serial port's console sessions have had delivered. */
+  consoleInputs(guestId: string, deviceId: string, timeoutMs?: number): Promise<ConsoleInputs> {
+    return this.call(
+      "GET",
+      `/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/console/inputs`,
+      undefined,
+      timeoutMs,
+    );
+  }
+  /** The WebSocket URL of a logged serial port's console (open it with the bearer token). */
+  consoleUrl(guestId: string, deviceId: string): string {
+    return `${this.baseUrl.replace(/^http/, "ws")}/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/console`;
   }
   createGuest(req: CreateGuestRequest, timeoutMs = 180_000): Promise<GuestStatus> {
     return this.call("POST", "/v1/guests", req, timeoutMs);

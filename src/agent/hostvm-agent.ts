@@ -18,7 +18,10 @@
  * cannot be adopted (no record, no QMP) are killed, as before.
  */
 import type { FastifyBaseLogger } from "fastify";
+import { MAX_MESSAGE } from "../console/index.ts";
 import type { HostVmAgentConfig } from "./config.ts";
+import { type ConsoleOptions, ConsoleService } from "./hostvm/console.ts";
+import { consoleRoutes } from "./hostvm/routes/console.ts";
 import { deviceRoutes } from "./hostvm/routes/devices.ts";
 import { guestRoutes } from "./hostvm/routes/guests.ts";
 import { incomingRoutes } from "./hostvm/routes/migrations-in.ts";
@@ -31,6 +34,8 @@ import { type App, createApp } from "./http.ts";
 
 export interface HostVmAgent {
   app: App;
+  /** The guests' consoles (serial ports with a log), end to end encrypted. */
+  consoles: ConsoleService;
   /** Adopts (or, failing that, reaps) the QEMUs a previous agent left behind; call before listening. */
   recover(): Promise<void>;
   /** Stops every guest and incoming QEMU (graceful agent shutdown). */
@@ -41,9 +46,15 @@ export function buildHostVmAgent(
   cfg: HostVmAgentConfig,
   token: string,
   logger: FastifyBaseLogger,
+  opts: { console?: ConsoleOptions } = {},
 ): HostVmAgent {
   const host = new HostVm(cfg, token, logger);
-  const app = createApp(token, logger, { title: `nestcloud host-VM agent ${cfg.server}/${cfg.hostVm}` });
+  const consoles = new ConsoleService(host, token, opts.console);
+  const app = createApp(token, logger, {
+    title: `nestcloud host-VM agent ${cfg.server}/${cfg.hostVm}`,
+    // A client hello (with its ticket) is the largest message a console client sends.
+    websocketMaxPayload: MAX_MESSAGE + 2048,
+  });
   for (const routes of [
     statusRoutes,
     guestRoutes,
@@ -55,5 +66,14 @@ export function buildHostVmAgent(
   ]) {
     void app.register(routes, { host });
   }
-  return { app, recover: () => host.recover(), shutdown: () => host.shutdown() };
+  void app.register(consoleRoutes, { host, consoles });
+  return {
+    app,
+    consoles,
+    recover: () => host.recover(),
+    shutdown: async () => {
+      consoles.closeAll();
+      await host.shutdown();
+    },
+  };
 }

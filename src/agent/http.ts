@@ -16,6 +16,7 @@ import {
   type TypeBoxTypeProvider,
   TypeBoxValidatorCompiler,
 } from "@fastify/type-provider-typebox";
+import fastifyWebsocket from "@fastify/websocket";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
 import { MigrationCancelRefusedError, QemuSpecError, QemuStartError, QmpError } from "../qemu/index.ts";
 import { schemaErrorFormatter } from "../schema/index.ts";
@@ -51,6 +52,8 @@ export type RoutePlugin<Options extends object> = FastifyPluginAsyncTypebox<Opti
 export interface AppOptions {
   /** Names the API in its OpenAPI description. */
   title?: string;
+  /** Serve WebSocket routes (the host-VM agent's consoles), with this largest message. */
+  websocketMaxPayload?: number;
 }
 
 export function createApp(token: string, logger: FastifyBaseLogger, opts: AppOptions = {}): App {
@@ -74,6 +77,10 @@ export function createApp(token: string, logger: FastifyBaseLogger, opts: AppOpt
   });
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
+  // Before the auth hook: the plugin's own hook marks an upgrade, so that a refused one has
+  // its socket closed after the answer.
+  if (opts.websocketMaxPayload)
+    void app.register(fastifyWebsocket, { options: { maxPayload: opts.websocketMaxPayload } });
   app.addHook("onRequest", async (req, reply) => {
     const ok = bearerMatches(req.headers.authorization, token);
     if (ok !== "ok") {

@@ -32,7 +32,7 @@ export interface ClientOptions {
   output: string;
 }
 
-function target(o: ClientOptions): { url: string; token: string } {
+export function target(o: ClientOptions): { url: string; token: string } {
   const fromFile = (name: string) => {
     const p = join(o.dataDir, name);
     return existsSync(p) ? readFileSync(p, "utf8").trim() : undefined;

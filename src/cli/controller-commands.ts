@@ -168,6 +168,24 @@ export function registerController(program: Command): void {
     await watchMigration(o, id, started.plan);
   });
 
+  client(
+    program
+      .command("console")
+      .description("a guest's console, end to end encrypted (Ctrl-] q detaches, Ctrl-] t takes the keyboard)")
+      .argument("<vm>", "the guest VM's id")
+      .option("--port <id>", "the guest's serial port (default: console)")
+      .option("--watch", "watch only: do not take the keyboard")
+      .option(
+        "--pin <fingerprint>",
+        "accept only this agent key (SHA256:..., repeatable)",
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option("-q, --quiet", "no status lines"),
+  ).action(async (id, o) => {
+    const { runConsole, checkFingerprints } = await import("./console.ts");
+    process.exitCode = await runConsole(id, { ...o, pin: checkFingerprints(o.pin ?? []) });
+  });
+
   const plans = program.command("plans").description("action plans");
   client(
     plans

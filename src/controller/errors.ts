@@ -2,7 +2,7 @@
 import type { MoveRefusal, MoveRefusalReason } from "../planner/index.ts";
 import { ProviderError } from "../providers/index.ts";
 
-export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 422 | 429 | 503;
+export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 422 | 426 | 429 | 503;
 
 export class ApiError extends Error {
   constructor(

@@ -168,7 +168,7 @@ export async function runController(o: UpOptions): Promise<RunningController> {
     adminTokenIsNew = true;
   }
 
-  const app = await buildServer(controller, { webDir: o.webDir });
+  const app = await buildServer(controller, { webDir: o.webDir, log });
   const address = await app.listen({ port: o.port, host: o.host ?? "127.0.0.1" });
   return {
     url: address,

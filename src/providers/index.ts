@@ -8,6 +8,7 @@ export { SimProvider } from "./sim/provider.ts";
 export type { World, WorldGuest, WorldHostVm } from "./sim/world.ts";
 export { TestbedProvider, type TestbedProviderOptions, testbedDir } from "./testbed/provider.ts";
 export {
+  type ConsoleEndpoint,
   type GuestDataPlane,
   type GuestSpec,
   type HostVmRental,

@@ -91,6 +91,17 @@ export interface HostVmRental {
   close(): Promise<void>;
 }
 
+/** Where a guest's console is served: the agent that holds its serial port now. */
+export interface ConsoleEndpoint {
+  readonly hostVm: string;
+  /** The host-VM agent's base URL. */
+  readonly agentUrl: string;
+  /** The bearer token the agent takes. */
+  readonly token: string;
+  /** The agent's console identity key (an uncompressed P-256 point). */
+  readonly identity: Buffer;
+}
+
 /**
  * The guest data plane on rented host VMs: creating, running and migrating guests (in a
  * simulation, or through nestcloud's agents on any rental whose host VMs run them).
@@ -114,6 +125,15 @@ export interface GuestDataPlane {
   ): Promise<ProviderMigration>;
   migration(id: string): Promise<ProviderMigration | undefined>;
   cancelMigration(id: string): Promise<void>;
+  /**
+   * Consoles (planes whose guests have serial ports): where the guest's console is served
+   * now (null: the guest runs nowhere at the moment, e.g. mid-move), and the secret the
+   * console tickets' key derives from (shared with the agents).
+   */
+  readonly consoles?: {
+    locate(guestId: string): Promise<ConsoleEndpoint | null>;
+    ticketSecret(): string;
+  };
   resume?(): Promise<void>;
   close(): Promise<void>;
 }

@@ -24,8 +24,8 @@
  *
  * Devices (devices.ts): the QEMU starts with the guest's device list, as the source's. An
  * instant handover uses the guest's files where they are (same server); a pre-copy makes
- * the guest's folder here (writable disks filled by QEMU's block migration, read-only ones
- * and the serial logs fetched from the source agent) and removes it if the guest never
+ * the guest's folder here (writable disks filled by QEMU's block migration, read-only ones,
+ * the serial logs and their consoles' delivered keystrokes fetched from the source agent) and removes it if the guest never
  * runs here. Disks are activated only by finish (late-block-activate): until then the
  * source can still take its image locks back and resume. Taps are set up again here: NIC
  * taps with the QEMU, disk taps before the guest resumes (pre-copy) or as it resumes
@@ -37,6 +37,7 @@ import type { IncomingStatus, PrepareIncomingRequest } from "../api-types.ts";
 import { AgentError, conflict } from "../http.ts";
 import { cpuSeconds, qmpTimestampMs } from "../proc.ts";
 import type { IncomingRole } from "./adoption.ts";
+import { inputsPath, writeInputs } from "./console-inputs.ts";
 import {
   createIncomingStore,
   diskTapsOf,
@@ -317,6 +318,13 @@ export class IncomingMigration {
           .peer(source!)
           .downloadSerialLog(g.guestId, id, log, { append: true, timeoutMs: LOG_FETCH_TIMEOUT_MS });
         this.ctx.log.info({ migration: this.migrationId, serial: id, bytes: n }, "serial log continued here");
+        // The console sessions' delivered keystrokes (final: the source stopped writing them
+        // when the migration started), so that none is typed twice here.
+        const inputs = await this.ctx
+          .peer(source!)
+          .consoleInputs(g.guestId, id, LOG_FETCH_TIMEOUT_MS)
+          .catch(() => ({}));
+        if (Object.keys(inputs).length > 0) writeInputs(inputsPath(this.ctx.cfg, g.guestId, id), inputs);
       } catch (e) {
         this.ctx.log.warn(
           { migration: this.migrationId, serial: id, err: (e as Error).message },

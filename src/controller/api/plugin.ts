@@ -4,13 +4,14 @@
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifyRequest } from "fastify";
+import type { Logger } from "pino";
 import type { Principal, Role } from "../auth.ts";
 import type { Controller } from "../controller.ts";
 import { ApiError } from "../errors.ts";
 import { ERRORS } from "./schemas/common.ts";
 
-/** A route plugin: one resource's routes, given the controller. */
-export type ApiPlugin = FastifyPluginAsyncTypebox<{ controller: Controller }>;
+/** A route plugin: one resource's routes, given the controller (and its process's log). */
+export type ApiPlugin = FastifyPluginAsyncTypebox<{ controller: Controller; log?: Logger }>;
 
 /** Who may call a route. Routes say nothing by default: admin and tenant tokens. */
 export interface RouteAuth {

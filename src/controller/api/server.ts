@@ -12,13 +12,17 @@ import { existsSync } from "node:fs";
 import fastifyStatic from "@fastify/static";
 import fastifySwagger from "@fastify/swagger";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import fastifyWebsocket from "@fastify/websocket";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import { ConsoleRelay } from "../../console/index.ts";
 import { schemaErrorFormatter } from "../../schema/index.ts";
 import { type Role, verifyToken } from "../auth.ts";
 import type { Controller } from "../controller.ts";
 import { ApiError, asApiError } from "../errors.ts";
 import type { ApiPlugin, RouteAuth } from "./plugin.ts";
 import { cloudRoutes } from "./routes/cloud.ts";
+import { consoleRoutes } from "./routes/console.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { hostVmRoutes } from "./routes/hostvms.ts";
 import { migrationRoutes } from "./routes/migrations.ts";
@@ -33,6 +37,8 @@ export interface ServerOptions {
   /** Folder with the built dashboard (index.html + assets), served at /. */
   readonly webDir?: string;
   readonly logger?: boolean | object;
+  /** The controller process's log, for what routes report besides requests (the consoles' events). */
+  readonly log?: Logger;
 }
 
 /** One plugin per resource, each with its routes' request and response schemas. */
@@ -47,6 +53,7 @@ const ROUTES: readonly ApiPlugin[] = [
   settingsRoutes,
   tokenRoutes,
   eventRoutes,
+  consoleRoutes,
 ];
 
 const DEFAULT_ROLES: readonly Role[] = ["admin", "tenant"];
@@ -76,6 +83,11 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
       security: [{ bearer: [] }],
     },
   });
+
+  // WebSockets (the consoles): an upgrade goes through the same hooks, auth included.
+  // Registered before the auth hook: its own hook marks an upgrade, so that a refused one
+  // (401, 404) has its socket closed after the answer.
+  await app.register(fastifyWebsocket, { options: { maxPayload: ConsoleRelay.maxClientMessage } });
 
   // Every token is looked up in the store on every request: revocation and expiry take
   // effect at once, on every controller sharing the store (the lookup is one indexed read).
@@ -116,7 +128,7 @@ export async function buildServer(c: Controller, opts: ServerOptions = {}): Prom
     reply.code(404).send({ error: `no route ${req.method} ${req.url.split("?")[0]}` }),
   );
 
-  for (const routes of ROUTES) await app.register(routes, { controller: c });
+  for (const routes of ROUTES) await app.register(routes, { controller: c, log: opts.log });
 
   if (opts.webDir && existsSync(opts.webDir)) {
     // wildcard: false routes each file found at start-up, and / to index.html.

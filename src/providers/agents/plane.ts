@@ -8,9 +8,10 @@
  * saved through a StateStore, so a restarted controller or a new leader knows it too.
  */
 import { basename } from "node:path";
-import { AGENT_GUEST_ID_RE, MigrationOrchestrator } from "../../agent/index.ts";
+import { AGENT_GUEST_ID_RE, CONSOLE_PORT, MigrationOrchestrator } from "../../agent/index.ts";
 import { MIPS_PER_CORE } from "../machine.ts";
 import {
+  type ConsoleEndpoint,
   type GuestDataPlane,
   type GuestSpec,
   ProviderError,
@@ -136,6 +137,24 @@ export class AgentGuestPlane implements GuestDataPlane {
     return st.guests.length > 0 || st.incoming.some((m) => m.state === "listening" || m.state === "armed");
   }
 
+  // ---- consoles ------------------------------------------------------------------------
+
+  readonly consoles = {
+    /** The agent running the guest now, with its console identity key (asked each time: a key may change with a new testbed). */
+    locate: async (guestId: string): Promise<ConsoleEndpoint | null> => {
+      const at = await this.agents.locate(guestId);
+      if (!at?.host.endpoint || at.guest.state !== "running") return null;
+      const id = await this.agents.client(at.host).consoleIdentity();
+      return {
+        hostVm: at.host.hostVm,
+        agentUrl: at.host.endpoint.hostVmUrl,
+        token: this.directory.token(),
+        identity: Buffer.from(id.publicKey, "base64url"),
+      };
+    },
+    ticketSecret: () => this.directory.token(),
+  };
+
   // ---- guests --------------------------------------------------------------------------
 
   async createGuest(spec: GuestSpec, hostVm: string): Promise<void> {
@@ -158,9 +177,13 @@ export class AgentGuestPlane implements GuestDataPlane {
     this.state.specs[spec.id] = spec;
     await this.persist();
     try {
-      await this.agents
-        .client(host)
-        .createGuest({ guestId: spec.id, memoryMiB: spec.memoryMiB, cpus: spec.vcpus });
+      await this.agents.client(host).createGuest({
+        guestId: spec.id,
+        memoryMiB: spec.memoryMiB,
+        cpus: spec.vcpus,
+        // Its console (ttyS1): logged, so output is replayed to whoever attaches later.
+        devices: [{ kind: "serial", id: CONSOLE_PORT, log: true }],
+      });
     } catch (e) {
       delete this.state.specs[spec.id];
       await this.persist();

@@ -1,0 +1,543 @@
+/**
+ * The console end of a host-VM agent: a guest's logged serial port (a `serial` device with
+ * `log: true`) to the console clients, end to end encrypted (src/console/protocol.ts), over
+ * a WebSocket the controller's relay opens (routes/console.ts).
+ *
+ * - Output comes from the port's log file, not from QEMU's socket: the log has every byte
+ *   the guest wrote, whether or not anyone was connected, and it is one stream across moves
+ *   (an instant handover keeps the file; a pre-copy continues the source's log before the
+ *   guest resumes, incoming.ts). So a byte's offset in the log is its position in the
+ *   guest's serial stream everywhere, and a client resumes at an offset: replay and live
+ *   output are the same read. A fresh client gets the recent tail (`tailBytes`); a resume
+ *   further back than `scrollbackBytes` is cut there (the skipped bytes are announced).
+ *   Sending stops while the relay has `highWaterBytes` unsent, and goes on from the file
+ *   when it drained: a slow reader never holds the guest up (QEMU writes the file anyway).
+ * - Keystrokes go into QEMU's socket of the port (connected while someone may type; what
+ *   QEMU sends there is read and dropped). Each carries its session's input seq; the agent
+ *   records the highest delivered seq per session in the guest's folder before writing
+ *   (`<port>.console-inputs.json`: the destination of an instant handover reads the same
+ *   file) and acknowledges it, and drops seqs it knows were delivered (a seq may skip ahead:
+ *   records the relay dropped because their client did not hold the keyboard).
+ * - While the guest migrates away (an outgoing migration from its start to its confirm),
+ *   keystrokes wait and the clients are told ("moving"); if the guest stays, they go on
+ *   ("staying"); once it left, the sessions end with the last acknowledgement and "moved"
+ *   (close code 4001), and the relay re-attaches the client where the guest runs now.
+ *
+ * The identity key (ECDSA P-256) is made at the agent's first start and kept 0600 beside its
+ * QEMUs' folder, so a restarted agent keeps it. The ticket key comes from the agents' token.
+ */
+
+import type { FSWatcher } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  watch,
+  writeFileSync,
+} from "node:fs";
+import { connect, type Socket } from "node:net";
+import { dirname, join } from "node:path";
+import type { WebSocket } from "ws";
+import {
+  acceptClient,
+  CLOSE,
+  ConsoleProtocolError,
+  decodeInput,
+  deriveTicketKey,
+  encodeAck,
+  encodeNotice,
+  encodeOutput,
+  fingerprint,
+  generateSigningKey,
+  MAX_RECORD_PLAINTEXT,
+  type Notice,
+  RECORD,
+  type SecureChannel,
+  type SigningKey,
+  signingKeyFromPem,
+  signingKeyToPem,
+} from "../../console/index.ts";
+import type { ConsoleInputs } from "../api-types.ts";
+import type { HostVmAgentConfig } from "../config.ts";
+import { inputsPath, readInputs, writeInputs } from "./console-inputs.ts";
+import { deviceEndpoints, serialLogOf } from "./devices.ts";
+import type { HostVm } from "./state.ts";
+
+export interface ConsoleOptions {
+  /** What a fresh client gets of the past. */
+  tailBytes?: number;
+  /** How far back a resuming client may ask for. */
+  scrollbackBytes?: number;
+  /** Unsent bytes towards the relay beyond which output waits. */
+  highWaterBytes?: number;
+  /** Keystrokes one session may have waiting (a move) before it is closed to start over. */
+  maxQueuedInputBytes?: number;
+  /** How often sessions look at the log, the guest's place and the socket. */
+  tickMs?: number;
+  /** A client must send its hello within this. */
+  helloTimeoutMs?: number;
+}
+
+const OUTPUT_CHUNK = MAX_RECORD_PLAINTEXT - 8;
+
+/** The agent's identity key file (beside its QEMUs' folder, like its image folder). */
+export function identityPath(cfg: HostVmAgentConfig): string {
+  return join(dirname(cfg.qemuDir), "console-identity.pem");
+}
+
+export function loadOrCreateIdentity(path: string): SigningKey {
+  if (existsSync(path)) return signingKeyFromPem(readFileSync(path, "utf8"));
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const k = generateSigningKey();
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, signingKeyToPem(k), { mode: 0o600 });
+  renameSync(tmp, path);
+  return k;
+}
+
+export class ConsoleService {
+  readonly identity: SigningKey;
+  readonly ticketKey: Buffer;
+  private readonly hubs = new Map<string, SerialHub>();
+  readonly opts: Required<ConsoleOptions>;
+
+  constructor(
+    readonly host: HostVm,
+    token: string,
+    opts: ConsoleOptions = {},
+  ) {
+    this.identity = loadOrCreateIdentity(identityPath(host.cfg));
+    this.ticketKey = deriveTicketKey(token);
+    this.opts = {
+      tailBytes: opts.tailBytes ?? 16 * 1024,
+      scrollbackBytes: opts.scrollbackBytes ?? 1024 * 1024,
+      highWaterBytes: opts.highWaterBytes ?? 256 * 1024,
+      maxQueuedInputBytes: opts.maxQueuedInputBytes ?? 64 * 1024,
+      tickMs: opts.tickMs ?? 50,
+      helloTimeoutMs: opts.helloTimeoutMs ?? 10_000,
+    };
+  }
+
+  info(): { publicKey: string; fingerprint: string } {
+    return {
+      publicKey: this.identity.publicRaw.toString("base64url"),
+      fingerprint: fingerprint(this.identity.publicRaw),
+    };
+  }
+
+  /** Sessions open now, per guest and port (status, tests). */
+  sessions(): Array<{ guestId: string; deviceId: string; sessions: number }> {
+    return [...this.hubs.values()].map((h) => ({
+      guestId: h.guestId,
+      deviceId: h.deviceId,
+      sessions: h.size,
+    }));
+  }
+
+  /** A relay's WebSocket for guest `guestId`'s port `deviceId` (the route checked both exist). */
+  serve(guestId: string, deviceId: string, ws: WebSocket): void {
+    const key = `${guestId}/${deviceId}`;
+    let hub = this.hubs.get(key);
+    if (!hub) {
+      hub = new SerialHub(this, guestId, deviceId, () => this.hubs.delete(key));
+      this.hubs.set(key, hub);
+    }
+    hub.add(ws);
+  }
+
+  closeAll(): void {
+    for (const h of [...this.hubs.values()])
+      h.end({ kind: "ended", reason: "the agent is shutting down" }, 1001);
+  }
+}
+
+/** One logged serial port of one guest with its console sessions. */
+class SerialHub {
+  private readonly sessions = new Set<AgentSession>();
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private sock: Socket | null = null;
+  private sockPath: string | null = null;
+  private migrating = false;
+  /** Keystroke delivery, one at a time (the socket connects lazily). */
+  private delivering: Promise<void> = Promise.resolve();
+  readonly logPath: string;
+  private readonly inputsPath: string;
+
+  constructor(
+    private readonly svc: ConsoleService,
+    readonly guestId: string,
+    readonly deviceId: string,
+    private readonly onEmpty: () => void,
+  ) {
+    const g = svc.host.guestOf(guestId);
+    this.logPath = serialLogOf(svc.host.cfg, g.config, deviceId)!;
+    this.inputsPath = inputsPath(svc.host.cfg, guestId, deviceId);
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get log() {
+    return this.svc.host.log;
+  }
+
+  add(ws: WebSocket): void {
+    const s = new AgentSession(this, this.svc, ws);
+    this.sessions.add(s);
+    if (!this.timer) {
+      this.timer = setInterval(() => this.tick(), this.svc.opts.tickMs);
+      this.timer.unref();
+      this.watch();
+    }
+  }
+
+  remove(s: AgentSession): void {
+    this.sessions.delete(s);
+    if (this.sessions.size > 0) return;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.watcher?.close();
+    this.watcher = null;
+    this.sock?.destroy();
+    this.sock = null;
+    this.onEmpty();
+  }
+
+  /** inotify on the log for prompt output; the tick catches what it misses. */
+  private watch(): void {
+    if (this.watcher || !existsSync(this.logPath)) return;
+    try {
+      this.watcher = watch(this.logPath, { persistent: false }, () => this.pumpAll());
+      this.watcher.on("error", () => {
+        this.watcher?.close();
+        this.watcher = null;
+      });
+    } catch {
+      this.watcher = null;
+    }
+  }
+
+  pumpAll(): void {
+    for (const s of this.sessions) s.pump();
+  }
+
+  /** The log's size now (0 before QEMU made it). */
+  logSize(): number {
+    try {
+      return statSync(this.logPath).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  private migratingNow(): boolean {
+    for (const m of this.svc.host.outgoing.values()) {
+      if (
+        m.guest.guestId === this.guestId &&
+        (m.phase === "running" ||
+          m.phase === "pre-switchover" ||
+          m.phase === "postcopy" ||
+          m.phase === "completed")
+      )
+        return true;
+    }
+    return false;
+  }
+
+  private tick(): void {
+    this.watch();
+    const g = this.svc.host.guests.get(this.guestId);
+    if (!g) {
+      const left = [...this.svc.host.outgoing.values()].some(
+        (m) => m.guest.guestId === this.guestId && m.phase === "confirmed",
+      );
+      if (left) this.end({ kind: "moved" }, CLOSE.moved);
+      else this.end({ kind: "ended", reason: `guest ${this.guestId} was deleted` }, CLOSE.ended);
+      return;
+    }
+    const migrating = this.migratingNow();
+    if (migrating !== this.migrating) {
+      this.migrating = migrating;
+      for (const s of this.sessions) s.notice({ kind: migrating ? "moving" : "staying" });
+      if (!migrating) this.deliver();
+    }
+    this.pumpAll();
+  }
+
+  /** Ends every session: the output up to now, the last acknowledgement, then the notice. */
+  end(n: Notice, code: number): void {
+    for (const s of [...this.sessions]) s.finish(n, code);
+  }
+
+  // ---- keystrokes ------------------------------------------------------------------------
+
+  /** The highest delivered input seq of each session (from the guest's folder). */
+  readInputs(): ConsoleInputs {
+    return readInputs(this.inputsPath);
+  }
+
+  private writeInput(session: string, seq: number): void {
+    writeInputs(this.inputsPath, { ...this.readInputs(), [session]: { seq, at: Date.now() } });
+  }
+
+  /** Delivers what sessions have queued, unless the guest migrates or does not run. */
+  deliver(): void {
+    this.delivering = this.delivering
+      .then(() => this.deliverNow())
+      .catch((e) => {
+        this.log.warn(
+          { guest: this.guestId, serial: this.deviceId, err: (e as Error).message },
+          "console input",
+        );
+      });
+  }
+
+  private async deliverNow(): Promise<void> {
+    for (const s of this.sessions) {
+      while (s.queue.length > 0) {
+        if (this.migratingNow()) return;
+        const sock = await this.socket();
+        if (!sock) return;
+        const k = s.queue[0];
+        // Recorded first: a crash between the two loses a keystroke, never repeats one.
+        this.writeInput(s.sessionKey!, k.seq);
+        s.delivered = k.seq;
+        s.queue.shift();
+        s.queuedBytes -= k.bytes.length;
+        sock.write(k.bytes);
+        s.ack();
+      }
+    }
+  }
+
+  /** QEMU's socket of the port, connected on demand (null while the guest does not run). */
+  private async socket(): Promise<Socket | null> {
+    const g = this.svc.host.guests.get(this.guestId);
+    if (!g?.qemu?.isRunning || g.state !== "running") return null;
+    const path = deviceEndpoints(this.svc.host.cfg, g.config, g.qemu).find(
+      (e) => e.id === this.deviceId,
+    )?.socket;
+    if (!path) return null;
+    if (this.sock && this.sockPath === path && !this.sock.destroyed) return this.sock;
+    this.sock?.destroy();
+    const sock = await new Promise<Socket | null>((resolve) => {
+      const c = connect(path, () => resolve(c));
+      c.once("error", () => resolve(null));
+    });
+    if (!sock) return null;
+    // QEMU sends the guest's output here too: the log has it, so it is read and dropped.
+    sock.on("data", () => {});
+    sock.on("error", () => {});
+    sock.on("close", () => {
+      if (this.sock === sock) this.sock = null;
+    });
+    this.sock = sock;
+    this.sockPath = path;
+    return sock;
+  }
+}
+
+/** One client's end-to-end session on one serial port. */
+class AgentSession {
+  private channel: SecureChannel | null = null;
+  /** The next log offset to send. */
+  private offset = 0;
+  private control = false;
+  private closed = false;
+  private helloTimer: NodeJS.Timeout | null;
+  sessionKey: string | null = null;
+  delivered = 0;
+  queue: Array<{ seq: number; bytes: Buffer }> = [];
+  queuedBytes = 0;
+  private fd: number | null = null;
+
+  constructor(
+    private readonly hub: SerialHub,
+    private readonly svc: ConsoleService,
+    private readonly ws: WebSocket,
+  ) {
+    ws.on("message", (data, isBinary) => this.onMessage(toBuffer(data), isBinary));
+    ws.on("close", () => this.dispose());
+    ws.on("error", () => this.dispose());
+    this.helloTimer = setTimeout(
+      () => this.close(CLOSE.refused, "no client hello in time"),
+      svc.opts.helloTimeoutMs,
+    );
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    try {
+      if (!isBinary) throw new ConsoleProtocolError("bad-message", "the console speaks binary messages only");
+      if (!this.channel) this.accept(data);
+      else this.input(data);
+    } catch (e) {
+      const refused = e instanceof ConsoleProtocolError;
+      this.hub.log.warn(
+        { guest: this.hub.guestId, serial: this.hub.deviceId, code: refused ? e.code : "error" },
+        `console session refused: ${(e as Error).message}`,
+      );
+      this.close(refused && !this.channel ? CLOSE.refused : 1008, (e as Error).message);
+    }
+  }
+
+  private accept(hello: Buffer): void {
+    const a = acceptClient(hello, {
+      identity: this.svc.identity,
+      ticketKey: this.svc.ticketKey,
+      guest: this.hub.guestId,
+      device: this.hub.deviceId,
+      nowSeconds: Date.now() / 1000,
+    });
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    this.channel = a.channel;
+    this.control = a.claims.control;
+    this.sessionKey = a.hello.sessionId.toString("base64url");
+    this.delivered = this.hub.readInputs()[this.sessionKey]?.seq ?? 0;
+    this.ws.send(a.answer);
+    const size = this.hub.logSize();
+    const { tailBytes, scrollbackBytes } = this.svc.opts;
+    let from: number;
+    let skipped = 0;
+    let reset = false;
+    if (a.hello.resume.from === "tail") from = Math.max(0, size - tailBytes);
+    else if (a.hello.resume.offset > size) {
+      // The stream is shorter than what the client saw (a log that could not be continued).
+      from = Math.max(0, size - tailBytes);
+      reset = true;
+    } else {
+      from = Math.max(a.hello.resume.offset, size - scrollbackBytes, 0);
+      skipped = from - a.hello.resume.offset;
+    }
+    this.offset = from;
+    this.hub.log.info(
+      {
+        guest: this.hub.guestId,
+        serial: this.hub.deviceId,
+        sub: a.claims.sub,
+        tenant: a.claims.tenant,
+        control: this.control,
+        from,
+        skipped,
+      },
+      "console session attached",
+    );
+    this.send(RECORD.ack, encodeAck(this.delivered));
+    this.notice({ kind: "start", from, skipped, control: this.control, ...(reset ? { reset } : {}) });
+    this.pump();
+  }
+
+  private input(msg: Buffer): void {
+    const { type, plaintext } = this.channel!.open(msg);
+    if (type !== RECORD.input)
+      throw new ConsoleProtocolError("wrong-direction", `record type ${type} from a client`);
+    const { seq, bytes } = decodeInput(plaintext);
+    if (!this.control) {
+      this.notice({ kind: "refused", reason: "this console ticket may only watch" });
+      return;
+    }
+    const last = this.delivered + this.queue.length;
+    if (seq <= last) {
+      // Delivered (or waiting) already: a resend after a move.
+      this.ack();
+      return;
+    }
+    // A seq past the next one: records the relay dropped (sent without the keyboard); they
+    // are never delivered, the ones after them are.
+    this.queue.push({ seq, bytes });
+    this.queuedBytes += bytes.length;
+    if (this.queuedBytes > this.svc.opts.maxQueuedInputBytes) {
+      // Start over: the client sends what is unacknowledged again on its next session.
+      this.close(1011, "too many keystrokes waiting");
+      return;
+    }
+    this.hub.deliver();
+  }
+
+  ack(): void {
+    this.send(RECORD.ack, encodeAck(this.delivered));
+  }
+
+  notice(n: Notice): void {
+    if (this.channel) this.send(RECORD.notice, encodeNotice(n));
+  }
+
+  private send(type: (typeof RECORD)[keyof typeof RECORD], payload: Buffer): void {
+    if (this.closed || !this.channel) return;
+    this.ws.send(this.channel.seal(type, payload));
+  }
+
+  /** Sends the log from `offset` while the relay keeps up. */
+  pump(): void {
+    if (this.closed || !this.channel) return;
+    const size = this.hub.logSize();
+    if (size < this.offset) {
+      // The log was replaced by a shorter one: nothing sensible to resume; start at its end.
+      this.offset = size;
+      return;
+    }
+    while (this.offset < size && this.ws.bufferedAmount < this.svc.opts.highWaterBytes) {
+      const n = Math.min(OUTPUT_CHUNK, size - this.offset);
+      const buf = Buffer.alloc(n);
+      const got = this.read(buf, this.offset);
+      if (got <= 0) return;
+      this.send(RECORD.output, encodeOutput(this.offset, buf.subarray(0, got)));
+      this.offset += got;
+    }
+  }
+
+  private read(buf: Buffer, at: number): number {
+    try {
+      if (this.fd === null) this.fd = openSync(this.hub.logPath, "r");
+      // A log replaced under us (a new file at the same path) is read from the new one.
+      if (fstatSync(this.fd).ino !== statSync(this.hub.logPath).ino) {
+        closeSync(this.fd);
+        this.fd = openSync(this.hub.logPath, "r");
+      }
+      return readSync(this.fd, buf, 0, buf.length, at);
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The end of this session on this agent: the rest of the output, the acks, the notice. */
+  finish(n: Notice, code: number): void {
+    if (this.closed) return;
+    if (this.channel) {
+      this.pump();
+      this.ack();
+      this.notice(n);
+    }
+    this.close(code, n.kind === "ended" ? n.reason : n.kind);
+  }
+
+  private close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.ws.close(code, reason.slice(0, 120));
+    this.dispose();
+  }
+
+  private dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+    this.hub.remove(this);
+  }
+}
+
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
