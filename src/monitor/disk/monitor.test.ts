@@ -135,6 +135,8 @@ describe("rounds on a changing file system", () => {
         "rm /bin/busybox",
         `write ${tmp.file("busybox-trojan")} /bin/busybox`,
         "sif /bin/busybox mode 0100755",
+        // A rewrite within the image's own second would keep its mtime: the trojan's is its own.
+        "sif /bin/busybox mtime 1000000000",
         "sif /usr/bin/passwd mode 0104755",
         `write ${tmp.file("dropper")} /tmp/dropper`,
         "rm /etc/motd",
@@ -210,7 +212,12 @@ describe("rounds on a changing file system", () => {
     writeFileSync(tmp.file("tool3"), pseudoRandom(200 * KiB, 777));
     debugfsScript(
       direct,
-      ["rm /bin/tool3", `write ${tmp.file("tool3")} /bin/tool3`, "sif /bin/tool3 mode 0100755"],
+      [
+        "rm /bin/tool3",
+        `write ${tmp.file("tool3")} /bin/tool3`,
+        "sif /bin/tool3 mode 0100755",
+        "sif /bin/tool3 mtime 1000000000",
+      ],
       tmp,
     );
     const after = readFileSync(direct);
