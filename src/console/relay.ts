@@ -99,6 +99,7 @@ export const CLOSE = {
 } as const;
 
 export interface RelayStats {
+  /** Clients connected now. */
   clients: number;
   attaches: number;
   reattaches: number;
@@ -413,7 +414,7 @@ export class ConsoleRelay<T extends AgentTarget> {
     link.agent = null;
     if (how) link.client.close(how.code, how.reason.slice(0, 120));
     const room = link.room;
-    room.links.delete(link);
+    if (room.links.delete(link)) this.stats.clients--;
     this.log("client gone", link, how ? { code: how.code } : {});
     if (room.holder === link) {
       room.holder = null;

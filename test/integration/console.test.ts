@@ -196,6 +196,13 @@ test("a tenant's console on a real guest: attach, type, read, and an instant han
   // garble it).
   assert.equal(out.split("\nDURING-42-MOVE").length - 1, 1, "run once");
 
+  // The relay counted the client, its re-attach after the move, and that it is gone.
+  const metrics = await fetch(`${c.url}/metrics`, { headers: { authorization: `Bearer ${c.token}` } });
+  const text = await metrics.text();
+  assert.match(text, /nestcloud_console_relay\{stat="reattaches"\} 1\n/);
+  assert.match(text, /nestcloud_console_relay\{stat="clients"\} 0\n/);
+  assert.match(text, /nestcloud_console_relay\{stat="slowClientsDropped"\} 0\n/);
+
   // The controller relayed all of it and logged none of it.
   const controllerLog = c.output();
   assert.match(controllerLog, /console: reattached/, "the controller logs the relay's events");

@@ -4,6 +4,7 @@
  * route (another tenant's guest is 404, before any upgrade); the token may come as ?token=
  * (a browser's WebSocket cannot send headers; the controller logs no URLs).
  */
+import { Gauge } from "prom-client";
 import type { WebSocket } from "ws";
 import { CONSOLE_PORT } from "../../../agent/index.ts";
 import { consoleRelay, subOf, toBuffer, wsPipe } from "../../console.ts";
@@ -19,6 +20,19 @@ export const consoleRoutes: ApiPlugin = async (app, { controller: c, log }) => {
     (log ?? app.log).info({ console: fields }, `console: ${event}`),
   );
   app.addHook("preClose", async () => relay?.closeAll("the controller is shutting down"));
+  // The relay's counts at each scrape (clients now; attaches, re-attaches after moves, slow
+  // clients dropped, input dropped from non-holders, bytes each way: since start).
+  const METRIC = "nestcloud_console_relay";
+  if (relay && !c.metrics.registry.getSingleMetric(METRIC))
+    new Gauge({
+      name: METRIC,
+      help: "Console relay: clients now, and counts since start (attaches, reattaches, slow clients dropped, ...)",
+      labelNames: ["stat"],
+      registers: [c.metrics.registry],
+      collect() {
+        for (const [stat, v] of Object.entries(relay.stats)) this.set({ stat }, v);
+      },
+    });
 
   app.route({
     method: "GET",
