@@ -40,6 +40,8 @@ import {
   startNbdServer,
   stopNbdServer,
 } from "../../src/qemu/index.ts";
+import { pseudoRandom } from "../support/bytes.ts";
+import { alive } from "../support/waiting.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -60,26 +62,6 @@ let monitor: DiskMonitor;
 const alerts: Alert[] = [];
 const reports: RoundReport[] = [];
 let scratchParent: string;
-
-function alive(pid: number | null): boolean {
-  if (pid === null) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function pseudoRandom(length: number, seed: number): Buffer {
-  const b = Buffer.alloc(length);
-  let x = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 /** The data disk's tree: ~30 MiB of binaries and libraries, configuration, homes. */
 function makeTree(root: string): void {

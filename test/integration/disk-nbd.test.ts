@@ -49,6 +49,8 @@ import {
   startNbdServer,
   stopNbdServer,
 } from "../../src/qemu/index.ts";
+import { pseudoRandom } from "../support/bytes.ts";
+import { alive } from "../support/waiting.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -66,27 +68,6 @@ let q: QemuProcess;
 let con: SerialConsole;
 let nbdSock: string;
 const clients: NbdClient[] = [];
-
-function alive(pid: number | null): boolean {
-  if (pid === null) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Deterministic bytes (an LCG), so the images are the same on every run. */
-function pseudoRandom(length: number, seed: number): Buffer {
-  const b = Buffer.alloc(length);
-  let x = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 /** d0: sparse raw; labelled 4 KiB blocks in the first MiB, noise at 4 MiB, an island at 12 MiB. */
 function makeD0(): void {
