@@ -205,11 +205,15 @@ export function renderReport(results: readonly SimulationResult[], title: string
     ...(nested
       ? [
           metric("host-VM hours", (r) => num(r.hostVmHours, 1)),
-          metric("&nbsp;&nbsp;× lower bound", (r) =>
-            r.lowerBoundHostVmHours
-              ? `${num(r.hostVmHours / r.lowerBoundHostVmHours, 2)} (of ${num(r.lowerBoundHostVmHours, 1)})`
-              : "—",
-          ),
+          // The ratio and the bound in rows of their own: one number per cell.
+          ...(results.every((r) => r.lowerBoundHostVmHours)
+            ? [
+                metric("&nbsp;&nbsp;× lower bound", (r) =>
+                  num(r.hostVmHours / r.lowerBoundHostVmHours!, 2),
+                ),
+                metric("&nbsp;&nbsp;lower bound", (r) => num(r.lowerBoundHostVmHours!, 1)),
+              ]
+            : []),
           metric("cost", (r) => money(r.cost)),
         ]
       : []),

@@ -122,6 +122,13 @@ for (const width of [1440, 800]) {
       assert.ok(cells.length >= 3 * 12, `results for three policies, got ${cells.length} cells`);
       for (const c of cells)
         assert.match(c, /^(\$?[\d,]+(\.\d+)?( %)?|< 0\.01 %|\d\.\d\de-\d+|0)$/, `a number: ${c}`);
+      // Each policy's hours as a ratio to the lower bound, which no policy beats.
+      const ratios = await page
+        .locator("table.results tr", { hasText: "× lower bound" })
+        .locator("td")
+        .allTextContents();
+      assert.equal(ratios.length, 3, "a ratio to the lower bound per policy");
+      for (const r of ratios) assert.ok(Number(r) >= 1, `hours ≥ the lower bound: ${r}`);
 
       // Per chart: the title and legend entries overlap nothing (each other, or any text of
       // the chart: axis names and labels), and the SVG's own texts do not overlap each other.
