@@ -208,9 +208,7 @@ export function renderReport(results: readonly SimulationResult[], title: string
           // The ratio and the bound in rows of their own: one number per cell.
           ...(results.every((r) => r.lowerBoundHostVmHours)
             ? [
-                metric("&nbsp;&nbsp;× lower bound", (r) =>
-                  num(r.hostVmHours / r.lowerBoundHostVmHours!, 2),
-                ),
+                metric("&nbsp;&nbsp;× lower bound", (r) => num(r.hostVmHours / r.lowerBoundHostVmHours!, 2)),
                 metric("&nbsp;&nbsp;lower bound", (r) => num(r.lowerBoundHostVmHours!, 1)),
               ]
             : []),
