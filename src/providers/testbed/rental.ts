@@ -28,6 +28,11 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
     this.world = initialWorld(testbed);
   }
 
+  /** The testbed hides placement (`placement: hidden`): host VMs carry no server. */
+  get placementHidden(): boolean {
+    return this.testbed.spec.placement === "hidden";
+  }
+
   get label(): string {
     return `testbed ${this.testbed.id}`;
   }
@@ -133,7 +138,8 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
     return {
       id: r.id,
       type: h ? typeName(h.cpus, h.memoryMiB) : "unknown",
-      server: r.server,
+      // Hidden placement: like a public cloud, say nothing of where the host VM runs.
+      server: this.placementHidden ? undefined : r.server,
       state: r.state,
       acquiredAt: r.acquiredAt,
       stateSince: r.stateSince,
@@ -161,8 +167,10 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
     const active = (srv: string) =>
       this.world.rentals.filter((r) => r.server === srv && r.state !== "released").length;
     // The server asked for, else the one carrying most of ours (later moves stay instant).
+    // A provider that hides placement takes no placement requests either.
+    const wanted = this.placementHidden ? undefined : server;
     const pick =
-      idle.find((h) => h.server === server) ??
+      idle.find((h) => h.server === wanted) ??
       [...idle].sort((a, b) => active(b.server) - active(a.server) || a.server.localeCompare(b.server))[0];
     if (!pick) {
       throw new ProviderError(
