@@ -5,6 +5,7 @@
  * the two composed (compose.ts). Everything is reported on the rental's clock.
  */
 import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
+import type { PlacementEvidence } from "./placement/evidence.ts";
 
 /** What a provider is asked to create and reports: the model's guest spec. */
 export type { GuestSpec };
@@ -86,6 +87,11 @@ export interface HostVmRental {
   acquireHostVm(type: string, server: string | undefined): Promise<ProviderHostVm>;
   /** Returns a host VM; the caller has made sure the data plane no longer uses it. */
   releaseHostVm(id: string): Promise<void>;
+  /**
+   * What the underlying cloud hints about placement when it names no servers (OpenStack's
+   * per-project hostId), for discovery to fuse; absent when it says nothing at all.
+   */
+  placementEvidence?(): Promise<PlacementEvidence[]>;
   /** This controller just became the leader: pick up the state the previous one left. */
   resume?(): Promise<void>;
   close(): Promise<void>;
