@@ -67,6 +67,19 @@ describe("placement fusion", () => {
     assert.equal(f.verdicts[0]!.together, true);
   });
 
+  test("a newer conclusive apart splits a host VM from a chain of older together-evidence", () => {
+    // a1, a2, a3 probed together; then a3 moved and a trial handover a1 -> a3 failed.
+    const ev = [
+      pairEvidence("a1", "a2", true, "shared-memory", 10),
+      pairEvidence("a2", "a3", true, "shared-memory", 10),
+      pairEvidence("a1", "a3", true, "shared-memory", 10),
+      pairEvidence("a1", "a3", false, "trial-handover", 20),
+    ];
+    const f = fusePlacement(["a1", "a2", "a3"], ev, { now: 20 });
+    assert.deepEqual(f.groups, [["a1", "a2"], ["a3"]]);
+    assert.equal(f.hostVms.find((h) => h.hostVm === "a3")!.conflict, true);
+  });
+
   test("an apart-verdict inside a together-chain is reported as a conflict", () => {
     const ev = [
       pairEvidence("a1", "a2", true, "shared-memory", 1),

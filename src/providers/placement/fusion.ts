@@ -5,8 +5,9 @@
  * - among measurements (confidence >= MEASUREMENT_CONFIDENCE), the newest: a host VM may
  *   have moved, so a fresh probe beats an older conclusive trial;
  * - else the most trusted hint, then the newest.
- * Together-verdicts join host VMs into groups (one group = one physical server); an
- * apart-verdict inside a group is a conflict, reported, never silently dropped. Groups are
+ * Together-verdicts join host VMs into groups (one group = one physical server), unless a
+ * stronger or newer apart-verdict separates them; every contradiction is reported as a
+ * conflict on the host VMs concerned, never silently dropped. Groups are
  * then given server ids (assignServers), keeping earlier ids where members stay together.
  */
 import {
@@ -124,7 +125,9 @@ export function fusePlacement(
     }))
     .sort((x, y) => x.a.localeCompare(y.a) || x.b.localeCompare(y.b));
 
-  // Union-find over together-verdicts.
+  // Groups from together-verdicts, strongest (measurements, newest) first; one is not applied
+  // when an apart-verdict at least as strong and as new separates the two groups it would
+  // join (the host VM moved since: its older together-evidence no longer holds).
   const parent = new Map<string, string>(hostVms.map((h) => [h, h]));
   const find = (h: string): string => {
     let r = h;
@@ -132,19 +135,35 @@ export function fusePlacement(
     parent.set(h, r);
     return r;
   };
-  for (const v of verdicts) {
-    if (!v.together) continue;
+  const aparts = verdicts.filter((v) => !v.together);
+  const rank = (v: PairVerdict) => (v.confidence >= MEASUREMENT_CONFIDENCE ? 1 : 0);
+  const conflicted = new Set<string>();
+  const order = verdicts
+    .filter((v) => v.together)
+    .sort((x, y) => rank(y) - rank(x) || y.at - x.at || y.confidence - x.confidence);
+  for (const v of order) {
     const [ra, rb] = [find(v.a), find(v.b)];
-    if (ra !== rb) parent.set(ra < rb ? rb : ra, ra < rb ? ra : rb);
+    if (ra === rb) continue;
+    const blocked = aparts.some((x) => {
+      const [fa, fb] = [find(x.a), find(x.b)];
+      const separates = (fa === ra && fb === rb) || (fa === rb && fb === ra);
+      return separates && (rank(x) > rank(v) || (rank(x) === rank(v) && x.at >= v.at));
+    });
+    if (blocked) {
+      conflicted.add(v.a);
+      conflicted.add(v.b);
+      continue;
+    }
+    parent.set(ra < rb ? rb : ra, ra < rb ? ra : rb);
   }
   const strongest = new Map<string, PairVerdict>();
-  const conflicted = new Set<string>();
   for (const v of verdicts) {
     for (const h of [v.a, v.b]) {
       const s = strongest.get(h);
       if (!s || v.confidence > s.confidence || (v.confidence === s.confidence && v.at > s.at))
         strongest.set(h, v);
     }
+    // An older, weaker apart-verdict inside a group: reported, the group stands.
     if (!v.together && find(v.a) === find(v.b)) {
       conflicted.add(v.a);
       conflicted.add(v.b);

@@ -1,6 +1,7 @@
 // Physical-placement discovery: evidence from each source, fused into one map (pure), and
 // the probes that gather it (I/O).
 export { correlateFrontEnds, type RecordedMove, type RentedHostVm } from "./correlation.ts";
+export { type DiscoveryOptions, PlacementDiscovery } from "./discovery.ts";
 export {
   type KeyEvidence,
   keyEvidence,
@@ -19,3 +20,5 @@ export {
   type PairVerdict,
   placementCorrectness,
 } from "./fusion.ts";
+export { type ProbeTarget, probeSharedMemory } from "./probe.ts";
+export type { PlacementEntry, PlacementReport } from "./report.ts";
