@@ -180,4 +180,75 @@ describe("OpenStack rental (fake Nova + Keystone)", () => {
     assert.equal(res.status, 401);
     assert.equal(await r.nova.server("no-such-id"), undefined);
   });
+
+  test("nestcloud up --provider openstack: the API shows placement discovered from hostIds", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const pino = (await import("pino")).default;
+    const { runController } = await import("../src/controller/index.ts");
+    cloud.placePending();
+    const env = {
+      OS_AUTH_URL: cloud.authUrl,
+      OS_USERNAME: "nest",
+      OS_PASSWORD: "pw",
+      OS_PROJECT_NAME: "alpha",
+      NESTCLOUD_OPENSTACK_IMAGE: "img-hostvm",
+    };
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, env);
+    const dataDir = mkdtempSync(join(tmpdir(), "nc-openstack-"));
+    try {
+      const running = await runController({
+        provider: "openstack",
+        port: 0,
+        host: "127.0.0.1",
+        dataDir,
+        intervalSeconds: 86_400,
+        log: pino({ level: "silent" }),
+      });
+      try {
+        const res = await fetch(`${running.url}/api/placement`, {
+          headers: { authorization: `Bearer ${running.adminToken}` },
+        });
+        assert.equal(res.status, 200);
+        const p = (await res.json()) as {
+          mode: string;
+          hostVms: { hostVm: string; server: string | null; source: string }[];
+        };
+        assert.equal(p.mode, "discovered");
+        const ours = cloud.servers.filter((s) => s.project === "p-alpha");
+        assert.equal(p.hostVms.length, ours.length);
+        assert.ok(p.hostVms.every((h) => h.source === "provider-hint" && h.server !== null));
+        const truth = new Map(ours.map((s) => [s.id, s.host!]));
+        const found = new Map(p.hostVms.map((h) => [h.hostVm, h.server ?? undefined]));
+        assert.deepEqual(placementCorrectness(truth, found), { correct: ours.length, total: ours.length });
+      } finally {
+        await running.close();
+      }
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test("the openstack provider names the first openrc variable missing", async () => {
+    const { openStackOptionsFromEnv } = await import("../src/providers/index.ts");
+    assert.throws(() => openStackOptionsFromEnv({ OS_AUTH_URL: "http://x" }), /needs OS_USERNAME/);
+    assert.throws(
+      () =>
+        openStackOptionsFromEnv({
+          OS_AUTH_URL: "http://x",
+          OS_USERNAME: "u",
+          OS_PASSWORD: "p",
+          OS_PROJECT_NAME: "p",
+          NESTCLOUD_OPENSTACK_IMAGE: "i",
+          OS_INTERFACE: "weird",
+        }),
+      /OS_INTERFACE/,
+    );
+  });
 });
