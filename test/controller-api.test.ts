@@ -49,6 +49,7 @@ describe("authentication", () => {
     for (const path of [
       "/api/vms",
       "/api/servers",
+      "/api/placement",
       "/api/plans",
       "/api/migrations",
       "/metrics",
@@ -208,7 +209,30 @@ describe("tenants", () => {
       403,
     );
     assert.equal((await call("GET", "/api/servers", acme)).status, 403);
+    assert.equal((await call("GET", "/api/placement", acme)).status, 403);
     assert.equal((await call("GET", "/api/plans", acme)).status, 403);
+  });
+
+  test("placement (admin): a provider that names servers is told placement, source provider, fresh", async () => {
+    const r = await call("GET", "/api/placement", c.adminToken);
+    assert.equal(r.status, 200);
+    const p = r.body as {
+      mode: string;
+      hostVms: {
+        hostVm: string;
+        server: string | null;
+        source: string;
+        confidence: number;
+        ageSeconds: number;
+      }[];
+    };
+    assert.equal(p.mode, "told");
+    const hosts = (await call("GET", "/api/hostvms", c.adminToken)).body as { id: string; server: string }[];
+    assert.deepEqual(
+      p.hostVms.map((h) => [h.hostVm, h.server]).sort(),
+      hosts.map((h) => [h.id, h.server]).sort(),
+    );
+    assert.ok(p.hostVms.every((h) => h.source === "provider" && h.confidence === 1 && h.ageSeconds === 0));
   });
 
   test("security VMs: created for one's own guests only, invisible to other tenants", async () => {

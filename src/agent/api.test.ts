@@ -18,15 +18,15 @@ const dir = mkdtempSync(join(tmpdir(), "nc-agent-api-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const silent = pino({ level: "silent" });
 
-function hostVmAgent() {
+function hostVmAgent(hostVm = "h1", pool = "pool") {
   return buildHostVmAgent(
     {
       role: "hostvm",
       testbedId: "t",
       server: "s1",
-      hostVm: "h1",
+      hostVm,
       address: "127.0.0.1",
-      poolDir: join(dir, "pool"),
+      poolDir: join(dir, pool),
       qemuDir: join(dir, "q"),
       tokenFile: join(dir, "token"),
       readyFile: join(dir, "h1.ready"),
@@ -124,6 +124,9 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "GET /v1/incoming/{migrationId}",
       "POST /v1/incoming/{migrationId}/finish",
       "DELETE /v1/incoming/{migrationId}",
+      "POST /v1/placement/probes",
+      "GET /v1/placement/probes",
+      "DELETE /v1/placement/probes/{nonce}",
     ]);
     const tags = new Set(
       Object.values(doc.paths).flatMap((m) => Object.values(m).flatMap((o) => o.tags ?? [])),
@@ -134,6 +137,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "guests",
       "migrations-in",
       "migrations-out",
+      "placement",
       "qmp",
       "status",
       "workloads",
@@ -182,6 +186,8 @@ test("server agent: one plugin per resource, every route described with its answ
       "POST /v1/handovers",
       "POST /v1/handovers/{handoverId}/commit",
       "POST /v1/handovers/{handoverId}/abort",
+      "PUT /v1/hostvms/{hostVm}",
+      "DELETE /v1/hostvms/{hostVm}",
     ]);
     const st = await app.inject({ method: "GET", url: "/v1/status", headers: auth });
     assert.ok(Value.Check(ServerStatusSchema, st.json()), "the status matches its schema");
@@ -206,6 +212,88 @@ test("server agent: one plugin per resource, every route described with its answ
     const del = await app.inject({ method: "DELETE", url: "/v1/reservations/h1/g1", headers: auth });
     assert.equal(del.statusCode, 204);
     assert.equal(del.body, "");
+  } finally {
+    await app.close();
+  }
+});
+
+test("co-residency probe: a probe file is seen by host VMs sharing the pool, by no other", async () => {
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(join(dir, "pool"), { recursive: true });
+  mkdirSync(join(dir, "pool2"), { recursive: true });
+  const agents = [hostVmAgent("h1"), hostVmAgent("h2"), hostVmAgent("h3", "pool2")];
+  const [h1, h2, h3] = agents.map((a) => a.app);
+  try {
+    const nonce = "0123456789abcdef0123456789abcdef";
+    let r = await h1!.inject({
+      method: "POST",
+      url: "/v1/placement/probes",
+      headers: auth,
+      payload: { nonce },
+    });
+    assert.equal(r.statusCode, 201);
+    assert.deepEqual(r.json(), { nonce, hostVm: "h1" });
+    const seen = async (app: typeof h1) =>
+      (await app!.inject({ method: "GET", url: "/v1/placement/probes", headers: auth })).json().nonces;
+    assert.deepEqual(await seen(h2), [nonce], "h2 shares h1's pool");
+    assert.deepEqual(await seen(h3), [], "h3 has another pool");
+    // The same nonce again is someone else's file: refused.
+    r = await h2!.inject({ method: "POST", url: "/v1/placement/probes", headers: auth, payload: { nonce } });
+    assert.equal(r.statusCode, 409);
+    // Hostile input: not 32 hex digits.
+    r = await h1!.inject({
+      method: "POST",
+      url: "/v1/placement/probes",
+      headers: auth,
+      payload: { nonce: "../../etc/passwd" },
+    });
+    assert.equal(r.statusCode, 400);
+    r = await h1!.inject({ method: "GET", url: "/v1/placement/probes" });
+    assert.equal(r.statusCode, 401, "probes need the token");
+    // Only the writer removes its probe.
+    r = await h2!.inject({ method: "DELETE", url: `/v1/placement/probes/${nonce}`, headers: auth });
+    assert.equal(r.statusCode, 404);
+    r = await h1!.inject({ method: "DELETE", url: `/v1/placement/probes/${nonce}`, headers: auth });
+    assert.equal(r.statusCode, 204);
+    assert.deepEqual(await seen(h2), []);
+  } finally {
+    for (const a of agents) await a.app.close();
+  }
+});
+
+test("server agent: a host VM moved here is attached, an empty one detached, a busy one kept", async () => {
+  const app = serverAgent();
+  try {
+    let r = await app.inject({
+      method: "PUT",
+      url: "/v1/hostvms/h9",
+      headers: auth,
+      payload: { memoryMiB: 512, cpus: 1 },
+    });
+    assert.equal(r.statusCode, 204);
+    r = await app.inject({
+      method: "PUT",
+      url: "/v1/hostvms/h9",
+      headers: auth,
+      payload: { memoryMiB: 512, cpus: 1 },
+    });
+    assert.equal(r.statusCode, 409, "attached already");
+    r = await app.inject({
+      method: "POST",
+      url: "/v1/reservations",
+      headers: auth,
+      payload: { hostVm: "h9", guestId: "g9", memoryMiB: 128 },
+    });
+    assert.ok(r.statusCode < 300, `a guest may reserve on the attached host VM (${r.statusCode} ${r.body})`);
+    r = await app.inject({ method: "DELETE", url: "/v1/hostvms/h9", headers: auth });
+    assert.equal(r.statusCode, 409);
+    assert.match(r.json().message, /still holds 1 guest/);
+    r = await app.inject({ method: "DELETE", url: "/v1/reservations/h9/g9", headers: auth });
+    assert.ok(r.statusCode < 300);
+    r = await app.inject({ method: "DELETE", url: "/v1/hostvms/h9", headers: auth });
+    assert.equal(r.statusCode, 204);
+    r = await app.inject({ method: "DELETE", url: "/v1/hostvms/h9", headers: auth });
+    assert.equal(r.statusCode, 404);
   } finally {
     await app.close();
   }

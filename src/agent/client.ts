@@ -8,6 +8,7 @@ import { createWriteStream } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type {
+  AttachRequest,
   BeginHandoverAnswer,
   ConfirmOutcome,
   ConsoleIdentity,
@@ -23,6 +24,8 @@ import type {
   OutgoingPhaseName,
   OutgoingStatus,
   PrepareIncomingRequest,
+  ProbesSeenAnswer,
+  ProbeWrittenAnswer,
   QmpRequest,
   ReservationRequest,
   ServerStatus,
@@ -155,6 +158,17 @@ export class AgentClient {
 const enc = encodeURIComponent;
 
 export class HostVmAgentClient extends AgentClient {
+  /** Writes a co-residency probe file into this host VM's server pool. */
+  writeProbe(nonce: string): Promise<ProbeWrittenAnswer> {
+    return this.call("POST", "/v1/placement/probes", { nonce });
+  }
+  /** The probe files this host VM sees in its server's pool. */
+  probesSeen(): Promise<ProbesSeenAnswer> {
+    return this.call("GET", "/v1/placement/probes");
+  }
+  removeProbe(nonce: string): Promise<void> {
+    return this.call("DELETE", `/v1/placement/probes/${enc(nonce)}`);
+  }
   status(): Promise<HostVmStatus> {
     return this.call("GET", "/v1/status");
   }
@@ -266,6 +280,14 @@ export class HostVmAgentClient extends AgentClient {
 }
 
 export class ServerAgentClient extends AgentClient {
+  /** Makes a host VM one of this server's (the underlying cloud moved it here). */
+  attachHostVm(hostVm: string, req: AttachRequest): Promise<void> {
+    return this.call("PUT", `/v1/hostvms/${enc(hostVm)}`, req);
+  }
+  /** The host VM left this server (refused while it holds guests' memory). */
+  detachHostVm(hostVm: string): Promise<void> {
+    return this.call("DELETE", `/v1/hostvms/${enc(hostVm)}`);
+  }
   status(): Promise<ServerStatus> {
     return this.call("GET", "/v1/status");
   }

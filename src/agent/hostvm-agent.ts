@@ -26,6 +26,7 @@ import { deviceRoutes } from "./hostvm/routes/devices.ts";
 import { guestRoutes } from "./hostvm/routes/guests.ts";
 import { incomingRoutes } from "./hostvm/routes/migrations-in.ts";
 import { outgoingRoutes } from "./hostvm/routes/migrations-out.ts";
+import { placementRoutes } from "./hostvm/routes/placement.ts";
 import { qmpRoutes } from "./hostvm/routes/qmp.ts";
 import { statusRoutes } from "./hostvm/routes/status.ts";
 import { workloadRoutes } from "./hostvm/routes/workloads.ts";
@@ -63,6 +64,7 @@ export function buildHostVmAgent(
     qmpRoutes,
     outgoingRoutes,
     incomingRoutes,
+    placementRoutes,
   ]) {
     void app.register(routes, { host });
   }

@@ -25,6 +25,7 @@ export {
   endpointOf,
   hostVmClient,
   type LauncherOptions,
+  launcherOf,
   serverClient,
   testbedToken,
 } from "./launcher.ts";
@@ -40,5 +41,6 @@ export {
   type MigrationOutcome,
   type OrchestratorOptions,
 } from "./migration-orchestrator.ts";
+export { RelocationRefusedError, relocateHostVm } from "./relocate.ts";
 export { buildServerAgent } from "./server-agent.ts";
 export { bearerMatches, loadOrCreateToken, readToken } from "./token.ts";

@@ -15,7 +15,7 @@ import type {
 } from "../testbed/index.ts";
 import type { GuestStatus } from "./api-types.ts";
 import { HostVmAgentClient, ServerAgentClient } from "./client.ts";
-import type { HostVmAgentConfig, ServerAgentConfig } from "./config.ts";
+import { type HostVmAgentConfig, loadAgentConfig, type ServerAgentConfig } from "./config.ts";
 import type { AgentEndpoint } from "./migration-orchestrator.ts";
 import { readToken } from "./token.ts";
 
@@ -75,6 +75,19 @@ export function agentLauncher(opts: LauncherOptions): AgentLauncher {
       return { argv: [...base, "--config", ctx.configFile], config };
     },
   };
+}
+
+/**
+ * The launcher a running testbed was started with, rebuilt from a host-VM agent's config
+ * file (its guest image and QEMU options): restarting or moving an agent needs no image build.
+ */
+export function launcherOf(state: TestbedState): AgentLauncher {
+  const hv = state.hostVms[0];
+  if (!hv) throw new Error(`testbed ${state.id} has no host VMs`);
+  const cfg = loadAgentConfig(join(hv.stateDir, "agent.json"));
+  if (cfg.role !== "hostvm") throw new Error(`${hv.stateDir}/agent.json is not a host-VM agent's config`);
+  const image = { kernel: cfg.image.kernel, initrd: cfg.image.initrd, append: cfg.image.append ?? "" };
+  return agentLauncher({ image, tcgTbSizeMiB: cfg.qemu?.tcgTbSizeMiB });
 }
 
 /** How to reach one host VM of a testbed (for the orchestrator and clients). */

@@ -54,6 +54,24 @@ export class MemoryLedger {
     for (const h of hostVms) this.hostVms.set(h.name, { memoryMiB: h.memoryMiB, guests: new Map() });
   }
 
+  /** A host VM the underlying cloud moved onto this server. */
+  attach(name: string, memoryMiB: number): void {
+    if (this.hostVms.has(name))
+      throw new LedgerError("duplicate", `host VM ${name} is on this server already`);
+    this.hostVms.set(name, { memoryMiB, guests: new Map() });
+  }
+
+  /** A host VM that left this server: only an empty one (its guests' memory is in this pool). */
+  detach(name: string): void {
+    const h = this.hv(name);
+    if (h.guests.size > 0)
+      throw new LedgerError(
+        "conflict",
+        `host VM ${name} still holds ${h.guests.size} guest(s) in this server's pool: move them first`,
+      );
+    this.hostVms.delete(name);
+  }
+
   private hv(name: string) {
     const h = this.hostVms.get(name);
     if (!h) throw new LedgerError("unknown_host_vm", `no host VM ${name} on this server`);

@@ -25,7 +25,7 @@ export const PLAN_STATUSES = [
 export const MIGRATION_STATUSES = ["running", "completed", "failed", "cancelled"] as const;
 
 /** `up --provider`. */
-export const PROVIDERS = ["sim", "testbed"] as const;
+export const PROVIDERS = ["sim", "testbed", "openstack"] as const;
 /** `up --log-format` (see logging.ts). */
 export const LOG_FORMATS = ["auto", "pretty", "json"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];

@@ -241,7 +241,7 @@ describe("flags with fixed values: one line listing them, before anything is ask
     [["token", "create", "--role", "root", ...away], "--role root: expected one of admin, tenant, metrics"],
     [
       ["up", "--provider", "aws", "--data-dir", join(dir, "up-enum")],
-      "--provider aws: expected one of sim, testbed",
+      "--provider aws: expected one of sim, testbed, openstack",
     ],
   ];
   for (const [args, message] of cases) {

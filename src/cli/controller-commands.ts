@@ -27,7 +27,12 @@ export function registerController(program: Command): void {
   program
     .command("up")
     .description("start the controller and its dashboard (default: a simulated cloud)")
-    .option("--provider <name>", "sim or testbed", choice("provider", PROVIDERS), "sim")
+    .option(
+      "--provider <name>",
+      "sim, testbed or openstack (openrc variables OS_* and NESTCLOUD_OPENSTACK_IMAGE)",
+      choice("provider", PROVIDERS),
+      "sim",
+    )
     .option("--db <url>", "sqlite:<file> or postgres://... (default: <data-dir>/nestcloud.db)")
     .option("--port <n>", "HTTP port", "8080")
     .option("--host <addr>", "listen address", "127.0.0.1")

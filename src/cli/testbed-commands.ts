@@ -33,4 +33,15 @@ export function registerTestbed(program: Command): void {
     .option("-o, --output <format>", "table or json", "table")
     .option("--root <dir>", "where testbed state folders live")
     .action(async (id, opts) => (await load()).testbedStatus(id, opts));
+  testbed
+    .command("move")
+    .description(
+      "move a host VM (its agent) to another server, as the underlying cloud's live migration would",
+    )
+    .argument("<id>", "testbed id")
+    .argument("<hostvm>", "the host VM, as server/name (e.g. a/h1)")
+    .argument("<server>", "the server to move it to")
+    .option("--root <dir>", "where testbed state folders live")
+    .option("-q, --quiet", "no progress output")
+    .action(async (id, hostVm, server, opts) => (await load()).testbedMove(id, hostVm, server, opts));
 }

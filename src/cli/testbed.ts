@@ -11,6 +11,9 @@ import {
   HostVmAgentClient,
   type HostVmStatus,
   hostVmClient,
+  launcherOf,
+  RelocationRefusedError,
+  relocateHostVm,
   type ServerStatus,
   serverClient,
   testbedToken,
@@ -43,7 +46,8 @@ const say = (quiet: boolean | undefined) => (msg: string) => {
 
 function userErrors<T>(f: () => Promise<T>): Promise<T> {
   return f().catch((e) => {
-    if (e instanceof TestbedSpecError || e instanceof TestbedError) throw new UsageError(e.message);
+    if (e instanceof TestbedSpecError || e instanceof TestbedError || e instanceof RelocationRefusedError)
+      throw new UsageError(e.message);
     throw e;
   });
 }
@@ -96,6 +100,26 @@ export function testbedDown(id: string | undefined, opts: TestbedCliOptions): Pr
     if (r.problems.length > 0) {
       throw new TestbedError(`testbed ${r.id}: teardown left problems: ${r.problems.join("; ")}`);
     }
+  });
+}
+
+/** `nestcloud testbed move <id> <server/hostvm> <server>`. */
+export function testbedMove(
+  id: string,
+  hostVm: string,
+  toServer: string,
+  opts: TestbedCliOptions,
+): Promise<void> {
+  return userErrors(async () => {
+    const root = opts.root ?? defaultTestbedRoot();
+    const state = readTestbedState(stateDirOf(id, root));
+    if (!state) throw new UsageError(`no testbed ${id} under ${root}`);
+    const m = /^([a-z][a-z0-9]{0,9})\/([a-z][a-z0-9]{0,9})$/.exec(hostVm);
+    if (!m) throw new UsageError(`host VM ${hostVm}: expected server/name, e.g. a/h1`);
+    const r = await relocateHostVm(state, m[1]!, m[2]!, toServer, launcherOf(state), {
+      log: say(opts.quiet),
+    });
+    process.stdout.write(`host VM ${m[2]} moved from ${m[1]} to ${toServer} in ${r.movedInMs} ms\n`);
   });
 }
 

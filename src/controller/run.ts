@@ -17,6 +17,8 @@ import pino, { type Logger } from "pino";
 import { createPolicy } from "../planner/index.ts";
 import {
   demoWorld,
+  OpenStackProvider,
+  openStackOptionsFromEnv,
   type Provider,
   ProviderError,
   SimProvider,
@@ -30,7 +32,7 @@ import { Controller } from "./controller.ts";
 import { openStore, redact, type Store } from "./store/connect.ts";
 
 export interface UpOptions {
-  readonly provider: "sim" | "testbed";
+  readonly provider: "sim" | "testbed" | "openstack";
   /** sqlite:<file>, a file path, or postgres://... (default: <dataDir>/nestcloud.db). */
   readonly db?: string;
   readonly port: number;
@@ -123,6 +125,14 @@ export async function runController(o: UpOptions): Promise<RunningController> {
     provider = await SimProvider.open(storeBackedState(ctl, "sim-world"), () =>
       demoWorld({ speed: o.speed ?? 60, guests: o.guests, servers: o.servers }),
     );
+  } else if (o.provider === "openstack") {
+    provider = await OpenStackProvider.open({
+      ...openStackOptionsFromEnv(process.env),
+      log: (msg) => log.info({ provider: "openstack" }, msg),
+    }).catch(async (e) => {
+      await store.close();
+      throw e;
+    });
   } else {
     if (!o.testbed) {
       throw new ProviderError(

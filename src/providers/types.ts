@@ -5,6 +5,8 @@
  * the two composed (compose.ts). Everything is reported on the rental's clock.
  */
 import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
+import type { PlacementEvidence } from "./placement/evidence.ts";
+import type { PlacementReport } from "./placement/report.ts";
 
 /** What a provider is asked to create and reports: the model's guest spec. */
 export type { GuestSpec };
@@ -86,6 +88,11 @@ export interface HostVmRental {
   acquireHostVm(type: string, server: string | undefined): Promise<ProviderHostVm>;
   /** Returns a host VM; the caller has made sure the data plane no longer uses it. */
   releaseHostVm(id: string): Promise<void>;
+  /**
+   * What the underlying cloud hints about placement when it names no servers (OpenStack's
+   * per-project hostId), for discovery to fuse; absent when it says nothing at all.
+   */
+  placementEvidence?(): Promise<PlacementEvidence[]>;
   /** This controller just became the leader: pick up the state the previous one left. */
   resume?(): Promise<void>;
   close(): Promise<void>;
@@ -158,6 +165,11 @@ export interface Provider extends GuestOperations {
   /** Releases a host VM once the data plane no longer uses it (else a conflict). */
   releaseHostVm(id: string): Promise<void>;
   /**
+   * Where each host VM is, and how that is known: told by the rental, or discovered (with
+   * each entry's source, confidence and age).
+   */
+  placement(): Promise<PlacementReport>;
+  /**
    * This controller just became the leader: pick up the provider's state as the previous
    * leader left it (a simulation reloads its saved world; real providers need nothing).
    */
@@ -174,5 +186,20 @@ export class ProviderError extends Error {
   ) {
     super(message);
     this.name = "ProviderError";
+  }
+}
+
+/**
+ * An instant (zero-copy) handover was asked between host VMs that are not on one server:
+ * the placement the planner used is stale. Carries the pair so the map can be corrected.
+ */
+export class NotCoResidentError extends ProviderError {
+  constructor(
+    readonly from: string,
+    readonly to: string,
+    message: string,
+  ) {
+    super("invalid", message);
+    this.name = "NotCoResidentError";
   }
 }

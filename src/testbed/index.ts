@@ -41,6 +41,7 @@ export {
 export {
   defaultTestbedRoot,
   type HostVmRecord,
+  hostVmKey,
   listTestbeds,
   type ProcessRecord,
   readTestbedState,
@@ -59,6 +60,7 @@ export {
   type HostVmAgentContext,
   type InfraStatus,
   infraStatus,
+  moveHostVmProcesses,
   restartHostVmAgent,
   type ServerAgentContext,
   stateDirOf,

@@ -94,3 +94,9 @@ test("alias bombs and oversized files are refused with one clear line", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("placement is visible unless the file hides it; nothing else is accepted", () => {
+  assert.equal(parseTestbedSpec(good, "t.yaml").placement, undefined);
+  assert.equal(parseTestbedSpec(`placement: hidden\n${good}`, "t.yaml").placement, "hidden");
+  assert.throws(() => parseTestbedSpec(`placement: secret\n${good}`, "t.yaml"), /placement/);
+});

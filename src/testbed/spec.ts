@@ -39,6 +39,12 @@ export const TestbedSpecSchema = Type.Object(
     /** Testbed id; generated when absent. */
     name: Type.Optional(Type.String({ pattern: TESTBED_ID_RE.source })),
     description: Type.Optional(Type.String()),
+    /**
+     * visible (default): the testbed tells the controller each host VM's server, as a
+     * provider with dedicated hosts would; hidden: it tells nothing, like a public cloud's
+     * shared tenancy, and the controller must discover placement (providers/placement).
+     */
+    placement: Type.Optional(Type.Union([Type.Literal("visible"), Type.Literal("hidden")])),
     network: Type.Optional(
       Type.Object(
         {

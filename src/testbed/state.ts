@@ -44,8 +44,16 @@ export interface ServerRecord {
 }
 
 export interface HostVmRecord {
+  /** The server it runs on now (a move changes it). */
   server: string;
   name: string;
+  /**
+   * Its identity across moves: `<first server>/<name>`, set by the first move (absent: it
+   * never moved, and `<server>/<name>` is its key). See hostVmKey().
+   */
+  key?: string;
+  /** When it was last moved to another server (ISO time). */
+  movedAt?: string;
   cpus: number;
   memoryMiB: number;
   stateDir: string;
@@ -92,6 +100,11 @@ export interface TestbedState {
   hostVms: HostVmRecord[];
   /** "up" finished (agents ready, guests booted). */
   complete: boolean;
+}
+
+/** A host VM's identity across moves. */
+export function hostVmKey(h: Pick<HostVmRecord, "key" | "server" | "name">): string {
+  return h.key ?? `${h.server}/${h.name}`;
 }
 
 export function statePath(stateDir: string): string {

@@ -351,6 +351,62 @@ export async function restartHostVmAgent(
   return hv.agent;
 }
 
+/**
+ * Moves a host VM to another server, as the underlying cloud's live migration of a host VM
+ * would: its supervisor and agent stop and start again in the new server's namespace, with
+ * the new server's memory pool and server agent (the agent re-registers there). Its
+ * identity (`key`) stays. The caller has emptied it and told both server agents (the agent
+ * module's relocateHostVm does both); the testbed only moves processes and records.
+ */
+export async function moveHostVmProcesses(
+  state: TestbedState,
+  server: string,
+  hostVm: string,
+  toServer: string,
+  launcher: AgentLauncher,
+  readyTimeoutMs = 60_000,
+): Promise<HostVmRecord> {
+  const hv = state.hostVms.find((h) => h.server === server && h.name === hostVm);
+  const to = state.servers.find((x) => x.name === toServer);
+  if (!hv) throw new TestbedError(`no host VM ${server}/${hostVm} in testbed ${state.id}`);
+  if (!to) throw new TestbedError(`no server ${toServer} in testbed ${state.id}`);
+  if (toServer === server) throw new TestbedError(`host VM ${server}/${hostVm} is on ${toServer} already`);
+  if (state.hostVms.some((h) => h.server === toServer && h.name === hostVm))
+    throw new TestbedError(`server ${toServer} has a host VM named ${hostVm} already`);
+  for (const p of [hv.supervisor ?? null, currentHostVmAgent(hv)]) {
+    if (p && isAlive(p) && !(await stopProcess(p, 25_000)))
+      throw new TestbedError(`the agent of ${server}/${hostVm} (pid ${p.pid}) did not stop`);
+  }
+  hv.key ??= `${server}/${hostVm}`;
+  hv.server = toServer;
+  hv.movedAt = new Date().toISOString();
+  writeTestbedState(state);
+  // The server agents' config files list their host VMs: a restarted one must know the move.
+  for (const s of state.servers) {
+    if (!s.agent) continue;
+    const ctx: ServerAgentContext = {
+      testbedId: state.id,
+      server: s,
+      hostVms: state.hostVms.filter((h) => h.server === s.name),
+      tokenFile: state.tokenFile,
+      configFile: join(s.stateDir, "server-agent.json"),
+      readyFile: join(s.stateDir, "server-agent.ready"),
+    };
+    writeFileSync(ctx.configFile, `${JSON.stringify(launcher.server(ctx).config, null, 2)}\n`, {
+      mode: 0o600,
+    });
+  }
+  const l = launcher.hostVm(hostVmContext(state, to, hv));
+  hv.agentRecordFile = agentRecordFile(hv);
+  rmSync(hv.agentRecordFile, { force: true });
+  hv.supervisor = startSupervisedAgent(state, to, hv, l);
+  hv.agent = null;
+  writeTestbedState(state);
+  hv.agent = await waitSupervisedReady(hv.supervisor, hv.agentRecordFile, l.argv, readyTimeoutMs);
+  writeTestbedState(state);
+  return hv;
+}
+
 export interface DownReport {
   id: string;
   stoppedAgents: number[];

@@ -67,6 +67,7 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
           <CloudMap
             servers={cloud.servers}
             hostVms={cloud.hostVms}
+            placement={cloud.placement}
             guests={allGuests}
             migrations={cloud.migrations}
             highlight={highlight}

@@ -21,6 +21,9 @@ export type PatchVmBody = Static<typeof Vms.PatchVm>;
 
 export type Overview = Static<typeof Cloud.Overview>;
 export type Server = Static<typeof Cloud.Server>;
+/** GET /api/placement: where each host VM is and how that is known. */
+export type Placement = Static<typeof Cloud.Placement>;
+export type PlacementEntry = Placement["hostVms"][number];
 /** One sample of GET /api/history (provider clock). */
 export type HistoryPoint = Static<typeof Cloud.HistorySample>;
 export type HostVm = Static<typeof HostVms.HostVm>;

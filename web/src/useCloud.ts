@@ -13,6 +13,7 @@ import type {
   Migration,
   Overview,
   PatchVmBody,
+  Placement,
   Plan,
   Sample,
   Server,
@@ -28,6 +29,8 @@ export interface CloudState {
   readonly overviewAt: number | undefined;
   readonly servers: readonly Server[];
   readonly hostVms: readonly HostVm[];
+  /** Where host VMs are and how that is known (admins only). */
+  readonly placement: Placement | undefined;
   readonly guests: readonly Guest[];
   readonly securityVms: readonly Guest[];
   readonly proposed: readonly Plan[];
@@ -46,6 +49,7 @@ const EMPTY: CloudState = {
   overviewAt: undefined,
   servers: [],
   hostVms: [],
+  placement: undefined,
   guests: [],
   securityVms: [],
   proposed: [],
@@ -119,7 +123,7 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
         };
       });
     }
-    const [servers, hostVms, guests, securityVms, proposed, recentPlans, migrations, settings] =
+    const [servers, hostVms, guests, securityVms, proposed, recentPlans, migrations, settings, placement] =
       await Promise.all([
         admin ? api.get<Server[]>("/api/servers") : none,
         admin ? api.get<HostVm[]>("/api/hostvms") : none,
@@ -129,11 +133,13 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
         admin ? api.get<Plan[]>("/api/plans?limit=12") : none,
         api.get<Migration[]>("/api/migrations?limit=60"),
         admin ? api.get<{ automation: Automation }>("/api/settings") : Promise.resolve(undefined),
+        admin ? api.get<Placement>("/api/placement") : Promise.resolve(undefined),
       ]);
     setState((s) => ({
       ...s,
       servers: servers as Server[],
       hostVms: hostVms as HostVm[],
+      placement,
       guests,
       securityVms,
       proposed: proposed as Plan[],

@@ -87,6 +87,28 @@ export class ServerState {
     }
   }
 
+  /** The host VM moved here (testbed move, as a provider's migration would). */
+  attach(hostVm: string, memoryMiB: number, cpus: number): void {
+    try {
+      this.ledger.attach(hostVm, memoryMiB);
+    } catch (e) {
+      ledgerToHttp(e);
+    }
+    this.cfg.hostVms.push({ name: hostVm, memoryMiB, cpus });
+  }
+
+  /** The host VM left this server; its registration goes with it. */
+  detach(hostVm: string): void {
+    try {
+      this.ledger.detach(hostVm);
+    } catch (e) {
+      ledgerToHttp(e);
+    }
+    const i = this.cfg.hostVms.findIndex((h) => h.name === hostVm);
+    if (i >= 0) this.cfg.hostVms.splice(i, 1);
+    this.agents.delete(hostVm);
+  }
+
   register(hostVm: string, url: string, pid: number): void {
     const startTime = processStartTime(pid);
     this.agents.set(hostVm, { url, pid, startTime, alive: startTime !== null });

@@ -14,6 +14,7 @@ import {
   type ConsoleEndpoint,
   type GuestDataPlane,
   type GuestSpec,
+  NotCoResidentError,
   ProviderError,
   type ProviderGuest,
   type ProviderMigration,
@@ -252,8 +253,11 @@ export class AgentGuestPlane implements GuestDataPlane {
         `migrating ${guest}: the agents of ${at.host.hostVm} and ${to} are not both ready`,
       );
     if (mechanism === "instant" && destination.server !== source.server) {
-      throw new ProviderError(
-        "invalid",
+      // What the server agent's handover broker would refuse: the destination does not see
+      // the source's memory pool.
+      throw new NotCoResidentError(
+        at.host.hostVm,
+        to,
         `an instant handover needs both host VMs on one server (${source.server} != ${destination.server})`,
       );
     }

@@ -8,6 +8,7 @@ import { HostVmAgentClient, testbedToken } from "../../agent/index.ts";
 import { defaultTestbedRoot, readTestbedState, stateDirOf, TESTBED_ID_RE } from "../../testbed/index.ts";
 import { AgentGuestPlane } from "../agents/plane.ts";
 import { composeProvider } from "../compose.ts";
+import { PlacementDiscovery } from "../placement/discovery.ts";
 import { type Provider, ProviderError, type StateStore } from "../types.ts";
 import { TestbedRental } from "./rental.ts";
 
@@ -21,6 +22,8 @@ export interface TestbedProviderOptions {
   /** Where the guests' definitions are kept (the controller's store); default: memory. */
   readonly guestStore?: StateStore;
   readonly log?: (msg: string) => void;
+  /** How often placement is discovered when the testbed hides it (default 10 s). */
+  readonly discoveryIntervalMs?: number;
 }
 
 export const TestbedProvider = {
@@ -59,7 +62,20 @@ export const TestbedProvider = {
     const rental = new TestbedRental(state, o.store ?? memoryStore(), log);
     await rental.resume();
     const plane = await AgentGuestPlane.open(rental, o.guestStore ?? memoryStore(), () => rental.now(), log);
-    return composeProvider("testbed", rental, plane);
+    // A testbed that hides placement: discover it through the agents (co-residency probe),
+    // the plane's completed handovers and failed ones.
+    let discovery: PlacementDiscovery | undefined;
+    if (rental.placementHidden) {
+      discovery = new PlacementDiscovery(rental, {
+        directory: rental,
+        plane,
+        intervalMs: o.discoveryIntervalMs,
+        log,
+      });
+      await discovery.refresh();
+      discovery.start();
+    }
+    return composeProvider("testbed", rental, plane, discovery, log);
   },
 };
 

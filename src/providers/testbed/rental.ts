@@ -6,7 +6,7 @@
  * rental is also the directory an agent data plane uses.
  */
 import { type AgentEndpoint, endpointOf, HostVmAgentClient, testbedToken } from "../../agent/index.ts";
-import { readTestbedState, type TestbedState } from "../../testbed/index.ts";
+import { type HostVmRecord, hostVmKey, readTestbedState, type TestbedState } from "../../testbed/index.ts";
 import type { AgentDirectory, AgentHost } from "../agents/directory.ts";
 import { type HostVmRental, ProviderError, type ProviderHostVm, type StateStore } from "../types.ts";
 import { describeTestbed, initialWorld, type Rental, type TestbedWorld, typeName } from "./world.ts";
@@ -26,6 +26,11 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
   ) {
     this.described = describeTestbed(testbed);
     this.world = initialWorld(testbed);
+  }
+
+  /** The testbed hides placement (`placement: hidden`): host VMs carry no server. */
+  get placementHidden(): boolean {
+    return this.testbed.spec.placement === "hidden";
   }
 
   get label(): string {
@@ -92,14 +97,14 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
   hosts(): readonly AgentHost[] {
     const st = this.state();
     return st.hostVms.map((h): AgentHost => {
-      const r = this.rentalOf(h.server, h.name);
+      const r = this.rentalOf(h);
       let endpoint: AgentEndpoint | undefined;
       try {
         endpoint = endpointOf(st, h.server, h.name);
       } catch {
         endpoint = undefined; // not ready yet (no URL)
       }
-      return { key: `${h.server}/${h.name}`, hostVm: r.id, usable: r.state === "running", endpoint };
+      return { key: hostVmKey(h), hostVm: r.id, usable: r.state === "running", endpoint };
     });
   }
 
@@ -110,11 +115,21 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
   // ---- host VMs: renting the fixed slices ---------------------------------------------------
 
   async hostVms(): Promise<readonly ProviderHostVm[]> {
+    // Re-read: the testbed may have moved a slice to another server.
+    try {
+      this.state();
+    } catch {
+      // gone: report the last known world; the next call that needs the agents says so
+    }
     return this.world.rentals.map((r) => this.hostVmView(r));
   }
 
-  /** The slice's current rental, or its last one if it is back in the pool. */
-  private rentalOf(server: string, slice: string): Rental {
+  /**
+   * The slice's current rental, or its last one if it is back in the pool. A rental names
+   * the slice by where it first was (its key): the testbed may have moved it since.
+   */
+  private rentalOf(h: HostVmRecord): Rental {
+    const [server, slice] = originOf(h);
     const all = this.world.rentals.filter((r) => r.server === server && r.slice === slice);
     const r = all.find((x) => x.state !== "released") ?? all[all.length - 1];
     if (r) return r;
@@ -129,11 +144,13 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
   }
 
   private hostVmView(r: Rental): ProviderHostVm {
-    const h = this.testbed.hostVms.find((x) => x.server === r.server && x.name === r.slice);
+    const h = this.testbed.hostVms.find((x) => hostVmKey(x) === `${r.server}/${r.slice}`);
     return {
       id: r.id,
       type: h ? typeName(h.cpus, h.memoryMiB) : "unknown",
-      server: r.server,
+      // Hidden placement: like a public cloud, say nothing of where the host VM runs. Else
+      // where it is now (the testbed may have moved it).
+      server: this.placementHidden ? undefined : (h?.server ?? r.server),
       state: r.state,
       acquiredAt: r.acquiredAt,
       stateSince: r.stateSince,
@@ -144,11 +161,11 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
     if (!this.described.hostVmTypes.some((t) => t.name === type))
       throw new ProviderError("invalid", `no host VM type ${type} on testbed ${this.testbed.id}`);
     const st = this.state();
-    const rented = (srv: string, slice: string) =>
-      this.world.rentals.some((r) => r.server === srv && r.slice === slice && r.state !== "released");
-    const candidates = st.hostVms.filter(
-      (h) => typeName(h.cpus, h.memoryMiB) === type && !rented(h.server, h.name),
-    );
+    const rented = (h: HostVmRecord) => {
+      const [srv, slice] = originOf(h);
+      return this.world.rentals.some((r) => r.server === srv && r.slice === slice && r.state !== "released");
+    };
+    const candidates = st.hostVms.filter((h) => typeName(h.cpus, h.memoryMiB) === type && !rented(h));
     // A slice running guests nobody rented it for (started by hand) is not free either.
     const idle: typeof candidates = [];
     for (const h of candidates) {
@@ -159,10 +176,12 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
       if (status && status.guests.length === 0) idle.push(h);
     }
     const active = (srv: string) =>
-      this.world.rentals.filter((r) => r.server === srv && r.state !== "released").length;
+      st.hostVms.filter((h) => h.server === srv && this.rentalOf(h).state !== "released").length;
     // The server asked for, else the one carrying most of ours (later moves stay instant).
+    // A provider that hides placement takes no placement requests either.
+    const wanted = this.placementHidden ? undefined : server;
     const pick =
-      idle.find((h) => h.server === server) ??
+      idle.find((h) => h.server === wanted) ??
       [...idle].sort((a, b) => active(b.server) - active(a.server) || a.server.localeCompare(b.server))[0];
     if (!pick) {
       throw new ProviderError(
@@ -170,12 +189,13 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
         `every ${type} slice of testbed ${this.testbed.id} is rented: a testbed's host VMs are fixed slices, start a bigger testbed for more`,
       );
     }
-    const n = this.world.rentals.filter((r) => r.server === pick.server && r.slice === pick.name).length;
+    const [origin, slice] = originOf(pick);
+    const n = this.world.rentals.filter((r) => r.server === origin && r.slice === slice).length;
     const now = this.now();
     const r: Rental = {
-      id: n === 0 ? `${pick.server}-${pick.name}` : `${pick.server}-${pick.name}-${n + 1}`,
-      server: pick.server,
-      slice: pick.name,
+      id: n === 0 ? `${origin}-${slice}` : `${origin}-${slice}-${n + 1}`,
+      server: origin,
+      slice,
       state: "running",
       acquiredAt: now,
       stateSince: now,
@@ -198,4 +218,11 @@ export class TestbedRental implements HostVmRental, AgentDirectory {
   async close(): Promise<void> {
     await this.saving;
   }
+}
+
+/** The server and name a slice had at the testbed's start (its identity across moves). */
+function originOf(h: HostVmRecord): [string, string] {
+  const k = hostVmKey(h);
+  const i = k.indexOf("/");
+  return [k.slice(0, i), k.slice(i + 1)];
 }

@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { HostVmRecord, TestbedState } from "../../testbed/index.ts";
+import { memoryStore } from "./provider.ts";
+import { TestbedRental } from "./rental.ts";
 import { describeTestbed, initialWorld, MIPS_PER_CORE, typeName } from "./world.ts";
 
 function slice(server: string, name: string, cpus: number, memoryMiB: number): HostVmRecord {
@@ -18,14 +20,14 @@ function slice(server: string, name: string, cpus: number, memoryMiB: number): H
   };
 }
 
-function testbed(hostVms: HostVmRecord[]): TestbedState {
+function testbed(hostVms: HostVmRecord[], placement?: "hidden" | "visible"): TestbedState {
   const servers = [...new Set(hostVms.map((h) => h.server))];
   return {
     version: 1,
     id: "tb1",
     createdAt: "2030-01-01T00:00:00.000Z",
     specFile: null,
-    spec: { servers: [] } as unknown as TestbedState["spec"],
+    spec: { servers: [], placement } as unknown as TestbedState["spec"],
     stateDir: "/x",
     tokenFile: "/x/token",
     poolRoot: "/dev/shm/x",
@@ -104,5 +106,34 @@ describe("world: slices as rented host VMs", () => {
     const [a, b] = servers;
     assert.equal(a.power.watts.length, b.power.watts.length);
     assert.ok(Math.abs(b.power.watts.at(-1)! / a.power.watts.at(-1)! - 1.5) < 0.01);
+  });
+});
+
+describe("placement: hidden", () => {
+  const slices = [slice("a", "h1", 1, 1024), slice("b", "h1", 1, 1024)];
+
+  test("a hidden testbed rents the same host VMs but names no server; a visible one does", async () => {
+    const hidden = new TestbedRental(testbed(slices, "hidden"), memoryStore(), () => {});
+    const visible = new TestbedRental(testbed(slices), memoryStore(), () => {});
+    assert.equal(hidden.placementHidden, true);
+    assert.deepEqual(
+      (await hidden.hostVms()).map((h) => [h.id, h.server]),
+      [
+        ["a-h1", undefined],
+        ["b-h1", undefined],
+      ],
+    );
+    assert.deepEqual(
+      (await visible.hostVms()).map((h) => [h.id, h.server]),
+      [
+        ["a-h1", "a"],
+        ["b-h1", "b"],
+      ],
+    );
+    // The servers themselves (their capacity) are still described: only the mapping is hidden.
+    assert.deepEqual(
+      (await hidden.describe()).servers.map((s) => s.id),
+      ["a", "b"],
+    );
   });
 });

@@ -1,11 +1,12 @@
 import { useState } from "react";
 import { mib, money, pct, tenantHues } from "../format.ts";
-import type { Guest, HostVm, Migration, Server } from "../types.ts";
+import type { Guest, HostVm, Migration, Placement, PlacementEntry, Server } from "../types.ts";
 import { Bar } from "./Bar.tsx";
 
 interface Props {
   readonly servers: readonly Server[];
   readonly hostVms: readonly HostVm[];
+  readonly placement?: Placement | undefined;
   readonly guests: readonly Guest[];
   readonly migrations: readonly Migration[];
   readonly highlight: ReadonlySet<string>;
@@ -26,7 +27,19 @@ interface Column {
  * Physical servers -> host VMs -> guests, with each host VM's CPU and memory. A tenant token
  * cannot list servers or host VMs, so the map is then drawn from its own guests' placement.
  */
-export function CloudMap({ servers, hostVms, guests, migrations, highlight, selected, onSelect }: Props) {
+export function CloudMap({
+  servers,
+  hostVms,
+  placement,
+  guests,
+  migrations,
+  highlight,
+  selected,
+  onSelect,
+}: Props) {
+  // Shown only when the provider hides placement: then each server is a discovery's finding.
+  const found =
+    placement?.mode === "discovered" ? new Map(placement.hostVms.map((e) => [e.hostVm, e])) : undefined;
   const byId = new Map(guests.map((g) => [g.id, g]));
   const moving = new Map(migrations.filter((m) => m.status === "running").map((m) => [m.guest, m]));
   const columns = layout(servers, hostVms, guests);
@@ -82,6 +95,7 @@ export function CloudMap({ servers, hostVms, guests, migrations, highlight, sele
                   <HostVmCard
                     key={h.id}
                     host={h}
+                    placement={found?.get(h.id)}
                     guests={h.guests.map((id) => byId.get(id)).filter((g): g is Guest => g !== undefined)}
                     moving={moving}
                     hues={hues}
@@ -99,8 +113,30 @@ export function CloudMap({ servers, hostVms, guests, migrations, highlight, sele
   );
 }
 
+/** How a host VM's server was found: source, confidence, age (e.g. "shared-memory 95 % · 4 s ago"). */
+function PlacementBadge({ entry }: { entry: PlacementEntry }) {
+  if (entry.server === null || entry.source === null)
+    return (
+      <span className="badge badge-placement-unknown" title="placement discovery has not placed it yet">
+        server unknown
+      </span>
+    );
+  const age = entry.ageSeconds === null ? "" : ` · ${Math.round(entry.ageSeconds)} s ago`;
+  return (
+    <span
+      className={`badge badge-placement${entry.conflict ? " badge-placement-conflict" : ""}`}
+      data-testid="placement-badge"
+      title={`server ${entry.server} discovered by ${entry.source} (confidence ${pct(entry.confidence)})${entry.conflict ? "; some evidence disagrees" : ""}`}
+    >
+      {entry.source} {pct(entry.confidence)}
+      {age}
+    </span>
+  );
+}
+
 function HostVmCard({
   host,
+  placement,
   guests,
   moving,
   hues,
@@ -109,6 +145,7 @@ function HostVmCard({
   onSelect,
 }: {
   host: HostVm;
+  placement: PlacementEntry | undefined;
   guests: readonly Guest[];
   moving: ReadonlyMap<string, Migration>;
   hues: ReadonlyMap<string, number>;
@@ -138,6 +175,7 @@ function HostVmCard({
           {host.pricePerHour > 0 && ` · ${money(host.pricePerHour)}`}
         </span>
         {host.state !== "running" && <span className={`badge badge-${host.state}`}>{host.state}</span>}
+        {placement && <PlacementBadge entry={placement} />}
         {host.kept && (
           <span
             className="badge badge-kept"

@@ -1,5 +1,5 @@
 /** The registry of this server's host-VM agents: each registers its URL and pid at start-up. */
-import { errorAnswers, HostVmParams, NoContent, RegisterBody } from "../../api-types.ts";
+import { AttachBody, errorAnswers, HostVmParams, NoContent, RegisterBody } from "../../api-types.ts";
 import { notFound, type RoutePlugin } from "../../http.ts";
 import type { ServerState } from "../state.ts";
 
@@ -26,6 +26,39 @@ export const registryRoutes: RoutePlugin<{ server: ServerState }> = async (app, 
         throw RegistryErrors.unknownHostVm(hostVm, server.cfg.server);
       server.register(hostVm, req.body.url, req.body.pid);
       req.log.info({ hostVm, url: req.body.url, pid: req.body.pid }, "host-VM agent registered");
+      return reply.code(204).send(null);
+    },
+  );
+
+  // The underlying cloud moved a host VM here or away (a testbed move stands for it).
+  app.put(
+    "/v1/hostvms/:hostVm",
+    {
+      schema: {
+        tags: ["registry"],
+        params: HostVmParams,
+        body: AttachBody,
+        response: { 204: NoContent, ...errorAnswers(409) },
+      },
+    },
+    async (req, reply) => {
+      server.attach(req.params.hostVm, req.body.memoryMiB, req.body.cpus);
+      req.log.info({ hostVm: req.params.hostVm }, "host VM attached to this server");
+      return reply.code(204).send(null);
+    },
+  );
+  app.delete(
+    "/v1/hostvms/:hostVm",
+    {
+      schema: {
+        tags: ["registry"],
+        params: HostVmParams,
+        response: { 204: NoContent, ...errorAnswers(404, 409) },
+      },
+    },
+    async (req, reply) => {
+      server.detach(req.params.hostVm);
+      req.log.info({ hostVm: req.params.hostVm }, "host VM detached from this server");
       return reply.code(204).send(null);
     },
   );

@@ -1,6 +1,13 @@
 /** The cloud as a whole: physical servers (admin), the overview, size and cost over time (admin). */
 import { ADMIN, type ApiPlugin, answers } from "../plugin.ts";
-import { History, HistoryQuery, Overview, ServerList } from "../schemas/cloud.ts";
+import {
+  History,
+  HistoryQuery,
+  Overview,
+  Placement,
+  type PlacementView,
+  ServerList,
+} from "../schemas/cloud.ts";
 
 export const cloudRoutes: ApiPlugin = async (app, { controller: c }) => {
   app.get("/api/servers", { ...ADMIN, schema: { response: answers({ 200: ServerList }) } }, async () => {
@@ -14,6 +21,26 @@ export const cloudRoutes: ApiPlugin = async (app, { controller: c }) => {
       hostVmSlots: s.hostVmSlots,
       hostVms: hosts.filter((h) => h.server === s.id).map((h) => h.id),
     }));
+  });
+
+  // Physical placement of the rented host VMs, with the source, confidence and age of each.
+  app.get("/api/placement", { ...ADMIN, schema: { response: answers({ 200: Placement }) } }, async () => {
+    const r = await c.provider.placement();
+    const now = c.provider.now();
+    const view: PlacementView = {
+      mode: r.mode,
+      now,
+      refreshedAt: r.refreshedAt ?? null,
+      hostVms: r.entries.map((e) => ({
+        hostVm: e.hostVm,
+        server: e.server ?? null,
+        source: e.source ?? null,
+        confidence: e.confidence,
+        ageSeconds: e.at === undefined ? null : Math.max(0, Math.round((now - e.at) * 10) / 10),
+        conflict: e.conflict,
+      })),
+    };
+    return view;
   });
 
   app.get("/api/overview", { schema: { response: answers({ 200: Overview }) } }, async (req) =>

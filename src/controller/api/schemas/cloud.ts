@@ -13,6 +13,37 @@ export const Server = Type.Object({
 
 export const ServerList = Type.Array(Server);
 
+/** Where each host VM is and how that is known (told by the provider, or discovered). */
+export const Placement = Type.Object({
+  mode: Type.Union([Type.Literal("told"), Type.Literal("discovered")], {
+    description: "told: the provider names servers; discovered: it hides them and discovery found these",
+  }),
+  now: Type.Number({ description: "provider clock, s" }),
+  refreshedAt: Type.Union([Type.Number(), Type.Null()], {
+    description: "last discovery round, provider clock",
+  }),
+  hostVms: Type.Array(
+    Type.Object({
+      hostVm: Type.String(),
+      server: Type.Union([Type.String(), Type.Null()], { description: "null: not known" }),
+      source: Type.Union([
+        Type.Literal("provider"),
+        Type.Literal("provider-hint"),
+        Type.Literal("correlation"),
+        Type.Literal("shared-memory"),
+        Type.Literal("trial-handover"),
+        Type.Null(),
+      ]),
+      confidence: Type.Number({ minimum: 0, maximum: 1 }),
+      ageSeconds: Type.Union([Type.Number(), Type.Null()], {
+        description: "age of the evidence that placed it",
+      }),
+      conflict: Type.Boolean({ description: "some evidence contradicts its group" }),
+    }),
+  ),
+});
+export type PlacementView = Static<typeof Placement>;
+
 /** Counts of the caller's guests; the cloud's size and cost for admins only. */
 export const Overview = Type.Object({
   now: Type.Number({ description: "provider clock, s" }),
