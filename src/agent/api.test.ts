@@ -124,6 +124,11 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "GET /v1/incoming/{migrationId}",
       "POST /v1/incoming/{migrationId}/finish",
       "DELETE /v1/incoming/{migrationId}",
+      "POST /v1/secvms",
+      "GET /v1/secvms",
+      "GET /v1/secvms/{secvmId}",
+      "DELETE /v1/secvms/{secvmId}",
+      "GET /v1/secvms/{secvmId}/alerts",
     ]);
     const tags = new Set(
       Object.values(doc.paths).flatMap((m) => Object.values(m).flatMap((o) => o.tags ?? [])),
@@ -135,6 +140,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "migrations-in",
       "migrations-out",
       "qmp",
+      "secvms",
       "status",
       "workloads",
     ]);
