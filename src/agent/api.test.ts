@@ -127,6 +127,11 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "POST /v1/placement/probes",
       "GET /v1/placement/probes",
       "DELETE /v1/placement/probes/{nonce}",
+      "POST /v1/secvms",
+      "GET /v1/secvms",
+      "GET /v1/secvms/{secvmId}",
+      "DELETE /v1/secvms/{secvmId}",
+      "GET /v1/secvms/{secvmId}/alerts",
     ]);
     const tags = new Set(
       Object.values(doc.paths).flatMap((m) => Object.values(m).flatMap((o) => o.tags ?? [])),
@@ -139,6 +144,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "migrations-out",
       "placement",
       "qmp",
+      "secvms",
       "status",
       "workloads",
     ]);

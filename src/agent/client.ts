@@ -8,12 +8,14 @@ import { createWriteStream } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type {
+  AlertPageAnswer,
   AttachRequest,
   BeginHandoverAnswer,
   ConfirmOutcome,
   ConsoleIdentity,
   ConsoleInputs,
   CreateGuestRequest,
+  CreateSecVmRequest,
   ErrorBody,
   ExecRequest,
   GuestStatus,
@@ -28,6 +30,7 @@ import type {
   ProbeWrittenAnswer,
   QmpRequest,
   ReservationRequest,
+  SecVmStatus,
   ServerStatus,
   StartOutgoingRequest,
   Workload,
@@ -188,6 +191,34 @@ export class HostVmAgentClient extends AgentClient {
   /** The WebSocket URL of a logged serial port's console (open it with the bearer token). */
   consoleUrl(guestId: string, deviceId: string): string {
     return `${this.baseUrl.replace(/^http/, "ws")}/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/console`;
+  }
+  createSecVm(req: CreateSecVmRequest, timeoutMs = 120_000): Promise<SecVmStatus> {
+    return this.call("POST", "/v1/secvms", req, timeoutMs);
+  }
+  secVms(): Promise<SecVmStatus[]> {
+    return this.call("GET", "/v1/secvms");
+  }
+  secVm(id: string): Promise<SecVmStatus> {
+    return this.call("GET", `/v1/secvms/${enc(id)}`);
+  }
+  deleteSecVm(id: string): Promise<void> {
+    return this.call("DELETE", `/v1/secvms/${enc(id)}`, undefined, 120_000);
+  }
+  /** Alerts after `after` (0: from the oldest kept); with waitMs, waits that long for one. */
+  secVmAlerts(
+    id: string,
+    q: { after?: number; limit?: number; waitMs?: number } = {},
+  ): Promise<AlertPageAnswer> {
+    const qs = Object.entries(q)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${v}`)
+      .join("&");
+    return this.call(
+      "GET",
+      `/v1/secvms/${enc(id)}/alerts${qs ? `?${qs}` : ""}`,
+      undefined,
+      (q.waitMs ?? 0) + 10_000,
+    );
   }
   createGuest(req: CreateGuestRequest, timeoutMs = 180_000): Promise<GuestStatus> {
     return this.call("POST", "/v1/guests", req, timeoutMs);

@@ -28,15 +28,19 @@ import { incomingRoutes } from "./hostvm/routes/migrations-in.ts";
 import { outgoingRoutes } from "./hostvm/routes/migrations-out.ts";
 import { placementRoutes } from "./hostvm/routes/placement.ts";
 import { qmpRoutes } from "./hostvm/routes/qmp.ts";
+import { secvmRoutes } from "./hostvm/routes/secvms.ts";
 import { statusRoutes } from "./hostvm/routes/status.ts";
 import { workloadRoutes } from "./hostvm/routes/workloads.ts";
 import { HostVm } from "./hostvm/state.ts";
 import { type App, createApp } from "./http.ts";
+import { SecVmManager } from "./secvm/manager.ts";
 
 export interface HostVmAgent {
   app: App;
   /** The guests' consoles (serial ports with a log), end to end encrypted. */
   consoles: ConsoleService;
+  /** Its security VMs (monitoring services beside the guests, secvm/manager.ts). */
+  secvms: SecVmManager;
   /** Adopts (or, failing that, reaps) the QEMUs a previous agent left behind; call before listening. */
   recover(): Promise<void>;
   /** Stops every guest and incoming QEMU (graceful agent shutdown). */
@@ -69,12 +73,16 @@ export function buildHostVmAgent(
     void app.register(routes, { host });
   }
   void app.register(consoleRoutes, { host, consoles });
+  const secvms = new SecVmManager(host);
+  void app.register(secvmRoutes, { secvms });
   return {
     app,
     consoles,
+    secvms,
     recover: () => host.recover(),
     shutdown: async () => {
       consoles.closeAll();
+      await secvms.shutdown();
       await host.shutdown();
     },
   };

@@ -1,5 +1,6 @@
 /**
- * Agent process entry: `node bin/nestcloud-agent.js --config <file.json>` runs it, built
+ * Agent process entry: `node bin/nestcloud-agent.js --config <file.json>` runs it (or, with
+ * `secvm-service`, a security VM's service: agent/secvm/service.ts), built
  * (dist/agent/main.js) or through tsx (the testbed starts it inside a server's namespace).
  * Logs JSON lines (pino) to stdout, writes <readyFile> = {url, pid} once listening, stops
  * its guests on SIGTERM/SIGINT.
@@ -11,6 +12,7 @@ import { ServerAgentClient } from "./client.ts";
 import { loadAgentConfig } from "./config.ts";
 import { buildHostVmAgent } from "./hostvm-agent.ts";
 import type { App } from "./http.ts";
+import { runSecVmService } from "./secvm/service.ts";
 import { buildServerAgent } from "./server-agent.ts";
 import { loadOrCreateToken } from "./token.ts";
 
@@ -89,7 +91,9 @@ async function run(argv: string[]): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
-run(process.argv).catch((e) => {
+// `secvm-service`: a security VM's service, started by its host-VM agent (agent/secvm).
+const entry = process.argv[2] === "secvm-service" ? runSecVmService() : run(process.argv);
+entry.catch((e) => {
   process.stderr.write(`agent: ${(e as Error).stack ?? e}\n`);
   process.exit(1);
 });

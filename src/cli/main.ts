@@ -10,6 +10,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { registerController } from "./controller-commands.ts";
+import { registerSecVm } from "./secvm-commands.ts";
 import { registerTestbed } from "./testbed-commands.ts";
 import { UsageError } from "./usage.ts";
 import { registerVmi } from "./vmi-commands.ts";
@@ -63,6 +64,7 @@ export function buildProgram(): Command {
 
   registerController(program);
   registerVmi(program);
+  registerSecVm(program);
   registerTestbed(program);
   return program;
 }

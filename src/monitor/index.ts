@@ -6,10 +6,12 @@
 // (disk/integrity.ts) and the ClamAV scan (disk/clamav.ts); the network monitor (network/):
 // the guest's mirrored frames inspected by Suricata live.
 export * from "./alert.ts";
+export * from "./alert-log.ts";
 export { DEFAULT_NETWORK_RULES } from "./assets.ts";
 export * from "./disk/clamav.ts";
 export * from "./disk/ext4/index.ts";
 export * from "./disk/integrity.ts";
 export * from "./disk/monitor.ts";
 export * from "./disk/nbd/index.ts";
+export * from "./memory/index.ts";
 export * from "./network/index.ts";

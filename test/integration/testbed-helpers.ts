@@ -37,8 +37,8 @@ export interface Bed {
   logs: string[];
 }
 
-export async function bringUp(spec: unknown): Promise<Bed> {
-  const image = await buildGuestImage();
+export async function bringUp(spec: unknown, image_?: Parameters<typeof buildGuestImage>[0]): Promise<Bed> {
+  const image = await buildGuestImage(image_);
   const root = mkdtempSync(join(tmpdir(), "nc-tb-"));
   const launcher = agentLauncher({ image });
   const logs: string[] = [];

@@ -23,7 +23,7 @@ export {
   type NetworkMonitorOptions,
   type NetworkMonitorStats,
 } from "./monitor.ts";
-export { listNetns } from "./netns.ts";
+export { createNetns, deleteNetns, listNetns } from "./netns.ts";
 export {
   DEFAULT_FRAME_QUEUE_LIMITS,
   FrameQueue,

@@ -46,6 +46,11 @@ export interface NetworkMonitorOptions {
   reportIntervalMs?: number;
   /** Short id naming the namespace (ncnm-<id>) and the TAP device (nctap-<id>); default random. */
   id?: string;
+  /**
+   * An existing namespace to run the IDS in (a security VM's own, made and removed by its
+   * owner); default: one of the monitor's own, ncnm-<id>, made at start and removed at stop.
+   */
+  netns?: string;
   onAlert: (a: Alert) => void;
   /** Every mirrored frame as it arrives (measurements), before it is queued. */
   onFrame?: (frame: Buffer, at: number) => void;
@@ -91,7 +96,7 @@ export class NetworkMonitor {
     const id = o.id ?? randomBytes(3).toString("hex");
     if (!NETWORK_MONITOR_ID_RE.test(id))
       throw new Error(`monitor id ${JSON.stringify(id)} must match ${NETWORK_MONITOR_ID_RE}`);
-    this.netns = `ncnm-${id}`;
+    this.netns = o.netns ?? `ncnm-${id}`;
     this.tapName = `nctap-${id}`;
     this.queue = new FrameQueue(o.queue);
     this.receiver = new MirrorReceiver({
@@ -117,8 +122,10 @@ export class NetworkMonitor {
   private async init(): Promise<void> {
     const o = this.o;
     mkdirSync(o.runDir, { recursive: true });
-    await createNetns(this.netns);
-    this.netnsMade = true;
+    if (!o.netns) {
+      await createNetns(this.netns);
+      this.netnsMade = true;
+    }
     this.tap = await TapWriter.start({ netns: this.netns, tap: this.tapName });
     const ruleFiles = [...(o.defaultRules === false ? [] : [DEFAULT_NETWORK_RULES]), ...(o.ruleFiles ?? [])];
     const dir = join(o.runDir, "suricata");

@@ -1,0 +1,118 @@
+/**
+ * Security VMs (issue 12): isolated monitoring services a host-VM agent runs beside its
+ * guests, each with its targets (guests of this host VM) and the monitors it runs against
+ * each one (memory from the guest's RAM, disk from an NBD export of one of its disks, network
+ * from a mirror of one of its NICs). Alerts come back in the one alert shape
+ * (src/monitor/alert.ts), numbered in the security VM's bounded log.
+ */
+import { type Static, Type } from "typebox";
+import { MONITOR_KINDS, SEVERITIES } from "../../monitor/index.ts";
+import { GuestId, NumberOrNull, StringOrNull } from "./common.ts";
+import { DeviceId } from "./devices.ts";
+
+export const SecVmId = Type.String({
+  pattern: "^[a-z][a-z0-9]{0,6}$",
+  description: "names its namespace, cgroup and TAP devices",
+});
+export const SecVmParams = Type.Object({ secvmId: SecVmId });
+
+export const SecVmTargetSchema = Type.Object(
+  {
+    guestId: GuestId,
+    /** Introspect the guest's memory (default true). */
+    memory: Type.Optional(Type.Boolean()),
+    /** Check this disk of the guest (ext4 integrity + ClamAV); absent: no disk monitor. */
+    disk: Type.Optional(DeviceId),
+    /** Inspect the traffic of this NIC of the guest (Suricata); absent: no network monitor. */
+    nic: Type.Optional(DeviceId),
+  },
+  { additionalProperties: false },
+);
+export type SecVmTarget = Static<typeof SecVmTargetSchema>;
+
+/** A ClamAV body signature (hex pattern, anywhere in a file): the operator's own database. */
+export const SignatureSchema = Type.Object(
+  {
+    name: Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" }),
+    hex: Type.String({ pattern: "^([0-9a-f]{2}){4,256}$" }),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateSecVmBody = Type.Object(
+  {
+    secvmId: SecVmId,
+    /** At most one security VM watches a guest. */
+    targets: Type.Array(SecVmTargetSchema, { minItems: 1, maxItems: 8 }),
+    /** Its cgroup's limits (default 1 CPU, 512 MiB: Suricata's and ClamAV's share included). */
+    cpus: Type.Optional(Type.Number({ minimum: 0.1, maximum: 64 })),
+    memoryMiB: Type.Optional(Type.Integer({ minimum: 128, maximum: 65_536 })),
+    /** Period between memory rounds and between disk rounds (defaults 2 s and 10 s). */
+    memoryPeriodMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
+    diskPeriodMs: Type.Optional(Type.Integer({ minimum: 500, maximum: 86_400_000 })),
+    /** ClamAV body signatures (the malware scan runs when there is at least one). */
+    signatures: Type.Optional(Type.Array(SignatureSchema, { maxItems: 256 })),
+    /** A tenant's Suricata rules (one text, loaded next to nestcloud's defaults). */
+    rules: Type.Optional(Type.String({ maxLength: 256 * 1024 })),
+    /** Bounded alert log (default 2000). */
+    alertLogSize: Type.Optional(Type.Integer({ minimum: 10, maximum: 100_000 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateSecVmRequest = Static<typeof CreateSecVmBody>;
+
+export const MonitorStatusSchema = Type.Object({
+  guestId: Type.String(),
+  monitor: Type.Enum([...MONITOR_KINDS]),
+  /** starting, running, lost (its target or source is gone; being reopened), stopped. */
+  state: Type.String(),
+  rounds: Type.Integer(),
+  lastRoundMs: NumberOrNull,
+});
+
+export const SecVmStatusSchema = Type.Object({
+  secvmId: Type.String(),
+  /** starting, running, restarting (its service died or wedged), failed, stopping. */
+  state: Type.String(),
+  pid: Type.Union([Type.Integer(), Type.Null()]),
+  uid: Type.Integer(),
+  netns: Type.String(),
+  cgroup: Type.Array(Type.String()),
+  /** How the cgroup was made, or why there is none. */
+  cgroupNote: Type.String(),
+  targets: Type.Array(SecVmTargetSchema),
+  monitors: Type.Array(MonitorStatusSchema),
+  restarts: Type.Integer(),
+  alerts: Type.Object({ last: Type.Integer(), kept: Type.Integer(), evicted: Type.Integer() }),
+  /** Peak resident memory of the service process (kB), from its own reports. */
+  maxRssKiB: NumberOrNull,
+  error: StringOrNull,
+});
+export type SecVmStatus = Static<typeof SecVmStatusSchema>;
+export const SecVmListSchema = Type.Array(SecVmStatusSchema);
+
+export const AlertSchema = Type.Object({
+  seq: Type.Integer(),
+  time: Type.Number(),
+  target: Type.String(),
+  monitor: Type.Enum([...MONITOR_KINDS]),
+  channel: Type.String(),
+  severity: Type.Enum([...SEVERITIES]),
+  summary: Type.String(),
+  evidence: Type.Record(Type.String(), Type.Unknown()),
+});
+
+export const AlertsQuery = Type.Object({
+  after: Type.Optional(Type.Integer({ minimum: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  /** Wait up to this long for an alert after `after` (long poll; default 0). */
+  waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })),
+});
+
+export const AlertPageSchema = Type.Object({
+  secvmId: Type.String(),
+  alerts: Type.Array(AlertSchema),
+  next: Type.Integer(),
+  missed: Type.Integer(),
+});
+export type AlertPageAnswer = Static<typeof AlertPageSchema>;

@@ -1,0 +1,624 @@
+/**
+ * The host-VM agent's security VMs (issue 12): each one an isolated monitoring service placed
+ * in this host VM like a guest (see docs/architecture.md, "Security VMs: the service"):
+ *
+ * - its own cgroup (cgroup.ts: CPU and memory limits; everything it starts is killed with it),
+ * - its own network namespace `ncsv-<id>` (the network monitors' TAP devices and Suricata),
+ * - its own uid and gid (derived from the host VM and its id) and a private folder
+ *   /run/ncsv/<host>-<id> (0700, that uid) holding the only ways to its targets: QEMU's NBD
+ *   server for each target disk (a unix socket there; one random export name per round), the
+ *   mirror socket each target NIC's filter-mirror connects to, and the targets' RAM files as
+ *   descriptors opened read-only by the agent and inherited by the service at start;
+ * - an IPC channel to the agent: its alerts go into the security VM's bounded log here (the
+ *   agent serves it), and it asks for each disk round's view (bitmap rotation and fleece over
+ *   QMP, which only the agent holds) for its own targets only (protocol.ts checks).
+ *
+ * Faults: a service that exits is alerted and started again (at most MAX_RESTARTS a minute,
+ * then failed); one that stops sending heartbeats (wedged, stopped) is killed with its cgroup
+ * (a stopped mirror reader would otherwise freeze its guest's QEMU once the socket's buffer is
+ * full: docs/architecture.md) and started again; a target whose QEMU dies is alerted, and when
+ * the guest runs again the service is started again with the new QEMU's RAM, NBD server and
+ * mirror.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type Alert,
+  AlertLog,
+  type AlertPage,
+  alert,
+  createNetns,
+  deleteNetns,
+  type MonitorKind,
+} from "../../monitor/index.ts";
+import {
+  addNetMirror,
+  type DiskView,
+  listDirtyBitmaps,
+  openDiskView,
+  type QemuProcess,
+  removeDirtyBitmap,
+  removeNetMirror,
+  startNbdServer,
+  stopNbdServer,
+} from "../../qemu/index.ts";
+import type { CreateSecVmRequest, SecVmStatus, SecVmTarget } from "../api-types.ts";
+import type { HostVm } from "../hostvm/state.ts";
+import { AgentError, conflict } from "../http.ts";
+import { agentCommand } from "../launcher.ts";
+import {
+  cgroupPids,
+  createSecVmCgroup,
+  killCgroup,
+  placeInCgroup,
+  releaseHierarchies,
+  removeCgroup,
+  type SecVmCgroup,
+} from "./cgroup.ts";
+import {
+  type AgentMessage,
+  type MonitorReport,
+  parseServiceMessage,
+  type ServiceConfig,
+  type ServiceTarget,
+} from "./protocol.ts";
+
+/** Where security VMs' private folders go: traversable by their uids (a testbed root is not). */
+export const SECVM_RUN_ROOT = "/run/ncsv";
+const MAX_RESTARTS = 5;
+const HEARTBEAT_MS = 1000;
+/** No heartbeat for this long: the service is wedged (or stopped) and is killed. */
+export const WEDGED_MS = 6000;
+const READY_TIMEOUT_MS = 90_000;
+
+export const secvmErrors = {
+  exists: (id: string) => conflict(`security VM ${id} already exists`),
+  watched: (g: string, by: string) => conflict(`guest ${g} is already watched by security VM ${by}`),
+  notRunning: (g: string) => conflict(`guest ${g} has no running QEMU`),
+  noDevice: (g: string, kind: string, d: string) =>
+    new AgentError(400, "bad_request", `guest ${g} has no ${kind} ${d}`),
+  nbdBusy: (g: string) =>
+    conflict(`guest ${g}'s QEMU already runs an NBD server (a disk tap?): a security VM needs its own`),
+};
+
+/** A uid/gid of its own per security VM and host VM, away from any real account. */
+export function secvmUid(testbedId: string, server: string, hostVm: string, id: string): number {
+  const h = createHash("sha256").update(`${testbedId}/${server}/${hostVm}/${id}`).digest();
+  return 0x40000000 + (h.readUInt32BE(0) & 0x0fffffff);
+}
+
+interface TargetRuntime {
+  spec: SecVmTarget;
+  qemu: QemuProcess | null;
+  pid: number | null;
+  ramFd: number | null;
+  nbdSocket: string | null;
+  mirrorSocket: string | null;
+  mirrorId: string;
+  /** Disk rounds: the bitmap recording since the previous view, and the view open now. */
+  bitmapSeq: number;
+  recording: string | null;
+  view: DiskView | null;
+  lost: boolean;
+}
+
+export class SecVm {
+  state: "starting" | "running" | "restarting" | "failed" | "stopping" | "stopped" = "starting";
+  readonly log: AlertLog;
+  readonly uid: number;
+  readonly netns: string;
+  readonly dir: string;
+  cgroup: SecVmCgroup = { mode: "none", dirs: [], shown: [], note: "" };
+  child: ChildProcess | null = null;
+  restarts = 0;
+  private restartTimes: number[] = [];
+  error: string | null = null;
+  maxRssKiB: number | null = null;
+  monitors: MonitorReport[] = [];
+  private lastBeat = 0;
+  private watch: NodeJS.Timeout | null = null;
+  private waiters = new Set<() => void>();
+  private readonly targets: TargetRuntime[];
+  private readonly targetIds: Set<string>;
+  /** Messages from the service that failed validation. */
+  rejected = 0;
+  private cycle: Promise<void> | null = null;
+
+  constructor(
+    readonly req: CreateSecVmRequest,
+    private readonly host: HostVm,
+  ) {
+    const { cfg } = host;
+    this.log = new AlertLog(req.alertLogSize ?? 2000);
+    this.uid = secvmUid(cfg.testbedId, cfg.server, cfg.hostVm, req.secvmId);
+    this.netns = `ncsv-${createHash("sha256").update(`${cfg.testbedId}/${cfg.server}/${cfg.hostVm}`).digest("hex").slice(0, 6)}-${req.secvmId}`;
+    this.dir = join(SECVM_RUN_ROOT, this.netns.slice(5));
+    this.targets = req.targets.map((spec, i) => ({
+      spec,
+      qemu: null,
+      pid: null,
+      ramFd: null,
+      nbdSocket: null,
+      mirrorSocket: null,
+      mirrorId: `svm-${req.secvmId}-${i}`,
+      bitmapSeq: 0,
+      recording: null,
+      view: null,
+      lost: false,
+    }));
+    this.targetIds = new Set(req.targets.map((t) => t.guestId));
+  }
+
+  get id(): string {
+    return this.req.secvmId;
+  }
+
+  /** Checks the targets now (400/409 before anything is made). */
+  check(): void {
+    for (const t of this.req.targets) {
+      const g = this.host.guestOf(t.guestId);
+      if (!g.qemu?.isRunning) throw secvmErrors.notRunning(t.guestId);
+      const devs = g.config.devices ?? [];
+      if (t.disk && !devs.some((d) => d.kind === "disk" && d.id === t.disk))
+        throw secvmErrors.noDevice(t.guestId, "disk", t.disk);
+      if (t.nic && !devs.some((d) => d.kind === "nic" && d.id === t.nic))
+        throw secvmErrors.noDevice(t.guestId, "NIC", t.nic);
+      if (
+        t.disk &&
+        devs.some((d) => d.kind === "tap" && devs.some((x) => x.kind === "disk" && x.id === d.of))
+      )
+        throw secvmErrors.nbdBusy(t.guestId);
+    }
+  }
+
+  status(): SecVmStatus {
+    return {
+      secvmId: this.id,
+      state: this.state,
+      pid: this.child?.pid ?? null,
+      uid: this.uid,
+      netns: this.netns,
+      cgroup: this.cgroup.shown,
+      cgroupNote: this.cgroup.note,
+      targets: this.req.targets,
+      monitors: this.monitors,
+      restarts: this.restarts,
+      alerts: { last: this.log.last, kept: this.log.size, evicted: this.log.evicted },
+      maxRssKiB: this.maxRssKiB,
+      error: this.error,
+    };
+  }
+
+  push(a: Alert): void {
+    this.log.push(a);
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+
+  /** Alerts after `after`; waits up to waitMs for one when there is none yet. */
+  async alerts(after: number, limit: number, waitMs: number): Promise<AlertPage> {
+    if (waitMs > 0 && this.log.last <= after) {
+      await new Promise<void>((resolve) => {
+        const w = () => {
+          clearTimeout(t);
+          resolve();
+        };
+        const t = setTimeout(() => {
+          this.waiters.delete(w);
+          resolve();
+        }, waitMs);
+        this.waiters.add(w);
+      });
+    }
+    return this.log.since(after, limit);
+  }
+
+  /** The security VM's own alert about one of its targets (not from a monitor's findings). */
+  private own(
+    t: SecVmTarget,
+    severity: Alert["severity"],
+    summary: string,
+    evidence: Record<string, string | number | null>,
+  ): void {
+    const kinds: MonitorKind[] = [
+      ...(t.memory !== false ? (["memory"] as const) : []),
+      ...(t.disk ? (["disk"] as const) : []),
+      ...(t.nic ? (["network"] as const) : []),
+    ];
+    for (const monitor of kinds)
+      this.push(
+        alert({
+          time: Date.now(),
+          target: t.guestId,
+          monitor,
+          channel: "local",
+          severity,
+          summary,
+          evidence: { source: "secvm", secvm: this.id, ...evidence },
+        }),
+      );
+  }
+
+  /** Makes the namespace, folder and cgroup, then starts the service. */
+  async create(): Promise<void> {
+    const c = this.req;
+    mkdirSync(SECVM_RUN_ROOT, { recursive: true, mode: 0o711 });
+    rmSync(this.dir, { recursive: true, force: true });
+    mkdirSync(this.dir, { mode: 0o700 });
+    chownSync(this.dir, this.uid, this.uid);
+    mkdirSync(join(this.dir, "scratch"), { mode: 0o700 });
+    chownSync(join(this.dir, "scratch"), this.uid, this.uid);
+    this.cgroup = createSecVmCgroup(`secvm-${this.netns.slice(5)}`, {
+      cpus: c.cpus ?? 1,
+      memoryMiB: c.memoryMiB ?? 512,
+    });
+    await createNetns(this.netns);
+    if (c.signatures && c.signatures.length > 0)
+      writeFileSync(
+        join(this.dir, "operator.ndb"),
+        c.signatures.map((s) => `${s.name}:0:*:${s.hex}\n`).join(""),
+        { mode: 0o644 },
+      );
+    if (c.rules) writeFileSync(join(this.dir, "tenant.rules"), c.rules, { mode: 0o644 });
+    await this.startService();
+    this.watch = setInterval(() => void this.tick(), 500);
+  }
+
+  private async attachTargets(): Promise<ServiceTarget[]> {
+    const out: ServiceTarget[] = [];
+    let fdIndex = 4; // 0-2 stdio, 3 the IPC channel
+    for (const t of this.targets) {
+      const g = this.host.guestOf(t.spec.guestId);
+      const q = g.qemu;
+      if (!q?.isRunning || q.pid === undefined) throw secvmErrors.notRunning(t.spec.guestId);
+      t.qemu = q;
+      t.pid = q.pid;
+      t.lost = false;
+      t.bitmapSeq = 0;
+      t.recording = null;
+      const st: ServiceTarget = { guestId: t.spec.guestId, memory: null, disk: null, nic: null };
+      if (t.spec.memory !== false) {
+        t.ramFd = openSync(q.poolFile, "r");
+        st.memory = { fd: fdIndex++ };
+      }
+      if (t.spec.disk) {
+        t.nbdSocket = join(this.dir, `nbd-${t.spec.guestId}.sock`);
+        rmSync(t.nbdSocket, { force: true });
+        try {
+          await startNbdServer(q.qmp, { type: "unix", path: t.nbdSocket });
+        } catch (e) {
+          if (/already running/i.test((e as Error).message)) throw secvmErrors.nbdBusy(t.spec.guestId);
+          throw e;
+        }
+        chownSync(t.nbdSocket, this.uid, this.uid);
+        st.disk = { socket: t.nbdSocket };
+      }
+      if (t.spec.nic) {
+        t.mirrorSocket = join(this.dir, `mirror-${t.spec.guestId}.sock`);
+        st.nic = { mirrorSocket: t.mirrorSocket, monitorId: `${this.id}${this.targets.indexOf(t)}` };
+      }
+      out.push(st);
+    }
+    return out;
+  }
+
+  private async startService(): Promise<void> {
+    const c = this.req;
+    const targets = await this.attachTargets();
+    const fds = this.targets.filter((t) => t.ramFd !== null).map((t) => t.ramFd as number);
+    const logFd = openSync(join(SECVM_RUN_ROOT, `${this.netns.slice(5)}.log`), "a", 0o600);
+    const [node, entry] = agentCommand();
+    const child = spawn("ip", ["netns", "exec", this.netns, node, entry, "secvm-service"], {
+      stdio: ["ignore", logFd, logFd, "ipc", ...fds],
+      // Its own process group: killed as one when there is no cgroup to kill.
+      detached: true,
+      env: { ...process.env, NESTCLOUD_SECVM: this.id },
+    });
+    closeSync(logFd);
+    this.child = child;
+    // A send to a service that just died fails here, not as an uncaught error of the agent.
+    child.on("error", (e) => {
+      this.error = `service: ${e.message}`;
+    });
+    if (child.pid === undefined) throw new Error("the security VM's service did not start");
+    // In its cgroup before it starts anything (it waits for its configuration first).
+    placeInCgroup(this.cgroup, child.pid);
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`service not ready in ${READY_TIMEOUT_MS} ms`)),
+        READY_TIMEOUT_MS,
+      );
+      child.once("exit", (code, sig) => {
+        clearTimeout(timer);
+        reject(new Error(`service exited before it was ready (${code ?? sig})`));
+      });
+      child.on("message", (raw) => {
+        const m = parseServiceMessage(raw, this.targetIds);
+        if (!m) {
+          this.rejected++;
+          return;
+        }
+        if (m.type === "ready") {
+          clearTimeout(timer);
+          resolve();
+        } else void this.onMessage(m);
+      });
+    });
+    ready.catch(() => {});
+    const config: ServiceConfig = {
+      type: "config",
+      secvmId: this.id,
+      uid: this.uid,
+      gid: this.uid,
+      dir: this.dir,
+      netns: this.netns,
+      channel: "local",
+      memoryPeriodMs: c.memoryPeriodMs ?? 2000,
+      diskPeriodMs: c.diskPeriodMs ?? 10_000,
+      clamavDatabases: c.signatures?.length ? [join(this.dir, "operator.ndb")] : [],
+      ruleFiles: c.rules ? [join(this.dir, "tenant.rules")] : [],
+      targets,
+      heartbeatMs: HEARTBEAT_MS,
+    };
+    child.send(config satisfies AgentMessage);
+    // The RAM descriptors are the service's now.
+    for (const t of this.targets)
+      if (t.ramFd !== null) {
+        closeSync(t.ramFd);
+        t.ramFd = null;
+      }
+    await ready;
+    this.lastBeat = Date.now();
+    for (const t of this.targets)
+      if (t.spec.nic && t.qemu && t.mirrorSocket)
+        await addNetMirror(t.qemu.qmp, {
+          id: t.mirrorId,
+          netdev: `nic-${t.spec.nic}`,
+          to: { type: "unix", path: t.mirrorSocket, reconnectSeconds: 1 },
+        });
+    this.state = "running";
+    child.once("exit", (code, signal) => void this.onExit(child, code, signal));
+  }
+
+  private async onMessage(m: Exclude<ReturnType<typeof parseServiceMessage>, null>): Promise<void> {
+    if (m.type === "alert") this.push(m.alert);
+    else if (m.type === "heartbeat") {
+      this.lastBeat = Date.now();
+      this.maxRssKiB = Math.max(this.maxRssKiB ?? 0, m.rssKiB);
+      this.monitors = m.monitors;
+    } else if (m.type === "disk-view-open" || m.type === "disk-view-close") {
+      const t = this.targets.find((x) => x.spec.guestId === m.guestId);
+      if (!t) return;
+      const answer = await (m.type === "disk-view-open" ? this.openView(t) : this.closeView(t)).then(
+        (v) => ({
+          type: "disk-view" as const,
+          reqId: m.reqId,
+          ok: true as const,
+          exportName: v?.exportName ?? "",
+          dirtyBitmap: v?.frozenBitmap ?? null,
+        }),
+        (e) => ({
+          type: "disk-view" as const,
+          reqId: m.reqId,
+          ok: false as const,
+          error: (e as Error).message,
+        }),
+      );
+      if (this.child?.connected) this.child.send(answer satisfies AgentMessage, () => {});
+    }
+  }
+
+  /** A point-in-time view of the target's disk for one round: rotation + fleece + export. */
+  private async openView(t: TargetRuntime): Promise<DiskView> {
+    const q = t.qemu;
+    if (!q?.isRunning || t.lost) throw new Error(`guest ${t.spec.guestId} has no running QEMU`);
+    if (t.view) await this.closeView(t);
+    const node = `disk-${t.spec.disk}`;
+    const start = `sv${this.id}b${++t.bitmapSeq}`;
+    let freeze = t.recording ?? undefined;
+    if (freeze && !(await listDirtyBitmaps(q.qmp, node)).some((b) => b.name === freeze)) freeze = undefined;
+    t.view = await openDiskView(q.qmp, {
+      node,
+      exportId: `sv-${this.id}-${randomBytes(8).toString("hex")}`,
+      fleeceFile: join(this.dir, `fleece-${t.spec.guestId}.qcow2`),
+      rotate: { freeze, start },
+    });
+    t.recording = start;
+    return t.view;
+  }
+
+  private async closeView(t: TargetRuntime): Promise<null> {
+    const v = t.view;
+    t.view = null;
+    if (v && t.qemu?.isRunning) await v.close();
+    return null;
+  }
+
+  /** Heartbeat watchdog and target watch, every 500 ms. */
+  private async tick(): Promise<void> {
+    if (this.cycle || this.state !== "running") return;
+    const child = this.child;
+    if (Date.now() - this.lastBeat > WEDGED_MS && child) {
+      this.error = `no heartbeat for ${Date.now() - this.lastBeat} ms: killed`;
+      for (const t of this.targets)
+        this.own(
+          t.spec,
+          "critical",
+          `security VM ${this.id} stopped answering (wedged): killed and started again`,
+          {
+            kind: "secvm-wedged",
+            silentMs: Date.now() - this.lastBeat,
+          },
+        );
+      this.lastBeat = Date.now();
+      // Its exit (onExit) starts it again.
+      child.kill("SIGKILL");
+      await killCgroup(this.cgroup).catch(() => {});
+      return;
+    }
+    for (const t of this.targets) {
+      const g = this.host.guests.get(t.spec.guestId);
+      const q = g?.qemu;
+      const running = q?.isRunning === true;
+      if (!t.lost && (!running || q?.pid !== t.pid)) {
+        t.lost = true;
+        t.view = null;
+        this.own(
+          t.spec,
+          "critical",
+          `target ${t.spec.guestId} lost: its QEMU ${running ? "was replaced" : "is gone"}`,
+          { kind: "target-lost", qemuPid: t.pid },
+        );
+      } else if (t.lost && running) {
+        this.own(
+          t.spec,
+          "info",
+          `target ${t.spec.guestId} runs again (QEMU pid ${q?.pid}): monitors start again`,
+          { kind: "target-back", qemuPid: q?.pid ?? null },
+        );
+        this.cycle = this.restart("target back").finally(() => {
+          this.cycle = null;
+        });
+        return;
+      }
+    }
+  }
+
+  private async onExit(child: ChildProcess, code: number | null, signal: string | null): Promise<void> {
+    if (child !== this.child || this.state === "stopping" || this.state === "stopped") return;
+    for (const t of this.targets)
+      this.own(
+        t.spec,
+        "critical",
+        `security VM ${this.id}'s service died (${code ?? signal}): monitoring interrupted`,
+        { kind: "secvm-died", code, signal },
+      );
+    if (this.cycle) return;
+    this.cycle = this.restart("service died").finally(() => {
+      this.cycle = null;
+    });
+  }
+
+  /** Stops what runs (kills the cgroup, detaches the targets) and starts the service again. */
+  private async restart(why: string): Promise<void> {
+    const now = Date.now();
+    this.restartTimes = this.restartTimes.filter((x) => now - x < 60_000);
+    if (this.restartTimes.length >= MAX_RESTARTS) {
+      this.state = "failed";
+      this.error = `${MAX_RESTARTS} restarts within a minute; last: ${why}`;
+      await this.teardownRun();
+      return;
+    }
+    this.restartTimes.push(now);
+    this.state = "restarting";
+    await this.teardownRun();
+    if (this.targets.some((t) => !this.host.guests.get(t.spec.guestId)?.qemu?.isRunning)) {
+      // Waits for the target: tick() brings it back when the guest runs.
+      this.state = "running";
+      this.lastBeat = Date.now() + 1e12;
+      return;
+    }
+    this.restarts++;
+    try {
+      await this.startService();
+      this.lastBeat = Date.now();
+    } catch (e) {
+      this.error = `restart failed: ${(e as Error).message}`;
+      this.state = "failed";
+    }
+  }
+
+  /** Kills the service with everything in its cgroup, then detaches the targets (QMP). */
+  private async teardownRun(): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    // Killed first: a wedged mirror reader would keep its guest's QEMU (and QMP) frozen.
+    await killCgroup(this.cgroup).catch(() => {});
+    if (child?.pid !== undefined)
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("exit", r));
+    }
+    for (const t of this.targets) {
+      const q = t.qemu;
+      if (t.ramFd !== null) closeSync(t.ramFd);
+      t.ramFd = null;
+      if (!q?.isRunning) continue;
+      if (t.spec.nic) await removeNetMirror(q.qmp, t.mirrorId).catch(() => {});
+      if (t.spec.disk) {
+        await this.closeView(t).catch(() => {});
+        await stopNbdServer(q.qmp).catch(() => {});
+        const node = `disk-${t.spec.disk}`;
+        for (const b of await listDirtyBitmaps(q.qmp, node).catch(() => []))
+          if (b.name.startsWith(`sv${this.id}b`))
+            await removeDirtyBitmap(q.qmp, node, b.name).catch(() => {});
+      }
+    }
+  }
+
+  async delete(): Promise<void> {
+    if (this.watch) clearInterval(this.watch);
+    this.watch = null;
+    await this.cycle?.catch(() => {});
+    this.state = "stopping";
+    await this.teardownRun();
+    await deleteNetns(this.netns).catch(() => {});
+    await removeCgroup(this.cgroup).catch(() => {});
+    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(join(SECVM_RUN_ROOT, `${this.netns.slice(5)}.log`), { force: true });
+    this.state = "stopped";
+  }
+
+  /** Pids in its cgroup now (tests: nothing left after delete). */
+  pids(): number[] {
+    return cgroupPids(this.cgroup);
+  }
+}
+
+export class SecVmManager {
+  readonly vms = new Map<string, SecVm>();
+  constructor(private readonly host: HostVm) {}
+
+  of(id: string): SecVm {
+    const v = this.vms.get(id);
+    if (!v) throw new AgentError(404, "not_found", `no security VM ${id} on host VM ${this.host.where}`);
+    return v;
+  }
+
+  async create(req: CreateSecVmRequest): Promise<SecVm> {
+    if (this.vms.has(req.secvmId)) throw secvmErrors.exists(req.secvmId);
+    for (const t of req.targets)
+      for (const v of this.vms.values())
+        if (v.req.targets.some((x) => x.guestId === t.guestId)) throw secvmErrors.watched(t.guestId, v.id);
+    const v = new SecVm(req, this.host);
+    v.check();
+    this.vms.set(req.secvmId, v);
+    try {
+      await v.create();
+    } catch (e) {
+      this.vms.delete(req.secvmId);
+      await v.delete().catch(() => {});
+      throw e;
+    }
+    return v;
+  }
+
+  async delete(id: string): Promise<void> {
+    const v = this.of(id);
+    await v.delete();
+    this.vms.delete(id);
+  }
+
+  async shutdown(): Promise<void> {
+    for (const id of [...this.vms.keys()]) await this.delete(id).catch(() => {});
+    releaseHierarchies();
+  }
+}
+
+/** For tests: whether a path exists (the folder is gone after delete). */
+export const secvmDirExists = (v: SecVm) => existsSync(v.dir);

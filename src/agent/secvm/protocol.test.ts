@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { EVIDENCE_LIMITS } from "../../monitor/index.ts";
+import { parseServiceMessage } from "./protocol.ts";
+
+const mine = new Set(["ga"]);
+const alertOf = (over: Record<string, unknown> = {}) => ({
+  type: "alert",
+  alert: {
+    time: 1,
+    target: "ga",
+    monitor: "memory",
+    channel: "local",
+    severity: "critical",
+    summary: "hidden task",
+    evidence: { pid: 7, seenIn: ["pid-idr"] },
+    ...over,
+  },
+});
+
+test("a service's alert about its own target is taken, bounded again", () => {
+  const m = parseServiceMessage(alertOf({ summary: `x\u001b[2J${"y".repeat(5000)}` }), mine);
+  assert.equal(m?.type, "alert");
+  if (m?.type !== "alert") return;
+  assert.ok(!m.alert.summary.includes("\u001b"), "control characters replaced");
+  assert.ok(Buffer.byteLength(m.alert.summary) <= EVIDENCE_LIMITS.stringBytes + 3);
+  assert.deepEqual(m.alert.evidence.seenIn, ["pid-idr"]);
+});
+
+test("nothing about another guest, no unknown monitor or severity, no nested evidence", () => {
+  for (const bad of [
+    alertOf({ target: "gb" }),
+    alertOf({ monitor: "kernel" }),
+    alertOf({ severity: "fatal" }),
+    alertOf({ evidence: { deep: { x: 1 } } }),
+    alertOf({ evidence: { n: Number.NaN } }),
+    alertOf({ time: "now" }),
+    { type: "disk-view-open", reqId: 1, guestId: "gb" },
+    { type: "disk-view-open", reqId: -1, guestId: "ga" },
+    {
+      type: "heartbeat",
+      rssKiB: 1,
+      monitors: [{ guestId: "gb", monitor: "memory", state: "running", rounds: 1, lastRoundMs: null }],
+    },
+    {
+      type: "heartbeat",
+      rssKiB: 1,
+      monitors: new Array(10).fill({
+        guestId: "ga",
+        monitor: "memory",
+        state: "running",
+        rounds: 1,
+        lastRoundMs: null,
+      }),
+    },
+    { type: "config" },
+    null,
+    "ready",
+  ])
+    assert.equal(parseServiceMessage(bad, mine), null, JSON.stringify(bad));
+});
+
+test("disk views and heartbeats for its own target", () => {
+  assert.deepEqual(parseServiceMessage({ type: "disk-view-open", reqId: 3, guestId: "ga" }, mine), {
+    type: "disk-view-open",
+    reqId: 3,
+    guestId: "ga",
+  });
+  const hb = parseServiceMessage(
+    {
+      type: "heartbeat",
+      rssKiB: 90_000,
+      monitors: [{ guestId: "ga", monitor: "disk", state: "lost", rounds: 2, lastRoundMs: 10 }],
+    },
+    mine,
+  );
+  assert.equal(hb?.type, "heartbeat");
+});

@@ -1,0 +1,301 @@
+/**
+ * A security VM's service: the process the host-VM agent starts for it (`nestcloud-agent.js
+ * secvm-service`), inside the security VM's network namespace and cgroup, with an IPC channel
+ * to the agent and, as inherited descriptors, its targets' RAM files (read-only). It runs the
+ * monitors against its targets and sends their alerts to the agent, which keeps the log.
+ *
+ * Privileges: it starts as root only to start the network monitors' TAP writers and Suricata
+ * in its namespace; then it drops to its own uid and gid (no supplementary groups) before it
+ * reads anything of a guest. From then on it can reach only what the agent handed it: the RAM
+ * descriptors, the NBD sockets and mirror sockets in its private folder (0700, its uid).
+ * Another security VM's folder, any guest's RAM file in the pool (0600 root) and the agent's
+ * token are out of its reach.
+ *
+ * Bounded towards the agent: at most MAX_UNSENT alerts waiting in the IPC channel; beyond that
+ * alerts are dropped, counted, and the count is sent as an alert of its own once the channel
+ * drains.
+ */
+import { fstatSync, readSync } from "node:fs";
+import {
+  type Alert,
+  alert,
+  DiskMonitor,
+  MemoryMonitor,
+  type MemorySource,
+  NetworkMonitor,
+  unixTransport,
+} from "../../monitor/index.ts";
+import {
+  MAX_BATCH,
+  MemoryError,
+  type PhysicalMemory,
+  type PhysRange,
+  RamFileMemory,
+  ramLayout,
+} from "../../vmi/index.ts";
+import type {
+  AgentMessage,
+  DiskViewAnswer,
+  MonitorReport,
+  ServiceConfig,
+  ServiceMessage,
+  ServiceTarget,
+} from "./protocol.ts";
+
+const MAX_UNSENT = 1000;
+
+/** An inherited descriptor of a RAM file as physical memory (pread; never reopened by path). */
+class FdMemory implements PhysicalMemory {
+  readonly size: number;
+  constructor(private readonly fd: number) {
+    this.size = fstatSync(fd).size;
+  }
+  async read(ranges: readonly PhysRange[]): Promise<Uint8Array[]> {
+    if (ranges.length > MAX_BATCH) throw new MemoryError("MEM_BAD_REQUEST", `batch of ${ranges.length}`);
+    return ranges.map((r) => {
+      if (r.addr < 0 || r.len < 0 || r.addr + r.len > this.size)
+        throw new MemoryError("MEM_OUT_OF_RANGE", `read at ${r.addr}+${r.len} beyond ${this.size}`);
+      const b = new Uint8Array(r.len);
+      let n: number;
+      try {
+        n = readSync(this.fd, b, 0, r.len, r.addr);
+      } catch (e) {
+        throw new MemoryError("MEM_READ_FAILED", `pread: ${(e as Error).message}`, { cause: e });
+      }
+      if (n !== r.len) throw new MemoryError("MEM_READ_FAILED", `short read at ${r.addr}`);
+      return b;
+    });
+  }
+}
+
+/** The RAM descriptor as the memory monitor's source (q35 layout). */
+export function fdMemorySource(fd: number): MemorySource {
+  const file = new FdMemory(fd);
+  return { memory: new RamFileMemory(ramLayout("q35", file.size), file), close: () => {} };
+}
+
+function send(m: ServiceMessage, done?: () => void): void {
+  process.send?.(m, undefined, undefined, () => done?.());
+}
+
+class Service {
+  private unsent = 0;
+  private dropped = 0;
+  private reqs = 0;
+  private readonly pending = new Map<number, (a: DiskViewAnswer) => void>();
+  private readonly memory = new Map<string, MemoryMonitor>();
+  private readonly disk = new Map<
+    string,
+    { monitor: DiskMonitor; rounds: number; lastMs: number | null; lost: boolean }
+  >();
+  private readonly network = new Map<string, NetworkMonitor>();
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(private readonly c: ServiceConfig) {}
+
+  onAgent(m: AgentMessage): void {
+    if (m.type === "disk-view") {
+      const r = this.pending.get(m.reqId);
+      this.pending.delete(m.reqId);
+      r?.(m);
+    }
+  }
+
+  /** Alerts to the agent, bounded: past MAX_UNSENT waiting, dropped and counted. */
+  alert(a: Alert): void {
+    if (this.unsent >= MAX_UNSENT) {
+      this.dropped++;
+      return;
+    }
+    this.unsent++;
+    send({ type: "alert", alert: a }, () => {
+      this.unsent--;
+      if (this.dropped > 0 && this.unsent < MAX_UNSENT / 2) {
+        const n = this.dropped;
+        this.dropped = 0;
+        this.alert(
+          alert({
+            time: Date.now(),
+            target: a.target,
+            monitor: a.monitor,
+            channel: this.c.channel,
+            severity: "warning",
+            summary: `security VM dropped ${n} alerts: the agent did not take them fast enough`,
+            evidence: { kind: "alerts-dropped", dropped: n },
+          }),
+        );
+      }
+    });
+  }
+
+  private ask(
+    type: "disk-view-open" | "disk-view-close",
+    guestId: string,
+    timeoutMs = 120_000,
+  ): Promise<DiskViewAnswer> {
+    const reqId = ++this.reqs;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(reqId);
+        resolve({
+          type: "disk-view",
+          reqId,
+          ok: false,
+          error: `no answer from the agent in ${timeoutMs} ms`,
+        });
+      }, timeoutMs);
+      this.pending.set(reqId, (a) => {
+        clearTimeout(timer);
+        resolve(a);
+      });
+      send({ type, reqId, guestId });
+    });
+  }
+
+  /** Network monitors first: they need root (TAP device, Suricata in the namespace). */
+  async startPrivileged(): Promise<void> {
+    for (const t of this.c.targets) {
+      if (!t.nic) continue;
+      const mon = await NetworkMonitor.start({
+        target: t.guestId,
+        channel: this.c.channel,
+        runDir: `${this.c.dir}/net-${t.guestId}`,
+        listen: { type: "unix", path: t.nic.mirrorSocket },
+        netns: this.c.netns,
+        id: t.nic.monitorId,
+        ruleFiles: this.c.ruleFiles,
+        onAlert: (a) => this.alert(a),
+      });
+      this.network.set(t.guestId, mon);
+    }
+  }
+
+  start(): void {
+    for (const t of this.c.targets) {
+      if (t.memory) this.startMemory(t, t.memory.fd);
+      if (t.disk) this.startDisk(t, t.disk.socket);
+    }
+    const hb = setInterval(
+      () =>
+        send({
+          type: "heartbeat",
+          rssKiB: Math.round(process.memoryUsage.rss() / 1024),
+          monitors: this.reports(),
+        }),
+      this.c.heartbeatMs,
+    );
+    this.timers.push(hb);
+  }
+
+  private startMemory(t: ServiceTarget, fd: number): void {
+    const m = new MemoryMonitor({
+      target: t.guestId,
+      channel: this.c.channel,
+      open: async () => fdMemorySource(fd),
+      periodMs: this.c.memoryPeriodMs,
+      onAlert: (a) => this.alert(a),
+    });
+    this.memory.set(t.guestId, m);
+    m.start();
+  }
+
+  private startDisk(t: ServiceTarget, socket: string): void {
+    const monitor = new DiskMonitor({
+      target: t.guestId,
+      channel: this.c.channel,
+      clamav:
+        this.c.clamavDatabases.length > 0
+          ? { databases: this.c.clamavDatabases, scratchParent: `${this.c.dir}/scratch` }
+          : null,
+      onAlert: (a) => this.alert(a),
+    });
+    const d = { monitor, rounds: 0, lastMs: null as number | null, lost: false };
+    this.disk.set(t.guestId, d);
+    const loop = async () => {
+      const open = await this.ask("disk-view-open", t.guestId);
+      if (!open.ok) {
+        if (!d.lost)
+          this.alert(
+            alert({
+              time: Date.now(),
+              target: t.guestId,
+              monitor: "disk",
+              channel: this.c.channel,
+              severity: "critical",
+              summary: `disk monitor cannot get a view of the disk: ${open.error}`,
+              evidence: { kind: "source-lost", error: open.error },
+            }),
+          );
+        d.lost = true;
+      } else {
+        d.lost = false;
+        try {
+          const r = await monitor.round({
+            transport: unixTransport(socket),
+            exportName: open.exportName,
+            dirtyBitmap: open.dirtyBitmap,
+          });
+          d.rounds++;
+          d.lastMs = r.ms;
+        } catch {
+          // The monitor alerted the failed round; the next one is full.
+        } finally {
+          await this.ask("disk-view-close", t.guestId);
+        }
+      }
+      this.timers.push(setTimeout(() => void loop(), this.c.diskPeriodMs));
+    };
+    void loop();
+  }
+
+  reports(): MonitorReport[] {
+    const out: MonitorReport[] = [];
+    for (const [guestId, m] of this.memory) {
+      const s = m.stats();
+      out.push({
+        guestId,
+        monitor: "memory",
+        state: s.lost ? "lost" : s.rounds > 0 ? "running" : "starting",
+        rounds: s.rounds,
+        lastRoundMs: s.lastRoundMs,
+      });
+    }
+    for (const [guestId, d] of this.disk)
+      out.push({
+        guestId,
+        monitor: "disk",
+        state: d.lost ? "lost" : d.rounds > 0 ? "running" : "starting",
+        rounds: d.rounds,
+        lastRoundMs: d.lastMs,
+      });
+    for (const [guestId, n] of this.network) {
+      const s = n.stats();
+      out.push({
+        guestId,
+        monitor: "network",
+        state: s.receiver.open > 0 ? "running" : "starting",
+        rounds: s.receiver.frames,
+        lastRoundMs: null,
+      });
+    }
+    return out;
+  }
+}
+
+/** The service's entry: waits for its configuration, starts, drops privileges, runs. */
+export async function runSecVmService(): Promise<void> {
+  if (!process.send) throw new Error("secvm-service runs only as a child of a host-VM agent (IPC channel)");
+  // The agent going away (crash or stop) ends the service: its cgroup is killed anyway.
+  process.on("disconnect", () => process.exit(0));
+  const config = await new Promise<ServiceConfig>((resolve) => {
+    process.once("message", (m) => resolve(m as ServiceConfig));
+  });
+  const s = new Service(config);
+  process.on("message", (m) => s.onAgent(m as AgentMessage));
+  await s.startPrivileged();
+  process.setgroups?.([]);
+  process.setgid?.(config.gid);
+  process.setuid?.(config.uid);
+  s.start();
+  send({ type: "ready" });
+}

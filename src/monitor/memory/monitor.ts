@@ -1,0 +1,297 @@
+/**
+ * The memory monitor (issue 12, "Monitors" 1): the introspection library (src/vmi) run
+ * continuously against one guest. At start it finds the guest's kernel in its memory and takes
+ * a baseline (processes, modules, syscall table, hidden tasks, kernel text hash); every period
+ * it looks again and alerts what changed (snapshot.ts decides), with evidence.
+ *
+ * The memory comes from an opener the caller gives (`open`): the guest's RAM file through a
+ * descriptor the host-VM agent passed (local), or any channel that yields PhysicalMemory
+ * (a page server over a unix socket or TLS). A round that cannot read is the loss of the
+ * source: alerted once (critical), the source is closed and opened again next period; when
+ * it answers again that is alerted too, and a kernel that is not the baseline's (a reboot)
+ * gets a new baseline, also alerted.
+ *
+ * Bounded: a round reads at most `maxTasks` tasks and modules and has a time budget; at most
+ * MAX_ITEM_FINDINGS alerts of one kind per round; evidence lists are cut by alert(). State is
+ * two snapshots (baseline, previous round).
+ */
+import {
+  checkSyscallTable,
+  compareText,
+  discoverKernel,
+  findHiddenTasks,
+  hashKernelText,
+  type Kernel,
+  listModules,
+  listProcesses,
+  type PhysicalMemory,
+  type ProfileCache,
+  type TextHash,
+  VmiError,
+} from "../../vmi/index.ts";
+import { type Alert, alert, type Channel, type Evidence, type Severity } from "../alert.ts";
+import { compareSnapshots, type Finding, type MemorySnapshot } from "./snapshot.ts";
+
+/** Guest memory through some channel; closed when the monitor lets go of it. */
+export interface MemorySource {
+  readonly memory: PhysicalMemory;
+  close(): void;
+}
+
+/** Opens the target's memory (called again after a loss). */
+export type MemoryOpener = () => Promise<MemorySource>;
+
+export interface MemoryMonitorOptions {
+  target: string;
+  channel: Channel;
+  open: MemoryOpener;
+  /** Time between the end of a round and the start of the next (default 2000 ms). */
+  periodMs?: number;
+  /** Tasks/modules walked at most per round (default 16384). */
+  maxTasks?: number;
+  /** Time budget of each walk (default 10 s). */
+  walkTimeoutMs?: number;
+  profileCache?: ProfileCache;
+  onAlert: (a: Alert) => void;
+  /** After every round (tests, measurements). */
+  onRound?: (r: MemoryRoundReport) => void;
+  now?: () => number;
+}
+
+export interface MemoryRoundReport {
+  round: number;
+  kind: "baseline" | "check" | "failed";
+  ms: number;
+  processes: number;
+  modules: number;
+  findings: Finding[];
+  error: string | null;
+}
+
+export interface MemoryMonitorStats {
+  rounds: number;
+  failedRounds: number;
+  alerts: number;
+  /** The source is lost now (alerted, being reopened). */
+  lost: boolean;
+  lastRoundMs: number | null;
+}
+
+export class MemoryMonitor {
+  private source: MemorySource | null = null;
+  private kernel: Kernel | null = null;
+  private baseline: MemorySnapshot | null = null;
+  private baselineText: TextHash | null = null;
+  private prev: MemorySnapshot | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<MemoryRoundReport> | null = null;
+  private stopped = false;
+  private lostSince: number | null = null;
+  private readonly counts: MemoryMonitorStats = {
+    rounds: 0,
+    failedRounds: 0,
+    alerts: 0,
+    lost: false,
+    lastRoundMs: null,
+  };
+  private readonly now: () => number;
+
+  constructor(private readonly o: MemoryMonitorOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Starts the loop: a round now (the baseline), then one every period. */
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  stats(): MemoryMonitorStats {
+    return { ...this.counts, lost: this.lostSince !== null };
+  }
+
+  /** One round now (waits for one under way first). The loop calls it; tests may too. */
+  async round(): Promise<MemoryRoundReport> {
+    while (this.running) await this.running.catch(() => {});
+    this.running = this.doRound();
+    try {
+      return await this.running;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running?.catch(() => {});
+    this.drop();
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.round().finally(() => this.schedule(this.o.periodMs ?? 2000));
+    }, ms);
+  }
+
+  private drop(): void {
+    try {
+      this.source?.close();
+    } catch {}
+    this.source = null;
+    this.kernel = null;
+  }
+
+  private emit(severity: Severity, summary: string, evidence: Evidence): void {
+    this.counts.alerts++;
+    this.o.onAlert(
+      alert({
+        time: this.now(),
+        target: this.o.target,
+        monitor: "memory",
+        channel: this.o.channel,
+        severity,
+        summary,
+        evidence,
+      }),
+    );
+  }
+
+  private async doRound(): Promise<MemoryRoundReport> {
+    const t0 = this.now();
+    const round = ++this.counts.rounds;
+    try {
+      if (!this.source) this.source = await this.o.open();
+      this.kernel ??= await discoverKernel(this.source.memory, { profileCache: this.o.profileCache });
+      const { snap, text } = await this.snapshot(this.kernel);
+      const ms = this.now() - t0;
+      this.counts.lastRoundMs = ms;
+      if (this.lostSince !== null) {
+        this.emit("info", `memory source back after ${this.now() - this.lostSince} ms`, {
+          kind: "source-back",
+          lostMs: this.now() - this.lostSince,
+        });
+        this.lostSince = null;
+      }
+      if (!this.baseline || snap.kernelKey !== this.baseline.kernelKey) {
+        const rebaseline = this.baseline !== null;
+        this.baseline = snap;
+        this.baselineText = text;
+        this.prev = null;
+        this.emit(
+          rebaseline ? "warning" : "info",
+          rebaseline
+            ? "another kernel instance (the guest rebooted?): new baseline"
+            : `baseline: ${snap.processes.size} processes, ${snap.modules.size} modules`,
+          {
+            kind: rebaseline ? "rebaseline" : "baseline",
+            kernel: snap.kernelKey,
+            processes: snap.processes.size,
+            modules: snap.modules.size,
+            // What the kernel already had at start is not repeated later: say it now.
+            syscallFindings: snap.syscalls.map((s) => `${s.nr} ${s.problem} ${s.symbol ?? s.address}`),
+            hiddenTasks: snap.hidden.map((h) => `${h.pid} ${h.comm}`),
+          },
+        );
+        if (snap.hidden.length > 0 || snap.syscalls.length > 0)
+          this.emit("critical", "the baseline already has hidden tasks or syscall findings", {
+            kind: "baseline-suspicious",
+            hidden: snap.hidden.length,
+            syscalls: snap.syscalls.length,
+          });
+        const r = this.report(round, "baseline", ms, snap, []);
+        return r;
+      }
+      const findings = compareSnapshots(this.baseline, this.prev, snap);
+      for (const f of findings) this.emit(f.severity, f.summary, { kind: f.kind, ...f.evidence });
+      this.prev = snap;
+      return this.report(round, "check", ms, snap, findings);
+    } catch (e) {
+      return this.failed(round, t0, e);
+    }
+  }
+
+  private failed(round: number, t0: number, e: unknown): MemoryRoundReport {
+    this.counts.failedRounds++;
+    const code = e instanceof VmiError ? e.code : "ERROR";
+    const message = (e as Error)?.message ?? String(e);
+    if (this.lostSince === null) {
+      this.lostSince = this.now();
+      this.emit(
+        code === "KERNEL_NOT_READY" ? "info" : "critical",
+        `memory monitor lost its view of the guest (${code}): ${message}`,
+        { kind: "source-lost", code, message },
+      );
+    }
+    this.drop();
+    const r: MemoryRoundReport = {
+      round,
+      kind: "failed",
+      ms: this.now() - t0,
+      processes: 0,
+      modules: 0,
+      findings: [],
+      error: `${code}: ${message}`,
+    };
+    this.o.onRound?.(r);
+    return r;
+  }
+
+  private report(
+    round: number,
+    kind: MemoryRoundReport["kind"],
+    ms: number,
+    snap: MemorySnapshot,
+    findings: Finding[],
+  ): MemoryRoundReport {
+    const r = {
+      round,
+      kind,
+      ms,
+      processes: snap.processes.size,
+      modules: snap.modules.size,
+      findings,
+      error: null,
+    };
+    this.o.onRound?.(r);
+    return r;
+  }
+
+  private async snapshot(k: Kernel): Promise<{ snap: MemorySnapshot; text: TextHash }> {
+    const q = { maxEntries: this.o.maxTasks ?? 16_384, timeoutMs: this.o.walkTimeoutMs ?? 10_000 };
+    const ps = await listProcesses(k, q);
+    const mods = await listModules(k, q);
+    const sys = await checkSyscallTable(k);
+    const hidden = await findHiddenTasks(k, q);
+    const text = await hashKernelText(k);
+    const textReport = compareText(k, text, this.baselineText ?? undefined);
+    // Another kernel instance (reboot): its text is compared with nothing yet.
+    const sameKernel = this.baselineText?.key === text.key;
+    return {
+      text,
+      snap: {
+        kernelKey: text.key,
+        processes: new Map(
+          ps.map((p) => [
+            p.pid,
+            { comm: p.comm, ppid: p.ppid, uid: p.uid ?? null, kernelThread: p.kernelThread },
+          ]),
+        ),
+        modules: new Map(mods.map((m) => [m.name, { base: `0x${m.base.toString(16)}`, size: m.size }])),
+        hidden: hidden.hidden.map((h) => ({ pid: h.pid, tgid: h.tgid, comm: h.comm, seenIn: h.seenIn })),
+        syscalls: sys.findings.map((f) => ({
+          nr: f.nr,
+          address: `0x${f.address.toString(16)}`,
+          problem: f.problem,
+          symbol: f.symbol ?? null,
+        })),
+        textChanged: sameKernel
+          ? textReport.changed.map((c) => ({ offset: c.offset, symbol: c.symbol ?? null }))
+          : [],
+      },
+    };
+  }
+}
