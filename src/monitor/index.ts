@@ -7,6 +7,7 @@
 // the guest's mirrored frames inspected by Suricata live.
 export * from "./alert.ts";
 export { DEFAULT_NETWORK_RULES } from "./assets.ts";
+export * from "./channel/index.ts";
 export * from "./disk/clamav.ts";
 export * from "./disk/ext4/index.ts";
 export * from "./disk/integrity.ts";
