@@ -196,6 +196,25 @@ describe("mirror receiver over TLS", () => {
         setTimeout(() => s.end(), 300);
       });
     try {
+      // Hostile over TLS as over a unix socket: a length no frame can have ends the connection,
+      // counted as a stream error; nothing of it is buffered.
+      await new Promise<void>((resolve) => {
+        const s = tlsConnect({
+          host: "127.0.0.1",
+          port,
+          ca: ca.certPem,
+          cert: qemuG1.certPem,
+          key: qemuG1.keyPem,
+          checkServerIdentity: () => undefined,
+        });
+        const huge = Buffer.alloc(4);
+        huge.writeUInt32BE(0xfffffff0);
+        s.on("secureConnect", () => s.write(huge));
+        s.on("error", () => resolve());
+        s.on("close", () => resolve());
+      });
+      assert.equal(rx.counts().streamErrors, 1);
+      assert.ok(events.some((e) => e.type === "stream-error"));
       await send(qemuG1);
       await send(qemuG2);
       await send(null);
