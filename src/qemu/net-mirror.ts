@@ -65,6 +65,9 @@ function chardevBackend(to: MirrorEndpoint): Record<string, unknown> {
       ? { type: "unix", data: { path: to.path } }
       : { type: "inet", data: { host: to.host, port: String(to.port) } };
   const data: Record<string, unknown> = { addr, server: to.server === true };
+  // Nagle off: each frame is its own small write (with TLS, a record), and a mirrored frame
+  // waiting for the peer's delayed ACK costs the monitor ~40 ms of detection time.
+  if (to.type === "inet") data.nodelay = true;
   if (to.type === "inet" && to.tlsCreds !== undefined) data["tls-creds"] = to.tlsCreds;
   if (to.server) data.wait = false;
   else if (to.reconnectSeconds !== undefined) data.reconnect = to.reconnectSeconds;

@@ -303,18 +303,16 @@ describe("disk over each channel", { timeout: SUITE_TIMEOUT_MS }, () => {
     }
   });
 
-  test("remote NBD: another guest's certificate, no certificate, or no TLS are refused", async () => {
-    await t.nbdTransport("remote");
-    const v = await openDiskView(t.q.qmp, { node: t.diskNode, exportId: "chan-refuse" });
+  test("remote NBD through the TLS relay: another guest's certificate or no TLS are refused", async () => {
+    const v = await openDiskView(t.q.qmp, { node: t.diskNode, exportId: "chan-relay" });
     try {
-      // The right certificate works (the control).
       const ok = await NbdClient.connect({
         transport: await t.nbdTransport("remote"),
         exportName: v.exportName,
       });
       assert.equal((await ok.read(1024, 1024)).length, 1024);
       await ok.close();
-      // secvm-b's certificate is valid but QEMU's authz list does not name it.
+      const refused = t.relay.counts.refused;
       await assert.rejects(
         NbdClient.connect({
           transport: await t.nbdTransport("remote", t.creds.other),
@@ -322,6 +320,35 @@ describe("disk over each channel", { timeout: SUITE_TIMEOUT_MS }, () => {
         }),
       );
       const port = Number((await t.nbdTransport("remote")).label.split(/[: ]/)[1]);
+      await assert.rejects(
+        NbdClient.connect({ transport: tcpTransport("127.0.0.1", port), exportName: v.exportName }),
+        /TLS_REQD/,
+      );
+      assert.equal(t.relay.counts.refused, refused + 2);
+    } finally {
+      await v.close();
+    }
+  });
+
+  test("remote NBD with QEMU's own TLS: another guest's certificate, no certificate, or no TLS are refused", async () => {
+    await t.nbdTransport("remote", t.creds.secvm, "qemu");
+    const v = await openDiskView(t.q.qmp, { node: t.diskNode, exportId: "chan-refuse" });
+    try {
+      // The right certificate works (the control).
+      const ok = await NbdClient.connect({
+        transport: await t.nbdTransport("remote", t.creds.secvm, "qemu"),
+        exportName: v.exportName,
+      });
+      assert.equal((await ok.read(1024, 1024)).length, 1024);
+      await ok.close();
+      // secvm-b's certificate is valid but QEMU's authz list does not name it.
+      await assert.rejects(
+        NbdClient.connect({
+          transport: await t.nbdTransport("remote", t.creds.other, "qemu"),
+          exportName: v.exportName,
+        }),
+      );
+      const port = Number((await t.nbdTransport("remote", t.creds.secvm, "qemu")).label.split(/[: ]/)[1]);
       await assert.rejects(
         NbdClient.connect({
           transport: tlsTransport("127.0.0.1", port, {
@@ -350,6 +377,7 @@ describe("disk over each channel", { timeout: SUITE_TIMEOUT_MS }, () => {
       );
     } finally {
       await v.close();
+      await t.nbdTransport("local"); // back to the unix socket the relay forwards to
     }
   });
 });

@@ -20,6 +20,7 @@ import {
   type CertificateAuthority,
   type Credential,
   createCertificateAuthority,
+  expectClient,
   expectServer,
   issueCredential,
   qemuAuthzIdentities,
@@ -27,6 +28,7 @@ import {
   writeQemuCredsDir,
 } from "../../src/monitor/channel/index.ts";
 import { type NbdTransport, tlsTransport, unixTransport } from "../../src/monitor/disk/nbd/index.ts";
+import { NbdTlsRelay } from "../../src/monitor/disk/nbd/tls-relay.ts";
 import {
   addAuthzList,
   addTlsCredsX509,
@@ -90,8 +92,13 @@ export interface SecvmTarget {
   };
   /** Runs a shell command in the guest; throws on a non-zero exit. */
   sh(command: string, timeoutMs?: number): Promise<string>;
-  /** Points QEMU's NBD server at the channel's transport and returns how to reach it. */
-  nbdTransport(channel: Channel, cred?: Credential): Promise<NbdTransport>;
+  /**
+   * Points QEMU's NBD server at the channel's transport and returns how to reach it. Remote
+   * goes through the target server's TLS relay (`via` "relay", the default: QEMU's NBD server
+   * on its unix socket) or QEMU's own TLS (`via` "qemu": tls-creds and the authz list).
+   */
+  nbdTransport(channel: Channel, cred?: Credential, via?: "relay" | "qemu"): Promise<NbdTransport>;
+  readonly relay: NbdTlsRelay;
   close(): Promise<void>;
 }
 
@@ -201,8 +208,18 @@ export async function startSecvmTarget(o: {
 
     const nbdSock = deviceSockets(q.spec.runDir, devices).nbd;
     let nbd: { kind: "unix" } | { kind: "tls"; port: number } | null = null;
-    const nbdTransport = async (channel: Channel, cred: Credential = secvm): Promise<NbdTransport> => {
-      const want = channel === "remote" ? "tls" : "unix";
+    const relay = new NbdTlsRelay({
+      upstream: nbdSock,
+      ...tlsOptions(qemu),
+      authorize: expectClient("security-vm", o.guestId),
+    });
+    const relayPort = await relay.listen("127.0.0.1");
+    const nbdTransport = async (
+      channel: Channel,
+      cred: Credential = secvm,
+      via: "relay" | "qemu" = "relay",
+    ): Promise<NbdTransport> => {
+      const want = channel === "remote" && via === "qemu" ? "tls" : "unix";
       if (nbd?.kind !== want) {
         if (nbd) await stopNbdServer(qp.qmp);
         nbd = null;
@@ -219,6 +236,8 @@ export async function startSecvmTarget(o: {
           nbd = { kind: "tls", port };
         }
       }
+      const verify = { ...tlsOptions(cred), verifyServer: expectServer("qemu", o.guestId) };
+      if (channel === "remote" && via === "relay") return tlsTransport("127.0.0.1", relayPort, verify);
       return nbd.kind === "unix"
         ? unixTransport(nbdSock)
         : tlsTransport("127.0.0.1", nbd.port, {
@@ -239,7 +258,11 @@ export async function startSecvmTarget(o: {
       creds: { qemu, pageServer, secvm, other },
       sh,
       nbdTransport,
-      close: cleanup,
+      relay,
+      close: async () => {
+        await relay.close();
+        await cleanup();
+      },
     };
   } catch (e) {
     await cleanup();

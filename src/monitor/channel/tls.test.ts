@@ -124,6 +124,23 @@ describe("page server over TLS", () => {
     }
   });
 
+  test("knowing the guest's size, the first request goes with AUTH; a refusal or a wrong size fails it", async () => {
+    const m = await open(secvmA, "g1", { guestSize: g1.ram.length });
+    try {
+      const [got] = await m.read([{ addr: 8192, len: 100 }]);
+      assert.ok(Buffer.from(got).equals(g1.ram.subarray(8192, 8292)));
+    } finally {
+      m.close();
+    }
+    const refused = await open(secvmB, "g1", { guestSize: g1.ram.length });
+    await assert.rejects(
+      refused.read([{ addr: 0, len: 16 }]),
+      (e) => e instanceof RemoteError && e.code === "REMOTE_FORBIDDEN",
+    );
+    const wrong = await open(secvmA, "g1", { guestSize: g1.ram.length * 2 });
+    await assert.rejects(wrong.read([{ addr: 0, len: 16 }]), (e) => e instanceof RemoteError);
+  });
+
   test("a certificate for another target is refused that target's memory", async () => {
     await assert.rejects(
       open(secvmB, "g1"),

@@ -9,7 +9,12 @@
 import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import { type PeerCertificate, connect as tlsConnect } from "node:tls";
+import {
+  createSecureContext,
+  type PeerCertificate,
+  type SecureContext,
+  connect as tlsConnect,
+} from "node:tls";
 import { inflateRawSync } from "node:zlib";
 import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "../address/kspace.ts";
 import { guardAsync, MemoryError, RemoteError, VmiError } from "../errors.ts";
@@ -54,6 +59,24 @@ export interface RemoteTlsOptions {
    * certificate exchange and signatures. Still a new connection, with fresh keys.
    */
   readonly sessions?: Map<string, Buffer>;
+  /**
+   * The guest's memory size, when the caller knows it (a security VM knows its target's): then
+   * AUTH goes out and connect resolves at once, so the first request travels with AUTH instead
+   * of waiting a round trip for WELCOME. A WELCOME that disagrees, or an ERROR (forbidden),
+   * fails the connection and everything sent on it.
+   */
+  readonly guestSize?: number;
+}
+
+/** One SecureContext per credential: parsing the PEMs again costs every connection time. */
+const contexts = new WeakMap<RemoteTlsOptions, SecureContext>();
+function secureContextFor(tls: RemoteTlsOptions): SecureContext {
+  let c = contexts.get(tls);
+  if (!c) {
+    c = createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: "TLSv1.3" });
+    contexts.set(tls, c);
+  }
+  return c;
 }
 
 export interface RemoteConnectOptions {
@@ -163,13 +186,18 @@ export class PageClient {
     ctMs: number,
   ): Promise<PageClient> {
     const where = `${opts.host}:${opts.port}`;
+    let secureContext: SecureContext;
+    try {
+      secureContext = secureContextFor(tls);
+    } catch (e) {
+      throw new RemoteError("REMOTE_AUTH", `unusable TLS credentials: ${(e as Error).message}`);
+    }
     const sock = await new Promise<Socket>((resolve, reject) => {
       const s = tlsConnect({
+        // Nagle off on the TCP socket under TLS (TLSSocket.setNoDelay would not reach it).
+        socket: connect({ host: opts.host, port: opts.port, noDelay: true }),
         host: opts.host,
-        port: opts.port,
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
+        secureContext,
         minVersion: "TLSv1.3",
         rejectUnauthorized: true,
         session: tls.sessions?.get(where),
@@ -196,6 +224,10 @@ export class PageClient {
       s.once("error", onError);
     });
     const c = new PageClient(sock, opts.requestTimeoutMs ?? 30_000);
+    if (opts.guest !== undefined && tls.guestSize !== undefined && validSize(tls.guestSize)) {
+      c.pipelineTls(opts.compress ?? false, opts.guest, tls.guestSize);
+      return c;
+    }
     try {
       await c.handshakeTls(opts.compress ?? false, ctMs, opts.guest);
     } catch (e) {
@@ -215,6 +247,23 @@ export class PageClient {
     if (w.kind === KIND.ERROR) throw errorFromHeader(w.header);
     if (w.kind !== KIND.WELCOME) throw new RemoteError("REMOTE_PROTOCOL", "no WELCOME");
     this.welcome(w, guest);
+  }
+
+  /** AUTH now, WELCOME checked when it comes (see RemoteTlsOptions.guestSize). */
+  private pipelineTls(compress: boolean, guest: string, size: number): void {
+    this.opened = { guest, size };
+    this.onFrame = (w) => {
+      try {
+        if (w.kind === KIND.ERROR) throw errorFromHeader(w.header);
+        if (w.kind !== KIND.WELCOME) throw new RemoteError("REMOTE_PROTOCOL", "no WELCOME");
+        this.welcome(w, guest);
+        if (this.opened?.size !== size)
+          throw new RemoteError("REMOTE_PROTOCOL", `guest size ${this.opened?.size}, expected ${size}`);
+      } catch (e) {
+        this.shutdown(e instanceof RemoteError ? e : new RemoteError("REMOTE_PROTOCOL", String(e)));
+      }
+    };
+    this.write(encodeFrame(KIND.AUTH, 0, { version: VERSION, compress, guest }));
   }
 
   private welcome(w: Frame, guest: string | undefined): void {

@@ -198,6 +198,7 @@ export class PageServer {
               rejectUnauthorized: true,
               minVersion: "TLSv1.3",
               handshakeTimeout: this.limits.handshakeTimeoutMs,
+              noDelay: true,
             },
             (s: TLSSocket) => this.handleTls(s, tls),
           )
@@ -335,7 +336,10 @@ class Connection {
     private readonly limits: PageServerLimits,
     private readonly log?: (msg: string) => void,
     private readonly tlsPeer?: { id: string; entry: ClientEntry },
-  ) {}
+  ) {
+    // A TLS peer is authenticated already: its first request may share a read with AUTH.
+    if (tlsPeer) this.reader.maxFrame = limits.maxRequestBytes;
+  }
 
   start(): void {
     this.armTimer(this.limits.handshakeTimeoutMs, "handshake timeout");
