@@ -6,7 +6,8 @@
  *   direct  the same paths from another host VM of the server (on this one machine the bytes
  *           take the same path: the RAM file and unix sockets cross namespaces);
  *   remote  TLS over TCP on loopback with client certificates: the page server in its own
- *           process, QEMU's NBD server (NBD_OPT_STARTTLS), the mirror chardev with tls-creds.
+ *           process, NBD (NBD_OPT_STARTTLS) through the target server's TLS relay to QEMU's
+ *           unix socket, the mirror chardev with tls-creds.
  * Monitors (each timed whole, connecting included):
  *   memory-ps            a process list on a fresh connection (RAM file opened / TLS connect,
  *                        resuming the TLS session, and AUTH included); memory-ps-warm: the next
@@ -513,8 +514,9 @@ One guest (${info.kernel}, 256 MiB, ${info.processes} processes; a 64 MiB ext4 d
 mounted). local: the guest's RAM file, NBD and the mirror over unix sockets; direct: the same paths from another
 host VM of the server (on one machine the bytes take the same path, so direct only differs by noise); remote: TLS 1.3
 over TCP on loopback with client certificates (a per-testbed CA; each security VM's certificate names its targets):
-the page server in its own process (TLS session resumed, AUTH without a proof, no per-frame MAC), QEMU's NBD server
-(NBD_OPT_STARTTLS, tls-creds-x509 with verify-peer and an authz list), the mirror (QEMU's chardev as TLS client).
+the page server in its own process (TLS session resumed, AUTH without a proof, no per-frame MAC), NBD with
+NBD_OPT_STARTTLS through the target server's TLS relay (NbdTlsRelay, here in the bench's process) to QEMU's unix
+socket, the mirror (QEMU's chardev as TLS client, nodelay).
 Each figure is a median of ${RUNS} runs after one warm-up, the channels taking turns; every step is timed whole,
 connecting included. memory-ps: a process list on a fresh connection; memory-ps-warm: the next one on it;
 memory-check: hidden tasks, syscall table, module list, kernel text hash; disk-read: ${DISK_READ_MIB} MiB of the drive;
