@@ -8,6 +8,7 @@
 export * from "./alert.ts";
 export * from "./alert-log.ts";
 export { DEFAULT_NETWORK_RULES } from "./assets.ts";
+export * from "./channel/index.ts";
 export * from "./disk/clamav.ts";
 export * from "./disk/ext4/index.ts";
 export * from "./disk/integrity.ts";

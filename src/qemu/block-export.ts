@@ -27,14 +27,61 @@ function qmpAddress(a: NbdServerAddress): Record<string, unknown> {
     : { type: "inet", data: { host: a.host, port: String(a.port) } };
 }
 
-/** Starts QEMU's NBD server (one per QEMU). `alreadyRunningOk`: a running server is fine. */
+/**
+ * TLS credentials QEMU reads from `dir` (ca-cert.pem and <endpoint>-cert.pem/-key.pem), for
+ * its NBD server (endpoint "server", verifyPeer: clients need a certificate of the CA) or a
+ * socket chardev that connects out (endpoint "client", e.g. a network mirror).
+ */
+export async function addTlsCredsX509(
+  qmp: Pick<QmpClient, "execute">,
+  c: { id: string; dir: string; endpoint: "server" | "client"; verifyPeer?: boolean },
+): Promise<void> {
+  await qmp.execute("object-add", {
+    "qom-type": "tls-creds-x509",
+    id: c.id,
+    dir: c.dir,
+    endpoint: c.endpoint,
+    "verify-peer": c.verifyPeer ?? true,
+  });
+}
+
+/**
+ * Who may use a TLS server of QEMU's: an authz-list admitting exactly these distinguished
+ * names of verified client certificates (e.g. "CN=secvm-a"), everyone else denied.
+ */
+export async function addAuthzList(
+  qmp: Pick<QmpClient, "execute">,
+  a: { id: string; identities: readonly string[] },
+): Promise<void> {
+  await qmp.execute("object-add", {
+    "qom-type": "authz-list",
+    id: a.id,
+    policy: "deny",
+    rules: a.identities.map((match) => ({ match, policy: "allow", format: "exact" })),
+  });
+}
+
+/** Removes an object (credentials, authz); what is already gone is fine. */
+export async function removeObject(qmp: Pick<QmpClient, "execute">, id: string): Promise<void> {
+  await qmp.execute("object-del", { id }).catch((e: Error) => {
+    if (!/not found/i.test(e.message)) throw e;
+  });
+}
+
+/**
+ * Starts QEMU's NBD server (one per QEMU). `alreadyRunningOk`: a running server is fine.
+ * `tlsCreds` (addTlsCredsX509, endpoint server): clients must STARTTLS; `tlsAuthz` (addAuthzList)
+ * restricts them to named certificates.
+ */
 export async function startNbdServer(
   qmp: BlockQmp,
   addr: NbdServerAddress,
-  opts: { alreadyRunningOk?: boolean; maxConnections?: number } = {},
+  opts: { alreadyRunningOk?: boolean; maxConnections?: number; tlsCreds?: string; tlsAuthz?: string } = {},
 ): Promise<void> {
   const args: Record<string, unknown> = { addr: qmpAddress(addr) };
   if (opts.maxConnections !== undefined) args["max-connections"] = opts.maxConnections;
+  if (opts.tlsCreds !== undefined) args["tls-creds"] = opts.tlsCreds;
+  if (opts.tlsAuthz !== undefined) args["tls-authz"] = opts.tlsAuthz;
   try {
     await qmp.execute("nbd-server-start", args);
   } catch (e) {

@@ -4,8 +4,10 @@
 // added at run time). Other modules import only this.
 
 export {
+  addAuthzList,
   addDirtyBitmap,
   addReadOnlyExport,
+  addTlsCredsX509,
   type BitmapRotation,
   type BlockExportInfo,
   type BlockQmp,
@@ -22,6 +24,7 @@ export {
   type ReadOnlyExport,
   removeDirtyBitmap,
   removeExport,
+  removeObject,
   rotateDirtyBitmap,
   startFleece,
   startNbdServer,

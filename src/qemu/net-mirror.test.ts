@@ -47,7 +47,7 @@ test("a mirror to a unix listener: chardev (QEMU the client, reconnecting), then
   ]);
 });
 
-test("a mirror over TCP with QEMU listening: server without waiting for a client", async () => {
+test("a mirror over TCP with QEMU listening: server without waiting for a client, Nagle off", async () => {
   const f = fakeQmp();
   await addNetMirror(f.qmp, {
     id: "fm1",
@@ -63,6 +63,7 @@ test("a mirror over TCP with QEMU listening: server without waiting for a client
         data: {
           addr: { type: "inet", data: { host: "127.0.0.1", port: "7001" } },
           server: true,
+          nodelay: true,
           wait: false,
         },
       },
@@ -135,4 +136,28 @@ test("listNetMirrors names the filter-mirror objects only", async () => {
   });
   assert.deepEqual(await listNetMirrors(f.qmp), ["fm0", "tapf-t0"]);
   assert.deepEqual(f.calls, [["qom-list", { path: "/objects" }]]);
+});
+
+test("a mirror over TLS names QEMU's credentials object", async () => {
+  const f = fakeQmp();
+  await addNetMirror(f.qmp, {
+    id: "fm2",
+    netdev: "nic-n1",
+    to: { type: "inet", host: "127.0.0.1", port: 7002, tlsCreds: "tls0" },
+  });
+  assert.deepEqual(f.calls[0], [
+    "chardev-add",
+    {
+      id: "fm2-out",
+      backend: {
+        type: "socket",
+        data: {
+          addr: { type: "inet", data: { host: "127.0.0.1", port: "7002" } },
+          server: false,
+          nodelay: true,
+          "tls-creds": "tls0",
+        },
+      },
+    },
+  ]);
 });

@@ -31,7 +31,19 @@ export type MirrorQmp = Pick<QmpClient, "execute">;
  */
 export type MirrorEndpoint =
   | { type: "unix"; path: string; server?: boolean; reconnectSeconds?: number }
-  | { type: "inet"; host: string; port: number; server?: boolean; reconnectSeconds?: number };
+  | {
+      type: "inet";
+      host: string;
+      port: number;
+      server?: boolean;
+      reconnectSeconds?: number;
+      /**
+       * TLS credentials (qemu/block-export.ts addTlsCredsX509, endpoint "client" when QEMU
+       * connects out): the stream is encrypted and QEMU proves itself with its certificate;
+       * it checks the monitor's certificate names `host`.
+       */
+      tlsCreds?: string;
+    };
 
 export interface NetMirror {
   /** The filter's QOM id (also names the chardev: `<id>-out`). */
@@ -53,6 +65,10 @@ function chardevBackend(to: MirrorEndpoint): Record<string, unknown> {
       ? { type: "unix", data: { path: to.path } }
       : { type: "inet", data: { host: to.host, port: String(to.port) } };
   const data: Record<string, unknown> = { addr, server: to.server === true };
+  // Nagle off: each frame is its own small write (with TLS, a record), and a mirrored frame
+  // waiting for the peer's delayed ACK costs the monitor ~40 ms of detection time.
+  if (to.type === "inet") data.nodelay = true;
+  if (to.type === "inet" && to.tlsCreds !== undefined) data["tls-creds"] = to.tlsCreds;
   if (to.server) data.wait = false;
   else if (to.reconnectSeconds !== undefined) data.reconnect = to.reconnectSeconds;
   return { type: "socket", data };

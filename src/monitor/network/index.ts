@@ -30,6 +30,12 @@ export {
   type FrameQueueCounts,
   type FrameQueueLimits,
 } from "./queue.ts";
-export { type MirrorAddress, MirrorReceiver, type ReceiverCounts, type ReceiverEvent } from "./receiver.ts";
+export {
+  type MirrorAddress,
+  MirrorReceiver,
+  type MirrorTlsOptions,
+  type ReceiverCounts,
+  type ReceiverEvent,
+} from "./receiver.ts";
 export { type RuleLoad, SuricataProcess, suricataConfig } from "./suricata.ts";
 export { TapWriter, tapWriterBinary } from "./tap.ts";

@@ -7,12 +7,31 @@
 // when the consumer is behind, the queue drops (counted); each connection holds at most one
 // frame in the making. Several connections may be open at once (a migration's source and
 // destination overlap), up to a bound; more are refused (closed) and counted.
+//
+// Remote channel: TLS over TCP. QEMU's chardev is the TLS client with the target's certificate;
+// `authorize` decides from the verified certificate whether this is the target's QEMU (a
+// stream from anyone else is refused before a byte of it is parsed).
 import { lstatSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type PeerCertificate, type TLSSocket } from "node:tls";
 import { type FramingCounts, MirrorFrameParser, MirrorStreamError } from "./framing.ts";
 import type { FrameQueue } from "./queue.ts";
 
-export type MirrorAddress = { type: "unix"; path: string } | { type: "tcp"; host: string; port: number };
+export interface MirrorTlsOptions {
+  /** PEM: the CA that signs QEMUs, the monitor's certificate and key. */
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+  /** The verified client certificate: null to accept, else the reason to refuse. */
+  readonly authorize: (cert: PeerCertificate) => string | null;
+  /** Time a connection has to finish its TLS handshake (default 5 s). */
+  readonly handshakeTimeoutMs?: number;
+}
+
+export type MirrorAddress =
+  | { type: "unix"; path: string }
+  | { type: "tcp"; host: string; port: number }
+  | { type: "tls"; host: string; port: number; tls: MirrorTlsOptions };
 
 export type ReceiverEvent =
   | { type: "connected"; conn: number; peer: string }
@@ -72,7 +91,7 @@ export class MirrorReceiver {
    */
   async listen(addr: MirrorAddress): Promise<MirrorAddress> {
     if (this.server) throw new Error("mirror receiver already listening");
-    const server = createServer((sock) => this.attach(sock));
+    const server = addr.type === "tls" ? this.tlsServer(addr.tls) : createServer((sock) => this.attach(sock));
     if (addr.type === "unix") removeStaleSocket(addr.path);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -86,11 +105,52 @@ export class MirrorReceiver {
       return addr;
     }
     const a = server.address();
-    return { type: "tcp", host: addr.host, port: typeof a === "object" && a ? a.port : addr.port };
+    const port = typeof a === "object" && a ? a.port : addr.port;
+    return addr.type === "tls" ? { ...addr, port } : { type: "tcp", host: addr.host, port };
+  }
+
+  /** A TLS listener: only verified peers that `authorize` accepts reach attach(). */
+  private tlsServer(o: MirrorTlsOptions): Server {
+    const server = createTlsServer(
+      {
+        ca: o.ca,
+        cert: o.cert,
+        key: o.key,
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: "TLSv1.2",
+        handshakeTimeout: o.handshakeTimeoutMs ?? 5000,
+      },
+      (sock: TLSSocket) => {
+        const why = o.authorize(sock.getPeerCertificate());
+        if (why !== null) {
+          this.c.refused++;
+          sock.destroy();
+          this.opts.onEvent?.({
+            type: "refused",
+            peer: `${sock.remoteAddress}:${sock.remotePort}`,
+            reason: why,
+          });
+          return;
+        }
+        this.attach(sock);
+      },
+    );
+    server.on("tlsClientError", (e, sock) => {
+      this.c.refused++;
+      this.opts.onEvent?.({
+        type: "refused",
+        peer: `${sock.remoteAddress}:${sock.remotePort}`,
+        reason: `TLS: ${e.message}`,
+      });
+    });
+    return server;
   }
 
   /** Connects to a QEMU whose mirror chardev is the server. Resolves once connected. */
   connect(addr: MirrorAddress): Promise<void> {
+    if (addr.type === "tls")
+      return Promise.reject(new Error("TLS mirrors connect to the monitor, not the reverse"));
     return new Promise((resolve, reject) => {
       const sock =
         addr.type === "unix" ? createConnection(addr.path) : createConnection(addr.port, addr.host);

@@ -9,6 +9,12 @@
 import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
+import {
+  createSecureContext,
+  type PeerCertificate,
+  type SecureContext,
+  connect as tlsConnect,
+} from "node:tls";
 import { inflateRawSync } from "node:zlib";
 import type { AddressSpaceSpec, KernelView, KernelViewProvider } from "../address/kspace.ts";
 import { guardAsync, MemoryError, RemoteError, VmiError } from "../errors.ts";
@@ -40,10 +46,46 @@ import {
   VERSION,
 } from "./protocol.ts";
 
+/** The remote channel: TLS with a client certificate instead of a token. */
+export interface RemoteTlsOptions {
+  /** PEM: the CA that signs page servers, our certificate and key. */
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+  /** Checks the verified server certificate (e.g. its role): a reason to refuse, or null. */
+  readonly verifyServer: (cert: PeerCertificate) => string | null;
+  /**
+   * TLS sessions to resume, by host:port (kept up to date here): a later connection skips the
+   * certificate exchange and signatures. Still a new connection, with fresh keys.
+   */
+  readonly sessions?: Map<string, Buffer>;
+  /**
+   * The guest's memory size, when the caller knows it (a security VM knows its target's): then
+   * AUTH goes out and connect resolves at once, so the first request travels with AUTH instead
+   * of waiting a round trip for WELCOME. A WELCOME that disagrees, or an ERROR (forbidden),
+   * fails the connection and everything sent on it.
+   */
+  readonly guestSize?: number;
+}
+
+/** One SecureContext per credential: parsing the PEMs again costs every connection time. */
+const contexts = new WeakMap<RemoteTlsOptions, SecureContext>();
+function secureContextFor(tls: RemoteTlsOptions): SecureContext {
+  let c = contexts.get(tls);
+  if (!c) {
+    c = createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: "TLSv1.3" });
+    contexts.set(tls, c);
+  }
+  return c;
+}
+
 export interface RemoteConnectOptions {
   readonly host: string;
   readonly port: number;
-  readonly token: Uint8Array | string;
+  /** Token authentication (plain TCP); ignored with `tls`. */
+  readonly token?: Uint8Array | string;
+  /** TLS with client certificates: the server's listener must be a TLS one. */
+  readonly tls?: RemoteTlsOptions;
   /** Name this client is registered under at the server. */
   readonly clientId?: string;
   /** Ask the server to compress large replies (deflate). */
@@ -107,9 +149,12 @@ export class PageClient {
   }
 
   static async connect(opts: RemoteConnectOptions): Promise<PageClient> {
-    const token = tokenBytes(opts.token);
     const clientId = opts.clientId ?? "vmi-client";
     const ctMs = opts.connectTimeoutMs ?? 5000;
+    if (opts.tls) return PageClient.connectTls(opts, opts.tls, ctMs);
+    if (opts.token === undefined)
+      throw new RemoteError("REMOTE_AUTH", "a token or TLS credentials are needed");
+    const token = tokenBytes(opts.token);
     const sock = await new Promise<Socket>((resolve, reject) => {
       const s = connect({ host: opts.host, port: opts.port });
       const timer = setTimeout(() => {
@@ -133,6 +178,110 @@ export class PageClient {
       throw e;
     }
     return c;
+  }
+
+  private static async connectTls(
+    opts: RemoteConnectOptions,
+    tls: RemoteTlsOptions,
+    ctMs: number,
+  ): Promise<PageClient> {
+    const where = `${opts.host}:${opts.port}`;
+    let secureContext: SecureContext;
+    try {
+      secureContext = secureContextFor(tls);
+    } catch (e) {
+      throw new RemoteError("REMOTE_AUTH", `unusable TLS credentials: ${(e as Error).message}`);
+    }
+    const sock = await new Promise<Socket>((resolve, reject) => {
+      const s = tlsConnect({
+        // Nagle off on the TCP socket under TLS (TLSSocket.setNoDelay would not reach it).
+        socket: connect({ host: opts.host, port: opts.port, noDelay: true }),
+        host: opts.host,
+        secureContext,
+        minVersion: "TLSv1.3",
+        rejectUnauthorized: true,
+        session: tls.sessions?.get(where),
+        checkServerIdentity: (_host, cert) => {
+          const why = tls.verifyServer(cert);
+          return why === null ? undefined : new Error(why);
+        },
+      });
+      if (tls.sessions) s.on("session", (sess: Buffer) => tls.sessions?.set(where, sess));
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new RemoteError("REMOTE_TIMEOUT", `TLS connect to ${where} timed out`));
+      }, ctMs);
+      s.once("secureConnect", () => {
+        clearTimeout(timer);
+        s.off("error", onError);
+        resolve(s);
+      });
+      const onError = (e: Error) => {
+        clearTimeout(timer);
+        s.destroy();
+        reject(new RemoteError("REMOTE_AUTH", `TLS with ${where} failed: ${e.message}`));
+      };
+      s.once("error", onError);
+    });
+    const c = new PageClient(sock, opts.requestTimeoutMs ?? 30_000);
+    if (opts.guest !== undefined && tls.guestSize !== undefined && validSize(tls.guestSize)) {
+      c.pipelineTls(opts.compress ?? false, opts.guest, tls.guestSize);
+      return c;
+    }
+    try {
+      await c.handshakeTls(opts.compress ?? false, ctMs, opts.guest);
+    } catch (e) {
+      c.close();
+      throw e;
+    }
+    return c;
+  }
+
+  /** TLS: the certificate authenticated us; AUTH only names the guest and options. */
+  private async handshakeTls(compress: boolean, ms: number, guest: string | undefined): Promise<void> {
+    const welcomeP = this.nextFrame(ms);
+    this.write(
+      encodeFrame(KIND.AUTH, 0, { version: VERSION, compress, ...(guest !== undefined ? { guest } : {}) }),
+    );
+    const w = await welcomeP;
+    if (w.kind === KIND.ERROR) throw errorFromHeader(w.header);
+    if (w.kind !== KIND.WELCOME) throw new RemoteError("REMOTE_PROTOCOL", "no WELCOME");
+    this.welcome(w, guest);
+  }
+
+  /** AUTH now, WELCOME checked when it comes (see RemoteTlsOptions.guestSize). */
+  private pipelineTls(compress: boolean, guest: string, size: number): void {
+    this.opened = { guest, size };
+    this.onFrame = (w) => {
+      try {
+        if (w.kind === KIND.ERROR) throw errorFromHeader(w.header);
+        if (w.kind !== KIND.WELCOME) throw new RemoteError("REMOTE_PROTOCOL", "no WELCOME");
+        this.welcome(w, guest);
+        if (this.opened?.size !== size)
+          throw new RemoteError("REMOTE_PROTOCOL", `guest size ${this.opened?.size}, expected ${size}`);
+      } catch (e) {
+        this.shutdown(e instanceof RemoteError ? e : new RemoteError("REMOTE_PROTOCOL", String(e)));
+      }
+    };
+    this.write(encodeFrame(KIND.AUTH, 0, { version: VERSION, compress, guest }));
+  }
+
+  private welcome(w: Frame, guest: string | undefined): void {
+    const lim = w.header.limits as Record<string, unknown> | undefined;
+    const n = (x: unknown, d: number) => (Number.isSafeInteger(x) && (x as number) > 0 ? (x as number) : d);
+    this.limits = {
+      maxBatch: Math.min(n(lim?.maxBatch, 4096), 65536),
+      maxReplyBytes: Math.min(n(lim?.maxReplyBytes, 64 << 20), CLIENT_MAX_FRAME - (1 << 20)),
+      maxListNodes: n(lim?.maxListNodes, 65536),
+    };
+    const g = w.header.guest as { id?: unknown; size?: unknown } | undefined;
+    if (guest !== undefined && g !== undefined) {
+      if (g.id !== guest || !validSize(g.size))
+        throw new RemoteError("REMOTE_PROTOCOL", "bad guest in WELCOME");
+      this.opened = { guest, size: g.size };
+    }
+    this.reader.maxFrame = this.limits.maxReplyBytes + (1 << 20);
+    this.onFrame = (f) => this.dispatch(f);
   }
 
   private nextFrame(ms: number): Promise<Frame> {
@@ -185,23 +334,9 @@ export class PageClient {
     if (w.kind !== KIND.WELCOME || !proofMatches(v.serverProof, w.header.proof)) {
       throw new RemoteError("REMOTE_AUTH", "the server could not prove it knows the token");
     }
-    const lim = w.header.limits as Record<string, unknown> | undefined;
-    const n = (x: unknown, d: number) => (Number.isSafeInteger(x) && (x as number) > 0 ? (x as number) : d);
-    this.limits = {
-      maxBatch: Math.min(n(lim?.maxBatch, 4096), 65536),
-      maxReplyBytes: Math.min(n(lim?.maxReplyBytes, 64 << 20), CLIENT_MAX_FRAME - (1 << 20)),
-      maxListNodes: n(lim?.maxListNodes, 65536),
-    };
-    const g = w.header.guest as { id?: unknown; size?: unknown } | undefined;
-    if (guest !== undefined && g !== undefined) {
-      if (g.id !== guest || !validSize(g.size))
-        throw new RemoteError("REMOTE_PROTOCOL", "bad guest in WELCOME");
-      this.opened = { guest, size: g.size };
-    }
+    this.welcome(w, guest);
     this.outMac = new FrameMac(v.sessionKey, "C");
     this.reader.mac = new FrameMac(v.sessionKey, "S");
-    this.reader.maxFrame = this.limits.maxReplyBytes + (1 << 20);
-    this.onFrame = (f) => this.dispatch(f);
   }
 
   private dispatch(f: Frame): void {

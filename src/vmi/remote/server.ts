@@ -9,10 +9,17 @@
 // newcomer evicts the oldest unauthenticated connection of its own source address, or of the
 // source holding the most, so idle or slow peers cannot lock real clients out.
 // Hosting: the server agent constructs one and either listen()s or hands it sockets (handle()).
+//
+// Two ways to authenticate, chosen by the listener: plain TCP with a shared token (HELLO, AUTH
+// with an HMAC proof, WELCOME, then every frame MACed), or TLS with client certificates (the
+// remote channel of security VMs): the verified certificate names the client and its guests
+// (`tls.identify`), the client's first frame is AUTH without a proof, and no frame carries a MAC
+// (TLS already authenticates, orders and encrypts every byte).
 
 import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type PeerCertificate, type TLSSocket } from "node:tls";
 import { promisify } from "node:util";
 import { deflateRaw, deflateRawSync } from "node:zlib";
 import { KernelSpace } from "../address/kspace.ts";
@@ -95,8 +102,20 @@ export interface PageServerClient {
   readonly guests: readonly string[];
 }
 
+/** A TLS listener's material and how a verified client certificate maps to a client. */
+export interface PageServerTls {
+  /** PEM: the CA that signs clients, the server's certificate and key. */
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+  /** The client a verified certificate stands for (its guests), or null to refuse it. */
+  readonly identify: (cert: PeerCertificate) => { id: string; guests: readonly string[] } | null;
+}
+
 export interface PageServerOptions {
   readonly clients: readonly PageServerClient[];
+  /** listen() serves TLS with client certificates instead of token authentication. */
+  readonly tls?: PageServerTls;
   readonly guests?: ReadonlyMap<string, PhysicalMemory>;
   readonly limits?: Partial<PageServerLimits>;
   readonly log?: (msg: string) => void;
@@ -116,7 +135,8 @@ export interface PageServerStats {
 }
 
 interface ClientEntry {
-  readonly token: Buffer;
+  /** Absent for a client known by its TLS certificate. */
+  readonly token?: Buffer;
   readonly guests: ReadonlySet<string>;
 }
 
@@ -167,7 +187,26 @@ export class PageServer {
     return new Promise((resolve, reject) => {
       // No listener-level cap: it would count connections in the handshake too (that is how
       // idle peers used to lock clients out); handle() bounds both kinds itself.
-      const srv = createServer((s) => this.handle(s));
+      const tls = this.opts.tls;
+      const srv = tls
+        ? createTlsServer(
+            {
+              ca: tls.ca,
+              cert: tls.cert,
+              key: tls.key,
+              requestCert: true,
+              rejectUnauthorized: true,
+              minVersion: "TLSv1.3",
+              handshakeTimeout: this.limits.handshakeTimeoutMs,
+              noDelay: true,
+            },
+            (s: TLSSocket) => this.handleTls(s, tls),
+          )
+        : createServer((s) => this.handle(s));
+      if (tls)
+        srv.on("tlsClientError", () => {
+          this.stats.authFailures++;
+        });
       srv.once("error", reject);
       srv.listen(port, host, () => {
         srv.off("error", reject);
@@ -191,15 +230,30 @@ export class PageServer {
     return { authenticated: this.authenticatedCount, unauthenticated: this.unauthenticated.size };
   }
 
-  /** Takes over one connection (for hosting inside another server). */
-  handle(sock: Socket): void {
+  /** A verified TLS client: refused unless its certificate names a client. */
+  private handleTls(sock: TLSSocket, tls: PageServerTls): void {
+    const who = tls.identify(sock.getPeerCertificate());
+    if (!who || !CLIENT_ID.test(who.id)) {
+      this.stats.authFailures++;
+      this.opts.log?.("page server: TLS client certificate names no client");
+      sock.destroy();
+      return;
+    }
+    this.handle(sock, { id: who.id, entry: { guests: new Set(who.guests) } });
+  }
+
+  /**
+   * Takes over one connection (for hosting inside another server). `peer`: already
+   * authenticated by TLS (its certificate), so the token handshake is skipped.
+   */
+  handle(sock: Socket, peer?: { id: string; entry: ClientEntry }): void {
     if (sock.destroyed) return;
     const source = sock.remoteAddress ?? "unknown";
     this.makeRoom(source);
     this.stats.connections++;
     this.sockets.add(sock);
     sock.setNoDelay(true);
-    const conn = new Connection(this, sock, this.limits, this.opts.log);
+    const conn = new Connection(this, sock, this.limits, this.opts.log, peer);
     this.unauthenticated.set(sock, { source, evict: () => conn.evict() });
     this.unauthBySource.set(source, (this.unauthBySource.get(source) ?? 0) + 1);
     sock.once("close", () => {
@@ -281,14 +335,20 @@ class Connection {
     private readonly sock: Socket,
     private readonly limits: PageServerLimits,
     private readonly log?: (msg: string) => void,
-  ) {}
+    private readonly tlsPeer?: { id: string; entry: ClientEntry },
+  ) {
+    // A TLS peer is authenticated already: its first request may share a read with AUTH.
+    if (tlsPeer) this.reader.maxFrame = limits.maxRequestBytes;
+  }
 
   start(): void {
     this.armTimer(this.limits.handshakeTimeoutMs, "handshake timeout");
     this.sock.on("data", (d: Buffer) => this.onData(d));
     this.sock.on("error", () => this.close());
     this.sock.on("close", () => this.close());
-    this.send(KIND.HELLO, 0, { proto: PROTOCOL, version: VERSION, nonce: this.nonce.toString("base64") });
+    // TLS: the client speaks first (AUTH without a proof), saving the HELLO's round trip.
+    if (!this.tlsPeer)
+      this.send(KIND.HELLO, 0, { proto: PROTOCOL, version: VERSION, nonce: this.nonce.toString("base64") });
   }
 
   private armTimer(ms: number, why: string): void {
@@ -371,18 +431,20 @@ class Connection {
 
   private onAuth(f: Frame): void {
     const h = f.header;
-    const id = typeof h.client === "string" ? h.client : "";
-    const entry = this.server.client(id);
+    const tlsPeer = this.tlsPeer;
+    const id = tlsPeer ? tlsPeer.id : typeof h.client === "string" ? h.client : "";
+    const entry = tlsPeer ? tlsPeer.entry : this.server.client(id);
     let ok = false;
     let values: ReturnType<typeof handshakeValues> | undefined;
-    if (f.kind === KIND.AUTH && h.version === VERSION && entry && typeof h.nonce === "string") {
+    if (tlsPeer) ok = f.kind === KIND.AUTH && h.version === VERSION;
+    else if (f.kind === KIND.AUTH && h.version === VERSION && entry?.token && typeof h.nonce === "string") {
       const clientNonce = Buffer.from(h.nonce, "base64");
       if (clientNonce.length === 32) {
         values = handshakeValues(entry.token, id, this.nonce, clientNonce);
         ok = proofMatches(values.clientProof, h.proof);
       }
     }
-    if (!ok || !entry || !values) {
+    if (!ok || !entry || (!values && !tlsPeer)) {
       // Same answer for unknown client and wrong token: nothing to probe.
       this.server.stats.authFailures++;
       this.fail(0, new RemoteError("REMOTE_AUTH", "authentication failed"));
@@ -424,7 +486,7 @@ class Connection {
     this.clientId = id;
     this.compress = h.compress === true;
     this.send(KIND.WELCOME, 0, {
-      proof: values.serverProof.toString("hex"),
+      ...(values ? { proof: values.serverProof.toString("hex") } : {}),
       ...(guest ? { guest } : {}),
       limits: {
         maxBatch: this.limits.maxBatch,
@@ -434,8 +496,10 @@ class Connection {
         maxFindHits: this.limits.maxFindHits,
       },
     });
-    this.outMac = new FrameMac(values.sessionKey, "S");
-    this.reader.mac = new FrameMac(values.sessionKey, "C");
+    if (values) {
+      this.outMac = new FrameMac(values.sessionKey, "S");
+      this.reader.mac = new FrameMac(values.sessionKey, "C");
+    }
     this.reader.maxFrame = this.limits.maxRequestBytes;
     this.armTimer(this.limits.idleTimeoutMs, "idle");
   }

@@ -172,16 +172,20 @@ export class NbdClient {
     const limits: NbdLimits = { ...DEFAULT_NBD_LIMITS, ...opts.limits };
     const timeoutMs = opts.handshakeTimeoutMs ?? 10_000;
     const t0 = Date.now();
-    const sock = await opts.transport.open(timeoutMs);
-    const reader = new StreamReader(sock, limits.bufferHighWater);
-    sock.on("error", () => {}); // surfaced through the reader
+    const raw = await opts.transport.open(timeoutMs);
+    // With TLS the socket and reader change after NBD_OPT_STARTTLS: `sock`/`reader` are current.
+    let sock: Duplex = raw;
+    let reader = new StreamReader(sock, limits.bufferHighWater);
+    raw.on("error", () => {}); // surfaced through the reader
     const timer = setTimeout(
       () => {
         reader.fail(new NbdTimeoutError(`handshake with ${opts.transport.label}`, timeoutMs));
         sock.destroy();
+        raw.destroy();
       },
       Math.max(1, timeoutMs - (Date.now() - t0)),
     );
+    const upgrade = opts.transport.upgrade?.bind(opts.transport);
     try {
       const info = await handshake(
         { reader, write: (b) => sock.write(b) },
@@ -191,6 +195,15 @@ export class NbdClient {
           structuredReplies: opts.structuredReplies ?? true,
           maxOptionReplyBytes: limits.maxOptionReplyBytes,
           maxOptionReplies: limits.maxOptionReplies,
+          startTls: upgrade
+            ? async () => {
+                reader.detach();
+                sock = await upgrade(raw, Math.max(1, timeoutMs - (Date.now() - t0)));
+                sock.on("error", () => {});
+                reader = new StreamReader(sock, limits.bufferHighWater);
+                return { reader, write: (b) => sock.write(b) };
+              }
+            : undefined,
         },
       );
       return new NbdClient(
@@ -205,6 +218,7 @@ export class NbdClient {
       // A refused option ends with a soft disconnect (NBD_OPT_ABORT); anything else, hard.
       if (e instanceof NbdOptionError && !sock.destroyed) sock.end(encodeOption(NBD_OPT_ABORT));
       sock.destroy();
+      raw.destroy();
       throw e;
     } finally {
       clearTimeout(timer);

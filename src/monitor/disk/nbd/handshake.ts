@@ -28,6 +28,7 @@ import {
   NBD_OPT_EXPORT_NAME,
   NBD_OPT_GO,
   NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STARTTLS,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_UNSUP,
@@ -64,6 +65,11 @@ export interface HandshakeOptions {
   structuredReplies: boolean;
   maxOptionReplyBytes: number;
   maxOptionReplies: number;
+  /**
+   * Upgrade to TLS (NBD_OPT_STARTTLS) before any other option: called after the server's ACK,
+   * returns the I/O over the TLS session. Options then travel encrypted.
+   */
+  startTls?: () => Promise<HandshakeIo>;
 }
 
 export interface HandshakeIo {
@@ -120,12 +126,21 @@ async function* replies(io: HandshakeIo, option: number, o: HandshakeOptions): A
   }
 }
 
-export async function handshake(io: HandshakeIo, o: HandshakeOptions): Promise<ExportInfo> {
+export async function handshake(plain: HandshakeIo, o: HandshakeOptions): Promise<ExportInfo> {
+  let io = plain;
   const { handshakeFlags } = decodeGreeting(await io.reader.read(GREETING_BYTES, "the server's greeting"));
   if (!(handshakeFlags & NBD_FLAG_FIXED_NEWSTYLE))
     throw new NbdProtocolError("bad-value", "the server does not offer fixed newstyle negotiation");
   const noZeroes = (handshakeFlags & NBD_FLAG_NO_ZEROES) !== 0;
   io.write(encodeClientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | (noZeroes ? NBD_FLAG_C_NO_ZEROES : 0)));
+
+  if (o.startTls) {
+    io.write(encodeOption(NBD_OPT_STARTTLS));
+    const r = await readOptionReply(io, NBD_OPT_STARTTLS, o);
+    if (r.type & NBD_REP_FLAG_ERROR) throw optionError(NBD_OPT_STARTTLS, r);
+    expectAck(NBD_OPT_STARTTLS, r);
+    io = await o.startTls();
+  }
 
   let structuredReplies = false;
   if (o.structuredReplies) {

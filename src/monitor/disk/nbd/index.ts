@@ -25,4 +25,12 @@ export {
   NBD_STATE_HOLE,
   NBD_STATE_ZERO,
 } from "./protocol.ts";
-export { type NbdTransport, type NbdUri, parseNbdUri, tcpTransport, unixTransport } from "./transport.ts";
+export {
+  type NbdTlsOptions,
+  type NbdTransport,
+  type NbdUri,
+  parseNbdUri,
+  tcpTransport,
+  tlsTransport,
+  unixTransport,
+} from "./transport.ts";

@@ -89,14 +89,33 @@ export class StreamReader {
   /** The most bytes ever queued at once (tests check that flooding stays bounded). */
   maxQueued = 0;
 
+  private readonly listeners = {
+    data: (b: Buffer) => this.onData(b),
+    end: () => this.onEnd(null),
+    close: () => this.onEnd(null),
+    error: (e: Error) => this.onEnd(e),
+  };
+
   constructor(
     private readonly src: Duplex,
     private readonly highWater: number,
   ) {
-    src.on("data", (b: Buffer) => this.onData(b));
-    src.on("end", () => this.onEnd(null));
-    src.on("close", () => this.onEnd(null));
-    src.on("error", (e: Error) => this.onEnd(e));
+    for (const [ev, f] of Object.entries(this.listeners)) src.on(ev, f);
+  }
+
+  /**
+   * Lets go of the stream (NBD_OPT_STARTTLS: TLS takes the socket over). Nothing may be
+   * queued: after the server's ACK the next bytes are TLS, so leftovers mean a broken server.
+   */
+  detach(): void {
+    for (const [ev, f] of Object.entries(this.listeners)) this.src.off(ev, f);
+    if (this.paused) this.src.resume();
+    this.paused = false;
+    if (this.q.length > 0)
+      throw new NbdProtocolError(
+        "unexpected-reply",
+        `${this.q.length} bytes after the NBD_OPT_STARTTLS reply`,
+      );
   }
 
   get queued(): number {
