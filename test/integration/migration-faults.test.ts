@@ -288,29 +288,52 @@ test("the source's host-VM agent killed mid pre-copy: restarted, it adopts the m
   const old = currentHostVmAgent(hv)!;
   const srcQemu = qemuPidsOf(bed, "g1");
   let killedAt = -1;
+  let holdMs = -1;
+  let holding: Promise<void> = Promise.resolve();
+  // The copy must outlast the successor's start, which on a loaded machine can take longer
+  // than the whole copy at 8 MiB/s (CI saw the successor adopt the QEMU in postmigrate).
+  // So the bandwidth is throttled (QMP, through the agent, as an operator would) just
+  // before the kill, and given back through the successor once it adopted the QEMU.
+  const killHoldingTheCopy = async () => {
+    const src = bed.client("a", "h1");
+    await src.qmp("g1", { execute: "migrate-set-parameters", arguments: { "max-bandwidth": 128 * 1024 } });
+    const held = Date.now();
+    process.kill(old.pid, "SIGKILL");
+    await waitFor(
+      "the successor agent to adopt g1",
+      async () => {
+        const s = await src.status().catch(() => null);
+        return s !== null && s.pid !== old.pid && s.adoptedAtStart.some((x) => x.guestId === "g1");
+      },
+      90_000,
+    );
+    await src.qmp("g1", { execute: "migrate-set-parameters", arguments: { "max-bandwidth": 8 * MiB } });
+    holdMs = Date.now() - held;
+  };
   const t0 = Date.now();
   const r = await bed.orch.migrate(
     slowPrecopy({
-      // Slow (the first pass takes over 10 s: the successor finds the copy under way), yet
-      // converging: the verify workload keeps rewriting its 16 MiB, which fit in the final
-      // pause at this bandwidth and downtime limit.
+      // Slow, yet converging: the verify workload keeps rewriting its 16 MiB, which fit in
+      // the final pause at this bandwidth and downtime limit.
       options: { maxBandwidth: 8 * MiB, downtimeLimitMs: 4000 },
       onProgress: (p) => {
         if (killedAt < 0 && p.transferredBytes > MiB) {
           killedAt = p.transferredBytes;
-          process.kill(old.pid, "SIGKILL");
+          holding = killHoldingTheCopy();
         }
       },
     }),
   );
   const ms = Date.now() - t0;
+  await holding;
   assert.ok(killedAt > 0, "the source agent was killed mid-copy");
+  assert.ok(holdMs >= 0, "the copy was given its bandwidth back by the successor");
   const st = await bed.client("a", "h1").status();
   const adopted = st.adoptedAtStart.find((x) => x.guestId === "g1");
   t.diagnostic(
     `source agent ${old.pid} killed at ${(killedAt / MiB).toFixed(1)} MiB; its successor ${st.pid} adopted ` +
       `QEMU ${adopted?.pid} (run state ${adopted?.qemuStatus}); moved in ${ms} ms, ${r.transferredBytes} bytes, ` +
-      `QEMU downtime ${r.qemu?.downtimeMs} ms`,
+      `QEMU downtime ${r.qemu?.downtimeMs} ms; the copy was throttled for ${holdMs} ms until the successor adopted it`,
   );
   assert.notEqual(st.pid, old.pid, "a new agent runs the source host VM");
   assert.deepEqual(
