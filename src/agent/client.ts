@@ -29,6 +29,7 @@ import type {
   ProbesSeenAnswer,
   ProbeWrittenAnswer,
   QmpRequest,
+  RamDigest,
   ReservationRequest,
   SecVmStatus,
   ServerStatus,
@@ -268,6 +269,14 @@ export class HostVmAgentClient extends AgentClient {
   }
   confirmOutgoing(migrationId: string, outcome: ConfirmOutcome): Promise<OutgoingStatus> {
     return this.call("POST", `/v1/outgoing/${enc(migrationId)}/confirm`, { outcome }, 60_000);
+  }
+  /** The completed, paused source's RAM digest (the orchestrator's check before finish). */
+  outgoingRamDigest(migrationId: string): Promise<RamDigest> {
+    return this.call("GET", `/v1/outgoing/${enc(migrationId)}/ram-digest`, undefined, 60_000);
+  }
+  /** The loaded, never-started destination's RAM digest. */
+  incomingRamDigest(migrationId: string): Promise<RamDigest> {
+    return this.call("GET", `/v1/incoming/${enc(migrationId)}/ram-digest`, undefined, 60_000);
   }
   prepareIncoming(req: PrepareIncomingRequest): Promise<IncomingStatus> {
     return this.call("POST", "/v1/incoming", req, 60_000);

@@ -127,5 +127,12 @@ export {
   QmpTimeoutError,
 } from "./qmp.ts";
 export type * from "./qmp-types.ts";
+export {
+  compareRamDigests,
+  DEFAULT_DIGEST_CHUNK_BYTES,
+  digestRamFile,
+  type RamComparison,
+  type RamDigest,
+} from "./ram-digest.ts";
 export type { DiskSpec, GuestBootImage, NetSpec, QemuLaunchSpec, QemuSpec } from "./spec.ts";
 export { type InstanceState, isOurQemu, type ReapOptions, type ReapReport, reapOrphans } from "./state.ts";

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { type MigrateRequest, MigrationFailedError, serverClient } from "../../src/agent/index.ts";
@@ -32,21 +33,22 @@ function slowPrecopy(extra: Partial<MigrateRequest> = {}): MigrateRequest {
   };
 }
 
-/** Nothing of the failed migration is left at server b. */
-async function assertDestinationClean(migrationId: string): Promise<void> {
+/** Nothing of the failed migration is left at the destination server (b unless told). */
+async function assertDestinationClean(migrationId: string, server = "b"): Promise<void> {
   const inc = await waitFor(
     "the destination to be dropped",
     async () => {
-      const s = await bed.client("b", "h1").incoming(migrationId);
+      const s = await bed.client(server, "h1").incoming(migrationId);
       return ["failed", "aborted", "expired"].includes(s.state) && s;
     },
     30_000,
   );
   assert.equal(alive(inc.pid), false, `destination QEMU pid ${inc.pid} is gone`);
-  assert.equal(existsSync(join(bed.state.servers[1].poolDir, "g1.ram")), false, "no pool file at b");
+  const poolDir = bed.state.servers.find((x) => x.name === server)!.poolDir;
+  assert.equal(existsSync(join(poolDir, "g1.ram")), false, `no pool file at ${server}`);
   await waitFor(
-    "b's reservation of g1 to be dropped",
-    async () => (await serverClient(bed.state, "b").status()).hostVms[0].reservedMiB === 0,
+    `${server}'s reservation of g1 to be dropped`,
+    async () => (await serverClient(bed.state, server).status()).hostVms[0].reservedMiB === 0,
     60_000,
   );
 }
@@ -288,29 +290,52 @@ test("the source's host-VM agent killed mid pre-copy: restarted, it adopts the m
   const old = currentHostVmAgent(hv)!;
   const srcQemu = qemuPidsOf(bed, "g1");
   let killedAt = -1;
+  let holdMs = -1;
+  let holding: Promise<void> = Promise.resolve();
+  // The copy must outlast the successor's start, which on a loaded machine can take longer
+  // than the whole copy at 8 MiB/s (CI saw the successor adopt the QEMU in postmigrate).
+  // So the bandwidth is throttled (QMP, through the agent, as an operator would) just
+  // before the kill, and given back through the successor once it adopted the QEMU.
+  const killHoldingTheCopy = async () => {
+    const src = bed.client("a", "h1");
+    await src.qmp("g1", { execute: "migrate-set-parameters", arguments: { "max-bandwidth": 128 * 1024 } });
+    const held = Date.now();
+    process.kill(old.pid, "SIGKILL");
+    await waitFor(
+      "the successor agent to adopt g1",
+      async () => {
+        const s = await src.status().catch(() => null);
+        return s !== null && s.pid !== old.pid && s.adoptedAtStart.some((x) => x.guestId === "g1");
+      },
+      90_000,
+    );
+    await src.qmp("g1", { execute: "migrate-set-parameters", arguments: { "max-bandwidth": 8 * MiB } });
+    holdMs = Date.now() - held;
+  };
   const t0 = Date.now();
   const r = await bed.orch.migrate(
     slowPrecopy({
-      // Slow (the first pass takes over 10 s: the successor finds the copy under way), yet
-      // converging: the verify workload keeps rewriting its 16 MiB, which fit in the final
-      // pause at this bandwidth and downtime limit.
+      // Slow, yet converging: the verify workload keeps rewriting its 16 MiB, which fit in
+      // the final pause at this bandwidth and downtime limit.
       options: { maxBandwidth: 8 * MiB, downtimeLimitMs: 4000 },
       onProgress: (p) => {
         if (killedAt < 0 && p.transferredBytes > MiB) {
           killedAt = p.transferredBytes;
-          process.kill(old.pid, "SIGKILL");
+          holding = killHoldingTheCopy();
         }
       },
     }),
   );
   const ms = Date.now() - t0;
+  await holding;
   assert.ok(killedAt > 0, "the source agent was killed mid-copy");
+  assert.ok(holdMs >= 0, "the copy was given its bandwidth back by the successor");
   const st = await bed.client("a", "h1").status();
   const adopted = st.adoptedAtStart.find((x) => x.guestId === "g1");
   t.diagnostic(
     `source agent ${old.pid} killed at ${(killedAt / MiB).toFixed(1)} MiB; its successor ${st.pid} adopted ` +
       `QEMU ${adopted?.pid} (run state ${adopted?.qemuStatus}); moved in ${ms} ms, ${r.transferredBytes} bytes, ` +
-      `QEMU downtime ${r.qemu?.downtimeMs} ms`,
+      `QEMU downtime ${r.qemu?.downtimeMs} ms; the copy was throttled for ${holdMs} ms until the successor adopted it`,
   );
   assert.notEqual(st.pid, old.pid, "a new agent runs the source host VM");
   assert.deepEqual(
@@ -360,4 +385,57 @@ test("the source's host-VM agent killed once its QEMU completed: the successor a
     ["a/h1", 256, 0],
     ["b/h1", 0, 0],
   ]);
+});
+
+test("RAM check before finish: the frozen RAM files of both sides are compared and found equal", async (t) => {
+  const hb = await heartbeatOf(bed, "g1", "a", "h1");
+  const r = await bed.orch.migrate({
+    guestId: "g1",
+    from: bed.ep("a", "h1"),
+    to: bed.ep("b", "h1"),
+    verifyRam: true,
+  });
+  t.diagnostic(`RAM check: ${JSON.stringify(r.ramCheck)}; guest downtime ${r.downtimeMs} ms`);
+  // 256 MiB and the 8 KiB of the TCG workaround: 257 chunks of 1 MiB.
+  assert.deepEqual([r.ramCheck?.result, r.ramCheck?.result === "equal" && r.ramCheck.chunks], ["equal", 257]);
+  await assertOneIntactCopy(bed, "g1", "b", "h1", hb);
+});
+
+test("RAM check before finish: a page that differs at the destination is rolled back, the guest runs intact at the source", async (t) => {
+  const hb = await heartbeatOf(bed, "g1", "b", "h1");
+  const destRam = join(bed.state.servers.find((x) => x.name === "a")!.poolDir, "g1.ram");
+  // What a lost dirty page leaves behind: one page at the destination that is not the
+  // source's (written while both are frozen, the source completed and the destination -S).
+  const err = await bed.orch
+    .migrate({
+      guestId: "g1",
+      from: bed.ep("b", "h1"),
+      to: bed.ep("a", "h1"),
+      verifyRam: true,
+      hooks: {
+        beforeFinish: async () => {
+          const fh = await open(destRam, "r+");
+          try {
+            const at = 100 * MiB + 4096 * 3 + 17;
+            const b = Buffer.alloc(1);
+            await fh.read(b, 0, 1, at);
+            b[0] ^= 0xff;
+            await fh.write(b, 0, 1, at);
+          } finally {
+            await fh.close();
+          }
+        },
+      },
+    })
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+  assert.ok(err instanceof MigrationFailedError, `rolled back as expected: ${err}`);
+  t.diagnostic(err.message);
+  assert.equal(err.outcome, "rolled-back");
+  assert.equal(err.guestAt, "source");
+  assert.match(err.message, /differs from the source's in 1 of 257 MiB \(100\)/);
+  await assertOneIntactCopy(bed, "g1", "b", "h1", hb);
+  await assertDestinationClean(err.migrationId, "a");
 });

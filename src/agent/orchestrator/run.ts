@@ -4,6 +4,8 @@
  * renewed) -> decide: finish, confirm, commit on success; rollback otherwise. Each phase
  * undoes what the earlier ones did when it fails before the switch. Time bounds: timing.ts.
  */
+
+import { compareRamDigests, type RamComparison } from "../../qemu/index.ts";
 import type { GuestConfig, GuestStatus, IncomingStatus, OutgoingStatus } from "../api-types.ts";
 import { AgentHttpError, AgentUnreachableError, HostVmAgentClient, ServerAgentClient } from "../client.ts";
 import { nowMs } from "../proc.ts";
@@ -391,11 +393,66 @@ export class Run {
     }
     if (out.phase !== "completed") await this.rollback(out, acc);
     await this.req.hooks?.beforeFinish?.(out);
+    const ramCheck = this.mechanism === "precopy" && this.req.verifyRam ? await this.verifyRam(acc) : null;
     const fin = await this.finish(acc);
     // Success: the guest runs at the destination. Stop the source and move the accounting.
     const confirmed = await this.confirm(out);
     await this.commitAccounting(acc);
-    return this.outcome(confirmed, fin, t);
+    return { ...this.outcome(confirmed, fin, t), ...(ramCheck ? { ramCheck } : {}) };
+  }
+
+  /**
+   * Pre-copy, before finish: both RAM files are frozen (the source paused in postmigrate, the
+   * destination loaded and never started, -S), so they must be equal. QEMU 7.2 under TCG can
+   * miss a dirty page (docs/qemu-tcg-lost-pages.md); a difference is rolled back: the
+   * destination never ran, so it is aborted and the source, whose RAM is the guest's, resumes.
+   * A check that cannot be made (an agent still down after the recovery wait) does not stop
+   * the move; the outcome says it was skipped.
+   */
+  private async verifyRam(acc: Accounting): Promise<NonNullable<MigrationOutcome["ramCheck"]>> {
+    const t0 = nowMs();
+    const ms = () => Math.round(nowMs() - t0);
+    const deadline = t0 + this.recoveryMs;
+    const get = async <R>(f: () => Promise<R>): Promise<R> => {
+      for (;;) {
+        try {
+          return await f();
+        } catch (e) {
+          if (!(e instanceof AgentUnreachableError) || nowMs() > deadline) throw e;
+          await sleep(T.recoveryPollMs);
+        }
+      }
+    };
+    let cmp: RamComparison;
+    try {
+      await this.dst.incoming(this.migrationId, true).catch(() => {});
+      const [a, b] = await Promise.all([
+        get(() => this.src.outgoingRamDigest(this.migrationId)),
+        get(() => this.dst.incomingRamDigest(this.migrationId)),
+      ]);
+      await this.dst.incoming(this.migrationId, true).catch(() => {});
+      cmp = compareRamDigests(a, b);
+    } catch (e) {
+      const why = (e as Error).message;
+      this.log(`${this.migrationId}: RAM check skipped: ${why}`);
+      return { result: "skipped", why, ms: ms() };
+    }
+    if (cmp.kind === "equal") return { result: "equal", chunks: cmp.chunks, ms: ms() };
+    if (cmp.kind === "incomparable") {
+      this.log(`${this.migrationId}: RAM check skipped: ${cmp.why}`);
+      return { result: "skipped", why: cmp.why, ms: ms() };
+    }
+    const which = cmp.differing.slice(0, 8).join(", ") + (cmp.differing.length > 8 ? ", ..." : "");
+    this.log(`${this.migrationId}: destination RAM differs from the source's in MiB ${which}; rolling back`);
+    await this.abortDestination();
+    await this.src.confirmOutgoing(this.migrationId, "rollback");
+    await this.undoAccounting(acc);
+    this.fail(
+      `the destination's RAM differs from the source's in ${cmp.differing.length} of ${cmp.chunks} MiB ` +
+        `(${which}): the destination lacks writes the source has (a lost dirty page: docs/qemu-tcg-lost-pages.md); rolled back, the guest runs at the source`,
+      "rolled-back",
+      "source",
+    );
   }
 
   /** The source failed or was cancelled before the switch: it runs the guest again. */

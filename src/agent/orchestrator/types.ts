@@ -39,6 +39,13 @@ export interface MigrateRequest {
   postcopySwitch?: "after-first-pass" | "on-stall";
   onProgress?: (p: MigrationProgressView) => void;
   hooks?: MigrationHooks;
+  /**
+   * Pre-copy: compare the source's and the destination's RAM files before finishing (both
+   * are paused then) and roll back on any difference. Guards against QEMU 7.2's TCG dirty
+   * tracking race (docs/qemu-tcg-lost-pages.md); costs one read of the guest's RAM on each
+   * side, inside the downtime. Default off.
+   */
+  verifyRam?: boolean;
 }
 
 export interface MigrationOutcome {
@@ -65,6 +72,8 @@ export interface MigrationOutcome {
   destinationCpuSeconds: number | null;
   source: OutgoingStatus;
   destination: IncomingStatus;
+  /** The RAM check before finish, when asked for (MigrateRequest.verifyRam). */
+  ramCheck?: { result: "equal"; chunks: number; ms: number } | { result: "skipped"; why: string; ms: number };
 }
 
 export class MigrationFailedError extends Error {

@@ -183,6 +183,14 @@ export const FinishIncomingBody = Type.Object(
   { additionalProperties: false },
 );
 
+/** A guest's RAM file digested chunk by chunk (qemu/ram-digest.ts), read while it is frozen. */
+export const RamDigestSchema = Type.Object({
+  chunkBytes: Type.Integer(),
+  sizeBytes: Type.Integer(),
+  chunks: Type.Array(Type.String()),
+  ms: Type.Number(),
+});
+
 export const IncomingStatusSchema = Type.Object({
   migrationId: Type.String(),
   guestId: Type.String(),
@@ -199,3 +207,4 @@ export const IncomingStatusSchema = Type.Object({
   leaseExpiresAt: NumberOrNull,
 });
 export type IncomingStatus = Static<typeof IncomingStatusSchema>;
+export type RamDigest = Static<typeof RamDigestSchema>;

@@ -3,6 +3,8 @@
  * (the orchestrator's reads renew its lease), finish it (the guest starts running here) or
  * abort it. See incoming.ts for the fence these decisions form.
  */
+
+import { digestRamFile } from "../../../qemu/index.ts";
 import {
   errorAnswers,
   FinishIncomingBody,
@@ -10,6 +12,7 @@ import {
   IncomingStatusSchema,
   MigrationParams,
   PrepareIncomingBody,
+  RamDigestSchema,
 } from "../../api-types.ts";
 import { conflict, type RoutePlugin } from "../../http.ts";
 import { IncomingMigration } from "../incoming.ts";
@@ -21,6 +24,9 @@ const IncomingErrors = {
   exists: (id: string) => conflict(`incoming migration ${id} exists`),
   /** 409: the guest already runs on this host VM. */
   guestHere: (id: string, where: string) => conflict(`guest ${id} already runs on ${where}`),
+  /** 409: the destination's RAM is not frozen (a pre-copy's load completed, not started). */
+  notFrozen: (id: string, why: string) =>
+    conflict(`incoming ${id}: the destination's RAM is not frozen (${why})`),
 };
 // Further answers come from the incoming itself: 409 when finish or abort meets a decided
 // incoming (or one that runs the guest), 409 destination_gone, 504 finish_timeout, 502 QEMU.
@@ -72,6 +78,29 @@ export const incomingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
       if (m.qemu?.isRunning)
         st.qemuStatus = (await m.qemu.qmp.queryStatus().catch(() => null))?.status ?? null;
       return st;
+    },
+  );
+
+  // The destination's RAM file digested once the load completed and before finish (-S: it
+  // never ran): the orchestrator compares it with the source's (ram-digest.ts).
+  app.get(
+    "/v1/incoming/:migrationId/ram-digest",
+    {
+      schema: {
+        tags,
+        params: MigrationParams,
+        response: { 200: RamDigestSchema, ...errorAnswers(404, 409, 502) },
+      },
+    },
+    async (req) => {
+      const m = host.incomingOf(req.params.migrationId);
+      const q = m.qemu;
+      if (m.req.mode !== "precopy" || m.state !== "listening" || !q?.isRunning)
+        throw IncomingErrors.notFrozen(m.migrationId, `${m.req.mode}, ${m.state}`);
+      const [run, mig] = await Promise.all([q.qmp.queryStatus(), q.qmp.queryMigrate()]);
+      if (run.running || mig.status !== "completed")
+        throw IncomingErrors.notFrozen(m.migrationId, `QEMU ${run.status}, load ${mig.status}`);
+      return digestRamFile(q.poolFile);
     },
   );
 

@@ -3,6 +3,8 @@
  * it (long-poll on its phase), cancel, continue past pre-switchover, switch to post-copy,
  * and the orchestrator's confirm. See outgoing.ts for what each does to the guest.
  */
+
+import { digestRamFile } from "../../../qemu/index.ts";
 import {
   CancelBody,
   ConfirmBody,
@@ -10,6 +12,7 @@ import {
   GuestParams,
   MigrationParams,
   OutgoingStatusSchema,
+  RamDigestSchema,
   StartOutgoingBody,
   WaitQuery,
 } from "../../api-types.ts";
@@ -23,6 +26,9 @@ const OutgoingErrors = {
   notRunning: (id: string, state: string) => conflict(`guest ${id} is ${state}, not running`),
   /** 409: the migration id is taken. */
   exists: (id: string) => conflict(`migration ${id} exists`),
+  /** 409: the source's RAM is not frozen (only a completed source, paused, can be digested). */
+  notFrozen: (id: string, why: string) =>
+    conflict(`migration ${id}: the source's RAM is not frozen (${why})`),
 };
 // Further 409s come from the migration itself (cancel after switchover: cancel_refused;
 // continue, post-copy or confirm in the wrong phase), 502 from QEMU.
@@ -63,6 +69,27 @@ export const outgoingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
       const { waitMs, unless } = req.query;
       if (waitMs && unless) await m.changes.until(() => m.phase !== unless, waitMs);
       return m.status();
+    },
+  );
+
+  // The source's RAM file digested while the source is paused after completing (postmigrate):
+  // the orchestrator compares it with the destination's before finishing (ram-digest.ts).
+  app.get(
+    "/v1/outgoing/:migrationId/ram-digest",
+    {
+      schema: {
+        tags,
+        params: MigrationParams,
+        response: { 200: RamDigestSchema, ...errorAnswers(404, 409, 502) },
+      },
+    },
+    async (req) => {
+      const m = host.outgoingOf(req.params.migrationId);
+      const q = m.guest.qemu;
+      if (m.phase !== "completed" || !q?.isRunning) throw OutgoingErrors.notFrozen(m.migrationId, m.phase);
+      const run = (await q.qmp.queryStatus()).status;
+      if (run !== "postmigrate") throw OutgoingErrors.notFrozen(m.migrationId, `QEMU ${run}`);
+      return digestRamFile(q.poolFile);
     },
   );
 
