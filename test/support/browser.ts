@@ -29,7 +29,10 @@ export function ensureDashboardBuilt(): string {
 }
 
 export async function launchChromium(profileDir: string): Promise<BrowserContext> {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (scripts/ensure-deps.sh)`);
+  assert.ok(
+    existsSync(CHROMIUM),
+    `${CHROMIUM} is missing: apt-get install chromium (scripts/ensure-deps.sh)`,
+  );
   return chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
