@@ -234,7 +234,10 @@ function attach(
     bufferedAmount: 0,
     errors: [] as string[],
     type(s: string) {
-      run(session.type(Buffer.from(s)));
+      const p = session.type(Buffer.from(s));
+      run(p);
+      // The session's calls are asynchronous (WebCrypto): await this to see its effect.
+      return p;
     },
     take() {
       handlers.onMessage(Buffer.from(JSON.stringify({ t: "take" })), false);
@@ -271,9 +274,12 @@ function attach(
     { sub: "tok_test", tenant: "acme", control: opts.control ?? true },
     pipe,
   );
-  function run(step: ReturnType<ConsoleClientSession["start"]>) {
+  function run(p: ReturnType<ConsoleClientSession["start"]>) {
+    p.then(apply, (e: Error) => client.errors.push(e.message));
+  }
+  function apply(step: Awaited<ReturnType<ConsoleClientSession["start"]>>) {
     for (const e of step.events) {
-      if (e.kind === "output") output.push(e.bytes);
+      if (e.kind === "output") output.push(Buffer.from(e.bytes));
       if (e.kind === "notice") notices.push(e.notice.kind);
       if (e.kind === "relay") relayMessages.push(e.message);
     }
@@ -284,7 +290,7 @@ function attach(
     }
     for (const b of step.send) {
       captured.push(Buffer.from(b));
-      handlers.onMessage(b, true);
+      handlers.onMessage(Buffer.from(b), true);
     }
   }
   run(session.start());
@@ -429,7 +435,7 @@ test("several viewers, one keyboard: the relay forwards the holder's input only,
   await until("two attached", () => two.notices.includes("start") && two.session.holder === false);
   assert.equal(one.session.holder, true);
   // The client knows it watches and sends nothing ...
-  two.type("from two\r");
+  await two.type("from two\r");
   assert.equal(two.session.pending, 0);
   // ... and a client that sends anyway (an input record) is dropped by the relay.
   two.raw(Buffer.concat([Buffer.from([0x10, 0x81]), Buffer.alloc(8), Buffer.alloc(30, 1)]));
@@ -466,7 +472,7 @@ test("refused: a ticket from another cloud; a watch-only viewer never gets the k
   watch.take();
   await until("told it may only watch", () => watch.relayMessages.some((m) => m.t === "error"));
   assert.equal(watch.session.holder, false);
-  watch.type("nope\r");
+  await watch.type("nope\r");
   await sleep(100);
   assert.equal(watch.session.pending, 0, "nothing sent without the keyboard");
   assert.equal(received(B), "");

@@ -57,12 +57,20 @@ export async function runConsole(id: string, o: ConsoleOptions): Promise<number>
   let finish: (code: number) => void = () => {};
   const done = new Promise<number>((r) => (finish = r));
 
-  const send = (s: Step) => {
+  const apply = (s: Step) => {
     for (const e of s.events) event(e);
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
     for (const t of s.sendText) ws.send(JSON.stringify(t));
     for (const b of s.send) ws.send(b);
   };
+  // The session answers in call order (its WebCrypto work is asynchronous): sending each
+  // step as it resolves keeps the wire in order.
+  const send = (p: Promise<Step>) =>
+    p.then(apply, (e: Error) => {
+      say(`console error: ${e.message}`);
+      ws?.close(1000, "client error");
+      finish(1);
+    });
   const event = (e: ClientEvent) => {
     if (e.kind === "output") process.stdout.write(e.bytes);
     else if (e.kind === "gap") say(`${e.to - e.from} bytes of output are gone (beyond the scrollback)`);
@@ -106,7 +114,7 @@ export async function runConsole(id: string, o: ConsoleOptions): Promise<number>
       if (b === ESC) escaped = true;
       else out.push(b);
     }
-    if (out.length > 0) send(session.type(Buffer.from(out)));
+    if (out.length > 0) void send(session.type(Buffer.from(out)));
   };
 
   let since = Date.now();
@@ -134,17 +142,11 @@ export async function runConsole(id: string, o: ConsoleOptions): Promise<number>
     });
     sock.on("open", () => {
       since = Date.now();
-      send(session.start());
+      void send(session.start());
     });
     sock.on("message", (data, isBinary) => {
-      try {
-        const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
-        send(isBinary ? session.onBinary(buf) : session.onText(buf.toString("utf8")));
-      } catch (e) {
-        say(`console error: ${(e as Error).message}`);
-        sock.close(1000, "client error");
-        finish(1);
-      }
+      const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+      void send(isBinary ? session.onBinary(buf) : session.onText(buf.toString("utf8")));
     });
     sock.on("error", () => {});
     sock.on("close", (code, reason) => {

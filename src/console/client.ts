@@ -15,24 +15,35 @@
  *
  * The controller's relay speaks to the client in JSON text messages (RelayToClient); the
  * binary messages are the protocol's (protocol.ts), end to end with the agent.
+ *
+ * Browser-safe (WebCrypto through subtle.ts, Uint8Array, no node: imports): the CLI and the
+ * dashboard run this same session. WebCrypto is asynchronous, so every call answers a
+ * Promise<Step>; calls are processed one after another in the order they were made (a
+ * record's sequence number is its place in that order), so a caller that sends each Step as
+ * its promise resolves keeps the wire in order.
  */
-import { randomBytes } from "node:crypto";
 import {
-  ClientHandshake,
+  type WebClientHandshake as ClientHandshakeT,
+  generateWebSigningKey,
+  randomBytes,
+  WebClientHandshake,
+  type WebSecureChannel,
+  type WebSigningKey,
+  webFingerprint,
+} from "./subtle.ts";
+import {
   ConsoleProtocolError,
-  decodeAck,
-  decodeNotice,
-  decodeOutput,
-  encodeInput,
-  fingerprint,
-  generateSigningKey,
+  decodeAckBytes,
+  decodeNoticeBytes,
+  decodeOutputBytes,
+  encodeInputBytes,
+  fromBase64,
   KIND,
   MAX_RECORD_PLAINTEXT,
   type Notice,
   RECORD,
-  type SecureChannel,
-  type SigningKey,
-} from "./protocol.ts";
+  toBase64,
+} from "./wire.ts";
 
 /** What a client sends the relay as text. */
 export type ClientToRelay =
@@ -60,7 +71,7 @@ export type RelayToClient =
   | { t: "error"; message: string };
 
 export type ClientEvent =
-  | { kind: "output"; bytes: Buffer; offset: number }
+  | { kind: "output"; bytes: Uint8Array; offset: number }
   | { kind: "gap"; from: number; to: number }
   | { kind: "attached"; hostVm: string; fingerprint: string; control: boolean; replayFrom: number }
   | { kind: "notice"; notice: Notice }
@@ -68,7 +79,7 @@ export type ClientEvent =
 
 export interface Step {
   /** Binary messages to send to the relay (hello, records). */
-  send: Buffer[];
+  send: Uint8Array[];
   /** Text messages to send to the relay. */
   sendText: ClientToRelay[];
   events: ClientEvent[];
@@ -85,8 +96,8 @@ export interface ClientSessionOptions {
 }
 
 export class ConsoleClientSession {
-  readonly signing: SigningKey = generateSigningKey();
-  readonly sessionId: Buffer = randomBytes(16);
+  private signingKey: Promise<WebSigningKey> | null = null;
+  readonly sessionId: Uint8Array = randomBytes(16);
   /** The first byte of the guest's serial stream not yet shown (null: nothing received yet). */
   nextOffset: number | null;
   /** Bytes the stream skipped (beyond the scrollback, or a reset stream). */
@@ -94,9 +105,9 @@ export class ConsoleClientSession {
   /** Keystrokes delivered by the agents (acknowledged). */
   ackedSeq = 0;
   private nextSeq = 1;
-  private unacked: Array<{ seq: number; bytes: Buffer }> = [];
-  private handshake: { hs: ClientHandshake; identity: Buffer; hostVm: string } | null = null;
-  private channel: SecureChannel | null = null;
+  private unacked: Array<{ seq: number; bytes: Uint8Array }> = [];
+  private handshake: { hs: ClientHandshakeT; identity: Uint8Array; hostVm: string; fp: string } | null = null;
+  private channel: WebSecureChannel | null = null;
   /** Whether the agent lets this session type (its ticket allows it). */
   control = false;
   /** Keystrokes wait while the guest moves (the agent said "moving"). */
@@ -107,24 +118,42 @@ export class ConsoleClientSession {
   agentFingerprint: string | null = null;
   /** Whether this client holds the keyboard (the relay says; null until it did). */
   holder: boolean | null = null;
+  /** Calls run one after another (WebCrypto is asynchronous; the wire is ordered). */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: ClientSessionOptions = {}) {
     this.nextOffset = opts.resumeOffset ?? null;
   }
 
-  /** The first message to the relay (on every new connection to it: the session goes on). */
-  start(): Step {
-    const s = step();
-    this.channel = null;
-    this.handshake = null;
-    this.held = false;
-    s.sendText.push({
-      t: "attach",
-      key: this.signing.publicRaw.toString("base64url"),
-      session: this.sessionId.toString("base64url"),
-      keyboard: this.opts.keyboard ?? true,
+  private serial(f: (s: Step) => Promise<void> | void): Promise<Step> {
+    const run = this.queue.then(async () => {
+      const s = step();
+      await f(s);
+      return s;
     });
-    return s;
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private signing(): Promise<WebSigningKey> {
+    this.signingKey ??= generateWebSigningKey();
+    return this.signingKey;
+  }
+
+  /** The first message to the relay (on every new connection to it: the session goes on). */
+  start(): Promise<Step> {
+    return this.serial(async (s) => {
+      const key = await this.signing();
+      this.channel = null;
+      this.handshake = null;
+      this.held = false;
+      s.sendText.push({
+        t: "attach",
+        key: toBase64(key.publicRaw),
+        session: toBase64(this.sessionId),
+        keyboard: this.opts.keyboard ?? true,
+      });
+    });
   }
 
   /** Keystrokes not yet acknowledged by an agent. */
@@ -137,100 +166,100 @@ export class ConsoleClientSession {
   }
 
   /** A text message from the relay. */
-  onText(text: string): Step {
-    const s = step();
-    let m: RelayToClient;
-    try {
-      m = JSON.parse(text) as RelayToClient;
-    } catch {
-      throw new ConsoleProtocolError("bad-message", "the relay sent text that is not JSON");
-    }
-    s.events.push({ kind: "relay", message: m });
-    if (m.t === "agent") {
-      const identity = Buffer.from(m.identity, "base64url");
-      const fp = fingerprint(identity);
-      if (this.opts.pinned && this.opts.pinned.length > 0 && !this.opts.pinned.includes(fp))
-        throw new ConsoleProtocolError(
-          "bad-key",
-          `the controller named agent key ${fp} for ${m.hostVm}, which is not one of the pinned keys`,
-        );
-      const hs = new ClientHandshake({
-        sessionId: this.sessionId,
-        signing: this.signing,
-        ticket: m.ticket,
-        resume: this.nextOffset === null ? { from: "tail" } : { from: "offset", offset: this.nextOffset },
-      });
-      this.channel = null;
-      this.handshake = { hs, identity, hostVm: m.hostVm };
-      s.send.push(hs.hello);
-    } else if (m.t === "keyboard") {
-      this.holder = m.holder;
-    } else if (m.t === "not-holder") {
-      // The relay dropped what this client sent without the keyboard: never to be sent again.
-      this.holder = false;
-      this.unacked = this.unacked.filter((k) => k.seq > this.sentUpTo);
-    } else if (m.t === "reattaching") {
-      // Records sealed for the old agent are useless to the next one; unacked keys are resent.
-      this.channel = null;
-      this.handshake = null;
-    }
-    return s;
+  onText(text: string): Promise<Step> {
+    return this.serial(async (s) => {
+      let m: RelayToClient;
+      try {
+        m = JSON.parse(text) as RelayToClient;
+      } catch {
+        throw new ConsoleProtocolError("bad-message", "the relay sent text that is not JSON");
+      }
+      s.events.push({ kind: "relay", message: m });
+      if (m.t === "agent") {
+        const identity = fromBase64(m.identity);
+        const fp = await webFingerprint(identity);
+        if (this.opts.pinned && this.opts.pinned.length > 0 && !this.opts.pinned.includes(fp))
+          throw new ConsoleProtocolError(
+            "bad-key",
+            `the controller named agent key ${fp} for ${m.hostVm}, which is not one of the pinned keys`,
+          );
+        const hs = await WebClientHandshake.create({
+          sessionId: this.sessionId,
+          signing: await this.signing(),
+          ticket: m.ticket,
+          resume: this.nextOffset === null ? { from: "tail" } : { from: "offset", offset: this.nextOffset },
+        });
+        this.channel = null;
+        this.handshake = { hs, identity, hostVm: m.hostVm, fp };
+        s.send.push(hs.hello);
+      } else if (m.t === "keyboard") {
+        this.holder = m.holder;
+      } else if (m.t === "not-holder") {
+        // The relay dropped what this client sent without the keyboard: never to be sent again.
+        this.holder = false;
+        this.unacked = this.unacked.filter((k) => k.seq > this.sentUpTo);
+      } else if (m.t === "reattaching") {
+        // Records sealed for the old agent are useless to the next one; unacked keys are resent.
+        this.channel = null;
+        this.handshake = null;
+      }
+    });
   }
 
   /** A binary message from the relay (from the agent). */
-  onBinary(msg: Buffer): Step {
-    const s = step();
-    if (msg[0] === KIND.agentHello) {
-      if (!this.handshake) throw new ConsoleProtocolError("bad-message", "an agent hello nobody asked for");
-      const { hs, identity, hostVm } = this.handshake;
-      this.channel = hs.finish(msg, identity);
-      this.handshake = null;
-      this.hostVm = hostVm;
-      this.agentFingerprint = fingerprint(identity);
-      this.held = false;
-      // Keystrokes go once the agent said where it starts and whether this session may type.
-      this.control = false;
-      return s;
-    }
-    if (!this.channel) throw new ConsoleProtocolError("bad-message", "a record before the handshake");
-    const { type, plaintext } = this.channel.open(msg);
-    if (type === RECORD.output) {
-      const { offset, bytes } = decodeOutput(plaintext);
-      this.output(s, offset, bytes);
-    } else if (type === RECORD.ack) {
-      this.acked(decodeAck(plaintext));
-    } else {
-      const notice = decodeNotice(plaintext);
-      s.events.push({ kind: "notice", notice });
-      if (notice.kind === "start") {
-        this.control = notice.control;
-        if (notice.reset) this.nextOffset = notice.from;
-        if (this.nextOffset !== null && notice.from > this.nextOffset) {
-          this.lostBytes += notice.from - this.nextOffset;
-          s.events.push({ kind: "gap", from: this.nextOffset, to: notice.from });
-        }
-        if (this.nextOffset === null || notice.from > this.nextOffset) this.nextOffset = notice.from;
-        s.events.push({
-          kind: "attached",
-          hostVm: this.hostVm ?? "",
-          fingerprint: this.agentFingerprint ?? "",
-          control: notice.control,
-          replayFrom: notice.from,
-        });
-        // Whatever the previous agent did not acknowledge goes to this one (it drops seqs it
-        // knows were delivered).
-        this.sentUpTo = this.ackedSeq;
-        this.flush(s);
-      } else if (notice.kind === "moving") this.held = true;
-      else if (notice.kind === "staying") {
+  onBinary(msg: Uint8Array): Promise<Step> {
+    return this.serial(async (s) => {
+      if (msg[0] === KIND.agentHello) {
+        if (!this.handshake) throw new ConsoleProtocolError("bad-message", "an agent hello nobody asked for");
+        const { hs, identity, hostVm, fp } = this.handshake;
+        this.channel = await hs.finish(msg, identity);
+        this.handshake = null;
+        this.hostVm = hostVm;
+        this.agentFingerprint = fp;
         this.held = false;
-        this.flush(s);
+        // Keystrokes go once the agent said where it starts and whether this session may type.
+        this.control = false;
+        return;
       }
-    }
-    return s;
+      if (!this.channel) throw new ConsoleProtocolError("bad-message", "a record before the handshake");
+      const { type, plaintext } = await this.channel.open(msg);
+      if (type === RECORD.output) {
+        const { offset, bytes } = decodeOutputBytes(plaintext);
+        this.output(s, offset, bytes);
+      } else if (type === RECORD.ack) {
+        this.acked(decodeAckBytes(plaintext));
+      } else {
+        const notice = decodeNoticeBytes(plaintext);
+        s.events.push({ kind: "notice", notice });
+        if (notice.kind === "start") {
+          this.control = notice.control;
+          if (notice.reset) this.nextOffset = notice.from;
+          if (this.nextOffset !== null && notice.from > this.nextOffset) {
+            this.lostBytes += notice.from - this.nextOffset;
+            s.events.push({ kind: "gap", from: this.nextOffset, to: notice.from });
+          }
+          if (this.nextOffset === null || notice.from > this.nextOffset) this.nextOffset = notice.from;
+          s.events.push({
+            kind: "attached",
+            hostVm: this.hostVm ?? "",
+            fingerprint: this.agentFingerprint ?? "",
+            control: notice.control,
+            replayFrom: notice.from,
+          });
+          // Whatever the previous agent did not acknowledge goes to this one (it drops seqs it
+          // knows were delivered).
+          this.sentUpTo = this.ackedSeq;
+          await this.flush(s);
+        } else if (notice.kind === "moving") this.held = true;
+        else if (notice.kind === "staying") {
+          this.held = false;
+          await this.flush(s);
+        }
+      }
+    });
   }
 
-  private output(s: Step, offset: number, bytes: Buffer): void {
+  private output(s: Step, offset: number, bytes: Uint8Array): void {
     const next = this.nextOffset ?? offset;
     if (offset > next) {
       this.lostBytes += offset - next;
@@ -245,9 +274,9 @@ export class ConsoleClientSession {
   }
 
   /** Sends the unacknowledged keystrokes this channel has not carried yet. */
-  private flush(s: Step): void {
+  private async flush(s: Step): Promise<void> {
     if (!this.channel || !this.control || this.held) return;
-    for (const k of this.unacked) if (k.seq > this.sentUpTo) s.send.push(this.seal(k.seq, k.bytes));
+    for (const k of this.unacked) if (k.seq > this.sentUpTo) s.send.push(await this.seal(k.seq, k.bytes));
   }
 
   private acked(seq: number): void {
@@ -256,26 +285,22 @@ export class ConsoleClientSession {
   }
 
   /** Keystrokes: numbered, kept until acknowledged, sent at once if the channel is up (dropped while another client holds the keyboard). */
-  type(bytes: Uint8Array): Step {
-    const s = step();
-    if (this.holder === false) {
-      // Watching: keystrokes are not sent (take the keyboard first).
-      s.events.push({ kind: "relay", message: { t: "not-holder" } });
-      return s;
-    }
-    for (let at = 0; at < bytes.length; at += MAX_RECORD_PLAINTEXT - 8) {
-      const k = {
-        seq: this.nextSeq++,
-        bytes: Buffer.from(bytes.subarray(at, at + MAX_RECORD_PLAINTEXT - 8)),
-      };
-      this.unacked.push(k);
-    }
-    this.flush(s);
-    return s;
+  type(bytes: Uint8Array): Promise<Step> {
+    return this.serial(async (s) => {
+      if (this.holder === false) {
+        // Watching: keystrokes are not sent (take the keyboard first).
+        s.events.push({ kind: "relay", message: { t: "not-holder" } });
+        return;
+      }
+      for (let at = 0; at < bytes.length; at += MAX_RECORD_PLAINTEXT - 8) {
+        this.unacked.push({ seq: this.nextSeq++, bytes: bytes.slice(at, at + MAX_RECORD_PLAINTEXT - 8) });
+      }
+      await this.flush(s);
+    });
   }
 
-  private seal(seq: number, bytes: Buffer): Buffer {
+  private seal(seq: number, bytes: Uint8Array): Promise<Uint8Array> {
     this.sentUpTo = Math.max(this.sentUpTo, seq);
-    return this.channel!.seal(RECORD.input, encodeInput(seq, bytes));
+    return this.channel!.seal(RECORD.input, encodeInputBytes(seq, bytes));
   }
 }

@@ -25,6 +25,8 @@ import {
   type TicketClaims,
   verifyTicket,
 } from "./index.ts";
+import { generateWebSigningKey, randomBytes, WebClientHandshake, webFingerprint } from "./subtle.ts";
+import { decodeOutputBytes, encodeInputBytes } from "./wire.ts";
 
 const NOW = 1_800_000_000;
 const ticketKey = deriveTicketKey("nc-testbed-token");
@@ -356,4 +358,72 @@ test("WebCrypto interoperates: a client written with crypto.subtle alone", async
   );
   const opened = accepted.channel.open(Buffer.concat([header, Buffer.from(ct)]));
   assert.deepEqual(decodeInput(opened.plaintext), { seq: 1, bytes: Buffer.from("ls\r") });
+});
+
+/**
+ * The client the CLI and the dashboard run (subtle.ts, WebCrypto only) against the agent's
+ * node:crypto side: the same bytes on the wire, keys agreed, tampering and the wrong agent
+ * refused, fingerprints equal to protocol.ts's.
+ */
+test("the WebCrypto client (subtle.ts) and the node:crypto agent speak one protocol", async () => {
+  const signing = await generateWebSigningKey();
+  const session = Buffer.from(randomBytes(16));
+  const ticket = issueTicket(
+    ticketKey,
+    claims({ publicRaw: Buffer.from(signing.publicRaw) } as SigningKey, session),
+  );
+  const hs = await WebClientHandshake.create({
+    sessionId: session,
+    signing,
+    ticket,
+    resume: { from: "offset", offset: 42 },
+  });
+  const accepted = acceptClient(hs.hello, {
+    identity,
+    ticketKey,
+    guest: "g1",
+    device: "s1",
+    nowSeconds: NOW,
+  });
+  assert.deepEqual(accepted.hello.resume, { from: "offset", offset: 42 });
+  assert.equal(await webFingerprint(identity.publicRaw), fingerprint(identity.publicRaw));
+
+  // Another agent's identity: refused by name.
+  await assert.rejects(
+    hs.finish(accepted.answer, generateSigningKey().publicRaw),
+    /bad-signature|not signed/,
+  );
+  const hs2 = await WebClientHandshake.create({
+    sessionId: session,
+    signing,
+    ticket,
+    resume: { from: "tail" },
+  });
+  const acc2 = acceptClient(hs2.hello, { identity, ticketKey, guest: "g1", device: "s1", nowSeconds: NOW });
+  const channel = await hs2.finish(acc2.answer, identity.publicRaw);
+
+  const recs: Buffer[] = [];
+  for (let i = 0; i < 3; i++) {
+    const rec = acc2.channel.seal(RECORD.output, encodeOutput(100 * i, Buffer.from(`line ${i}\n`)));
+    recs.push(rec);
+    const { type, plaintext } = await channel.open(rec);
+    assert.equal(type, RECORD.output);
+    assert.deepEqual(decodeOutputBytes(plaintext), {
+      offset: 100 * i,
+      bytes: new Uint8Array(Buffer.from(`line ${i}\n`)),
+    });
+  }
+  const input = await channel.seal(RECORD.input, encodeInputBytes(1, Buffer.from("uname -a\r")));
+  assert.deepEqual(decodeInput(acc2.channel.open(input).plaintext), {
+    seq: 1,
+    bytes: Buffer.from("uname -a\r"),
+  });
+  // A changed byte fails authentication; a replay is refused by name.
+  const next = acc2.channel.seal(RECORD.notice, encodeNotice({ kind: "moving" }));
+  const bad = Buffer.from(next);
+  bad[bad.length - 20] ^= 1;
+  await assert.rejects(channel.open(bad), (e: unknown) => (e as ConsoleProtocolError).code === "auth-failed");
+  await assert.rejects(channel.open(recs[1]), (e: unknown) => (e as ConsoleProtocolError).code === "replay");
+  const { plaintext } = await channel.open(next);
+  assert.deepEqual(decodeNotice(Buffer.from(plaintext)), { kind: "moving" });
 });

@@ -54,77 +54,51 @@ import {
   verify,
 } from "node:crypto";
 
-export const PROTOCOL_VERSION = 1;
+import {
+  AGENT_HELLO,
+  LABEL_AGENT as AGENT_LABEL,
+  AGENT_TYPES,
+  CLIENT_HELLO_FIXED,
+  LABEL_CLIENT as CLIENT_LABEL,
+  CLIENT_TYPES,
+  ConsoleProtocolError,
+  DIR_A2C,
+  DIR_C2A,
+  fail,
+  LABEL_KEYS as KEYS_LABEL,
+  KIND,
+  LABEL_TICKET,
+  MAX_MESSAGE,
+  MAX_RECORD_PLAINTEXT,
+  MAX_TICKET,
+  NONCE,
+  type Notice,
+  POINT,
+  PROTOCOL_VERSION,
+  RECORD,
+  RECORD_HEADER,
+  type RecordType,
+  SESSION,
+  SIG,
+  TAG,
+} from "./wire.ts";
 
-/** Message kinds (first byte of every binary message between the ends). */
-export const KIND = { clientHello: 0x01, agentHello: 0x02, record: 0x10 } as const;
+export {
+  type ConsoleErrorCode,
+  ConsoleProtocolError,
+  KIND,
+  MAX_MESSAGE,
+  MAX_RECORD_PLAINTEXT,
+  MAX_TICKET,
+  type Notice,
+  PROTOCOL_VERSION,
+  RECORD,
+  type RecordType,
+} from "./wire.ts";
 
-/** Record types, visible to the relay (it forwards input from the keyboard holder only). */
-export const RECORD = {
-  /** agent -> client: [offset u64][bytes] the guest wrote at that offset of its serial stream. */
-  output: 0x01,
-  /** agent -> client: [input seq u64] every keystroke record up to it is delivered. */
-  ack: 0x02,
-  /** agent -> client: a JSON notice (Notice). */
-  notice: 0x03,
-  /** client -> agent: [input seq u64][bytes] keystrokes, numbered from 1 per session. */
-  input: 0x81,
-} as const;
-export type RecordType = (typeof RECORD)[keyof typeof RECORD];
-const AGENT_TYPES = new Set<number>([RECORD.output, RECORD.ack, RECORD.notice]);
-const CLIENT_TYPES = new Set<number>([RECORD.input]);
-
-/** Largest plaintext of one record; larger output is split, larger input refused. */
-export const MAX_RECORD_PLAINTEXT = 16 * 1024;
-const TAG = 16;
-const RECORD_HEADER = 10;
-/** Largest binary message either end accepts (a record of the largest plaintext). */
-export const MAX_MESSAGE = RECORD_HEADER + MAX_RECORD_PLAINTEXT + TAG;
-export const MAX_TICKET = 1024;
-
-const POINT = 65; // uncompressed P-256 point
-const SIG = 64; // ECDSA P-256 in IEEE P1363 (r || s), WebCrypto's format
-const NONCE = 32;
-const SESSION = 16;
-const CLIENT_HELLO_FIXED = 1 + 1 + SESSION + POINT + NONCE + 1 + 8 + POINT + 2; // + ticket + sig
-const AGENT_HELLO = 1 + 1 + POINT + NONCE + SIG;
-
-const LABEL_CLIENT = Buffer.from("nestcloud-console-v1 client-hello");
-const LABEL_AGENT = Buffer.from("nestcloud-console-v1 agent-hello");
-const LABEL_KEYS = Buffer.from("nestcloud-console-v1 keys");
-const LABEL_TICKET = "nestcloud-console-v1 ticket";
-/** Nonce prefixes: the two directions never share a (key, nonce) pair even by mistake. */
-const DIR_C2A = 0x63326100; // "c2a\0"
-const DIR_A2C = 0x61326300; // "a2c\0"
-
-export type ConsoleErrorCode =
-  | "bad-message"
-  | "oversized"
-  | "version"
-  | "bad-signature"
-  | "bad-ticket"
-  | "ticket-expired"
-  | "ticket-mismatch"
-  | "bad-key"
-  | "replay"
-  | "reorder"
-  | "auth-failed"
-  | "wrong-direction"
-  | "exhausted";
-
-/** Every protocol fault: a stable code and a sentence saying what was wrong. */
-export class ConsoleProtocolError extends Error {
-  override name = "ConsoleProtocolError";
-  constructor(
-    readonly code: ConsoleErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-const fail = (code: ConsoleErrorCode, msg: string): never => {
-  throw new ConsoleProtocolError(code, msg);
-};
+const LABEL_CLIENT = Buffer.from(CLIENT_LABEL);
+const LABEL_AGENT = Buffer.from(AGENT_LABEL);
+const LABEL_KEYS = Buffer.from(KEYS_LABEL);
 
 // ---- keys --------------------------------------------------------------------------------
 
@@ -535,25 +509,6 @@ export function decodeAck(p: Buffer): number {
   if (p.length !== 8) fail("bad-message", "an ack record is one seq");
   return readU64(p, 0, "ack seq");
 }
-
-/** What the agent tells the client besides output and acks. */
-export type Notice =
-  /**
-   * Replay starts at `from`; `skipped` bytes before it are beyond the scrollback. `reset`: the
-   * stream is shorter than the client's offset (a log that could not be continued): it
-   * starts over at `from`.
-   */
-  | { kind: "start"; from: number; skipped: number; control: boolean; reset?: boolean }
-  /** The guest is migrating away: keystrokes wait (they are delivered where it lands). */
-  | { kind: "moving" }
-  /** The guest stays here after all (its migration failed): waiting keystrokes go on. */
-  | { kind: "staying" }
-  /** The guest left this host VM (delivered input is acked above): reattach where it runs now. */
-  | { kind: "moved" }
-  /** The guest is gone, or stopped (no more output until it starts). */
-  | { kind: "ended"; reason: string }
-  /** Input was refused (watch-only ticket, a gap in the input seqs). */
-  | { kind: "refused"; reason: string };
 
 export const encodeNotice = (n: Notice) => Buffer.from(JSON.stringify(n), "utf8");
 export function decodeNotice(p: Buffer): Notice {

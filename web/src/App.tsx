@@ -134,6 +134,7 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
           onClose={closePanel}
           onAutomation={(level) => actions.setGuestAutomation(selectedGuest.id, level)}
           canEdit
+          token={token}
         />
       )}
     </div>

@@ -1,8 +1,14 @@
-import { useEffect, useId, useRef, useState } from "react";
+import { lazy, Suspense, useEffect, useId, useRef, useState } from "react";
 import { mib, pct } from "../format.ts";
 import { AUTOMATION_LEVELS, type Automation, type Guest, type Migration } from "../types.ts";
 
-/** Details of one guest and its own automation level (PATCH /api/vms/:id). */
+// xterm.js is loaded when a console is first opened (it is most of the bundle's weight).
+const GuestConsole = lazy(() => import("./GuestConsole.tsx").then((m) => ({ default: m.GuestConsole })));
+
+/**
+ * Details of one guest and its own automation level (PATCH /api/vms/:id); a Console tab
+ * shows its serial console (GuestConsole, end to end encrypted from this browser).
+ */
 export function GuestPanel({
   guest,
   cloudAutomation,
@@ -10,6 +16,7 @@ export function GuestPanel({
   onClose,
   onAutomation,
   canEdit,
+  token,
 }: {
   guest: Guest;
   cloudAutomation: Automation | undefined;
@@ -17,7 +24,9 @@ export function GuestPanel({
   onClose: () => void;
   onAutomation: (level: Automation | null) => Promise<void>;
   canEdit: boolean;
+  token: string;
 }) {
+  const [tab, setTab] = useState<"details" | "console">("details");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const selectId = useId();
@@ -28,7 +37,8 @@ export function GuestPanel({
   useEffect(() => {
     closeRef.current?.focus();
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape") onClose();
+      // Escape belongs to the guest while its console has the focus.
+      if (e.key === "Escape" && !(e.target instanceof Element && e.target.closest(".console"))) onClose();
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
@@ -46,20 +56,8 @@ export function GuestPanel({
     }
   };
 
-  return (
-    <dialog open className="panel" aria-labelledby={titleId} data-testid="guest-panel">
-      <header>
-        <h2 id={titleId}>{guest.id}</h2>
-        <button
-          type="button"
-          ref={closeRef}
-          onClick={onClose}
-          aria-label="Close guest details"
-          className="icon-button"
-        >
-          ×
-        </button>
-      </header>
+  const details = (
+    <>
       <dl className="facts">
         <dt>Role</dt>
         <dd>{guest.role === "security" ? "security VM" : "tenant guest"}</dd>
@@ -120,6 +118,55 @@ export function GuestPanel({
             ))}
           </ul>
         </>
+      )}
+    </>
+  );
+
+  return (
+    <dialog
+      open
+      className={tab === "console" ? "panel panel-wide" : "panel"}
+      aria-labelledby={titleId}
+      data-testid="guest-panel"
+    >
+      <header>
+        <h2 id={titleId}>{guest.id}</h2>
+        <button
+          type="button"
+          ref={closeRef}
+          onClick={onClose}
+          aria-label="Close guest details"
+          className="icon-button"
+        >
+          ×
+        </button>
+      </header>
+      <div className="tabs" role="tablist">
+        <button
+          type="button"
+          role="tab"
+          aria-selected={tab === "details"}
+          onClick={() => setTab("details")}
+          data-testid="guest-tab-details"
+        >
+          Details
+        </button>
+        <button
+          type="button"
+          role="tab"
+          aria-selected={tab === "console"}
+          onClick={() => setTab("console")}
+          data-testid="guest-tab-console"
+        >
+          Console
+        </button>
+      </div>
+      {tab === "console" ? (
+        <Suspense fallback={<p className="muted">loading the console…</p>}>
+          <GuestConsole guestId={guest.id} token={token} />
+        </Suspense>
+      ) : (
+        details
       )}
     </dialog>
   );

@@ -1,0 +1,402 @@
+/**
+ * The console across moves, on real guests (npm run bench:console [-- --moves N] [--quick]):
+ * `nestcloud up --provider testbed` with server a (host VMs h1, h2) and server b (h1), guest
+ * g1 of 192 MiB. A console client (the same ConsoleClientSession as the CLI and the
+ * dashboard, end to end through the controller's relay) attaches; in the guest a background
+ * loop prints a numbered line every 50 ms ("O<n>") and `cat` echoes what the client types,
+ * a numbered line every 100 ms ("I<n>"). Then N moves of each mechanism: instant handovers
+ * a-h1 <-> a-h2, pre-copies and post-copies a-h1 <-> b-h1, one after another.
+ *
+ * Per mechanism: bytes out (guest -> client) and in (typed), bytes lost and duplicated each
+ * way (numbers missing or seen twice, plus the session's own count of skipped bytes), and
+ * the longest stall of the output stream at the client during a move, beside the guest's
+ * pause as the agents measured it (the controller's log). Baseline of the same run: the
+ * longest gap between output events over an idle stretch with no move (ratio quoted).
+ * At the end the client's whole output must be the serial log's tail, byte for byte.
+ * Targets: lost = duplicated = 0 both ways for every mechanism; for instant moves the
+ * stall <= the guest's pause + 100 ms (per move).
+ *
+ * Writes bench/results/console.json and the bench:console section of docs/benchmarks.md.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import WebSocket from "ws";
+import { ConsoleClientSession, type Step } from "../../src/console/index.ts";
+import { type Bed, bringUp, tearDown } from "../../test/integration/testbed-helpers.ts";
+import {
+  api,
+  type ControllerProcess,
+  startControllerProcess,
+  stopGently,
+  until,
+} from "../../test/support/controller-process.ts";
+import { machine, table, writeDocsSection, writeResults } from "../lib.ts";
+
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const movesArg = argv.indexOf("--moves");
+const MOVES = movesArg >= 0 ? Number(argv[movesArg + 1]) : quick ? 3 : 10;
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Mechanism = "instant" | "precopy" | "postcopy";
+const HOSTS = { "a-h1": ["a", "h1"], "a-h2": ["a", "h2"], "b-h1": ["b", "h1"] } as const;
+type HostName = keyof typeof HOSTS;
+
+interface Row {
+  mechanism: Mechanism;
+  moves: number;
+  bytesOut: number;
+  bytesIn: number;
+  lostBytes: number;
+  duplicatedBytes: number;
+  maxStallMs: number;
+  /** The longest guest pause among these moves (agents' measurement), ms. */
+  maxPauseMs: number | null;
+  /** Per move: the output stall minus the guest's pause (ms); the instant target is <= 100. */
+  maxStallOverPauseMs: number | null;
+  lostBytesOut: number;
+  lostBytesIn: number;
+  duplicatedBytesOut: number;
+  duplicatedBytesIn: number;
+}
+
+/** A console client in this process: the session, the transport, and what it saw when. */
+class Client {
+  readonly session = new ConsoleClientSession({ keyboard: true });
+  readonly chunks: Buffer[] = [];
+  /** Arrival times (performance.now()) of output events. */
+  readonly times: number[] = [];
+  attaches = 0;
+  private ws: WebSocket | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly token: string,
+  ) {}
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString("latin1");
+  }
+
+  private apply = (s: Step) => {
+    for (const e of s.events) {
+      if (e.kind === "output") {
+        this.chunks.push(Buffer.from(e.bytes));
+        this.times.push(performance.now());
+      } else if (e.kind === "attached") this.attaches++;
+    }
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    for (const t of s.sendText) ws.send(JSON.stringify(t));
+    for (const b of s.send) ws.send(b);
+  };
+
+  connect(): void {
+    const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/api/vms/g1/console`, {
+      headers: { authorization: `Bearer ${this.token}` },
+      perMessageDeflate: false,
+    });
+    this.ws = ws;
+    ws.on("open", () => void this.session.start().then(this.apply));
+    ws.on("message", (data, isBinary) => {
+      const b = data as Buffer;
+      void (isBinary ? this.session.onBinary(b) : this.session.onText(b.toString("utf8"))).then(
+        this.apply,
+        (e: Error) => log(`  client error: ${e.message}`),
+      );
+    });
+    ws.on("close", (code) => {
+      if (this.closed) return;
+      log(`  the link to the controller closed (${code}): reconnecting with the same session`);
+      setTimeout(() => this.connect(), 500);
+    });
+    ws.on("error", () => {});
+  }
+
+  type(s: string): void {
+    void this.session.type(Buffer.from(s, "latin1")).then(this.apply);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ws?.close(1000, "done");
+  }
+}
+
+/** Lines `<P><n>` of a stream: numbers missing (with their bytes) and seen twice. */
+function account(text: string, prefix: string, from: number, to: number) {
+  const seen = new Map<number, number>();
+  for (const m of text.matchAll(new RegExp(`(?<=^|\\n)${prefix}(\\d+)\\r?\\n`, "g"))) {
+    const n = Number(m[1]);
+    seen.set(n, (seen.get(n) ?? 0) + 1);
+  }
+  let lost = 0;
+  let dup = 0;
+  const bytes = (n: number) => `${prefix}${n}\r\n`.length;
+  for (let n = from; n <= to; n++) {
+    const c = seen.get(n) ?? 0;
+    if (c === 0) lost += bytes(n);
+    if (c > 1) dup += (c - 1) * bytes(n);
+  }
+  return { lost, dup };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "nestcloud-bench-console-"));
+  let bed: Bed | undefined;
+  let ctl: ControllerProcess | undefined;
+  let client: Client | undefined;
+  try {
+    log("bringing up the testbed (servers a: h1, h2; b: h1) and the controller");
+    bed = await bringUp({
+      servers: [
+        {
+          name: "a",
+          hostVms: [
+            { name: "h1", cpus: 1, memoryMiB: 1024 },
+            { name: "h2", cpus: 1, memoryMiB: 1024 },
+          ],
+        },
+        { name: "b", hostVms: [{ name: "h1", cpus: 1, memoryMiB: 1024 }] },
+      ],
+    });
+    const b = bed;
+    ctl = await startControllerProcess(
+      [
+        ...["--provider", "testbed", "--testbed", b.state.stateDir],
+        ...["--data-dir", dir, "--port", "0", "--interval", "3600"],
+      ],
+      90_000,
+      { NESTCLOUD_LOG: "info" },
+    );
+    const c = ctl;
+    const created = await api(c, "POST", "/api/vms", {
+      id: "g1",
+      tenant: "acme",
+      mipsPerVcpu: 800,
+      memoryMiB: 192,
+      hostVm: "a-h1",
+      automation: "manual",
+    });
+    if (created.status !== 201) throw new Error(JSON.stringify(created.body));
+    const tenant = (await api(c, "POST", "/api/tokens", { role: "tenant", tenant: "acme" })).body
+      .token as string;
+    await until(
+      "g1 running",
+      async () => ((await api(c, "GET", "/api/vms/g1")).body.powerState === "running" ? true : undefined),
+      90_000,
+      500,
+    );
+    let where: HostName = "a-h1";
+    const serialLog = async () => {
+      const [s, h] = HOSTS[where];
+      const st = await b.client(s, h).guest("g1");
+      return readFileSync(st.endpoints.find((e) => e.id === "console")!.log!).toString("latin1");
+    };
+
+    client = new Client(c.url, tenant);
+    const cl = client;
+    cl.connect();
+    await until("attached", async () => (cl.attaches > 0 ? true : undefined), 30_000, 50);
+    // The printer in the background, `cat` in the foreground echoing the typed lines once.
+    cl.type(
+      "stty -echo; (o=0; while :; do echo O$o; o=$((o+1)); sleep 0.05; done) & sleep 0.3; echo READY-$((2*21)); cat\r",
+    );
+    await until("the workload running", async () => (/READY-42\r?\n/.test(cl.text()) ? true : undefined));
+    let typed = 0;
+    const typedBytes = () => typed;
+    const typer = setInterval(() => {
+      const line = `I${typed}\r`;
+      typed++;
+      cl.type(line);
+    }, 100);
+    // Bytes typed, per line: "I<n>\r".
+    let bytesTyped = 0;
+    const lineBytes = (n: number) => `I${n}\r`.length;
+
+    // Baseline: an idle stretch (no move).
+    await sleep(2000);
+    const idleFrom = performance.now();
+    await sleep(10_000);
+    const idleTimes = cl.times.filter((t) => t >= idleFrom);
+    let idleMaxGap = 0;
+    for (let i = 1; i < idleTimes.length; i++)
+      idleMaxGap = Math.max(idleMaxGap, idleTimes[i] - idleTimes[i - 1]);
+    log(`idle: longest gap between output events ${idleMaxGap.toFixed(0)} ms over 10 s`);
+
+    const plan: Array<[Mechanism, HostName[]]> = [
+      ["instant", ["a-h2", "a-h1"]],
+      ["precopy", ["b-h1", "a-h1"]],
+      ["postcopy", ["b-h1", "a-h1"]],
+    ];
+    const rows: Row[] = [];
+    const perMove: Array<{ mechanism: Mechanism; to: string; stallMs: number; pauseMs: number | null }> = [];
+    for (const [mechanism, targets] of plan) {
+      const outFrom = cl.text().length;
+      const typedFrom = typedBytes();
+      const lostSession0 = cl.session.lostBytes;
+      let maxStall = 0;
+      let maxPause: number | null = null;
+      let maxOver: number | null = null;
+      for (let k = 0; k < MOVES; k++) {
+        const to = targets[k % targets.length];
+        const t0 = performance.now();
+        const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
+        if (moved.status !== 202) throw new Error(`${mechanism} to ${to}: ${JSON.stringify(moved.body)}`);
+        const planId = moved.body.plan as number;
+        const m = await until(
+          `${mechanism} to ${to}`,
+          async () => {
+            const list = (await api(c, "GET", "/api/migrations")).body as Array<{
+              id: string;
+              plan: number;
+              status: string;
+            }>;
+            const x = list.find((y) => y.plan === planId);
+            if (x?.status === "failed") throw new Error(`migration failed: ${JSON.stringify(x)}`);
+            return x?.status === "completed" ? x : undefined;
+          },
+          300_000,
+          100,
+        );
+        where = to;
+        // Output keeps coming after the move; the stall is the longest gap in [t0, now + 1.5 s].
+        await sleep(1500);
+        const ts = cl.times.filter((t) => t >= t0);
+        let stall = ts.length > 0 ? ts[0] - t0 : performance.now() - t0;
+        for (let i = 1; i < ts.length; i++) stall = Math.max(stall, ts[i] - ts[i - 1]);
+        const paused = new RegExp(`migration ${m.id} of g1 .* guest paused (\\d+) ms`).exec(c.output())?.[1];
+        const pauseMs = paused === undefined ? null : Number(paused);
+        perMove.push({ mechanism, to, stallMs: stall, pauseMs });
+        maxStall = Math.max(maxStall, stall);
+        if (pauseMs !== null) {
+          maxPause = Math.max(maxPause ?? 0, pauseMs);
+          maxOver = Math.max(maxOver ?? -Infinity, stall - pauseMs);
+        }
+        log(
+          `  ${mechanism} #${k + 1} -> ${to}: output stalled ${stall.toFixed(0)} ms, guest paused ${pauseMs ?? "?"} ms`,
+        );
+      }
+      // Let the last lines arrive and the typed ones be echoed.
+      await sleep(1500);
+      const seg = cl.text().slice(outFrom);
+      const os = [...seg.matchAll(/(?<=^|\n)O(\d+)\r?\n/g)].map((x) => Number(x[1]));
+      const is = [...seg.matchAll(/(?<=^|\n)I(\d+)\r?\n/g)].map((x) => Number(x[1]));
+      const out = account(seg, "O", os[0] ?? 0, os[os.length - 1] ?? -1);
+      const inp = account(seg, "I", is[0] ?? 0, is[is.length - 1] ?? -1);
+      const typedIn = typedBytes() - typedFrom;
+      let inBytes = 0;
+      for (let n = typedFrom; n < typedFrom + typedIn; n++) inBytes += lineBytes(n);
+      bytesTyped += inBytes;
+      const lostOut = out.lost + (cl.session.lostBytes - lostSession0);
+      rows.push({
+        mechanism,
+        moves: MOVES,
+        bytesOut: seg.length,
+        bytesIn: inBytes,
+        lostBytes: lostOut + inp.lost,
+        duplicatedBytes: out.dup + inp.dup,
+        maxStallMs: Math.round(maxStall),
+        maxPauseMs: maxPause,
+        maxStallOverPauseMs: maxOver === null ? null : Math.round(maxOver),
+        lostBytesOut: lostOut,
+        lostBytesIn: inp.lost,
+        duplicatedBytesOut: out.dup,
+        duplicatedBytesIn: inp.dup,
+      });
+      log(`${mechanism}: ${JSON.stringify(rows[rows.length - 1])}`);
+    }
+    clearInterval(typer);
+    await sleep(2000);
+    // Every typed line echoed once overall; the whole output is the serial log's tail.
+    const all = cl.text();
+    const allIn = account(all, "I", 0, typed - 1);
+    const serial = await serialLog();
+    const tailExact = serial.slice(serial.length - all.length) === all;
+    log(
+      `typed ${typed} lines (${bytesTyped} bytes in the moves' windows); overall in: lost ${allIn.lost}, duplicated ${allIn.dup}`,
+    );
+    log(`the client's output (${all.length} bytes) is the serial log's tail byte for byte: ${tailExact}`);
+
+    const head = [
+      "mechanism",
+      "moves",
+      "bytes out",
+      "bytes in",
+      "lost (out/in)",
+      "duplicated (out/in)",
+      "max stall ms",
+      "max guest pause ms",
+      "stall - pause ms (max)",
+      "stall / idle gap",
+    ];
+    const tableRows = rows.map((r) => [
+      r.mechanism,
+      r.moves,
+      r.bytesOut,
+      r.bytesIn,
+      `${r.lostBytesOut} / ${r.lostBytesIn}`,
+      `${r.duplicatedBytesOut} / ${r.duplicatedBytesIn}`,
+      r.maxStallMs,
+      r.maxPauseMs ?? "?",
+      r.maxStallOverPauseMs ?? "?",
+      `${(r.maxStallMs / idleMaxGap).toFixed(1)}x`,
+    ]);
+    const printed = table(head, tableRows);
+    process.stdout.write(`${printed}\n`);
+    const targets = rows.map((r) => ({
+      mechanism: r.mechanism,
+      noLossNoDuplicates: r.lostBytes === 0 && r.duplicatedBytes === 0,
+      stallWithinPausePlus100:
+        r.mechanism === "instant" ? r.maxStallOverPauseMs !== null && r.maxStallOverPauseMs <= 100 : null,
+    }));
+    for (const t of targets)
+      process.stdout.write(
+        `target ${t.mechanism}: lost = duplicated = 0 ${t.noLossNoDuplicates ? "met" : "MISSED"}${t.stallWithinPausePlus100 === null ? "" : `; stall <= pause + 100 ms ${t.stallWithinPausePlus100 ? "met" : "MISSED"}`}\n`,
+      );
+    const stamp = new Date().toISOString();
+    const file = writeResults("console", {
+      source: `bench:console ${stamp.slice(0, 10)}${quick ? " --quick" : ""}, QEMU 7.2 TCG on the testbed (${machine()})`,
+      rows,
+      baseline: { idleSeconds: 10, idleMaxGapMs: Math.round(idleMaxGap) },
+      perMove: perMove.map((m) => ({ ...m, stallMs: Math.round(m.stallMs) })),
+      overall: {
+        typedLines: typed,
+        lostBytesIn: allIn.lost,
+        duplicatedBytesIn: allIn.dup,
+        outputIsSerialLogTail: tailExact,
+      },
+      targets,
+    });
+    log(`wrote ${file}`);
+    writeDocsSection(
+      "bench:console",
+      `## Console across moves (npm run bench:console)
+
+${stamp.slice(0, 10)}, QEMU 7.2 under TCG on the testbed (${machine()}), guest of 192 MiB; a
+console client through the controller's relay (end to end encrypted) while the guest prints
+a numbered line every 50 ms and echoes a numbered line typed every 100 ms; ${MOVES} moves of
+each mechanism (instant a-h1 <-> a-h2; pre-copy and post-copy a-h1 <-> b-h1). Stall: the
+longest gap in the client's output during a move; pause: the guest's pause as the agents
+measured it. Baseline of the same run: the longest gap over 10 idle seconds, ${Math.round(idleMaxGap)} ms
+(the last column is the ratio). The whole output was the serial log's tail byte for byte:
+${tailExact ? "yes" : "NO"}.
+
+${printed}
+
+Targets: lost = duplicated = 0 both ways (${targets.map((t) => `${t.mechanism} ${t.noLossNoDuplicates ? "met" : "missed"}`).join(", ")});
+instant: stall <= pause + 100 ms for every move (${targets[0]?.stallWithinPausePlus100 ? "met" : "missed"}).
+`,
+    );
+  } finally {
+    client?.close();
+    if (ctl) await stopGently(ctl);
+    await tearDown(bed);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
