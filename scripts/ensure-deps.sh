@@ -33,8 +33,9 @@ if [ "$profile" != "sim" ]; then
   # libnbd-bin (nbdinfo, nbdcopy): cross-checks the disk monitor's NBD client; e2fsprogs
   # (debugfs): the disk monitor reads ext4 images without mounting them; clamav (clamscan,
   # sigtool): its malware scan, with custom signature databases (freshclam is not used).
-  # Suricata (the network monitor) comes from bookworm-backports, below.
-  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin e2fsprogs clamav postgresql xz-utils zstd; do want "$p"; done
+  # Suricata (the network monitor) comes from bookworm-backports, below. openssl: the remote
+  # monitoring channel's CA and certificates (src/monitor/channel/tls.ts).
+  for p in qemu-system-x86 qemu-utils busybox-static cpio iproute2 gcc libc6-dev bpftool nbdkit libnbd-bin e2fsprogs clamav postgresql xz-utils zstd openssl; do want "$p"; done
   # The dashboard's end-to-end test drives Debian's Chromium (playwright-core, no browser download).
   want chromium
 fi
