@@ -119,16 +119,19 @@ const cases: readonly { name: string; scenario: typeof nested; policy: string; p
     name: "nested rules, lr-mmt-1.2",
     scenario: nested,
     policy: "lr-mmt-1.2",
+    // Moves into a host VM start the moment it runs (issue 11): plain lr-mmt-1.2 returns
+    // every empty host VM at once and rents again, so its moves into fresh host VMs now go
+    // ahead instead of being superseded by the next round (was 257.58 h, 1894 migrations).
     pinned: {
-      energyKWh: 8.302540013493209,
-      migrations: 1894,
-      instant: 1012,
-      slatah: 0.02382543256678526,
-      pdm: 2.4825335390865275e-6,
-      hostVmHours: 257.5833333333333,
-      cost: 103.03333333333333,
-      acquisitions: 133,
-      releases: 133,
+      energyKWh: 9.640925349487544,
+      migrations: 2484,
+      instant: 1038,
+      slatah: 0.020274204536975638,
+      pdm: 3.7946977998652315e-6,
+      hostVmHours: 301.9166666666667,
+      cost: 120.76666666666674,
+      acquisitions: 178,
+      releases: 179,
     },
   },
 ];
