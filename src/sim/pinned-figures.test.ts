@@ -103,16 +103,18 @@ const cases: readonly { name: string; scenario: typeof nested; policy: string; p
     name: "nested rules, nestcloud",
     scenario: nested,
     policy: "nestcloud",
+    // memoryBalance 2 (issue 11): places and moves keeping memory in step with CPU; on this
+    // small day memory never binds and it costs 0.9 % (was 146.08 h, 174 migrations).
     pinned: {
-      energyKWh: 6.2944592145337115,
-      migrations: 174,
-      instant: 138,
-      slatah: 0.001399496799222468,
-      pdm: 1.263545056405234e-6,
-      hostVmHours: 146.08333333333334,
-      cost: 58.433333333333344,
-      acquisitions: 5,
-      releases: 8,
+      energyKWh: 5.733652666761563,
+      migrations: 227,
+      instant: 194,
+      slatah: 0.0019228466621633463,
+      pdm: 1.5961720072225933e-6,
+      hostVmHours: 147.33333333333334,
+      cost: 58.933333333333344,
+      acquisitions: 11,
+      releases: 14,
     },
   },
   {
