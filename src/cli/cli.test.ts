@@ -172,7 +172,7 @@ describe("user errors: one clear line, exit code 2, no stack trace", () => {
         "--policy-param",
         "lr-mmt-1.2+billing:spares=1",
       ],
-      /--policy-param lr-mmt-1\.2\+billing:spares: unknown parameter of lr-mmt-1\.2\+billing \(known: drainBeforeBillingSeconds, spareHostVms; \+react adds/,
+      /--policy-param lr-mmt-1\.2\+billing:spares: unknown parameter of lr-mmt-1\.2\+billing \(known: drainBeforeBillingSeconds, spareHostVms; \+hostvm adds memoryBalance; \+react adds/,
     ],
     [
       "a --policy-param for a policy not run",

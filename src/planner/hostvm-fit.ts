@@ -8,6 +8,7 @@
  */
 import type { OverloadDetector } from "./detectors.ts";
 import { type FitOptions, fits } from "./pabfd.ts";
+import type { BinFinder } from "./reference.ts";
 import type { Workspace } from "./workspace.ts";
 
 /** Extra cost per hour of putting a guest in bin b: nothing for a running host VM, the price of a new one. */
@@ -35,6 +36,7 @@ export function findBinByHostVm(
   detector: OverloadDetector,
   opts: FitOptions = { atCreation: false },
   candidates?: ArrayLike<number>,
+  memoryBalance = 0,
 ): number {
   let best = -1;
   let bestCost = Number.POSITIVE_INFINITY;
@@ -47,7 +49,7 @@ export function findBinByHostVm(
     if (excluded[b] || !ws.usable[b] || ws.pe[b] < perVcpu || ws.available(b) < r) continue;
     const cost = binCostPerHour(ws, b);
     if (cost > bestCost) continue;
-    const fill = fillWith(ws, g, b);
+    const fill = memoryBalance > 0 ? balancedFill(ws, g, b, memoryBalance) : fillWith(ws, g, b);
     if (cost === bestCost && !(fill > bestFill)) continue;
     if (!fits(ws, g, b, opts)) continue;
     if (ws.allocated(b) !== 0 && detector.overloaded(ws, b, g)) continue;
@@ -56,4 +58,59 @@ export function findBinByHostVm(
     bestFill = fill;
   }
   return best;
+}
+
+/**
+ * Host-VM best fit that also keeps each host VM's memory in step with its CPU (the
+ * `+hostvm` modifier's memoryBalance, the same rule as nestcloud's): fullest after, less
+ * `balance` x how far its memory share would stray from the cloud's memory per CPU.
+ */
+export function hostVmBestFit(balance: number): BinFinder {
+  if (!(balance > 0)) return findBinByHostVm;
+  return (ws, g, excluded, detector, opts, candidates) =>
+    findBinByHostVm(ws, g, excluded, detector, opts, candidates, balance);
+}
+
+const mixOf = new WeakMap<Workspace, number>();
+
+/**
+ * The cloud's memory per unit of CPU, as shares of a host VM: all guests' memory over all
+ * their current demand, each over the usable host VMs' mean capacity. A host VM whose memory
+ * share runs ahead of this times its CPU share fills up on memory before CPU.
+ */
+export function memoryPerCpu(ws: Workspace): number {
+  let mem = 0;
+  let cpu = 0;
+  for (let g = 0; g < ws.guests; g++) {
+    mem += ws.memory[g];
+    cpu += ws.request[g];
+  }
+  let memCap = 0;
+  let cap = 0;
+  let n = 0;
+  for (let b = 0; b < ws.existing; b++) {
+    if (!ws.usable[b]) continue;
+    memCap += ws.memCap[b];
+    cap += ws.cap[b];
+    n++;
+  }
+  if (n === 0 || cpu <= 0 || memCap <= 0) return 0;
+  return mem / memCap / (cpu / cap);
+}
+
+/** CPU share of bin b with g, less `balance` x the stray of its memory share from the mix. */
+export function balancedScore(cpu: number, mem: number, mix: number, balance: number): number {
+  const stray = mem - mix * cpu;
+  return cpu - balance * Math.abs(stray);
+}
+
+function balancedFill(ws: Workspace, g: number, b: number, balance: number): number {
+  let mix = mixOf.get(ws);
+  if (mix === undefined) {
+    mix = memoryPerCpu(ws);
+    mixOf.set(ws, mix);
+  }
+  const cpu = (ws.requestSum[b] + ws.request[g]) / ws.cap[b];
+  const mem = (ws.memUsed[b] + ws.memory[g]) / ws.memCap[b];
+  return balancedScore(cpu, mem, mix, balance);
 }

@@ -79,13 +79,16 @@ describe("modifier names and parameters", () => {
     );
     assert.equal(MODIFIER_PARAMS.billing.spareHostVms, NESTCLOUD_DEFAULTS.spareHostVms);
     assert.equal(MODIFIER_PARAMS.react.reactIntervalSeconds, NESTCLOUD_DEFAULTS.reactIntervalSeconds);
+    assert.equal(MODIFIER_PARAMS.react.reactAcrossServers, NESTCLOUD_DEFAULTS.reflexAcrossServers);
+    // Offered, but off: it costs the +hostvm fit hours (docs/benchmarks.md).
+    assert.equal(MODIFIER_PARAMS.hostvm.memoryBalance, 0);
     assert.match(
       refused("lr-mmt-1.2", { spareHostVms: 1 }),
-      /^policy\.params\.spareHostVms: unknown parameter of lr-mmt-1\.2 \(known: none; \+billing adds drainBeforeBillingSeconds, spareHostVms; \+react adds reactIntervalSeconds, reactOverloadUtilization, reactTargetUtilization; the detector's parameter is part of the name\)$/,
+      /^policy\.params\.spareHostVms: unknown parameter of lr-mmt-1\.2 \(known: none; \+billing adds drainBeforeBillingSeconds, spareHostVms; \+hostvm adds memoryBalance; \+react adds reactIntervalSeconds, reactOverloadUtilization, reactTargetUtilization, reactAcrossServers; the detector's parameter is part of the name\)$/,
     );
     assert.match(
       refused("lr-mmt-1.2+billing", { reactIntervalSeconds: 10 }),
-      /unknown parameter of lr-mmt-1\.2\+billing \(known: drainBeforeBillingSeconds, spareHostVms; \+react adds/,
+      /unknown parameter of lr-mmt-1\.2\+billing \(known: drainBeforeBillingSeconds, spareHostVms; \+hostvm adds memoryBalance; \+react adds/,
     );
     assert.match(refused("lr-mmt-1.2+billing", { spareHostVms: -1 }), /expected a non-negative number/);
     assert.match(refused("lr-mmt-1.2+react", { reactIntervalSeconds: 0 }), /must be > 0 with \+react/);

@@ -19,6 +19,7 @@ import { buildPlan, type Move } from "./builder.ts";
 import type { PlannerInput } from "./input.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
 import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy-base.ts";
+import { balancedScore, memoryPerCpu } from "./hostvm-fit.ts";
 import { reflexPlan } from "./reflex.ts";
 import { acquisitionServer, billingKeep, drainDue, occupiedPerServer } from "./rental.ts";
 import { HISTORY_LENGTH, Workspace } from "./workspace.ts";
@@ -54,6 +55,8 @@ export interface NestcloudParams {
   readonly reactIntervalSeconds: number;
   /** 1: between rounds, relieve across the network when the server has no room. */
   readonly reflexAcrossServers: number;
+  /** Weight of keeping a host VM's memory share in step with its CPU share when placing (0 = CPU only). */
+  readonly memoryBalance: number;
 }
 
 export const NESTCLOUD_DEFAULTS: NestcloudParams = {
@@ -70,6 +73,7 @@ export const NESTCLOUD_DEFAULTS: NestcloudParams = {
   drainBeforeBillingSeconds: 600,
   reactIntervalSeconds: 30,
   reflexAcrossServers: 0,
+  memoryBalance: 2,
 };
 
 export function nestcloudParams(raw: Readonly<Record<string, number | boolean | string>>): NestcloudParams {
@@ -295,6 +299,23 @@ class Round {
     return after;
   }
 
+  /**
+   * How good bin b is for guest g, given its predicted CPU share with g (higher is better):
+   * that share, less memoryBalance x how far its memory share would stray from the cloud's
+   * memory per CPU. Plain CPU best fit fills some host VMs with idle, memory-heavy guests
+   * (memory full at 50-70 % CPU: relief takes the CPU-dense guests away) and those can
+   * neither take load nor be drained.
+   */
+  private score(b: number, g: number, fill: number): number {
+    if (!(this.p.memoryBalance > 0)) return fill;
+    const ws = this.ws;
+    this.mix ??= memoryPerCpu(ws);
+    const mem = (ws.memUsed[b] + ws.memory[g]) / ws.memCap[b];
+    return balancedScore(fill, mem, this.mix, this.p.memoryBalance);
+  }
+
+  private mix: number | undefined;
+
   /** Host VMs holding guests, per physical server (where moves can stay instant). */
   private binsPerServer(): Int32Array {
     if (this.occupied) return this.occupied;
@@ -326,12 +347,13 @@ class Round {
     const ws = this.ws;
     const home = from >= 0 ? ws.server[from] : -1;
     let best = -1;
-    let bestFill = -1;
+    let bestFill = Number.NEGATIVE_INFINITY;
     if (home >= 0) {
       for (const b of this.binsOf(home)) {
         if (b === from) continue;
-        const fill = this.canTake(b, g, from);
-        if (fill > bestFill) {
+        const f = this.canTake(b, g, from);
+        const fill = f < 0 ? -1 : this.score(b, g, f);
+        if (f >= 0 && fill > bestFill) {
           bestFill = fill;
           best = b;
         }
@@ -346,8 +368,9 @@ class Round {
       if (s === home) continue;
       for (const b of this.binsOf(s)) {
         if (b === from) continue;
-        const fill = this.canTake(b, g, from);
-        if (fill > bestFill) {
+        const f = this.canTake(b, g, from);
+        const fill = f < 0 ? -1 : this.score(b, g, f);
+        if (f >= 0 && fill > bestFill) {
           bestFill = fill;
           best = b;
         }
@@ -581,10 +604,11 @@ class Round {
     const unplaced: number[] = [];
     const tryServer = (s: number, g: number): number => {
       let best = -1;
-      let bestFill = -1;
+      let bestFill = Number.NEGATIVE_INFINITY;
       for (const b of this.binsOf(s)) {
-        const fill = this.canTake(b, g, b);
-        if (fill > bestFill) {
+        const f = this.canTake(b, g, b);
+        const fill = f < 0 ? -1 : this.score(b, g, f);
+        if (f >= 0 && fill > bestFill) {
           bestFill = fill;
           best = b;
         }

@@ -55,15 +55,10 @@ export interface SimulationOptions {
   readonly onProgress?: (fraction: number) => void;
   /** Check every model invariant after each round (slow; tests). */
   readonly checkInvariants?: boolean;
-  /**
-   * Start the actions waiting for an acquisition the moment its host VM runs, as the
-   * controller's executor does (test/decision-equivalence.test.ts). Off by default: the
-   * simulator's figures (pinned, published) start them at its executor's next pump — the
-   * next migration completing or plan submitted — so a round may supersede and re-plan them.
-   */
-  readonly startMovesWhenHostVmUp?: boolean;
   /** Sees each decision of the policy as it is made (the decision-equivalence test). */
   readonly onDecision?: (d: SimDecision) => void;
+  /** Sees each migration as it starts (guest, source and target host VM, time). */
+  readonly onMigrationStarted?: (guest: number, from: number, to: number, at: number) => void;
 }
 
 /** A decision of the policy: the initial placement (applied), a round's plan or a reflex's. */
@@ -168,7 +163,10 @@ export class Simulation {
     };
     const hooks: ExecutorHooks = {
       schedule: (time, action) => this.push({ kind: "done", time, seq: 0, action }),
-      migrationStarted: (_g, from, to, now) => this.rules.migrationStarted(this.kernel, from, to, now),
+      migrationStarted: (g, from, to, now) => {
+        this.rules.migrationStarted(this.kernel, from, to, now);
+        this.opts.onMigrationStarted?.(g, from, to, now);
+      },
       hostVmChanged: (h, now) => this.accounts.hostVmStateChanged(h, now),
     };
     this.executor = new Executor(this.cloud, hooks, this.rules.capacity);
@@ -472,10 +470,9 @@ export class Simulation {
     const a = this.executor.action(action);
     if (a.kind !== "migrate") {
       this.executor.complete(action, t);
-      // By default the moves waiting for a host VM that came up start at the executor's next
-      // pump (a migration completing, a plan submitted); the controller's executor starts them
-      // at once. The published figures are of the default; see startMovesWhenHostVmUp.
-      if (this.opts.startMovesWhenHostVmUp) this.executor.pump(t);
+      // A host VM that came up (or a release that finished) may free actions that wait for
+      // it: start them now, as a real controller does (and as ours does), for every policy.
+      this.executor.pump(t);
       return;
     }
     const m: CompletedMigration = {

@@ -129,6 +129,44 @@ policy: { name: nestcloud }
     }
   });
 
+  for (const policy of ["nestcloud", "lr-mmt-1.2", "lr-mmt-1.2+billing+hostvm+react"]) {
+    test(`${policy}: moves into a newly acquired host VM start the moment it runs, not at a later pump`, () => {
+      // As a real controller does: a move waiting for its destination starts when the host VM
+      // is up (acquired + provisionSeconds), unless the migration caps hold it back a little.
+      const sc = small(3);
+      const trace = loadTrace(sc, undefined, 3);
+      const built = buildCloud(sc, trace);
+      const firstMoveInto = new Map<number, number>();
+      const sim = new Simulation({
+        scenario: sc,
+        trace,
+        built,
+        policy: createPolicy(policy, {}, { acquireType: built.acquireType }),
+        calibration: loadCalibration(sc),
+        seed: 3,
+        onMigrationStarted(_g, _from, to, at) {
+          if (!firstMoveInto.has(to)) firstMoveInto.set(to, at);
+        },
+      });
+      sim.run();
+      let acquired = 0;
+      let atOnce = 0;
+      for (const [h, at] of firstMoveInto) {
+        const host = sim.cloud.hostVms[h];
+        if (host.acquiredAt <= 0) continue;
+        acquired++;
+        const up = host.acquiredAt + host.type.provisionSeconds;
+        assert.ok(at >= up, `a move into ${host.id} started at ${at} s, before it was up at ${up} s`);
+        if (at === up) atOnce++;
+      }
+      assert.ok(acquired > 0, "the day rents host VMs and moves guests into them");
+      assert.ok(
+        atOnce >= 0.9 * acquired,
+        `${atOnce} of ${acquired} first moves started when the host VM came up`,
+      );
+    });
+  }
+
   test("CloudSim mode spreads VMs one per host and drops those with zero demand at the first round", () => {
     // The reference scenario below, shrunk to 16 + 16 hosts for the fixture's 24 VMs.
     const text = readFileSync(join(root, "scenarios/cloudsim-planetlab.yaml"), "utf8")
