@@ -16,10 +16,10 @@
  */
 import type { HostVmType } from "../model/index.ts";
 import { buildPlan, type Move } from "./builder.ts";
+import { balancedScore, memoryPerCpu } from "./hostvm-fit.ts";
 import type { PlannerInput } from "./input.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
 import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy-base.ts";
-import { balancedScore, memoryPerCpu } from "./hostvm-fit.ts";
 import { reflexPlan } from "./reflex.ts";
 import { acquisitionServer, billingKeep, drainDue, occupiedPerServer } from "./rental.ts";
 import { HISTORY_LENGTH, Workspace } from "./workspace.ts";
