@@ -25,6 +25,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Accounting {
   /** Same server: the handover begun at the server agent; across servers: null (a reservation). */
   handoverId: string | null;
+  /** A live update on one host VM: nothing to account (the guest's memory stays where it counts). */
+  none?: true;
 }
 
 export class Run {
@@ -125,8 +127,16 @@ export class Run {
         "source",
       );
     }
-    if (req.from.server === req.to.server && req.from.hostVm === req.to.hostVm) {
+    const sameHostVm = req.from.server === req.to.server && req.from.hostVm === req.to.hostVm;
+    if (sameHostVm && !req.inPlace) {
       this.fail("source and destination are the same host VM", "refused", "source");
+    }
+    if (req.inPlace && (!sameHostVm || !this.instant)) {
+      this.fail(
+        "a live update stays on its host VM and hands the RAM file over (instant)",
+        "refused",
+        "source",
+      );
     }
     const g = await this.src.guest(req.guestId);
     if (g.state !== "running")
@@ -137,6 +147,7 @@ export class Run {
   /** 1. Accounting: a handover begun on one server, or a reservation at the destination's. */
   private async account(g: GuestStatus): Promise<Accounting> {
     const { req } = this;
+    if (req.inPlace) return { handoverId: null, none: true };
     if (this.instant) {
       const b = await this.srcServer.beginHandover({
         guestId: req.guestId,
@@ -151,6 +162,7 @@ export class Run {
 
   /** Undoes the accounting (abort the handover, release the reservation). */
   private async undoAccounting(acc: Accounting): Promise<void> {
+    if (acc.none) return;
     const undo = () =>
       acc.handoverId
         ? this.srcServer.abortHandover(acc.handoverId)
@@ -183,6 +195,7 @@ export class Run {
 
   /** Completes the accounting once the destination runs the guest. */
   private async commitAccounting(acc: Accounting): Promise<void> {
+    if (acc.none) return;
     try {
       if (acc.handoverId) await this.srcServer.commitHandover(acc.handoverId);
       else await this.srcServer.release(this.req.from.hostVm, this.req.guestId);
@@ -210,6 +223,7 @@ export class Run {
         postcopy: this.mechanism === "postcopy",
         workloads: g.workloads,
         leaseMs: this.leaseMs,
+        ...(this.req.inPlace ? { inPlace: true } : {}),
         // What the stream does not carry across servers (read-only disks, serial logs) comes from there.
         ...(guest.devices ? { source: { url: this.req.from.hostVmUrl } } : {}),
       });

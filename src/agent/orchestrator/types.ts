@@ -39,6 +39,12 @@ export interface MigrateRequest {
   postcopySwitch?: "after-first-pass" | "on-stall";
   onProgress?: (p: MigrationProgressView) => void;
   hooks?: MigrationHooks;
+  /**
+   * A live update (rejuvenation): `from` and `to` are the same host VM and a fresh QEMU
+   * there takes the guest over by an instant handover (its RAM file stays; no accounting
+   * moves, the guest stays on this host VM).
+   */
+  inPlace?: boolean;
 }
 
 export interface MigrationOutcome {
