@@ -257,9 +257,17 @@ export class Rejuvenator {
             prepared = true;
             prepareSlots.give();
             gate.tick();
-            await hooks?.afterPrepare?.(inc);
-            await gate.open;
-            await switchSlots.take();
+            // The orchestrator renews the destination's lease only once the move is under
+            // way: until then (the wave's other destinations, a free switch slot) we do.
+            const dst = new HostVmAgentClient(to.hostVmUrl, this.token, { timeoutMs: 2000 });
+            const renew = setInterval(() => void dst.incoming(inc.migrationId, true).catch(() => {}), 1000);
+            try {
+              await hooks?.afterPrepare?.(inc);
+              await gate.open;
+              await switchSlots.take();
+            } finally {
+              clearInterval(renew);
+            }
             switching = true;
             if (gate.openedAt !== null && settled === 0)
               req.onProgress?.({ step: "switching", settled, of: guests.length });

@@ -40,6 +40,12 @@ export function composeProvider(name: string, rental: HostVmRental, plane: Guest
     migrate: (guest, to, mechanism, seconds) => plane.migrate(guest, to, mechanism, seconds),
     migration: (id) => plane.migration(id),
     cancelMigration: (id) => plane.cancelMigration(id),
+    ...(plane.rejuvenate && plane.rejuvenation
+      ? {
+          rejuvenate: (hostVm, mode) => plane.rejuvenate!(hostVm, mode),
+          rejuvenation: (id) => plane.rejuvenation!(id),
+        }
+      : {}),
     async resume() {
       await rental.resume?.();
       await plane.resume?.();

@@ -490,7 +490,7 @@ export class Run {
       );
     }
     this.log(`${this.migrationId}: finish failed (${err.message}); rolling back to the source`);
-    await this.src.confirmOutgoing(this.migrationId, "rollback");
+    await this.resumeSource();
     await this.abortDestination();
     await this.undoAccounting(acc);
     this.fail(
@@ -498,6 +498,24 @@ export class Run {
       "rolled-back",
       "source",
     );
+  }
+
+  /**
+   * Resumes the source after a finish that provably never ran the destination (confirm
+   * "rollback"), waiting for its agent while it is down: an in-place live update loses both
+   * sides at once when the host VM's agent dies, and its successor adopts the paused source.
+   */
+  private async resumeSource(): Promise<void> {
+    const deadline = nowMs() + this.recoveryMs;
+    for (;;) {
+      try {
+        await this.src.confirmOutgoing(this.migrationId, "rollback");
+        return;
+      } catch (e) {
+        if (!(e instanceof AgentUnreachableError) || nowMs() > deadline) throw e;
+        await sleep(T.confirmUnreachableRetryMs);
+      }
+    }
   }
 
   /**
