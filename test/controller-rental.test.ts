@@ -211,8 +211,8 @@ describe("rejuvenation through the API", () => {
     const plan = await until(
       "the rejuvenation plan to end",
       async () => {
-        const p = (await call("GET", `/api/plans/${ok.body.plan}`)).body as Plan & {
-          actions: Array<{ mode?: string; error: string | null }>;
+        const p = (await call("GET", `/api/plans/${ok.body.plan}`)).body as Omit<Plan, "actions"> & {
+          actions: Array<Plan["actions"][number] & { mode?: string; error: string | null }>;
         };
         return p.status === "failed" || p.status === "applied" ? p : undefined;
       },
