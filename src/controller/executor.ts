@@ -529,7 +529,7 @@ export class Executor {
           if (p.migration) await this.provider.cancelMigration(p.migration).catch(() => {});
           break;
         // An acquisition or a release completes on its own (its poll settles it); a
-        // rejuvenation never starts.
+        // rejuvenation runs to its end too (each guest move settles safely; none is half done).
         case "acquire-host-vm":
         case "release-host-vm":
         case "rejuvenate":
