@@ -187,3 +187,41 @@ describe("settings from the CLI", () => {
     );
   });
 });
+
+describe("rejuvenation through the API", () => {
+  test("POST /api/hostvms/:id/rejuvenate: admin only, validated, a plan the executor runs (the simulated cloud refuses it with its reason)", async () => {
+    const h = (await hostVms()).find((x) => x.state === "running")!;
+    const path = `/api/hostvms/${h.id}/rejuvenate`;
+    const asTenant = await fetch(c.url + path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${t.acme}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(asTenant.status, 403, "a tenant may not rejuvenate host VMs");
+    const noToken = await fetch(c.url + path, { method: "POST", body: "{}" });
+    assert.equal(noToken.status, 401);
+    const bad = await call("POST", path, { mode: "reboot" });
+    assert.equal(bad.status, 400);
+    assert.match(JSON.stringify(bad.body), /mode must be one of in-place, evacuate/);
+    const extra = await call("POST", path, { mode: "in-place", force: true });
+    assert.equal(extra.status, 400, "unknown fields are refused");
+    assert.equal((await call("POST", "/api/hostvms/no-such-host/rejuvenate", {})).status, 404);
+    const ok = await call("POST", path, { mode: "evacuate" });
+    assert.equal(ok.status, 202, JSON.stringify(ok.body));
+    const plan = await until(
+      "the rejuvenation plan to end",
+      async () => {
+        const p = (await call("GET", `/api/plans/${ok.body.plan}`)).body as Omit<Plan, "actions"> & {
+          actions: Array<Plan["actions"][number] & { mode?: string; error: string | null }>;
+        };
+        return p.status === "failed" || p.status === "applied" ? p : undefined;
+      },
+      30_000,
+    );
+    assert.deepEqual(
+      plan.actions.map((a) => [a.kind, a.hostVm, a.mode, a.status]),
+      [["rejuvenate", h.id, "evacuate", "failed"]],
+    );
+    assert.match(plan.actions[0].error ?? "", /this provider cannot renew a host VM/);
+  });
+});

@@ -100,6 +100,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
     assert.match(doc.info.title, /host-VM agent s1\/h1/);
     checkDescribed(doc, [
       "GET /v1/status",
+      "POST /v1/restart",
       "POST /v1/guests",
       "GET /v1/guests/{guestId}",
       "POST /v1/guests/{guestId}/start",
@@ -156,6 +157,13 @@ test("host-VM agent: one plugin per resource, every route described with its ans
     const st = r.json() as HostVmStatus;
     assert.ok(Value.Check(HostVmStatusSchema, st), "the status matches its schema");
     assert.deepEqual([st.role, st.server, st.hostVm, st.guests.length], ["hostvm", "s1", "h1", 0]);
+
+    // A restart ends the process: only an agent with a supervisor (main.ts) allows it.
+    r = await app.inject({ method: "POST", url: "/v1/restart", payload: {} });
+    assert.equal(r.statusCode, 401);
+    r = await app.inject({ method: "POST", url: "/v1/restart", headers: auth, payload: {} });
+    assert.equal(r.statusCode, 409);
+    assert.match(r.body, /cannot restart itself/);
 
     r = await app.inject({ method: "GET", url: "/v1/guests/nosuch", headers: auth });
     assert.equal(r.statusCode, 404);

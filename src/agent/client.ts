@@ -176,6 +176,10 @@ export class HostVmAgentClient extends AgentClient {
   status(): Promise<HostVmStatus> {
     return this.call("GET", "/v1/status");
   }
+  /** Asks the agent to exit so that its supervisor starts a fresh one (which adopts the QEMUs). */
+  restart(): Promise<{ pid: number }> {
+    return this.call("POST", "/v1/restart", {});
+  }
   /** The key this agent signs its console handshakes with. */
   consoleIdentity(): Promise<ConsoleIdentity> {
     return this.call("GET", "/v1/console/identity");

@@ -45,6 +45,8 @@ export interface HostVmAgent {
   recover(): Promise<void>;
   /** Stops every guest and incoming QEMU (graceful agent shutdown). */
   shutdown(): Promise<void>;
+  /** Lets POST /v1/restart end this process (its supervisor restarts it); QEMUs are kept. */
+  allowRestart(exit: () => void): void;
 }
 
 export function buildHostVmAgent(
@@ -80,6 +82,9 @@ export function buildHostVmAgent(
     consoles,
     secvms,
     recover: () => host.recover(),
+    allowRestart: (exit) => {
+      host.restartSelf = exit;
+    },
     shutdown: async () => {
       consoles.closeAll();
       await secvms.shutdown();

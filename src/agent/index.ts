@@ -41,6 +41,17 @@ export {
   type MigrationOutcome,
   type OrchestratorOptions,
 } from "./migration-orchestrator.ts";
+export {
+  type AgentRestart,
+  type GuestMove,
+  REJUVENATION_MODES,
+  type RejuvenateRequest,
+  type RejuvenationMode,
+  type RejuvenationProgress,
+  type RejuvenationReport,
+  Rejuvenator,
+  type Wave,
+} from "./rejuvenation.ts";
 export { RelocationRefusedError, relocateHostVm } from "./relocate.ts";
 export { buildServerAgent } from "./server-agent.ts";
 export { bearerMatches, loadOrCreateToken, readToken } from "./token.ts";

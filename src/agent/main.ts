@@ -32,6 +32,9 @@ async function listen(app: App, host: string, port: number | undefined): Promise
   }
 }
 
+/** EX_TEMPFAIL: not a clean exit, so that the supervisor restarts the agent. */
+const RESTART_EXIT_CODE = 75;
+
 async function run(argv: string[]): Promise<void> {
   const i = argv.indexOf("--config");
   if (i < 0 || !argv[i + 1]) throw new Error("usage: main.ts --config <agent-config.json>");
@@ -53,6 +56,12 @@ async function run(argv: string[]): Promise<void> {
     await agent.recover();
     app = agent.app;
     shutdown = agent.shutdown;
+    // Rejuvenation: leave with a failure code so that the supervisor starts a fresh agent
+    // at once; the port is closed first so that the successor gets it back.
+    agent.allowRestart(() => {
+      logger.info("restart asked: exiting, the guests' QEMUs stay");
+      void agent.app.close().finally(() => process.exit(RESTART_EXIT_CODE));
+    });
   }
   await listen(app, cfg.address, cfg.port);
   const addr = app.server.address();

@@ -9,6 +9,8 @@
 export const AUTOMATION_LEVELS = ["manual", "suggest", "automatic"] as const;
 /** `vms migrate --mechanism`: the controller's MIGRATION_MECHANISMS. */
 export const MIGRATION_MECHANISMS = ["auto", "instant", "precopy", "postcopy"] as const;
+/** `hostvms rejuvenate --mode`: the controller's REJUVENATION_MODES. */
+export const REJUVENATION_MODES = ["in-place", "evacuate"] as const;
 /** `token create --role`: the controller's TOKEN_ROLES. */
 export const TOKEN_ROLES = ["admin", "tenant", "metrics"] as const;
 /** `plans --status`: the controller's PLAN_STATUSES. */

@@ -216,3 +216,68 @@ export async function watchMigration(o: ClientOptions, guest: string, plan: numb
     bar.stop();
   }
 }
+
+interface RejuvenateAction {
+  status: string;
+  error: string | null;
+  progress?: { step: string; settled: number; of: number };
+  result?: {
+    mechanism: string;
+    qemu: string;
+    spare: string | null;
+    guests: Array<{ guest: string; outcome: string; pauseMs: number | null; error: string | null }>;
+    maxPauseMs: number | null;
+    medianPauseMs: number | null;
+    prepareMs: number;
+    switchMs: number;
+    totalMs: number;
+    bytesMoved: number;
+    agentRestartMs: number | null;
+  };
+}
+
+/**
+ * Follows a host VM's rejuvenation (its plan's one action): progress lines on stderr, then
+ * each guest's pause and the mechanism (a table, or the action as JSON with -o json).
+ */
+export async function watchRejuvenation(o: ClientOptions, hostVm: string, plan: number): Promise<void> {
+  const deadline = Date.now() + 30 * 60_000;
+  let last = "";
+  while (Date.now() < deadline) {
+    const p = (await api(o, "GET", `/api/plans/${plan}`)) as { actions: RejuvenateAction[] };
+    const a = p.actions[0];
+    const line = a?.progress
+      ? `${a.progress.step} ${a.progress.settled}/${a.progress.of}`
+      : (a?.status ?? "");
+    if (line !== last) {
+      process.stderr.write(`${hostVm}: ${line}\n`);
+      last = line;
+    }
+    if (a && a.status !== "pending" && a.status !== "running") {
+      if (o.output === "json") process.stdout.write(`${JSON.stringify(a, null, 2)}\n`);
+      else if (a.result) {
+        const r = a.result;
+        process.stdout.write(
+          `${hostVm} rejuvenated by ${r.mechanism} (${r.qemu})${r.spare ? ` through ${r.spare}` : ""}: ` +
+            `max pause ${fmtMs(r.maxPauseMs)}, median ${fmtMs(r.medianPauseMs)}, switchovers ${fmtMs(r.switchMs)}, ` +
+            `destinations started in ${fmtMs(r.prepareMs)}, agent restarted in ${fmtMs(r.agentRestartMs)}, ` +
+            `total ${fmtMs(r.totalMs)}, ${r.bytesMoved} bytes moved\n`,
+        );
+        await show(
+          { ...o, output: "table" },
+          r.guests.map((g) => ({ ...g, pauseMs: fmtMs(g.pauseMs) })),
+          ["guest", "outcome", "pauseMs", "error"],
+        );
+      }
+      if (a.status !== "done")
+        throw new UsageError(`rejuvenation of ${hostVm} ${a.status}: ${a.error ?? ""}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new UsageError(`gave up waiting for the rejuvenation of ${hostVm}`);
+}
+
+function fmtMs(ms: number | null): string {
+  return ms === null ? "-" : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
+}

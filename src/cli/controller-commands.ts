@@ -15,6 +15,7 @@ import {
   OUTPUTS,
   PLAN_STATUSES,
   PROVIDERS,
+  REJUVENATION_MODES,
   TOKEN_ROLES,
 } from "./choices.ts";
 import { choice, providerTime } from "./output.ts";
@@ -102,6 +103,26 @@ export function registerController(program: Command): void {
   client(hostvms.command("release").argument("<id>")).action(async (id, o) => {
     const { api, show } = await load();
     await show(o, [await api(o, "DELETE", `/api/hostvms/${encodeURIComponent(id)}`)], ["plan"]);
+  });
+  client(
+    hostvms
+      .command("rejuvenate")
+      .description("renew a host VM's hypervisor layer under its running guests")
+      .argument("<id>")
+      .option(
+        "--mode <mode>",
+        "in-place (a fresh QEMU per guest on the same host VM, then its agent) or evacuate (guests to a spare host VM of the server and back)",
+        choice("mode", REJUVENATION_MODES),
+        "in-place",
+      )
+      .option("--no-wait", "print the plan and return at once"),
+  ).action(async (id, o) => {
+    const { api, show, watchRejuvenation } = await load();
+    const accepted = (await api(o, "POST", `/api/hostvms/${encodeURIComponent(id)}/rejuvenate`, {
+      mode: o.mode,
+    })) as { plan: number };
+    if (o.wait === false) return show(o, [accepted], ["plan"]);
+    await watchRejuvenation(o, id, accepted.plan);
   });
 
   const vms = program.command("vms").description("guest VMs");

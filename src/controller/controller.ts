@@ -50,6 +50,8 @@ const PLACEMENT_EVENTS = new Set([
   "migration.cancelled",
   "hostvm.acquired",
   "hostvm.released",
+  "hostvm.rejuvenated",
+  "hostvm.rejuvenation.failed",
 ]);
 
 export class Controller {

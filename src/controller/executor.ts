@@ -17,10 +17,11 @@ import type { ActionChange, StoredAction as ActionRow } from "./store/repositori
 type Migrate = Extract<ActionPayload, { kind: "migrate" }>;
 type Acquire = Extract<ActionPayload, { kind: "acquire-host-vm" }>;
 type Release = Extract<ActionPayload, { kind: "release-host-vm" }>;
+type Rejuvenate = Extract<ActionPayload, { kind: "rejuvenate" }>;
 
-/** Why the controller fails every rejuvenate action (stored with it, so the plan shows it). */
+/** Why a rejuvenate action fails on a provider without it (stored with it, so the plan shows it). */
 export const REJUVENATE_UNSUPPORTED =
-  "rejuvenate: no provider can restart a host VM in place yet; the action is refused, not skipped";
+  "rejuvenate: this provider cannot renew a host VM under its guests (the agents' data plane can); the action is refused, not skipped";
 
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
 
@@ -105,7 +106,7 @@ export class Executor {
           await this.release(planId, a, p, snap);
           break;
         case "rejuvenate":
-          await this.finish(planId, a, "failed", REJUVENATE_UNSUPPORTED, snap.now);
+          await this.startRejuvenation(planId, a, p, snap);
           break;
         default:
           await this.finish(planId, a, "failed", unknownKind(p), snap.now);
@@ -142,11 +143,101 @@ export class Executor {
       case "release-host-vm":
         return this.pollRelease(planId, a, p, snap);
       case "rejuvenate":
-        // Never started (refused when it would start): one journaled as running is refused now.
-        return this.finish(planId, a, "failed", REJUVENATE_UNSUPPORTED, snap.now);
+        return this.pollRejuvenation(planId, a, p, snap);
       default:
         return this.finish(planId, a, "failed", unknownKind(p), snap.now);
     }
+  }
+
+  /**
+   * Starts renewing a host VM under its guests. Refused when the provider cannot, when the
+   * host VM is not running, or while a migration involves it (the provider checks too).
+   */
+  private async startRejuvenation(
+    planId: number,
+    a: ActionRow,
+    p: Rejuvenate,
+    snap: ProviderSnapshot,
+  ): Promise<void> {
+    if (!this.provider.rejuvenate) return this.finish(planId, a, "failed", REJUVENATE_UNSUPPORTED, snap.now);
+    const h = snap.hostVms.find((x) => x.id === p.hostVm);
+    if (h?.state !== "running")
+      return this.finish(
+        planId,
+        a,
+        "failed",
+        `host VM ${p.hostVm} is ${h?.state ?? "unknown"}, not running`,
+        snap.now,
+      );
+    if (snap.migrations.some((m) => m.status === "running" && (m.from === p.hostVm || m.to === p.hostVm)))
+      return; // after the migrations that involve it
+    await this.journal(planId, a.idx, { status: "running", startedAt: snap.now });
+    try {
+      const r = await this.provider.rejuvenate(p.hostVm, p.mode ?? "in-place");
+      await this.journal(planId, a.idx, {
+        payload: { ...p, rejuvenation: r.id, progress: { step: r.step, settled: r.settled, of: r.of } },
+      });
+      this.events.emit(
+        "hostvm.rejuvenating",
+        undefined,
+        { id: p.hostVm, mode: r.mode, rejuvenation: r.id, plan: planId },
+        snap.now,
+      );
+    } catch (e) {
+      await this.finish(planId, a, "failed", e instanceof ProviderError ? e.message : String(e), snap.now);
+    }
+  }
+
+  /**
+   * A rejuvenation journaled as running: its progress, then its result. One the provider
+   * does not know (it never started, or a restarted controller lost the run that drove it)
+   * fails: its guests are wherever the migration rules left them, each running once.
+   */
+  private async pollRejuvenation(
+    planId: number,
+    a: ActionRow,
+    p: Rejuvenate,
+    snap: ProviderSnapshot,
+  ): Promise<void> {
+    const r = p.rejuvenation ? await this.provider.rejuvenation?.(p.rejuvenation) : undefined;
+    if (!r) {
+      const why = p.rejuvenation
+        ? `the provider lost track of rejuvenation ${p.rejuvenation} (a controller restart?); no guest was left twice`
+        : "the rejuvenation's start was not recorded (a controller restart?); start it again";
+      return this.finish(planId, a, "failed", why, snap.now);
+    }
+    const progress = { step: r.step, settled: r.settled, of: r.of };
+    if (r.status === "running") {
+      if (JSON.stringify(progress) !== JSON.stringify(p.progress)) {
+        await this.journal(planId, a.idx, { payload: { ...p, progress } });
+        this.events.emit("hostvm.rejuvenation.progress", undefined, { id: p.hostVm, ...progress }, snap.now);
+      }
+      return;
+    }
+    await this.leader.fenced(async (tx) => {
+      await tx.plans.updateAction(planId, a.idx, {
+        payload: {
+          ...p,
+          progress,
+          ...(r.result ? { result: { ...r.result, guests: [...r.result.guests] } } : {}),
+        },
+        status: r.status === "completed" ? "done" : "failed",
+        finishedAt: snap.now,
+        error: r.error ?? null,
+      });
+    });
+    this.events.emit(
+      r.status === "completed" ? "hostvm.rejuvenated" : "hostvm.rejuvenation.failed",
+      undefined,
+      {
+        id: p.hostVm,
+        mode: r.mode,
+        maxPauseMs: r.result?.maxPauseMs ?? null,
+        mechanism: r.result?.mechanism ?? null,
+        error: r.error ?? null,
+      },
+      snap.now,
+    );
   }
 
   private async pollMigration(
@@ -438,7 +529,7 @@ export class Executor {
           if (p.migration) await this.provider.cancelMigration(p.migration).catch(() => {});
           break;
         // An acquisition or a release completes on its own (its poll settles it); a
-        // rejuvenation never starts.
+        // rejuvenation runs to its end too (each guest move settles safely; none is half done).
         case "acquire-host-vm":
         case "release-host-vm":
         case "rejuvenate":

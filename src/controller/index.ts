@@ -3,6 +3,7 @@ export {
   MIGRATION_MECHANISMS,
   MIGRATION_STATUSES,
   PLAN_STATUSES,
+  REJUVENATION_MODES,
   TOKEN_ROLES,
 } from "./api/schemas/choices.ts";
 export { buildServer } from "./api/server.ts";

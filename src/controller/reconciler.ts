@@ -353,7 +353,7 @@ export function payloadOf(
     case "release-host-vm":
       return { kind: "release-host-vm", hostVm: hostId(a.hostVm) };
     case "rejuvenate":
-      return { kind: "rejuvenate", hostVm: hostId(a.hostVm) };
+      return { kind: "rejuvenate", hostVm: hostId(a.hostVm), mode: "in-place" };
     default:
       return unhandledKind(a);
   }

@@ -70,6 +70,12 @@ export function composeProvider(
     },
     migration: (id) => plane.migration(id),
     cancelMigration: (id) => plane.cancelMigration(id),
+    ...(plane.rejuvenate && plane.rejuvenation
+      ? {
+          rejuvenate: (hostVm, mode) => plane.rejuvenate!(hostVm, mode),
+          rejuvenation: (id) => plane.rejuvenation!(id),
+        }
+      : {}),
     async resume() {
       await rental.resume?.();
       await plane.resume?.();

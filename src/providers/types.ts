@@ -113,6 +113,47 @@ export interface ConsoleEndpoint {
  * The guest data plane on rented host VMs: creating, running and migrating guests (in a
  * simulation, or through nestcloud's agents on any rental whose host VMs run them).
  */
+export type RejuvenationModeName = "in-place" | "evacuate";
+
+/** What a finished rejuvenation of a host VM measured (per guest: pause and where it ended). */
+export interface RejuvenationResult {
+  /** How guests changed process: x-ignore-shared (QEMU 7.2) or cpr-transfer (>= 10). */
+  readonly mechanism: string;
+  readonly qemu: string;
+  readonly spare: string | null;
+  readonly guests: readonly {
+    readonly guest: string;
+    readonly outcome: "moved" | "stayed" | "unknown";
+    readonly pauseMs: number | null;
+    readonly error: string | null;
+  }[];
+  readonly maxPauseMs: number | null;
+  readonly medianPauseMs: number | null;
+  /** Destinations started, before any guest paused. */
+  readonly prepareMs: number;
+  /** First switchover to last guest settled (both ways for evacuate). */
+  readonly switchMs: number;
+  readonly totalMs: number;
+  readonly bytesMoved: number;
+  readonly agentRestartMs: number | null;
+}
+
+/** A rejuvenation of one host VM that a data plane runs (RAM stays put; guests never reboot). */
+export interface ProviderRejuvenation {
+  readonly id: string;
+  readonly hostVm: string;
+  readonly mode: RejuvenationModeName;
+  readonly status: "running" | "completed" | "failed";
+  /** Where it stands: a step and the guests settled in it. */
+  readonly step: string;
+  readonly settled: number;
+  readonly of: number;
+  readonly startedAt: number;
+  readonly finishedAt: number | undefined;
+  readonly error: string | undefined;
+  readonly result: RejuvenationResult | undefined;
+}
+
 export interface GuestDataPlane {
   /** Guests and migrations as of now (`now` on the rental's clock). */
   observe(
@@ -133,6 +174,12 @@ export interface GuestDataPlane {
   migration(id: string): Promise<ProviderMigration | undefined>;
   cancelMigration(id: string): Promise<void>;
   /**
+   * Renews a host VM's hypervisor layer under its running guests (planes that can: the
+   * agents'); evacuate moves them to another host VM of its server and back.
+   */
+  rejuvenate?(hostVm: string, mode: RejuvenationModeName): Promise<ProviderRejuvenation>;
+  rejuvenation?(id: string): Promise<ProviderRejuvenation | undefined>;
+  /**
    * Consoles (planes whose guests have serial ports): where the guest's console is served
    * now (null: the guest runs nowhere at the moment, e.g. mid-move), and the secret the
    * console tickets' key derives from (shared with the agents).
@@ -148,7 +195,14 @@ export interface GuestDataPlane {
 /** The guest operations a Provider passes on to its data plane. */
 export type GuestOperations = Pick<
   GuestDataPlane,
-  "createGuest" | "setGuestRunning" | "deleteGuest" | "migrate" | "migration" | "cancelMigration"
+  | "createGuest"
+  | "setGuestRunning"
+  | "deleteGuest"
+  | "migrate"
+  | "migration"
+  | "cancelMigration"
+  | "rejuvenate"
+  | "rejuvenation"
 >;
 
 /** What the controller drives: a rental and the data plane on its host VMs, as one. */

@@ -136,3 +136,10 @@ export {
 } from "./ram-digest.ts";
 export type { DiskSpec, GuestBootImage, NetSpec, QemuLaunchSpec, QemuSpec } from "./spec.ts";
 export { type InstanceState, isOurQemu, type ReapOptions, type ReapReport, reapOrphans } from "./state.ts";
+export {
+  hasCprTransfer,
+  type LiveUpdateMechanism,
+  parseQemuVersion,
+  type QemuVersion,
+  qemuVersion,
+} from "./version.ts";

@@ -10,8 +10,8 @@ import { type InstanceState, QemuProcess, reapOrphans } from "../../qemu/index.t
 import type { HostVmStatus } from "../api-types.ts";
 import { HostVmAgentClient, ServerAgentClient } from "../client.ts";
 import type { HostVmAgentConfig } from "../config.ts";
-import { conflict, notFound } from "../http.ts";
-import { adoptedOutgoingStatus, parseRole } from "./adoption.ts";
+import { AgentError, conflict, notFound } from "../http.ts";
+import { adoptedOutgoingStatus, type GuestRole, parseRole } from "./adoption.ts";
 import { type GuestContext, GuestRuntime } from "./guest-runtime.ts";
 import { IncomingMigration } from "./incoming.ts";
 import { OutgoingMigration } from "./outgoing.ts";
@@ -28,6 +28,11 @@ export class HostVm {
   readonly adopted: HostVmStatus["adoptedAtStart"] = [];
   /** This host VM's server agent (memory accounting). */
   readonly server: ServerAgentClient;
+  /**
+   * Ends this agent so that its supervisor starts a fresh one, which adopts the QEMUs
+   * (rejuvenation); absent where no supervisor would restart it (in-process agents).
+   */
+  restartSelf: (() => void) | null = null;
 
   constructor(
     readonly cfg: HostVmAgentConfig,
@@ -88,6 +93,35 @@ export class HostVm {
     }
   }
 
+  /**
+   * Refuses (409) a live update of a guest that is not here and running, is migrating, is
+   * already being replaced, or with a mode that would copy its memory.
+   */
+  assertLiveUpdatable(id: string, mode: string): void {
+    if (mode !== "handover")
+      throw conflict(`a live update of ${id} keeps its RAM file: mode handover, not ${mode}`);
+    const g = this.guestOf(id);
+    if (g.state !== "running") throw conflict(`guest ${id} is ${g.state}, not running: no live update`);
+    this.assertNotMigrating(id);
+    this.assertNotArriving(id);
+  }
+
+  /**
+   * The agent restarts itself (its supervisor starts the successor, which adopts every
+   * QEMU): refused while a migration is unfinished here, so that nothing is in flight.
+   */
+  restart(): { pid: number } {
+    if (!this.restartSelf) throw new AgentError(409, "no_supervisor", "this agent cannot restart itself");
+    for (const m of this.incoming.values())
+      if (!m.done()) throw conflict(`incoming migration ${m.migrationId} is ${m.state}: not restarting`);
+    for (const m of this.outgoing.values())
+      if (!m.done()) throw conflict(`outgoing migration ${m.migrationId} is ${m.phase}: not restarting`);
+    const exit = this.restartSelf;
+    // After the answer went out: the successor listens on the same port.
+    setTimeout(exit, 50).unref();
+    return { pid: process.pid };
+  }
+
   addOutgoing(m: OutgoingMigration): void {
     prune(this.outgoing);
     this.outgoing.set(m.migrationId, m);
@@ -100,14 +134,17 @@ export class HostVm {
 
   /** A guest left this host VM (its migration away was confirmed). */
   readonly onGone = (done: OutgoingMigration): void => {
-    this.guests.delete(done.guest.guestId);
+    // A live update replaced the entry with the guest's new QEMU already: keep that one.
+    if (this.guests.get(done.guest.guestId) === done.guest) this.guests.delete(done.guest.guestId);
   };
 
   /** An incoming migration's QEMU runs the guest: it is one of our guests now. */
   readonly arrived = async (done: IncomingMigration, q: QemuProcess): Promise<void> => {
     const g = new GuestRuntime(this.ctx, done.req.guest);
+    // A live update: the replaced copy's heartbeats and verify counts carry on.
+    const previous = done.req.inPlace ? (this.guests.get(g.guestId)?.records ?? null) : null;
     this.guests.set(g.guestId, g);
-    await g.adopt(q, done.req.workloads ?? [], null);
+    await g.adopt(q, done.req.workloads ?? [], previous);
     this.log.info({ guest: g.guestId, migration: done.migrationId }, "guest arrived and runs here");
   };
 
@@ -149,14 +186,82 @@ export class HostVm {
     for (const g of this.guests.values()) await g.stop().catch(() => {});
   }
 
+  /**
+   * Whether `role` (a guest QEMU) is one half of an interrupted live update of a guest
+   * already adopted here: one of the two has an outgoing migration, the other none.
+   */
+  private liveUpdatePair(guestId: string, role: GuestRole): boolean {
+    const other = this.guests.get(guestId);
+    if (!other) return false;
+    const otherLeaving = [...this.outgoing.values()].some((m) => m.guest === other && !m.done());
+    return (role.outgoing !== null) !== otherLeaving;
+  }
+
+  /**
+   * The second guest QEMU of an interrupted live update. The new copy runs (it was
+   * finished: only then is it recorded as a guest), so the old one, paused after its
+   * completed migration, is stopped; its RAM file is the new copy's now.
+   */
+  private async adoptLiveUpdateHalf(s: InstanceState, q: QemuProcess, role: GuestRole): Promise<boolean> {
+    const guestId = role.guest.guestId;
+    const qemuStatus = (await q.qmp.queryStatus()).status;
+    if (role.outgoing) {
+      // This is the replaced copy; the new one is adopted already.
+      if (qemuStatus === "running") throw new Error(`both copies of ${guestId} run: refusing to pick one`);
+      const pid = q.pid ?? 0;
+      q.releasePoolFile();
+      await q.stop();
+      this.log.warn(
+        { guest: guestId, migration: role.outgoing.migrationId },
+        "live update settled: old copy stopped",
+      );
+      this.adopted.push({
+        instanceId: s.instanceId,
+        guestId,
+        pid,
+        as: "guest",
+        migrationId: role.outgoing.migrationId,
+        qemuStatus,
+      });
+      return true;
+    }
+    // This is the new copy; the replaced one was adopted first, with its outgoing migration.
+    const g = await GuestRuntime.adoptOrphan(this.ctx, q, role);
+    const old = this.guests.get(guestId)!;
+    this.guests.set(guestId, g);
+    const m = [...this.outgoing.values()].find((x) => x.guest === old && !x.done());
+    if (m) {
+      await m
+        .confirm("success")
+        .catch((e) =>
+          this.log.error({ guest: guestId, err: (e as Error).message }, "cannot stop the replaced copy"),
+        );
+    }
+    this.log.warn(
+      { guest: guestId, migration: m?.migrationId ?? null },
+      "live update settled: new copy adopted",
+    );
+    this.adopted.push({
+      instanceId: s.instanceId,
+      guestId,
+      pid: q.pid ?? 0,
+      as: "guest",
+      migrationId: m?.migrationId ?? null,
+      qemuStatus,
+    });
+    return true;
+  }
+
   /** Takes over one QEMU of a dead predecessor (see hostvm-agent.ts); false: reap it. */
   private async adoptOne(s: InstanceState): Promise<boolean> {
     const { ctx, log } = this;
     const role = parseRole(s.agentData);
     if (!role) return false;
     const guestId = role.role === "guest" ? role.guest.guestId : role.req.guest.guestId;
-    if (this.guests.has(guestId)) return false;
+    const inPlace = role.role === "incoming" ? role.req.inPlace === true : this.liveUpdatePair(guestId, role);
+    if (this.guests.has(guestId) && !inPlace) return false;
     const q = await QemuProcess.adopt(s, { log: (m) => log.debug({ guest: guestId }, m) });
+    if (role.role === "guest" && inPlace) return this.adoptLiveUpdateHalf(s, q, role);
     try {
       const qemuStatus = (await q.qmp.queryStatus()).status;
       let migrationId: string | null = null;
@@ -200,6 +305,10 @@ export class HostVm {
   }
 }
 
+// A live update interrupted by the agent's death leaves two QEMUs of one guest here: the
+// replaced one (a guest whose outgoing migration names this very agent) and the new one
+// (an incoming, or a guest once finished). Exactly one may run: the new one if it was
+// finished (it ran), else the old one (the fence in incoming.ts decides as usual).
 function prune<T extends { done(): boolean }>(m: Map<string, T>): void {
   const finished = [...m].filter(([, v]) => v.done());
   for (const [k] of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED_MIGRATIONS))) m.delete(k);

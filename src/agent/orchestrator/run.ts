@@ -27,6 +27,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Accounting {
   /** Same server: the handover begun at the server agent; across servers: null (a reservation). */
   handoverId: string | null;
+  /** A live update on one host VM: nothing to account (the guest's memory stays where it counts). */
+  none?: true;
 }
 
 export class Run {
@@ -127,8 +129,16 @@ export class Run {
         "source",
       );
     }
-    if (req.from.server === req.to.server && req.from.hostVm === req.to.hostVm) {
+    const sameHostVm = req.from.server === req.to.server && req.from.hostVm === req.to.hostVm;
+    if (sameHostVm && !req.inPlace) {
       this.fail("source and destination are the same host VM", "refused", "source");
+    }
+    if (req.inPlace && (!sameHostVm || !this.instant)) {
+      this.fail(
+        "a live update stays on its host VM and hands the RAM file over (instant)",
+        "refused",
+        "source",
+      );
     }
     const g = await this.src.guest(req.guestId);
     if (g.state !== "running")
@@ -139,6 +149,7 @@ export class Run {
   /** 1. Accounting: a handover begun on one server, or a reservation at the destination's. */
   private async account(g: GuestStatus): Promise<Accounting> {
     const { req } = this;
+    if (req.inPlace) return { handoverId: null, none: true };
     if (this.instant) {
       const b = await this.srcServer.beginHandover({
         guestId: req.guestId,
@@ -153,6 +164,7 @@ export class Run {
 
   /** Undoes the accounting (abort the handover, release the reservation). */
   private async undoAccounting(acc: Accounting): Promise<void> {
+    if (acc.none) return;
     const undo = () =>
       acc.handoverId
         ? this.srcServer.abortHandover(acc.handoverId)
@@ -185,6 +197,7 @@ export class Run {
 
   /** Completes the accounting once the destination runs the guest. */
   private async commitAccounting(acc: Accounting): Promise<void> {
+    if (acc.none) return;
     try {
       if (acc.handoverId) await this.srcServer.commitHandover(acc.handoverId);
       else await this.srcServer.release(this.req.from.hostVm, this.req.guestId);
@@ -212,6 +225,7 @@ export class Run {
         postcopy: this.mechanism === "postcopy",
         workloads: g.workloads,
         leaseMs: this.leaseMs,
+        ...(this.req.inPlace ? { inPlace: true } : {}),
         // What the stream does not carry across servers (read-only disks, serial logs) comes from there.
         ...(guest.devices ? { source: { url: this.req.from.hostVmUrl } } : {}),
       });
@@ -533,7 +547,7 @@ export class Run {
       );
     }
     this.log(`${this.migrationId}: finish failed (${err.message}); rolling back to the source`);
-    await this.src.confirmOutgoing(this.migrationId, "rollback");
+    await this.resumeSource();
     await this.abortDestination();
     await this.undoAccounting(acc);
     this.fail(
@@ -541,6 +555,24 @@ export class Run {
       "rolled-back",
       "source",
     );
+  }
+
+  /**
+   * Resumes the source after a finish that provably never ran the destination (confirm
+   * "rollback"), waiting for its agent while it is down: an in-place live update loses both
+   * sides at once when the host VM's agent dies, and its successor adopts the paused source.
+   */
+  private async resumeSource(): Promise<void> {
+    const deadline = nowMs() + this.recoveryMs;
+    for (;;) {
+      try {
+        await this.src.confirmOutgoing(this.migrationId, "rollback");
+        return;
+      } catch (e) {
+        if (!(e instanceof AgentUnreachableError) || nowMs() > deadline) throw e;
+        await sleep(T.confirmUnreachableRetryMs);
+      }
+    }
   }
 
   /**

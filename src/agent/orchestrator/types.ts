@@ -46,6 +46,12 @@ export interface MigrateRequest {
    * side, inside the downtime. Default off.
    */
   verifyRam?: boolean;
+  /**
+   * A live update (rejuvenation): `from` and `to` are the same host VM and a fresh QEMU
+   * there takes the guest over by an instant handover (its RAM file stays; no accounting
+   * moves, the guest stays on this host VM).
+   */
+  inPlace?: boolean;
 }
 
 export interface MigrationOutcome {

@@ -167,6 +167,11 @@ export const PrepareIncomingBody = Type.Object(
      * (at finish, so that they continue here).
      */
     source: Type.Optional(Type.Object({ url: AgentUrl }, { additionalProperties: false })),
+    /**
+     * A live update (rejuvenation): the source is this same host VM's running copy of the
+     * guest, which a fresh QEMU replaces (handover mode only: the RAM file stays).
+     */
+    inPlace: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -8,7 +8,7 @@
  * saved through a StateStore, so a restarted controller or a new leader knows it too.
  */
 import { basename } from "node:path";
-import { AGENT_GUEST_ID_RE, CONSOLE_PORT, MigrationOrchestrator } from "../../agent/index.ts";
+import { AGENT_GUEST_ID_RE, CONSOLE_PORT, MigrationOrchestrator, Rejuvenator } from "../../agent/index.ts";
 import { MIPS_PER_CORE } from "../machine.ts";
 import {
   type ConsoleEndpoint,
@@ -18,12 +18,15 @@ import {
   ProviderError,
   type ProviderGuest,
   type ProviderMigration,
+  type ProviderRejuvenation,
+  type RejuvenationModeName,
   type StateStore,
 } from "../types.ts";
 import { Agents, type Located, providerError } from "./agents.ts";
 import type { AgentDirectory } from "./directory.ts";
 import { CpuMeter } from "./load.ts";
 import { MigrationBook } from "./migrations.ts";
+import { RejuvenationBook } from "./rejuvenations.ts";
 
 const MiB = 1024 * 1024;
 
@@ -44,6 +47,7 @@ export class AgentGuestPlane implements GuestDataPlane {
   private readonly creating = new Set<string>();
   private readonly agents: Agents;
   private readonly book: MigrationBook;
+  private readonly rejuvenations: RejuvenationBook;
   private state: PlaneState;
   private saving: Promise<void> = Promise.resolve();
 
@@ -55,6 +59,7 @@ export class AgentGuestPlane implements GuestDataPlane {
   ) {
     this.agents = new Agents(directory, log);
     this.book = new MigrationBook(new MigrationOrchestrator(directory.token(), { log }), now, log);
+    this.rejuvenations = new RejuvenationBook(new Rejuvenator(directory.token(), { log }), now, log);
     this.state = { version: 1, owner: directory.identity, specs: {} };
   }
 
@@ -129,6 +134,8 @@ export class AgentGuestPlane implements GuestDataPlane {
   async inUse(hostVm: string): Promise<boolean> {
     const host = this.agents.host(hostVm);
     if (this.book.running().some((m) => m.from === hostVm || m.to === hostVm)) return true;
+    if (this.rejuvenations.running().some((r) => r.hostVm === hostVm || this.spares.get(r.id) === hostVm))
+      return true;
     let st: Awaited<ReturnType<ReturnType<Agents["client"]>["status"]>>;
     try {
       st = await this.agents.client(host).status();
@@ -239,6 +246,8 @@ export class AgentGuestPlane implements GuestDataPlane {
     if (this.book.running().some((m) => m.guest === guest))
       throw new ProviderError("conflict", `guest ${guest} is migrating already`);
     const at = await this.placed(guest);
+    this.refuseWhileRejuvenating(at.host.hostVm, `migrating ${guest}`);
+    this.refuseWhileRejuvenating(to, `migrating ${guest}`);
     if (at.guest.state !== "running")
       throw new ProviderError("conflict", `guest ${guest} is ${at.guest.state}, not running`);
     const target = this.agents.host(to);
@@ -281,10 +290,75 @@ export class AgentGuestPlane implements GuestDataPlane {
     await this.book.cancel(id);
   }
 
+  // ---- rejuvenation ---------------------------------------------------------------------
+
+  private refuseWhileRejuvenating(hostVm: string, doing: string): void {
+    const r = this.rejuvenations
+      .running()
+      .find((x) => x.hostVm === hostVm || x.result?.spare === hostVm || this.spares.get(x.id) === hostVm);
+    if (r) throw new ProviderError("conflict", `${doing}: host VM ${hostVm} is being rejuvenated (${r.id})`);
+  }
+
+  /** The spare each running evacuation uses (its guests pass through it). */
+  private readonly spares = new Map<string, string>();
+
+  async rejuvenate(hostVm: string, mode: RejuvenationModeName): Promise<ProviderRejuvenation> {
+    const host = this.agents.host(hostVm);
+    if (!host.usable || !host.endpoint)
+      throw new ProviderError("conflict", `host VM ${hostVm} is not running (or its agent is not ready)`);
+    this.refuseWhileRejuvenating(hostVm, `rejuvenating ${hostVm}`);
+    const statuses = await this.agents.statuses();
+    const mine = statuses.find((s) => s.host.key === host.key)?.status;
+    if (!mine) throw new ProviderError("unavailable", `the agent of ${hostVm} does not answer`);
+    if (this.book.running().some((m) => m.from === hostVm || m.to === hostVm))
+      throw new ProviderError("conflict", `host VM ${hostVm} takes part in a migration: try again after it`);
+    let spare: { hostVm: string; endpoint: NonNullable<typeof host.endpoint> } | undefined;
+    if (mode === "evacuate") {
+      // Another running host VM of the same server with room for every guest (memory), the
+      // emptiest first: the guests pass through it by instant handover.
+      const need = mine.guests.reduce((n, g) => n + g.memoryMiB, 0);
+      const room = statuses
+        .filter(
+          (s) =>
+            s.host.key !== host.key &&
+            s.host.usable &&
+            s.host.endpoint?.server === host.endpoint!.server &&
+            s.status !== null &&
+            !s.stale,
+        )
+        .map((s) => ({
+          s,
+          free: s.status!.memoryMiB - s.status!.guests.reduce((n, g) => n + g.memoryMiB, 0),
+        }))
+        .filter(
+          (x) => x.free >= need && this.rejuvenations.running().every((r) => r.hostVm !== x.s.host.hostVm),
+        )
+        .sort((a, b) => b.free - a.free)[0];
+      if (!room)
+        throw new ProviderError(
+          "capacity",
+          `no other host VM on ${host.endpoint.server} has ${need} MiB free for ${hostVm}'s guests: acquire a spare there first`,
+        );
+      spare = { hostVm: room.s.host.hostVm, endpoint: room.s.host.endpoint! };
+    }
+    const r = this.rejuvenations.start({
+      hostVm,
+      mode,
+      endpoint: host.endpoint,
+      ...(spare ? { spare } : {}),
+    });
+    if (spare) this.spares.set(r.id, spare.hostVm);
+    return r;
+  }
+
+  async rejuvenation(id: string): Promise<ProviderRejuvenation | undefined> {
+    return this.rejuvenations.get(id);
+  }
+
   async close(): Promise<void> {
     // The orchestrator runs in this process: let running moves end rather than leave a
     // guest paused at its source.
-    await this.book.settle(60_000);
+    await Promise.all([this.book.settle(60_000), this.rejuvenations.settle(120_000)]);
     await this.saving;
   }
 }

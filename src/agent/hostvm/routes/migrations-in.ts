@@ -46,7 +46,8 @@ export const incomingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
     async (req, reply) => {
       const b = req.body;
       if (host.incoming.has(b.migrationId)) throw IncomingErrors.exists(b.migrationId);
-      if (host.guests.has(b.guest.guestId)) throw IncomingErrors.guestHere(b.guest.guestId, host.where);
+      if (b.inPlace) host.assertLiveUpdatable(b.guest.guestId, b.mode);
+      else if (host.guests.has(b.guest.guestId)) throw IncomingErrors.guestHere(b.guest.guestId, host.where);
       const m = new IncomingMigration(host.ctx, b, host.arrived);
       host.addIncoming(m);
       try {

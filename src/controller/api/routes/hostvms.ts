@@ -1,8 +1,11 @@
-/** Host VMs (admin): list, acquire (kept), release (refused while it hosts guests). */
+/**
+ * Host VMs (admin): list, acquire (kept), release (refused while it hosts guests), rejuvenate
+ * (its hypervisor layer renewed under its guests: a plan of one rejuvenate action).
+ */
 import { ApiError, notFound } from "../../errors.ts";
 import { ADMIN, type ApiPlugin, answers } from "../plugin.ts";
 import { IdParams, PlanAccepted } from "../schemas/common.ts";
-import { AcquireHostVm, HostVmList } from "../schemas/hostvms.ts";
+import { AcquireHostVm, HostVmList, RejuvenateHostVm } from "../schemas/hostvms.ts";
 
 export const hostVmRoutes: ApiPlugin = async (app, { controller: c }) => {
   app.addHook("preHandler", async () => c.freshViews());
@@ -64,6 +67,25 @@ export const hostVmRoutes: ApiPlugin = async (app, { controller: c }) => {
         );
       const id = await c.submitActions(
         [{ payload: { kind: "release-host-vm", hostVm: h.id }, dependsOn: [] }],
+        "api",
+      );
+      reply.code(202);
+      return { plan: id };
+    },
+  );
+
+  app.post(
+    "/api/hostvms/:id/rejuvenate",
+    {
+      ...ADMIN,
+      schema: { params: IdParams, body: RejuvenateHostVm, response: answers({ 202: PlanAccepted }) },
+    },
+    async (req, reply) => {
+      const h = await c.repos.hostVms.get(req.params.id);
+      if (!h || h.state === "released") throw notFound("host VM", req.params.id);
+      if (h.state !== "running") throw new ApiError(409, `host VM ${h.id} is ${h.state}, not running`);
+      const id = await c.submitActions(
+        [{ payload: { kind: "rejuvenate", hostVm: h.id, mode: req.body.mode ?? "in-place" }, dependsOn: [] }],
         "api",
       );
       reply.code(202);

@@ -10,6 +10,8 @@
 export const AUTOMATION_LEVELS = ["manual", "suggest", "automatic"] as const;
 /** How a guest may be moved (`auto`: the controller chooses). */
 export const MIGRATION_MECHANISMS = ["auto", "instant", "precopy", "postcopy"] as const;
+/** How a host VM is rejuvenated (agent/rejuvenation.ts REJUVENATION_MODES). */
+export const REJUVENATION_MODES = ["in-place", "evacuate"] as const;
 export const TOKEN_ROLES = ["admin", "tenant", "metrics"] as const;
 export const PLAN_STATUSES = [
   "proposed",

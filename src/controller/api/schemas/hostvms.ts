@@ -1,9 +1,15 @@
 /** Host VMs (rented from the underlying cloud): /api/hostvms. */
 import { type Static, Type } from "typebox";
+import { REJUVENATION_MODES } from "./choices.ts";
 import { Id, Nullable } from "./common.ts";
 
 export const AcquireHostVm = Type.Object(
   { type: Id, server: Type.Optional(Id) },
+  { additionalProperties: false },
+);
+
+export const RejuvenateHostVm = Type.Object(
+  { mode: Type.Optional(Type.Enum(REJUVENATION_MODES, { default: "in-place" })) },
   { additionalProperties: false },
 );
 

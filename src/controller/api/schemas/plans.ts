@@ -1,6 +1,6 @@
 /** Plans (the journal of what the controller does) and their actions: /api/plans. */
 import { type Static, Type } from "typebox";
-import { PLAN_STATUSES } from "./choices.ts";
+import { PLAN_STATUSES, REJUVENATION_MODES } from "./choices.ts";
 import { listFields, Mechanism, Nullable } from "./common.ts";
 
 export const PlanIdParams = Type.Object(
@@ -35,9 +35,37 @@ const acquire = {
   keep: Type.Optional(Type.Boolean({ description: "an operator's explicit acquisition: kept" })),
 };
 const release = { kind: Type.Literal("release-host-vm"), hostVm: Type.String() };
-// The planner's kind (planner/plan.ts RejuvenateAction): stored so that it is seen, and failed by
-// the executor with its reason (no provider rejuvenates a host VM yet), never dropped.
-const rejuvenate = { kind: Type.Literal("rejuvenate"), hostVm: Type.String() };
+// The planner's kind (planner/plan.ts RejuvenateAction), or an operator's request: the
+// provider renews the host VM's hypervisor layer under its guests (a provider that cannot
+// fails it with the reason); progress while it runs, the measured result once done.
+export const RejuvenationResult = Type.Object({
+  mechanism: Type.String({ description: "x-ignore-shared (QEMU 7.2) or cpr-transfer (QEMU >= 10)" }),
+  qemu: Type.String(),
+  spare: Nullable(Type.String({ description: "evacuate: the host VM the guests passed through" })),
+  guests: Type.Array(
+    Type.Object({
+      guest: Type.String(),
+      outcome: Type.Union([Type.Literal("moved"), Type.Literal("stayed"), Type.Literal("unknown")]),
+      pauseMs: Nullable(Type.Number()),
+      error: Nullable(Type.String()),
+    }),
+  ),
+  maxPauseMs: Nullable(Type.Number()),
+  medianPauseMs: Nullable(Type.Number()),
+  prepareMs: Type.Number(),
+  switchMs: Type.Number(),
+  totalMs: Type.Number(),
+  bytesMoved: Type.Number(),
+  agentRestartMs: Nullable(Type.Number()),
+});
+const rejuvenate = {
+  kind: Type.Literal("rejuvenate"),
+  hostVm: Type.String(),
+  mode: Type.Optional(Type.Enum(REJUVENATION_MODES)),
+  rejuvenation: Type.Optional(Type.String({ description: "the provider's id, once started" })),
+  progress: Type.Optional(Type.Object({ step: Type.String(), settled: Type.Integer(), of: Type.Integer() })),
+  result: Type.Optional(RejuvenationResult),
+};
 
 /**
  * What an action does: one object per kind of the planner's actions (planner/plan.ts
