@@ -16,7 +16,7 @@ import { after, before, test } from "node:test";
 import pino from "pino";
 import { Controller, openStore, type Store } from "../src/controller/index.ts";
 import { DEFAULT_CALIBRATION } from "../src/migration/index.ts";
-import { type Action, type ActionPlan, createPolicy } from "../src/planner/index.ts";
+import { type Action, createPolicy } from "../src/planner/index.ts";
 import {
   DEMO_HOST_VM_TYPE,
   type Provider,

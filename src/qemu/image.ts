@@ -23,7 +23,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { homedir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import { type CpioEntry, writeNewc } from "./cpio.ts";
 import { execFileText } from "./exec.ts";
