@@ -18,26 +18,20 @@ import { after, test } from "node:test";
 import WebSocket from "ws";
 import { ConsoleClientSession, type Step } from "../../src/console/index.ts";
 import { type ConsoleCli, spawnConsole } from "../support/console-cli.ts";
-import {
-  api,
-  type ControllerProcess,
-  startControllerProcess,
-  stopGently,
-  until,
-} from "../support/controller-process.ts";
-import { type Bed, bringUp, tearDown } from "./testbed-helpers.ts";
+import { api, stopGently, until } from "../support/controller-process.ts";
+import { bringUpConsoleBed, type ConsoleBedParts } from "./console-bed.ts";
+import { tearDown } from "./testbed-helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-console-moves-it-"));
-let bed: Bed | undefined;
-let ctl: ControllerProcess | undefined;
+const held: ConsoleBedParts = {};
 const clis: ConsoleCli[] = [];
 const sockets: WebSocket[] = [];
 
 after(async () => {
   for (const s of sockets) s.terminate();
   for (const c of clis) await c.kill();
-  if (ctl) await stopGently(ctl);
-  await tearDown(bed);
+  if (held.ctl) await stopGently(held.ctl);
+  await tearDown(held.bed);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -46,48 +40,9 @@ const HOST = { "a-h1": ["a", "h1"], "a-h2": ["a", "h2"], "b-h1": ["b", "h1"] } a
 test("console across moves and against bad clients: detach and re-attach mid-move, pre-copy, post-copy, oversized frames, other tenants, a client that never reads", async (t) => {
   const t0 = Date.now();
   const phase = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
-  bed = await bringUp({
-    servers: [
-      {
-        name: "a",
-        hostVms: [
-          { name: "h1", cpus: 1, memoryMiB: 1024 },
-          { name: "h2", cpus: 1, memoryMiB: 1024 },
-        ],
-      },
-      // Pre-copy and post-copy go to another server (on one server the RAM is in its pool).
-      { name: "b", hostVms: [{ name: "h1", cpus: 1, memoryMiB: 1024 }] },
-    ],
-  });
-  const b = bed;
-  ctl = await startControllerProcess(
-    [
-      ...["--provider", "testbed", "--testbed", b.state.stateDir],
-      ...["--data-dir", dir, "--port", "0", "--interval", "3600"],
-    ],
-    90_000,
-    { NESTCLOUD_LOG: "debug" },
-  );
-  const c = ctl;
-  const created = await api(c, "POST", "/api/vms", {
-    id: "g1",
-    tenant: "acme",
-    mipsPerVcpu: 800,
-    memoryMiB: 192,
-    hostVm: "a-h1",
-    automation: "manual",
-  });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  const tenant = (await api(c, "POST", "/api/tokens", { role: "tenant", tenant: "acme" })).body
-    .token as string;
+  const { bed: b, ctl: c, tenant } = await bringUpConsoleBed(dir, held, { serverB: true });
   const other = (await api(c, "POST", "/api/tokens", { role: "tenant", tenant: "globex" })).body
     .token as string;
-  await until(
-    "g1 running",
-    async () => ((await api(c, "GET", "/api/vms/g1")).body.powerState === "running" ? true : undefined),
-    60_000,
-    500,
-  );
   phase("g1 runs at a-h1");
   let where: keyof typeof HOST = "a-h1";
   const logOfG1 = async () => {

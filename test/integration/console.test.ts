@@ -12,19 +12,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, test } from "node:test";
-import {
-  api,
-  type ControllerProcess,
-  startControllerProcess,
-  stopGently,
-  until,
-} from "../support/controller-process.ts";
-import { type Bed, bringUp, heartbeatOf, qemuPidsOf, tearDown } from "./testbed-helpers.ts";
+import { api, stopGently, until } from "../support/controller-process.ts";
+import { bringUpConsoleBed, type ConsoleBedParts } from "./console-bed.ts";
+import { heartbeatOf, qemuPidsOf, tearDown } from "./testbed-helpers.ts";
 
 const bin = resolve(import.meta.dirname, "../../bin/nestcloud.js");
 const dir = mkdtempSync(join(tmpdir(), "nc-console-it-"));
-let bed: Bed | undefined;
-let ctl: ControllerProcess | undefined;
+const held: ConsoleBedParts = {};
 let cli: ChildProcess | undefined;
 
 after(async () => {
@@ -33,56 +27,18 @@ after(async () => {
     cli.kill("SIGKILL");
     await gone;
   }
-  if (ctl) await stopGently(ctl);
-  await tearDown(bed);
+  if (held.ctl) await stopGently(held.ctl);
+  await tearDown(held.bed);
   rmSync(dir, { recursive: true, force: true });
 });
 
 test("a tenant's console on a real guest: attach, type, read, and an instant handover loses and repeats nothing", async (t) => {
   const t0 = Date.now();
   const phase = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
-  bed = await bringUp({
-    servers: [
-      {
-        name: "a",
-        hostVms: [
-          { name: "h1", cpus: 1, memoryMiB: 1024 },
-          { name: "h2", cpus: 1, memoryMiB: 1024 },
-        ],
-      },
-    ],
-  });
-  const b = bed;
-  // No planning round during the test: the only move is the one asked for.
-  ctl = await startControllerProcess(
-    [
-      ...["--provider", "testbed", "--testbed", b.state.stateDir],
-      ...["--data-dir", dir, "--port", "0", "--interval", "3600"],
-    ],
-    90_000,
-    { NESTCLOUD_LOG: "debug" },
-  );
-  const c = ctl;
+  const { bed: b, ctl: c, tenant } = await bringUpConsoleBed(dir, held);
   phase(`controller on ${c.url}`);
-  const created = await api(c, "POST", "/api/vms", {
-    id: "g1",
-    tenant: "acme",
-    mipsPerVcpu: 800,
-    memoryMiB: 192,
-    hostVm: "a-h1",
-    automation: "manual",
-  });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  const tenant = (await api(c, "POST", "/api/tokens", { role: "tenant", tenant: "acme" })).body
-    .token as string;
   const other = (await api(c, "POST", "/api/tokens", { role: "tenant", tenant: "globex" })).body
     .token as string;
-  await until(
-    "g1 running",
-    async () => ((await api(c, "GET", "/api/vms/g1")).body.powerState === "running" ? true : undefined),
-    60_000,
-    500,
-  );
   phase("g1 runs at a-h1");
 
   // Another tenant: refused before anything is relayed (as if the guest did not exist).

@@ -12,24 +12,18 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import type { BrowserContext, Page } from "playwright-core";
 import { ensureDashboardBuilt, launchChromium } from "../support/browser.ts";
-import {
-  api,
-  type ControllerProcess,
-  startControllerProcess,
-  stopGently,
-  until,
-} from "../support/controller-process.ts";
-import { type Bed, bringUp, tearDown } from "./testbed-helpers.ts";
+import { api, stopGently, until } from "../support/controller-process.ts";
+import { bringUpConsoleBed, type ConsoleBedParts } from "./console-bed.ts";
+import { tearDown } from "./testbed-helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-dashboard-console-it-"));
-let bed: Bed | undefined;
-let ctl: ControllerProcess | undefined;
+const held: ConsoleBedParts = {};
 let context: BrowserContext | undefined;
 
 after(async () => {
   await context?.close().catch(() => {});
-  if (ctl) await stopGently(ctl);
-  await tearDown(bed);
+  if (held.ctl) await stopGently(held.ctl);
+  await tearDown(held.bed);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -55,44 +49,7 @@ test("dashboard console: sign in, open a guest's console, type and read; the gue
   const t0 = Date.now();
   const phase = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
   ensureDashboardBuilt();
-  bed = await bringUp({
-    servers: [
-      {
-        name: "a",
-        hostVms: [
-          { name: "h1", cpus: 1, memoryMiB: 1024 },
-          { name: "h2", cpus: 1, memoryMiB: 1024 },
-        ],
-      },
-    ],
-  });
-  const b = bed;
-  ctl = await startControllerProcess(
-    [
-      ...["--provider", "testbed", "--testbed", b.state.stateDir],
-      ...["--data-dir", dir, "--port", "0", "--interval", "3600"],
-    ],
-    90_000,
-    { NESTCLOUD_LOG: "debug" },
-  );
-  const c = ctl;
-  const created = await api(c, "POST", "/api/vms", {
-    id: "g1",
-    tenant: "acme",
-    mipsPerVcpu: 800,
-    memoryMiB: 192,
-    hostVm: "a-h1",
-    automation: "manual",
-  });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  const tenant = (await api(c, "POST", "/api/tokens", { role: "tenant", tenant: "acme" })).body
-    .token as string;
-  await until(
-    "g1 running",
-    async () => ((await api(c, "GET", "/api/vms/g1")).body.powerState === "running" ? true : undefined),
-    60_000,
-    500,
-  );
+  const { ctl: c, tenant } = await bringUpConsoleBed(dir, held);
   phase("g1 runs at a-h1");
 
   context = await launchChromium(join(dir, "chromium-profile"));
