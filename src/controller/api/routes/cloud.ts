@@ -25,8 +25,10 @@ export const cloudRoutes: ApiPlugin = async (app, { controller: c }) => {
 
   // Physical placement of the rented host VMs, with the source, confidence and age of each.
   app.get("/api/placement", { ...ADMIN, schema: { response: answers({ 200: Placement }) } }, async () => {
-    const r = await c.provider.placement();
+    // The clock read first: the simulated provider's clock may advance while the report is
+    // built, which would age a placement the provider is telling right now.
     const now = c.provider.now();
+    const r = await c.provider.placement();
     const view: PlacementView = {
       mode: r.mode,
       now,
