@@ -353,7 +353,7 @@ export function payloadOf(
     case "release-host-vm":
       return { kind: "release-host-vm", hostVm: hostId(a.hostVm) };
     case "rejuvenate":
-      return { kind: "rejuvenate", hostVm: hostId(a.hostVm), mode: "in-place" };
+      return { kind: "rejuvenate", hostVm: hostId(a.hostVm), mode: a.mode };
     default:
       return unhandledKind(a);
   }

@@ -22,6 +22,8 @@ export {
   type ParallelismCaps,
   PlanError,
   type RejuvenateAction,
+  REJUVENATION_MODES,
+  type RejuvenationMode,
   type ReleaseHostVmAction,
   UNLIMITED,
   unhandledKind,
@@ -53,5 +55,18 @@ export {
   randomSelection,
   type VmSelection,
 } from "./selection.ts";
+export {
+  dueHostVms,
+  EVACUATE_CPU_HEADROOM,
+  isDue,
+  nextRejuvenation,
+  type RolloutPolicy,
+  type RolloutStep,
+  spareFor,
+  touchedBy,
+  validateRollout,
+  withRollingRejuvenation,
+  withRolloutStep,
+} from "./rolling-rejuvenation.ts";
 export { iqr, mad, median, olsOnIndex, rSquared } from "./stats.ts";
 export { HISTORY_LENGTH, Workspace } from "./workspace.ts";
