@@ -21,8 +21,8 @@ export {
   type MoveReason,
   type ParallelismCaps,
   PlanError,
-  type RejuvenateAction,
   REJUVENATION_MODES,
+  type RejuvenateAction,
   type RejuvenationMode,
   type ReleaseHostVmAction,
   UNLIMITED,
@@ -49,13 +49,6 @@ export {
   type RequestedMechanism,
 } from "./requested.ts";
 export {
-  maximumCorrelation,
-  minimumMigrationTime,
-  minimumUtilization,
-  randomSelection,
-  type VmSelection,
-} from "./selection.ts";
-export {
   dueHostVms,
   EVACUATE_CPU_HEADROOM,
   isDue,
@@ -68,5 +61,12 @@ export {
   withRollingRejuvenation,
   withRolloutStep,
 } from "./rolling-rejuvenation.ts";
+export {
+  maximumCorrelation,
+  minimumMigrationTime,
+  minimumUtilization,
+  randomSelection,
+  type VmSelection,
+} from "./selection.ts";
 export { iqr, mad, median, olsOnIndex, rSquared } from "./stats.ts";
 export { HISTORY_LENGTH, Workspace } from "./workspace.ts";
