@@ -280,7 +280,9 @@ export class Reconciler {
     fixed: ReadonlySet<string>,
   ): Promise<PlannerInput> {
     const lastMovedAt = await this.store.repos.migrations.lastCompleted();
+    const rejuvenations = await this.store.repos.plans.rejuvenations();
     return plannerInput({
+      rejuvenations,
       view,
       load: this.loads.history(view.guestIds),
       snapshot: snap,

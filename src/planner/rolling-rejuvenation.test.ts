@@ -20,7 +20,7 @@ const H = 3600;
  * Two servers, two host VMs each, acquired at the given hours (s0: h0 h1, s1: h2 h3); each
  * host VM holds `guests[h]` guests of 1000 MIPS and 4 GiB at load `u`.
  */
-function twoServers(acquired: number[], guests = [2, 1, 2, 1], u = 0.3, now = 48 * H) {
+function twoServers(acquired: number[], guests = [2, 1, 2, 1], u = 0.3, now = 48 * H, memoryMiB = 4096) {
   const cloud = new Cloud();
   cloud.addServer(server("s0"));
   cloud.addServer(server("s1"));
@@ -30,7 +30,7 @@ function twoServers(acquired: number[], guests = [2, 1, 2, 1], u = 0.3, now = 48
   const histories: number[][] = [];
   guests.forEach((n, h) => {
     for (let i = 0; i < n; i++) {
-      cloud.place(cloud.addGuest(guest(`g${histories.length}`, 1000, 4096)), h);
+      cloud.place(cloud.addGuest(guest(`g${histories.length}`, 1000, memoryMiB)), h);
       histories.push([u]);
     }
   });
@@ -107,8 +107,8 @@ describe("rolling rejuvenation", () => {
     const fallback = nextRejuvenation(maxAge(24, "evacuate"), full);
     assert.ok(fallback.kind === "rejuvenate" && fallback.mode === "in-place");
     assert.match(fallback.note, /no spare on the server/);
-    // Room in memory but not in CPU (h0's guests busy): in place too.
-    const hot = twoServers([1, 30, 30, 30], [2, 2, 2, 1], 0.95);
+    // Room in memory (6 GiB into 12 free) but not in CPU (2700 + 1800 MIPS > 4000): in place too.
+    const hot = twoServers([1, 30, 30, 30], [3, 2, 2, 1], 0.9, 48 * H, 2048);
     const cpu = nextRejuvenation(maxAge(24, "evacuate"), hot);
     assert.ok(cpu.kind === "rejuvenate" && cpu.mode === "in-place");
   });

@@ -38,8 +38,11 @@ export type RolloutPolicy =
       readonly mode: RejuvenationMode;
     };
 
-/** Largest share of a spare's CPU the guests of both host VMs may ask for during an evacuation. */
-export const EVACUATE_CPU_HEADROOM = 0.9;
+/**
+ * Largest share of a spare's CPU the guests of both host VMs may ask for during an
+ * evacuation: all of it (a spare of the renewed host VM's type takes what that one carried).
+ */
+export const EVACUATE_CPU_HEADROOM = 1;
 
 export function validateRollout(p: RolloutPolicy): RolloutPolicy {
   if (p.kind === "max-age" && !(Number.isFinite(p.maxAgeSeconds) && p.maxAgeSeconds > 0))

@@ -7,7 +7,13 @@ export { type LowerBound, lowerBound, lowerBoundHostVmHours } from "./lower-boun
 export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";
 export { createPolicy } from "./policies.ts";
 export { renderReport } from "./report.ts";
-export { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
+export {
+  type RolloutCost,
+  type RolloutResult,
+  type RunTiming,
+  type SimulationResult,
+  summarizeTiming,
+} from "./results.ts";
 export {
   loadCalibration,
   loadTrace,
@@ -15,6 +21,9 @@ export {
   policyParamsFor,
   type RunOptions,
   type RunOutput,
+  rolloutCost,
+  rolloutCostOf,
+  rolloutLine,
   runScenario,
 } from "./run.ts";
 export { loadScenario, parseScenario, type Scenario } from "./scenario.ts";
