@@ -18,6 +18,7 @@ import {
   type ReleaseHostVmAction,
   unhandledKind,
 } from "../planner/index.ts";
+import { renewalTimes } from "./rejuvenation-cost.ts";
 import type { RejuvenationModel } from "./scenario.ts";
 
 export type ActionState = "waiting" | "running" | "done" | "failed" | "superseded";
@@ -308,11 +309,8 @@ export class Executor {
       if (spare < 0) return refuse();
     }
     const n = guests.length;
-    const pass =
-      Math.ceil(n / m.prepareParallel) * m.startSeconds + Math.ceil(n / m.switchParallel) * m.pauseSeconds;
-    const passes = a.mode === "evacuate" ? 2 : 1;
-    const seconds = passes * pass + m.restartSeconds;
-    const pause = passes * m.pauseSeconds;
+    const times = renewalTimes(m, n, a.mode);
+    const { passes, totalSeconds: seconds, pausePerGuestSeconds: pause } = times;
     t.state = "running";
     t.hostVm = spare;
     this.held.add(h);

@@ -6,6 +6,12 @@ export { ScenarioError, TraceError } from "./errors.ts";
 export { type LowerBound, lowerBound, lowerBoundHostVmHours } from "./lower-bound.ts";
 export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";
 export { createPolicy } from "./policies.ts";
+export {
+  DEFAULT_REJUVENATION_COST,
+  type RejuvenationCost,
+  type RenewalTimes,
+  renewalTimes,
+} from "./rejuvenation-cost.ts";
 export { renderReport } from "./report.ts";
 export {
   type RolloutCost,

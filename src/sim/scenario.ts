@@ -15,6 +15,7 @@ import {
 import type { RolloutPolicy } from "../planner/index.ts";
 import { DocumentError, firstSchemaProblem, parseYaml, readBoundedText } from "../schema/index.ts";
 import { ScenarioError } from "./errors.ts";
+import { DEFAULT_REJUVENATION_COST, type RejuvenationCost } from "./rejuvenation-cost.ts";
 import { type ScenarioDoc, ScenarioSchema } from "./scenario-schema.ts";
 
 /** A scenario's kind of guest: a named guest shape. */
@@ -57,18 +58,10 @@ export interface Scenario {
 }
 
 /** What a scenario's rollout renews, and what a renewal costs in the simulated cloud. */
-export interface RejuvenationModel {
+export interface RejuvenationModel extends RejuvenationCost {
   readonly rollout: RolloutPolicy;
   /** The initial host VMs' hypervisors started this long before t = 0, s. */
   readonly initialAgeSeconds: number;
-  /** Each guest's pause per switchover, s. */
-  readonly pauseSeconds: number;
-  /** One wave of destination QEMU starts, s. */
-  readonly startSeconds: number;
-  readonly prepareParallel: number;
-  readonly switchParallel: number;
-  /** The agent's restart (in place) or the host VM's (evacuate), s. */
-  readonly restartSeconds: number;
 }
 
 export function loadScenario(file: string): Scenario {
@@ -270,10 +263,11 @@ function rejuvenationModel(
   return {
     rollout,
     initialAgeSeconds: (r.initialAgeHours ?? 0) * 3600,
-    pauseSeconds: (r.pausePerGuestMs ?? 55) / 1000,
-    startSeconds: r.startSeconds ?? 1.4,
-    prepareParallel: r.prepareParallel ?? 2,
-    switchParallel: r.switchParallel ?? 4,
-    restartSeconds: r.restartSeconds ?? 10,
+    pauseSeconds:
+      r.pausePerGuestMs !== undefined ? r.pausePerGuestMs / 1000 : DEFAULT_REJUVENATION_COST.pauseSeconds,
+    startSeconds: r.startSeconds ?? DEFAULT_REJUVENATION_COST.startSeconds,
+    prepareParallel: r.prepareParallel ?? DEFAULT_REJUVENATION_COST.prepareParallel,
+    switchParallel: r.switchParallel ?? DEFAULT_REJUVENATION_COST.switchParallel,
+    restartSeconds: r.restartSeconds ?? DEFAULT_REJUVENATION_COST.restartSeconds,
   };
 }
