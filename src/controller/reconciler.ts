@@ -198,9 +198,7 @@ export class Reconciler {
    * `expire`, stale proposals are superseded on the way (a round); without, nothing is written
    * (a preview).
    */
-  async propose(
-    expire: boolean,
-  ): Promise<{
+  async propose(expire: boolean): Promise<{
     automatic: PlannedAction[];
     suggested: PlannedAction[];
     now: number;
