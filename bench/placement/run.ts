@@ -61,7 +61,8 @@ async function main(): Promise<void> {
       { name: "b", hostVms: ["b1", "b2", "b3"].map((name) => ({ name, memoryMiB: 512 })) },
     ],
   });
-  const state = await up(spec, { launcher, root, log });
+  // A loaded, shared machine (and nice) can take minutes to start six agents.
+  const state = await up(spec, { launcher, root, log, readyTimeoutMs: 240_000 });
   const rental = new TestbedRental(state, memoryStore(), () => {});
   const truth = () => {
     const st = readTestbedState(state.stateDir)!;
