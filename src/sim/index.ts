@@ -6,7 +6,7 @@ export { ScenarioError, TraceError } from "./errors.ts";
 export { type LowerBound, lowerBound, lowerBoundHostVmHours } from "./lower-bound.ts";
 export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";
 export { createPolicy } from "./policies.ts";
-export { renderReport } from "./report.ts";
+export { type ReportRenderer, renderReport, startReportRenderer } from "./report-render.ts";
 export { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
 export {
   loadCalibration,
