@@ -1,4 +1,5 @@
-/** Shared helpers of the benchmarks: results JSON, docs/benchmarks.md sections, tables. */
+/** Shared helpers of the benchmarks: results JSON, docs/benchmarks.md sections, tables, page servers. */
+import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,4 +43,39 @@ export function median(xs: number[]): number {
 
 export function machine(): string {
   return `${process.version}, ${process.platform}/${process.arch}`;
+}
+
+/**
+ * The port a page server started as a child process listens on: it prints `listening
+ * <host>:<port>` on stdout. Call right after spawning (its stderr is kept for the error).
+ */
+export function listeningPort(child: ChildProcess): Promise<number> {
+  let err = "";
+  child.stderr?.on("data", (d) => (err += d));
+  return new Promise<number>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`page server did not start: ${err}`)), 60_000);
+    child.stdout?.on("data", (d) => {
+      out += d;
+      const m = /listening \S+:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`page server exited (${code}): ${err}`));
+    });
+  });
+}
+
+/** Stops a child process: SIGTERM, then SIGKILL after 5 s; resolves once it exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
 }

@@ -2,8 +2,14 @@
 // Agent process entry, started by src/agent/launcher.ts: `nestcloud-agent.js --config <file>`.
 // Runs the built agent (dist/agent/main.js) when dist/ is fresh, else the TypeScript sources
 // through tsx's loader: the same rule as bin/nestcloud.js (./freshness.js).
+import module from "node:module";
 import { join } from "node:path";
 import { runsDist } from "./freshness.js";
+
+// Node 22.1+: V8 keeps the code it compiled for these modules on disk (the OS's temporary
+// folder, node-compile-cache/), so the next start skips compiling them again; Node 20 has
+// no such cache and starts as before. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+module.enableCompileCache?.();
 
 if (runsDist(join(import.meta.dirname, ".."))) {
   await import("../dist/agent/main.js");

@@ -39,7 +39,12 @@ for (const name of readdirSync(root)) {
 try {
   await build({
     absWorkingDir: root,
-    entryPoints: { "cli/main": "src/cli/main.ts", "agent/main": "src/agent/main.ts" },
+    entryPoints: {
+      "cli/main": "src/cli/main.ts",
+      "agent/main": "src/agent/main.ts",
+      // The report renderer's worker thread (src/sim/report-render.ts looks for it here).
+      "sim/report-worker": "src/sim/report-worker.ts",
+    },
     outdir: tmp,
     chunkNames: "chunks/[name]-[hash]",
     bundle: true,

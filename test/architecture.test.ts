@@ -1,8 +1,11 @@
-// Enforces the module table of docs/architecture.md: which module may import which, and that
-// modules reach each other only through their public entry (index.ts); the layers inside
-// src/vmi; and that no module's files import each other in a cycle.
+// Enforces the module table of docs/architecture.md (and that the table there says what this
+// one says): which module may import which, and that modules reach each other only through
+// their public entry (index.ts); that the pure modules do no I/O; the layers inside src/vmi;
+// the providers' rentals apart from their data planes; SQL only in the controller's store;
+// the simulator's rule sets only in src/sim/rules; and that no module's files import each
+// other in a cycle.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { test } from "node:test";
 
@@ -57,14 +60,51 @@ function tsFiles(dir: string): string[] {
   return out;
 }
 
+// Static imports and re-exports (`from "..."`), side-effect imports (`import "..."`) and
+// dynamic imports (`import("...")`).
 const importRe =
-  /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+  /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|(?:^|\n)\s*import\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
 
-test("every src module is declared in the import table", () => {
-  for (const mod of readdirSync(src)) {
-    if (statSync(join(src, mod)).isDirectory()) {
-      assert.ok(mod in allowedImports, `src/${mod} is not in the module table (test/architecture.test.ts)`);
-    }
+/** The module specifiers a file's text imports. */
+const importSpecs = (text: string): string[] =>
+  [...text.matchAll(importRe)].map((m) => (m[1] ?? m[2] ?? m[3]) as string);
+
+const srcModules = readdirSync(src).filter((m) => statSync(join(src, m)).isDirectory());
+
+test("the import table names exactly the folders under src/ (no module missing, no phantom one)", () => {
+  for (const mod of srcModules)
+    assert.ok(mod in allowedImports, `src/${mod} is not in the module table (test/architecture.test.ts)`);
+  for (const [mod, deps] of Object.entries(allowedImports)) {
+    assert.ok(srcModules.includes(mod), `the module table names ${mod}, but src/${mod} does not exist`);
+    for (const d of deps)
+      assert.ok(srcModules.includes(d), `${mod} may import ${d}, but src/${d} does not exist`);
+  }
+});
+
+/** The rows of docs/architecture.md's module table: module -> its "may import" cell. */
+function documentedModules(): Map<string, string> {
+  const doc = readFileSync(join(root, "docs", "architecture.md"), "utf8");
+  const section =
+    doc.split(/^## Modules$/m)[1]?.split(/^## /m)[0] ?? assert.fail("docs/architecture.md: no ## Modules");
+  const rows = new Map<string, string>();
+  for (const line of section.split("\n")) {
+    const cells = line.split("|").map((c) => c.trim());
+    // | module | owns | may import |: skip the header and the separator.
+    if (cells.length < 5 || cells[1] === "module" || /^-+$/.test(cells[1])) continue;
+    rows.set(cells[1], cells[cells.length - 2]);
+  }
+  return rows;
+}
+
+test("docs/architecture.md's module table has one row per module, with the imports this test allows", () => {
+  const rows = documentedModules();
+  assert.deepEqual([...rows.keys()].sort(), Object.keys(allowedImports).sort());
+  for (const [mod, cell] of rows) {
+    // "nothing" and "node only" (with what of node in parentheses) mean no module.
+    const named = /^(nothing|node only)\b/.test(cell)
+      ? []
+      : cell.split(",").map((d) => d.trim().replace(/\s*\(.*\)$/, ""));
+    assert.deepEqual([...named].sort(), [...allowedImports[mod]].sort(), `docs/architecture.md, row ${mod}`);
   }
 });
 
@@ -73,8 +113,7 @@ test("modules import only what the architecture allows, and only through index.t
   for (const file of tsFiles(src)) {
     const mod = relative(src, file).split(sep)[0];
     const text = readFileSync(file, "utf8");
-    for (const m of text.matchAll(importRe)) {
-      const spec = m[1] ?? m[2];
+    for (const spec of importSpecs(text)) {
       if (!spec.startsWith(".")) continue;
       const target = resolve(dirname(file), spec);
       const rel = relative(src, target);
@@ -97,10 +136,12 @@ test("modules import only what the architecture allows, and only through index.t
 
 test("pure modules do no I/O", () => {
   const pure = ["model", "planner", "migration", "console"];
-  const io = /from\s+["'](node:)?(fs|fs\/promises|net|child_process|http|https|dgram|os)["']/;
+  // Any import of them counts: static, side-effect or dynamic.
+  const io =
+    /^(node:)?(fs|fs\/promises|net|tls|dgram|dns|child_process|http|https|http2|os|readline|worker_threads|cluster)$/;
   const offenders = pure.flatMap((m) =>
     tsFiles(join(src, m))
-      .filter((f) => !f.endsWith(".test.ts") && io.test(readFileSync(f, "utf8")))
+      .filter((f) => !f.endsWith(".test.ts") && importSpecs(readFileSync(f, "utf8")).some((s) => io.test(s)))
       .map((f) => relative(root, f)),
   );
   assert.deepEqual(offenders, []);
@@ -113,8 +154,7 @@ test("monitor/disk/nbd: the NBD wire format is parsed apart from the socket I/O"
   const pure = ["protocol.ts", "codec.ts", "extents.ts", "errors.ts"];
   const problems: string[] = [];
   for (const f of pure) {
-    for (const m of readFileSync(join(dir, f), "utf8").matchAll(importRe)) {
-      const spec = m[1] ?? m[2];
+    for (const spec of importSpecs(readFileSync(join(dir, f), "utf8"))) {
       if (!pure.includes(spec.replace(/^\.\//, ""))) problems.push(`monitor/disk/nbd/${f} imports ${spec}`);
     }
   }
@@ -129,8 +169,7 @@ test("monitor/disk/ext4: the on-disk structures are parsed apart from the I/O", 
   const pure = ["layout.ts", "errors.ts"];
   const problems: string[] = [];
   for (const f of pure) {
-    for (const m of readFileSync(join(dir, f), "utf8").matchAll(importRe)) {
-      const spec = m[1] ?? m[2];
+    for (const spec of importSpecs(readFileSync(join(dir, f), "utf8"))) {
       if (!pure.includes(spec.replace(/^\.\//, ""))) problems.push(`monitor/disk/ext4/${f} imports ${spec}`);
     }
   }
@@ -140,8 +179,7 @@ test("monitor/disk/ext4: the on-disk structures are parsed apart from the I/O", 
 /** Relative imports of one file, resolved to absolute paths. */
 function localImports(file: string): string[] {
   const out: string[] = [];
-  for (const m of readFileSync(file, "utf8").matchAll(importRe)) {
-    const spec = m[1] ?? m[2];
+  for (const spec of importSpecs(readFileSync(file, "utf8"))) {
     if (spec.startsWith(".")) out.push(resolve(dirname(file), spec));
   }
   return out;
@@ -195,7 +233,12 @@ function vmiLayerOf(file: string): string | undefined {
     .sort((a, b) => b.length - a.length)[0];
 }
 
-test("vmi layers: the layer table has no cycle (lower layers never import higher ones)", () => {
+test("vmi layers: the layer table names only what exists and has no cycle (lower layers never import higher ones)", () => {
+  for (const layer of Object.keys(vmiLayers))
+    assert.ok(
+      existsSync(join(vmi, layer)),
+      `the vmi layer table names ${layer}, but src/vmi/${layer} does not exist`,
+    );
   const done = new Set<string>();
   const visit = (layer: string, path: string[]): void => {
     assert.ok(!path.includes(layer), `layer cycle: ${[...path, layer].join(" -> ")}`);
@@ -261,7 +304,7 @@ test("no import cycles between the files of any module (type-only imports count)
   assert.deepEqual(cycles, []);
 });
 
-test("providers: a rental knows no data plane, a data plane no rental; only provider.ts composes them", () => {
+test("providers: a rental knows no data plane, a data plane no rental; only a provider.ts composes them", () => {
   const dir = join(src, "providers");
   const rel = (f: string) => relative(dir, f).split(sep).join("/");
   // Rentals: renting host VMs (and their state). Data planes: running guests on them.
@@ -272,10 +315,18 @@ test("providers: a rental knows no data plane, a data plane no rental; only prov
   for (const file of tsFiles(dir)) {
     if (file.endsWith(".test.ts")) continue;
     const from = rel(file);
-    for (const m of readFileSync(file, "utf8").matchAll(importRe)) {
-      const spec = m[1] ?? m[2];
-      if (!spec.startsWith(".")) continue;
-      const to = rel(resolve(dirname(file), spec));
+    const targets = importSpecs(readFileSync(file, "utf8"))
+      .filter((spec) => spec.startsWith("."))
+      .map((spec) => rel(resolve(dirname(file), spec)));
+    // The public entry re-exports both halves; composing them is a provider.ts's job.
+    if (
+      targets.some(isRental) &&
+      targets.some(isPlane) &&
+      !/(^|\/)provider\.ts$/.test(from) &&
+      from !== "index.ts"
+    )
+      problems.push(`${from} imports both a rental and a data plane: only a provider.ts composes them`);
+    for (const to of targets) {
       if (isRental(from) && isPlane(to)) problems.push(`${from} (a rental) imports ${to} (a data plane)`);
       if (isPlane(from) && isRental(to)) problems.push(`${from} (a data plane) imports ${to} (a rental)`);
       if (from.startsWith("agents/") && /^(sim|testbed)\//.test(to))
@@ -305,8 +356,7 @@ test("controller: only src/controller/store/ builds SQL; the API's route plugins
   // The route plugins see repositories (c.repos, a transaction's tx), never the connection.
   for (const file of tsFiles(api)) {
     const text = readFileSync(file, "utf8");
-    for (const m of text.matchAll(importRe)) {
-      const spec = m[1] ?? m[2];
+    for (const spec of importSpecs(text)) {
       if (!spec.startsWith(".")) continue;
       const to = resolve(dirname(file), spec);
       if (inside(store, to) && relative(store, to).split(sep).join("/") !== "repositories/index.ts")

@@ -235,6 +235,22 @@ describe("tenants", () => {
     assert.ok(p.hostVms.every((h) => h.source === "provider" && h.confidence === 1 && h.ageSeconds === 0));
   });
 
+  test("placement trials (admin): refused to tenants, validated, and a provider without agents has none", async () => {
+    const host = ((await call("GET", "/api/hostvms", c.adminToken)).body as { id: string }[])[0]!.id;
+    const body = { from: host, to: "nope" };
+    assert.equal((await call("POST", "/api/placement/trials", undefined, body)).status, 401);
+    assert.equal((await call("POST", "/api/placement/trials", acme, body)).status, 403);
+    assert.equal((await call("POST", "/api/placement/trials", c.adminToken, { from: host })).status, 400);
+    assert.equal(
+      (await call("POST", "/api/placement/trials", c.adminToken, { from: "a/../b", to: host })).status,
+      400,
+    );
+    // The simulated provider tells placement: nothing to measure.
+    const r = await call("POST", "/api/placement/trials", c.adminToken, body);
+    assert.equal(r.status, 409);
+    assert.match(JSON.stringify(r.body), /no trials/);
+  });
+
   test("security VMs: created for one's own guests only, invisible to other tenants", async () => {
     const target = ((await call("GET", "/api/vms", globex)).body as Array<{ id: string }>)[0].id;
     const made = await call("POST", "/api/security-vms", globex, { id: "sec-globex", targets: [target] });

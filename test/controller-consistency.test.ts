@@ -20,6 +20,7 @@ import {
   type ProviderGuest,
   type ProviderMigration,
 } from "../src/providers/index.ts";
+import { api } from "./support/controller-process.ts";
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -138,18 +139,9 @@ const provider = new ScriptedWorld();
 let c: RunningController;
 let dir: string;
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(c.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${c.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+/** The controller's API as its admin. */
+const call = (method: string, path: string, body?: unknown) =>
+  api({ url: c.url, token: c.adminToken }, method, path, body);
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;

@@ -11,23 +11,14 @@ import pino from "pino";
 import { REJUVENATE_UNSUPPORTED } from "../src/controller/executor.ts";
 import { type RunningController, runController } from "../src/controller/index.ts";
 import { DEMO_HOST_VM_TYPE, demoWorld, SimProvider, type World } from "../src/providers/index.ts";
-import { until } from "./support/controller-process.ts";
+import { api, until } from "./support/controller-process.ts";
 
 let c: RunningController;
 let dir: string;
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(c.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${c.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+/** The controller's API as its admin. */
+const call = (method: string, path: string, body?: unknown) =>
+  api({ url: c.url, token: c.adminToken }, method, path, body);
 
 /** One server with one host VM, nearly full of memory (one 28 GiB guest of 31 GiB usable). */
 function smallWorld(): World {

@@ -6,24 +6,15 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { RunningController } from "../src/controller/index.ts";
-import { until } from "./support/controller-process.ts";
+import { api, until } from "./support/controller-process.ts";
 import { startTenantController, type TenantController } from "./support/tenant-controller.ts";
 
 let t: TenantController;
 let c: RunningController;
 
-async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(c.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${c.adminToken}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+/** The controller's API as its admin. */
+const call = (method: string, path: string, body?: unknown) =>
+  api({ url: c.url, token: c.adminToken }, method, path, body);
 
 interface HostVm {
   id: string;

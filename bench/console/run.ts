@@ -23,14 +23,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
 import { ConsoleClientSession, type Step } from "../../src/console/index.ts";
-import { type Bed, bringUp, tearDown } from "../../test/integration/testbed-helpers.ts";
-import {
-  api,
-  type ControllerProcess,
-  startControllerProcess,
-  stopGently,
-  until,
-} from "../../test/support/controller-process.ts";
+import { bringUpConsoleBed, type ConsoleBedParts } from "../../test/integration/console-bed.ts";
+import { tearDown } from "../../test/integration/testbed-helpers.ts";
+import { api, stopGently, until } from "../../test/support/controller-process.ts";
 import { machine, table, writeDocsSection, writeResults } from "../lib.ts";
 
 const argv = process.argv.slice(2);
@@ -146,50 +141,19 @@ function account(text: string, prefix: string, from: number, to: number) {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "nestcloud-bench-console-"));
-  let bed: Bed | undefined;
-  let ctl: ControllerProcess | undefined;
+  const held: ConsoleBedParts = {};
   let client: Client | undefined;
   try {
     log("bringing up the testbed (servers a: h1, h2; b: h1) and the controller");
-    bed = await bringUp({
-      servers: [
-        {
-          name: "a",
-          hostVms: [
-            { name: "h1", cpus: 1, memoryMiB: 1024 },
-            { name: "h2", cpus: 1, memoryMiB: 1024 },
-          ],
-        },
-        { name: "b", hostVms: [{ name: "h1", cpus: 1, memoryMiB: 1024 }] },
-      ],
+    const {
+      bed: b,
+      ctl: c,
+      tenant,
+    } = await bringUpConsoleBed(dir, held, {
+      serverB: true,
+      log: "info",
+      bootMs: 90_000,
     });
-    const b = bed;
-    ctl = await startControllerProcess(
-      [
-        ...["--provider", "testbed", "--testbed", b.state.stateDir],
-        ...["--data-dir", dir, "--port", "0", "--interval", "3600"],
-      ],
-      90_000,
-      { NESTCLOUD_LOG: "info" },
-    );
-    const c = ctl;
-    const created = await api(c, "POST", "/api/vms", {
-      id: "g1",
-      tenant: "acme",
-      mipsPerVcpu: 800,
-      memoryMiB: 192,
-      hostVm: "a-h1",
-      automation: "manual",
-    });
-    if (created.status !== 201) throw new Error(JSON.stringify(created.body));
-    const tenant = (await api(c, "POST", "/api/tokens", { role: "tenant", tenant: "acme" })).body
-      .token as string;
-    await until(
-      "g1 running",
-      async () => ((await api(c, "GET", "/api/vms/g1")).body.powerState === "running" ? true : undefined),
-      90_000,
-      500,
-    );
     let where: HostName = "a-h1";
     const serialLog = async () => {
       const [s, h] = HOSTS[where];
@@ -235,6 +199,9 @@ async function main(): Promise<void> {
     const rows: Row[] = [];
     const perMove: Array<{ mechanism: Mechanism; to: string; stallMs: number; pauseMs: number | null }> = [];
     for (const [mechanism, targets] of plan) {
+      // Start with the target the guest is not on (after an odd number of moves it may be
+      // on the first one: --quick, --moves 1).
+      const first: number = targets[0] === where ? 1 : 0;
       const outFrom = cl.text().length;
       const typedFrom = typedBytes();
       const lostSession0 = cl.session.lostBytes;
@@ -242,7 +209,7 @@ async function main(): Promise<void> {
       let maxPause: number | null = null;
       let maxOver: number | null = null;
       for (let k = 0; k < MOVES; k++) {
-        const to = targets[k % targets.length];
+        const to = targets[(first + k) % targets.length];
         const t0 = performance.now();
         const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
         if (moved.status !== 202) throw new Error(`${mechanism} to ${to}: ${JSON.stringify(moved.body)}`);
@@ -393,8 +360,8 @@ instant: stall <= pause + 100 ms for every move (${targets[0]?.stallWithinPauseP
     );
   } finally {
     client?.close();
-    if (ctl) await stopGently(ctl);
-    await tearDown(bed);
+    if (held.ctl) await stopGently(held.ctl);
+    await tearDown(held.bed);
     rmSync(dir, { recursive: true, force: true });
   }
 }

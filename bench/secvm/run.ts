@@ -52,7 +52,16 @@ import {
   type RemoteMemory,
 } from "../../src/vmi/index.ts";
 import { freePort, GATEWAY, type SecvmTarget, startSecvmTarget } from "../../test/support/secvm-target.ts";
-import { machine, median, root, table, writeDocsSection, writeResults } from "../lib.ts";
+import {
+  listeningPort,
+  machine,
+  median,
+  root,
+  stopChild,
+  table,
+  writeDocsSection,
+  writeResults,
+} from "../lib.ts";
 
 const quick = process.argv.includes("--quick");
 const RUNS = quick ? 5 : 7;
@@ -106,34 +115,7 @@ async function startPageServer(t: SecvmTarget): Promise<{ child: ChildProcess; p
     ["--import", "tsx", join(root, "bench/secvm/page-server.ts"), t.q.poolFile, GUEST, dir],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
   );
-  let err = "";
-  child.stderr?.on("data", (d) => (err += d));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`page server did not start: ${err}`)), 60_000);
-    child.stdout?.on("data", (d) => {
-      out += d;
-      const m = /listening \S+:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`page server exited (${code}): ${err}`));
-    });
-  });
-  return { child, port };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
+  return { child, port: await listeningPort(child) };
 }
 
 async function main(): Promise<{ rows: Row[]; info: Record<string, unknown> }> {

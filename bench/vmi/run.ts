@@ -45,7 +45,16 @@ import {
   readBtfBlob,
   readKallsymsBlobs,
 } from "../../src/vmi/index.ts";
-import { machine, median, root, table, writeDocsSection, writeResults } from "../lib.ts";
+import {
+  listeningPort,
+  machine,
+  median,
+  root,
+  stopChild,
+  table,
+  writeDocsSection,
+  writeResults,
+} from "../lib.ts";
 
 const quick = process.argv.includes("--quick");
 const REPEATS = quick ? 5 : 15;
@@ -110,34 +119,7 @@ async function startServer(
     ],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
   );
-  let err = "";
-  child.stderr?.on("data", (d) => (err += d));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`page server did not start: ${err}`)), 60_000);
-    child.stdout?.on("data", (d) => {
-      out += d;
-      const m = /listening \S+:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`page server exited (${code}): ${err}`));
-    });
-  });
-  return { child, port };
-}
-
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  child.kill("SIGTERM");
-  const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(t);
+  return { child, port: await listeningPort(child) };
 }
 
 const MODE_KERNEL_OPTIONS: Record<RemoteMode, KernelOptions> = {
@@ -391,7 +373,7 @@ async function main(): Promise<{ rows: Row[]; parse: Parse; guest: GuestInfo }> 
       }
     return { rows, parse, guest: guestInfo };
   } finally {
-    if (server) await stopServer(server);
+    if (server) await stopChild(server);
     ram?.close();
     con?.close();
     if (guest) await guest.stop().catch(() => guest?.kill());

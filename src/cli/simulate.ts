@@ -8,11 +8,12 @@ import {
   loadScenario,
   loadTrace,
   policyParamsFor,
-  renderReport,
+  type ReportRenderer,
   rolloutCostOf,
   rolloutLine,
   runScenario,
   type Scenario,
+  startReportRenderer,
 } from "../sim/index.ts";
 import { wrote } from "./output.ts";
 import { progress, type Row, resultsTable, toLowerBound } from "./terminal.ts";
@@ -121,7 +122,7 @@ function load(file: string | undefined): Scenario {
   return loadScenario(file ?? DEFAULT_SCENARIO);
 }
 
-export function simulate(file: string | undefined, opts: SimulateOptions): void {
+export async function simulate(file: string | undefined, opts: SimulateOptions): Promise<void> {
   if (opts.policy !== undefined) checkPolicy("--policy", opts.policy);
   checkTraceSpec(opts.trace);
   seedOf(opts.seed);
@@ -129,39 +130,45 @@ export function simulate(file: string | undefined, opts: SimulateOptions): void 
   const policy = opts.policy ?? scenario.policy.name;
   const policyParams = parsePolicyParams(opts.policyParam, [policy]);
   checkParams(scenario, [policy], policyParams);
-  const bar = progress(`simulating ${scenario.name} with ${policy}`, opts.quiet);
-  const out = runScenario(scenario, {
-    policy: opts.policy,
-    policyParams,
-    trace: opts.trace,
-    seed: seedOf(opts.seed),
-    onProgress: (f) => bar.update(f),
-  });
-  bar.stop();
-  const dir = resolve(opts.out ?? join("out", `${scenario.name}-${out.result.policy}`));
-  mkdirSync(dir, { recursive: true });
-  write(join(dir, "results.json"), `${JSON.stringify(out.result, null, 2)}\n`);
-  write(join(dir, "timing.json"), `${JSON.stringify(out.timing, null, 2)}\n`);
-  write(
-    join(dir, "report.html"),
-    renderReport([out.result], `nestcloud: ${scenario.name} / ${out.result.policy}`),
-  );
-  process.stdout.write(`${resultsTable([out])}\n`);
-  if (out.result.rollout && opts.rolloutCost) {
-    const without = runScenario(
-      { ...scenario, rejuvenation: undefined },
-      { policy: opts.policy, policyParams, trace: opts.trace, seed: seedOf(opts.seed) },
-    ).result;
-    const cost = rolloutCostOf(out.result, without);
-    write(join(dir, "rollout.json"), `${JSON.stringify(cost, null, 2)}\n`);
-    process.stdout.write(`${rolloutLine(cost)}\n`);
-  } else if (out.result.rollout) {
-    const r = out.result.rollout;
-    process.stdout.write(
-      `rollout (${r.policy}): ${r.rejuvenations} host VMs renewed, ${r.guestPauses} guest pauses (max ${r.maxPauseMs.toFixed(0)} ms); --rollout-cost compares with the run without it\n`,
+  // Started before the run: the report's code loads and warms up beside the simulation.
+  const report = startReportRenderer();
+  try {
+    const bar = progress(`simulating ${scenario.name} with ${policy}`, opts.quiet);
+    const out = runScenario(scenario, {
+      policy: opts.policy,
+      policyParams,
+      trace: opts.trace,
+      seed: seedOf(opts.seed),
+      onProgress: (f) => bar.update(f),
+    });
+    bar.stop();
+    const dir = resolve(opts.out ?? join("out", `${scenario.name}-${out.result.policy}`));
+    mkdirSync(dir, { recursive: true });
+    write(join(dir, "results.json"), `${JSON.stringify(out.result, null, 2)}\n`);
+    write(join(dir, "timing.json"), `${JSON.stringify(out.timing, null, 2)}\n`);
+    write(
+      join(dir, "report.html"),
+      await report.render([out.result], `nestcloud: ${scenario.name} / ${out.result.policy}`),
     );
-  } else if (opts.rolloutCost)
-    throw new UsageError(`--rollout-cost: ${scenario.file} has no rejuvenation key`);
+    process.stdout.write(`${resultsTable([out])}\n`);
+    if (out.result.rollout && opts.rolloutCost) {
+      const without = runScenario(
+        { ...scenario, rejuvenation: undefined },
+        { policy: opts.policy, policyParams, trace: opts.trace, seed: seedOf(opts.seed) },
+      ).result;
+      const cost = rolloutCostOf(out.result, without);
+      write(join(dir, "rollout.json"), `${JSON.stringify(cost, null, 2)}\n`);
+      process.stdout.write(`${rolloutLine(cost)}\n`);
+    } else if (out.result.rollout) {
+      const r = out.result.rollout;
+      process.stdout.write(
+        `rollout (${r.policy}): ${r.rejuvenations} host VMs renewed, ${r.guestPauses} guest pauses (max ${r.maxPauseMs.toFixed(0)} ms); --rollout-cost compares with the run without it\n`,
+      );
+    } else if (opts.rolloutCost)
+      throw new UsageError(`--rollout-cost: ${scenario.file} has no rejuvenation key`);
+  } finally {
+    report.close();
+  }
 }
 
 export interface CompareOptions {
@@ -174,7 +181,7 @@ export interface CompareOptions {
   quiet?: boolean;
 }
 
-export function compare(file: string | undefined, opts: CompareOptions): void {
+export async function compare(file: string | undefined, opts: CompareOptions): Promise<void> {
   const policies = opts.policies
     .split(",")
     .map((p) => p.trim())
@@ -187,6 +194,22 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
   const scenario = load(file);
   checkParams(scenario, policies, policyParams);
   const seed = seedOf(opts.seed) ?? scenario.seed;
+  const report = opts.out ? startReportRenderer() : undefined;
+  try {
+    await compareRuns(scenario, policies, policyParams, seed, opts, report);
+  } finally {
+    report?.close();
+  }
+}
+
+async function compareRuns(
+  scenario: Scenario,
+  policies: string[],
+  policyParams: Record<string, PolicyParams>,
+  seed: number,
+  opts: CompareOptions,
+  report: ReportRenderer | undefined,
+): Promise<void> {
   const trace = loadTrace(scenario, opts.trace, seed);
   const rows: Row[] = [];
   for (const policy of policies) {
@@ -202,7 +225,7 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
     );
     bar.stop();
   }
-  if (opts.out) {
+  if (opts.out && report) {
     const dir = resolve(opts.out);
     mkdirSync(dir, { recursive: true });
     write(
@@ -215,7 +238,7 @@ export function compare(file: string | undefined, opts: CompareOptions): void {
     );
     write(
       join(dir, "report.html"),
-      renderReport(
+      await report.render(
         rows.map((r) => r.result),
         `nestcloud: ${scenario.name} — ${policies.join(" vs ")}`,
       ),

@@ -80,6 +80,14 @@ export function composeProvider(
       await rental.resume?.();
       await plane.resume?.();
     },
+    ...(discovery?.canTrial
+      ? {
+          async placementTrial(a: string, b: string) {
+            const r = await discovery.trial(a, b);
+            return { a, b, together: r.evidence?.together, ms: r.ms, detail: r.detail };
+          },
+        }
+      : {}),
     async placement(): Promise<PlacementReport> {
       if (discovery) return discovery.report();
       const now = rental.now();

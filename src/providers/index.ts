@@ -16,6 +16,7 @@ export {
   type GuestSpec,
   type HostVmRental,
   type MigrationStatus,
+  type PlacementTrialView,
   type Provider,
   type ProviderClock,
   ProviderError,

@@ -8,6 +8,15 @@ import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../mode
 import type { PlacementEvidence } from "./placement/evidence.ts";
 import type { PlacementReport } from "./placement/report.ts";
 
+/** What a trial handover found (see placement/trial.ts). */
+export interface PlacementTrialView {
+  readonly a: string;
+  readonly b: string;
+  readonly together: boolean | undefined;
+  readonly ms: number;
+  readonly detail: string;
+}
+
 /** What a provider is asked to create and reports: the model's guest spec. */
 export type { GuestSpec };
 
@@ -223,6 +232,12 @@ export interface Provider extends GuestOperations {
    * each entry's source, confidence and age).
    */
   placement(): Promise<PlacementReport>;
+  /**
+   * The conclusive measurement on demand (providers that discover placement through agents):
+   * a trial handover of an empty probe guest from host VM `a` to `b`. together: undefined
+   * when the trial could not decide (an agent down, no room).
+   */
+  placementTrial?(a: string, b: string): Promise<PlacementTrialView>;
   /**
    * This controller just became the leader: pick up the provider's state as the previous
    * leader left it (a simulation reloads its saved world; real providers need nothing).

@@ -12,7 +12,7 @@ export {
   type RenewalTimes,
   renewalTimes,
 } from "./rejuvenation-cost.ts";
-export { renderReport } from "./report.ts";
+export { type ReportRenderer, renderReport, startReportRenderer } from "./report-render.ts";
 export {
   type RolloutCost,
   type RolloutResult,

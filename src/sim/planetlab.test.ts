@@ -2,7 +2,15 @@
 // real format: one file per VM, one integer CPU percent per line, 288 lines of 300 s), and
 // on folders made here for the edge cases.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
@@ -61,6 +69,14 @@ describe("PlanetLab loader on the fixture day", () => {
       assert.equal(values.length, 288, f);
       assert.deepEqual(Array.from(trace.data.subarray(g * 288, (g + 1) * 288)), values, f);
     });
+  });
+
+  test("a file linked into the folder counts as a file; a linked folder does not", () => {
+    const f = folder("links", { "a.txt": "1\n2\n" });
+    symlinkSync(join(fixtureDay, readdirSync(fixtureDay).sort()[0]), join(f, "b.txt"));
+    mkdirSync(join(dir, "elsewhere"), { recursive: true });
+    symlinkSync(join(dir, "elsewhere"), join(f, "c"));
+    assert.deepEqual(loadPlanetlabFolder(f).names, ["a.txt", "b.txt"]);
   });
 
   test("demand between two samples is interpolated, and the last sample holds after the day", () => {

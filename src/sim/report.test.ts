@@ -2,7 +2,7 @@
 // how they are billed and why; nothing of the kind on bare metal.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { billingRule, renderReport } from "./report.ts";
+import { billingRule, renderReport, warmUpReport } from "./report.ts";
 import { runScenario } from "./run.ts";
 import { parseScenario } from "./scenario.ts";
 
@@ -90,4 +90,24 @@ test("billing rules in words", () => {
   assert.equal(billingRule(3600, 60), "per started hour");
   assert.equal(billingRule(900, 0), "per started 15 min");
   assert.equal(billingRule(86400, 0), "per started 24 h");
+});
+
+test("a report's bytes do not depend on the charts drawn before it (a warm-up, an earlier report)", () => {
+  const results = ["nestcloud", "lr-mmt-1.2"].map((policy) => runScenario(nested, { policy }).result);
+  const first = renderReport(results, "t");
+  warmUpReport();
+  const afterWarmUp = renderReport(results, "t");
+  const again = renderReport(results, "t");
+  assert.ok(first === afterWarmUp && first === again, "byte-identical reports");
+  // zrender's ids numbered from the report's start, one block per chart, as a fresh process has them.
+  const charts = [...new Set(first.match(/\bzr\d+(?=-)/g))];
+  assert.deepEqual(
+    charts,
+    charts.map((_, i) => `zr${i}`),
+  );
+  const classes = [...new Set(first.match(/\bzr\d+-cls-\d+\b/g))].map((c) => Number(c.split("-")[2]));
+  assert.deepEqual(
+    [...classes].sort((a, b) => a - b),
+    classes.map((_, i) => i),
+  );
 });

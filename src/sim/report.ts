@@ -41,7 +41,8 @@ const MECHANISM_NAMES = { instant: "instant", precopy: "pre-copy", postcopy: "po
 const CHART_WIDTH = 680;
 const CHART_HEIGHT = 280;
 
-function chartSvg(yName: string, series: Series[], hours: number, kind: "line" | "bar"): string {
+/** A chart of these series, laid out (ECharts' option, layout and scene) but not yet drawn. */
+function chart(yName: string, series: Series[], hours: number, kind: "line" | "bar") {
   const c = echarts.init(null, null, {
     renderer: "svg",
     ssr: true,
@@ -70,12 +71,64 @@ function chartSvg(yName: string, series: Series[], hours: number, kind: "line" |
       stack: kind === "bar" ? "total" : undefined,
     })),
   });
+  return c;
+}
+
+/** Numbering of the charts of one report (see chartSvg). */
+interface ChartNumbering {
+  /** The next chart's place in the report. */
+  chart: number;
+  /** The next CSS class number. */
+  cssClass: number;
+}
+
+/**
+ * One chart's SVG. zrender names a chart's ids after a process-wide counter of charts set up
+ * ("zr7-c0") and its CSS classes after a process-wide counter of classes drawn ("zr7-cls-23"),
+ * so both are renumbered from the report's start: a report's bytes do not depend on the
+ * charts a process set up or drew before it (warmUpReport(), an earlier report), and are
+ * those of a fresh process.
+ */
+function chartSvg(
+  numbering: ChartNumbering,
+  yName: string,
+  series: Series[],
+  hours: number,
+  kind: "line" | "bar",
+): string {
+  const c = chart(yName, series, hours, kind);
   const svg = c.renderToSVGString();
   c.dispose();
-  return svg;
+  const zr = `zr${numbering.chart++}-`;
+  // A chart's classes are one block of the counter: renumbered to follow the previous chart's.
+  const classes = [...svg.matchAll(/\bzr\d+-cls-(\d+)\b/g)].map((m) => Number(m[1]));
+  const first = classes.length > 0 ? Math.min(...classes) : 0;
+  const base = numbering.cssClass;
+  if (classes.length > 0) numbering.cssClass += Math.max(...classes) - first + 1;
+  return svg
+    .replace(/\bzr\d+-cls-(\d+)\b/g, (_, n: string) => `${zr}cls-${base + Number(n) - first}`)
+    .replace(/\bzr\d+-/g, zr);
+}
+
+/**
+ * Draws a line chart and a bar chart and throws them away: a process's first charts run
+ * ECharts' code cold (several times slower); a renderer that can do this while the
+ * simulation runs (report-worker.ts) then draws the report warm. The report's bytes stay
+ * those of a fresh process (chartSvg renumbers zrender's ids).
+ */
+export function warmUpReport(): void {
+  const data: [number, number][] = Array.from({ length: 288 }, (_, i) => [i / 12, i % 7]);
+  const series = [
+    { name: "a", color: PALETTE[0], data },
+    { name: "b", color: PALETTE[1], data },
+  ];
+  const numbering: ChartNumbering = { chart: 0, cssClass: 0 };
+  chartSvg(numbering, "x", series, 24, "line");
+  chartSvg(numbering, "x", series, 24, "bar");
 }
 
 function figure(
+  numbering: ChartNumbering,
   title: string,
   yName: string,
   series: Series[],
@@ -89,7 +142,7 @@ function figure(
     )
     .join("");
   return `<figure><figcaption><div class="title">${escapeHtml(title)}</div><ul class="legend">${legend}</ul></figcaption>
-${chartSvg(yName, series, hours, kind)}</figure>`;
+${chartSvg(numbering, yName, series, hours, kind)}</figure>`;
 }
 
 const hour = (t: number) => Math.round((t / 3600) * 1000) / 1000;
@@ -131,6 +184,9 @@ export function billingRule(incrementSeconds: number, minimumSeconds: number): s
 }
 
 export function renderReport(results: readonly SimulationResult[], title: string): string {
+  const numbering: ChartNumbering = { chart: 0, cssClass: 0 };
+  const fig = (...args: Parameters<typeof figure> extends [ChartNumbering, ...infer R] ? R : never) =>
+    figure(numbering, ...args);
   const first = results[0];
   const nested = results.some((r) => r.nesting === "nested");
   const hours = first.durationSeconds / 3600;
@@ -144,13 +200,13 @@ export function renderReport(results: readonly SimulationResult[], title: string
 
   const figures = [
     nested
-      ? figure(
+      ? fig(
           "Rented host VMs",
           "host VMs",
           pick((p) => p.billedHostVms),
           hours,
         )
-      : figure(
+      : fig(
           "Physical servers carrying guests",
           "servers",
           pick((p) => p.billedHostVms),
@@ -158,7 +214,7 @@ export function renderReport(results: readonly SimulationResult[], title: string
         ),
     ...(nested
       ? [
-          figure(
+          fig(
             "Cost rate",
             "$ / hour",
             pick((p) => Math.round(p.costPerHour * 1000) / 1000),
@@ -166,13 +222,13 @@ export function renderReport(results: readonly SimulationResult[], title: string
           ),
         ]
       : []),
-    figure(
+    fig(
       "Power of physical servers",
       "W",
       pick((p) => Math.round(p.powerW)),
       hours,
     ),
-    figure(
+    fig(
       `${nested ? "Host VMs" : "Servers"} over capacity at the round`,
       nested ? "host VMs" : "servers",
       pick((p) => p.violatingHostVms),
@@ -184,7 +240,7 @@ export function renderReport(results: readonly SimulationResult[], title: string
     : (["precopy", "postcopy"] as const);
   for (const r of results) {
     figures.push(
-      figure(
+      fig(
         `Migrations per round by mechanism — ${r.policy}`,
         "migrations",
         mechanisms.map((m) => ({

@@ -1,4 +1,4 @@
-// The setup the console tests share: a testbed (server a with h1 and h2; server b with h1 when
+// The setup the console tests (and bench:console) share: a testbed (server a with h1 and h2; server b with h1 when
 // moves must cross servers), a controller on it that plans nothing by itself, and one running
 // guest g1 of tenant acme on a-h1 with a tenant token. `held` is filled as each part comes up,
 // so the caller's teardown stops what started even when a later step fails.
@@ -14,7 +14,13 @@ export interface ConsoleBedParts {
 export async function bringUpConsoleBed(
   dataDir: string,
   held: ConsoleBedParts,
-  opts: { serverB?: boolean } = {},
+  opts: {
+    serverB?: boolean;
+    /** The controller's log level (its log is where the agents' pauses are read). */
+    log?: "debug" | "info";
+    /** How long g1 may take to boot. */
+    bootMs?: number;
+  } = {},
 ): Promise<{ bed: Bed; ctl: ControllerProcess; tenant: string }> {
   const bed = await bringUp({
     servers: [
@@ -37,7 +43,7 @@ export async function bringUpConsoleBed(
       ...["--data-dir", dataDir, "--port", "0", "--interval", "3600"],
     ],
     90_000,
-    { NESTCLOUD_LOG: "debug" },
+    { NESTCLOUD_LOG: opts.log ?? "debug" },
   );
   held.ctl = ctl;
   const created = await api(ctl, "POST", "/api/vms", {
@@ -54,7 +60,7 @@ export async function bringUpConsoleBed(
   await until(
     "g1 running",
     async () => ((await api(ctl, "GET", "/api/vms/g1")).body.powerState === "running" ? true : undefined),
-    60_000,
+    opts.bootMs ?? 60_000,
     500,
   );
   return { bed, ctl, tenant };

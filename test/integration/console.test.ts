@@ -7,16 +7,16 @@
 // guest's serial stream byte for byte (nothing lost, nothing twice), and neither marker (one
 // typed, one printed) is in the controller's log.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, test } from "node:test";
+import { spawnConsole } from "../support/console-cli.ts";
 import { api, stopGently, until } from "../support/controller-process.ts";
 import { bringUpConsoleBed, type ConsoleBedParts } from "./console-bed.ts";
 import { heartbeatOf, qemuPidsOf, tearDown } from "./testbed-helpers.ts";
 
-const bin = resolve(import.meta.dirname, "../../bin/nestcloud.js");
 const dir = mkdtempSync(join(tmpdir(), "nc-console-it-"));
 const held: ConsoleBedParts = {};
 let cli: ChildProcess | undefined;
@@ -42,12 +42,12 @@ test("a tenant's console on a real guest: attach, type, read, and an instant han
   phase("g1 runs at a-h1");
 
   // Another tenant: refused before anything is relayed (as if the guest did not exist).
-  const refused = spawnSync(["console", "g1", "--url", c.url, "--token", other]);
+  const refused = spawnConsole(["g1", "--url", c.url, "--token", other]);
   assert.equal(await refused.exit, 1);
   assert.match(refused.stderr(), /404 guest VM g1 not found/);
 
   // The tenant's console: the real CLI, typing through a pipe.
-  const run = spawnSync(["console", "g1", "--url", c.url, "--token", tenant]);
+  const run = spawnConsole(["g1", "--url", c.url, "--token", tenant]);
   cli = run.child;
   const stdout = () => run.stdout().toString("latin1");
   await until(
@@ -166,20 +166,3 @@ test("a tenant's console on a real guest: attach, type, read, and an instant han
     assert.equal(controllerLog.includes(marker), false, `${marker} is not in the controller's log`);
   phase("checked");
 });
-
-/** The CLI in its own process, stdin a pipe (keystrokes), stdout and stderr collected. */
-function spawnSync(args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-  const out: Buffer[] = [];
-  let err = "";
-  child.stdout!.on("data", (d: Buffer) => out.push(d));
-  child.stderr!.on("data", (d) => (err += d));
-  const exit = new Promise<number>((r) => child.once("exit", (code) => r(code ?? -1)));
-  return {
-    child,
-    exit,
-    stdout: () => Buffer.concat(out),
-    stderr: () => err,
-    type: (s: string) => child.stdin!.write(s),
-  };
-}

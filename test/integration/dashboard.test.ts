@@ -5,42 +5,20 @@
 //
 // NESTCLOUD_SCREENSHOTS=<folder> keeps full-page screenshots: a plan waiting, and the end state.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import pino from "pino";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { type RunningController, runController } from "../../src/controller/index.ts";
-
-const root = resolve(import.meta.dirname, "../..");
-const webSrc = join(root, "web/src");
-const webDist = join(root, "web/dist");
-const CHROMIUM = "/usr/bin/chromium";
+import { ensureDashboardBuilt, launchChromium } from "../support/browser.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "nestcloud-dashboard-"));
 let running: RunningController | undefined;
 let context: BrowserContext | undefined;
 let page: Page;
 const pageErrors: string[] = [];
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** Builds web/dist when it is missing or older than web/src (scripts/test.sh builds first). */
-function ensureBuilt(): void {
-  const index = join(webDist, "index.html");
-  if (existsSync(index) && statSync(index).mtimeMs >= newest(webSrc)) return;
-  const r = spawnSync("npm", ["run", "build:web"], { cwd: root, encoding: "utf8", timeout: 180_000 });
-  assert.equal(r.status, 0, `npm run build:web failed:\n${r.stdout}\n${r.stderr}`);
-}
 
 async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const res = await fetch(`${running!.url}${path}`, {
@@ -67,11 +45,7 @@ async function screenshot(name: string): Promise<void> {
 }
 
 before(async () => {
-  assert.ok(
-    existsSync(CHROMIUM),
-    `${CHROMIUM} is missing: apt-get install chromium (scripts/ensure-deps.sh)`,
-  );
-  ensureBuilt();
+  const webDist = ensureDashboardBuilt();
   running = await runController({
     provider: "sim",
     port: 0,
@@ -86,21 +60,7 @@ before(async () => {
   // A security VM of tenant acme watching two of acme's guests, for the links view.
   await api("POST", "/api/security-vms", { id: "sec-acme", tenant: "acme", targets: ["vm-001", "vm-005"] });
 
-  context = await chromium.launchPersistentContext(join(tmp, "chromium-profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1440, height: 1000 },
-  });
+  context = await launchChromium(join(tmp, "chromium-profile"));
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on("console", (m) => {

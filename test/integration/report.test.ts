@@ -55,7 +55,7 @@ before(async () => {
   const results = ["nestcloud", "lr-mmt-1.2", "thr-mmt-0.8"].map(
     (policy) => runScenario(scenario, { policy }).result,
   );
-  writeFileSync(reportFile, renderReport(results, `nestcloud: ${scenario.name} — small comparison`));
+  writeFileSync(reportFile, await renderReport(results, `nestcloud: ${scenario.name} — small comparison`));
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,

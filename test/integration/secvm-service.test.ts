@@ -495,7 +495,15 @@ describe("faults: monitors report the loss, come back, never wedge the guest", {
       await new Promise((res) => setTimeout(res, 1000));
       now = await client.secVm("sa");
     }
-    assert.equal(now.state, "running");
+    const told = () =>
+      `${now.state} after ${now.restarts} restart(s), error: ${now.error ?? "none"}; alerts since the stop:\n  ${(
+        seen.get("sa") ?? []
+      )
+        .filter((x) => x.seq >= wedged.seq)
+        .map((x) => `${new Date(x.time).toISOString()} ${x.monitor} ${x.severity} ${x.summary}`)
+        .join("\n  ")}`;
+    await alertsOf("sa");
+    assert.equal(now.state, "running", told());
     assert.notEqual(now.pid, pid);
     const after = wedged.seq;
     await waitAlert("sa", "a new memory baseline", (x) => x.seq > after && x.evidence.kind === "baseline");

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { type RunningController, runController } from "../../src/controller/index.ts";
-import { until } from "./controller-process.ts";
+import { api, until } from "./controller-process.ts";
 
 export interface TenantController {
   readonly c: RunningController;
@@ -23,14 +23,8 @@ export async function startTenantController(prefix: string): Promise<TenantContr
     speed: 240,
     log: pino({ level: "silent" }),
   });
-  const call = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(c.url + path, {
-      method,
-      headers: { authorization: `Bearer ${c.adminToken}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return (await res.json()) as any;
-  };
+  const call = async (method: string, path: string, body?: unknown) =>
+    (await api({ url: c.url, token: c.adminToken }, method, path, body)).body;
   // Plans wait for approval unless a test says otherwise.
   await call("PUT", "/api/settings", { automation: "manual" });
   const acme = (await call("POST", "/api/tokens", { role: "tenant", tenant: "acme" })).token as string;

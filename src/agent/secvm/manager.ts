@@ -453,9 +453,11 @@ export class SecVm {
           },
         );
       this.lastBeat = Date.now();
-      // Its exit (onExit) starts it again.
-      child.kill("SIGKILL");
-      await killCgroup(this.cgroup).catch(() => {});
+      // Killed and started again as one cycle: a kill of the old cgroup still looping while the new
+      // service is placed in it would kill the new one too (its exit is then not a second restart).
+      this.cycle = this.restart("wedged").finally(() => {
+        this.cycle = null;
+      });
       return;
     }
     for (const t of this.targets) {

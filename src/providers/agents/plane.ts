@@ -10,6 +10,7 @@
 import { basename } from "node:path";
 import { AGENT_GUEST_ID_RE, CONSOLE_PORT, MigrationOrchestrator, Rejuvenator } from "../../agent/index.ts";
 import { MIPS_PER_CORE } from "../machine.ts";
+import { PROBE_GUEST_RE } from "../placement/trial.ts";
 import {
   type ConsoleEndpoint,
   type GuestDataPlane,
@@ -101,7 +102,8 @@ export class AgentGuestPlane implements GuestDataPlane {
     const placed = Agents.placements(statuses);
     const guests: ProviderGuest[] = [];
     for (const [id, at] of placed) {
-      if (this.creating.has(id)) continue;
+      // Placement discovery's probe guests live for one trial handover: nobody's guests.
+      if (this.creating.has(id) || PROBE_GUEST_RE.test(id)) continue;
       guests.push(this.guestView(at, pools, now));
     }
     this.meter.retain(new Set(placed.keys()));
@@ -172,6 +174,8 @@ export class AgentGuestPlane implements GuestDataPlane {
         `guest id ${spec.id}: an agent's guest id names QEMU processes and files, so it must match ${AGENT_GUEST_ID_RE.source}`,
       );
     }
+    if (PROBE_GUEST_RE.test(spec.id))
+      throw new ProviderError("invalid", `guest id ${spec.id}: ncprobe-<8 hex> names placement probe guests`);
     if (!Number.isInteger(spec.memoryMiB))
       throw new ProviderError("invalid", `memoryMiB ${spec.memoryMiB}: an agent's guest has whole MiB`);
     if (spec.vcpus > 8)

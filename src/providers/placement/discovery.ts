@@ -13,12 +13,19 @@ import type { PlacementEvidence, PlacementSource } from "./evidence.ts";
 import { assignServers, type FusedPlacement, fusePlacement } from "./fusion.ts";
 import { probeSharedMemory } from "./probe.ts";
 import type { PlacementReport } from "./report.ts";
+import { type TrialHost, type TrialResult, trialCandidates, trialHandover } from "./trial.ts";
 
 export interface DiscoveryOptions {
   /** The agents to probe (a rental whose host VMs run nestcloud's agent). */
   readonly directory?: AgentDirectory;
   readonly plane?: GuestDataPlane;
   readonly intervalMs?: number;
+  /**
+   * Trial handovers of a probe guest per round, for pairs the probe and the correlation
+   * disagree on or nothing measured (default 1; 0: none). Each boots a tiny guest (~15 s
+   * under TCG), so they are kept for the pairs that need them.
+   */
+  readonly trialsPerRound?: number;
   readonly log?: (msg: string) => void;
 }
 
@@ -111,7 +118,57 @@ export class PlacementDiscovery {
       ]);
       for (const e of correlateFrontEnds(hostVms, migrations, now())) this.keep(e);
     }
+    await this.settleByTrials();
     await this.fuse();
+  }
+
+  /** Trial handovers for the pairs that need one (trial.ts decides which), a few per round. */
+  private async settleByTrials(): Promise<void> {
+    const max = this.opts.trialsPerRound ?? 1;
+    const dir = this.opts.directory;
+    if (!dir || max <= 0) return;
+    const hosts = new Map(this.trialHosts().map((h) => [h.hostVm, h]));
+    const candidates = trialCandidates([...hosts.keys()], [...this.evidence.values()]);
+    for (const c of candidates.slice(0, max)) {
+      const r = await this.runTrial(hosts.get(c.a)!, hosts.get(c.b)!);
+      this.opts.log?.(
+        `placement: trial handover ${c.a} -> ${c.b} (${c.reason}): ${
+          r.evidence ? (r.evidence.together ? "together" : "apart") : "undecided"
+        } in ${r.ms} ms (${r.detail})`,
+      );
+    }
+  }
+
+  private trialHosts(): TrialHost[] {
+    return (this.opts.directory?.hosts() ?? []).flatMap((h) =>
+      h.usable && h.endpoint ? [{ hostVm: h.hostVm, endpoint: h.endpoint }] : [],
+    );
+  }
+
+  private async runTrial(a: TrialHost, b: TrialHost): Promise<TrialResult> {
+    const r = await trialHandover(a, b, this.opts.directory!.token(), () => this.rental.now(), {
+      log: this.opts.log,
+    });
+    if (r.evidence) this.keep(r.evidence);
+    return r;
+  }
+
+  /** Trials need the agents (a directory). */
+  get canTrial(): boolean {
+    return this.opts.directory !== undefined;
+  }
+
+  /**
+   * A trial handover between two host VMs now (the conclusive measurement), its verdict
+   * kept as evidence and the map re-fused. Needs a directory of agents.
+   */
+  async trial(a: string, b: string): Promise<TrialResult> {
+    const hosts = this.trialHosts();
+    const [ha, hb] = [hosts.find((h) => h.hostVm === a), hosts.find((h) => h.hostVm === b)];
+    if (!ha || !hb) throw new Error(`no running agent for ${!ha ? a : b}: a trial handover needs both`);
+    const r = await this.runTrial(ha, hb);
+    await this.fuse();
+    return r;
   }
 
   private async fuse(): Promise<void> {

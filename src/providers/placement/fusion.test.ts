@@ -47,6 +47,31 @@ describe("placement fusion", () => {
     assert.equal(v.source, "shared-memory");
   });
 
+  test("a newer probe that agrees with a conclusive trial confirms it: the trial stands until contradicted", () => {
+    const trial = pairEvidence("a1", "a2", true, "trial-handover", 10);
+    const agree = fusePlacement(["a1", "a2"], [trial, pairEvidence("a1", "a2", true, "shared-memory", 20)], {
+      now: 30,
+    });
+    assert.deepEqual(
+      agree.verdicts.map((v) => [v.source, v.confidence, v.at]),
+      [["trial-handover", 1, 10]],
+    );
+    // Contradicted since (apart at 25), then together again (35): the newest probe stands.
+    const moved = fusePlacement(
+      ["a1", "a2"],
+      [
+        trial,
+        pairEvidence("a1", "a2", false, "shared-memory", 25),
+        pairEvidence("a1", "a2", true, "shared-memory", 35),
+      ],
+      { now: 40 },
+    );
+    assert.deepEqual(
+      moved.verdicts.map((v) => [v.source, v.together, v.at]),
+      [["shared-memory", true, 35]],
+    );
+  });
+
   test("a hint never overrides a measurement, however new", () => {
     const ev = [
       pairEvidence("a1", "b1", false, "shared-memory", 100),

@@ -3,7 +3,8 @@
  * and the benchmark run the same decisions). Evidence is about pairs of host VMs; keys
  * (hostId-like hints) become pairs within their scope. For each pair the verdict is:
  * - among measurements (confidence >= MEASUREMENT_CONFIDENCE), the newest: a host VM may
- *   have moved, so a fresh probe beats an older conclusive trial;
+ *   have moved, so a fresh probe beats an older conclusive trial that it contradicts (one
+ *   it agrees with stands, as the stronger verdict);
  * - else the most trusted hint, then the newest.
  * Together-verdicts join host VMs into groups (one group = one physical server), unless a
  * stronger or newer apart-verdict separates them; every contradiction is reported as a
@@ -109,10 +110,23 @@ export function fusePlacement(
     return about && (max === undefined || opts.now - e.at <= max);
   });
   const best = new Map<string, PairEvidence>();
+  const measured = new Map<string, PairEvidence[]>();
   for (const e of expandKeys(fresh)) {
     const k = pairKey(e.a, e.b);
     const b = best.get(k);
     if (!b || beats(e, b)) best.set(k, e);
+    if (e.confidence >= MEASUREMENT_CONFIDENCE) measured.set(k, [...(measured.get(k) ?? []), e]);
+  }
+  // A newer probe that agrees with an older conclusive trial confirms it: the trial stands
+  // (it is the stronger verdict), unless a measurement since then said otherwise.
+  for (const [k, b] of best) {
+    if (b.confidence < MEASUREMENT_CONFIDENCE) continue;
+    const ms = measured.get(k) ?? [];
+    const lastOther = Math.max(-Infinity, ...ms.filter((m) => m.together !== b.together).map((m) => m.at));
+    const stronger = ms
+      .filter((m) => m.together === b.together && m.at > lastOther && m.confidence > b.confidence)
+      .sort((x, y) => y.confidence - x.confidence || y.at - x.at)[0];
+    if (stronger) best.set(k, stronger);
   }
   const verdicts: PairVerdict[] = [...best.values()]
     .map((e) => ({

@@ -22,3 +22,12 @@ export {
 } from "./fusion.ts";
 export { type ProbeTarget, probeSharedMemory } from "./probe.ts";
 export type { PlacementEntry, PlacementReport } from "./report.ts";
+export {
+  PROBE_GUEST_MIB,
+  PROBE_GUEST_RE,
+  type TrialCandidate,
+  type TrialHost,
+  type TrialResult,
+  trialCandidates,
+  trialHandover,
+} from "./trial.ts";

@@ -24,6 +24,8 @@ export interface TestbedProviderOptions {
   readonly log?: (msg: string) => void;
   /** How often placement is discovered when the testbed hides it (default 10 s). */
   readonly discoveryIntervalMs?: number;
+  /** Trial handovers of a probe guest per discovery round (default 1; 0: none). */
+  readonly trialsPerRound?: number;
 }
 
 export const TestbedProvider = {
@@ -70,6 +72,7 @@ export const TestbedProvider = {
         directory: rental,
         plane,
         intervalMs: o.discoveryIntervalMs,
+        trialsPerRound: o.trialsPerRound,
         log,
       });
       await discovery.refresh();

@@ -121,7 +121,11 @@ export function CloudMap({
 function PlacementBadge({ entry }: { entry: PlacementEntry }) {
   if (entry.server === null || entry.source === null)
     return (
-      <span className="badge badge-placement-unknown" title="placement discovery has not placed it yet">
+      <span
+        className="badge badge-placement-unknown"
+        data-testid="placement-unknown"
+        title="placement discovery has not placed it yet"
+      >
         server unknown
       </span>
     );

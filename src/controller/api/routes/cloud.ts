@@ -1,10 +1,13 @@
 /** The cloud as a whole: physical servers (admin), the overview, size and cost over time (admin). */
+import { ApiError, notFound } from "../../errors.ts";
 import { ADMIN, type ApiPlugin, answers } from "../plugin.ts";
 import {
   History,
   HistoryQuery,
   Overview,
   Placement,
+  PlacementTrial,
+  PlacementTrialBody,
   type PlacementView,
   ServerList,
 } from "../schemas/cloud.ts";
@@ -44,6 +47,25 @@ export const cloudRoutes: ApiPlugin = async (app, { controller: c }) => {
     };
     return view;
   });
+
+  // The conclusive measurement on demand: a probe guest handed over from one host VM to the
+  // other (seconds: the probe guest boots first). Its verdict joins the discovered map.
+  app.post(
+    "/api/placement/trials",
+    { ...ADMIN, schema: { body: PlacementTrialBody, response: answers({ 200: PlacementTrial }) } },
+    async (req) => {
+      const { from, to } = req.body;
+      if (!c.provider.placementTrial)
+        throw new ApiError(409, "this provider does not discover placement through agents: no trials");
+      if (from === to) throw new ApiError(400, "a trial needs two different host VMs");
+      for (const id of [from, to]) {
+        const h = await c.repos.hostVms.get(id);
+        if (!h || h.state === "released") throw notFound("host VM", id);
+      }
+      const r = await c.provider.placementTrial(from, to);
+      return { from, to, together: r.together ?? null, ms: r.ms, detail: r.detail };
+    },
+  );
 
   app.get("/api/overview", { schema: { response: answers({ 200: Overview }) } }, async (req) =>
     c.overview(req.principal),

@@ -44,6 +44,24 @@ export const Placement = Type.Object({
 });
 export type PlacementView = Static<typeof Placement>;
 
+/** A trial handover of an empty probe guest between two host VMs (the conclusive measurement). */
+export const PlacementTrialBody = Type.Object(
+  {
+    from: Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" }),
+    to: Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" }),
+  },
+  { additionalProperties: false },
+);
+export const PlacementTrial = Type.Object({
+  from: Type.String(),
+  to: Type.String(),
+  together: Type.Union([Type.Boolean(), Type.Null()], {
+    description: "null: the trial could not decide (an agent down, no room)",
+  }),
+  ms: Type.Number(),
+  detail: Type.String(),
+});
+
 /** Counts of the caller's guests; the cloud's size and cost for admins only. */
 export const Overview = Type.Object({
   now: Type.Number({ description: "provider clock, s" }),
