@@ -180,7 +180,7 @@ describe("settings from the CLI", () => {
 });
 
 describe("rejuvenation through the API", () => {
-  test("POST /api/hostvms/:id/rejuvenate: admin only, validated, a plan the executor runs (the simulated cloud refuses it with its reason)", async () => {
+  test("POST /api/hostvms/:id/rejuvenate: admin only, validated, a plan the executor runs (the simulated cloud renews it: each guest paused once)", async () => {
     const h = (await hostVms()).find((x) => x.state === "running")!;
     const path = `/api/hostvms/${h.id}/rejuvenate`;
     const asTenant = await fetch(c.url + path, {
@@ -197,7 +197,7 @@ describe("rejuvenation through the API", () => {
     const extra = await call("POST", path, { mode: "in-place", force: true });
     assert.equal(extra.status, 400, "unknown fields are refused");
     assert.equal((await call("POST", "/api/hostvms/no-such-host/rejuvenate", {})).status, 404);
-    const ok = await call("POST", path, { mode: "evacuate" });
+    const ok = await call("POST", path, { mode: "in-place" });
     assert.equal(ok.status, 202, JSON.stringify(ok.body));
     const plan = await until(
       "the rejuvenation plan to end",
@@ -211,8 +211,14 @@ describe("rejuvenation through the API", () => {
     );
     assert.deepEqual(
       plan.actions.map((a) => [a.kind, a.hostVm, a.mode, a.status]),
-      [["rejuvenate", h.id, "evacuate", "failed"]],
+      [["rejuvenate", h.id, "in-place", "done"]],
     );
-    assert.match(plan.actions[0].error ?? "", /this provider cannot renew a host VM/);
+    const result = (
+      plan.actions[0] as { result?: { guests: { guest: string; outcome: string; pauseMs: number }[] } }
+    ).result;
+    assert.deepEqual(
+      result?.guests.map((g) => [g.guest, g.outcome, g.pauseMs]).sort(),
+      h.guests.map((g) => [g, "moved", 55]).sort(),
+    );
   });
 });

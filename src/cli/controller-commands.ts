@@ -49,6 +49,17 @@ export function registerController(program: Command): void {
       (v: string, all: string[]) => [...all, v],
       [] as string[],
     )
+    .option("--rollout-max-age-hours <h>", "renew every hypervisor older than this, one host VM at a time")
+    .option(
+      "--rollout-version <name>",
+      "roll a hypervisor version out: renew every host VM whose hypervisor started before this controller",
+    )
+    .option(
+      "--rollout-mode <mode>",
+      "how the rollout renews a host VM: in-place, or evacuate where a spare has room",
+      choice("rollout-mode", REJUVENATION_MODES),
+      "in-place",
+    )
     .option(
       "--log-format <format>",
       "pretty (a terminal's default), json (otherwise), or auto",

@@ -3,6 +3,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { redact, runController } from "../controller/index.ts";
+import { PolicyError, REJUVENATION_MODES, type RolloutPolicy, validateRollout } from "../planner/index.ts";
 import { PROVIDERS } from "./choices.ts";
 import { controllerLogger, parseLogFormat } from "./logging.ts";
 import { oneOf, wrote } from "./output.ts";
@@ -43,7 +44,34 @@ export interface UpCliOptions {
   testbedRoot?: string;
   interval?: string;
   policyParam: string[];
+  rolloutMaxAgeHours?: string;
+  rolloutVersion?: string;
+  rolloutMode: string;
   logFormat: string;
+}
+
+/** The rollout asked for (--rollout-max-age-hours or --rollout-version), if any. */
+export function rolloutOf(
+  o: Pick<UpCliOptions, "rolloutMaxAgeHours" | "rolloutVersion" | "rolloutMode">,
+  now: number,
+): RolloutPolicy | undefined {
+  const mode = oneOf("rollout-mode", o.rolloutMode, REJUVENATION_MODES);
+  if (o.rolloutMaxAgeHours !== undefined && o.rolloutVersion !== undefined)
+    throw new UsageError("--rollout-max-age-hours and --rollout-version: give one");
+  try {
+    if (o.rolloutMaxAgeHours !== undefined) {
+      const h = Number(o.rolloutMaxAgeHours);
+      if (!(h > 0 && h <= 1e6))
+        throw new UsageError(`--rollout-max-age-hours ${o.rolloutMaxAgeHours}: expected hours > 0`);
+      return validateRollout({ kind: "max-age", maxAgeSeconds: h * 3600, mode });
+    }
+    if (o.rolloutVersion !== undefined)
+      return validateRollout({ kind: "version", version: o.rolloutVersion, installedAt: now, mode });
+  } catch (e) {
+    if (e instanceof PolicyError) throw new UsageError(`--rollout: ${e.message}`);
+    throw e;
+  }
+  return undefined;
 }
 
 /** Starts the controller and serves until SIGINT/SIGTERM, then says so in one line. */
@@ -71,6 +99,8 @@ export async function up(o: UpCliOptions): Promise<void> {
     testbed: o.testbed,
     testbedRoot: o.testbedRoot,
     policyParams: policyParams(o.policyParam),
+    // Checked now; a version counts as installed at the provider's clock when it starts.
+    rollout: rolloutOf(o, 0) ? (now) => rolloutOf(o, now)! : undefined,
     log,
   });
   const urlFile = join(o.dataDir, "url");

@@ -44,6 +44,10 @@ export function buildProgram(): Command {
     .option("-s, --seed <n>", "random seed")
     .option("-o, --out <dir>", "where results.json and report.html go")
     .option("-q, --quiet", "no progress output")
+    .option(
+      "--rollout-cost",
+      "with a scenario's rejuvenation key: run it again without the rollout and print what the rollout cost",
+    )
     .action(async (file, opts) => (await import("./simulate.ts")).simulate(file, opts));
 
   program

@@ -9,6 +9,8 @@ import {
   loadTrace,
   policyParamsFor,
   type ReportRenderer,
+  rolloutCostOf,
+  rolloutLine,
   runScenario,
   type Scenario,
   startReportRenderer,
@@ -30,6 +32,8 @@ export interface SimulateOptions {
   seed?: string;
   out?: string;
   quiet?: boolean;
+  /** Run the scenario's rollout against the same run without it (rolloutCost). */
+  rolloutCost?: boolean;
 }
 
 function seedOf(v: string | undefined): number | undefined {
@@ -147,6 +151,21 @@ export async function simulate(file: string | undefined, opts: SimulateOptions):
       await report.render([out.result], `nestcloud: ${scenario.name} / ${out.result.policy}`),
     );
     process.stdout.write(`${resultsTable([out])}\n`);
+    if (out.result.rollout && opts.rolloutCost) {
+      const without = runScenario(
+        { ...scenario, rejuvenation: undefined },
+        { policy: opts.policy, policyParams, trace: opts.trace, seed: seedOf(opts.seed) },
+      ).result;
+      const cost = rolloutCostOf(out.result, without);
+      write(join(dir, "rollout.json"), `${JSON.stringify(cost, null, 2)}\n`);
+      process.stdout.write(`${rolloutLine(cost)}\n`);
+    } else if (out.result.rollout) {
+      const r = out.result.rollout;
+      process.stdout.write(
+        `rollout (${r.policy}): ${r.rejuvenations} host VMs renewed, ${r.guestPauses} guest pauses (max ${r.maxPauseMs.toFixed(0)} ms); --rollout-cost compares with the run without it\n`,
+      );
+    } else if (opts.rolloutCost)
+      throw new UsageError(`--rollout-cost: ${scenario.file} has no rejuvenation key`);
   } finally {
     report.close();
   }

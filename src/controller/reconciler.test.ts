@@ -79,7 +79,7 @@ const plan: ActionPlan = {
     move(1, 0, { kind: "acquired", action: 0 }, [0]),
     move(2, 1, { kind: "existing", hostVm: 1 }, []),
     { kind: "release-host-vm", id: 3, hostVm: 0, dependsOn: [1, 2] },
-    { kind: "rejuvenate", id: 4, hostVm: 1, dependsOn: [] },
+    { kind: "rejuvenate", id: 4, hostVm: 1, mode: "in-place", dependsOn: [] },
   ],
   caps: UNLIMITED,
   notes: [],

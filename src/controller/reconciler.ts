@@ -180,14 +180,16 @@ export class Reconciler {
     // One plan at a time: the next round plans from where the current one leaves the cloud.
     const applying = await this.store.repos.plans.anyWithStatus(["approved", "applying"]);
     if (applying !== undefined) return { waiting: applying };
-    const { automatic, suggested, now } = await this.propose(true);
+    const { automatic, suggested, now, notes } = await this.propose(true);
     const out: { applied?: number; proposed?: number } = {};
-    if (automatic.length > 0) out.applied = await this.storePlan(automatic, "applying", "reconciler", now);
+    // The planner's notes go with what it stored (why a host VM is renewed, what waits).
+    if (automatic.length > 0)
+      out.applied = await this.storePlan(automatic, "applying", "reconciler", now, notes);
     // One proposal at a time: a second one, planned while the first waits, would work
     // against it (moving guests into host VMs the first one empties).
     const standing = await this.store.repos.plans.anyWithStatus(["proposed"]);
     if (suggested.length > 0 && standing === undefined)
-      out.proposed = await this.storePlan(suggested, "proposed", "reconciler", now);
+      out.proposed = await this.storePlan(suggested, "proposed", "reconciler", now, notes);
     return out;
   }
 
@@ -196,9 +198,12 @@ export class Reconciler {
    * `expire`, stale proposals are superseded on the way (a round); without, nothing is written
    * (a preview).
    */
-  async propose(
-    expire: boolean,
-  ): Promise<{ automatic: PlannedAction[]; suggested: PlannedAction[]; now: number }> {
+  async propose(expire: boolean): Promise<{
+    automatic: PlannedAction[];
+    suggested: PlannedAction[];
+    now: number;
+    notes: readonly string[];
+  }> {
     const snap = this.lastSnapshot ?? (await this.audit());
     const topo = await this.topology();
     const view = buildView(topo);
@@ -209,7 +214,7 @@ export class Reconciler {
     this.metrics.plannerSeconds.observe((performance.now() - started) / 1000);
     validatePlan(plan);
     const kept = new Set(topo.hostVms.filter((h) => h.kept).map((h) => h.id));
-    return { ...split(plan, view, level, cloudLevel, kept), now: snap.now };
+    return { ...split(plan, view, level, cloudLevel, kept), now: snap.now, notes: plan.notes };
   }
 
   /** Wall seconds between the policy's checks between rounds, if it has them (as the simulator asks). */
@@ -280,7 +285,9 @@ export class Reconciler {
     fixed: ReadonlySet<string>,
   ): Promise<PlannerInput> {
     const lastMovedAt = await this.store.repos.migrations.lastCompleted();
+    const rejuvenations = await this.store.repos.plans.rejuvenations();
     return plannerInput({
+      rejuvenations,
       view,
       load: this.loads.history(view.guestIds),
       snapshot: snap,
@@ -353,7 +360,7 @@ export function payloadOf(
     case "release-host-vm":
       return { kind: "release-host-vm", hostVm: hostId(a.hostVm) };
     case "rejuvenate":
-      return { kind: "rejuvenate", hostVm: hostId(a.hostVm), mode: "in-place" };
+      return { kind: "rejuvenate", hostVm: hostId(a.hostVm), mode: a.mode };
     default:
       return unhandledKind(a);
   }

@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import pino, { type Logger } from "pino";
-import { createPolicy } from "../planner/index.ts";
+import { createPolicy, type RolloutPolicy, withRollingRejuvenation } from "../planner/index.ts";
 import {
   demoWorld,
   OpenStackProvider,
@@ -51,6 +51,11 @@ export interface UpOptions {
   readonly testbedRoot?: string;
   /** Parameters of the nestcloud policy (see src/planner/nestcloud.ts), e.g. overloadUtilization. */
   readonly policyParams?: Readonly<Record<string, number>>;
+  /**
+   * A rolling rejuvenation the rounds carry out beside the policy (planner/rolling-rejuvenation.ts),
+   * given the provider's clock at start (a version is installed "now" on that clock).
+   */
+  readonly rollout?: (providerNow: number) => RolloutPolicy;
   readonly holder?: string;
   readonly log?: Logger;
   /** A provider built by the caller (tests), instead of the named one. */
@@ -154,12 +159,13 @@ export async function runController(o: UpOptions): Promise<RunningController> {
     });
   }
 
+  const policy = createPolicy("nestcloud", o.policyParams ?? {}, {
+    acquireType: (await provider.describe()).hostVmTypes[0],
+  });
   controller = new Controller({
     store,
     provider,
-    policy: createPolicy("nestcloud", o.policyParams ?? {}, {
-      acquireType: (await provider.describe()).hostVmTypes[0],
-    }),
+    policy: o.rollout ? withRollingRejuvenation(policy, o.rollout(provider.now())) : policy,
     log,
     // Real time on a testbed: a round every 30 s keeps up with load changes you cause by hand.
     intervalSeconds: o.intervalSeconds ?? (provider.name === "testbed" ? 30 : 300),

@@ -103,6 +103,8 @@ export interface InputOptions {
   readonly intervalSeconds: number;
   readonly caps: ParallelismCaps;
   readonly random: Rng;
+  /** The journal's rejuvenations by host VM id (plans repository): the rollout's input. */
+  readonly rejuvenations?: ReadonlyMap<string, { readonly renewedAt?: number; readonly underway: boolean }>;
 }
 
 export function plannerInput(o: InputOptions): PlannerInput {
@@ -164,5 +166,27 @@ export function plannerInput(o: InputOptions): PlannerInput {
     mechanism: DEFAULT_MECHANISM_POLICY,
     caps: o.caps,
     random: o.random,
+    ...rejuvenationInput(view, o.rejuvenations),
   };
+}
+
+/**
+ * Each host VM's hypervisor start (its last completed rejuvenation, else its acquisition) and
+ * whether a rejuvenation of it is under way, as the rollout reads them (rolling-rejuvenation.ts).
+ */
+function rejuvenationInput(
+  view: CloudView,
+  journal: InputOptions["rejuvenations"],
+): Pick<PlannerInput, "hypervisorSince" | "rejuvenating"> {
+  if (!journal) return {};
+  const H = view.hostVmIds.length;
+  const since = new Float64Array(H);
+  const underway = new Uint8Array(H);
+  view.hostVmIds.forEach((id, h) => {
+    const e = journal.get(id);
+    const acquired = view.cloud.hostVms[h].acquiredAt;
+    since[h] = e?.renewedAt !== undefined ? Math.max(acquired, e.renewedAt) : acquired;
+    underway[h] = e?.underway ? 1 : 0;
+  });
+  return { hypervisorSince: since, rejuvenating: underway };
 }

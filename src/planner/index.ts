@@ -21,7 +21,9 @@ export {
   type MoveReason,
   type ParallelismCaps,
   PlanError,
+  REJUVENATION_MODES,
   type RejuvenateAction,
+  type RejuvenationMode,
   type ReleaseHostVmAction,
   UNLIMITED,
   unhandledKind,
@@ -46,6 +48,19 @@ export {
   planMove,
   type RequestedMechanism,
 } from "./requested.ts";
+export {
+  dueHostVms,
+  EVACUATE_CPU_HEADROOM,
+  isDue,
+  nextRejuvenation,
+  type RolloutPolicy,
+  type RolloutStep,
+  spareFor,
+  touchedBy,
+  validateRollout,
+  withRollingRejuvenation,
+  withRolloutStep,
+} from "./rolling-rejuvenation.ts";
 export {
   maximumCorrelation,
   minimumMigrationTime,

@@ -69,4 +69,11 @@ export interface PlannerInput {
   readonly mechanism: MechanismPolicy;
   readonly caps: ParallelismCaps;
   readonly random: RandomSource;
+  /**
+   * Per host VM: when its hypervisor layer (guest QEMUs, agent) last started, i.e. its
+   * acquisition or its last rejuvenation; absent: the acquisition (rolling-rejuvenation.ts).
+   */
+  readonly hypervisorSince?: Float64Array;
+  /** Per host VM: 1 while a rejuvenation of it is planned or running. */
+  readonly rejuvenating?: Uint8Array;
 }

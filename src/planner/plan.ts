@@ -38,10 +38,15 @@ export interface ReleaseHostVmAction {
   readonly dependsOn: readonly number[];
 }
 
+/** How a host VM is renewed: each guest live-updated in place, or moved to a spare and back. */
+export const REJUVENATION_MODES = ["in-place", "evacuate"] as const;
+export type RejuvenationMode = (typeof REJUVENATION_MODES)[number];
+
 export interface RejuvenateAction {
   readonly kind: "rejuvenate";
   readonly id: number;
   readonly hostVm: number;
+  readonly mode: RejuvenationMode;
   readonly dependsOn: readonly number[];
 }
 

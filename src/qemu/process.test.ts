@@ -181,6 +181,61 @@ test("reapOrphans never kills a pid that is not our QEMU, and cleans the dead ag
   }
 });
 
+test("reapOrphans keeps a dead instance's pool file that another process has mapped (the guest's RAM in use)", async () => {
+  const stateDir = join(tmp, "state-mapped");
+  const runDir = join(stateDir, "g8.0000000001");
+  mkdirSync(runDir, { recursive: true });
+  const pool = join(tmp, "g8.ram");
+  writeFileSync(pool, Buffer.alloc(4096));
+  // Another process maps the file shared, as the QEMU that took the guest over does.
+  const holder = spawn(
+    "python3",
+    [
+      "-c",
+      "import mmap,sys,time\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),0)\nprint('mapped',flush=True)\ntime.sleep(30)",
+      pool,
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  try {
+    await new Promise<void>((ok) => holder.stdout!.once("data", () => ok()));
+    writeState(runDir, {
+      version: 1,
+      instanceId: "g8.0000000001",
+      guestId: "g8",
+      pid: null,
+      pidFile: join(runDir, "qemu.pid"),
+      poolFiles: [pool],
+      runDir,
+      agentPid: 2 ** 22 + 7, // no such process: the agent is dead
+      agentStartTime: 1,
+      startedAt: new Date().toISOString(),
+    });
+    const report = await reapOrphans(stateDir);
+    assert.deepEqual(report.removedPoolFiles, []);
+    assert.ok(existsSync(pool), "the RAM file in use must stay");
+    assert.match(report.skipped.map((x) => x.reason).join(), new RegExp(`in use by pid ${holder.pid}`));
+  } finally {
+    holder.kill("SIGKILL");
+  }
+  // Once nobody maps it, a reap removes it.
+  await new Promise((r) => holder.once("exit", r));
+  mkdirSync(runDir, { recursive: true });
+  writeState(runDir, {
+    version: 1,
+    instanceId: "g8.0000000001",
+    guestId: "g8",
+    pid: null,
+    pidFile: join(runDir, "qemu.pid"),
+    poolFiles: [pool],
+    runDir,
+    agentPid: 2 ** 22 + 7,
+    agentStartTime: 1,
+    startedAt: new Date().toISOString(),
+  });
+  assert.deepEqual((await reapOrphans(stateDir)).removedPoolFiles, [pool]);
+});
+
 test("reapOrphans takes a dead agent that is not reaped yet (a zombie) for dead", async () => {
   // The agent: a child of `sleep 30`, which never waits for it, so it stays a zombie.
   const parent = spawn("bash", ["-c", "sleep 0.05 & echo $!; exec sleep 30"], {

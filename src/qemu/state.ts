@@ -159,6 +159,32 @@ async function killVerified(pid: number, instanceId: string): Promise<boolean> {
   return !isOurQemu(pid, instanceId);
 }
 
+/**
+ * A process (other than this one) that has `file` mapped, if any: /proc/<pid>/maps lists the
+ * path of every file-backed mapping (QEMU's memory-backend-file). Reaping is rare, so a pass
+ * over /proc is cheap enough; processes that vanish or hide their maps are skipped.
+ */
+export function mappedBy(file: string): number | undefined {
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return undefined;
+  }
+  const suffix = ` ${file}`;
+  for (const name of names) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    let maps: string;
+    try {
+      maps = readFileSync(`/proc/${name}/maps`, "utf8");
+    } catch {
+      continue;
+    }
+    if (maps.split("\n").some((line) => line.endsWith(suffix))) return Number(name);
+  }
+  return undefined;
+}
+
 export interface ReapOptions {
   /**
    * Offered every live QEMU (verified by pid and cmdline) of a dead agent before it is
@@ -220,6 +246,14 @@ export async function reapOrphans(
       }
     }
     for (const f of s.poolFiles) {
+      // Another QEMU may hold the guest's RAM now (a handover or live update whose source
+      // agent died before releasing the file): its memory is the guest; never delete it.
+      const user = mappedBy(f);
+      if (user !== undefined) {
+        log(`pool file ${f} of ${s.instanceId} is mapped by pid ${user}: kept`);
+        report.skipped.push({ instanceId: s.instanceId, reason: `pool file ${f} in use by pid ${user}` });
+        continue;
+      }
       try {
         unlinkSync(f);
         report.removedPoolFiles.push(f);

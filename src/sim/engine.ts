@@ -168,8 +168,14 @@ export class Simulation {
         this.opts.onMigrationStarted?.(g, from, to, now);
       },
       hostVmChanged: (h, now) => this.accounts.hostVmStateChanged(h, now),
+      rejuvenationStarted: (_h, guests, pause) => {
+        for (const g of guests) this.accounts.downtime(g, this.requests[g], pause);
+      },
+      hostVmRenewed: (h, now) => {
+        this.hypervisorSince[h] = now;
+      },
     };
-    this.executor = new Executor(this.cloud, hooks, this.rules.capacity);
+    this.executor = new Executor(this.cloud, hooks, this.rules.capacity, scenario.rejuvenation);
   }
 
   private push(e: SimEvent): void {
@@ -408,6 +414,7 @@ export class Simulation {
       mechanism: { ...DEFAULT_MECHANISM_POLICY, model: mech.model, postcopyFallback: mech.postcopyFallback },
       caps: this.caps,
       random: this.random,
+      ...this.rejuvenationInput(),
     };
   }
 
@@ -454,6 +461,22 @@ export class Simulation {
     this.opts.onDecision?.({ kind: "react", at: t, plan });
     if (plan.actions.length > 0)
       this.executor.submit(plan, t, this.opts.built.acquireType, { supersede: false });
+  }
+
+  /** Per host VM: when its hypervisor started (acquisition, or its last renewal). */
+  private hypervisorSince: number[] = [];
+
+  /** The rollout's view of the host VMs, when the scenario rolls a rejuvenation out. */
+  private rejuvenationInput(): Pick<PlannerInput, "hypervisorSince" | "rejuvenating"> {
+    const model = this.opts.scenario.rejuvenation;
+    if (!model) return {};
+    const hosts = this.cloud.hostVms;
+    // Host VMs of the start (acquired at 0) carry the scenario's initial age.
+    for (let h = this.hypervisorSince.length; h < hosts.length; h++)
+      this.hypervisorSince.push(hosts[h].acquiredAt === 0 ? -model.initialAgeSeconds : hosts[h].acquiredAt);
+    const rejuvenating = new Uint8Array(hosts.length);
+    this.executor.fillRejuvenating(rejuvenating);
+    return { hypervisorSince: Float64Array.from(this.hypervisorSince), rejuvenating };
   }
 
   private readonly inMigrationBuf: Uint8Array = new Uint8Array(0);

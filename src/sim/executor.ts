@@ -14,9 +14,12 @@ import {
   type MigrateAction,
   type MoveReason,
   type ParallelismCaps,
+  type RejuvenateAction,
   type ReleaseHostVmAction,
   unhandledKind,
 } from "../planner/index.ts";
+import { renewalTimes } from "./rejuvenation-cost.ts";
+import type { RejuvenationModel } from "./scenario.ts";
 
 export type ActionState = "waiting" | "running" | "done" | "failed" | "superseded";
 
@@ -35,6 +38,24 @@ export interface ExecutorHooks {
   schedule(time: number, id: number): void;
   migrationStarted(guest: number, from: number, to: number, now: number): void;
   hostVmChanged(hostVm: number, now: number): void;
+  /** A rejuvenation started: each of `guests` pauses `pauseSeconds` in all. */
+  rejuvenationStarted(hostVm: number, guests: readonly number[], pauseSeconds: number, now: number): void;
+  /** A rejuvenation completed: the host VM's hypervisor is new from `now`. */
+  hostVmRenewed(hostVm: number, now: number): void;
+}
+
+/** What the rollout cost, as far as the executor sees it (the run's result reports it). */
+export interface RejuvenationStats {
+  done: number;
+  /** Of those done, evacuated to a spare (the others in place). */
+  evacuated: number;
+  failed: number;
+  /** Guest pauses (one per guest in place, two when evacuated and moved back). */
+  guestPauses: number;
+  pauseSeconds: number;
+  maxPauseSeconds: number;
+  /** Host-VM seconds held by renewals (the renewed one, and a spare while it holds the guests). */
+  heldHostVmSeconds: number;
 }
 
 export interface ExecutionRules {
@@ -80,6 +101,19 @@ export class Executor {
     releases: 0,
     byReason: {},
   };
+  readonly rejuvenation: RejuvenationStats = {
+    done: 0,
+    evacuated: 0,
+    failed: 0,
+    guestPauses: 0,
+    pauseSeconds: 0,
+    maxPauseSeconds: 0,
+    heldHostVmSeconds: 0,
+  };
+  /** Host VMs a running rejuvenation holds (renewed, or the spare): no move in or out, no release. */
+  private readonly held = new Set<number>();
+  /** Host VMs being renewed (a subset of held). */
+  private readonly renewing = new Set<number>();
   /** Migrations started since the last call of takeStartedCounts, by mechanism. */
   private startedSince = { instant: 0, precopy: 0, postcopy: 0 };
 
@@ -87,7 +121,15 @@ export class Executor {
     private readonly cloud: Cloud,
     private readonly hooks: ExecutorHooks,
     private readonly rules: ExecutionRules,
+    /** How renewals cost; undefined: no rejuvenation is modelled and each fails. */
+    private readonly rejuvenationModel?: RejuvenationModel,
   ) {}
+
+  /** Marks the host VMs under renewal (the planner's `rejuvenating`). */
+  fillRejuvenating(out: Uint8Array): void {
+    out.fill(0);
+    for (const h of this.renewing) if (h < out.length) out[h] = 1;
+  }
 
   action(id: number): Action {
     return this.tracked[id].action;
@@ -218,9 +260,7 @@ export class Executor {
       case "migrate":
         return this.startMigration(id, t, a, now);
       case "rejuvenate":
-        // No rule set models a rejuvenation (a host VM's restart): it fails, and so does
-        // everything that depends on it, as the controller's executor fails it.
-        return this.fail(t);
+        return this.startRejuvenation(id, t, a, now);
       default:
         return unhandledKind(a);
     }
@@ -245,10 +285,66 @@ export class Executor {
     return "started";
   }
 
+  /**
+   * A renewal of a host VM's hypervisor layer, modelled on the agents' Rejuvenator: destination
+   * QEMUs start in waves of prepareParallel, switchovers run switchParallel at a time (each
+   * guest pauses for its own), then the agent (in place) or the host VM (evacuate) restarts;
+   * evacuated guests wait on a spare of the same server and come back (a second pass). The
+   * guests stay accounted on their host VM; the spare is held (no move into it) meanwhile.
+   * Without a model (no rollout in the scenario) it fails, as on a provider that cannot.
+   */
+  private startRejuvenation(id: number, t: Tracked, a: RejuvenateAction, now: number): "started" | "failed" {
+    const m = this.rejuvenationModel;
+    const h = a.hostVm;
+    const host = this.cloud.hostVms[h];
+    const refuse = () => {
+      this.rejuvenation.failed++;
+      return this.fail(t);
+    };
+    if (!m || host.state !== "running" || this.held.has(h) || (this.perHost[h] ?? 0) > 0) return refuse();
+    const guests = [...this.cloud.hostGuests[h]];
+    let spare = -1;
+    if (a.mode === "evacuate") {
+      spare = this.spareFor(h);
+      if (spare < 0) return refuse();
+    }
+    const n = guests.length;
+    const times = renewalTimes(m, n, a.mode);
+    const { passes, totalSeconds: seconds, pausePerGuestSeconds: pause } = times;
+    t.state = "running";
+    t.hostVm = spare;
+    this.held.add(h);
+    this.renewing.add(h);
+    if (spare >= 0) this.held.add(spare);
+    const r = this.rejuvenation;
+    r.guestPauses += passes * n;
+    r.pauseSeconds += pause * n;
+    if (n > 0) r.maxPauseSeconds = Math.max(r.maxPauseSeconds, m.pauseSeconds);
+    r.heldHostVmSeconds += spare >= 0 ? 2 * seconds : seconds;
+    this.hooks.rejuvenationStarted(h, guests, pause, now);
+    this.hooks.schedule(now + seconds, id);
+    return "started";
+  }
+
+  /** A running host VM of h's server, not held, with memory free for every guest of h. */
+  private spareFor(h: number): number {
+    const server = this.cloud.hostVms[h].server;
+    const need = this.cloud.hostMemoryUsed[h];
+    for (let s = 0; s < this.cloud.hostVms.length; s++) {
+      const x = this.cloud.hostVms[s];
+      if (s === h || x.server !== server || x.state !== "running" || this.held.has(s)) continue;
+      let reserved = this.cloud.hostMemoryUsed[s];
+      for (const g of this.incoming[s] ?? []) reserved += this.cloud.guests[g].memoryMiB;
+      if (reserved + need <= hostVmGuestMemory(x.type) + 1e-9) return s;
+    }
+    return -1;
+  }
+
   private startRelease(t: Tracked, a: ReleaseHostVmAction, now: number): "started" | "failed" {
     const h = a.hostVm;
     const host = this.cloud.hostVms[h];
     if (
+      this.held.has(h) ||
       host.state !== "running" ||
       this.cloud.hostGuests[h].length > 0 ||
       (this.incoming[h]?.length ?? 0) > 0
@@ -312,6 +408,7 @@ export class Executor {
 
   private migrationStillValid(g: number, from: number, to: number): boolean {
     if (to < 0 || this.cloud.guestHost[g] !== from || this.isMigrating(g)) return false;
+    if (this.held.has(from) || this.held.has(to)) return false;
     const target = this.cloud.hostVms[to];
     if (target.state !== "running") return false;
     if (this.rules.memory === "reserved") {
@@ -356,7 +453,16 @@ export class Executor {
         return;
       }
       case "release-host-vm": // done when started: never scheduled
-      case "rejuvenate": // failed when started: never scheduled
+        return;
+      case "rejuvenate":
+        this.held.delete(a.hostVm);
+        this.renewing.delete(a.hostVm);
+        if (t.hostVm >= 0) {
+          this.held.delete(t.hostVm);
+          this.rejuvenation.evacuated++;
+        }
+        this.rejuvenation.done++;
+        this.hooks.hostVmRenewed(a.hostVm, now);
         return;
       default:
         unhandledKind(a);

@@ -6,8 +6,20 @@ export { ScenarioError, TraceError } from "./errors.ts";
 export { type LowerBound, lowerBound, lowerBoundHostVmHours } from "./lower-bound.ts";
 export { loadPlanetlabFolder, planetlabDays, resolvePlanetlabFolder } from "./planetlab.ts";
 export { createPolicy } from "./policies.ts";
+export {
+  DEFAULT_REJUVENATION_COST,
+  type RejuvenationCost,
+  type RenewalTimes,
+  renewalTimes,
+} from "./rejuvenation-cost.ts";
 export { type ReportRenderer, renderReport, startReportRenderer } from "./report-render.ts";
-export { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
+export {
+  type RolloutCost,
+  type RolloutResult,
+  type RunTiming,
+  type SimulationResult,
+  summarizeTiming,
+} from "./results.ts";
 export {
   loadCalibration,
   loadTrace,
@@ -15,6 +27,9 @@ export {
   policyParamsFor,
   type RunOptions,
   type RunOutput,
+  rolloutCost,
+  rolloutCostOf,
+  rolloutLine,
   runScenario,
 } from "./run.ts";
 export { loadScenario, parseScenario, type Scenario } from "./scenario.ts";

@@ -48,6 +48,36 @@ export interface SimulationResult {
   readonly esv: number;
   readonly rounds: number;
   readonly series: readonly SeriesPoint[];
+  /** The scenario's rolling rejuvenation, when it has one. */
+  readonly rollout?: RolloutResult;
+}
+
+/**
+ * What a rolling rejuvenation did in a run. Its cost in host-VM hours and SLA is the
+ * difference to the same run without it (rolloutCost in run.ts); heldHostVmHours is the time
+ * renewals kept host VMs from taking or giving guests.
+ */
+export interface RolloutResult {
+  readonly policy: string;
+  readonly rejuvenations: number;
+  /** Of those, evacuated to a spare; the others in place (asked so, or no spare had room). */
+  readonly evacuated: number;
+  readonly failed: number;
+  readonly guestPauses: number;
+  readonly pauseSeconds: number;
+  readonly maxPauseMs: number;
+  readonly heldHostVmHours: number;
+}
+
+/** A run with the rollout against the same run without it: what the rollout cost. */
+export interface RolloutCost {
+  readonly rollout: RolloutResult;
+  readonly hostVmHours: { readonly with: number; readonly without: number; readonly extra: number };
+  readonly cost: { readonly with: number; readonly without: number; readonly extra: number };
+  /** Demand lost to pauses and moves (PDM) and SLATAH, each run. */
+  readonly pdm: { readonly with: number; readonly without: number };
+  readonly slatah: { readonly with: number; readonly without: number };
+  readonly migrations: { readonly with: number; readonly without: number };
 }
 
 export interface RentalSummary {

@@ -5,14 +5,21 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DEFAULT_CALIBRATION, type MigrationCalibration, parseCalibration } from "../migration/index.ts";
-import type { Policy } from "../planner/index.ts";
+import { type Policy, withRollingRejuvenation } from "../planner/index.ts";
 import { buildCloud } from "./build.ts";
 import { Simulation } from "./engine.ts";
 import { ScenarioError, TraceError } from "./errors.ts";
+import type { RejuvenationStats } from "./executor.ts";
 import { lowerBound } from "./lower-bound.ts";
 import { loadPlanetlabFolder, resolvePlanetlabFolder } from "./planetlab.ts";
 import { createPolicy } from "./policies.ts";
-import { type RunTiming, type SimulationResult, summarizeTiming } from "./results.ts";
+import {
+  type RolloutCost,
+  type RolloutResult,
+  type RunTiming,
+  type SimulationResult,
+  summarizeTiming,
+} from "./results.ts";
 import type { Scenario } from "./scenario.ts";
 import { syntheticTrace } from "./synthetic.ts";
 import { resizeTrace, type Trace } from "./trace.ts";
@@ -118,9 +125,11 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
   }
   const built = buildCloud(scenario, trace);
   const policyName = opts.policy ?? scenario.policy.name;
-  const policy: Policy = createPolicy(policyName, policyParamsFor(scenario, policyName, opts.policyParams), {
+  const base: Policy = createPolicy(policyName, policyParamsFor(scenario, policyName, opts.policyParams), {
     acquireType: built.acquireType,
   });
+  // A scenario's rollout runs beside whichever policy places and moves guests.
+  const policy = scenario.rejuvenation ? withRollingRejuvenation(base, scenario.rejuvenation.rollout) : base;
   const calibration = loadCalibration(scenario);
   // Before the run: it reads the guests only, and the run adds host VMs to the cloud.
   const bound = lowerBound(scenario, trace, built.cloud);
@@ -186,6 +195,68 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     esv: energyKWh * slav,
     rounds: sim.timing.plannerMs.length,
     series: a.series,
+    ...(scenario.rejuvenation ? { rollout: rolloutSummary(scenario, sim.executor.rejuvenation) } : {}),
   };
   return { result, timing: summarizeTiming((performance.now() - started) / 1000, sim.timing.plannerMs) };
+}
+
+/** The rollout's part of a result: renewals, guest pauses, host-VM hours it held. */
+function rolloutSummary(scenario: Scenario, r: RejuvenationStats): RolloutResult {
+  const p = scenario.rejuvenation!.rollout;
+  return {
+    policy:
+      p.kind === "max-age"
+        ? `max hypervisor age ${p.maxAgeSeconds / 3600} h, ${p.mode}`
+        : `version ${p.version} installed at ${p.installedAt / 3600} h, ${p.mode}`,
+    rejuvenations: r.done,
+    evacuated: r.evacuated,
+    failed: r.failed,
+    guestPauses: r.guestPauses,
+    pauseSeconds: r.pauseSeconds,
+    maxPauseMs: r.maxPauseSeconds * 1000,
+    heldHostVmHours: r.heldHostVmSeconds / 3600,
+  };
+}
+
+/**
+ * What a scenario's rolling rejuvenation costs: the run with it against the same run (trace,
+ * seed, policy) without it.
+ */
+export function rolloutCost(scenario: Scenario, opts: RunOptions = {}): RolloutCost {
+  if (!scenario.rejuvenation)
+    throw new ScenarioError(`${scenario.file}: no rejuvenation to cost (add a rejuvenation key)`);
+  const seed = opts.seed ?? scenario.seed;
+  const trace = opts.loadedTrace ?? loadTrace(scenario, opts.trace, seed);
+  const w = runScenario(scenario, { ...opts, seed, loadedTrace: trace }).result;
+  const wo = runScenario(
+    { ...scenario, rejuvenation: undefined },
+    { ...opts, seed, loadedTrace: trace },
+  ).result;
+  return rolloutCostOf(w, wo);
+}
+
+/** The cost of a rollout from a run with it (`w`) and the same run without it (`wo`). */
+export function rolloutCostOf(w: SimulationResult, wo: SimulationResult): RolloutCost {
+  if (!w.rollout) throw new ScenarioError(`run ${w.scenario}/${w.policy} had no rollout`);
+  return {
+    rollout: w.rollout!,
+    hostVmHours: { with: w.hostVmHours, without: wo.hostVmHours, extra: w.hostVmHours - wo.hostVmHours },
+    cost: { with: w.cost, without: wo.cost, extra: w.cost - wo.cost },
+    pdm: { with: w.pdm, without: wo.pdm },
+    slatah: { with: w.slatah, without: wo.slatah },
+    migrations: { with: w.migrations.total, without: wo.migrations.total },
+  };
+}
+
+/** One line for the terminal: what the rollout did and cost. */
+export function rolloutLine(c: RolloutCost): string {
+  const r = c.rollout;
+  const sign = (x: number) => (x >= 0 ? "+" : "");
+  return (
+    `rollout (${r.policy}): ${r.rejuvenations} host VMs renewed (${r.evacuated} evacuated, ${r.failed} refused), ` +
+    `${r.guestPauses} guest pauses, ${r.pauseSeconds.toFixed(1)} s in all (max ${r.maxPauseMs.toFixed(0)} ms each); ` +
+    `host-VM hours ${c.hostVmHours.with.toFixed(2)} vs ${c.hostVmHours.without.toFixed(2)} without ` +
+    `(${sign(c.hostVmHours.extra)}${c.hostVmHours.extra.toFixed(2)} h, ${sign(c.cost.extra)}${c.cost.extra.toFixed(2)} cost); ` +
+    `held ${r.heldHostVmHours.toFixed(2)} host-VM h; PDM ${(c.pdm.with * 100).toFixed(4)} % vs ${(c.pdm.without * 100).toFixed(4)} %`
+  );
 }

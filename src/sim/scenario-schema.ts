@@ -77,6 +77,40 @@ const TraceSpec = Type.Union([
   ),
 ]);
 
+/**
+ * Rolling rejuvenation of the whole cloud (planner/rolling-rejuvenation.ts) and what it costs
+ * in the simulated cloud: each guest's pause, the time a renewal holds its host VM.
+ * Defaults: bench:rejuvenation's figures at low load (docs/benchmarks.md).
+ */
+const RejuvenationSpec = Type.Object(
+  {
+    /** Renew hypervisors older than this, hours; or roll a version out (one of the two). */
+    maxAgeHours: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e6 })),
+    version: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String({ pattern: "^[\\w.+~-]{1,64}$" }),
+          /** When it was installed: hypervisors started before are renewed. */
+          installedAtHours: Type.Number({ minimum: 0, maximum: 1e6 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    mode: Type.Optional(Type.Enum(["in-place", "evacuate"])),
+    /** The initial host VMs' hypervisors started this long before the run (default 0). */
+    initialAgeHours: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6 })),
+    /** Each guest's pause per switchover, ms (default 55: in place at low load). */
+    pausePerGuestMs: Type.Optional(Type.Number({ minimum: 0, maximum: 600_000 })),
+    /** Starting one wave of destination QEMUs, s (default 1.4: two at a time under TCG). */
+    startSeconds: Type.Optional(Type.Number({ minimum: 0, maximum: 3600 })),
+    prepareParallel: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    switchParallel: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    /** Restarting the host VM's agent (in place) or the host VM (evacuate), s (default 10). */
+    restartSeconds: Type.Optional(Type.Number({ minimum: 0, maximum: 86400 })),
+  },
+  { additionalProperties: false },
+);
+
 export const ScenarioSchema = Type.Object(
   {
     name: Type.String({ minLength: 1 }),
@@ -137,6 +171,7 @@ export const ScenarioSchema = Type.Object(
      * (e.g. "lr-mmt-1.2+billing": { spareHostVms: 1 }), for compare and --policy.
      */
     policyParams: Type.Optional(Type.Record(Type.String({ minLength: 1 }), PolicyParamsSpec)),
+    rejuvenation: Type.Optional(RejuvenationSpec),
   },
   { additionalProperties: false },
 );

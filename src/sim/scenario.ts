@@ -12,8 +12,10 @@ import {
   type PhysicalServer,
   type PowerTable,
 } from "../model/index.ts";
+import type { RolloutPolicy } from "../planner/index.ts";
 import { DocumentError, firstSchemaProblem, parseYaml, readBoundedText } from "../schema/index.ts";
 import { ScenarioError } from "./errors.ts";
+import { DEFAULT_REJUVENATION_COST, type RejuvenationCost } from "./rejuvenation-cost.ts";
 import { type ScenarioDoc, ScenarioSchema } from "./scenario-schema.ts";
 
 /** A scenario's kind of guest: a named guest shape. */
@@ -51,6 +53,15 @@ export interface Scenario {
   };
   /** Parameters of other policies (compare, --policy), by policy name as given to them. */
   readonly policyParams: Readonly<Record<string, Readonly<Record<string, number | boolean | string>>>>;
+  /** A rolling rejuvenation during the run, and its cost model; undefined: none. */
+  readonly rejuvenation: RejuvenationModel | undefined;
+}
+
+/** What a scenario's rollout renews, and what a renewal costs in the simulated cloud. */
+export interface RejuvenationModel extends RejuvenationCost {
+  readonly rollout: RolloutPolicy;
+  /** The initial host VMs' hypervisors started this long before t = 0, s. */
+  readonly initialAgeSeconds: number;
 }
 
 export function loadScenario(file: string): Scenario {
@@ -230,5 +241,33 @@ function resolve(doc: ScenarioDoc, file: string): Scenario {
     },
     policy: { name: doc.policy.name, params: doc.policy.params ?? {} },
     policyParams: doc.policyParams ?? {},
+    rejuvenation: rejuvenationModel(doc, nested, fail),
+  };
+}
+
+function rejuvenationModel(
+  doc: ScenarioDoc,
+  nested: boolean,
+  fail: (field: string, why: string) => never,
+): RejuvenationModel | undefined {
+  const r = doc.rejuvenation;
+  if (r === undefined) return undefined;
+  if (!nested) fail("rejuvenation", "only meaningful with nesting: nested (a hypervisor in a host VM)");
+  if ((r.maxAgeHours === undefined) === (r.version === undefined))
+    fail("rejuvenation", "give one of maxAgeHours or version");
+  const mode = r.mode ?? "in-place";
+  const rollout: RolloutPolicy =
+    r.version !== undefined
+      ? { kind: "version", version: r.version.name, installedAt: r.version.installedAtHours * 3600, mode }
+      : { kind: "max-age", maxAgeSeconds: (r.maxAgeHours ?? 0) * 3600, mode };
+  return {
+    rollout,
+    initialAgeSeconds: (r.initialAgeHours ?? 0) * 3600,
+    pauseSeconds:
+      r.pausePerGuestMs !== undefined ? r.pausePerGuestMs / 1000 : DEFAULT_REJUVENATION_COST.pauseSeconds,
+    startSeconds: r.startSeconds ?? DEFAULT_REJUVENATION_COST.startSeconds,
+    prepareParallel: r.prepareParallel ?? DEFAULT_REJUVENATION_COST.prepareParallel,
+    switchParallel: r.switchParallel ?? DEFAULT_REJUVENATION_COST.switchParallel,
+    restartSeconds: r.restartSeconds ?? DEFAULT_REJUVENATION_COST.restartSeconds,
   };
 }

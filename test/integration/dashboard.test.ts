@@ -162,7 +162,36 @@ test("approve a proposed plan and see its migrations complete", async () => {
   await screenshot("dashboard-done.png");
 });
 
-test("a tenant token gets its own guests only, without plans or settings", async () => {
+test("rejuvenate a host VM from its card: a plan of one rejuvenate action runs, every guest of it paused once", async () => {
+  const card = page.locator('[data-testid="hostvm-card"][data-state="running"]').first();
+  const id = await card.getAttribute("data-hostvm-id");
+  assert.ok(id);
+  const guests = (await api<Array<{ id: string; guests: string[] }>>("GET", "/api/hostvms")).find(
+    (h) => h.id === id,
+  )!.guests;
+  page.once("dialog", (d) => void d.accept());
+  await card.getByTestId("rejuvenate").click();
+  type Action = {
+    kind: string;
+    hostVm?: string;
+    mode?: string;
+    status: string;
+    result?: { guests: { guest: string; pauseMs: number }[] };
+  };
+  let action: Action | undefined;
+  for (let i = 0; i < 120 && action?.status !== "done"; i++) {
+    const plans = await api<Array<{ actions: Action[] }>>("GET", "/api/plans");
+    action = plans.flatMap((p) => p.actions).find((a) => a.kind === "rejuvenate" && a.hostVm === id);
+    assert.notEqual(action?.status, "failed", JSON.stringify(action));
+    if (action?.status !== "done") await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.equal(action?.status, "done", JSON.stringify(action));
+  assert.equal(action?.mode, "in-place");
+  assert.deepEqual(action?.result?.guests.map((g) => g.guest).sort(), [...guests].sort());
+  for (const g of action?.result?.guests ?? []) assert.equal(g.pauseMs, 55);
+});
+
+test("a tenant token gets its own guests only, without plans, settings or rejuvenate buttons", async () => {
   const { token } = await api<{ token: string }>("POST", "/api/tokens", { role: "tenant", tenant: "acme" });
   const acme = await api<Array<{ id: string; tenant: string }>>("GET", "/api/vms?tenant=acme&limit=1000");
   const other = await context!.newPage();
@@ -176,6 +205,7 @@ test("a tenant token gets its own guests only, without plans or settings", async
     );
     assert.equal(await other.getByTestId("plans-section").count(), 0);
     assert.equal(await other.getByTestId("automation-select").count(), 0);
+    assert.equal(await other.getByTestId("rejuvenate").count(), 0);
     assert.equal(await other.locator('[data-testid="guest-chip"][data-guest-id="vm-002"]').count(), 0);
   } finally {
     await other.close();

@@ -73,6 +73,7 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
             highlight={highlight}
             selected={selected}
             onSelect={(id) => setSelected(id === selected ? undefined : id)}
+            onRejuvenate={admin ? actions.rejuvenate : undefined}
           />
         </section>
         <div className="side">

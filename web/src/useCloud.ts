@@ -74,6 +74,8 @@ export interface CloudActions {
   cancel(plan: number): Promise<void>;
   setAutomation(level: Automation): Promise<void>;
   setGuestAutomation(guest: string, level: Automation | null): Promise<void>;
+  /** Renews a host VM's hypervisor layer under its guests (admin): a plan of one action. */
+  rejuvenate(hostVm: string, mode: "in-place" | "evacuate"): Promise<void>;
 }
 
 export function useCloud(api: Api, onUnauthorized: (message: string) => void): [CloudState, CloudActions] {
@@ -273,6 +275,8 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
     refresh,
     approve: (plan) => act(() => api.call("POST", `/api/plans/${plan}/approve`)),
     cancel: (plan) => act(() => api.call("POST", `/api/plans/${plan}/cancel`)),
+    rejuvenate: (hostVm, mode) =>
+      act(() => api.call("POST", `/api/hostvms/${encodeURIComponent(hostVm)}/rejuvenate`, { mode })),
     setAutomation: (automation) =>
       act(async () => {
         const body: SettingsBody = { automation };

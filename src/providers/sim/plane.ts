@@ -4,16 +4,24 @@
  */
 import { DEFAULT_CALIBRATION, estimateMove } from "../../migration/index.ts";
 import { decayedPeak, dirtyRateAt, guestSpec, residentMemoryMiB } from "../../model/index.ts";
-import { syntheticTrace, type Trace, utilizationAt } from "../../sim/index.ts";
+import {
+  DEFAULT_REJUVENATION_COST,
+  renewalTimes,
+  syntheticTrace,
+  type Trace,
+  utilizationAt,
+} from "../../sim/index.ts";
 import {
   type GuestDataPlane,
   type GuestSpec,
   ProviderError,
   type ProviderGuest,
   type ProviderMigration,
+  type ProviderRejuvenation,
+  type RejuvenationModeName,
 } from "../types.ts";
 import type { SimWorldState } from "./state.ts";
-import type { World, WorldGuest, WorldMigration } from "./world.ts";
+import type { World, WorldGuest, WorldMigration, WorldRejuvenation } from "./world.ts";
 
 /** The seeded synthetic trace a simulated world's guests replay (one day, repeated). */
 export function worldTrace(world: Pick<World, "series" | "seed">): Trace {
@@ -126,6 +134,7 @@ export class SimGuestPlane implements GuestDataPlane {
       throw new ProviderError("conflict", `guest ${guest} is migrating already`);
     this.runningHostVm(to);
     const now = this.s.now();
+    for (const h of [g.hostVm, to]) this.refuseWhileRenewed(h, now, `move ${guest}`);
     this.foldPeak(g, now);
     const estimate = estimateMove(
       mechanism === "instant" ? "same-server" : "cross-server",
@@ -174,7 +183,121 @@ export class SimGuestPlane implements GuestDataPlane {
     await this.s.persist();
   }
 
+  // ---- rejuvenation (modelled: sim/rejuvenation-cost.ts, as the simulator's executor) -----
+
+  /** The rejuvenation holding host VM h (renewed, or its spare) at `now`, if any. */
+  private renewalOf(h: string, now: number): WorldRejuvenation | undefined {
+    return (this.w.rejuvenations ?? []).find((r) => now < r.endsAt && (r.hostVm === h || r.spare === h));
+  }
+
+  private refuseWhileRenewed(h: string, now: number, doing: string): void {
+    const r = this.renewalOf(h, now);
+    if (r) throw new ProviderError("conflict", `${doing}: host VM ${h} is being rejuvenated (${r.id})`);
+  }
+
+  async rejuvenate(hostVm: string, mode: RejuvenationModeName): Promise<ProviderRejuvenation> {
+    await this.s.sync();
+    this.runningHostVm(hostVm);
+    const now = this.s.now();
+    this.refuseWhileRenewed(hostVm, now, "rejuvenate");
+    if (this.w.migrations.some((m) => m.status === "running" && (m.from === hostVm || m.to === hostVm)))
+      throw new ProviderError("conflict", `rejuvenate: host VM ${hostVm} takes part in a migration`);
+    const guests = this.w.guests.filter((g) => g.hostVm === hostVm);
+    let spare: string | null = null;
+    if (mode === "evacuate") {
+      spare = this.spareFor(hostVm, guests, now);
+      if (spare === null)
+        throw new ProviderError(
+          "conflict",
+          `evacuate ${hostVm}: no other running host VM of its server has room for its guests`,
+        );
+    }
+    const c = DEFAULT_REJUVENATION_COST;
+    const t = renewalTimes(c, guests.length, mode);
+    const r: WorldRejuvenation = {
+      id: this.s.nextId("rejuv"),
+      hostVm,
+      mode,
+      spare,
+      guests: guests.map((g) => g.id),
+      startedAt: now,
+      prepareSeconds: t.prepareSeconds,
+      switchSeconds: t.switchSeconds,
+      pausePerGuestSeconds: t.pausePerGuestSeconds,
+      restartSeconds: c.restartSeconds,
+      endsAt: now + t.totalSeconds,
+    };
+    (this.w.rejuvenations ??= []).push(r);
+    // Finished ones are history the controller's journal keeps: the world keeps the last few.
+    if (this.w.rejuvenations.length > 64)
+      this.w.rejuvenations = this.w.rejuvenations.filter((x) => now < x.endsAt);
+    await this.s.persist();
+    return rejuvenationView(r, now);
+  }
+
+  async rejuvenation(id: string): Promise<ProviderRejuvenation | undefined> {
+    await this.s.sync();
+    const r = (this.w.rejuvenations ?? []).find((x) => x.id === id);
+    return r ? rejuvenationView(r, this.s.now()) : undefined;
+  }
+
+  /** A running host VM of hostVm's server, not held, with memory free for `guests`. */
+  private spareFor(hostVm: string, guests: readonly WorldGuest[], now: number): string | null {
+    const server = this.w.hostVms.find((h) => h.id === hostVm)?.server;
+    const need = guests.reduce((n, g) => n + g.memoryMiB, 0);
+    for (const h of this.w.hostVms) {
+      if (h.id === hostVm || h.server !== server || h.state !== "running" || this.renewalOf(h.id, now))
+        continue;
+      const type = this.w.hostVmTypes.find((t) => t.name === h.type);
+      if (!type) continue;
+      const used = this.w.guests.filter((g) => g.hostVm === h.id).reduce((n, g) => n + g.memoryMiB, 0);
+      if (used + need <= type.memoryMiB - type.hypervisorOverheadMiB) return h.id;
+    }
+    return null;
+  }
+
   async close(): Promise<void> {}
+}
+
+function rejuvenationView(r: WorldRejuvenation, now: number): ProviderRejuvenation {
+  const done = now >= r.endsAt;
+  const switchStart = r.startedAt + r.prepareSeconds;
+  const step = done
+    ? "done"
+    : now < switchStart
+      ? "prepare"
+      : now < switchStart + r.switchSeconds
+        ? "switch"
+        : "restart";
+  const settled = done || step === "restart" ? r.guests.length : 0;
+  const pauseMs = Math.round(r.pausePerGuestSeconds * 1e6) / 1e3;
+  return {
+    id: r.id,
+    hostVm: r.hostVm,
+    mode: r.mode,
+    status: done ? "completed" : "running",
+    step,
+    settled,
+    of: r.guests.length,
+    startedAt: r.startedAt,
+    finishedAt: done ? r.endsAt : undefined,
+    error: undefined,
+    result: done
+      ? {
+          mechanism: "simulated (x-ignore-shared model)",
+          qemu: "simulated",
+          spare: r.spare,
+          guests: r.guests.map((guest) => ({ guest, outcome: "moved", pauseMs, error: null })),
+          maxPauseMs: r.guests.length ? pauseMs : null,
+          medianPauseMs: r.guests.length ? pauseMs : null,
+          prepareMs: r.prepareSeconds * 1000,
+          switchMs: r.switchSeconds * 1000,
+          totalMs: (r.endsAt - r.startedAt) * 1000,
+          bytesMoved: 0,
+          agentRestartMs: r.restartSeconds * 1000,
+        }
+      : undefined,
+  };
 }
 
 function migrationView(m: WorldMigration, now: number): ProviderMigration {

@@ -42,6 +42,22 @@ export interface WorldMigration {
   error: string | undefined;
 }
 
+/** A rejuvenation of a host VM in the simulated world (sim/rejuvenation-cost.ts's times). */
+export interface WorldRejuvenation {
+  id: string;
+  hostVm: string;
+  mode: "in-place" | "evacuate";
+  /** The host VM of the same server holding the guests meanwhile (evacuate). */
+  spare: string | null;
+  guests: string[];
+  startedAt: number;
+  prepareSeconds: number;
+  switchSeconds: number;
+  pausePerGuestSeconds: number;
+  restartSeconds: number;
+  endsAt: number;
+}
+
 export interface World {
   version: 1;
   /** Provider time = worldT0 + (wall seconds - wallT0) x speed. */
@@ -53,5 +69,7 @@ export interface World {
   hostVms: WorldHostVm[];
   guests: WorldGuest[];
   migrations: WorldMigration[];
+  /** Absent in worlds saved before rejuvenation was simulated. */
+  rejuvenations?: WorldRejuvenation[];
   nextId: number;
 }

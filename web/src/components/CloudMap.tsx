@@ -12,6 +12,8 @@ interface Props {
   readonly highlight: ReadonlySet<string>;
   readonly selected: string | undefined;
   readonly onSelect: (guest: string) => void;
+  /** Admins only: renew a host VM's hypervisor layer under its guests. */
+  readonly onRejuvenate?: ((hostVm: string, mode: "in-place" | "evacuate") => Promise<void>) | undefined;
 }
 
 /** Guests drawn per host VM before a "+N more" (a big host VM would swamp the map). */
@@ -36,6 +38,7 @@ export function CloudMap({
   highlight,
   selected,
   onSelect,
+  onRejuvenate,
 }: Props) {
   // Shown only when the provider hides placement: then each server is a discovery's finding.
   const found =
@@ -102,6 +105,7 @@ export function CloudMap({
                     highlight={highlight}
                     selected={selected}
                     onSelect={onSelect}
+                    onRejuvenate={onRejuvenate}
                   />
                 ))}
               </div>
@@ -147,7 +151,9 @@ function HostVmCard({
   highlight,
   selected,
   onSelect,
+  onRejuvenate,
 }: {
+  onRejuvenate?: ((hostVm: string, mode: "in-place" | "evacuate") => Promise<void>) | undefined;
   host: HostVm;
   placement: PlacementEntry | undefined;
   guests: readonly Guest[];
@@ -158,6 +164,7 @@ function HostVmCard({
   onSelect: (guest: string) => void;
 }) {
   const [all, setAll] = useState(false);
+  const [busy, setBusy] = useState(false);
   const incoming = [...moving.values()].filter((m) => m.to === host.id).length;
   const shown = all ? guests : guests.slice(0, CHIPS_SHOWN);
   const memory = host.memoryMiB > 0 ? host.memoryUsedMiB / host.memoryMiB : null;
@@ -180,6 +187,23 @@ function HostVmCard({
         </span>
         {host.state !== "running" && <span className={`badge badge-${host.state}`}>{host.state}</span>}
         {placement && <PlacementBadge entry={placement} />}
+        {onRejuvenate && host.state === "running" && (
+          <button
+            type="button"
+            className="link small"
+            data-testid="rejuvenate"
+            title="renew this host VM's hypervisor (fresh QEMUs and agent) under its running guests"
+            disabled={busy}
+            onClick={() => {
+              if (!window.confirm(`Rejuvenate ${host.id} in place? Each guest pauses briefly; none reboots.`))
+                return;
+              setBusy(true);
+              void onRejuvenate(host.id, "in-place").finally(() => setBusy(false));
+            }}
+          >
+            {busy ? "rejuvenating…" : "rejuvenate"}
+          </button>
+        )}
         {host.kept && (
           <span
             className="badge badge-kept"

@@ -172,6 +172,40 @@ export class PlanRepository {
       .execute();
   }
 
+  /**
+   * Per host VM id, what the journal says about its rejuvenations: when the last one finished
+   * (its hypervisor's start), and whether one is pending or running now (the rollout's input).
+   */
+  async rejuvenations(): Promise<Map<string, { renewedAt?: number; underway: boolean }>> {
+    const rows = await this.db
+      .selectFrom("plan_actions")
+      .innerJoin("plans", "plans.id", "plan_actions.plan_id")
+      .select([
+        "plan_actions.payload",
+        "plan_actions.status",
+        "plan_actions.finished_at",
+        "plans.status as plan",
+      ])
+      .where("plan_actions.kind", "=", "rejuvenate")
+      .execute();
+    const out = new Map<string, { renewedAt?: number; underway: boolean }>();
+    for (const r of rows) {
+      const p = JSON.parse(r.payload) as ActionPayload;
+      if (p.kind !== "rejuvenate") continue;
+      const e = out.get(p.hostVm) ?? { underway: false };
+      if (r.status === "done" && r.finished_at !== null)
+        e.renewedAt = Math.max(e.renewedAt ?? r.finished_at, r.finished_at);
+      // Pending counts only in a plan that will run (applying or approved); proposals wait.
+      if (
+        r.status === "running" ||
+        (r.status === "pending" && (r.plan === "applying" || r.plan === "approved"))
+      )
+        e.underway = true;
+      out.set(p.hostVm, e);
+    }
+    return out;
+  }
+
   /** Cancels a plan's pending actions. */
   async cancelPending(planId: number, at: number): Promise<void> {
     await this.db
