@@ -6,6 +6,8 @@
 // here are put into the controller's log directly (the testbed's are in
 // test/integration/secvm-follow.test.ts).
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { alert } from "../src/monitor/index.ts";
 import { startTenantController, type TenantController } from "./support/tenant-controller.ts";
@@ -175,6 +177,35 @@ describe("GET /api/alerts", () => {
       await fetch(`${t.c.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } })
     ).text();
     assert.match(metrics, /nestcloud_secvm_alerts_total\{monitor="memory",severity="critical"\} 3/);
+  });
+});
+
+describe("nestcloud alerts", () => {
+  test("the CLI reads the controller's alerts as a tenant: its own, filtered, as a table or JSON", async () => {
+    const root = resolve(import.meta.dirname, "..");
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number; out: string; err: string }>((done) =>
+        execFile(
+          process.execPath,
+          [join(root, "bin/nestcloud.js"), "alerts", "--url", t.c.url, ...args],
+          { cwd: root, encoding: "utf8", timeout: 120_000 },
+          (e, out, err) => done({ code: e ? Number(e.code ?? 1) : 0, out, err }),
+        ),
+      );
+    const table = await cli("--token", t.globex, "--severity", "critical");
+    assert.equal(table.code, 0, table.err);
+    assert.match(table.out, /finding 1/);
+    assert.match(table.out, /finding 3/);
+    assert.doesNotMatch(table.out, /finding [24]/, "info and acme's alerts are not listed");
+    const json = await cli("--token", t.acme, "-o", "json");
+    assert.equal(json.code, 0, json.err);
+    assert.deepEqual(
+      (JSON.parse(json.out) as { alerts: Array<{ summary: string }> }).alerts.map((a) => a.summary),
+      ["finding 4"],
+    );
+    const bad = await cli("--token", t.acme, "--limit", "0");
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--limit 0: expected an integer from 1 to 1000/);
   });
 });
 
