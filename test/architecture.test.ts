@@ -31,8 +31,9 @@ export const allowedImports: Record<string, readonly string[]> = {
   // The simulated provider replays traces (sim) with the cost models (migration); the
   // testbed provider drives a running testbed (testbed: its state file) through its agents
   // (agent: clients and the migration orchestrator). Neither imports providers: no cycle.
-  providers: ["model", "migration", "sim", "agent", "testbed"],
-  controller: ["model", "planner", "migration", "providers", "agent", "schema", "console"],
+  // Both take the monitors' one alert shape and the channel decision (monitor) for security VMs.
+  providers: ["model", "migration", "sim", "agent", "testbed", "monitor"],
+  controller: ["model", "planner", "migration", "providers", "agent", "schema", "console", "monitor"],
   // The console's end-to-end protocol, client session and relay: pure (node:crypto only).
   console: [],
   cli: [

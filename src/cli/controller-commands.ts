@@ -323,6 +323,37 @@ export function registerController(program: Command): void {
 
   client(
     program
+      .command("alerts")
+      .description("security VMs' alerts through the controller (a tenant token: its own), oldest first")
+      .option("--secvm <id>", "of this security VM")
+      .option("--target <id>", "about this guest")
+      .option("--monitor <m>", "memory, disk or network")
+      .option("--severity <s>", "info, warning or critical")
+      .option("--after <n>", "after this alert id (the previous page's last)")
+      .option("--limit <n>", "at most this many (1-1000)"),
+  ).action(async (o) => {
+    const { api, show } = await load();
+    const q = new URLSearchParams();
+    for (const k of ["secvm", "target", "monitor", "severity"] as const)
+      if (o[k] !== undefined) q.set(k, o[k]);
+    // Checked here; monitor and severity by the API (its error lists the values).
+    const after = intOption("after", o.after, 0, Number.MAX_SAFE_INTEGER);
+    const limit = intOption("limit", o.limit, 1, 1000);
+    if (after !== undefined) q.set("after", String(after));
+    if (limit !== undefined) q.set("limit", String(limit));
+    const page = (await api(o, "GET", `/api/alerts${q.size ? `?${q}` : ""}`)) as {
+      alerts: Array<{ time: number }>;
+    };
+    if (o.output === "json") return show(o, page, []);
+    await show(
+      o,
+      page.alerts.map((a) => ({ ...a, time: new Date(a.time).toISOString() })),
+      ["id", "time", "secvm", "target", "monitor", "channel", "severity", "summary"],
+    );
+  });
+
+  client(
+    program
       .command("migrations")
       .description("migrations, newest first")
       .option("--status <s>", MIGRATION_STATUSES.join(", "), choice("status", MIGRATION_STATUSES)),

@@ -15,6 +15,7 @@ import { Executor } from "./executor.ts";
 import { History } from "./history.ts";
 import { Leadership } from "./leader.ts";
 import { ControllerMetrics } from "./metrics.ts";
+import { pairChannels, SecurityMonitoring } from "./monitoring.ts";
 import { type Automation, type PlannedAction, Reconciler, toStored } from "./reconciler.ts";
 import type { Store } from "./store/connect.ts";
 import type { GuestIdStatus, Repositories, StoredGuest } from "./store/repositories/index.ts";
@@ -64,6 +65,8 @@ export class Controller {
   readonly executor: Executor;
   readonly intervalSeconds: number;
   readonly history: History;
+  /** Security VMs' channels and alerts (monitoring.ts). */
+  readonly monitoring: SecurityMonitoring;
   private readonly log: Logger;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -101,6 +104,14 @@ export class Controller {
       },
     );
     this.executor = new Executor(this.store, this.provider, this.leader, this.events, this.metrics, caps);
+    this.monitoring = new SecurityMonitoring({
+      event: (kind, tenant, data) => this.events.emit(kind, tenant, data),
+      alertCounted: (monitor, severity) => this.metrics.alerts.inc({ monitor, severity }),
+      switchCounted: (from, to) => this.metrics.channelSwitches.inc({ from, to }),
+      pairsByChannel: (counts) => {
+        for (const [channel, n] of Object.entries(counts)) this.metrics.monitorPairs.set({ channel }, n);
+      },
+    });
     // The executor's writes move guests and host VMs: the API's views must not wait for the
     // next audit to show it (a migration shown completed with its guest still at the source).
     this.events.subscribe((e) => {
@@ -131,6 +142,9 @@ export class Controller {
     };
     const roundMs = Math.max(200, this.roundWallSeconds * 1000);
     every(1000, () => this.leadOnce());
+    // Security VMs follow their targets and their alerts come in (every second: a switch or an
+    // alert waits at most that long to be seen).
+    every(1000, () => (this.leader.isLeader ? this.monitorOnce() : Promise.resolve()));
     // Audit often enough to show progress, but at most ten times a round (large clouds).
     every(Math.max(2000, roundMs / 10), () =>
       this.leader.isLeader ? this.auditAndRecord() : Promise.resolve(),
@@ -191,6 +205,47 @@ export class Controller {
       costPerHour: rented.reduce((s, h) => s + (prices.get(h.type) ?? 0), 0),
       guests: snap.guests.length,
     });
+  }
+
+  /**
+   * One pass over the security VMs: the plane's monitors started where missing and moved to
+   * where their targets run now (made before broken), their new alerts taken in, and each
+   * pair's channel as placement stands (a change is a switch: event and metric).
+   */
+  async monitorOnce(): Promise<void> {
+    const secvms = await this.repos.guests.list({ role: "security" });
+    const plane = this.provider.plane.securityVms;
+    if (plane) {
+      for (const s of secvms)
+        await plane.ensure({ id: s.id, targets: s.targets }).catch((err) => {
+          this.metrics.monitorErrors.inc();
+          this.log.warn({ err, secvm: s.id }, "starting a security VM's monitors failed; retried next pass");
+        });
+      const tenants = new Map(secvms.map((s) => [s.id, s.tenant]));
+      const moves = await plane.follow().catch((err) => {
+        this.metrics.monitorErrors.inc();
+        this.log.warn({ err }, "moving monitors to their targets failed; retried next pass");
+        return [];
+      });
+      for (const m of moves) {
+        this.metrics.monitorMoves.observe(m.makeMs / 1000);
+        this.events.emit("secvm.monitor.moved", tenants.get(m.secvm), { ...m });
+      }
+      for (const d of await plane.drain()) {
+        const tenant = tenants.get(d.secvm);
+        if (tenant !== undefined) this.monitoring.ingest(d.secvm, tenant, d.alerts);
+      }
+    }
+    const all = await this.repos.guests.list();
+    const hostOf = new Map(all.map((g) => [g.id, g.hostVm]));
+    const servers = new Map((await this.repos.hostVms.list()).map((h) => [h.id, h.server]));
+    this.monitoring.placed(
+      pairChannels(
+        secvms,
+        (g) => hostOf.get(g),
+        (h) => servers.get(h),
+      ),
+    );
   }
 
   /** Asks the executor to look now (after an approval) instead of at its next tick. */

@@ -44,4 +44,33 @@ export class ControllerMetrics {
     help: "1 while this controller leads",
     registers: [this.registry],
   });
+  readonly alerts = new Counter({
+    name: "nestcloud_secvm_alerts_total",
+    help: "Alerts security VMs' monitors raised, by monitor and severity",
+    labelNames: ["monitor", "severity"],
+    registers: [this.registry],
+  });
+  readonly channelSwitches = new Counter({
+    name: "nestcloud_secvm_channel_switches_total",
+    help: "Changes of a (security VM, target) pair's channel as placement changed",
+    labelNames: ["from", "to"],
+    registers: [this.registry],
+  });
+  readonly monitorPairs = new Gauge({
+    name: "nestcloud_secvm_pairs",
+    help: "(security VM, target) pairs by channel (none: a side is not placed)",
+    labelNames: ["channel"],
+    registers: [this.registry],
+  });
+  readonly monitorMoves = new Histogram({
+    name: "nestcloud_secvm_monitor_move_seconds",
+    help: "A monitor's move to its target's new host VM: asking the destination until its first round (the old one runs meanwhile)",
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 90],
+    registers: [this.registry],
+  });
+  readonly monitorErrors = new Counter({
+    name: "nestcloud_secvm_monitor_errors_total",
+    help: "Failed attempts to start, move or read a security VM's monitors (retried next loop)",
+    registers: [this.registry],
+  });
 }

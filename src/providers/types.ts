@@ -4,7 +4,9 @@
  * data plane that runs guests on them (a simulation, or nestcloud's agents). A Provider is
  * the two composed (compose.ts). Everything is reported on the rental's clock.
  */
+
 import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
+import type { Alert } from "../monitor/index.ts";
 import type { PlacementEvidence } from "./placement/evidence.ts";
 import type { PlacementReport } from "./placement/report.ts";
 
@@ -163,7 +165,50 @@ export interface ProviderRejuvenation {
   readonly result: RejuvenationResult | undefined;
 }
 
+/** One security VM's monitors as its plane runs them (issue 13). */
+export interface SecurityVmSpec {
+  readonly id: string;
+  /** The guests it watches (memory monitor on each). */
+  readonly targets: readonly string[];
+}
+
+/** Where one pair's monitor runs now and what the last follow did to it. */
+export interface MonitorAnchor {
+  readonly secvm: string;
+  readonly target: string;
+  /** The host VM whose agent runs the monitor's service (null: not started yet). */
+  readonly hostVm: string | null;
+  /** The service's state as its agent last said (starting, running, restarting, failed...). */
+  readonly state: string;
+  /** Memory rounds the service has done in this anchor. */
+  readonly rounds: number;
+}
+
+/** A monitor's move to its target's new place, made before the old one was broken. */
+export interface MonitorSwitch {
+  readonly secvm: string;
+  readonly target: string;
+  readonly from: string;
+  readonly to: string;
+  /** Wall ms from asking the destination's agent until its monitor ran (the old one ran meanwhile). */
+  readonly makeMs: number;
+}
+
+/** The security VMs' monitors of a data plane that can run them (the agents'). */
+export interface SecurityVmMonitors {
+  /** Starts the monitors a security VM lacks (idempotent: the controller calls it each loop). */
+  ensure(spec: SecurityVmSpec): Promise<void>;
+  remove(id: string): Promise<void>;
+  /** Moves each monitor whose target now runs elsewhere: the new one made, then the old removed. */
+  follow(): Promise<MonitorSwitch[]>;
+  /** The alerts raised since the last drain, per security VM, oldest first. */
+  drain(): Promise<{ secvm: string; alerts: Alert[] }[]>;
+  anchors(): MonitorAnchor[];
+}
+
 export interface GuestDataPlane {
+  /** Security VMs' monitors (planes that run them; others model security VMs by placement only). */
+  readonly securityVms?: SecurityVmMonitors;
   /** Guests and migrations as of now (`now` on the rental's clock). */
   observe(
     now: number,

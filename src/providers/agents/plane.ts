@@ -28,6 +28,7 @@ import type { AgentDirectory } from "./directory.ts";
 import { CpuMeter } from "./load.ts";
 import { MigrationBook } from "./migrations.ts";
 import { RejuvenationBook } from "./rejuvenations.ts";
+import { AgentSecurityVms } from "./secvms.ts";
 
 const MiB = 1024 * 1024;
 
@@ -50,6 +51,8 @@ export class AgentGuestPlane implements GuestDataPlane {
   private readonly book: MigrationBook;
   private readonly rejuvenations: RejuvenationBook;
   private state: PlaneState;
+  /** Security VMs' monitors, following their targets (secvms.ts). */
+  readonly securityVms: AgentSecurityVms;
   private saving: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -62,6 +65,7 @@ export class AgentGuestPlane implements GuestDataPlane {
     this.book = new MigrationBook(new MigrationOrchestrator(directory.token(), { log }), now, log);
     this.rejuvenations = new RejuvenationBook(new Rejuvenator(directory.token(), { log }), now, log);
     this.state = { version: 1, owner: directory.identity, specs: {} };
+    this.securityVms = new AgentSecurityVms(this.agents, log);
   }
 
   static async open(

@@ -1,8 +1,9 @@
 /** Security VMs: guests that watch other guests of their tenant. */
-import { ApiError } from "../../errors.ts";
-import { claimableGuestId, guestView } from "../guests.ts";
+import { ApiError, notFound } from "../../errors.ts";
+import { claimableGuestId, guestView, loadGuest } from "../guests.ts";
 import { type ApiPlugin, answers, tenantOf, visibleTenant } from "../plugin.ts";
-import { CreateSecurityVm } from "../schemas/security-vms.ts";
+import { IdParams, NoContent } from "../schemas/common.ts";
+import { AlertPage, AlertsQuery, CreateSecurityVm, SecurityVmPairs } from "../schemas/security-vms.ts";
 import { Guest, GuestList } from "../schemas/vms.ts";
 
 export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
@@ -34,6 +35,74 @@ export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
       });
       reply.code(201);
       return guestView(c, g);
+    },
+  );
+
+  /** A security VM of this request's tenant (a guest VM that is not one is not found here). */
+  const loadSecurityVm = async (req: Parameters<typeof visibleTenant>[0], id: string) => {
+    const g = await loadGuest(c, req, id);
+    if (g.role !== "security") throw notFound("security VM", id);
+    return g;
+  };
+
+  app.get(
+    "/api/security-vms/:id",
+    { schema: { params: IdParams, response: answers({ 200: Guest }) } },
+    async (req) => guestView(c, await loadSecurityVm(req, req.params.id)),
+  );
+
+  app.get(
+    "/api/security-vms/:id/channels",
+    { schema: { params: IdParams, response: answers({ 200: SecurityVmPairs }) } },
+    async (req) => {
+      const g = await loadSecurityVm(req, req.params.id);
+      const anchors = c.provider.plane.securityVms?.anchors().filter((a) => a.secvm === g.id);
+      const channels = new Map(c.monitoring.pairs({ secvm: g.id }).map((p) => [p.target, p.channel]));
+      return g.targets.map((target) => {
+        const a = anchors?.find((x) => x.target === target);
+        return {
+          target,
+          channel: channels.get(target) ?? null,
+          monitor: anchors
+            ? { hostVm: a?.hostVm ?? null, state: a?.state ?? "new", rounds: a?.rounds ?? 0 }
+            : null,
+        };
+      });
+    },
+  );
+
+  app.delete(
+    "/api/security-vms/:id",
+    { schema: { params: IdParams, response: answers({ 204: NoContent }) } },
+    async (req, reply) => {
+      const g = await loadSecurityVm(req, req.params.id);
+      // Its monitors first (their last alerts are kept), then the VM itself.
+      await c.provider.plane.securityVms?.remove(g.id);
+      await c.deleteGuest(g.id, g.tenant);
+      c.events.emit("vm.deleted", g.tenant, { id: g.id, role: "security" });
+      reply.code(204);
+    },
+  );
+
+  app.get(
+    "/api/alerts",
+    { schema: { querystring: AlertsQuery, response: answers({ 200: AlertPage }) } },
+    async (req) => {
+      const q = req.query;
+      const own = visibleTenant(req);
+      if (own !== undefined && q.tenant !== undefined && q.tenant !== own)
+        throw new ApiError(403, `a tenant token cannot read tenant ${q.tenant}'s alerts`);
+      const page = c.monitoring.alerts({
+        tenant: own ?? q.tenant,
+        secvm: q.secvm,
+        target: q.target,
+        monitor: q.monitor,
+        severity: q.severity,
+        after: q.after,
+        since: q.since,
+        limit: q.limit ?? 100,
+      });
+      return { ...page, alerts: [...page.alerts] };
     },
   );
 };

@@ -25,3 +25,7 @@ export const PLAN_STATUSES = [
 export const MIGRATION_STATUSES = ["running", "completed", "failed", "cancelled"] as const;
 /** What the provider's times count: Unix seconds, or seconds of a simulated world. */
 export const PROVIDER_CLOCKS = ["wall", "simulated"] as const;
+/** A security VM's monitors, their channels and their alerts' severities (src/monitor/alert.ts). */
+export const MONITOR_KINDS = ["memory", "disk", "network"] as const;
+export const MONITOR_CHANNELS = ["local", "direct", "remote"] as const;
+export const ALERT_SEVERITIES = ["info", "warning", "critical"] as const;

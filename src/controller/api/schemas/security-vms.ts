@@ -1,6 +1,7 @@
 /** Security VMs (guests that watch other guests of their tenant): /api/security-vms. */
 import { Type } from "typebox";
-import { Id } from "./common.ts";
+import { ALERT_SEVERITIES, MONITOR_CHANNELS, MONITOR_KINDS } from "./choices.ts";
+import { Id, Nullable } from "./common.ts";
 
 export const CreateSecurityVm = Type.Object(
   {
@@ -11,3 +12,56 @@ export const CreateSecurityVm = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** One (security VM, target) pair: its channel as placement stands, and where its monitor runs. */
+export const SecurityVmPair = Type.Object({
+  target: Type.String(),
+  /** null: the security VM or the target is not placed. */
+  channel: Nullable(Type.Enum(MONITOR_CHANNELS)),
+  /** The data plane's monitor (null on a plane that models security VMs by placement only). */
+  monitor: Nullable(
+    Type.Object({
+      hostVm: Nullable(Type.String()),
+      state: Type.String(),
+      rounds: Type.Integer(),
+    }),
+  ),
+});
+export const SecurityVmPairs = Type.Array(SecurityVmPair);
+
+export const AlertsQuery = Type.Object(
+  {
+    secvm: Type.Optional(Id),
+    target: Type.Optional(Id),
+    monitor: Type.Optional(Type.Enum(MONITOR_KINDS)),
+    severity: Type.Optional(Type.Enum(ALERT_SEVERITIES)),
+    /** Alerts after this id (the previous page's `next`). */
+    after: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Alerts the monitor saw at or after this Unix time, ms. */
+    since: Type.Optional(Type.Number({ minimum: 0 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    /** An admin's filter; a tenant sees its own only. */
+    tenant: Type.Optional(Id),
+  },
+  { additionalProperties: false },
+);
+
+export const ControllerAlert = Type.Object({
+  id: Type.Integer(),
+  secvm: Type.String(),
+  tenant: Type.String(),
+  time: Type.Number(),
+  target: Type.String(),
+  monitor: Type.Enum(MONITOR_KINDS),
+  channel: Type.Enum(MONITOR_CHANNELS),
+  severity: Type.Enum(ALERT_SEVERITIES),
+  summary: Type.String(),
+  evidence: Type.Record(Type.String(), Type.Unknown()),
+});
+
+export const AlertPage = Type.Object({
+  alerts: Type.Array(ControllerAlert),
+  /** Pass as `after` for the next page. */
+  next: Type.Integer(),
+  more: Type.Boolean(),
+});
