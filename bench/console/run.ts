@@ -242,7 +242,8 @@ async function main(): Promise<void> {
       let maxPause: number | null = null;
       let maxOver: number | null = null;
       for (let k = 0; k < MOVES; k++) {
-        const to = targets[k % targets.length];
+        // Back and forth between the two (an odd count leaves the guest at the far one).
+        const to: HostName = where === targets[0] ? targets[1] : targets[0];
         const t0 = performance.now();
         const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
         if (moved.status !== 202) throw new Error(`${mechanism} to ${to}: ${JSON.stringify(moved.body)}`);
