@@ -96,6 +96,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * The close reason of a "moved" session: where the guest went (the destination agent's URL,
  * which the relay knows already: no secret), so the relay connects there at once.
  */
+/** The destination agent a migration was told (tests' stand-ins may have no request). */
+function destinationOf(m: { req?: { destination?: { url: string } } }): string | undefined {
+  return m.req?.destination?.url;
+}
+
 export function movedReason(destinationUrl: string | undefined): string {
   return destinationUrl ? `moved to ${destinationUrl}` : "moved";
 }
@@ -334,17 +339,18 @@ class SerialHub {
       const left = [...this.svc.host.outgoing.values()].find(
         (m) => m.guest.guestId === this.guestId && m.phase === "confirmed",
       );
-      if (left) this.end({ kind: "moved" }, CLOSE.moved, movedReason(left.req.destination?.url));
+      if (left) this.end({ kind: "moved" }, CLOSE.moved, movedReason(destinationOf(left)));
       else this.end({ kind: "ended", reason: `guest ${this.guestId} was deleted` }, CLOSE.ended);
       return;
     }
     const m = this.migration();
-    if (m && m.phase === "completed" && m.req.destination) {
+    const to = m ? destinationOf(m) : undefined;
+    if (m && m.phase === "completed" && to) {
       // The source stopped and handed the guest over; the orchestrator finishes it at the
       // destination now. The relay is told where, so it connects there at once instead of
       // waiting for this source's confirm and searching every agent (if the move is rolled
       // back after all, the relay finds the guest here again).
-      this.end({ kind: "moved" }, CLOSE.moved, movedReason(m.req.destination.url));
+      this.end({ kind: "moved" }, CLOSE.moved, movedReason(to));
       return;
     }
     const migrating = m !== null;
