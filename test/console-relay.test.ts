@@ -51,6 +51,8 @@ interface FakeHost {
   server: Server;
   sockets: Socket[];
   runDir: string;
+  /** Whether "QEMU" reads its serial socket (false: what is written stays in the socket). */
+  reading(on: boolean): void;
 }
 const hosts: FakeHost[] = [];
 
@@ -81,15 +83,27 @@ async function startHost(name: string): Promise<FakeHost> {
   const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
   const received: Buffer[] = [];
   const sockets: Socket[] = [];
+  let readingNow = true;
   const server = createServer((s) => {
     sockets.push(s);
+    if (!readingNow) (s as unknown as { _handle: { readStop(): void } })._handle.readStop();
     // QEMU sends the guest's output to a connected client too: the agent must drain it.
     s.write("output QEMU also sends to the socket\n");
     s.on("data", (d) => received.push(d));
     s.on("error", () => {});
   });
   await new Promise<void>((r) => server.listen(join(runDir, "s-console.sock"), r));
-  const h = { agent, url, name, received, server, sockets, runDir };
+  const reading = (on: boolean) => {
+    readingNow = on;
+    // On the handle: a paused stream would still read the kernel's buffer into its own.
+    for (const s of sockets) {
+      const handle = (s as unknown as { _handle: { readStart(): void; readStop(): void } | null })._handle;
+      if (s.destroyed || !handle) continue;
+      if (on) handle.readStart();
+      else handle.readStop();
+    }
+  };
+  const h = { agent, url, name, received, server, sockets, runDir, reading };
   hosts.push(h);
   return h;
 }
@@ -108,9 +122,15 @@ function placeGuest(h: FakeHost): void {
 }
 
 /** The guest starts migrating away from `h` (as an outgoing migration in its first phase). */
-function startMove(h: FakeHost): { confirm(): void; fail(): void } {
+function startMove(h: FakeHost, to?: FakeHost): { confirm(): void; fail(): void; complete(): void } {
   const host = h.agent.consoles.host;
-  const m = { migrationId: "m1", guest: { guestId: "g1" }, phase: "running", done: () => false };
+  const m = {
+    migrationId: "m1",
+    guest: { guestId: "g1" },
+    phase: "running",
+    done: () => false,
+    ...(to ? { req: { destination: { url: to.url } } } : {}),
+  };
   host.outgoing.set("m1", m as never);
   return {
     confirm() {
@@ -119,6 +139,9 @@ function startMove(h: FakeHost): { confirm(): void; fail(): void } {
     },
     fail() {
       m.phase = "failed";
+    },
+    complete() {
+      m.phase = "completed";
     },
   };
 }
@@ -153,9 +176,16 @@ async function until<T>(what: string, f: () => T | undefined | false, ms = 5000)
   }
 }
 
-/** Where the relay finds the guest: whichever fake host has it. */
-async function locate(): Promise<ConsoleTarget | null> {
-  const h = hosts.find((x) => x.agent.consoles.host.guests.has("g1"));
+/** Every locate the relay made: the agent a move named, or null (a search). */
+const locateCalls: Array<string | null> = [];
+
+/** Where the relay finds the guest: the agent a move named, else whichever fake host has it. */
+async function locate(_guest: string, movedTo?: string): Promise<ConsoleTarget | null> {
+  locateCalls.push(movedTo ?? null);
+  const h =
+    movedTo !== undefined
+      ? hosts.find((x) => x.url === movedTo)
+      : hosts.find((x) => x.agent.consoles.host.guests.has("g1"));
   if (!h) return null;
   return { hostVm: h.name, agentUrl: h.url, token: TOKEN, identity: h.agent.consoles.identity.publicRaw };
 }
@@ -409,6 +439,45 @@ test("a move that fails: held keystrokes go on at the source", async () => {
   assert.ok(c.notices.includes("staying"));
   B.agent.consoles.host.outgoing.delete("m1");
   c.close();
+});
+
+test("a move that names its destination: the source lets go at completion, the relay connects to that agent only, and a keystroke QEMU has not read goes there", async () => {
+  const relay = makeRelay();
+  const c = attach(relay);
+  await until("attached at h2", () => c.notices.includes("start") && c.session.hostVm === "h2");
+  await until("nothing pending", () => c.session.pending === 0);
+  A.received.length = 0;
+  B.received.length = 0;
+  // h2's "QEMU" stops reading its serial socket (a guest that does not drain its UART).
+  B.reading(false);
+  c.type("unread\r");
+  await sleep(150);
+  const unacked = c.session.pending;
+  assert.equal(unacked, "unread\r".length, "written to the socket but not read: not acknowledged");
+  const move = startMove(B, A);
+  await until("told the guest moves", () => c.notices.includes("moving"));
+  locateCalls.length = 0;
+  move.complete();
+  await until("the source let go", () => c.relayMessages.some((m) => m.t === "reattaching"));
+  await sleep(100);
+  // The guest runs at h1 now; until then h1 refused the connection (no guest there).
+  placeGuest(A);
+  await until("attached at h1", () => c.session.hostVm === "h1" && c.session.pending === 0, 10_000);
+  move.confirm();
+  assert.ok(locateCalls.length >= 1);
+  assert.deepEqual(
+    [...new Set(locateCalls)],
+    [A.url],
+    "only the named agent was asked (once for its key), never a search of every agent",
+  );
+  assert.ok(relayLogs.some((l) => l.startsWith("reattached") && l.includes('"atNamedAgent":true')));
+  assert.equal(received(A), "unread\r", "the keystroke h2's QEMU never read went to h1, once");
+  B.reading(true);
+  B.agent.consoles.host.outgoing.delete("m1");
+  c.close();
+  // The tests after this one find the guest at h2, as before it.
+  A.agent.consoles.host.guests.delete("g1");
+  placeGuest(B);
 });
 
 test("a client that does not read is dropped; the agent and the guest go on", async () => {

@@ -54,8 +54,11 @@ export interface Viewer {
 }
 
 export interface RelayDeps<T extends AgentTarget> {
-  /** Where the guest runs now (null: nowhere yet, e.g. mid-move). */
-  locate(guest: string): Promise<T | null>;
+  /**
+   * Where the guest runs now (null: nowhere yet, e.g. mid-move). `movedTo`: the agent a move
+   * named (see movedTo()): look there only.
+   */
+  locate(guest: string, movedTo?: string): Promise<T | null>;
   /** Opens the agent's console endpoint for the guest's serial port (rejects if it refuses). */
   connect(target: T, guest: string, device: string, handlers: AgentHandlers): Promise<Pipe>;
   /** A ticket for this viewer's key at this agent. */
@@ -72,6 +75,10 @@ export interface RelayOptions {
   reattachTimeoutMs?: number;
   /** Between tries while looking. */
   retryMs?: number;
+  /** Between tries at the agent a move named (the guest is about to run there). */
+  movedRetryMs?: number;
+  /** How long to look only at the agent a move named before searching every agent. */
+  movedSearchMs?: number;
   /** A client that sends no hello within this after the agent is named is disconnected. */
   handshakeTimeoutMs?: number;
   /** Clients per serial port. */
@@ -139,6 +146,16 @@ class Room<T extends AgentTarget> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The destination agent an agent's "moved" close names (its reason: "moved to <agent URL>";
+ * the relay knows that URL already, so the agent tells it nothing new), or undefined.
+ */
+export function movedTo(code: number, reason: string): string | undefined {
+  if (code !== CLOSE.moved) return undefined;
+  const m = /^moved to (https?:\/\/\S{1,200})$/.exec(reason);
+  return m?.[1];
+}
+
 export class ConsoleRelay<T extends AgentTarget> {
   private readonly rooms = new Map<string, Room<T>>();
   private nextViewer = 1;
@@ -155,6 +172,8 @@ export class ConsoleRelay<T extends AgentTarget> {
   private readonly maxClientBuffer: number;
   private readonly reattachTimeoutMs: number;
   private readonly retryMs: number;
+  private readonly movedRetryMs: number;
+  private readonly movedSearchMs: number;
   private readonly handshakeTimeoutMs: number;
   private readonly maxViewers: number;
 
@@ -165,6 +184,8 @@ export class ConsoleRelay<T extends AgentTarget> {
     this.maxClientBuffer = opts.maxClientBufferBytes ?? 1024 * 1024;
     this.reattachTimeoutMs = opts.reattachTimeoutMs ?? 60_000;
     this.retryMs = opts.retryMs ?? 250;
+    this.movedRetryMs = opts.movedRetryMs ?? 15;
+    this.movedSearchMs = opts.movedSearchMs ?? 3000;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
     this.maxViewers = opts.maxViewers ?? 16;
   }
@@ -325,7 +346,7 @@ export class ConsoleRelay<T extends AgentTarget> {
   }
 
   /** Finds the guest and connects to its agent (again, after a move: `why`). */
-  private async attach(link: Link<T>, why: string | null): Promise<void> {
+  private async attach(link: Link<T>, why: string | null, hint?: string): Promise<void> {
     const { guest, device } = link.room;
     link.state = "connecting";
     link.helloSent = false;
@@ -334,15 +355,34 @@ export class ConsoleRelay<T extends AgentTarget> {
       this.stats.reattaches++;
       this.toClient(link, { t: "reattaching", reason: why });
     }
-    const deadline = Date.now() + this.reattachTimeoutMs;
+    const started = Date.now();
+    const deadline = started + this.reattachTimeoutMs;
     let last = "the guest runs nowhere";
+    if (why !== null && !(await this.deps.stillAllowed(link.viewer))) {
+      this.close(link, { code: CLOSE.revoked, reason: "the token is no longer valid" });
+      return;
+    }
+    let checked = Date.now();
+    let namedTarget: T | null = null;
     while (link.state === "connecting" && link.epoch === epoch) {
-      if (why !== null && !(await this.deps.stillAllowed(link.viewer))) {
-        this.close(link, { code: CLOSE.revoked, reason: "the token is no longer valid" });
-        return;
+      // Checked again while looking (a long search must not outlive a revoked token).
+      if (why !== null && Date.now() - checked > 1000) {
+        checked = Date.now();
+        if (!(await this.deps.stillAllowed(link.viewer))) {
+          this.close(link, { code: CLOSE.revoked, reason: "the token is no longer valid" });
+          return;
+        }
       }
+      // The destination a move named first (the guest starts there in a moment); if it does
+      // not show up there (a move rolled back), every agent is searched.
+      const there = hint !== undefined && Date.now() - started < this.movedSearchMs ? hint : undefined;
       try {
-        const target = await this.deps.locate(guest);
+        // At the named agent its key is asked once; then only the connection is tried again
+        // (the agent refuses it until the guest runs there).
+        const target =
+          there !== undefined
+            ? (namedTarget ??= await this.deps.locate(guest, there))
+            : await this.deps.locate(guest);
         if (target && link.state === "connecting") {
           const agent = await this.deps.connect(target, guest, device, {
             onMessage: (data, isBinary) => {
@@ -363,7 +403,9 @@ export class ConsoleRelay<T extends AgentTarget> {
           link.agent = agent;
           link.target = target;
           link.state = "handshaking";
-          this.log(why === null ? "attached" : "reattached", link);
+          this.log(why === null ? "attached" : "reattached", link, {
+            ...(why !== null ? { ms: Date.now() - started, atNamedAgent: there !== undefined } : {}),
+          });
           link.handshakeTimer = setTimeout(() => {
             if (link.epoch === epoch && link.state === "handshaking")
               this.close(link, { code: CLOSE.badClient, reason: "no handshake in time" });
@@ -388,7 +430,7 @@ export class ConsoleRelay<T extends AgentTarget> {
         });
         return;
       }
-      await sleep(this.retryMs);
+      await sleep(there !== undefined ? this.movedRetryMs : this.retryMs);
     }
   }
 
@@ -402,7 +444,11 @@ export class ConsoleRelay<T extends AgentTarget> {
       this.close(link, { code, reason: reason || "the console ended" });
       return;
     }
-    void this.attach(link, code === CLOSE.moved ? "the guest moved" : `its agent connection ended (${code})`);
+    void this.attach(
+      link,
+      code === CLOSE.moved ? "the guest moved" : `its agent connection ended (${code})`,
+      movedTo(code, reason),
+    );
   }
 
   private close(link: Link<T>, how: { code: number; reason: string } | null): void {

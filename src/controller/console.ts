@@ -36,7 +36,7 @@ export function consoleRelay(
   if (!consoles) return null;
   return new ConsoleRelay<ConsoleTarget>(
     {
-      locate: (guest) => consoles.locate(guest),
+      locate: (guest, movedTo) => consoles.locate(guest, movedTo),
       connect: (target, guest, device, handlers) => connectAgent(target, guest, device, handlers),
       ticket: (viewer, _target, guest, device) => {
         const now = Math.floor(Date.now() / 1000);

@@ -236,10 +236,11 @@ export interface GuestDataPlane {
   /**
    * Consoles (planes whose guests have serial ports): where the guest's console is served
    * now (null: the guest runs nowhere at the moment, e.g. mid-move), and the secret the
-   * console tickets' key derives from (shared with the agents).
+   * console tickets' key derives from (shared with the agents). `movedTo`: the agent URL a
+   * move named (the source's "moved" close): only that agent is asked.
    */
   readonly consoles?: {
-    locate(guestId: string): Promise<ConsoleEndpoint | null>;
+    locate(guestId: string, movedTo?: string): Promise<ConsoleEndpoint | null>;
     ticketSecret(): string;
   };
   resume?(): Promise<void>;

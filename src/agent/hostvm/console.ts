@@ -67,6 +67,7 @@ import type { ConsoleInputs } from "../api-types.ts";
 import type { HostVmAgentConfig } from "../config.ts";
 import { inputsPath, readInputs, writeInputs } from "./console-inputs.ts";
 import { deviceEndpoints, serialLogOf } from "./devices.ts";
+import { unreadByPeer } from "./socket-unread.ts";
 import type { HostVm } from "./state.ts";
 
 export interface ConsoleOptions {
@@ -85,6 +86,24 @@ export interface ConsoleOptions {
 }
 
 const OUTPUT_CHUNK = MAX_RECORD_PLAINTEXT - 8;
+/** Between looks at whether QEMU read the keystroke in flight. */
+const SETTLE_POLL_MS = 2;
+/** The hub's tick while its guest migrates. */
+const FAST_TICK_MS = 10;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The close reason of a "moved" session: where the guest went (the destination agent's URL,
+ * which the relay knows already: no secret), so the relay connects there at once.
+ */
+/** The destination agent a migration was told (tests' stand-ins may have no request). */
+function destinationOf(m: { req?: { destination?: { url: string } } }): string | undefined {
+  return m.req?.destination?.url;
+}
+
+export function movedReason(destinationUrl: string | undefined): string {
+  return destinationUrl ? `moved to ${destinationUrl}` : "moved";
+}
 
 /** The agent's identity key file (beside its QEMUs' folder, like its image folder). */
 export function identityPath(cfg: HostVmAgentConfig): string {
@@ -151,6 +170,28 @@ export class ConsoleService {
     hub.add(ws);
   }
 
+  /**
+   * Before a migration of `guestId` starts: no keystroke is written to its ports any more,
+   * and the ones written are waited for (at most `timeoutMs`) until QEMU read them, so the
+   * switchover finds none in a socket buffer. Returns the release (call it once the
+   * migration started: from then the migration itself holds input back).
+   */
+  async drainInput(guestId: string, timeoutMs = 2000): Promise<() => void> {
+    const hubs = [...this.hubs.values()].filter((h) => h.guestId === guestId);
+    for (const h of hubs) h.holds++;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && hubs.some((h) => !h.settle())) await sleep(5);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const h of hubs) {
+        h.holds--;
+        h.deliver();
+      }
+    };
+  }
+
   closeAll(): void {
     for (const h of [...this.hubs.values()])
       h.end({ kind: "ended", reason: "the agent is shutting down" }, 1001);
@@ -165,6 +206,23 @@ class SerialHub {
   private sock: Socket | null = null;
   private sockPath: string | null = null;
   private migrating = false;
+  /** Drains in progress (a migration about to start): nothing is written meanwhile. */
+  holds = 0;
+  /**
+   * The keystroke written to QEMU's socket and not yet read by QEMU (one at a time): it is
+   * recorded and acknowledged once QEMU took it (socket-unread.ts), while the guest runs.
+   * One that QEMU never took before the guest left goes to the destination instead: the
+   * client sends it again, unacknowledged.
+   */
+  private inFlight: { session: AgentSession; seq: number; at: number } | null = null;
+
+  /** The seq in flight for a client session (0: none). */
+  inFlightSeq(sessionKey: string): number {
+    return this.inFlight?.session.sessionKey === sessionKey ? this.inFlight.seq : 0;
+  }
+  private settleTimer: NodeJS.Timeout | null = null;
+  /** Fast checks while a migration runs, so "moved" follows the switchover promptly. */
+  private fastTimer: NodeJS.Timeout | null = null;
   /** Keystroke delivery, one at a time (the socket connects lazily). */
   private delivering: Promise<void> = Promise.resolve();
   readonly logPath: string;
@@ -201,9 +259,26 @@ class SerialHub {
 
   remove(s: AgentSession): void {
     this.sessions.delete(s);
+    this.closeIfIdle();
+  }
+
+  /**
+   * Closes the hub once no session is left and no keystroke is in flight (one QEMU has not
+   * read yet is settled first, so a client that comes back does not type it twice).
+   */
+  private closeIfIdle(): void {
     if (this.sessions.size > 0) return;
+    if (this.inFlight && !this.settle() && this.svc.host.guests.has(this.guestId)) {
+      this.deliver();
+      return;
+    }
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.fastTimer) clearInterval(this.fastTimer);
+    this.fastTimer = null;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+    this.inFlight = null;
     this.watcher?.close();
     this.watcher = null;
     this.sock?.destroy();
@@ -238,7 +313,8 @@ class SerialHub {
     }
   }
 
-  private migratingNow(): boolean {
+  /** The guest's outgoing migration under way (from its start to its confirm), if any. */
+  private migration() {
     for (const m of this.svc.host.outgoing.values()) {
       if (
         m.guest.guestId === this.guestId &&
@@ -247,34 +323,57 @@ class SerialHub {
           m.phase === "postcopy" ||
           m.phase === "completed")
       )
-        return true;
+        return m;
     }
-    return false;
+    return null;
+  }
+
+  private migratingNow(): boolean {
+    return this.migration() !== null;
   }
 
   private tick(): void {
     this.watch();
     const g = this.svc.host.guests.get(this.guestId);
     if (!g) {
-      const left = [...this.svc.host.outgoing.values()].some(
+      const left = [...this.svc.host.outgoing.values()].find(
         (m) => m.guest.guestId === this.guestId && m.phase === "confirmed",
       );
-      if (left) this.end({ kind: "moved" }, CLOSE.moved);
+      if (left) this.end({ kind: "moved" }, CLOSE.moved, movedReason(destinationOf(left)));
       else this.end({ kind: "ended", reason: `guest ${this.guestId} was deleted` }, CLOSE.ended);
       return;
     }
-    const migrating = this.migratingNow();
+    const m = this.migration();
+    const to = m ? destinationOf(m) : undefined;
+    if (m && m.phase === "completed" && to) {
+      // The source stopped and handed the guest over; the orchestrator finishes it at the
+      // destination now. The relay is told where, so it connects there at once instead of
+      // waiting for this source's confirm and searching every agent (if the move is rolled
+      // back after all, the relay finds the guest here again).
+      this.end({ kind: "moved" }, CLOSE.moved, movedReason(to));
+      return;
+    }
+    const migrating = m !== null;
     if (migrating !== this.migrating) {
       this.migrating = migrating;
       for (const s of this.sessions) s.notice({ kind: migrating ? "moving" : "staying" });
-      if (!migrating) this.deliver();
+      if (migrating && !this.fastTimer) {
+        this.fastTimer = setInterval(() => this.tick(), FAST_TICK_MS);
+        this.fastTimer.unref();
+      }
+      if (!migrating) {
+        if (this.fastTimer) clearInterval(this.fastTimer);
+        this.fastTimer = null;
+        this.deliver();
+      }
     }
+    if (this.inFlight) this.deliver();
     this.pumpAll();
   }
 
   /** Ends every session: the output up to now, the last acknowledgement, then the notice. */
-  end(n: Notice, code: number): void {
-    for (const s of [...this.sessions]) s.finish(n, code);
+  end(n: Notice, code: number, reason?: string): void {
+    for (const s of [...this.sessions]) s.finish(n, code, reason);
   }
 
   // ---- keystrokes ------------------------------------------------------------------------
@@ -300,21 +399,77 @@ class SerialHub {
       });
   }
 
+  /** Whether the guest's serial may take keystrokes now: it runs here and does not move. */
+  private accepting(): boolean {
+    const g = this.svc.host.guests.get(this.guestId);
+    return this.holds === 0 && g?.state === "running" && !this.migratingNow();
+  }
+
+  /**
+   * Whether no keystroke waits to be read by QEMU (settling the one in flight if QEMU took
+   * it). QEMU reads its socket into the guest's UART only while the guest runs here: after
+   * the switchover a keystroke in flight stays unacknowledged and goes to the destination.
+   */
+  settle(): boolean {
+    const f = this.inFlight;
+    if (!f) return true;
+    const sock = this.sock;
+    if (!sock || sock.destroyed) {
+      // QEMU's end went away (the guest stopped, or QEMU died): the keystroke may or may not
+      // have been read; it stays unacknowledged, so the client sends it again.
+      this.inFlight = null;
+      return true;
+    }
+    const g = this.svc.host.guests.get(this.guestId);
+    const m = this.migration();
+    const runsHere =
+      g !== undefined && (g.state === "running" || (g.state === "migrating" && m?.phase === "running"));
+    if (!runsHere) return false;
+    const unread = unreadByPeer(sock);
+    if (unread !== null && unread > 0) return false;
+    // Recorded before it is acknowledged: the destination of a move drops it when resent.
+    const key = f.session.sessionKey!;
+    this.writeInput(key, f.seq);
+    this.inFlight = null;
+    // The client's session may have reconnected meanwhile (a new agent session, same key).
+    for (const x of new Set([f.session, ...this.sessions])) {
+      if (x.sessionKey !== key) continue;
+      x.delivered = Math.max(x.delivered, f.seq);
+      x.ack();
+    }
+    return true;
+  }
+
   private async deliverNow(): Promise<void> {
-    for (const s of this.sessions) {
-      while (s.queue.length > 0) {
-        if (this.migratingNow()) return;
-        const sock = await this.socket();
-        if (!sock) return;
-        const k = s.queue[0];
-        // Recorded first: a crash between the two loses a keystroke, never repeats one.
-        this.writeInput(s.sessionKey!, k.seq);
-        s.delivered = k.seq;
-        s.queue.shift();
-        s.queuedBytes -= k.bytes.length;
-        sock.write(k.bytes);
-        s.ack();
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+    for (;;) {
+      if (!this.settle()) {
+        if (this.sessions.size === 0 && !this.svc.host.guests.has(this.guestId)) {
+          this.closeIfIdle();
+          return;
+        }
+        // QEMU reads as the guest drains its UART: look again shortly (then at each tick:
+        // a hung guest reads nothing for a long time).
+        if (this.inFlight && Date.now() - this.inFlight.at < 200) {
+          this.settleTimer = setTimeout(() => this.deliver(), SETTLE_POLL_MS);
+          this.settleTimer.unref();
+        }
+        return;
       }
+      if (this.sessions.size === 0) {
+        this.closeIfIdle();
+        return;
+      }
+      if (!this.accepting()) return;
+      const s = [...this.sessions].find((x) => x.queue.length > 0);
+      if (!s) return;
+      const sock = await this.socket();
+      if (!sock || !this.accepting() || this.inFlight) return;
+      const k = s.queue.shift()!;
+      s.queuedBytes -= k.bytes.length;
+      this.inFlight = { session: s, seq: k.seq, at: Date.now() };
+      sock.write(k.bytes);
     }
   }
 
@@ -445,7 +600,11 @@ class AgentSession {
       this.notice({ kind: "refused", reason: "this console ticket may only watch" });
       return;
     }
-    const last = this.delivered + this.queue.length;
+    const last = Math.max(
+      this.delivered,
+      this.hub.inFlightSeq(this.sessionKey!),
+      this.queue[this.queue.length - 1]?.seq ?? 0,
+    );
     if (seq <= last) {
       // Delivered (or waiting) already: a resend after a move.
       this.ack();
@@ -510,14 +669,14 @@ class AgentSession {
   }
 
   /** The end of this session on this agent: the rest of the output, the acks, the notice. */
-  finish(n: Notice, code: number): void {
+  finish(n: Notice, code: number, reason?: string): void {
     if (this.closed) return;
     if (this.channel) {
       this.pump();
       this.ack();
       this.notice(n);
     }
-    this.close(code, n.kind === "ended" ? n.reason : n.kind);
+    this.close(code, reason ?? (n.kind === "ended" ? n.reason : n.kind));
   }
 
   private close(code: number, reason: string): void {

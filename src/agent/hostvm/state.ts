@@ -24,6 +24,11 @@ export class HostVm {
   readonly guests = new Map<string, GuestRuntime>();
   readonly incoming = new Map<string, IncomingMigration>();
   readonly outgoing = new Map<string, OutgoingMigration>();
+  /**
+   * Before an outgoing migration starts: holds the guest's console keystrokes and waits
+   * until QEMU read those written (hostvm/console.ts); answers the release. Set by the agent.
+   */
+  consoleDrain: (guestId: string) => Promise<() => void> = async () => () => {};
   readonly reaped: HostVmStatus["reapedAtStart"] = [];
   readonly adopted: HostVmStatus["adoptedAtStart"] = [];
   /** This host VM's server agent (memory accounting). */

@@ -155,7 +155,8 @@ export class AgentGuestPlane implements GuestDataPlane {
 
   readonly consoles = {
     /** The agent running the guest now, with its console identity key (asked each time: a key may change with a new testbed). */
-    locate: async (guestId: string): Promise<ConsoleEndpoint | null> => {
+    locate: async (guestId: string, movedTo?: string): Promise<ConsoleEndpoint | null> => {
+      if (movedTo !== undefined) return this.consoleAt(movedTo);
       const at = await this.agents.locate(guestId);
       if (!at?.host.endpoint || at.guest.state !== "running") return null;
       const id = await this.agents.client(at.host).consoleIdentity();
@@ -168,6 +169,23 @@ export class AgentGuestPlane implements GuestDataPlane {
     },
     ticketSecret: () => this.directory.token(),
   };
+
+  /**
+   * The console endpoint of the agent a move named (its URL), asking it for its key only: the
+   * relay then connects, which that agent refuses until the guest runs there. Null when no
+   * host VM has that agent.
+   */
+  private async consoleAt(agentUrl: string): Promise<ConsoleEndpoint | null> {
+    const host = this.directory.hosts().find((h) => h.endpoint?.hostVmUrl === agentUrl);
+    if (!host?.endpoint) return null;
+    const id = await this.agents.client(host).consoleIdentity();
+    return {
+      hostVm: host.hostVm,
+      agentUrl: host.endpoint.hostVmUrl,
+      token: this.directory.token(),
+      identity: Buffer.from(id.publicKey, "base64url"),
+    };
+  }
 
   // ---- guests --------------------------------------------------------------------------
 

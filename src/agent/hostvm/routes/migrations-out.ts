@@ -52,9 +52,19 @@ export const outgoingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
       if (g.state !== "running") throw OutgoingErrors.notRunning(g.guestId, g.state);
       host.assertNotMigrating(g.guestId);
       if (host.outgoing.has(req.body.migrationId)) throw OutgoingErrors.exists(req.body.migrationId);
-      const m = new OutgoingMigration(host.ctx, g, req.body, host.onGone);
-      host.addOutgoing(m);
-      m.start();
+      // Keystrokes QEMU has not read yet would leave with the source: let it read them first.
+      const release = await host.consoleDrain(g.guestId);
+      let m: OutgoingMigration;
+      try {
+        if (g.state !== "running") throw OutgoingErrors.notRunning(g.guestId, g.state);
+        host.assertNotMigrating(g.guestId);
+        if (host.outgoing.has(req.body.migrationId)) throw OutgoingErrors.exists(req.body.migrationId);
+        m = new OutgoingMigration(host.ctx, g, req.body, host.onGone);
+        host.addOutgoing(m);
+        m.start();
+      } finally {
+        release();
+      }
       await m.changes.until(() => m.phase !== "running", req.body.waitMs ?? 0);
       reply.code(202);
       return m.status();
