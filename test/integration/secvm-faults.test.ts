@@ -25,14 +25,18 @@ import {
   DiskMonitor,
   expectClient,
   expectServer,
+  issueCredential,
   MemoryMonitor,
+  NbdClient,
+  NbdClosedError,
+  NbdError,
   NetworkMonitor,
   securityVmClient,
   tlsOptions,
   tlsTransport,
 } from "../../src/monitor/index.ts";
 import { addNetMirror, openDiskView, removeNetMirror } from "../../src/qemu/index.ts";
-import { connectRemoteMemory, openRamFile, PageServer } from "../../src/vmi/index.ts";
+import { connectRemoteMemory, openRamFile, PageServer, RemoteError } from "../../src/vmi/index.ts";
 import { freePort, GATEWAY, type SecvmTarget, startSecvmTarget } from "../support/secvm-target.ts";
 import { alive, sleep } from "../support/waiting.ts";
 import { type Bed, bringUp, tearDown, testbedOf } from "./testbed-helpers.ts";
@@ -292,7 +296,7 @@ describe("the remote channel's link cut mid-monitoring", { timeout: SUITE_TIMEOU
     pages = new PageServer({
       clients: [],
       guests: new Map([[GUEST, ram.memory]]),
-      tls: { ...tlsOptions(t.creds.pageServer), identify: securityVmClient },
+      tls: { ...tlsOptions(t.creds.pageServer), identify: t.revocations.guardIdentify(securityVmClient) },
     });
     pagePort = (await pages.listen()).port;
   });
@@ -507,6 +511,81 @@ describe("the remote channel's link cut mid-monitoring", { timeout: SUITE_TIMEOU
     } finally {
       await removeNetMirror(t.q.qmp, id).catch(() => {});
       await mon.stop();
+    }
+  });
+  test("credentials rotated mid-monitoring: the new ones are picked up without a gap, the old ones refused afterwards", async (tc) => {
+    const old = t.creds.secvm;
+    let cred = old;
+    const alerts: Alert[] = [];
+    const ends: number[] = [];
+    let failed = 0;
+    const m = new MemoryMonitor({
+      target: GUEST,
+      channel: "remote",
+      periodMs: 300,
+      open: async () => {
+        const mem = await connectRemoteMemory({
+          host: "127.0.0.1",
+          port: pagePort,
+          guest: GUEST,
+          tls: { ...tlsOptions(cred), verifyServer: expectServer("page-server") },
+        });
+        return { memory: mem, close: () => mem.close() };
+      },
+      onAlert: (a) => alerts.push(a),
+      onRound: (r) => {
+        if (r.kind === "failed") failed++;
+        else ends.push(Date.now());
+      },
+    });
+    m.start();
+    try {
+      await until("two rounds", () => ends.length >= 2, 120_000);
+      // Reissued: same name and targets, a new key and serial.
+      const next = await issueCredential(t.ca, {
+        name: old.name,
+        role: "security-vm",
+        targets: [GUEST],
+        ips: ["127.0.0.1"],
+        dir: join(t.stateDir, "rotated"),
+      });
+      const t0 = Date.now();
+      cred = next;
+      await m.reopen();
+      t.revocations.revoke(old);
+      const swapped = Date.now() - t0;
+      const n = ends.length;
+      await until("three rounds on the new credential", () => ends.length >= n + 3, 60_000);
+      const gaps = ends.slice(1).map((e, i) => e - ends[i]);
+      tc.diagnostic(
+        `swap took ${swapped} ms; rounds ${ends.length}, largest gap between rounds ${Math.max(...gaps)} ms`,
+      );
+      assert.equal(failed, 0, "no round failed");
+      assert.ok(!alerts.some((a) => a.evidence.kind === "source-lost" || a.evidence.kind === "rebaseline"));
+      // The old credential is refused by the page server and the NBD relay; the new one reads.
+      await assert.rejects(
+        connectRemoteMemory({
+          host: "127.0.0.1",
+          port: pagePort,
+          guest: GUEST,
+          tls: { ...tlsOptions(old), verifyServer: expectServer("page-server") },
+        }),
+        RemoteError,
+      );
+      const relayPort = Number((await t.nbdTransport("remote")).label.split(/[: ]/)[1]);
+      const via = (c: typeof old) =>
+        NbdClient.connect({
+          transport: tlsTransport("127.0.0.1", relayPort, {
+            ...tlsOptions(c),
+            verifyServer: expectServer("qemu", GUEST),
+          }),
+          exportName: "",
+        });
+      await assert.rejects(via(old), NbdError, "the relay refuses the old certificate");
+      // (QEMU's NBD server has no export named "" here: the new certificate gets as far as that.)
+      await assert.rejects(via(next), (e: Error) => !(e instanceof NbdClosedError) && e instanceof NbdError);
+    } finally {
+      await m.stop();
     }
   });
 });
