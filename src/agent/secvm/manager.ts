@@ -696,7 +696,13 @@ export class SecVmManager {
 
   private track(v: SecVm): void {
     v.onSpawn = (pid) => {
-      if (this.vms.get(v.id) === v) this.record(v, pid ?? null);
+      if (this.vms.get(v.id) !== v) return;
+      // A record that cannot be written costs a successor's recovery, never this start.
+      try {
+        this.record(v, pid ?? null);
+      } catch (e) {
+        this.host.log.warn({ secvm: v.id, err: (e as Error).message }, "security VM record not written");
+      }
     };
   }
 
