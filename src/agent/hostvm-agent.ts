@@ -81,11 +81,7 @@ export function buildHostVmAgent(
     app,
     consoles,
     secvms,
-    // The guests' QEMUs first: the security VMs are started again against them.
-    recover: async () => {
-      await host.recover();
-      await secvms.recover();
-    },
+    recover: () => host.recover(),
     allowRestart: (exit) => {
       host.restartSelf = exit;
     },
