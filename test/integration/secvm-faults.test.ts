@@ -228,6 +228,58 @@ describe("a guest flooding its security VM (agent, local channel)", { timeout: S
     assert.equal(st.state, "running");
     assert.equal(st.pid, pid, "the service was not restarted");
   });
+
+  test("the host-VM agent killed: its successor kills what the security VM left (no orphans) and starts it again, alerted", async (t) => {
+    const before = await client.secVm("sf");
+    const servicePid = before.pid as number;
+    const left = [servicePid, tapWriterOf(servicePid), ...cgroupPidsOf(before.cgroup)];
+    const agentPid = (await client.status()).pid;
+    const pidsBefore = new Set(left);
+    process.kill(agentPid, "SIGKILL");
+    const t0 = Date.now();
+    // The supervisor starts a new agent on the same port; it adopts the guest and the security VM.
+    const st = await until(
+      "the security VM running under a new agent",
+      async () => {
+        const h = await client.status().catch(() => null);
+        if (!h || h.pid === agentPid) return false;
+        const v = await client.secVm("sf").catch(() => null);
+        return v?.state === "running" && v.pid !== servicePid && v;
+      },
+      180_000,
+    );
+    const ms = Date.now() - t0;
+    const gone = [...pidsBefore].filter((p) => alive(p));
+    t.diagnostic(
+      `running again ${ms} ms after the agent was killed; predecessor's pids ${[...pidsBefore].join(",")}`,
+    );
+    assert.deepEqual(gone, [], "nothing of the predecessor's security VM is left");
+    assert.ok(st.pid && alive(st.pid), "a new service runs");
+    const now = cgroupPidsOf(st.cgroup);
+    assert.ok(now.includes(st.pid as number), "the new service in its cgroup");
+    assert.ok(!now.some((p) => pidsBefore.has(p)), "no old process in the cgroup");
+    // The log starts afresh with the recovery alert; inspection works again.
+    log.length = 0;
+    const rec = await until(
+      "secvm-recovered",
+      async () => (await alerts(1000)).find((a) => a.evidence.kind === "secvm-recovered"),
+      30_000,
+    );
+    assert.equal(rec.severity, "warning");
+    assert.equal(rec.target, "gf");
+    assert.ok((await client.guest("gf")).state === "running", "the guest ran on");
+    await until(
+      "the mirror stream again",
+      async () => (await client.secVm("sf")).monitors[0]?.state === "running",
+      60_000,
+    );
+    await sh(`ping -c 3 -p 5a ${GATEWAY} >/dev/null; echo ok`);
+    await until(
+      "an IDS alert from the new service",
+      async () => (await alerts(1000)).some((a) => a.evidence.signatureId === FLOOD_SID),
+      30_000,
+    );
+  });
 });
 
 describe("the remote channel's link cut mid-monitoring", { timeout: SUITE_TIMEOUT_MS }, () => {
