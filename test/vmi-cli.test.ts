@@ -9,6 +9,15 @@ import { join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
 import { main } from "../src/cli/main.ts";
 import { vmiOutput } from "../src/cli/vmi.ts";
+import {
+  type Credential,
+  createCertificateAuthority,
+  expectServer,
+  fingerprintOf,
+  issueCredential,
+  tlsOptions,
+} from "../src/monitor/channel/index.ts";
+import { connectRemoteMemory, RemoteError } from "../src/vmi/index.ts";
 import { SyntheticGuest } from "../src/vmi/kernel/synthetic-guest.testkit.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -154,6 +163,79 @@ describe("vmi serve and --remote", () => {
       );
       assert.equal(bad.code, 2);
       assert.match(bad.err, /REMOTE_AUTH/);
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+  });
+
+  test("vmi serve --tls: a security VM's certificate reads its guest; once revoked (SIGHUP) it is refused, a reissued one reads on", async () => {
+    const ca = await createCertificateAuthority(join(dir, "tls-ca"));
+    const srv = await issueCredential(ca, { name: "pagesrv", role: "page-server", ips: ["127.0.0.1"] });
+    const old = await issueCredential(ca, { name: "secvm-a", role: "security-vm", targets: ["g1"] });
+    const revoked = join(dir, "revoked");
+    writeFileSync(revoked, "# none yet\n");
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        "vmi",
+        "serve",
+        "--guest",
+        `g1=${ram}`,
+        "--tls",
+        "--tls-ca",
+        ca.certPath,
+        "--tls-cert",
+        srv.certPath,
+        "--tls-key",
+        srv.keyPath,
+        "--revoked",
+        revoked,
+      ],
+      { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let errText = "";
+    child.stderr.on("data", (d) => (errText += d));
+    try {
+      const port = await new Promise<number>((res, rej) => {
+        let buf = "";
+        const timer = setTimeout(() => rej(new Error(`serve did not start: ${buf}`)), 60_000);
+        child.stdout.on("data", (d) => {
+          buf += d;
+          const m = /listening \S+:(\d+) tls/.exec(buf);
+          if (m) {
+            clearTimeout(timer);
+            res(Number(m[1]));
+          }
+        });
+      });
+      const open = (cred: Credential, guest = "g1") =>
+        connectRemoteMemory({
+          host: "127.0.0.1",
+          port,
+          guest,
+          tls: { ...tlsOptions(cred), verifyServer: expectServer("page-server") },
+        });
+      const a = await open(old);
+      assert.equal((await a.read([{ addr: 0, len: 64 }]))[0].length, 64);
+      a.close();
+      await assert.rejects(open(old, "g2"), RemoteError, "a guest its certificate does not name");
+      const next = await issueCredential(ca, {
+        name: "secvm-a",
+        role: "security-vm",
+        targets: ["g1"],
+        dir: join(dir, "tls-gen2"),
+      });
+      writeFileSync(revoked, `${fingerprintOf(old.certPem)}\n`);
+      const seen = errText.length;
+      child.kill("SIGHUP");
+      for (let i = 0; i < 100 && !/1 revoked/.test(errText.slice(seen)); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      await assert.rejects(open(old), RemoteError, "the revoked certificate is refused");
+      const b = await open(next);
+      assert.equal((await b.read([{ addr: 0, len: 64 }]))[0].length, 64);
+      b.close();
     } finally {
       child.kill("SIGTERM");
       await new Promise((r) => child.once("exit", r));

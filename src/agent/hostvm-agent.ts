@@ -82,7 +82,11 @@ export function buildHostVmAgent(
     app,
     consoles,
     secvms,
-    recover: () => host.recover(),
+    // The guests' QEMUs first: the security VMs are started again against them.
+    recover: async () => {
+      await host.recover();
+      await secvms.recover();
+    },
     allowRestart: (exit) => {
       host.restartSelf = exit;
     },

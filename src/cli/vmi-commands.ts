@@ -63,6 +63,17 @@ export function registerVmi(program: Command): void {
     )
     .option("--token-file <file>", "shared secret clients must prove")
     .option("--client-id <id>", "the client name allowed to connect", "vmi-client")
+    .option(
+      "--tls",
+      "TLS with client certificates (security VMs' credentials name their guests) instead of a token",
+    )
+    .option("--tls-ca <file>", "with --tls: the CA (PEM) that signs clients")
+    .option("--tls-cert <file>", "with --tls: the server's certificate (PEM)")
+    .option("--tls-key <file>", "with --tls: the server's key (PEM)")
+    .option(
+      "--revoked <file>",
+      "with --tls: refused client certificates, SHA-256 fingerprints one a line (read again on SIGHUP)",
+    )
     .option("--host <addr>", "listen address", "127.0.0.1")
     .option("--port <n>", "listen port (0: any free port)", "0")
     .option("--machine <type>", "QEMU machine type: q35 or pc", "q35")

@@ -1,7 +1,7 @@
 /**
  * `nestcloud vmi ...`: introspect a running guest's kernel from outside (no debug symbols).
  *   vmi ps|modules|check|info  (--ram-file PATH | --remote HOST:PORT --guest ID | --qmp SOCKET)
- *   vmi serve --guest ID=RAMFILE ... --token-file F   (a page server, for testing)
+ *   vmi serve --guest ID=RAMFILE ... --token-file F | --tls --tls-ca/--tls-cert/--tls-key [--revoked F]
  * Exit codes (VMI_EXIT, also in `--help` and the README): 0 done (check: nothing found),
  * 1 check found something, 2 usage error (bad arguments, unreachable source, refused),
  * 3 no Linux kernel in the guest's memory, 4 kernel still booting, 5 introspection failed.
@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import Table from "cli-table3";
+import { Revocations, securityVmClient } from "../monitor/channel/index.ts";
 import { QmpClient } from "../qemu/index.ts";
 import {
   checkKernelText,
@@ -288,6 +289,36 @@ export interface ServeOptions {
   host?: string;
   port?: string;
   machine?: string;
+  /** TLS with client certificates instead of a token: the CA, the server's certificate and key. */
+  tls?: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Revoked client certificates (SHA-256 fingerprints, one a line), read again on SIGHUP. */
+  revoked?: string;
+}
+
+function readPem(what: string, path: string | undefined): string {
+  if (!path) throw new UsageError(`--tls needs ${what}`);
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new UsageError(`cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}
+
+/** The TLS mode's material: security VMs' certificates name the guests they may read. */
+function serveTls(
+  o: ServeOptions,
+  revocations: Revocations,
+): NonNullable<ConstructorParameters<typeof PageServer>[0]["tls"]> {
+  if (o.tokenFile) throw new UsageError("--tls and --token-file exclude each other");
+  return {
+    ca: readPem("--tls-ca", o.tlsCa),
+    cert: readPem("--tls-cert", o.tlsCert),
+    key: readPem("--tls-key", o.tlsKey),
+    identify: revocations.guardIdentify(securityVmClient),
+  };
 }
 
 /** Runs a page server until SIGINT/SIGTERM; prints "listening HOST:PORT" once ready. */
@@ -297,7 +328,20 @@ export async function vmiServe(o: ServeOptions): Promise<void> {
   const port = Number(o.port ?? 0);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`--port ${o.port}: expected 0..65535`);
-  const token = readToken(o.tokenFile);
+  const revocations = new Revocations();
+  const loadRevoked = () => {
+    if (!o.revoked) return;
+    try {
+      const n = revocations.load(o.revoked);
+      process.stderr.write(`${n} revoked certificates from ${o.revoked}\n`);
+    } catch (e) {
+      throw new UsageError(`--revoked ${o.revoked}: ${(e as Error).message}`);
+    }
+  };
+  if (o.revoked && !o.tls) throw new UsageError("--revoked needs --tls");
+  const tls = o.tls ? serveTls(o, revocations) : undefined;
+  loadRevoked();
+  const token = tls ? "" : readToken(o.tokenFile);
   const files: { close(): void }[] = [];
   const guests = new Map<string, PhysicalMemory>();
   try {
@@ -316,7 +360,8 @@ export async function vmiServe(o: ServeOptions): Promise<void> {
     let server: PageServer;
     try {
       server = new PageServer({
-        clients: [{ id: o.clientId ?? "vmi-client", token, guests: [...guests.keys()] }],
+        clients: tls ? [] : [{ id: o.clientId ?? "vmi-client", token, guests: [...guests.keys()] }],
+        tls,
         guests,
         log: (msg) => process.stderr.write(`${msg}\n`),
       });
@@ -327,11 +372,22 @@ export async function vmiServe(o: ServeOptions): Promise<void> {
     const addr = await server.listen(port, o.host ?? "127.0.0.1").catch((e: Error) => {
       throw new UsageError(`cannot listen on ${o.host ?? "127.0.0.1"}:${port}: ${e.message}`);
     });
-    vmiOutput.write(`listening ${addr.host}:${addr.port}\n`);
+    vmiOutput.write(`listening ${addr.host}:${addr.port}${tls ? " tls" : ""}\n`);
+    // A rotation's last step: the old certificates' fingerprints added, then SIGHUP (a bad
+    // file keeps the list in force).
+    const reload = () => {
+      try {
+        loadRevoked();
+      } catch (e) {
+        process.stderr.write(`${(e as Error).message}: the previous list stays\n`);
+      }
+    };
+    process.on("SIGHUP", reload);
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);
     });
+    process.off("SIGHUP", reload);
     await server.close();
   } finally {
     for (const f of files) f.close();

@@ -24,6 +24,7 @@ import {
   expectServer,
   issueCredential,
   qemuAuthzIdentities,
+  Revocations,
   tlsOptions,
   writeQemuCredsDir,
 } from "../../src/monitor/channel/index.ts";
@@ -99,6 +100,8 @@ export interface SecvmTarget {
    */
   nbdTransport(channel: Channel, cred?: Credential, via?: "relay" | "qemu"): Promise<NbdTransport>;
   readonly relay: NbdTlsRelay;
+  /** Client certificates the relay refuses (rotated out). */
+  readonly revocations: Revocations;
   close(): Promise<void>;
 }
 
@@ -208,10 +211,11 @@ export async function startSecvmTarget(o: {
 
     const nbdSock = deviceSockets(q.spec.runDir, devices).nbd;
     let nbd: { kind: "unix" } | { kind: "tls"; port: number } | null = null;
+    const revocations = new Revocations();
     const relay = new NbdTlsRelay({
       upstream: nbdSock,
       ...tlsOptions(qemu),
-      authorize: expectClient("security-vm", o.guestId),
+      authorize: revocations.guard(expectClient("security-vm", o.guestId)),
     });
     const relayPort = await relay.listen("127.0.0.1");
     const nbdTransport = async (
@@ -259,6 +263,7 @@ export async function startSecvmTarget(o: {
       sh,
       nbdTransport,
       relay,
+      revocations,
       close: async () => {
         await relay.close();
         await cleanup();

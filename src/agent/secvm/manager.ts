@@ -19,11 +19,31 @@
  * full: docs/architecture.md) and started again; a target whose QEMU dies is alerted, and when
  * the guest runs again the service is started again with the new QEMU's RAM, NBD server and
  * mirror.
+ *
+ * Agent restarts: each security VM is recorded (its request and its service's pid) in the host
+ * VM's `secvms` folder beside qemuDir. The service cannot outlive its agent usefully (its IPC
+ * channel, and so its alerts and disk views, went with it; it exits when the channel closes),
+ * so a successor agent does not adopt it: recover() kills whatever the predecessor's security
+ * VM left (the service's process group, its cgroup's Suricata and TAP writer: no orphans),
+ * takes its state off the adopted target QEMUs (mirror filter, NBD server, bitmaps) and starts
+ * it again, with an alert that says so (the alert log starts afresh).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
+import Value from "typebox/value";
 import {
   type Alert,
   AlertLog,
@@ -44,7 +64,12 @@ import {
   startNbdServer,
   stopNbdServer,
 } from "../../qemu/index.ts";
-import type { CreateSecVmRequest, SecVmStatus, SecVmTarget } from "../api-types.ts";
+import {
+  CreateSecVmBody,
+  type CreateSecVmRequest,
+  type SecVmStatus,
+  type SecVmTarget,
+} from "../api-types.ts";
 import type { HostVm } from "../hostvm/state.ts";
 import { AgentError, conflict } from "../http.ts";
 import { agentCommand } from "../launcher.ts";
@@ -125,6 +150,8 @@ export class SecVm {
   /** Messages from the service that failed validation. */
   rejected = 0;
   private cycle: Promise<void> | null = null;
+  /** Told each service pid as it starts (the manager records it for a successor agent). */
+  onSpawn: ((pid: number | undefined) => void) | null = null;
 
   constructor(
     readonly req: CreateSecVmRequest,
@@ -318,6 +345,7 @@ export class SecVm {
     });
     closeSync(logFd);
     this.child = child;
+    this.onSpawn?.(child.pid);
     // A send to a service that just died fails here, not as an uncaught error of the agent.
     child.on("error", (e) => {
       this.error = `service: ${e.message}`;
@@ -563,6 +591,50 @@ export class SecVm {
     }
   }
 
+  /**
+   * After an agent restart: kills what the predecessor's instance of this security VM left
+   * (its service by `pid`'s process group, everything in its cgroup), takes its state off the
+   * targets' adopted QEMUs, and starts it again. Returns the pids it killed.
+   */
+  async takeOver(pid: number | null): Promise<number[]> {
+    const killed: number[] = [];
+    if (pid !== null && isSecVmService(pid, this.id)) {
+      killed.push(pid);
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {}
+    }
+    this.cgroup = createSecVmCgroup(`secvm-${this.netns.slice(5)}`, {
+      cpus: this.req.cpus ?? 1,
+      memoryMiB: this.req.memoryMiB ?? 512,
+    });
+    for (const p of cgroupPids(this.cgroup)) if (!killed.includes(p)) killed.push(p);
+    await killCgroup(this.cgroup).catch(() => {});
+    for (const t of this.targets) t.qemu = this.host.guests.get(t.spec.guestId)?.qemu ?? null;
+    await this.teardownRun();
+    await deleteNetns(this.netns).catch(() => {});
+    const lost = this.req.targets.filter((t) => !this.host.guests.get(t.guestId)?.qemu?.isRunning);
+    if (lost.length > 0) {
+      this.state = "failed";
+      this.error = `after the agent restarted, target(s) ${lost.map((t) => t.guestId).join(", ")} do not run`;
+      for (const t of lost)
+        this.own(t, "critical", `target ${t.guestId} lost while the host-VM agent restarted`, {
+          kind: "target-lost",
+          qemuPid: null,
+        });
+      return killed;
+    }
+    await this.create();
+    for (const t of this.targets)
+      this.own(
+        t.spec,
+        "warning",
+        `host-VM agent restarted: security VM ${this.id} started again (${killed.length} processes of its predecessor killed); alerts before the restart are not kept`,
+        { kind: "secvm-recovered", killed: killed.length },
+      );
+    return killed;
+  }
+
   async delete(): Promise<void> {
     if (this.watch) clearInterval(this.watch);
     this.watch = null;
@@ -582,14 +654,58 @@ export class SecVm {
   }
 }
 
+/** Whether `pid` is the service of security VM `id` (not a reused pid of something else). */
+function isSecVmService(pid: number, id: string): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    const env = readFileSync(`/proc/${pid}/environ`, "utf8");
+    return cmd.includes("secvm-service") && env.split("\0").includes(`NESTCLOUD_SECVM=${id}`);
+  } catch {
+    return false;
+  }
+}
+
+/** What a successor agent needs to start a security VM again. */
+interface SecVmRecord {
+  req: CreateSecVmRequest;
+  pid: number | null;
+}
+
 export class SecVmManager {
   readonly vms = new Map<string, SecVm>();
-  constructor(private readonly host: HostVm) {}
+  /** The security VMs' records (beside qemuDir: kept across agent restarts, not across deletes). */
+  readonly recordDir: string;
+  constructor(private readonly host: HostVm) {
+    this.recordDir = join(dirname(host.cfg.qemuDir), "secvms");
+  }
 
   of(id: string): SecVm {
     const v = this.vms.get(id);
     if (!v) throw new AgentError(404, "not_found", `no security VM ${id} on host VM ${this.host.where}`);
     return v;
+  }
+
+  private record(v: SecVm, pid: number | null): void {
+    mkdirSync(this.recordDir, { recursive: true, mode: 0o700 });
+    const f = join(this.recordDir, `${v.id}.json`);
+    writeFileSync(`${f}.tmp`, JSON.stringify({ req: v.req, pid } satisfies SecVmRecord), { mode: 0o600 });
+    renameSync(`${f}.tmp`, f);
+  }
+
+  private unrecord(id: string): void {
+    rmSync(join(this.recordDir, `${id}.json`), { force: true });
+  }
+
+  private track(v: SecVm): void {
+    v.onSpawn = (pid) => {
+      if (this.vms.get(v.id) !== v) return;
+      // A record that cannot be written costs a successor's recovery, never this start.
+      try {
+        this.record(v, pid ?? null);
+      } catch (e) {
+        this.host.log.warn({ secvm: v.id, err: (e as Error).message }, "security VM record not written");
+      }
+    };
   }
 
   async create(req: CreateSecVmRequest): Promise<SecVm> {
@@ -600,20 +716,63 @@ export class SecVmManager {
     const v = new SecVm(req, this.host);
     v.check();
     this.vms.set(req.secvmId, v);
+    this.record(v, null);
+    this.track(v);
     try {
       await v.create();
     } catch (e) {
       this.vms.delete(req.secvmId);
+      this.unrecord(req.secvmId);
       await v.delete().catch(() => {});
       throw e;
     }
     return v;
   }
 
+  /**
+   * At agent start, after the guests' QEMUs were adopted: every recorded security VM is
+   * started again (see the header); one whose record is unreadable is dropped, logged.
+   */
+  async recover(): Promise<void> {
+    let files: string[] = [];
+    try {
+      files = readdirSync(this.recordDir).filter((f) => f.endsWith(".json"));
+    } catch {
+      return;
+    }
+    for (const f of files) {
+      let rec: SecVmRecord;
+      try {
+        rec = JSON.parse(readFileSync(join(this.recordDir, f), "utf8")) as SecVmRecord;
+        if (!Value.Check(CreateSecVmBody, rec.req) || !(rec.pid === null || Number.isSafeInteger(rec.pid)))
+          throw new Error("not a security VM record");
+      } catch (e) {
+        this.host.log.warn({ file: f, err: (e as Error).message }, "security VM record dropped");
+        rmSync(join(this.recordDir, f), { force: true });
+        continue;
+      }
+      const v = new SecVm(rec.req, this.host);
+      this.vms.set(v.id, v);
+      this.track(v);
+      try {
+        const killed = await v.takeOver(rec.pid);
+        this.host.log.warn(
+          { secvm: v.id, killed, state: v.state },
+          "security VM of a previous agent started again",
+        );
+      } catch (e) {
+        v.state = "failed";
+        v.error = `not started again after the agent restarted: ${(e as Error).message}`;
+        this.host.log.error({ secvm: v.id, err: v.error }, "security VM not recovered");
+      }
+    }
+  }
+
   async delete(id: string): Promise<void> {
     const v = this.of(id);
     await v.delete();
     this.vms.delete(id);
+    this.unrecord(id);
   }
 
   async shutdown(): Promise<void> {

@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Alert } from "../alert.ts";
+import { CutLink } from "../channel/cut-link.testkit.ts";
 import { hexSignature, writeSignatureDatabase } from "./clamav.ts";
 import { debugfs, debugfsScript, KiB, MiB, mkfs, pseudoRandom, TempDir } from "./ext4/images.testkit.ts";
 import { bufferSource } from "./ext4/source.ts";
@@ -355,6 +356,62 @@ describe("over NBD (qemu-nbd, read-only)", () => {
       );
       assert.match(alerts[alerts.length - 1].summary, /disk check failed/);
     } finally {
+      await m.close();
+    }
+  });
+
+  test("a link cut mid-round is connected again: the round finishes from the same view; a link that stays down fails it", async () => {
+    const alerts: Alert[] = [];
+    const m = new DiskMonitor({
+      target: "g",
+      channel: "remote",
+      clamav: null,
+      onAlert: (a) => alerts.push(a),
+    });
+    const link = await new CutLink(
+      { type: "unix", path: tmp.file("cut.sock") },
+      { type: "unix", path: sock },
+    ).start();
+    try {
+      const transport = unixTransport(tmp.file("cut.sock"));
+      const round = m.round({ transport, exportName: "", dirtyBitmap: null });
+      // Cut once 256 KiB went through (the round reads several MiB), back 500 ms later.
+      await link.cutAfter(256 * KiB);
+      await new Promise((r) => setTimeout(r, 500));
+      link.restore();
+      const r = await round;
+      assert.equal(r.mode, "full");
+      assert.equal(r.linkLosses, 1);
+      assert.deepEqual(
+        new Map(m.baseline),
+        await fullBaseline(readFileSync(image)),
+        "the same baseline as unbroken",
+      );
+      const kinds = alerts.map((a) => a.evidence.kind);
+      assert.deepEqual(
+        kinds.filter((k) => k === "link-lost" || k === "link-back"),
+        ["link-lost", "link-back"],
+      );
+      assert.ok(!alerts.some((a) => /disk check failed/.test(a.summary)), "the round did not fail");
+      // Down for longer than the bound: the round fails (alerted) and the next one is full.
+      const m2 = new DiskMonitor({
+        target: "g",
+        channel: "remote",
+        clamav: null,
+        reconnectWithinMs: 1000,
+        onAlert: (a) => alerts.push(a),
+      });
+      const t0 = Date.now();
+      const r2 = m2.round({ transport, exportName: "", dirtyBitmap: null });
+      await link.cutAfter(64 * KiB);
+      await assert.rejects(r2, /NBD/);
+      assert.ok(Date.now() - t0 < 15_000, "failed within the bound");
+      assert.match(alerts[alerts.length - 1].summary, /disk check failed/);
+      link.restore();
+      const again = await m2.round({ transport, exportName: "", dirtyBitmap: "x" }).catch((e) => e);
+      assert.match(String(again), /NBD|refused/, "a refused export is not retried");
+    } finally {
+      await link.close();
       await m.close();
     }
   });

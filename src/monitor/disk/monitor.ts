@@ -33,7 +33,6 @@ import {
   type FileMap,
   type Inode,
   nameToString,
-  nbdSource,
   type ReadStats,
   type WalkLimits,
   walk,
@@ -56,10 +55,10 @@ import {
   dirtyBitmapContext,
   type Extent,
   NBD_STATE_DIRTY,
-  NbdClient,
   type NbdTransport,
   rangesWith,
 } from "./nbd/index.ts";
+import { ViewLink } from "./view-link.ts";
 
 /** One round's view of the drive. */
 export interface DiskView {
@@ -86,6 +85,8 @@ export interface DiskMonitorOptions {
   cacheBytes?: number;
   /** Files read at once (default 4). */
   readConcurrency?: number;
+  /** How long a link lost mid-round is tried again before the round fails (default 30 s). */
+  reconnectWithinMs?: number;
   /** Called for each alert as it is made (they are in the round's report too). */
   onAlert?: (a: Alert) => void;
   now?: () => number;
@@ -116,6 +117,8 @@ export interface RoundReport {
   /** Committed transactions and blocks applied from the journal. */
   journal: { transactions: number; blocks: number };
   alerts: Alert[];
+  /** Times the link to the view was lost and won back during the round (round()). */
+  linkLosses: number;
 }
 
 interface InodeState {
@@ -196,26 +199,60 @@ export class DiskMonitor {
     return this.state?.files ?? new Map();
   }
 
-  /** One check round on `view` (connects, reads the dirty bitmap's map, checks, closes). */
+  /**
+   * One check round on `view` (connects, reads the dirty bitmap's map, checks, closes). A link
+   * lost mid-round is connected again to the same view (view-link.ts): the round goes on with
+   * its own bitmap; only a link that stays down past `reconnectWithinMs` fails it.
+   */
   async round(view: DiskView): Promise<RoundReport> {
-    let client: NbdClient | null = null;
+    let link: ViewLink | null = null;
+    const linkAlert = (severity: Severity, summary: string, evidence: Evidence) =>
+      this.emit(
+        alert({
+          time: this.now(),
+          target: this.o.target,
+          monitor: "disk",
+          channel: this.o.channel,
+          severity,
+          summary,
+          evidence,
+        }),
+      );
     try {
       const ctx = view.dirtyBitmap ? dirtyBitmapContext(view.dirtyBitmap) : null;
       let dirty: Extent[] | null = null;
       try {
-        client = await NbdClient.connect({
+        link = await ViewLink.open({
           transport: view.transport,
           exportName: view.exportName,
           metaContexts: ctx ? [ctx] : [],
+          withinMs: this.o.reconnectWithinMs ?? 30_000,
+          now: this.now,
+          onLost: (e) =>
+            linkAlert("warning", `disk monitor lost its link to the view: ${e.message}`, {
+              kind: "link-lost",
+              error: e.message,
+              round: this.rounds + 1,
+            }),
+          onBack: (lostMs, attempts) =>
+            linkAlert("info", `disk monitor's link is back after ${lostMs} ms: the round goes on`, {
+              kind: "link-back",
+              lostMs,
+              attempts,
+              round: this.rounds + 1,
+            }),
         });
-        if (ctx) dirty = rangesWith(await client.extents(ctx), NBD_STATE_DIRTY);
+        const l = link;
+        if (ctx) dirty = rangesWith(await l.use((c) => c.extents(ctx)), NBD_STATE_DIRTY);
       } catch (e) {
         this.failed(e as Error, ++this.rounds);
         throw e;
       }
-      return await this.check(nbdSource(client), dirty);
+      const r = await this.check(link.source(), dirty);
+      r.linkLosses = link.losses;
+      return r;
     } finally {
-      await client?.close().catch(() => {});
+      await link?.close().catch(() => {});
     }
   }
 
@@ -411,6 +448,7 @@ class Round {
         blocks: this.fs.journal?.blocks.size ?? 0,
       },
       alerts: this.alerts,
+      linkLosses: 0,
     };
   }
 

@@ -21,7 +21,7 @@ import {
   discoverKernel,
   findHiddenTasks,
   hashKernelText,
-  type Kernel,
+  Kernel,
   listModules,
   listProcesses,
   type PhysicalMemory,
@@ -119,6 +119,26 @@ export class MemoryMonitor {
     } finally {
       this.running = null;
     }
+  }
+
+  /**
+   * Opens the source again now (new credentials: make before break). The new one is opened
+   * first, between rounds; only then is the old one closed. The kernel's facts carry over (the
+   * same guest), so no round is lost and no new baseline is taken. Opening fails: the old
+   * source stays, the error is thrown.
+   */
+  async reopen(): Promise<void> {
+    const next = await this.o.open();
+    // Swapped between rounds (a round under way keeps reading the old source to its end).
+    for (let r = this.running as Promise<unknown> | null; r; r = this.running as Promise<unknown> | null)
+      await r.catch(() => {});
+    const old = this.source;
+    const k = this.kernel;
+    this.source = next;
+    this.kernel = k ? new Kernel(next.memory, k.facts, k.symbols, k.profile, undefined, {}) : null;
+    try {
+      old?.close();
+    } catch {}
   }
 
   async stop(): Promise<void> {

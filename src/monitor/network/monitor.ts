@@ -107,6 +107,11 @@ export class NetworkMonitor {
     });
   }
 
+  /** A rotated credential for a TLS listener (see MirrorReceiver.setCredentials). */
+  setCredentials(c: { ca: string; cert: string; key: string }): void {
+    this.receiver.setCredentials(c);
+  }
+
   /** Starts everything; once it resolves, frames arriving at `address` are inspected. */
   static async start(o: NetworkMonitorOptions): Promise<NetworkMonitor> {
     const m = new NetworkMonitor(o);

@@ -109,6 +109,16 @@ export class MirrorReceiver {
     return addr.type === "tls" ? { ...addr, port } : { type: "tcp", host: addr.host, port };
   }
 
+  /**
+   * New TLS material for the listener (a rotated credential): connections from now on get it,
+   * open ones keep theirs (no gap in the stream). A plain or unix listener: an error.
+   */
+  setCredentials(c: { ca: string; cert: string; key: string }): void {
+    const s = this.server as (Server & { setSecureContext?: (o: object) => void }) | null;
+    if (!s?.setSecureContext) throw new Error("the mirror receiver does not listen with TLS");
+    s.setSecureContext({ ca: c.ca, cert: c.cert, key: c.key, minVersion: "TLSv1.2" });
+  }
+
   /** A TLS listener: only verified peers that `authorize` accepts reach attach(). */
   private tlsServer(o: MirrorTlsOptions): Server {
     const server = createTlsServer(
