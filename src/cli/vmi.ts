@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import Table from "cli-table3";
-import { Revocations, securityVmClient } from "../monitor/channel/index.ts";
+import { Revocations, securityVmClient } from "../monitor/index.ts";
 import { QmpClient } from "../qemu/index.ts";
 import {
   checkKernelText,
