@@ -117,9 +117,19 @@ test("each host VM card shows how its server was found; the unplaced one says so
     undefined,
     { timeout: 30_000 },
   );
-  const api = await placement();
+  // The cards' columns follow the cloud's state and the badges the placement report: two
+  // streams the page receives apart. Read both until the page shows what the API says (or the
+  // wait ends), then check that snapshot.
+  let api = await placement();
+  let shown = await badges();
+  for (const end = Date.now() + 30_000; Date.now() < end; ) {
+    const apart = api.hostVms.some((e) => e.server !== null && shown.get(e.hostVm)?.server !== e.server);
+    if (!apart) break;
+    await page.waitForTimeout(250);
+    api = await placement();
+    shown = await badges();
+  }
   assert.equal(api.mode, "discovered");
-  const shown = await badges();
   assert.equal(shown.size, 4);
   for (const e of api.hostVms) {
     const b = shown.get(e.hostVm);
