@@ -21,9 +21,11 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import WebSocket from "ws";
-import { ConsoleClientSession, type Step } from "../../src/console/index.ts";
-import { bringUpConsoleBed, type ConsoleBedParts } from "../../test/integration/console-bed.ts";
+import {
+  bringUpConsoleBed,
+  ConsoleBedClient,
+  type ConsoleBedParts,
+} from "../../test/integration/console-bed.ts";
 import { tearDown } from "../../test/integration/testbed-helpers.ts";
 import { api, stopGently, until } from "../../test/support/controller-process.ts";
 import { machine, table, writeDocsSection, writeResults } from "../lib.ts";
@@ -57,70 +59,6 @@ interface Row {
   duplicatedBytesIn: number;
 }
 
-/** A console client in this process: the session, the transport, and what it saw when. */
-class Client {
-  readonly session = new ConsoleClientSession({ keyboard: true });
-  readonly chunks: Buffer[] = [];
-  /** Arrival times (performance.now()) of output events. */
-  readonly times: number[] = [];
-  attaches = 0;
-  private ws: WebSocket | null = null;
-  private closed = false;
-
-  constructor(
-    private readonly url: string,
-    private readonly token: string,
-  ) {}
-
-  text(): string {
-    return Buffer.concat(this.chunks).toString("latin1");
-  }
-
-  private apply = (s: Step) => {
-    for (const e of s.events) {
-      if (e.kind === "output") {
-        this.chunks.push(Buffer.from(e.bytes));
-        this.times.push(performance.now());
-      } else if (e.kind === "attached") this.attaches++;
-    }
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    for (const t of s.sendText) ws.send(JSON.stringify(t));
-    for (const b of s.send) ws.send(b);
-  };
-
-  connect(): void {
-    const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/api/vms/g1/console`, {
-      headers: { authorization: `Bearer ${this.token}` },
-      perMessageDeflate: false,
-    });
-    this.ws = ws;
-    ws.on("open", () => void this.session.start().then(this.apply));
-    ws.on("message", (data, isBinary) => {
-      const b = data as Buffer;
-      void (isBinary ? this.session.onBinary(b) : this.session.onText(b.toString("utf8"))).then(
-        this.apply,
-        (e: Error) => log(`  client error: ${e.message}`),
-      );
-    });
-    ws.on("close", (code) => {
-      if (this.closed) return;
-      log(`  the link to the controller closed (${code}): reconnecting with the same session`);
-      setTimeout(() => this.connect(), 500);
-    });
-    ws.on("error", () => {});
-  }
-
-  type(s: string): void {
-    void this.session.type(Buffer.from(s, "latin1")).then(this.apply);
-  }
-
-  close(): void {
-    this.closed = true;
-    this.ws?.close(1000, "done");
-  }
-}
-
 /** Lines `<P><n>` of a stream: numbers missing (with their bytes) and seen twice. */
 function account(text: string, prefix: string, from: number, to: number) {
   const seen = new Map<number, number>();
@@ -142,7 +80,7 @@ function account(text: string, prefix: string, from: number, to: number) {
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "nestcloud-bench-console-"));
   const held: ConsoleBedParts = {};
-  let client: Client | undefined;
+  let client: ConsoleBedClient | undefined;
   try {
     log("bringing up the testbed (servers a: h1, h2; b: h1) and the controller");
     const {
@@ -161,7 +99,7 @@ async function main(): Promise<void> {
       return readFileSync(st.endpoints.find((e) => e.id === "console")!.log!).toString("latin1");
     };
 
-    client = new Client(c.url, tenant);
+    client = new ConsoleBedClient(c.url, tenant, log);
     const cl = client;
     cl.connect();
     await until("attached", async () => (cl.attaches > 0 ? true : undefined), 30_000, 50);

@@ -3,6 +3,8 @@
 // guest g1 of tenant acme on a-h1 with a tenant token. `held` is filled as each part comes up,
 // so the caller's teardown stops what started even when a later step fails.
 import assert from "node:assert/strict";
+import WebSocket from "ws";
+import { ConsoleClientSession, type Step } from "../../src/console/index.ts";
 import { api, type ControllerProcess, startControllerProcess, until } from "../support/controller-process.ts";
 import { type Bed, bringUp } from "./testbed-helpers.ts";
 
@@ -64,4 +66,76 @@ export async function bringUpConsoleBed(
     500,
   );
   return { bed, ctl, tenant };
+}
+
+/**
+ * A console client of guest g1 in this process (the session the CLI and the dashboard run),
+ * reconnecting to the controller with the same session; what it saw and when.
+ */
+export class ConsoleBedClient {
+  readonly session = new ConsoleClientSession({ keyboard: true });
+  readonly chunks: Buffer[] = [];
+  /** Arrival times (performance.now()) of output events. */
+  readonly times: number[] = [];
+  attaches = 0;
+  private ws: WebSocket | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly token: string,
+    private readonly log?: (line: string) => void,
+  ) {}
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString("latin1");
+  }
+
+  private apply = (s: Step) => {
+    for (const e of s.events) {
+      if (e.kind === "output") {
+        this.chunks.push(Buffer.from(e.bytes));
+        this.times.push(performance.now());
+      } else if (e.kind === "attached") this.attaches++;
+    }
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    for (const t of s.sendText) ws.send(JSON.stringify(t));
+    for (const b of s.send) ws.send(b);
+  };
+
+  connect(): void {
+    const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/api/vms/g1/console`, {
+      headers: { authorization: `Bearer ${this.token}` },
+      perMessageDeflate: false,
+    });
+    this.ws = ws;
+    ws.on("open", () => void this.session.start().then(this.apply));
+    ws.on("message", (data, isBinary) => {
+      const b = data as Buffer;
+      void (isBinary ? this.session.onBinary(b) : this.session.onText(b.toString("utf8"))).then(
+        this.apply,
+        (e: Error) => {
+          // Without a log (tests), a session error stays an unhandled rejection: it fails the run.
+          if (!this.log) throw e;
+          this.log(`  client error: ${e.message}`);
+        },
+      );
+    });
+    ws.on("close", (code) => {
+      if (this.closed) return;
+      this.log?.(`  the link to the controller closed (${code}): reconnecting with the same session`);
+      setTimeout(() => this.connect(), 500);
+    });
+    ws.on("error", () => {});
+  }
+
+  type(s: string): void {
+    void this.session.type(Buffer.from(s, "latin1")).then(this.apply);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ws?.close(1000, "done");
+  }
 }

@@ -15,10 +15,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import WebSocket from "ws";
-import { ConsoleClientSession, type Step } from "../../src/console/index.ts";
 import { api, stopGently, until } from "../support/controller-process.ts";
-import { bringUpConsoleBed, type ConsoleBedParts } from "./console-bed.ts";
+import { bringUpConsoleBed, ConsoleBedClient as Client, type ConsoleBedParts } from "./console-bed.ts";
 import { tearDown } from "./testbed-helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-console-keys-it-"));
@@ -36,58 +34,6 @@ after(async () => {
 
 const HOST = { "a-h1": ["a", "h1"], "a-h2": ["a", "h2"], "b-h1": ["b", "h1"] } as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A console client in this process, reconnecting to the controller with the same session. */
-class Client {
-  readonly session = new ConsoleClientSession({ keyboard: true });
-  readonly chunks: Buffer[] = [];
-  readonly times: number[] = [];
-  attaches = 0;
-  private ws: WebSocket | null = null;
-  private closed = false;
-  constructor(
-    private readonly url: string,
-    private readonly token: string,
-  ) {}
-  text(): string {
-    return Buffer.concat(this.chunks).toString("latin1");
-  }
-  private apply = (s: Step) => {
-    for (const e of s.events) {
-      if (e.kind === "output") {
-        this.chunks.push(Buffer.from(e.bytes));
-        this.times.push(performance.now());
-      } else if (e.kind === "attached") this.attaches++;
-    }
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    for (const t of s.sendText) ws.send(JSON.stringify(t));
-    for (const b of s.send) ws.send(b);
-  };
-  connect(): void {
-    const ws = new WebSocket(`${this.url.replace(/^http/, "ws")}/api/vms/g1/console`, {
-      headers: { authorization: `Bearer ${this.token}` },
-      perMessageDeflate: false,
-    });
-    this.ws = ws;
-    ws.on("open", () => void this.session.start().then(this.apply));
-    ws.on("message", (data, isBinary) => {
-      const b = data as Buffer;
-      void (isBinary ? this.session.onBinary(b) : this.session.onText(b.toString("utf8"))).then(this.apply);
-    });
-    ws.on("close", () => {
-      if (!this.closed) setTimeout(() => this.connect(), 500);
-    });
-    ws.on("error", () => {});
-  }
-  type(s: string): void {
-    void this.session.type(Buffer.from(s, "latin1")).then(this.apply);
-  }
-  close(): void {
-    this.closed = true;
-    this.ws?.close(1000, "done");
-  }
-}
 
 /** How often each `<prefix><n>` line occurs in `text`, for n in [0, upTo). */
 function counts(text: string, prefix: string, upTo: number): { missing: number[]; twice: number[] } {
