@@ -2,7 +2,17 @@
 // instant handover (x-ignore-shared, same pool file), pre-copy over TCP, and cancel during
 // an active pre-copy. The guest must keep heart-beating and never lose a write.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -10,11 +20,15 @@ import {
   buildGuestImage,
   instantHandover,
   MigrationCancelledError,
+  type MigrationDestination,
   type MigrationProgress,
   MigrationStalledError,
   QemuProcess,
+  type RamRepair,
+  repairingDestination,
   SerialConsole,
   startDestination,
+  startMigration,
   startPrecopy,
   switchoverTogether,
 } from "../../src/qemu/index.ts";
@@ -282,4 +296,72 @@ test("cancel during active pre-copy leaves the guest running at the source", asy
   await assertNoLoss(base);
   // The same source can migrate again afterwards (capabilities and state were reset).
   assert.equal(job.currentStatus, "cancelled");
+});
+
+/**
+ * Makes one verify page of a RAM file stale the way a missed dirty bit does (the header
+ * one sequence number behind its body: the guest would report kind=header); returns its
+ * page number.
+ */
+function staleVerifyPage(ramFile: string): number {
+  const MAGIC = 0x4e435645524946n;
+  const fd = openSync(ramFile, "r+");
+  try {
+    const page = Buffer.alloc(4096);
+    for (let pos = 0; readSync(fd, page, 0, 4096, pos) === 4096; pos += 4096) {
+      if (page.readBigUInt64LE(0) !== MAGIC) continue;
+      page.writeBigUInt64LE(page.readBigUInt64LE(16) - 1n, 16);
+      writeSync(fd, page, 16, 8, pos + 16);
+      return pos / 4096;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  throw new Error(`no verify page in ${ramFile}`);
+}
+
+test("RAM repair: a stale page in the paused destination is copied from the frozen source before it runs", async (t) => {
+  const src = current;
+  const base = await lossBaseline();
+  const dst = await startDestination(src, { spec: { poolDir: poolC } });
+  started.push(dst);
+  const repairs: RamRepair[] = [];
+  let statesAtRepair: Promise<string[]> | null = null;
+  const repairing = repairingDestination(src, dst, (r) => {
+    repairs.push(r);
+    // Sent before the repairing destination's `cont` on the same QMP connections.
+    statesAtRepair = Promise.all([src.qmp.queryStatus(), dst.qmp.queryStatus()]).then((s) =>
+      s.map((x) => x.status),
+    );
+  });
+  let stale = -1;
+  const dest: MigrationDestination = {
+    ...repairing,
+    async complete(kind, timeoutMs) {
+      // Loaded and frozen on both sides: now lose a write the way QEMU 7.2 can.
+      for (;;) {
+        const [s, d] = [await src.qmp.queryStatus(), await dst.qmp.queryStatus()];
+        if (s.status === "postmigrate" && d.status === "paused") break;
+        assert.ok(d.status === "inmigrate" || d.status === "paused", `destination ${d.status} before repair`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      stale = staleVerifyPage(dst.poolFile);
+      await repairing.complete(kind, timeoutMs);
+    },
+  };
+  const r = await startMigration(src, dest, { kind: "precopy", uri: "tcp:127.0.0.1:0", timeoutMs: 120_000 })
+    .done;
+  assert.equal(repairs.length, 1, "one RAM repair");
+  const [rep] = repairs;
+  t.diagnostic(
+    `pre-copy with RAM repair: downtime ${r.downtimeMs} ms, wall ${r.wallMs} ms; repair compared ` +
+      `${rep.comparedBytes} bytes in ${rep.ms} ms, copied ${rep.repairedPages} page(s): ${rep.pages.join(",")}`,
+  );
+  assert.deepEqual(await statesAtRepair, ["postmigrate", "paused"], "both sides frozen while repairing");
+  assert.equal(rep.comparedBytes, statSync(dst.poolFile).size, "the whole RAM file compared");
+  assert.ok(rep.pages.includes(stale), `the stale page ${stale} was copied back (copied ${rep.pages})`);
+  assert.equal(alive(src.pid), false, "source stopped after success");
+  await attach(dst);
+  await heartbeat(con);
+  t.diagnostic(await assertNoLoss(base));
 });
