@@ -80,6 +80,7 @@ export {
   type OutgoingOptions,
   type PrecopyOptions,
   precopy,
+  repairingDestination,
   startDestination,
   startMigration,
   startPrecopy,
@@ -134,6 +135,7 @@ export {
   type RamComparison,
   type RamDigest,
 } from "./ram-digest.ts";
+export { type RamRepair, RamRepairError, repairRamFile } from "./ram-repair.ts";
 export type { DiskSpec, GuestBootImage, NetSpec, QemuLaunchSpec, QemuSpec } from "./spec.ts";
 export { type InstanceState, isOurQemu, type ReapOptions, type ReapReport, reapOrphans } from "./state.ts";
 export {

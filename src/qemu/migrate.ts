@@ -20,6 +20,7 @@ import type {
   MigrationStatus,
   QmpEvent,
 } from "./qmp-types.ts";
+import { type RamRepair, repairRamFile } from "./ram-repair.ts";
 import type { QemuSpec } from "./spec.ts";
 
 export class MigrationError extends Error {
@@ -125,6 +126,17 @@ export interface PrecopyOptions extends MigrationOptions {
    * free port, read back from the destination) or "tcp:10.0.0.5:4444".
    */
   uri?: string;
+  /**
+   * Mitigates QEMU 7.2's TCG dirty-tracking race (docs/qemu-tcg-lost-pages.md): the
+   * destination is kept paused after loading; once the source completed (postmigrate, RAM
+   * frozen) every page of the destination's RAM file that differs from the source's is copied
+   * over (ram-repair.ts), then the destination runs. Both RAM files must be on this machine.
+   * Adds one read of both files to the downtime. Not with post-copy (the destination runs
+   * before it has all pages).
+   */
+  repairRam?: boolean;
+  /** Called with what the RAM repair compared and copied (repairRam). */
+  onRamRepair?: (r: RamRepair) => void;
 }
 
 const TERMINAL: ReadonlySet<MigrationStatus> = new Set(["completed", "failed", "cancelled"]);
@@ -592,9 +604,52 @@ async function resolveListenUri(uri: string, dst: QemuProcess): Promise<string> 
   return `tcp:${m[1]}:${inet.port}`;
 }
 
+/**
+ * A local destination whose RAM is made equal to the frozen source's before it runs
+ * (PrecopyOptions.repairRam). `stop` while the destination is still inmigrate clears QEMU's
+ * autostart, so it stays paused after loading instead of running.
+ */
+export function repairingDestination(
+  src: QemuProcess,
+  dst: QemuProcess,
+  onRepair: (r: RamRepair) => void = () => {},
+): MigrationDestination {
+  const local = localDestination(dst);
+  return {
+    ...local,
+    async listen(caps, uri) {
+      if ((await dst.qmp.queryStatus()).status !== "inmigrate")
+        throw new Error(`RAM repair needs destination ${dst.instanceId} waiting for incoming migration`);
+      await dst.qmp.stop();
+      return local.listen(caps, uri);
+    },
+    async complete(kind, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      // The source's `completed` can precede the destination's end of loading.
+      for (;;) {
+        const [s, d] = [await src.qmp.queryStatus(), await dst.qmp.queryStatus()];
+        if (s.status === "postmigrate" && d.status === "paused") break;
+        if (Date.now() > deadline)
+          throw new MigrationFailedError(
+            `RAM repair: source ${s.status}, destination ${d.status} after ${timeoutMs} ms (want postmigrate, paused)`,
+            dst.guestId,
+            null,
+          );
+        await sleep(5);
+      }
+      onRepair(await repairRamFile(src.poolFile, dst.poolFile));
+      await dst.qmp.cont();
+      await local.complete(kind, Math.max(1000, deadline - Date.now()));
+    },
+  };
+}
+
 /** Starts a pre-copy migration from `src` to `dst` (started with incoming: "defer"). */
 export function startPrecopy(src: QemuProcess, dst: QemuProcess, opts: PrecopyOptions = {}): MigrationJob {
-  return new MigrationJob(src, localDestination(dst), {
+  if (opts.repairRam && opts.postcopy)
+    throw new Error("repairRam needs the destination frozen until switchover: not with postcopy");
+  const dest = opts.repairRam ? repairingDestination(src, dst, opts.onRamRepair) : localDestination(dst);
+  return new MigrationJob(src, dest, {
     ...opts,
     kind: "precopy",
     uri: opts.uri ?? "tcp:127.0.0.1:0",
