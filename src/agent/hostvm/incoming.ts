@@ -31,8 +31,9 @@
  * taps with the QEMU, disk taps before the guest resumes (pre-copy) or as it resumes
  * (instant handover: an export would lock the shared image the source may still need).
  */
-import { appendFileSync, readFileSync, rmSync } from "node:fs";
+import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { listenIncoming, type MigrationCapabilities, QemuProcess, type QmpEvent } from "../../qemu/index.ts";
 import type { ContinuedLogs, IncomingStatus, PrepareIncomingRequest } from "../api-types.ts";
 import { AgentError, conflict } from "../http.ts";
@@ -58,6 +59,8 @@ const DEFAULT_LEASE_MS = 30_000;
  * never a reason to fail the move (the log then starts here).
  */
 const LOG_FETCH_TIMEOUT_MS = 3000;
+/** A post-copy's arming fetch runs while the source still runs the guest: it may take longer. */
+const ARM_LOG_FETCH_TIMEOUT_MS = 10_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class IncomingMigration {
@@ -91,6 +94,17 @@ export class IncomingMigration {
   get migrationId(): string {
     return this.req.migrationId;
   }
+
+  /**
+   * The guest may still come to run here and is not one of the agent's guests yet: undecided,
+   * or started and being handed to the agent (a console session waits for it, console.ts).
+   */
+  get arriving(): boolean {
+    return (
+      this.state === "listening" || this.state === "armed" || (this.state === "running" && !this.handedOver)
+    );
+  }
+  private handedOver = false;
 
   /** Nothing more will happen to this incoming (the guest, if it arrived, is a guest now). */
   done(): boolean {
@@ -307,7 +321,11 @@ export class IncomingMigration {
         "the guest runs here, but its disk taps could not be set up",
       ),
     );
-    await this.onRunning(this, q);
+    try {
+      await this.onRunning(this, q);
+    } finally {
+      this.handedOver = true;
+    }
   }
 
   /**
@@ -324,9 +342,13 @@ export class IncomingMigration {
     for (const id of source ? loggedSerialsOf(g) : []) {
       const log = serialLogOf(this.ctx.cfg, g, id)!;
       try {
-        const n = await this.ctx
-          .peer(source!)
-          .downloadSerialLog(g.guestId, id, log, { append: true, timeoutMs: LOG_FETCH_TIMEOUT_MS });
+        const n = await this.appendSourceLog(
+          source!,
+          id,
+          log,
+          0,
+          arming ? ARM_LOG_FETCH_TIMEOUT_MS : LOG_FETCH_TIMEOUT_MS,
+        );
         if (arming) this.logOffsets[id] = n;
         this.ctx.log.info({ migration: this.migrationId, serial: id, bytes: n }, "serial log continued here");
         // The console sessions' delivered keystrokes (final: the source stopped writing them
@@ -377,13 +399,8 @@ export class IncomingMigration {
     for (const [id, from] of Object.entries(this.logOffsets)) {
       const log = serialLogOf(this.ctx.cfg, g, id);
       if (!source || !log) continue;
-      // Whole or not at all: a fetch cut half-way must not leave part of the tail in the log.
-      const part = `${log}.tail-${this.migrationId}`;
       try {
-        const n = await this.ctx
-          .peer(source)
-          .downloadSerialLog(g.guestId, id, part, { from, timeoutMs: LOG_FETCH_TIMEOUT_MS });
-        if (n > 0) appendFileSync(log, readFileSync(part));
+        const n = await this.appendSourceLog(source, id, log, from, LOG_FETCH_TIMEOUT_MS);
         this.logOffsets[id] = from + n;
         bytes[id] = n;
       } catch (e) {
@@ -391,8 +408,6 @@ export class IncomingMigration {
           { migration: this.migrationId, serial: id, err: (e as Error).message },
           "could not fetch the end of the source's serial log: lines printed since arming stay there",
         );
-      } finally {
-        rmSync(part, { force: true });
       }
     }
     this.persist(true);
@@ -402,6 +417,30 @@ export class IncomingMigration {
       "serial logs completed here",
     );
     return { bytes, ms };
+  }
+
+  /**
+   * Appends the source's log of port `id` from byte `from` to `log`, whole or not at all (a
+   * fetch cut half-way must not leave part of it here); answers the bytes appended.
+   */
+  private async appendSourceLog(
+    source: string,
+    id: string,
+    log: string,
+    from: number,
+    timeoutMs: number,
+  ): Promise<number> {
+    const part = `${log}.part-${this.migrationId}`;
+    try {
+      const n = await this.ctx
+        .peer(source)
+        .downloadSerialLog(this.req.guest.guestId, id, part, { from, timeoutMs });
+      // Streamed: a long-lived guest's log may be large.
+      if (n > 0) await pipeline(createReadStream(part), createWriteStream(log, { flags: "a" }));
+      return n;
+    } finally {
+      rmSync(part, { force: true });
+    }
   }
 
   /** A read-only disk image from the source agent (pre-copy: block migration skips them). */
