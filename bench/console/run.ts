@@ -41,6 +41,42 @@ type Mechanism = "instant" | "precopy" | "postcopy";
 const HOSTS = { "a-h1": ["a", "h1"], "a-h2": ["a", "h2"], "b-h1": ["b", "h1"] } as const;
 type HostName = keyof typeof HOSTS;
 
+/**
+ * One move's stall split at the client's marks (console-bed.ts): the source's last output
+ * before its "moved" notice -> that notice (the guest stops, the move completes, the source
+ * agent ends the session) -> the relay reached the destination agent ("agent": it retried
+ * until the guest ran there) -> the new handshake done ("attached") -> the first output after.
+ */
+interface Phases {
+  toMovedMs: number;
+  toAgentMs: number;
+  handshakeMs: number;
+  toFirstOutputMs: number;
+}
+const PHASES: Array<[keyof Phases, string]> = [
+  ["toMovedMs", "last output -> moved"],
+  ["toAgentMs", "moved -> relay at destination"],
+  ["handshakeMs", "handshake"],
+  ["toFirstOutputMs", "attached -> first output"],
+];
+
+function phasesOf(cl: ConsoleBedClient, from: number): Phases | null {
+  const mark = (what: string, after: number) => cl.marks.find((m) => m.what === what && m.at >= after)?.at;
+  const moved = mark("moved", from);
+  if (moved === undefined) return null;
+  const agent = mark("agent", moved);
+  const attached = agent === undefined ? undefined : mark("attached", agent);
+  const first = attached === undefined ? undefined : cl.times.find((t) => t >= attached);
+  const last = cl.times.filter((t) => t >= from && t <= moved).pop() ?? from;
+  if (agent === undefined || attached === undefined || first === undefined) return null;
+  return {
+    toMovedMs: Math.round(moved - last),
+    toAgentMs: Math.round(agent - moved),
+    handshakeMs: Math.round(attached - agent),
+    toFirstOutputMs: Math.round(first - attached),
+  };
+}
+
 interface Row {
   mechanism: Mechanism;
   moves: number;
@@ -135,7 +171,22 @@ async function main(): Promise<void> {
       ["postcopy", ["b-h1", "a-h1"]],
     ];
     const rows: Row[] = [];
-    const perMove: Array<{ mechanism: Mechanism; to: string; stallMs: number; pauseMs: number | null }> = [];
+    const perMove: Array<{
+      mechanism: Mechanism;
+      to: string;
+      stallMs: number;
+      pauseMs: number | null;
+      phases: Phases | null;
+      /** After this move the client's output was the serial log (where the guest runs) up to its offset. */
+      logExact: boolean;
+    }> = [];
+    /** The client's whole output against the log where the guest runs now, up to its offset. */
+    const sameAsLog = async () => {
+      const o = cl.text();
+      const e = cl.session.nextOffset ?? 0;
+      const l = await serialLog();
+      return l.length >= e && l.slice(e - o.length, e) === o;
+    };
     for (const [mechanism, targets] of plan) {
       const outFrom = cl.text().length;
       const typedFrom = typedBytes();
@@ -173,14 +224,16 @@ async function main(): Promise<void> {
         for (let i = 1; i < ts.length; i++) stall = Math.max(stall, ts[i] - ts[i - 1]);
         const paused = new RegExp(`migration ${m.id} of g1 .* guest paused (\\d+) ms`).exec(c.output())?.[1];
         const pauseMs = paused === undefined ? null : Number(paused);
-        perMove.push({ mechanism, to, stallMs: stall, pauseMs });
+        const phases = phasesOf(cl, t0);
+        const logExact = await sameAsLog();
+        perMove.push({ mechanism, to, stallMs: stall, pauseMs, phases, logExact });
         maxStall = Math.max(maxStall, stall);
         if (pauseMs !== null) {
           maxPause = Math.max(maxPause ?? 0, pauseMs);
           maxOver = Math.max(maxOver ?? -Infinity, stall - pauseMs);
         }
         log(
-          `  ${mechanism} #${k + 1} -> ${to}: output stalled ${stall.toFixed(0)} ms, guest paused ${pauseMs ?? "?"} ms`,
+          `  ${mechanism} #${k + 1} -> ${to}: output stalled ${stall.toFixed(0)} ms, guest paused ${pauseMs ?? "?"} ms; output = log ${logExact}; ${phases ? PHASES.map(([k, n]) => `${n} ${phases[k]}`).join(", ") : "phases not seen"}`,
         );
       }
       // Let the last lines arrive and the typed ones be echoed.
@@ -252,6 +305,25 @@ async function main(): Promise<void> {
     ]);
     const printed = table(head, tableRows);
     process.stdout.write(`${printed}\n`);
+    // Where a move's stall goes: per mechanism, median and max of each phase (ms).
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? 0;
+    const phaseRows = plan.map(([mechanism]) => {
+      const ps = perMove.filter((m) => m.mechanism === mechanism && m.phases).map((m) => m.phases!);
+      const pauses = perMove
+        .filter((m) => m.mechanism === mechanism && m.pauseMs !== null)
+        .map((m) => m.pauseMs!);
+      return [
+        mechanism,
+        ps.length,
+        `${med(pauses)} / ${Math.max(0, ...pauses)}`,
+        ...PHASES.map(([k]) => `${med(ps.map((p) => p[k]))} / ${Math.max(0, ...ps.map((p) => p[k]))}`),
+      ];
+    });
+    const phaseTable = table(
+      ["mechanism", "moves seen", "guest pause", ...PHASES.map(([, n]) => n)],
+      phaseRows,
+    );
+    process.stdout.write(`stall by phase, median / max ms:\n${phaseTable}\n`);
     const targets = rows.map((r) => ({
       mechanism: r.mechanism,
       noLossNoDuplicates: r.lostBytes === 0 && r.duplicatedBytes === 0,
@@ -291,6 +363,12 @@ measured it. Baseline of the same run: the longest gap over 10 idle seconds, ${M
 ${tailExact ? "yes" : "NO"}.
 
 ${printed}
+
+Where the stall goes (median / max ms per phase, at the client: the source's last output to its
+"moved" notice, to the relay reaching the destination agent, the new handshake, to the first
+output after it):
+
+${phaseTable}
 
 Targets: lost = duplicated = 0 both ways (${targets.map((t) => `${t.mechanism} ${t.noLossNoDuplicates ? "met" : "missed"}`).join(", ")});
 instant: stall <= pause + 100 ms for every move (${targets[0]?.stallWithinPausePlus100 ? "met" : "missed"}).

@@ -83,8 +83,8 @@ function checkDescribed(doc: OpenApi, expected: string[]): void {
       `${id} describes its success answer (${codes})`,
     );
     for (const c of ["400", "401", "500"]) assert.ok(codes.includes(c), `${id} describes ${c}`);
-    // Actions (start, stop, continue, post-copy, commit, abort) take no body.
-    if (/^POST/.test(id) && !/\/(start|stop|continue|postcopy|commit|abort)$/.test(id))
+    // Actions (start, stop, continue, post-copy, commit, abort, a post-copy's serial logs) take no body.
+    if (/^POST/.test(id) && !/\/(start|stop|continue|postcopy|commit|abort|serial-logs)$/.test(id))
       assert.ok(op.requestBody, `${id} describes its request body`);
   }
 }
@@ -126,6 +126,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "GET /v1/incoming/{migrationId}",
       "GET /v1/incoming/{migrationId}/ram-digest",
       "POST /v1/incoming/{migrationId}/finish",
+      "POST /v1/incoming/{migrationId}/serial-logs",
       "DELETE /v1/incoming/{migrationId}",
       "POST /v1/placement/probes",
       "GET /v1/placement/probes",

@@ -14,6 +14,7 @@ import type {
   ConfirmOutcome,
   ConsoleIdentity,
   ConsoleInputs,
+  ContinuedLogs,
   CreateGuestRequest,
   CreateSecVmRequest,
   ErrorBody,
@@ -305,6 +306,13 @@ export class HostVmAgentClient extends AgentClient {
       (opts.timeoutMs ?? 30_000) + 5000,
     );
   }
+  /**
+   * Post-copy, the source paused before the switch: the destination appends what the
+   * source's serial logs gained since it armed (their final bytes). Answers the bytes added.
+   */
+  continueIncomingLogs(migrationId: string, timeoutMs = 10_000): Promise<ContinuedLogs> {
+    return this.call("POST", `/v1/incoming/${enc(migrationId)}/serial-logs`, {}, timeoutMs);
+  }
   abortIncoming(migrationId: string, timeoutMs = 30_000): Promise<IncomingStatus> {
     return this.call("DELETE", `/v1/incoming/${enc(migrationId)}`, undefined, timeoutMs);
   }
@@ -312,14 +320,15 @@ export class HostVmAgentClient extends AgentClient {
   downloadDiskImage(guestId: string, deviceId: string, file: string, timeoutMs = 600_000): Promise<number> {
     return this.download(`/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/image`, file, { timeoutMs });
   }
-  /** A logged serial port's log so far, appended to `file` with `append`. */
+  /** A logged serial port's log so far (from byte `from` on), appended to `file` with `append`. */
   downloadSerialLog(
     guestId: string,
     deviceId: string,
     file: string,
-    opts: { append?: boolean; timeoutMs?: number } = {},
+    opts: { append?: boolean; timeoutMs?: number; from?: number } = {},
   ): Promise<number> {
-    return this.download(`/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/log`, file, opts);
+    const q = opts.from ? `?from=${opts.from}` : "";
+    return this.download(`/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/log${q}`, file, opts);
   }
 }
 

@@ -77,6 +77,12 @@ export class ConsoleBedClient {
   readonly chunks: Buffer[] = [];
   /** Arrival times (performance.now()) of output events. */
   readonly times: number[] = [];
+  /**
+   * When (performance.now()) the steps of each re-attach reached this client: the source's
+   * "moved" notice, the relay's "reattaching" and "agent" (it reached the destination agent),
+   * the new handshake done ("attached"). bench:console splits a move's stall with these.
+   */
+  readonly marks: Array<{ at: number; what: "moved" | "reattaching" | "agent" | "attached" }> = [];
   attaches = 0;
   private ws: WebSocket | null = null;
   private closed = false;
@@ -93,10 +99,16 @@ export class ConsoleBedClient {
 
   private apply = (s: Step) => {
     for (const e of s.events) {
+      const at = performance.now();
       if (e.kind === "output") {
         this.chunks.push(Buffer.from(e.bytes));
-        this.times.push(performance.now());
-      } else if (e.kind === "attached") this.attaches++;
+        this.times.push(at);
+      } else if (e.kind === "attached") {
+        this.attaches++;
+        this.marks.push({ at, what: "attached" });
+      } else if (e.kind === "notice" && e.notice.kind === "moved") this.marks.push({ at, what: "moved" });
+      else if (e.kind === "relay" && (e.message.t === "reattaching" || e.message.t === "agent"))
+        this.marks.push({ at, what: e.message.t });
     }
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return;

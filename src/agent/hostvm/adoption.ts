@@ -29,6 +29,8 @@ export interface IncomingRole {
   uri: string | null;
   /** Post-copy: told to start by itself once the load completes. */
   armed: boolean;
+  /** Post-copy: bytes of each of the source's serial logs appended here at arming. */
+  logOffsets?: Record<string, number>;
 }
 
 export type QemuRole = GuestRole | IncomingRole;
@@ -48,7 +50,19 @@ export function parseRole(x: unknown): QemuRole | null {
     };
   }
   if (r.role === "incoming" && r.req && typeof r.req.migrationId === "string") {
-    return { role: "incoming", req: r.req, uri: r.uri ?? null, armed: r.armed === true };
+    const offsets =
+      typeof r.logOffsets === "object" && r.logOffsets !== null
+        ? Object.fromEntries(
+            Object.entries(r.logOffsets).filter(([, n]) => Number.isSafeInteger(n) && (n as number) >= 0),
+          )
+        : undefined;
+    return {
+      role: "incoming",
+      req: r.req,
+      uri: r.uri ?? null,
+      armed: r.armed === true,
+      ...(offsets ? { logOffsets: offsets } : {}),
+    };
   }
   return null;
 }

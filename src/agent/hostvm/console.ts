@@ -22,6 +22,12 @@
  *   keystrokes wait and the clients are told ("moving"); if the guest stays, they go on
  *   ("staying"); once it left, the sessions end with the last acknowledgement and "moved"
  *   (close code 4001), and the relay re-attaches the client where the guest runs now.
+ * - Made before broken: the destination of a move takes a session for the guest it is about
+ *   to run (an incoming not yet decided, `arrivingHere`) as soon as the relay connects after
+ *   "moved", so the handshake overlaps the destination's finish; the session starts (its
+ *   acknowledgement, "start", the replay) once the guest runs here, when the log has been
+ *   continued and the delivered keystrokes are known. If the guest does not come (the move
+ *   was rolled back), the session ends "moved" without a destination and the relay searches.
  *
  * The identity key (ECDSA P-256) is made at the agent's first start and kept 0600 beside its
  * QEMUs' folder, so a restarted agent keeps it. The ticket key comes from the agents' token.
@@ -58,12 +64,13 @@ import {
   MAX_RECORD_PLAINTEXT,
   type Notice,
   RECORD,
+  type Resume,
   type SecureChannel,
   type SigningKey,
   signingKeyFromPem,
   signingKeyToPem,
 } from "../../console/index.ts";
-import type { ConsoleInputs } from "../api-types.ts";
+import type { ConsoleInputs, GuestConfig } from "../api-types.ts";
 import type { HostVmAgentConfig } from "../config.ts";
 import { inputsPath, readInputs, writeInputs } from "./console-inputs.ts";
 import { deviceEndpoints, serialLogOf } from "./devices.ts";
@@ -103,6 +110,21 @@ function destinationOf(m: { req?: { destination?: { url: string } } }): string |
 
 export function movedReason(destinationUrl: string | undefined): string {
   return destinationUrl ? `moved to ${destinationUrl}` : "moved";
+}
+
+/** An incoming migration here that may run guest `guestId` and has not handed it over yet. */
+function arrivingHere(host: HostVm, guestId: string): GuestConfig | null {
+  for (const m of host.incoming.values())
+    if (m.req.guest.guestId === guestId && m.arriving) return m.req.guest;
+  return null;
+}
+
+/**
+ * The configuration of guest `guestId` for its console here: the guest running here, or the
+ * one arriving (a session opens now and starts once it runs here); null: neither.
+ */
+export function consoleGuestConfig(host: HostVm, guestId: string): GuestConfig | null {
+  return host.guests.get(guestId)?.config ?? arrivingHere(host, guestId);
 }
 
 /** The agent's identity key file (beside its QEMUs' folder, like its image folder). */
@@ -206,6 +228,8 @@ class SerialHub {
   private sock: Socket | null = null;
   private sockPath: string | null = null;
   private migrating = false;
+  /** The guest is arriving here (an incoming): sessions wait to start until it runs here. */
+  private awaitingArrival = false;
   /** Drains in progress (a migration about to start): nothing is written meanwhile. */
   holds = 0;
   /**
@@ -234,8 +258,10 @@ class SerialHub {
     readonly deviceId: string,
     private readonly onEmpty: () => void,
   ) {
-    const g = svc.host.guestOf(guestId);
-    this.logPath = serialLogOf(svc.host.cfg, g.config, deviceId)!;
+    const config = consoleGuestConfig(svc.host, guestId);
+    if (!config) throw new Error(`no guest ${guestId} here`);
+    this.logPath = serialLogOf(svc.host.cfg, config, deviceId)!;
+    this.awaitingArrival = !svc.host.guests.has(guestId);
     this.inputsPath = inputsPath(svc.host.cfg, guestId, deviceId);
   }
 
@@ -245,6 +271,11 @@ class SerialHub {
 
   get log() {
     return this.svc.host.log;
+  }
+
+  /** The guest runs here (sessions may start: its log is the stream's, its keystrokes are known). */
+  here(): boolean {
+    return this.svc.host.guests.has(this.guestId);
   }
 
   add(ws: WebSocket): void {
@@ -332,16 +363,38 @@ class SerialHub {
     return this.migration() !== null;
   }
 
+  private fastTicks(on: boolean): void {
+    if (on && !this.fastTimer) {
+      this.fastTimer = setInterval(() => this.tick(), FAST_TICK_MS);
+      this.fastTimer.unref();
+    } else if (!on && this.fastTimer) {
+      clearInterval(this.fastTimer);
+      this.fastTimer = null;
+    }
+  }
+
   private tick(): void {
     this.watch();
     const g = this.svc.host.guests.get(this.guestId);
     if (!g) {
+      if (this.awaitingArrival && arrivingHere(this.svc.host, this.guestId)) {
+        // Look often: the sessions start as soon as the guest runs here.
+        this.fastTicks(true);
+        return;
+      }
       const left = [...this.svc.host.outgoing.values()].find(
         (m) => m.guest.guestId === this.guestId && m.phase === "confirmed",
       );
       if (left) this.end({ kind: "moved" }, CLOSE.moved, movedReason(destinationOf(left)));
+      // The guest did not come (its move was rolled back): the relay looks for it.
+      else if (this.awaitingArrival) this.end({ kind: "moved" }, CLOSE.moved, movedReason(undefined));
       else this.end({ kind: "ended", reason: `guest ${this.guestId} was deleted` }, CLOSE.ended);
       return;
+    }
+    if (this.awaitingArrival) {
+      this.awaitingArrival = false;
+      if (!this.migrating) this.fastTicks(false);
+      for (const s of this.sessions) s.begin();
     }
     const m = this.migration();
     const to = m ? destinationOf(m) : undefined;
@@ -367,7 +420,8 @@ class SerialHub {
         this.deliver();
       }
     }
-    if (this.inFlight) this.deliver();
+    // Queued keystrokes too: a guest that just arrived may take them only a moment after its sessions began.
+    if (this.inFlight || [...this.sessions].some((x) => x.queue.length > 0)) this.deliver();
     this.pumpAll();
   }
 
@@ -513,6 +567,8 @@ class AgentSession {
   queue: Array<{ seq: number; bytes: Buffer }> = [];
   queuedBytes = 0;
   private fd: number | null = null;
+  /** Handshaken for a guest arriving here: where the client asked to resume, until it runs here. */
+  private waiting: { resume: Resume; sub: string; tenant: string } | null = null;
 
   constructor(
     private readonly hub: SerialHub,
@@ -557,29 +613,43 @@ class AgentSession {
     this.channel = a.channel;
     this.control = a.claims.control;
     this.sessionKey = a.hello.sessionId.toString("base64url");
-    this.delivered = this.hub.readInputs()[this.sessionKey]?.seq ?? 0;
     this.ws.send(a.answer);
+    this.waiting = { resume: a.hello.resume, sub: a.claims.sub, tenant: a.claims.tenant };
+    if (this.hub.here()) this.begin();
+  }
+
+  /**
+   * The session's start once the guest runs here: the keystrokes delivered so far (a move's
+   * destination has them only now), where the output resumes, the acknowledgement, "start".
+   */
+  begin(): void {
+    const w = this.waiting;
+    if (!w || this.closed) return;
+    this.waiting = null;
+    this.delivered = this.hub.readInputs()[this.sessionKey!]?.seq ?? 0;
+    this.queue = this.queue.filter((k) => k.seq > this.delivered);
+    this.queuedBytes = this.queue.reduce((n, k) => n + k.bytes.length, 0);
     const size = this.hub.logSize();
     const { tailBytes, scrollbackBytes } = this.svc.opts;
     let from: number;
     let skipped = 0;
     let reset = false;
-    if (a.hello.resume.from === "tail") from = Math.max(0, size - tailBytes);
-    else if (a.hello.resume.offset > size) {
+    if (w.resume.from === "tail") from = Math.max(0, size - tailBytes);
+    else if (w.resume.offset > size) {
       // The stream is shorter than what the client saw (a log that could not be continued).
       from = Math.max(0, size - tailBytes);
       reset = true;
     } else {
-      from = Math.max(a.hello.resume.offset, size - scrollbackBytes, 0);
-      skipped = from - a.hello.resume.offset;
+      from = Math.max(w.resume.offset, size - scrollbackBytes, 0);
+      skipped = from - w.resume.offset;
     }
     this.offset = from;
     this.hub.log.info(
       {
         guest: this.hub.guestId,
         serial: this.hub.deviceId,
-        sub: a.claims.sub,
-        tenant: a.claims.tenant,
+        sub: w.sub,
+        tenant: w.tenant,
         control: this.control,
         from,
         skipped,
@@ -589,6 +659,7 @@ class AgentSession {
     this.send(RECORD.ack, encodeAck(this.delivered));
     this.notice({ kind: "start", from, skipped, control: this.control, ...(reset ? { reset } : {}) });
     this.pump();
+    if (this.queue.length > 0) this.hub.deliver();
   }
 
   private input(msg: Buffer): void {
@@ -637,7 +708,7 @@ class AgentSession {
 
   /** Sends the log from `offset` while the relay keeps up. */
   pump(): void {
-    if (this.closed || !this.channel) return;
+    if (this.closed || !this.channel || this.waiting) return;
     const size = this.hub.logSize();
     if (size < this.offset) {
       // The log was replaced by a shorter one: nothing sensible to resume; start at its end.
@@ -672,8 +743,10 @@ class AgentSession {
   finish(n: Notice, code: number, reason?: string): void {
     if (this.closed) return;
     if (this.channel) {
-      this.pump();
-      this.ack();
+      if (!this.waiting) {
+        this.pump();
+        this.ack();
+      }
       this.notice(n);
     }
     this.close(code, reason ?? (n.kind === "ended" ? n.reason : n.kind));

@@ -31,9 +31,11 @@
  * taps with the QEMU, disk taps before the guest resumes (pre-copy) or as it resumes
  * (instant handover: an export would lock the shared image the source may still need).
  */
+import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { listenIncoming, type MigrationCapabilities, QemuProcess, type QmpEvent } from "../../qemu/index.ts";
-import type { IncomingStatus, PrepareIncomingRequest } from "../api-types.ts";
+import type { ContinuedLogs, IncomingStatus, PrepareIncomingRequest } from "../api-types.ts";
 import { AgentError, conflict } from "../http.ts";
 import { cpuSeconds, qmpTimestampMs } from "../proc.ts";
 import type { IncomingRole } from "./adoption.ts";
@@ -57,6 +59,8 @@ const DEFAULT_LEASE_MS = 30_000;
  * never a reason to fail the move (the log then starts here).
  */
 const LOG_FETCH_TIMEOUT_MS = 3000;
+/** A post-copy's arming fetch runs while the source still runs the guest: it may take longer. */
+const ARM_LOG_FETCH_TIMEOUT_MS = 10_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class IncomingMigration {
@@ -73,6 +77,12 @@ export class IncomingMigration {
   private decisions: Promise<unknown> = Promise.resolve();
   /** This incoming made the guest's folder here (pre-copy): it goes if the guest never runs here. */
   private ownsStore = false;
+  /**
+   * Post-copy: how many bytes of each of the source's serial logs were appended here at
+   * arming; continueLogs() appends the rest from there while the source waits before the
+   * switch. A port missing here was not continued (its log starts here).
+   */
+  private logOffsets: Record<string, number> = {};
 
   constructor(
     private readonly ctx: GuestContext,
@@ -84,6 +94,17 @@ export class IncomingMigration {
   get migrationId(): string {
     return this.req.migrationId;
   }
+
+  /**
+   * The guest may still come to run here and is not one of the agent's guests yet: undecided,
+   * or started and being handed to the agent (a console session waits for it, console.ts).
+   */
+  get arriving(): boolean {
+    return (
+      this.state === "listening" || this.state === "armed" || (this.state === "running" && !this.handedOver)
+    );
+  }
+  private handedOver = false;
 
   /** Nothing more will happen to this incoming (the guest, if it arrived, is a guest now). */
   done(): boolean {
@@ -99,6 +120,7 @@ export class IncomingMigration {
   /** Records what a successor agent needs to adopt this QEMU. */
   private persist(armed = false): void {
     const role: IncomingRole = { role: "incoming", req: this.req, uri: this.uri, armed };
+    if (armed) role.logOffsets = this.logOffsets;
     try {
       this.qemu?.setAgentData(role);
     } catch (e) {
@@ -139,6 +161,7 @@ export class IncomingMigration {
     const m = new IncomingMigration(ctx, role.req, onRunning);
     m.qemu = q;
     m.uri = role.uri;
+    m.logOffsets = role.logOffsets ?? {};
     m.ownsStore = role.req.mode === "precopy" && hasStore(role.req.guest);
     m.watch(q);
     const st = await q.qmp.queryStatus();
@@ -298,14 +321,19 @@ export class IncomingMigration {
         "the guest runs here, but its disk taps could not be set up",
       ),
     );
-    await this.onRunning(this, q);
+    try {
+      await this.onRunning(this, q);
+    } finally {
+      this.handedOver = true;
+    }
   }
 
   /**
    * Pre-copy from another server, before the guest resumes here: the source's serial logs
    * (final: the source is paused) so that they continue here, and the disk taps once QEMU
-   * has loaded everything. Post-copy arms before the switch: logs only (lines printed
-   * between arming and the switch stay in the source's log), taps when it runs.
+   * has loaded everything. Post-copy arms before the switch, while the source still runs:
+   * the logs so far (their sizes kept: continueLogs() appends the rest once the source
+   * paused before the switch) and the delivered keystrokes; taps when it runs.
    */
   private async beforeResume(q: QemuProcess, arming: boolean, timeoutMs: number): Promise<void> {
     if (this.req.mode !== "precopy") return;
@@ -314,9 +342,14 @@ export class IncomingMigration {
     for (const id of source ? loggedSerialsOf(g) : []) {
       const log = serialLogOf(this.ctx.cfg, g, id)!;
       try {
-        const n = await this.ctx
-          .peer(source!)
-          .downloadSerialLog(g.guestId, id, log, { append: true, timeoutMs: LOG_FETCH_TIMEOUT_MS });
+        const n = await this.appendSourceLog(
+          source!,
+          id,
+          log,
+          0,
+          arming ? ARM_LOG_FETCH_TIMEOUT_MS : LOG_FETCH_TIMEOUT_MS,
+        );
+        if (arming) this.logOffsets[id] = n;
         this.ctx.log.info({ migration: this.migrationId, serial: id, bytes: n }, "serial log continued here");
         // The console sessions' delivered keystrokes (final: the source stopped writing them
         // when the migration started), so that none is typed twice here.
@@ -340,6 +373,74 @@ export class IncomingMigration {
       await sleep(2);
     }
     await openDiskTaps(q, g);
+  }
+
+  /**
+   * Post-copy, armed, the source paused before the switch (its guest stopped, so its logs
+   * are final): appends what each source log gained since arming, before the guest prints
+   * here. Lines the guest printed between arming and the switch are then in this log too,
+   * at the offsets the console clients saw them at. A fetch that fails leaves that log as it
+   * is (bounded: this is on the guest's downtime path).
+   */
+  continueLogs(): Promise<ContinuedLogs> {
+    return this.serialize(() => this.doContinueLogs());
+  }
+
+  private async doContinueLogs(): Promise<ContinuedLogs> {
+    const t0 = performance.now();
+    if (this.state !== "armed" || this.req.mode !== "precopy") {
+      throw conflict(
+        `incoming ${this.migrationId} is ${this.state} (${this.req.mode}), not an armed post-copy`,
+      );
+    }
+    const g = this.req.guest;
+    const source = this.req.source?.url;
+    const bytes: Record<string, number> = {};
+    for (const [id, from] of Object.entries(this.logOffsets)) {
+      const log = serialLogOf(this.ctx.cfg, g, id);
+      if (!source || !log) continue;
+      try {
+        const n = await this.appendSourceLog(source, id, log, from, LOG_FETCH_TIMEOUT_MS);
+        this.logOffsets[id] = from + n;
+        bytes[id] = n;
+      } catch (e) {
+        this.ctx.log.warn(
+          { migration: this.migrationId, serial: id, err: (e as Error).message },
+          "could not fetch the end of the source's serial log: lines printed since arming stay there",
+        );
+      }
+    }
+    this.persist(true);
+    const ms = performance.now() - t0;
+    this.ctx.log.info(
+      { migration: this.migrationId, bytes, ms: Math.round(ms) },
+      "serial logs completed here",
+    );
+    return { bytes, ms };
+  }
+
+  /**
+   * Appends the source's log of port `id` from byte `from` to `log`, whole or not at all (a
+   * fetch cut half-way must not leave part of it here); answers the bytes appended.
+   */
+  private async appendSourceLog(
+    source: string,
+    id: string,
+    log: string,
+    from: number,
+    timeoutMs: number,
+  ): Promise<number> {
+    const part = `${log}.part-${this.migrationId}`;
+    try {
+      const n = await this.ctx
+        .peer(source)
+        .downloadSerialLog(this.req.guest.guestId, id, part, { from, timeoutMs });
+      // Streamed: a long-lived guest's log may be large.
+      if (n > 0) await pipeline(createReadStream(part), createWriteStream(log, { flags: "a" }));
+      return n;
+    } finally {
+      rmSync(part, { force: true });
+    }
   }
 
   /** A read-only disk image from the source agent (pre-copy: block migration skips them). */

@@ -39,7 +39,8 @@ export class Run {
   private readonly mechanism: Mechanism;
   private cancelRequested: string | null = null;
   private started = false;
-  private arrived = false;
+  /** The source's pause before the switch was handled (barrier, logs, continue). */
+  private continued = false;
   private out: OutgoingStatus | null = null;
   private doneP: Promise<MigrationOutcome> | null = null;
   /** Post-copy: the source switched (the guest's memory is split from then on). */
@@ -258,7 +259,9 @@ export class Run {
             (instant ? undefined : (this.opts.noProgressTimeoutMs ?? T.noProgressTimeoutMs)),
           postcopy: this.mechanism === "postcopy",
           ignoreStall: this.mechanism === "postcopy",
-          pauseBeforeSwitchover: this.barrier !== undefined,
+          // Post-copy pauses too: the source's guest is stopped then, so the destination can
+          // take the last lines of its serial logs before the switch (watch).
+          pauseBeforeSwitchover: this.barrier !== undefined || this.mechanism === "postcopy",
         },
         // An instant handover is over in milliseconds: wait for it in the same request.
         waitMs: instant && !this.barrier ? T.instantStartWaitMs : 0,
@@ -365,13 +368,18 @@ export class Run {
           this.switched = true;
         }
       }
-      if (out.phase === "pre-switchover" && this.barrier && !this.arrived) {
-        this.arrived = true;
-        try {
-          await this.barrier.arrive();
-        } catch (e) {
-          await this.src.cancelOutgoing(this.migrationId, (e as Error).message).catch(() => {});
+      if (out.phase === "pre-switchover" && !this.continued) {
+        this.continued = true;
+        if (this.barrier) {
+          try {
+            await this.barrier.arrive();
+          } catch (e) {
+            await this.src.cancelOutgoing(this.migrationId, (e as Error).message).catch(() => {});
+          }
         }
+        // Post-copy: the source's guest is stopped and the destination armed; the source's
+        // serial lines since arming go to the destination's logs before the guest prints there.
+        if (this.switched) await this.continueLogs();
         out = await this.src.outgoing(this.migrationId);
         if (out.phase === "pre-switchover") await this.src.continueOutgoing(this.migrationId);
       }
@@ -387,6 +395,20 @@ export class Run {
       out = await this.src.outgoing(this.migrationId, { waitMs: T.watchPollMs, unless: out.phase });
     }
     return out;
+  }
+
+  /** Never fails the move: a log left short is a console's loss, not the guest's. */
+  private async continueLogs(): Promise<void> {
+    try {
+      const c = await this.dst.continueIncomingLogs(this.migrationId, T.logContinueCallMs);
+      this.log(
+        `${this.migrationId}: destination took the source's last serial bytes (${JSON.stringify(c.bytes)}) in ${Math.round(c.ms)} ms`,
+      );
+    } catch (e) {
+      this.log(
+        `${this.migrationId}: continuing the serial logs at the destination failed: ${(e as Error).message}`,
+      );
+    }
   }
 
   /**

@@ -49,6 +49,12 @@ export const MIGRATION_TIMING = {
   watchErrorPauseMs: 500,
   /** Bound of the destination's finish: its QEMU has loaded everything, starting it is quick. */
   finishTimeoutMs: 30_000,
+  /**
+   * Post-copy: bound of the destination taking the source's last serial bytes while the
+   * source waits before the switch (guest paused). 5 s: the destination's own fetch gives
+   * up after 3 s; a move is never failed for a console's log.
+   */
+  logContinueCallMs: 5000,
   /** Bound of an abort of the destination (behind a cut link it would wait for TCP; the lease covers that). */
   abortCallMs: 5000,
   /** Bound of a read of the destination while deciding a finish of unknown fate. */

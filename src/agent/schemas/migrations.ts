@@ -188,6 +188,17 @@ export const FinishIncomingBody = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * What a post-copy destination appended to its serial logs while the source waited before
+ * the switch (the source's lines since arming), per logged port; a port whose log was not
+ * continued at arming is left out (its log started here).
+ */
+export const ContinuedLogsSchema = Type.Object({
+  bytes: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
+  ms: Type.Number(),
+});
+export type ContinuedLogs = Static<typeof ContinuedLogsSchema>;
+
 /** A guest's RAM file digested chunk by chunk (qemu/ram-digest.ts), read while it is frozen. */
 export const RamDigestSchema = Type.Object({
   chunkBytes: Type.Integer(),

@@ -15,7 +15,7 @@ import {
   GuestParams,
 } from "../../api-types.ts";
 import { AgentError, notFound, type RoutePlugin } from "../../http.ts";
-import type { ConsoleService } from "../console.ts";
+import { type ConsoleService, consoleGuestConfig } from "../console.ts";
 import { inputsPath, readInputs } from "../console-inputs.ts";
 import { serialLogOf } from "../devices.ts";
 import type { HostVm } from "../state.ts";
@@ -55,10 +55,13 @@ export const consoleRoutes: RoutePlugin<{ host: HostVm; consoles: ConsoleService
       response: { 101: ConsoleUpgrade, 426: ErrorBodySchema, ...errorAnswers(404) },
     },
     // Refused before the upgrade (an ordinary 404): the relay looks for the guest elsewhere.
+    // A guest arriving here (a move's destination before it runs the guest) is accepted too:
+    // the session is handshaken now and starts once the guest runs here (console.ts).
     preHandler: async (req) => {
       const { guestId, deviceId } = req.params;
-      const g = host.guestOf(guestId);
-      if (!serialLogOf(host.cfg, g.config, deviceId))
+      const config = consoleGuestConfig(host, guestId);
+      if (!config) throw notFound(`no guest ${guestId} on host VM ${host.where}`);
+      if (!serialLogOf(host.cfg, config, deviceId))
         throw notFound(`guest ${guestId} has no serial port ${deviceId} with a log (a console needs one)`);
     },
     wsHandler: (socket, req) => {

@@ -1,10 +1,12 @@
 /**
  * A guest's devices: the image of a disk and the log of a serial port, as bytes. The
  * destination of a migration to another server fetches them from the source (read-only
- * disks, which QEMU's block migration does not carry; logs, so that they continue there);
- * a console client replays a log after reconnecting.
+ * disks, which QEMU's block migration does not carry; logs, so that they continue there:
+ * a post-copy takes most of a log while the source runs and the rest, `?from=` the bytes it
+ * has, while the source waits before the switch); a console client replays a log after
+ * reconnecting.
  */
-import { createReadStream, existsSync } from "node:fs";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { Type } from "typebox";
 import { DeviceId, errorAnswers, GuestParams } from "../../api-types.ts";
 import { conflict, notFound, type RoutePlugin } from "../../http.ts";
@@ -12,9 +14,11 @@ import { diskImagePath, serialLogOf } from "../devices.ts";
 import type { HostVm } from "../state.ts";
 
 const DeviceParams = Type.Object({ guestId: GuestParams.properties.guestId, deviceId: DeviceId });
+/** A log from this byte on (past its end: nothing). */
+const LogQuery = Type.Object({ from: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 48 })) });
 const Bytes = Type.String({ contentMediaType: "application/octet-stream", description: "raw bytes" });
 /** A file streamed as the answer (the schema above describes it; streams are not serialized). */
-const bytesOf = (path: string) => createReadStream(path) as unknown as string;
+const bytesOf = (path: string, start = 0) => createReadStream(path, { start }) as unknown as string;
 
 /** What this resource answers when it cannot do what was asked (besides 400, 401, 500). */
 const DeviceErrors = {
@@ -45,14 +49,23 @@ export const deviceRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host })
 
   app.get(
     "/v1/guests/:guestId/devices/:deviceId/log",
-    { schema: { tags, params: DeviceParams, response: { 200: Bytes, ...errorAnswers(404) } } },
+    {
+      schema: {
+        tags,
+        params: DeviceParams,
+        querystring: LogQuery,
+        response: { 200: Bytes, ...errorAnswers(404) },
+      },
+    },
     async (req, reply) => {
       const { guestId, deviceId } = req.params;
       const g = host.guestOf(guestId);
       const path = serialLogOf(host.cfg, g.config, deviceId);
       if (!path) throw DeviceErrors.noLog(guestId, deviceId);
+      const from = req.query.from ?? 0;
       // QEMU creates the log when it opens the port: none yet is an empty log.
-      return reply.type("application/octet-stream").send(existsSync(path) ? bytesOf(path) : "");
+      const some = existsSync(path) && statSync(path).size > from;
+      return reply.type("application/octet-stream").send(some ? bytesOf(path, from) : "");
     },
   );
 };

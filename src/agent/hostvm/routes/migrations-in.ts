@@ -6,6 +6,7 @@
 
 import { digestRamFile } from "../../../qemu/index.ts";
 import {
+  ContinuedLogsSchema,
   errorAnswers,
   FinishIncomingBody,
   IncomingQuery,
@@ -120,6 +121,20 @@ export const incomingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
       await m.finish(req.body);
       return m.status();
     },
+  );
+
+  // Post-copy: the source is paused before the switch (pause-before-switchover), so its
+  // serial logs are final; their lines since arming are appended here before it continues.
+  app.post(
+    "/v1/incoming/:migrationId/serial-logs",
+    {
+      schema: {
+        tags,
+        params: MigrationParams,
+        response: { 200: ContinuedLogsSchema, ...errorAnswers(404, 409) },
+      },
+    },
+    async (req) => host.incomingOf(req.params.migrationId).continueLogs(),
   );
 
   app.delete(
