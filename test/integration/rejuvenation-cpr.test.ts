@@ -16,7 +16,8 @@ import { assertOneIntactCopy, heartbeatOf, qemuPidsOf, testbedFixture } from "./
 const MiB = 1024 * 1024;
 const GUESTS = ["g1", "g2"];
 const QEMU10 =
-  process.env.NESTCLOUD_QEMU10_BINARY ?? resolve(import.meta.dirname, "../../.cache/qemu10/bin/qemu-system-x86_64");
+  process.env.NESTCLOUD_QEMU10_BINARY ??
+  resolve(import.meta.dirname, "../../.cache/qemu10/bin/qemu-system-x86_64");
 const missing = existsSync(QEMU10) ? null : `no QEMU 10 at ${QEMU10}: run scripts/ensure-qemu10.sh`;
 const bed = missing ? null : testbedFixture({ a: ["h1"] }, GUESTS, { qemuBinary: QEMU10 });
 
