@@ -45,6 +45,11 @@ const guestsArg = process.argv.indexOf("--guests");
 const GUEST_COUNT = guestsArg > 0 ? Math.max(1, Math.min(16, Number(process.argv[guestsArg + 1]) || 8)) : 8;
 const GUESTS = Array.from({ length: GUEST_COUNT }, (_, i) => `r${i + 1}`);
 const GUEST_MIB = 256;
+/**
+ * `-- --in-place-only`: only the in-place rows (7.2 and cpr-transfer), compared with each
+ * other; written to rejuvenation-in-place.json, docs/benchmarks.md left alone.
+ */
+const IN_PLACE_ONLY = process.argv.includes("--in-place-only");
 const qemu10Arg = process.argv.indexOf("--qemu10");
 const QEMU10 =
   qemu10Arg > 0
@@ -192,14 +197,14 @@ async function main(): Promise<void> {
     log(`booting ${GUESTS.length} guests of ${GUEST_MIB} MiB on a/h1 (${v.text})`);
     await bootGuests(state);
 
-    for (const mode of ["in-place", "evacuate"] as const) {
+    for (const mode of IN_PLACE_ONLY ? (["in-place"] as const) : (["in-place", "evacuate"] as const)) {
       log(`${mode}...`);
       rows.push(await rejuvenationRow(state, mode));
       log(`  ${JSON.stringify(rows.at(-1))}`);
     }
 
-    log("reboot...");
-    {
+    if (!IN_PLACE_ONLY) log("reboot...");
+    if (!IN_PLACE_ONLY) {
       const t0 = performance.now();
       const pauses: number[] = [];
       const q = [...GUESTS];
@@ -229,8 +234,8 @@ async function main(): Promise<void> {
       log(`  ${JSON.stringify(rows.at(-1))}`);
     }
 
-    log("pre-copy evacuation to server b...");
-    {
+    if (!IN_PLACE_ONLY) log("pre-copy evacuation to server b...");
+    if (!IN_PLACE_ONLY) {
       const orch = new MigrationOrchestrator(testbedToken(state), { log: () => {} });
       const n0 = await netBytes(state);
       const t0 = performance.now();
@@ -308,10 +313,10 @@ async function main(): Promise<void> {
   ]);
   const t = table(head, body);
   process.stdout.write(`${t}\n\n`);
-  const pre = rows.find((r) => r.mechanism === "precopy")!;
+  const pre = rows.find((r) => r.mechanism === "precopy");
   const targets: string[] = [];
-  for (const r of rows.filter((x) => x.prepareMs !== null)) {
-    const ratio = pre.totalMs / r.totalMs;
+  for (const r of pre ? rows.filter((x) => x.prepareMs !== null) : []) {
+    const ratio = pre!.totalMs / r.totalMs;
     targets.push(
       `${r.method}: max pause ${f(r.maxPauseMs)} ms (target <= 50: ${r.maxPauseMs <= 50 ? "met" : "MISSED"}), ` +
         `total ${f(r.totalMs, 0)} ms for ${r.guests} guests (target <= 1000: ${r.totalMs <= 1000 ? "met" : "MISSED"}), ` +
@@ -320,7 +325,6 @@ async function main(): Promise<void> {
         `(guest RAM ${GUESTS.length} x ${GUEST_MIB} MiB: none of it on a network)`,
     );
   }
-  for (const l of targets) process.stdout.write(`${l}\n`);
   const inPlace72 = rows.find((r) => r.method === "in-place (x-ignore-shared)");
   const cpr = rows.find((r) => r.mechanism === "cpr-transfer");
   if (inPlace72 && cpr)
@@ -329,7 +333,8 @@ async function main(): Promise<void> {
         `${(cpr.maxPauseMs / inPlace72.maxPauseMs).toFixed(2)}x, median ${(cpr.medianPauseMs / inPlace72.medianPauseMs).toFixed(2)}x, ` +
         `total ${(cpr.totalMs / inPlace72.totalMs).toFixed(2)}x, bytes ${(cpr.bytesMoved / inPlace72.bytesMoved).toFixed(2)}x`,
     );
-  writeResults("rejuvenation", {
+  for (const l of targets) process.stdout.write(`${l}\n`);
+  writeResults(IN_PLACE_ONLY ? "rejuvenation-in-place" : "rejuvenation", {
     machine: machine(),
     qemu: v.text,
     qemu10,
@@ -337,6 +342,7 @@ async function main(): Promise<void> {
     rows,
     targets,
   });
+  if (IN_PLACE_ONLY) return;
   writeDocsSection(
     "bench:rejuvenation",
     [
