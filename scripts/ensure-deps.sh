@@ -59,6 +59,11 @@ if [ "$profile" != "sim" ]; then
       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -t bookworm-backports suricata
   fi
 fi
+# Opt-in: QEMU 10 from bookworm-backports in a private prefix (.cache/qemu10; the system's
+# QEMU 7.2 stays), for live updates by cpr-transfer. test.sh's backports section adds it anyway.
+if [ "$profile" != "sim" ] && [ "${NESTCLOUD_WITH_QEMU10:-0}" = 1 ]; then
+  scripts/ensure-qemu10.sh >/dev/null
+fi
 
 if [ "$need_npm_ci" -eq 1 ]; then
   echo "nestcloud: installing npm packages with Node.js $(node --version) (npm ci; better-sqlite3 is compiled from source when no prebuilt binary is reachable: 1-8 minutes)" >&2

@@ -11,6 +11,10 @@
  *              renewing the hypervisor costs without live update);
  *   precopy    pre-copy evacuation of the same guests to another server (2 at a time, the
  *              128 MiB/s link cap of bench:migration), the usual way to empty a host.
+ *   in-place (cpr-transfer)  when QEMU 10 is installed (scripts/ensure-qemu10.sh, or
+ *              `-- --qemu10 <binary>`): the same guests booted again on a testbed whose
+ *              agents run QEMU 10, live-updated in place by cpr-transfer (RAM handed over
+ *              as fds). Its own testbed, after the first one is down: one set of guests at a time.
  * Per row: guests, max and median pause per guest, total (in-place/evacuate: first
  * switchover to last guest settled, destinations pre-started; their start-up and the agent's
  * restart are given apart), bytes moved (the migration channels) and bytes on the source
@@ -18,9 +22,9 @@
  * Writes bench/results/rejuvenation.json and the bench:rejuvenation section of
  * docs/benchmarks.md, and checks the issue's targets.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   agentLauncher,
   endpointOf,
@@ -41,6 +45,16 @@ const guestsArg = process.argv.indexOf("--guests");
 const GUEST_COUNT = guestsArg > 0 ? Math.max(1, Math.min(16, Number(process.argv[guestsArg + 1]) || 8)) : 8;
 const GUESTS = Array.from({ length: GUEST_COUNT }, (_, i) => `r${i + 1}`);
 const GUEST_MIB = 256;
+/**
+ * `-- --in-place-only`: only the in-place rows (7.2 and cpr-transfer), compared with each
+ * other; written to rejuvenation-in-place.json, docs/benchmarks.md left alone.
+ */
+const IN_PLACE_ONLY = process.argv.includes("--in-place-only");
+const qemu10Arg = process.argv.indexOf("--qemu10");
+const QEMU10 =
+  qemu10Arg > 0
+    ? process.argv[qemu10Arg + 1]
+    : resolve(import.meta.dirname, "../../.cache/qemu10/bin/qemu-system-x86_64");
 const MAX_BANDWIDTH = 128 * MiB;
 
 interface Row {
@@ -99,6 +113,75 @@ async function intact(state: TestbedState, server: string, hostVm: string): Prom
   return ok;
 }
 
+/** Boots the guests on a/h1 (two at a time), then starts their verify workloads. */
+async function bootGuests(state: TestbedState): Promise<void> {
+  const h1 = hostVmClient(state, "a", "h1");
+  const queue = [...GUESTS];
+  await Promise.all(
+    [0, 1].map(async () => {
+      for (let g = queue.shift(); g; g = queue.shift())
+        await h1.createGuest({ guestId: g, memoryMiB: GUEST_MIB });
+    }),
+  );
+  // The workloads once all are up: a busy guest would slow the others' boots.
+  for (const g of GUESTS) await h1.startWorkload(g, { kind: "verify", mib: 8 });
+}
+
+/** One in-place or evacuate rejuvenation of a/h1 as a row. */
+async function rejuvenationRow(state: TestbedState, mode: "in-place" | "evacuate"): Promise<Row> {
+  const rej = new Rejuvenator(testbedToken(state), { log: () => {} });
+  const n0 = await netBytes(state);
+  const r = await rej.rejuvenate({
+    hostVm: endpointOf(state, "a", "h1"),
+    mode,
+    ...(mode === "evacuate" ? { spare: endpointOf(state, "a", "h2") } : {}),
+    prepareParallel: 2,
+    switchParallel: 4,
+  });
+  const n1 = await netBytes(state);
+  const moves = [...r.out.moves, ...(r.back?.moves ?? [])];
+  const pauses = moves.flatMap((m) => (m.pauseMs === null ? [] : [m.pauseMs]));
+  if (!r.ok)
+    log(`  not every guest moved: ${moves.filter((m) => m.outcome !== "moved").map((m) => m.error)}`);
+  return {
+    method: mode === "in-place" ? `in-place (${r.mechanism})` : `evacuate (instant handover, ${r.mechanism})`,
+    guests: r.out.moves.length,
+    maxPauseMs: Math.max(...pauses),
+    medianPauseMs: median(pauses),
+    totalMs: r.out.switchMs + (r.back?.switchMs ?? 0),
+    bytesMoved: r.bytesMoved,
+    networkBytes: n0 !== null && n1 !== null ? n1 - n0 : null,
+    prepareMs: r.out.prepareMs + (r.back?.prepareMs ?? 0),
+    agentRestartMs: r.agent?.restartMs ?? null,
+    mechanism: r.mechanism,
+    intact: r.ok && (await intact(state, "a", "h1")),
+  };
+}
+
+/** The cpr-transfer row: the guests on a one-host-VM testbed whose agents run QEMU 10. */
+async function cprRow(
+  image: Awaited<ReturnType<typeof buildGuestImage>>,
+): Promise<{ row: Row; qemu: string }> {
+  const v10 = await qemuVersion(QEMU10);
+  const root = mkdtempSync(join(tmpdir(), "nc-bench-rej10-"));
+  const state = await up(
+    checkTestbedSpec({ servers: [{ name: "a", hostVms: [{ name: "h1", memoryMiB: 4096 }] }] }) as TestbedSpec,
+    { launcher: agentLauncher({ image, qemuBinary: QEMU10 }), root, log: () => {} },
+  );
+  try {
+    log(`booting ${GUESTS.length} guests on a/h1 under ${v10.text}`);
+    await bootGuests(state);
+    log("in-place by cpr-transfer...");
+    const row = await rejuvenationRow(state, "in-place");
+    log(`  ${JSON.stringify(row)}`);
+    return { row, qemu: v10.text };
+  } finally {
+    const rep = await down(state);
+    if (rep.problems.length) log(`teardown problems: ${rep.problems.join("; ")}`);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const v = await qemuVersion();
   const image = await buildGuestImage();
@@ -112,51 +195,16 @@ async function main(): Promise<void> {
   try {
     const h1 = hostVmClient(state, "a", "h1");
     log(`booting ${GUESTS.length} guests of ${GUEST_MIB} MiB on a/h1 (${v.text})`);
-    const queue = [...GUESTS];
-    await Promise.all(
-      [0, 1].map(async () => {
-        for (let g = queue.shift(); g; g = queue.shift())
-          await h1.createGuest({ guestId: g, memoryMiB: GUEST_MIB });
-      }),
-    );
-    // The workloads once all are up: a busy guest would slow the others' boots.
-    for (const g of GUESTS) await h1.startWorkload(g, { kind: "verify", mib: 8 });
-    const rej = new Rejuvenator(testbedToken(state), { log: () => {} });
+    await bootGuests(state);
 
-    for (const mode of ["in-place", "evacuate"] as const) {
+    for (const mode of IN_PLACE_ONLY ? (["in-place"] as const) : (["in-place", "evacuate"] as const)) {
       log(`${mode}...`);
-      const n0 = await netBytes(state);
-      const r = await rej.rejuvenate({
-        hostVm: endpointOf(state, "a", "h1"),
-        mode,
-        ...(mode === "evacuate" ? { spare: endpointOf(state, "a", "h2") } : {}),
-        prepareParallel: 2,
-        switchParallel: 4,
-      });
-      const n1 = await netBytes(state);
-      const moves = [...r.out.moves, ...(r.back?.moves ?? [])];
-      const pauses = moves.flatMap((m) => (m.pauseMs === null ? [] : [m.pauseMs]));
-      if (!r.ok)
-        log(`  not every guest moved: ${moves.filter((m) => m.outcome !== "moved").map((m) => m.error)}`);
-      rows.push({
-        method:
-          mode === "in-place" ? `in-place (${r.mechanism})` : `evacuate (instant handover, ${r.mechanism})`,
-        guests: r.out.moves.length,
-        maxPauseMs: Math.max(...pauses),
-        medianPauseMs: median(pauses),
-        totalMs: r.out.switchMs + (r.back?.switchMs ?? 0),
-        bytesMoved: r.bytesMoved,
-        networkBytes: n0 !== null && n1 !== null ? n1 - n0 : null,
-        prepareMs: r.out.prepareMs + (r.back?.prepareMs ?? 0),
-        agentRestartMs: r.agent?.restartMs ?? null,
-        mechanism: r.mechanism,
-        intact: r.ok && (await intact(state, "a", "h1")),
-      });
+      rows.push(await rejuvenationRow(state, mode));
       log(`  ${JSON.stringify(rows.at(-1))}`);
     }
 
-    log("reboot...");
-    {
+    if (!IN_PLACE_ONLY) log("reboot...");
+    if (!IN_PLACE_ONLY) {
       const t0 = performance.now();
       const pauses: number[] = [];
       const q = [...GUESTS];
@@ -186,8 +234,8 @@ async function main(): Promise<void> {
       log(`  ${JSON.stringify(rows.at(-1))}`);
     }
 
-    log("pre-copy evacuation to server b...");
-    {
+    if (!IN_PLACE_ONLY) log("pre-copy evacuation to server b...");
+    if (!IN_PLACE_ONLY) {
       const orch = new MigrationOrchestrator(testbedToken(state), { log: () => {} });
       const n0 = await netBytes(state);
       const t0 = performance.now();
@@ -230,6 +278,13 @@ async function main(): Promise<void> {
     if (rep.problems.length) log(`teardown problems: ${rep.problems.join("; ")}`);
     rmSync(root, { recursive: true, force: true });
   }
+  let qemu10: string | null = null;
+  if (existsSync(QEMU10)) {
+    const c = await cprRow(image);
+    // Next to the 7.2 in-place row, which it compares with.
+    rows.splice(1, 0, c.row);
+    qemu10 = c.qemu;
+  } else log(`no QEMU 10 at ${QEMU10} (scripts/ensure-qemu10.sh): no cpr-transfer row`);
 
   const f = (x: number | null, d = 1) => (x === null ? "-" : x.toFixed(d));
   const head = [
@@ -258,10 +313,10 @@ async function main(): Promise<void> {
   ]);
   const t = table(head, body);
   process.stdout.write(`${t}\n\n`);
-  const pre = rows.find((r) => r.mechanism === "precopy")!;
+  const pre = rows.find((r) => r.mechanism === "precopy");
   const targets: string[] = [];
-  for (const r of rows.filter((x) => x.prepareMs !== null)) {
-    const ratio = pre.totalMs / r.totalMs;
+  for (const r of pre ? rows.filter((x) => x.prepareMs !== null) : []) {
+    const ratio = pre!.totalMs / r.totalMs;
     targets.push(
       `${r.method}: max pause ${f(r.maxPauseMs)} ms (target <= 50: ${r.maxPauseMs <= 50 ? "met" : "MISSED"}), ` +
         `total ${f(r.totalMs, 0)} ms for ${r.guests} guests (target <= 1000: ${r.totalMs <= 1000 ? "met" : "MISSED"}), ` +
@@ -270,8 +325,24 @@ async function main(): Promise<void> {
         `(guest RAM ${GUESTS.length} x ${GUEST_MIB} MiB: none of it on a network)`,
     );
   }
+  const inPlace72 = rows.find((r) => r.method === "in-place (x-ignore-shared)");
+  const cpr = rows.find((r) => r.mechanism === "cpr-transfer");
+  if (inPlace72 && cpr)
+    targets.push(
+      `cpr-transfer (${qemu10}) against x-ignore-shared (${v.text}), in place: max pause ` +
+        `${(cpr.maxPauseMs / inPlace72.maxPauseMs).toFixed(2)}x, median ${(cpr.medianPauseMs / inPlace72.medianPauseMs).toFixed(2)}x, ` +
+        `total ${(cpr.totalMs / inPlace72.totalMs).toFixed(2)}x, bytes ${(cpr.bytesMoved / inPlace72.bytesMoved).toFixed(2)}x`,
+    );
   for (const l of targets) process.stdout.write(`${l}\n`);
-  writeResults("rejuvenation", { machine: machine(), qemu: v.text, guestMiB: GUEST_MIB, rows, targets });
+  writeResults(IN_PLACE_ONLY ? "rejuvenation-in-place" : "rejuvenation", {
+    machine: machine(),
+    qemu: v.text,
+    qemu10,
+    guestMiB: GUEST_MIB,
+    rows,
+    targets,
+  });
+  if (IN_PLACE_ONLY) return;
   writeDocsSection(
     "bench:rejuvenation",
     [
@@ -279,7 +350,9 @@ async function main(): Promise<void> {
       "",
       `${GUESTS.length} guests of ${GUEST_MIB} MiB (smaller than the issue's, so that 8 boot under TCG; a handover's cost does not grow with RAM), each writing and verifying 8 MiB, on one host VM of a testbed server; ${v.text}, TCG, 2 cores shared with other work (${machine()}). ` +
         "Total for in-place and evacuate is the switchover phase (destinations started first; their start-up and the agent's restart are the columns after); for evacuate it is both ways. " +
-        "cpr-transfer (QEMU >= 10) is not installed here: no row for it.",
+        (qemu10
+          ? `The cpr-transfer row ran the same guests booted again on a testbed whose agents run ${qemu10} (scripts/ensure-qemu10.sh: bookworm-backports in a private prefix).`
+          : "cpr-transfer (QEMU >= 10, scripts/ensure-qemu10.sh) was not installed for this run: no row for it."),
       "",
       t,
       "",

@@ -32,6 +32,11 @@ export interface LauncherOptions {
   image: Pick<GuestImage, "kernel" | "initrd" | "append">;
   /** TCG translation cache per guest, MiB (QEMU's default is 1 GiB, touched lazily). */
   tcgTbSizeMiB?: number;
+  /**
+   * The host-VM agents' QEMU (default: the system's qemu-system-x86_64), e.g. the private
+   * QEMU 10 of scripts/ensure-qemu10.sh: its guests then live-update by cpr-transfer.
+   */
+  qemuBinary?: string;
 }
 
 export function agentLauncher(opts: LauncherOptions): AgentLauncher {
@@ -70,7 +75,13 @@ export function agentLauncher(opts: LauncherOptions): AgentLauncher {
         memoryMiB: ctx.hostVm.memoryMiB,
         cpus: ctx.hostVm.cpus,
         image: { kernel: opts.image.kernel, initrd: opts.image.initrd, append: opts.image.append },
-        qemu: opts.tcgTbSizeMiB ? { tcgTbSizeMiB: opts.tcgTbSizeMiB } : undefined,
+        qemu:
+          opts.tcgTbSizeMiB || opts.qemuBinary
+            ? {
+                ...(opts.tcgTbSizeMiB ? { tcgTbSizeMiB: opts.tcgTbSizeMiB } : {}),
+                ...(opts.qemuBinary ? { binary: opts.qemuBinary } : {}),
+              }
+            : undefined,
       };
       return { argv: [...base, "--config", ctx.configFile], config };
     },
@@ -87,7 +98,7 @@ export function launcherOf(state: TestbedState): AgentLauncher {
   const cfg = loadAgentConfig(join(hv.stateDir, "agent.json"));
   if (cfg.role !== "hostvm") throw new Error(`${hv.stateDir}/agent.json is not a host-VM agent's config`);
   const image = { kernel: cfg.image.kernel, initrd: cfg.image.initrd, append: cfg.image.append ?? "" };
-  return agentLauncher({ image, tcgTbSizeMiB: cfg.qemu?.tcgTbSizeMiB });
+  return agentLauncher({ image, tcgTbSizeMiB: cfg.qemu?.tcgTbSizeMiB, qemuBinary: cfg.qemu?.binary });
 }
 
 /** How to reach one host VM of a testbed (for the orchestrator and clients). */

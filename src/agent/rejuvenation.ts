@@ -75,6 +75,8 @@ export interface GuestMove {
   prepareMs: number | null;
   /** Bytes the migration channel carried (device state; RAM stays in the shared file). */
   transferredBytes: number;
+  /** How it changed process: cpr-transfer when the destination took it so, else x-ignore-shared. */
+  mechanism: LiveUpdateMechanism | null;
   error: string | null;
 }
 
@@ -97,10 +99,14 @@ export interface AgentRestart {
 export interface RejuvenationReport {
   hostVm: string;
   mode: RejuvenationMode;
-  /** How guests changed process: x-ignore-shared (QEMU 7.2) or cpr-transfer (>= 10). */
+  /**
+   * How guests changed process: x-ignore-shared (QEMU 7.2) or cpr-transfer (the host VM's
+   * agent runs QEMU >= 10, in place only): cpr-transfer when every moved guest went so.
+   */
   mechanism: LiveUpdateMechanism;
+  /** The host VM's QEMU (its agent's --version line). */
   qemu: string;
-  /** QEMU >= 10 is installed (cpr-transfer possible); this build still uses x-ignore-shared. */
+  /** The host VM's agent runs a QEMU with cpr-transfer (>= 10). */
   cprTransferAvailable: boolean;
   out: Wave;
   back: Wave | null;
@@ -177,9 +183,13 @@ export class Rejuvenator {
 
   async rejuvenate(req: RejuvenateRequest): Promise<RejuvenationReport> {
     const t0 = nowMs();
-    const v = await qemuVersion();
     const src = new HostVmAgentClient(req.hostVm.hostVmUrl, this.token);
-    const guests = (await src.status()).guests.filter((g) => g.state === "running").map((g) => g.guestId);
+    const st = await src.status();
+    // An agent too old to say runs the system's QEMU.
+    const v = st.qemu ? null : await qemuVersion();
+    const qemu = st.qemu?.version ?? v?.text ?? "unknown";
+    const cprTransferAvailable = st.qemu ? st.qemu.liveUpdate === "cpr-transfer" : hasCprTransfer(v!);
+    const guests = st.guests.filter((g) => g.state === "running").map((g) => g.guestId);
     let out: Wave;
     let back: Wave | null = null;
     let agent: AgentRestart | null = null;
@@ -206,12 +216,16 @@ export class Rejuvenator {
     const pauses = all.flatMap((m) => (m.pauseMs === null ? [] : [m.pauseMs]));
     const ok = all.every((m) => m.outcome === "moved") && (req.restartAgent === false || agent !== null);
     req.onProgress?.({ step: "done", settled: all.length, of: all.length });
+    const moved = all.filter((m) => m.outcome === "moved");
     return {
       hostVm: where(req.hostVm),
       mode: req.mode,
-      mechanism: "x-ignore-shared",
-      qemu: v.text,
-      cprTransferAvailable: hasCprTransfer(v),
+      mechanism:
+        moved.length > 0 && moved.every((m) => m.mechanism === "cpr-transfer")
+          ? "cpr-transfer"
+          : "x-ignore-shared",
+      qemu,
+      cprTransferAvailable,
       out,
       back,
       agent,
@@ -282,6 +296,7 @@ export class Rejuvenator {
         pauseMs: null,
         prepareMs: null,
         transferredBytes: 0,
+        mechanism: null,
         error: null,
       };
       try {
@@ -290,6 +305,7 @@ export class Rejuvenator {
         move.pauseMs = o.downtimeMs;
         move.prepareMs = o.prepareMs;
         move.transferredBytes = o.transferredBytes;
+        move.mechanism = o.destination.cprUri ? "cpr-transfer" : "x-ignore-shared";
       } catch (e) {
         move.error = (e as Error).message;
         move.outcome = e instanceof MigrationFailedError && e.guestAt !== "source" ? "unknown" : "stayed";

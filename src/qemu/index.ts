@@ -38,6 +38,7 @@ export {
   type RunResult,
   SerialConsole,
 } from "./console.ts";
+export { type CprPaths, cprIncomingArgs, cprMigrateArgs, cprPaths, unixPath } from "./cpr.ts";
 export {
   buildDeviceArgs,
   DEVICE_ID_RE,

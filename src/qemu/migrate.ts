@@ -117,6 +117,11 @@ export interface MigrationOptions {
   attach?: MigrationStatus;
   extraCapabilities?: MigrationCapabilities;
   extraParameters?: MigrationParameters;
+  /**
+   * A cpr-transfer live update (QEMU >= 10, cpr.ts): the destination's cpr channel
+   * (unix:path); the migration's uri is its main channel. RAM goes over as fds.
+   */
+  cprChannel?: string;
   log?: (msg: string) => void;
 }
 
@@ -361,6 +366,8 @@ export class MigrationJob {
         await src.qmp.migrateSetParameters({
           "downtime-limit": cfg.downtimeLimitMs ?? QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
           "max-bandwidth": Math.round(cfg.maxBandwidth ?? QEMU_DEFAULT_MAX_BANDWIDTH),
+          // Only a QEMU started for cpr-transfer (>= 10) knows `mode`; it persists, so reset.
+          ...(cfg.cprChannel ? { mode: "cpr-transfer" } : src.spec.auxRamShare ? { mode: "normal" } : {}),
           ...cfg.extraParameters,
         });
 
@@ -370,7 +377,8 @@ export class MigrationJob {
         src.qmp.on("event", onMigrationEvent);
         t0 = Date.now();
         this.log(`migrating ${src.guestId}: ${src.instanceId} -> ${dest.label} via ${uri}`);
-        await src.qmp.migrate(uri);
+        if (cfg.cprChannel) await src.qmp.migrateCpr(uri, cfg.cprChannel);
+        else await src.qmp.migrate(uri);
         this.migrateIssued = true;
       }
       const tracker = new ProgressTracker(cfg.stallTimeoutMs ?? 30_000, Date.now());
@@ -674,7 +682,8 @@ export function startMigration(
 ): MigrationJob {
   return new MigrationJob(src, dest, {
     ...opts,
-    capabilities: { "x-ignore-shared": opts.kind === "handover" },
+    // cpr-transfer skips fd-passed RAM by itself; x-ignore-shared would change the stream.
+    capabilities: { "x-ignore-shared": opts.kind === "handover" && !opts.cprChannel },
   });
 }
 

@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { cprIncomingArgs, cprPaths } from "./cpr.ts";
 import { buildDeviceArgs, deviceProblem, deviceSockets } from "./devices.ts";
 import { QmpClient } from "./qmp.ts";
 import type { QemuLaunchSpec, QemuSpec } from "./spec.ts";
@@ -141,7 +142,7 @@ export function buildQemuArgs(spec: QemuLaunchSpec): string[] {
     "-nodefaults",
     "-nographic",
     "-machine",
-    "q35,memory-backend=mem",
+    spec.auxRamShare ? "q35,memory-backend=mem,aux-ram-share=on" : "q35,memory-backend=mem",
     "-accel",
     tcg,
     "-m",
@@ -188,7 +189,8 @@ export function buildQemuArgs(spec: QemuLaunchSpec): string[] {
   }
   if (spec.devices) args.push(...buildDeviceArgs(spec.runDir, spec.devices));
   if (spec.noReboot) args.push("-no-reboot");
-  if (spec.incoming) args.push("-incoming", spec.incoming);
+  if (spec.incoming === "cpr") args.push(...cprIncomingArgs(spec.runDir));
+  else if (spec.incoming) args.push("-incoming", spec.incoming);
   if (spec.extraArgs) args.push(...spec.extraArgs);
   return args;
 }
@@ -197,7 +199,7 @@ export interface StartOptions {
   /** Folder under which this instance's runtime folder <stateDir>/<instanceId> is made. */
   stateDir: string;
   spec: QemuSpec;
-  incoming?: "defer";
+  incoming?: "defer" | "cpr";
   /**
    * "create" (default): the pool file must not exist; this process owns it.
    * "attach": the pool file must exist (another QEMU's guest RAM, e.g. an instant handover
@@ -447,6 +449,41 @@ export class QemuProcess {
     if (!this.qmpClient) throw new Error(`QEMU ${this.instanceId} has no QMP connection (not started)`);
     return this.qmpClient;
   }
+  /** False only for a cpr-transfer destination not yet connected (connectQmp). */
+  get hasQmp(): boolean {
+    return this.qmpClient !== null;
+  }
+
+  /**
+   * Connects to the QMP of a cpr-transfer destination, which QEMU opens only once it has
+   * received the source's cpr state (i.e. after the source's migrate). Idempotent.
+   */
+  async connectQmp(timeoutMs = 20_000): Promise<QmpClient> {
+    if (this.qmpClient) return this.qmpClient;
+    const deadline = Date.now() + timeoutMs;
+    let lastErr: unknown = null;
+    while (Date.now() < deadline) {
+      if (!this.isRunning)
+        throw new QemuStartError(`QEMU ${this.instanceId} exited before its QMP came up`, this.stderrBuf);
+      if (existsSync(this.paths.qmpSocket)) {
+        try {
+          this.qmpClient ??= await QmpClient.connect(this.paths.qmpSocket, {
+            label: `QEMU ${this.instanceId}`,
+            timeoutMs: Math.max(1000, deadline - Date.now()),
+          });
+          return this.qmpClient;
+        } catch (e) {
+          lastErr = e;
+        }
+      }
+      await sleep(5);
+    }
+    throw new QemuStartError(
+      `QMP of QEMU ${this.instanceId} did not come up within ${timeoutMs} ms${lastErr ? `: ${lastErr}` : ""}`,
+      this.stderrBuf,
+    );
+  }
+
   /** Last 64 KiB of QEMU's stderr (error messages on failed starts and migrations). */
   get stderr(): string {
     return this.stderrBuf;
@@ -505,6 +542,9 @@ export class QemuProcess {
           this.stderrBuf,
         );
       }
+      // A cpr-transfer destination is up once its cpr channel listens: its QMP comes only
+      // after the source's migrate (connectQmp).
+      if (this.spec.incoming === "cpr" && existsSync(cprPaths(this.spec.runDir).cpr)) return;
       if (existsSync(this.paths.qmpSocket)) {
         try {
           this.qmpClient = await QmpClient.connect(this.paths.qmpSocket, {

@@ -133,4 +133,6 @@ export interface MigrationParameters {
   "multifd-channels"?: number;
   "max-postcopy-bandwidth"?: number;
   "announce-initial"?: number;
+  /** QEMU >= 8.2 ("cpr-transfer" from 10.0): never sent to an older QEMU. */
+  mode?: "normal" | "cpr-reboot" | "cpr-transfer";
 }

@@ -8,6 +8,7 @@
 // can send anything.
 import { EventEmitter } from "node:events";
 import { connect, type Socket } from "node:net";
+import { cprMigrateArgs } from "./cpr.ts";
 import type {
   MigrationCapabilities,
   MigrationInfo,
@@ -263,6 +264,14 @@ export class QmpClient extends EventEmitter {
     const args: Record<string, unknown> = { uri };
     if (opts?.resume) args.resume = true;
     await this.execute("migrate", args, opts);
+  }
+
+  /**
+   * Starts a cpr-transfer (QEMU >= 10, `mode` set to cpr-transfer first) to a destination
+   * listening at these unix: URIs (cpr.ts); returns once QEMU accepted it.
+   */
+  async migrateCpr(mainUri: string, cprUri: string, opts?: CommandOptions): Promise<void> {
+    await this.execute("migrate", cprMigrateArgs(mainUri, cprUri), opts);
   }
 
   /** On a QEMU started with `-incoming defer`: starts listening on `uri`. */

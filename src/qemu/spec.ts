@@ -59,12 +59,21 @@ export interface QemuSpec {
   /** TCG translation cache size in MiB (QEMU's default is large; each guest pays it). */
   tcgTbSizeMiB?: number;
   extraArgs?: readonly string[];
+  /**
+   * QEMU >= 10 only: `-machine aux-ram-share=on`, the small RAM blocks (ROMs, ACPI tables)
+   * in shared memory too, which cpr-transfer requires of the process it replaces (cpr.ts).
+   */
+  auxRamShare?: boolean;
 }
 
 /** A spec bound to one process instance: adds where its runtime files go. */
 export interface QemuLaunchSpec extends QemuSpec {
   instanceId: string;
   runDir: string;
-  /** Start paused, waiting for `migrate-incoming` (destination of a migration). */
-  incoming?: "defer";
+  /**
+   * "defer": start paused, waiting for `migrate-incoming` (destination of a migration).
+   * "cpr": the new process of a cpr-transfer live update (cpr.ts): it listens on its cpr
+   * and main channels and has no QMP until the source has sent its cpr state.
+   */
+  incoming?: "defer" | "cpr";
 }

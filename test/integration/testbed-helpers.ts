@@ -37,10 +37,14 @@ export interface Bed {
   logs: string[];
 }
 
-export async function bringUp(spec: unknown, image_?: Parameters<typeof buildGuestImage>[0]): Promise<Bed> {
+export async function bringUp(
+  spec: unknown,
+  image_?: Parameters<typeof buildGuestImage>[0],
+  agents: { qemuBinary?: string } = {},
+): Promise<Bed> {
   const image = await buildGuestImage(image_);
   const root = mkdtempSync(join(tmpdir(), "nc-tb-"));
-  const launcher = agentLauncher({ image });
+  const launcher = agentLauncher({ image, ...agents });
   const logs: string[] = [];
   const log = (m: string) => logs.push(`${new Date().toISOString().slice(11, 23)} ${m}`);
   const state = await up(checkTestbedSpec(spec) as TestbedSpec, { launcher, root, log });
@@ -77,10 +81,11 @@ export function testbedOf(servers: Record<string, readonly string[]>, hostVm: { 
 export function testbedFixture(
   servers: Record<string, readonly string[]>,
   setup: readonly string[] | ((bed: Bed) => Promise<unknown>),
+  agents: { qemuBinary?: string } = {},
 ): Bed {
   const bed = {} as Bed;
   before(async () => {
-    Object.assign(bed, await bringUp(testbedOf(servers)));
+    Object.assign(bed, await bringUp(testbedOf(servers), undefined, agents));
     if (typeof setup === "function") await setup(bed);
     else {
       const [server, hostVms] = Object.entries(servers)[0];

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
-import { QemuProcess, type QemuSpec, SerialConsole } from "../../qemu/index.ts";
+import { type LiveUpdateMechanism, QemuProcess, type QemuSpec, SerialConsole } from "../../qemu/index.ts";
 import type { GuestConfig, GuestStatus, StartOutgoingRequest, Workload } from "../api-types.ts";
 import type { HostVmAgentClient } from "../client.ts";
 import type { HostVmAgentConfig } from "../config.ts";
@@ -20,6 +20,11 @@ export interface GuestContext {
   log: FastifyBaseLogger;
   /** A client of another host-VM agent (same token), e.g. a migration's destination. */
   peer: (url: string) => HostVmAgentClient;
+  /**
+   * How this agent's QEMU live-updates a guest (found at start-up from its version):
+   * cpr-transfer (>= 10: guests start with aux-ram-share for it) or x-ignore-shared.
+   */
+  liveUpdate: LiveUpdateMechanism;
 }
 
 /** The QEMU spec of a guest on this host VM: the guest's shape plus this agent's pool and image. */
@@ -33,6 +38,7 @@ export function guestSpec(ctx: GuestContext, g: GuestConfig, extraArgs: string[]
     bootId: g.bootId,
     qemuBinary: ctx.cfg.qemu?.binary,
     tcgTbSizeMiB: ctx.cfg.qemu?.tcgTbSizeMiB,
+    ...(ctx.liveUpdate === "cpr-transfer" ? { auxRamShare: true } : {}),
     ...(g.devices && g.devices.length > 0 ? { devices: qemuDevices(ctx.cfg, g) } : {}),
     extraArgs,
   };

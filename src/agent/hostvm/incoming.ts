@@ -34,7 +34,13 @@
 import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { listenIncoming, type MigrationCapabilities, QemuProcess, type QmpEvent } from "../../qemu/index.ts";
+import {
+  cprPaths,
+  listenIncoming,
+  type MigrationCapabilities,
+  QemuProcess,
+  type QmpEvent,
+} from "../../qemu/index.ts";
 import type { ContinuedLogs, IncomingStatus, PrepareIncomingRequest } from "../api-types.ts";
 import { AgentError, conflict } from "../http.ts";
 import { cpuSeconds, qmpTimestampMs } from "../proc.ts";
@@ -61,6 +67,8 @@ const DEFAULT_LEASE_MS = 30_000;
 const LOG_FETCH_TIMEOUT_MS = 3000;
 /** A post-copy's arming fetch runs while the source still runs the guest: it may take longer. */
 const ARM_LOG_FETCH_TIMEOUT_MS = 10_000;
+/** Bound of the background QMP connect of a cpr-transfer destination (its lease ends it sooner). */
+const CPR_QMP_WAIT_MS = 3_600_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class IncomingMigration {
@@ -83,12 +91,24 @@ export class IncomingMigration {
    * switch. A port missing here was not continued (its log starts here).
    */
   private logOffsets: Record<string, number> = {};
+  /** The new process's cpr channel when this live update goes by cpr-transfer (qemu/cpr.ts). */
+  cprUri: string | null = null;
+  /**
+   * cpr-transfer: QMP connected as soon as QEMU opens it (once the source's cpr state
+   * arrived), so that finish, on the guest's downtime path, does not wait for it.
+   */
+  private cprQmp: Promise<void> | null = null;
 
   constructor(
     private readonly ctx: GuestContext,
     readonly req: PrepareIncomingRequest,
     /** Called once the guest runs here: the agent turns it into one of its guests. */
     private readonly onRunning: (m: IncomingMigration, q: QemuProcess) => Promise<void>,
+    /**
+     * A live update by cpr-transfer: the agent's QEMU is >= 10 and the running copy was
+     * started for it (aux-ram-share). Only with req.inPlace and handover mode.
+     */
+    private readonly cpr = false,
   ) {}
 
   get migrationId(): string {
@@ -131,9 +151,8 @@ export class IncomingMigration {
   /** What happens when the QEMU exits while still an incoming. */
   private watch(q: QemuProcess): void {
     this.cpuStart = cpuSeconds(q.pid);
-    q.qmp.on("event", (e: QmpEvent) => {
-      if (e.event === "RESUME" && this.resumedAt === null) this.resumedAt = qmpTimestampMs(e.timestamp);
-    });
+    // A cpr-transfer destination has no QMP yet: its events are followed once connected.
+    if (q.hasQmp) this.followEvents(q);
     q.exited.then((x) => {
       if (this.state === "listening" || this.state === "armed") {
         this.state = "failed";
@@ -144,6 +163,21 @@ export class IncomingMigration {
         void this.discard(q).catch(() => {});
       }
     });
+  }
+
+  private followEvents(q: QemuProcess): void {
+    q.qmp.on("event", (e: QmpEvent) => {
+      if (e.event === "RESUME" && this.resumedAt === null) this.resumedAt = qmpTimestampMs(e.timestamp);
+    });
+  }
+
+  /** Whether the QEMU runs the guest (false while it has no QMP: a cpr-transfer not yet received). */
+  private async qemuRuns(q: QemuProcess | null): Promise<boolean> {
+    if (!q?.hasQmp) return false;
+    return q.qmp
+      .queryStatus({ timeoutMs: 2000 })
+      .then((s) => s.running)
+      .catch(() => false);
   }
 
   /**
@@ -185,12 +219,14 @@ export class IncomingMigration {
       await createIncomingStore(this.ctx.cfg, g, (diskId, path) => this.fetchImage(diskId, path));
       this.ownsStore = true;
     }
+    const cpr = this.cpr && handover && this.req.inPlace === true;
     let q: QemuProcess;
     try {
       q = await QemuProcess.start({
         stateDir: this.ctx.cfg.qemuDir,
         spec: guestSpec(this.ctx, g, ["-S"]),
-        incoming: "defer",
+        // cpr-transfer: listening on both channels from the start, capabilities as QEMU's defaults.
+        incoming: cpr ? "cpr" : "defer",
         poolFile: handover ? "attach" : "create",
         log: (m) => this.ctx.log.debug({ migration: this.migrationId }, m),
       });
@@ -201,6 +237,17 @@ export class IncomingMigration {
     this.qemu = q;
     this.watch(q);
     this.persist();
+    if (cpr) {
+      const p = cprPaths(q.spec.runDir);
+      this.uri = `unix:${p.main}`;
+      this.cprUri = `unix:${p.cpr}`;
+      // Ends when QMP is up, or when the QEMU exits (an abort, the lease, a failure).
+      this.cprQmp = q.connectQmp(CPR_QMP_WAIT_MS).then(() => this.followEvents(q));
+      this.cprQmp.catch(() => {});
+      this.persist();
+      this.renewLease();
+      return;
+    }
     try {
       const uri = handover
         ? `unix:${join(q.spec.runDir, "migrate.sock")}`
@@ -246,11 +293,7 @@ export class IncomingMigration {
     if (this.state !== "listening" && this.state !== "armed") return;
     const q = this.qemu;
     // A destination that already runs the guest is the guest now: never kill it on a timer.
-    const running = await q?.qmp
-      .queryStatus({ timeoutMs: 2000 })
-      .then((s) => s.running)
-      .catch(() => false);
-    if (running) return;
+    if (await this.qemuRuns(q)) return;
     this.state = "expired";
     this.error = `lease of ${this.req.leaseMs ?? DEFAULT_LEASE_MS} ms expired without finish or renewal`;
     this.ctx.log.warn({ migration: this.migrationId }, `incoming killed: ${this.error}`);
@@ -270,6 +313,20 @@ export class IncomingMigration {
     if (this.state === "running") return;
     if (!q || (this.state !== "listening" && this.state !== "armed")) {
       throw conflict(`incoming ${this.migrationId} is ${this.state}${this.error ? `: ${this.error}` : ""}`);
+    }
+    if (this.cprQmp) {
+      // cpr-transfer: QMP appears once the source's cpr state arrived (it has completed).
+      const ms = opts.timeoutMs ?? 30_000;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.cprQmp,
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new AgentError(504, "finish_timeout", `no QMP from the new QEMU within ${ms} ms`)),
+            ms,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
     }
     if (this.state === "listening") {
       await this.beforeResume(q, !!opts.arm, opts.timeoutMs ?? 30_000);
@@ -481,11 +538,8 @@ export class IncomingMigration {
     }
     const q = this.qemu;
     if ((this.state === "listening" || this.state === "armed") && q?.isRunning) {
-      const running = await q.qmp
-        .queryStatus({ timeoutMs: 2000 })
-        .then((s) => s.running)
-        .catch(() => false);
-      if (running) throw conflict(`incoming ${this.migrationId} runs the guest here (it started by itself)`);
+      if (await this.qemuRuns(q))
+        throw conflict(`incoming ${this.migrationId} runs the guest here (it started by itself)`);
     }
     this.clearLease();
     if (this.state === "listening" || this.state === "armed") this.state = "aborted";
@@ -499,6 +553,7 @@ export class IncomingMigration {
       mode: this.req.mode,
       state: this.state,
       uri: this.uri,
+      cprUri: this.cprUri,
       pid: this.qemu?.pid ?? null,
       instanceId: this.qemu?.instanceId ?? null,
       qemuStatus: null,

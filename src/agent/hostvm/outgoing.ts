@@ -159,6 +159,7 @@ export class OutgoingMigration {
       timeoutMs: o.timeoutMs,
       stopSourceOnSuccess: false,
       attach: this.attach ?? undefined,
+      ...(this.req.cprUri ? { cprChannel: this.req.cprUri } : {}),
       // Across servers the writable disks go along in the migration stream (QEMU's block
       // migration, into the destination's empty images); a handover shares the files.
       ...(hasWritableDisks(this.guest.config)

@@ -6,7 +6,14 @@
  * hostvm-agent.ts.
  */
 import type { FastifyBaseLogger } from "fastify";
-import { type InstanceState, QemuProcess, reapOrphans } from "../../qemu/index.ts";
+import {
+  DEFAULT_QEMU_BINARY,
+  hasCprTransfer,
+  type InstanceState,
+  QemuProcess,
+  qemuVersion,
+  reapOrphans,
+} from "../../qemu/index.ts";
 import type { HostVmStatus } from "../api-types.ts";
 import { HostVmAgentClient, ServerAgentClient } from "../client.ts";
 import type { HostVmAgentConfig } from "../config.ts";
@@ -48,6 +55,7 @@ export class HostVm {
       cfg,
       log,
       peer: (url) => new HostVmAgentClient(url, token, { timeoutMs: 10_000 }),
+      liveUpdate: "x-ignore-shared",
     };
     this.server = new ServerAgentClient(cfg.serverAgentUrl, token, { timeoutMs: 10_000 });
   }
@@ -166,13 +174,40 @@ export class HostVm {
       guests: [...this.guests.values()].map((g) => g.status()),
       incoming: [...this.incoming.values()].map((m) => m.status()),
       outgoing: [...this.outgoing.values()].map((m) => m.status()),
+      qemu: { version: this.qemuText, liveUpdate: this.ctx.liveUpdate },
       reapedAtStart: this.reaped,
       adoptedAtStart: this.adopted,
     };
   }
 
+  /** Whether a live update of this guest can go by cpr-transfer (its QEMU was started for it). */
+  cprReady(guestId: string): boolean {
+    return (
+      this.ctx.liveUpdate === "cpr-transfer" && this.guests.get(guestId)?.qemu?.spec.auxRamShare === true
+    );
+  }
+
+  /**
+   * Which QEMU this agent runs (its configured binary) and so how it live-updates guests.
+   * A binary that cannot tell its version keeps the 7.2 mechanism (and is reported).
+   */
+  async detectQemu(): Promise<void> {
+    const bin = this.cfg.qemu?.binary ?? DEFAULT_QEMU_BINARY;
+    try {
+      const v = await qemuVersion(bin);
+      this.qemuText = v.text;
+      this.ctx.liveUpdate = hasCprTransfer(v) ? "cpr-transfer" : "x-ignore-shared";
+    } catch (e) {
+      this.qemuText = (e as Error).message;
+      this.log.warn({ err: this.qemuText }, "cannot read the QEMU version: live updates use x-ignore-shared");
+    }
+  }
+  /** The first line of the QEMU binary's --version (detectQemu). */
+  qemuText: string | null = null;
+
   /** Adopts (or, failing that, reaps) the QEMUs a previous agent left behind. */
   async recover(): Promise<void> {
+    await this.detectQemu();
     const r = await reapOrphans(this.cfg.qemuDir, (msg) => this.log.warn(msg), {
       adopt: (s) => this.adoptOne(s),
     });

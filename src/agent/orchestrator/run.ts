@@ -252,6 +252,7 @@ export class Run {
         migrationId: this.migrationId,
         mode: instant ? "handover" : "precopy",
         uri: inc.uri!,
+        ...(inc.cprUri ? { cprUri: inc.cprUri } : {}),
         options: {
           ...o,
           noProgressTimeoutMs:

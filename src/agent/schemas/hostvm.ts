@@ -15,6 +15,10 @@ export const HostVmStatusSchema = Type.Object({
   guests: Type.Array(GuestStatusSchema),
   incoming: Type.Array(IncomingStatusSchema),
   outgoing: Type.Array(OutgoingStatusSchema),
+  /** Its QEMU (--version's first line) and how it live-updates guests (rejuvenation). */
+  qemu: Type.Optional(
+    Type.Object({ version: StringOrNull, liveUpdate: Type.Enum(["x-ignore-shared", "cpr-transfer"]) }),
+  ),
   /** QEMUs of a previous (dead) agent killed at start-up (those it could not adopt). */
   reapedAtStart: Type.Array(
     Type.Object({ instanceId: Type.String(), guestId: Type.String(), pid: Type.Number() }),

@@ -38,6 +38,11 @@ export const StartOutgoingBody = Type.Object(
     mode: MigrationMode,
     /** Where the destination listens (from its prepare answer). */
     uri: Type.String({ pattern: "^(unix:/[^,\\s]+|tcp:[0-9.]+:[0-9]{1,5})$" }),
+    /**
+     * A cpr-transfer live update (the destination's prepare answer has it): its cpr channel.
+     * The source then hands its RAM over as fds (QEMU >= 10).
+     */
+    cprUri: Type.Optional(Type.String({ pattern: "^unix:/[^,\\s]+$", maxLength: 200 })),
     options: Type.Optional(MigrationOptionsSchema),
     /** Answer once the migration left "running" or after this long, whichever first. */
     waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
@@ -213,6 +218,11 @@ export const IncomingStatusSchema = Type.Object({
   mode: MigrationMode,
   state: Type.Enum(["listening", "armed", "running", "failed", "aborted", "expired"]),
   uri: StringOrNull,
+  /**
+   * A live update by cpr-transfer (QEMU >= 10, an in-place incoming on an agent whose QEMU
+   * was started for it): the new process's cpr channel, which the source must be given.
+   */
+  cprUri: Type.Optional(StringOrNull),
   pid: NumberOrNull,
   instanceId: StringOrNull,
   qemuStatus: StringOrNull,

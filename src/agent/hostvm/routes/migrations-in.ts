@@ -49,7 +49,12 @@ export const incomingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
       if (host.incoming.has(b.migrationId)) throw IncomingErrors.exists(b.migrationId);
       if (b.inPlace) host.assertLiveUpdatable(b.guest.guestId, b.mode);
       else if (host.guests.has(b.guest.guestId)) throw IncomingErrors.guestHere(b.guest.guestId, host.where);
-      const m = new IncomingMigration(host.ctx, b, host.arrived);
+      const m = new IncomingMigration(
+        host.ctx,
+        b,
+        host.arrived,
+        b.inPlace === true && host.cprReady(b.guest.guestId),
+      );
       host.addIncoming(m);
       try {
         await m.prepare();
@@ -77,7 +82,7 @@ export const incomingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
       // Only the orchestrator renews: an observer's reads must not keep an abandoned incoming alive.
       if (req.query.renew) m.renewLease();
       const st = m.status();
-      if (m.qemu?.isRunning)
+      if (m.qemu?.isRunning && m.qemu.hasQmp)
         st.qemuStatus = (await m.qemu.qmp.queryStatus().catch(() => null))?.status ?? null;
       return st;
     },
