@@ -15,6 +15,7 @@ import { adoptedOutgoingStatus, type GuestRole, parseRole } from "./adoption.ts"
 import { type GuestContext, GuestRuntime } from "./guest-runtime.ts";
 import { IncomingMigration } from "./incoming.ts";
 import { OutgoingMigration } from "./outgoing.ts";
+import { GuestPowerLog } from "./power.ts";
 
 /** Finished migrations stay visible for a while (status, post-mortems), not forever. */
 const KEEP_FINISHED_MIGRATIONS = 50;
@@ -48,6 +49,7 @@ export class HostVm {
       cfg,
       log,
       peer: (url) => new HostVmAgentClient(url, token, { timeoutMs: 10_000 }),
+      powerLog: new GuestPowerLog(),
     };
     this.server = new ServerAgentClient(cfg.serverAgentUrl, token, { timeoutMs: 10_000 });
   }
