@@ -12,5 +12,6 @@ export * from "./schemas/guests.ts";
 export * from "./schemas/hostvm.ts";
 export * from "./schemas/migrations.ts";
 export * from "./schemas/placement.ts";
+export * from "./schemas/power.ts";
 export * from "./schemas/secvms.ts";
 export * from "./schemas/server.ts";

@@ -136,6 +136,9 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "GET /v1/secvms/{secvmId}",
       "DELETE /v1/secvms/{secvmId}",
       "GET /v1/secvms/{secvmId}/alerts",
+      "POST /v1/guests/{guestId}/power",
+      "GET /v1/guests/{guestId}/inventory",
+      "GET /v1/power/events",
     ]);
     const tags = new Set(
       Object.values(doc.paths).flatMap((m) => Object.values(m).flatMap((o) => o.tags ?? [])),
@@ -147,6 +150,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "migrations-in",
       "migrations-out",
       "placement",
+      "power",
       "qmp",
       "secvms",
       "status",

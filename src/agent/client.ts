@@ -24,8 +24,12 @@ import type {
   HandoverView,
   HostVmStatus,
   IncomingStatus,
+  Inventory,
   OutgoingPhaseName,
   OutgoingStatus,
+  PowerAnswer,
+  PowerEventsPage,
+  PowerRequest,
   PrepareIncomingRequest,
   ProbesSeenAnswer,
   ProbeWrittenAnswer,
@@ -252,6 +256,17 @@ export class HostVmAgentClient extends AgentClient {
   }
   qmp(guestId: string, req: QmpRequest): Promise<{ return: unknown }> {
     return this.call("POST", `/v1/guests/${enc(guestId)}/qmp`, req);
+  }
+  /** A virtual AMT action (a shutdown waits up to its waitMs; rescue and back restart QEMU). */
+  power(guestId: string, req: PowerRequest): Promise<PowerAnswer> {
+    return this.call("POST", `/v1/guests/${enc(guestId)}/power`, req, (req.waitMs ?? 30_000) + 60_000);
+  }
+  inventory(guestId: string): Promise<Inventory> {
+    return this.call("GET", `/v1/guests/${enc(guestId)}/inventory`);
+  }
+  /** What the guests here did (powered off, reset, panicked, booted) after `after`. */
+  powerEvents(after: number): Promise<PowerEventsPage> {
+    return this.call("GET", `/v1/power/events?after=${after}`);
   }
   startOutgoing(guestId: string, req: StartOutgoingRequest): Promise<OutgoingStatus> {
     return this.call("POST", `/v1/guests/${enc(guestId)}/outgoing`, req, (req.waitMs ?? 0) + 30_000);

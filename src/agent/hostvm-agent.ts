@@ -27,6 +27,7 @@ import { guestRoutes } from "./hostvm/routes/guests.ts";
 import { incomingRoutes } from "./hostvm/routes/migrations-in.ts";
 import { outgoingRoutes } from "./hostvm/routes/migrations-out.ts";
 import { placementRoutes } from "./hostvm/routes/placement.ts";
+import { powerRoutes } from "./hostvm/routes/power.ts";
 import { qmpRoutes } from "./hostvm/routes/qmp.ts";
 import { secvmRoutes } from "./hostvm/routes/secvms.ts";
 import { statusRoutes } from "./hostvm/routes/status.ts";
@@ -72,6 +73,7 @@ export function buildHostVmAgent(
     outgoingRoutes,
     incomingRoutes,
     placementRoutes,
+    powerRoutes,
   ]) {
     void app.register(routes, { host });
   }

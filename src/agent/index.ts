@@ -5,7 +5,7 @@
 /** Guest ids an agent accepts: they name QEMU processes and files. */
 export { GUEST_NAME_RE as AGENT_GUEST_ID_RE } from "../testbed/index.ts";
 export type * from "./api-types.ts";
-export { CONSOLE_PORT } from "./api-types.ts";
+export { CONSOLE_PORT, POWER_ACTIONS } from "./api-types.ts";
 export {
   AgentClient,
   AgentHttpError,

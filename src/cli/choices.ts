@@ -33,3 +33,5 @@ export const LOG_FORMATS = ["auto", "pretty", "json"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 /** `-o, --output` of the API client commands. */
 export const OUTPUTS = ["table", "json"] as const;
+/** `vm power <vm> <action>`: the controller's POWER_ACTIONS (virtual AMT). */
+export const POWER_ACTIONS = ["on", "off", "shutdown", "reset", "rescue", "normal"] as const;

@@ -552,6 +552,7 @@ test("the CLI checks flags against the API's own lists of fixed values", () => {
     "MIGRATION_MECHANISMS",
     "MIGRATION_STATUSES",
     "PLAN_STATUSES",
+    "POWER_ACTIONS",
     "REJUVENATION_MODES",
     "TOKEN_ROLES",
   ] as const)

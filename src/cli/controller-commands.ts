@@ -14,6 +14,7 @@ import {
   MIGRATION_STATUSES,
   OUTPUTS,
   PLAN_STATUSES,
+  POWER_ACTIONS,
   PROVIDERS,
   REJUVENATION_MODES,
   TOKEN_ROLES,
@@ -136,7 +137,7 @@ export function registerController(program: Command): void {
     await watchRejuvenation(o, id, accepted.plan);
   });
 
-  const vms = program.command("vms").description("guest VMs");
+  const vms = program.command("vms").alias("vm").description("guest VMs");
   client(vms.command("list", { isDefault: true })).action(async (o) => {
     const { api, cpuAsPercent, show } = await load();
     await show(o, cpuAsPercent(o, await api(o, "GET", "/api/vms")), [
@@ -203,6 +204,78 @@ export function registerController(program: Command): void {
     })) as { plan: number };
     if (!o.wait) return show(o, [started], ["plan", "guest", "from", "to"]);
     await watchMigration(o, id, started.plan);
+  });
+
+  // The virtual AMT: power and boot control, inventory, the event log.
+  client(
+    vms
+      .command("power")
+      .description(
+        "power and boot control, also when the guest is hung or off: on, off (hard), shutdown (ACPI; --force: then hard), reset, rescue (boot the rescue command line), normal (boot back)",
+      )
+      .argument("<id>")
+      .argument("<action>", POWER_ACTIONS.join("|"), choice("action", POWER_ACTIONS))
+      .option("--force", "shutdown: power off hard if the guest ignores the power button")
+      .option("--wait <s>", "shutdown: seconds to wait for the guest (default 30)")
+      .option("--append <args>", "rescue: extra kernel arguments"),
+  ).action(async (id, action, o) => {
+    const { api, show } = await load();
+    const r = (await api(o, "POST", `/api/vms/${encodeURIComponent(id)}/power`, {
+      action,
+      ...(o.force ? { force: true } : {}),
+      ...(o.wait !== undefined ? { waitMs: intOption("wait", o.wait, 0, 300)! * 1000 } : {}),
+      ...(o.append ? { append: o.append } : {}),
+    })) as { outcome: string; power: string; boot: string; detail: string };
+    if (o.output === "json") return show(o, r, []);
+    process.stdout.write(
+      `${id}: power ${action}: ${r.outcome}, now ${r.power} (${r.boot} boot): ${r.detail}\n`,
+    );
+    // A shutdown the guest ignored is not a success (the guest is still on).
+    if (r.outcome === "ignored") process.exitCode = 3;
+  });
+  client(
+    vms
+      .command("inventory")
+      .argument("<id>")
+      .description("vCPUs, memory, disks, NICs, kernel and command line"),
+  ).action(async (id, o) => {
+    const { api, show } = await load();
+    const inv = (await api(o, "GET", `/api/vms/${encodeURIComponent(id)}/inventory`)) as Record<
+      string,
+      unknown
+    >;
+    if (o.output === "json") return show(o, inv, []);
+    const rows = Object.entries(inv).map(([field, v]) => ({
+      field,
+      value: typeof v === "object" && v !== null ? JSON.stringify(v) : String(v),
+    }));
+    await show(o, rows, ["field", "value"]);
+  });
+  client(
+    vms
+      .command("events")
+      .argument("<id>")
+      .description(
+        "the guest's event log, newest first: power actions (who asked), boots, panics, migrations, consoles",
+      )
+      .option("--limit <n>", "events per page (default 50)")
+      .option("--offset <n>", "skip this many newest events"),
+  ).action(async (id, o) => {
+    const { api, show } = await load();
+    const q = new URLSearchParams({
+      limit: String(o.limit !== undefined ? intOption("limit", o.limit, 1, 1000) : 50),
+      offset: String(o.offset !== undefined ? intOption("offset", o.offset, 0, 1e9) : 0),
+    });
+    const rows = (await api(o, "GET", `/api/vms/${encodeURIComponent(id)}/events?${q}`)) as Array<{
+      at: number;
+      actor: string | null;
+    }>;
+    if (o.output === "json") return show(o, rows, []);
+    await show(
+      o,
+      rows.map((r) => ({ ...r, at: new Date(r.at * 1000).toISOString(), actor: r.actor ?? "-" })),
+      ["at", "kind", "actor", "detail"],
+    );
   });
 
   client(

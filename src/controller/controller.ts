@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { type GuestSpec, guestSpec, hostVmMips } from "../model/index.ts";
 import { type Policy, placeRequested, planMove, type RequestedMechanism } from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
+import { VirtualAmt } from "./amt.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError, moveRefusalError, notFound } from "./errors.ts";
 import { EventBus } from "./events.ts";
@@ -67,6 +68,8 @@ export class Controller {
   readonly history: History;
   /** Security VMs' channels and alerts (monitoring.ts). */
   readonly monitoring: SecurityMonitoring;
+  /** Power and boot control, inventory and the guests' event log (amt.ts). */
+  readonly amt: VirtualAmt;
   private readonly log: Logger;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -112,6 +115,8 @@ export class Controller {
         for (const [channel, n] of Object.entries(counts)) this.metrics.monitorPairs.set({ channel }, n);
       },
     });
+    this.amt = new VirtualAmt(this.store, this.provider, this.leader, this.log);
+    this.amt.follow(this.events);
     // The executor's writes move guests and host VMs: the API's views must not wait for the
     // next audit to show it (a migration shown completed with its guest still at the source).
     this.events.subscribe((e) => {
@@ -145,6 +150,8 @@ export class Controller {
     // Security VMs follow their targets and their alerts come in (every second: a switch or an
     // alert waits at most that long to be seen).
     every(1000, () => (this.leader.isLeader ? this.monitorOnce() : Promise.resolve()));
+    // What guests did to their power (powered off, panicked, booted) into their event logs.
+    every(1000, () => (this.leader.isLeader ? this.amt.drainOnce() : Promise.resolve()));
     // Audit often enough to show progress, but at most ten times a round (large clouds).
     every(Math.max(2000, roundMs / 10), () =>
       this.leader.isLeader ? this.auditAndRecord() : Promise.resolve(),
@@ -256,6 +263,7 @@ export class Controller {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.amt.close();
     await this.leader.resign();
   }
 

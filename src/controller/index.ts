@@ -3,6 +3,7 @@ export {
   MIGRATION_MECHANISMS,
   MIGRATION_STATUSES,
   PLAN_STATUSES,
+  POWER_ACTIONS,
   REJUVENATION_MODES,
   TOKEN_ROLES,
 } from "./api/schemas/choices.ts";

@@ -5,6 +5,7 @@
  * the two composed (compose.ts). Everything is reported on the rental's clock.
  */
 
+import type { GuestPowerEventKind, Inventory, PowerAnswer, PowerRequest } from "../agent/index.ts";
 import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
 import type { Alert } from "../monitor/index.ts";
 import type { PlacementEvidence } from "./placement/evidence.ts";
@@ -206,7 +207,31 @@ export interface SecurityVmMonitors {
   anchors(): MonitorAnchor[];
 }
 
+/** Something a guest did to its power, as its plane saw it (the controller logs it). */
+export interface GuestPowerEventView {
+  readonly guest: string;
+  /** Unix seconds (wall). */
+  readonly at: number;
+  readonly kind: GuestPowerEventKind;
+  readonly detail: string;
+}
+
+export type { Inventory as GuestInventory, PowerAnswer, PowerRequest };
+
+/**
+ * The virtual AMT of a plane's guests: power and boot control that works when the guest's
+ * OS is hung or off, the guest's inventory, and what guests did to their power.
+ */
+export interface GuestPowerControl {
+  act(guest: string, req: PowerRequest): Promise<PowerAnswer>;
+  inventory(guest: string): Promise<Inventory>;
+  /** What guests did since the last call (powered off, reset, panicked, booted), oldest first. */
+  drainEvents(): Promise<GuestPowerEventView[]>;
+}
+
 export interface GuestDataPlane {
+  /** The virtual AMT (planes that model or run power control). */
+  readonly power?: GuestPowerControl;
   /** Security VMs' monitors (planes that run them; others model security VMs by placement only). */
   readonly securityVms?: SecurityVmMonitors;
   /** Guests and migrations as of now (`now` on the rental's clock). */

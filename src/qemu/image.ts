@@ -35,9 +35,17 @@ const BUILDER_FORMAT = 2;
 /**
  * Modules put into every guest, loaded at boot (dependencies resolved from .modinfo):
  * virtio-pci/-net/-blk so the optional NIC and disk work, and crc7, a tiny module without
- * dependencies that the introspection work can look for in the guest's module list.
+ * dependencies that the introspection work can look for in the guest's module list, and
+ * pvpanic_mmio (with pvpanic) so that a kernel panic reaches QEMU as GUEST_PANICKED (the
+ * agents give every guest a pvpanic device: the virtual AMT's event log records panics).
  */
-export const DEFAULT_GUEST_MODULES: readonly string[] = ["virtio_pci", "virtio_net", "virtio_blk", "crc7"];
+export const DEFAULT_GUEST_MODULES: readonly string[] = [
+  "virtio_pci",
+  "virtio_net",
+  "virtio_blk",
+  "crc7",
+  "pvpanic_mmio",
+];
 
 /** Kernel command line every nestcloud guest needs (serial console, quiet, no reboot loops). */
 export const GUEST_BASE_APPEND = "console=ttyS0,115200 quiet loglevel=1 panic=-1";

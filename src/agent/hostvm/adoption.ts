@@ -21,6 +21,8 @@ export interface GuestRole {
   arrived: boolean;
   /** The migration leaving this QEMU, until it failed, was rolled back or confirmed. */
   outgoing: StartOutgoingRequest | null;
+  /** Powered off hard by the agent (virtual AMT): QEMU stopped, the guest off. */
+  heldOff?: boolean;
 }
 
 export interface IncomingRole {
@@ -47,6 +49,7 @@ export function parseRole(x: unknown): QemuRole | null {
       bootWorkloads: Array.isArray(r.bootWorkloads) ? r.bootWorkloads : [],
       arrived: r.arrived === true,
       outgoing: r.outgoing ?? null,
+      heldOff: r.heldOff === true,
     };
   }
   if (r.role === "incoming" && r.req && typeof r.req.migrationId === "string") {

@@ -6,7 +6,16 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import { type LiveUpdateMechanism, QemuProcess, type QemuSpec, SerialConsole } from "../../qemu/index.ts";
-import type { GuestConfig, GuestStatus, StartOutgoingRequest, Workload } from "../api-types.ts";
+import type {
+  GuestConfig,
+  GuestStatus,
+  PowerAnswer,
+  PowerRequest,
+  PowerState,
+  StartOutgoingRequest,
+  Workload,
+} from "../api-types.ts";
+import { SHUTDOWN_WAIT_DEFAULT_MS } from "../api-types.ts";
 import type { HostVmAgentClient } from "../client.ts";
 import type { HostVmAgentConfig } from "../config.ts";
 import { ConsoleRecords } from "../console-records.ts";
@@ -14,6 +23,7 @@ import { AgentError } from "../http.ts";
 import { cpuSeconds } from "../proc.ts";
 import { type GuestRole, replaySerialLog } from "./adoption.ts";
 import { deviceEndpoints, openDiskTaps, qemuDevices } from "./devices.ts";
+import { bootAppend, type GuestPowerLog, guestEventOf, POWER_QEMU_ARGS, powerStateOf } from "./power.ts";
 
 export interface GuestContext {
   cfg: HostVmAgentConfig;
@@ -25,6 +35,8 @@ export interface GuestContext {
    * cpr-transfer (>= 10: guests start with aux-ram-share for it) or x-ignore-shared.
    */
   liveUpdate: LiveUpdateMechanism;
+  /** What the guests did (powered off, reset, panicked, booted), for the controller's event log. */
+  powerLog: GuestPowerLog;
 }
 
 /** The QEMU spec of a guest on this host VM: the guest's shape plus this agent's pool and image. */
@@ -40,7 +52,10 @@ export function guestSpec(ctx: GuestContext, g: GuestConfig, extraArgs: string[]
     tcgTbSizeMiB: ctx.cfg.qemu?.tcgTbSizeMiB,
     ...(ctx.liveUpdate === "cpr-transfer" ? { auxRamShare: true } : {}),
     ...(g.devices && g.devices.length > 0 ? { devices: qemuDevices(ctx.cfg, g) } : {}),
-    extraArgs,
+    // Rescue: the same kernel with nestcloud.rescue=1 and the asked arguments.
+    ...(bootAppend(g.boot) ? { append: bootAppend(g.boot) } : {}),
+    // The virtual AMT: QEMU outlives the guest's power-off; panics are reported (power.ts).
+    extraArgs: [...POWER_QEMU_ARGS, ...extraArgs],
   };
 }
 
@@ -62,6 +77,10 @@ export class GuestRuntime {
   private arrived = false;
   /** The migration leaving this guest's QEMU (recorded for a successor agent). */
   private outgoingReq: StartOutgoingRequest | null = null;
+  /** Powered off hard by the agent: QEMU stopped and kept (the virtual AMT's "off"). */
+  heldOff = false;
+  /** What the guest did to its power, as QEMU's events told (RESUME: on again). */
+  private guestPower: PowerState = "on";
   error: string | null = null;
   readonly config: GuestConfig & { cpus: number; bootId: string };
 
@@ -111,8 +130,10 @@ export class GuestRuntime {
     g.bootWorkloads = [...role.bootWorkloads];
     g.arrived = role.arrived;
     g.outgoingReq = role.outgoing;
+    g.heldOff = role.heldOff === true;
     replaySerialLog(q.paths.serialLog, g.records);
     await g.attach(q);
+    g.guestPower = powerStateOf((await q.qmp.queryStatus()).status, false);
     // Whatever the predecessor had half typed into the shell goes away with a Ctrl-C.
     g.console?.write("\x03");
     const run = (await q.qmp.queryStatus()).status;
@@ -178,11 +199,13 @@ export class GuestRuntime {
         cpus: this.config.cpus,
         bootId: this.config.bootId,
         ...(this.config.devices ? { devices: this.config.devices } : {}),
+        ...(this.config.boot ? { boot: this.config.boot } : {}),
       },
       workloads: this.workloads,
       bootWorkloads: this.bootWorkloads,
       arrived: this.arrived,
       outgoing: this.outgoingReq,
+      heldOff: this.heldOff,
     };
     try {
       q.setAgentData(role);
@@ -204,9 +227,22 @@ export class GuestRuntime {
         void q.kill().catch(() => {});
       }
     });
+    // What the guest does to its power, for the event log (ignored once this QEMU is not ours).
+    q.qmp.on("event", (e: { event: string; data?: Record<string, unknown> }) => {
+      if (this.qemu !== q) return;
+      const ev = guestEventOf(e);
+      if (ev) this.ctx.powerLog.push(this.guestId, ev.kind, ev.detail);
+      if (ev?.kind === "guest-powered-off") this.guestPower = "off";
+      else if (ev?.kind === "guest-panicked") this.guestPower = "panicked";
+      else if (e.event === "RESUME") this.guestPower = "on";
+    });
     this.console?.close();
     this.console = await SerialConsole.connect(q.paths.serialSocket, { label: this.guestId });
-    this.console.on("line", (l: string) => this.records.feed(l, Date.now()));
+    this.console.on("line", (l: string) => {
+      this.records.feed(l, Date.now());
+      if (l.startsWith("NESTCLOUD-READY ") && this.qemu === q)
+        this.ctx.powerLog.push(this.guestId, "booted", `${this.config.boot?.mode ?? "normal"} boot`);
+    });
   }
 
   async startWorkload(w: Workload): Promise<void> {
@@ -229,10 +265,125 @@ export class GuestRuntime {
   }
 
   async exec(command: string, timeoutMs: number): Promise<{ output: string; exitCode: number }> {
+    if (this.heldOff) throw new AgentError(409, "not_running", `guest ${this.guestId} is powered off`);
     if (!this.console || this.console.isClosed || (this.state !== "running" && this.state !== "migrating")) {
       throw new AgentError(409, "not_running", `guest ${this.guestId} is ${this.state}: no console`);
     }
     return this.console.run(command, timeoutMs);
+  }
+
+  // ---- the virtual AMT (power and boot control; the guest's OS may be hung or off) ----------
+
+  /** The guest's power state as last known (QEMU's events and the agent's own hard off). */
+  get power(): PowerState {
+    return this.heldOff ? "off" : this.guestPower;
+  }
+
+  /** Carries out a power or boot action; the caller checked that no migration is under way. */
+  async powerAction(req: PowerRequest): Promise<PowerAnswer> {
+    const q = this.qemu;
+    if (!q?.isRunning || this.state === "stopped" || this.state === "failed")
+      throw new AgentError(409, "no_qemu", `guest ${this.guestId} has no QEMU (${this.state}): start it`);
+    const answer = (outcome: PowerAnswer["outcome"], detail: string): PowerAnswer => ({
+      guestId: this.guestId,
+      power: this.power,
+      boot: this.config.boot?.mode ?? "normal",
+      outcome,
+      detail,
+    });
+    const now = powerStateOf((await q.qmp.queryStatus()).status, this.heldOff);
+    switch (req.action) {
+      case "on":
+        if (now === "on") return answer("done", "already on");
+        await this.resetAndRun(q);
+        return answer("done", `powered on (was ${now})`);
+      case "off":
+        if (now === "off") return answer("done", "already off");
+        await this.hardOff(q);
+        return answer("done", `powered off hard (was ${now})`);
+      case "reset":
+        await this.resetAndRun(q);
+        return answer("done", `reset (was ${now})`);
+      case "shutdown": {
+        if (now !== "on") {
+          if (now === "panicked" && req.force) {
+            await this.hardOff(q);
+            return answer("forced", "panicked: no ACPI handler runs; powered off hard");
+          }
+          return answer(now === "off" ? "done" : "ignored", `already ${now}`);
+        }
+        const waitMs = req.waitMs ?? SHUTDOWN_WAIT_DEFAULT_MS;
+        const off = q.qmp
+          .waitForEvent(
+            "SHUTDOWN",
+            (e) => (e.data as { guest?: boolean } | undefined)?.guest === true,
+            waitMs,
+          )
+          .then(
+            () => true,
+            () => false,
+          );
+        await q.qmp.execute("system_powerdown");
+        if (await off) return answer("done", "the guest powered off (ACPI)");
+        if (req.force) {
+          await this.hardOff(q);
+          return answer("forced", `the guest ignored the power button for ${waitMs} ms: powered off hard`);
+        }
+        return answer(
+          "ignored",
+          `the guest did not power off within ${waitMs} ms (no ACPI handler?): still on`,
+        );
+      }
+      case "rescue":
+      case "normal": {
+        const boot =
+          req.action === "rescue"
+            ? { mode: "rescue" as const, ...(req.append ? { append: req.append } : {}) }
+            : undefined;
+        await this.restartWith(boot);
+        return answer("done", `restarted into the ${req.action} command line`);
+      }
+    }
+  }
+
+  /** Hard off: the vCPUs stop at once; QEMU stays (power on = reset + cont). */
+  private async hardOff(q: QemuProcess): Promise<void> {
+    await q.qmp.stop();
+    this.heldOff = true;
+    this.persist();
+  }
+
+  /**
+   * Reset, then run: what powers a guest on (off, panicked) and resets a hung one. The reset
+   * is asynchronous in QEMU: cont only once its RESET event came (else "reset required").
+   */
+  private async resetAndRun(q: QemuProcess): Promise<void> {
+    const reset = q.qmp.waitForEvent("RESET", () => true, 10_000);
+    await q.qmp.execute("system_reset");
+    await reset;
+    const st = (await q.qmp.queryStatus()).status;
+    if (st !== "running") await q.qmp.cont();
+    this.heldOff = false;
+    this.guestPower = "on";
+    this.persist();
+  }
+
+  /** A new QEMU with another command line (rescue or back): the kernel's arguments are fixed per process. */
+  private async restartWith(boot: GuestConfig["boot"]): Promise<void> {
+    const q = this.qemu;
+    this.state = "stopped";
+    this.console?.close();
+    this.console = null;
+    this.qemu = null;
+    await q?.stop();
+    if (boot) this.config.boot = boot;
+    else delete this.config.boot;
+    this.heldOff = false;
+    this.guestPower = "on";
+    // Its workloads died with the old boot; they start again once it is up.
+    const workloads = this.workloads;
+    this.workloads = [];
+    await this.boot(workloads, false, 180_000);
   }
 
   /** Stops QEMU (its RAM file goes with it if this QEMU owns it). */
@@ -276,6 +427,8 @@ export class GuestRuntime {
       endpoints: deviceEndpoints(this.ctx.cfg, this.config, q),
       cpuSeconds: cpuSeconds(q?.pid),
       error: this.error,
+      ...(this.config.boot ? { boot: this.config.boot } : {}),
+      ...(this.power !== "on" ? { power: this.power } : {}),
     };
   }
 }

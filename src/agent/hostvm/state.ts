@@ -22,6 +22,7 @@ import { adoptedOutgoingStatus, type GuestRole, parseRole } from "./adoption.ts"
 import { type GuestContext, GuestRuntime } from "./guest-runtime.ts";
 import { IncomingMigration } from "./incoming.ts";
 import { OutgoingMigration } from "./outgoing.ts";
+import { GuestPowerLog } from "./power.ts";
 
 /** Finished migrations stay visible for a while (status, post-mortems), not forever. */
 const KEEP_FINISHED_MIGRATIONS = 50;
@@ -56,6 +57,7 @@ export class HostVm {
       log,
       peer: (url) => new HostVmAgentClient(url, token, { timeoutMs: 10_000 }),
       liveUpdate: "x-ignore-shared",
+      powerLog: new GuestPowerLog(),
     };
     this.server = new ServerAgentClient(cfg.serverAgentUrl, token, { timeoutMs: 10_000 });
   }

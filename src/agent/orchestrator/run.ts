@@ -215,6 +215,8 @@ export class Run {
     // The guest as the source runs it, its devices too: the destination QEMU must match.
     const guest: GuestConfig = { guestId: g.guestId, memoryMiB: g.memoryMiB, cpus: g.cpus, bootId: g.bootId };
     if (g.devices?.length) guest.devices = g.devices;
+    // A guest booted into rescue keeps that command line where it goes (virtual AMT).
+    if (g.boot) guest.boot = g.boot;
     const tPrep = nowMs();
     try {
       if (this.cancelRequested) this.fail(this.cancelRequested, "cancelled", "source");

@@ -5,6 +5,7 @@
 import { type Static, Type } from "typebox";
 import { GuestId, GuestParams, NumberOrNull, StringOrNull } from "./common.ts";
 import { DeviceEndpointSchema, DeviceList } from "./devices.ts";
+import { POWER_STATES, RescueAppend } from "./power.ts";
 
 export const WorkloadSchema = Type.Union([
   Type.Object(
@@ -27,6 +28,12 @@ export const WorkloadParams = Type.Object({
   kind: Type.Enum(["verify", "dirty"]),
 });
 
+/** Which command line a guest boots (rescue: with nestcloud.rescue=1 and its extra arguments). */
+export const BootSchema = Type.Object(
+  { mode: Type.Enum(["normal", "rescue"]), append: Type.Optional(RescueAppend) },
+  { additionalProperties: false },
+);
+
 /** What defines a guest; identical on both sides of a migration. */
 export const GuestConfigSchema = Type.Object(
   {
@@ -36,6 +43,8 @@ export const GuestConfigSchema = Type.Object(
     bootId: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" })),
     /** Its own devices, as the agent completed them at creation (MACs, sizes, formats filled in). */
     devices: Type.Optional(DeviceList),
+    /** The boot it is configured for (virtual AMT; default normal). */
+    boot: Type.Optional(BootSchema),
   },
   { additionalProperties: false },
 );
@@ -123,5 +132,9 @@ export const GuestStatusSchema = Type.Object({
   endpoints: Type.Array(DeviceEndpointSchema),
   cpuSeconds: NumberOrNull,
   error: StringOrNull,
+  /** Virtual AMT: the boot it is configured for (absent: normal). */
+  boot: Type.Optional(BootSchema),
+  /** Virtual AMT: off = powered off by the guest or hard (QEMU kept), panicked = pvpanic (absent: on). */
+  power: Type.Optional(Type.Enum([...POWER_STATES])),
 });
 export type GuestStatus = Static<typeof GuestStatusSchema>;

@@ -27,6 +27,7 @@ import { eventRoutes } from "./routes/events.ts";
 import { hostVmRoutes } from "./routes/hostvms.ts";
 import { migrationRoutes } from "./routes/migrations.ts";
 import { planRoutes } from "./routes/plans.ts";
+import { powerRoutes } from "./routes/power.ts";
 import { securityVmRoutes } from "./routes/security-vms.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { systemRoutes } from "./routes/system.ts";
@@ -54,6 +55,7 @@ const ROUTES: readonly ApiPlugin[] = [
   tokenRoutes,
   eventRoutes,
   consoleRoutes,
+  powerRoutes,
 ];
 
 const DEFAULT_ROLES: readonly Role[] = ["admin", "tenant"];

@@ -159,10 +159,36 @@ const m003: Migration = {
   },
 };
 
+/** The virtual AMT's event log: what happened to each guest (power, boots, panics, moves, consoles) and who did it. */
+const m004 = (kind: StoreKind): Migration => ({
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable("guest_events")
+      .addColumn("id", kind === "sqlite" ? "integer" : "serial", (c) => c.primaryKey())
+      .addColumn("guest_id", "text", (c) => c.notNull())
+      .addColumn("tenant", "text", (c) => c.notNull())
+      .addColumn("at", "real", (c) => c.notNull())
+      .addColumn("kind", "text", (c) => c.notNull())
+      .addColumn("actor", "text")
+      .addColumn("detail", "text", (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex("guest_events_guest")
+      .on("guest_events")
+      .columns(["guest_id", "id"])
+      .execute();
+  },
+});
+
 export function migrationsFor(kind: StoreKind): MigrationProvider {
   return {
     async getMigrations() {
-      return { "001_initial": m001(kind), "002_tokens_retired_ids": m002, "003_kept_history": m003 };
+      return {
+        "001_initial": m001(kind),
+        "002_tokens_retired_ids": m002,
+        "003_kept_history": m003,
+        "004_guest_events": m004(kind),
+      };
     },
   };
 }

@@ -122,6 +122,19 @@ export interface RetiredGuestIdsTable {
   retired_at: number;
 }
 
+/** The virtual AMT's event log, one row per event, bounded per guest (repositories/guest-events.ts). */
+export interface GuestEventsTable {
+  id: Generated<number>;
+  guest_id: string;
+  tenant: string;
+  /** Wall-clock seconds. */
+  at: number;
+  kind: string;
+  /** Who did it ("admin", "tenant:<name>", with the token's id); null: the guest or the cloud. */
+  actor: string | null;
+  detail: string;
+}
+
 export interface SettingsTable {
   key: string;
   value: string;
@@ -152,6 +165,7 @@ export interface Database {
   retired_guest_ids: RetiredGuestIdsTable;
   overview_history: OverviewHistoryTable;
   settings: SettingsTable;
+  guest_events: GuestEventsTable;
   leadership: LeadershipTable;
   provider_state: ProviderStateTable;
 }

@@ -14,6 +14,8 @@ import { PROBE_GUEST_RE } from "../placement/trial.ts";
 import {
   type ConsoleEndpoint,
   type GuestDataPlane,
+  type GuestPowerControl,
+  type GuestPowerEventView,
   type GuestSpec,
   NotCoResidentError,
   ProviderError,
@@ -128,7 +130,8 @@ export class AgentGuestPlane implements GuestDataPlane {
       id: g.guestId,
       spec,
       hostVm: at.host.hostVm,
-      running: g.state !== "stopped" && g.state !== "failed",
+      // Powered off or panicked (virtual AMT): QEMU is kept, the guest does not run.
+      running: g.state !== "stopped" && g.state !== "failed" && (g.power ?? "on") === "on",
       cpu,
       residentMiB: pool ? Math.min(spec.memoryMiB, pool.allocatedBytes / MiB) : spec.memoryMiB,
       dirtyRateMiBps:
@@ -187,6 +190,50 @@ export class AgentGuestPlane implements GuestDataPlane {
     };
   }
 
+  // ---- the virtual AMT ----------------------------------------------------------------------
+
+  /** Per agent (its key): the last power event taken from it. */
+  private readonly powerSeen = new Map<string, number>();
+
+  readonly power: GuestPowerControl = {
+    act: async (id, req) => {
+      if (this.book.running().some((m) => m.guest === id))
+        throw new ProviderError("conflict", `guest ${id} is migrating: power actions wait until it settled`);
+      const at = await this.placed(id);
+      try {
+        return await this.agents.client(at.host).power(id, req);
+      } catch (e) {
+        throw providerError(e, `${req.action} of guest ${id}`);
+      }
+    },
+    inventory: async (id) => {
+      const at = await this.placed(id);
+      try {
+        return await this.agents.client(at.host).inventory(id);
+      } catch (e) {
+        throw providerError(e, `inventory of guest ${id}`);
+      }
+    },
+    drainEvents: async () => {
+      const out: GuestPowerEventView[] = [];
+      await Promise.all(
+        this.directory.hosts().map(async (host) => {
+          if (!host.endpoint) return;
+          try {
+            const page = await this.agents.client(host, 5000).powerEvents(this.powerSeen.get(host.key) ?? 0);
+            this.powerSeen.set(host.key, page.last);
+            for (const e of page.events)
+              if (!PROBE_GUEST_RE.test(e.guestId))
+                out.push({ guest: e.guestId, at: e.at, kind: e.kind, detail: e.detail });
+          } catch {
+            // An agent that does not answer keeps its events until it does.
+          }
+        }),
+      );
+      return out.sort((a, b) => a.at - b.at);
+    },
+  };
+
   // ---- guests --------------------------------------------------------------------------
 
   async createGuest(spec: GuestSpec, hostVm: string): Promise<void> {
@@ -235,11 +282,14 @@ export class AgentGuestPlane implements GuestDataPlane {
 
   async setGuestRunning(id: string, running: boolean): Promise<void> {
     const at = await this.placed(id);
-    const up = at.guest.state !== "stopped" && at.guest.state !== "failed";
+    const alive = at.guest.state !== "stopped" && at.guest.state !== "failed";
+    const up = alive && (at.guest.power ?? "on") === "on";
     if (up === running) return;
     const c = this.agents.client(at.host);
     try {
-      if (running) await c.startGuest(id);
+      // Powered off with its QEMU kept (virtual AMT): power it on rather than boot a new QEMU.
+      if (running && alive) await c.power(id, { action: "on" });
+      else if (running) await c.startGuest(id);
       else await c.stopGuest(id);
     } catch (e) {
       throw providerError(e, `${running ? "starting" : "stopping"} guest ${id}`);

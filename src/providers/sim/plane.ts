@@ -13,6 +13,9 @@ import {
 } from "../../sim/index.ts";
 import {
   type GuestDataPlane,
+  type GuestInventory,
+  type GuestPowerControl,
+  type GuestPowerEventView,
   type GuestSpec,
   ProviderError,
   type ProviderGuest,
@@ -104,6 +107,99 @@ export class SimGuestPlane implements GuestDataPlane {
     this.w.guests.push({ ...spec, hostVm, running: true, series: this.w.guests.length });
     await this.s.persist();
   }
+
+  // ---- the virtual AMT, modelled: guests honour ACPI, boot at once, never hang ----------
+
+  /** Boots the model announces (the controller drains them into its event log). */
+  private powerEvents: GuestPowerEventView[] = [];
+
+  readonly power: GuestPowerControl = {
+    act: async (id, req) => {
+      await this.s.sync();
+      const g = this.w.guests.find((x) => x.id === id);
+      if (!g) throw new ProviderError("not-found", `no guest ${id}`);
+      if (this.w.migrations.some((m) => m.status === "running" && m.guest === id))
+        throw new ProviderError("conflict", `guest ${id} is migrating: power actions wait until it settled`);
+      const was = g.running ? "on" : "off";
+      const booted = () =>
+        this.powerEvents.push({
+          guest: id,
+          at: Date.now() / 1000,
+          kind: "booted",
+          detail: `${g.boot?.mode ?? "normal"} boot`,
+        });
+      let detail: string;
+      switch (req.action) {
+        case "on":
+          detail = g.running ? "already on" : "powered on (was off)";
+          if (!g.running) booted();
+          g.running = true;
+          break;
+        case "off":
+        case "shutdown":
+          detail = !g.running
+            ? "already off"
+            : req.action === "off"
+              ? "powered off hard (was on)"
+              : "the guest powered off (ACPI)";
+          g.running = false;
+          break;
+        case "reset":
+          detail = `reset (was ${was})`;
+          g.running = true;
+          booted();
+          break;
+        case "rescue":
+        case "normal":
+          if (req.action === "rescue")
+            g.boot = { mode: "rescue", ...(req.append ? { append: req.append } : {}) };
+          else delete g.boot;
+          g.running = true;
+          booted();
+          detail = `restarted into the ${req.action} command line`;
+          break;
+      }
+      if (this.powerEvents.length > 1000) this.powerEvents.splice(0, this.powerEvents.length - 1000);
+      await this.s.persist();
+      return {
+        guestId: id,
+        power: g.running ? "on" : "off",
+        boot: g.boot?.mode ?? "normal",
+        outcome: "done",
+        detail,
+      };
+    },
+    inventory: async (id): Promise<GuestInventory> => {
+      await this.s.sync();
+      const g = this.w.guests.find((x) => x.id === id);
+      if (!g) throw new ProviderError("not-found", `no guest ${id}`);
+      const host = this.w.hostVms.find((h) => h.id === g.hostVm);
+      return {
+        guestId: id,
+        hostVm: g.hostVm ?? "",
+        server: host?.server ?? "",
+        cpus: g.vcpus,
+        memoryMiB: Math.round(g.memoryMiB),
+        disks: [],
+        nics: [{ id: "net0", mac: simulatedMac(id), backend: "simulated" }],
+        serials: [{ id: "console", logged: true }],
+        firmware: "simulated",
+        kernel: "vmlinuz",
+        initrd: "initrd.gz",
+        commandLine: [
+          "console=ttyS0",
+          g.boot ? `nestcloud.rescue=1${g.boot.append ? ` ${g.boot.append}` : ""}` : "",
+        ]
+          .filter((x) => x !== "")
+          .join(" "),
+        boot: g.boot?.mode ?? "normal",
+        power: g.running ? "on" : "off",
+        qemuStatus: null,
+        pvpanic: false,
+      };
+    },
+    drainEvents: async () => this.powerEvents.splice(0),
+  };
 
   async setGuestRunning(id: string, running: boolean): Promise<void> {
     await this.s.sync();
@@ -317,4 +413,12 @@ function migrationView(m: WorldMigration, now: number): ProviderMigration {
     finishedAt: m.finishedAt,
     error: m.error,
   };
+}
+
+/** A stable, locally administered unicast MAC for a simulated guest's NIC. */
+function simulatedMac(id: string): string {
+  let h = 2166136261;
+  for (const ch of id) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  const b = [0x52, 0x54, 0x00, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
+  return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
 }

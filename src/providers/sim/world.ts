@@ -26,6 +26,8 @@ export interface WorldGuest extends GuestSpec {
    * memory follows. Absent until first observed (and in worlds saved before it existed).
    */
   peak?: { at: number; value: number };
+  /** The boot it is configured for (virtual AMT; absent: normal). */
+  boot?: { mode: "normal" | "rescue"; append?: string };
 }
 
 export interface WorldMigration {

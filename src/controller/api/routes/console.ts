@@ -13,6 +13,7 @@ import { loadGuest } from "../guests.ts";
 import type { ApiPlugin } from "../plugin.ts";
 import { ERRORS, IdParams } from "../schemas/common.ts";
 import { ConsoleQuery, ConsoleUpgrade } from "../schemas/console.ts";
+import { actorOf } from "./power.ts";
 
 export const consoleRoutes: ApiPlugin = async (app, { controller: c, log }) => {
   // Events and sizes only: the relay never sees what the guest prints or the user types.
@@ -67,6 +68,8 @@ export const consoleRoutes: ApiPlugin = async (app, { controller: c, log }) => {
         },
         wsPipe(socket),
       );
+      // The guest's event log (virtual AMT): who attached to which port.
+      void c.amt.recordFor(g.id, "console.attached", actorOf(req, header), `port ${port}`);
       socket.on("message", (data, isBinary) => h.onMessage(toBuffer(data), isBinary));
       socket.on("close", () => h.onClose());
       socket.on("error", () => h.onClose());

@@ -29,3 +29,8 @@ export const PROVIDER_CLOCKS = ["wall", "simulated"] as const;
 export const MONITOR_KINDS = ["memory", "disk", "network"] as const;
 export const MONITOR_CHANNELS = ["local", "direct", "remote"] as const;
 export const ALERT_SEVERITIES = ["info", "warning", "critical"] as const;
+/** The virtual AMT (agent/schemas/power.ts): power and boot actions, power states, boots. */
+export const POWER_ACTIONS = ["on", "off", "shutdown", "reset", "rescue", "normal"] as const;
+export const POWER_STATES = ["on", "off", "panicked"] as const;
+export const BOOT_MODES = ["normal", "rescue"] as const;
+export const POWER_OUTCOMES = ["done", "ignored", "forced"] as const;

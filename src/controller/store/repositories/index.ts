@@ -4,6 +4,7 @@
  */
 import type { Kysely } from "kysely";
 import type { Database, StoreKind } from "../schema.ts";
+import { GuestEventRepository } from "./guest-events.ts";
 import { GuestRepository } from "./guests.ts";
 import { HistoryRepository } from "./history.ts";
 import { HostVmRepository } from "./host-vms.ts";
@@ -15,6 +16,7 @@ import { HostVmTypeRepository, ServerRepository } from "./servers.ts";
 import { SettingsRepository } from "./settings.ts";
 import { TokenRepository } from "./tokens.ts";
 
+export type { StoredGuestEvent } from "./guest-events.ts";
 export type { GuestIdStatus, PowerState, StoredGuest } from "./guests.ts";
 export type { ReportedHostVm, StoredHostVm } from "./host-vms.ts";
 export { AdvisoryLock } from "./leadership.ts";
@@ -28,6 +30,7 @@ export interface Repositories {
   readonly hostVmTypes: HostVmTypeRepository;
   readonly hostVms: HostVmRepository;
   readonly guests: GuestRepository;
+  readonly guestEvents: GuestEventRepository;
   readonly plans: PlanRepository;
   readonly migrations: MigrationRepository;
   readonly tokens: TokenRepository;
@@ -44,6 +47,7 @@ export function repositories(db: Kysely<Database>, kind: StoreKind): Repositorie
     hostVmTypes: new HostVmTypeRepository(db),
     hostVms: new HostVmRepository(db),
     guests: new GuestRepository(db),
+    guestEvents: new GuestEventRepository(db),
     plans: new PlanRepository(db),
     migrations: new MigrationRepository(db),
     tokens: new TokenRepository(db),
