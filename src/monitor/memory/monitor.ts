@@ -22,15 +22,26 @@ import {
   findHiddenTasks,
   hashKernelText,
   Kernel,
+  kernelImageVaToPa,
   listModules,
   listProcesses,
   type PhysicalMemory,
   type ProfileCache,
+  readPhys,
   type TextHash,
   VmiError,
 } from "../../vmi/index.ts";
 import { type Alert, alert, type Channel, type Evidence, type Severity } from "../alert.ts";
 import { compareSnapshots, type Finding, type MemorySnapshot } from "./snapshot.ts";
+import { jumpLabelSites, maskedChunk, type PatchSite, SITE_SLACK } from "./text-patches.ts";
+
+/** The baseline's text with the kernel's own patch sites masked (text-patches.ts). */
+interface PatchedTextBaseline {
+  readonly key: string;
+  readonly sites: readonly PatchSite[];
+  /** Masked digest per chunk offset. */
+  readonly masked: ReadonlyMap<number, string>;
+}
 
 /** Guest memory through some channel; closed when the monitor lets go of it. */
 export interface MemorySource {
@@ -82,6 +93,7 @@ export class MemoryMonitor {
   private kernel: Kernel | null = null;
   private baseline: MemorySnapshot | null = null;
   private baselineText: TextHash | null = null;
+  private baselinePatched: PatchedTextBaseline | null = null;
   private prev: MemorySnapshot | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<MemoryRoundReport> | null = null;
@@ -200,6 +212,7 @@ export class MemoryMonitor {
         const rebaseline = this.baseline !== null;
         this.baseline = snap;
         this.baselineText = text;
+        this.baselinePatched = await this.patchedTextBaseline(this.kernel, text);
         this.prev = null;
         this.emit(
           rebaseline ? "warning" : "info",
@@ -280,6 +293,68 @@ export class MemoryMonitor {
     return r;
   }
 
+  /** Reads [offset - slack, offset + len + slack) of the text, clipped to it. */
+  private async readText(k: Kernel, text: TextHash, offsets: readonly number[]) {
+    const start = BigInt(text.start);
+    const pa = kernelImageVaToPa(start, k.facts.physBase, text.length);
+    const spans = offsets.map((o) => {
+      const from = Math.max(0, o - SITE_SLACK);
+      return { from, to: Math.min(text.length, o + text.chunk + SITE_SLACK) };
+    });
+    const bytes = await readPhys(
+      k.phys,
+      spans.map((x) => ({ addr: pa + x.from, len: x.to - x.from })),
+    );
+    return spans.map((x, i) => ({ from: x.from, bytes: bytes[i] }));
+  }
+
+  /**
+   * The baseline's chunks with the kernel's jump-label sites masked. A kernel whose jump table
+   * cannot be read gets none: every changed chunk is then alerted as before.
+   */
+  private async patchedTextBaseline(k: Kernel, text: TextHash): Promise<PatchedTextBaseline | null> {
+    try {
+      const ts = k.symbols.lookup("__start___jump_table");
+      const te = k.symbols.lookup("__stop___jump_table");
+      if (ts === undefined || te === undefined || te <= ts || te - ts > 16n * 1024n * 1024n) return null;
+      const table = await k.read(ts, Number(te - ts));
+      const sites = jumpLabelSites(table, ts, BigInt(text.start), text.length);
+      const offsets = text.chunks.map((_, i) => i * text.chunk);
+      const masked = new Map<number, string>();
+      const read = await this.readText(k, text, offsets);
+      for (const [i, o] of offsets.entries()) {
+        const len = Math.min(text.chunk, text.length - o);
+        masked.set(o, maskedChunk(read[i].bytes, read[i].from, o, len, sites).digest);
+      }
+      return { key: text.key, sites, masked };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Of the chunks that differ from the baseline, those that still differ once the kernel's
+   * own patching is set aside (a jump-label site holding its NOP or a jump to its target).
+   */
+  private async tampered(
+    k: Kernel,
+    text: TextHash,
+    changed: readonly { offset: number; symbol?: string }[],
+  ): Promise<readonly { offset: number; symbol?: string }[]> {
+    const base = this.baselinePatched;
+    if (changed.length === 0 || !base || base.key !== text.key) return changed;
+    const read = await this.readText(
+      k,
+      text,
+      changed.map((c) => c.offset),
+    );
+    return changed.filter((c, i) => {
+      const len = Math.min(text.chunk, text.length - c.offset);
+      const m = maskedChunk(read[i].bytes, read[i].from, c.offset, len, base.sites);
+      return m.badSites.length > 0 || m.digest !== base.masked.get(c.offset);
+    });
+  }
+
   private async snapshot(k: Kernel): Promise<{ snap: MemorySnapshot; text: TextHash }> {
     const q = { maxEntries: this.o.maxTasks ?? 16_384, timeoutMs: this.o.walkTimeoutMs ?? 10_000 };
     const ps = await listProcesses(k, q);
@@ -309,7 +384,10 @@ export class MemoryMonitor {
           symbol: f.symbol ?? null,
         })),
         textChanged: sameKernel
-          ? textReport.changed.map((c) => ({ offset: c.offset, symbol: c.symbol ?? null }))
+          ? (await this.tampered(k, text, textReport.changed)).map((c) => ({
+              offset: c.offset,
+              symbol: c.symbol ?? null,
+            }))
           : [],
       },
     };
