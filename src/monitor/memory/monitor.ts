@@ -35,6 +35,10 @@ import { type Alert, alert, type Channel, type Evidence, type Severity } from ".
 import { compareSnapshots, type Finding, type MemorySnapshot } from "./snapshot.ts";
 import { jumpLabelSites, maskedChunk, type PatchSite, SITE_SLACK } from "./text-patches.ts";
 
+/** Chunks of kernel text read and hashed between two turns of the event loop. */
+const YIELD_EVERY_CHUNKS = 16;
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
 /** The baseline's text with the kernel's own patch sites masked (text-patches.ts). */
 interface PatchedTextBaseline {
   readonly key: string;
@@ -321,10 +325,14 @@ export class MemoryMonitor {
       const sites = jumpLabelSites(table, ts, BigInt(text.start), text.length);
       const offsets = text.chunks.map((_, i) => i * text.chunk);
       const masked = new Map<number, string>();
-      const read = await this.readText(k, text, offsets);
-      for (const [i, o] of offsets.entries()) {
-        const len = Math.min(text.chunk, text.length - o);
-        masked.set(o, maskedChunk(read[i].bytes, read[i].from, o, len, sites).digest);
+      for (let b = 0; b < offsets.length; b += YIELD_EVERY_CHUNKS) {
+        await yieldToLoop();
+        const batch = offsets.slice(b, b + YIELD_EVERY_CHUNKS);
+        const read = await this.readText(k, text, batch);
+        for (const [i, o] of batch.entries()) {
+          const len = Math.min(text.chunk, text.length - o);
+          masked.set(o, maskedChunk(read[i].bytes, read[i].from, o, len, sites).digest);
+        }
       }
       return { key: text.key, sites, masked };
     } catch {
@@ -357,11 +365,19 @@ export class MemoryMonitor {
 
   private async snapshot(k: Kernel): Promise<{ snap: MemorySnapshot; text: TextHash }> {
     const q = { maxEntries: this.o.maxTasks ?? 16_384, timeoutMs: this.o.walkTimeoutMs ?? 10_000 };
+    // Between steps the event loop gets a turn: a local source reads synchronously, and the
+    // service's heartbeats (its watchdog kills it after 6 s of silence) must not wait for a
+    // whole round on a loaded machine.
     const ps = await listProcesses(k, q);
+    await yieldToLoop();
     const mods = await listModules(k, q);
+    await yieldToLoop();
     const sys = await checkSyscallTable(k);
+    await yieldToLoop();
     const hidden = await findHiddenTasks(k, q);
+    await yieldToLoop();
     const text = await hashKernelText(k);
+    await yieldToLoop();
     const textReport = compareText(k, text, this.baselineText ?? undefined);
     // Another kernel instance (reboot): its text is compared with nothing yet.
     const sameKernel = this.baselineText?.key === text.key;
