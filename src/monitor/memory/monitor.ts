@@ -35,6 +35,8 @@ import { type Alert, alert, type Channel, type Evidence, type Severity } from ".
 import { compareSnapshots, type Finding, type MemorySnapshot } from "./snapshot.ts";
 import { jumpLabelSites, maskedChunk, type PatchSite, SITE_SLACK } from "./text-patches.ts";
 
+/** How long after a task is first seen hidden it is looked for again. */
+const HIDDEN_RECHECK_MS = 250;
 /** Chunks of kernel text read and hashed between two turns of the event loop. */
 const YIELD_EVERY_CHUNKS = 16;
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
@@ -297,6 +299,26 @@ export class MemoryMonitor {
     return r;
   }
 
+  /**
+   * A task newly seen hidden is looked for again a moment later and kept only if still
+   * hidden: a round's reads of the task list and of the pid IDR are not one instant, so a task
+   * forked or reaped in between is briefly in one and not the other (seen on a real guest
+   * starting a process every second: "pid 738 (sh) is not on the task list (seen in pid-idr)").
+   * A task hidden on purpose stays hidden.
+   */
+  private async stillHidden(
+    k: Kernel,
+    q: { maxEntries: number; timeoutMs: number },
+    first: Awaited<ReturnType<typeof findHiddenTasks>>,
+  ): Promise<Awaited<ReturnType<typeof findHiddenTasks>>> {
+    const key = (h: { pid: number; comm: string }) => `${h.pid}:${h.comm}`;
+    const known = new Set((this.prev ?? this.baseline)?.hidden.map(key) ?? []);
+    if (!first.hidden.some((h) => !known.has(key(h)))) return first;
+    await new Promise((r) => setTimeout(r, HIDDEN_RECHECK_MS));
+    const again = new Set((await findHiddenTasks(k, q)).hidden.map(key));
+    return { ...first, hidden: first.hidden.filter((h) => known.has(key(h)) || again.has(key(h))) };
+  }
+
   /** Reads [offset - slack, offset + len + slack) of the text, clipped to it. */
   private async readText(k: Kernel, text: TextHash, offsets: readonly number[]) {
     const start = BigInt(text.start);
@@ -374,7 +396,7 @@ export class MemoryMonitor {
     await yieldToLoop();
     const sys = await checkSyscallTable(k);
     await yieldToLoop();
-    const hidden = await findHiddenTasks(k, q);
+    const hidden = await this.stillHidden(k, q, await findHiddenTasks(k, q));
     await yieldToLoop();
     const text = await hashKernelText(k);
     await yieldToLoop();
