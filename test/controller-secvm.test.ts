@@ -3,8 +3,8 @@
 // security VM, as an event on the tenant's stream and in the metrics); alerts are paged and
 // filtered through GET /api/alerts, a tenant seeing its own only; delete is tenant-scoped. The
 // simulated plane models security VMs by placement only (it runs no monitors), so the alerts
-// here are put into the controller's log directly (a testbed integration test is not yet
-// green: docs/architecture.md, "Security VMs follow their targets").
+// here are put into the controller's log directly (the testbed's are in
+// test/integration/secvm-follow.test.ts).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { join, resolve } from "node:path";

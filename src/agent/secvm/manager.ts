@@ -495,12 +495,22 @@ export class SecVm {
       if (!t.lost && (!running || q?.pid !== t.pid)) {
         t.lost = true;
         t.view = null;
-        this.own(
-          t.spec,
-          "critical",
-          `target ${t.spec.guestId} lost: its QEMU ${running ? "was replaced" : "is gone"}`,
-          { kind: "target-lost", qemuPid: t.pid },
-        );
+        // A guest migrated away is an expected departure (its monitor is made again where it
+        // runs now, before this one is removed), not a loss.
+        const away = running ? undefined : this.movedAway(t.spec.guestId);
+        if (away)
+          this.own(t.spec, "info", `target ${t.spec.guestId} migrated away (${away}): this monitor ends`, {
+            kind: "target-moved",
+            qemuPid: t.pid,
+            migration: away,
+          });
+        else
+          this.own(
+            t.spec,
+            "critical",
+            `target ${t.spec.guestId} lost: its QEMU ${running ? "was replaced" : "is gone"}`,
+            { kind: "target-lost", qemuPid: t.pid },
+          );
       } else if (t.lost && running) {
         this.own(
           t.spec,
@@ -514,6 +524,14 @@ export class SecVm {
         return;
       }
     }
+  }
+
+  /** The id of a completed migration that took `guestId` away from this host VM, if any. */
+  private movedAway(guestId: string): string | undefined {
+    for (const m of this.host.outgoing.values())
+      if (m.guest.guestId === guestId && (m.phase === "completed" || m.phase === "confirmed"))
+        return m.migrationId;
+    return undefined;
   }
 
   private async onExit(child: ChildProcess, code: number | null, signal: string | null): Promise<void> {

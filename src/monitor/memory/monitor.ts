@@ -22,15 +22,32 @@ import {
   findHiddenTasks,
   hashKernelText,
   Kernel,
+  kernelImageVaToPa,
   listModules,
   listProcesses,
   type PhysicalMemory,
   type ProfileCache,
+  readPhys,
   type TextHash,
   VmiError,
 } from "../../vmi/index.ts";
 import { type Alert, alert, type Channel, type Evidence, type Severity } from "../alert.ts";
 import { compareSnapshots, type Finding, type MemorySnapshot } from "./snapshot.ts";
+import { jumpLabelSites, maskedChunk, type PatchSite, SITE_SLACK } from "./text-patches.ts";
+
+/** How long after a task is first seen hidden it is looked for again. */
+const HIDDEN_RECHECK_MS = 250;
+/** Chunks of kernel text read and hashed between two turns of the event loop. */
+const YIELD_EVERY_CHUNKS = 16;
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** The baseline's text with the kernel's own patch sites masked (text-patches.ts). */
+interface PatchedTextBaseline {
+  readonly key: string;
+  readonly sites: readonly PatchSite[];
+  /** Masked digest per chunk offset. */
+  readonly masked: ReadonlyMap<number, string>;
+}
 
 /** Guest memory through some channel; closed when the monitor lets go of it. */
 export interface MemorySource {
@@ -82,6 +99,7 @@ export class MemoryMonitor {
   private kernel: Kernel | null = null;
   private baseline: MemorySnapshot | null = null;
   private baselineText: TextHash | null = null;
+  private baselinePatched: PatchedTextBaseline | null = null;
   private prev: MemorySnapshot | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<MemoryRoundReport> | null = null;
@@ -200,6 +218,7 @@ export class MemoryMonitor {
         const rebaseline = this.baseline !== null;
         this.baseline = snap;
         this.baselineText = text;
+        this.baselinePatched = await this.patchedTextBaseline(this.kernel, text);
         this.prev = null;
         this.emit(
           rebaseline ? "warning" : "info",
@@ -280,13 +299,107 @@ export class MemoryMonitor {
     return r;
   }
 
+  /**
+   * A task newly seen hidden is looked for again a moment later and kept only if still
+   * hidden: a round's reads of the task list and of the pid IDR are not one instant, so a task
+   * forked or reaped in between is briefly in one and not the other (seen on a real guest
+   * starting a process every second: "pid 738 (sh) is not on the task list (seen in pid-idr)").
+   * A task hidden on purpose stays hidden.
+   */
+  private async stillHidden(
+    k: Kernel,
+    q: { maxEntries: number; timeoutMs: number },
+    first: Awaited<ReturnType<typeof findHiddenTasks>>,
+  ): Promise<Awaited<ReturnType<typeof findHiddenTasks>>> {
+    const key = (h: { pid: number; comm: string }) => `${h.pid}:${h.comm}`;
+    const known = new Set((this.prev ?? this.baseline)?.hidden.map(key) ?? []);
+    if (!first.hidden.some((h) => !known.has(key(h)))) return first;
+    await new Promise((r) => setTimeout(r, HIDDEN_RECHECK_MS));
+    const again = new Set((await findHiddenTasks(k, q)).hidden.map(key));
+    return { ...first, hidden: first.hidden.filter((h) => known.has(key(h)) || again.has(key(h))) };
+  }
+
+  /** Reads [offset - slack, offset + len + slack) of the text, clipped to it. */
+  private async readText(k: Kernel, text: TextHash, offsets: readonly number[]) {
+    const start = BigInt(text.start);
+    const pa = kernelImageVaToPa(start, k.facts.physBase, text.length);
+    const spans = offsets.map((o) => {
+      const from = Math.max(0, o - SITE_SLACK);
+      return { from, to: Math.min(text.length, o + text.chunk + SITE_SLACK) };
+    });
+    const bytes = await readPhys(
+      k.phys,
+      spans.map((x) => ({ addr: pa + x.from, len: x.to - x.from })),
+    );
+    return spans.map((x, i) => ({ from: x.from, bytes: bytes[i] }));
+  }
+
+  /**
+   * The baseline's chunks with the kernel's jump-label sites masked. A kernel whose jump table
+   * cannot be read gets none: every changed chunk is then alerted as before.
+   */
+  private async patchedTextBaseline(k: Kernel, text: TextHash): Promise<PatchedTextBaseline | null> {
+    try {
+      const ts = k.symbols.lookup("__start___jump_table");
+      const te = k.symbols.lookup("__stop___jump_table");
+      if (ts === undefined || te === undefined || te <= ts || te - ts > 16n * 1024n * 1024n) return null;
+      const table = await k.read(ts, Number(te - ts));
+      const sites = jumpLabelSites(table, ts, BigInt(text.start), text.length);
+      const offsets = text.chunks.map((_, i) => i * text.chunk);
+      const masked = new Map<number, string>();
+      for (let b = 0; b < offsets.length; b += YIELD_EVERY_CHUNKS) {
+        await yieldToLoop();
+        const batch = offsets.slice(b, b + YIELD_EVERY_CHUNKS);
+        const read = await this.readText(k, text, batch);
+        for (const [i, o] of batch.entries()) {
+          const len = Math.min(text.chunk, text.length - o);
+          masked.set(o, maskedChunk(read[i].bytes, read[i].from, o, len, sites).digest);
+        }
+      }
+      return { key: text.key, sites, masked };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Of the chunks that differ from the baseline, those that still differ once the kernel's
+   * own patching is set aside (a jump-label site holding its NOP or a jump to its target).
+   */
+  private async tampered(
+    k: Kernel,
+    text: TextHash,
+    changed: readonly { offset: number; symbol?: string }[],
+  ): Promise<readonly { offset: number; symbol?: string }[]> {
+    const base = this.baselinePatched;
+    if (changed.length === 0 || !base || base.key !== text.key) return changed;
+    const read = await this.readText(
+      k,
+      text,
+      changed.map((c) => c.offset),
+    );
+    return changed.filter((c, i) => {
+      const len = Math.min(text.chunk, text.length - c.offset);
+      const m = maskedChunk(read[i].bytes, read[i].from, c.offset, len, base.sites);
+      return m.badSites.length > 0 || m.digest !== base.masked.get(c.offset);
+    });
+  }
+
   private async snapshot(k: Kernel): Promise<{ snap: MemorySnapshot; text: TextHash }> {
     const q = { maxEntries: this.o.maxTasks ?? 16_384, timeoutMs: this.o.walkTimeoutMs ?? 10_000 };
+    // Between steps the event loop gets a turn: a local source reads synchronously, and the
+    // service's heartbeats (its watchdog kills it after 6 s of silence) must not wait for a
+    // whole round on a loaded machine.
     const ps = await listProcesses(k, q);
+    await yieldToLoop();
     const mods = await listModules(k, q);
+    await yieldToLoop();
     const sys = await checkSyscallTable(k);
-    const hidden = await findHiddenTasks(k, q);
+    await yieldToLoop();
+    const hidden = await this.stillHidden(k, q, await findHiddenTasks(k, q));
+    await yieldToLoop();
     const text = await hashKernelText(k);
+    await yieldToLoop();
     const textReport = compareText(k, text, this.baselineText ?? undefined);
     // Another kernel instance (reboot): its text is compared with nothing yet.
     const sameKernel = this.baselineText?.key === text.key;
@@ -309,7 +422,10 @@ export class MemoryMonitor {
           symbol: f.symbol ?? null,
         })),
         textChanged: sameKernel
-          ? textReport.changed.map((c) => ({ offset: c.offset, symbol: c.symbol ?? null }))
+          ? (await this.tampered(k, text, textReport.changed)).map((c) => ({
+              offset: c.offset,
+              symbol: c.symbol ?? null,
+            }))
           : [],
       },
     };

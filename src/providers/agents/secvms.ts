@@ -21,7 +21,10 @@ import { type Agents, providerError } from "./agents.ts";
 
 /** How long a new monitor may take to do its first round before the switch is given up. */
 const FIRST_ROUND_MS = 90_000;
+/** Also the agent's heartbeat period: overlap() relies on the period being no shorter. */
 const MEMORY_PERIOD_MS = 1000;
+/** How long the old monitor is kept for its overlapping round (rounds take 0.2-3 s under TCG). */
+const OVERLAP_MS = 30_000;
 
 /** The agent's id of a pair's monitor (an agent's ids are short: they name namespaces). */
 export function agentSecVmId(secvm: string, target: string): string {
@@ -137,11 +140,12 @@ export class AgentSecurityVms implements SecurityVmMonitors {
           targets: [{ guestId: p.target, memory: true }],
           memoryPeriodMs: MEMORY_PERIOD_MS,
         });
-      // Made: its first memory round done. Until then the old monitor stays.
+      // Made: its baseline taken (a round that read the guest; a failed round counts as a
+      // round too, but leaves the monitor "lost"). Until then the old monitor stays.
       const end = t0 + FIRST_ROUND_MS;
       for (;;) {
         const st = await to.secVm(p.agentId);
-        if (st.monitors.some((m) => m.monitor === "memory" && m.rounds > 0)) break;
+        if (st.monitors.some((m) => m.monitor === "memory" && m.rounds > 0 && m.state === "running")) break;
         if (st.state === "failed" || Date.now() > end)
           throw new Error(
             `monitor ${p.agentId} of ${p.target} on ${now.hostVm}: ${st.state}, no round (${st.error ?? "timeout"})`,
@@ -149,6 +153,7 @@ export class AgentSecurityVms implements SecurityVmMonitors {
         await new Promise((r) => setTimeout(r, 100));
       }
       const makeMs = Date.now() - t0;
+      await this.overlap(p, from);
       await this.retire(p, from);
       p.hostVm = now.hostVm;
       p.cursor = 0;
@@ -159,6 +164,32 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       out.push({ secvm: p.secvm, target: p.target, from, to: now.hostVm, makeMs });
     }
     return out;
+  }
+
+  /**
+   * Broken only after the old monitor has done one whole round that began after the new
+   * one's baseline: an event between the old one's last look and that baseline (which then
+   * holds it as already there) is seen by the old one. Counted on the old service's reported
+   * round number r0, read now: round r0 + 2 starts at least a period after the report was
+   * sent (a heartbeat at most ago, and the period is not shorter), so after the baseline was
+   * seen; reported r0 + 3 means it is done. An old monitor that cannot read (its source is
+   * gone, as after a pre-copy) has nothing more to see; bounded by a few periods' worth.
+   */
+  private async overlap(p: Pair, hostVm: string): Promise<void> {
+    const c = this.clientOf(hostVm);
+    const memory = async () =>
+      (await c.secVm(p.agentId).catch(() => undefined))?.monitors.find((m) => m.monitor === "memory");
+    const r0 = (await memory())?.rounds;
+    if (r0 === undefined) return;
+    const end = Date.now() + OVERLAP_MS;
+    while (Date.now() < end) {
+      const m = await memory();
+      if (!m || m.state !== "running" || m.rounds >= r0 + 3) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    this.log(
+      `security VM ${p.secvm}: old monitor of ${p.target} on ${hostVm} did no round in ${OVERLAP_MS} ms`,
+    );
   }
 
   private async refresh(p: Pair): Promise<void> {

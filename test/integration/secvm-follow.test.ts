@@ -1,0 +1,318 @@
+// A security VM's monitoring follows its target across moves, on real QEMU (TCG) guests under
+// the controller (`nestcloud up --provider testbed`): a target t1 and its security VM sv1 are
+// created through the API; while t1 keeps starting a new process every second (each with a
+// name of its own, ev0001, ev0002, ..., alive for EVENT_LIFE_S), the target is moved by an
+// instant handover (same server), then by pre-copy (to the other server), then the security
+// VM itself is moved. After each move the pair's channel is the one placement implies, the
+// memory monitor runs beside the target (made before the old one was broken), and every
+// process the guest started in that phase was reported through GET /api/alerts (none missed).
+// The untouched guest raises no critical alert at all: no kernel-text false positive, and a
+// target that migrated away is a move, not a loss.
+//
+// Readiness is the monitor's own signal, not a sleep: the generator starts only once the
+// memory monitor's baseline alert has reached the controller (before that a new process
+// would be part of the baseline, not an event). Waits are bounded by counts of the monitor's
+// round period, with room for a loaded 2-core machine (a round takes 0.2-3 s under TCG).
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  api,
+  type ControllerProcess,
+  startControllerProcess,
+  stopGently,
+  until,
+} from "../support/controller-process.ts";
+import { type Bed, bringUp, tearDown, testbedOf } from "./testbed-helpers.ts";
+
+/** The memory monitor's period under the controller (src/providers/agents/secvms.ts). */
+const PERIOD_MS = 1000;
+/** A bound of N rounds: a round (0.2-3 s under TCG on a loaded machine) plus its period. */
+const rounds = (n: number) => n * (PERIOD_MS + 5000);
+/** How long each event's process lives: far longer than any wait for a round below. */
+const EVENT_LIFE_S = 240;
+const TENANT = "acme";
+
+interface Vm {
+  id: string;
+  hostVm: string | null;
+  server: string | null;
+  powerState: string;
+}
+interface Pair {
+  target: string;
+  channel: string | null;
+  monitor: { hostVm: string | null; state: string; rounds: number } | null;
+}
+interface ApiAlert {
+  id: number;
+  time: number;
+  target: string;
+  monitor: string;
+  severity: string;
+  summary: string;
+  evidence: Record<string, unknown>;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "nc-follow-"));
+let bed: Bed;
+let ctl: ControllerProcess;
+let passed = false;
+const alerts: ApiAlert[] = [];
+
+before(async () => {
+  bed = await bringUp(testbedOf({ a: ["h1", "h2"], b: ["h1"] }));
+  ctl = await startControllerProcess(
+    [
+      ...["--provider", "testbed", "--testbed", bed.state.stateDir],
+      ...["--data-dir", dir, "--port", "0", "--interval", "3"],
+      // Only the test moves guests: no consolidation, empty host VMs kept.
+      ...["--policy-param", "drainBelow=0", "--policy-param", "spareHostVms=3"],
+    ],
+    90_000,
+    { NESTCLOUD_LOG: "info" },
+  );
+});
+
+after(async () => {
+  if (!passed && ctl) {
+    process.stderr.write(`controller output (tail):\n${ctl.output().slice(-12_000)}\n`);
+    process.stderr.write(
+      `alerts:\n${alerts.map((a) => `  ${a.id} ${a.severity} ${a.summary}`).join("\n")}\n`,
+    );
+  }
+  if (ctl) await stopGently(ctl);
+  try {
+    await tearDown(bed?.state ? bed : undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Every alert of sv1 so far, read page by page through the API (cursor kept). */
+async function readAlerts(): Promise<ApiAlert[]> {
+  for (;;) {
+    const after = alerts.at(-1)?.id ?? 0;
+    const r = await api(ctl, "GET", `/api/alerts?secvm=sv1&after=${after}&limit=1000`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    alerts.push(...(r.body.alerts as ApiAlert[]));
+    if (!r.body.more) return alerts;
+  }
+}
+
+/** Names of the event processes the memory monitor reported started. */
+async function detected(): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const a of await readAlerts())
+    if (a.monitor === "memory" && a.evidence.kind === "processes-changed")
+      for (const s of (a.evidence.started as string[] | undefined) ?? []) {
+        const m = /^\d+ (ev\d{4}) /.exec(s);
+        if (m) out.add(m[1]);
+      }
+  return out;
+}
+
+const vm = async (id: string) => (await api(ctl, "GET", `/api/vms/${id}`)).body as Vm;
+const pair = async () => ((await api(ctl, "GET", "/api/security-vms/sv1/channels")).body as Pair[])[0];
+
+/** Runs a command in t1 wherever it runs now. */
+async function sh(command: string): Promise<string> {
+  const at = await vm("t1");
+  assert.ok(at.server && at.hostVm, "t1 is placed");
+  const r = await bed.client(at.server, at.hostVm.slice(at.server.length + 1)).exec("t1", {
+    command,
+    timeoutMs: 60_000,
+  });
+  assert.equal(r.exitCode, 0, `${command}: ${r.output}`);
+  return r.output;
+}
+
+/** The events the guest has started so far (its own log). */
+async function eventsSoFar(): Promise<string[]> {
+  return [...(await sh("cat /tmp/ev.log 2>/dev/null; true")).matchAll(/\bev\d{4}\b/g)].map((m) => m[0]);
+}
+
+/** The channel placement implies (same host VM local, same server direct, else remote). */
+function expectedChannel(sv: Vm, t: Vm): string {
+  return sv.hostVm === t.hostVm ? "local" : sv.server === t.server ? "direct" : "remote";
+}
+
+/** Moves a guest through the API and waits for its plan to be applied. */
+async function move(id: string, to: string, mechanism: string): Promise<void> {
+  const r = await api(ctl, "POST", `/api/vms/${id}/migrate`, { to, mechanism });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const plan = await until(
+    `plan ${r.body.plan} (${id} -> ${to}, ${mechanism})`,
+    async () => {
+      const p = (await api(ctl, "GET", `/api/plans/${r.body.plan}`)).body as { status: string };
+      return ["proposed", "approved", "applying"].includes(p.status) ? undefined : p;
+    },
+    300_000,
+    250,
+  );
+  const migrations = (await api(ctl, "GET", "/api/migrations")).body as Array<{
+    guest: string;
+    status: string;
+    error: string | null;
+    mechanism: string;
+    startedAt: number;
+  }>;
+  const last = migrations
+    .filter((m) => m.guest === id)
+    .sort((a, b) => a.startedAt - b.startedAt)
+    .at(-1);
+  assert.equal(plan.status, "applied", `move of ${id}: ${JSON.stringify(plan)} ${JSON.stringify(last)}`);
+  assert.equal(last?.mechanism, mechanism);
+  assert.equal((await vm(id)).hostVm, to);
+}
+
+/**
+ * After a move: the channel placement implies and the monitor running beside the target,
+ * then every event the guest started since `before` (and a few more after the move) reported.
+ */
+async function checkPhase(
+  t: { diagnostic(m: string): void },
+  what: string,
+  before: Set<string>,
+): Promise<{ channel: string; missed: string[]; events: number }> {
+  const [sv, tg] = [await vm("sv1"), await vm("t1")];
+  const want = expectedChannel(sv, tg);
+  const p = await until(
+    `${what}: channel ${want}, monitor on ${tg.hostVm}`,
+    async () => {
+      const x = await pair();
+      return x.channel === want && x.monitor?.hostVm === tg.hostVm && x.monitor.state === "running"
+        ? x
+        : undefined;
+    },
+    rounds(20),
+    250,
+  );
+  // Events started after the move too (the generator makes one a second).
+  const first = (await eventsSoFar()).length;
+  await until(
+    "5 events after the move",
+    async () => ((await eventsSoFar()).length >= first + 5 ? true : undefined),
+    60_000,
+    1000,
+  );
+  const phase = (await eventsSoFar()).filter((e) => !before.has(e));
+  for (const e of phase) before.add(e);
+  // Each seen within a few rounds of its start; the last ones started a moment ago.
+  let seen = await detected();
+  const end = Date.now() + rounds(6);
+  while (phase.some((e) => !seen.has(e)) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, PERIOD_MS));
+    seen = await detected();
+  }
+  const missed = phase.filter((e) => !seen.has(e));
+  t.diagnostic(
+    `${what}: channel ${p.channel}, monitor on ${p.monitor?.hostVm} (${p.monitor?.rounds} rounds); ` +
+      `${phase.length} events, ${missed.length} missed${missed.length ? ` (${missed.join(" ")})` : ""}`,
+  );
+  return { channel: p.channel as string, missed, events: phase.length };
+}
+
+describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }, () => {
+  const seenEvents = new Set<string>();
+
+  test("the pair is made; the generator starts once the monitor's baseline reached the controller", async (t) => {
+    const t0 = Date.now();
+    const made = await api(ctl, "POST", "/api/vms", {
+      id: "t1",
+      tenant: TENANT,
+      mipsPerVcpu: 800,
+      memoryMiB: 256,
+      hostVm: "a-h1",
+    });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const sv = await api(ctl, "POST", "/api/security-vms", {
+      id: "sv1",
+      tenant: TENANT,
+      targets: ["t1"],
+      memoryMiB: 256,
+    });
+    assert.equal(sv.status, 201, JSON.stringify(sv.body));
+    await until(
+      "t1 and sv1 running",
+      async () =>
+        (await vm("t1")).powerState === "running" && (await vm("sv1")).powerState === "running"
+          ? true
+          : undefined,
+      300_000,
+      500,
+    );
+    // The readiness signal: the monitor's baseline, read back through the controller.
+    const baseline = await until(
+      "the memory monitor's baseline through /api/alerts",
+      async () => (await readAlerts()).find((a) => a.monitor === "memory" && a.evidence.kind === "baseline"),
+      rounds(30),
+      500,
+    );
+    t.diagnostic(
+      `baseline through the API ${((Date.now() - t0) / 1000).toFixed(1)} s after create: ${baseline.summary}`,
+    );
+    // ev0001... each a script named after itself (its process's name), alive EVENT_LIFE_S.
+    await sh(
+      `mkdir -p /tmp/ev; (i=0; while [ $i -lt 900 ]; do i=$((i+1)); n=$(printf 'ev%04d' $i); ` +
+        `printf '#!/bin/sh\\nsleep ${EVENT_LIFE_S}\\n' > /tmp/ev/$n; chmod +x /tmp/ev/$n; /tmp/ev/$n & ` +
+        `echo $n >> /tmp/ev.log; sleep 1; done) </dev/null >/dev/null 2>&1 & echo started`,
+    );
+    // The kernel patches its own text once the RNG is seeded (the crng_is_ready static key):
+    // seeded now, on purpose, so that the check below sees it (an untouched guest does it by
+    // itself minutes after boot).
+    assert.match(
+      await sh("head -c 8 /dev/random >/dev/null; dmesg | grep -c 'crng init done'"),
+      /^[1-9]/m,
+      "the guest's RNG is seeded",
+    );
+    const r = await checkPhase(t, "before any move", seenEvents);
+    assert.equal(r.channel, expectedChannel(await vm("sv1"), await vm("t1")));
+    assert.ok(r.events >= 5, `events were made (${r.events})`);
+    assert.deepEqual(r.missed, [], "every process started before any move was reported");
+  });
+
+  test("target moved by an instant handover (same server): channel as placed, no event missed", async (t) => {
+    await move("t1", "a-h2", "instant");
+    const r = await checkPhase(t, "after the instant move", seenEvents);
+    assert.deepEqual(r.missed, [], "every process started around the instant move was reported");
+  });
+
+  test("target moved by pre-copy (another server): channel as placed, the monitor follows", async (t) => {
+    await move("t1", "b-h1", "precopy");
+    const r = await checkPhase(t, "after the pre-copy", seenEvents);
+    assert.equal(r.channel, expectedChannel(await vm("sv1"), await vm("t1")));
+    // The old monitor's view froze at the switchover and the new one's baseline holds what
+    // started before it: events in between are not reported (not-yet: the new monitor's
+    // baseline taken before the destination resumes, docs/architecture.md).
+    await t.test(
+      "no event missed across the pre-copy",
+      {
+        todo: "pre-copy: processes started between the switchover and the new monitor's baseline are missed",
+      },
+      () => assert.deepEqual(r.missed, []),
+    );
+  });
+
+  test("the security VM moved: the channel changes, the monitor stays beside the target", async (t) => {
+    const [sv, tg] = [await vm("sv1"), await vm("t1")];
+    const to = sv.hostVm === tg.hostVm ? "a-h1" : (tg.hostVm as string);
+    await move("sv1", to, sv.server === (to.startsWith("a-") ? "a" : "b") ? "instant" : "precopy");
+    const r = await checkPhase(t, "after the security VM's move", seenEvents);
+    assert.equal(r.channel, to === tg.hostVm ? "local" : "remote");
+    assert.deepEqual(r.missed, []);
+  });
+
+  test("no critical alert on the untouched guest: no kernel-text false positive, moves are not losses", async () => {
+    const all = await readAlerts();
+    const critical = all.filter((a) => a.severity === "critical");
+    assert.deepEqual(
+      critical.map((a) => a.summary),
+      [],
+      "no critical alert",
+    );
+    passed = true;
+  });
+});
