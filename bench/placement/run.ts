@@ -1,10 +1,12 @@
 /**
  * Placement discovery (npm run bench:placement [-- --quick]): a testbed that hides placement
- * (2 servers x 3 host VMs, real agents and /dev/shm pools, no guests: no QEMU), and each
+ * (2 servers x 3 host VMs, real agents and /dev/shm pools), and each
  * discovery method asked where every host VM is. Then the testbed moves host VMs to the
  * other server (as a provider's live migration would) and we time how long until each
  * method places all of them right again, with discovery refreshing every 10 s (the
- * controller's default). Baseline: the rental alone (a hiding provider tells nothing).
+ * controller's default); then the same moves again with a guest on each moved host VM (the
+ * testbed pre-copies it along, as the provider's migration of the whole VM would carry it).
+ * Baseline: the rental alone (a hiding provider tells nothing).
  * Methods:
  * - rental only: what the provider says (nothing);
  * - correlation: completed/refused instant handovers joined with the rental's host VMs (no
@@ -19,7 +21,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { agentLauncher, relocateHostVm } from "../../src/agent/index.ts";
+import { agentLauncher, hostVmClient, relocateHostVm } from "../../src/agent/index.ts";
 import {
   correlateFrontEnds,
   fusePlacement,
@@ -48,6 +50,25 @@ interface Row {
   afterMoveDetectMs: number | null;
   /** false: this method was not rerun after the moves. */
   afterMoveMeasured?: false;
+}
+
+interface MoveRecord {
+  hostVm: string;
+  movedInMs: number;
+  /** Guests pre-copied along, with their pause. */
+  guests: { guestId: string; downtimeMs: number | null }[];
+  /** From the move's end until every host VM was placed right (null: not within 40 s). */
+  detectMs: number | null;
+  correct: number;
+}
+
+/** The worst case over a series of moves. */
+function afterMoves(moves: readonly MoveRecord[]): Pick<Row, "afterMoveCorrect" | "afterMoveDetectMs"> {
+  const detect = moves.map((m) => m.detectMs);
+  return {
+    afterMoveCorrect: Math.min(...moves.map((m) => m.correct)),
+    afterMoveDetectMs: detect.includes(null) ? null : Math.round(Math.max(...(detect as number[]))),
+  };
 }
 
 async function main(): Promise<void> {
@@ -134,30 +155,51 @@ async function main(): Promise<void> {
     );
 
     discovery.start();
-    const detect: number[] = [];
-    const afterCorrect: number[] = [];
     const plan: [string, string, string][] = [
       ["a", "a3", "b"],
       ["b", "b1", "a"],
       ["b", "a3", "a"],
       ["a", "b1", "b"],
     ];
-    for (const [from, hv, to] of plan.slice(0, MOVES)) {
-      // Moves land at a random phase of discovery's interval, as a provider's would.
-      await sleep(Math.floor(Math.random() * INTERVAL_MS));
-      const r = await relocateHostVm(state, from, hv, to, launcher);
-      const moved = performance.now();
-      let c = 0;
-      while (performance.now() - moved < TARGET_MS + INTERVAL_MS) {
-        c = placementCorrectness(truth(), current()).correct;
-        if (c === n) break;
-        await sleep(100);
+    /** The plan's moves, each at a random phase of discovery's interval, as a provider's would land. */
+    const runMoves = async (label: string) => {
+      const out: MoveRecord[] = [];
+      for (const [from, hv, to] of plan.slice(0, MOVES)) {
+        await sleep(Math.floor(Math.random() * INTERVAL_MS));
+        const r = await relocateHostVm(state, from, hv, to, launcher);
+        const moved = performance.now();
+        let c = 0;
+        while (performance.now() - moved < TARGET_MS + INTERVAL_MS) {
+          c = placementCorrectness(truth(), current()).correct;
+          if (c === n) break;
+          await sleep(100);
+        }
+        const ms = performance.now() - moved;
+        out.push({
+          hostVm: `${from}/${hv} -> ${to}`,
+          movedInMs: r.movedInMs,
+          guests: r.guests.map((g) => ({
+            guestId: g.guestId,
+            downtimeMs: g.downtimeMs === null ? null : Math.round(g.downtimeMs),
+          })),
+          detectMs: c === n ? Math.round(ms) : null,
+          correct: c,
+        });
+        log(
+          `${label}: moved ${from}/${hv} -> ${to} in ${r.movedInMs} ms (${r.guests.length} guest(s) along); ${c}/${n} correct ${ms.toFixed(0)} ms later`,
+        );
       }
-      const ms = performance.now() - moved;
-      detect.push(c === n ? ms : Number.POSITIVE_INFINITY);
-      afterCorrect.push(c);
-      log(`moved ${from}/${hv} -> ${to} in ${r.movedInMs} ms; ${c}/${n} correct ${ms.toFixed(0)} ms later`);
+      return out;
+    };
+    const empty = await runMoves("empty host VMs");
+    // The same moves again, now each moved host VM carries a guest (pre-copied along).
+    const carried = ["a3", "b1"];
+    for (const hv of carried) {
+      const at = readTestbedState(state.stateDir)!.hostVms.find((h) => h.name === hv)!;
+      log(`booting guest bg-${hv} on ${at.server}/${hv}`);
+      await hostVmClient(state, at.server, hv).createGuest({ guestId: `bg-${hv}`, memoryMiB: 128 });
     }
+    const withGuests = await runMoves("with guests");
     await discovery.stop();
     rows.push(
       {
@@ -181,8 +223,14 @@ async function main(): Promise<void> {
         hostVms: n,
         correct: probeCorrect,
         discoveryMs: Math.round(median(probeMs)),
-        afterMoveCorrect: Math.min(...afterCorrect),
-        afterMoveDetectMs: Number.isFinite(Math.max(...detect)) ? Math.round(Math.max(...detect)) : null,
+        ...afterMoves(empty),
+      },
+      {
+        method: "shared-memory probe, host VMs moved with guests",
+        hostVms: n,
+        correct: probeCorrect,
+        discoveryMs: Math.round(median(probeMs)),
+        ...afterMoves(withGuests),
       },
       {
         method: `trial handover (${trialMs.length} trials)`,
@@ -195,11 +243,16 @@ async function main(): Promise<void> {
       },
     );
     const probe = rows[2]!;
+    const carrying = rows[3]!;
+    const trial = rows[4]!;
+    const detected = (ms: readonly MoveRecord[]) =>
+      ms.map((m) => m.detectMs).filter((d): d is number => d !== null);
+    const pauses = withGuests.flatMap((m) => m.guests.map((g) => g.downtimeMs ?? 0));
     const md = [
       "## Placement discovery (`npm run bench:placement`)",
       "",
-      `A testbed that hides placement: 2 servers x 3 host VMs (real agents, real /dev/shm pools, no guests), ${machine()}.`,
-      `discoveryMs: one discovery round (median of ${probeMs.length} for the probe); afterMove*: after each of ${detect.length} host-VM moves made by the testbed at a random phase of discovery's ${INTERVAL_MS / 1000} s interval, the worst case.`,
+      `A testbed that hides placement: 2 servers x 3 host VMs (real agents, real /dev/shm pools), ${machine()}.`,
+      `discoveryMs: one discovery round (median of ${probeMs.length} for the probe); afterMove*: after each of ${empty.length} host-VM moves made by the testbed (empty host VMs; then the same moves with a 128 MiB guest on each moved host VM, pre-copied along) at a random phase of discovery's ${INTERVAL_MS / 1000} s interval, the worst case.`,
       "",
       table(
         ["method", "hostVms", "correct", "discoveryMs", "afterMoveCorrect", "afterMoveDetectMs"],
@@ -215,12 +268,14 @@ async function main(): Promise<void> {
       "",
       `Against the baseline (rental only: ${rows[0]!.correct}/${n}), the probe places ${probe.correct}/${n} right` +
         ` (target 100 %). After a move it is right again within ${probe.afterMoveDetectMs ?? "never"} ms at worst` +
-        ` (median ${Math.round(median(detect))} ms), ${probe.afterMoveDetectMs === null ? "missing" : `${((probe.afterMoveDetectMs / TARGET_MS) * 100).toFixed(0)} % of`} the 30 s target;` +
+        ` (median ${Math.round(median(detected(empty)))} ms), ${probe.afterMoveDetectMs === null ? "missing" : `${((probe.afterMoveDetectMs / TARGET_MS) * 100).toFixed(0)} % of`} the 30 s target;` +
         ` the wait is discovery's interval, a round itself takes ~${probe.discoveryMs} ms.` +
+        ` With guests carried along: right again within ${carrying.afterMoveDetectMs ?? "never"} ms at worst (median ${Math.round(median(detected(withGuests)))} ms, ${carrying.afterMoveCorrect}/${n} after every move);` +
+        ` a move then takes ${Math.round(median(withGuests.map((m) => m.movedInMs)))} ms (median; empty: ${Math.round(median(empty.map((m) => m.movedInMs)))} ms), each guest paused ${Math.round(median(pauses))} ms (median of ${pauses.length}).` +
         " Correlation has nothing to say until guests move instantly between host VMs (it only covers such pairs);" +
         " an instant handover refused on stale placement corrects the map at once (tested in test/integration/placement-testbed.test.ts)." +
-        ` Trial handovers alone place ${rows[3]!.correct}/${n} right with ${trialMs.length} trials (median ${Math.round(median(trialMs))} ms each,` +
-        ` ${(rows[3]!.discoveryMs / Math.max(1, probe.discoveryMs)).toFixed(0)}x a probe round): each boots a probe guest, so discovery keeps them for the pairs the probe and correlation disagree on or leave open;` +
+        ` Trial handovers alone place ${trial.correct}/${n} right with ${trialMs.length} trials (median ${Math.round(median(trialMs))} ms each,` +
+        ` ${(trial.discoveryMs / Math.max(1, probe.discoveryMs)).toFixed(0)}x a probe round): each boots a probe guest, so discovery keeps them for the pairs the probe and correlation disagree on or leave open;` +
         " they are not rerun after the moves.",
     ].join("\n");
     writeResults("placement", {
@@ -228,10 +283,8 @@ async function main(): Promise<void> {
       intervalMs: INTERVAL_MS,
       targetMs: TARGET_MS,
       rows,
-      moves: detect.map((d, i) => ({
-        detectMs: Number.isFinite(d) ? Math.round(d) : null,
-        correct: afterCorrect[i],
-      })),
+      moves: empty,
+      movesWithGuests: withGuests,
       probeRoundMs: probeMs.map((m) => Math.round(m)),
       trialMs,
     });

@@ -119,7 +119,12 @@ export function testbedMove(
     const r = await relocateHostVm(state, m[1]!, m[2]!, toServer, launcherOf(state), {
       log: say(opts.quiet),
     });
-    process.stdout.write(`host VM ${m[2]} moved from ${m[1]} to ${toServer} in ${r.movedInMs} ms\n`);
+    const along = r.guests
+      .map((g) => `${g.guestId} (paused ${g.downtimeMs === null ? "?" : Math.round(g.downtimeMs)} ms)`)
+      .join(", ");
+    process.stdout.write(
+      `host VM ${m[2]} moved from ${m[1]} to ${toServer} in ${r.movedInMs} ms${along ? ` with ${along}` : ""}\n`,
+    );
   });
 }
 

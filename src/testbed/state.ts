@@ -71,6 +71,11 @@ export interface HostVmRecord {
   agentRecordFile?: string;
   /** The agent as the testbed saw it ready; the current one: currentHostVmAgent(). */
   agent: ProcessRecord | null;
+  /**
+   * While a host VM with guests moves: the agent on the new server its guests are pre-copied
+   * to, with the QEMU folder it keeps them in (see startLandingAgent). Absent otherwise.
+   */
+  landing?: { agent: ProcessRecord; server: string; qemuDir: string } | null;
 }
 
 export interface NetworkRecord {

@@ -5,8 +5,8 @@
  * state file names, also after a crash of `up` or of any agent.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { reapOrphans } from "../qemu/index.ts";
 import { createSlice, planCgroups, removeCgroups, sliceLimits } from "./cgroups.ts";
 import { newTestbedId, poolDir, poolRoot, sliceName } from "./names.ts";
@@ -352,11 +352,80 @@ export async function restartHostVmAgent(
 }
 
 /**
+ * The first half of moving a host VM that runs guests: a second agent of the same host VM
+ * (same name, slice and token) on the new server, in its namespace and with its memory
+ * pool, registered with its server agent, so that the guests can be pre-copied to it one by
+ * one while the old agent still runs the rest. It keeps its QEMUs in a folder of its own
+ * (`m<n>/q`: the agents keep security-VM records and the console identity beside qemuDir, so
+ * the two agents must not share that parent); moveHostVmProcesses then hands that folder to
+ * the host VM's supervised agent, which adopts the QEMUs. Unsupervised: it lives minutes.
+ */
+export async function startLandingAgent(
+  state: TestbedState,
+  server: string,
+  hostVm: string,
+  toServer: string,
+  launcher: AgentLauncher,
+  readyTimeoutMs = 60_000,
+): Promise<{ agent: ProcessRecord; server: string; qemuDir: string }> {
+  const hv = state.hostVms.find((h) => h.server === server && h.name === hostVm);
+  const to = state.servers.find((x) => x.name === toServer);
+  if (!hv) throw new TestbedError(`no host VM ${server}/${hostVm} in testbed ${state.id}`);
+  if (!to?.agent?.url) throw new TestbedError(`no ready server ${toServer} in testbed ${state.id}`);
+  if (hv.landing && isAlive(hv.landing.agent))
+    throw new TestbedError(`host VM ${server}/${hostVm} is moving already (pid ${hv.landing.agent.pid})`);
+  let n = 1;
+  while (existsSync(join(hv.stateDir, `m${n}`))) n++;
+  const dir = join(hv.stateDir, `m${n}`);
+  const qemuDir = join(dir, "q");
+  mkdirSync(qemuDir, { recursive: true, mode: 0o700 });
+  // The console's identity is the host VM's, not the agent process's: it moves along.
+  const identity = join(dirname(hv.qemuDir), "console-identity.pem");
+  if (existsSync(identity)) copyFileSync(identity, join(dir, "console-identity.pem"));
+  const ctx: HostVmAgentContext = {
+    testbedId: state.id,
+    server: to,
+    hostVm: { ...hv, server: toServer, qemuDir },
+    serverAgentUrl: to.agent.url,
+    tokenFile: state.tokenFile,
+    configFile: join(dir, "agent.json"),
+    readyFile: join(dir, "agent.ready"),
+  };
+  const l = launcher.hostVm(ctx);
+  const agent = startAgent(l, to.netns, hv.cgroupDirs, ctx.configFile, ctx.readyFile, join(dir, "agent.log"));
+  hv.landing = { agent, server: toServer, qemuDir };
+  writeTestbedState(state);
+  try {
+    agent.url = await waitReady(agent, readyTimeoutMs);
+  } catch (e) {
+    await stopLandingAgent(state, hv);
+    throw e;
+  }
+  writeTestbedState(state);
+  return hv.landing;
+}
+
+/** A move given up: its landing agent stops gracefully (so do the QEMUs it still has). */
+export async function stopLandingAgent(state: TestbedState, hv: HostVmRecord): Promise<void> {
+  if (!hv.landing) return;
+  if (isAlive(hv.landing.agent) && !(await stopProcess(hv.landing.agent, 25_000)))
+    throw new TestbedError(
+      `the landing agent of ${hv.server}/${hv.name} (pid ${hv.landing.agent.pid}) did not stop`,
+    );
+  await reapOrphans(hv.landing.qemuDir).catch(() => {});
+  hv.landing = null;
+  writeTestbedState(state);
+}
+
+/**
  * Moves a host VM to another server, as the underlying cloud's live migration of a host VM
  * would: its supervisor and agent stop and start again in the new server's namespace, with
  * the new server's memory pool and server agent (the agent re-registers there). Its
- * identity (`key`) stays. The caller has emptied it and told both server agents (the agent
- * module's relocateHostVm does both); the testbed only moves processes and records.
+ * identity (`key`) stays. The caller has emptied the old agent and told both server agents
+ * (the agent module's relocateHostVm does both); the testbed only moves processes and
+ * records. With a landing agent (startLandingAgent) holding the guests, that agent is
+ * killed (SIGKILL: its QEMUs stay, as after a crash) and the host VM's new agent takes its
+ * QEMU folder and adopts them.
  */
 export async function moveHostVmProcesses(
   state: TestbedState,
@@ -376,6 +445,26 @@ export async function moveHostVmProcesses(
   for (const p of [hv.supervisor ?? null, currentHostVmAgent(hv)]) {
     if (p && isAlive(p) && !(await stopProcess(p, 25_000)))
       throw new TestbedError(`the agent of ${server}/${hostVm} (pid ${p.pid}) did not stop`);
+  }
+  const landing = hv.landing;
+  if (landing) {
+    if (landing.server !== toServer)
+      throw new TestbedError(`host VM ${server}/${hostVm} is landing on ${landing.server}, not ${toServer}`);
+    if (isAlive(landing.agent)) {
+      try {
+        process.kill(landing.agent.pid, "SIGKILL");
+      } catch {
+        // gone already
+      }
+      const deadline = Date.now() + 10_000;
+      while (isAlive(landing.agent) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (isAlive(landing.agent))
+        throw new TestbedError(
+          `the landing agent of ${server}/${hostVm} (pid ${landing.agent.pid}) survived SIGKILL`,
+        );
+    }
+    hv.qemuDir = landing.qemuDir;
+    hv.landing = null;
   }
   hv.key ??= `${server}/${hostVm}`;
   hv.server = toServer;
@@ -438,7 +527,7 @@ export async function down(stateOrDir: TestbedState | string, opts: DownOptions 
   // then server agents; each group in parallel.
   const groups = [
     state.hostVms.map((h) => h.supervisor ?? null),
-    state.hostVms.flatMap((h) => [h.agent, currentHostVmAgent(h)]),
+    state.hostVms.flatMap((h) => [h.agent, currentHostVmAgent(h), h.landing?.agent ?? null]),
     state.servers.map((s) => s.agent),
   ];
   for (const group of groups) {
@@ -451,14 +540,17 @@ export async function down(stateOrDir: TestbedState | string, opts: DownOptions 
     );
   }
   // QEMUs of agents that died (crash, SIGKILL) are found from their state files, by pid.
-  for (const hv of state.hostVms) {
+  for (const qemuDir of state.hostVms.flatMap((h) => [
+    h.qemuDir,
+    ...(h.landing ? [h.landing.qemuDir] : []),
+  ])) {
     try {
-      const r = await reapOrphans(hv.qemuDir, log);
+      const r = await reapOrphans(qemuDir, log);
       report.reapedQemus.push(...r.killed.map((k) => k.pid));
       report.removedPoolFiles.push(...r.removedPoolFiles);
       for (const s of r.skipped) report.problems.push(`${s.instanceId}: ${s.reason}`);
     } catch (e) {
-      report.problems.push(`reaping ${hv.qemuDir}: ${(e as Error).message}`);
+      report.problems.push(`reaping ${qemuDir}: ${(e as Error).message}`);
     }
   }
   try {
