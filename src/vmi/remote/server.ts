@@ -518,8 +518,10 @@ class Connection {
           `guest ${JSON.stringify(f.header.guest)} is not served to this client`,
         );
       }
+      const t0 = performance.now();
       const { header, body } = await this.op(mem, f);
-      await this.reply(f.id, header, body);
+      // The op's own time, so a client can tell the server's work from the wire and TLS.
+      await this.reply(f.id, { ...header, us: Math.round((performance.now() - t0) * 1000) }, body);
     } catch (e) {
       this.fail(f.id, e);
     }
