@@ -8,8 +8,9 @@
 // disk views over QMP, alert collection), as src/agent/secvm/manager.ts does.
 // Attacks caught and alerted with channel "remote": a process hidden by unlinking it from the
 // task list (memory), a file matching the operator's ClamAV signature (disk), a DNS query
-// matching a default Suricata rule (network). The page server and the relay saw the service
-// connect from its own address, with its certificate.
+// matching a default Suricata rule (network). The page server saw the service's certificate.
+// Rotation: the page server's and the relay's own certificates are reissued and swapped in
+// while the service runs: new connections get the new ones, the monitors carry on.
 //
 // Not covered here (not built yet): the agent provisioning a remote target itself (a security
 // VM on one testbed server for a guest of another; see docs/architecture.md).
@@ -32,9 +33,13 @@ import {
   createNetns,
   deleteNetns,
   expectClient,
+  expectServer,
+  fingerprintOf,
   issueCredential,
+  NbdClient,
   securityVmClient,
   tlsOptions,
+  tlsTransport,
 } from "../../src/monitor/index.ts";
 import {
   addNetMirror,
@@ -44,6 +49,7 @@ import {
   removeNetMirror,
 } from "../../src/qemu/index.ts";
 import {
+  connectRemoteMemory,
   discoverKernel,
   gpaToRamOffset,
   type Kernel,
@@ -74,6 +80,8 @@ let ram: RamFile;
 let kernel: Kernel;
 let pageServer: PageServer;
 let relay: NbdTlsRelay;
+let pagePort = 0;
+let relayPort = 0;
 let service: ChildProcess | undefined;
 let dir = "";
 let netnsMade = false;
@@ -147,14 +155,14 @@ before(async () => {
       },
     },
   });
-  const pagePort = (await pageServer.listen(0, SERVER_IP)).port;
+  pagePort = (await pageServer.listen(0, SERVER_IP)).port;
   await t.nbdTransport("local"); // QEMU's NBD server on its unix socket, behind the relay
   relay = new NbdTlsRelay({
     upstream: deviceSockets(t.q.spec.runDir, t.q.spec.devices ?? []).nbd as string,
     ...tlsOptions(t.creds.qemu),
     authorize: expectClient("security-vm", GUEST),
   });
-  const relayPort = await relay.listen(SERVER_IP);
+  relayPort = await relay.listen(SERVER_IP);
 
   // The security VM's private folder: its credential and the operator's signature.
   dir = join("/run/ncsv", `remote-${tag}`);
@@ -347,6 +355,79 @@ describe("the security-VM service over the remote channel", { timeout: SUITE_TIM
     assert.match(a.summary, /\/tmp\/\.r matches/);
     assert.ok(relay.counts.admitted > admitted, "the rounds went through the relay");
     assert.equal(relay.counts.refused, 0);
+  });
+
+  test("rotation: the page server and the relay present reissued certificates to new connections; the service's monitors carry on", async () => {
+    const client = await issueCredential(t.ca, {
+      name: "secvm-probe",
+      role: "security-vm",
+      targets: [GUEST],
+      dir: join(t.stateDir, "probe-cred"),
+    });
+    const served = { page: "", relay: "" };
+    const pageNow = async () => {
+      const m = await connectRemoteMemory({
+        host: SERVER_IP,
+        port: pagePort,
+        guest: GUEST,
+        tls: {
+          ...tlsOptions(client),
+          verifyServer: (cert) => {
+            served.page = cert.fingerprint256;
+            return expectServer("page-server")(cert);
+          },
+        },
+      });
+      await m.read([{ addr: 0, len: 8 }]);
+      m.close();
+      return served.page;
+    };
+    const relayNow = async () => {
+      const transport = tlsTransport(SERVER_IP, relayPort, {
+        ...tlsOptions(client),
+        verifyServer: (cert) => {
+          served.relay = cert.fingerprint256;
+          return expectServer("qemu", GUEST)(cert);
+        },
+      });
+      // No such export: the handshake (and its certificate) is all this needs.
+      await NbdClient.connect({ transport, exportName: "no-such-export" }).then(
+        (c) => c.close(),
+        () => {},
+      );
+      return served.relay;
+    };
+    assert.equal(await pageNow(), fingerprintOf(t.creds.pageServer.certPem));
+    assert.equal(await relayNow(), fingerprintOf(t.creds.qemu.certPem));
+    const [page2, qemu2] = await Promise.all([
+      issueCredential(t.ca, {
+        name: "pagesrv-s1",
+        role: "page-server",
+        ips: [SERVER_IP],
+        dir: join(t.stateDir, "rot-page"),
+      }),
+      issueCredential(t.ca, {
+        name: `qemu-${GUEST}`,
+        role: "qemu",
+        targets: [GUEST],
+        dir: join(t.stateDir, "rot-qemu"),
+      }),
+    ]);
+    const rotatedAt = Date.now();
+    pageServer.setCredentials(tlsOptions(page2));
+    relay.setCredentials(tlsOptions(qemu2));
+    assert.equal(await pageNow(), fingerprintOf(page2.certPem), "the page server's new certificate");
+    assert.equal(await relayNow(), fingerprintOf(qemu2.certPem), "the relay's new certificate");
+    // The service's memory link stays up (no loss alerted) and its next disk rounds go through
+    // the relay with the new certificate.
+    const admitted = relay.counts.admitted;
+    await until("two disk rounds after the rotation", () => relay.counts.admitted >= admitted + 2, 120_000);
+    const after = alerts.filter((a) => a.time >= rotatedAt);
+    assert.deepEqual(
+      after.filter((a) => a.evidence.kind === "source-lost" || /check failed|round failed/.test(a.summary)),
+      [],
+      "no monitor lost its target across the rotation",
+    );
   });
 
   test("network: a DNS query matching a default rule is alerted from the TLS mirror", async () => {
