@@ -241,6 +241,98 @@ describe("vmi serve and --remote", () => {
       await new Promise((r) => child.once("exit", r));
     }
   });
+
+  test("vmi serve --tls: on SIGHUP it reads its own certificate again; new connections get the reissued one, an open one reads on", async () => {
+    const ca = await createCertificateAuthority(join(dir, "tls-ca-rot"));
+    const srv = await issueCredential(ca, { name: "pagesrv", role: "page-server", ips: ["127.0.0.1"] });
+    const cli = await issueCredential(ca, { name: "secvm-a", role: "security-vm", targets: ["g1"] });
+    const certFile = join(dir, "rot-cert.pem");
+    const keyFile = join(dir, "rot-key.pem");
+    writeFileSync(certFile, srv.certPem);
+    writeFileSync(keyFile, srv.keyPem, { mode: 0o600 });
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        "vmi",
+        "serve",
+        "--guest",
+        `g1=${ram}`,
+        "--tls",
+        "--tls-ca",
+        ca.certPath,
+        "--tls-cert",
+        certFile,
+        "--tls-key",
+        keyFile,
+      ],
+      { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let errText = "";
+    child.stderr.on("data", (d) => (errText += d));
+    try {
+      const port = await new Promise<number>((res, rej) => {
+        let buf = "";
+        const timer = setTimeout(() => rej(new Error(`serve did not start: ${buf}`)), 60_000);
+        child.stdout.on("data", (d) => {
+          buf += d;
+          const m = /listening \S+:(\d+) tls/.exec(buf);
+          if (m) {
+            clearTimeout(timer);
+            res(Number(m[1]));
+          }
+        });
+      });
+      const open = async () => {
+        let fp = "";
+        const m = await connectRemoteMemory({
+          host: "127.0.0.1",
+          port,
+          guest: "g1",
+          tls: {
+            ...tlsOptions(cli),
+            verifyServer: (cert) => {
+              fp = cert.fingerprint256;
+              return expectServer("page-server")(cert);
+            },
+          },
+        });
+        return { m, fp };
+      };
+      const a = await open();
+      assert.equal(a.fp, fingerprintOf(srv.certPem));
+      const next = await issueCredential(ca, {
+        name: "pagesrv",
+        role: "page-server",
+        ips: ["127.0.0.1"],
+        dir: join(dir, "tls-rot-gen2"),
+      });
+      // A broken file first: the credential in force stays.
+      writeFileSync(keyFile, "not a key\n");
+      writeFileSync(certFile, next.certPem);
+      let seen = errText.length;
+      child.kill("SIGHUP");
+      for (let i = 0; i < 100 && !/previous server credential stays/.test(errText.slice(seen)); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      const still = await open();
+      assert.equal(still.fp, fingerprintOf(srv.certPem), "a bad key keeps the old credential");
+      still.m.close();
+      writeFileSync(keyFile, next.keyPem);
+      seen = errText.length;
+      child.kill("SIGHUP");
+      for (let i = 0; i < 100 && !/server credential reloaded/.test(errText.slice(seen)); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      const b = await open();
+      assert.equal(b.fp, fingerprintOf(next.certPem), "the reissued certificate");
+      assert.equal((await a.m.read([{ addr: 0, len: 64 }]))[0].length, 64, "the open link reads on");
+      assert.equal((await b.m.read([{ addr: 0, len: 64 }]))[0].length, 64);
+      a.m.close();
+      b.m.close();
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+  });
 });
 
 /** Like run(), without blocking the event loop (the server child must keep being read). */

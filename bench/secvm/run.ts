@@ -66,6 +66,8 @@ import {
 const quick = process.argv.includes("--quick");
 const RUNS = quick ? 5 : 7;
 const DISK_READ_MIB = 32;
+const MEMORY_WARMUP = 300;
+const PHASE_SAMPLES = quick ? 40 : 100;
 const DOCS = 240;
 const GUEST = "benchguest";
 const CHANNELS: Channel[] = ["local", "direct", "remote"];
@@ -118,7 +120,7 @@ async function startPageServer(t: SecvmTarget): Promise<{ child: ChildProcess; p
   return { child, port: await listeningPort(child) };
 }
 
-async function main(): Promise<{ rows: Row[]; info: Record<string, unknown> }> {
+async function main(): Promise<{ rows: Row[]; info: Record<string, unknown>; phases: MemoryPhases }> {
   log(`bench:secvm — booting the guest (TCG), ${RUNS} runs`);
   const t = await startSecvmTarget({ guestId: GUEST, docs: DOCS, diskMiB: 64, log });
   let page: { child: ChildProcess; port: number } | undefined;
@@ -355,11 +357,25 @@ async function main(): Promise<{ rows: Row[]; info: Record<string, unknown> }> {
       }
     }
 
+    // Memory warm-up: a monitor and a page server run continuously, so both sides' code is
+    // compiled (JIT) by the time they matter; a few hundred process lists bring the RAM-file
+    // path, the client and the page server (its own process) to that state alike.
+    for (const channel of CHANNELS) {
+      const mem = await memoryOver(channel);
+      const k = kernelOver(mem.m);
+      for (let i = 0; i < MEMORY_WARMUP; i++) await listProcesses(k);
+      mem.close();
+    }
+
     for (let run = 0; run <= RUNS; run++) {
       const order = CHANNELS.map((_, i) => CHANNELS[(i + run) % CHANNELS.length]);
       for (const channel of order) await measure(channel, run > 0);
       log(`  run ${run}${run === 0 ? " (warm-up)" : ""} done (${order.join(", ")})`);
     }
+
+    // Memory phases of the remote channel (after the runs, same guest): what a fresh process
+    // list costs beyond the direct one.
+    const phases = await memoryPhases(memoryOver, kernelOver);
 
     const rows: Row[] = [];
     for (const monitor of MONITORS) {
@@ -387,7 +403,7 @@ async function main(): Promise<{ rows: Row[]; info: Record<string, unknown> }> {
       diskReadMiB: DISK_READ_MIB,
       processes: (await listProcesses(kernel)).length,
     };
-    return { rows, info };
+    return { rows, info, phases };
   } finally {
     for (const o of opened) o.close();
     for (const m of netmons.values()) await m.stop().catch((e) => log(`netmon stop: ${e}`));
@@ -397,6 +413,86 @@ async function main(): Promise<{ rows: Row[]; info: Record<string, unknown> }> {
 }
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
+
+export interface MemoryPhases {
+  samples: number;
+  /** Direct: a process list over an already open RAM file. */
+  directWarmMs: number;
+  /** Direct: opening the RAM file and a process list. */
+  directFreshMs: number;
+  /** Remote: TLS connect (session resumed) and the first reply (an `info`). */
+  tlsConnectMs: number;
+  /** Remote: one `info` round trip on an open connection (no server work). */
+  roundTripMs: number;
+  /** Remote: a process list on an open connection, and the server's share of it (its `us`). */
+  warmMs: number;
+  warmServerMs: number;
+  /** Remote: connect and a process list. */
+  freshMs: number;
+  warmBytes: number;
+}
+
+async function memoryPhases(
+  memoryOver: (c: Channel) => Promise<{ m: PhysicalMemory; close(): void }>,
+  kernelOver: (m: PhysicalMemory) => Kernel,
+): Promise<MemoryPhases> {
+  const n = PHASE_SAMPLES;
+  const times = async (f: () => Promise<unknown>) => {
+    const ms: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await f();
+      ms.push(performance.now() - t0);
+    }
+    return round3(median(ms));
+  };
+  const direct = await memoryOver("direct");
+  const kd = kernelOver(direct.m);
+  const directWarmMs = await times(() => listProcesses(kd));
+  direct.close();
+  const directFreshMs = await times(async () => {
+    const d = await memoryOver("direct");
+    await listProcesses(kernelOver(d.m));
+    d.close();
+  });
+  const info = (m: PhysicalMemory) => {
+    const r = m as RemoteMemory;
+    return r.client.request({ op: "info", guest: r.guest });
+  };
+  const tlsConnectMs = await times(async () => {
+    const r = await memoryOver("remote");
+    await info(r.m);
+    r.close();
+  });
+  const remote = await memoryOver("remote");
+  const roundTripMs = await times(() => info(remote.m));
+  const kr = kernelOver(remote.m);
+  const stats = (remote.m as RemoteMemory).client.stats;
+  const us0 = stats.serverUs;
+  const b0 = stats.bytesSent + stats.bytesReceived;
+  const warmMs = await times(() => listProcesses(kr));
+  const warmServerMs = round3((stats.serverUs - us0) / 1000 / n);
+  const warmBytes = Math.round((stats.bytesSent + stats.bytesReceived - b0) / n);
+  remote.close();
+  const freshMs = await times(async () => {
+    const r = await memoryOver("remote");
+    await listProcesses(kernelOver(r.m));
+    r.close();
+  });
+  return {
+    samples: n,
+    directWarmMs,
+    directFreshMs,
+    tlsConnectMs,
+    roundTripMs,
+    warmMs,
+    warmServerMs,
+    freshMs,
+    warmBytes,
+  };
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 interface Target {
   what: string;
@@ -439,7 +535,7 @@ function targets(rows: Row[]): Target[] {
   return out;
 }
 
-const { rows, info } = await main();
+const { rows, info, phases } = await main();
 const goals = targets(rows);
 const stamp = new Date().toISOString();
 const file = writeResults("secvm", {
@@ -450,6 +546,7 @@ const file = writeResults("secvm", {
   guest: info,
   rows,
   targets: goals,
+  memoryPhases: phases,
 });
 const fmtBytes = (b: number | null) =>
   b === null ? "-" : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(2)} MiB` : `${(b / 1024).toFixed(1)} KiB`;
@@ -485,7 +582,44 @@ const goalTbl = table(
     g.ratio <= g.limit ? "yes" : "NO",
   ]),
 );
-process.stdout.write(`${tbl}\n\n${goalTbl}\n`);
+const p = phases;
+const phaseTbl = table(
+  ["phase (medians of " + p.samples + ")", "ms", "of direct warm"],
+  [
+    ["direct: process list, RAM file open", p.directWarmMs.toFixed(3), "1.00x"],
+    [
+      "direct: open the RAM file + process list",
+      p.directFreshMs.toFixed(3),
+      (p.directFreshMs / p.directWarmMs).toFixed(2) + "x",
+    ],
+    [
+      "remote: TLS connect (resumed) + first reply",
+      p.tlsConnectMs.toFixed(3),
+      (p.tlsConnectMs / p.directWarmMs).toFixed(2) + "x",
+    ],
+    [
+      "remote: one round trip (info)",
+      p.roundTripMs.toFixed(3),
+      (p.roundTripMs / p.directWarmMs).toFixed(2) + "x",
+    ],
+    [
+      `remote: process list on an open link (${p.warmBytes} B on the wire)`,
+      p.warmMs.toFixed(3),
+      (p.warmMs / p.directWarmMs).toFixed(2) + "x",
+    ],
+    [
+      "  of which the page server's walk",
+      p.warmServerMs.toFixed(3),
+      (p.warmServerMs / p.directWarmMs).toFixed(2) + "x",
+    ],
+    [
+      "remote: connect + process list",
+      p.freshMs.toFixed(3),
+      (p.freshMs / p.directFreshMs).toFixed(2) + "x of direct fresh",
+    ],
+  ],
+);
+process.stdout.write(`${tbl}\n\n${goalTbl}\n\n${phaseTbl}\n`);
 const load = (await import("node:os")).loadavg()[0].toFixed(1);
 writeDocsSection(
   "bench:secvm",
@@ -513,6 +647,11 @@ on a shared 2-core machine, where the guest's own work is emulated and slow.
 
 ${tbl}
 
-${goalTbl}`,
+${goalTbl}
+
+Memory phases (after the runs, same guest; ${p.samples} samples each, medians; ${MEMORY_WARMUP} process lists per channel
+before the runs bring both sides' code to its compiled steady state, as a running monitor and page server are):
+
+${phaseTbl}`,
 );
 log(`wrote ${file}`);

@@ -381,6 +381,20 @@ export async function vmiServe(o: ServeOptions): Promise<void> {
       } catch (e) {
         process.stderr.write(`${(e as Error).message}: the previous list stays\n`);
       }
+      // A rotation of the server's own credential: the files read again, presented from the
+      // next handshake on (a file that does not read or parse keeps the credential in force).
+      if (tls) {
+        try {
+          server.setCredentials({
+            ca: readPem("--tls-ca", o.tlsCa),
+            cert: readPem("--tls-cert", o.tlsCert),
+            key: readPem("--tls-key", o.tlsKey),
+          });
+          process.stderr.write("server credential reloaded\n");
+        } catch (e) {
+          process.stderr.write(`${(e as Error).message}: the previous server credential stays\n`);
+        }
+      }
     };
     process.on("SIGHUP", reload);
     await new Promise<void>((resolve) => {

@@ -383,6 +383,7 @@ export class SecVm {
       dir: this.dir,
       netns: this.netns,
       channel: "local",
+      tls: null,
       memoryPeriodMs: c.memoryPeriodMs ?? 2000,
       diskPeriodMs: c.diskPeriodMs ?? 10_000,
       clamavDatabases: c.signatures?.length ? [join(this.dir, "operator.ndb")] : [],

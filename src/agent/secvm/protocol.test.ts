@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { EVIDENCE_LIMITS } from "../../monitor/index.ts";
-import { parseServiceMessage } from "./protocol.ts";
+import { parseServiceMessage, type ServiceTarget, targetFitsChannel } from "./protocol.ts";
 
 const mine = new Set(["ga"]);
 const alertOf = (over: Record<string, unknown> = {}) => ({
@@ -75,4 +75,28 @@ test("disk views and heartbeats for its own target", () => {
     mine,
   );
   assert.equal(hb?.type, "heartbeat");
+});
+
+test("a target's accesses fit its channel: remote only over TLS endpoints, local and direct only local paths", () => {
+  const local: ServiceTarget = {
+    guestId: "ga",
+    memory: { fd: 4 },
+    disk: { socket: "/run/ncsv/x/nbd-ga.sock" },
+    nic: { mirrorSocket: "/run/ncsv/x/mirror-ga.sock", monitorId: "s0" },
+  };
+  const remote: ServiceTarget = {
+    guestId: "ga",
+    memory: { pageServer: { host: "10.0.0.2", port: 7000, size: 256 << 20 } },
+    disk: { relay: { host: "10.0.0.2", port: 7001 } },
+    nic: { listen: { host: "10.0.0.1", port: 7002 }, monitorId: "s0" },
+  };
+  for (const c of ["local", "direct"] as const) {
+    assert.equal(targetFitsChannel(local, c), true, c);
+    assert.equal(targetFitsChannel(remote, c), false, c);
+  }
+  assert.equal(targetFitsChannel(remote, "remote"), true);
+  assert.equal(targetFitsChannel(local, "remote"), false);
+  // One plain access is enough to refuse a remote target: no monitor goes over the network unencrypted.
+  assert.equal(targetFitsChannel({ ...remote, disk: local.disk }, "remote"), false);
+  assert.equal(targetFitsChannel({ ...remote, memory: null, disk: null, nic: null }, "remote"), true);
 });

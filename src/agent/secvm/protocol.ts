@@ -5,17 +5,51 @@
  * says beyond its own targets: the service parses guest-controlled data and may be subverted.
  * parseServiceMessage validates every message; anything else is dropped and counted.
  */
-import { type Alert, alert, CHANNELS, MONITOR_KINDS, SEVERITIES } from "../../monitor/index.ts";
+import { type Alert, alert, CHANNELS, type Channel, MONITOR_KINDS, SEVERITIES } from "../../monitor/index.ts";
+
+/** Where a remote endpoint listens (the target's server, or the security VM's own address). */
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/**
+ * How the service reaches a target's memory: local and direct inherit its RAM file as a
+ * descriptor at `fd` (opened read-only by the agent; direct: another host VM's file in the
+ * server's shared pool); remote reads it from the page server of the target's server over TLS
+ * (`size`: the guest's RAM size, so the first request goes out with the handshake).
+ */
+export type MemoryAccess = { fd: number } | { pageServer: Endpoint & { size: number } };
+
+/**
+ * How it reaches a target's disk: QEMU's NBD server on a unix socket in the service's private
+ * folder (local, direct), or the NBD TLS relay of the target's server (remote).
+ */
+export type DiskAccess = { socket: string } | { relay: Endpoint };
+
+/**
+ * Where the target's mirrored frames arrive (the service listens, the guest's QEMU connects):
+ * a unix socket in its folder (local, direct) or a TLS listener on its own address (remote).
+ */
+export type NicAccess = { monitorId: string } & ({ mirrorSocket: string } | { listen: Endpoint });
 
 /** One target as the service gets it: what it may read, and nothing of any other guest. */
 export interface ServiceTarget {
   guestId: string;
-  /** The guest's RAM file, as a descriptor inherited at this index (opened read-only by the agent). */
-  memory: { fd: number } | null;
-  /** QEMU's NBD server for this guest, on a unix socket in the service's private folder. */
-  disk: { socket: string } | null;
-  /** Where the guest's mirrored frames arrive (the service listens, the guest's QEMU connects). */
-  nic: { mirrorSocket: string; monitorId: string } | null;
+  memory: MemoryAccess | null;
+  disk: DiskAccess | null;
+  nic: NicAccess | null;
+}
+
+/**
+ * The security VM's credential for the remote channel: PEM files in its private folder (the
+ * CA that signs page servers, relays and target QEMUs; its certificate naming its targets;
+ * its key). Read once by the service before it drops privileges.
+ */
+export interface ServiceTlsFiles {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export interface ServiceConfig {
@@ -26,7 +60,10 @@ export interface ServiceConfig {
   /** The service's private folder (0700, its uid). */
   dir: string;
   netns: string;
-  channel: "local";
+  /** The alerts' channel label, and which accesses its targets have (remote: TLS ones). */
+  channel: Channel;
+  /** Needed when any target is reached remotely (page server, relay, TLS mirror). */
+  tls: ServiceTlsFiles | null;
   memoryPeriodMs: number;
   diskPeriodMs: number;
   /** ClamAV databases (in dir), or none: no malware scan. */
@@ -35,6 +72,15 @@ export interface ServiceConfig {
   targets: ServiceTarget[];
   /** How often the service reports it is alive. */
   heartbeatMs: number;
+}
+
+/** Whether a target's accesses fit the channel (remote: over TLS only; else local paths only). */
+export function targetFitsChannel(t: ServiceTarget, channel: Channel): boolean {
+  const remote = channel === "remote";
+  if (t.memory && "fd" in t.memory === remote) return false;
+  if (t.disk && "socket" in t.disk === remote) return false;
+  if (t.nic && "mirrorSocket" in t.nic === remote) return false;
+  return true;
 }
 
 export type DiskViewAnswer =

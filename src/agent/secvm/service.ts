@@ -15,17 +15,22 @@
  * alerts are dropped, counted, and the count is sent as an alert of its own once the channel
  * drains.
  */
-import { fstatSync, readSync } from "node:fs";
+import { fstatSync, readFileSync, readSync } from "node:fs";
 import {
   type Alert,
   alert,
   DiskMonitor,
+  expectClient,
+  expectServer,
   MemoryMonitor,
   type MemorySource,
+  type NbdTransport,
   NetworkMonitor,
+  tlsTransport,
   unixTransport,
 } from "../../monitor/index.ts";
 import {
+  connectRemoteMemory,
   MAX_BATCH,
   MemoryError,
   type PhysicalMemory,
@@ -33,13 +38,16 @@ import {
   RamFileMemory,
   ramLayout,
 } from "../../vmi/index.ts";
-import type {
-  AgentMessage,
-  DiskViewAnswer,
-  MonitorReport,
-  ServiceConfig,
-  ServiceMessage,
-  ServiceTarget,
+import {
+  type AgentMessage,
+  type DiskAccess,
+  type DiskViewAnswer,
+  type Endpoint,
+  type MonitorReport,
+  type ServiceConfig,
+  type ServiceMessage,
+  type ServiceTarget,
+  targetFitsChannel,
 } from "./protocol.ts";
 
 const MAX_UNSENT = 1000;
@@ -74,6 +82,39 @@ export function fdMemorySource(fd: number): MemorySource {
   return { memory: new RamFileMemory(ramLayout("q35", file.size), file), close: () => {} };
 }
 
+/** The security VM's PEM credential, read while the service may still read its folder as root. */
+interface Pem {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/**
+ * The target's memory from the page server of its server, over TLS: the server must hold a
+ * page-server certificate; ours names the target. The TLS session is kept for the reconnects
+ * after a loss, and the guest's size is known, so the first walk travels with the handshake.
+ */
+export function pageServerSource(
+  pem: Pem,
+  guestId: string,
+  at: Endpoint & { size: number },
+  sessions = new Map<string, Buffer>(),
+): () => Promise<MemorySource> {
+  const tls = { ...pem, verifyServer: expectServer("page-server"), sessions, guestSize: at.size };
+  return async () => {
+    const m = await connectRemoteMemory({ host: at.host, port: at.port, guest: guestId, tls });
+    return { memory: m, close: () => m.close() };
+  };
+}
+
+/** The NBD transport to a target's disk: its QEMU's unix socket, or the relay of its server. */
+export function diskTransport(pem: Pem | null, guestId: string, d: DiskAccess): NbdTransport {
+  if ("socket" in d) return unixTransport(d.socket);
+  if (!pem) throw new Error("a remote disk needs the security VM's TLS credential");
+  // The relay presents the target QEMU's certificate: it must name this guest.
+  return tlsTransport(d.relay.host, d.relay.port, { ...pem, verifyServer: expectServer("qemu", guestId) });
+}
+
 function send(m: ServiceMessage, done?: () => void): void {
   process.send?.(m, undefined, undefined, () => done?.());
 }
@@ -91,7 +132,21 @@ class Service {
   private readonly network = new Map<string, NetworkMonitor>();
   private timers: NodeJS.Timeout[] = [];
 
-  constructor(private readonly c: ServiceConfig) {}
+  private readonly pem: Pem | null;
+
+  constructor(private readonly c: ServiceConfig) {
+    for (const t of c.targets)
+      if (!targetFitsChannel(t, c.channel))
+        throw new Error(`target ${t.guestId}: its accesses do not fit the ${c.channel} channel`);
+    this.pem = c.tls
+      ? {
+          ca: readFileSync(c.tls.ca, "utf8"),
+          cert: readFileSync(c.tls.cert, "utf8"),
+          key: readFileSync(c.tls.key, "utf8"),
+        }
+      : null;
+    if (c.channel === "remote" && !this.pem) throw new Error("the remote channel needs a TLS credential");
+  }
 
   onAgent(m: AgentMessage): void {
     if (m.type === "disk-view") {
@@ -156,11 +211,24 @@ class Service {
   async startPrivileged(): Promise<void> {
     for (const t of this.c.targets) {
       if (!t.nic) continue;
+      const pem = this.pem;
+      const listen =
+        "mirrorSocket" in t.nic
+          ? { type: "unix" as const, path: t.nic.mirrorSocket }
+          : pem
+            ? {
+                type: "tls" as const,
+                ...t.nic.listen,
+                // Only the target's QEMU (its certificate names the guest) may feed this monitor.
+                tls: { ...pem, authorize: expectClient("qemu", t.guestId) },
+              }
+            : null;
+      if (!listen) throw new Error("a remote mirror needs the security VM's TLS credential");
       const mon = await NetworkMonitor.start({
         target: t.guestId,
         channel: this.c.channel,
         runDir: `${this.c.dir}/net-${t.guestId}`,
-        listen: { type: "unix", path: t.nic.mirrorSocket },
+        listen,
         netns: this.c.netns,
         id: t.nic.monitorId,
         ruleFiles: this.c.ruleFiles,
@@ -172,8 +240,8 @@ class Service {
 
   start(): void {
     for (const t of this.c.targets) {
-      if (t.memory) this.startMemory(t, t.memory.fd);
-      if (t.disk) this.startDisk(t, t.disk.socket);
+      if (t.memory) this.startMemory(t);
+      if (t.disk) this.startDisk(t, diskTransport(this.pem, t.guestId, t.disk));
     }
     const hb = setInterval(
       () =>
@@ -187,11 +255,18 @@ class Service {
     this.timers.push(hb);
   }
 
-  private startMemory(t: ServiceTarget, fd: number): void {
+  private startMemory(t: ServiceTarget): void {
+    const access = t.memory;
+    if (!access) return;
+    let open: () => Promise<MemorySource>;
+    if ("fd" in access) {
+      const fd = access.fd;
+      open = async () => fdMemorySource(fd);
+    } else open = pageServerSource(this.pem as Pem, t.guestId, access.pageServer);
     const m = new MemoryMonitor({
       target: t.guestId,
       channel: this.c.channel,
-      open: async () => fdMemorySource(fd),
+      open,
       periodMs: this.c.memoryPeriodMs,
       onAlert: (a) => this.alert(a),
     });
@@ -199,7 +274,7 @@ class Service {
     m.start();
   }
 
-  private startDisk(t: ServiceTarget, socket: string): void {
+  private startDisk(t: ServiceTarget, transport: NbdTransport): void {
     const monitor = new DiskMonitor({
       target: t.guestId,
       channel: this.c.channel,
@@ -231,7 +306,7 @@ class Service {
         d.lost = false;
         try {
           const r = await monitor.round({
-            transport: unixTransport(socket),
+            transport,
             exportName: open.exportName,
             dirtyBitmap: open.dirtyBitmap,
           });

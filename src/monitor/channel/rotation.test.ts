@@ -148,3 +148,57 @@ test("the mirror receiver hands a new certificate to new connections after setCr
     await rx.close();
   }
 });
+
+test("the page server hands its reissued certificate to new connections after setCredentials; open links read on", async () => {
+  const ps = new PageServer({
+    clients: [],
+    guests: new Map([["g1", new BufferPhysicalMemory(ram)]]),
+    tls: { ...tlsOptions(server), identify: securityVmClient },
+  });
+  const { port } = await ps.listen();
+  const served = async () => {
+    let fp = "";
+    const m = await connectRemoteMemory({
+      host: "127.0.0.1",
+      port,
+      guest: "g1",
+      tls: {
+        ...tlsOptions(oldCred),
+        verifyServer: (cert) => {
+          fp = cert.fingerprint256;
+          return expectServer("page-server")(cert);
+        },
+      },
+    });
+    return { m, fp };
+  };
+  try {
+    const a = await served();
+    assert.equal(a.fp, fingerprintOf(server.certPem));
+    const next = await issueCredential(ca, {
+      name: "pagesrv",
+      role: "page-server",
+      ips: ["127.0.0.1"],
+      dir: join(dir, "pagesrv2"),
+    });
+    ps.setCredentials(tlsOptions(next));
+    const b = await served();
+    assert.equal(b.fp, fingerprintOf(next.certPem), "a new connection gets the new certificate");
+    assert.deepEqual(
+      (await a.m.read([{ addr: 0, len: 8 }]))[0],
+      new Uint8Array(8).fill(7),
+      "the old link reads on",
+    );
+    assert.deepEqual((await b.m.read([{ addr: 8, len: 8 }]))[0], new Uint8Array(8).fill(7));
+    a.m.close();
+    b.m.close();
+  } finally {
+    await ps.close();
+  }
+  const plain = new PageServer({
+    clients: [],
+    guests: new Map([["g1", new BufferPhysicalMemory(ram)]]),
+    tls: undefined,
+  });
+  assert.throws(() => plain.setCredentials(tlsOptions(server)), /does not listen with TLS/);
+});

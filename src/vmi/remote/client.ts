@@ -103,6 +103,8 @@ export interface ClientStats {
   roundTrips: number;
   bytesSent: number;
   bytesReceived: number;
+  /** Time the server says its ops took (its `us` header): the rest of a round trip is transport. */
+  serverUs: number;
 }
 
 interface Pending {
@@ -115,7 +117,7 @@ interface Pending {
 const CLIENT_MAX_FRAME = 256 * 1024 * 1024;
 
 export class PageClient {
-  readonly stats: ClientStats = { roundTrips: 0, bytesSent: 0, bytesReceived: 0 };
+  readonly stats: ClientStats = { roundTrips: 0, bytesSent: 0, bytesReceived: 0, serverUs: 0 };
   limits = { maxBatch: 4096, maxReplyBytes: 64 * 1024 * 1024, maxListNodes: 65536 };
   /** The guest opened in the handshake and its size (servers that predate it send none). */
   opened: { readonly guest: string; readonly size: number } | undefined;
@@ -376,6 +378,8 @@ export class PageClient {
       this.pending.set(id, { resolve, reject, timer });
       this.write(frame);
     });
+    const us = reply.header.us;
+    if (Number.isSafeInteger(us) && (us as number) >= 0) this.stats.serverUs += us as number;
     if (reply.kind === KIND.ERROR) throw errorFromHeader(reply.header);
     if (reply.kind !== KIND.REPLY)
       throw new RemoteError("REMOTE_PROTOCOL", `unexpected frame kind ${reply.kind}`);

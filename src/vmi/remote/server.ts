@@ -217,6 +217,17 @@ export class PageServer {
     });
   }
 
+  /**
+   * Rotates the server's own TLS credential (a reissued certificate and key, or a new CA):
+   * handshakes from now on present it; open connections keep theirs until they close, so no
+   * security VM loses its link. Throws when this server does not listen with TLS.
+   */
+  setCredentials(c: { ca: string; cert: string; key: string }): void {
+    const srv = this.server as (Server & { setSecureContext?: (o: object) => void }) | undefined;
+    if (!this.opts.tls || !srv?.setSecureContext) throw new Error("the page server does not listen with TLS");
+    srv.setSecureContext({ ca: c.ca, cert: c.cert, key: c.key, minVersion: "TLSv1.3" });
+  }
+
   /** Closes the listener and every connection. */
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
@@ -518,8 +529,10 @@ class Connection {
           `guest ${JSON.stringify(f.header.guest)} is not served to this client`,
         );
       }
+      const t0 = performance.now();
       const { header, body } = await this.op(mem, f);
-      await this.reply(f.id, header, body);
+      // The op's own time, so a client can tell the server's work from the wire and TLS.
+      await this.reply(f.id, { ...header, us: Math.round((performance.now() - t0) * 1000) }, body);
     } catch (e) {
       this.fail(f.id, e);
     }

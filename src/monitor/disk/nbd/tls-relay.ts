@@ -71,6 +71,14 @@ export class NbdTlsRelay {
     });
   }
 
+  /**
+   * Rotates the relay's own credential (the target QEMU's reissued certificate): STARTTLS
+   * handshakes from now on present it; relayed connections keep theirs until they end.
+   */
+  setCredentials(c: { ca: string; cert: string; key: string }): void {
+    this.tls.setSecureContext({ ca: c.ca, cert: c.cert, key: c.key, minVersion: "TLSv1.3" });
+  }
+
   private secured(t: TLSSocket): void {
     const raw = (t as unknown as { _parent?: Socket })._parent;
     const p = raw ? this.pending.get(raw) : undefined;
