@@ -72,6 +72,8 @@ export interface NestcloudParams {
    * baseline the simulator compares against).
    */
   readonly pairAware: number;
+  /** With pairAware: 1 the pair step runs every round too; 0: at first placement only (bench:pairs' attribution). */
+  readonly pairRounds: number;
   /** Cost of one pair-hour of remote monitoring, in host-VM price units ($/h). */
   readonly remoteMonitoringPerHour: number;
   /** Hours a placement is expected to last when pricing remote monitoring against a move. */
@@ -94,6 +96,7 @@ export const NESTCLOUD_DEFAULTS: NestcloudParams = {
   reflexAcrossServers: 0,
   memoryBalance: 2,
   pairAware: 1,
+  pairRounds: 1,
   // A quarter of a 4 vCPU host VM's hour (0.834 $/h): remote memory checks take 3.6x the
   // local time and page traffic crosses the network (system.md).
   remoteMonitoringPerHour: 0.2,
@@ -600,7 +603,7 @@ class Round {
     // Empty host VMs whose paid time runs past the next round cost nothing more to keep until
     // then (instant headroom meanwhile); spares on the busiest servers.
     const keep = billingKeep(ws, this.p.spareHostVms, () => this.binsPerServer());
-    const pairs = this.pairs();
+    const pairs = this.p.pairRounds > 0 ? this.pairs() : undefined;
     if (!pairs) return buildPlan(ws, this.moves, { releaseEmpty: true, keep, notes, acquireUnused: true });
     const step = pairStep(ws, pairs, this.moves, this.pricing(), this.pairHooks());
     notes.push(...step.notes);
