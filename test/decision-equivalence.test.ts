@@ -77,6 +77,8 @@ function describeAction(a: Action): string {
       return `release h${a.hostVm} deps[${a.dependsOn}]`;
     case "rejuvenate":
       return `rejuvenate h${a.hostVm}`;
+    case "co-migrate":
+      return `co-migrate ${a.members.map((m) => `g${m.guest} h${m.from}`).join(",")} ->${a.to.kind === "existing" ? `h${a.to.hostVm}` : `new#${a.to.action}`} deps[${a.dependsOn}]`;
   }
 }
 
@@ -193,6 +195,8 @@ async function control(world: World): Promise<{ decisions: Decision[]; waited: n
           return `acquire s${serverIndex.get(p.server!)}`;
         case "release-host-vm":
           return `release ${h(p.hostVm)} deps[${dependsOn}]`;
+        case "co-migrate":
+          return `co-migrate ${p.members.map((m) => `g${Number(m.guest.slice(3))} ${h(m.from)}`).join(",")} ->${"hostVm" in p.to ? h(p.to.hostVm) : `new#${p.to.acquire}`} deps[${dependsOn}]`;
         default:
           return `rejuvenate ${h(p.hostVm)}`;
       }

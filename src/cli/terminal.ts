@@ -71,6 +71,17 @@ export function resultsTable(rows: readonly Row[]): string {
   line("  pre-copy", (r) => String(r.result.migrations.precopy));
   line("  post-copy", (r) => String(r.result.migrations.postcopy));
   line("network (GB)", (r) => (r.result.networkBytes / 1e9).toFixed(2));
+  if (rows.some((r) => r.result.monitoring)) {
+    // Security VMs: share of pair-time per monitoring channel, and the moves that kept them.
+    const share = (k: "local" | "direct" | "remote" | "none") => (r: Row) =>
+      r.result.monitoring ? percent(r.result.monitoring.shares[k], 1) : "";
+    line("monitored: local", share("local"));
+    line("  direct", share("direct"));
+    line("  remote", share("remote"));
+    line("  none", share("none"));
+    line("  follow moves", (r) => String(r.result.monitoring?.followMoves ?? ""));
+    line("  co-migrations", (r) => String(r.result.monitoring?.coMigrations ?? ""));
+  }
   line("SLATAH", (r) => percent(r.result.slatah, 2));
   line("PDM", (r) => percent(r.result.pdm, 2));
   line("SLAV", (r) => r.result.slav.toExponential(3));

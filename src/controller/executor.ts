@@ -18,6 +18,11 @@ type Migrate = Extract<ActionPayload, { kind: "migrate" }>;
 type Acquire = Extract<ActionPayload, { kind: "acquire-host-vm" }>;
 type Release = Extract<ActionPayload, { kind: "release-host-vm" }>;
 type Rejuvenate = Extract<ActionPayload, { kind: "rejuvenate" }>;
+type CoMigrate = Extract<ActionPayload, { kind: "co-migrate" }>;
+
+/** Why a co-migrate action fails on a data plane without lock-step moves (stored with it). */
+export const CO_MIGRATE_UNSUPPORTED =
+  "co-migrate: this provider's data plane cannot yet move guests in lock-step (not built on the agents' plane yet; the simulated one can); the action is refused, not split into independent moves";
 
 /** Why a rejuvenate action fails on a provider without it (stored with it, so the plan shows it). */
 export const REJUVENATE_UNSUPPORTED =
@@ -108,6 +113,10 @@ export class Executor {
         case "rejuvenate":
           await this.startRejuvenation(planId, a, p, snap);
           break;
+        case "co-migrate":
+          if (running + p.members.length > this.opts.maxConcurrentMigrations && running > 0) continue;
+          if (await this.startCoMigration(planId, a, p, snap)) running += p.members.length;
+          break;
         default:
           await this.finish(planId, a, "failed", unknownKind(p), snap.now);
       }
@@ -144,6 +153,8 @@ export class Executor {
         return this.pollRelease(planId, a, p, snap);
       case "rejuvenate":
         return this.pollRejuvenation(planId, a, p, snap);
+      case "co-migrate":
+        return this.pollCoMigration(planId, a, p, snap);
       default:
         return this.finish(planId, a, "failed", unknownKind(p), snap.now);
     }
@@ -370,7 +381,7 @@ export class Executor {
   }
 
   /** The host VM a move goes to: named, or the one its acquisition produced. */
-  private async target(p: Migrate, planId: number): Promise<string | undefined> {
+  private async target(p: Pick<Migrate, "to">, planId: number): Promise<string | undefined> {
     if ("hostVm" in p.to) return p.to.hostVm;
     const acq = (await this.store.repos.plans.action(planId, p.to.acquire))?.payload;
     return acq?.kind === "acquire-host-vm" ? acq.hostVm : undefined;
@@ -410,6 +421,133 @@ export class Executor {
       const msg = e instanceof ProviderError ? e.message : String(e);
       await this.finish(planId, a, "failed", msg, snap.now);
       return false;
+    }
+  }
+
+  /**
+   * Starts a co-migration: every member checked as a move, then one lock-step request to the
+   * plane (which starts all or none). Journaled running first, as a migration is.
+   */
+  private async startCoMigration(
+    planId: number,
+    a: ActionRow,
+    p: CoMigrate,
+    snap: ProviderSnapshot,
+  ): Promise<boolean> {
+    if (!this.provider.coMigrate) {
+      await this.finish(planId, a, "failed", CO_MIGRATE_UNSUPPORTED, snap.now);
+      return false;
+    }
+    const to = await this.target(p, planId);
+    const member = (m: CoMigrate["members"][number]): Migrate => ({
+      kind: "migrate",
+      guest: m.guest,
+      from: m.from,
+      to: p.to,
+      mechanism: m.mechanism,
+      seconds: m.seconds,
+      reason: p.reason,
+    });
+    for (const m of p.members) {
+      const problem = await this.checkMove(member(m), to, snap);
+      if (problem) {
+        await this.finish(planId, a, "failed", `co-migration: ${problem}`, snap.now);
+        return false;
+      }
+    }
+    await this.journal(planId, a.idx, { status: "running", startedAt: snap.now });
+    try {
+      const started = await this.provider.coMigrate(
+        p.members.map((m) => ({ guest: m.guest, to: to!, mechanism: m.mechanism, seconds: m.seconds })),
+      );
+      const members = p.members.map((m, i) => ({ ...m, migration: started[i].id }));
+      await this.journal(planId, a.idx, { payload: { ...p, members } });
+      for (const [i, m] of started.entries()) {
+        await this.recordMigration(member(p.members[i]), to!, m.id, m.mechanism, planId, m.startedAt);
+        const tenant = await this.store.repos.guests.tenantOf(m.guest);
+        this.events.emit(
+          "migration.started",
+          tenant,
+          {
+            id: m.id,
+            guest: m.guest,
+            from: m.from,
+            to,
+            mechanism: m.mechanism,
+            plan: planId,
+            coMigration: true,
+          },
+          snap.now,
+        );
+      }
+      return true;
+    } catch (e) {
+      await this.finish(planId, a, "failed", e instanceof ProviderError ? e.message : String(e), snap.now);
+      return false;
+    }
+  }
+
+  /** A co-migration journaled as running: done when every member completed, failed if any did not. */
+  private async pollCoMigration(
+    planId: number,
+    a: ActionRow,
+    p: CoMigrate,
+    snap: ProviderSnapshot,
+  ): Promise<void> {
+    if (p.members.some((m) => !m.migration)) {
+      // Its start was not recorded (a crash between journal and plane): the plane starts all
+      // or none, so if none of its guests moves the action can start again.
+      const moving = snap.migrations.some(
+        (m) => m.status === "running" && p.members.some((x) => x.guest === m.guest),
+      );
+      if (!moving) await this.journal(planId, a.idx, { status: "pending", startedAt: null });
+      return;
+    }
+    const to = await this.target(p, planId);
+    const found = await Promise.all(p.members.map((m) => this.provider.migration(m.migration!)));
+    if (found.some((m) => m?.status === "running")) return;
+    const outcome = found.map((m, i) => {
+      if (m && m.guest === p.members[i].guest)
+        return { status: m.status, error: m.error ?? null, at: m.finishedAt };
+      return { status: "failed" as const, error: "the provider lost track of the migration", at: undefined };
+    });
+    const errors = outcome.flatMap((o, i) =>
+      o.status === "completed" ? [] : [`${p.members[i].guest}: ${o.error ?? o.status}`],
+    );
+    await this.leader.fenced(async (tx) => {
+      for (const [i, m] of p.members.entries()) {
+        const o = outcome[i];
+        if (o.status === "completed") await tx.guests.setHostVm(m.guest, to);
+        await tx.migrations.update(m.migration!, {
+          status: o.status as "completed" | "failed" | "cancelled",
+          progress: o.status === "completed" ? 1 : undefined,
+          finishedAt: o.at ?? snap.now,
+          error: o.error,
+        });
+      }
+      await tx.plans.updateAction(planId, a.idx, {
+        status: errors.length === 0 ? "done" : "failed",
+        finishedAt: snap.now,
+        error: errors.length === 0 ? null : `co-migration: ${errors.join("; ")}`,
+      });
+    });
+    for (const [i, m] of p.members.entries()) {
+      const status = outcome[i].status;
+      this.metrics.migrations.inc({ mechanism: m.mechanism, outcome: status });
+      const tenant = await this.store.repos.guests.tenantOf(m.guest);
+      this.events.emit(
+        `migration.${status}`,
+        tenant,
+        {
+          id: m.migration,
+          guest: m.guest,
+          from: m.from,
+          to,
+          mechanism: m.mechanism,
+          error: outcome[i].error,
+        },
+        snap.now,
+      );
     }
   }
 
@@ -527,6 +665,10 @@ export class Executor {
       switch (p.kind) {
         case "migrate":
           if (p.migration) await this.provider.cancelMigration(p.migration).catch(() => {});
+          break;
+        case "co-migrate":
+          for (const m of p.members)
+            if (m.migration) await this.provider.cancelMigration(m.migration).catch(() => {});
           break;
         // An acquisition or a release completes on its own (its poll settles it); a
         // rejuvenation runs to its end too (each guest move settles safely; none is half done).

@@ -269,6 +269,7 @@ export class Reconciler {
       }
       for (const a of await this.store.repos.plans.actions(p.id))
         if (a.payload.kind === "migrate") fixed.add(a.payload.guest);
+        else if (a.payload.kind === "co-migrate") for (const m of a.payload.members) fixed.add(m.guest);
     }
     return { cloudLevel, level, fixed };
   }
@@ -361,6 +362,21 @@ export function payloadOf(
       return { kind: "release-host-vm", hostVm: hostId(a.hostVm) };
     case "rejuvenate":
       return { kind: "rejuvenate", hostVm: hostId(a.hostVm), mode: a.mode };
+    case "co-migrate":
+      return {
+        kind: "co-migrate",
+        members: a.members.map((m) => ({
+          guest: view.guestIds[m.guest],
+          from: hostId(m.from),
+          mechanism: m.estimate.mechanism,
+          seconds: m.estimate.totalSeconds,
+        })),
+        to:
+          a.to.kind === "existing"
+            ? { hostVm: hostId(a.to.hostVm) }
+            : { acquire: acquisitionIndex(a.to.action) },
+        reason: a.reason,
+      };
     default:
       return unhandledKind(a);
   }
@@ -408,9 +424,17 @@ export function split(
   // The part each action goes to (undefined: dropped). An acquisition goes with the first move
   // into it (moves into it in the other part are then re-planned), else it is ahead of need.
   const firstMoveInto = new Map<number, ListName | undefined>();
-  for (const a of plan.actions)
+  // A co-migration goes where all its guests' levels agree (else it waits for a later round).
+  const membersList = (guests: readonly number[]): ListName | undefined => {
+    const lists = new Set(guests.map(guestList));
+    return lists.size === 1 ? [...lists][0] : undefined;
+  };
+  for (const a of plan.actions) {
     if (a.kind === "migrate" && a.to.kind === "acquired" && !firstMoveInto.has(a.to.action))
       firstMoveInto.set(a.to.action, guestList(a.guest));
+    if (a.kind === "co-migrate" && a.to.kind === "acquired" && !firstMoveInto.has(a.to.action))
+      firstMoveInto.set(a.to.action, membersList(a.members.map((m) => m.guest)));
+  }
   const part: (ListName | undefined)[] = [];
   const deps: number[][] = [];
   for (const a of plan.actions) {
@@ -432,6 +456,10 @@ export function split(
         break;
       case "rejuvenate":
         list = rental(kept.has(view.hostVmIds[a.hostVm]));
+        if (a.dependsOn.some((d) => part[d] !== list)) list = undefined;
+        break;
+      case "co-migrate":
+        list = membersList(a.members.map((m) => m.guest));
         if (a.dependsOn.some((d) => part[d] !== list)) list = undefined;
         break;
       default:

@@ -67,7 +67,12 @@ export interface HostVm {
 export type GuestRole =
   | { readonly kind: "tenant" }
   /** A security VM monitors its targets (guest ids) from outside. */
-  | { readonly kind: "security"; readonly targets: readonly string[] };
+  | {
+      readonly kind: "security";
+      readonly targets: readonly string[];
+      /** The worst channel it may monitor through (planner/pairs.ts); absent: any (remote). */
+      readonly requires?: "local" | "direct" | "remote";
+    };
 
 /**
  * What a guest is as a machine: its size and how fast it dirties memory. The one

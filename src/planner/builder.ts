@@ -6,7 +6,7 @@
  */
 import { estimateMove, routeBetween } from "../migration/index.ts";
 import { UNPLACED } from "../model/index.ts";
-import type { Action, ActionPlan, HostVmRef, MoveReason } from "./plan.ts";
+import type { Action, ActionPlan, CoMigrationMember, HostVmRef, MoveReason } from "./plan.ts";
 import type { Workspace } from "./workspace.ts";
 
 export interface Move {
@@ -23,6 +23,11 @@ export interface BuildOptions {
   readonly notes?: string[];
   /** Acquire potential bins that received no guest (host VMs wanted ahead of need). */
   readonly acquireUnused?: boolean;
+  /**
+   * guest -> co-migration group (pairs.ts): the moves of one group (one per guest, to one
+   * host VM) become a single co-migrate action.
+   */
+  readonly coMigrations?: ReadonlyMap<number, number>;
 }
 
 export function buildPlan(ws: Workspace, moves: readonly Move[], opts: BuildOptions): ActionPlan {
@@ -53,28 +58,77 @@ export function buildPlan(ws: Workspace, moves: readonly Move[], opts: BuildOpti
   };
   const serverOf = (b: number) => (ws.server[b] >= 0 ? ws.server[b] : undefined);
 
-  for (const m of moves) {
-    const from = hostOf(m.guest);
-    if (from === m.to || from === UNPLACED) continue;
-    const to = ref(m.to);
+  const travel = (guest: number, from: number, to: number) => {
     const route = routeBetween(
       { hostVm: from, server: serverOf(from) },
-      { hostVm: m.to, server: serverOf(m.to) },
+      { hostVm: to, server: serverOf(to) },
     );
     const src = serverOf(from);
     const linkMbps = src !== undefined ? cloud.servers[src].networkMbps : 1000;
     const estimate = estimateMove(
       route,
       {
-        memoryMiB: ws.memory[m.guest],
-        residentMiB: input.residentMiB[m.guest],
-        dirtyRateMiBps: input.dirtyRateMiBps[m.guest],
+        memoryMiB: ws.memory[guest],
+        residentMiB: input.residentMiB[guest],
+        dirtyRateMiBps: input.dirtyRateMiBps[guest],
       },
       linkMbps,
       input.calibration,
       input.mechanism,
     );
-    if (!estimate) continue;
+    return estimate ? { route, estimate } : undefined;
+  };
+  const groups = new Map<number, Move[]>();
+  for (const m of moves) {
+    const g = opts.coMigrations?.get(m.guest);
+    if (g !== undefined) groups.set(g, [...(groups.get(g) ?? []), m]);
+  }
+  const groupDone = new Set<number>();
+  const singles = new Set<Move>();
+
+  for (const m of moves) {
+    const group = opts.coMigrations?.get(m.guest);
+    if (group !== undefined) {
+      if (groupDone.has(group)) continue;
+      groupDone.add(group);
+      const members: CoMigrationMember[] = [];
+      for (const x of groups.get(group) ?? []) {
+        const from = hostOf(x.guest);
+        if (from === x.to || from === UNPLACED || x.to !== m.to) continue;
+        const t = travel(x.guest, from, x.to);
+        if (t) members.push({ guest: x.guest, from, ...t });
+      }
+      if (members.length >= 2) {
+        const to = ref(m.to);
+        const deps = new Set<number>();
+        if (to.kind === "acquired") deps.add(to.action);
+        for (const x of members) {
+          const prev = lastMoveOf.get(x.guest);
+          if (prev !== undefined) deps.add(prev);
+        }
+        const id = actions.length;
+        actions.push({ kind: "co-migrate", id, members, to, dependsOn: [...deps], reason: m.reason });
+        for (const x of members) {
+          lastMoveOf.set(x.guest, id);
+          current.set(x.guest, m.to);
+          if (x.from < ws.existing) movesOutOf.set(x.from, [...(movesOutOf.get(x.from) ?? []), id]);
+        }
+        continue;
+      }
+      // Fewer than two could travel: each goes on its own below (as planned moves).
+      for (const x of groups.get(group) ?? []) if (x !== m) singles.add(x);
+    }
+    emitSingle(m);
+  }
+  for (const m of singles) emitSingle(m);
+
+  function emitSingle(m: Move): void {
+    const from = hostOf(m.guest);
+    if (from === m.to || from === UNPLACED) return;
+    const to = ref(m.to);
+    const t = travel(m.guest, from, m.to);
+    if (!t) return;
+    const { route, estimate } = t;
     const deps: number[] = [];
     if (to.kind === "acquired") deps.push(to.action);
     const prev = lastMoveOf.get(m.guest);

@@ -10,11 +10,31 @@ export { type CapacityRules, CLOUDSIM_RULES, NESTED_RULES, type PlannerInput } f
 export { NESTCLOUD_DEFAULTS, type NestcloudParams, nestcloudParams, nestcloudPolicy } from "./nestcloud.ts";
 export { findBinForGuest, fits } from "./pabfd.ts";
 export {
+  accountChannels,
+  type ChannelRequirement,
+  type ChannelSeconds,
+  channelBetween,
+  channelRank,
+  emptyChannelSeconds,
+  followPays,
+  MONITORING_CHANNELS,
+  type MonitoringChannel,
+  type MonitoringPair,
+  meets,
+  monitoringPairs,
+  type PairPricing,
+  type PairStepHooks,
+  type PairStepResult,
+  pairStep,
+} from "./pairs.ts";
+export {
   ACTION_KINDS,
   type AcquireHostVmAction,
   type Action,
   type ActionKind,
   type ActionPlan,
+  type CoMigrateAction,
+  type CoMigrationMember,
   emptyPlan,
   type HostVmRef,
   type MigrateAction,

@@ -18,6 +18,15 @@ import type { HostVmType } from "../model/index.ts";
 import { buildPlan, type Move } from "./builder.ts";
 import { balancedScore, memoryPerCpu } from "./hostvm-fit.ts";
 import type { PlannerInput } from "./input.ts";
+import {
+  channelBetween,
+  type MonitoringPair,
+  meets,
+  monitoringPairs,
+  type PairPricing,
+  type PairStepHooks,
+  pairStep,
+} from "./pairs.ts";
 import type { ActionPlan, HostVmRef } from "./plan.ts";
 import { type Placement, type Policy, PolicyError, resolvePotential } from "./policy-base.ts";
 import { reflexPlan } from "./reflex.ts";
@@ -57,6 +66,18 @@ export interface NestcloudParams {
   readonly reflexAcrossServers: number;
   /** Weight of keeping a host VM's memory share in step with its CPU share when placing (0 = CPU only). */
   readonly memoryBalance: number;
+  /**
+   * 1: security VMs and their targets are pairs (pairs.ts): security VMs follow their targets,
+   * co-migrate with them, and no move breaks a required channel. 0: pairs are ignored (the
+   * baseline the simulator compares against).
+   */
+  readonly pairAware: number;
+  /** With pairAware: 1 the pair step runs every round too; 0: at first placement only (bench:pairs' attribution). */
+  readonly pairRounds: number;
+  /** Cost of one pair-hour of remote monitoring, in host-VM price units ($/h). */
+  readonly remoteMonitoringPerHour: number;
+  /** Hours a placement is expected to last when pricing remote monitoring against a move. */
+  readonly pairHorizonHours: number;
 }
 
 export const NESTCLOUD_DEFAULTS: NestcloudParams = {
@@ -74,6 +95,12 @@ export const NESTCLOUD_DEFAULTS: NestcloudParams = {
   reactIntervalSeconds: 30,
   reflexAcrossServers: 0,
   memoryBalance: 2,
+  pairAware: 1,
+  pairRounds: 1,
+  // A quarter of a 4 vCPU host VM's hour (0.834 $/h): remote memory checks take 3.6x the
+  // local time and page traffic crosses the network (system.md).
+  remoteMonitoringPerHour: 0.2,
+  pairHorizonHours: 1,
 };
 
 export function nestcloudParams(raw: Readonly<Record<string, number | boolean | string>>): NestcloudParams {
@@ -576,8 +603,58 @@ class Round {
     // Empty host VMs whose paid time runs past the next round cost nothing more to keep until
     // then (instant headroom meanwhile); spares on the busiest servers.
     const keep = billingKeep(ws, this.p.spareHostVms, () => this.binsPerServer());
+    const pairs = this.p.pairRounds > 0 ? this.pairs() : undefined;
+    if (!pairs) return buildPlan(ws, this.moves, { releaseEmpty: true, keep, notes, acquireUnused: true });
+    const step = pairStep(ws, pairs, this.moves, this.pricing(), this.pairHooks());
+    notes.push(...step.notes);
     // Potential bins that got no guest are acquisitions made ahead of need: acquire them too.
-    return buildPlan(ws, this.moves, { releaseEmpty: true, keep, notes, acquireUnused: true });
+    return buildPlan(ws, step.moves, {
+      releaseEmpty: true,
+      keep,
+      notes,
+      acquireUnused: true,
+      coMigrations: step.coMigrations,
+    });
+  }
+
+  /** The cloud's monitoring pairs, when the policy minds them and there are any. */
+  private pairs(): MonitoringPair[] | undefined {
+    if (this.p.pairAware <= 0) return undefined;
+    const pairs = monitoringPairs(this.input.cloud);
+    return pairs.length > 0 ? pairs : undefined;
+  }
+
+  private pricing(): PairPricing {
+    const ws = this.ws;
+    let price = 0;
+    for (let h = 0; h < ws.existing; h++)
+      price = Math.max(price, this.input.cloud.hostVms[h].type.pricePerHour);
+    return {
+      remotePerHour: this.p.remoteMonitoringPerHour,
+      horizonHours: this.p.pairHorizonHours,
+      migrationPerHour: price > 0 ? price : 1,
+    };
+  }
+
+  /** `placing`: first placements (no server's headroom is taken from another's). */
+  private pairHooks(placing = false): PairStepHooks {
+    return {
+      canTake: (b, g) => b >= 0 && this.canTake(b, g, placing ? b : this.ws.hostOf[g]) >= 0,
+      move: (g, b) => {
+        const from = this.ws.hostOf[g];
+        if ((from >= 0 && this.ws.lists[from].length === 1) || this.ws.lists[b].length === 0)
+          this.occupied = undefined;
+        this.ws.moveGuest(g, b);
+        if (from >= 0) this.refresh(from);
+        this.refresh(b);
+      },
+      migrationSeconds: (g, b) => this.ws.migrationSeconds(g, b),
+      binsOf: (server) => this.binsOf(server),
+      openBin: (server) =>
+        this.input.cloud.servers[server].hostVmSlots - this.ws.slotsUsed[server] > 0
+          ? this.newBin(server)
+          : -1,
+    };
   }
 
   /**
@@ -619,9 +696,54 @@ class Round {
       }
       return best;
     };
+    // A security VM is placed right after its first target, beside it if it can be.
+    const pairs = this.pairs();
+    const followers = new Map<number, number[]>();
+    const leader = new Map<number, number>();
+    if (pairs) {
+      const placing = new Set(guests);
+      for (const p of pairs) {
+        if (!placing.has(p.secvm) || leader.has(p.secvm)) continue;
+        leader.set(p.secvm, p.target);
+        if (placing.has(p.target)) followers.set(p.target, [...(followers.get(p.target) ?? []), p.secvm]);
+      }
+    }
+    const queue: number[] = [];
     for (const g of order) {
-      let best = -1;
-      for (const s of open) if ((best = tryServer(s, g)) >= 0) break;
+      if (followers.has(leader.get(g) ?? -1)) continue;
+      queue.push(g);
+      for (const f of followers.get(g) ?? []) queue.push(f);
+    }
+    const besideTarget = (g: number): number => {
+      const t = leader.get(g);
+      const tb = t === undefined ? -1 : ws.hostOf[t];
+      if (tb < 0) return -1;
+      if (this.canTake(tb, g, tb) >= 0) return tb;
+      const srv = ws.server[tb];
+      if (srv < 0) return -1;
+      for (const b of this.binsOf(srv)) if (this.canTake(b, g, b) >= 0) return b;
+      if (cloud.servers[srv].hostVmSlots - ws.slotsUsed[srv] > 0) {
+        const fresh = this.newBin(srv);
+        if (fresh >= 0 && this.canTake(fresh, g, fresh) >= 0) return fresh;
+      }
+      // No room beside it: the target (placed just now, nothing to migrate) moves to a bin
+      // that takes both (the open servers first).
+      for (const s of [...open, ...servers])
+        for (const b of this.binsOf(s)) {
+          if (b === tb || this.canTake(b, t!, b) < 0) continue;
+          ws.moveGuest(t!, b);
+          this.refresh(tb);
+          this.refresh(b);
+          if (this.canTake(b, g, b) >= 0) return b;
+          ws.moveGuest(t!, tb);
+          this.refresh(b);
+          this.refresh(tb);
+        }
+      return -1;
+    };
+    for (const g of queue) {
+      let best = besideTarget(g);
+      if (best < 0) for (const s of open) if ((best = tryServer(s, g)) >= 0) break;
       while (best < 0 && nextServer < servers.length) {
         const s = servers[nextServer++];
         open.push(s);
@@ -637,6 +759,31 @@ class Round {
       assignments.push({ guest: g, to: { kind: "existing", hostVm: best } });
     }
     this.occupied = undefined;
-    return resolvePotential(ws, assignments, unplaced);
+    if (!pairs) return resolvePotential(ws, assignments, unplaced);
+    // New security VMs go where their targets are (a first placement costs no migration).
+    const placing = new Set(assignments.map((a) => a.guest));
+    const newPairs = pairs.filter((p) => placing.has(p.secvm));
+    pairStep(
+      ws,
+      newPairs,
+      [],
+      { remotePerHour: 1, horizonHours: 1, migrationPerHour: 0 },
+      this.pairHooks(true),
+    );
+    const serverOf = (b: number) => (b >= 0 && ws.server[b] >= 0 ? ws.server[b] : undefined);
+    const out: { guest: number; to: HostVmRef }[] = [];
+    for (const a of assignments) {
+      const broken = newPairs.some(
+        (p) =>
+          (p.secvm === a.guest || p.target === a.guest) &&
+          !meets(channelBetween(ws.hostOf[p.secvm], ws.hostOf[p.target], serverOf), p.requires),
+      );
+      // Never a placement whose required channel cannot be established: the guest stays unplaced.
+      if (broken && pairs.some((p) => p.secvm === a.guest)) {
+        ws.moveGuest(a.guest, -1);
+        unplaced.push(a.guest);
+      } else out.push({ guest: a.guest, to: { kind: "existing", hostVm: ws.hostOf[a.guest] } });
+    }
+    return resolvePotential(ws, out, unplaced);
   }
 }

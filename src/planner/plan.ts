@@ -50,10 +50,42 @@ export interface RejuvenateAction {
   readonly dependsOn: readonly number[];
 }
 
-export type Action = MigrateAction | AcquireHostVmAction | ReleaseHostVmAction | RejuvenateAction;
+/** One guest of a co-migration: where it comes from, how it travels. */
+export interface CoMigrationMember {
+  readonly guest: number;
+  readonly from: number;
+  readonly route: Route;
+  readonly estimate: MigrationEstimate;
+}
+
+/**
+ * A security VM and its target(s) moved together to one host VM in lock-step: every member
+ * pauses before its switchover until all are ready, so no instant goes unmonitored (issue 13).
+ */
+export interface CoMigrateAction {
+  readonly kind: "co-migrate";
+  readonly id: number;
+  readonly members: readonly CoMigrationMember[];
+  readonly to: HostVmRef;
+  readonly dependsOn: readonly number[];
+  readonly reason: MoveReason;
+}
+
+export type Action =
+  | MigrateAction
+  | AcquireHostVmAction
+  | ReleaseHostVmAction
+  | RejuvenateAction
+  | CoMigrateAction;
 
 /** Every kind of action, once: executors handle each (their switches end in `unhandledKind`). */
-export const ACTION_KINDS = ["migrate", "acquire-host-vm", "release-host-vm", "rejuvenate"] as const;
+export const ACTION_KINDS = [
+  "migrate",
+  "acquire-host-vm",
+  "release-host-vm",
+  "rejuvenate",
+  "co-migrate",
+] as const;
 export type ActionKind = (typeof ACTION_KINDS)[number];
 
 /**
@@ -76,7 +108,9 @@ export type MoveReason =
   | "spare"
   | "rebalance"
   | "evacuate"
-  | "requested";
+  | "requested"
+  /** A security VM follows its target(s) so monitoring stays local or direct (pairs.ts). */
+  | "monitoring";
 
 export interface ParallelismCaps {
   /** Migrations running at once in the whole cloud. */
@@ -135,7 +169,7 @@ export function validatePlan(plan: ActionPlan): void {
   }
   const movesOf = new Map<number, number[]>();
   for (const a of plan.actions) {
-    if (a.kind !== "migrate") continue;
+    if (a.kind !== "migrate" && a.kind !== "co-migrate") continue;
     if (a.to.kind === "acquired") {
       const acq = byId.get(a.to.action);
       if (!acq || acq.kind !== "acquire-host-vm")
@@ -143,14 +177,19 @@ export function validatePlan(plan: ActionPlan): void {
       if (!ancestors[a.id].has(acq.id))
         throw new PlanError(`migration ${a.id} must depend on acquisition ${acq.id}`);
     }
-    const list = movesOf.get(a.guest) ?? [];
-    for (const other of list) {
-      if (!ancestors[a.id].has(other))
-        throw new PlanError(
-          `guest #${a.guest} is in migrations ${other} and ${a.id} that may run concurrently`,
-        );
+    const guests = a.kind === "migrate" ? [a.guest] : a.members.map((m) => m.guest);
+    if (a.kind === "co-migrate" && (guests.length < 2 || new Set(guests).size !== guests.length))
+      throw new PlanError(`co-migration ${a.id} needs two or more distinct guests`);
+    for (const guest of guests) {
+      const list = movesOf.get(guest) ?? [];
+      for (const other of list) {
+        if (!ancestors[a.id].has(other))
+          throw new PlanError(
+            `guest #${guest} is in migrations ${other} and ${a.id} that may run concurrently`,
+          );
+      }
+      list.push(a.id);
+      movesOf.set(guest, list);
     }
-    list.push(a.id);
-    movesOf.set(a.guest, list);
   }
 }

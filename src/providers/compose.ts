@@ -68,6 +68,7 @@ export function composeProvider(
         return plane.migrate(guest, to, "precopy", seconds);
       }
     },
+    ...(plane.coMigrate ? { coMigrate: (moves) => plane.coMigrate!(moves) } : {}),
     migration: (id) => plane.migration(id),
     cancelMigration: (id) => plane.cancelMigration(id),
     ...(plane.rejuvenate && plane.rejuvenation

@@ -250,6 +250,12 @@ export interface GuestDataPlane {
     mechanism: ProviderMigration["mechanism"],
     seconds: number,
   ): Promise<ProviderMigration>;
+  /**
+   * Moves guests together in lock-step (a security VM and its targets): none switches over
+   * at its destination before all are ready; if one cannot start, none is left moving.
+   * Planes that cannot (yet) have no such method: the controller refuses co-migrate actions.
+   */
+  coMigrate?(moves: readonly CoMigrationMove[]): Promise<ProviderMigration[]>;
   migration(id: string): Promise<ProviderMigration | undefined>;
   cancelMigration(id: string): Promise<void>;
   /**
@@ -272,6 +278,14 @@ export interface GuestDataPlane {
   close(): Promise<void>;
 }
 
+/** One guest of a co-migration: where it goes, how, the planner's estimate. */
+export interface CoMigrationMove {
+  readonly guest: string;
+  readonly to: string;
+  readonly mechanism: ProviderMigration["mechanism"];
+  readonly seconds: number;
+}
+
 /** The guest operations a Provider passes on to its data plane. */
 export type GuestOperations = Pick<
   GuestDataPlane,
@@ -279,6 +293,7 @@ export type GuestOperations = Pick<
   | "setGuestRunning"
   | "deleteGuest"
   | "migrate"
+  | "coMigrate"
   | "migration"
   | "cancelMigration"
   | "rejuvenate"

@@ -49,8 +49,12 @@ export function buildCloud(scenario: Scenario, trace: Trace): BuiltCloud {
   // CloudSim's rule: contiguous equal blocks of the guest list per type.
   const block = Math.ceil(n / types.length);
   const guestType = new Int32Array(n);
+  const sec = scenario.securityVms;
+  const rowOf = (i: number) => Math.floor(i / scenario.tenants);
   for (let i = 0; i < n; i++) {
-    const ti = Math.min(types.length - 1, Math.floor(i / block));
+    const isSecurity = sec !== undefined && rowOf(i) % sec.every === 0;
+    const ti =
+      isSecurity && sec.type !== undefined ? sec.type : Math.min(types.length - 1, Math.floor(i / block));
     guestType[i] = ti;
     const t = types[ti];
     const pairEvery = scenario.antiAffinityPairsEvery;
@@ -62,10 +66,22 @@ export function buildCloud(scenario: Scenario, trace: Trace): BuiltCloud {
       mipsPerVcpu: t.mipsPerVcpu,
       memoryMiB: t.memoryMiB,
       dirtyRateMiBps: t.dirtyRateMiBps,
-      role: { kind: "tenant" },
+      role: isSecurity ? securityRole(i, n, scenario.tenants, sec) : { kind: "tenant" },
       ...(pair ? { antiAffinityGroup: pair } : {}),
     };
     cloud.addGuest(guest);
   }
   return { cloud, acquireType: scenario.initialHostVms?.type, guestType };
+}
+
+/** Security VM i watches its tenant's guests of the next rows (same tenant: i + k x tenants). */
+function securityRole(
+  i: number,
+  n: number,
+  tenants: number,
+  sec: NonNullable<Scenario["securityVms"]>,
+): GuestVm["role"] {
+  const targets: string[] = [];
+  for (let k = 1; k <= sec.targets; k++) if (i + k * tenants < n) targets.push(`vm-${i + k * tenants}`);
+  return { kind: "security", targets, requires: sec.requires };
 }

@@ -34,6 +34,7 @@ import { Accounts } from "./accounts.ts";
 import type { BuiltCloud } from "./build.ts";
 import { Executor, type ExecutorHooks } from "./executor.ts";
 import { HostLoad } from "./host-load.ts";
+import { PairTime } from "./pair-time.ts";
 import {
   type CompletedMigration,
   rulesFor,
@@ -84,6 +85,8 @@ export class Simulation {
   readonly accounts: Accounts;
   readonly executor: Executor;
   readonly timing: RoundTiming = { plannerMs: [], reactMs: [] };
+  /** Time each security VM / target pair spent on each monitoring channel. */
+  readonly pairTime: PairTime;
   /** As long as the planner reads (and the host load's summed histories keep). */
   readonly load = new LoadHistory(HISTORY_LENGTH);
 
@@ -137,6 +140,7 @@ export class Simulation {
       maxPerHostVm: scenario.migration.maxPerHostVm,
     };
     this.accounts = new Accounts(this.cloud, this.G, this.rules);
+    this.pairTime = new PairTime(this.cloud);
     this.hostLoad = this.rules.hostLoadReports
       ? new HostLoad(this.cloud, trace, this.mips, this.load)
       : undefined;
@@ -146,6 +150,7 @@ export class Simulation {
       updateAllHostVms: (t) => this.updateHosts(t, undefined),
       updateHostVms: (t, hosts, reread) => this.updateHosts(t, hosts, reread),
       applyMove: (m, t) => {
+        this.pairTime.advance(t);
         this.executor.complete(m.action, t);
         this.moveGuest(m.guest, m.to);
         this.lastMovedAt[m.guest] = t;
@@ -215,7 +220,9 @@ export class Simulation {
         break;
       }
     }
-    this.accounts.finish(rules.runEnd === "at-last-update" ? this.lastProcessTime : duration);
+    const end = rules.runEnd === "at-last-update" ? this.lastProcessTime : duration;
+    this.pairTime.advance(end);
+    this.accounts.finish(end);
   }
 
   private placeInitialGuests(): void {

@@ -73,6 +73,8 @@ export interface ExecutorStats {
   networkBytes: number;
   acquisitions: number;
   releases: number;
+  /** Co-migrations submitted (each runs as its members' migrations). */
+  coMigrations: number;
   /** Migrations started, by why the planner moved the guest and by mechanism. */
   byReason: Partial<Record<MoveReason, Record<"instant" | "precopy" | "postcopy", number>>>;
 }
@@ -99,6 +101,7 @@ export class Executor {
     networkBytes: 0,
     acquisitions: 0,
     releases: 0,
+    coMigrations: 0,
     byReason: {},
   };
   readonly rejuvenation: RejuvenationStats = {
@@ -199,16 +202,47 @@ export class Executor {
       this.waiting.length = 0;
     }
     const base = this.tracked.length;
+    // A co-migration runs as its members' migrations (appended after the plan, ids beyond
+    // it) and a barrier in its place that completes when all have: dependents wait for all.
+    let extra = base + plan.actions.length;
+    const members: Tracked[] = [];
     for (const a of plan.actions) {
-      this.tracked.push({
-        action: a,
-        deps: a.dependsOn.map((d) => d + base),
-        caps: plan.caps,
-        state: "waiting",
-        hostVm: -1,
-        acquireType,
-      });
+      let deps = a.dependsOn.map((d) => d + base);
+      if (a.kind === "co-migrate") {
+        // Lock-step: no member switches over before the slowest is ready.
+        const total = Math.max(...a.members.map((m) => m.estimate.totalSeconds));
+        const ids: number[] = [];
+        for (const m of a.members) {
+          const id = extra++;
+          ids.push(id);
+          members.push({
+            action: {
+              kind: "migrate",
+              id: id - base,
+              guest: m.guest,
+              from: m.from,
+              to: a.to,
+              route: m.route,
+              estimate: { ...m.estimate, totalSeconds: total },
+              dependsOn: a.dependsOn,
+              reason: a.reason,
+            },
+            deps,
+            caps: plan.caps,
+            state: "waiting",
+            hostVm: -1,
+            acquireType,
+          });
+        }
+        deps = ids;
+        this.stats.coMigrations++;
+      }
+      this.tracked.push({ action: a, deps, caps: plan.caps, state: "waiting", hostVm: -1, acquireType });
       this.waiting.push(base + a.id);
+    }
+    for (const t of members) {
+      this.waiting.push(this.tracked.length);
+      this.tracked.push(t);
     }
     this.pump(now);
   }
@@ -261,6 +295,9 @@ export class Executor {
         return this.startMigration(id, t, a, now);
       case "rejuvenate":
         return this.startRejuvenation(id, t, a, now);
+      case "co-migrate": // its members have all arrived (they are its dependencies)
+        t.state = "done";
+        return "started";
       default:
         return unhandledKind(a);
     }
@@ -453,6 +490,7 @@ export class Executor {
         return;
       }
       case "release-host-vm": // done when started: never scheduled
+      case "co-migrate":
         return;
       case "rejuvenate":
         this.held.delete(a.hostVm);

@@ -50,6 +50,25 @@ export interface SimulationResult {
   readonly series: readonly SeriesPoint[];
   /** The scenario's rolling rejuvenation, when it has one. */
   readonly rollout?: RolloutResult;
+  /** Security VMs' monitoring, when the scenario has security VMs (securityVms key). */
+  readonly monitoring?: MonitoringResult;
+}
+
+/** How monitored the pairs were: share of pair-time per channel, and the moves that kept them. */
+export interface MonitoringResult {
+  readonly pairs: number;
+  /** Share of pair-time on each channel (sums to 1). */
+  readonly shares: {
+    readonly local: number;
+    readonly direct: number;
+    readonly remote: number;
+    readonly none: number;
+  };
+  readonly pairHours: number;
+  /** Security VMs moved to follow their targets (reason "monitoring"). */
+  readonly followMoves: number;
+  /** Co-migrations: a security VM and its target(s) moved together in lock-step. */
+  readonly coMigrations: number;
 }
 
 /**

@@ -11,9 +11,11 @@ import { Simulation } from "./engine.ts";
 import { ScenarioError, TraceError } from "./errors.ts";
 import type { RejuvenationStats } from "./executor.ts";
 import { lowerBound } from "./lower-bound.ts";
+import { channelShares } from "./pair-time.ts";
 import { loadPlanetlabFolder, resolvePlanetlabFolder } from "./planetlab.ts";
 import { createPolicy } from "./policies.ts";
 import {
+  type MonitoringResult,
   type RolloutCost,
   type RolloutResult,
   type RunTiming,
@@ -196,8 +198,22 @@ export function runScenario(scenario: Scenario, opts: RunOptions = {}): RunOutpu
     rounds: sim.timing.plannerMs.length,
     series: a.series,
     ...(scenario.rejuvenation ? { rollout: rolloutSummary(scenario, sim.executor.rejuvenation) } : {}),
+    ...(sim.pairTime.pairs.length > 0 ? { monitoring: monitoringSummary(sim) } : {}),
   };
   return { result, timing: summarizeTiming((performance.now() - started) / 1000, sim.timing.plannerMs) };
+}
+
+/** The security VMs' part of a result: channel shares, follow moves, co-migrations. */
+function monitoringSummary(sim: Simulation): MonitoringResult {
+  const s = sim.pairTime.seconds;
+  const follow = sim.executor.stats.byReason.monitoring;
+  return {
+    pairs: sim.pairTime.pairs.length,
+    shares: channelShares(s),
+    pairHours: (s.local + s.direct + s.remote + s.none) / 3600,
+    followMoves: follow ? follow.instant + follow.precopy + follow.postcopy : 0,
+    coMigrations: sim.executor.stats.coMigrations,
+  };
 }
 
 /** The rollout's part of a result: renewals, guest pauses, host-VM hours it held. */

@@ -111,6 +111,24 @@ const RejuvenationSpec = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Security VMs among the guests (issue 13): in every `every`-th row of tenants (guests
+ * i..i+tenants-1, one per tenant) each guest is a security VM of its tenant monitoring the
+ * same tenant's guests of the next `targets` rows. They keep their trace series (monitoring
+ * uses CPU) and may take a smaller guest type.
+ */
+const SecurityVmsSpec = Type.Object(
+  {
+    every: Type.Integer({ minimum: 2, maximum: 1_000_000 }),
+    targets: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** The worst channel a pair accepts (default remote: any). */
+    requires: Type.Optional(Type.Enum(["local", "direct", "remote"])),
+    /** A guest type of guests.types for the security VMs (default: the row's own type). */
+    type: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: false },
+);
+
 export const ScenarioSchema = Type.Object(
   {
     name: Type.String({ minLength: 1 }),
@@ -172,6 +190,7 @@ export const ScenarioSchema = Type.Object(
      */
     policyParams: Type.Optional(Type.Record(Type.String({ minLength: 1 }), PolicyParamsSpec)),
     rejuvenation: Type.Optional(RejuvenationSpec),
+    securityVms: Type.Optional(SecurityVmsSpec),
   },
   { additionalProperties: false },
 );

@@ -55,6 +55,17 @@ export interface Scenario {
   readonly policyParams: Readonly<Record<string, Readonly<Record<string, number | boolean | string>>>>;
   /** A rolling rejuvenation during the run, and its cost model; undefined: none. */
   readonly rejuvenation: RejuvenationModel | undefined;
+  /** Security VMs among the guests (build.ts); undefined: none. */
+  readonly securityVms: SecurityVmModel | undefined;
+}
+
+/** Which guests are security VMs and what they require (scenario key securityVms). */
+export interface SecurityVmModel {
+  readonly every: number;
+  readonly targets: number;
+  readonly requires: "local" | "direct" | "remote";
+  /** Index into guestTypes, or undefined: each keeps its row's type. */
+  readonly type: number | undefined;
 }
 
 /** What a scenario's rollout renews, and what a renewal costs in the simulated cloud. */
@@ -242,7 +253,26 @@ function resolve(doc: ScenarioDoc, file: string): Scenario {
     policy: { name: doc.policy.name, params: doc.policy.params ?? {} },
     policyParams: doc.policyParams ?? {},
     rejuvenation: rejuvenationModel(doc, nested, fail),
+    securityVms: securityVmModel(doc, guestTypes, fail),
   };
+}
+
+function securityVmModel(
+  doc: ScenarioDoc,
+  guestTypes: readonly GuestTypeSpec[],
+  fail: (field: string, message: string) => never,
+): SecurityVmModel | undefined {
+  const s = doc.securityVms;
+  if (!s) return undefined;
+  const targets = s.targets ?? 1;
+  if (targets >= s.every) fail("securityVms.targets", `must be below securityVms.every (${s.every})`);
+  let type: number | undefined;
+  if (s.type !== undefined) {
+    type = guestTypes.findIndex((t) => t.name === s.type);
+    if (type < 0)
+      fail("securityVms.type", `no guest type ${s.type} (have: ${guestTypes.map((t) => t.name).join(", ")})`);
+  }
+  return { every: s.every, targets, requires: s.requires ?? "remote", type };
 }
 
 function rejuvenationModel(

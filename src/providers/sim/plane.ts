@@ -12,6 +12,7 @@ import {
   utilizationAt,
 } from "../../sim/index.ts";
 import {
+  type CoMigrationMove,
   type GuestDataPlane,
   type GuestInventory,
   type GuestPowerControl,
@@ -215,6 +216,22 @@ export class SimGuestPlane implements GuestDataPlane {
       throw new ProviderError("conflict", `guest ${id} is migrating`);
     this.w.guests = this.w.guests.filter((g) => g.id !== id);
     await this.s.persist();
+  }
+
+  /**
+   * Lock-step in virtual time: every member runs as long as the slowest (so all switch over
+   * at one instant); a member that cannot start cancels those already started.
+   */
+  async coMigrate(moves: readonly CoMigrationMove[]): Promise<ProviderMigration[]> {
+    const seconds = Math.max(...moves.map((m) => m.seconds));
+    const started: ProviderMigration[] = [];
+    try {
+      for (const m of moves) started.push(await this.migrate(m.guest, m.to, m.mechanism, seconds));
+    } catch (e) {
+      for (const m of started) await this.cancelMigration(m.id).catch(() => {});
+      throw e;
+    }
+    return started;
   }
 
   async migrate(

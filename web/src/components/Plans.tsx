@@ -145,6 +145,7 @@ export function summarize(actions: readonly PlanAction[]): string {
   const acquire = actions.filter((a) => a.kind === "acquire-host-vm").length;
   const release = actions.filter((a) => a.kind === "release-host-vm").length;
   const rejuvenate = actions.filter((a) => a.kind === "rejuvenate").length;
+  const coMigrate = actions.filter((a) => a.kind === "co-migrate").length;
   const mech = new Map<string, number>();
   for (const m of moves) if (m.kind === "migrate") mech.set(m.mechanism, (mech.get(m.mechanism) ?? 0) + 1);
   const parts: string[] = [];
@@ -155,6 +156,7 @@ export function summarize(actions: readonly PlanAction[]): string {
   if (acquire > 0) parts.push(`acquire ${acquire} host VM${acquire === 1 ? "" : "s"}`);
   if (release > 0) parts.push(`release ${release} host VM${release === 1 ? "" : "s"}`);
   if (rejuvenate > 0) parts.push(`rejuvenate ${rejuvenate} host VM${rejuvenate === 1 ? "" : "s"}`);
+  if (coMigrate > 0) parts.push(`${coMigrate} co-migration${coMigrate === 1 ? "" : "s"}`);
   return parts.join(" · ") || "no actions";
 }
 
@@ -170,5 +172,9 @@ function describe(a: PlanAction): string {
       return `release ${a.hostVm}`;
     case "rejuvenate":
       return `rejuvenate ${a.hostVm}`;
+    case "co-migrate": {
+      const to = "hostVm" in a.to ? a.to.hostVm : `new host VM #${a.to.acquire + 1}`;
+      return `co-migrate ${a.members.map((m) => `${m.guest} (${m.from}, ${m.mechanism})`).join(" + ")} → ${to} in lock-step (${a.reason})`;
+    }
   }
 }

@@ -27,6 +27,22 @@ const migrate = {
   reason: Type.String(),
   migration: Type.Optional(Type.String({ description: "the provider's id, once started" })),
 };
+// A security VM and its target(s) moved together in lock-step (planner/plan.ts CoMigrateAction).
+const coMigrate = {
+  kind: Type.Literal("co-migrate"),
+  members: Type.Array(
+    Type.Object({
+      guest: Type.String(),
+      from: Type.String(),
+      mechanism: Mechanism,
+      seconds: Type.Number(),
+      migration: Type.Optional(Type.String({ description: "the provider's id, once started" })),
+    }),
+    { minItems: 2 },
+  ),
+  to: migrate.to,
+  reason: Type.String(),
+};
 const acquire = {
   kind: Type.Literal("acquire-host-vm"),
   type: Type.String(),
@@ -76,6 +92,7 @@ export const ActionPayload = Type.Union([
   Type.Object(acquire),
   Type.Object(release),
   Type.Object(rejuvenate),
+  Type.Object(coMigrate),
 ]);
 export type ActionPayload = Static<typeof ActionPayload>;
 
@@ -92,6 +109,7 @@ export const PlanAction = Type.Union([
   Type.Object({ ...acquire, ...journal }),
   Type.Object({ ...release, ...journal }),
   Type.Object({ ...rejuvenate, ...journal }),
+  Type.Object({ ...coMigrate, ...journal }),
 ]);
 
 export const Plan = Type.Object({
