@@ -240,7 +240,8 @@ export class GuestRuntime {
     this.console = await SerialConsole.connect(q.paths.serialSocket, { label: this.guestId });
     this.console.on("line", (l: string) => {
       this.records.feed(l, Date.now());
-      if (l.startsWith("NESTCLOUD-READY ") && this.qemu === q)
+      // Not at the line's start: the firmware's "Booting from ROM.." has no newline of its own.
+      if (/NESTCLOUD-READY \S/.test(l) && this.qemu === q)
         this.ctx.powerLog.push(this.guestId, "booted", `${this.config.boot?.mode ?? "normal"} boot`);
     });
   }
