@@ -68,8 +68,10 @@ before(async () => {
     [
       ...["--provider", "testbed", "--testbed", bed.state.stateDir],
       ...["--data-dir", dir, "--port", "0", "--interval", "3"],
-      // Only the test moves guests: no consolidation, empty host VMs kept.
+      // Only the test moves guests: no consolidation, empty host VMs kept, and the planner does
+      // not bring the security VM to its target (pairAware=0): each move here is the test's.
       ...["--policy-param", "drainBelow=0", "--policy-param", "spareHostVms=3"],
+      ...["--policy-param", "pairAware=0"],
     ],
     90_000,
     { NESTCLOUD_LOG: "info" },
