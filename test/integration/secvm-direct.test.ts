@@ -10,6 +10,9 @@
 // Credentials across agents: sa's uid reaches its export's socket and nothing of gb (watched
 // locally on h1 by sb) nor any RAM file by path; sb's uid reaches nothing of sa's export or
 // mirror. A guest has one watcher: h1 refuses a local security VM for ga and a second export.
+// Faults: h1's agent killed (its successor does not keep exports: sa sees its export gone,
+// asks again, and h1 makes it anew on the adopted QEMU; memory and mirror work again); ga's
+// QEMU stopped (sa alerts its target lost) and started again (a fresh export, a new baseline).
 // Deleting sa takes its export off ga's QEMU (no export, no mirror, no folder left).
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -339,6 +342,50 @@ describe("a security VM of another host VM of the same server (direct)", { timeo
     assert.equal(a.channel, "direct");
     assert.equal(a.target, "ga");
     assert.equal(a.evidence.srcIp, "10.0.2.15");
+  });
+
+  test("h1's agent killed: its successor makes sa's export anew on the adopted QEMU; monitoring resumes", async () => {
+    const before = (await alertsOf("sa")).at(-1)?.seq ?? 0;
+    const agentPid = (await h1.status()).pid;
+    process.kill(agentPid, "SIGKILL");
+    const lost = await waitAlert(
+      "sa",
+      "target lost (export gone)",
+      (x) => x.seq > before && x.evidence.kind === "target-lost" && x.monitor === "memory",
+      180_000,
+    );
+    assert.match(lost.summary, /export is gone/);
+    await waitAlert(
+      "sa",
+      "target back",
+      (x) => x.seq > lost.seq && x.evidence.kind === "target-back",
+      60_000,
+    );
+    await waitAlert(
+      "sa",
+      "a new baseline",
+      (x) => x.seq > lost.seq && x.monitor === "memory" && x.evidence.kind === "baseline",
+      180_000,
+    );
+    assert.notEqual((await h1.status()).pid, agentPid, "a new agent");
+    const list = await h1.secVmExports();
+    assert.equal(list.length, 1);
+    assert.equal(list[0].qemuPid, exp.qemuPid, "the same (adopted) QEMU");
+    assert.equal(list[0].exportId, exp.exportId, "the same export, made anew");
+    // The mirror was made anew too (the predecessor's of the same id removed first).
+    const seq = (await alertsOf("sa")).at(-1)?.seq ?? 0;
+    let ids: Logged | undefined;
+    for (let i = 0; i < 6 && !ids; i++) {
+      await sh("ga", "(timeout 3 nslookup NESTCLOUD-IDS-TEST.again 10.0.2.2 >/dev/null 2>&1 &)");
+      const end = Date.now() + 10_000;
+      while (
+        !(ids = (seen.get("sa") ?? []).find((x) => x.seq > seq && x.evidence.signatureId === 9000001)) &&
+        Date.now() < end
+      )
+        await alertsOf("sa", 1000);
+    }
+    assert.ok(ids, "an IDS alert through the export's new mirror");
+    assert.equal(ids.channel, "direct");
   });
 
   test("ga's QEMU stopped: sa alerts its target lost; ga started again: a fresh export and a new baseline", async () => {

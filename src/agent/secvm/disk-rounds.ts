@@ -11,6 +11,7 @@ import {
   openDiskView,
   type QemuProcess,
   removeDirtyBitmap,
+  stopFleece,
 } from "../../qemu/index.ts";
 
 export class DiskRounds {
@@ -52,10 +53,21 @@ export class DiskRounds {
     if (v && this.qemu.isRunning) await v.close();
   }
 
-  /** Closes the view and removes every bitmap of this owner (its rounds end). */
+  /**
+   * Closes the view and removes every bitmap of this owner (its rounds end), and a fleece
+   * left on the drive (a predecessor agent's round cut short: the next view's would collide).
+   * Only for an owner that is the drive's sole monitor.
+   */
   async clear(): Promise<void> {
     await this.close().catch(() => {});
     if (!this.qemu.isRunning) return;
+    const fleece = `fleece-${this.node}`;
+    await stopFleece(this.qemu.qmp, {
+      source: this.node,
+      node: fleece,
+      jobId: fleece,
+      file: this.fleeceFile,
+    }).catch(() => {});
     for (const b of await listDirtyBitmaps(this.qemu.qmp, this.node).catch(() => []))
       if (b.name.startsWith(`${this.prefix}b`))
         await removeDirtyBitmap(this.qemu.qmp, this.node, b.name).catch(() => {});

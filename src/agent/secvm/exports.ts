@@ -60,6 +60,8 @@ class Export {
     readonly req: CreateSecVmExportRequest,
     readonly qemu: QemuProcess,
     readonly qemuPid: number,
+    /** Whether a running NBD server can only be a predecessor agent's leftover (adopted QEMU). */
+    private readonly leftoverNbd: boolean,
   ) {
     this.dir = join(SECVM_RUN_ROOT, id);
   }
@@ -87,19 +89,30 @@ class Export {
     mkdirSync(this.dir, { mode: 0o700 });
     chownSync(this.dir, uid, uid);
     if (req.disk) {
+      this.disk = new DiskRounds(qemu, `disk-${req.disk}`, `sx${this.id}`, join(this.dir, "fleece.qcow2"));
+      // What a predecessor agent's export of this grantee left on an adopted QEMU: its bitmaps.
+      await this.disk.clear();
       this.nbdSocket = join(this.dir, "nbd.sock");
+      const start = () => startNbdServer(qemu.qmp, { type: "unix", path: this.nbdSocket as string });
       try {
-        await startNbdServer(qemu.qmp, { type: "unix", path: this.nbdSocket });
+        await start();
       } catch (e) {
-        this.nbdSocket = null;
-        if (/already running/i.test((e as Error).message)) throw secvmErrors.nbdBusy(req.guestId);
-        throw e;
+        if (!/already running/i.test((e as Error).message)) throw e;
+        // Nobody of this agent uses it (no local watcher, no export, no disk tap: checked by the
+        // caller), so it is a predecessor agent's, left on the adopted QEMU: replaced.
+        if (!this.leftoverNbd) {
+          this.nbdSocket = null;
+          throw secvmErrors.nbdBusy(req.guestId);
+        }
+        await stopNbdServer(qemu.qmp);
+        await start();
       }
       chownSync(this.nbdSocket, uid, uid);
-      this.disk = new DiskRounds(qemu, `disk-${req.disk}`, `sx${this.id}`, join(this.dir, "fleece.qcow2"));
     }
     if (req.nic && req.grantee.mirrorSocket) {
       const id = `sx-${this.id}`;
+      // A predecessor agent's mirror of this export (same id) on an adopted QEMU goes first.
+      await removeNetMirror(qemu.qmp, id).catch(() => {});
       await addNetMirror(qemu.qmp, {
         id,
         netdev: `nic-${req.nic}`,
@@ -183,7 +196,9 @@ export class SecVmExports {
       devs.some((d) => d.kind === "tap" && devs.some((x) => x.kind === "disk" && x.id === d.of))
     )
       throw secvmErrors.nbdBusy(req.guestId);
-    const e = new Export(id, req, q, q.pid);
+    // A QEMU this agent adopted from a dead predecessor may carry that agent's export state.
+    const adopted = this.host.adopted.some((a) => a.guestId === req.guestId && a.pid === q.pid);
+    const e = new Export(id, req, q, q.pid, adopted);
     this.exports.set(id, e);
     try {
       await e.make();

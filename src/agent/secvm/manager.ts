@@ -625,18 +625,23 @@ export class SecVm {
         if (!peer || !t.exportId) continue;
         if (!t.lost) {
           const x = await peer.secVmExport(t.exportId).catch((e: Error) => e);
-          const gone = x instanceof Error ? "status" in x && x.status === 404 : !x.running;
-          if (gone) {
+          // An unreachable agent is not a loss yet (it may be restarting); a 404 is: its
+          // successor does not keep exports, and asked again it makes a fresh one.
+          const why =
+            x instanceof Error
+              ? "status" in x && x.status === 404
+                ? "its export is gone (the target's agent restarted?)"
+                : null
+              : x.running
+                ? null
+                : "its QEMU is gone";
+          if (why) {
             t.lost = true;
-            this.own(
-              t.spec,
-              "critical",
-              `target ${t.spec.guestId} lost: its QEMU at ${t.spec.via?.agentUrl} is gone`,
-              {
-                kind: "target-lost",
-                qemuPid: t.pid,
-              },
-            );
+            this.own(t.spec, "critical", `target ${t.spec.guestId} lost: ${why}`, {
+              kind: "target-lost",
+              qemuPid: t.pid,
+              agent: t.spec.via?.agentUrl ?? null,
+            });
           }
         } else {
           const g = await peer.guest(t.spec.guestId).catch(() => null);
