@@ -16,7 +16,9 @@ import type {
   ConsoleInputs,
   ContinuedLogs,
   CreateGuestRequest,
+  CreateSecVmExportRequest,
   CreateSecVmRequest,
+  DiskViewAnswerBody,
   ErrorBody,
   ExecRequest,
   GuestStatus,
@@ -36,6 +38,7 @@ import type {
   QmpRequest,
   RamDigest,
   ReservationRequest,
+  SecVmExport,
   SecVmStatus,
   ServerStatus,
   StartOutgoingRequest,
@@ -201,6 +204,21 @@ export class HostVmAgentClient extends AgentClient {
   /** The WebSocket URL of a logged serial port's console (open it with the bearer token). */
   consoleUrl(guestId: string, deviceId: string): string {
     return `${this.baseUrl.replace(/^http/, "ws")}/v1/guests/${enc(guestId)}/devices/${enc(deviceId)}/console`;
+  }
+  createSecVmExport(req: CreateSecVmExportRequest): Promise<SecVmExport> {
+    return this.call("POST", "/v1/secvm-exports", req, 60_000);
+  }
+  secVmExports(): Promise<SecVmExport[]> {
+    return this.call("GET", "/v1/secvm-exports");
+  }
+  secVmExport(id: string): Promise<SecVmExport> {
+    return this.call("GET", `/v1/secvm-exports/${enc(id)}`);
+  }
+  secVmExportDiskView(id: string, open: boolean): Promise<DiskViewAnswerBody> {
+    return this.call("POST", `/v1/secvm-exports/${enc(id)}/disk-view`, { open }, 60_000);
+  }
+  deleteSecVmExport(id: string): Promise<void> {
+    return this.call("DELETE", `/v1/secvm-exports/${enc(id)}`, undefined, 60_000);
   }
   createSecVm(req: CreateSecVmRequest, timeoutMs = 120_000): Promise<SecVmStatus> {
     return this.call("POST", "/v1/secvms", req, timeoutMs);

@@ -29,11 +29,13 @@ import { outgoingRoutes } from "./hostvm/routes/migrations-out.ts";
 import { placementRoutes } from "./hostvm/routes/placement.ts";
 import { powerRoutes } from "./hostvm/routes/power.ts";
 import { qmpRoutes } from "./hostvm/routes/qmp.ts";
+import { secvmExportRoutes } from "./hostvm/routes/secvm-exports.ts";
 import { secvmRoutes } from "./hostvm/routes/secvms.ts";
 import { statusRoutes } from "./hostvm/routes/status.ts";
 import { workloadRoutes } from "./hostvm/routes/workloads.ts";
 import { HostVm } from "./hostvm/state.ts";
 import { type App, createApp } from "./http.ts";
+import { SecVmExports } from "./secvm/exports.ts";
 import { SecVmManager } from "./secvm/manager.ts";
 
 export interface HostVmAgent {
@@ -42,6 +44,8 @@ export interface HostVmAgent {
   consoles: ConsoleService;
   /** Its security VMs (monitoring services beside the guests, secvm/manager.ts). */
   secvms: SecVmManager;
+  /** Its guests exported to security VMs of other host VMs of its server (secvm/exports.ts). */
+  secvmExports: SecVmExports;
   /** Adopts (or, failing that, reaps) the QEMUs a previous agent left behind; call before listening. */
   recover(): Promise<void>;
   /** Stops every guest and incoming QEMU (graceful agent shutdown). */
@@ -79,11 +83,18 @@ export function buildHostVmAgent(
   }
   void app.register(consoleRoutes, { host, consoles });
   const secvms = new SecVmManager(host);
+  const secvmExports = new SecVmExports(host);
+  // One watcher per guest, local or on another host VM (a QEMU has one NBD server).
+  secvmExports.localWatcher = (g) =>
+    [...secvms.vms.values()].find((v) => v.req.targets.some((t) => t.guestId === g && !t.via))?.id;
+  secvms.exportedTo = (g) => secvmExports.exportOf(g);
   void app.register(secvmRoutes, { secvms });
+  void app.register(secvmExportRoutes, { exports: secvmExports });
   return {
     app,
     consoles,
     secvms,
+    secvmExports,
     // The guests' QEMUs first: the security VMs are started again against them.
     recover: async () => {
       await host.recover();
@@ -95,6 +106,7 @@ export function buildHostVmAgent(
     shutdown: async () => {
       consoles.closeAll();
       await secvms.shutdown();
+      await secvmExports.shutdown();
       await host.shutdown();
     },
   };

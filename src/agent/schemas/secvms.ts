@@ -7,7 +7,7 @@
  */
 import { type Static, Type } from "typebox";
 import { MONITOR_KINDS, SEVERITIES } from "../../monitor/index.ts";
-import { GuestId, NumberOrNull, StringOrNull } from "./common.ts";
+import { AgentUrl, GuestId, NodeName, NumberOrNull, StringOrNull } from "./common.ts";
 import { DeviceId } from "./devices.ts";
 
 export const SecVmId = Type.String({
@@ -25,10 +25,81 @@ export const SecVmTargetSchema = Type.Object(
     disk: Type.Optional(DeviceId),
     /** Inspect the traffic of this NIC of the guest (Suricata); absent: no network monitor. */
     nic: Type.Optional(DeviceId),
+    /**
+     * A guest of another host VM: the agent asks that host VM's agent (at `agentUrl`, same
+     * server: channel direct) to export what the monitors need to this security VM only
+     * (POST /v1/secvm-exports). Absent: a guest of this host VM (channel local).
+     */
+    via: Type.Optional(
+      Type.Object({ agentUrl: AgentUrl, channel: Type.Literal("direct") }, { additionalProperties: false }),
+    ),
   },
   { additionalProperties: false },
 );
 export type SecVmTarget = Static<typeof SecVmTargetSchema>;
+
+/**
+ * A host-VM agent asks the agent of its security VM's target (same server) for the target's
+ * memory, disk and traffic, granted to that security VM alone: its uid owns the export's
+ * folder (the NBD socket in it), the mirror goes to the socket it names in its own folder, and
+ * the RAM file's path is given to its agent (root, same server), which hands the service a
+ * read-only descriptor as for a local target.
+ */
+export const CreateSecVmExportBody = Type.Object(
+  {
+    guestId: GuestId,
+    memory: Type.Boolean(),
+    disk: Type.Optional(DeviceId),
+    nic: Type.Optional(DeviceId),
+    channel: Type.Literal("direct"),
+    grantee: Type.Object(
+      {
+        secvmId: SecVmId,
+        server: NodeName,
+        hostVm: NodeName,
+        uid: Type.Integer({ minimum: 0x40000000, maximum: 0x4fffffff }),
+        /** The service's mirror listener (a unix socket in its own private folder). */
+        mirrorSocket: Type.Optional(
+          Type.String({ pattern: "^/run/ncsv/[a-z0-9-]+/mirror-[a-z0-9-]+\\.sock$" }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CreateSecVmExportRequest = Static<typeof CreateSecVmExportBody>;
+
+export const SecVmExportId = Type.String({ pattern: "^x[0-9a-f]{12}$" });
+export const SecVmExportParams = Type.Object({ exportId: SecVmExportId });
+
+export const SecVmExportSchema = Type.Object({
+  exportId: Type.String(),
+  guestId: Type.String(),
+  channel: Type.String(),
+  grantee: Type.Object({
+    secvmId: Type.String(),
+    server: Type.String(),
+    hostVm: Type.String(),
+    uid: Type.Integer(),
+  }),
+  /** The target's RAM file in the server's pool (the grantee's agent opens it read-only). */
+  ramFile: StringOrNull,
+  /** QEMU's NBD server for the grantee: a unix socket in a folder only its uid may enter. */
+  nbdSocket: StringOrNull,
+  /** The filter-mirror's id on the target's QEMU, feeding the grantee's socket. */
+  mirror: StringOrNull,
+  /** The target's QEMU pid when the export was made (a new pid: the target was replaced). */
+  qemuPid: Type.Integer(),
+  /** Whether that QEMU still runs. */
+  running: Type.Boolean(),
+});
+export type SecVmExport = Static<typeof SecVmExportSchema>;
+export const SecVmExportListSchema = Type.Array(SecVmExportSchema);
+
+export const DiskViewBody = Type.Object({ open: Type.Boolean() }, { additionalProperties: false });
+export const DiskViewSchema = Type.Object({ exportName: Type.String(), dirtyBitmap: StringOrNull });
+export type DiskViewAnswerBody = Static<typeof DiskViewSchema>;
 
 /** A ClamAV body signature (hex pattern, anywhere in a file): the operator's own database. */
 export const SignatureSchema = Type.Object(

@@ -20,6 +20,13 @@
  * the guest runs again the service is started again with the new QEMU's RAM, NBD server and
  * mirror.
  *
+ * Targets of another host VM of the same server (a target's `via`: channel direct): the
+ * target's agent exports them to this security VM alone (exports.ts: the NBD socket in a
+ * folder of this security VM's uid, the mirror towards this service's socket, the RAM file's
+ * path, which this agent opens read-only and hands over as a descriptor like a local one); disk
+ * views are asked of that agent; the export is polled for a lost target and taken down with
+ * the security VM. All of a security VM's targets share one channel (its alerts' label).
+ *
  * Agent restarts: each security VM is recorded (its request and its service's pid) in the host
  * VM's `secvms` folder beside qemuDir. The service cannot outlive its agent usefully (its IPC
  * channel, and so its alerts and disk views, went with it; it exits when the channel closes),
@@ -70,6 +77,7 @@ import {
   type SecVmStatus,
   type SecVmTarget,
 } from "../api-types.ts";
+import type { HostVmAgentClient } from "../client.ts";
 import type { HostVm } from "../hostvm/state.ts";
 import { AgentError, conflict } from "../http.ts";
 import { agentCommand } from "../launcher.ts";
@@ -104,6 +112,13 @@ export const secvmErrors = {
   notRunning: (g: string) => conflict(`guest ${g} has no running QEMU`),
   noDevice: (g: string, kind: string, d: string) =>
     new AgentError(400, "bad_request", `guest ${g} has no ${kind} ${d}`),
+  mixed: () =>
+    new AgentError(
+      400,
+      "bad_request",
+      "a security VM's targets share one channel: all of this host VM or all of other host VMs (via)",
+    ),
+  exported: (g: string, to: string) => conflict(`guest ${g} is exported to security VM ${to}`),
   nbdBusy: (g: string) =>
     conflict(`guest ${g}'s QEMU already runs an NBD server (a disk tap?): a security VM needs its own`),
 };
@@ -127,6 +142,9 @@ interface TargetRuntime {
   recording: string | null;
   view: DiskView | null;
   lost: boolean;
+  /** A target of another host VM: its agent, and the export it made for this security VM. */
+  peer: HostVmAgentClient | null;
+  exportId: string | null;
 }
 
 export class SecVm {
@@ -174,6 +192,8 @@ export class SecVm {
       recording: null,
       view: null,
       lost: false,
+      peer: spec.via ? host.ctx.peer(spec.via.agentUrl) : null,
+      exportId: null,
     }));
     this.targetIds = new Set(req.targets.map((t) => t.guestId));
   }
@@ -182,9 +202,18 @@ export class SecVm {
     return this.req.secvmId;
   }
 
+  /** Its alerts' channel: local, or direct when its targets are another host VM's (via). */
+  get channel(): "local" | "direct" {
+    return this.req.targets.some((t) => t.via) ? "direct" : "local";
+  }
+
   /** Checks the targets now (400/409 before anything is made). */
   check(): void {
+    const via = this.req.targets.filter((t) => t.via).length;
+    if (via > 0 && via < this.req.targets.length) throw secvmErrors.mixed();
     for (const t of this.req.targets) {
+      // Another host VM's guest: its agent checks it when asked for the export.
+      if (t.via) continue;
       const g = this.host.guestOf(t.guestId);
       if (!g.qemu?.isRunning) throw secvmErrors.notRunning(t.guestId);
       const devs = g.config.devices ?? [];
@@ -260,7 +289,7 @@ export class SecVm {
           time: Date.now(),
           target: t.guestId,
           monitor,
-          channel: "local",
+          channel: this.channel,
           severity,
           summary,
           evidence: { source: "secvm", secvm: this.id, ...evidence },
@@ -297,6 +326,11 @@ export class SecVm {
     const out: ServiceTarget[] = [];
     let fdIndex = 4; // 0-2 stdio, 3 the IPC channel
     for (const t of this.targets) {
+      if (t.peer) {
+        out.push(await this.attachExport(t, fdIndex));
+        if (t.ramFd !== null) fdIndex++;
+        continue;
+      }
       const g = this.host.guestOf(t.spec.guestId);
       const q = g.qemu;
       if (!q?.isRunning || q.pid === undefined) throw secvmErrors.notRunning(t.spec.guestId);
@@ -329,6 +363,40 @@ export class SecVm {
       out.push(st);
     }
     return out;
+  }
+
+  /** A target of another host VM: asks its agent for the export (made anew if it had one). */
+  private async attachExport(t: TargetRuntime, fd: number): Promise<ServiceTarget> {
+    const peer = t.peer as HostVmAgentClient;
+    const { cfg } = this.host;
+    const mirrorSocket = t.spec.nic ? join(this.dir, `mirror-${t.spec.guestId}.sock`) : undefined;
+    const x = await peer.createSecVmExport({
+      guestId: t.spec.guestId,
+      memory: t.spec.memory !== false,
+      ...(t.spec.disk ? { disk: t.spec.disk } : {}),
+      ...(t.spec.nic ? { nic: t.spec.nic } : {}),
+      channel: "direct",
+      grantee: {
+        secvmId: this.id,
+        server: cfg.server,
+        hostVm: cfg.hostVm,
+        uid: this.uid,
+        ...(mirrorSocket ? { mirrorSocket } : {}),
+      },
+    });
+    t.exportId = x.exportId;
+    t.pid = x.qemuPid;
+    t.qemu = null;
+    t.lost = false;
+    const st: ServiceTarget = { guestId: t.spec.guestId, memory: null, disk: null, nic: null };
+    if (x.ramFile) {
+      // Same server: the pool file is this machine's; read-only, and the service gets only this.
+      t.ramFd = openSync(x.ramFile, "r");
+      st.memory = { fd };
+    }
+    if (x.nbdSocket) st.disk = { socket: x.nbdSocket };
+    if (mirrorSocket) st.nic = { mirrorSocket, monitorId: `${this.id}${this.targets.indexOf(t)}` };
+    return st;
   }
 
   private async startService(): Promise<void> {
@@ -382,7 +450,7 @@ export class SecVm {
       gid: this.uid,
       dir: this.dir,
       netns: this.netns,
-      channel: "local",
+      channel: this.channel,
       tls: null,
       memoryPeriodMs: c.memoryPeriodMs ?? 2000,
       diskPeriodMs: c.diskPeriodMs ?? 10_000,
@@ -400,8 +468,9 @@ export class SecVm {
       }
     await ready;
     this.lastBeat = Date.now();
+    // (A target of another host VM: its agent added the mirror with the export.)
     for (const t of this.targets)
-      if (t.spec.nic && t.qemu && t.mirrorSocket)
+      if (t.spec.nic && t.qemu && t.mirrorSocket && !t.peer)
         await addNetMirror(t.qemu.qmp, {
           id: t.mirrorId,
           netdev: `nic-${t.spec.nic}`,
@@ -420,13 +489,21 @@ export class SecVm {
     } else if (m.type === "disk-view-open" || m.type === "disk-view-close") {
       const t = this.targets.find((x) => x.spec.guestId === m.guestId);
       if (!t) return;
-      const answer = await (m.type === "disk-view-open" ? this.openView(t) : this.closeView(t)).then(
+      const open = m.type === "disk-view-open";
+      const asked =
+        t.peer && t.exportId
+          ? t.peer.secVmExportDiskView(t.exportId, open)
+          : (open ? this.openView(t) : this.closeView(t)).then((v) => ({
+              exportName: v?.exportName ?? "",
+              dirtyBitmap: v?.frozenBitmap ?? null,
+            }));
+      const answer = await asked.then(
         (v) => ({
           type: "disk-view" as const,
           reqId: m.reqId,
           ok: true as const,
-          exportName: v?.exportName ?? "",
-          dirtyBitmap: v?.frozenBitmap ?? null,
+          exportName: v.exportName,
+          dirtyBitmap: v.dirtyBitmap,
         }),
         (e) => ({
           type: "disk-view" as const,
@@ -489,6 +566,10 @@ export class SecVm {
       });
       return;
     }
+    if (this.targets.some((t) => t.peer)) {
+      this.pollExports();
+      return;
+    }
     for (const t of this.targets) {
       const g = this.host.guests.get(t.spec.guestId);
       const q = g?.qemu;
@@ -527,6 +608,67 @@ export class SecVm {
     }
   }
 
+  private polling = false;
+  private lastPoll = 0;
+  /**
+   * Targets of other host VMs, every 2 s: an export whose QEMU is gone (or the export itself)
+   * is a lost target; a lost one whose guest runs again there is monitored again (the service
+   * is started again, which asks for a fresh export).
+   */
+  private pollExports(): void {
+    if (this.polling || Date.now() - this.lastPoll < 2000) return;
+    this.polling = true;
+    this.lastPoll = Date.now();
+    void (async () => {
+      for (const t of this.targets) {
+        const peer = t.peer;
+        if (!peer || !t.exportId) continue;
+        if (!t.lost) {
+          const x = await peer.secVmExport(t.exportId).catch((e: Error) => e);
+          // An unreachable agent is not a loss yet (it may be restarting); a 404 is: its
+          // successor does not keep exports, and asked again it makes a fresh one.
+          const why =
+            x instanceof Error
+              ? "status" in x && x.status === 404
+                ? "its export is gone (the target's agent restarted?)"
+                : null
+              : x.running
+                ? null
+                : "its QEMU is gone";
+          if (why) {
+            t.lost = true;
+            this.own(t.spec, "critical", `target ${t.spec.guestId} lost: ${why}`, {
+              kind: "target-lost",
+              qemuPid: t.pid,
+              agent: t.spec.via?.agentUrl ?? null,
+            });
+          }
+        } else {
+          const g = await peer.guest(t.spec.guestId).catch(() => null);
+          if (g?.state === "running" && !this.cycle && this.state === "running") {
+            this.own(
+              t.spec,
+              "info",
+              `target ${t.spec.guestId} runs again (QEMU pid ${g.pid}): monitors start again`,
+              {
+                kind: "target-back",
+                qemuPid: g.pid ?? null,
+              },
+            );
+            // Found again: the restart asks its agent for a fresh export of the new QEMU.
+            t.lost = false;
+            this.cycle = this.restart("target back").finally(() => {
+              this.cycle = null;
+            });
+            return;
+          }
+        }
+      }
+    })().finally(() => {
+      this.polling = false;
+    });
+  }
+
   /** The id of a completed migration that took `guestId` away from this host VM, if any. */
   private movedAway(guestId: string): string | undefined {
     for (const m of this.host.outgoing.values())
@@ -563,7 +705,9 @@ export class SecVm {
     this.restartTimes.push(now);
     this.state = "restarting";
     await this.teardownRun();
-    if (this.targets.some((t) => !this.host.guests.get(t.spec.guestId)?.qemu?.isRunning)) {
+    if (
+      this.targets.some((t) => (t.peer ? t.lost : !this.host.guests.get(t.spec.guestId)?.qemu?.isRunning))
+    ) {
       // Waits for the target: tick() brings it back when the guest runs.
       this.state = "running";
       this.lastBeat = Date.now() + 1e12;
@@ -597,7 +741,8 @@ export class SecVm {
       const q = t.qemu;
       if (t.ramFd !== null) closeSync(t.ramFd);
       t.ramFd = null;
-      if (!q?.isRunning) continue;
+      // Another host VM's target: the export stays (its mirror reconnects to the next service).
+      if (t.peer || !q?.isRunning) continue;
       if (t.spec.nic) await removeNetMirror(q.qmp, t.mirrorId).catch(() => {});
       if (t.spec.disk) {
         await this.closeView(t).catch(() => {});
@@ -632,7 +777,7 @@ export class SecVm {
     for (const t of this.targets) t.qemu = this.host.guests.get(t.spec.guestId)?.qemu ?? null;
     await this.teardownRun();
     await deleteNetns(this.netns).catch(() => {});
-    const lost = this.req.targets.filter((t) => !this.host.guests.get(t.guestId)?.qemu?.isRunning);
+    const lost = this.req.targets.filter((t) => !t.via && !this.host.guests.get(t.guestId)?.qemu?.isRunning);
     if (lost.length > 0) {
       this.state = "failed";
       this.error = `after the agent restarted, target(s) ${lost.map((t) => t.guestId).join(", ")} do not run`;
@@ -660,11 +805,25 @@ export class SecVm {
     await this.cycle?.catch(() => {});
     this.state = "stopping";
     await this.teardownRun();
+    await this.dropExports();
     await deleteNetns(this.netns).catch(() => {});
     await removeCgroup(this.cgroup).catch(() => {});
     rmSync(this.dir, { recursive: true, force: true });
     rmSync(join(SECVM_RUN_ROOT, `${this.netns.slice(5)}.log`), { force: true });
     this.state = "stopped";
+  }
+
+  /** Asks the targets' agents to take down what they exported to it (logged when they cannot). */
+  private async dropExports(): Promise<void> {
+    for (const t of this.targets)
+      if (t.peer && t.exportId) {
+        const id = t.exportId;
+        t.exportId = null;
+        await t.peer.deleteSecVmExport(id).catch((e: Error) => {
+          if (!/404/.test(e.message))
+            this.host.log.warn({ secvm: this.id, export: id, err: e.message }, "export not taken down");
+        });
+      }
   }
 
   /** Pids in its cgroup now (tests: nothing left after delete). */
@@ -694,6 +853,8 @@ export class SecVmManager {
   readonly vms = new Map<string, SecVm>();
   /** The security VMs' records (beside qemuDir: kept across agent restarts, not across deletes). */
   readonly recordDir: string;
+  /** Which security VM of another host VM a guest of this one is exported to (exports.ts). */
+  exportedTo: (guestId: string) => string | undefined = () => undefined;
   constructor(private readonly host: HostVm) {
     this.recordDir = join(dirname(host.cfg.qemuDir), "secvms");
   }
@@ -732,6 +893,10 @@ export class SecVmManager {
     for (const t of req.targets)
       for (const v of this.vms.values())
         if (v.req.targets.some((x) => x.guestId === t.guestId)) throw secvmErrors.watched(t.guestId, v.id);
+    for (const t of req.targets) {
+      const to = t.via ? undefined : this.exportedTo(t.guestId);
+      if (to) throw secvmErrors.exported(t.guestId, to);
+    }
     const v = new SecVm(req, this.host);
     v.check();
     this.vms.set(req.secvmId, v);
