@@ -4,7 +4,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { redact, runController } from "../controller/index.ts";
 import { PolicyError, REJUVENATION_MODES, type RolloutPolicy, validateRollout } from "../planner/index.ts";
-import { raiseControlPriority } from "../qemu/priority.ts";
+import { raiseControlPriority } from "../qemu/index.ts";
 import { PROVIDERS } from "./choices.ts";
 import { controllerLogger, parseLogFormat } from "./logging.ts";
 import { oneOf, wrote } from "./output.ts";
