@@ -7,7 +7,7 @@
  */
 import { renameSync, writeFileSync } from "node:fs";
 import pino from "pino";
-import { keepQemusOnExit } from "../qemu/index.ts";
+import { keepQemusOnExit, raiseControlPriority } from "../qemu/index.ts";
 import { ServerAgentClient } from "./client.ts";
 import { loadAgentConfig } from "./config.ts";
 import { buildHostVmAgent } from "./hostvm-agent.ts";
@@ -39,6 +39,9 @@ async function run(argv: string[]): Promise<void> {
   const i = argv.indexOf("--config");
   if (i < 0 || !argv[i + 1]) throw new Error("usage: main.ts --config <agent-config.json>");
   const cfg = loadAgentConfig(argv[i + 1]);
+  // The agent answers within a guest's pause (handover hops, QMP events), whatever its
+  // guests' vCPUs do: it runs above them, and starts them at its original priority.
+  const priority = raiseControlPriority();
   const token = loadOrCreateToken(cfg.tokenFile);
   const name =
     cfg.role === "server" ? `server-agent ${cfg.server}` : `hostvm-agent ${cfg.server}/${cfg.hostVm}`;
@@ -85,7 +88,7 @@ async function run(argv: string[]): Promise<void> {
   const tmp = `${cfg.readyFile}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify({ url, pid: process.pid }), { mode: 0o600 });
   renameSync(tmp, cfg.readyFile);
-  logger.info({ url, pid: process.pid }, `${name} ready`);
+  logger.info({ url, pid: process.pid, nice: priority }, `${name} ready`);
 
   let stopping = false;
   const stop = async (sig: string) => {

@@ -4,6 +4,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { redact, runController } from "../controller/index.ts";
 import { PolicyError, REJUVENATION_MODES, type RolloutPolicy, validateRollout } from "../planner/index.ts";
+import { raiseControlPriority } from "../qemu/index.ts";
 import { PROVIDERS } from "./choices.ts";
 import { controllerLogger, parseLogFormat } from "./logging.ts";
 import { oneOf, wrote } from "./output.ts";
@@ -86,6 +87,9 @@ export async function up(o: UpCliOptions): Promise<void> {
     );
   if (provider !== "testbed" && (o.testbed || o.testbedRoot))
     throw new UsageError("--testbed and --testbed-root go with --provider testbed");
+  // Migrations between agents are orchestrated from here: its hops are on every instant
+  // handover's pause, so it runs above the guests when it may (qemu/priority.ts).
+  if (provider !== "sim") raiseControlPriority();
   const running = await runController({
     provider,
     db: o.db,

@@ -1,6 +1,7 @@
 // Runs a host program without a shell and collects its output, with a hard time bound.
 // Arguments are passed as an array: nothing is ever interpolated into a shell string.
 import { spawn } from "node:child_process";
+import { setLevel } from "./priority.ts";
 
 export class CommandError extends Error {
   constructor(
@@ -42,6 +43,8 @@ export function execFileText(
       env: opts.env ?? process.env,
       stdio: ["ignore", "pipe", "pipe"],
     });
+    // Bulk work (image builds, exports' tools): at the guests' priority, not the control path's.
+    if (child.pid !== undefined) setLevel(child.pid, "guest");
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;

@@ -97,6 +97,7 @@ export {
   type NetMirror,
   removeNetMirror,
 } from "./net-mirror.ts";
+export { priorityLevels, raiseControlPriority, setLevel, setProcessNice } from "./priority.ts";
 export {
   type AdoptOptions,
   buildQemuArgs,

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, rmSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { cprIncomingArgs, cprPaths } from "./cpr.ts";
 import { buildDeviceArgs, deviceProblem, deviceSockets } from "./devices.ts";
+import { setLevel } from "./priority.ts";
 import { QmpClient } from "./qmp.ts";
 import type { QemuLaunchSpec, QemuSpec } from "./spec.ts";
 import { type InstanceState, isOurQemu, processStartTime, readPidFile, writeState } from "./state.ts";
@@ -436,6 +437,15 @@ export class QemuProcess {
   get guestId(): string {
     return this.spec.guestId;
   }
+  /**
+   * Lends this QEMU the control path's priority for a switch (a handover's source until it
+   * stops, its destination until it runs the guest), or gives it back the guests' one.
+   */
+  prioritize(onControlPath: boolean): void {
+    const pid = this.pid;
+    if (pid !== null) setLevel(pid, onControlPath ? "control" : "guest");
+  }
+
   get pid(): number | null {
     return this.child?.pid ?? this.adoptedPid;
   }
@@ -518,6 +528,10 @@ export class QemuProcess {
     this.log(`starting ${this.instanceId}: ${bin} ${this.args.join(" ")}`);
     const child = spawn(bin, this.args, { stdio: ["ignore", "ignore", "pipe"], shell: false });
     this.child = child;
+    // Guests run below the control path that started them (priority.ts): the child
+    // inherited this process's raised priority. Again once QMP answers, for the threads
+    // QEMU made meanwhile.
+    if (child.pid !== undefined) setLevel(child.pid, "guest");
     child.stderr?.on("data", (b: Buffer) => {
       this.stderrBuf = (this.stderrBuf + b.toString("utf8")).slice(-STDERR_TAIL);
     });
@@ -551,6 +565,7 @@ export class QemuProcess {
             label: `QEMU ${this.instanceId}`,
             timeoutMs: Math.max(1000, deadline - Date.now()),
           });
+          if (child.pid !== undefined) setLevel(child.pid, "guest");
           return;
         } catch (e) {
           lastErr = e;

@@ -7,6 +7,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { setLevel } from "../qemu/index.ts";
 import { placeInSlice } from "./cgroups.ts";
 import type { ProcessRecord } from "./state.ts";
 
@@ -56,6 +57,9 @@ export function launch(opts: LaunchOptions): ProcessRecord {
     child.unref();
     // Into the slice before the agent has had time to start any QEMU: children inherit it.
     placeInSlice(opts.cgroupDirs, child.pid);
+    // At the original priority of a raised launcher (a controller or bench hosting the
+    // orchestrator): the agent raises itself from there, above the guests it starts.
+    setLevel(child.pid, "guest");
     return {
       pid: child.pid,
       startTime: processStartTime(child.pid),

@@ -235,6 +235,9 @@ export class IncomingMigration {
       throw e;
     }
     this.qemu = q;
+    // A handover's pause is this QEMU's load and start plus the agents' hops: it waits, paused
+    // and idle, at the control path's priority until it runs the guest (qemu/priority.ts).
+    if (handover) q.prioritize(true);
     this.watch(q);
     this.persist();
     if (cpr) {
@@ -359,6 +362,7 @@ export class IncomingMigration {
 
   /** The guest runs in this QEMU: it owns the RAM file now and becomes one of the agent's guests. */
   private async started(q: QemuProcess): Promise<void> {
+    q.prioritize(false);
     this.clearLease();
     this.state = "running";
     // The guest's folder is the running guest's now.

@@ -111,6 +111,10 @@ export class OutgoingMigration {
     this.guest.state = "migrating";
     this.guest.setOutgoing(this.req);
     this.cpu.start = cpuSeconds(src.pid);
+    // A handover's source stops the guest and sends its device state within the pause: at the
+    // control path's priority until it stops, or until the guest runs here again on failure.
+    const handover = this.req.mode === "handover";
+    if (handover) src.prioritize(true);
     const onEvent = (e: QmpEvent) => {
       const at = qmpTimestampMs(e.timestamp);
       if (e.event === "STOP" && this.timing.stoppedAt === null && this.timing.migrateAt !== null) {
@@ -190,6 +194,7 @@ export class OutgoingMigration {
         const beforeSwitch = this.phase !== "postcopy" && this.phase !== "completed";
         // Before switchover the job resumed the source: the guest runs here again.
         if (beforeSwitch) {
+          if (handover) src.prioritize(false);
           this.guest.state = "running";
           this.guest.setOutgoing(null);
         }
@@ -266,6 +271,7 @@ export class OutgoingMigration {
         );
       }
       // QEMU allows `cont` after a completed migration: the destination never ran (-S).
+      q?.prioritize(false);
       await q?.qmp.cont();
       this.guest.state = "running";
       this.guest.setOutgoing(null);

@@ -68,6 +68,7 @@ import {
   type QemuProcess,
   removeDirtyBitmap,
   removeNetMirror,
+  setLevel,
   startNbdServer,
   stopNbdServer,
 } from "../../qemu/index.ts";
@@ -419,8 +420,10 @@ export class SecVm {
       this.error = `service: ${e.message}`;
     });
     if (child.pid === undefined) throw new Error("the security VM's service did not start");
-    // In its cgroup before it starts anything (it waits for its configuration first).
+    // In its cgroup before it starts anything (it waits for its configuration first), and
+    // at the guests' priority: its monitors are bulk work, not the agent's control path.
     placeInCgroup(this.cgroup, child.pid);
+    setLevel(child.pid, "guest");
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`service not ready in ${READY_TIMEOUT_MS} ms`)),
