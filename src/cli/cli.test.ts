@@ -258,6 +258,12 @@ describe("up: clear errors before anything starts", () => {
   const cases: Array<[string, string[], number, RegExp]> = [
     ["testbed provider without a testbed", ["--provider", "testbed"], 2, /needs --testbed <id or folder>/],
     ["a testbed without the testbed provider", ["--testbed", "x"], 2, /go with --provider testbed/],
+    [
+      "openstack settings without the openstack provider",
+      ["--os-project", "x", "--agent-token-file", "/t"],
+      2,
+      /--os-auth-url, --os-project, .* go with --provider openstack/,
+    ],
     ["malformed policy parameter", ["--policy-param", "overloadUtilization=x"], 2, /expected name=number/],
     [
       "a testbed that is not up",

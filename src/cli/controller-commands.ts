@@ -31,7 +31,7 @@ export function registerController(program: Command): void {
     .description("start the controller and its dashboard (default: a simulated cloud)")
     .option(
       "--provider <name>",
-      "sim, testbed or openstack (openrc variables OS_* and NESTCLOUD_OPENSTACK_IMAGE)",
+      "sim, testbed or openstack (openrc variables OS_* in the env or --os-credentials)",
       choice("provider", PROVIDERS),
       "sim",
     )
@@ -43,6 +43,18 @@ export function registerController(program: Command): void {
     .option("--guests <n>", "guest VMs in the simulated cloud (first start only)")
     .option("--testbed <id|folder>", "the testbed to run on (testbed provider): its id or its state folder")
     .option("--testbed-root <dir>", "where testbed state folders live (as `testbed up --root`)")
+    .option("--os-auth-url <url>", "Keystone v3 URL (openstack provider; default $OS_AUTH_URL)")
+    .option("--os-project <name>", "the project to rent host VMs in (openstack; default $OS_PROJECT_NAME)")
+    .option(
+      "--os-credentials <file>",
+      "openrc-style file (mode 600) with OS_USERNAME, OS_PASSWORD, ... (openstack; never give a password as a flag)",
+    )
+    .option("--os-image <id>", "image the host VMs boot (openstack; default $NESTCLOUD_OPENSTACK_IMAGE)")
+    .option(
+      "--agent-token-file <file>",
+      "the host VMs' agents' token (openstack: guests run through them; default $NESTCLOUD_AGENT_TOKEN_FILE)",
+    )
+    .option("--agent-network <name>", "the Nova network the agents listen on (openstack; default the first)")
     .option("--interval <s>", "seconds between planning rounds (default 300 sim, 30 testbed)")
     .option(
       "--policy-param <name=value>",

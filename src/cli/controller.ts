@@ -43,6 +43,12 @@ export interface UpCliOptions {
   guests?: string;
   testbed?: string;
   testbedRoot?: string;
+  osAuthUrl?: string;
+  osProject?: string;
+  osCredentials?: string;
+  osImage?: string;
+  agentTokenFile?: string;
+  agentNetwork?: string;
   interval?: string;
   policyParam: string[];
   rolloutMaxAgeHours?: string;
@@ -75,6 +81,31 @@ export function rolloutOf(
   return undefined;
 }
 
+/** The openstack provider's flags given (none carries a secret: see providers/openstack/credentials.ts). */
+export function openStackFlagsOf(
+  o: Pick<
+    UpCliOptions,
+    "osAuthUrl" | "osProject" | "osCredentials" | "osImage" | "agentTokenFile" | "agentNetwork"
+  >,
+): {
+  authUrl?: string;
+  project?: string;
+  credentials?: string;
+  image?: string;
+  agentTokenFile?: string;
+  agentNetwork?: string;
+} {
+  const flags = {
+    authUrl: o.osAuthUrl,
+    project: o.osProject,
+    credentials: o.osCredentials,
+    image: o.osImage,
+    agentTokenFile: o.agentTokenFile,
+    agentNetwork: o.agentNetwork,
+  };
+  return Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+}
+
 /** Starts the controller and serves until SIGINT/SIGTERM, then says so in one line. */
 export async function up(o: UpCliOptions): Promise<void> {
   // commander has checked --provider and --log-format (choice); checked again for other callers.
@@ -87,6 +118,11 @@ export async function up(o: UpCliOptions): Promise<void> {
     );
   if (provider !== "testbed" && (o.testbed || o.testbedRoot))
     throw new UsageError("--testbed and --testbed-root go with --provider testbed");
+  const openstack = openStackFlagsOf(o);
+  if (provider !== "openstack" && Object.keys(openstack).length > 0)
+    throw new UsageError(
+      "--os-auth-url, --os-project, --os-credentials, --os-image, --agent-token-file and --agent-network go with --provider openstack",
+    );
   // Migrations between agents are orchestrated from here: its hops are on every instant
   // handover's pause, so it runs above the guests when it may (qemu/priority.ts).
   if (provider !== "sim") raiseControlPriority();
@@ -102,6 +138,7 @@ export async function up(o: UpCliOptions): Promise<void> {
     intervalSeconds: intOption("interval", o.interval, 1, 86400),
     testbed: o.testbed,
     testbedRoot: o.testbedRoot,
+    openstack,
     policyParams: policyParams(o.policyParam),
     // Checked now; a version counts as installed at the provider's clock when it starts.
     rollout: rolloutOf(o, 0) ? (now) => rolloutOf(o, now)! : undefined,

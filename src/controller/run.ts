@@ -17,8 +17,9 @@ import pino, { type Logger } from "pino";
 import { createPolicy, type RolloutPolicy, withRollingRejuvenation } from "../planner/index.ts";
 import {
   demoWorld,
+  type OpenStackFlags,
   OpenStackProvider,
-  openStackOptionsFromEnv,
+  openStackOptionsFrom,
   type Provider,
   ProviderError,
   SimProvider,
@@ -45,6 +46,8 @@ export interface UpOptions {
   readonly servers?: number;
   /** Planning interval on the provider's clock, s (default 300 sim, 30 testbed). */
   readonly intervalSeconds?: number;
+  /** The openstack provider's flags (no secrets: those come from the env or the credentials file). */
+  readonly openstack?: OpenStackFlags;
   /** The testbed to run on (testbed provider): its id, or its state folder. */
   readonly testbed?: string;
   /** Where testbed folders live (default: that of `nestcloud testbed up`). */
@@ -131,13 +134,22 @@ export async function runController(o: UpOptions): Promise<RunningController> {
       demoWorld({ speed: o.speed ?? 60, guests: o.guests, servers: o.servers }),
     );
   } else if (o.provider === "openstack") {
-    provider = await OpenStackProvider.open({
-      ...openStackOptionsFromEnv(process.env),
-      log: (msg) => log.info({ provider: "openstack" }, msg),
-    }).catch(async (e) => {
-      await store.close();
-      throw e;
-    });
+    const flags = o.openstack ?? {};
+    provider = await Promise.resolve()
+      .then(() => {
+        const opts = openStackOptionsFrom(flags, process.env);
+        // Guests' definitions in the store, per project (as the testbed's are per testbed).
+        const key = `openstack-guests:${opts.authUrl} ${opts.projectDomain}/${opts.projectName}`;
+        return OpenStackProvider.open({
+          ...opts,
+          ...(opts.agents ? { agents: { ...opts.agents, guestStore: storeBackedState(ctl, key) } } : {}),
+          log: (msg) => log.info({ provider: "openstack" }, msg),
+        });
+      })
+      .catch(async (e) => {
+        await store.close();
+        throw e;
+      });
   } else {
     if (!o.testbed) {
       throw new ProviderError(

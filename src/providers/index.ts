@@ -2,7 +2,13 @@ export type { AgentDirectory, AgentHost } from "./agents/directory.ts";
 export { AgentGuestPlane } from "./agents/plane.ts";
 export { composeProvider } from "./compose.ts";
 export { MIPS_PER_CORE as TESTBED_MIPS_PER_CORE } from "./machine.ts";
-export { OpenStackProvider, openStackOptionsFromEnv } from "./openstack/provider.ts";
+export {
+  type OpenStackFlags,
+  openStackOptionsFromEnv,
+  openStackSettings,
+  parseOpenrc,
+} from "./openstack/credentials.ts";
+export { OpenStackProvider, openStackOptionsFrom } from "./openstack/provider.ts";
 export { OpenStackRental, type OpenStackRentalOptions } from "./openstack/rental.ts";
 export * from "./placement/index.ts";
 export { DEMO_HOST_VM_TYPE, type DemoOptions, demoWorld } from "./sim/demo.ts";

@@ -8,6 +8,15 @@
  * is BUILD with an empty hostId until the fake's scheduler places it; then ACTIVE with
  * hostId = sha224(project_id + host) (hex), so equal ids mean one host within a project and
  * ids differ across projects. Admin-side helpers place, migrate and expire tokens.
+ *
+ * For guests on the rented host VMs (nestcloud's agents in them), a fake cloud can also be
+ * given `slots` (where its "instances" really run: a testbed host VM each, with the address
+ * and port of its agent) and `poolAgents` (each host's nestcloud server agent). Placing a
+ * server on a host then takes a free slot there: the server gets the slot's fixed address in
+ * `addresses` and its agent's port in metadata `nestcloud-agent-port` (what the image's
+ * first-boot script would publish), and the catalog lists a `nestcloud-pool` service whose
+ * GET /pool/v1/hosts/{hostId} names the server agent behind one of the project's hostIds
+ * (the cooperating cloud's shared memory pool; 404 for hostIds of other projects).
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -28,6 +37,7 @@ interface Project {
 }
 interface FakeServer {
   id: string;
+  slot: FakeSlot | undefined;
   name: string;
   project: string;
   flavorId: string;
@@ -39,7 +49,20 @@ interface FakeServer {
   updated: string;
 }
 
+export interface FakeSlot {
+  readonly host: string;
+  readonly network: string;
+  readonly address: string;
+  readonly agentPort: number;
+  /** Who knows the slot (tests): e.g. the testbed's "a/a1". */
+  readonly label: string;
+}
+
 export interface FakeOpenStackOptions {
+  /** Where placed servers run (see the file's comment); none: servers have no addresses. */
+  slots?: FakeSlot[];
+  /** host -> the URL of its nestcloud server agent (the pool service's answers). */
+  poolAgents?: Record<string, string>;
   hosts: string[];
   projects: { id: string; name: string; domain?: string; instances?: number }[];
   users: { name: string; password: string; domain?: string; projects: string[] }[];
@@ -105,9 +128,20 @@ export class FakeOpenStack {
     for (const s of this.servers) {
       if (s.status !== "BUILD") continue;
       s.host = host ?? this.o.hosts[this.nextHost++ % this.o.hosts.length];
+      if (this.o.slots) {
+        const slot = this.o.slots.find((x) => x.host === s.host && !this.servers.some((y) => y.slot === x));
+        if (!slot) throw new Error(`no free slot on host ${s.host}`);
+        s.slot = slot;
+        s.metadata["nestcloud-agent-port"] = String(slot.agentPort);
+      }
       s.status = "ACTIVE";
       s.updated = this.stamp();
     }
+  }
+
+  /** The slot a server runs in (tests: which testbed host VM it is). */
+  slotOf(serverId: string): FakeSlot | undefined {
+    return this.servers.find((x) => x.id === serverId)?.slot;
   }
 
   /** A live migration by the operator (hostId changes; the user is not told otherwise). */
@@ -138,6 +172,8 @@ export class FakeOpenStack {
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     const body = await readBody(req);
     if (url.pathname === "/identity/v3/auth/tokens" && req.method === "POST") return this.auth(body, res);
+    const pool = /^\/pool\/v1\/hosts\/([^/]+)$/.exec(url.pathname);
+    if (pool && this.o.poolAgents && req.method === "GET") return this.poolHost(req, pool[1]!, res);
     const m = /^\/compute\/v2\.1(\/.*)$/.exec(url.pathname);
     if (!m)
       return json(res, 404, { itemNotFound: { code: 404, message: "The resource could not be found." } });
@@ -173,6 +209,22 @@ export class FakeOpenStack {
       }
     }
     return json(res, 404, { itemNotFound: { code: 404, message: "The resource could not be found." } });
+  }
+
+  private poolHost(req: IncomingMessage, hostId: string, res: ServerResponse) {
+    const tok = this.tokens.get(String(req.headers["x-auth-token"] ?? ""));
+    if (!tok || tok.expired)
+      return json(res, 401, {
+        error: {
+          code: 401,
+          title: "Unauthorized",
+          message: "The request you have made requires authentication.",
+        },
+      });
+    // Only the hostIds of the token's project resolve: another project's ids say nothing.
+    const host = Object.keys(this.o.poolAgents ?? {}).find((h) => hostIdOf(tok.project, h) === hostId);
+    if (!host) return json(res, 404, { itemNotFound: { code: 404, message: `No host ${hostId}` } });
+    json(res, 200, { host: { hostId, agent_url: this.o.poolAgents![host] } });
   }
 
   private auth(body: unknown, res: ServerResponse) {
@@ -219,6 +271,15 @@ export class FakeOpenStack {
               { interface: "internal", region: "RegionOne", url: `${this.url}/internal-compute/v2.1` },
             ],
           },
+          ...(this.o.poolAgents
+            ? [
+                {
+                  type: "nestcloud-pool",
+                  name: "nestcloud-pool",
+                  endpoints: [{ interface: "public", region: "RegionOne", url: `${this.url}/pool/v1` }],
+                },
+              ]
+            : []),
         ],
       },
     });
@@ -292,6 +353,7 @@ export class FakeOpenStack {
         ),
       ) as Record<string, string>,
       host: undefined,
+      slot: undefined,
       status: "BUILD",
       created: now,
       updated: now,
@@ -317,7 +379,18 @@ export class FakeOpenStack {
       metadata: s.metadata,
       created: s.created,
       updated: s.updated,
-      addresses: {},
+      addresses: s.slot
+        ? {
+            [s.slot.network]: [
+              {
+                addr: s.slot.address,
+                version: 4,
+                "OS-EXT-IPS:type": "fixed",
+                "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01",
+              },
+            ],
+          }
+        : {},
       links: [],
     };
   }

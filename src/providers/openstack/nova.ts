@@ -35,6 +35,25 @@ export interface NovaServer {
   readonly created: string;
   readonly updated: string;
   readonly metadata: Readonly<Record<string, string>>;
+  /** Its addresses by network name, as Nova lists them (fixed and floating, v4 and v6). */
+  readonly addresses: Readonly<Record<string, readonly NovaAddress[]>>;
+}
+
+export interface NovaAddress {
+  readonly addr: string;
+  readonly version: 4 | 6;
+  /** "fixed" or "floating" (OS-EXT-IPS:type); undefined when Nova does not say. */
+  readonly type: string | undefined;
+}
+
+/**
+ * A physical host's nestcloud server agent, as the cloud's pool service names it for one of
+ * the project's hostIds (see NovaClient.poolHost).
+ */
+export interface PoolHost {
+  readonly hostId: string;
+  /** The server agent (memory pool, handover broker), http(s)://... */
+  readonly agentUrl: string;
 }
 
 export interface NovaFlavor {
@@ -47,11 +66,20 @@ export interface NovaFlavor {
   readonly disk: number;
 }
 
+/**
+ * The catalog's service type of the physical hosts' shared-memory pool (nestcloud's server
+ * agents), which a cloud that offers co-resident VMs a shared pool would register: GET
+ * {url}/hosts/{hostId} names the server agent of the host behind one of the project's hostIds.
+ */
+export const POOL_SERVICE_TYPE = "nestcloud-pool";
+
 const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
 const MAX_PAGES = 1000;
 
 export class NovaClient {
-  private token: { value: string; projectId: string; computeUrl: string } | undefined;
+  private token:
+    | { value: string; projectId: string; computeUrl: string; poolUrl: string | undefined }
+    | undefined;
 
   constructor(
     private readonly creds: OpenStackCredentials,
@@ -88,17 +116,59 @@ export class NovaClient {
       };
     };
     const projectId = body?.token?.project?.id;
-    const compute = body?.token?.catalog?.find((s) => s.type === "compute");
-    const ep = compute?.endpoints?.find(
-      (e) => e.interface === (c.interface ?? "public") && (c.region === undefined || e.region === c.region),
-    );
+    const pick = (type: string) =>
+      body?.token?.catalog
+        ?.find((s) => s.type === type)
+        ?.endpoints?.find(
+          (e) =>
+            e.interface === (c.interface ?? "public") && (c.region === undefined || e.region === c.region),
+        );
+    const ep = pick("compute");
+    const pool = pick(POOL_SERVICE_TYPE);
     if (!value || typeof projectId !== "string" || typeof ep?.url !== "string")
       throw new ProviderError(
         "unavailable",
         "Keystone's token lacks X-Subject-Token, a project scope or a compute endpoint in its catalog",
       );
-    this.token = { value, projectId, computeUrl: ep.url.replace(/\/$/, "") };
+    this.token = {
+      value,
+      projectId,
+      computeUrl: ep.url.replace(/\/$/, ""),
+      poolUrl: typeof pool?.url === "string" ? pool.url.replace(/\/$/, "") : undefined,
+    };
     return this.token;
+  }
+
+  /** The pool service's URL from the catalog; undefined when this cloud offers none. */
+  async poolUrl(): Promise<string | undefined> {
+    return (await this.auth()).poolUrl;
+  }
+
+  /** The server agent behind one of this project's hostIds; undefined when the pool service does not know it. */
+  async poolHost(hostId: string): Promise<PoolHost | undefined> {
+    if (!/^[0-9a-f]{56}$/.test(hostId))
+      throw new ProviderError("invalid", `not a hostId: ${hostId.slice(0, 80)}`);
+    let t = await this.auth();
+    if (!t.poolUrl)
+      throw new ProviderError(
+        "unavailable",
+        `the cloud's catalog has no ${POOL_SERVICE_TYPE} service: guests need each host's server agent (shared memory pool)`,
+      );
+    let res = await this.fetch("GET", `${t.poolUrl}/hosts/${hostId}`, t.value);
+    if (res.status === 401) {
+      t = await this.auth(true);
+      res = await this.fetch("GET", `${t.poolUrl}/hosts/${hostId}`, t.value);
+    }
+    if (res.status === 404) return undefined;
+    if (res.status !== 200)
+      throw this.failure(`asking the pool service for host ${hostId.slice(0, 12)}`, res);
+    const url = (res.body as { host?: { agent_url?: unknown } })?.host?.agent_url;
+    if (typeof url !== "string" || !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(url) || url.length > 2048)
+      throw new ProviderError(
+        "unavailable",
+        `the pool service's answer for ${hostId.slice(0, 12)} has no agent_url`,
+      );
+    return { hostId, agentUrl: url.replace(/\/$/, "") };
   }
 
   /** A compute call with the token; re-authenticates once when the token was refused. */
@@ -258,5 +328,27 @@ function toServer(raw: unknown): NovaServer {
       string,
       string
     >,
+    addresses: toAddresses(s.addresses),
   };
+}
+
+/** Nova's addresses ({network: [{addr, version, "OS-EXT-IPS:type"}]}), malformed entries dropped. */
+function toAddresses(raw: unknown): Record<string, NovaAddress[]> {
+  if (!raw || typeof raw !== "object") return {};
+  const out: Record<string, NovaAddress[]> = {};
+  for (const [net, list] of Object.entries(raw as Record<string, unknown>).slice(0, 64)) {
+    if (!Array.isArray(list)) continue;
+    out[net] = list.slice(0, 64).flatMap((a: Record<string, unknown>) =>
+      a && typeof a.addr === "string" && a.addr.length <= 64 && (a.version === 4 || a.version === 6)
+        ? [
+            {
+              addr: a.addr,
+              version: a.version,
+              type: typeof a["OS-EXT-IPS:type"] === "string" ? (a["OS-EXT-IPS:type"] as string) : undefined,
+            },
+          ]
+        : [],
+    );
+  }
+  return out;
 }

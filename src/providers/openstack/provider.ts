@@ -1,21 +1,22 @@
 /**
  * An OpenStack project as a provider (`nestcloud up --provider openstack`): host VMs rented
- * through Nova (OpenStackRental), placement discovered from Nova's per-project hostIds.
- * Credentials come from the usual openrc variables (OS_AUTH_URL, OS_USERNAME, OS_PASSWORD,
- * OS_USER_DOMAIN_NAME, OS_PROJECT_NAME, OS_PROJECT_DOMAIN_NAME, OS_INTERFACE, OS_REGION_NAME)
- * and the image the host VMs boot from NESTCLOUD_OPENSTACK_IMAGE.
- *
- * Not yet: guests on these host VMs. They would need nestcloud's agents in each instance
- * (an AgentDirectory from Nova's addresses) and an L0-shared memory pool for instant
- * handovers; until then the data plane holds no guests and refuses guest operations.
+ * through Nova (OpenStackRental), placement discovered from Nova's per-project hostIds, and,
+ * given the agents' token, guests on those host VMs through nestcloud's agents (the agent
+ * data plane, the same as on a testbed) found from Nova's fields (directory.ts).
+ * Without an agent token the provider rents and places host VMs but holds no guests.
  */
+import { readFileSync, statSync } from "node:fs";
+import { readToken } from "../../agent/index.ts";
+import { AgentGuestPlane } from "../agents/plane.ts";
 import { composeProvider } from "../compose.ts";
 import { PlacementDiscovery } from "../placement/discovery.ts";
-import { type GuestDataPlane, type Provider, ProviderError } from "../types.ts";
-import { OpenStackRental, type OpenStackRentalOptions } from "./rental.ts";
+import { type GuestDataPlane, type Provider, ProviderError, type StateStore } from "../types.ts";
+import { type OpenStackFlags, openStackSettings, parseOpenrc } from "./credentials.ts";
+import { type AgentAddressOptions, NovaAgentDirectory } from "./directory.ts";
+import { isHostVmServer, OpenStackRental, type OpenStackRentalOptions } from "./rental.ts";
 
 const NO_GUESTS =
-  "guests on OpenStack host VMs are not supported yet (they need nestcloud's agents inside the instances)";
+  "this openstack provider holds no guests: start it with the host-VM agents' token (--agent-token-file) to run guests through them";
 
 /** A data plane with no guests: renting and placement work, guest operations are refused. */
 function noGuestPlane(): GuestDataPlane {
@@ -35,38 +36,143 @@ function noGuestPlane(): GuestDataPlane {
   };
 }
 
-/** The rental's options from openrc-style variables; names the first one missing. */
-export function openStackOptionsFromEnv(env: NodeJS.ProcessEnv): OpenStackRentalOptions {
-  const need = (k: string): string => {
-    const v = env[k];
-    if (!v) throw new ProviderError("invalid", `the openstack provider needs ${k} (source your openrc file)`);
-    return v;
+export interface OpenStackProviderOptions extends OpenStackRentalOptions {
+  /** The host-VM and server agents' bearer token: with it, guests run through the agents. */
+  readonly agents?: AgentAddressOptions & {
+    readonly token: string;
+    /** Where the guests' definitions are kept (the controller's store); default: memory. */
+    readonly guestStore?: StateStore;
+    /** How often the agents' addresses are re-read from Nova (default 3 s). */
+    readonly refreshMs?: number;
   };
-  const iface = env.OS_INTERFACE;
-  if (iface !== undefined && iface !== "public" && iface !== "internal" && iface !== "admin")
-    throw new ProviderError("invalid", `OS_INTERFACE: expected public, internal or admin, got ${iface}`);
-  return {
-    authUrl: need("OS_AUTH_URL"),
-    username: need("OS_USERNAME"),
-    password: need("OS_PASSWORD"),
-    userDomain: env.OS_USER_DOMAIN_NAME ?? "Default",
-    projectName: need("OS_PROJECT_NAME"),
-    projectDomain: env.OS_PROJECT_DOMAIN_NAME ?? "Default",
-    interface: iface,
-    region: env.OS_REGION_NAME,
-    imageRef: need("NESTCLOUD_OPENSTACK_IMAGE"),
-  };
+  readonly discoveryIntervalMs?: number;
+  readonly log?: (msg: string) => void;
+}
+
+/** Says which party failed and how, for a start that cannot go on. */
+function explain(e: unknown, o: OpenStackRentalOptions): never {
+  const msg = (e as Error).message;
+  if (!(e instanceof ProviderError)) throw e;
+  if (/auth\/tokens: (fetch failed|.*abort|.*timeout)/i.test(msg))
+    throw new ProviderError("unavailable", `Keystone at ${o.authUrl} is unreachable (${msg})`);
+  if (/authenticating with Keystone: 401/.test(msg))
+    throw new ProviderError(
+      "unavailable",
+      `Keystone at ${o.authUrl} refused user ${o.username} (domain ${o.userDomain}) for project ${o.projectName}: ${msg}`,
+    );
+  if (/authenticating with Keystone/.test(msg))
+    throw new ProviderError("unavailable", `Keystone at ${o.authUrl} refused the request: ${msg}`);
+  if (/fetch failed|abort|timeout/i.test(msg))
+    throw new ProviderError("unavailable", `Nova (from Keystone's catalog) is unreachable: ${msg}`);
+  throw new ProviderError(e.code, `Nova refused: ${msg}`);
+}
+
+/**
+ * The provider's options from `up`'s flags, its credentials file and the environment: the
+ * file must be its owner's alone (it holds a password), the agents' token is read from its file.
+ */
+export function openStackOptionsFrom(
+  flags: OpenStackFlags,
+  env: Readonly<Record<string, string | undefined>>,
+  guestStore?: StateStore,
+): OpenStackProviderOptions {
+  let file: Record<string, string> = {};
+  if (flags.credentials) {
+    let text: string;
+    try {
+      const mode = statSync(flags.credentials).mode & 0o777;
+      if (mode & 0o077)
+        throw new Error(`readable by others (mode ${mode.toString(8)}); chmod 600 it: it holds a password`);
+      text = readFileSync(flags.credentials, "utf8");
+    } catch (e) {
+      throw new ProviderError("invalid", `--os-credentials ${flags.credentials}: ${(e as Error).message}`);
+    }
+    file = parseOpenrc(text, flags.credentials);
+  }
+  const { agentTokenFile, agentNetwork, ...rental } = openStackSettings(env, flags, file);
+  if (!agentTokenFile) return rental;
+  let token: string;
+  try {
+    token = readToken(agentTokenFile);
+  } catch (e) {
+    throw new ProviderError("invalid", `--agent-token-file: ${(e as Error).message}`);
+  }
+  return { ...rental, agents: { token, guestStore, ...(agentNetwork ? { network: agentNetwork } : {}) } };
 }
 
 export const OpenStackProvider = {
-  async open(
-    o: OpenStackRentalOptions & { discoveryIntervalMs?: number; log?: (msg: string) => void },
-  ): Promise<Provider> {
+  async open(o: OpenStackProviderOptions): Promise<Provider> {
+    const log = o.log ?? (() => {});
     const rental = new OpenStackRental(o);
-    await rental.describe(); // authenticates now: wrong credentials fail at start, clearly
-    const discovery = new PlacementDiscovery(rental, { intervalMs: o.discoveryIntervalMs, log: o.log });
+    // Authenticates and lists now: wrong credentials or an unreachable cloud fail at start.
+    try {
+      await rental.describe();
+      await rental.hostVms();
+    } catch (e) {
+      explain(e, o);
+    }
+    let plane: GuestDataPlane = noGuestPlane();
+    let directory: NovaAgentDirectory | undefined;
+    if (o.agents) {
+      const project = await rental.nova.projectId();
+      if ((await rental.nova.poolUrl()) === undefined)
+        throw new ProviderError(
+          "unavailable",
+          "Keystone's catalog lists no nestcloud-pool service: guests need the hosts' server agents (shared memory pool)",
+        );
+      directory = new NovaAgentDirectory(
+        rental.nova,
+        isHostVmServer,
+        o.agents.token,
+        `openstack project ${o.projectName}`,
+        `openstack project ${project} at ${o.authUrl}`,
+        { ...o.agents, log },
+      );
+      await directory.refresh();
+      directory.start(o.agents.refreshMs ?? 3000);
+      plane = await AgentGuestPlane.open(
+        directory,
+        o.agents.guestStore ?? memoryStore(),
+        () => rental.now(),
+        log,
+      );
+    }
+    // Placement from Nova's hostIds (and the plane's completed handovers): hostId is Nova's own
+    // word within a project, so no co-residency probes or trial guests are spent on it.
+    const discovery = new PlacementDiscovery(rental, {
+      plane: o.agents ? plane : undefined,
+      intervalMs: o.discoveryIntervalMs,
+      log,
+    });
     await discovery.refresh();
     discovery.start();
-    return composeProvider("openstack", rental, noGuestPlane(), discovery, o.log);
+    const provider = composeProvider("openstack", rental, plane, discovery, log);
+    if (!directory) return provider;
+    const dir = directory;
+    return {
+      ...provider,
+      // A host VM Nova just made is reachable once the directory has read its address.
+      async acquireHostVm(type, server) {
+        const h = await provider.acquireHostVm(type, server);
+        void dir.refresh().catch(() => {});
+        return h;
+      },
+      async close() {
+        await dir.stop();
+        await provider.close();
+      },
+    };
   },
 };
+
+function memoryStore(): StateStore {
+  let text: string | undefined;
+  return {
+    async load() {
+      return text;
+    },
+    async save(json) {
+      text = json;
+    },
+  };
+}

@@ -27,6 +27,9 @@ export interface OpenStackRentalOptions extends OpenStackCredentials {
 
 const TAG = { key: "nestcloud", value: "host-vm" };
 
+/** A server this rental made (tagged nestcloud=host-vm); others in the project are left alone. */
+export const isHostVmServer = (s: NovaServer): boolean => s.metadata[TAG.key] === TAG.value;
+
 function stateOf(status: string): HostVmState {
   switch (status) {
     case "ACTIVE":
@@ -99,7 +102,7 @@ export class OpenStackRental implements HostVmRental {
   }
 
   private async ours(): Promise<NovaServer[]> {
-    return (await this.nova.servers()).filter((s) => s.metadata[TAG.key] === TAG.value);
+    return (await this.nova.servers()).filter(isHostVmServer);
   }
 
   private view(s: NovaServer): ProviderHostVm {
