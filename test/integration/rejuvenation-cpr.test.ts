@@ -122,7 +122,14 @@ test("in place by cpr-transfer, the agent killed before g1's new QEMU received i
   const g1 = r.out.moves.find((m) => m.guestId === "g1")!;
   assert.equal(g1.outcome, "stayed", `g1 kept by its old QEMU: ${g1.error}`);
   for (const m of r.out.moves) assert.notEqual(m.outcome, "unknown", `${m.guestId}: ${m.error}`);
-  const after = await b.client("a", "h1").status();
+  // The supervisor starts its successor (the run may end before it answers).
+  let after: Awaited<ReturnType<ReturnType<typeof b.client>["status"]>> | undefined;
+  for (let i = 0; i < 120 && !after; i++)
+    after = await b
+      .client("a", "h1")
+      .status()
+      .catch(() => sleep(500).then(() => undefined));
+  assert.ok(after, "the agent answers again");
   assert.notEqual(after.pid, agentBefore, "the supervisor restarted the agent");
   for (let i = 0; i < 120 && (alive(victim) || GUESTS.some((g) => qemuPidsOf(b, g).length !== 1)); i++)
     await sleep(500);

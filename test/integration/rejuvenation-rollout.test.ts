@@ -2,7 +2,8 @@
 // a (host VMs h1, h2) and b (h1), guest g1 on a-h1 and g2 on b-h1, each busy with the
 // write-and-verify workload. The controller runs `--rollout-version v2 --rollout-mode in-place`
 // with the cloud automatic (the guests themselves manual, spares kept, nothing drained: only
-// the rollout acts). It is killed (SIGKILL) while its first renewal runs and restarted on the
+// the rollout acts). It is killed (SIGKILL) while its first renewal runs (past its start:
+// new QEMUs starting, switching or the agent restarting) and restarted on the
 // same data dir: the journal's action for it ends failed ("lost track"), the rollout takes the
 // host VM up again (the version's installation time is kept in the store, so what was renewed
 // stays renewed) and renews every host VM exactly once more, one server at a time. Afterwards
@@ -91,14 +92,21 @@ test("rolling rejuvenation from the controller, killed mid-rollout and restarted
   ctl = await startControllerProcess(args, 90_000);
   assert.equal((await api(ctl, "PUT", "/api/settings", { automation: "automatic" })).status, 200);
   const first = ctl;
+  // Killed once the renewal is under way (its guests' new QEMUs starting, or later): the
+  // journal has its provider id and a step past the start.
   const killed = await until(
-    "the rollout's first renewal to run",
-    async () => (await renewals(first)).find((a) => a.status === "running"),
-    120_000,
+    "the rollout's first renewal to be under way",
+    async () =>
+      (await renewals(first)).find(
+        (a) => a.status === "running" && a.progress !== undefined && a.progress.step !== "starting",
+      ),
+    180_000,
     100,
   );
   await killHard(first);
-  t.diagnostic(`killed at ${((Date.now() - t0) / 1000).toFixed(1)} s, renewing ${killed.hostVm}`);
+  t.diagnostic(
+    `killed at ${((Date.now() - t0) / 1000).toFixed(1)} s, renewing ${killed.hostVm} (${killed.progress?.step})`,
+  );
 
   ctl = await startControllerProcess(args, 90_000);
   const c = ctl;
