@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import pino from "pino";
-import { type RunningController, runController } from "../src/controller/index.ts";
+import { durableRollout, openStore, type RunningController, runController } from "../src/controller/index.ts";
 import { demoWorld, SimProvider } from "../src/providers/index.ts";
 import { until } from "./support/controller-process.ts";
 
@@ -120,4 +120,30 @@ test("a version rolled out by the controller: every host VM renewed once, one at
   const guests = await second.store.repos.guests.list();
   assert.equal(guests.length, 8);
   for (const g of guests) assert.ok(g.hostVm, `${g.id} has no host VM`);
+});
+
+test("a version's installation time is the one the store first recorded (a restarted controller keeps it)", async () => {
+  const store = await openStore("sqlite::memory:");
+  try {
+    const v = (version: string, installedAt: number) =>
+      ({ kind: "version", version, installedAt, mode: "in-place" }) as const;
+    assert.equal(
+      ((await durableRollout(store, v("qemu-10.1", 100))) as { installedAt: number }).installedAt,
+      100,
+    );
+    // A restart later on: the first record holds.
+    assert.equal(
+      ((await durableRollout(store, v("qemu-10.1", 500))) as { installedAt: number }).installedAt,
+      100,
+    );
+    // Another version is its own rollout.
+    assert.equal(
+      ((await durableRollout(store, v("qemu-10.2", 700))) as { installedAt: number }).installedAt,
+      700,
+    );
+    const age = { kind: "max-age", maxAgeSeconds: 3600, mode: "evacuate" } as const;
+    assert.deepEqual(await durableRollout(store, age), age);
+  } finally {
+    await store.close();
+  }
 });

@@ -6,8 +6,9 @@
  *             handover to itself: x-ignore-shared, only device state moves), then the agent
  *             is restarted by its supervisor and adopts the new QEMUs;
  *   evacuate: every guest moves by instant handover to another host VM of the same server
- *             (a spare), the emptied host VM's agent is restarted (its replacement), and the
- *             guests move back if asked.
+ *             (a spare), the emptied host VM is replaced (released and re-rented through the
+ *             caller's `replace`, whose fresh agent is checked; without it, its agent is
+ *             restarted), and the guests move back to it if asked.
  *
  * Both move all guests as one wave: every destination QEMU is started first (a few at a
  * time: starting QEMU costs CPU, ~0.3-0.4 s each under TCG), and only once all are listening
@@ -38,6 +39,13 @@ export interface RejuvenateRequest extends RejuvenationLimits {
   spare?: AgentEndpoint;
   /** evacuate: move the guests back once the host VM is renewed. Default true. */
   returnGuests?: boolean;
+  /**
+   * evacuate: replaces the emptied host VM (the rental releases it and rents one in its place
+   * on the same server) and answers the replacement, whose agent is then restarted as a fresh
+   * VM's boots (on a testbed the slice is re-rented, not rebooted). Called only once every
+   * guest left: a guest that stayed keeps the host VM, whose agent is restarted instead.
+   */
+  replace?: () => Promise<AgentEndpoint>;
   /** Restart the host VM's agent (default true). */
   restartAgent?: boolean;
   onProgress?: (p: RejuvenationProgress) => void;
@@ -52,6 +60,7 @@ export type RejuvenationStep =
   | "guest-stayed"
   | "restarting-agent"
   | "agent-restarted"
+  | "replacing"
   | "returning"
   | "done";
 
@@ -111,6 +120,8 @@ export interface RejuvenationReport {
   out: Wave;
   back: Wave | null;
   agent: AgentRestart | null;
+  /** evacuate with `replace`: the host VM that took the old one's place (where guests went back). */
+  replacement: AgentEndpoint | null;
   maxPauseMs: number | null;
   medianPauseMs: number | null;
   bytesMoved: number;
@@ -193,6 +204,7 @@ export class Rejuvenator {
     let out: Wave;
     let back: Wave | null = null;
     let agent: AgentRestart | null = null;
+    let replacement: AgentEndpoint | null = null;
     if (req.mode === "in-place") {
       out = await this.wave(req, guests, req.hostVm, req.hostVm, true);
       if (req.restartAgent !== false)
@@ -205,11 +217,18 @@ export class Rejuvenator {
       if (req.spare.server !== req.hostVm.server)
         throw new Error(`spare ${where(req.spare)} is not on ${req.hostVm.server}: no instant handover`);
       out = await this.wave(req, guests, req.hostVm, req.spare, false);
-      if (req.restartAgent !== false) agent = await this.restartAgent(req, []);
+      let home = req.hostVm;
+      // Replaced only when empty: a guest that stayed (its move failed) keeps its host VM.
+      if (req.replace && out.moves.every((m) => m.outcome === "moved")) {
+        req.onProgress?.({ step: "replacing", settled: 0, of: 1 });
+        replacement = await req.replace();
+        home = replacement;
+      }
+      if (req.restartAgent !== false) agent = await this.restartAgent({ ...req, hostVm: home }, []);
       if (req.returnGuests !== false) {
         const moved = out.moves.filter((m) => m.outcome === "moved").map((m) => m.guestId);
         req.onProgress?.({ step: "returning", settled: 0, of: moved.length });
-        back = await this.wave(req, moved, req.spare, req.hostVm, false);
+        back = await this.wave(req, moved, req.spare, home, false);
       }
     }
     const all = [...out.moves, ...(back?.moves ?? [])];
@@ -229,6 +248,7 @@ export class Rejuvenator {
       out,
       back,
       agent,
+      replacement,
       maxPauseMs: pauses.length ? Math.max(...pauses) : null,
       medianPauseMs: median(pauses),
       bytesMoved: all.reduce((s, m) => s + m.transferredBytes, 0),

@@ -233,6 +233,9 @@ interface RejuvenateAction {
     totalMs: number;
     bytesMoved: number;
     agentRestartMs: number | null;
+    replacement?: string | null;
+    spareAcquired?: boolean;
+    spareReleased?: boolean;
   };
 }
 
@@ -261,7 +264,12 @@ export async function watchRejuvenation(o: ClientOptions, hostVm: string, plan: 
           `${hostVm} rejuvenated by ${r.mechanism} (${r.qemu})${r.spare ? ` through ${r.spare}` : ""}: ` +
             `max pause ${fmtMs(r.maxPauseMs)}, median ${fmtMs(r.medianPauseMs)}, switchovers ${fmtMs(r.switchMs)}, ` +
             `destinations started in ${fmtMs(r.prepareMs)}, agent restarted in ${fmtMs(r.agentRestartMs)}, ` +
-            `total ${fmtMs(r.totalMs)}, ${r.bytesMoved} bytes moved\n`,
+            `total ${fmtMs(r.totalMs)}, ${r.bytesMoved} bytes moved` +
+            (r.replacement ? `; replaced by ${r.replacement}` : "") +
+            (r.spareAcquired
+              ? `; spare ${r.spare} rented for it${r.spareReleased ? " and released" : ""}`
+              : "") +
+            "\n",
         );
         await show(
           { ...o, output: "table" },

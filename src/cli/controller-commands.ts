@@ -139,11 +139,13 @@ export function registerController(program: Command): void {
         choice("mode", REJUVENATION_MODES),
         "in-place",
       )
+      .option("--no-move-back", "evacuate: leave the guests on the spare (the renewed host VM becomes one)")
       .option("--no-wait", "print the plan and return at once"),
   ).action(async (id, o) => {
     const { api, show, watchRejuvenation } = await load();
     const accepted = (await api(o, "POST", `/api/hostvms/${encodeURIComponent(id)}/rejuvenate`, {
       mode: o.mode,
+      ...(o.moveBack === false ? { moveBack: false } : {}),
     })) as { plan: number };
     if (o.wait === false) return show(o, [accepted], ["plan"]);
     await watchRejuvenation(o, id, accepted.plan);

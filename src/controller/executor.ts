@@ -184,7 +184,11 @@ export class Executor {
       return; // after the migrations that involve it
     await this.journal(planId, a.idx, { status: "running", startedAt: snap.now });
     try {
-      const r = await this.provider.rejuvenate(p.hostVm, p.mode ?? "in-place");
+      const r = await this.provider.rejuvenate(
+        p.hostVm,
+        p.mode ?? "in-place",
+        p.moveBack === false ? { moveBack: false } : {},
+      );
       await this.journal(planId, a.idx, {
         payload: { ...p, rejuvenation: r.id, progress: { step: r.step, settled: r.settled, of: r.of } },
       });

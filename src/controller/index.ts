@@ -24,6 +24,7 @@ export { type CloudEvent, EventBus } from "./events.ts";
 export type { Automation } from "./reconciler.ts";
 export {
   ADMIN_TOKEN_FILE,
+  durableRollout,
   type RunningController,
   runController,
   storeBackedState,

@@ -93,6 +93,22 @@ export function storeBackedState(
   };
 }
 
+/**
+ * A version rollout's installation time as the store first recorded it: a controller that
+ * restarts (or a follower that takes over) mid-rollout keeps renewing only the hypervisors
+ * started before the version came, not again those it renewed already.
+ */
+export async function durableRollout(store: Store, p: RolloutPolicy): Promise<RolloutPolicy> {
+  if (p.kind !== "version") return p;
+  const key = `rollout:version:${p.version}`;
+  const saved = await store.repos.providerState.load(key);
+  const at = saved ? (JSON.parse(saved) as { installedAt?: unknown }).installedAt : undefined;
+  if (typeof at === "number" && Number.isFinite(at)) return { ...p, installedAt: at };
+  // Before leadership: a plain first record (two controllers starting together agree to seconds).
+  await store.repos.providerState.save(key, JSON.stringify({ installedAt: p.installedAt }), 0);
+  return p;
+}
+
 export const ADMIN_TOKEN_FILE = "admin-token";
 
 /**
@@ -177,7 +193,9 @@ export async function runController(o: UpOptions): Promise<RunningController> {
   controller = new Controller({
     store,
     provider,
-    policy: o.rollout ? withRollingRejuvenation(policy, o.rollout(provider.now())) : policy,
+    policy: o.rollout
+      ? withRollingRejuvenation(policy, await durableRollout(store, o.rollout(provider.now())))
+      : policy,
     log,
     // Real time on a testbed: a round every 30 s keeps up with load changes you cause by hand.
     intervalSeconds: o.intervalSeconds ?? (provider.name === "testbed" ? 30 : 300),

@@ -73,7 +73,20 @@ export function composeProvider(
     cancelMigration: (id) => plane.cancelMigration(id),
     ...(plane.rejuvenate && plane.rejuvenation
       ? {
-          rejuvenate: (hostVm, mode) => plane.rejuvenate!(hostVm, mode),
+          // The plane replaces a renewed host VM and rents a spare through the rental.
+          rejuvenate: (hostVm, mode, opts) =>
+            plane.rejuvenate!(hostVm, mode, {
+              ...opts,
+              renewal: {
+                acquire: async (type, server) => (await rental.acquireHostVm(type, server)).id,
+                release: (id) => rental.releaseHostVm(id),
+                async typeOf(id) {
+                  const h = (await rental.hostVms()).find((x) => x.id === id);
+                  if (!h) throw new ProviderError("not-found", `no host VM ${id}`);
+                  return h.type;
+                },
+              },
+            }),
           rejuvenation: (id) => plane.rejuvenation!(id),
         }
       : {}),

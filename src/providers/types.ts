@@ -148,6 +148,29 @@ export interface RejuvenationResult {
   readonly totalMs: number;
   readonly bytesMoved: number;
   readonly agentRestartMs: number | null;
+  /** evacuate: the host VM that replaced the renewed one (null: it was kept, its agent restarted). */
+  readonly replacement?: string | null;
+  /** evacuate: the spare was rented for this rejuvenation (and released after it, if emptied). */
+  readonly spareAcquired?: boolean;
+  readonly spareReleased?: boolean;
+}
+
+/** How a rejuvenation goes beyond its mode. */
+export interface RejuvenateOptions {
+  /** evacuate: the guests move back to the renewed host VM (default true). */
+  readonly moveBack?: boolean;
+}
+
+/**
+ * What a data plane needs of the rental to replace a host VM and rent a spare for an
+ * evacuation (the composed provider gives the rental's; planes alone cannot rent).
+ */
+export interface HostVmRenewal {
+  /** Rents a host VM of `type` on `server`; answers its id. */
+  acquire(type: string, server: string): Promise<string>;
+  release(id: string): Promise<void>;
+  /** The host VM's type, as the rental names it. */
+  typeOf(id: string): Promise<string>;
 }
 
 /** A rejuvenation of one host VM that a data plane runs (RAM stays put; guests never reboot). */
@@ -262,7 +285,11 @@ export interface GuestDataPlane {
    * Renews a host VM's hypervisor layer under its running guests (planes that can: the
    * agents'); evacuate moves them to another host VM of its server and back.
    */
-  rejuvenate?(hostVm: string, mode: RejuvenationModeName): Promise<ProviderRejuvenation>;
+  rejuvenate?(
+    hostVm: string,
+    mode: RejuvenationModeName,
+    opts?: RejuvenateOptions & { readonly renewal?: HostVmRenewal },
+  ): Promise<ProviderRejuvenation>;
   rejuvenation?(id: string): Promise<ProviderRejuvenation | undefined>;
   /**
    * Consoles (planes whose guests have serial ports): where the guest's console is served

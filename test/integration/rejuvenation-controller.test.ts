@@ -1,9 +1,13 @@
 // Rejuvenation through the controller on a real testbed (QEMU under TCG): two guests made
 // through the API on host VM a-h1, busy with the write-and-verify workload; `POST
 // /api/hostvms/a-h1/rejuvenate` in place, then `nestcloud hostvms rejuvenate a-h1 --mode
-// evacuate` from the CLI. The plan's action reports progress and the result (each guest's
-// pause, the mechanism); afterwards both guests run once on a-h1, same boot, heartbeats on,
-// no lost write. Automation is manual: the planner moves nothing by itself.
+// evacuate` from the CLI: the guests pass through a-h2, a-h1 is released and its slice rented
+// again in its place (a-h1-2, a fresh agent), the guests move back to it. Then, with the spare
+// released, evacuations that must rent their own spare: moving back (the spare released after)
+// and with moveBack false (the guests stay on it). The plan's action reports progress and the
+// result (each guest's pause, the mechanism, replacement and spare); afterwards both guests
+// run once, same boot, heartbeats on, no lost write. Automation is manual: the planner moves
+// nothing by itself.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -48,10 +52,19 @@ interface RejAction {
     guests: Array<{ guest: string; outcome: string; pauseMs: number | null }>;
     maxPauseMs: number | null;
     agentRestartMs: number | null;
+    replacement?: string | null;
+    spareAcquired?: boolean;
+    spareReleased?: boolean;
   };
 }
 
-test("rejuvenation from the API and the CLI: in place, then evacuate; both guests run on, intact", async (t) => {
+interface HostVmRow {
+  id: string;
+  state: string;
+  guests: string[];
+}
+
+test("rejuvenation from the API and the CLI: in place; evacuate replacing the host VM, through a spare it has or rents, moving back or not; both guests run on, intact", async (t) => {
   bed = await bringUp(testbedOf({ a: ["h1", "h2"] }));
   const b = bed;
   ctl = await startControllerProcess(
@@ -123,6 +136,7 @@ test("rejuvenation from the API and the CLI: in place, then evacuate; both guest
   t.diagnostic(`CLI: ${cli.out}${cli.err}`);
   assert.equal(cli.code, 0, cli.err);
   assert.match(cli.out, /a-h1 rejuvenated by x-ignore-shared .* through a-h2: max pause/);
+  assert.match(cli.out, /replaced by a-h1-2/);
   assert.match(cli.out, /g1 +│ moved/);
   const bad = await new Promise<{ code: number; err: string }>((res) =>
     execFile(
@@ -138,13 +152,82 @@ test("rejuvenation from the API and the CLI: in place, then evacuate; both guest
     const st = await assertOneIntactCopy(b, id, "a", "h1");
     assert.equal(st.bootId, boots.get(id), `${id} was not rebooted`);
   }
-  await until(
-    "the controller to see both guests back on a-h1",
-    async () => {
-      const now = (await api(c, "GET", "/api/vms")).body as Array<{ id: string; hostVm: string }>;
-      return now.every((v) => v.hostVm === "a-h1") ? now : undefined;
-    },
-    30_000,
+  const hostVms = async () => (await api(c, "GET", "/api/hostvms")).body as HostVmRow[];
+  const guestsOn = async (want: string) =>
+    until(
+      `the controller to see both guests on ${want}`,
+      async () => {
+        const now = (await api(c, "GET", "/api/vms")).body as Array<{ id: string; hostVm: string }>;
+        return now.length === 2 && now.every((v) => v.hostVm === want) ? now : undefined;
+      },
+      30_000,
+    );
+  await guestsOn("a-h1-2");
+  assert.equal(
+    (await hostVms()).find((h) => h.id === "a-h1")?.state,
+    undefined,
+    "a-h1 released (not listed)",
   );
+
+  // No spare on the server: a-h2 released, so each evacuation rents one of its own.
+  const rel = await api(c, "DELETE", "/api/hostvms/a-h2");
+  assert.equal(rel.status, 202, JSON.stringify(rel.body));
+  await until(
+    "a-h2 to be released",
+    async () => ((await hostVms()).some((h) => h.id === "a-h2") ? undefined : true),
+    60_000,
+  );
+  const evacuate = async (hostVm: string, body: Record<string, unknown>) => {
+    const q = await api(c, "POST", `/api/hostvms/${hostVm}/rejuvenate`, { mode: "evacuate", ...body });
+    assert.equal(q.status, 202, JSON.stringify(q.body));
+    const x = await until(
+      `the evacuation of ${hostVm} to end`,
+      async () => {
+        const p = (await api(c, "GET", `/api/plans/${q.body.plan}`)).body as { actions: RejAction[] };
+        const y = p.actions[0];
+        return y.status === "done" || y.status === "failed" ? y : undefined;
+      },
+      240_000,
+      250,
+    );
+    t.diagnostic(`evacuate ${hostVm} ${JSON.stringify(body)}: ${JSON.stringify(x.result)}`);
+    assert.equal(x.status, "done", x.error ?? "");
+    assert.deepEqual(
+      x.result?.guests.map((g) => g.outcome),
+      ["moved", "moved", ...(body.moveBack === false ? [] : ["moved", "moved"])],
+    );
+    return x;
+  };
+  // Moving back: the rented spare (slice h2 again, a-h2-2) is released once emptied.
+  const e2 = await evacuate("a-h1-2", {});
+  assert.equal(e2.result?.spare, "a-h2-2");
+  assert.equal(e2.result?.spareAcquired, true);
+  assert.equal(e2.result?.spareReleased, true);
+  assert.equal(e2.result?.replacement, "a-h1-3");
+  await guestsOn("a-h1-3");
+  assert.deepEqual(
+    (await hostVms()).map((h) => h.id).sort(),
+    ["a-h1-3"],
+    "the spare rented for it was released",
+  );
+  for (const id of ["g1", "g2"]) {
+    const st = await assertOneIntactCopy(b, id, "a", "h1");
+    assert.equal(st.bootId, boots.get(id), `${id} was not rebooted`);
+  }
+  // Not moving back: the guests stay on the rented spare, which is kept; a-h1-3 is replaced
+  // by an empty a-h1-4.
+  const e3 = await evacuate("a-h1-3", { moveBack: false });
+  assert.equal(e3.result?.spare, "a-h2-3");
+  assert.equal(e3.result?.spareAcquired, true);
+  assert.equal(e3.result?.spareReleased, false);
+  assert.equal(e3.result?.replacement, "a-h1-4");
+  await guestsOn("a-h2-3");
+  const end = await hostVms();
+  assert.deepEqual(end.map((h) => h.id).sort(), ["a-h1-4", "a-h2-3"]);
+  assert.deepEqual(end.find((h) => h.id === "a-h1-4")?.guests, []);
+  for (const id of ["g1", "g2"]) {
+    const st = await assertOneIntactCopy(b, id, "a", "h2");
+    assert.equal(st.bootId, boots.get(id), `${id} was not rebooted`);
+  }
   passed = true;
 });

@@ -8,7 +8,14 @@
  * saved through a StateStore, so a restarted controller or a new leader knows it too.
  */
 import { basename } from "node:path";
-import { AGENT_GUEST_ID_RE, CONSOLE_PORT, MigrationOrchestrator, Rejuvenator } from "../../agent/index.ts";
+import {
+  AGENT_GUEST_ID_RE,
+  type AgentEndpoint,
+  CONSOLE_PORT,
+  HostVmAgentClient,
+  MigrationOrchestrator,
+  Rejuvenator,
+} from "../../agent/index.ts";
 import { MIPS_PER_CORE } from "../machine.ts";
 import { PROBE_GUEST_RE } from "../placement/trial.ts";
 import {
@@ -17,11 +24,13 @@ import {
   type GuestPowerControl,
   type GuestPowerEventView,
   type GuestSpec,
+  type HostVmRenewal,
   NotCoResidentError,
   ProviderError,
   type ProviderGuest,
   type ProviderMigration,
   type ProviderRejuvenation,
+  type RejuvenateOptions,
   type RejuvenationModeName,
   type StateStore,
 } from "../types.ts";
@@ -143,7 +152,7 @@ export class AgentGuestPlane implements GuestDataPlane {
   async inUse(hostVm: string): Promise<boolean> {
     const host = this.agents.host(hostVm);
     if (this.book.running().some((m) => m.from === hostVm || m.to === hostVm)) return true;
-    if (this.rejuvenations.running().some((r) => r.hostVm === hostVm || this.spares.get(r.id) === hostVm))
+    if (this.rejuvenations.running().some((r) => r.hostVm === hostVm || this.involved.get(r.id)?.has(hostVm)))
       return true;
     let st: Awaited<ReturnType<ReturnType<Agents["client"]>["status"]>>;
     try {
@@ -371,14 +380,25 @@ export class AgentGuestPlane implements GuestDataPlane {
   private refuseWhileRejuvenating(hostVm: string, doing: string): void {
     const r = this.rejuvenations
       .running()
-      .find((x) => x.hostVm === hostVm || x.result?.spare === hostVm || this.spares.get(x.id) === hostVm);
+      .find((x) => x.hostVm === hostVm || x.result?.spare === hostVm || this.involved.get(x.id)?.has(hostVm));
     if (r) throw new ProviderError("conflict", `${doing}: host VM ${hostVm} is being rejuvenated (${r.id})`);
   }
 
-  /** The spare each running evacuation uses (its guests pass through it). */
-  private readonly spares = new Map<string, string>();
+  /** The other host VMs each running rejuvenation uses: its spare, the replacement. */
+  private readonly involved = new Map<string, Set<string>>();
 
-  async rejuvenate(hostVm: string, mode: RejuvenationModeName): Promise<ProviderRejuvenation> {
+  /**
+   * evacuate: the guests go to the emptiest other host VM of the server with room for them,
+   * or (with `renewal`: the composed provider's rental) to one rented there for it and
+   * released after. With `renewal` the emptied host VM is replaced (released, and one rented
+   * in its place on the same server, whose fresh agent takes the guests back); without, its
+   * agent is restarted.
+   */
+  async rejuvenate(
+    hostVm: string,
+    mode: RejuvenationModeName,
+    opts: RejuvenateOptions & { readonly renewal?: HostVmRenewal } = {},
+  ): Promise<ProviderRejuvenation> {
     const host = this.agents.host(hostVm);
     if (!host.usable || !host.endpoint)
       throw new ProviderError("conflict", `host VM ${hostVm} is not running (or its agent is not ready)`);
@@ -388,7 +408,9 @@ export class AgentGuestPlane implements GuestDataPlane {
     if (!mine) throw new ProviderError("unavailable", `the agent of ${hostVm} does not answer`);
     if (this.book.running().some((m) => m.from === hostVm || m.to === hostVm))
       throw new ProviderError("conflict", `host VM ${hostVm} takes part in a migration: try again after it`);
-    let spare: { hostVm: string; endpoint: NonNullable<typeof host.endpoint> } | undefined;
+    const server = host.endpoint.server;
+    const { renewal } = opts;
+    let spare: { hostVm: string; endpoint: AgentEndpoint; acquired: boolean } | undefined;
     if (mode === "evacuate") {
       // Another running host VM of the same server with room for every guest (memory), the
       // emptiest first: the guests pass through it by instant handover.
@@ -398,7 +420,7 @@ export class AgentGuestPlane implements GuestDataPlane {
           (s) =>
             s.host.key !== host.key &&
             s.host.usable &&
-            s.host.endpoint?.server === host.endpoint!.server &&
+            s.host.endpoint?.server === server &&
             s.status !== null &&
             !s.stale,
         )
@@ -410,21 +432,84 @@ export class AgentGuestPlane implements GuestDataPlane {
           (x) => x.free >= need && this.rejuvenations.running().every((r) => r.hostVm !== x.s.host.hostVm),
         )
         .sort((a, b) => b.free - a.free)[0];
-      if (!room)
+      if (room) spare = { hostVm: room.s.host.hostVm, endpoint: room.s.host.endpoint!, acquired: false };
+      else if (renewal) {
+        // None: rent one of the host VM's own type there (it holds what this one holds).
+        const id = await renewal.acquire(await renewal.typeOf(hostVm), server);
+        spare = { hostVm: id, endpoint: await this.readyOn(id, server, renewal), acquired: true };
+      } else
         throw new ProviderError(
           "capacity",
-          `no other host VM on ${host.endpoint.server} has ${need} MiB free for ${hostVm}'s guests: acquire a spare there first`,
+          `no other host VM on ${server} has ${need} MiB free for ${hostVm}'s guests: acquire a spare there first`,
         );
-      spare = { hostVm: room.s.host.hostVm, endpoint: room.s.host.endpoint! };
     }
+    const involved = new Set<string>(spare ? [spare.hostVm] : []);
+    const replace =
+      mode === "evacuate" && renewal
+        ? async () => {
+            const type = await renewal.typeOf(hostVm);
+            await renewal.release(hostVm);
+            const id = await renewal.acquire(type, server);
+            involved.add(id);
+            return { hostVm: id, endpoint: await this.readyOn(id, server, renewal) };
+          }
+        : undefined;
+    const acquired = spare?.acquired ? spare : undefined;
     const r = this.rejuvenations.start({
       hostVm,
       mode,
       endpoint: host.endpoint,
       ...(spare ? { spare } : {}),
+      ...(opts.moveBack === false ? { moveBack: false } : {}),
+      ...(replace ? { replace } : {}),
+      ...(acquired && renewal
+        ? {
+            // The spare rented for it goes back once empty (the guests returned).
+            finally: async () => {
+              const st = await new HostVmAgentClient(acquired.endpoint.hostVmUrl, this.directory.token(), {
+                timeoutMs: 5000,
+              }).status();
+              if (st.guests.length > 0) return false;
+              await renewal.release(acquired.hostVm);
+              return true;
+            },
+          }
+        : {}),
     });
-    if (spare) this.spares.set(r.id, spare.hostVm);
+    this.involved.set(r.id, involved);
     return r;
+  }
+
+  /**
+   * Waits (bounded) for a host VM just rented to answer through its agent on `server`; one
+   * rented elsewhere (a rental that cannot place) is given back: no instant handover to it.
+   */
+  private async readyOn(id: string, server: string, renewal: HostVmRenewal): Promise<AgentEndpoint> {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const h = this.directory.hosts().find((x) => x.hostVm === id);
+      if (h?.usable && h.endpoint) {
+        if (h.endpoint.server !== server) {
+          await renewal.release(id).catch(() => {});
+          throw new ProviderError(
+            "capacity",
+            `host VM ${id} was rented on ${h.endpoint.server}, not ${server}`,
+          );
+        }
+        const ok = await new HostVmAgentClient(h.endpoint.hostVmUrl, this.directory.token(), {
+          timeoutMs: 5000,
+        })
+          .status()
+          .then(
+            () => true,
+            () => false,
+          );
+        if (ok) return h.endpoint;
+      }
+      if (Date.now() > deadline)
+        throw new ProviderError("unavailable", `host VM ${id} did not come up on ${server}`);
+      await new Promise((res) => setTimeout(res, 250));
+    }
   }
 
   async rejuvenation(id: string): Promise<ProviderRejuvenation | undefined> {

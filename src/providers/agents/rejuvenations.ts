@@ -18,7 +18,13 @@ export interface StartRejuvenation {
   mode: RejuvenationModeName;
   endpoint: AgentEndpoint;
   /** evacuate: the spare's id and agent. */
-  spare?: { hostVm: string; endpoint: AgentEndpoint };
+  spare?: { hostVm: string; endpoint: AgentEndpoint; acquired: boolean };
+  /** evacuate: the guests go back to the renewed host VM (default true). */
+  moveBack?: boolean;
+  /** evacuate: replaces the emptied host VM through the rental (Rejuvenator's `replace`). */
+  replace?: () => Promise<{ hostVm: string; endpoint: AgentEndpoint }>;
+  /** Once the run ended (even failed): releases a spare rented for it if emptied; says so. */
+  finally?: (rep: RejuvenationReport | undefined) => Promise<boolean>;
 }
 
 export class RejuvenationBook {
@@ -58,11 +64,25 @@ export class RejuvenationBook {
     const finished = this.list.filter((x) => x.status !== "running");
     for (const x of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED)))
       this.list.splice(this.list.indexOf(x), 1);
+    let replacement: string | null = null;
+    const replace = s.replace;
+    let report: RejuvenationReport | undefined;
+    let status: "completed" | "failed" = "failed";
     const run = this.rejuvenator
       .rejuvenate({
         hostVm: s.endpoint,
         mode: s.mode,
         ...(s.spare ? { spare: s.spare.endpoint } : {}),
+        ...(s.moveBack === false ? { returnGuests: false } : {}),
+        ...(replace
+          ? {
+              replace: async () => {
+                const n = await replace();
+                replacement = n.hostVm;
+                return n.endpoint;
+              },
+            }
+          : {}),
         onProgress: (p) => {
           r.step = p.step;
           r.settled = p.settled;
@@ -71,8 +91,13 @@ export class RejuvenationBook {
       })
       .then(
         (rep) => {
-          r.result = resultOf(rep, s.spare?.hostVm ?? null);
-          r.status = rep.ok ? "completed" : "failed";
+          report = rep;
+          r.result = {
+            ...resultOf(rep, s.spare?.hostVm ?? null),
+            replacement,
+            spareAcquired: s.spare?.acquired ?? false,
+          };
+          status = rep.ok ? "completed" : "failed";
           if (!rep.ok) {
             const bad = [...rep.out.moves, ...(rep.back?.moves ?? [])].filter((m) => m.outcome !== "moved");
             r.error =
@@ -82,11 +107,21 @@ export class RejuvenationBook {
           }
         },
         (e: Error) => {
-          r.status = "failed";
+          status = "failed";
           r.error = e.message;
         },
       )
+      .then(async () => {
+        // The run's end is reported only once a spare rented for it is given back.
+        if (s.finally) r.step = "releasing-spare";
+        const released = await s.finally?.(report).catch((e: Error) => {
+          this.log(`rejuvenation ${r.id}: the spare rented for it was not released: ${e.message}`);
+          return false;
+        });
+        if (r.result) r.result = { ...r.result, spareReleased: released ?? false };
+      })
       .finally(() => {
+        r.status = status;
         r.finishedAt = this.now();
         this.log(
           `rejuvenation ${r.id} of ${r.hostVm} (${r.mode}) ${r.status}${r.error ? `: ${r.error}` : ""}`,

@@ -85,7 +85,17 @@ export const hostVmRoutes: ApiPlugin = async (app, { controller: c }) => {
       if (!h || h.state === "released") throw notFound("host VM", req.params.id);
       if (h.state !== "running") throw new ApiError(409, `host VM ${h.id} is ${h.state}, not running`);
       const id = await c.submitActions(
-        [{ payload: { kind: "rejuvenate", hostVm: h.id, mode: req.body.mode ?? "in-place" }, dependsOn: [] }],
+        [
+          {
+            payload: {
+              kind: "rejuvenate",
+              hostVm: h.id,
+              mode: req.body.mode ?? "in-place",
+              ...(req.body.moveBack === false ? { moveBack: false } : {}),
+            },
+            dependsOn: [],
+          },
+        ],
         "api",
       );
       reply.code(202);

@@ -9,7 +9,12 @@ export const AcquireHostVm = Type.Object(
 );
 
 export const RejuvenateHostVm = Type.Object(
-  { mode: Type.Optional(Type.Enum(REJUVENATION_MODES, { default: "in-place" })) },
+  {
+    mode: Type.Optional(Type.Enum(REJUVENATION_MODES, { default: "in-place" })),
+    moveBack: Type.Optional(
+      Type.Boolean({ description: "evacuate: the guests move back to the renewed host VM (default true)" }),
+    ),
+  },
   { additionalProperties: false },
 );
 

@@ -73,11 +73,19 @@ export const RejuvenationResult = Type.Object({
   totalMs: Type.Number(),
   bytesMoved: Type.Number(),
   agentRestartMs: Nullable(Type.Number()),
+  replacement: Type.Optional(
+    Nullable(Type.String({ description: "evacuate: the host VM rented in the renewed one's place" })),
+  ),
+  spareAcquired: Type.Optional(Type.Boolean({ description: "evacuate: the spare was rented for it" })),
+  spareReleased: Type.Optional(Type.Boolean({ description: "evacuate: that spare was released after" })),
 });
 const rejuvenate = {
   kind: Type.Literal("rejuvenate"),
   hostVm: Type.String(),
   mode: Type.Optional(Type.Enum(REJUVENATION_MODES)),
+  moveBack: Type.Optional(
+    Type.Boolean({ description: "evacuate: the guests move back to the renewed host VM (default true)" }),
+  ),
   rejuvenation: Type.Optional(Type.String({ description: "the provider's id, once started" })),
   progress: Type.Optional(Type.Object({ step: Type.String(), settled: Type.Integer(), of: Type.Integer() })),
   result: Type.Optional(RejuvenationResult),
