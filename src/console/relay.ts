@@ -578,8 +578,19 @@ export class ConsoleRelay<T extends AgentTarget> {
     if (sb.state !== "open") return;
     sb.held.push(data);
     sb.heldBytes += data.length;
-    if (sb.heldBytes > this.maxClientBuffer)
+    if (sb.heldBytes > this.maxClientBuffer) {
       this.dropStandby(link, "the standby agent sent too much before the switch");
+      return;
+    }
+    // The standby's session started: the guest runs at the destination, so the source is done
+    // (its guest stopped before this one could run). Its last records need not be waited for:
+    // the standby replays from the offset the client gave when keying it (the same stream), and
+    // the client drops bytes it has by offset. Switch now rather than at the source's "moved".
+    if (link.state === "open") {
+      const source = link.agent;
+      this.switchToStandby(link, sb);
+      source?.close(1000, "switched to the destination");
+    }
   }
 
   private dropStandby(link: Link<T>, why: string): void {
@@ -593,8 +604,9 @@ export class ConsoleRelay<T extends AgentTarget> {
   }
 
   /**
-   * The source let go towards the standby's agent: it becomes the client's agent connection
-   * (same client WebSocket), and what it sent meanwhile follows "switched".
+   * The source let go towards the standby's agent, or the standby's session started: it
+   * becomes the client's agent connection (same client WebSocket), and what it sent meanwhile
+   * follows "switched".
    */
   private switchToStandby(link: Link<T>, sb: Standby<T>): void {
     link.standby = null;
@@ -606,9 +618,11 @@ export class ConsoleRelay<T extends AgentTarget> {
     link.awaitingSwitchAck = true;
     this.stats.reattaches++;
     this.stats.standbySwitches++;
-    this.log("switched", link);
+    // A re-attach at the agent the move named, made before the source let go.
+    this.log("reattached", link, { atNamedAgent: true, viaStandby: true });
     this.toClient(link, { t: "switched" });
     for (const m of sb.held) this.toClient(link, m);
+    if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
     if (link.state === "handshaking")
       link.handshakeTimer = setTimeout(() => {
         if (link.epoch === epoch && link.state === "handshaking")
