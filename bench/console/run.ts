@@ -1,5 +1,6 @@
 /**
- * The console across moves, on real guests (npm run bench:console [-- --moves N] [--quick]):
+ * The console across moves, on real guests (npm run bench:console [-- --moves N] [--quick]
+ * [--only instant|precopy|postcopy]):
  * `nestcloud up --provider testbed` with server a (host VMs h1, h2) and server b (h1), guest
  * g1 of 192 MiB. A console client (the same ConsoleClientSession as the CLI and the
  * dashboard, end to end through the controller's relay) attaches; in the guest a background
@@ -34,6 +35,9 @@ const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const movesArg = argv.indexOf("--moves");
 const MOVES = movesArg >= 0 ? Number(argv[movesArg + 1]) : quick ? 3 : 10;
+/** `--only instant` (or precopy, postcopy): one mechanism; its figures are printed, the docs and results left as they are. */
+const onlyArg = argv.indexOf("--only");
+const ONLY = onlyArg >= 0 ? argv[onlyArg + 1] : undefined;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -175,6 +179,8 @@ async function main(): Promise<void> {
       ["precopy", ["b-h1", "a-h1"]],
       ["postcopy", ["b-h1", "a-h1"]],
     ];
+    if (ONLY !== undefined) plan.splice(0, plan.length, ...plan.filter(([m]) => m === ONLY));
+    if (plan.length === 0) throw new Error(`--only: no mechanism ${ONLY}`);
     const rows: Row[] = [];
     const perMove: Array<{
       mechanism: Mechanism;
@@ -345,6 +351,7 @@ async function main(): Promise<void> {
       process.stdout.write(
         `target ${t.mechanism}: lost = duplicated = 0 ${t.noLossNoDuplicates ? "met" : "MISSED"}${t.stallWithinPausePlus100 === null ? "" : `; stall <= pause + 100 ms ${t.stallWithinPausePlus100 ? "met" : "MISSED"}`}\n`,
       );
+    if (ONLY !== undefined) return;
     const stamp = new Date().toISOString();
     const file = writeResults("console", {
       source: `bench:console ${stamp.slice(0, 10)}${quick ? " --quick" : ""}, QEMU 7.2 TCG on the testbed (${machine()})`,
