@@ -480,6 +480,140 @@ test("a move that names its destination: the source lets go at completion, the r
   placeGuest(B);
 });
 
+for (const order of ["the source lets go first", "the destination runs the guest first"] as const)
+  test(`made before broken (${order}): the move waits until the client's session at the destination is keyed, then the relay switches upstream beneath the same client connection (no reconnect, no byte lost or duplicated, a keystroke typed meanwhile delivered once, ciphertext only)`, async () => {
+    A.received.length = 0;
+    B.received.length = 0;
+    const relay = makeRelay();
+    const c = attach(relay);
+    await until("attached at h2", () => c.notices.includes("start") && c.session.hostVm === "h2");
+    let n = 0;
+    let printing = true;
+    const printer = (async () => {
+      while (printing) {
+        appendFileSync(logFile, `${GUEST_MARKER} standby ${n++}\n`);
+        await sleep(3);
+      }
+    })();
+    // The destination is prepared (an incoming that will run the guest), as before a real move.
+    const incoming = {
+      req: {
+        guest: { guestId: "g1", memoryMiB: 128, devices: [{ kind: "serial", id: "console", log: true }] },
+      },
+      arriving: true,
+    };
+    A.agent.consoles.host.incoming.set("m2", incoming as never);
+    const relayMessagesBefore = c.relayMessages.length;
+    const release = await B.agent.consoles.drainInput("g1", 2000, A.url);
+    assert.equal(relay.stats.standbys, 1, "the standby was made before the migration started");
+    assert.ok(
+      c.relayMessages.slice(relayMessagesBefore).some((m) => m.t === "standby"),
+      "the client was given the destination's key and a ticket",
+    );
+    await until("the client's hello reached h1", () =>
+      A.agent.consoles.sessions().some((x) => x.sessions === 1),
+    );
+    const move = startMove(B, A);
+    release();
+    await until("told the guest moves", () => c.notices.includes("moving"));
+    c.type(`${TYPED_MARKER} during\r`);
+    await sleep(30);
+    // The switchover: the source completed, the guest runs at h1.
+    // The source's agent may notice its completion after the destination runs the guest: then
+    // the standby's start switches the client, and the source's last records are not needed.
+    if (order === "the source lets go first") move.complete();
+    else B.agent.consoles.host.guests.get("g1")!.state = "migrating";
+    await sleep(20);
+    placeGuest(A);
+    incoming.arriving = false;
+    if (order === "the destination runs the guest first") {
+      await until("switched", () => c.relayMessages.some((m) => m.t === "switched"));
+      move.complete();
+    }
+    await until("switched", () => c.relayMessages.some((m) => m.t === "switched"));
+    await until(
+      "started at h1 with the keystroke delivered",
+      () =>
+        c.session.hostVm === "h1" &&
+        c.notices.filter((x) => x === "start").length === 2 &&
+        c.session.pending === 0,
+      10_000,
+    );
+    move.confirm();
+    printing = false;
+    await printer;
+    const log = readFileSync(logFile).toString("latin1");
+    await until("all output", () => c.session.nextOffset === log.length);
+    const end = c.session.nextOffset!;
+    assert.equal(
+      c.text(),
+      log.slice(end - c.text().length, end),
+      "the serial stream once, in order, across the move",
+    );
+    assert.equal(c.session.lostBytes, 0);
+    assert.ok(n > 10, `the guest printed throughout (${n} lines)`);
+    // (h2 may still read what the previous test left unread in its socket: only this keystroke counts.)
+    assert.equal(
+      received(B).includes(TYPED_MARKER),
+      false,
+      "the source did not write it (the guest was moving)",
+    );
+    assert.equal(received(A), `${TYPED_MARKER} during\r`, "the destination wrote the keystroke once");
+    assert.equal(
+      c.relayMessages.slice(relayMessagesBefore).some((m) => m.t === "reattaching" || m.t === "agent"),
+      false,
+      "the client saw no re-attach: one connection, the relay switched beneath it",
+    );
+    assert.equal(relay.stats.standbySwitches, 1);
+    assert.equal(c.errors.length, 0, c.errors.join("; "));
+    if (order === "the destination runs the guest first")
+      assert.equal(c.notices.includes("moved"), false, "switched before the source's last records");
+    const relayed = captured.map((x) => (typeof x === "string" ? Buffer.from(x) : x));
+    for (const marker of [GUEST_MARKER, TYPED_MARKER])
+      assert.equal(
+        relayed.some((b) => b.includes(Buffer.from(marker))),
+        false,
+        `${marker} never in the clear`,
+      );
+    c.close();
+    B.agent.consoles.host.outgoing.delete("m1");
+    A.agent.consoles.host.incoming.delete("m2");
+    // The tests after this one find the guest at h2, as before it.
+    A.agent.consoles.host.guests.delete("g1");
+    placeGuest(B);
+  });
+
+test("made before broken, the guest stays: the standby is dropped and the source goes on", async () => {
+  B.received.length = 0;
+  const relay = makeRelay();
+  const c = attach(relay);
+  await until("attached at h2", () => c.notices.includes("start") && c.session.hostVm === "h2");
+  const incoming = {
+    req: {
+      guest: { guestId: "g1", memoryMiB: 128, devices: [{ kind: "serial", id: "console", log: true }] },
+    },
+    arriving: true,
+  };
+  A.agent.consoles.host.incoming.set("m3", incoming as never);
+  const release = await B.agent.consoles.drainInput("g1", 2000, A.url);
+  assert.equal(relay.stats.standbys, 1);
+  const move = startMove(B, A);
+  release();
+  await until("told the guest moves", () => c.notices.includes("moving"));
+  c.type("stays\r");
+  move.fail();
+  await until("told the standby is gone", () => c.relayMessages.some((m) => m.t === "standby-dropped"));
+  await until("delivered at the source", () => received(B) === "stays\r" && c.session.pending === 0);
+  appendFileSync(logFile, "after the failed move\n");
+  await until("output goes on", () => c.text().endsWith("after the failed move\n"));
+  await until("h1's standby session ended", () => A.agent.consoles.sessions().every((x) => x.sessions === 0));
+  assert.equal(relay.stats.standbySwitches, 0);
+  assert.equal(c.errors.length, 0, c.errors.join("; "));
+  c.close();
+  B.agent.consoles.host.outgoing.delete("m1");
+  A.agent.consoles.host.incoming.delete("m3");
+});
+
 test("a client that does not read is dropped; the agent and the guest go on", async () => {
   const relay = makeRelay({ maxClientBufferBytes: 64 * 1024 });
   const slow = attach(relay);

@@ -1,5 +1,6 @@
 /**
- * The console across moves, on real guests (npm run bench:console [-- --moves N] [--quick]):
+ * The console across moves, on real guests (npm run bench:console [-- --moves N] [--quick]
+ * [--only instant|precopy|postcopy]):
  * `nestcloud up --provider testbed` with server a (host VMs h1, h2) and server b (h1), guest
  * g1 of 192 MiB. A console client (the same ConsoleClientSession as the CLI and the
  * dashboard, end to end through the controller's relay) attaches; in the guest a background
@@ -34,6 +35,9 @@ const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const movesArg = argv.indexOf("--moves");
 const MOVES = movesArg >= 0 ? Number(argv[movesArg + 1]) : quick ? 3 : 10;
+/** `--only instant` (or precopy, postcopy): one mechanism; its figures are printed, the docs and results left as they are. */
+const onlyArg = argv.indexOf("--only");
+const ONLY = onlyArg >= 0 ? argv[onlyArg + 1] : undefined;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -45,7 +49,9 @@ type HostName = keyof typeof HOSTS;
  * One move's stall split at the client's marks (console-bed.ts): the source's last output
  * before its "moved" notice -> that notice (the guest stops, the move completes, the source
  * agent ends the session) -> the relay reached the destination agent ("agent": it retried
- * until the guest ran there) -> the new handshake done ("attached") -> the first output after.
+ * until the guest ran there; made before broken: "switched" to the standby session keyed
+ * before the move) -> the new handshake done, or the standby's start ("attached") -> the
+ * first output after.
  */
 interface Phases {
   toMovedMs: number;
@@ -54,17 +60,20 @@ interface Phases {
   toFirstOutputMs: number;
 }
 const PHASES: Array<[keyof Phases, string]> = [
-  ["toMovedMs", "last output -> moved"],
+  ["toMovedMs", "last output -> moved (or switched)"],
   ["toAgentMs", "moved -> relay at destination"],
-  ["handshakeMs", "handshake"],
+  ["handshakeMs", "handshake (standby: its start)"],
   ["toFirstOutputMs", "attached -> first output"],
 ];
 
 function phasesOf(cl: ConsoleBedClient, from: number): Phases | null {
   const mark = (what: string, after: number) => cl.marks.find((m) => m.what === what && m.at >= after)?.at;
-  const moved = mark("moved", from);
-  if (moved === undefined) return null;
-  const agent = mark("agent", moved);
+  // The source's "moved", or the switch to the standby if that came first (the standby's session
+  // started: the relay switched without waiting for the source's last records).
+  const ends = [mark("moved", from), mark("switched", from)].filter((x): x is number => x !== undefined);
+  if (ends.length === 0) return null;
+  const moved = Math.min(...ends);
+  const agent = mark("switched", moved) ?? mark("agent", moved);
   const attached = agent === undefined ? undefined : mark("attached", agent);
   const first = attached === undefined ? undefined : cl.times.find((t) => t >= attached);
   const last = cl.times.filter((t) => t >= from && t <= moved).pop() ?? from;
@@ -170,6 +179,8 @@ async function main(): Promise<void> {
       ["precopy", ["b-h1", "a-h1"]],
       ["postcopy", ["b-h1", "a-h1"]],
     ];
+    if (ONLY !== undefined) plan.splice(0, plan.length, ...plan.filter(([m]) => m === ONLY));
+    if (plan.length === 0) throw new Error(`--only: no mechanism ${ONLY}`);
     const rows: Row[] = [];
     const perMove: Array<{
       mechanism: Mechanism;
@@ -177,13 +188,16 @@ async function main(): Promise<void> {
       stallMs: number;
       pauseMs: number | null;
       phases: Phases | null;
+      standby: boolean;
       /** After this move the client's output was the serial log (where the guest runs) up to its offset. */
       logExact: boolean;
     }> = [];
     /** The client's whole output against the log where the guest runs now, up to its offset. */
     const sameAsLog = async () => {
       const o = cl.text();
-      const e = cl.session.nextOffset ?? 0;
+      // The stream's offset just past what the client was shown (the session's own offset may
+      // be ahead of its shown text by a record still on its way to the screen).
+      const e = (cl.firstOffset ?? 0) + o.length;
       const l = await serialLog();
       return l.length >= e && l.slice(e - o.length, e) === o;
     };
@@ -225,15 +239,17 @@ async function main(): Promise<void> {
         const paused = new RegExp(`migration ${m.id} of g1 .* guest paused (\\d+) ms`).exec(c.output())?.[1];
         const pauseMs = paused === undefined ? null : Number(paused);
         const phases = phasesOf(cl, t0);
+        // Through a standby session keyed before the move (made before broken), or a re-attach.
+        const standby = cl.marks.some((x) => x.what === "switched" && x.at >= t0);
         const logExact = await sameAsLog();
-        perMove.push({ mechanism, to, stallMs: stall, pauseMs, phases, logExact });
+        perMove.push({ mechanism, to, stallMs: stall, pauseMs, phases, standby, logExact });
         maxStall = Math.max(maxStall, stall);
         if (pauseMs !== null) {
           maxPause = Math.max(maxPause ?? 0, pauseMs);
           maxOver = Math.max(maxOver ?? -Infinity, stall - pauseMs);
         }
         log(
-          `  ${mechanism} #${k + 1} -> ${to}: output stalled ${stall.toFixed(0)} ms, guest paused ${pauseMs ?? "?"} ms; output = log ${logExact}; ${phases ? PHASES.map(([k, n]) => `${n} ${phases[k]}`).join(", ") : "phases not seen"}`,
+          `  ${mechanism} #${k + 1} -> ${to}: output stalled ${stall.toFixed(0)} ms, guest paused ${pauseMs ?? "?"} ms; output = log ${logExact}; ${standby ? "standby" : "re-attach"}; ${phases ? PHASES.map(([k, n]) => `${n} ${phases[k]}`).join(", ") : "phases not seen"}`,
         );
       }
       // Let the last lines arrive and the typed ones be echoed.
@@ -272,7 +288,7 @@ async function main(): Promise<void> {
     const allIn = account(all, "I", 0, typed - 1);
     const serial = await serialLog();
     // The guest prints on: compare up to the client's offset (the log may have grown since).
-    const end = cl.session.nextOffset ?? 0;
+    const end = (cl.firstOffset ?? 0) + all.length;
     const tailExact = serial.length >= end && serial.slice(end - all.length, end) === all;
     log(
       `typed ${typed} lines (${bytesTyped} bytes in the moves' windows); overall in: lost ${allIn.lost}, duplicated ${allIn.dup}`,
@@ -315,12 +331,13 @@ async function main(): Promise<void> {
       return [
         mechanism,
         ps.length,
+        perMove.filter((m) => m.mechanism === mechanism && m.standby).length,
         `${med(pauses)} / ${Math.max(0, ...pauses)}`,
         ...PHASES.map(([k]) => `${med(ps.map((p) => p[k]))} / ${Math.max(0, ...ps.map((p) => p[k]))}`),
       ];
     });
     const phaseTable = table(
-      ["mechanism", "moves seen", "guest pause", ...PHASES.map(([, n]) => n)],
+      ["mechanism", "moves seen", "via standby", "guest pause", ...PHASES.map(([, n]) => n)],
       phaseRows,
     );
     process.stdout.write(`stall by phase, median / max ms:\n${phaseTable}\n`);
@@ -334,6 +351,7 @@ async function main(): Promise<void> {
       process.stdout.write(
         `target ${t.mechanism}: lost = duplicated = 0 ${t.noLossNoDuplicates ? "met" : "MISSED"}${t.stallWithinPausePlus100 === null ? "" : `; stall <= pause + 100 ms ${t.stallWithinPausePlus100 ? "met" : "MISSED"}`}\n`,
       );
+    if (ONLY !== undefined) return;
     const stamp = new Date().toISOString();
     const file = writeResults("console", {
       source: `bench:console ${stamp.slice(0, 10)}${quick ? " --quick" : ""}, QEMU 7.2 TCG on the testbed (${machine()})`,

@@ -62,7 +62,7 @@ export function buildHostVmAgent(
 ): HostVmAgent {
   const host = new HostVm(cfg, token, logger);
   const consoles = new ConsoleService(host, token, opts.console);
-  host.consoleDrain = (guestId) => consoles.drainInput(guestId);
+  host.consoleDrain = (guestId, destinationUrl) => consoles.drainInput(guestId, undefined, destinationUrl);
   const app = createApp(token, logger, {
     title: `nestcloud host-VM agent ${cfg.server}/${cfg.hostVm}`,
     // A client hello (with its ticket) is the largest message a console client sends.

@@ -85,6 +85,8 @@ export async function runConsole(id: string, o: ConsoleOptions): Promise<number>
     } else if (e.kind === "relay") {
       const m = e.message;
       if (m.t === "reattaching") say(`${m.reason}: following it`);
+      // Made before broken: the relay switched to the destination beneath this connection.
+      else if (m.t === "switched") say("the guest moved: following it (its session there was ready)");
       else if (m.t === "keyboard")
         say(
           m.holder ? "you hold the keyboard" : `watching (${m.viewers} viewers; Ctrl-] t takes the keyboard)`,

@@ -52,7 +52,12 @@ export type ClientToRelay =
   /** Takes the keyboard from whoever holds it (explicit take-over). */
   | { t: "take" }
   /** Gives the keyboard up. */
-  | { t: "release" };
+  | { t: "release" }
+  /**
+   * The client took the standby channel (after the relay's "switched"): what it sends from
+   * now on is sealed for the destination, so the relay stops dropping input records.
+   */
+  | { t: "switched" };
 
 /** What the relay sends a client as text. */
 export type RelayToClient =
@@ -63,6 +68,19 @@ export type RelayToClient =
   | { t: "agent"; hostVm: string; identity: string; fingerprint: string; ticket: string }
   /** The guest is moving (or its agent went away): the relay looks for it and sends "agent" again. */
   | { t: "reattaching"; reason: string }
+  /**
+   * Made before broken: the guest is moving to this agent, which waits for it. Like "agent",
+   * the client answers with a ClientHello (resuming at its offset) and keeps the agent's
+   * answer as its next channel while the current one still carries the source's output.
+   */
+  | { t: "standby"; hostVm: string; identity: string; fingerprint: string; ticket: string }
+  /**
+   * The source let go (all its output forwarded): what follows comes from the standby agent.
+   * The client switches to the standby channel (and answers "switched").
+   */
+  | { t: "switched" }
+  /** The standby agent is gone (the guest stayed, or it refused): the current channel goes on. */
+  | { t: "standby-dropped" }
   /** Whether this client holds the keyboard now, and how many watch. */
   | { t: "keyboard"; holder: boolean; viewers: number }
   /** Input this client sent while not holding the keyboard was dropped. */
@@ -95,6 +113,13 @@ export interface ClientSessionOptions {
   resumeOffset?: number;
 }
 
+interface PendingHandshake {
+  hs: ClientHandshakeT;
+  identity: Uint8Array;
+  hostVm: string;
+  fp: string;
+}
+
 export class ConsoleClientSession {
   private signingKey: Promise<WebSigningKey> | null = null;
   readonly sessionId: Uint8Array = randomBytes(16);
@@ -106,8 +131,12 @@ export class ConsoleClientSession {
   ackedSeq = 0;
   private nextSeq = 1;
   private unacked: Array<{ seq: number; bytes: Uint8Array }> = [];
-  private handshake: { hs: ClientHandshakeT; identity: Uint8Array; hostVm: string; fp: string } | null = null;
+  private handshake: PendingHandshake | null = null;
   private channel: WebSecureChannel | null = null;
+  /** A standby agent's handshake under way while the current channel carries on (made before broken). */
+  private standby: PendingHandshake | null = null;
+  /** The standby agent's channel, taken once the relay says "switched". */
+  private next: { channel: WebSecureChannel; hostVm: string; fp: string } | null = null;
   /** Whether the agent lets this session type (its ticket allows it). */
   control = false;
   /** Keystrokes wait while the guest moves (the agent said "moving"). */
@@ -135,6 +164,28 @@ export class ConsoleClientSession {
     return run;
   }
 
+  /** A handshake with the agent the relay named (its key checked against the pinned ones). */
+  private async handshakeWith(m: {
+    hostVm: string;
+    identity: string;
+    ticket: string;
+  }): Promise<PendingHandshake> {
+    const identity = fromBase64(m.identity);
+    const fp = await webFingerprint(identity);
+    if (this.opts.pinned && this.opts.pinned.length > 0 && !this.opts.pinned.includes(fp))
+      throw new ConsoleProtocolError(
+        "bad-key",
+        `the controller named agent key ${fp} for ${m.hostVm}, which is not one of the pinned keys`,
+      );
+    const hs = await WebClientHandshake.create({
+      sessionId: this.sessionId,
+      signing: await this.signing(),
+      ticket: m.ticket,
+      resume: this.nextOffset === null ? { from: "tail" } : { from: "offset", offset: this.nextOffset },
+    });
+    return { hs, identity, hostVm: m.hostVm, fp };
+  }
+
   private signing(): Promise<WebSigningKey> {
     this.signingKey ??= generateWebSigningKey();
     return this.signingKey;
@@ -146,6 +197,8 @@ export class ConsoleClientSession {
       const key = await this.signing();
       this.channel = null;
       this.handshake = null;
+      this.standby = null;
+      this.next = null;
       this.held = false;
       s.sendText.push({
         t: "attach",
@@ -176,22 +229,38 @@ export class ConsoleClientSession {
       }
       s.events.push({ kind: "relay", message: m });
       if (m.t === "agent") {
-        const identity = fromBase64(m.identity);
-        const fp = await webFingerprint(identity);
-        if (this.opts.pinned && this.opts.pinned.length > 0 && !this.opts.pinned.includes(fp))
-          throw new ConsoleProtocolError(
-            "bad-key",
-            `the controller named agent key ${fp} for ${m.hostVm}, which is not one of the pinned keys`,
-          );
-        const hs = await WebClientHandshake.create({
-          sessionId: this.sessionId,
-          signing: await this.signing(),
-          ticket: m.ticket,
-          resume: this.nextOffset === null ? { from: "tail" } : { from: "offset", offset: this.nextOffset },
-        });
+        const pending = await this.handshakeWith(m);
         this.channel = null;
-        this.handshake = { hs, identity, hostVm: m.hostVm, fp };
-        s.send.push(hs.hello);
+        this.standby = null;
+        this.next = null;
+        this.handshake = pending;
+        s.send.push(pending.hs.hello);
+      } else if (m.t === "standby") {
+        // The current channel stays; the records after the relay's "switched" are the standby's.
+        if (!this.channel) return;
+        const pending = await this.handshakeWith(m);
+        this.standby = pending;
+        this.next = null;
+        s.send.push(pending.hs.hello);
+      } else if (m.t === "switched") {
+        if (this.next) {
+          this.channel = this.next.channel;
+          this.hostVm = this.next.hostVm;
+          this.agentFingerprint = this.next.fp;
+          this.next = null;
+        } else if (this.standby) {
+          // Its answer is still on the way: it finishes as a handshake of its own.
+          this.handshake = this.standby;
+          this.standby = null;
+          this.channel = null;
+        } else throw new ConsoleProtocolError("bad-message", "switched without a standby agent");
+        // Keystrokes go once the new agent said where it starts (its "start" notice).
+        this.held = false;
+        this.control = false;
+        s.sendText.push({ t: "switched" });
+      } else if (m.t === "standby-dropped") {
+        this.standby = null;
+        this.next = null;
       } else if (m.t === "keyboard") {
         this.holder = m.holder;
       } else if (m.t === "not-holder") {
@@ -202,6 +271,8 @@ export class ConsoleClientSession {
         // Records sealed for the old agent are useless to the next one; unacked keys are resent.
         this.channel = null;
         this.handshake = null;
+        this.standby = null;
+        this.next = null;
       }
     });
   }
@@ -209,6 +280,12 @@ export class ConsoleClientSession {
   /** A binary message from the relay (from the agent). */
   onBinary(msg: Uint8Array): Promise<Step> {
     return this.serial(async (s) => {
+      if (msg[0] === KIND.agentHello && !this.handshake && this.standby) {
+        const { hs, identity, hostVm, fp } = this.standby;
+        this.next = { channel: await hs.finish(msg, identity), hostVm, fp };
+        this.standby = null;
+        return;
+      }
       if (msg[0] === KIND.agentHello) {
         if (!this.handshake) throw new ConsoleProtocolError("bad-message", "an agent hello nobody asked for");
         const { hs, identity, hostVm, fp } = this.handshake;

@@ -10,6 +10,14 @@
  *   agent's identity key and a fresh ticket (re-checking that the client's token is still
  *   good), and the client handshakes again; output resumes at the client's byte offset and
  *   unacknowledged keystrokes are sent again (see client.ts).
+ * - Made before broken: when a migration starts, the source agent tells the relay (a text
+ *   message, nothing secret: the destination agent's URL, which the relay knows) where the
+ *   guest goes. The relay opens a standby connection there at once, and the client handshakes
+ *   with that agent (a second end-to-end channel) while the source still streams. When the
+ *   source lets go ("moved" to that agent), the relay switches upstream beneath the same client
+ *   connection: "switched", then the standby's records; no search, no new connection and no
+ *   handshake on the output's path. A standby that cannot be made is dropped and the move
+ *   falls back to the re-attach above.
  * - Several clients may watch one serial port; one holds the keyboard. The relay forwards
  *   input records from the holder only (the type is visible, the content is not); taking
  *   the keyboard is an explicit request, and everyone is told who holds it.
@@ -113,11 +121,29 @@ export interface RelayStats {
   slowClientsDropped: number;
   inputDroppedNotHolder: number;
   messagesDroppedWhileSwitching: number;
+  /** Standby connections made (a migration started), and the ones switched to. */
+  standbys: number;
+  standbySwitches: number;
   bytesToClients: number;
   bytesToAgents: number;
 }
 
 type State = "attach" | "connecting" | "handshaking" | "open" | "closed";
+
+/** A connection to the agent a migrating guest goes to, made before the source lets go. */
+interface Standby<T> {
+  readonly url: string;
+  state: "connecting" | "handshaking" | "open";
+  pipe: Pipe | null;
+  target: T | null;
+  helloSent: boolean;
+  /** What the standby agent sent after its hello (its session's start): held until the switch. */
+  held: Buffer[];
+  heldBytes: number;
+}
+
+/** The largest text message an agent may send the relay (a migration's destination). */
+const MAX_AGENT_TEXT = 512;
 
 class Link<T extends AgentTarget> {
   state: State = "attach";
@@ -126,6 +152,9 @@ class Link<T extends AgentTarget> {
   helloSent = false;
   wantsKeyboard = false;
   handshakeTimer: NodeJS.Timeout | null = null;
+  standby: Standby<T> | null = null;
+  /** Between the switch to a standby and the client's "switched": its input records are sealed for the source. */
+  awaitingSwitchAck = false;
   /** Bumped on each agent connection, so late events of an old one are ignored. */
   epoch = 0;
   constructor(
@@ -166,6 +195,8 @@ export class ConsoleRelay<T extends AgentTarget> {
     slowClientsDropped: 0,
     inputDroppedNotHolder: 0,
     messagesDroppedWhileSwitching: 0,
+    standbys: 0,
+    standbySwitches: 0,
     bytesToClients: 0,
     bytesToAgents: 0,
   };
@@ -280,6 +311,13 @@ export class ConsoleRelay<T extends AgentTarget> {
     }
     const { kind, type } = peek(data);
     if (kind === KIND.clientHello) {
+      const sb = link.standby;
+      if (link.state === "open" && sb?.state === "handshaking" && !sb.helloSent && sb.pipe) {
+        sb.helloSent = true;
+        this.stats.bytesToAgents += data.length;
+        sb.pipe.send(data);
+        return;
+      }
       if (link.state !== "handshaking" || link.helloSent) {
         this.stats.messagesDroppedWhileSwitching++;
         return;
@@ -294,7 +332,7 @@ export class ConsoleRelay<T extends AgentTarget> {
         this.toClient(link, { t: "not-holder" });
         return;
       }
-      if (link.state !== "open") {
+      if (link.state !== "open" || link.awaitingSwitchAck) {
         // Sealed for an agent connection that is gone: the client sends them again.
         this.stats.messagesDroppedWhileSwitching++;
         return;
@@ -334,6 +372,8 @@ export class ConsoleRelay<T extends AgentTarget> {
     } else if (m.t === "release") {
       if (room.holder === link) room.holder = null;
       this.keyboardChanged(room);
+    } else if (m.t === "switched") {
+      link.awaitingSwitchAck = false;
     } else {
       this.close(link, { code: CLOSE.badClient, reason: "unknown text message" });
     }
@@ -387,12 +427,7 @@ export class ConsoleRelay<T extends AgentTarget> {
           const agent = await this.deps.connect(target, guest, device, {
             onMessage: (data, isBinary) => {
               if (link.epoch !== epoch || link.state === "closed") return;
-              if (!isBinary) return; // agents speak binary only
-              if (link.state === "handshaking" && peek(data).kind === KIND.agentHello) {
-                link.state = "open";
-                if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
-              }
-              this.toClient(link, data);
+              this.fromAgent(link, data, isBinary);
             },
             onClose: (code, reason) => this.agentClosed(link, epoch, code, reason),
           });
@@ -434,11 +469,178 @@ export class ConsoleRelay<T extends AgentTarget> {
     }
   }
 
+  /** A message from the client's current agent: records go on; text is a hint for the relay. */
+  private fromAgent(link: Link<T>, data: Buffer, isBinary: boolean): void {
+    if (!isBinary) {
+      this.agentHint(link, data);
+      return;
+    }
+    if (link.state === "handshaking" && peek(data).kind === KIND.agentHello) {
+      link.state = "open";
+      if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
+    }
+    this.toClient(link, data);
+  }
+
+  /**
+   * The source agent's hints (plaintext, nothing secret): "moving" to an agent (the guest's
+   * migration started; a standby connection is made there) or "staying" (it failed).
+   */
+  private agentHint(link: Link<T>, data: Buffer): void {
+    if (data.length > MAX_AGENT_TEXT) return;
+    let m: { t?: unknown; to?: unknown };
+    try {
+      m = JSON.parse(data.toString("utf8")) as typeof m;
+    } catch {
+      return;
+    }
+    if (m.t === "moving" && typeof m.to === "string" && /^https?:\/\/\S{1,200}$/.test(m.to))
+      void this.makeStandby(link, m.to);
+    else if (m.t === "staying") this.dropStandby(link, "the guest stays");
+  }
+
+  /** Connects to the agent the guest is moving to, and lets the client handshake with it. */
+  private async makeStandby(link: Link<T>, url: string): Promise<void> {
+    if (link.standby) {
+      if (link.standby.url === url && link.standby.state === "open") this.hintAgent(link, "standby-ready");
+      return;
+    }
+    if (link.state !== "open") {
+      this.hintAgent(link, "no-standby");
+      return;
+    }
+    const { guest, device } = link.room;
+    const sb: Standby<T> = {
+      url,
+      state: "connecting",
+      pipe: null,
+      target: null,
+      helloSent: false,
+      held: [],
+      heldBytes: 0,
+    };
+    link.standby = sb;
+    const current = () => link.standby === sb && link.state !== "closed";
+    try {
+      // As at a re-attach: a revoked token gets no ticket for another agent.
+      if (!(await this.deps.stillAllowed(link.viewer))) throw new Error("the token is no longer valid");
+      const target = current() ? await this.deps.locate(guest, url) : null;
+      if (!target || !current()) throw new Error("the destination agent is not known");
+      const pipe = await this.deps.connect(target, guest, device, {
+        onMessage: (data, isBinary) => {
+          if (link.state === "closed") return;
+          if (link.agent === pipe) this.fromAgent(link, data, isBinary);
+          else if (link.standby === sb && isBinary) this.fromStandby(link, sb, data);
+        },
+        onClose: (code, reason) => {
+          if (link.agent === pipe) this.agentClosed(link, link.epoch, code, reason);
+          else if (link.standby === sb) this.dropStandby(link, `the destination agent closed (${code})`);
+        },
+      });
+      if (!current()) {
+        pipe.close(1000, "not needed");
+        return;
+      }
+      sb.pipe = pipe;
+      sb.target = target;
+      sb.state = "handshaking";
+      this.stats.standbys++;
+      this.log("standby", link, { standbyHostVm: target.hostVm });
+      this.toClient(link, {
+        t: "standby",
+        hostVm: target.hostVm,
+        identity: target.identity.toString("base64url"),
+        fingerprint: fingerprintOf(target.identity),
+        ticket: this.deps.ticket(link.viewer, target, guest, device),
+      });
+    } catch (e) {
+      if (link.standby !== sb) return;
+      link.standby = null;
+      this.log("no standby", link, { why: (e as Error).message.slice(0, 120) });
+      this.hintAgent(link, "no-standby");
+    }
+  }
+
+  /** Tells the client's current agent how its standby went (plaintext: it only times the move). */
+  private hintAgent(link: Link<T>, t: "standby-ready" | "no-standby"): void {
+    if (link.state === "open") link.agent?.send(JSON.stringify({ t }));
+  }
+
+  /** The standby agent's messages: its hello goes to the client now, the rest waits for the switch. */
+  private fromStandby(link: Link<T>, sb: Standby<T>, data: Buffer): void {
+    if (sb.state === "handshaking" && peek(data).kind === KIND.agentHello) {
+      sb.state = "open";
+      this.toClient(link, data);
+      // The source may let the guest go now.
+      this.hintAgent(link, "standby-ready");
+      return;
+    }
+    if (sb.state !== "open") return;
+    sb.held.push(data);
+    sb.heldBytes += data.length;
+    if (sb.heldBytes > this.maxClientBuffer) {
+      this.dropStandby(link, "the standby agent sent too much before the switch");
+      return;
+    }
+    // The standby's session started: the guest runs at the destination, so the source is done
+    // (its guest stopped before this one could run). Its last records need not be waited for:
+    // the standby replays from the offset the client gave when keying it (the same stream), and
+    // the client drops bytes it has by offset. Switch now rather than at the source's "moved".
+    if (link.state === "open") {
+      const source = link.agent;
+      this.switchToStandby(link, sb);
+      source?.close(1000, "switched to the destination");
+    }
+  }
+
+  private dropStandby(link: Link<T>, why: string): void {
+    const sb = link.standby;
+    if (!sb) return;
+    link.standby = null;
+    sb.pipe?.close(1000, "standby not needed");
+    this.log("standby dropped", link, { why });
+    this.hintAgent(link, "no-standby");
+    if (sb.state !== "connecting") this.toClient(link, { t: "standby-dropped" });
+  }
+
+  /**
+   * The source let go towards the standby's agent, or the standby's session started: it
+   * becomes the client's agent connection (same client WebSocket), and what it sent meanwhile
+   * follows "switched".
+   */
+  private switchToStandby(link: Link<T>, sb: Standby<T>): void {
+    link.standby = null;
+    const epoch = ++link.epoch;
+    link.agent = sb.pipe;
+    link.target = sb.target;
+    link.helloSent = sb.helloSent;
+    link.state = sb.state === "open" ? "open" : "handshaking";
+    link.awaitingSwitchAck = true;
+    this.stats.reattaches++;
+    this.stats.standbySwitches++;
+    // A re-attach at the agent the move named, made before the source let go.
+    this.log("reattached", link, { atNamedAgent: true, viaStandby: true });
+    this.toClient(link, { t: "switched" });
+    for (const m of sb.held) this.toClient(link, m);
+    if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
+    if (link.state === "handshaking")
+      link.handshakeTimer = setTimeout(() => {
+        if (link.epoch === epoch && link.state === "handshaking")
+          this.close(link, { code: CLOSE.badClient, reason: "no handshake in time" });
+      }, this.handshakeTimeoutMs);
+  }
+
   private agentClosed(link: Link<T>, epoch: number, code: number, reason: string): void {
     if (link.epoch !== epoch || link.state === "closed") return;
     link.agent = null;
     if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
     this.log("agent connection ended", link, { code });
+    const sb = link.standby;
+    if (sb && code === CLOSE.moved && movedTo(code, reason) === sb.url && sb.state !== "connecting") {
+      this.switchToStandby(link, sb);
+      return;
+    }
+    this.dropStandby(link, "the source ended otherwise");
     if (code === CLOSE.ended || code === CLOSE.refused) {
       this.toClient(link, { t: "error", message: reason || "the console ended" });
       this.close(link, { code, reason: reason || "the console ended" });
@@ -456,6 +658,8 @@ export class ConsoleRelay<T extends AgentTarget> {
     link.state = "closed";
     link.epoch++;
     if (link.handshakeTimer) clearTimeout(link.handshakeTimer);
+    link.standby?.pipe?.close(1000, "client gone");
+    link.standby = null;
     link.agent?.close(1000, "client gone");
     link.agent = null;
     if (how) link.client.close(how.code, how.reason.slice(0, 120));

@@ -80,10 +80,16 @@ export class ConsoleBedClient {
   /**
    * When (performance.now()) the steps of each re-attach reached this client: the source's
    * "moved" notice, the relay's "reattaching" and "agent" (it reached the destination agent),
-   * the new handshake done ("attached"). bench:console splits a move's stall with these.
+   * the new handshake done ("attached"); made before broken, the relay's "standby" (before the
+   * move) and "switched" (after "moved"). bench:console splits a move's stall with these.
    */
-  readonly marks: Array<{ at: number; what: "moved" | "reattaching" | "agent" | "attached" }> = [];
+  readonly marks: Array<{
+    at: number;
+    what: "moved" | "reattaching" | "agent" | "attached" | "standby" | "switched";
+  }> = [];
   attaches = 0;
+  /** The serial stream's offset of the first byte in `chunks` (null before any output). */
+  firstOffset: number | null = null;
   private ws: WebSocket | null = null;
   private closed = false;
 
@@ -101,13 +107,20 @@ export class ConsoleBedClient {
     for (const e of s.events) {
       const at = performance.now();
       if (e.kind === "output") {
+        this.firstOffset ??= e.offset;
         this.chunks.push(Buffer.from(e.bytes));
         this.times.push(at);
       } else if (e.kind === "attached") {
         this.attaches++;
         this.marks.push({ at, what: "attached" });
       } else if (e.kind === "notice" && e.notice.kind === "moved") this.marks.push({ at, what: "moved" });
-      else if (e.kind === "relay" && (e.message.t === "reattaching" || e.message.t === "agent"))
+      else if (
+        e.kind === "relay" &&
+        (e.message.t === "reattaching" ||
+          e.message.t === "agent" ||
+          e.message.t === "standby" ||
+          e.message.t === "switched")
+      )
         this.marks.push({ at, what: e.message.t });
     }
     const ws = this.ws;

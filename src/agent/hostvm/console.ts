@@ -22,6 +22,14 @@
  *   keystrokes wait and the clients are told ("moving"); if the guest stays, they go on
  *   ("staying"); once it left, the sessions end with the last acknowledgement and "moved"
  *   (close code 4001), and the relay re-attaches the client where the guest runs now.
+ * - Made before broken, before the switchover: when a migration is about to start (its input
+ *   drain), each session tells the relay in plaintext where the guest goes ("moving" and the
+ *   destination agent's URL, which the relay knows anyway). The relay opens a standby
+ *   session there and the client handshakes with it; the relay answers "standby-ready" (or
+ *   "no-standby"), and the migration starts once every session is ready or after
+ *   `standbyWaitMs` (the guest runs meanwhile: this delays the move, not the guest). At the
+ *   switchover the relay switches upstream beneath the client's connection, so the output's
+ *   path has no connection and no handshake left on it.
  * - Made before broken: the destination of a move takes a session for the guest it is about
  *   to run (an incoming not yet decided, `arrivingHere`) as soon as the relay connects after
  *   "moved", so the handshake overlaps the destination's finish; the session starts (its
@@ -90,6 +98,8 @@ export interface ConsoleOptions {
   tickMs?: number;
   /** A client must send its hello within this. */
   helloTimeoutMs?: number;
+  /** Before a migration starts: how long to wait for the relay's standby sessions at the destination. */
+  standbyWaitMs?: number;
 }
 
 const OUTPUT_CHUNK = MAX_RECORD_PLAINTEXT - 8;
@@ -162,6 +172,7 @@ export class ConsoleService {
       maxQueuedInputBytes: opts.maxQueuedInputBytes ?? 64 * 1024,
       tickMs: opts.tickMs ?? 50,
       helloTimeoutMs: opts.helloTimeoutMs ?? 10_000,
+      standbyWaitMs: opts.standbyWaitMs ?? 1500,
     };
   }
 
@@ -198,18 +209,38 @@ export class ConsoleService {
    * switchover finds none in a socket buffer. Returns the release (call it once the
    * migration started: from then the migration itself holds input back).
    */
-  async drainInput(guestId: string, timeoutMs = 2000): Promise<() => void> {
+  async drainInput(guestId: string, timeoutMs = 2000, destinationUrl?: string): Promise<() => void> {
     const hubs = [...this.hubs.values()].filter((h) => h.guestId === guestId);
-    for (const h of hubs) h.holds++;
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && hubs.some((h) => !h.settle())) await sleep(5);
+    const t0 = Date.now();
+    for (const h of hubs) {
+      h.holds++;
+      // Look often from now on: "moved" should follow the switchover promptly.
+      h.fastTicks(true);
+      if (destinationUrl) h.offerStandby(destinationUrl);
+    }
+    const deadline = t0 + timeoutMs;
+    const standbyDeadline = t0 + Math.min(timeoutMs, this.opts.standbyWaitMs);
+    while (
+      (Date.now() < deadline && hubs.some((h) => !h.settle())) ||
+      (Date.now() < standbyDeadline && hubs.some((h) => !h.standbysReady()))
+    )
+      await sleep(2);
+    if (destinationUrl && hubs.length > 0)
+      this.host.log.info(
+        {
+          guest: guestId,
+          ms: Date.now() - t0,
+          standbys: hubs.every((h) => h.standbysReady()) ? "ready" : "not all ready",
+        },
+        "console drained before migrating",
+      );
     let released = false;
     return () => {
       if (released) return;
       released = true;
       for (const h of hubs) {
         h.holds--;
-        h.deliver();
+        h.released();
       }
     };
   }
@@ -363,7 +394,23 @@ class SerialHub {
     return this.migration() !== null;
   }
 
-  private fastTicks(on: boolean): void {
+  /** Each session tells the relay where the guest goes (the relay makes a standby there). */
+  offerStandby(url: string): void {
+    for (const s of this.sessions) s.offerStandby(url);
+  }
+
+  /** Whether every session that was offered a standby has one (or was told there is none). */
+  standbysReady(): boolean {
+    return [...this.sessions].every((s) => s.standby !== "offered");
+  }
+
+  /** A drain ended: input goes on unless a migration holds it; the fast tick only while one runs. */
+  released(): void {
+    if (!this.migratingNow() && this.holds === 0) this.fastTicks(false);
+    this.deliver();
+  }
+
+  fastTicks(on: boolean): void {
     if (on && !this.fastTimer) {
       this.fastTimer = setInterval(() => this.tick(), FAST_TICK_MS);
       this.fastTimer.unref();
@@ -409,7 +456,11 @@ class SerialHub {
     const migrating = m !== null;
     if (migrating !== this.migrating) {
       this.migrating = migrating;
-      for (const s of this.sessions) s.notice({ kind: migrating ? "moving" : "staying" });
+      for (const s of this.sessions) {
+        s.notice({ kind: migrating ? "moving" : "staying" });
+        // The relay drops its standby at the destination.
+        if (!migrating) s.hint({ t: "staying" });
+      }
       if (migrating && !this.fastTimer) {
         this.fastTimer = setInterval(() => this.tick(), FAST_TICK_MS);
         this.fastTimer.unref();
@@ -567,6 +618,11 @@ class AgentSession {
   queue: Array<{ seq: number; bytes: Buffer }> = [];
   queuedBytes = 0;
   private fd: number | null = null;
+  /**
+   * A standby for the next move (made before broken): "offered" once told the relay where the
+   * guest goes, "ready" or "none" when the relay answered; null: not asked.
+   */
+  standby: "offered" | "ready" | "none" | null = null;
   /** Handshaken for a guest arriving here: where the client asked to resume, until it runs here. */
   private waiting: { resume: Resume; sub: string; tenant: string } | null = null;
 
@@ -587,7 +643,10 @@ class AgentSession {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
     try {
-      if (!isBinary) throw new ConsoleProtocolError("bad-message", "the console speaks binary messages only");
+      if (!isBinary) {
+        this.relayHint(data);
+        return;
+      }
       if (!this.channel) this.accept(data);
       else this.input(data);
     } catch (e) {
@@ -598,6 +657,39 @@ class AgentSession {
       );
       this.close(refused && !this.channel ? CLOSE.refused : 1008, (e as Error).message);
     }
+  }
+
+  /**
+   * The relay's plaintext answers to an offered standby ("standby-ready", "no-standby"): they
+   * only decide how long a migration waits before it starts (bounded), so a relay that lies
+   * delays or hastens a move and learns nothing. Anything else is refused as before.
+   */
+  private relayHint(data: Buffer): void {
+    let t: unknown;
+    try {
+      t = data.length <= 64 ? (JSON.parse(data.toString("utf8")) as { t?: unknown }).t : undefined;
+    } catch {
+      t = undefined;
+    }
+    if (t === "standby-ready" || t === "no-standby") {
+      if (this.standby === "offered") this.standby = t === "standby-ready" ? "ready" : "none";
+      return;
+    }
+    throw new ConsoleProtocolError("bad-message", "the console speaks binary messages only");
+  }
+
+  /** Tells the relay where the guest is about to go (a session that runs here). */
+  offerStandby(url: string): void {
+    if (this.closed || !this.channel || this.waiting) return;
+    this.standby = "offered";
+    this.hint({ t: "moving", to: url });
+  }
+
+  /** A plaintext message to the relay (nothing secret: where the guest goes, or that it stays). */
+  hint(m: { t: "moving"; to: string } | { t: "staying" }): void {
+    if (this.closed || !this.channel) return;
+    if (m.t === "staying") this.standby = null;
+    this.ws.send(JSON.stringify(m));
   }
 
   private accept(hello: Buffer): void {

@@ -36,7 +36,7 @@ export class HostVm {
    * Before an outgoing migration starts: holds the guest's console keystrokes and waits
    * until QEMU read those written (hostvm/console.ts); answers the release. Set by the agent.
    */
-  consoleDrain: (guestId: string) => Promise<() => void> = async () => () => {};
+  consoleDrain: (guestId: string, destinationUrl?: string) => Promise<() => void> = async () => () => {};
   readonly reaped: HostVmStatus["reapedAtStart"] = [];
   readonly adopted: HostVmStatus["adoptedAtStart"] = [];
   /** This host VM's server agent (memory accounting). */

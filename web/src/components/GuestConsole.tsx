@@ -63,6 +63,7 @@ export function GuestConsole({ guestId, token }: { guestId: string; token: strin
         const m = e.message;
         if (m.t === "keyboard") update({ holder: m.holder, viewers: m.viewers });
         else if (m.t === "reattaching") update({ state: "moving", message: m.reason });
+        else if (m.t === "switched") update({ state: "moving", message: "the guest moved" });
         else if (m.t === "not-holder") update({ holder: false });
         else if (m.t === "error") update({ message: m.message });
       }

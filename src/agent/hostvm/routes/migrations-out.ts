@@ -52,8 +52,9 @@ export const outgoingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
       if (g.state !== "running") throw OutgoingErrors.notRunning(g.guestId, g.state);
       host.assertNotMigrating(g.guestId);
       if (host.outgoing.has(req.body.migrationId)) throw OutgoingErrors.exists(req.body.migrationId);
-      // Keystrokes QEMU has not read yet would leave with the source: let it read them first.
-      const release = await host.consoleDrain(g.guestId);
+      // Keystrokes QEMU has not read yet would leave with the source: let it read them first;
+      // the consoles' relay makes its sessions at the destination meanwhile (made before broken).
+      const release = await host.consoleDrain(g.guestId, req.body.destination?.url);
       let m: OutgoingMigration;
       try {
         if (g.state !== "running") throw OutgoingErrors.notRunning(g.guestId, g.state);
