@@ -64,7 +64,21 @@ export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
           target,
           channel: channels.get(target) ?? null,
           monitor: anchors
-            ? { hostVm: a?.hostVm ?? null, state: a?.state ?? "new", rounds: a?.rounds ?? 0 }
+            ? {
+                hostVm: a?.hostVm ?? null,
+                state: a?.state ?? "new",
+                rounds: a?.rounds ?? 0,
+                ...(a?.lastMove
+                  ? {
+                      lastMove: {
+                        from: a.lastMove.from,
+                        to: a.lastMove.to,
+                        makeMs: a.lastMove.makeMs,
+                        heldMs: a.lastMove.heldMs,
+                      },
+                    }
+                  : {}),
+              }
             : null,
         };
       });

@@ -24,6 +24,17 @@ export const SecurityVmPair = Type.Object({
       hostVm: Nullable(Type.String()),
       state: Type.String(),
       rounds: Type.Integer(),
+      /** Its last move to where its target runs (made before the old one was removed). */
+      lastMove: Type.Optional(
+        Type.Object({
+          from: Type.String(),
+          to: Type.String(),
+          /** From asking the destination's agent until the new monitor had its baseline. */
+          makeMs: Type.Number(),
+          /** The target held paused at its destination for the attach (null: made after it ran). */
+          heldMs: Nullable(Type.Number()),
+        }),
+      ),
     }),
   ),
 });
