@@ -58,6 +58,7 @@ export {
   referencePolicy,
 } from "./policy.ts";
 export { type Placement, type Policy, PolicyError } from "./policy-base.ts";
+export { planCoMove } from "./co-move.ts";
 export { referencePlan } from "./reference.ts";
 export {
   type MoveDecision,

@@ -40,6 +40,23 @@ export const SecurityVmPair = Type.Object({
 });
 export const SecurityVmPairs = Type.Array(SecurityVmPair);
 
+/** POST /api/security-vms/:id/co-migrate: the security VM with its targets to one host VM. */
+export const CoMigrateSecurityVm = Type.Object(
+  {
+    to: Id,
+    /** Which of its targets go with it (default: all; each must be one of its targets). */
+    targets: Type.Optional(Type.Array(Id, { minItems: 1, maxItems: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+/** A co-migration accepted as a plan of one co-migrate action. */
+export const CoMigrationAccepted = Type.Object({
+  plan: Type.Integer(),
+  to: Type.String(),
+  members: Type.Array(Type.Object({ guest: Type.String(), from: Type.String(), mechanism: Type.String() })),
+});
+
 export const AlertsQuery = Type.Object(
   {
     secvm: Type.Optional(Id),
