@@ -160,16 +160,18 @@ test("POST /api/security-vms/:id/co-migrate: tenant-scoped, validated, 409 while
       400,
     );
 
-    const ok = await g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id });
-    assert.equal(ok.status, 202, JSON.stringify(ok.body));
+    // Two at once: one is planned, the other refused while it is in flight (409).
+    const both = await Promise.all([
+      g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id }),
+      g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id }),
+    ]);
+    assert.deepEqual(both.map((r) => r.status).sort(), [202, 409], JSON.stringify(both.map((r) => r.body)));
+    const ok = both.find((r) => r.status === 202)!;
+    assert.match(JSON.stringify(both.find((r) => r.status === 409)?.body), /moving already/);
     assert.deepEqual(
       (ok.body.members as { guest: string }[]).map((m) => m.guest),
       ["sv-co", target.id],
     );
-    const again = await g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id });
-    assert.equal(again.status, 409, JSON.stringify(again.body));
-    assert.match(again.body.message ?? again.body.error ?? JSON.stringify(again.body), /moving already/);
-
     const plan = await until("the co-migration applied", async () => {
       const p = (await root("GET", `/api/plans/${ok.body.plan}`)).body as {
         status: string;

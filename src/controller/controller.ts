@@ -600,6 +600,24 @@ export class Controller {
    * move of any of them is in flight: a migration running, or an unfinished action of an
    * applying plan (submitted, not yet started by the executor).
    */
+  async submitCoMove(
+    guestIds: readonly string[],
+    to: string,
+  ): Promise<{ plan: number; planned: PlannedAction[] }> {
+    // Claimed before the first await: a concurrent request for any of them is refused (409)
+    // instead of both passing the in-flight check before either is stored.
+    const busy = guestIds.find((g) => this.coMoving.has(g));
+    if (busy) throw new ApiError(409, `guest VM ${busy} is moving already (a co-migration is being planned)`);
+    for (const g of guestIds) this.coMoving.add(g);
+    try {
+      const planned = await this.chooseCoMove(guestIds, to);
+      return { plan: await this.submitActions(planned, "api"), planned };
+    } finally {
+      for (const g of guestIds) this.coMoving.delete(g);
+    }
+  }
+  private readonly coMoving = new Set<string>();
+
   async chooseCoMove(guestIds: readonly string[], to: string): Promise<PlannedAction[]> {
     for (const p of await this.repos.plans.withStatus("applying"))
       for (const a of await this.repos.plans.actions(p.id)) {

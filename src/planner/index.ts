@@ -1,4 +1,5 @@
 export { type BuildOptions, buildPlan, type Move } from "./builder.ts";
+export { planCoMove } from "./co-move.ts";
 export {
   InterQuartileRange,
   LocalRegression,
@@ -58,7 +59,6 @@ export {
   referencePolicy,
 } from "./policy.ts";
 export { type Placement, type Policy, PolicyError } from "./policy-base.ts";
-export { planCoMove } from "./co-move.ts";
 export { referencePlan } from "./reference.ts";
 export {
   type MoveDecision,

@@ -6,8 +6,8 @@
  */
 import {
   type AgentEndpoint,
-  MigrationFailedError,
   type MigrateRequest,
+  MigrationFailedError,
   type MigrationHandle,
   type MigrationOrchestrator,
   type MigrationProgressView,

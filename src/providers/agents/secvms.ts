@@ -296,7 +296,15 @@ export class AgentSecurityVms implements SecurityVmMonitors {
     // Made: its baseline taken (a round that read the guest; a failed round counts as a
     // round too, but leaves the monitor "lost"). Until then the old monitor stays.
     for (;;) {
-      const st = await to.secVm(p.agentId);
+      // An unanswered status (a loaded agent) is asked again, within the bound.
+      const st = await to.secVm(p.agentId).catch((e: Error) => {
+        if (Date.now() > end) throw e;
+        return undefined;
+      });
+      if (!st) {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
       if (st.monitors.some((m) => m.monitor === "memory" && m.rounds > 0 && m.state === "running")) return;
       if (st.state === "failed" || Date.now() > end)
         throw new Error(
@@ -369,12 +377,23 @@ export class AgentSecurityVms implements SecurityVmMonitors {
    */
   private async overlap(p: Pair, hostVm: string, r0: number | undefined, end: number): Promise<boolean> {
     const c = this.clientOf(hostVm);
-    const memory = async () =>
-      (await c.secVm(p.agentId).catch(() => undefined))?.monitors.find((m) => m.monitor === "memory");
-    if (r0 === undefined) return true;
+    let from = r0;
     while (Date.now() < end) {
-      const m = await memory();
-      if (!m || m.state !== "running" || m.rounds >= r0 + 3) return true;
+      let st: Awaited<ReturnType<HostVmAgentClient["secVm"]>>;
+      try {
+        st = await c.secVm(p.agentId);
+      } catch (e) {
+        // Gone (its host VM released, removed): nothing more to see. Unanswered (a loaded
+        // agent's slow reply): not a round, asked again.
+        if (/404|no security VM/.test(String(e))) return true;
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      const m = st.monitors.find((x) => x.monitor === "memory");
+      if (!m || m.state !== "running") return true;
+      // Not read at the start (unanswered then): read now, later is only stricter.
+      from ??= m.rounds;
+      if (m.rounds >= from + 3) return true;
       await new Promise((r) => setTimeout(r, 100));
     }
     return false;

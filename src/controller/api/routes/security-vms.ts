@@ -109,8 +109,7 @@ export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
         if (!g.targets.includes(t))
           throw new ApiError(422, `body/targets: ${t} is not a target of security VM ${g.id}`);
       // Its targets are its tenant's own (checked at create); placed, not moving, room at `to`.
-      const planned = await c.chooseCoMove([g.id, ...targets], req.body.to);
-      const plan = await c.submitActions(planned, "api");
+      const { plan, planned } = await c.submitCoMove([g.id, ...targets], req.body.to);
       const action = planned[0]?.payload;
       reply.code(202);
       return {
