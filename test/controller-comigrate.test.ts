@@ -1,6 +1,7 @@
 // A co-migrate action (issue 13 item 4) through the controller's journal and executor: on the
 // simulated provider both guests move in lock-step and the plan applies; on a plane without
-// lock-step moves (the agents' today) it fails with its not-yet reason, never split.
+// lock-step moves it fails with its reason, never split. The API's co-migration of a security VM
+// with its targets (POST /api/security-vms/:id/co-migrate) on the simulated provider.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { CO_MIGRATE_UNSUPPORTED } from "../src/controller/executor.ts";
 import { type RunningController, runController } from "../src/controller/index.ts";
 import { demoWorld, SimProvider, type World } from "../src/providers/index.ts";
 import { api, until } from "./support/controller-process.ts";
+import { startTenantController } from "./support/tenant-controller.ts";
 
 const dirs: string[] = [];
 const running: RunningController[] = [];
@@ -123,4 +125,69 @@ test("on a plane without lock-step moves the co-migration fails with its reason 
   );
   assert.equal(where.get("target"), hostVms[0]);
   assert.equal(where.get("secvm"), hostVms[0]);
+});
+
+test("POST /api/security-vms/:id/co-migrate: tenant-scoped, validated, 409 while in flight; both arrive and the pair is local", async () => {
+  const t = await startTenantController("nestcloud-comigrate-api-");
+  try {
+    const admin = t.c.adminToken;
+    const as = (token: string) => (method: string, path: string, body?: unknown) =>
+      api({ url: t.c.url, token }, method, path, body);
+    const [g, a, root] = [as(t.globex), as(t.acme), as(admin)];
+    const vms = (await g("GET", "/api/vms")).body as { id: string; hostVm: string; memoryMiB: number }[];
+    const target = vms[0];
+    const made = await g("POST", "/api/security-vms", { id: "sv-co", targets: [target.id], memoryMiB: 256 });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const sv = await until("the security VM placed", async () => {
+      const x = (await g("GET", "/api/security-vms/sv-co")).body as { hostVm: string | null };
+      return x.hostVm ? x : undefined;
+    });
+    // A host VM that is neither's, with room for both.
+    const hosts = (await root("GET", "/api/hostvms")).body as Array<{ id: string; state: string }>;
+    const views = (await root("GET", "/api/vms")).body as { hostVm: string | null; memoryMiB: number }[];
+    const used = (h: string) => views.filter((v) => v.hostVm === h).reduce((s, v) => s + v.memoryMiB, 0);
+    const to = hosts
+      .filter((h) => h.state === "running" && h.id !== target.hostVm && h.id !== sv.hostVm)
+      .sort((x, y) => used(x.id) - used(y.id))[0];
+    assert.ok(to, "a third host VM");
+
+    assert.equal((await a("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id })).status, 404);
+    const notMine = await g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id, targets: ["x1"] });
+    assert.equal(notMine.status, 422, JSON.stringify(notMine.body));
+    assert.equal((await g("POST", "/api/security-vms/sv-co/co-migrate", { to: "nowhere" })).status, 422);
+    assert.equal(
+      (await g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id, extra: 1 })).status,
+      400,
+    );
+
+    // Two at once: one is planned, the other refused while it is in flight (409).
+    const both = await Promise.all([
+      g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id }),
+      g("POST", "/api/security-vms/sv-co/co-migrate", { to: to.id }),
+    ]);
+    assert.deepEqual(both.map((r) => r.status).sort(), [202, 409], JSON.stringify(both.map((r) => r.body)));
+    const ok = both.find((r) => r.status === 202)!;
+    assert.match(JSON.stringify(both.find((r) => r.status === 409)?.body), /moving already/);
+    assert.deepEqual(
+      (ok.body.members as { guest: string }[]).map((m) => m.guest),
+      ["sv-co", target.id],
+    );
+    const plan = await until("the co-migration applied", async () => {
+      const p = (await root("GET", `/api/plans/${ok.body.plan}`)).body as {
+        status: string;
+        actions: unknown[];
+      };
+      return ["applied", "failed", "cancelled"].includes(p.status) ? p : undefined;
+    });
+    assert.equal(plan.status, "applied", JSON.stringify(plan));
+    assert.equal(((await g("GET", "/api/security-vms/sv-co")).body as { hostVm: string }).hostVm, to.id);
+    assert.equal(((await g(`GET`, `/api/vms/${target.id}`)).body as { hostVm: string }).hostVm, to.id);
+    const pair = await until("the pair local", async () => {
+      const p = ((await g("GET", "/api/security-vms/sv-co/channels")).body as { channel: string }[])[0];
+      return p.channel === "local" ? p : undefined;
+    });
+    assert.equal(pair.channel, "local");
+  } finally {
+    await t.close();
+  }
 });

@@ -82,19 +82,7 @@ export class MigrationOrchestrator {
    * sources). After the release each finishes on its own.
    */
   async coMigrate(reqs: MigrateRequest[]): Promise<MigrationOutcome[]> {
-    const barrier = new Barrier(reqs.length);
-    const handles = reqs.map((r) => this.start(r, barrier));
-    for (const h of handles) {
-      h.done.catch((e: Error) => {
-        if (barrier.released) return;
-        // Before the release a partner's failure cancels the whole group: no guest of it
-        // may run at its destination while another stays behind.
-        barrier.abort(new Error(`co-migration partner ${h.migrationId} failed: ${e.message}`));
-        for (const other of handles) {
-          if (other !== h) void other.cancel(`co-migration partner ${h.migrationId} failed`).catch(() => {});
-        }
-      });
-    }
+    const handles = this.startGroup(reqs);
     const settled = await Promise.allSettled(handles.map((h) => h.done));
     const errors = settled.flatMap((s) => (s.status === "rejected" ? [s.reason as Error] : []));
     if (errors.length > 0) {
@@ -112,5 +100,27 @@ export class MigrationOrchestrator {
       );
     }
     return settled.map((s) => (s as PromiseFulfilledResult<MigrationOutcome>).value);
+  }
+
+  /**
+   * Starts a co-migration and returns each member's handle (a caller that tracks members one
+   * by one, as the controller's agents' plane does): one barrier at pre-switchover, and a
+   * member that fails before the release cancels the others.
+   */
+  startGroup(reqs: MigrateRequest[]): MigrationHandle[] {
+    const barrier = new Barrier(reqs.length);
+    const handles = reqs.map((r) => this.start(r, barrier));
+    for (const h of handles) {
+      h.done.catch((e: Error) => {
+        if (barrier.released) return;
+        // Before the release a partner's failure cancels the whole group: no guest of it
+        // may run at its destination while another stays behind.
+        barrier.abort(new Error(`co-migration partner ${h.migrationId} failed: ${e.message}`));
+        for (const other of handles) {
+          if (other !== h) void other.cancel(`co-migration partner ${h.migrationId} failed`).catch(() => {});
+        }
+      });
+    }
+    return handles;
   }
 }

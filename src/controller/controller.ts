@@ -6,7 +6,13 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { type GuestSpec, guestSpec, hostVmMips } from "../model/index.ts";
-import { type Policy, placeRequested, planMove, type RequestedMechanism } from "../planner/index.ts";
+import {
+  type Policy,
+  placeRequested,
+  planCoMove,
+  planMove,
+  type RequestedMechanism,
+} from "../planner/index.ts";
 import { type Provider, ProviderError } from "../providers/index.ts";
 import { VirtualAmt } from "./amt.ts";
 import type { Principal } from "./auth.ts";
@@ -584,6 +590,60 @@ export class Controller {
     const snap = this.reconciler.lastSnapshot ?? (await this.reconciler.audit());
     const input = await this.reconciler.plannerInput(view, snap, topo.running, new Set());
     const decision = planMove(input, g, { to: target, mechanism });
+    if (!decision.ok) throw moveRefusalError(decision.refusal);
+    return toStored(decision.plan, view);
+  }
+
+  /**
+   * A co-migration asked for through the API: the guests (a security VM and its targets) to
+   * host VM `to` in lock-step, planned by the planner's pure code (planCoMove). 409 while a
+   * move of any of them is in flight: a migration running, or an unfinished action of an
+   * applying plan (submitted, not yet started by the executor).
+   */
+  async submitCoMove(
+    guestIds: readonly string[],
+    to: string,
+  ): Promise<{ plan: number; planned: PlannedAction[] }> {
+    // Claimed before the first await: a concurrent request for any of them is refused (409)
+    // instead of both passing the in-flight check before either is stored.
+    const busy = guestIds.find((g) => this.coMoving.has(g));
+    if (busy) throw new ApiError(409, `guest VM ${busy} is moving already (a co-migration is being planned)`);
+    for (const g of guestIds) this.coMoving.add(g);
+    try {
+      const planned = await this.chooseCoMove(guestIds, to);
+      return { plan: await this.submitActions(planned, "api"), planned };
+    } finally {
+      for (const g of guestIds) this.coMoving.delete(g);
+    }
+  }
+  private readonly coMoving = new Set<string>();
+
+  async chooseCoMove(guestIds: readonly string[], to: string): Promise<PlannedAction[]> {
+    for (const p of await this.repos.plans.withStatus("applying"))
+      for (const a of await this.repos.plans.actions(p.id)) {
+        if (a.status !== "pending" && a.status !== "running") continue;
+        const moving =
+          a.payload.kind === "migrate"
+            ? [a.payload.guest]
+            : a.payload.kind === "co-migrate"
+              ? a.payload.members.map((m) => m.guest)
+              : [];
+        const busy = guestIds.find((g) => moving.includes(g));
+        if (busy)
+          throw new ApiError(409, `guest VM ${busy} is moving already (plan ${p.id}, ${a.payload.kind})`);
+      }
+    const topo = await this.reconciler.topology();
+    const view = buildView(topo);
+    const gs = guestIds.map((id) => {
+      const g = view.guestIds.indexOf(id);
+      if (g < 0) throw notFound("guest VM", id);
+      return g;
+    });
+    const target = view.hostVmIds.indexOf(to);
+    if (target < 0) throw new ApiError(422, `body/to: no host VM ${to}`);
+    const snap = this.reconciler.lastSnapshot ?? (await this.reconciler.audit());
+    const input = await this.reconciler.plannerInput(view, snap, topo.running, new Set());
+    const decision = planCoMove(input, gs, target);
     if (!decision.ok) throw moveRefusalError(decision.refusal);
     return toStored(decision.plan, view);
   }

@@ -22,7 +22,7 @@ type CoMigrate = Extract<ActionPayload, { kind: "co-migrate" }>;
 
 /** Why a co-migrate action fails on a data plane without lock-step moves (stored with it). */
 export const CO_MIGRATE_UNSUPPORTED =
-  "co-migrate: this provider's data plane cannot yet move guests in lock-step (not built on the agents' plane yet; the simulated one can); the action is refused, not split into independent moves";
+  "co-migrate: this provider's data plane cannot move guests in lock-step (the simulated and the agents' planes can); the action is refused, not split into independent moves";
 
 /** Why a rejuvenate action fails on a provider without it (stored with it, so the plan shows it). */
 export const REJUVENATE_UNSUPPORTED =

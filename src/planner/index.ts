@@ -1,4 +1,5 @@
 export { type BuildOptions, buildPlan, type Move } from "./builder.ts";
+export { planCoMove } from "./co-move.ts";
 export {
   InterQuartileRange,
   LocalRegression,

@@ -206,6 +206,8 @@ export interface MonitorAnchor {
   readonly state: string;
   /** Memory rounds the service has done in this anchor. */
   readonly rounds: number;
+  /** Its last move to its target's new place, if it moved. */
+  readonly lastMove?: MonitorSwitch;
 }
 
 /** A monitor's move to its target's new place, made before the old one was broken. */
@@ -216,6 +218,11 @@ export interface MonitorSwitch {
   readonly to: string;
   /** Wall ms from asking the destination's agent until its monitor ran (the old one ran meanwhile). */
   readonly makeMs: number;
+  /**
+   * How long the target was held paused at its destination for the new monitor's baseline and
+   * the old one's last round (a pre-copy: attached before it resumed); null: made after it ran.
+   */
+  readonly heldMs: number | null;
 }
 
 /** The security VMs' monitors of a data plane that can run them (the agents'). */

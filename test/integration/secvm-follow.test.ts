@@ -3,8 +3,9 @@
 // created through the API; while t1 keeps starting a new process every second (each with a
 // name of its own, ev0001, ev0002, ..., alive for EVENT_LIFE_S), the target is moved by an
 // instant handover (same server), then by pre-copy (to the other server), then the security
-// VM itself is moved. After each move the pair's channel is the one placement implies, the
-// memory monitor runs beside the target (made before the old one was broken), and every
+// VM itself is moved, then both are co-migrated in lock-step to the other server. After each move the pair's channel is the one placement implies, the
+// memory monitor runs beside the target (made before the old one was broken; across the
+// pre-copy attached to the destination while it waited paused, the hold bounded), and every
 // process the guest started in that phase was reported through GET /api/alerts (none missed).
 // The untouched guest raises no critical alert at all: no kernel-text false positive, and a
 // target that migrated away is a move, not a loss.
@@ -18,6 +19,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { HOLD_BUDGET_MS } from "../../src/providers/agents/secvms.ts";
 import {
   api,
   type ControllerProcess,
@@ -44,7 +46,12 @@ interface Vm {
 interface Pair {
   target: string;
   channel: string | null;
-  monitor: { hostVm: string | null; state: string; rounds: number } | null;
+  monitor: {
+    hostVm: string | null;
+    state: string;
+    rounds: number;
+    lastMove?: { from: string; to: string; makeMs: number; heldMs: number | null };
+  } | null;
 }
 interface ApiAlert {
   id: number;
@@ -178,7 +185,7 @@ async function checkPhase(
   t: { diagnostic(m: string): void },
   what: string,
   before: Set<string>,
-): Promise<{ channel: string; missed: string[]; events: number }> {
+): Promise<{ channel: string; missed: string[]; events: number; pair: Pair }> {
   const [sv, tg] = [await vm("sv1"), await vm("t1")];
   const want = expectedChannel(sv, tg);
   const p = await until(
@@ -214,7 +221,7 @@ async function checkPhase(
     `${what}: channel ${p.channel}, monitor on ${p.monitor?.hostVm} (${p.monitor?.rounds} rounds); ` +
       `${phase.length} events, ${missed.length} missed${missed.length ? ` (${missed.join(" ")})` : ""}`,
   );
-  return { channel: p.channel as string, missed, events: phase.length };
+  return { channel: p.channel as string, missed, events: phase.length, pair: p };
 }
 
 describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }, () => {
@@ -282,20 +289,19 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.deepEqual(r.missed, [], "every process started around the instant move was reported");
   });
 
-  test("target moved by pre-copy (another server): channel as placed, the monitor follows", async (t) => {
+  test("target moved by pre-copy (another server): the monitor attached before it resumed, no event missed", async (t) => {
     await move("t1", "b-h1", "precopy");
     const r = await checkPhase(t, "after the pre-copy", seenEvents);
     assert.equal(r.channel, expectedChannel(await vm("sv1"), await vm("t1")));
-    // The old monitor's view froze at the switchover and the new one's baseline holds what
-    // started before it: events in between are not reported (not-yet: the new monitor's
-    // baseline taken before the destination resumes, docs/architecture.md).
-    await t.test(
-      "no event missed across the pre-copy",
-      {
-        todo: "pre-copy: processes started between the switchover and the new monitor's baseline are missed",
-      },
-      () => assert.deepEqual(r.missed, []),
-    );
+    // The new monitor's baseline came from the paused destination and the old one's last round
+    // from the stopped source: both the guest's state at the switchover.
+    const mv = r.pair.monitor?.lastMove;
+    t.diagnostic(`pre-copy: monitor made in ${mv?.makeMs} ms, destination held ${mv?.heldMs} ms`);
+    assert.equal(mv?.from, "a-h2");
+    assert.equal(mv?.to, "b-h1");
+    assert.ok(mv?.heldMs !== null && mv?.heldMs !== undefined, "attached before the destination resumed");
+    assert.ok(mv.heldMs <= HOLD_BUDGET_MS, `held ${mv.heldMs} ms, at most ${HOLD_BUDGET_MS}`);
+    assert.deepEqual(r.missed, [], "every process started around the pre-copy was reported");
   });
 
   test("the security VM moved: the channel changes, the monitor stays beside the target", async (t) => {
@@ -305,6 +311,53 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     const r = await checkPhase(t, "after the security VM's move", seenEvents);
     assert.equal(r.channel, to === tg.hostVm ? "local" : "remote");
     assert.deepEqual(r.missed, []);
+  });
+
+  // Not yet green under load (a visible todo, its assertions kept): at load ~30 the attach
+  // outlasted the 20 s hold and the monitor followed after the target ran (5 missed); at load
+  // ~44 the destination agent missed its lease renewals for 5 s and both moves were rolled back.
+  test("co-migrated together (POST /api/security-vms/:id/co-migrate, lock-step): local at the destination, no event missed, each runs once", {
+    todo: "co-migration on real guests under load: the attach within the hold budget",
+  }, async (t) => {
+    const [sv, tg] = [await vm("sv1"), await vm("t1")];
+    assert.equal(sv.hostVm, tg.hostVm, "the pair shares a host VM before the co-migration");
+    const to = tg.server === "a" ? "b-h1" : "a-h1";
+    const r0 = await api(ctl, "POST", "/api/security-vms/sv1/co-migrate", { to });
+    assert.equal(r0.status, 202, JSON.stringify(r0.body));
+    const members = r0.body.members as { guest: string; mechanism: string }[];
+    assert.deepEqual(members.map((m) => m.guest).sort(), ["sv1", "t1"]);
+    // A second request while it is in flight is refused, not queued behind it.
+    const again = await api(ctl, "POST", "/api/security-vms/sv1/co-migrate", { to });
+    assert.equal(again.status, 409, JSON.stringify(again.body));
+    const plan = await until(
+      `co-migration plan ${r0.body.plan}`,
+      async () => {
+        const p = (await api(ctl, "GET", `/api/plans/${r0.body.plan}`)).body as { status: string };
+        return ["proposed", "approved", "applying"].includes(p.status) ? undefined : p;
+      },
+      600_000,
+      500,
+    );
+    assert.equal(plan.status, "applied", JSON.stringify(plan));
+    assert.equal((await vm("sv1")).hostVm, to);
+    assert.equal((await vm("t1")).hostVm, to);
+    const r = await checkPhase(t, "after the co-migration", seenEvents);
+    assert.equal(r.channel, "local");
+    const mv = r.pair.monitor?.lastMove;
+    t.diagnostic(`co-migration: monitor made in ${mv?.makeMs} ms, destination held ${mv?.heldMs} ms`);
+    assert.equal(mv?.to, to);
+    assert.ok(mv?.heldMs !== null && mv?.heldMs !== undefined, "attached before the target resumed");
+    assert.ok(mv.heldMs <= HOLD_BUDGET_MS, `held ${mv.heldMs} ms, at most ${HOLD_BUDGET_MS}`);
+    assert.deepEqual(r.missed, [], "every process started around the co-migration was reported");
+    // One running copy of each, across every host VM of the testbed.
+    const copies = new Map<string, string[]>();
+    for (const [server, hostVms] of Object.entries({ a: ["h1", "h2"], b: ["h1"] }))
+      for (const h of hostVms)
+        for (const g of (await bed.client(server, h).status()).guests)
+          if (g.state === "running" || g.state === "paused")
+            copies.set(g.guestId, [...(copies.get(g.guestId) ?? []), `${server}-${h}:${g.state}`]);
+    assert.deepEqual(copies.get("t1"), [`${to}:running`]);
+    assert.deepEqual(copies.get("sv1"), [`${to}:running`]);
   });
 
   test("no critical alert on the untouched guest: no kernel-text false positive, moves are not losses", async () => {

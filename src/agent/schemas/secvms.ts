@@ -127,6 +127,13 @@ export const CreateSecVmBody = Type.Object(
     rules: Type.Optional(Type.String({ maxLength: 256 * 1024 })),
     /** Bounded alert log (default 2000). */
     alertLogSize: Type.Optional(Type.Integer({ minimum: 10, maximum: 100_000 })),
+    /**
+     * The targets may be arriving here: a target that is not a guest of this host VM yet is
+     * read from the QEMU of its incoming pre-copy, once that has loaded and waits paused (-S)
+     * for its finish, so that the monitor's baseline is the guest's state at the switchover
+     * (issue 13: no event between the switchover and the baseline). Memory monitors only.
+     */
+    arriving: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -215,6 +215,16 @@ export class SecVm {
     for (const t of this.req.targets) {
       // Another host VM's guest: its agent checks it when asked for the export.
       if (t.via) continue;
+      const arriving = this.host.guests.has(t.guestId) ? undefined : this.arrivingOf(t.guestId);
+      if (arriving) {
+        if (t.disk || t.nic)
+          throw new AgentError(
+            400,
+            "bad_request",
+            `guest ${t.guestId} is arriving here: only its memory can be watched before it runs`,
+          );
+        continue;
+      }
       const g = this.host.guestOf(t.guestId);
       if (!g.qemu?.isRunning) throw secvmErrors.notRunning(t.guestId);
       const devs = g.config.devices ?? [];
@@ -298,6 +308,26 @@ export class SecVm {
       );
   }
 
+  /**
+   * The QEMU of `guestId` arriving here by a pre-copy not yet handed to the agent as a guest
+   * (listening: the destination, -S, never ran; or started and being handed over), when this
+   * security VM was asked to watch arriving targets. The same QEMU becomes the guest's.
+   */
+  private arrivingOf(guestId: string): QemuProcess | undefined {
+    if (!this.req.arriving) return undefined;
+    for (const m of this.host.incoming.values())
+      if (m.req.guest.guestId === guestId && m.req.mode === "precopy" && m.arriving && m.qemu?.isRunning)
+        return m.qemu;
+    return undefined;
+  }
+
+  /** The QEMU that runs (or, arriving, holds) a target now: the guest's, else its incoming's. */
+  private qemuOf(guestId: string): QemuProcess | undefined {
+    const g = this.host.guests.get(guestId)?.qemu;
+    if (g?.isRunning) return g;
+    return this.arrivingOf(guestId) ?? g ?? undefined;
+  }
+
   /** Makes the namespace, folder and cgroup, then starts the service. */
   async create(): Promise<void> {
     const c = this.req;
@@ -332,8 +362,9 @@ export class SecVm {
         if (t.ramFd !== null) fdIndex++;
         continue;
       }
-      const g = this.host.guestOf(t.spec.guestId);
-      const q = g.qemu;
+      const arriving = this.host.guests.has(t.spec.guestId) ? undefined : this.arrivingOf(t.spec.guestId);
+      if (arriving) await loaded(arriving, t.spec.guestId);
+      const q = arriving ?? this.host.guestOf(t.spec.guestId).qemu;
       if (!q?.isRunning || q.pid === undefined) throw secvmErrors.notRunning(t.spec.guestId);
       t.qemu = q;
       t.pid = q.pid;
@@ -574,8 +605,7 @@ export class SecVm {
       return;
     }
     for (const t of this.targets) {
-      const g = this.host.guests.get(t.spec.guestId);
-      const q = g?.qemu;
+      const q = this.qemuOf(t.spec.guestId);
       const running = q?.isRunning === true;
       if (!t.lost && (!running || q?.pid !== t.pid)) {
         t.lost = true;
@@ -708,9 +738,7 @@ export class SecVm {
     this.restartTimes.push(now);
     this.state = "restarting";
     await this.teardownRun();
-    if (
-      this.targets.some((t) => (t.peer ? t.lost : !this.host.guests.get(t.spec.guestId)?.qemu?.isRunning))
-    ) {
+    if (this.targets.some((t) => (t.peer ? t.lost : !this.qemuOf(t.spec.guestId)?.isRunning))) {
       // Waits for the target: tick() brings it back when the guest runs.
       this.state = "running";
       this.lastBeat = Date.now() + 1e12;
@@ -970,3 +998,22 @@ export class SecVmManager {
 
 /** For tests: whether a path exists (the folder is gone after delete). */
 export const secvmDirExists = (v: SecVm) => existsSync(v.dir);
+
+/** How long an arriving target's QEMU may take to load the last of its incoming pre-copy. */
+const ARRIVING_LOAD_MS = 20_000;
+
+/**
+ * Waits until an incoming QEMU has loaded the whole stream (QEMU leaves `inmigrate`; with -S it
+ * then waits `paused`): its RAM file is the guest's state at the switchover only from then.
+ */
+async function loaded(q: QemuProcess, guestId: string): Promise<void> {
+  const end = Date.now() + ARRIVING_LOAD_MS;
+  for (;;) {
+    if (!q.isRunning) throw secvmErrors.notRunning(guestId);
+    const st = await q.qmp.queryStatus();
+    if (st.status !== "inmigrate") return;
+    if (Date.now() > end)
+      throw conflict(`guest ${guestId}'s incoming QEMU still loads after ${ARRIVING_LOAD_MS} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

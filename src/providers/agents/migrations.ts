@@ -6,6 +6,7 @@
  */
 import {
   type AgentEndpoint,
+  type MigrateRequest,
   MigrationFailedError,
   type MigrationHandle,
   type MigrationOrchestrator,
@@ -47,6 +48,15 @@ export interface StartMove {
   memoryBytes: number;
 }
 
+/**
+ * Told about a pre-copy between its source's completion and its destination's start, and of
+ * its outcome: the security VMs' monitors attach to the destination while it waits paused.
+ */
+export interface ArrivalObserver {
+  beforeResume(m: { migrationId: string; guest: string; from: string; to: string }): Promise<void>;
+  settled(migrationId: string, guestAt: "source" | "destination" | "unknown"): Promise<void>;
+}
+
 export class MigrationBook {
   private readonly list: Tracked[] = [];
 
@@ -54,6 +64,7 @@ export class MigrationBook {
     private readonly orchestrator: MigrationOrchestrator,
     private readonly now: () => number,
     private readonly log: (msg: string) => void,
+    private readonly arrivals?: ArrivalObserver,
   ) {}
 
   running(): Tracked[] {
@@ -61,7 +72,22 @@ export class MigrationBook {
   }
 
   start(s: StartMove): ProviderMigration {
-    const startedAt = this.now();
+    const r = this.request(s);
+    return this.track(s, this.orchestrator.start(r.req), r.bind);
+  }
+
+  /**
+   * A co-migration: every member paused before its switchover until all are ready (one
+   * barrier); a member that fails before the release cancels the others. Tracked one by one.
+   */
+  startGroup(moves: readonly StartMove[]): ProviderMigration[] {
+    const rs = moves.map((s) => this.request(s));
+    const handles = this.orchestrator.startGroup(rs.map((r) => r.req));
+    return moves.map((s, i) => this.track(s, handles[i], rs[i].bind));
+  }
+
+  /** The orchestrator's request for a move, its hooks bound to its entry once tracked. */
+  private request(s: StartMove): { req: MigrateRequest; bind: (t: Tracked) => void } {
     // Progress only goes up: a phase sets a floor, QEMU's transfer fills the span between.
     const raise = (t: Tracked, p: number) => {
       if (p > t.progress) t.progress = Math.min(1, p);
@@ -73,7 +99,7 @@ export class MigrationBook {
       tracked.remainingBytes = p.remainingBytes;
       if (p.etaMs !== null) tracked.etaSeconds = p.etaMs / 1000;
     };
-    const handle = this.orchestrator.start({
+    const req: MigrateRequest = {
       guestId: s.guest,
       from: s.source,
       to: s.destination,
@@ -83,14 +109,31 @@ export class MigrationBook {
         afterPrepare: () => {
           if (tracked) raise(tracked, 0.1);
         },
-        beforeFinish: () => {
+        beforeFinish: async (out) => {
           if (!tracked) return;
           raise(tracked, 0.9);
           tracked.remainingBytes = 0;
+          // Bounded and never failing (ArrivalObserver.beforeResume): the move goes on after it.
+          if (s.mechanism === "precopy")
+            await this.arrivals
+              ?.beforeResume({ migrationId: out.migrationId, guest: s.guest, from: s.from, to: s.to })
+              .catch((e) =>
+                this.log(`migration ${out.migrationId}: attach before resume: ${(e as Error).message}`),
+              );
         },
       },
-    });
-    tracked = {
+    };
+    return {
+      req,
+      bind: (t) => {
+        tracked = t;
+      },
+    };
+  }
+
+  private track(s: StartMove, handle: MigrationHandle, bind: (t: Tracked) => void): ProviderMigration {
+    const startedAt = this.now();
+    const tracked: Tracked = {
       id: handle.migrationId,
       guest: s.guest,
       from: s.from,
@@ -106,10 +149,16 @@ export class MigrationBook {
       error: undefined,
       handle,
     };
+    bind(tracked);
     const t = tracked;
     this.list.push(t);
+    const settled = (at: "source" | "destination" | "unknown") =>
+      void this.arrivals
+        ?.settled(t.id, at)
+        .catch((e) => this.log(`migration ${t.id}: monitors after the move: ${(e as Error).message}`));
     handle.done.then(
       (outcome) => {
+        settled("destination");
         t.status = "completed";
         t.progress = 1;
         t.remainingBytes = 0;
@@ -122,6 +171,7 @@ export class MigrationBook {
       },
       (e: unknown) => {
         const f = e instanceof MigrationFailedError ? e : undefined;
+        settled(f?.guestAt ?? "unknown");
         t.status = f?.outcome === "cancelled" ? "cancelled" : "failed";
         t.error =
           (e as Error).message + (f && f.guestAt !== "source" ? ` (the guest is at: ${f.guestAt})` : "");

@@ -19,6 +19,7 @@ import {
 import { MIPS_PER_CORE } from "../machine.ts";
 import { PROBE_GUEST_RE } from "../placement/trial.ts";
 import {
+  type CoMigrationMove,
   type ConsoleEndpoint,
   type GuestDataPlane,
   type GuestPowerControl,
@@ -37,7 +38,7 @@ import {
 import { Agents, type Located, providerError } from "./agents.ts";
 import type { AgentDirectory } from "./directory.ts";
 import { CpuMeter } from "./load.ts";
-import { MigrationBook } from "./migrations.ts";
+import { MigrationBook, type StartMove } from "./migrations.ts";
 import { RejuvenationBook } from "./rejuvenations.ts";
 import { AgentSecurityVms } from "./secvms.ts";
 
@@ -73,10 +74,15 @@ export class AgentGuestPlane implements GuestDataPlane {
     private readonly log: (msg: string) => void,
   ) {
     this.agents = new Agents(directory, log);
-    this.book = new MigrationBook(new MigrationOrchestrator(directory.token(), { log }), now, log);
+    this.securityVms = new AgentSecurityVms(this.agents, log);
+    this.book = new MigrationBook(
+      new MigrationOrchestrator(directory.token(), { log }),
+      now,
+      log,
+      this.securityVms,
+    );
     this.rejuvenations = new RejuvenationBook(new Rejuvenator(directory.token(), { log }), now, log);
     this.state = { version: 1, owner: directory.identity, specs: {} };
-    this.securityVms = new AgentSecurityVms(this.agents, log);
   }
 
   static async open(
@@ -328,6 +334,29 @@ export class AgentGuestPlane implements GuestDataPlane {
     mechanism: ProviderMigration["mechanism"],
     seconds: number,
   ): Promise<ProviderMigration> {
+    return this.book.start(await this.moveOf(guest, to, mechanism, seconds));
+  }
+
+  /**
+   * Co-migration (a security VM with its targets): every member checked as a move first, then
+   * all started in lock-step (MigrationBook.startGroup); none is started if one is refused.
+   */
+  async coMigrate(moves: readonly CoMigrationMove[]): Promise<ProviderMigration[]> {
+    if (moves.length < 2) throw new ProviderError("invalid", "a co-migration moves two guests or more");
+    if (new Set(moves.map((m) => m.guest)).size !== moves.length)
+      throw new ProviderError("invalid", "a co-migration names each guest once");
+    const starts: StartMove[] = [];
+    for (const m of moves) starts.push(await this.moveOf(m.guest, m.to, m.mechanism, m.seconds));
+    return this.book.startGroup(starts);
+  }
+
+  /** A move checked against what runs now (refused as the agents would refuse it). */
+  private async moveOf(
+    guest: string,
+    to: string,
+    mechanism: ProviderMigration["mechanism"],
+    seconds: number,
+  ): Promise<StartMove> {
     if (this.book.running().some((m) => m.guest === guest))
       throw new ProviderError("conflict", `guest ${guest} is migrating already`);
     const at = await this.placed(guest);
@@ -355,7 +384,7 @@ export class AgentGuestPlane implements GuestDataPlane {
         `an instant handover needs both host VMs on one server (${source.server} != ${destination.server})`,
       );
     }
-    return this.book.start({
+    return {
       guest,
       from: at.host.hostVm,
       to,
@@ -364,7 +393,7 @@ export class AgentGuestPlane implements GuestDataPlane {
       mechanism,
       estimateSeconds: seconds,
       memoryBytes: at.guest.memoryMiB * MiB,
-    });
+    };
   }
 
   async migration(id: string): Promise<ProviderMigration | undefined> {

@@ -10,8 +10,13 @@
  * Across an instant handover the old monitor never stops seeing the guest (its descriptor is of
  * the RAM file in the server's pool, which the destination maps as it is): nothing goes
  * unobserved. Across a pre-copy the old descriptor is of the source's RAM file, frozen at the
- * switchover: the gap is the new monitor's start (not-yet: attaching at the destination before
- * it resumes needs an agent hook; docs/architecture.md says so).
+ * switchover, so the new monitor is made before the destination resumes (beforeResume, called
+ * by the migration between the source's completion and the destination's finish): its
+ * baseline is read from the paused destination's RAM, which is the source's final state, and
+ * the old monitor does its last round on the stopped source; everything up to the switchover
+ * is the old one's to report and nothing after it is in the new baseline. The pause this adds
+ * is bounded (HOLD_BUDGET_MS); past it the migration goes on and the switch is made after the
+ * guest runs (follow), as across a failure to attach.
  */
 import { createHash } from "node:crypto";
 import type { AlertPageAnswer, HostVmAgentClient } from "../../agent/index.ts";
@@ -25,6 +30,14 @@ const FIRST_ROUND_MS = 90_000;
 const MEMORY_PERIOD_MS = 1000;
 /** How long the old monitor is kept for its overlapping round (rounds take 0.2-3 s under TCG). */
 const OVERLAP_MS = 30_000;
+/**
+ * The most a pre-copy's destination is held paused for the attach. Under the source's own
+ * settling (it resolves a completed move nobody finished after two leases, 30 s) with room
+ * for the finish itself.
+ */
+export const HOLD_BUDGET_MS = 20_000;
+/** The destination's lease is renewed this often while it is held (the orchestrator stopped). */
+const HOLD_LEASE_EVERY_MS = 2000;
 
 /** The agent's id of a pair's monitor (an agent's ids are short: they name namespaces). */
 export function agentSecVmId(secvm: string, target: string): string {
@@ -41,12 +54,39 @@ interface Pair {
   cursor: number;
   state: string;
   rounds: number;
+  /** Bumped on each switch: a drain that read the old monitor does not move the new cursor. */
+  gen: number;
+  /** A switch made before a pre-copy's destination resumed, waiting for the move's outcome. */
+  pending?: PendingSwitch;
+  lastMove?: MonitorSwitch;
+}
+
+interface PendingSwitch {
+  readonly migrationId: string;
+  readonly from: string;
+  readonly to: string;
+  /** The attach (made, baseline, the old one's last round) done within the budget. */
+  ready: boolean;
+  makeMs: number;
+  heldMs: number;
+  /** The attach's work (it may go on past the budget). */
+  work: Promise<void>;
+}
+
+/** A pre-copy about to finish: where its guest is and goes (the controller's host-VM ids). */
+export interface ArrivingMove {
+  readonly migrationId: string;
+  readonly guest: string;
+  readonly from: string;
+  readonly to: string;
 }
 
 export class AgentSecurityVms implements SecurityVmMonitors {
   private readonly pairs = new Map<string, Pair>();
   /** Alerts read from monitors already removed (their last page), waiting for drain(). */
   private readonly retired: { secvm: string; alerts: Alert[] }[] = [];
+  /** Switches made around a migration's finish, reported by the next follow(). */
+  private readonly switched: MonitorSwitch[] = [];
 
   constructor(
     private readonly agents: Agents,
@@ -68,6 +108,7 @@ export class AgentSecurityVms implements SecurityVmMonitors {
         cursor: 0,
         state: "new",
         rounds: 0,
+        gen: 0,
       };
       this.pairs.set(key, p);
       if (p.hostVm) continue;
@@ -115,9 +156,168 @@ export class AgentSecurityVms implements SecurityVmMonitors {
     });
   }
 
+  /**
+   * A pre-copy of `m.guest` completed (its source stopped, postmigrate) and its destination
+   * waits paused: each of its monitors is made at the destination now, its baseline read from
+   * the destination's RAM, and the old monitor's last round is done on the source's. Never
+   * throws and takes at most HOLD_BUDGET_MS (the destination's lease renewed meanwhile); the
+   * switch itself is completed or undone by settled() once the move's outcome is known.
+   */
+  async beforeResume(m: ArrivingMove): Promise<void> {
+    const pairs = [...this.pairs.values()].filter(
+      (p) => p.target === m.guest && p.hostVm === m.from && !p.pending,
+    );
+    if (pairs.length === 0) return;
+    const t0 = Date.now();
+    const end = t0 + HOLD_BUDGET_MS;
+    let dst: HostVmAgentClient;
+    try {
+      dst = this.clientOf(m.to);
+    } catch (e) {
+      this.log(
+        `security VMs: no agent for ${m.to} (${(e as Error).message}): monitors follow after the move`,
+      );
+      return;
+    }
+    const lease = setInterval(
+      () => void dst.incoming(m.migrationId, true, HOLD_LEASE_EVERY_MS).catch(() => {}),
+      HOLD_LEASE_EVERY_MS,
+    );
+    try {
+      await Promise.all(
+        pairs.map(async (p) => {
+          // The old monitor's rounds counted from now: the source stopped before this call, so
+          // its round r0 + 2 starts after the stop and reads the guest's final state.
+          const r0 = await this.memoryRounds(p, m.from);
+          const pending: PendingSwitch = {
+            migrationId: m.migrationId,
+            from: m.from,
+            to: m.to,
+            ready: false,
+            makeMs: 0,
+            heldMs: 0,
+            work: Promise.resolve(),
+          };
+          p.pending = pending;
+          pending.work = (async () => {
+            await this.make(p, dst, m.to, end, true);
+            pending.makeMs = Date.now() - t0;
+            if (!(await this.overlap(p, m.from, r0, end)))
+              throw new Error(`the old monitor on ${m.from} did not finish its last round in time`);
+          })();
+          let timer: NodeJS.Timeout | undefined;
+          const ok = await Promise.race([
+            pending.work.then(
+              () => true,
+              (e: unknown) => {
+                this.log(
+                  `security VM ${p.secvm}: attaching to ${p.target} before it resumes on ${m.to} failed: ${(e as Error).message}`,
+                );
+                return false;
+              },
+            ),
+            new Promise<false>((r) => {
+              timer = setTimeout(() => r(false), Math.max(0, end - Date.now()));
+            }),
+          ]);
+          clearTimeout(timer);
+          pending.work = pending.work.catch(() => {});
+          pending.ready = ok;
+          pending.heldMs = Date.now() - t0;
+          if (!ok)
+            this.log(
+              `security VM ${p.secvm}: monitor of ${p.target} not attached before it resumes on ${m.to} ` +
+                `(${pending.heldMs} ms): it follows after the move`,
+            );
+        }),
+      );
+    } finally {
+      clearInterval(lease);
+    }
+  }
+
+  /**
+   * The outcome of a move beforeResume attached for: the destination runs the guest (the old
+   * monitor is retired, the new one is the pair's), or the guest stayed at the source (the new
+   * monitor is removed; the old one never stopped watching it).
+   */
+  async settled(migrationId: string, guestAt: "source" | "destination" | "unknown"): Promise<void> {
+    for (const p of this.pairs.values()) {
+      const w = p.pending;
+      if (!w || w.migrationId !== migrationId) continue;
+      if (guestAt === "destination" && w.ready) {
+        await this.retire(p, w.from).catch((e) =>
+          this.log(`security VM ${p.secvm}: removing the old monitor on ${w.from}: ${(e as Error).message}`),
+        );
+        this.switchTo(p, w.to);
+        const sw: MonitorSwitch = {
+          secvm: p.secvm,
+          target: p.target,
+          from: w.from,
+          to: w.to,
+          makeMs: w.makeMs,
+          heldMs: w.heldMs,
+        };
+        p.lastMove = sw;
+        this.switched.push(sw);
+        this.log(
+          `security VM ${p.secvm}: monitor of ${p.target} moved ${w.from} -> ${w.to} before it resumed ` +
+            `(made in ${w.makeMs} ms, destination held ${w.heldMs} ms)`,
+        );
+      } else if (guestAt === "source") {
+        await w.work;
+        await this.clientOf(w.to)
+          .deleteSecVm(p.agentId)
+          .catch(() => {});
+        this.log(`security VM ${p.secvm}: ${p.target} stayed on ${w.from}; its monitor there goes on`);
+      }
+      // Otherwise (not attached in time, or the outcome unknown) follow() settles it where it runs.
+      p.pending = undefined;
+    }
+  }
+
+  private switchTo(p: Pair, hostVm: string): void {
+    p.hostVm = hostVm;
+    p.cursor = 0;
+    p.gen++;
+    p.state = "running";
+  }
+
+  /** Starts the pair's monitor on `hostVm` (unless it runs there) and waits for its first round. */
+  private async make(p: Pair, to: HostVmAgentClient, hostVm: string, end: number, arriving = false) {
+    const known = (await to.secVms().catch(() => [])).some((s) => s.secvmId === p.agentId);
+    if (!known)
+      await to.createSecVm({
+        secvmId: p.agentId,
+        targets: [{ guestId: p.target, memory: true }],
+        memoryPeriodMs: MEMORY_PERIOD_MS,
+        ...(arriving ? { arriving: true } : {}),
+      });
+    // Made: its baseline taken (a round that read the guest; a failed round counts as a
+    // round too, but leaves the monitor "lost"). Until then the old monitor stays.
+    for (;;) {
+      // An unanswered status (a loaded agent) is asked again, within the bound.
+      const st = await to.secVm(p.agentId).catch((e: Error) => {
+        if (Date.now() > end) throw e;
+        return undefined;
+      });
+      if (!st) {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      if (st.monitors.some((m) => m.monitor === "memory" && m.rounds > 0 && m.state === "running")) return;
+      if (st.state === "failed" || Date.now() > end)
+        throw new Error(
+          `monitor ${p.agentId} of ${p.target} on ${hostVm}: ${st.state}, no round (${st.error ?? "timeout"})`,
+        );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   async follow(): Promise<MonitorSwitch[]> {
-    const moved = [...this.pairs.values()].filter((p) => p.hostVm);
-    if (moved.length === 0) return [];
+    const done = this.switched.splice(0);
+    const moved = [...this.pairs.values()].filter((p) => p.hostVm && !p.pending);
+    if (moved.length === 0) return done;
     // Where each target runs (a copy mid-move, paused or incoming, is not where it runs).
     const placed = new Map<string, { hostVm: string }>();
     for (const s of await this.agents.statuses())
@@ -132,64 +332,71 @@ export class AgentSecurityVms implements SecurityVmMonitors {
         continue;
       }
       const t0 = Date.now();
-      const to = this.clientOf(now.hostVm);
-      const known = (await to.secVms().catch(() => [])).some((s) => s.secvmId === p.agentId);
-      if (!known)
-        await to.createSecVm({
-          secvmId: p.agentId,
-          targets: [{ guestId: p.target, memory: true }],
-          memoryPeriodMs: MEMORY_PERIOD_MS,
-        });
-      // Made: its baseline taken (a round that read the guest; a failed round counts as a
-      // round too, but leaves the monitor "lost"). Until then the old monitor stays.
-      const end = t0 + FIRST_ROUND_MS;
-      for (;;) {
-        const st = await to.secVm(p.agentId);
-        if (st.monitors.some((m) => m.monitor === "memory" && m.rounds > 0 && m.state === "running")) break;
-        if (st.state === "failed" || Date.now() > end)
-          throw new Error(
-            `monitor ${p.agentId} of ${p.target} on ${now.hostVm}: ${st.state}, no round (${st.error ?? "timeout"})`,
-          );
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await this.make(p, this.clientOf(now.hostVm), now.hostVm, t0 + FIRST_ROUND_MS);
       const makeMs = Date.now() - t0;
-      await this.overlap(p, from);
+      if (!(await this.overlap(p, from, await this.memoryRounds(p, from), Date.now() + OVERLAP_MS)))
+        this.log(
+          `security VM ${p.secvm}: old monitor of ${p.target} on ${from} did no round in ${OVERLAP_MS} ms`,
+        );
       await this.retire(p, from);
-      p.hostVm = now.hostVm;
-      p.cursor = 0;
-      p.state = "running";
+      this.switchTo(p, now.hostVm);
       this.log(
         `security VM ${p.secvm}: monitor of ${p.target} moved ${from} -> ${now.hostVm} (made in ${makeMs} ms)`,
       );
-      out.push({ secvm: p.secvm, target: p.target, from, to: now.hostVm, makeMs });
+      const sw: MonitorSwitch = {
+        secvm: p.secvm,
+        target: p.target,
+        from,
+        to: now.hostVm,
+        makeMs,
+        heldMs: null,
+      };
+      p.lastMove = sw;
+      out.push(sw);
     }
-    return out;
+    return [...done, ...out];
+  }
+
+  /** The old monitor's memory rounds now (undefined: it does not answer or has none). */
+  private async memoryRounds(p: Pair, hostVm: string): Promise<number | undefined> {
+    const st = await this.clientOf(hostVm)
+      .secVm(p.agentId)
+      .catch(() => undefined);
+    return st?.monitors.find((m) => m.monitor === "memory")?.rounds;
   }
 
   /**
    * Broken only after the old monitor has done one whole round that began after the new
    * one's baseline: an event between the old one's last look and that baseline (which then
    * holds it as already there) is seen by the old one. Counted on the old service's reported
-   * round number r0, read now: round r0 + 2 starts at least a period after the report was
+   * round number r0, read after the baseline (or, before a pre-copy's destination resumes,
+   * after the source stopped): round r0 + 2 starts at least a period after the report was
    * sent (a heartbeat at most ago, and the period is not shorter), so after the baseline was
    * seen; reported r0 + 3 means it is done. An old monitor that cannot read (its source is
-   * gone, as after a pre-copy) has nothing more to see; bounded by a few periods' worth.
+   * gone) has nothing more to see; bounded by `end`.
    */
-  private async overlap(p: Pair, hostVm: string): Promise<void> {
+  private async overlap(p: Pair, hostVm: string, r0: number | undefined, end: number): Promise<boolean> {
     const c = this.clientOf(hostVm);
-    const memory = async () =>
-      (await c.secVm(p.agentId).catch(() => undefined))?.monitors.find((m) => m.monitor === "memory");
-    const r0 = (await memory())?.rounds;
-    if (r0 === undefined) return;
-    const end = Date.now() + OVERLAP_MS;
+    let from = r0;
     while (Date.now() < end) {
-      const m = await memory();
-      if (!m || m.state !== "running" || m.rounds >= r0 + 3) return;
+      let st: Awaited<ReturnType<HostVmAgentClient["secVm"]>>;
+      try {
+        st = await c.secVm(p.agentId);
+      } catch (e) {
+        // Gone (its host VM released, removed): nothing more to see. Unanswered (a loaded
+        // agent's slow reply): not a round, asked again.
+        if (/404|no security VM/.test(String(e))) return true;
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      const m = st.monitors.find((x) => x.monitor === "memory");
+      if (!m || m.state !== "running") return true;
+      // Not read at the start (unanswered then): read now, later is only stricter.
+      from ??= m.rounds;
+      if (m.rounds >= from + 3) return true;
       await new Promise((r) => setTimeout(r, 100));
     }
-    this.log(
-      `security VM ${p.secvm}: old monitor of ${p.target} on ${hostVm} did no round in ${OVERLAP_MS} ms`,
-    );
+    return false;
   }
 
   private async refresh(p: Pair): Promise<void> {
@@ -206,10 +413,12 @@ export class AgentSecurityVms implements SecurityVmMonitors {
     const out = this.retired.splice(0);
     for (const p of this.pairs.values()) {
       if (!p.hostVm) continue;
+      const gen = p.gen;
       const page = await this.clientOf(p.hostVm)
         .secVmAlerts(p.agentId, { after: p.cursor, limit: 1000 })
         .catch(() => undefined);
-      if (!page || page.alerts.length === 0) continue;
+      // Switched meanwhile: the old monitor's last page went to `retired` from the old cursor.
+      if (!page || page.alerts.length === 0 || gen !== p.gen) continue;
       p.cursor = page.next;
       out.push({ secvm: p.secvm, alerts: page.alerts.map(stripSeq) });
     }
@@ -223,6 +432,7 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       hostVm: p.hostVm,
       state: p.state,
       rounds: p.rounds,
+      ...(p.lastMove ? { lastMove: p.lastMove } : {}),
     }));
   }
 }

@@ -3,7 +3,14 @@ import { ApiError, notFound } from "../../errors.ts";
 import { claimableGuestId, guestView, loadGuest } from "../guests.ts";
 import { type ApiPlugin, answers, tenantOf, visibleTenant } from "../plugin.ts";
 import { IdParams, NoContent } from "../schemas/common.ts";
-import { AlertPage, AlertsQuery, CreateSecurityVm, SecurityVmPairs } from "../schemas/security-vms.ts";
+import {
+  AlertPage,
+  AlertsQuery,
+  CoMigrateSecurityVm,
+  CoMigrationAccepted,
+  CreateSecurityVm,
+  SecurityVmPairs,
+} from "../schemas/security-vms.ts";
 import { Guest, GuestList } from "../schemas/vms.ts";
 
 export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
@@ -64,10 +71,55 @@ export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
           target,
           channel: channels.get(target) ?? null,
           monitor: anchors
-            ? { hostVm: a?.hostVm ?? null, state: a?.state ?? "new", rounds: a?.rounds ?? 0 }
+            ? {
+                hostVm: a?.hostVm ?? null,
+                state: a?.state ?? "new",
+                rounds: a?.rounds ?? 0,
+                ...(a?.lastMove
+                  ? {
+                      lastMove: {
+                        from: a.lastMove.from,
+                        to: a.lastMove.to,
+                        makeMs: a.lastMove.makeMs,
+                        heldMs: a.lastMove.heldMs,
+                      },
+                    }
+                  : {}),
+              }
             : null,
         };
       });
+    },
+  );
+
+  app.post(
+    "/api/security-vms/:id/co-migrate",
+    {
+      schema: {
+        params: IdParams,
+        body: CoMigrateSecurityVm,
+        response: answers({ 202: CoMigrationAccepted }),
+      },
+    },
+    async (req, reply) => {
+      const g = await loadSecurityVm(req, req.params.id);
+      const targets = req.body.targets ?? g.targets;
+      if (new Set(targets).size !== targets.length) throw new ApiError(422, "body/targets: each target once");
+      for (const t of targets)
+        if (!g.targets.includes(t))
+          throw new ApiError(422, `body/targets: ${t} is not a target of security VM ${g.id}`);
+      // Its targets are its tenant's own (checked at create); placed, not moving, room at `to`.
+      const { plan, planned } = await c.submitCoMove([g.id, ...targets], req.body.to);
+      const action = planned[0]?.payload;
+      reply.code(202);
+      return {
+        plan,
+        to: req.body.to,
+        members:
+          action?.kind === "co-migrate"
+            ? action.members.map((m) => ({ guest: m.guest, from: m.from, mechanism: m.mechanism }))
+            : [],
+      };
     },
   );
 

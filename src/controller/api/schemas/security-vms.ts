@@ -24,10 +24,38 @@ export const SecurityVmPair = Type.Object({
       hostVm: Nullable(Type.String()),
       state: Type.String(),
       rounds: Type.Integer(),
+      /** Its last move to where its target runs (made before the old one was removed). */
+      lastMove: Type.Optional(
+        Type.Object({
+          from: Type.String(),
+          to: Type.String(),
+          /** From asking the destination's agent until the new monitor had its baseline. */
+          makeMs: Type.Number(),
+          /** The target held paused at its destination for the attach (null: made after it ran). */
+          heldMs: Nullable(Type.Number()),
+        }),
+      ),
     }),
   ),
 });
 export const SecurityVmPairs = Type.Array(SecurityVmPair);
+
+/** POST /api/security-vms/:id/co-migrate: the security VM with its targets to one host VM. */
+export const CoMigrateSecurityVm = Type.Object(
+  {
+    to: Id,
+    /** Which of its targets go with it (default: all; each must be one of its targets). */
+    targets: Type.Optional(Type.Array(Id, { minItems: 1, maxItems: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+/** A co-migration accepted as a plan of one co-migrate action. */
+export const CoMigrationAccepted = Type.Object({
+  plan: Type.Integer(),
+  to: Type.String(),
+  members: Type.Array(Type.Object({ guest: Type.String(), from: Type.String(), mechanism: Type.String() })),
+});
 
 export const AlertsQuery = Type.Object(
   {
