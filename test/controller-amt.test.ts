@@ -117,6 +117,34 @@ test("another tenant's guest is 404 for every AMT route and its log stays empty"
   assert.equal(anon.status, 401);
 });
 
+test("every logged entry is announced to the guest's tenant (vm.event), the guest's own boots too", async () => {
+  const seen: Array<{ kind: string; tenant: string | undefined; data: Readonly<Record<string, unknown>> }> =
+    [];
+  const stop = t.c.controller.events.subscribe((e) => {
+    if (e.kind === "vm.event") seen.push(e);
+  });
+  try {
+    const r = await as(t.acme)("POST", `/api/vms/${guest}/power`, { action: "reset" });
+    assert.equal(r.status, 200);
+    const logged = await until("the reset and its boot announced", async () => {
+      const kinds = seen.filter((e) => e.data.id === guest).map((e) => e.data.kind);
+      return kinds.includes("power.reset") && kinds.includes("guest.booted") ? seen : undefined;
+    });
+    for (const e of logged) assert.equal(e.tenant, "acme", "announced to the guest's tenant only");
+    const reset = logged.find((e) => e.data.kind === "power.reset")!;
+    assert.match(String(reset.data.actor), /^tenant:acme \(tok_[0-9a-f]{16}\)$/);
+    const newest = (await as(t.acme)("GET", `/api/vms/${guest}/events?limit=5`)).body as Array<{
+      id: number;
+    }>;
+    assert.ok(
+      logged.some((e) => newest.some((n) => n.id === e.data.event)),
+      "the announcement names the log entry's id",
+    );
+  } finally {
+    stop();
+  }
+});
+
 test("bad input is refused naming the field", async () => {
   const acme = as(t.acme);
   const cases: Array<[unknown, RegExp]> = [

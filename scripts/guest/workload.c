@@ -16,6 +16,14 @@
  *       turns to state=LOST for good. Otherwise it prints "NESTCLOUD-VERIFY ok <sweeps>"
  *       every 2 s. Status: /tmp/nc-verify.status.
  *
+ *   nc-workload hang
+ *       Makes the guest stop responding on purpose, without a panic (the virtual AMT's hung
+ *       guest): turns off the kernel's real-time throttling (and, on kernels that have one,
+ *       the fair server that would still give ordinary tasks 5%), takes SCHED_FIFO 99 and
+ *       spins on the only vCPU for good. Every ordinary task starves: the heartbeat, the
+ *       shells, the tty's echo (a kworker). The kernel keeps taking interrupts and nothing
+ *       panics; only a reset ends it. Never returns.
+ *
  * Status files are replaced atomically (write temp + rename) so a reader never sees half
  * a file; their format is key=value pairs on one line, deliberately not starting with
  * "NESTCLOUD-" so that console clients filtering asynchronous lines never drop them.
@@ -28,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -231,11 +241,32 @@ static int run_verify(double mib) {
   return lost ? 1 : 0;
 }
 
+/* Best effort: a knob this kernel lacks is simply not there. */
+static void write_knob(const char *path, const char *value) {
+  FILE *f = fopen(path, "w");
+  if (!f) return;
+  fputs(value, f);
+  fclose(f);
+}
+
+static int run_hang(void) {
+  write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1");
+  mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+  write_knob("/sys/kernel/debug/sched/fair_server/cpu0/runtime", "0");
+  struct sched_param p = {.sched_priority = 99};
+  if (sched_setscheduler(0, SCHED_FIFO, &p) != 0) {
+    perror("sched_setscheduler");
+    return 1;
+  }
+  for (;;) __asm__ volatile("" ::: "memory");
+}
+
 int main(int argc, char **argv) {
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   if (argc == 4 && strcmp(argv[1], "dirty") == 0) return run_dirty(atof(argv[2]), atof(argv[3]));
   if (argc == 3 && strcmp(argv[1], "verify") == 0) return run_verify(atof(argv[2]));
-  fprintf(stderr, "usage: %s dirty <MiB/s> <working-set MiB> | verify <MiB>\n", argv[0]);
+  if (argc == 2 && strcmp(argv[1], "hang") == 0) return run_hang();
+  fprintf(stderr, "usage: %s dirty <MiB/s> <working-set MiB> | verify <MiB> | hang\n", argv[0]);
   return 2;
 }

@@ -33,6 +33,8 @@ export function migrationDetail(d: Readonly<Record<string, unknown>>): string {
 
 export class VirtualAmt {
   private unsubscribe: (() => void) | undefined;
+  /** Where each logged event is announced (vm.event, to the guest's tenant): the dashboard's live list. */
+  private bus: EventBus | undefined;
 
   constructor(
     private readonly store: Store,
@@ -44,6 +46,7 @@ export class VirtualAmt {
   /** Records bus events of guests (migrations) in their logs; the leader writes them. */
   follow(bus: EventBus): void {
     this.unsubscribe?.();
+    this.bus = bus;
     this.unsubscribe = bus.subscribe((e) => void this.fromBus(e));
   }
 
@@ -69,7 +72,7 @@ export class VirtualAmt {
     try {
       const tenant = await this.store.repos.guests.tenantOf(guest);
       if (tenant === undefined) return;
-      await this.leader.fenced((tx) => tx.guestEvents.append({ guest, tenant, at, kind, actor, detail }));
+      await this.append(guest, tenant, kind, actor, detail, at);
     } catch (err) {
       this.log.warn({ err, guest, kind }, "could not record a guest event");
     }
@@ -120,10 +123,12 @@ export class VirtualAmt {
     kind: string,
     actor: Actor,
     detail: string,
+    at = Date.now() / 1000,
   ): Promise<void> {
-    await this.leader.fenced((tx) =>
-      tx.guestEvents.append({ guest, tenant, at: Date.now() / 1000, kind, actor, detail }),
+    const id = await this.leader.fenced((tx) =>
+      tx.guestEvents.append({ guest, tenant, at, kind, actor, detail }),
     );
+    this.bus?.emit("vm.event", tenant, { id: guest, event: id, kind, actor });
   }
 
   private plane() {

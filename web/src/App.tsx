@@ -136,6 +136,9 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
           onAutomation={(level) => actions.setGuestAutomation(selectedGuest.id, level)}
           canEdit
           token={token}
+          api={api}
+          subscribe={actions.subscribe}
+          live={cloud.connection === "live"}
         />
       )}
     </div>

@@ -38,6 +38,13 @@ export class Api {
     }
   }
 
+  /** One page of a paged list and the total the controller counts (x-total-count). */
+  async page<T>(path: string, signal?: AbortSignal): Promise<{ rows: T[]; total: number }> {
+    const { data, headers } = await this.request<T[]>("GET", path, undefined, signal);
+    const total = Number(headers.get("x-total-count"));
+    return { rows: data, total: Number.isFinite(total) ? total : data.length };
+  }
+
   async call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     return (await this.request<T>(method, path, body, signal)).data;
   }
@@ -99,6 +106,9 @@ export const EVENT_KINDS = [
   "vm.start",
   "vm.stop",
   "vm.deleted",
+  // The virtual AMT: a power action answered, and an entry added to a guest's event log.
+  "vm.power",
+  "vm.event",
   "plan.proposed",
   "plan.created",
   "plan.approved",

@@ -8,6 +8,7 @@ import type * as Common from "../../src/controller/api/schemas/common.ts";
 import type * as HostVms from "../../src/controller/api/schemas/hostvms.ts";
 import type * as Migrations from "../../src/controller/api/schemas/migrations.ts";
 import type * as Plans from "../../src/controller/api/schemas/plans.ts";
+import type * as Power from "../../src/controller/api/schemas/power.ts";
 import type * as Settings from "../../src/controller/api/schemas/settings.ts";
 import type * as Vms from "../../src/controller/api/schemas/vms.ts";
 
@@ -31,6 +32,10 @@ export type Guest = Static<typeof Vms.Guest>;
 export type PlanAction = Static<typeof Plans.PlanAction>;
 export type Plan = Static<typeof Plans.Plan>;
 export type Migration = Static<typeof Migrations.Migration>;
+/** The virtual AMT: GET /api/vms/:id/inventory, POST /api/vms/:id/power, GET /api/vms/:id/events. */
+export type Inventory = Static<typeof Power.Inventory>;
+export type PowerResult = Static<typeof Power.PowerResult>;
+export type GuestEvent = Static<typeof Power.GuestEvent>;
 
 /** One /api/overview poll, kept client-side for the charts. */
 export interface Sample {

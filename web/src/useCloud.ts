@@ -76,7 +76,11 @@ export interface CloudActions {
   setGuestAutomation(guest: string, level: Automation | null): Promise<void>;
   /** Renews a host VM's hypervisor layer under its guests (admin): a plan of one action. */
   rejuvenate(hostVm: string, mode: "in-place" | "evacuate"): Promise<void>;
+  /** Hears every server-sent event (its kind and data) until the returned function is called. */
+  subscribe(listener: StreamListener): () => void;
 }
+
+export type StreamListener = (kind: string, data: Readonly<Record<string, unknown>>) => void;
 
 export function useCloud(api: Api, onUnauthorized: (message: string) => void): [CloudState, CloudActions] {
   const [state, setState] = useState<CloudState>(EMPTY);
@@ -84,6 +88,7 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
   const inFlight = useRef<Promise<void> | undefined>(undefined);
   const historyLoaded = useRef(false);
   const again = useRef(false);
+  const listeners = useRef(new Set<StreamListener>());
   const unauthorized = useRef(onUnauthorized);
   unauthorized.current = onUnauthorized;
 
@@ -230,6 +235,14 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
       }, EVENT_THROTTLE_MS);
     };
     const onEvent = (ev: MessageEvent<string>) => {
+      if (listeners.current.size > 0) {
+        try {
+          const e = JSON.parse(ev.data) as { data?: Record<string, unknown> };
+          for (const l of listeners.current) l(ev.type, e.data ?? {});
+        } catch {
+          // not JSON: nothing to tell the listeners
+        }
+      }
       if (ev.type === "migration.progress") {
         try {
           const e = JSON.parse(ev.data) as { data: { id: string; progress: number } };
@@ -271,8 +284,17 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
     [fail, refresh, pollOverview],
   );
 
+  // Stable, so that a subscriber's effect does not run again on every render.
+  const subscribe = useCallback((listener: StreamListener) => {
+    listeners.current.add(listener);
+    return () => {
+      listeners.current.delete(listener);
+    };
+  }, []);
+
   const actions: CloudActions = {
     refresh,
+    subscribe,
     approve: (plan) => act(() => api.call("POST", `/api/plans/${plan}/approve`)),
     cancel: (plan) => act(() => api.call("POST", `/api/plans/${plan}/cancel`)),
     rejuvenate: (hostVm, mode) =>

@@ -1,13 +1,17 @@
 import { lazy, Suspense, useEffect, useId, useRef, useState } from "react";
+import type { Api } from "../api.ts";
 import { mib, pct } from "../format.ts";
 import { AUTOMATION_LEVELS, type Automation, type Guest, type Migration } from "../types.ts";
+import type { StreamListener } from "../useCloud.ts";
+import { GuestPower } from "./GuestPower.tsx";
 
 // xterm.js is loaded when a console is first opened (it is most of the bundle's weight).
 const GuestConsole = lazy(() => import("./GuestConsole.tsx").then((m) => ({ default: m.GuestConsole })));
 
 /**
  * Details of one guest and its own automation level (PATCH /api/vms/:id); a Console tab
- * shows its serial console (GuestConsole, end to end encrypted from this browser).
+ * shows its serial console (GuestConsole, end to end encrypted from this browser); a Power
+ * tab its virtual AMT (GuestPower: power and boot buttons, inventory, event log).
  */
 export function GuestPanel({
   guest,
@@ -17,6 +21,9 @@ export function GuestPanel({
   onAutomation,
   canEdit,
   token,
+  api,
+  subscribe,
+  live,
 }: {
   guest: Guest;
   cloudAutomation: Automation | undefined;
@@ -25,8 +32,12 @@ export function GuestPanel({
   onAutomation: (level: Automation | null) => Promise<void>;
   canEdit: boolean;
   token: string;
+  api: Api;
+  subscribe: (listener: StreamListener) => () => void;
+  /** Whether the event stream is connected (the Power tab polls while it is not). */
+  live: boolean;
 }) {
-  const [tab, setTab] = useState<"details" | "console">("details");
+  const [tab, setTab] = useState<"details" | "power" | "console">("details");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const selectId = useId();
@@ -125,7 +136,7 @@ export function GuestPanel({
   return (
     <dialog
       open
-      className={tab === "console" ? "panel panel-wide" : "panel"}
+      className={tab === "details" ? "panel" : "panel panel-wide"}
       aria-labelledby={titleId}
       data-testid="guest-panel"
     >
@@ -154,6 +165,15 @@ export function GuestPanel({
         <button
           type="button"
           role="tab"
+          aria-selected={tab === "power"}
+          onClick={() => setTab("power")}
+          data-testid="guest-tab-power"
+        >
+          Power
+        </button>
+        <button
+          type="button"
+          role="tab"
           aria-selected={tab === "console"}
           onClick={() => setTab("console")}
           data-testid="guest-tab-console"
@@ -165,6 +185,8 @@ export function GuestPanel({
         <Suspense fallback={<p className="muted">loading the console…</p>}>
           <GuestConsole guestId={guest.id} token={token} />
         </Suspense>
+      ) : tab === "power" ? (
+        <GuestPower guestId={guest.id} api={api} subscribe={subscribe} live={live} />
       ) : (
         details
       )}
