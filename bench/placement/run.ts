@@ -28,8 +28,8 @@ import {
   PlacementDiscovery,
   placementCorrectness,
 } from "../../src/providers/index.ts";
-import { memoryStore } from "../../src/providers/testbed/provider.ts";
 import { TestbedRental } from "../../src/providers/testbed/rental.ts";
+import { memoryStore } from "../../src/providers/types.ts";
 import { buildGuestImage } from "../../src/qemu/index.ts";
 import { checkTestbedSpec, down, hostVmKey, readTestbedState, up } from "../../src/testbed/index.ts";
 import { machine, median, table, writeDocsSection, writeResults } from "../lib.ts";

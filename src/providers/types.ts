@@ -76,6 +76,19 @@ export interface StateStore {
   save(json: string): Promise<void>;
 }
 
+/** A StateStore in this process's memory: what a provider keeps when given no store. */
+export function memoryStore(): StateStore {
+  let text: string | undefined;
+  return {
+    async load() {
+      return text;
+    },
+    async save(json) {
+      text = json;
+    },
+  };
+}
+
 export type ProviderClock = "wall" | "simulated";
 
 /**

@@ -10,7 +10,7 @@ import { readToken } from "../../agent/index.ts";
 import { AgentGuestPlane } from "../agents/plane.ts";
 import { composeProvider } from "../compose.ts";
 import { PlacementDiscovery } from "../placement/discovery.ts";
-import { type GuestDataPlane, type Provider, ProviderError, type StateStore } from "../types.ts";
+import { type GuestDataPlane, memoryStore, type Provider, ProviderError, type StateStore } from "../types.ts";
 import { type OpenStackFlags, openStackSettings, parseOpenrc } from "./credentials.ts";
 import { type AgentAddressOptions, NovaAgentDirectory } from "./directory.ts";
 import { isHostVmServer, OpenStackRental, type OpenStackRentalOptions } from "./rental.ts";
@@ -164,15 +164,3 @@ export const OpenStackProvider = {
     };
   },
 };
-
-function memoryStore(): StateStore {
-  let text: string | undefined;
-  return {
-    async load() {
-      return text;
-    },
-    async save(json) {
-      text = json;
-    },
-  };
-}

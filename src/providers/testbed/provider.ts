@@ -9,7 +9,8 @@ import { defaultTestbedRoot, readTestbedState, stateDirOf, TESTBED_ID_RE } from 
 import { AgentGuestPlane } from "../agents/plane.ts";
 import { composeProvider } from "../compose.ts";
 import { PlacementDiscovery } from "../placement/discovery.ts";
-import { type Provider, ProviderError, type StateStore } from "../types.ts";
+import { memoryStore, type Provider, ProviderError, type StateStore } from "../types.ts";
+
 import { TestbedRental } from "./rental.ts";
 
 export interface TestbedProviderOptions {
@@ -87,16 +88,4 @@ export function testbedDir(testbed: string, root?: string): string {
   if (TESTBED_ID_RE.test(testbed) && !testbed.includes("/"))
     return stateDirOf(testbed, root ?? defaultTestbedRoot());
   return resolve(testbed);
-}
-
-export function memoryStore(): StateStore {
-  let text: string | undefined;
-  return {
-    async load() {
-      return text;
-    },
-    async save(json) {
-      text = json;
-    },
-  };
 }

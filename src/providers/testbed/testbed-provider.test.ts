@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { HostVmRecord, TestbedState } from "../../testbed/index.ts";
-import { memoryStore } from "./provider.ts";
+import { memoryStore } from "../types.ts";
 import { TestbedRental } from "./rental.ts";
 import { describeTestbed, initialWorld, MIPS_PER_CORE, typeName } from "./world.ts";
 
