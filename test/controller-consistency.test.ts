@@ -293,3 +293,36 @@ test("an audit's older reading never moves a running migration's progress back",
   );
   assert.equal(await placeOf("g1"), "h1");
 });
+
+test("a live figure the API showed is never followed by an older stored one", async () => {
+  const r = await call("POST", "/api/vms/g1/migrate", { to: "h2", mechanism: "instant" });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const m = await until("the migration to start", async () =>
+    ((await call("GET", "/api/migrations")).body as Array<{ id: string; status: string }>).find(
+      (x) => x.status === "running",
+    ),
+  );
+  // The executor's next poll waits: it stores nothing while the test looks.
+  let release!: () => void;
+  provider.gateNext = new Promise<void>((res) => {
+    release = res;
+  });
+  provider.migrations.find((x) => x.id === m.id)!.progress = 0.9;
+  const shown = await migration(m.id);
+  assert.equal(shown?.status, "running");
+  assert.equal(shown?.progress, 0.9, "the API shows the provider's live figure");
+  // The move ends; the executor has not settled it yet, so the API reads the store.
+  provider.complete(m.id);
+  const next = await migration(m.id);
+  assert.equal(next?.status, "running", "not settled by the executor yet");
+  assert.ok(
+    (next?.progress ?? 0) >= 0.9,
+    `progress shown after the live 0.9 must not go back (got ${next?.progress})`,
+  );
+  release();
+  await until("the migration to settle", async () =>
+    (await migration(m.id))?.status === "completed" ? true : undefined,
+  );
+  assert.equal((await migration(m.id))?.progress, 1);
+  assert.equal(await placeOf("g1"), "h2");
+});

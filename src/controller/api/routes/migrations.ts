@@ -15,12 +15,26 @@ export const migrationRoutes: ApiPlugin = async (app, { controller: c }) => {
       // Running ones with the provider's live figures: the executor stores progress only at its
       // polls, and an instant handover may start and end between two of them. (The leader's
       // provider drives the moves; a follower shows what the store has.)
+      // A live figure shown is stored too (forward only): once the move ends, the next request
+      // finds it settled by the provider but not yet by the executor, and shows the store,
+      // which must not be behind what was shown.
       const live = new Map<string, { progress: number; remainingBytes: number; etaSeconds: number }>();
       if (c.leader.isLeader) {
         for (const m of rows) {
           if (m.status !== "running") continue;
           const p = await c.provider.migration(m.id).catch(() => undefined);
-          if (p?.status === "running") live.set(m.id, p);
+          if (p?.status !== "running") continue;
+          live.set(m.id, p);
+          if (p.progress > m.progress) {
+            const detail = { remainingBytes: p.remainingBytes, etaSeconds: p.etaSeconds };
+            await c.leader
+              .fenced((tx) =>
+                tx.migrations.recordProgress(m.id, { status: "running", progress: p.progress, detail }),
+              )
+              .catch((err: unknown) =>
+                req.log.warn({ err, migration: m.id }, "could not store live progress"),
+              );
+          }
         }
       }
       return rows.map((m) => {
