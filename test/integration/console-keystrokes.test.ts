@@ -17,14 +17,20 @@
 // named (no search). The output stall of each move is measured beside the guest's pause
 // (diagnostics; bench/console has the figures).
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { HostVmAgentClient, testbedToken } from "../../src/agent/index.ts";
-import { readTestbedState } from "../../src/testbed/index.ts";
 import { api, type ControllerProcess, stopGently, until } from "../support/controller-process.ts";
-import { bringUpConsoleBed, ConsoleBedClient as Client, type ConsoleBedParts } from "./console-bed.ts";
+import {
+  bringUpConsoleBed,
+  ConsoleBedClient as Client,
+  type ConsoleBedParts,
+  coMigrateWithPartner,
+  createPartner,
+  rejuvenateHostVm,
+  serialLogOfG1,
+} from "./console-bed.ts";
 import { type Bed, tearDown } from "./testbed-helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "nc-console-keys-it-"));
@@ -89,23 +95,6 @@ function setUp(): Promise<Ready> {
 }
 
 /**
- * g1's serial log where it runs now (asked of every host VM's agent in the testbed's current
- * state: a rejuvenation may have replaced the host VM, with an agent at a new URL).
- */
-async function logOfG1(b: Bed): Promise<string> {
-  const state = readTestbedState(b.state.stateDir) ?? b.state;
-  for (const h of state.hostVms) {
-    if (!h.agent?.url) continue;
-    const st = await new HostVmAgentClient(h.agent.url, testbedToken(state), { timeoutMs: 5000 })
-      .guest("g1")
-      .catch(() => null);
-    if (st?.state !== "running") continue;
-    return readFileSync(st.endpoints.find((e) => e.id === "console")!.log!).toString("latin1");
-  }
-  throw new Error("g1 runs on no host VM of the testbed");
-}
-
-/**
  * The client's output against the serial log where the guest runs now: the log may have grown
  * since, but up to the client's offset it is what the client was shown, byte for byte (a later
  * viewer's replay reads the same log).
@@ -113,7 +102,7 @@ async function logOfG1(b: Bed): Promise<string> {
 async function sameAsLog(b: Bed, cl: Client, after: string): Promise<void> {
   const o = cl.text();
   const e = cl.session.nextOffset ?? 0;
-  const l = await logOfG1(b);
+  const l = await serialLogOfG1(b);
   assert.ok(
     l.length >= e,
     `after ${after}: the log (${l.length} bytes) holds everything the client was shown (${e})`,
@@ -194,6 +183,9 @@ async function typeAcross(
   // Once more at the end, with every typed line echoed.
   await sameAsLog(b, cl, "all the moves");
   assert.equal(cl.session.lostBytes, 0, "the client's session lost no bytes");
+  // Seen once in five runs: the relay closed the client (4003 from the agent it had switched
+  // to) during an evacuation; the client reconnected with its session and nothing was lost.
+  if (cl.linkDrops.length > 0) t.diagnostic(`the client's link dropped: ${JSON.stringify(cl.linkDrops)}`);
   phase(`${last - first} lines typed, each echoed once; ${os.length} lines printed, each shown once`);
   for (const line of c.output().split("\n"))
     if (/console: (reattached|agent connection ended)/.test(line) && !seenLogLines.has(line)) {
@@ -253,35 +245,12 @@ test("keystrokes typed without pause across instant, pre-copy and post-copy move
   assert.ok(named >= moves.length, `after each move the relay re-attached at the named agent (${named})`);
 });
 
-/** A rejuvenation of a host VM through the controller's API, awaited until its plan action ended. */
+/** A rejuvenation of a host VM through the controller's API: every guest moved, the agent restarted. */
 function rejuvenate(c: ControllerProcess, hostVm: string, mode: "in-place" | "evacuate"): Move {
   return {
     label: `the ${mode} rejuvenation of ${hostVm}`,
     run: async () => {
-      const q = await api(c, "POST", `/api/hostvms/${hostVm}/rejuvenate`, { mode });
-      assert.equal(q.status, 202, JSON.stringify(q.body));
-      const a = await until(
-        `the ${mode} rejuvenation of ${hostVm} to end`,
-        async () => {
-          const p = (await api(c, "GET", `/api/plans/${q.body.plan}`)).body as {
-            actions: Array<{
-              status: string;
-              error: string | null;
-              result?: {
-                guests: Array<{ guest: string; outcome: string }>;
-                maxPauseMs: number | null;
-                agentRestartMs: number | null;
-                replacement?: string | null;
-                spare: string | null;
-              };
-            }>;
-          };
-          const x = p.actions[0];
-          return x.status === "done" || x.status === "failed" ? x : undefined;
-        },
-        300_000,
-        200,
-      );
+      const a = await rejuvenateHostVm(c, hostVm, mode);
       assert.equal(a.status, "done", a.error ?? "");
       const res = a.result!;
       assert.ok(
@@ -293,7 +262,7 @@ function rejuvenate(c: ControllerProcess, hostVm: string, mode: "in-place" | "ev
       return {
         pausedMs: res.maxPauseMs,
         detail:
-          `${res.guests.length} guest moves, agent restarted in ${res.agentRestartMs ?? "-"} ms` +
+          `${res.guests.length} guest moves, agent restarted in ${res.agentRestartMs?.toFixed(0) ?? "-"} ms` +
           (res.spare ? `, through ${res.spare}` : "") +
           (res.replacement ? `, replaced by ${res.replacement}` : ""),
       };
@@ -305,45 +274,13 @@ test("keystrokes typed without pause across a co-migration with a partner, an in
   const r = await setUp();
   const { b, c } = r;
   // The partner: a second guest beside g1 (it need not have finished booting to move).
-  const g2 = await api(c, "POST", "/api/vms", {
-    id: "g2",
-    tenant: "acme",
-    mipsPerVcpu: 800,
-    memoryMiB: 192,
-    hostVm: "a-h1",
-    automation: "manual",
-  });
-  assert.equal(g2.status, 201, JSON.stringify(g2.body));
-  await until(
-    "g2 running",
-    async () => ((await api(c, "GET", "/api/vms/g2")).body.powerState === "running" ? true : undefined),
-    60_000,
-    500,
-  );
+  await createPartner(c, "g2", "a-h1");
   const coMigrate: Move = {
     label: "the co-migration of g1 and g2 to a-h2",
     run: async () => {
-      // What the agents' plane runs for a co-migrate action (MigrationBook.startGroup): each
-      // source pauses before its switchover, and none switches before both are ready.
-      const [o1, o2] = await Promise.all(
-        b.orch
-          .startGroup(
-            ["g1", "g2"].map((guestId) => ({
-              guestId,
-              from: b.ep("a", "h1"),
-              to: b.ep("a", "h2"),
-              mechanism: "instant" as const,
-            })),
-          )
-          .map((h) => h.done),
-      );
-      const lastStop = Math.max(o1.source.timing.stoppedAt!, o2.source.timing.stoppedAt!);
-      const firstResume = Math.min(o1.destination.resumedAt!, o2.destination.resumedAt!);
-      assert.ok(
-        firstResume > lastStop,
-        "lock-step: neither guest ran at a-h2 before both sources were paused",
-      );
-      return { pausedMs: o1.downtimeMs, detail: `g2 paused ${o2.downtimeMs?.toFixed(0)} ms` };
+      const m = await coMigrateWithPartner(b, "g2", "h1", "h2");
+      assert.ok(m.lockStep, "lock-step: neither guest ran at a-h2 before both sources were paused");
+      return { pausedMs: m.pausedMs, detail: `g2 paused ${m.partnerPausedMs?.toFixed(0)} ms` };
     },
   };
   const before = atNamedAgent(c);
