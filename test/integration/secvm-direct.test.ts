@@ -18,7 +18,8 @@
 // "remote": its namespace joined to the testbed's bridge with a route to s1 only, its
 // certificate from the testbed's CA; h1 serves ga over TLS (page server, NBD TLS relay, a
 // mirror chardev dialling sr's TLS listener). A hidden process, a malware file and an IDS
-// packet are caught with channel "remote"; another security VM's certificate of the same CA
+// packet are caught with channel "remote"; h1's agent killed, its successor serves sr again
+// (memory and disk resume); another security VM's certificate of the same CA
 // is refused by the page server and the relay; deleting sr leaves nothing and its
 // certificate is refused.
 import assert from "node:assert/strict";
@@ -621,6 +622,44 @@ describe("a security VM of another server (remote, provisioned by the agents)", 
     assert.equal(a.channel, "remote");
     assert.equal(a.target, "ga");
     assert.equal(a.evidence.srcIp, "10.0.2.15");
+  });
+
+  test("h1's agent killed: its successor serves ga to sr again (same certificate, a new page server and relay); memory and disk resume", async () => {
+    const before = (await alertsOf("sr")).at(-1)?.seq ?? 0;
+    const agentPid = (await h1.status()).pid;
+    process.kill(agentPid, "SIGKILL");
+    const lost = await waitAlert(
+      "sr",
+      "target lost (export gone)",
+      (x) => x.seq > before && x.evidence.kind === "target-lost" && x.monitor === "memory",
+      180_000,
+    );
+    assert.equal(lost.channel, "remote");
+    const base = await waitAlert(
+      "sr",
+      "a new baseline",
+      (x) => x.seq > lost.seq && x.monitor === "memory" && x.evidence.kind === "baseline",
+      180_000,
+    );
+    assert.equal(base.channel, "remote");
+    assert.notEqual((await h1.status()).pid, agentPid, "a new agent");
+    const list = await h1.secVmExports();
+    assert.equal(list.length, 1);
+    assert.deepEqual(
+      { id: list[0].exportId, channel: list[0].channel, qemuPid: list[0].qemuPid },
+      { id: rexp.exportId, channel: "remote", qemuPid: rexp.qemuPid },
+      "the same export made anew on the adopted QEMU",
+    );
+    rexp = list[0];
+    // The disk through the successor's relay: a new file is caught.
+    await sh("ga", `printf '%s%s' '${MARKER.slice(0, 10)}' '${MARKER.slice(10)}' > /mnt/tmp/.r2 && sync`);
+    const mal = await waitAlert(
+      "sr",
+      "malware in /tmp/.r2",
+      (x) => x.seq > lost.seq && x.monitor === "disk" && x.evidence.path === "/tmp/.r2",
+      180_000,
+    );
+    assert.equal(mal.channel, "remote");
   });
 
   test("credentials: sr's certificate reads ga; another security VM's (same CA, even naming ga) is refused by the page server and the relay", async () => {
