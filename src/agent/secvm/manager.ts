@@ -98,6 +98,7 @@ import {
   type ServiceConfig,
   type ServiceTarget,
 } from "./protocol.ts";
+import { attachSecVmLink, caDirOf, issueSecVmCredential, routeTo, type SecVmRemote } from "./remote.ts";
 
 /** Where security VMs' private folders go: traversable by their uids (a testbed root is not). */
 export const SECVM_RUN_ROOT = "/run/ncsv";
@@ -203,15 +204,19 @@ export class SecVm {
     return this.req.secvmId;
   }
 
-  /** Its alerts' channel: local, or direct when its targets are another host VM's (via). */
-  get channel(): "local" | "direct" {
-    return this.req.targets.some((t) => t.via) ? "direct" : "local";
+  /** Its alerts' channel: local, or its targets' `via` channel (direct or remote). */
+  get channel(): "local" | "direct" | "remote" {
+    return this.req.targets.find((t) => t.via)?.via?.channel ?? "local";
   }
+
+  /** The remote channel's address and credential (remote.ts), made with its namespace. */
+  remote: SecVmRemote | null = null;
 
   /** Checks the targets now (400/409 before anything is made). */
   check(): void {
     const via = this.req.targets.filter((t) => t.via).length;
     if (via > 0 && via < this.req.targets.length) throw secvmErrors.mixed();
+    if (new Set(this.req.targets.map((t) => t.via?.channel)).size > 1) throw secvmErrors.mixed();
     for (const t of this.req.targets) {
       // Another host VM's guest: its agent checks it when asked for the export.
       if (t.via) continue;
@@ -342,6 +347,7 @@ export class SecVm {
       memoryMiB: c.memoryMiB ?? 512,
     });
     await createNetns(this.netns);
+    if (this.channel === "remote") this.remote = await this.prepareRemote();
     if (c.signatures && c.signatures.length > 0)
       writeFileSync(
         join(this.dir, "operator.ndb"),
@@ -397,23 +403,39 @@ export class SecVm {
     return out;
   }
 
+  /** Its address on the servers' network and its certificate (names its targets and address). */
+  private async prepareRemote(): Promise<SecVmRemote> {
+    const { cfg } = this.host;
+    const key = `${cfg.testbedId}/${cfg.server}/${cfg.hostVm}/${this.id}`;
+    const address = await attachSecVmLink(cfg.testbedId, cfg.address, this.netns, key);
+    const dir = join(this.dir, "tls");
+    mkdirSync(dir, { mode: 0o700 });
+    const targets = this.req.targets.map((t) => t.guestId);
+    return issueSecVmCredential(caDirOf(cfg), `secvm-${this.netns.slice(5)}`, targets, address, dir);
+  }
+
   /** A target of another host VM: asks its agent for the export (made anew if it had one). */
   private async attachExport(t: TargetRuntime, fd: number): Promise<ServiceTarget> {
     const peer = t.peer as HostVmAgentClient;
     const { cfg } = this.host;
-    const mirrorSocket = t.spec.nic ? join(this.dir, `mirror-${t.spec.guestId}.sock`) : undefined;
+    const remote = this.remote;
+    const index = this.targets.indexOf(t);
+    // Remote: the service's TLS listener on its own address (its namespace: any port is free).
+    const mirror = remote && t.spec.nic ? { host: remote.address, port: 7100 + index } : undefined;
+    const mirrorSocket = !remote && t.spec.nic ? join(this.dir, `mirror-${t.spec.guestId}.sock`) : undefined;
     const x = await peer.createSecVmExport({
       guestId: t.spec.guestId,
       memory: t.spec.memory !== false,
       ...(t.spec.disk ? { disk: t.spec.disk } : {}),
       ...(t.spec.nic ? { nic: t.spec.nic } : {}),
-      channel: "direct",
+      channel: remote ? "remote" : "direct",
       grantee: {
         secvmId: this.id,
         server: cfg.server,
         hostVm: cfg.hostVm,
         uid: this.uid,
         ...(mirrorSocket ? { mirrorSocket } : {}),
+        ...(remote ? { certFingerprint: remote.fingerprint, ...(mirror ? { mirror } : {}) } : {}),
       },
     });
     t.exportId = x.exportId;
@@ -421,6 +443,14 @@ export class SecVm {
     t.qemu = null;
     t.lost = false;
     const st: ServiceTarget = { guestId: t.spec.guestId, memory: null, disk: null, nic: null };
+    if (remote) {
+      // Routes to the target's server only (its page server and relay listen there).
+      for (const h of new Set([x.pageServer?.host, x.relay?.host])) if (h) await routeTo(this.netns, h);
+      if (x.pageServer) st.memory = { pageServer: x.pageServer };
+      if (x.relay) st.disk = { relay: x.relay };
+      if (mirror) st.nic = { listen: mirror, monitorId: `${this.id}${index}` };
+      return st;
+    }
     if (x.ramFile) {
       // Same server: the pool file is this machine's; read-only, and the service gets only this.
       t.ramFd = openSync(x.ramFile, "r");
@@ -485,7 +515,7 @@ export class SecVm {
       dir: this.dir,
       netns: this.netns,
       channel: this.channel,
-      tls: null,
+      tls: this.remote?.tls ?? null,
       memoryPeriodMs: c.memoryPeriodMs ?? 2000,
       diskPeriodMs: c.diskPeriodMs ?? 10_000,
       clamavDatabases: c.signatures?.length ? [join(this.dir, "operator.ndb")] : [],
