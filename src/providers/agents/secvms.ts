@@ -400,6 +400,9 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       }
       const m = st.monitors.find((x) => x.monitor === "memory");
       if (!m || m.state !== "running") return true;
+      // Fewer rounds than at the start: its service died and was started again (its agent
+      // alerted the loss): the view it had is gone, its new baseline reports nothing.
+      if (from !== undefined && m.rounds < from) return true;
       // Not read at the start (unanswered then): read now, later is only stricter.
       from ??= m.rounds;
       if (m.rounds >= from + 3) return true;
