@@ -494,7 +494,12 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     const reported = await detected();
     process.kill(svc, "SIGKILL");
     const end = await planEnd(plan, 300_000);
-    t.diagnostic(`service ${svc} killed; the plan ended ${end.status}: ${JSON.stringify(end).slice(0, 800)}`);
+    const why = (end as { actions?: { error: string | null }[] }).actions
+      ?.map((a) => a.error)
+      .filter(Boolean);
+    t.diagnostic(
+      `service ${svc} killed; the plan ended ${end.status}${why?.length ? `: ${why.join("; ")}` : ""}`,
+    );
     await assertOneCopyEach("after the service was killed", 90_000);
     // The loss alerted, then a baseline again (the restarted service's, or the new monitor's).
     const died = await until(
