@@ -107,6 +107,8 @@ const HEARTBEAT_MS = 1000;
 /** No heartbeat for this long: the service is wedged (or stopped) and is killed. */
 export const WEDGED_MS = 6000;
 const READY_TIMEOUT_MS = 90_000;
+/** The most an arriving target's service keeps the control level (its start and first round). */
+const LEND_MS = 30_000;
 
 export const secvmErrors = {
   exists: (id: string) => conflict(`security VM ${id} already exists`),
@@ -163,6 +165,8 @@ export class SecVm {
   maxRssKiB: number | null = null;
   monitors: MonitorReport[] = [];
   private lastBeat = 0;
+  /** While lent the control level (an arriving target's first round): until when at most. */
+  private lentUntil: number | null = null;
   private watch: NodeJS.Timeout | null = null;
   private waiters = new Set<() => void>();
   private readonly targets: TargetRuntime[];
@@ -482,9 +486,15 @@ export class SecVm {
     });
     if (child.pid === undefined) throw new Error("the security VM's service did not start");
     // In its cgroup before it starts anything (it waits for its configuration first), and
-    // at the guests' priority: its monitors are bulk work, not the agent's control path.
+    // at the guests' priority: its monitors are bulk work, not the agent's control path. Except
+    // a first start for an arriving target: a pre-copy's destination waits paused for its
+    // baseline, so it is lent the control level until its first memory round (or LEND_MS).
     placeInCgroup(this.cgroup, child.pid);
-    setLevel(child.pid, "guest");
+    if (this.req.arriving && this.restarts === 0) this.lentUntil = Date.now() + LEND_MS;
+    else {
+      this.lentUntil = null;
+      setLevel(child.pid, "guest");
+    }
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`service not ready in ${READY_TIMEOUT_MS} ms`)),
@@ -550,6 +560,8 @@ export class SecVm {
       this.lastBeat = Date.now();
       this.maxRssKiB = Math.max(this.maxRssKiB ?? 0, m.rssKiB);
       this.monitors = m.monitors;
+      if (this.lentUntil !== null && m.monitors.some((x) => x.monitor === "memory" && x.rounds > 0))
+        this.endLoan();
     } else if (m.type === "disk-view-open" || m.type === "disk-view-close") {
       const t = this.targets.find((x) => x.spec.guestId === m.guestId);
       if (!t) return;
@@ -607,7 +619,14 @@ export class SecVm {
   }
 
   /** Heartbeat watchdog and target watch, every 500 ms. */
+  /** The lent control level ends: the service is bulk work at the guests' level again. */
+  private endLoan(): void {
+    this.lentUntil = null;
+    if (this.child?.pid !== undefined) setLevel(this.child.pid, "guest");
+  }
+
   private async tick(): Promise<void> {
+    if (this.lentUntil !== null && Date.now() > this.lentUntil) this.endLoan();
     if (this.cycle || this.state !== "running") return;
     const child = this.child;
     if (Date.now() - this.lastBeat > WEDGED_MS && child) {
