@@ -89,4 +89,5 @@ test("rows per scenario and channel change: missed events by kind, unmonitored k
   assert.deepEqual(r.kinds.network, { status: "not produced" });
   assert.equal(r.gapMs, 2000);
   assert.equal(r.pauseMs, 120);
+  assert.equal(r.excessMs, 1880, "the gap beyond the guest's own pause");
 });

@@ -145,8 +145,13 @@ export interface FollowRow {
   readonly failed: number;
   /** Longest unobserved interval, max over the moves and the monitored kinds (null: never resumed). */
   readonly gapMs: number | null;
-  /** The guest's own pause, max over the moves (the target: gapMs <= pauseMs + 50). */
+  /** The guest's own pause, max over the moves. */
   readonly pauseMs: number | null;
+  /**
+   * How much longer than the guest's own pause each move's gap was, max over the moves (the
+   * target: at most 50 ms); null when a move's gap or pause is unknown.
+   */
+  readonly excessMs: number | null;
   /** Events around the moves that no alert reported, summed over the monitored kinds. */
   readonly missedEvents: number;
   readonly kinds: Record<EventKind, KindResult>;
@@ -179,6 +184,7 @@ export function followRows(
     const kinds = {} as Record<EventKind, KindResult>;
     const missedSeqs = { memory: [], disk: [], network: [] } as Record<EventKind, number[]>;
     const gaps: (number | null)[] = [];
+    const moveGaps = new Map<MoveRecord, (number | null)[]>(ok.map((m) => [m, []]));
     let missedEvents = 0;
     for (const kind of EVENT_KINDS) {
       let events = 0;
@@ -189,7 +195,10 @@ export function followRows(
           events++;
           if (!obs.seen[kind].has(s)) missed.push(s);
         }
-        if (m.ok) kindGaps.push(gapAround(obs.times[kind], m.from, m.to));
+        if (!m.ok) continue;
+        const g = gapAround(obs.times[kind], m.from, m.to);
+        kindGaps.push(g);
+        if (produced[kind] && obs.monitored.has(kind)) moveGaps.get(m)?.push(g);
       }
       if (!produced[kind]) kinds[kind] = { status: "not produced" };
       else if (!obs.monitored.has(kind)) kinds[kind] = { status: "not monitored", events };
@@ -202,6 +211,12 @@ export function followRows(
         gaps.push(gapMs);
       }
     }
+    const excess = ok.map((m) => {
+      const g = moveGaps.get(m) ?? [];
+      return g.length === 0 || g.includes(null) || m.pauseMs === null
+        ? null
+        : (maxOf(g) as number) - m.pauseMs;
+    });
     const first = group[0];
     rows.push({
       scenario: first.scenario,
@@ -211,6 +226,7 @@ export function followRows(
       failed: group.length - ok.length,
       gapMs: gaps.includes(null) ? null : maxOf(gaps),
       pauseMs: maxOf(ok.map((m) => m.pauseMs)),
+      excessMs: excess.length === 0 || excess.includes(null) ? null : maxOf(excess),
       missedEvents,
       kinds,
       maxHeldMs: maxOf(ok.map((m) => m.heldMs)),
