@@ -14,6 +14,11 @@
 export const EVENT_LIFE_S = 90;
 /** The marker the disk events carry (a ClamAV body signature on it names them). */
 export const AV_MARKER = "NESTCLOUD-AV-TEST";
+/** The ClamAV body signature a disk monitor needs to report them as malware (agent schema's shape). */
+export const AV_SIGNATURE = {
+  name: "Nestcloud.Follow.Test",
+  hex: Buffer.from(AV_MARKER).toString("hex"),
+} as const;
 /** Where the packets go (user-mode networking's gateway) and their destination port base. */
 export const PACKET_DST = "10.0.2.2";
 export const PACKET_DST_BASE = 9;
