@@ -705,7 +705,8 @@ test("the agent restarts under an open console (rejuvenation): the keystroke QEM
     relayLogs.some((l) => l.startsWith("agent connection ended") && l.includes(`"code":${CLOSE.restarting}`)),
   );
   assert.equal(c.session.pending, 0, "the keystroke QEMU read was acknowledged before the session ended");
-  assert.ok(c.notices.includes("moving"), "the client was told to hold new keystrokes");
+  // The notice travels agent -> relay -> client: it may arrive after the relay logged the end.
+  await until("the client was told to hold new keystrokes", () => c.notices.includes("moving"));
   // The guest prints on while no agent serves it; the agent on its way out refuses the relay.
   appendFileSync(logFile, "while the agent restarts\n");
   c.type("typed meanwhile\r");
