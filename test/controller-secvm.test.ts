@@ -180,6 +180,25 @@ describe("GET /api/alerts", () => {
   });
 });
 
+describe("monitoring metrics", () => {
+  test("each monitor move's gap in nestcloud_secvm_monitoring_gap_seconds (an unknown one left out), and its make time", async () => {
+    const admin = t.c.adminToken;
+    const sw = { secvm: "sv-m", target: "g1", from: "h1", to: "h2", makeMs: 800, heldMs: null };
+    t.c.controller.monitoring.moved({ ...sw, gapMs: 0 }, "globex");
+    t.c.controller.monitoring.moved({ ...sw, gapMs: 3200 }, "globex");
+    t.c.controller.monitoring.moved({ ...sw, gapMs: null }, "globex");
+    const metrics = await (
+      await fetch(`${t.c.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } })
+    ).text();
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_bucket\{le="0"\} 1\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_bucket\{le="2"\} 1\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_bucket\{le="5"\} 2\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_sum 3\.2\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_count 2\n/);
+    assert.match(metrics, /nestcloud_secvm_monitor_move_seconds_count 3\n/);
+  });
+});
+
 describe("nestcloud alerts", () => {
   test("the CLI reads the controller's alerts as a tenant: its own, filtered, as a table or JSON", async () => {
     const root = resolve(import.meta.dirname, "..");
