@@ -157,6 +157,8 @@ function AlertRow({ alert: a, showTenant }: { alert: ControllerAlert; showTenant
       className={`alert-row sev-${a.severity}`}
       data-testid="alert-row"
       data-alert-id={a.id}
+      data-secvm={a.secvm}
+      data-tenant={a.tenant}
       data-severity={a.severity}
       data-monitor={a.monitor}
       data-target={a.target}
