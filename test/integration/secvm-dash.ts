@@ -3,7 +3,7 @@
 // and which channel the map draws for a pair. The page records every change of a drawn channel
 // as it happens (a MutationObserver), so a switch is seen live, never by reloading.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
@@ -169,6 +169,14 @@ export class DashboardWatch {
   async history(secvm: string, target: string): Promise<DrawnSwitch[]> {
     const all = (await this.page.evaluate("window.__channels")) as DrawnSwitch[];
     return all.filter((s) => s.secvm === secvm && s.target === target);
+  }
+
+  /** A full-page screenshot into NESTCLOUD_SCREENSHOTS, when set. */
+  async screenshot(name: string): Promise<void> {
+    const keep = process.env.NESTCLOUD_SCREENSHOTS;
+    if (!keep) return;
+    mkdirSync(keep, { recursive: true });
+    await this.page.screenshot({ path: join(keep, name), fullPage: true });
   }
 
   async close(): Promise<void> {

@@ -51,7 +51,7 @@ interface Pair {
     hostVm: string | null;
     state: string;
     rounds: number;
-    lastMove?: { from: string; to: string; makeMs: number; heldMs: number | null };
+    lastMove?: { from: string; to: string; makeMs: number; heldMs: number | null; gapMs: number | null };
   } | null;
 }
 interface ApiAlert {
@@ -261,6 +261,7 @@ async function drawnAfterMove(t: { diagnostic(m: string): void }, what: string):
       "the switch is shown with the channel it left",
     );
   assert.deepEqual(dash.errors, [], "no errors in the page");
+  await dash.screenshot(`secvm-dash-${what.replace(/\W+/g, "-")}.png`);
   return drawn;
 }
 
@@ -372,6 +373,19 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
 
   test("dashboard: the map draws the channel after the pre-copy", async (t) => {
     await drawnAfterMove(t, "pre-copy");
+  });
+
+  test("metrics: the instant move and the pre-copy attached before it resumed left no monitoring gap", async (t) => {
+    assert.equal((await pair()).monitor?.lastMove?.gapMs, 0, "the pre-copy's move: no gap");
+    const res = await fetch(`${ctl.url}/metrics`, { headers: { authorization: `Bearer ${ctl.token}` } });
+    const text = await res.text();
+    const figure = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    const moves = figure("nestcloud_secvm_monitoring_gap_seconds_count");
+    t.diagnostic(
+      `monitor moves ${moves}, gaps summed ${figure("nestcloud_secvm_monitoring_gap_seconds_sum")} s`,
+    );
+    assert.ok(moves >= 2, `both moves counted (${moves})`);
+    assert.equal(figure('nestcloud_secvm_monitoring_gap_seconds_bucket\\{le="0"\\}'), moves, "every gap 0");
   });
 
   test("the security VM moved: the channel changes, the monitor stays beside the target", async (t) => {
