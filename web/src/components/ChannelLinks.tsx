@@ -7,10 +7,13 @@ interface Geometry {
   readonly y1: number;
   readonly x2: number;
   readonly y2: number;
+  /** The curve's control point: above both chips, so that it arcs over the guests between. */
+  readonly cx: number;
+  readonly cy: number;
 }
 
 /**
- * Each (security VM, target) pair drawn over the map as a line between the two guests' chips:
+ * Each (security VM, target) pair drawn over the map as a curve between the two guests' chips, arcing over the row:
  * local solid, direct dashed, remote dotted (and coloured apart), its channel's name at the
  * middle; a switch seen on the stream shows "from → to" for a while.
  */
@@ -34,19 +37,23 @@ export function ChannelLinks({
     const root = container.current;
     if (!root) return;
     const box = root.getBoundingClientRect();
-    const centre = (id: string) => {
+    const chipBox = (id: string) => {
       const el = root.querySelector<HTMLElement>(
         `[data-testid="guest-chip"][data-guest-id="${CSS.escape(id)}"]`,
       );
       if (!el) return undefined;
       const r = el.getBoundingClientRect();
-      return { x: r.left - box.left + r.width / 2, y: r.top - box.top + r.height / 2 };
+      // The chip's top centre: the curve leaves upwards, over the row, not through its names.
+      return { x: r.left - box.left + r.width / 2, y: r.top - box.top };
     };
     const lines: Geometry[] = [];
     for (const [key, p] of pairs) {
-      const a = centre(p.secvm);
-      const b = centre(p.target);
-      if (a && b) lines.push({ key, x1: a.x, y1: a.y, x2: b.x, y2: b.y });
+      const a = chipBox(p.secvm);
+      const b = chipBox(p.target);
+      if (!a || !b) continue;
+      const cx = (a.x + b.x) / 2;
+      const cy = Math.min(a.y, b.y) - 16 - 0.12 * Math.abs(b.x - a.x);
+      lines.push({ key, x1: a.x, y1: a.y, x2: b.x, y2: b.y, cx, cy });
     }
     const next = { w: root.scrollWidth, h: root.scrollHeight, lines };
     setGeometry((g) => (JSON.stringify(g) === JSON.stringify(next) ? g : next));
@@ -100,10 +107,10 @@ export function ChannelLinks({
             <title>{`${p.secvm} watches ${p.target} over the ${channel} channel${sw ? ` (was ${sw.from ?? "none"})` : ""}`}</title>
             {l && (
               <>
-                <line x1={l.x1} y1={l.y1} x2={l.x2} y2={l.y2} />
+                <path d={`M ${l.x1} ${l.y1} Q ${l.cx} ${l.cy} ${l.x2} ${l.y2}`} />
                 <text
-                  x={(l.x1 + l.x2) / 2}
-                  y={(l.y1 + l.y2) / 2 - 6}
+                  x={(l.x1 + 2 * l.cx + l.x2) / 4}
+                  y={(l.y1 + 2 * l.cy + l.y2) / 4 - 4}
                   textAnchor="middle"
                   data-testid="channel-label"
                 >
