@@ -37,6 +37,26 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** What a new client of the event stream gets at once (the retained events replayed). */
+async function streamed(token: string): Promise<string> {
+  const ac = new AbortController();
+  const res = await fetch(`${t.c.url}/api/events`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: ac.signal,
+  });
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  const end = Date.now() + 1500;
+  while (Date.now() < end) {
+    const r = await Promise.race([reader.read(), new Promise<null>((ok) => setTimeout(() => ok(null), 300))]);
+    if (r === null) break;
+    if (r.done) break;
+    text += Buffer.from(r.value).toString();
+  }
+  ac.abort();
+  return text;
+}
+
 type Pair = { target: string; channel: string | null; monitor: unknown };
 type Vm = { id: string; hostVm: string | null; server: string | null };
 
@@ -96,27 +116,6 @@ describe("security VMs follow placement", () => {
     assert.equal(now.channel, want);
 
     // The switch on globex's stream (retained events are replayed to a new client), not on acme's.
-    const streamed = async (token: string) => {
-      const ac = new AbortController();
-      const res = await fetch(`${t.c.url}/api/events`, {
-        headers: { authorization: `Bearer ${token}` },
-        signal: ac.signal,
-      });
-      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-      let text = "";
-      const end = Date.now() + 1500;
-      while (Date.now() < end) {
-        const r = await Promise.race([
-          reader.read(),
-          new Promise<null>((ok) => setTimeout(() => ok(null), 300)),
-        ]);
-        if (r === null) break;
-        if (r.done) break;
-        text += Buffer.from(r.value).toString();
-      }
-      ac.abort();
-      return text;
-    };
     const mine = await streamed(globex);
     assert.match(mine, /secvm\.channel/);
     assert.match(mine, new RegExp(`"from":"${first.channel}","to":"${want}"`));
@@ -177,6 +176,30 @@ describe("GET /api/alerts", () => {
       await fetch(`${t.c.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } })
     ).text();
     assert.match(metrics, /nestcloud_secvm_alerts_total\{monitor="memory",severity="critical"\} 3/);
+    // Each alert is an event of its tenant's stream only (the dashboard's panel takes them live).
+    const acmeStream = await streamed(acme);
+    assert.match(acmeStream, /event: alert\n.*"summary":"finding 4"/);
+    assert.doesNotMatch(acmeStream, /"summary":"finding [123]"/, "no other tenant's alert on acme's stream");
+    assert.match(await streamed(globex), /"summary":"finding 3"/);
+  });
+});
+
+describe("monitoring metrics", () => {
+  test("each monitor move's gap in nestcloud_secvm_monitoring_gap_seconds (an unknown one left out), and its make time", async () => {
+    const admin = t.c.adminToken;
+    const sw = { secvm: "sv-m", target: "g1", from: "h1", to: "h2", makeMs: 800, heldMs: null };
+    t.c.controller.monitoring.moved({ ...sw, gapMs: 0 }, "globex");
+    t.c.controller.monitoring.moved({ ...sw, gapMs: 3200 }, "globex");
+    t.c.controller.monitoring.moved({ ...sw, gapMs: null }, "globex");
+    const metrics = await (
+      await fetch(`${t.c.url}/metrics`, { headers: { authorization: `Bearer ${admin}` } })
+    ).text();
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_bucket\{le="0"\} 1\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_bucket\{le="2"\} 1\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_bucket\{le="5"\} 2\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_sum 3\.2\n/);
+    assert.match(metrics, /nestcloud_secvm_monitoring_gap_seconds_count 2\n/);
+    assert.match(metrics, /nestcloud_secvm_monitor_move_seconds_count 3\n/);
   });
 });
 

@@ -120,6 +120,10 @@ export class Controller {
       pairsByChannel: (counts) => {
         for (const [channel, n] of Object.entries(counts)) this.metrics.monitorPairs.set({ channel }, n);
       },
+      moveCounted: (make, gap) => {
+        this.metrics.monitorMoves.observe(make);
+        if (gap !== null) this.metrics.monitoringGaps.observe(gap);
+      },
     });
     this.amt = new VirtualAmt(this.store, this.provider, this.leader, this.log);
     this.amt.follow(this.events);
@@ -240,10 +244,7 @@ export class Controller {
         this.log.warn({ err }, "moving monitors to their targets failed; retried next pass");
         return [];
       });
-      for (const m of moves) {
-        this.metrics.monitorMoves.observe(m.makeMs / 1000);
-        this.events.emit("secvm.monitor.moved", tenants.get(m.secvm), { ...m });
-      }
+      for (const m of moves) this.monitoring.moved(m, tenants.get(m.secvm));
       for (const d of await plane.drain()) {
         const tenant = tenants.get(d.secvm);
         if (tenant !== undefined) this.monitoring.ingest(d.secvm, tenant, d.alerts);

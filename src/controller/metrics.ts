@@ -68,6 +68,12 @@ export class ControllerMetrics {
     buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 90],
     registers: [this.registry],
   });
+  readonly monitoringGaps = new Histogram({
+    name: "nestcloud_secvm_monitoring_gap_seconds",
+    help: "Per monitor move, the longest the target ran with no monitor seeing it (0: made before broken)",
+    buckets: [0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 90],
+    registers: [this.registry],
+  });
   readonly monitorErrors = new Counter({
     name: "nestcloud_secvm_monitor_errors_total",
     help: "Failed attempts to start, move or read a security VM's monitors (retried next loop)",

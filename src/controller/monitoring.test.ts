@@ -123,3 +123,26 @@ test("selectAlerts filters by tenant, security VM, target, monitor, severity and
   const p3 = selectAlerts(log, { tenant: "globex", limit: 3, after: p2.next });
   assert.deepEqual([ids(p3), p3.next], [[], 8], "an empty page keeps the cursor");
 });
+
+test("a monitor's move: its make time and the gap it left counted (an unknown gap is not), an event of its tenant", () => {
+  const s = sinks();
+  const observed: Array<[number, number | null]> = [];
+  const m = new SecurityMonitoring({ ...s.sinks, moveCounted: (make, gap) => observed.push([make, gap]) });
+  const sw = { secvm: "sv", target: "g", from: "h1", to: "h2", makeMs: 1500, heldMs: null };
+  m.moved({ ...sw, gapMs: 0 }, "acme");
+  m.moved({ ...sw, gapMs: 2500 }, "acme");
+  m.moved({ ...sw, gapMs: null }, undefined);
+  assert.deepEqual(observed, [
+    [1.5, 0],
+    [1.5, 2.5],
+    [1.5, null],
+  ]);
+  assert.deepEqual(
+    s.events.map(([k, t, d]) => [k, t, d.gapMs]),
+    [
+      ["secvm.monitor.moved", "acme", 0],
+      ["secvm.monitor.moved", "acme", 2500],
+    ],
+    "a move of a security VM no longer known (no tenant) is no event",
+  );
+});

@@ -7,6 +7,7 @@
  * Pure decisions (pairChannels, selectAlerts) apart from the I/O (the controller feeds it
  * placements after every audit and move, and alerts from its plane).
  */
+
 import {
   type Alert,
   type Channel,
@@ -14,6 +15,7 @@ import {
   type MonitorKind,
   type Severity,
 } from "../monitor/index.ts";
+import type { MonitorSwitch } from "../providers/index.ts";
 
 /** One security VM as placement sees it. */
 export interface SecurityVmPlacement {
@@ -111,6 +113,8 @@ export interface MonitoringSinks {
   alertCounted(monitor: MonitorKind, severity: Severity): void;
   switchCounted(from: Channel | "none", to: Channel | "none"): void;
   pairsByChannel(counts: Readonly<Record<Channel | "none", number>>): void;
+  /** A monitor moved: how long the move took to make and the gap it left (null: not known). */
+  moveCounted?(makeSeconds: number, gapSeconds: number | null): void;
 }
 
 export const ALERT_LOG_SIZE = 10_000;
@@ -177,6 +181,12 @@ export class SecurityMonitoring {
       this.sinks.event("alert", tenant, { ...kept });
     }
     return out;
+  }
+
+  /** A monitor moved to where its target runs now (the plane's follow): event and metrics. */
+  moved(sw: MonitorSwitch, tenant: string | undefined): void {
+    this.sinks.moveCounted?.(sw.makeMs / 1000, sw.gapMs === null ? null : sw.gapMs / 1000);
+    if (tenant !== undefined) this.sinks.event("secvm.monitor.moved", tenant, { ...sw });
   }
 
   alerts(f: AlertFilter): AlertPage {

@@ -25,6 +25,7 @@ export {
   type GuestSpec,
   type HostVmRental,
   type MigrationStatus,
+  type MonitorSwitch,
   type PlacementTrialView,
   type PowerAnswer,
   type PowerRequest,

@@ -238,6 +238,14 @@ export interface MonitorSwitch {
    * the old one's last round (a pre-copy: attached before it resumed); null: made after it ran.
    */
   readonly heldMs: number | null;
+  /**
+   * The longest the target ran with no monitor seeing its current memory across this move:
+   * 0 when the new monitor was attached before the destination resumed, or when the old one's
+   * view stayed live (an instant handover maps the same RAM file); else from the move's
+   * completion to the new monitor's baseline. null: the move that brought the target is not
+   * known (e.g. it happened before this controller started).
+   */
+  readonly gapMs: number | null;
 }
 
 /** The security VMs' monitors of a data plane that can run them (the agents'). */

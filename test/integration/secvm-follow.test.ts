@@ -28,6 +28,7 @@ import {
   stopGently,
   until,
 } from "../support/controller-process.ts";
+import { DashboardWatch, dashboardBuilt } from "./secvm-dash.ts";
 import { type Bed, bringUp, qemuPidsOf, tearDown, testbedOf } from "./testbed-helpers.ts";
 
 /** The memory monitor's period under the controller (src/providers/agents/secvms.ts). */
@@ -53,7 +54,7 @@ interface Pair {
     hostVm: string | null;
     state: string;
     rounds: number;
-    lastMove?: { from: string; to: string; makeMs: number; heldMs: number | null };
+    lastMove?: { from: string; to: string; makeMs: number; heldMs: number | null; gapMs: number | null };
   } | null;
 }
 interface ApiAlert {
@@ -71,8 +72,11 @@ let bed: Bed;
 let ctl: ControllerProcess;
 let passed = false;
 const alerts: ApiAlert[] = [];
+/** The dashboard, opened once as the tenant (secvm-dash.ts). */
+let dash: DashboardWatch | undefined;
 
 before(async () => {
+  dashboardBuilt();
   bed = await bringUp(testbedOf({ a: ["h1", "h2"], b: ["h1"] }));
   ctl = await startControllerProcess(
     [
@@ -95,6 +99,7 @@ after(async () => {
       `alerts:\n${alerts.map((a) => `  ${a.id} ${a.severity} ${a.summary}`).join("\n")}\n`,
     );
   }
+  await dash?.close();
   if (ctl) await stopGently(ctl);
   try {
     await tearDown(bed?.state ? bed : undefined);
@@ -227,6 +232,42 @@ async function checkPhase(
   return { channel: p.channel as string, missed, events: phase.length, pair: p };
 }
 
+/** The dashboard as the tenant, opened once (its first test). */
+async function openDashboard(): Promise<DashboardWatch> {
+  const tok = await api(ctl, "POST", "/api/tokens", { role: "tenant", tenant: TENANT, label: "dashboard" });
+  assert.equal(tok.status, 201, JSON.stringify(tok.body));
+  return DashboardWatch.open(ctl.url, tok.body.token as string);
+}
+
+/** How much of the page's channel history the previous dashboard check had seen. */
+let drawnSeen = 0;
+
+/**
+ * The map draws the pair's channel as the API gives it after a move, and the page went there
+ * live: the channels it drew since the previous check (starting from the one drawn then), in
+ * order, end with it; a change is drawn with the channel it left.
+ */
+async function drawnAfterMove(t: { diagnostic(m: string): void }, what: string): Promise<string[]> {
+  assert.ok(dash, "the dashboard was opened");
+  const want = (await pair()).channel as string;
+  const d = await dash.channelDrawn("sv1", "t1", want);
+  const history = await dash.history("sv1", "t1");
+  const since = history.slice(Math.max(0, drawnSeen - 1));
+  drawnSeen = history.length;
+  const drawn = since.map((h) => h.channel).filter((c, i, all) => i === 0 || all[i - 1] !== c);
+  t.diagnostic(`dashboard after the ${what}: drawn ${drawn.join(" -> ")} ("${d.label}")`);
+  assert.equal(drawn.at(-1), want);
+  if (drawn.length >= 2)
+    assert.equal(
+      since.findLast((h) => h.channel === want)?.switchedFrom,
+      drawn.at(-2),
+      "the switch is shown with the channel it left",
+    );
+  assert.deepEqual(dash.errors, [], "no errors in the page");
+  await dash.screenshot(`secvm-dash-${what.replace(/\W+/g, "-")}.png`);
+  return drawn;
+}
+
 /** The running (or paused) copies of each guest across every host VM of the testbed. */
 async function copies(): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
@@ -352,10 +393,36 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.deepEqual(r.missed, [], "every process started before any move was reported");
   });
 
+  test("dashboard: the tenant's panel lists the baseline and the processes, live; the map draws the pair's channel", async (t) => {
+    dash = await openDashboard();
+    await dash.alertShown("the memory monitor's baseline", (a) => a.kind === "baseline" && a.target === "t1");
+    const shown = await dash.alertShown("a process started in t1", (a) => a.kind === "processes-changed");
+    assert.match(await dash.evidence(shown.id), /ev\d{4}/, "its evidence names the process");
+    const top = Math.max(...(await dash.alerts()).map((a) => a.id));
+    const live = await dash.alertShown("an alert raised after the page opened", (a) => a.id > top);
+    assert.equal((await dash.alerts())[0].id, live.id, "newest first");
+    assert.ok(
+      (await dash.alerts()).every((a) => a.tenant === TENANT),
+      "the tenant's own alerts only",
+    );
+    await dash.filterBy({ monitor: "disk" }, (x) => x.length === 0);
+    await dash.filterBy({ severity: "info" }, (x) => x.length > 0 && x.every((a) => a.severity === "info"));
+    await dash.filterBy({}, (x) => x.some((a) => a.kind === "baseline"));
+    const want = (await pair()).channel as string;
+    assert.equal(want, expectedChannel(await vm("sv1"), await vm("t1")));
+    const d = await dash.channelDrawn("sv1", "t1", want);
+    drawnSeen = (await dash.history("sv1", "t1")).length;
+    t.diagnostic(`dashboard: alert ${live.id} live, pair drawn ${d.channel} ("${d.label}")`);
+  });
+
   test("target moved by an instant handover (same server): channel as placed, no event missed", async (t) => {
     await move("t1", "a-h2", "instant");
     const r = await checkPhase(t, "after the instant move", seenEvents);
     assert.deepEqual(r.missed, [], "every process started around the instant move was reported");
+  });
+
+  test("dashboard: the map draws the channel after the instant move, switched live", async (t) => {
+    await drawnAfterMove(t, "instant move");
   });
 
   test("target moved by pre-copy (another server): the monitor attached before it resumed, no event missed", async (t) => {
@@ -373,6 +440,23 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.deepEqual(r.missed, [], "every process started around the pre-copy was reported");
   });
 
+  test("dashboard: the map draws the channel after the pre-copy", async (t) => {
+    await drawnAfterMove(t, "pre-copy");
+  });
+
+  test("metrics: the instant move and the pre-copy attached before it resumed left no monitoring gap", async (t) => {
+    assert.equal((await pair()).monitor?.lastMove?.gapMs, 0, "the pre-copy's move: no gap");
+    const res = await fetch(`${ctl.url}/metrics`, { headers: { authorization: `Bearer ${ctl.token}` } });
+    const text = await res.text();
+    const figure = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    const moves = figure("nestcloud_secvm_monitoring_gap_seconds_count");
+    t.diagnostic(
+      `monitor moves ${moves}, gaps summed ${figure("nestcloud_secvm_monitoring_gap_seconds_sum")} s`,
+    );
+    assert.ok(moves >= 2, `both moves counted (${moves})`);
+    assert.equal(figure('nestcloud_secvm_monitoring_gap_seconds_bucket\\{le="0"\\}'), moves, "every gap 0");
+  });
+
   test("the security VM moved: the channel changes, the monitor stays beside the target", async (t) => {
     const [sv, tg] = [await vm("sv1"), await vm("t1")];
     const to = sv.hostVm === tg.hostVm ? "a-h1" : (tg.hostVm as string);
@@ -380,6 +464,14 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     const r = await checkPhase(t, "after the security VM's move", seenEvents);
     assert.equal(r.channel, to === tg.hostVm ? "local" : "remote");
     assert.deepEqual(r.missed, []);
+  });
+
+  test("dashboard: the security VM's move changes the drawn channel, switched live", async (t) => {
+    const drawn = await drawnAfterMove(t, "security VM's move");
+    assert.ok(
+      drawn.length >= 2 && drawn[0] !== drawn.at(-1),
+      `the drawn channel changed: ${drawn.join(" -> ")}`,
+    );
   });
 
   test("co-migrated together (POST /api/security-vms/:id/co-migrate, lock-step): local at the destination, no event missed, each runs once", async (t) => {

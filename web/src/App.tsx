@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useId, useMemo, useState } from "react";
 import { Api, initialToken, saveToken, tokenFromHash } from "./api.ts";
+import { Alerts } from "./components/Alerts.tsx";
 import { CloudMap } from "./components/CloudMap.tsx";
 import { GuestPanel } from "./components/GuestPanel.tsx";
 import { LineChart } from "./components/LineChart.tsx";
@@ -10,6 +11,7 @@ import { SecurityLinks } from "./components/SecurityLinks.tsx";
 import { clock, money } from "./format.ts";
 import { AUTOMATION_LEVELS, type Automation } from "./types.ts";
 import { type CloudActions, type CloudState, useCloud } from "./useCloud.ts";
+import { usePairs } from "./usePairs.ts";
 
 export function App() {
   const [token, setToken] = useState<string | null>(() => initialToken());
@@ -51,6 +53,9 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
   const admin = cloud.role === "admin";
   const closePanel = useCallback(() => setSelected(undefined), []);
   const now = useProviderClock(cloud);
+  const live = cloud.connection === "live";
+  const securityVmIds = useMemo(() => cloud.securityVms.map((s) => s.id), [cloud.securityVms]);
+  const pairs = usePairs(api, securityVmIds, actions.subscribe, live);
 
   return (
     <div className="app">
@@ -74,6 +79,7 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
             selected={selected}
             onSelect={(id) => setSelected(id === selected ? undefined : id)}
             onRejuvenate={admin ? actions.rejuvenate : undefined}
+            pairs={pairs}
           />
         </section>
         <div className="side">
@@ -119,7 +125,12 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
               guests={allGuests}
               onFocus={(ids) => setHighlight(new Set(ids))}
               onSelect={setSelected}
+              pairs={pairs}
             />
+          </section>
+          <section className="card" aria-labelledby="alerts-title" data-testid="alerts-section">
+            <h2 id="alerts-title">Security alerts</h2>
+            <Alerts api={api} subscribe={actions.subscribe} live={live} showTenant={admin} />
           </section>
         </div>
         <section className="card wide" aria-labelledby="migrations-title" data-testid="migrations-section">
@@ -138,7 +149,7 @@ function Dashboard({ token, onSignOut }: { token: string; onSignOut: (why?: stri
           token={token}
           api={api}
           subscribe={actions.subscribe}
-          live={cloud.connection === "live"}
+          live={live}
         />
       )}
     </div>

@@ -122,7 +122,14 @@ export const EVENT_KINDS = [
   "migration.completed",
   "migration.failed",
   "migration.cancelled",
+  // Security VMs: an alert raised, a pair's channel switched, a monitor moved to its target.
+  "alert",
+  "secvm.channel",
+  "secvm.monitor.moved",
 ] as const;
+
+/** Events their own listeners take in place: no refresh of the whole state after them. */
+export const IN_PLACE_KINDS: ReadonlySet<string> = new Set(["alert", "secvm.monitor.moved"]);
 
 const TOKEN_KEY = "nestcloud.token";
 

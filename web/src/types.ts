@@ -9,11 +9,16 @@ import type * as HostVms from "../../src/controller/api/schemas/hostvms.ts";
 import type * as Migrations from "../../src/controller/api/schemas/migrations.ts";
 import type * as Plans from "../../src/controller/api/schemas/plans.ts";
 import type * as Power from "../../src/controller/api/schemas/power.ts";
+import type * as SecurityVms from "../../src/controller/api/schemas/security-vms.ts";
 import type * as Settings from "../../src/controller/api/schemas/settings.ts";
 import type * as Vms from "../../src/controller/api/schemas/vms.ts";
 
 // Plain lists (no TypeBox in the bundle).
-export { AUTOMATION_LEVELS } from "../../src/controller/api/schemas/choices.ts";
+export {
+  ALERT_SEVERITIES,
+  AUTOMATION_LEVELS,
+  MONITOR_KINDS,
+} from "../../src/controller/api/schemas/choices.ts";
 
 export type Automation = Static<typeof Common.Automation>;
 export type Mechanism = Static<typeof Common.Mechanism>;
@@ -36,6 +41,14 @@ export type Migration = Static<typeof Migrations.Migration>;
 export type Inventory = Static<typeof Power.Inventory>;
 export type PowerResult = Static<typeof Power.PowerResult>;
 export type GuestEvent = Static<typeof Power.GuestEvent>;
+
+/** Security VMs' monitoring: GET /api/alerts and GET /api/security-vms/:id/channels. */
+export type ControllerAlert = Static<typeof SecurityVms.ControllerAlert>;
+export type AlertPage = Static<typeof SecurityVms.AlertPage>;
+export type SecurityVmPair = Static<typeof SecurityVms.SecurityVmPair>;
+export type Channel = NonNullable<SecurityVmPair["channel"]>;
+export type Severity = ControllerAlert["severity"];
+export type MonitorKind = ControllerAlert["monitor"];
 
 /** One /api/overview poll, kept client-side for the charts. */
 export interface Sample {

@@ -4,7 +4,7 @@
  * the charts.
  */
 import { useCallback, useEffect, useRef, useState } from "react";
-import { type Api, EVENT_KINDS, HttpError } from "./api.ts";
+import { type Api, EVENT_KINDS, HttpError, IN_PLACE_KINDS } from "./api.ts";
 import type {
   Automation,
   Guest,
@@ -257,6 +257,8 @@ export function useCloud(api: Api, onUnauthorized: (message: string) => void): [
           // fall through to a refresh
         }
       }
+      // An alert or a monitor's move changes no placement: its listeners have it.
+      if (IN_PLACE_KINDS.has(ev.type)) return;
       soon();
     };
     source.onopen = () => setState((s) => ({ ...s, connection: "live" }));

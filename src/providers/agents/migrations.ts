@@ -55,7 +55,11 @@ export interface StartMove {
  */
 export interface ArrivalObserver {
   beforeResume(m: { migrationId: string; guest: string; from: string; to: string }): Promise<void>;
-  settled(migrationId: string, guestAt: "source" | "destination" | "unknown"): Promise<void>;
+  settled(
+    migrationId: string,
+    guestAt: "source" | "destination" | "unknown",
+    move?: { guest: string; mechanism: ProviderMigration["mechanism"] },
+  ): Promise<void>;
 }
 
 export class MigrationBook {
@@ -156,7 +160,7 @@ export class MigrationBook {
     this.list.push(t);
     const settled = (at: "source" | "destination" | "unknown") =>
       void this.arrivals
-        ?.settled(t.id, at)
+        ?.settled(t.id, at, { guest: t.guest, mechanism: t.mechanism })
         .catch((e) => this.log(`migration ${t.id}: monitors after the move: ${(e as Error).message}`));
     handle.done.then(
       (outcome) => {

@@ -42,6 +42,20 @@ export const HOLD_BUDGET_MS = 20_000;
 /** The destination's lease is renewed this often while it is held (the orchestrator stopped). */
 const HOLD_LEASE_EVERY_MS = 2000;
 
+/**
+ * How long a target ran unobserved across a monitor's move made after it ran (follow): an
+ * instant handover leaves the old monitor's view live (the same RAM file), so nothing; any
+ * other move froze the old view at the switchover, so from the move's completion (`landed`,
+ * wall ms) until the new monitor's baseline (`madeAt`). null: the move is not known.
+ */
+export function unobservedMs(
+  landed: { readonly mechanism: string; readonly at: number } | undefined,
+  madeAt: number,
+): number | null {
+  if (!landed) return null;
+  return landed.mechanism === "instant" ? 0 : Math.max(0, madeAt - landed.at);
+}
+
 /** The agent's id of a pair's monitor (an agent's ids are short: they name namespaces). */
 export function agentSecVmId(secvm: string, target: string): string {
   const h = BigInt(`0x${createHash("sha256").update(`${secvm}\u0000${target}`).digest("hex").slice(0, 12)}`);
@@ -90,6 +104,8 @@ export class AgentSecurityVms implements SecurityVmMonitors {
   private readonly retired: { secvm: string; alerts: Alert[] }[] = [];
   /** Switches made around a migration's finish, reported by the next follow(). */
   private readonly switched: MonitorSwitch[] = [];
+  /** Each guest's last completed move (mechanism, wall ms), for the gap of a follow after it. */
+  private readonly landed = new Map<string, { mechanism: string; at: number }>();
 
   constructor(
     private readonly agents: Agents,
@@ -250,7 +266,13 @@ export class AgentSecurityVms implements SecurityVmMonitors {
    * monitor is retired, the new one is the pair's), or the guest stayed at the source (the new
    * monitor is removed; the old one never stopped watching it).
    */
-  async settled(migrationId: string, guestAt: "source" | "destination" | "unknown"): Promise<void> {
+  async settled(
+    migrationId: string,
+    guestAt: "source" | "destination" | "unknown",
+    move?: { guest: string; mechanism: string },
+  ): Promise<void> {
+    if (move && guestAt === "destination")
+      this.landed.set(move.guest, { mechanism: move.mechanism, at: Date.now() });
     for (const p of this.pairs.values()) {
       const w = p.pending;
       if (!w || w.migrationId !== migrationId) continue;
@@ -266,6 +288,8 @@ export class AgentSecurityVms implements SecurityVmMonitors {
           to: w.to,
           makeMs: w.makeMs,
           heldMs: w.heldMs,
+          // Attached before it resumed: everything up to the switchover was the old one's.
+          gapMs: 0,
         };
         p.lastMove = sw;
         this.switched.push(sw);
@@ -342,7 +366,9 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       }
       const t0 = Date.now();
       await this.make(p, this.clientOf(now.hostVm), now.hostVm, t0 + FIRST_ROUND_MS);
-      const makeMs = Date.now() - t0;
+      const madeAt = Date.now();
+      const makeMs = madeAt - t0;
+      const gapMs = unobservedMs(this.landed.get(p.target), madeAt);
       if (!(await this.overlap(p, from, await this.memoryRounds(p, from), Date.now() + OVERLAP_MS)))
         this.log(
           `security VM ${p.secvm}: old monitor of ${p.target} on ${from} did no round in ${OVERLAP_MS} ms`,
@@ -359,6 +385,7 @@ export class AgentSecurityVms implements SecurityVmMonitors {
         to: now.hostVm,
         makeMs,
         heldMs: null,
+        gapMs,
       };
       p.lastMove = sw;
       out.push(sw);

@@ -1,7 +1,9 @@
-import { useState } from "react";
+import { useRef, useState } from "react";
 import { mib, money, pct, tenantHues } from "../format.ts";
+import type { PairView } from "../monitoring.ts";
 import type { Guest, HostVm, Migration, Placement, PlacementEntry, Server } from "../types.ts";
 import { Bar } from "./Bar.tsx";
+import { ChannelLinks } from "./ChannelLinks.tsx";
 
 interface Props {
   readonly servers: readonly Server[];
@@ -14,6 +16,8 @@ interface Props {
   readonly onSelect: (guest: string) => void;
   /** Admins only: renew a host VM's hypervisor layer under its guests. */
   readonly onRejuvenate?: ((hostVm: string, mode: "in-place" | "evacuate") => Promise<void>) | undefined;
+  /** Security VMs' pairs and their channels, drawn over the map. */
+  readonly pairs?: ReadonlyMap<string, PairView> | undefined;
 }
 
 /** Guests drawn per host VM before a "+N more" (a big host VM would swamp the map). */
@@ -39,7 +43,9 @@ export function CloudMap({
   selected,
   onSelect,
   onRejuvenate,
+  pairs,
 }: Props) {
+  const wrap = useRef<HTMLDivElement>(null);
   // Shown only when the provider hides placement: then each server is a discovery's finding.
   const found =
     placement?.mode === "discovered" ? new Map(placement.hostVms.map((e) => [e.hostVm, e])) : undefined;
@@ -67,51 +73,61 @@ export function CloudMap({
           <span className="swatch swatch-moving" aria-hidden="true" />
           migrating
         </li>
+        {pairs && pairs.size > 0 && (
+          <li className="legend-channels" data-testid="channel-legend">
+            monitoring: <span className="channel-key channel-local">local</span>
+            <span className="channel-key channel-direct">direct</span>
+            <span className="channel-key channel-remote">remote</span>
+          </li>
+        )}
         <li>
           <span className="swatch swatch-cpu" aria-hidden="true" />
           chip fill: guest CPU
         </li>
       </ul>
-      <div className="map" data-testid="cloud-map">
-        {columns.map((col) => (
-          <article
-            key={col.id}
-            className="server"
-            data-testid="server-card"
-            data-server-id={col.id}
-            aria-labelledby={`server-${col.id}`}
-          >
-            <header>
-              <h3 id={`server-${col.id}`}>{col.server ? col.id : col.id === "" ? "Unplaced" : col.id}</h3>
-              {col.server && (
-                <span className="muted">
-                  {col.server.cores} cores · {mib(col.server.memoryMiB)} · {col.hosts.length}/
-                  {col.server.hostVmSlots} host VMs
-                </span>
+      <div className="map-wrap" ref={wrap}>
+        <div className="map" data-testid="cloud-map">
+          {columns.map((col) => (
+            <article
+              key={col.id}
+              className="server"
+              data-testid="server-card"
+              data-server-id={col.id}
+              aria-labelledby={`server-${col.id}`}
+            >
+              <header>
+                <h3 id={`server-${col.id}`}>{col.server ? col.id : col.id === "" ? "Unplaced" : col.id}</h3>
+                {col.server && (
+                  <span className="muted">
+                    {col.server.cores} cores · {mib(col.server.memoryMiB)} · {col.hosts.length}/
+                    {col.server.hostVmSlots} host VMs
+                  </span>
+                )}
+              </header>
+              {col.hosts.length === 0 ? (
+                <p className="empty small">no host VMs</p>
+              ) : (
+                <div className="hostvms">
+                  {col.hosts.map((h) => (
+                    <HostVmCard
+                      key={h.id}
+                      host={h}
+                      placement={found?.get(h.id)}
+                      guests={h.guests.map((id) => byId.get(id)).filter((g): g is Guest => g !== undefined)}
+                      moving={moving}
+                      hues={hues}
+                      highlight={highlight}
+                      selected={selected}
+                      onSelect={onSelect}
+                      onRejuvenate={onRejuvenate}
+                    />
+                  ))}
+                </div>
               )}
-            </header>
-            {col.hosts.length === 0 ? (
-              <p className="empty small">no host VMs</p>
-            ) : (
-              <div className="hostvms">
-                {col.hosts.map((h) => (
-                  <HostVmCard
-                    key={h.id}
-                    host={h}
-                    placement={found?.get(h.id)}
-                    guests={h.guests.map((id) => byId.get(id)).filter((g): g is Guest => g !== undefined)}
-                    moving={moving}
-                    hues={hues}
-                    highlight={highlight}
-                    selected={selected}
-                    onSelect={onSelect}
-                    onRejuvenate={onRejuvenate}
-                  />
-                ))}
-              </div>
-            )}
-          </article>
-        ))}
+            </article>
+          ))}
+        </div>
+        {pairs && pairs.size > 0 && <ChannelLinks pairs={pairs} container={wrap} />}
       </div>
     </>
   );

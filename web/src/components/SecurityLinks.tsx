@@ -1,3 +1,4 @@
+import { type PairView, pairKey } from "../monitoring.ts";
 import type { Guest } from "../types.ts";
 import { ShieldIcon } from "./CloudMap.tsx";
 
@@ -7,7 +8,9 @@ export function SecurityLinks({
   guests,
   onFocus,
   onSelect,
+  pairs,
 }: {
+  pairs?: ReadonlyMap<string, PairView> | undefined;
   securityVms: readonly Guest[];
   guests: readonly Guest[];
   onFocus: (ids: readonly string[]) => void;
@@ -46,12 +49,23 @@ export function SecurityLinks({
               {s.targets.map((t) => {
                 const g = byId.get(t);
                 const remote = g && s.server && g.server && g.server !== s.server;
+                const channel = pairs?.get(pairKey(s.id, t))?.channel;
                 return (
                   <li key={t}>
                     <button type="button" className="target" onClick={() => onSelect(t)}>
                       {t}
                       <span className="muted small"> on {g?.hostVm ?? "?"}</span>
                       {remote && <span className="badge badge-remote">other server</span>}
+                      {channel !== undefined && (
+                        <span
+                          className={`badge channel-badge channel-${channel ?? "none"}`}
+                          data-testid="pair-channel"
+                          data-channel={channel ?? "none"}
+                          title="the monitoring channel placement gives this pair"
+                        >
+                          {channel ?? "unplaced"}
+                        </span>
+                      )}
                     </button>
                   </li>
                 );

@@ -82,6 +82,7 @@ export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
                         to: a.lastMove.to,
                         makeMs: a.lastMove.makeMs,
                         heldMs: a.lastMove.heldMs,
+                        gapMs: a.lastMove.gapMs,
                       },
                     }
                   : {}),

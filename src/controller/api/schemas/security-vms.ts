@@ -33,6 +33,8 @@ export const SecurityVmPair = Type.Object({
           makeMs: Type.Number(),
           /** The target held paused at its destination for the attach (null: made after it ran). */
           heldMs: Nullable(Type.Number()),
+          /** The longest the target ran unobserved across the move (0: none; null: not known). */
+          gapMs: Nullable(Type.Number()),
         }),
       ),
     }),
