@@ -117,6 +117,9 @@ export class Ext4 {
   private groups: GroupDescriptor[] = [];
   private overlay: JournalOverlay | null = null;
   private overlayKeys: number[] = [];
+  /** Data blocks read ahead (prefetchData): raw, for this open only (its view is frozen). */
+  private readonly prefetched = new Map<number, Buffer>();
+  private prefetchedBytes = 0;
 
   private constructor(
     private readonly src: ByteSource,
@@ -503,9 +506,42 @@ export class Ext4 {
     this.checkBlock(first, "data");
     this.checkBlock(first + count - 1, "data");
     const bs = this.sb.blockSize;
-    const data = await this.src.read(first * bs, count * bs);
+    let data: Buffer | null = null;
+    if (this.prefetched.size > 0) {
+      data = Buffer.allocUnsafe(count * bs);
+      for (let i = 0; i < count && data; i++) {
+        const b = this.prefetched.get(first + i);
+        if (b) b.copy(data, i * bs);
+        else data = null;
+      }
+    }
+    data ??= await this.src.read(first * bs, count * bs);
     await this.applyOverlay(data, first, count);
     return data;
+  }
+
+  /**
+   * Reads ranges of data blocks ahead, one request per range, all at once: many small files'
+   * blocks then cost a few large requests instead of one each. Kept for this open only (the
+   * device must not change under one open: a view is frozen) and up to `maxBytes` in all;
+   * ranges past it are left to be read when asked for. Returns the bytes read.
+   */
+  async prefetchData(ranges: ReadonlyArray<[number, number]>, maxBytes: number): Promise<number> {
+    const bs = this.sb.blockSize;
+    const take: Array<[number, number]> = [];
+    for (const [first, count] of ranges) {
+      if (count <= 0) continue;
+      this.checkBlock(first, "prefetch");
+      this.checkBlock(first + count - 1, "prefetch");
+      if (this.prefetchedBytes + count * bs > maxBytes) break;
+      this.prefetchedBytes += count * bs;
+      take.push([first, count]);
+    }
+    const read = await Promise.all(take.map(([first, count]) => this.src.read(first * bs, count * bs)));
+    take.forEach(([first, count], k) => {
+      for (let i = 0; i < count; i++) this.prefetched.set(first + i, read[k].subarray(i * bs, (i + 1) * bs));
+    });
+    return take.reduce((n, [, count]) => n + count * bs, 0);
   }
 
   /** Journaled versions of blocks [first, first + count) copied over `data`. */
