@@ -138,7 +138,7 @@ export class Ext4 {
     const fs = new Ext4(src, sb, limits, cache);
     await fs.loadGeometry();
     if (opts.journal !== false && sb.journalInum !== 0) {
-      fs.overlay = await readJournal(fs, sb.journalInum, limits.maxJournalBlocks);
+      fs.overlay = await readJournal(fs, sb.journalInum, limits.maxJournalBlocks, limits.readaheadBlocks);
       fs.overlayKeys = [...fs.overlay.blocks.keys()].sort((a, b) => a - b);
       if (fs.overlay.blocks.size > 0) {
         // The superblock and descriptors may be in the journal too: read them again through it.

@@ -271,6 +271,40 @@ describe("revokes, later copies, escaped blocks, an uncommitted tail", () => {
     }
   });
 
+  test("the log is scanned in a few requests with read-ahead, to the same overlay as block by block", async () => {
+    const src = await fileSource(image);
+    try {
+      const open = async (readaheadBlocks: number) => {
+        let requests = 0;
+        const counted = {
+          size: src.size,
+          read: (o: number, l: number) => {
+            requests++;
+            return src.read(o, l);
+          },
+        };
+        const fs = await Ext4.open(counted, { limits: { readaheadBlocks } });
+        const blocks = [...fs.journal!.blocks].map(
+          ([n, l]) => `${n}:${l.location}:${l.escaped}:${l.sequence}`,
+        );
+        // The logged copies come with the scan's read-ahead.
+        for (const n of [X, Z, W]) await fs.readBlock(n);
+        return { blocks, requests, scanned: fs.journal!.scanned };
+      };
+      const one = await open(1);
+      const ahead = await open(32);
+      assert.deepEqual(ahead.blocks, one.blocks, "the same overlay");
+      assert.equal(ahead.scanned, one.scanned);
+      assert.ok(one.scanned >= 10, `${one.scanned} log blocks scanned`);
+      assert.ok(
+        ahead.requests + one.scanned / 2 <= one.requests,
+        `${ahead.requests} requests with read-ahead, ${one.requests} without (${one.scanned} log blocks)`,
+      );
+    } finally {
+      await src.close();
+    }
+  });
+
   test("an uncommitted transaction is ignored, as e2fsck does", async () => {
     const fixed = replayed(tail);
     assert.ok(block(fixed, Z).equals(v(1)));
