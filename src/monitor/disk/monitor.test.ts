@@ -227,6 +227,23 @@ describe("rounds on a changing file system", () => {
     assert.deepEqual(new Map(m.baseline), await fullBaseline(images[1]));
   });
 
+  test("an inode changed among unchanged ones in a written granule is seen; the unchanged inode blocks are not looked into", async () => {
+    const image = tmp.file("v1-chmod.img");
+    writeFileSync(image, images[1]);
+    debugfsScript(image, ["sif /etc/passwd mode 0100600"], tmp);
+    const changed = readFileSync(image);
+    const dirty = dirtyBetween(images[1], changed);
+    const r = await m.check(bufferSource(changed), dirty);
+    assert.deepEqual(summaries(r.alerts), ["critical integrity: /etc/passwd changed (mode)"]);
+    // The granule holds every inode of this small file system; only the written block's are read.
+    const perBlock = 4096 / 256;
+    assert.ok(r.inodesChecked <= perBlock, `${r.inodesChecked} inodes checked`);
+    assert.deepEqual(new Map(m.baseline), await fullBaseline(changed), "the baseline a full check makes");
+    const back = await m.check(bufferSource(images[1]), dirtyBetween(changed, images[1]));
+    assert.deepEqual(summaries(back.alerts), ["critical integrity: /etc/passwd changed (mode)"]);
+    assert.deepEqual(new Map(m.baseline), await fullBaseline(images[1]));
+  });
+
   test("a change kept in the journal (metadata logged, data home) is seen", async () => {
     // The change made directly on a copy; then the same change as ext4 leaves it while mounted.
     const direct = tmp.file("v2-direct.img");

@@ -385,6 +385,8 @@ class Round {
   private readonly touched = new Map<string, FileRecord | undefined>();
   /** Inodes owning a changed block (incremental). */
   private byBlocks = new Set<number>();
+  /** Cached blocks the dirty bitmap dropped, as the previous rounds read them (incremental). */
+  private readonly dropped = new Map<number, Buffer>();
   private readonly pool: Pool;
   private readonly limits: WalkLimits;
   private truncated = false;
@@ -435,7 +437,7 @@ class Round {
     let reason = this.c.needFull ?? (this.dirty === null ? "no dirty bitmap with the view" : "");
     if (reason === "" && prev) {
       // Drop cached metadata the guest wrote, then open (the superblock is always read afresh).
-      for (const d of this.dirty!) this.c.cache.invalidate(d.offset, d.length);
+      for (const d of this.dirty!) this.c.cache.invalidate(d.offset, d.length, this.dropped);
     } else this.c.cache.clear();
     this.fs = await this.open();
     const geometry = geometryOf(this.fs);
@@ -724,14 +726,20 @@ class Round {
     const byInode = new Set<number>();
     const sb = this.fs.sb;
     const perBlock = sb.blockSize / sb.inodeSize;
-    this.fs.inodeTables().forEach(([t, n], g) => {
+    const tables = this.fs.inodeTables();
+    for (let g = 0; g < tables.length; g++) {
+      const [t, n] = tables[g];
       for (const [s, l] of ranges) {
-        for (let b = Math.max(s, t); b < Math.min(s + l, t + n); b++) {
+        const end = Math.min(s + l, t + n);
+        for (let b = Math.max(s, t); b < end; b++) {
           const first = g * sb.inodesPerGroup + (b - t) * perBlock + 1;
+          let known = false;
+          for (let i = 0; i < perBlock && !known; i++) known = this.st.inodes.has(first + i);
+          if (!known || (await this.sameInodeBlock(b, end - b, prevOverlay, overlay))) continue;
           for (let i = 0; i < perBlock; i++) if (this.st.inodes.has(first + i)) byInode.add(first + i);
         }
       }
-    });
+    }
     const affected = new Set([...this.byBlocks, ...byInode]);
     this.lap("mapping");
 
@@ -770,6 +778,25 @@ class Round {
         } else this.record(p, inode, { keep });
       }
     }
+  }
+
+  /**
+   * Whether an inode-table block the bitmap names (a write to its 64 KiB granule, often to a
+   * neighbour) still has the bytes the previous rounds read: then none of its inodes changed.
+   * Only for a block the journal neither logs now nor logged before (its bytes are then what
+   * the guest sees); otherwise, or when the old bytes were not cached, it counts as changed.
+   */
+  private async sameInodeBlock(
+    block: number,
+    ahead: number,
+    prevOverlay: Map<number, number>,
+    overlay: Map<number, number>,
+  ): Promise<boolean> {
+    const before = this.dropped.get(block);
+    if (!before || overlay.has(block) || prevOverlay.has(block)) return false;
+    return (
+      await this.fs.readRawBlock(block, Math.min(ahead, this.c.o.ext4Limits?.readaheadBlocks ?? 32))
+    ).equals(before);
   }
 
   /**
