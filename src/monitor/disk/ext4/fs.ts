@@ -90,6 +90,9 @@ export interface FilePiece {
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 
+/** prefetchData's requests in flight at once. */
+const PREFETCH_IN_FLIGHT = 8;
+
 /**
  * A name's bytes as text, one to one: valid UTF-8 without a backslash stays as it is; anything
  * else has its backslashes doubled and each byte outside printable ASCII written \xNN.
@@ -537,10 +540,15 @@ export class Ext4 {
       this.prefetchedBytes += count * bs;
       take.push([first, count]);
     }
-    const read = await Promise.all(take.map(([first, count]) => this.src.read(first * bs, count * bs)));
-    take.forEach(([first, count], k) => {
-      for (let i = 0; i < count; i++) this.prefetched.set(first + i, read[k].subarray(i * bs, (i + 1) * bs));
-    });
+    // A few requests in flight at once (a large write can name many ranges).
+    for (let k = 0; k < take.length; k += PREFETCH_IN_FLIGHT) {
+      const batch = take.slice(k, k + PREFETCH_IN_FLIGHT);
+      const read = await Promise.all(batch.map(([first, count]) => this.src.read(first * bs, count * bs)));
+      batch.forEach(([first, count], j) => {
+        for (let i = 0; i < count; i++)
+          this.prefetched.set(first + i, read[j].subarray(i * bs, (i + 1) * bs));
+      });
+    }
     return take.reduce((n, [, count]) => n + count * bs, 0);
   }
 
