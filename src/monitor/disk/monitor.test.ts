@@ -206,6 +206,44 @@ describe("rounds on a changing file system", () => {
     assert.deepEqual(new Map(m.baseline), await fullBaseline(images[1]));
   });
 
+  test("a raw write into one of many small files in a written granule is caught; their blocks are read in a few requests", async () => {
+    // /home is not watched (no alert): the baseline shows what the round saw.
+    const image = Buffer.from(images[1]);
+    const block = Number(debugfs(tmp.file("v1.img"), "blocks /home/user/notes/n7.txt").toString().trim());
+    image.write("patched", block * 4096 + 3);
+    const dirty = dirtyBetween(images[1], image);
+    const was = m.baseline.get("/home/user/notes/n7.txt")!.sha256;
+    const r = await m.check(bufferSource(image), dirty);
+    assert.deepEqual(r.alerts, []);
+    assert.equal(r.filesRead, 1);
+    const now = m.baseline.get("/home/user/notes/n7.txt")!.sha256;
+    assert.notEqual(now, was, "the new content's hash");
+    assert.deepEqual(new Map(m.baseline), await fullBaseline(image), "the baseline a full check makes");
+    // The notes sharing the granule are each compared there (their digests), from one read ahead.
+    assert.ok(r.inodesChecked >= 8, `${r.inodesChecked} inodes checked`);
+    assert.ok(r.requests <= 5, `${r.requests} requests (${r.inodesChecked} inodes checked)`);
+    await m.check(bufferSource(images[1]), dirty);
+    assert.equal(m.baseline.get("/home/user/notes/n7.txt")!.sha256, was, "back");
+    assert.deepEqual(new Map(m.baseline), await fullBaseline(images[1]));
+  });
+
+  test("an inode changed among unchanged ones in a written granule is seen; the unchanged inode blocks are not looked into", async () => {
+    const image = tmp.file("v1-chmod.img");
+    writeFileSync(image, images[1]);
+    debugfsScript(image, ["sif /etc/passwd mode 0100600"], tmp);
+    const changed = readFileSync(image);
+    const dirty = dirtyBetween(images[1], changed);
+    const r = await m.check(bufferSource(changed), dirty);
+    assert.deepEqual(summaries(r.alerts), ["critical integrity: /etc/passwd changed (mode)"]);
+    // The granule holds every inode of this small file system; only the written block's are read.
+    const perBlock = 4096 / 256;
+    assert.ok(r.inodesChecked <= perBlock, `${r.inodesChecked} inodes checked`);
+    assert.deepEqual(new Map(m.baseline), await fullBaseline(changed), "the baseline a full check makes");
+    const back = await m.check(bufferSource(images[1]), dirtyBetween(changed, images[1]));
+    assert.deepEqual(summaries(back.alerts), ["critical integrity: /etc/passwd changed (mode)"]);
+    assert.deepEqual(new Map(m.baseline), await fullBaseline(images[1]));
+  });
+
   test("a change kept in the journal (metadata logged, data home) is seen", async () => {
     // The change made directly on a copy; then the same change as ext4 leaves it while mounted.
     const direct = tmp.file("v2-direct.img");

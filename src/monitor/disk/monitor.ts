@@ -44,6 +44,7 @@ import {
   chunkSegments,
   chunksOf,
   DEFAULT_PATH_POLICY,
+  DIGEST_CHUNK_BYTES,
   type FileRecord,
   layoutOf,
   mergeRanges,
@@ -119,6 +120,31 @@ export interface RoundReport {
   alerts: Alert[];
   /** Times the link to the view was lost and won back during the round (round()). */
   linkLosses: number;
+  /** Where the round's time went, ms by phase (see RoundPhases). */
+  phases: RoundPhases;
+}
+
+/**
+ * A round's time by phase, ms (each phase's wall time; file reads overlap the walk, so
+ * `walk` and `files` of a full round share time). connect and bitmap only with round().
+ */
+export interface RoundPhases {
+  /** NBD connect and handshake (TLS on remote). */
+  connect: number;
+  /** The dirty bitmap's block status. */
+  bitmap: number;
+  /** Ext4.open: superblock, group descriptors, the journal. */
+  open: number;
+  /** Changed blocks to inodes: owners and inode tables (incremental). */
+  mapping: number;
+  /** The walk (full), directories listed again (incremental). */
+  walk: number;
+  /** Files and links looked at again (incremental): metadata, changed chunks compared. */
+  inodes: number;
+  /** Waiting for content reads and hashing after the walk. */
+  files: number;
+  /** Alerts (integrity comparison, malware findings). */
+  alerts: number;
 }
 
 interface InodeState {
@@ -160,6 +186,11 @@ class Pool {
     if (this.failure) throw this.failure;
   }
 }
+
+/** File data read ahead per incremental round at most (the rest is read as before). */
+const PREFETCH_BYTES = 16 * 1024 * 1024;
+/** Free or foreign blocks between two wanted ranges read through rather than a new request. */
+const PREFETCH_GAP_BLOCKS = 8;
 
 function geometryOf(fs: Ext4): string {
   const sb = fs.sb;
@@ -221,6 +252,9 @@ export class DiskMonitor {
     try {
       const ctx = view.dirtyBitmap ? dirtyBitmapContext(view.dirtyBitmap) : null;
       let dirty: Extent[] | null = null;
+      const t0 = this.now();
+      let tConnected = t0;
+      let tBitmap = t0;
       try {
         link = await ViewLink.open({
           transport: view.transport,
@@ -243,13 +277,17 @@ export class DiskMonitor {
             }),
         });
         const l = link;
+        tConnected = this.now();
         if (ctx) dirty = rangesWith(await l.use((c) => c.extents(ctx)), NBD_STATE_DIRTY);
+        tBitmap = this.now();
       } catch (e) {
         this.failed(e as Error, ++this.rounds);
         throw e;
       }
       const r = await this.check(link.source(), dirty);
       r.linkLosses = link.losses;
+      r.phases.connect = tConnected - t0;
+      r.phases.bitmap = tBitmap - tConnected;
       return r;
     } finally {
       await link?.close().catch(() => {});
@@ -347,11 +385,25 @@ class Round {
   private readonly touched = new Map<string, FileRecord | undefined>();
   /** Inodes owning a changed block (incremental). */
   private byBlocks = new Set<number>();
+  /** Cached blocks the dirty bitmap dropped, as the previous rounds read them (incremental). */
+  private readonly dropped = new Map<number, Buffer>();
   private readonly pool: Pool;
   private readonly limits: WalkLimits;
   private truncated = false;
   private readonly scannedBefore: number;
   private readonly scanMsBefore: number;
+  private readonly phases: RoundPhases = {
+    connect: 0,
+    bitmap: 0,
+    open: 0,
+    mapping: 0,
+    walk: 0,
+    inodes: 0,
+    files: 0,
+    alerts: 0,
+  };
+  /** When the current phase began. */
+  private lapAt: number;
 
   constructor(
     monitor: DiskMonitor,
@@ -366,6 +418,14 @@ class Round {
     this.limits = { ...DEFAULT_WALK_LIMITS, ...this.c.o.walkLimits };
     this.scannedBefore = this.c.scanner?.stats.filesScanned ?? 0;
     this.scanMsBefore = this.c.scanner?.stats.scanMs ?? 0;
+    this.lapAt = t0;
+  }
+
+  /** Ends the current phase: its time is added to `phase`. */
+  private lap(phase: keyof RoundPhases): void {
+    const now = this.c.now();
+    this.phases[phase] += now - this.lapAt;
+    this.lapAt = now;
   }
 
   private open(): Promise<Ext4> {
@@ -377,7 +437,7 @@ class Round {
     let reason = this.c.needFull ?? (this.dirty === null ? "no dirty bitmap with the view" : "");
     if (reason === "" && prev) {
       // Drop cached metadata the guest wrote, then open (the superblock is always read afresh).
-      for (const d of this.dirty!) this.c.cache.invalidate(d.offset, d.length);
+      for (const d of this.dirty!) this.c.cache.invalidate(d.offset, d.length, this.dropped);
     } else this.c.cache.clear();
     this.fs = await this.open();
     const geometry = geometryOf(this.fs);
@@ -388,6 +448,7 @@ class Round {
     }
     const overlay = new Map<number, number>();
     for (const [home, l] of this.fs.journal?.blocks ?? []) overlay.set(home, l.location);
+    this.lap("open");
 
     const mode: RoundReport["mode"] = reason === "" && prev ? "incremental" : "full";
     if (mode === "full") {
@@ -400,13 +461,16 @@ class Round {
         geometry,
       };
       await this.walkInto("/", undefined);
+      this.lap("walk");
     } else {
       // The baseline is updated in place; a failure puts its records back, so the full round
       // that follows still compares against them (no change is lost with a failed round).
       this.st = prev!;
       try {
         await this.incremental(prev!.overlay, overlay);
+        this.lap("inodes");
         await this.settle();
+        this.lap("files");
       } catch (e) {
         for (const [path, was] of this.touched)
           if (was) prev!.files.set(path, was);
@@ -415,9 +479,13 @@ class Round {
       }
       this.st.overlay = overlay;
     }
-    if (mode === "full") await this.settle();
+    if (mode === "full") {
+      await this.settle();
+      this.lap("files");
+    }
     this.integrityAlerts(mode, prev);
     await this.malwareAlerts(mode);
+    this.lap("alerts");
     if (this.truncated)
       this.push(
         "warning",
@@ -449,6 +517,7 @@ class Round {
       },
       alerts: this.alerts,
       linkLosses: 0,
+      phases: this.phases,
     };
   }
 
@@ -657,15 +726,22 @@ class Round {
     const byInode = new Set<number>();
     const sb = this.fs.sb;
     const perBlock = sb.blockSize / sb.inodeSize;
-    this.fs.inodeTables().forEach(([t, n], g) => {
+    const tables = this.fs.inodeTables();
+    for (let g = 0; g < tables.length; g++) {
+      const [t, n] = tables[g];
       for (const [s, l] of ranges) {
-        for (let b = Math.max(s, t); b < Math.min(s + l, t + n); b++) {
+        const end = Math.min(s + l, t + n);
+        for (let b = Math.max(s, t); b < end; b++) {
           const first = g * sb.inodesPerGroup + (b - t) * perBlock + 1;
+          let known = false;
+          for (let i = 0; i < perBlock && !known; i++) known = this.st.inodes.has(first + i);
+          if (!known || (await this.sameInodeBlock(b, end - b, prevOverlay, overlay))) continue;
           for (let i = 0; i < perBlock; i++) if (this.st.inodes.has(first + i)) byInode.add(first + i);
         }
       }
-    });
+    }
     const affected = new Set([...this.byBlocks, ...byInode]);
+    this.lap("mapping");
 
     // Directories first, parents before children: names gone, new, or pointing elsewhere.
     const depth = (ino: number) => this.st.dirs.get(ino)!.path.split("/").length;
@@ -675,6 +751,13 @@ class Round {
       if (!d) continue; // removed with a parent
       this.inodesChecked++;
       await this.refreshDir(ino, d.path);
+    }
+    this.lap("walk");
+    try {
+      await this.fs.prefetchData(this.dataAround(ranges), PREFETCH_BYTES);
+    } catch (e) {
+      // Only a shortcut: a range it refuses is read (and reported) by the checks themselves.
+      if (!(e instanceof Ext4Error)) throw e;
     }
     // Then files and links still known: content when its blocks or map changed, else metadata.
     for (const ino of affected) {
@@ -700,6 +783,59 @@ class Round {
         } else this.record(p, inode, { keep });
       }
     }
+  }
+
+  /**
+   * Whether an inode-table block the bitmap names (a write to its 64 KiB granule, often to a
+   * neighbour) still has the bytes the previous rounds read: then none of its inodes changed.
+   * Only for a block the journal neither logs now nor logged before (its bytes are then what
+   * the guest sees); otherwise, or when the old bytes were not cached, it counts as changed.
+   */
+  private async sameInodeBlock(
+    block: number,
+    ahead: number,
+    prevOverlay: Map<number, number>,
+    overlay: Map<number, number>,
+  ): Promise<boolean> {
+    const before = this.dropped.get(block);
+    if (!before || overlay.has(block) || prevOverlay.has(block)) return false;
+    return (
+      await this.fs.readRawBlock(block, Math.min(ahead, this.c.o.ext4Limits?.readaheadBlocks ?? 32))
+    ).equals(before);
+  }
+
+  /**
+   * The blocks the files below will read, as few ranges: each known file owning a changed
+   * block is compared (sameContent) in every 64 KiB chunk a change touches, over its own blocks
+   * there. Neighbouring files' blocks in one chunk make one range (gaps of a few blocks are read
+   * through), so a written chunk of small files costs one request, not one per file.
+   */
+  private dataAround(changed: Array<[number, number]>): Array<[number, number]> {
+    const per = DIGEST_CHUNK_BYTES / this.fs.blockSize;
+    const want: Array<[number, number]> = [];
+    for (const ino of this.byBlocks) {
+      if (this.st.dirs.has(ino)) continue;
+      const own = this.st.owners.get(ino);
+      if (!own) continue;
+      for (const [s, l] of own) {
+        for (const [cs, cl] of changed) {
+          const from = Math.max(s, cs);
+          const to = Math.min(s + l, cs + cl);
+          if (from >= to) continue;
+          // The file's blocks in the chunks [from, to) touches.
+          const lo = Math.max(s, Math.floor(from / per) * per);
+          const hi = Math.min(s + l, Math.ceil(to / per) * per);
+          want.push([lo, hi - lo]);
+        }
+      }
+    }
+    const out: Array<[number, number]> = [];
+    for (const [s, l] of mergeRanges(want)) {
+      const last = out[out.length - 1];
+      if (last && s - (last[0] + last[1]) <= PREFETCH_GAP_BLOCKS) last[1] = s + l - last[0];
+      else out.push([s, l]);
+    }
+    return out;
   }
 
   /**

@@ -350,6 +350,12 @@ test("a cache kept between opens serves metadata; invalidation drops exactly the
     const { block } = again.inodeLocation((await again.lookup("/etc/motd")).ino);
     assert.equal(cache.invalidate(block * 4096 + 100, 1), 1);
     assert.equal(cache.invalidate(block * 4096, 4096), 0);
+    // Read again, then dropped into a map: the bytes the reader had (to compare with the new ones).
+    await again.lookup("/etc/motd");
+    const dropped = new Map<number, Buffer>();
+    assert.equal(cache.invalidate(block * 4096, 1, dropped), 1);
+    assert.deepEqual([...dropped.keys()], [block]);
+    assert.ok(dropped.get(block)!.equals(await src.read(block * 4096, 4096)), "the dropped block's bytes");
   } finally {
     await src.close();
   }

@@ -90,6 +90,9 @@ export interface FilePiece {
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 
+/** prefetchData's requests in flight at once. */
+const PREFETCH_IN_FLIGHT = 8;
+
 /**
  * A name's bytes as text, one to one: valid UTF-8 without a backslash stays as it is; anything
  * else has its backslashes doubled and each byte outside printable ASCII written \xNN.
@@ -117,6 +120,9 @@ export class Ext4 {
   private groups: GroupDescriptor[] = [];
   private overlay: JournalOverlay | null = null;
   private overlayKeys: number[] = [];
+  /** Data blocks read ahead (prefetchData): raw, for this open only (its view is frozen). */
+  private readonly prefetched = new Map<number, Buffer>();
+  private prefetchedBytes = 0;
 
   private constructor(
     private readonly src: ByteSource,
@@ -135,7 +141,7 @@ export class Ext4 {
     const fs = new Ext4(src, sb, limits, cache);
     await fs.loadGeometry();
     if (opts.journal !== false && sb.journalInum !== 0) {
-      fs.overlay = await readJournal(fs, sb.journalInum, limits.maxJournalBlocks);
+      fs.overlay = await readJournal(fs, sb.journalInum, limits.maxJournalBlocks, limits.readaheadBlocks);
       fs.overlayKeys = [...fs.overlay.blocks.keys()].sort((a, b) => a - b);
       if (fs.overlay.blocks.size > 0) {
         // The superblock and descriptors may be in the journal too: read them again through it.
@@ -503,9 +509,47 @@ export class Ext4 {
     this.checkBlock(first, "data");
     this.checkBlock(first + count - 1, "data");
     const bs = this.sb.blockSize;
-    const data = await this.src.read(first * bs, count * bs);
+    let data: Buffer | null = null;
+    if (this.prefetched.size > 0) {
+      data = Buffer.allocUnsafe(count * bs);
+      for (let i = 0; i < count && data; i++) {
+        const b = this.prefetched.get(first + i);
+        if (b) b.copy(data, i * bs);
+        else data = null;
+      }
+    }
+    data ??= await this.src.read(first * bs, count * bs);
     await this.applyOverlay(data, first, count);
     return data;
+  }
+
+  /**
+   * Reads ranges of data blocks ahead, one request per range, all at once: many small files'
+   * blocks then cost a few large requests instead of one each. Kept for this open only (the
+   * device must not change under one open: a view is frozen) and up to `maxBytes` in all;
+   * ranges past it are left to be read when asked for. Returns the bytes read.
+   */
+  async prefetchData(ranges: ReadonlyArray<[number, number]>, maxBytes: number): Promise<number> {
+    const bs = this.sb.blockSize;
+    const take: Array<[number, number]> = [];
+    for (const [first, count] of ranges) {
+      if (count <= 0) continue;
+      this.checkBlock(first, "prefetch");
+      this.checkBlock(first + count - 1, "prefetch");
+      if (this.prefetchedBytes + count * bs > maxBytes) break;
+      this.prefetchedBytes += count * bs;
+      take.push([first, count]);
+    }
+    // A few requests in flight at once (a large write can name many ranges).
+    for (let k = 0; k < take.length; k += PREFETCH_IN_FLIGHT) {
+      const batch = take.slice(k, k + PREFETCH_IN_FLIGHT);
+      const read = await Promise.all(batch.map(([first, count]) => this.src.read(first * bs, count * bs)));
+      batch.forEach(([first, count], j) => {
+        for (let i = 0; i < count; i++)
+          this.prefetched.set(first + i, read[j].subarray(i * bs, (i + 1) * bs));
+      });
+    }
+    return take.reduce((n, [, count]) => n + count * bs, 0);
   }
 
   /** Journaled versions of blocks [first, first + count) copied over `data`. */

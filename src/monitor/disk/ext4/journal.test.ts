@@ -228,6 +228,83 @@ describe("revokes, later copies, escaped blocks, an uncommitted tail", () => {
     });
   });
 
+  test("data read ahead in one request reads as without it: journaled copies applied, past the budget read as asked", async () => {
+    const fixed = replayed(image);
+    const src = await fileSource(image);
+    let requests = 0;
+    const counted = {
+      size: src.size,
+      read: (o: number, l: number) => {
+        requests++;
+        return src.read(o, l);
+      },
+    };
+    try {
+      const fs = await Ext4.open(counted);
+      for (const n of [X, Z, W]) await fs.readBlock(n); // their logged copies cached: not counted below
+      const before = requests;
+      // [X-4, X+8) holds the journaled X, Z and W (Y revoked: its home copy).
+      assert.equal(
+        await fs.prefetchData(
+          [
+            [X - 4, 12],
+            [X + 100, 4],
+          ],
+          12 * BS,
+        ),
+        12 * BS,
+        "the second range is over budget",
+      );
+      assert.equal(requests - before, 1, "one request for the range");
+      const got = await fs.readData(X - 4, 12);
+      assert.equal(requests - before, 1, "readData served from the prefetched blocks");
+      assert.ok(got.equals(fixed.subarray((X - 4) * BS, (X + 8) * BS)), "as e2fsck replays them");
+      assert.equal(got.readUInt32BE((W - X + 4) * BS), JBD2_MAGIC, "the escaped block unescaped");
+      // A second read of the same blocks is a fresh copy: the overlay did not write into the prefetch.
+      assert.ok((await fs.readData(X, 1)).equals(v(2)), "X: the later copy, again");
+      const past = await fs.readData(X + 100, 4);
+      assert.equal(requests - before, 2, "the range past the budget is read when asked for");
+      assert.ok(past.equals(fixed.subarray((X + 100) * BS, (X + 104) * BS)), "past the budget");
+      await assert.rejects(fs.prefetchData([[fs.sb.blocksCount - 1, 2]], 1 << 20), /out-of-range/);
+    } finally {
+      await src.close();
+    }
+  });
+
+  test("the log is scanned in a few requests with read-ahead, to the same overlay as block by block", async () => {
+    const src = await fileSource(image);
+    try {
+      const open = async (readaheadBlocks: number) => {
+        let requests = 0;
+        const counted = {
+          size: src.size,
+          read: (o: number, l: number) => {
+            requests++;
+            return src.read(o, l);
+          },
+        };
+        const fs = await Ext4.open(counted, { limits: { readaheadBlocks } });
+        const blocks = [...fs.journal!.blocks].map(
+          ([n, l]) => `${n}:${l.location}:${l.escaped}:${l.sequence}`,
+        );
+        // The logged copies come with the scan's read-ahead.
+        for (const n of [X, Z, W]) await fs.readBlock(n);
+        return { blocks, requests, scanned: fs.journal!.scanned };
+      };
+      const one = await open(1);
+      const ahead = await open(32);
+      assert.deepEqual(ahead.blocks, one.blocks, "the same overlay");
+      assert.equal(ahead.scanned, one.scanned);
+      assert.ok(one.scanned >= 10, `${one.scanned} log blocks scanned`);
+      assert.ok(
+        ahead.requests + one.scanned / 2 <= one.requests,
+        `${ahead.requests} requests with read-ahead, ${one.requests} without (${one.scanned} log blocks)`,
+      );
+    } finally {
+      await src.close();
+    }
+  });
+
   test("an uncommitted transaction is ignored, as e2fsck does", async () => {
     const fixed = replayed(tail);
     assert.ok(block(fixed, Z).equals(v(1)));

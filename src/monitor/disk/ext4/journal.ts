@@ -39,7 +39,8 @@ export interface JournalSource {
   readonly sb: Superblock;
   inode(ino: number): Promise<Inode>;
   map(inode: Inode): Promise<FileMap>;
-  readRawBlock(n: number): Promise<Buffer>;
+  /** `readahead`: up to that many blocks from n read in one request (those not cached). */
+  readRawBlock(n: number, readahead?: number): Promise<Buffer>;
 }
 
 export interface LoggedBlock {
@@ -86,10 +87,16 @@ interface Transaction {
   tags: Array<{ target: number; location: number; escaped: boolean }>;
 }
 
+/**
+ * `readahead`: log blocks read at once while scanning (within one run of the journal inode and
+ * the log; cached ones end it), so a log of many transactions costs a few requests, not one
+ * per block: the scan reads them all in order anyway, and the logged copies come with them.
+ */
 export async function readJournal(
   fs: JournalSource,
   journalIno: number,
   maxBlocks: number,
+  readahead = 1,
 ): Promise<JournalOverlay> {
   const inode = await fs.inode(journalIno);
   if (inode.type !== "file")
@@ -130,8 +137,22 @@ export async function readJournal(
     overlay.scanned++;
     return true;
   };
+  /** Journal blocks from j on that are consecutive on the device and in the log, at most `readahead`. */
+  const ahead = (j: number) => {
+    if (readahead <= 1) return 1;
+    let lo = 0;
+    let hi = runs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const r = runs[mid];
+      if (j < r.logical) hi = mid - 1;
+      else if (j >= r.logical + r.length) lo = mid + 1;
+      else return Math.max(1, Math.min(readahead, r.logical + r.length - j, logEnd - j));
+    }
+    return 1;
+  };
   scan: while (take()) {
-    const block = await fs.readRawBlock(at(pos));
+    const block = await fs.readRawBlock(at(pos), ahead(pos));
     const h = parseJournalHeader(block);
     if (h.magic !== JBD2_MAGIC || h.sequence !== sequence) break;
     pos = wrap(pos + 1);

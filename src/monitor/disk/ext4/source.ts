@@ -113,17 +113,26 @@ export class BlockCache {
     while (this.blocks.size > max) this.blocks.delete(this.blocks.keys().next().value!);
   }
 
-  /** Drops every cached block overlapping bytes [offset, offset + length). */
-  invalidate(offset: number, length: number): number {
+  /**
+   * Drops every cached block overlapping bytes [offset, offset + length); `into` receives the
+   * dropped blocks (to tell a block written with the same bytes from a changed one).
+   */
+  invalidate(offset: number, length: number, into?: Map<number, Buffer>): number {
     if (this.blockBytes === 0 || length <= 0) return 0;
     const first = Math.floor(offset / this.blockBytes);
     const last = Math.floor((offset + length - 1) / this.blockBytes);
     let dropped = 0;
+    const drop = (b: number) => {
+      const data = this.blocks.get(b);
+      if (!data) return;
+      into?.set(b, data);
+      this.blocks.delete(b);
+      dropped++;
+    };
     if (last - first + 1 < this.blocks.size) {
-      for (let b = first; b <= last; b++) if (this.blocks.delete(b)) dropped++;
+      for (let b = first; b <= last; b++) drop(b);
     } else {
-      for (const b of [...this.blocks.keys()])
-        if (b >= first && b <= last && this.blocks.delete(b)) dropped++;
+      for (const b of [...this.blocks.keys()]) if (b >= first && b <= last) drop(b);
     }
     return dropped;
   }

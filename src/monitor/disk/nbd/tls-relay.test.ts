@@ -11,7 +11,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import { after, before, test } from "node:test";
+import type { TLSSocket } from "node:tls";
 import { Revocations } from "../../channel/rotation.ts";
 import {
   type CertificateAuthority,
@@ -105,4 +107,32 @@ test("through the relay: a revoked certificate is refused at its next handshake;
   // The link opened before the revocation is not cut: its holder closes it after the swap.
   await reads(held, 4096);
   await held.close();
+});
+
+test("one transport resumes its TLS session on later connections; a revoked certificate is still refused", async () => {
+  const cred = await issueCredential(ca, { name: "secvm-r", role: "security-vm", targets: ["g1"] });
+  const base = tlsTransport("127.0.0.1", port, {
+    ...tlsOptions(cred),
+    verifyServer: expectServer("qemu", "g1"),
+  });
+  const resumed: boolean[] = [];
+  const transport = {
+    ...base,
+    upgrade: async (raw: Duplex, ms: number) => {
+      const t = (await base.upgrade!(raw, ms)) as TLSSocket;
+      resumed.push(t.isSessionReused());
+      return t;
+    },
+  };
+  for (const at of [0, 8192, 16_384]) {
+    const c = await NbdClient.connect({ transport, exportName: "d0" });
+    await reads(c, at);
+    await c.close();
+  }
+  assert.deepEqual(resumed, [false, true, true], "the first handshake is full, the later ones resume");
+  revoked.revoke(cred);
+  await assert.rejects(
+    NbdClient.connect({ transport, exportName: "d0" }),
+    "a resumed session does not get past a revocation",
+  );
 });

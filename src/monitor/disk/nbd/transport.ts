@@ -3,7 +3,12 @@
 // tls.connect({ socket })), both ends proving themselves with certificates of one CA.
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { type PeerCertificate, connect as tlsConnect } from "node:tls";
+import {
+  createSecureContext,
+  type PeerCertificate,
+  type SecureContext,
+  connect as tlsConnect,
+} from "node:tls";
 import { NbdClosedError, NbdTimeoutError } from "./errors.ts";
 
 export interface NbdTransport {
@@ -62,24 +67,46 @@ export function tcpTransport(host: string, port: number): NbdTransport {
   return socketTransport(`${host}:${port}`, () => connect({ host, port }));
 }
 
-/** TCP with TLS (NBD_OPT_STARTTLS); a server that does not verify as `tls` says is refused. */
+/**
+ * TCP with TLS (NBD_OPT_STARTTLS); a server that does not verify as `tls` says is refused.
+ * The transport keeps its credentials parsed once (a SecureContext) and the server's latest
+ * session ticket: each later connection (a round's view, a reconnection) resumes it, skipping
+ * the certificate exchange and signatures; still a new connection with fresh keys, and the
+ * server still sees (and checks) the client's certificate. A server that does not resume
+ * makes a full handshake as before.
+ */
 export function tlsTransport(host: string, port: number, tls: NbdTlsOptions): NbdTransport {
   const label = `${host}:${port} (TLS)`;
+  let context: SecureContext | null = null;
+  let session: Buffer | undefined;
   return {
     ...socketTransport(label, () => connect({ host, port })),
     upgrade: (raw, timeoutMs) =>
       new Promise((resolve, reject) => {
+        try {
+          context ??= createSecureContext({
+            ca: tls.ca,
+            cert: tls.cert,
+            key: tls.key,
+            minVersion: "TLSv1.2",
+          });
+        } catch (e) {
+          reject(new NbdClosedError(`TLS with ${label}: unusable credentials: ${(e as Error).message}`));
+          return;
+        }
         const t = tlsConnect({
           socket: raw as Socket,
-          ca: tls.ca,
-          cert: tls.cert,
-          key: tls.key,
+          secureContext: context,
+          session,
           minVersion: "TLSv1.2",
           rejectUnauthorized: true,
           checkServerIdentity: (_host, cert) => {
             const why = tls.verifyServer(cert);
             return why === null ? undefined : new Error(why);
           },
+        });
+        t.on("session", (s: Buffer) => {
+          session = s;
         });
         const timer = setTimeout(() => {
           t.destroy();
@@ -93,6 +120,7 @@ export function tlsTransport(host: string, port: number, tls: NbdTlsOptions): Nb
         const onError = (e: Error) => {
           clearTimeout(timer);
           t.destroy();
+          session = undefined; // a refused handshake: the next one starts afresh
           reject(new NbdClosedError(`TLS with ${label} failed: ${e.message}`));
         };
         t.once("error", onError);
