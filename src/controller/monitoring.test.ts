@@ -123,3 +123,24 @@ test("selectAlerts filters by tenant, security VM, target, monitor, severity and
   const p3 = selectAlerts(log, { tenant: "globex", limit: 3, after: p2.next });
   assert.deepEqual([ids(p3), p3.next], [[], 8], "an empty page keeps the cursor");
 });
+
+test("an alert is labelled with its pair's channel as placed; the monitor's own transport stays in the evidence", () => {
+  const m = new SecurityMonitoring(sinks().sinks);
+  const a = (target: string) =>
+    alert({
+      time: 1,
+      target,
+      monitor: "network",
+      channel: "local",
+      severity: "info",
+      summary: "flagged",
+      evidence: { signatureId: 7 },
+    });
+  m.placed([{ secvm: "sv", target: "g", tenant: "acme", channel: "remote" }]);
+  const [moved, unplaced] = m.ingest("sv", "acme", [a("g"), a("other")]);
+  assert.equal(moved.channel, "remote");
+  assert.deepEqual(moved.evidence, { signatureId: 7, transport: "local" });
+  // A pair not placed (yet): the monitor's label as it came.
+  assert.equal(unplaced.channel, "local");
+  assert.deepEqual(unplaced.evidence, { signatureId: 7 });
+});

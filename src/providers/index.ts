@@ -35,5 +35,6 @@ export {
   type ProviderHostVm,
   type ProviderMigration,
   type ProviderSnapshot,
+  type SecurityVmOptions,
   type StateStore,
 } from "./types.ts";
