@@ -1,8 +1,14 @@
 /**
  * Security VMs' monitors through the host-VM agents (issue 13). Each pair (security VM,
  * target) is one agent security VM (/v1/secvms, issue 12's sandboxed service) running the
- * memory monitor beside the target, in the host VM that runs it: the agents' service reads a
- * target's RAM file only on its own host VM.
+ * memory monitor, and the disk and network monitors when the target has a data disk and a NIC
+ * (the security VM's choice of monitors permitting), beside the target, in the host VM that
+ * runs it: the agents' service reads a target's RAM file only on its own host VM.
+ *
+ * Disk and network across a move: the new monitor takes the old one's disk baseline over (its
+ * first round reports every change since the old one's last round), and a pair watching a NIC
+ * has its new monitor, with the mirror on the destination's QEMU, started before the guest
+ * resumes there, across an instant handover as across a pre-copy (mirrorBeforeResume).
  *
  * Following placement, make before break: when a target runs on another host VM than its
  * monitor (after an instant handover or a pre-copy), the monitor is started at the target's
@@ -182,11 +188,14 @@ export class AgentSecurityVms implements SecurityVmMonitors {
   }
 
   /** The agent's security VM of a pair (what it watches, with what, how often). */
-  private request(p: Pair, extra: Partial<CreateSecVmRequest> = {}): CreateSecVmRequest {
+  private request(
+    p: Pair,
+    extra: Pick<CreateSecVmRequest, "arriving" | "diskBaselines"> = {},
+  ): CreateSecVmRequest {
     const o = p.options;
     return {
       secvmId: p.agentId,
-      targets: [{ ...p.watch, ...(extra.targets?.[0] ?? {}) }],
+      targets: [p.watch],
       memoryPeriodMs: MEMORY_PERIOD_MS,
       ...(p.watch.disk ? { diskPeriodMs: DISK_PERIOD_MS } : {}),
       ...(o.signatures?.length && p.watch.disk ? { signatures: [...o.signatures] } : {}),
