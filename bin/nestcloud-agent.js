@@ -11,10 +11,13 @@ import { runsDist } from "./freshness.js";
 // no such cache and starts as before. NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 module.enableCompileCache?.();
 
+// `secvm-service`: a security VM's service (src/agent/secvm/entry.ts), which loads only its own
+// modules: its start is on a pre-copy's critical path (attached while the destination waits).
+const service = process.argv[2] === "secvm-service";
 if (runsDist(join(import.meta.dirname, ".."))) {
-  await import("../dist/agent/main.js");
+  await import(service ? "../dist/agent/secvm-service.js" : "../dist/agent/main.js");
 } else {
   const { register } = await import("tsx/esm/api");
   register();
-  await import("../src/agent/main.ts");
+  await import(service ? "../src/agent/secvm/entry.ts" : "../src/agent/main.ts");
 }

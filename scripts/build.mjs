@@ -42,6 +42,8 @@ try {
     entryPoints: {
       "cli/main": "src/cli/main.ts",
       "agent/main": "src/agent/main.ts",
+      // A security VM's service (bin/nestcloud-agent.js secvm-service): its own modules only.
+      "agent/secvm-service": "src/agent/secvm/entry.ts",
       // The report renderer's worker thread (src/sim/report-render.ts looks for it here).
       "sim/report-worker": "src/sim/report-worker.ts",
     },

@@ -124,7 +124,13 @@ class ScriptedWorld implements HostVmRental, GuestDataPlane {
   /** The move ends: the guest runs at the destination. */
   complete(id: string): void {
     const m = this.migrations.find((x) => x.id === id)!;
-    Object.assign(m, { status: "completed", progress: 1, finishedAt: this.now(), etaSeconds: 0 });
+    Object.assign(m, {
+      status: "completed",
+      progress: 1,
+      finishedAt: this.now(),
+      etaSeconds: 0,
+      pauseMs: 12.5,
+    });
     this.guests.find((g) => g.id === m.guest)!.hostVm = m.to;
   }
   async migration(id: string) {
@@ -158,7 +164,12 @@ const placeOf = async (id: string) =>
     ?.hostVm;
 const migration = async (id: string) =>
   (
-    (await call("GET", "/api/migrations")).body as Array<{ id: string; status: string; progress: number }>
+    (await call("GET", "/api/migrations")).body as Array<{
+      id: string;
+      status: string;
+      progress: number;
+      detail: Record<string, number | null>;
+    }>
   ).find((m) => m.id === id);
 
 before(async () => {
@@ -324,5 +335,10 @@ test("a live figure the API showed is never followed by an older stored one", as
     (await migration(m.id))?.status === "completed" ? true : undefined,
   );
   assert.equal((await migration(m.id))?.progress, 1);
+  assert.equal(
+    (await migration(m.id))?.detail.pauseMs,
+    12.5,
+    "the guest's pause as the provider measured it",
+  );
   assert.equal(await placeOf("g1"), "h2");
 });

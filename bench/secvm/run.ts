@@ -1,6 +1,6 @@
 /**
  * Security-VM monitors over their three channels on one real guest (npm run bench:secvm
- * [-- --quick]): the guest of test/support/secvm-target.ts (Debian kernel under QEMU TCG, RAM
+ * [-- --quick]; with --follow, monitoring across moves instead: follow.ts): the guest of test/support/secvm-target.ts (Debian kernel under QEMU TCG, RAM
  * in /dev/shm, a 64 MiB ext4 data disk it mounts, a user-mode NIC) monitored over
  *   local   the RAM file; NBD and the mirror over unix sockets (same host VM);
  *   direct  the same paths from another host VM of the server (on this one machine the bytes
@@ -535,95 +535,97 @@ function targets(rows: Row[]): Target[] {
   return out;
 }
 
-const { rows, info, phases } = await main();
-const goals = targets(rows);
-const stamp = new Date().toISOString();
-const file = writeResults("secvm", {
-  date: stamp,
-  machine: machine(),
-  runs: RUNS,
-  quick,
-  guest: info,
-  rows,
-  targets: goals,
-  memoryPhases: phases,
-});
-const fmtBytes = (b: number | null) =>
-  b === null ? "-" : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(2)} MiB` : `${(b / 1024).toFixed(1)} KiB`;
-const byMonitor = MONITORS.map((m) => {
-  const r = (c: Channel) => rows.find((x) => x.monitor === m && x.channel === c);
-  const local = r("local")?.medianMs ?? NaN;
-  return [
-    m,
-    ...CHANNELS.map((c) => r(c)?.medianMs.toFixed(2) ?? "-"),
-    ((r("direct")?.medianMs ?? NaN) / local).toFixed(2),
-    ((r("remote")?.medianMs ?? NaN) / local).toFixed(2),
-    ...CHANNELS.map((c) => fmtBytes(r(c)?.bytes ?? null)),
+/** The channels bench's figures, table and docs section. */
+async function report(): Promise<void> {
+  const { rows, info, phases } = await main();
+  const goals = targets(rows);
+  const stamp = new Date().toISOString();
+  const file = writeResults("secvm", {
+    date: stamp,
+    machine: machine(),
+    runs: RUNS,
+    quick,
+    guest: info,
+    rows,
+    targets: goals,
+    memoryPhases: phases,
+  });
+  const fmtBytes = (b: number | null) =>
+    b === null ? "-" : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(2)} MiB` : `${(b / 1024).toFixed(1)} KiB`;
+  const byMonitor = MONITORS.map((m) => {
+    const r = (c: Channel) => rows.find((x) => x.monitor === m && x.channel === c);
+    const local = r("local")?.medianMs ?? NaN;
+    return [
+      m,
+      ...CHANNELS.map((c) => r(c)?.medianMs.toFixed(2) ?? "-"),
+      ((r("direct")?.medianMs ?? NaN) / local).toFixed(2),
+      ((r("remote")?.medianMs ?? NaN) / local).toFixed(2),
+      ...CHANNELS.map((c) => fmtBytes(r(c)?.bytes ?? null)),
+    ];
+  });
+  const head = [
+    "monitor",
+    "local ms",
+    "direct ms",
+    "remote ms",
+    "direct / local",
+    "remote / local",
+    "bytes local",
+    "bytes direct",
+    "bytes remote",
   ];
-});
-const head = [
-  "monitor",
-  "local ms",
-  "direct ms",
-  "remote ms",
-  "direct / local",
-  "remote / local",
-  "bytes local",
-  "bytes direct",
-  "bytes remote",
-];
-const tbl = table(head, byMonitor);
-const goalTbl = table(
-  ["target", "measured", "limit", "met"],
-  goals.map((g) => [
-    g.what,
-    `${g.ratio.toFixed(3)}x (${g.detail})`,
-    `<= ${g.limit}x`,
-    g.ratio <= g.limit ? "yes" : "NO",
-  ]),
-);
-const p = phases;
-const phaseTbl = table(
-  ["phase (medians of " + p.samples + ")", "ms", "of direct warm"],
-  [
-    ["direct: process list, RAM file open", p.directWarmMs.toFixed(3), "1.00x"],
+  const tbl = table(head, byMonitor);
+  const goalTbl = table(
+    ["target", "measured", "limit", "met"],
+    goals.map((g) => [
+      g.what,
+      `${g.ratio.toFixed(3)}x (${g.detail})`,
+      `<= ${g.limit}x`,
+      g.ratio <= g.limit ? "yes" : "NO",
+    ]),
+  );
+  const p = phases;
+  const phaseTbl = table(
+    ["phase (medians of " + p.samples + ")", "ms", "of direct warm"],
     [
-      "direct: open the RAM file + process list",
-      p.directFreshMs.toFixed(3),
-      (p.directFreshMs / p.directWarmMs).toFixed(2) + "x",
+      ["direct: process list, RAM file open", p.directWarmMs.toFixed(3), "1.00x"],
+      [
+        "direct: open the RAM file + process list",
+        p.directFreshMs.toFixed(3),
+        (p.directFreshMs / p.directWarmMs).toFixed(2) + "x",
+      ],
+      [
+        "remote: TLS connect (resumed) + first reply",
+        p.tlsConnectMs.toFixed(3),
+        (p.tlsConnectMs / p.directWarmMs).toFixed(2) + "x",
+      ],
+      [
+        "remote: one round trip (info)",
+        p.roundTripMs.toFixed(3),
+        (p.roundTripMs / p.directWarmMs).toFixed(2) + "x",
+      ],
+      [
+        `remote: process list on an open link (${p.warmBytes} B on the wire)`,
+        p.warmMs.toFixed(3),
+        (p.warmMs / p.directWarmMs).toFixed(2) + "x",
+      ],
+      [
+        "  of which the page server's walk",
+        p.warmServerMs.toFixed(3),
+        (p.warmServerMs / p.directWarmMs).toFixed(2) + "x",
+      ],
+      [
+        "remote: connect + process list",
+        p.freshMs.toFixed(3),
+        (p.freshMs / p.directFreshMs).toFixed(2) + "x of direct fresh",
+      ],
     ],
-    [
-      "remote: TLS connect (resumed) + first reply",
-      p.tlsConnectMs.toFixed(3),
-      (p.tlsConnectMs / p.directWarmMs).toFixed(2) + "x",
-    ],
-    [
-      "remote: one round trip (info)",
-      p.roundTripMs.toFixed(3),
-      (p.roundTripMs / p.directWarmMs).toFixed(2) + "x",
-    ],
-    [
-      `remote: process list on an open link (${p.warmBytes} B on the wire)`,
-      p.warmMs.toFixed(3),
-      (p.warmMs / p.directWarmMs).toFixed(2) + "x",
-    ],
-    [
-      "  of which the page server's walk",
-      p.warmServerMs.toFixed(3),
-      (p.warmServerMs / p.directWarmMs).toFixed(2) + "x",
-    ],
-    [
-      "remote: connect + process list",
-      p.freshMs.toFixed(3),
-      (p.freshMs / p.directFreshMs).toFixed(2) + "x of direct fresh",
-    ],
-  ],
-);
-process.stdout.write(`${tbl}\n\n${goalTbl}\n\n${phaseTbl}\n`);
-const load = (await import("node:os")).loadavg()[0].toFixed(1);
-writeDocsSection(
-  "bench:secvm",
-  `## Security-VM monitors over local, direct and remote channels
+  );
+  process.stdout.write(`${tbl}\n\n${goalTbl}\n\n${phaseTbl}\n`);
+  const load = (await import("node:os")).loadavg()[0].toFixed(1);
+  writeDocsSection(
+    "bench:secvm",
+    `## Security-VM monitors over local, direct and remote channels
 
 Command: \`npm run bench:secvm\` — ${stamp.slice(0, 10)}, ${machine()}, 2 cores shared with other work (load ${load} at the end), QEMU under TCG.
 One guest (${info.kernel}, 256 MiB, ${info.processes} processes; a 64 MiB ext4 data disk with ${info.files} files,
@@ -653,5 +655,10 @@ Memory phases (after the runs, same guest; ${p.samples} samples each, medians; $
 before the runs bring both sides' code to its compiled steady state, as a running monitor and page server are):
 
 ${phaseTbl}`,
-);
-log(`wrote ${file}`);
+  );
+  log(`wrote ${file}`);
+}
+
+// --follow: monitoring across moves under the controller (follow.ts), a bench of its own.
+if (process.argv.includes("--follow")) await (await import("./follow.ts")).runFollow(quick);
+else await report();

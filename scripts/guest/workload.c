@@ -16,6 +16,14 @@
  *       turns to state=LOST for good. Otherwise it prints "NESTCLOUD-VERIFY ok <sweeps>"
  *       every 2 s. Status: /tmp/nc-verify.status.
  *
+ *   nc-workload packets <interval-ms> <dst-ip> <dst-port>
+ *       A detectable packet every interval (bench:secvm --follow): UDP datagrams carrying
+ *       nestcloud's IDS test marker ("NESTCLOUD-IDS-TEST seq=<n>", default rule sid 9000001),
+ *       from source port 20000 + n % 40000 to port <dst-port> + n / 40000, so an IDS alert
+ *       (which names the flow, not the payload) still tells which packet it was. Sent on an
+ *       absolute schedule so a late wake-up does not stretch the interval.
+ *       Status: /tmp/nc-packets.status.
+ *
  *   nc-workload hang
  *       Makes the guest stop responding on purpose, without a panic (the virtual AMT's hung
  *       guest): turns off the kernel's real-time throttling (and, on kernels that have one,
@@ -37,7 +45,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <time.h>
 #include <unistd.h>
@@ -261,12 +272,53 @@ static int run_hang(void) {
   for (;;) __asm__ volatile("" ::: "memory");
 }
 
+static int run_packets(double interval_ms, const char *dst_ip, int dst_port) {
+  struct sockaddr_in dst = {0};
+  dst.sin_family = AF_INET;
+  if (inet_pton(AF_INET, dst_ip, &dst.sin_addr) != 1 || interval_ms <= 0 || dst_port <= 0 || dst_port > 60000) {
+    fprintf(stderr, "packets: bad destination %s or interval\n", dst_ip);
+    return 2;
+  }
+  uint64_t seq = 0, sent = 0, errors = 0;
+  struct timespec next;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  char status[160], payload[64];
+  while (!stop_requested) {
+    seq++;
+    int len = snprintf(payload, sizeof payload, "NESTCLOUD-IDS-TEST seq=%" PRIu64, seq);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int one = 1;
+    struct sockaddr_in src = {0};
+    src.sin_family = AF_INET;
+    src.sin_port = htons((uint16_t)(20000 + seq % 40000));
+    src.sin_addr.s_addr = htonl(INADDR_ANY);
+    dst.sin_port = htons((uint16_t)(dst_port + seq / 40000));
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+        bind(fd, (struct sockaddr *)&src, sizeof src) == 0 &&
+        sendto(fd, payload, (size_t)len, 0, (struct sockaddr *)&dst, sizeof dst) == len)
+      sent++;
+    else
+      errors++;
+    if (fd >= 0) close(fd);
+    snprintf(status, sizeof status, "seq=%" PRIu64 " sent=%" PRIu64 " errors=%" PRIu64, seq, sent, errors);
+    write_status("packets", status);
+    long ns = next.tv_nsec + (long)(interval_ms * 1e6);
+    next.tv_sec += ns / 1000000000L;
+    next.tv_nsec = ns % 1000000000L;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR && !stop_requested) {
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   if (argc == 4 && strcmp(argv[1], "dirty") == 0) return run_dirty(atof(argv[2]), atof(argv[3]));
   if (argc == 3 && strcmp(argv[1], "verify") == 0) return run_verify(atof(argv[2]));
   if (argc == 2 && strcmp(argv[1], "hang") == 0) return run_hang();
-  fprintf(stderr, "usage: %s dirty <MiB/s> <working-set MiB> | verify <MiB> | hang\n", argv[0]);
+  if (argc == 5 && strcmp(argv[1], "packets") == 0) return run_packets(atof(argv[2]), argv[3], atoi(argv[4]));
+  fprintf(stderr, "usage: %s dirty <MiB/s> <working-set MiB> | verify <MiB> | packets <ms> <ip> <port> | hang\n",
+          argv[0]);
   return 2;
 }

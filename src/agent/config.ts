@@ -57,6 +57,12 @@ export const HostVmAgentConfigSchema = Type.Object(
     imageDir: Type.Optional(Path),
     tokenFile: Path,
     readyFile: Path,
+    /**
+     * The CA of the security VMs' remote channel (issue 12), shared by the agents of a
+     * deployment. Default <folder of tokenFile>/ca: a testbed's, made by the first agent
+     * that needs it.
+     */
+    caDir: Type.Optional(Path),
     serverAgentUrl: Type.String(),
     memoryMiB: Type.Integer({ minimum: 1 }),
     cpus: Type.Integer({ minimum: 1 }),

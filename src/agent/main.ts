@@ -1,6 +1,6 @@
 /**
- * Agent process entry: `node bin/nestcloud-agent.js --config <file.json>` runs it (or, with
- * `secvm-service`, a security VM's service: agent/secvm/service.ts), built
+ * Agent process entry: `node bin/nestcloud-agent.js --config <file.json>` runs it (with
+ * `secvm-service`, the bin runs a security VM's service instead: agent/secvm/entry.ts), built
  * (dist/agent/main.js) or through tsx (the testbed starts it inside a server's namespace).
  * Logs JSON lines (pino) to stdout, writes <readyFile> = {url, pid} once listening, stops
  * its guests on SIGTERM/SIGINT.
@@ -12,7 +12,6 @@ import { ServerAgentClient } from "./client.ts";
 import { loadAgentConfig } from "./config.ts";
 import { buildHostVmAgent } from "./hostvm-agent.ts";
 import type { App } from "./http.ts";
-import { runSecVmService } from "./secvm/service.ts";
 import { buildServerAgent } from "./server-agent.ts";
 import { loadOrCreateToken } from "./token.ts";
 
@@ -103,9 +102,8 @@ async function run(argv: string[]): Promise<void> {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
-// `secvm-service`: a security VM's service, started by its host-VM agent (agent/secvm).
-const entry = process.argv[2] === "secvm-service" ? runSecVmService() : run(process.argv);
-entry.catch((e) => {
+// (`secvm-service`, a security VM's service, has its own entry: agent/secvm/entry.ts.)
+run(process.argv).catch((e) => {
   process.stderr.write(`agent: ${(e as Error).stack ?? e}\n`);
   process.exit(1);
 });

@@ -324,6 +324,7 @@ export class Executor {
       m.error ?? null,
       m.finishedAt ?? snap.now,
       guestRow?.tenant,
+      m.pauseMs,
     );
     return;
   }
@@ -357,6 +358,7 @@ export class Executor {
     error: string | null,
     now: number,
     tenant: string | undefined,
+    pauseMs?: number,
   ): Promise<void> {
     const to = await this.target(p, planId);
     await this.leader.fenced(async (tx) => {
@@ -365,6 +367,8 @@ export class Executor {
         await tx.migrations.update(p.migration, {
           status,
           progress: status === "completed" ? 1 : undefined,
+          // The guest's pause, where the provider measured it (what a user of a move asks first).
+          detail: pauseMs === undefined ? undefined : { remainingBytes: 0, etaSeconds: 0, pauseMs },
           finishedAt: now,
           error,
         });
@@ -512,8 +516,13 @@ export class Executor {
     if (found.some((m) => m?.status === "running")) return;
     const outcome = found.map((m, i) => {
       if (m && m.guest === p.members[i].guest)
-        return { status: m.status, error: m.error ?? null, at: m.finishedAt };
-      return { status: "failed" as const, error: "the provider lost track of the migration", at: undefined };
+        return { status: m.status, error: m.error ?? null, at: m.finishedAt, pauseMs: m.pauseMs };
+      return {
+        status: "failed" as const,
+        error: "the provider lost track of the migration",
+        at: undefined,
+        pauseMs: undefined,
+      };
     });
     const errors = outcome.flatMap((o, i) =>
       o.status === "completed" ? [] : [`${p.members[i].guest}: ${o.error ?? o.status}`],
@@ -525,6 +534,8 @@ export class Executor {
         await tx.migrations.update(m.migration!, {
           status: o.status as "completed" | "failed" | "cancelled",
           progress: o.status === "completed" ? 1 : undefined,
+          detail:
+            o.pauseMs === undefined ? undefined : { remainingBytes: 0, etaSeconds: 0, pauseMs: o.pauseMs },
           finishedAt: o.at ?? snap.now,
           error: o.error,
         });

@@ -61,6 +61,8 @@ export interface ProviderMigration {
   readonly startedAt: number;
   readonly finishedAt: number | undefined;
   readonly error: string | undefined;
+  /** How long the guest was paused for the switchover (ms), once completed, where measured. */
+  readonly pauseMs?: number | undefined;
 }
 
 export interface ProviderSnapshot {

@@ -47,6 +47,16 @@ import {
   RemoteError,
   ramLayout,
 } from "../../src/vmi/index.ts";
+import { eventsOf } from "../support/follow-analysis.ts";
+import {
+  AV_MARKER,
+  AV_SIGNATURE,
+  PACKET_DST_BASE,
+  parseCounts,
+  READ_COUNTS_COMMAND,
+  STOP_GENERATORS_COMMAND,
+  startGeneratorsCommand,
+} from "../support/follow-events.ts";
 import { freePort, GATEWAY, type SecvmTarget, startSecvmTarget } from "../support/secvm-target.ts";
 import { alive } from "../support/waiting.ts";
 
@@ -492,6 +502,104 @@ describe("network over each channel", { timeout: SUITE_TIMEOUT_MS }, () => {
     } finally {
       await removeNetMirror(t.q.qmp, "chanrefuse");
       await rx.close();
+    }
+  });
+});
+
+// bench:secvm --follow's guest side (test/support/follow-events.ts) on this guest, which has the
+// data disk and the NIC the controller's guests do not have yet: every event of each kind
+// reaches its monitor and is told by its number (test/support/follow-analysis.ts).
+describe("bench:secvm --follow's event generators", { timeout: SUITE_TIMEOUT_MS }, () => {
+  test("a process, a marked file and marked packets, each told by its number by its monitor", async (tc) => {
+    const packets = new Set<number>();
+    const sock = join(t.stateDir, "mirror-follow.sock");
+    const mon = await NetworkMonitor.start({
+      target: GUEST,
+      channel: "local",
+      runDir: join(t.stateDir, "netmon-follow"),
+      listen: { type: "unix", path: sock },
+      ruleFiles: [], // nestcloud's default rules: the IDS test marker
+      onAlert: (a) => {
+        const e = eventsOf(a, PACKET_DST_BASE);
+        if (e?.kind === "network") for (const s of e.seqs) packets.add(s);
+      },
+    });
+    try {
+      await addNetMirror(t.q.qmp, {
+        id: "followmirror",
+        netdev: "nic-n0",
+        to: { type: "unix", path: sock },
+      });
+      const deadline = Date.now() + 30_000;
+      while (mon.stats().receiver.connections === 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.ok(mon.stats().receiver.connections > 0, "the mirror connected");
+      assert.match(await t.sh(startGeneratorsCommand(4)), /started/);
+      // Four one-a-second events, then the packets stopped too.
+      let c = parseCounts(await t.sh(READ_COUNTS_COMMAND));
+      while (c.memory < 4 && Date.now() < deadline + 60_000) {
+        await new Promise((r) => setTimeout(r, 500));
+        c = parseCounts(await t.sh(READ_COUNTS_COMMAND));
+      }
+      await t.sh(STOP_GENERATORS_COMMAND);
+      c = parseCounts(await t.sh(READ_COUNTS_COMMAND));
+      tc.diagnostic(`made: ${JSON.stringify(c)}`);
+      const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+      assert.equal(c.memory, 4, "four processes");
+      assert.equal(c.disk, 4, "four files, on the data disk");
+      assert.equal(c.diskDir, "/mnt");
+      assert.ok(
+        c.sent >= 40 && c.errors === 0,
+        `a packet every 50 ms for 4 s or more, none refused: ${JSON.stringify(c)}`,
+      );
+      // memory: the processes, by name.
+      const names = (await listProcesses(kernelOver(ram.memory))).map((p) => /^ev(\d{5})$/.exec(p.comm)?.[1]);
+      assert.deepEqual(
+        [...new Set(names.filter((x) => x !== undefined).map(Number))].sort((a, b) => a - b),
+        upTo(4),
+      );
+      // disk: a full round with a signature on the marker names each file.
+      const db = await writeSignatureDatabase(join(t.stateDir, "clamav-follow"), "follow.ndb", [
+        hexSignature(AV_SIGNATURE.name, Buffer.from(AV_MARKER)),
+      ]);
+      const disk = new DiskMonitor({
+        target: GUEST,
+        channel: "local",
+        clamav: { databases: [db], scratchParent: t.stateDir },
+      });
+      const transport = await t.nbdTransport("local"); // QEMU's NBD server first, then the view
+      const view = await openDiskView(t.q.qmp, {
+        node: t.diskNode,
+        exportId: "follow-v",
+        fleeceFile: join(t.stateDir, "fleece-follow.qcow2"),
+      });
+      try {
+        const r = await disk.round({
+          transport,
+          exportName: view.exportName,
+          dirtyBitmap: null,
+        });
+        const files = new Set(r.alerts.flatMap((a) => eventsOf(a, PACKET_DST_BASE)?.seqs ?? []));
+        assert.deepEqual(
+          [...files].sort((a, b) => a - b),
+          upTo(4),
+          "each file reported by its number",
+        );
+      } finally {
+        await view.close();
+        await disk.close();
+      }
+      // network: every packet sent, by its ports.
+      const end = Date.now() + 30_000;
+      while (packets.size < c.sent && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(
+        [...packets].sort((a, b) => a - b),
+        upTo(c.sent),
+        "each packet reported by its number",
+      );
+    } finally {
+      await removeNetMirror(t.q.qmp, "followmirror").catch(() => undefined);
+      await mon.stop();
     }
   });
 });

@@ -12,8 +12,8 @@
 // Rotation: the page server's and the relay's own certificates are reissued and swapped in
 // while the service runs: new connections get the new ones, the monitors carry on.
 //
-// Not covered here (not built yet): the agent provisioning a remote target itself (a security
-// VM on one testbed server for a guest of another; see docs/architecture.md).
+// The agents provisioning a remote target themselves (a security VM on one testbed server for
+// a guest of another) is tested in secvm-direct.test.ts, whose guests are booted already.
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";

@@ -7,7 +7,7 @@
  */
 import { type Static, Type } from "typebox";
 import { MONITOR_KINDS, SEVERITIES } from "../../monitor/index.ts";
-import { AgentUrl, GuestId, NodeName, NumberOrNull, StringOrNull } from "./common.ts";
+import { AgentUrl, GuestId, NodeName, Nullable, NumberOrNull, StringOrNull } from "./common.ts";
 import { DeviceId } from "./devices.ts";
 
 /**
@@ -15,6 +15,8 @@ import { DeviceId } from "./devices.ts";
  * is at most 1 MiB): a larger one is not handed over, and the next monitor makes its own.
  */
 export const MAX_BASELINE_RECORDS = 2500;
+
+const Address = Type.String({ pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" });
 
 export const SecVmId = Type.String({
   pattern: "^[a-z][a-z0-9]{0,6}$",
@@ -32,12 +34,16 @@ export const SecVmTargetSchema = Type.Object(
     /** Inspect the traffic of this NIC of the guest (Suricata); absent: no network monitor. */
     nic: Type.Optional(DeviceId),
     /**
-     * A guest of another host VM: the agent asks that host VM's agent (at `agentUrl`, same
-     * server: channel direct) to export what the monitors need to this security VM only
-     * (POST /v1/secvm-exports). Absent: a guest of this host VM (channel local).
+     * A guest of another host VM: the agent asks that host VM's agent (at `agentUrl`; same
+     * server: channel direct, another server: channel remote, over TCP with TLS) to export
+     * what the monitors need to this security VM only (POST /v1/secvm-exports). Absent: a
+     * guest of this host VM (channel local).
      */
     via: Type.Optional(
-      Type.Object({ agentUrl: AgentUrl, channel: Type.Literal("direct") }, { additionalProperties: false }),
+      Type.Object(
+        { agentUrl: AgentUrl, channel: Type.Union([Type.Literal("direct"), Type.Literal("remote")]) },
+        { additionalProperties: false },
+      ),
     ),
   },
   { additionalProperties: false },
@@ -57,7 +63,7 @@ export const CreateSecVmExportBody = Type.Object(
     memory: Type.Boolean(),
     disk: Type.Optional(DeviceId),
     nic: Type.Optional(DeviceId),
-    channel: Type.Literal("direct"),
+    channel: Type.Union([Type.Literal("direct"), Type.Literal("remote")]),
     grantee: Type.Object(
       {
         secvmId: SecVmId,
@@ -68,6 +74,18 @@ export const CreateSecVmExportBody = Type.Object(
         mirrorSocket: Type.Optional(
           Type.String({ pattern: "^/run/ncsv/[a-z0-9-]+/mirror-[a-z0-9-]+\\.sock$" }),
         ),
+        /** Remote: the service's TLS mirror listener, on its own address. */
+        mirror: Type.Optional(
+          Type.Object(
+            { host: Address, port: Type.Integer({ minimum: 1, maximum: 65535 }) },
+            { additionalProperties: false },
+          ),
+        ),
+        /**
+         * Remote: the SHA-256 fingerprint of the security VM's certificate. The page server and
+         * the relay admit that certificate alone, and only while the export lasts.
+         */
+        certFingerprint: Type.Optional(Type.String({ pattern: "^([0-9A-F]{2}:){31}[0-9A-F]{2}$" })),
       },
       { additionalProperties: false },
     ),
@@ -93,8 +111,12 @@ export const SecVmExportSchema = Type.Object({
   ramFile: StringOrNull,
   /** QEMU's NBD server for the grantee: a unix socket in a folder only its uid may enter. */
   nbdSocket: StringOrNull,
-  /** The filter-mirror's id on the target's QEMU, feeding the grantee's socket. */
+  /** The filter-mirror's id on the target's QEMU, feeding the grantee's socket (or TLS listener). */
   mirror: StringOrNull,
+  /** Remote: the page server of the target's host VM (TLS) serving the guest, and its RAM size. */
+  pageServer: Nullable(Type.Object({ host: Type.String(), port: Type.Integer(), size: Type.Integer() })),
+  /** Remote: the NBD TLS relay in front of the guest's NBD server. */
+  relay: Nullable(Type.Object({ host: Type.String(), port: Type.Integer() })),
   /** The target's QEMU pid when the export was made (a new pid: the target was replaced). */
   qemuPid: Type.Integer(),
   /** Whether that QEMU still runs. */

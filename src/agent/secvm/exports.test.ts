@@ -1,4 +1,4 @@
-// The direct channel's exports: who may be granted what is decided before any QMP (refusals
+// The direct and remote channels' exports: who may be granted what is decided before any QMP (refusals
 // here need no QEMU), ids name the target and the grantee, and the request shapes keep a
 // grantee's mirror inside a security VM's folder. The QEMU side is tested on real guests in
 // test/integration/secvm-direct.test.ts.
@@ -49,6 +49,31 @@ test("an export is refused before any QMP: another server, the same host VM, a N
   await assert.rejects(ex.create(req()), /already watched by security VM sl/);
 });
 
+test("a remote export is refused before any QMP: the same server, no certificate fingerprint, a NIC without a listener", async () => {
+  const fp = Array.from({ length: 32 }, () => "AB").join(":");
+  const remote = (
+    over: Partial<CreateSecVmExportRequest["grantee"]>,
+    nic = false,
+  ): CreateSecVmExportRequest => ({
+    ...req({ server: "s2", ...over }, nic),
+    channel: "remote",
+  });
+  await refused(remote({ server: "s1", certFingerprint: fp }), 400, /channel direct, not remote/);
+  await refused(remote({}), 400, /certificate fingerprint/);
+  await refused(remote({ certFingerprint: fp }, true), 400, /mirror listener/);
+  await refused(remote({ certFingerprint: fp }), 404, /no guest ga/);
+  assert.ok(
+    Value.Check(
+      CreateSecVmExportBody,
+      remote({ certFingerprint: fp, mirror: { host: "10.1.2.3", port: 7100 } }),
+    ),
+  );
+  assert.ok(
+    !Value.Check(CreateSecVmExportBody, remote({ certFingerprint: "ab:cd" })),
+    "a fingerprint is SHA-256, upper case",
+  );
+});
+
 test("export ids name the target and the grantee", () => {
   const t = { server: "s1", hostVm: "h1", guestId: "ga" };
   const g = { server: "s1", hostVm: "h2", secvmId: "sa" };
@@ -61,7 +86,7 @@ test("export ids name the target and the grantee", () => {
   assert.notEqual(exportIdOf("tb2", t, g), id);
 });
 
-test("request shapes: a grantee's mirror socket lies in a security VM's folder; via is direct over http", () => {
+test("request shapes: a grantee's mirror socket lies in a security VM's folder; via is direct or remote over http", () => {
   const ok = { ...req(), nic: "n0" };
   ok.grantee.mirrorSocket = "/run/ncsv/abc123-sa/mirror-ga.sock";
   assert.ok(Value.Check(CreateSecVmExportBody, ok));
@@ -72,9 +97,11 @@ test("request shapes: a grantee's mirror socket lies in a security VM's folder; 
   assert.equal(Value.Check(CreateSecVmExportBody, req({ uid: 0 })), false, "a uid of a security VM only");
   const sv = (via: unknown) => ({ secvmId: "sa", targets: [{ guestId: "ga", via }] });
   assert.ok(Value.Check(CreateSecVmBody, sv({ agentUrl: "http://10.1.2.3:4000", channel: "direct" })));
+  assert.ok(Value.Check(CreateSecVmBody, sv({ agentUrl: "http://10.1.2.3:4000", channel: "remote" })));
   assert.equal(
-    Value.Check(CreateSecVmBody, sv({ agentUrl: "http://10.1.2.3:4000", channel: "remote" })),
+    Value.Check(CreateSecVmBody, sv({ agentUrl: "http://10.1.2.3:4000", channel: "local" })),
     false,
+    "local needs no via",
   );
   assert.equal(
     Value.Check(CreateSecVmBody, sv({ agentUrl: "file:///etc/passwd", channel: "direct" })),

@@ -99,6 +99,7 @@ import {
   type ServiceConfig,
   type ServiceTarget,
 } from "./protocol.ts";
+import { attachSecVmLink, caDirOf, issueSecVmCredential, routeTo, type SecVmRemote } from "./remote.ts";
 
 /** Where security VMs' private folders go: traversable by their uids (a testbed root is not). */
 export const SECVM_RUN_ROOT = "/run/ncsv";
@@ -111,6 +112,8 @@ const READY_TIMEOUT_MS = 90_000;
 const DEPARTURE_WAIT_MS = 5000;
 /** How long the service may take to hand over a disk baseline (it answers between reads). */
 const BASELINE_TIMEOUT_MS = 10_000;
+/** The most an arriving target's service keeps the control level (its start and first round). */
+const LEND_MS = 30_000;
 
 export const secvmErrors = {
   exists: (id: string) => conflict(`security VM ${id} already exists`),
@@ -172,6 +175,8 @@ export class SecVm {
   maxRssKiB: number | null = null;
   monitors: MonitorReport[] = [];
   private lastBeat = 0;
+  /** While lent the control level (an arriving target's first round): until when at most. */
+  private lentUntil: number | null = null;
   private watch: NodeJS.Timeout | null = null;
   private waiters = new Set<() => void>();
   private readonly targets: TargetRuntime[];
@@ -213,15 +218,19 @@ export class SecVm {
     return this.req.secvmId;
   }
 
-  /** Its alerts' channel: local, or direct when its targets are another host VM's (via). */
-  get channel(): "local" | "direct" {
-    return this.req.targets.some((t) => t.via) ? "direct" : "local";
+  /** Its alerts' channel: local, or its targets' `via` channel (direct or remote). */
+  get channel(): "local" | "direct" | "remote" {
+    return this.req.targets.find((t) => t.via)?.via?.channel ?? "local";
   }
+
+  /** The remote channel's address and credential (remote.ts), made with its namespace. */
+  remote: SecVmRemote | null = null;
 
   /** Checks the targets now (400/409 before anything is made). */
   check(): void {
     const via = this.req.targets.filter((t) => t.via).length;
     if (via > 0 && via < this.req.targets.length) throw secvmErrors.mixed();
+    if (new Set(this.req.targets.map((t) => t.via?.channel)).size > 1) throw secvmErrors.mixed();
     for (const t of this.req.targets) {
       // Another host VM's guest: its agent checks it when asked for the export.
       if (t.via) continue;
@@ -351,6 +360,7 @@ export class SecVm {
       memoryMiB: c.memoryMiB ?? 512,
     });
     await createNetns(this.netns);
+    if (this.channel === "remote") this.remote = await this.prepareRemote();
     if (c.signatures && c.signatures.length > 0)
       writeFileSync(
         join(this.dir, "operator.ndb"),
@@ -411,23 +421,39 @@ export class SecVm {
     return out;
   }
 
+  /** Its address on the servers' network and its certificate (names its targets and address). */
+  private async prepareRemote(): Promise<SecVmRemote> {
+    const { cfg } = this.host;
+    const key = `${cfg.testbedId}/${cfg.server}/${cfg.hostVm}/${this.id}`;
+    const address = await attachSecVmLink(cfg.testbedId, cfg.address, this.netns, key);
+    const dir = join(this.dir, "tls");
+    mkdirSync(dir, { mode: 0o700 });
+    const targets = this.req.targets.map((t) => t.guestId);
+    return issueSecVmCredential(caDirOf(cfg), `secvm-${this.netns.slice(5)}`, targets, address, dir);
+  }
+
   /** A target of another host VM: asks its agent for the export (made anew if it had one). */
   private async attachExport(t: TargetRuntime, fd: number): Promise<ServiceTarget> {
     const peer = t.peer as HostVmAgentClient;
     const { cfg } = this.host;
-    const mirrorSocket = t.spec.nic ? join(this.dir, `mirror-${t.spec.guestId}.sock`) : undefined;
+    const remote = this.remote;
+    const index = this.targets.indexOf(t);
+    // Remote: the service's TLS listener on its own address (its namespace: any port is free).
+    const mirror = remote && t.spec.nic ? { host: remote.address, port: 7100 + index } : undefined;
+    const mirrorSocket = !remote && t.spec.nic ? join(this.dir, `mirror-${t.spec.guestId}.sock`) : undefined;
     const x = await peer.createSecVmExport({
       guestId: t.spec.guestId,
       memory: t.spec.memory !== false,
       ...(t.spec.disk ? { disk: t.spec.disk } : {}),
       ...(t.spec.nic ? { nic: t.spec.nic } : {}),
-      channel: "direct",
+      channel: remote ? "remote" : "direct",
       grantee: {
         secvmId: this.id,
         server: cfg.server,
         hostVm: cfg.hostVm,
         uid: this.uid,
         ...(mirrorSocket ? { mirrorSocket } : {}),
+        ...(remote ? { certFingerprint: remote.fingerprint, ...(mirror ? { mirror } : {}) } : {}),
       },
     });
     t.exportId = x.exportId;
@@ -435,6 +461,14 @@ export class SecVm {
     t.qemu = null;
     t.lost = false;
     const st: ServiceTarget = { guestId: t.spec.guestId, memory: null, disk: null, nic: null };
+    if (remote) {
+      // Routes to the target's server only (its page server and relay listen there).
+      for (const h of new Set([x.pageServer?.host, x.relay?.host])) if (h) await routeTo(this.netns, h);
+      if (x.pageServer) st.memory = { pageServer: x.pageServer };
+      if (x.relay) st.disk = { relay: x.relay };
+      if (mirror) st.nic = { listen: mirror, monitorId: `${this.id}${index}` };
+      return st;
+    }
     if (x.ramFile) {
       // Same server: the pool file is this machine's; read-only, and the service gets only this.
       t.ramFd = openSync(x.ramFile, "r");
@@ -466,9 +500,15 @@ export class SecVm {
     });
     if (child.pid === undefined) throw new Error("the security VM's service did not start");
     // In its cgroup before it starts anything (it waits for its configuration first), and
-    // at the guests' priority: its monitors are bulk work, not the agent's control path.
+    // at the guests' priority: its monitors are bulk work, not the agent's control path. Except
+    // a first start for an arriving target: a pre-copy's destination waits paused for its
+    // baseline, so it is lent the control level until its first memory round (or LEND_MS).
     placeInCgroup(this.cgroup, child.pid);
-    setLevel(child.pid, "guest");
+    if (this.req.arriving && this.restarts === 0) this.lentUntil = Date.now() + LEND_MS;
+    else {
+      this.lentUntil = null;
+      setLevel(child.pid, "guest");
+    }
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`service not ready in ${READY_TIMEOUT_MS} ms`)),
@@ -499,7 +539,7 @@ export class SecVm {
       dir: this.dir,
       netns: this.netns,
       channel: this.channel,
-      tls: null,
+      tls: this.remote?.tls ?? null,
       memoryPeriodMs: c.memoryPeriodMs ?? 2000,
       diskPeriodMs: c.diskPeriodMs ?? 10_000,
       clamavDatabases: c.signatures?.length ? [join(this.dir, "operator.ndb")] : [],
@@ -563,6 +603,8 @@ export class SecVm {
       this.lastBeat = Date.now();
       this.maxRssKiB = Math.max(this.maxRssKiB ?? 0, m.rssKiB);
       this.monitors = m.monitors;
+      if (this.lentUntil !== null && m.monitors.some((x) => x.monitor === "memory" && x.rounds > 0))
+        this.endLoan();
     } else if (m.type === "disk-view-open" || m.type === "disk-view-close") {
       const t = this.targets.find((x) => x.spec.guestId === m.guestId);
       if (!t) return;
@@ -655,7 +697,14 @@ export class SecVm {
   }
 
   /** Heartbeat watchdog and target watch, every 500 ms. */
+  /** The lent control level ends: the service is bulk work at the guests' level again. */
+  private endLoan(): void {
+    this.lentUntil = null;
+    if (this.child?.pid !== undefined) setLevel(this.child.pid, "guest");
+  }
+
   private async tick(): Promise<void> {
+    if (this.lentUntil !== null && Date.now() > this.lentUntil) this.endLoan();
     if (this.cycle || this.state !== "running") return;
     const child = this.child;
     if (Date.now() - this.lastBeat > WEDGED_MS && child) {

@@ -258,16 +258,16 @@ class Service {
       if (t.memory) this.startMemory(t);
       if (t.disk) this.startDisk(t, diskTransport(this.pem, t.guestId, t.disk));
     }
-    const hb = setInterval(
-      () =>
-        send({
-          type: "heartbeat",
-          rssKiB: Math.round(process.memoryUsage.rss() / 1024),
-          monitors: this.reports(),
-        }),
-      this.c.heartbeatMs,
-    );
+    const hb = setInterval(() => this.beat(), this.c.heartbeatMs);
     this.timers.push(hb);
+  }
+
+  private beat(): void {
+    send({
+      type: "heartbeat",
+      rssKiB: Math.round(process.memoryUsage.rss() / 1024),
+      monitors: this.reports(),
+    });
   }
 
   private startMemory(t: ServiceTarget): void {
@@ -284,6 +284,11 @@ class Service {
       open,
       periodMs: this.c.memoryPeriodMs,
       onAlert: (a) => this.alert(a),
+      // The first round reported at once, not at the next heartbeat: a pre-copy's destination
+      // may wait paused for this monitor's baseline.
+      onRound: (r) => {
+        if (r.round === 1) this.beat();
+      },
     });
     this.memory.set(t.guestId, m);
     m.start();

@@ -33,6 +33,7 @@ interface Tracked {
   startedAt: number;
   finishedAt: number | undefined;
   error: string | undefined;
+  pauseMs: number | undefined;
   handle: MigrationHandle;
 }
 
@@ -160,6 +161,7 @@ export class MigrationBook {
       startedAt,
       finishedAt: undefined,
       error: undefined,
+      pauseMs: undefined,
       handle,
     };
     bind(tracked);
@@ -176,6 +178,7 @@ export class MigrationBook {
         t.progress = 1;
         t.remainingBytes = 0;
         t.finishedAt = this.now();
+        t.pauseMs = outcome.downtimeMs ?? undefined;
         this.log(
           `migration ${t.id} of ${t.guest} ${t.from} -> ${t.to} (${t.mechanism}) completed in ` +
             `${outcome.endToEndMs.toFixed(0)} ms, guest paused ${outcome.downtimeMs?.toFixed(0) ?? "?"} ms`,
@@ -250,6 +253,7 @@ export class MigrationBook {
       startedAt: t.startedAt,
       finishedAt: t.finishedAt,
       error: t.error,
+      pauseMs: t.pauseMs,
     };
   }
 

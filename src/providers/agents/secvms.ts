@@ -20,9 +20,12 @@
  * by the migration between the source's completion and the destination's finish): its
  * baseline is read from the paused destination's RAM, which is the source's final state, and
  * the old monitor does its last round on the stopped source; everything up to the switchover
- * is the old one's to report and nothing after it is in the new baseline. The pause this adds
- * is bounded (HOLD_BUDGET_MS); past it the migration goes on and the switch is made after the
- * guest runs (follow), as across a failure to attach.
+ * is the old one's to report and nothing after it is in the new baseline. The two are done
+ * side by side (both read the state at the switchover). The pause this adds is bounded
+ * (HOLD_BUDGET_MS); past it the migration goes on and the switch is made after the guest runs
+ * (follow), as across a failure to attach. What keeps it short under load: the new service
+ * loads only its own modules (agent/secvm/entry.ts) and is lent the control path's priority
+ * until its first round (agent/secvm/manager.ts).
  */
 import { createHash } from "node:crypto";
 import type {
@@ -268,12 +271,18 @@ export class AgentSecurityVms implements SecurityVmMonitors {
             work: Promise.resolve(),
           };
           p.pending = pending;
-          pending.work = (async () => {
-            await this.make(p, dst, m.to, end, true);
+          // The new monitor's baseline and the old one's last round read the same state (the
+          // paused destination's RAM, the stopped source's): neither waits for the other.
+          const made = this.make(p, dst, m.to, end, true).then(() => {
             pending.makeMs = Date.now() - t0;
-            if (!(await this.overlap(p, m.from, r0, end)))
-              throw new Error(`the old monitor on ${m.from} did not finish its last round in time`);
-          })();
+          });
+          const last = this.overlap(p, m.from, r0, end).then((ok) => {
+            if (!ok) throw new Error(`the old monitor on ${m.from} did not finish its last round in time`);
+          });
+          // Both ended before the work is (settled() removes what make() made once it is done).
+          pending.work = Promise.allSettled([made, last]).then((rs) => {
+            for (const r of rs) if (r.status === "rejected") throw r.reason;
+          });
           let timer: NodeJS.Timeout | undefined;
           const ok = await Promise.race([
             pending.work.then(
@@ -546,6 +555,9 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       }
       const m = st.monitors.find((x) => x.monitor === "memory");
       if (!m || m.state !== "running") return true;
+      // Fewer rounds than at the start: its service died and was started again (its agent
+      // alerted the loss): the view it had is gone, its new baseline reports nothing.
+      if (from !== undefined && m.rounds < from) return true;
       // Not read at the start (unanswered then): read now, later is only stricter.
       from ??= m.rounds;
       if (m.rounds >= from + 3) return true;

@@ -274,6 +274,7 @@ export class SimGuestPlane implements GuestDataPlane {
       finishedAt: undefined,
       bytes: estimate?.bytes ?? 0,
       error: undefined,
+      pauseMs: estimate === undefined ? undefined : Math.round(estimate.downtimeSeconds * 1e6) / 1e3,
     };
     this.w.migrations.push(m);
     await this.s.persist();
@@ -429,6 +430,7 @@ function migrationView(m: WorldMigration, now: number): ProviderMigration {
     startedAt: m.startedAt,
     finishedAt: m.finishedAt,
     error: m.error,
+    pauseMs: m.status === "completed" ? m.pauseMs : undefined,
   };
 }
 

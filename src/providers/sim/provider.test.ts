@@ -37,6 +37,10 @@ test("an instant move takes its modelled milliseconds; a pre-copy its seconds", 
     Math.abs(done.finishedAt! - done.startedAt - 0.019) < 1e-5, // provider time = wall x speed: ~1e-5 s float resolution here
     `took ${done.finishedAt! - done.startedAt} s`,
   );
+  assert.ok(
+    done.pauseMs !== undefined && done.pauseMs > 0 && done.pauseMs < 1000,
+    `an instant move reports its modelled pause in milliseconds (${done.pauseMs})`,
+  );
 
   const other = snap.guests[1];
   const far = snap.hostVms.find((h) => h.server !== sameServer.server)!;
@@ -45,6 +49,7 @@ test("an instant move takes its modelled milliseconds; a pre-copy its seconds", 
   wall += 30 / 60; // 30 s of provider time
   const half = (await p.migration(pre.id))!;
   assert.equal(half.status, "running");
+  assert.equal(half.pauseMs, undefined, "no pause is reported before the switchover");
   assert.ok(Math.abs(half.etaSeconds - 12) < 1e-6, `ETA ${half.etaSeconds}`);
   wall += 13 / 60;
   const end = (await p.migration(pre.id))!;

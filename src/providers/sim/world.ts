@@ -42,6 +42,8 @@ export interface WorldMigration {
   finishedAt: number | undefined;
   bytes: number;
   error: string | undefined;
+  /** The modelled pause of the guest at the switchover (ms); absent in worlds saved before it. */
+  pauseMs?: number;
 }
 
 /** A rejuvenation of a host VM in the simulated world (sim/rejuvenation-cost.ts's times). */

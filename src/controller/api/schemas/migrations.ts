@@ -18,7 +18,8 @@ export const Migration = Type.Object({
   status: Type.String({ description: "running, completed, failed or cancelled" }),
   progress: Type.Number(),
   detail: Type.Record(Type.String(), Nullable(Type.Number()), {
-    description: "remainingBytes and etaSeconds as last seen (null: unknown)",
+    description:
+      "remainingBytes and etaSeconds as last seen (null: unknown); pauseMs: the guest's pause at the switchover, once completed, where the provider measured it",
   }),
   plan: Nullable(Type.Integer()),
   startedAt: Type.Number(),

@@ -25,6 +25,7 @@ export {
   NBD_STATE_HOLE,
   NBD_STATE_ZERO,
 } from "./protocol.ts";
+export { NbdTlsRelay, type NbdTlsRelayOptions } from "./tls-relay.ts";
 export {
   type NbdTlsOptions,
   type NbdTransport,
