@@ -503,6 +503,18 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
 
   test("target moved by an instant handover (same server): channel as placed, no event missed", async (t) => {
     await move("t1", "a-h2", "instant");
+    // The guest's pause: its new monitor and mirror were started before it resumed there.
+    const mig = (
+      (await api(ctl, "GET", "/api/migrations")).body as Array<{
+        guest: string;
+        startedAt: number;
+        detail?: { pauseMs?: number | null };
+      }>
+    )
+      .filter((m) => m.guest === "t1")
+      .sort((a, b) => a.startedAt - b.startedAt)
+      .at(-1);
+    t.diagnostic(`instant move: guest paused ${mig?.detail?.pauseMs ?? "?"} ms`);
     const r = await checkPhase(t, "after the instant move", seenEvents);
     assert.deepEqual(r.missed, [], "every process started around the instant move was reported");
     assert.deepEqual(
