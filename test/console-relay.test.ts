@@ -681,3 +681,53 @@ test("refused: a ticket from another cloud; a watch-only viewer never gets the k
   assert.equal(received(B), "");
   watch.close();
 });
+
+test("the agent restarts under an open console (rejuvenation): the keystroke QEMU read is recorded before its sessions end (4002), new sessions are refused until its successor serves, and the client re-attaches there with nothing typed twice and no byte lost", async () => {
+  B.received.length = 0;
+  const relay = makeRelay();
+  const c = attach(relay);
+  await until("attached at h2", () => c.notices.includes("start") && c.session.hostVm === "h2");
+  await until("nothing pending", () => c.session.pending === 0);
+  // h2's "QEMU" reads the keystroke only after the agent was asked to go: it is in flight then.
+  B.reading(false);
+  c.type("inflight\r");
+  await sleep(150);
+  assert.equal(
+    c.session.pending,
+    "inflight\r".length,
+    "written to the socket but not read: not acknowledged",
+  );
+  const handOff = B.agent.consoles.handOff();
+  await sleep(50);
+  B.reading(true);
+  await handOff;
+  await until("the session ended: the agent restarts", () =>
+    relayLogs.some((l) => l.startsWith("agent connection ended") && l.includes(`"code":${CLOSE.restarting}`)),
+  );
+  assert.equal(c.session.pending, 0, "the keystroke QEMU read was acknowledged before the session ended");
+  assert.ok(c.notices.includes("moving"), "the client was told to hold new keystrokes");
+  // The guest prints on while no agent serves it; the agent on its way out refuses the relay.
+  appendFileSync(logFile, "while the agent restarts\n");
+  c.type("typed meanwhile\r");
+  await sleep(200);
+  assert.equal(
+    B.agent.consoles.sessions().reduce((n, s) => n + s.sessions, 0),
+    0,
+    "no session while restarting",
+  );
+  // Its successor (here the same agent serving again) adopts the guest.
+  B.agent.consoles.restarting = false;
+  await until(
+    "re-attached with the output written meanwhile",
+    () =>
+      c.notices.filter((n) => n === "start").length === 2 && c.text().endsWith("while the agent restarts\n"),
+    10_000,
+  );
+  await until("everything acknowledged", () => c.session.pending === 0);
+  assert.equal(received(B), "inflight\rtyped meanwhile\r", "each keystroke written once, in order");
+  const log = readFileSync(logFile).toString("latin1");
+  assert.equal(log.slice(log.length - c.text().length), c.text(), "the output is the log's, no byte twice");
+  assert.equal(c.session.lostBytes, 0);
+  assert.equal(c.errors.length, 0, c.errors.join("; "));
+  c.close();
+});

@@ -1,12 +1,15 @@
 /**
  * The console across moves, on real guests (npm run bench:console [-- --moves N] [--quick]
- * [--only instant|precopy|postcopy]):
+ * [--only instant|precopy|postcopy|co-migration|in-place|evacuate]):
  * `nestcloud up --provider testbed` with server a (host VMs h1, h2) and server b (h1), guest
  * g1 of 192 MiB. A console client (the same ConsoleClientSession as the CLI and the
  * dashboard, end to end through the controller's relay) attaches; in the guest a background
  * loop prints a numbered line every 50 ms ("O<n>") and `cat` echoes what the client types,
  * a numbered line every 100 ms ("I<n>"). Then N moves of each mechanism: instant handovers
- * a-h1 <-> a-h2, pre-copies and post-copies a-h1 <-> b-h1, one after another.
+ * a-h1 <-> a-h2, pre-copies and post-copies a-h1 <-> b-h1, co-migrations with a partner guest
+ * g2 a-h1 <-> a-h2 (lock-step, instant), in-place rejuvenations of g1's host VM (a fresh QEMU
+ * each, then its agent restarted under the console) and evacuations of it (through the other
+ * host VM of server a, replaced by a fresh one), one after another.
  *
  * Per mechanism: bytes out (guest -> client) and in (typed), bytes lost and duplicated each
  * way (numbers missing or seen twice, plus the session's own count of skipped bytes), and
@@ -19,13 +22,17 @@
  *
  * Writes bench/results/console.json and the bench:console section of docs/benchmarks.md.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   bringUpConsoleBed,
   ConsoleBedClient,
   type ConsoleBedParts,
+  coMigrateWithPartner,
+  createPartner,
+  rejuvenateHostVm,
+  serialLogOfG1,
 } from "../../test/integration/console-bed.ts";
 import { tearDown } from "../../test/integration/testbed-helpers.ts";
 import { api, stopGently, until } from "../../test/support/controller-process.ts";
@@ -41,9 +48,9 @@ const ONLY = onlyArg >= 0 ? argv[onlyArg + 1] : undefined;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Mechanism = "instant" | "precopy" | "postcopy";
-const HOSTS = { "a-h1": ["a", "h1"], "a-h2": ["a", "h2"], "b-h1": ["b", "h1"] } as const;
-type HostName = keyof typeof HOSTS;
+type Mechanism = "instant" | "precopy" | "postcopy" | "co-migration" | "in-place" | "evacuate";
+/** The host VMs migrations go between (a rejuvenation may replace g1's: `where` is any id). */
+type HostName = "a-h1" | "a-h2" | "b-h1";
 
 /**
  * One move's stall split at the client's marks (console-bed.ts): the source's last output
@@ -137,12 +144,8 @@ async function main(): Promise<void> {
       log: "info",
       bootMs: 90_000,
     });
-    let where: HostName = "a-h1";
-    const serialLog = async () => {
-      const [s, h] = HOSTS[where];
-      const st = await b.client(s, h).guest("g1");
-      return readFileSync(st.endpoints.find((e) => e.id === "console")!.log!).toString("latin1");
-    };
+    let where: string = "a-h1";
+    const serialLog = () => serialLogOfG1(b);
 
     client = new ConsoleBedClient(c.url, tenant, log);
     const cl = client;
@@ -178,9 +181,60 @@ async function main(): Promise<void> {
       ["instant", ["a-h2", "a-h1"]],
       ["precopy", ["b-h1", "a-h1"]],
       ["postcopy", ["b-h1", "a-h1"]],
+      ["co-migration", ["a-h2", "a-h1"]],
+      ["in-place", []],
+      ["evacuate", []],
     ];
     if (ONLY !== undefined) plan.splice(0, plan.length, ...plan.filter(([m]) => m === ONLY));
     if (plan.length === 0) throw new Error(`--only: no mechanism ${ONLY}`);
+    /** A migration through the API, awaited; the guest's pause as the agents logged it. */
+    const migrateG1 = async (to: string, mechanism: "instant" | "precopy" | "postcopy") => {
+      const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
+      if (moved.status !== 202) throw new Error(`${mechanism} to ${to}: ${JSON.stringify(moved.body)}`);
+      const planId = moved.body.plan as number;
+      const m = await until(
+        `${mechanism} to ${to}`,
+        async () => {
+          const list = (await api(c, "GET", "/api/migrations")).body as Array<{
+            id: string;
+            plan: number;
+            status: string;
+          }>;
+          const x = list.find((y) => y.plan === planId);
+          if (x?.status === "failed") throw new Error(`migration failed: ${JSON.stringify(x)}`);
+          return x?.status === "completed" ? x : undefined;
+        },
+        300_000,
+        100,
+      );
+      where = to;
+      const paused = new RegExp(`migration ${m.id} of g1 .* guest paused (\\d+) ms`).exec(c.output())?.[1];
+      return paused === undefined ? null : Number(paused);
+    };
+    let partner = false;
+    /** One move of `mechanism` (to `to` for migrations); g1's pause, if known. */
+    const moveOnce = async (mechanism: Mechanism, to: string): Promise<number | null> => {
+      if (mechanism === "instant" || mechanism === "precopy" || mechanism === "postcopy")
+        return migrateG1(to, mechanism);
+      if (mechanism === "co-migration") {
+        // Both on server a's h1 first (not measured: an odd count of moves before may have left
+        // g1 elsewhere), the partner made once beside it.
+        if (!partner) {
+          if (where !== "a-h1") await migrateG1("a-h1", where.startsWith("a-") ? "instant" : "precopy");
+          await createPartner(c, "g2", "a-h1");
+          partner = true;
+        }
+        const m = await coMigrateWithPartner(b, "g2", where.slice(2), to.slice(2));
+        if (!m.lockStep) throw new Error("co-migration: a guest ran at its destination before both stopped");
+        where = to;
+        return m.pausedMs;
+      }
+      const a = await rejuvenateHostVm(c, where, mechanism);
+      if (a.status !== "done") throw new Error(`${mechanism} rejuvenation of ${where}: ${a.error}`);
+      where = a.result?.replacement ?? where;
+      const g1 = a.result?.guests.filter((g) => g.guest === "g1" && g.pauseMs !== null) ?? [];
+      return g1.length > 0 ? Math.max(...g1.map((g) => g.pauseMs!)) : null;
+    };
     const rows: Row[] = [];
     const perMove: Array<{
       mechanism: Mechanism;
@@ -209,35 +263,16 @@ async function main(): Promise<void> {
       let maxPause: number | null = null;
       let maxOver: number | null = null;
       for (let k = 0; k < MOVES; k++) {
-        // Back and forth between the two (an odd count leaves the guest at the far one).
-        const to: HostName = where === targets[0] ? targets[1] : targets[0];
+        // Back and forth between the two (an odd count leaves the guest at the far one); a
+        // rejuvenation renews the host VM g1 is on (an evacuation ends on its replacement).
+        const to: string = targets.length === 0 ? where : where === targets[0] ? targets[1] : targets[0];
         const t0 = performance.now();
-        const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
-        if (moved.status !== 202) throw new Error(`${mechanism} to ${to}: ${JSON.stringify(moved.body)}`);
-        const planId = moved.body.plan as number;
-        const m = await until(
-          `${mechanism} to ${to}`,
-          async () => {
-            const list = (await api(c, "GET", "/api/migrations")).body as Array<{
-              id: string;
-              plan: number;
-              status: string;
-            }>;
-            const x = list.find((y) => y.plan === planId);
-            if (x?.status === "failed") throw new Error(`migration failed: ${JSON.stringify(x)}`);
-            return x?.status === "completed" ? x : undefined;
-          },
-          300_000,
-          100,
-        );
-        where = to;
+        const pauseMs = await moveOnce(mechanism, to);
         // Output keeps coming after the move; the stall is the longest gap in [t0, now + 1.5 s].
         await sleep(1500);
         const ts = cl.times.filter((t) => t >= t0);
         let stall = ts.length > 0 ? ts[0] - t0 : performance.now() - t0;
         for (let i = 1; i < ts.length; i++) stall = Math.max(stall, ts[i] - ts[i - 1]);
-        const paused = new RegExp(`migration ${m.id} of g1 .* guest paused (\\d+) ms`).exec(c.output())?.[1];
-        const pauseMs = paused === undefined ? null : Number(paused);
         const phases = phasesOf(cl, t0);
         // Through a standby session keyed before the move (made before broken), or a re-attach.
         const standby = cl.marks.some((x) => x.what === "switched" && x.at >= t0);
@@ -374,7 +409,8 @@ async function main(): Promise<void> {
 ${stamp.slice(0, 10)}, QEMU 7.2 under TCG on the testbed (${machine()}), guest of 192 MiB; a
 console client through the controller's relay (end to end encrypted) while the guest prints
 a numbered line every 50 ms and echoes a numbered line typed every 100 ms; ${MOVES} moves of
-each mechanism (instant a-h1 <-> a-h2; pre-copy and post-copy a-h1 <-> b-h1). Stall: the
+each mechanism (instant a-h1 <-> a-h2; pre-copy and post-copy a-h1 <-> b-h1; co-migration
+with a partner a-h1 <-> a-h2; rejuvenation of g1's host VM in place, and by evacuation). Stall: the
 longest gap in the client's output during a move; pause: the guest's pause as the agents
 measured it. Baseline of the same run: the longest gap over 10 idle seconds, ${Math.round(idleMaxGap)} ms
 (the last column is the ratio). The whole output was the serial log's tail byte for byte:

@@ -102,7 +102,8 @@ export function buildHostVmAgent(
       await secvms.recover();
     },
     allowRestart: (exit) => {
-      host.restartSelf = exit;
+      // The consoles first: a keystroke QEMU read is recorded before the agent goes.
+      host.restartSelf = () => void consoles.handOff().finally(exit);
     },
     shutdown: async () => {
       consoles.closeAll();

@@ -97,6 +97,8 @@ export interface RelayOptions {
 export const CLOSE = {
   /** agent: the guest left this host VM. */
   moved: 4001,
+  /** agent: it restarts (rejuvenation); its successor adopts the guest: re-attach there. */
+  restarting: 4002,
   /** agent: the handshake was refused (ticket, signature). */
   refused: 4003,
   /** agent: the guest or its serial port is gone. */
@@ -648,7 +650,11 @@ export class ConsoleRelay<T extends AgentTarget> {
     }
     void this.attach(
       link,
-      code === CLOSE.moved ? "the guest moved" : `its agent connection ended (${code})`,
+      code === CLOSE.moved
+        ? "the guest moved"
+        : code === CLOSE.restarting
+          ? "its agent restarts"
+          : `its agent connection ended (${code})`,
       movedTo(code, reason),
     );
   }

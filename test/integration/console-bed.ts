@@ -1,10 +1,14 @@
 // The setup the console tests (and bench:console) share: a testbed (server a with h1 and h2; server b with h1 when
 // moves must cross servers), a controller on it that plans nothing by itself, and one running
 // guest g1 of tenant acme on a-h1 with a tenant token. `held` is filled as each part comes up,
-// so the caller's teardown stops what started even when a later step fails.
+// so the caller's teardown stops what started even when a later step fails. Also the moves
+// beyond a plain migration: a co-migration with a partner guest, a host VM's rejuvenation.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import WebSocket from "ws";
+import { HostVmAgentClient, testbedToken } from "../../src/agent/index.ts";
 import { ConsoleClientSession, type Step } from "../../src/console/index.ts";
+import { readTestbedState } from "../../src/testbed/index.ts";
 import { api, type ControllerProcess, startControllerProcess, until } from "../support/controller-process.ts";
 import { type Bed, bringUp } from "./testbed-helpers.ts";
 
@@ -88,6 +92,8 @@ export class ConsoleBedClient {
     what: "moved" | "reattaching" | "agent" | "attached" | "standby" | "switched";
   }> = [];
   attaches = 0;
+  /** The client's link to the controller closed under it (the relay gave up on it): it reconnected. */
+  readonly linkDrops: Array<{ code: number; reason: string }> = [];
   /** The serial stream's offset of the first byte in `chunks` (null before any output). */
   firstOffset: number | null = null;
   private ws: WebSocket | null = null;
@@ -147,8 +153,9 @@ export class ConsoleBedClient {
         },
       );
     });
-    ws.on("close", (code) => {
+    ws.on("close", (code, reason) => {
       if (this.closed) return;
+      this.linkDrops.push({ code, reason: reason.toString("utf8") });
       this.log?.(`  the link to the controller closed (${code}): reconnecting with the same session`);
       setTimeout(() => this.connect(), 500);
     });
@@ -163,4 +170,99 @@ export class ConsoleBedClient {
     this.closed = true;
     this.ws?.close(1000, "done");
   }
+}
+
+/**
+ * g1's serial log where it runs now: every host VM's agent in the testbed's current state is
+ * asked (a rejuvenation may have replaced its host VM, with an agent at a new URL).
+ */
+export async function serialLogOfG1(bed: Bed): Promise<string> {
+  const state = readTestbedState(bed.state.stateDir) ?? bed.state;
+  for (const h of state.hostVms) {
+    if (!h.agent?.url) continue;
+    const st = await new HostVmAgentClient(h.agent.url, testbedToken(state), { timeoutMs: 5000 })
+      .guest("g1")
+      .catch(() => null);
+    if (st?.state !== "running") continue;
+    return readFileSync(st.endpoints.find((e) => e.id === "console")!.log!).toString("latin1");
+  }
+  throw new Error("g1 runs on no host VM of the testbed");
+}
+
+/** A second guest of acme (g1's partner in co-migrations), on `hostVm`, running. */
+export async function createPartner(ctl: ControllerProcess, id: string, hostVm: string): Promise<void> {
+  const r = await api(ctl, "POST", "/api/vms", {
+    id,
+    tenant: "acme",
+    mipsPerVcpu: 800,
+    memoryMiB: 192,
+    hostVm,
+    automation: "manual",
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  await until(
+    `${id} running`,
+    async () => ((await api(ctl, "GET", `/api/vms/${id}`)).body.powerState === "running" ? true : undefined),
+    60_000,
+    500,
+  );
+}
+
+/**
+ * g1 and its partner co-migrated by instant handover from one host VM of server a to another:
+ * what the agents' plane runs for a co-migrate action (MigrationBook.startGroup: each source
+ * pauses before its switchover, one barrier, none switches before all are ready). Answers
+ * each guest's pause and whether neither ran at the destination before both sources stopped.
+ */
+export async function coMigrateWithPartner(
+  bed: Bed,
+  partner: string,
+  from: string,
+  to: string,
+): Promise<{ pausedMs: number | null; partnerPausedMs: number | null; lockStep: boolean }> {
+  const [o1, o2] = await Promise.all(
+    bed.orch
+      .startGroup(
+        ["g1", partner].map((guestId) => ({
+          guestId,
+          from: bed.ep("a", from),
+          to: bed.ep("a", to),
+          mechanism: "instant" as const,
+        })),
+      )
+      .map((h) => h.done),
+  );
+  const lastStop = Math.max(o1.source.timing.stoppedAt!, o2.source.timing.stoppedAt!);
+  const firstResume = Math.min(o1.destination.resumedAt!, o2.destination.resumedAt!);
+  return { pausedMs: o1.downtimeMs, partnerPausedMs: o2.downtimeMs, lockStep: firstResume > lastStop };
+}
+
+export interface RejuvenationResult {
+  guests: Array<{ guest: string; outcome: string; pauseMs: number | null }>;
+  maxPauseMs: number | null;
+  agentRestartMs: number | null;
+  replacement?: string | null;
+  spare: string | null;
+}
+
+/** A rejuvenation of a host VM through the controller's API, awaited until its plan action ended. */
+export async function rejuvenateHostVm(
+  ctl: ControllerProcess,
+  hostVm: string,
+  mode: "in-place" | "evacuate",
+): Promise<{ status: string; error: string | null; result?: RejuvenationResult }> {
+  const q = await api(ctl, "POST", `/api/hostvms/${hostVm}/rejuvenate`, { mode });
+  assert.equal(q.status, 202, JSON.stringify(q.body));
+  return until(
+    `the ${mode} rejuvenation of ${hostVm} to end`,
+    async () => {
+      const p = (await api(ctl, "GET", `/api/plans/${q.body.plan}`)).body as {
+        actions: Array<{ status: string; error: string | null; result?: RejuvenationResult }>;
+      };
+      const x = p.actions[0];
+      return x.status === "done" || x.status === "failed" ? x : undefined;
+    },
+    300_000,
+    200,
+  );
 }

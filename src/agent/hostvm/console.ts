@@ -194,6 +194,11 @@ export class ConsoleService {
 
   /** A relay's WebSocket for guest `guestId`'s port `deviceId` (the route checked both exist). */
   serve(guestId: string, deviceId: string, ws: WebSocket): void {
+    // Refused before the upgrade too (routes/console.ts): one that got through meanwhile ends here.
+    if (this.restarting) {
+      ws.close(CLOSE.restarting, "the agent restarts");
+      return;
+    }
     const key = `${guestId}/${deviceId}`;
     let hub = this.hubs.get(key);
     if (!hub) {
@@ -243,6 +248,27 @@ export class ConsoleService {
         h.released();
       }
     };
+  }
+
+  /** Set by handOff: the agent is about to exit, new sessions are refused (503 before the upgrade). */
+  restarting = false;
+
+  /**
+   * Before the agent exits for a restart (rejuvenation: its QEMUs stay, its successor adopts
+   * them and serves their consoles from the same logs): as before a migration, no keystroke is
+   * written any more, and the one QEMU has not read yet is waited for (at most `timeoutMs`) and
+   * recorded, so that the successor drops it when the client sends it again (an exit between
+   * QEMU's read and the record would have it typed twice). Then every session ends with its
+   * output so far, its last acknowledgement and "moving" (the client holds new keystrokes until
+   * the successor's "start"), close 4002: the relay re-attaches at the successor.
+   */
+  async handOff(timeoutMs = 1000): Promise<void> {
+    this.restarting = true;
+    const hubs = [...this.hubs.values()];
+    for (const h of hubs) h.holds++;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && hubs.some((h) => !h.settle())) await sleep(2);
+    for (const h of hubs) h.end({ kind: "moving" }, CLOSE.restarting, "the agent restarts");
   }
 
   closeAll(): void {

@@ -52,13 +52,16 @@ export const consoleRoutes: RoutePlugin<{ host: HostVm; consoles: ConsoleService
     schema: {
       tags,
       params: DeviceParams,
-      response: { 101: ConsoleUpgrade, 426: ErrorBodySchema, ...errorAnswers(404) },
+      response: { 101: ConsoleUpgrade, 426: ErrorBodySchema, ...errorAnswers(404, 503) },
     },
     // Refused before the upgrade (an ordinary 404): the relay looks for the guest elsewhere.
     // A guest arriving here (a move's destination before it runs the guest) is accepted too:
     // the session is handshaken now and starts once the guest runs here (console.ts).
     preHandler: async (req) => {
       const { guestId, deviceId } = req.params;
+      // An agent on its way out (a restart: ConsoleService.handOff) takes no new session; the
+      // relay tries again and finds its successor.
+      if (consoles.restarting) throw new AgentError(503, "restarting", "the agent restarts");
       const config = consoleGuestConfig(host, guestId);
       if (!config) throw notFound(`no guest ${guestId} on host VM ${host.where}`);
       if (!serialLogOf(host.cfg, config, deviceId))
