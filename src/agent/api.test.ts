@@ -136,6 +136,7 @@ test("host-VM agent: one plugin per resource, every route described with its ans
       "GET /v1/secvms/{secvmId}",
       "DELETE /v1/secvms/{secvmId}",
       "GET /v1/secvms/{secvmId}/alerts",
+      "GET /v1/secvms/{secvmId}/disk-baseline",
       "POST /v1/secvm-exports",
       "GET /v1/secvm-exports",
       "GET /v1/secvm-exports/{exportId}",

@@ -18,6 +18,7 @@ import type {
   CreateGuestRequest,
   CreateSecVmExportRequest,
   CreateSecVmRequest,
+  DiskBaselineAnswer,
   DiskViewAnswerBody,
   ErrorBody,
   ExecRequest,
@@ -228,6 +229,10 @@ export class HostVmAgentClient extends AgentClient {
   }
   secVm(id: string): Promise<SecVmStatus> {
     return this.call("GET", `/v1/secvms/${enc(id)}`);
+  }
+  /** A target's disk baseline as security VM `id` holds it (for the target's next monitor). */
+  secVmDiskBaseline(id: string, guestId: string): Promise<DiskBaselineAnswer> {
+    return this.call("GET", `/v1/secvms/${enc(id)}/disk-baseline?guestId=${enc(guestId)}`, undefined, 20_000);
   }
   deleteSecVm(id: string): Promise<void> {
     return this.call("DELETE", `/v1/secvms/${enc(id)}`, undefined, 120_000);

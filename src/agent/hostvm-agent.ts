@@ -88,6 +88,7 @@ export function buildHostVmAgent(
   secvmExports.localWatcher = (g) =>
     [...secvms.vms.values()].find((v) => v.req.targets.some((t) => t.guestId === g && !t.via))?.id;
   secvms.exportedTo = (g) => secvmExports.exportOf(g);
+  host.beforeDeparture = (g) => secvms.departing(g);
   void app.register(secvmRoutes, { secvms });
   void app.register(secvmExportRoutes, { exports: secvmExports });
   return {

@@ -13,7 +13,7 @@ import {
   planMove,
   type RequestedMechanism,
 } from "../planner/index.ts";
-import { type Provider, ProviderError } from "../providers/index.ts";
+import { type Provider, ProviderError, type SecurityVmOptions } from "../providers/index.ts";
 import { VirtualAmt } from "./amt.ts";
 import type { Principal } from "./auth.ts";
 import { ApiError, moveRefusalError, notFound } from "./errors.ts";
@@ -49,6 +49,7 @@ export interface NewGuest extends GuestSpec {
   hostVm?: string;
   role: "tenant" | "security";
   targets: string[];
+  monitoring?: SecurityVmOptions;
 }
 
 /** Events after which guests or host VMs are somewhere else than the views say. */
@@ -234,7 +235,7 @@ export class Controller {
     const plane = this.provider.plane.securityVms;
     if (plane) {
       for (const s of secvms)
-        await plane.ensure({ id: s.id, targets: s.targets }).catch((err) => {
+        await plane.ensure({ ...s.monitoring, id: s.id, targets: s.targets }).catch((err) => {
           this.metrics.monitorErrors.inc();
           this.log.warn({ err, secvm: s.id }, "starting a security VM's monitors failed; retried next pass");
         });
@@ -462,6 +463,7 @@ export class Controller {
       antiAffinityGroup: spec.antiAffinityGroup ?? null,
       role: spec.role,
       targets: spec.targets,
+      monitoring: spec.monitoring ?? null,
       hostVm,
       powerState: "running",
       automation: spec.automation ?? null,

@@ -146,3 +146,24 @@ test("a monitor's move: its make time and the gap it left counted (an unknown ga
     "a move of a security VM no longer known (no tenant) is no event",
   );
 });
+
+test("an alert is labelled with its pair's channel as placed; the monitor's own transport stays in the evidence", () => {
+  const m = new SecurityMonitoring(sinks().sinks);
+  const a = (target: string) =>
+    alert({
+      time: 1,
+      target,
+      monitor: "network",
+      channel: "local",
+      severity: "info",
+      summary: "flagged",
+      evidence: { signatureId: 7 },
+    });
+  m.placed([{ secvm: "sv", target: "g", tenant: "acme", channel: "remote" }]);
+  const [moved, unplaced] = m.ingest("sv", "acme", [a("g"), a("other")]);
+  assert.equal(moved.channel, "remote");
+  assert.deepEqual(moved.evidence, { signatureId: 7, transport: "local" });
+  // A pair not placed (yet): the monitor's label as it came.
+  assert.equal(unplaced.channel, "local");
+  assert.deepEqual(unplaced.evidence, { signatureId: 7 });
+});

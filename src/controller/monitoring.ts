@@ -170,7 +170,19 @@ export class SecurityMonitoring {
   ingest(secvm: string, tenant: string, alerts: readonly Alert[]): ControllerAlert[] {
     const out: ControllerAlert[] = [];
     for (const a of alerts) {
-      const kept: ControllerAlert = { ...a, id: ++this.seq, secvm, tenant };
+      // Labelled with the pair's channel as placement stands (what the API shows for the pair);
+      // the monitor's own transport, which may differ (the agents' plane reads beside the
+      // target), stays in the evidence.
+      const pair = this.channels.get(`${secvm}\u0000${a.target}`)?.channel;
+      const kept: ControllerAlert = {
+        ...a,
+        ...(pair && pair !== a.channel
+          ? { channel: pair, evidence: { ...a.evidence, transport: a.channel } }
+          : {}),
+        id: ++this.seq,
+        secvm,
+        tenant,
+      };
       this.log.push(kept);
       if (this.log.length > this.capacity) {
         this.log.shift();

@@ -9,6 +9,7 @@ export { Rng } from "./rng.ts";
 export {
   acceptsGuests,
   billedSeconds,
+  type GuestDevices,
   type GuestRole,
   type GuestShape,
   type GuestSpec,

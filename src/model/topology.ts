@@ -89,10 +89,21 @@ export interface GuestShape {
   readonly dirtyRateMiBps: number;
 }
 
+/**
+ * A guest's own devices beyond its console, as a data plane that runs real guests makes them
+ * (a simulated plane ignores them): a data disk copied from an image the host VM's image
+ * folder holds, and a NIC. Security VMs' disk and network monitors watch them.
+ */
+export interface GuestDevices {
+  readonly disk?: { readonly image: string };
+  readonly nic?: boolean;
+}
+
 /** A guest as a provider creates and reports it: whose it is and its shape. */
 export interface GuestSpec extends GuestShape {
   readonly id: string;
   readonly tenant: string;
+  readonly devices?: GuestDevices;
 }
 
 /** The spec alone, of anything that carries one (a stored or simulated guest, a request). */
@@ -104,6 +115,7 @@ export function guestSpec(g: GuestSpec): GuestSpec {
     mipsPerVcpu: g.mipsPerVcpu,
     memoryMiB: g.memoryMiB,
     dirtyRateMiBps: g.dirtyRateMiBps,
+    ...(g.devices ? { devices: g.devices } : {}),
   };
 }
 

@@ -36,5 +36,6 @@ export {
   type ProviderHostVm,
   type ProviderMigration,
   type ProviderSnapshot,
+  type SecurityVmOptions,
   type StateStore,
 } from "./types.ts";

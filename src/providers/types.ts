@@ -7,7 +7,7 @@
 
 import type { GuestPowerEventKind, Inventory, PowerAnswer, PowerRequest } from "../agent/index.ts";
 import type { GuestSpec, HostVmState, HostVmType, PhysicalServer } from "../model/index.ts";
-import type { Alert } from "../monitor/index.ts";
+import type { Alert, MonitorKind } from "../monitor/index.ts";
 import type { PlacementEvidence } from "./placement/evidence.ts";
 import type { PlacementReport } from "./placement/report.ts";
 
@@ -204,10 +204,23 @@ export interface ProviderRejuvenation {
   readonly result: RejuvenationResult | undefined;
 }
 
+/** What a security VM runs against each target and with what (the API's choice, stored). */
+export interface SecurityVmOptions {
+  /**
+   * Its monitors (default all three): memory on each target, disk on a target's data disk and
+   * network on its NIC where the target has them.
+   */
+  readonly monitors?: readonly MonitorKind[];
+  /** ClamAV body signatures for the disk monitor's malware scan (none: no scan). */
+  readonly signatures?: readonly { readonly name: string; readonly hex: string }[];
+  /** The tenant's Suricata rules, beside nestcloud's defaults. */
+  readonly rules?: string;
+}
+
 /** One security VM's monitors as its plane runs them (issue 13). */
-export interface SecurityVmSpec {
+export interface SecurityVmSpec extends SecurityVmOptions {
   readonly id: string;
-  /** The guests it watches (memory monitor on each). */
+  /** The guests it watches. */
   readonly targets: readonly string[];
 }
 

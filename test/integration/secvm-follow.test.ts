@@ -15,11 +15,13 @@
 // would be part of the baseline, not an event). Waits are bounded by counts of the monitor's
 // round period, with room for a loaded 2-core machine (a round takes 0.2-3 s under TCG).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { agentSecVmId, HOLD_BUDGET_MS } from "../../src/providers/agents/secvms.ts";
+import { DEFAULT_GUEST_MODULES } from "../../src/qemu/index.ts";
 import { cutLink } from "../../src/testbed/index.ts";
 import {
   api,
@@ -38,6 +40,39 @@ const rounds = (n: number) => n * (PERIOD_MS + 5000);
 /** How long each event's process lives: far longer than any wait for a round below. */
 const EVENT_LIFE_S = 240;
 const TENANT = "acme";
+/**
+ * Disk and network artifacts: every ARTIFACT_S the guest writes a file matching the security
+ * VM's ClamAV signature (/tmp/mNNNN on its data disk: malware), adds /etc/fNNNN (integrity)
+ * and sends a DNS query naming ncfNNNN, which the tenant's rule of SID 1000000 + NNNN flags.
+ */
+const ARTIFACT_S = 4;
+const ARTIFACTS = 300;
+const MARKER = "NESTCLOUD-FOLLOW-MALWARE-7c1e";
+const SIG = "Nestcloud.IT.Follow";
+const RULES = Array.from(
+  { length: ARTIFACTS + 1 },
+  (_, i) =>
+    `alert ip any any -> any any (msg:"ncfollow n${pad(i)}"; content:"ncf${pad(i)}"; priority:3; sid:${1_000_000 + i}; rev:1;)`,
+).join("\n");
+function pad(i: number): string {
+  return String(i).padStart(4, "0");
+}
+/** The target's data disk: a small ext4 tree, with one signature match already in it (m0000). */
+function makeImage(path: string): void {
+  const tree = `${path}.tree`;
+  const f = (p: string, data: string | Buffer, mode = 0o644) => {
+    mkdirSync(join(tree, p, ".."), { recursive: true });
+    writeFileSync(join(tree, p), data, { mode });
+  };
+  for (const [i, b] of ["sshd", "login"].entries())
+    f(`bin/${b}`, Buffer.alloc(64 * 1024 + i * 4096, i + 1), 0o755);
+  f("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+  for (let i = 0; i < 10; i++) f(`home/user/doc${i}.txt`, `document ${i}\n`.repeat(50));
+  f("tmp/m0000", `${MARKER}-0000`);
+  execFileSync("truncate", ["-s", String(16 * 1024 * 1024), path]);
+  execFileSync("mkfs.ext4", ["-q", "-F", "-b", "4096", "-L", "data", "-d", tree, path]);
+  rmSync(tree, { recursive: true, force: true });
+}
 /** How long a fault test cuts a server's link. */
 const LINK_DOWN_MS = 15_000;
 
@@ -77,7 +112,14 @@ let dash: DashboardWatch | undefined;
 
 before(async () => {
   dashboardBuilt();
-  bed = await bringUp(testbedOf({ a: ["h1", "h2"], b: ["h1"] }));
+  bed = await bringUp(testbedOf({ a: ["h1", "h2"], b: ["h1"] }), {
+    modules: [...DEFAULT_GUEST_MODULES, "ext4", "crc32c_generic"],
+  });
+  const a1 = bed.state.hostVms.find((h) => h.server === "a" && h.name === "h1");
+  assert.ok(a1, "host VM a-h1");
+  const images = join(dirname(a1.qemuDir), "images");
+  mkdirSync(images, { recursive: true });
+  makeImage(join(images, "follow.img"));
   ctl = await startControllerProcess(
     [
       ...["--provider", "testbed", "--testbed", bed.state.stateDir],
@@ -129,6 +171,36 @@ async function detected(): Promise<Set<string>> {
         if (m) out.add(m[1]);
       }
   return out;
+}
+
+/** Artifacts (NNNN) reported by each of the disk monitor's checks and the network monitor. */
+async function artifactsDetected(): Promise<{
+  malware: Set<string>;
+  integrity: Set<string>;
+  ids: Set<string>;
+}> {
+  const out = { malware: new Set<string>(), integrity: new Set<string>(), ids: new Set<string>() };
+  for (const a of await readAlerts()) {
+    const e = a.evidence;
+    let m: RegExpExecArray | null;
+    if (a.monitor === "disk" && typeof e.path === "string" && e.signature === `${SIG}.UNOFFICIAL`) {
+      if ((m = /^\/tmp\/m(\d{4})$/.exec(e.path))) out.malware.add(m[1]);
+    } else if (a.monitor === "disk" && e.change === "added" && typeof e.path === "string") {
+      if ((m = /^\/etc\/f(\d{4})$/.exec(e.path))) out.integrity.add(m[1]);
+    } else if (a.monitor === "network" && typeof e.signatureId === "number" && e.signatureId >= 1_000_000)
+      out.ids.add(pad(e.signatureId - 1_000_000));
+  }
+  return out;
+}
+
+/** Whether an alert is one the test caused on purpose (a planted signature file, a flagged query). */
+function planted(a: ApiAlert): boolean {
+  return (
+    (a.monitor === "disk" && a.evidence.signature === `${SIG}.UNOFFICIAL`) ||
+    (a.monitor === "network" &&
+      typeof a.evidence.signatureId === "number" &&
+      a.evidence.signatureId >= 1_000_000)
+  );
 }
 
 const vm = async (id: string) => (await api(ctl, "GET", `/api/vms/${id}`)).body as Vm;
@@ -187,13 +259,23 @@ async function move(id: string, to: string, mechanism: string): Promise<void> {
 
 /**
  * After a move: the channel placement implies and the monitor running beside the target,
- * then every event the guest started since `before` (and a few more after the move) reported.
+ * then every event the guest started since `before` (and a few more after the move) reported,
+ * and (unless `artifacts` is false: the fault phases, which check processes only) its disk
+ * and network artifacts since the last phase that looked.
  */
 async function checkPhase(
   t: { diagnostic(m: string): void },
   what: string,
   before: Set<string>,
-): Promise<{ channel: string; missed: string[]; events: number; pair: Pair }> {
+  o: { artifacts?: boolean } = {},
+): Promise<{
+  channel: string;
+  missed: string[];
+  events: number;
+  pair: Pair;
+  artifacts: number;
+  artMissed: { malware: string[]; integrity: string[]; ids: string[] };
+}> {
   const [sv, tg] = [await vm("sv1"), await vm("t1")];
   const want = expectedChannel(sv, tg);
   const p = await until(
@@ -225,11 +307,38 @@ async function checkPhase(
     seen = await detected();
   }
   const missed = phase.filter((e) => !seen.has(e));
+  // The disk and network artifacts of the phase: each reported by each of its checks.
+  const arts =
+    o.artifacts === false ? [] : ((await sh("cat /tmp/art.log 2>/dev/null; true")).match(/\b\d{4}\b/g) ?? []);
+  const artPhase = arts.filter((n) => !artifactsBefore.has(n));
+  for (const n of artPhase) artifactsBefore.add(n);
+  let got = await artifactsDetected();
+  const unseen = () => ({
+    malware: artPhase.filter((n) => !got.malware.has(n)),
+    integrity: artPhase.filter((n) => !got.integrity.has(n)),
+    ids: artPhase.filter((n) => !got.ids.has(n)),
+  });
+  // Disk rounds every 3 s (a full one after a move: a few seconds more under TCG).
+  const artEnd = Date.now() + 120_000;
+  while (Object.values(unseen()).some((l) => l.length > 0) && Date.now() < artEnd) {
+    await new Promise((r) => setTimeout(r, 1000));
+    got = await artifactsDetected();
+  }
+  const artMissed = unseen();
   t.diagnostic(
     `${what}: channel ${p.channel}, monitor on ${p.monitor?.hostVm} (${p.monitor?.rounds} rounds); ` +
-      `${phase.length} events, ${missed.length} missed${missed.length ? ` (${missed.join(" ")})` : ""}`,
+      `${phase.length} events, ${missed.length} missed${missed.length ? ` (${missed.join(" ")})` : ""}; ` +
+      `${artPhase.length} disk/network artifacts, missed: malware [${artMissed.malware.join(" ")}], ` +
+      `integrity [${artMissed.integrity.join(" ")}], ids [${artMissed.ids.join(" ")}]`,
   );
-  return { channel: p.channel as string, missed, events: phase.length, pair: p };
+  return {
+    channel: p.channel as string,
+    missed,
+    events: phase.length,
+    pair: p,
+    artifacts: artPhase.length,
+    artMissed,
+  };
 }
 
 /** The dashboard as the tenant, opened once (its first test). */
@@ -268,6 +377,8 @@ async function drawnAfterMove(t: { diagnostic(m: string): void }, what: string):
   return drawn;
 }
 
+const artifactsBefore = new Set<string>();
+const noneMissed = { malware: [], integrity: [], ids: [] };
 /** The running (or paused) copies of each guest across every host VM of the testbed. */
 async function copies(): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
@@ -345,6 +456,8 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
       mipsPerVcpu: 800,
       memoryMiB: 256,
       hostVm: "a-h1",
+      disk: { image: "follow.img" },
+      nic: true,
     });
     assert.equal(made.status, 201, JSON.stringify(made.body));
     const sv = await api(ctl, "POST", "/api/security-vms", {
@@ -352,6 +465,8 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
       tenant: TENANT,
       targets: ["t1"],
       memoryMiB: 256,
+      signatures: [{ name: SIG, hex: Buffer.from(MARKER).toString("hex") }],
+      rules: RULES,
     });
     assert.equal(sv.status, 201, JSON.stringify(sv.body));
     await until(
@@ -373,6 +488,34 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     t.diagnostic(
       `baseline through the API ${((Date.now() - t0) / 1000).toFixed(1)} s after create: ${baseline.summary}`,
     );
+    // The data disk mounted, the NIC up; the disk monitor's first round (m0000 found) and the
+    // network monitor's mirror (ncf0000 flagged) seen through the API before any artifact.
+    await sh(
+      "for b in /sys/block/vd*; do d=${b##*/}; [ $(cat $b/size) = 32768 ] && mkdir -p /mnt && mount -t ext4 /dev/$d /mnt; done; " +
+        "ls /mnt/tmp; for n in /sys/class/net/eth*; do ip link set ${n##*/} up; ip addr add 10.0.2.15/24 dev ${n##*/}; done; true",
+    );
+    await until(
+      "the disk monitor's first round through /api/alerts (m0000)",
+      async () => ((await artifactsDetected()).malware.has("0000") ? true : undefined),
+      rounds(30),
+      1000,
+    );
+    await until(
+      "the network monitor's first alert through /api/alerts (ncf0000)",
+      async () => {
+        await sh("(timeout 3 nslookup ncf0000.example 10.0.2.2 >/dev/null 2>&1 &)");
+        return (await artifactsDetected()).ids.has("0000") ? true : undefined;
+      },
+      rounds(20),
+      3000,
+    );
+    t.diagnostic(`disk and network monitors ready ${((Date.now() - t0) / 1000).toFixed(1)} s after create`);
+    await sh(
+      `(i=0; while [ $i -lt ${ARTIFACTS} ]; do i=$((i+1)); n=$(printf '%04d' $i); ` +
+        `printf '%s-%s' '${MARKER}' $n > /mnt/tmp/m$n; echo $n > /mnt/etc/f$n; sync; ` +
+        `(timeout 3 nslookup ncf$n.example 10.0.2.2 >/dev/null 2>&1 &); echo $n >> /tmp/art.log; ` +
+        `sleep ${ARTIFACT_S}; done) </dev/null >/dev/null 2>&1 & echo started`,
+    );
     // ev0001... each a script named after itself (its process's name), alive EVENT_LIFE_S.
     await sh(
       `mkdir -p /tmp/ev; (i=0; while [ $i -lt 900 ]; do i=$((i+1)); n=$(printf 'ev%04d' $i); ` +
@@ -391,6 +534,12 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.equal(r.channel, expectedChannel(await vm("sv1"), await vm("t1")));
     assert.ok(r.events >= 5, `events were made (${r.events})`);
     assert.deepEqual(r.missed, [], "every process started before any move was reported");
+    assert.ok(r.artifacts >= 2, `disk/network artifacts were made (${r.artifacts})`);
+    assert.deepEqual(
+      r.artMissed,
+      noneMissed,
+      "every signature file, /etc addition and flagged query reported",
+    );
   });
 
   test("dashboard: the tenant's panel lists the baseline and the processes, live; the map draws the pair's channel", async (t) => {
@@ -417,8 +566,25 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
 
   test("target moved by an instant handover (same server): channel as placed, no event missed", async (t) => {
     await move("t1", "a-h2", "instant");
+    // The guest's pause: its new monitor and mirror were started before it resumed there.
+    const mig = (
+      (await api(ctl, "GET", "/api/migrations")).body as Array<{
+        guest: string;
+        startedAt: number;
+        detail?: { pauseMs?: number | null };
+      }>
+    )
+      .filter((m) => m.guest === "t1")
+      .sort((a, b) => a.startedAt - b.startedAt)
+      .at(-1);
+    t.diagnostic(`instant move: guest paused ${mig?.detail?.pauseMs ?? "?"} ms`);
     const r = await checkPhase(t, "after the instant move", seenEvents);
     assert.deepEqual(r.missed, [], "every process started around the instant move was reported");
+    assert.deepEqual(
+      r.artMissed,
+      noneMissed,
+      "every disk and network artifact around the instant move reported",
+    );
   });
 
   test("dashboard: the map draws the channel after the instant move, switched live", async (t) => {
@@ -438,6 +604,7 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.ok(mv?.heldMs !== null && mv?.heldMs !== undefined, "attached before the destination resumed");
     assert.ok(mv.heldMs <= HOLD_BUDGET_MS, `held ${mv.heldMs} ms, at most ${HOLD_BUDGET_MS}`);
     assert.deepEqual(r.missed, [], "every process started around the pre-copy was reported");
+    assert.deepEqual(r.artMissed, noneMissed, "every disk and network artifact around the pre-copy reported");
   });
 
   test("dashboard: the map draws the channel after the pre-copy", async (t) => {
@@ -464,6 +631,7 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     const r = await checkPhase(t, "after the security VM's move", seenEvents);
     assert.equal(r.channel, to === tg.hostVm ? "local" : "remote");
     assert.deepEqual(r.missed, []);
+    assert.deepEqual(r.artMissed, noneMissed, "every disk and network artifact reported");
   });
 
   test("dashboard: the security VM's move changes the drawn channel, switched live", async (t) => {
@@ -505,6 +673,11 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.ok(mv?.heldMs !== null && mv?.heldMs !== undefined, "attached before the target resumed");
     assert.ok(mv.heldMs <= HOLD_BUDGET_MS, `held ${mv.heldMs} ms, at most ${HOLD_BUDGET_MS}`);
     assert.deepEqual(r.missed, [], "every process started around the co-migration was reported");
+    assert.deepEqual(
+      r.artMissed,
+      noneMissed,
+      "every disk and network artifact around the co-migration reported",
+    );
     // One running copy of each, across every host VM of the testbed.
     const all = await copies();
     assert.deepEqual(all.get("t1"), [`${to}:running`]);
@@ -526,7 +699,7 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.equal((await vm("t1")).hostVm, tg.hostVm, "t1 stayed at its source");
     assert.equal((await vm("sv1")).hostVm, sv.hostVm, "sv1 stayed at its source (lock-step)");
     await assertOneCopyEach("after the destination died", 60_000);
-    const r = await checkPhase(t, "after the failed co-migration", seenEvents);
+    const r = await checkPhase(t, "after the failed co-migration", seenEvents, { artifacts: false });
     assert.equal(r.channel, "local");
     assert.deepEqual(r.missed, [], "every process started around the failed co-migration was reported");
   });
@@ -554,13 +727,14 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     assert.equal(end.status, "failed", `the co-migration was given up: ${JSON.stringify(end)}`);
     assert.equal((await vm("t1")).hostVm, tg.hostVm, "t1 stayed at its source");
     await assertOneCopyEach("after the link came back", 90_000);
-    const r = await checkPhase(t, "after the cut link", seenEvents);
+    const r = await checkPhase(t, "after the cut link", seenEvents, { artifacts: false });
     assert.deepEqual(r.missed, [], "every process started around the cut was reported");
   });
 
-  test("no critical alert on the untouched guest: no kernel-text false positive, moves are not losses", async () => {
+  test("no critical alert on the untouched guest but what it planted: no kernel-text false positive, moves are not losses", async () => {
     const all = await readAlerts();
-    const critical = all.filter((a) => a.severity === "critical");
+    // Apart from what the test planted (signature files, flagged queries), nothing critical.
+    const critical = all.filter((a) => a.severity === "critical" && !planted(a));
     assert.deepEqual(
       critical.map((a) => a.summary),
       [],
@@ -614,7 +788,7 @@ describe("a security VM's monitoring follows its target", { timeout: 1_500_000 }
     );
     // Events started up to now were possibly inside the loss (not seen by the dead service).
     const inLoss = new Set((await eventsSoFar()).filter((e) => !reported.has(e)));
-    const r = await checkPhase(t, "after the service was killed", seenEvents);
+    const r = await checkPhase(t, "after the service was killed", seenEvents, { artifacts: false });
     const unexplained = r.missed.filter((e) => !inLoss.has(e));
     t.diagnostic(`missed inside the alerted loss: ${r.missed.length - unexplained.length}`);
     assert.ok(r.events - inLoss.size >= 5, `events after the loss were made (${r.events - inLoss.size})`);

@@ -37,6 +37,12 @@ export class HostVm {
    * until QEMU read those written (hostvm/console.ts); answers the release. Set by the agent.
    */
   consoleDrain: (guestId: string, destinationUrl?: string) => Promise<() => void> = async () => () => {};
+  /**
+   * A guest's migration away is registered and about to start: its security VMs' disk views
+   * (a fleece and an NBD export on its drive) are closed first, since QEMU cannot hand over
+   * a drive they hold (set by the agent: SecVmManager.departing).
+   */
+  beforeDeparture: (guestId: string) => Promise<void> = async () => {};
   readonly reaped: HostVmStatus["reapedAtStart"] = [];
   readonly adopted: HostVmStatus["adoptedAtStart"] = [];
   /** This host VM's server agent (memory accounting). */

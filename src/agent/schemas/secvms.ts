@@ -10,6 +10,12 @@ import { MONITOR_KINDS, SEVERITIES } from "../../monitor/index.ts";
 import { AgentUrl, GuestId, NodeName, Nullable, NumberOrNull, StringOrNull } from "./common.ts";
 import { DeviceId } from "./devices.ts";
 
+/**
+ * The most paths of a disk baseline handed from one monitor to the next (a request to an agent
+ * is at most 1 MiB): a larger one is not handed over, and the next monitor makes its own.
+ */
+export const MAX_BASELINE_RECORDS = 2500;
+
 const Address = Type.String({ pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" });
 
 export const SecVmId = Type.String({
@@ -124,6 +130,34 @@ export const DiskViewSchema = Type.Object({ exportName: Type.String(), dirtyBitm
 export type DiskViewAnswerBody = Static<typeof DiskViewSchema>;
 
 /** A ClamAV body signature (hex pattern, anywhere in a file): the operator's own database. */
+/** One path of a disk monitor's baseline (monitor/disk/integrity.ts FileRecord). */
+export const FileRecordSchema = Type.Object(
+  {
+    path: Type.String({ maxLength: 4096, pattern: "^/" }),
+    ino: Type.Integer({ minimum: 0 }),
+    type: Type.Enum(["file", "dir", "symlink", "chr", "blk", "fifo", "sock", "unknown"]),
+    mode: Type.Integer({ minimum: 0 }),
+    uid: Type.Integer({ minimum: 0 }),
+    gid: Type.Integer({ minimum: 0 }),
+    size: Type.Integer({ minimum: 0 }),
+    mtime: Type.String({ maxLength: 40 }),
+    sha256: Type.Union([Type.String({ pattern: "^[0-9a-f]{64}$" }), Type.Null()]),
+    unread: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+
+export const DiskBaselineQuery = Type.Object({ guestId: GuestId }, { additionalProperties: false });
+export const DiskBaselineSchema = Type.Object({
+  secvmId: Type.String(),
+  guestId: Type.String(),
+  /** Its disk rounds so far. */
+  rounds: Type.Integer(),
+  /** null: no baseline yet, or more than MAX_BASELINE_RECORDS paths (not handed over). */
+  files: Type.Union([Type.Array(FileRecordSchema), Type.Null()]),
+});
+export type DiskBaselineAnswer = Static<typeof DiskBaselineSchema>;
+
 export const SignatureSchema = Type.Object(
   {
     name: Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" }),
@@ -151,11 +185,28 @@ export const CreateSecVmBody = Type.Object(
     alertLogSize: Type.Optional(Type.Integer({ minimum: 10, maximum: 100_000 })),
     /**
      * The targets may be arriving here: a target that is not a guest of this host VM yet is
-     * read from the QEMU of its incoming pre-copy, once that has loaded and waits paused (-S)
-     * for its finish, so that the monitor's baseline is the guest's state at the switchover
-     * (issue 13: no event between the switchover and the baseline). Memory monitors only.
+     * read from the QEMU of its incoming pre-copy or instant handover, once that has loaded and
+     * waits paused (-S) for its finish, so that the monitor's baseline is the guest's state at
+     * the switchover (issue 13: no event between the switchover and the baseline). Its NIC's
+     * mirror is added to that QEMU before it resumes (no frame of it goes uninspected); its
+     * disk is read from the first round after it runs here.
      */
     arriving: Type.Optional(Type.Boolean()),
+    /**
+     * Disk baselines another monitor of these targets took (GET .../disk-baseline), taken over
+     * by this one's first start: its first round reports every change since that monitor's
+     * last round instead of taking them into a new baseline (issue 13: a monitor that follows
+     * its target).
+     */
+    diskBaselines: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { guestId: GuestId, files: Type.Array(FileRecordSchema, { maxItems: MAX_BASELINE_RECORDS }) },
+          { additionalProperties: false },
+        ),
+        { maxItems: 8 },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

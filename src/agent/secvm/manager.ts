@@ -93,6 +93,7 @@ import {
 } from "./cgroup.ts";
 import {
   type AgentMessage,
+  type DiskBaselineReply,
   type MonitorReport,
   parseServiceMessage,
   type ServiceConfig,
@@ -107,6 +108,10 @@ const HEARTBEAT_MS = 1000;
 /** No heartbeat for this long: the service is wedged (or stopped) and is killed. */
 export const WEDGED_MS = 6000;
 const READY_TIMEOUT_MS = 90_000;
+/** How long a disk round may go on before a migration away closes its view under it. */
+const DEPARTURE_WAIT_MS = 5000;
+/** How long the service may take to hand over a disk baseline (it answers between reads). */
+const BASELINE_TIMEOUT_MS = 10_000;
 /** The most an arriving target's service keeps the control level (its start and first round). */
 const LEND_MS = 30_000;
 
@@ -127,6 +132,9 @@ export const secvmErrors = {
     conflict(`guest ${g}'s QEMU already runs an NBD server (a disk tap?): a security VM needs its own`),
 };
 
+/** A disk view asked for too early (an arriving target): the service asks again, no alert. */
+class NotYet extends Error {}
+
 /** A uid/gid of its own per security VM and host VM, away from any real account. */
 export function secvmUid(testbedId: string, server: string, hostVm: string, id: string): number {
   const h = createHash("sha256").update(`${testbedId}/${server}/${hostVm}/${id}`).digest();
@@ -145,6 +153,8 @@ interface TargetRuntime {
   bitmapSeq: number;
   recording: string | null;
   view: DiskView | null;
+  /** The view being opened now, if any (settles either way). */
+  viewOp?: Promise<void>;
   lost: boolean;
   /** A target of another host VM: its agent, and the export it made for this security VM. */
   peer: HostVmAgentClient | null;
@@ -224,16 +234,10 @@ export class SecVm {
     for (const t of this.req.targets) {
       // Another host VM's guest: its agent checks it when asked for the export.
       if (t.via) continue;
+      // Arriving (see arrivingOf): its mirror and NBD server go on the paused incoming QEMU
+      // (the mirror then sees the guest's first frame here); disk views wait until it runs.
       const arriving = this.host.guests.has(t.guestId) ? undefined : this.arrivingOf(t.guestId);
-      if (arriving) {
-        if (t.disk || t.nic)
-          throw new AgentError(
-            400,
-            "bad_request",
-            `guest ${t.guestId} is arriving here: only its memory can be watched before it runs`,
-          );
-        continue;
-      }
+      if (arriving) continue;
       const g = this.host.guestOf(t.guestId);
       if (!g.qemu?.isRunning) throw secvmErrors.notRunning(t.guestId);
       const devs = g.config.devices ?? [];
@@ -325,7 +329,12 @@ export class SecVm {
   private arrivingOf(guestId: string): QemuProcess | undefined {
     if (!this.req.arriving) return undefined;
     for (const m of this.host.incoming.values())
-      if (m.req.guest.guestId === guestId && m.req.mode === "precopy" && m.arriving && m.qemu?.isRunning)
+      if (
+        m.req.guest.guestId === guestId &&
+        (m.req.mode === "precopy" || m.req.mode === "handover") &&
+        m.arriving &&
+        m.qemu?.isRunning
+      )
         return m.qemu;
     return undefined;
   }
@@ -382,6 +391,11 @@ export class SecVm {
       t.bitmapSeq = 0;
       t.recording = null;
       const st: ServiceTarget = { guestId: t.spec.guestId, memory: null, disk: null, nic: null };
+      // Another monitor's disk baseline, taken over at the first start only (a restarted
+      // service's first round is full, as before).
+      const baseline =
+        this.restarts === 0 ? this.req.diskBaselines?.find((b) => b.guestId === t.spec.guestId) : undefined;
+      if (t.spec.disk && baseline) st.diskBaseline = baseline.files;
       if (t.spec.memory !== false) {
         t.ramFd = openSync(q.poolFile, "r");
         st.memory = { fd: fdIndex++ };
@@ -554,9 +568,38 @@ export class SecVm {
     child.once("exit", (code, signal) => void this.onExit(child, code, signal));
   }
 
+  private baselineReqs = 0;
+  private readonly baselineWaits = new Map<number, (m: DiskBaselineReply) => void>();
+
+  /** A target's disk baseline as the service holds it now (to hand to its next monitor). */
+  async diskBaseline(guestId: string): Promise<DiskBaselineReply> {
+    const t = this.targets.find((x) => x.spec.guestId === guestId);
+    if (!t?.spec.disk)
+      throw new AgentError(404, "not_found", `security VM ${this.id} checks no disk of ${guestId}`);
+    const child = this.child;
+    if (!child?.connected || this.state !== "running")
+      throw conflict(`security VM ${this.id} is ${this.state}: no baseline to give`);
+    const reqId = ++this.baselineReqs;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.baselineWaits.delete(reqId);
+        reject(conflict(`security VM ${this.id} gave no baseline in ${BASELINE_TIMEOUT_MS} ms`));
+      }, BASELINE_TIMEOUT_MS);
+      this.baselineWaits.set(reqId, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      child.send({ type: "disk-baseline-get", reqId, guestId } satisfies AgentMessage, () => {});
+    });
+  }
+
   private async onMessage(m: Exclude<ReturnType<typeof parseServiceMessage>, null>): Promise<void> {
     if (m.type === "alert") this.push(m.alert);
-    else if (m.type === "heartbeat") {
+    else if (m.type === "disk-baseline") {
+      const w = this.baselineWaits.get(m.reqId);
+      this.baselineWaits.delete(m.reqId);
+      w?.(m);
+    } else if (m.type === "heartbeat") {
       this.lastBeat = Date.now();
       this.maxRssKiB = Math.max(this.maxRssKiB ?? 0, m.rssKiB);
       this.monitors = m.monitors;
@@ -569,7 +612,7 @@ export class SecVm {
       const asked =
         t.peer && t.exportId
           ? t.peer.secVmExportDiskView(t.exportId, open)
-          : (open ? this.openView(t) : this.closeView(t)).then((v) => ({
+          : (open ? this.opening(t) : this.closeView(t)).then((v) => ({
               exportName: v?.exportName ?? "",
               dirtyBitmap: v?.frozenBitmap ?? null,
             }));
@@ -586,16 +629,35 @@ export class SecVm {
           reqId: m.reqId,
           ok: false as const,
           error: (e as Error).message,
+          ...(e instanceof NotYet ? { wait: true } : {}),
         }),
       );
       if (this.child?.connected) this.child.send(answer satisfies AgentMessage, () => {});
     }
   }
 
+  /** openView, remembered while it runs (a departure waits for it, then closes the view). */
+  private opening(t: TargetRuntime): Promise<DiskView> {
+    const op = this.openView(t);
+    t.viewOp = op.then(
+      () => {},
+      () => {},
+    );
+    return op;
+  }
+
   /** A point-in-time view of the target's disk for one round: rotation + fleece + export. */
   private async openView(t: TargetRuntime): Promise<DiskView> {
     const q = t.qemu;
-    if (!q?.isRunning || t.lost) throw new Error(`guest ${t.spec.guestId} has no running QEMU`);
+    const id = t.spec.guestId;
+    // Not a loss, only not now: still arriving (its block nodes are the incoming's, inactive
+    // until it runs here), migrating away (QEMU refuses a fleece of a disk its migration
+    // uses), or gone by a migration (tick() says so). The disk's next monitor takes this
+    // one's baseline over, so what changes meanwhile is still reported.
+    if (!this.host.guests.has(id)) throw new NotYet(`guest ${id} is still arriving`);
+    if (this.leaving(id) || (!q?.isRunning && this.movedAway(id)))
+      throw new NotYet(`guest ${id} is migrating away`);
+    if (!q?.isRunning || t.lost) throw new Error(`guest ${id} has no running QEMU`);
     if (t.view) await this.closeView(t);
     const node = `disk-${t.spec.disk}`;
     const start = `sv${this.id}b${++t.bitmapSeq}`;
@@ -616,6 +678,22 @@ export class SecVm {
     t.view = null;
     if (v && t.qemu?.isRunning) await v.close();
     return null;
+  }
+
+  /**
+   * `guestId` is about to migrate away (its outgoing migration is registered, so no view opens
+   * any more): a disk round reading a view of it is given DEPARTURE_WAIT_MS to end and close it,
+   * then the view is closed under it (that round fails, alerted as a failed round; the target's
+   * next monitor takes the baseline over, so nothing changed meanwhile goes unreported).
+   */
+  async departing(guestId: string): Promise<void> {
+    const t = this.targets.find((x) => x.spec.guestId === guestId && !x.peer);
+    if (!t) return;
+    await t.viewOp;
+    if (!t.view) return;
+    const end = Date.now() + DEPARTURE_WAIT_MS;
+    while (t.view && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    await this.closeView(t).catch(() => {});
   }
 
   /** Heartbeat watchdog and target watch, every 500 ms. */
@@ -749,6 +827,12 @@ export class SecVm {
     })().finally(() => {
       this.polling = false;
     });
+  }
+
+  /** Whether an outgoing migration of `guestId` is under way (not yet confirmed or undone). */
+  private leaving(guestId: string): boolean {
+    for (const m of this.host.outgoing.values()) if (m.guest.guestId === guestId && !m.done()) return true;
+    return false;
   }
 
   /** The id of a completed migration that took `guestId` away from this host VM, if any. */
@@ -1030,6 +1114,11 @@ export class SecVmManager {
         this.host.log.error({ secvm: v.id, err: v.error }, "security VM not recovered");
       }
     }
+  }
+
+  /** A guest is about to migrate away: the disk views of it are closed (SecVm.departing). */
+  async departing(guestId: string): Promise<void> {
+    await Promise.all([...this.vms.values()].map((v) => v.departing(guestId)));
   }
 
   async delete(id: string): Promise<void> {

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { EVIDENCE_LIMITS } from "../../monitor/index.ts";
-import { parseServiceMessage, type ServiceTarget, targetFitsChannel } from "./protocol.ts";
+import {
+  MAX_BASELINE_RECORDS,
+  parseServiceMessage,
+  type ServiceTarget,
+  targetFitsChannel,
+} from "./protocol.ts";
 
 const mine = new Set(["ga"]);
 const alertOf = (over: Record<string, unknown> = {}) => ({
@@ -99,4 +104,46 @@ test("a target's accesses fit its channel: remote only over TLS endpoints, local
   // One plain access is enough to refuse a remote target: no monitor goes over the network unencrypted.
   assert.equal(targetFitsChannel({ ...remote, disk: local.disk }, "remote"), false);
   assert.equal(targetFitsChannel({ ...remote, memory: null, disk: null, nic: null }, "remote"), true);
+});
+
+test("a disk baseline handed over is its own target's, checked record by record and bounded", () => {
+  const rec = {
+    path: "/bin/sshd",
+    ino: 12,
+    type: "file",
+    mode: 0o100755,
+    uid: 0,
+    gid: 0,
+    size: 4096,
+    mtime: "1700000000.000000000",
+    sha256: "a".repeat(64),
+  };
+  const msg = (over: Record<string, unknown> = {}) => ({
+    type: "disk-baseline",
+    reqId: 3,
+    guestId: "ga",
+    rounds: 2,
+    files: [rec],
+    ...over,
+  });
+  const ok = parseServiceMessage(msg(), mine);
+  assert.deepEqual(ok, { type: "disk-baseline", reqId: 3, guestId: "ga", rounds: 2, files: [rec] });
+  assert.deepEqual(parseServiceMessage(msg({ files: null }), mine), {
+    type: "disk-baseline",
+    reqId: 3,
+    guestId: "ga",
+    rounds: 2,
+    files: null,
+  });
+  for (const bad of [
+    msg({ guestId: "gb" }),
+    msg({ files: [{ ...rec, path: "bin/sshd" }] }),
+    msg({ files: [{ ...rec, sha256: "zz" }] }),
+    msg({ files: [{ ...rec, type: "door" }] }),
+    msg({ files: [{ ...rec, size: -1 }] }),
+    msg({ files: [{ ...rec, path: `/${"x".repeat(5000)}` }] }),
+    msg({ files: Array.from({ length: MAX_BASELINE_RECORDS + 1 }, () => rec) }),
+    msg({ rounds: "2" }),
+  ])
+    assert.equal(parseServiceMessage(bad, mine), null, JSON.stringify(bad).slice(0, 120));
 });

@@ -5,7 +5,21 @@
  * says beyond its own targets: the service parses guest-controlled data and may be subverted.
  * parseServiceMessage validates every message; anything else is dropped and counted.
  */
-import { type Alert, alert, CHANNELS, type Channel, MONITOR_KINDS, SEVERITIES } from "../../monitor/index.ts";
+import {
+  type Alert,
+  alert,
+  CHANNELS,
+  type Channel,
+  type FileRecord,
+  MONITOR_KINDS,
+  SEVERITIES,
+} from "../../monitor/index.ts";
+
+import { MAX_BASELINE_RECORDS } from "../schemas/secvms.ts";
+
+export { MAX_BASELINE_RECORDS };
+
+const FILE_TYPES = ["file", "dir", "symlink", "chr", "blk", "fifo", "sock", "unknown"];
 
 /** Where a remote endpoint listens (the target's server, or the security VM's own address). */
 export interface Endpoint {
@@ -39,6 +53,8 @@ export interface ServiceTarget {
   memory: MemoryAccess | null;
   disk: DiskAccess | null;
   nic: NicAccess | null;
+  /** Another monitor's disk baseline of it to take over (DiskMonitor.seed), if any. */
+  diskBaseline?: FileRecord[];
 }
 
 /**
@@ -85,9 +101,26 @@ export function targetFitsChannel(t: ServiceTarget, channel: Channel): boolean {
 
 export type DiskViewAnswer =
   | { type: "disk-view"; reqId: number; ok: true; exportName: string; dirtyBitmap: string | null }
-  | { type: "disk-view"; reqId: number; ok: false; error: string };
+  | {
+      type: "disk-view";
+      reqId: number;
+      ok: false;
+      error: string;
+      /** Not yet (the target is still arriving): asked again shortly, not a loss. */
+      wait?: boolean;
+    };
 
-export type AgentMessage = ServiceConfig | DiskViewAnswer;
+/** The agent asks for a target's disk baseline (to hand it to that target's next monitor). */
+export interface DiskBaselineRequest {
+  type: "disk-baseline-get";
+  reqId: number;
+  guestId: string;
+}
+
+/** The service's answer to a DiskBaselineRequest. */
+export type DiskBaselineReply = Extract<ServiceMessage, { type: "disk-baseline" }>;
+
+export type AgentMessage = ServiceConfig | DiskViewAnswer | DiskBaselineRequest;
 
 export interface MonitorReport {
   guestId: string;
@@ -102,7 +135,15 @@ export type ServiceMessage =
   | { type: "alert"; alert: Alert }
   | { type: "disk-view-open"; reqId: number; guestId: string }
   | { type: "disk-view-close"; reqId: number; guestId: string }
-  | { type: "heartbeat"; rssKiB: number; monitors: MonitorReport[] };
+  | { type: "heartbeat"; rssKiB: number; monitors: MonitorReport[] }
+  | {
+      type: "disk-baseline";
+      reqId: number;
+      guestId: string;
+      /** Its disk rounds so far; records null: no baseline yet, or too large to hand over. */
+      rounds: number;
+      files: FileRecord[] | null;
+    };
 
 const STATES = ["starting", "running", "lost", "stopped"] as const;
 const isObj = (v: unknown): v is Record<string, unknown> =>
@@ -122,6 +163,13 @@ export function parseServiceMessage(m: unknown, targets: ReadonlySet<string>): S
     case "disk-view-close":
       if (!isInt(m.reqId) || typeof m.guestId !== "string" || !targets.has(m.guestId)) return null;
       return { type: m.type, reqId: m.reqId, guestId: m.guestId };
+    case "disk-baseline": {
+      if (!isInt(m.reqId) || typeof m.guestId !== "string" || !targets.has(m.guestId) || !isInt(m.rounds))
+        return null;
+      const files = m.files === null ? null : parseFileRecords(m.files);
+      if (files === undefined) return null;
+      return { type: "disk-baseline", reqId: m.reqId, guestId: m.guestId, rounds: m.rounds, files };
+    }
     case "heartbeat": {
       if (!isInt(m.rssKiB) || !Array.isArray(m.monitors) || m.monitors.length > 3 * targets.size) return null;
       const monitors: MonitorReport[] = [];
@@ -189,4 +237,41 @@ export function parseServiceMessage(m: unknown, targets: ReadonlySet<string>): S
     default:
       return null;
   }
+}
+
+/** Disk baseline records from a service, checked field by field (undefined: not records). */
+export function parseFileRecords(v: unknown): FileRecord[] | undefined {
+  if (!Array.isArray(v) || v.length > MAX_BASELINE_RECORDS) return undefined;
+  const out: FileRecord[] = [];
+  const str = (x: unknown, max: number): x is string => typeof x === "string" && x.length <= max;
+  for (const r of v) {
+    if (
+      !isObj(r) ||
+      !str(r.path, 4096) ||
+      !r.path.startsWith("/") ||
+      !isInt(r.ino) ||
+      !FILE_TYPES.includes(r.type as string) ||
+      !isInt(r.mode) ||
+      !isInt(r.uid) ||
+      !isInt(r.gid) ||
+      !isInt(r.size) ||
+      !str(r.mtime, 40) ||
+      !(r.sha256 === null || (str(r.sha256, 64) && /^[0-9a-f]{64}$/.test(r.sha256))) ||
+      !(r.unread === undefined || str(r.unread, 1024))
+    )
+      return undefined;
+    out.push({
+      path: r.path,
+      ino: r.ino,
+      type: r.type as FileRecord["type"],
+      mode: r.mode,
+      uid: r.uid,
+      gid: r.gid,
+      size: r.size,
+      mtime: r.mtime,
+      sha256: r.sha256 as string | null,
+      ...(r.unread !== undefined ? { unread: r.unread as string } : {}),
+    });
+  }
+  return out;
 }

@@ -43,6 +43,7 @@ import {
   type DiskAccess,
   type DiskViewAnswer,
   type Endpoint,
+  MAX_BASELINE_RECORDS,
   type MonitorReport,
   type ServiceConfig,
   type ServiceMessage,
@@ -51,6 +52,8 @@ import {
 } from "./protocol.ts";
 
 const MAX_UNSENT = 1000;
+/** How soon a disk view asked for too early (the target still arriving) is asked again. */
+const WAIT_MS = 250;
 
 /** An inherited descriptor of a RAM file as physical memory (pread; never reopened by path). */
 class FdMemory implements PhysicalMemory {
@@ -153,6 +156,18 @@ class Service {
       const r = this.pending.get(m.reqId);
       this.pending.delete(m.reqId);
       r?.(m);
+    } else if (m.type === "disk-baseline-get") {
+      // Records after its last finished round, or the ones it took over and has not yet checked
+      // against (none: null); too many: null, never a prefix.
+      const d = this.disk.get(m.guestId);
+      const files = d && d.monitor.baseline.size > 0 ? [...d.monitor.baseline.values()] : null;
+      send({
+        type: "disk-baseline",
+        reqId: m.reqId,
+        guestId: m.guestId,
+        rounds: d?.rounds ?? 0,
+        files: files && files.length <= MAX_BASELINE_RECORDS ? files : null,
+      });
     }
   }
 
@@ -289,10 +304,17 @@ class Service {
           : null,
       onAlert: (a) => this.alert(a),
     });
+    // Another monitor's baseline of this disk: the first round reports what changed since.
+    if (t.diskBaseline) monitor.seed(t.diskBaseline);
     const d = { monitor, rounds: 0, lastMs: null as number | null, lost: false };
     this.disk.set(t.guestId, d);
     const loop = async () => {
       const open = await this.ask("disk-view-open", t.guestId);
+      if (!open.ok && open.wait) {
+        // The target is still arriving here: its first round comes once it runs.
+        this.timers.push(setTimeout(() => void loop(), WAIT_MS));
+        return;
+      }
       if (!open.ok) {
         if (!d.lost)
           this.alert(

@@ -180,6 +180,13 @@ const m004 = (kind: StoreKind): Migration => ({
   },
 });
 
+/** A security VM's monitors, signatures and rules (issue 13): JSON, null for the defaults. */
+const m005: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable("guests").addColumn("monitoring", "text").execute();
+  },
+};
+
 export function migrationsFor(kind: StoreKind): MigrationProvider {
   return {
     async getMigrations() {
@@ -188,6 +195,7 @@ export function migrationsFor(kind: StoreKind): MigrationProvider {
         "002_tokens_retired_ids": m002,
         "003_kept_history": m003,
         "004_guest_events": m004(kind),
+        "005_secvm_monitoring": m005,
       };
     },
   };

@@ -52,6 +52,7 @@ export interface GuestsTable {
   anti_affinity_group: string | null;
   role: string; // "tenant" | "security"
   targets: string; // JSON string[] (security VMs)
+  monitoring: string | null; // JSON SecurityVmOptions (security VMs; null: the defaults)
   host_vm_id: string | null;
   power_state: string; // "running" | "stopped"
   automation: string | null; // null: the cloud's level

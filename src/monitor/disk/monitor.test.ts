@@ -181,6 +181,32 @@ describe("rounds on a changing file system", () => {
     assert.deepEqual(new Map(m.baseline), await fullBaseline(images[1]), "the baseline a full check makes");
   });
 
+  test("a monitor made elsewhere takes the baseline over: its first round reports what changed since, nothing absorbed", async () => {
+    // The first monitor's records after round 1 (v0), handed to a new monitor of the same
+    // drive, which first reads v1: every change between them is reported, as round 2 did.
+    const first = await fullBaseline(images[0]);
+    const got: Alert[] = [];
+    const next = monitor(got);
+    try {
+      next.seed(first.values());
+      const r = await next.check(bufferSource(images[1]), null);
+      assert.equal(r.mode, "full");
+      assert.equal(r.reason, "a baseline taken over from another monitor");
+      assert.deepEqual(
+        summaries(r.alerts.filter((a) => a.summary.startsWith("integrity"))),
+        summaries(reports[1].alerts.filter((a) => a.summary.startsWith("integrity"))),
+      );
+      // A full round alerts every signature match it reads (the old dropper too).
+      assert.deepEqual(summaries(r.alerts.filter((a) => a.summary.startsWith("malware"))), [
+        "critical malware: /home/user/old-dropper matches Nestcloud.Test.Dropper.UNOFFICIAL",
+        "critical malware: /tmp/dropper matches Nestcloud.Test.Dropper.UNOFFICIAL",
+      ]);
+      assert.deepEqual(new Map(next.baseline), new Map(m.baseline), "then its own baseline");
+    } finally {
+      await next.close();
+    }
+  });
+
   test("round 3 without changes: no alert, almost nothing read", async () => {
     const r = await m.check(bufferSource(images[1]), []);
     assert.equal(r.mode, "incremental");

@@ -231,6 +231,30 @@ export class DiskMonitor {
   }
 
   /**
+   * Takes over another monitor's baseline of the same drive (its records after its last
+   * round: a monitor of the target made elsewhere, issue 13). The next round is full, but is
+   * compared against these records, so everything that changed since that monitor's last
+   * round is reported, none of it taken into a new baseline unseen. Only the records carry
+   * over (block maps and the cache are this monitor's to build).
+   */
+  seed(files: Iterable<FileRecord>): void {
+    this.state = {
+      files: new Map([...files].map((f) => [f.path, f])),
+      dirs: new Map(),
+      inodes: new Map(),
+      owners: new BlockOwners(),
+      overlay: new Map(),
+      geometry: "",
+    };
+    this.needFull = "a baseline taken over from another monitor";
+  }
+
+  /** Rounds done (failed ones too). */
+  get roundsDone(): number {
+    return this.rounds;
+  }
+
+  /**
    * One check round on `view` (connects, reads the dirty bitmap's map, checks, closes). A link
    * lost mid-round is connected again to the same view (view-link.ts): the round goes on with
    * its own bitmap; only a link that stays down past `reconnectWithinMs` fails it.

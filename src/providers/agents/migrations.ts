@@ -50,11 +50,18 @@ export interface StartMove {
 }
 
 /**
- * Told about a pre-copy between its source's completion and its destination's start, and of
- * its outcome: the security VMs' monitors attach to the destination while it waits paused.
+ * Told about a pre-copy or an instant handover between its source's completion and its
+ * destination's start, and of its outcome: the security VMs' monitors attach to the
+ * destination while it waits paused.
  */
 export interface ArrivalObserver {
-  beforeResume(m: { migrationId: string; guest: string; from: string; to: string }): Promise<void>;
+  beforeResume(m: {
+    migrationId: string;
+    guest: string;
+    from: string;
+    to: string;
+    mechanism?: "precopy" | "instant";
+  }): Promise<void>;
   settled(
     migrationId: string,
     guestAt: "source" | "destination" | "unknown",
@@ -119,9 +126,15 @@ export class MigrationBook {
           raise(tracked, 0.9);
           tracked.remainingBytes = 0;
           // Bounded and never failing (ArrivalObserver.beforeResume): the move goes on after it.
-          if (s.mechanism === "precopy")
+          if (s.mechanism === "precopy" || s.mechanism === "instant")
             await this.arrivals
-              ?.beforeResume({ migrationId: out.migrationId, guest: s.guest, from: s.from, to: s.to })
+              ?.beforeResume({
+                migrationId: out.migrationId,
+                guest: s.guest,
+                from: s.from,
+                to: s.to,
+                mechanism: s.mechanism,
+              })
               .catch((e) =>
                 this.log(`migration ${out.migrationId}: attach before resume: ${(e as Error).message}`),
               );

@@ -277,8 +277,13 @@ export class AgentGuestPlane implements GuestDataPlane {
         guestId: spec.id,
         memoryMiB: spec.memoryMiB,
         cpus: spec.vcpus,
-        // Its console (ttyS1): logged, so output is replayed to whoever attaches later.
-        devices: [{ kind: "serial", id: CONSOLE_PORT, log: true }],
+        // Its console (ttyS1): logged, so output is replayed to whoever attaches later; its
+        // data disk and NIC, when asked for (what security VMs' disk and network monitors watch).
+        devices: [
+          { kind: "serial", id: CONSOLE_PORT, log: true },
+          ...(spec.devices?.disk ? [{ kind: "disk" as const, id: "d0", file: spec.devices.disk.image }] : []),
+          ...(spec.devices?.nic ? [{ kind: "nic" as const, id: "n0" }] : []),
+        ],
       });
     } catch (e) {
       delete this.state.specs[spec.id];

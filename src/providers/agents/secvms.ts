@@ -1,8 +1,14 @@
 /**
  * Security VMs' monitors through the host-VM agents (issue 13). Each pair (security VM,
  * target) is one agent security VM (/v1/secvms, issue 12's sandboxed service) running the
- * memory monitor beside the target, in the host VM that runs it: the agents' service reads a
- * target's RAM file only on its own host VM.
+ * memory monitor, and the disk and network monitors when the target has a data disk and a NIC
+ * (the security VM's choice of monitors permitting), beside the target, in the host VM that
+ * runs it: the agents' service reads a target's RAM file only on its own host VM.
+ *
+ * Disk and network across a move: the new monitor takes the old one's disk baseline over (its
+ * first round reports every change since the old one's last round), and a pair watching a NIC
+ * has its new monitor, with the mirror on the destination's QEMU, started before the guest
+ * resumes there, across an instant handover as across a pre-copy (mirrorBeforeResume).
  *
  * Following placement, make before break: when a target runs on another host VM than its
  * monitor (after an instant handover or a pre-copy), the monitor is started at the target's
@@ -22,9 +28,22 @@
  * until its first round (agent/secvm/manager.ts).
  */
 import { createHash } from "node:crypto";
-import type { AlertPageAnswer, HostVmAgentClient } from "../../agent/index.ts";
-import { type Alert, alert, CHANNELS, type Evidence } from "../../monitor/index.ts";
-import type { MonitorAnchor, MonitorSwitch, SecurityVmMonitors, SecurityVmSpec } from "../types.ts";
+import type {
+  AlertPageAnswer,
+  CreateSecVmRequest,
+  DiskBaselineAnswer,
+  GuestStatus,
+  HostVmAgentClient,
+  SecVmTarget,
+} from "../../agent/index.ts";
+import { type Alert, alert, CHANNELS, type Evidence, MONITOR_KINDS } from "../../monitor/index.ts";
+import type {
+  MonitorAnchor,
+  MonitorSwitch,
+  SecurityVmMonitors,
+  SecurityVmOptions,
+  SecurityVmSpec,
+} from "../types.ts";
 import { type Agents, providerError } from "./agents.ts";
 
 /** How long a new monitor may take to do its first round before the switch is given up. */
@@ -56,6 +75,30 @@ export function unobservedMs(
   return landed.mechanism === "instant" ? 0 : Math.max(0, madeAt - landed.at);
 }
 
+/** Between two disk rounds of a pair's monitor (a round under TCG takes 1-5 s). */
+const DISK_PERIOD_MS = 3000;
+
+/**
+ * What a pair's monitor watches of its target: its memory, its first writable data disk and
+ * its first NIC, each when the security VM's monitors include it (default all three).
+ */
+export function agentTarget(
+  target: string,
+  devices: GuestStatus["devices"],
+  monitors: SecurityVmOptions["monitors"] = MONITOR_KINDS,
+): SecVmTarget {
+  const disk = devices.find((d) => d.kind === "disk" && !d.readOnly);
+  const nic = devices.find((d) => d.kind === "nic");
+  return {
+    guestId: target,
+    memory: monitors.includes("memory"),
+    ...(disk && monitors.includes("disk") ? { disk: disk.id } : {}),
+    ...(nic && monitors.includes("network") ? { nic: nic.id } : {}),
+  };
+}
+
+type FileRecordList = NonNullable<DiskBaselineAnswer["files"]>;
+
 /** The agent's id of a pair's monitor (an agent's ids are short: they name namespaces). */
 export function agentSecVmId(secvm: string, target: string): string {
   const h = BigInt(`0x${createHash("sha256").update(`${secvm}\u0000${target}`).digest("hex").slice(0, 12)}`);
@@ -66,6 +109,9 @@ interface Pair {
   readonly secvm: string;
   readonly target: string;
   readonly agentId: string;
+  /** The security VM's options and what its monitor watches of the target (from its devices). */
+  options: SecurityVmOptions;
+  watch: SecVmTarget;
   hostVm: string | null;
   /** The agent's alert sequence read so far. */
   cursor: number;
@@ -96,6 +142,8 @@ export interface ArrivingMove {
   readonly guest: string;
   readonly from: string;
   readonly to: string;
+  /** Default pre-copy. */
+  readonly mechanism?: "precopy" | "instant";
 }
 
 export class AgentSecurityVms implements SecurityVmMonitors {
@@ -106,6 +154,8 @@ export class AgentSecurityVms implements SecurityVmMonitors {
   private readonly switched: MonitorSwitch[] = [];
   /** Each guest's last completed move (mechanism, wall ms), for the gap of a follow after it. */
   private readonly landed = new Map<string, { mechanism: string; at: number }>();
+  /** Monitors started before an instant handover's destination resumed, by migration. */
+  private readonly premade = new Map<string, { p: Pair; to: string }[]>();
 
   constructor(
     private readonly agents: Agents,
@@ -123,6 +173,8 @@ export class AgentSecurityVms implements SecurityVmMonitors {
         secvm: spec.id,
         target,
         agentId: agentSecVmId(spec.id, target),
+        options: spec,
+        watch: { guestId: target, memory: true },
         hostVm: null,
         cursor: 0,
         state: "new",
@@ -134,15 +186,13 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       const at = await this.agents.locate(target);
       if (!at || at.guest.state !== "running") continue;
       const c = this.agents.client(at.host);
+      p.options = spec;
+      p.watch = agentTarget(target, at.guest.devices, spec.monitors);
       // A monitor a previous controller started there is adopted, not made twice.
       const known = (await c.secVms().catch(() => [])).find((s) => s.secvmId === p.agentId);
       if (!known) {
         try {
-          await c.createSecVm({
-            secvmId: p.agentId,
-            targets: [{ guestId: target, memory: true }],
-            memoryPeriodMs: MEMORY_PERIOD_MS,
-          });
+          await c.createSecVm(this.request(p));
         } catch (e) {
           throw providerError(
             e,
@@ -154,6 +204,24 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       p.state = "starting";
       this.log(`security VM ${spec.id}: monitor of ${target} on ${p.hostVm} (${p.agentId})`);
     }
+  }
+
+  /** The agent's security VM of a pair (what it watches, with what, how often). */
+  private request(
+    p: Pair,
+    extra: Pick<CreateSecVmRequest, "arriving" | "diskBaselines"> = {},
+  ): CreateSecVmRequest {
+    const o = p.options;
+    return {
+      secvmId: p.agentId,
+      targets: [p.watch],
+      memoryPeriodMs: MEMORY_PERIOD_MS,
+      ...(p.watch.disk ? { diskPeriodMs: DISK_PERIOD_MS } : {}),
+      ...(o.signatures?.length && p.watch.disk ? { signatures: [...o.signatures] } : {}),
+      ...(o.rules !== undefined && p.watch.nic ? { rules: o.rules } : {}),
+      ...(extra.arriving ? { arriving: true } : {}),
+      ...(extra.diskBaselines ? { diskBaselines: extra.diskBaselines } : {}),
+    };
   }
 
   async remove(id: string): Promise<void> {
@@ -183,6 +251,7 @@ export class AgentSecurityVms implements SecurityVmMonitors {
    * switch itself is completed or undone by settled() once the move's outcome is known.
    */
   async beforeResume(m: ArrivingMove): Promise<void> {
+    if (m.mechanism === "instant") return this.mirrorBeforeResume(m);
     const pairs = [...this.pairs.values()].filter(
       (p) => p.target === m.guest && p.hostVm === m.from && !p.pending,
     );
@@ -262,6 +331,63 @@ export class AgentSecurityVms implements SecurityVmMonitors {
   }
 
   /**
+   * An instant handover about to finish: the old monitor keeps reading the guest's RAM file,
+   * which the destination maps as it is, and makes its overlap round after the move (follow),
+   * but its mirror is on the source's QEMU, which stops now. So the new monitor of each pair
+   * that watches a NIC is started at the destination first, its mirror added to the paused
+   * destination QEMU: no frame of the guest's there goes uninspected. Its memory baseline and
+   * the old monitor's removal come after the guest runs (follow). Bounded by HOLD_BUDGET_MS
+   * and never throws: past it, the monitor follows after the move.
+   */
+  private async mirrorBeforeResume(m: ArrivingMove): Promise<void> {
+    const pairs = [...this.pairs.values()].filter(
+      (p) => p.target === m.guest && p.hostVm === m.from && !p.pending && p.watch.nic,
+    );
+    if (pairs.length === 0) return;
+    const t0 = Date.now();
+    let dst: HostVmAgentClient;
+    try {
+      dst = this.clientOf(m.to);
+    } catch {
+      return;
+    }
+    const lease = setInterval(
+      () => void dst.incoming(m.migrationId, true, HOLD_LEASE_EVERY_MS).catch(() => {}),
+      HOLD_LEASE_EVERY_MS,
+    );
+    try {
+      await Promise.all(
+        pairs.map(async (p) => {
+          this.premade.set(m.migrationId, [...(this.premade.get(m.migrationId) ?? []), { p, to: m.to }]);
+          const made = this.create(p, dst, true).then(
+            () => true,
+            (e: unknown) => {
+              this.log(
+                `security VM ${p.secvm}: mirror of ${p.target} not added on ${m.to}: ${(e as Error).message}`,
+              );
+              return false;
+            },
+          );
+          let timer: NodeJS.Timeout | undefined;
+          const ok = await Promise.race([
+            made,
+            new Promise<false>((r) => {
+              timer = setTimeout(() => r(false), HOLD_BUDGET_MS);
+            }),
+          ]);
+          clearTimeout(timer);
+          this.log(
+            `security VM ${p.secvm}: monitor of ${p.target} ${ok ? "started" : "not started"} on ${m.to} ` +
+              `before it resumes (${Date.now() - t0} ms)`,
+          );
+        }),
+      );
+    } finally {
+      clearInterval(lease);
+    }
+  }
+
+  /**
    * The outcome of a move beforeResume attached for: the destination runs the guest (the old
    * monitor is retired, the new one is the pair's), or the guest stayed at the source (the new
    * monitor is removed; the old one never stopped watching it).
@@ -273,6 +399,15 @@ export class AgentSecurityVms implements SecurityVmMonitors {
   ): Promise<void> {
     if (move && guestAt === "destination")
       this.landed.set(move.guest, { mechanism: move.mechanism, at: Date.now() });
+    // Monitors started before an instant handover's destination resumed: follow() takes them
+    // over where the guest runs; back at the source they go.
+    const pre = this.premade.get(migrationId) ?? [];
+    this.premade.delete(migrationId);
+    if (guestAt === "source")
+      for (const { p, to } of pre)
+        await this.clientOf(to)
+          .deleteSecVm(p.agentId)
+          .catch(() => {});
     for (const p of this.pairs.values()) {
       const w = p.pending;
       if (!w || w.migrationId !== migrationId) continue;
@@ -316,16 +451,36 @@ export class AgentSecurityVms implements SecurityVmMonitors {
     p.state = "running";
   }
 
+  /**
+   * Starts the pair's monitor at `to` unless it runs there, with the disk baseline of the
+   * monitor it replaces (its first round then reports every change since that one's last
+   * round; without it, a fresh baseline would take them in unseen).
+   */
+  private async create(p: Pair, to: HostVmAgentClient, arriving: boolean): Promise<void> {
+    const known = (await to.secVms().catch(() => [])).some((s) => s.secvmId === p.agentId);
+    if (known) return;
+    let files: FileRecordList | null = null;
+    if (p.watch.disk && p.hostVm)
+      files = await this.clientOf(p.hostVm)
+        .secVmDiskBaseline(p.agentId, p.target)
+        .then(
+          (b) => b.files,
+          (e: Error) => {
+            this.log(`security VM ${p.secvm}: no disk baseline of ${p.target} to hand over: ${e.message}`);
+            return null;
+          },
+        );
+    await to.createSecVm(
+      this.request(p, {
+        ...(arriving ? { arriving: true } : {}),
+        ...(files ? { diskBaselines: [{ guestId: p.target, files }] } : {}),
+      }),
+    );
+  }
+
   /** Starts the pair's monitor on `hostVm` (unless it runs there) and waits for its first round. */
   private async make(p: Pair, to: HostVmAgentClient, hostVm: string, end: number, arriving = false) {
-    const known = (await to.secVms().catch(() => [])).some((s) => s.secvmId === p.agentId);
-    if (!known)
-      await to.createSecVm({
-        secvmId: p.agentId,
-        targets: [{ guestId: p.target, memory: true }],
-        memoryPeriodMs: MEMORY_PERIOD_MS,
-        ...(arriving ? { arriving: true } : {}),
-      });
+    await this.create(p, to, arriving);
     // Made: its baseline taken (a round that read the guest; a failed round counts as a
     // round too, but leaves the monitor "lost"). Until then the old monitor stays.
     for (;;) {

@@ -62,6 +62,8 @@ export const outgoingRoutes: RoutePlugin<{ host: HostVm }> = async (app, { host 
         if (host.outgoing.has(req.body.migrationId)) throw OutgoingErrors.exists(req.body.migrationId);
         m = new OutgoingMigration(host.ctx, g, req.body, host.onGone);
         host.addOutgoing(m);
+        // Registered first: no security VM opens a disk view of the guest from here on.
+        await host.beforeDeparture(g.guestId);
         m.start();
       } finally {
         release();

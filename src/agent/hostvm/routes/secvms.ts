@@ -7,6 +7,8 @@ import {
   AlertPageSchema,
   AlertsQuery,
   CreateSecVmBody,
+  DiskBaselineQuery,
+  DiskBaselineSchema,
   errorAnswers,
   NoContent,
   SecVmListSchema,
@@ -51,6 +53,25 @@ export const secvmRoutes: RoutePlugin<{ secvms: SecVmManager }> = async (app, { 
     async (req, reply) => {
       await secvms.delete(req.params.secvmId);
       return reply.code(204).send(null);
+    },
+  );
+  // A target's disk baseline as this security VM holds it, for the target's next monitor
+  // (diskBaselines of its create request): 404 without a disk monitor of that guest, 409 when
+  // the service does not run or does not answer.
+  app.get(
+    "/v1/secvms/:secvmId/disk-baseline",
+    {
+      schema: {
+        tags,
+        params: SecVmParams,
+        querystring: DiskBaselineQuery,
+        response: { 200: DiskBaselineSchema, ...errorAnswers(404, 409) },
+      },
+    },
+    async (req) => {
+      const v = secvms.of(req.params.secvmId);
+      const b = await v.diskBaseline(req.query.guestId);
+      return { secvmId: v.id, guestId: b.guestId, rounds: b.rounds, files: b.files };
     },
   );
   app.get(

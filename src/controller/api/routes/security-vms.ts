@@ -39,6 +39,15 @@ export const securityVmRoutes: ApiPlugin = async (app, { controller: c }) => {
         dirtyRateMiBps: 5,
         role: "security",
         targets: req.body.targets,
+        ...(req.body.monitors || req.body.signatures || req.body.rules !== undefined
+          ? {
+              monitoring: {
+                ...(req.body.monitors ? { monitors: req.body.monitors } : {}),
+                ...(req.body.signatures ? { signatures: req.body.signatures } : {}),
+                ...(req.body.rules !== undefined ? { rules: req.body.rules } : {}),
+              },
+            }
+          : {}),
       });
       reply.code(201);
       return guestView(c, g);

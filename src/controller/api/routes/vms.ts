@@ -59,6 +59,9 @@ export const vmRoutes: ApiPlugin = async (app, { controller: c }) => {
         antiAffinityGroup: req.body.antiAffinityGroup,
         automation: req.body.automation,
         hostVm: req.principal.role === "admin" ? req.body.hostVm : undefined,
+        ...(req.body.disk || req.body.nic
+          ? { devices: { ...(req.body.disk ? { disk: req.body.disk } : {}), nic: req.body.nic === true } }
+          : {}),
         role: "tenant",
         targets: [],
       });

@@ -9,6 +9,28 @@ export const CreateSecurityVm = Type.Object(
     tenant: Type.Optional(Id),
     targets: Type.Array(Id, { minItems: 1, maxItems: 64 }),
     memoryMiB: Type.Optional(Type.Number({ minimum: 64, maximum: 65536 })),
+    /**
+     * Its monitors (default all three): memory on each target, disk on a target's data disk,
+     * network on its NIC (each where the target has one).
+     */
+    monitors: Type.Optional(
+      Type.Array(Type.Enum(MONITOR_KINDS), { minItems: 1, maxItems: 3, uniqueItems: true }),
+    ),
+    /** ClamAV body signatures for the disk monitor's malware scan (none: no scan). */
+    signatures: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$" }),
+            hex: Type.String({ pattern: "^([0-9a-f]{2}){4,256}$" }),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 256 },
+      ),
+    ),
+    /** The tenant's Suricata rules, loaded beside nestcloud's defaults. */
+    rules: Type.Optional(Type.String({ maxLength: 256 * 1024 })),
   },
   { additionalProperties: false },
 );

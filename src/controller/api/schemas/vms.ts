@@ -14,6 +14,23 @@ export const CreateVm = Type.Object(
     antiAffinityGroup: Type.Optional(Id),
     automation: Type.Optional(Automation),
     hostVm: Type.Optional(Id),
+    /**
+     * A data disk (d0), a copy of an image in the host VM's image folder, and a NIC (n0,
+     * user-mode): what security VMs' disk and network monitors watch. A simulated provider
+     * ignores them.
+     */
+    disk: Type.Optional(
+      Type.Object(
+        {
+          image: Type.String({
+            pattern: "^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$",
+            maxLength: 200,
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    nic: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

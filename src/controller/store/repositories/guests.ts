@@ -1,6 +1,7 @@
 /** Guest VMs (tenant guests and security VMs), and the ids of deleted ones (never reused). */
 import type { Kysely, Selectable } from "kysely";
 import type { GuestSpec } from "../../../model/index.ts";
+import type { SecurityVmOptions } from "../../../providers/index.ts";
 import type { Automation } from "../../api/schemas/common.ts";
 import type { Database, GuestsTable } from "../schema.ts";
 
@@ -13,6 +14,8 @@ export interface StoredGuest extends GuestSpec {
   readonly role: "tenant" | "security";
   /** The guests a security VM watches (none for a tenant guest). */
   readonly targets: readonly string[];
+  /** A security VM's monitors, signatures and rules (absent or null: the defaults). */
+  readonly monitoring?: SecurityVmOptions | null;
   readonly hostVm: string | null;
   readonly powerState: PowerState;
   /** Its own automation level; null: the cloud's. */
@@ -155,6 +158,7 @@ function toRow(g: StoredGuest): GuestsTable {
     anti_affinity_group: g.antiAffinityGroup,
     role: g.role,
     targets: JSON.stringify(g.targets),
+    monitoring: g.monitoring ? JSON.stringify(g.monitoring) : null,
     host_vm_id: g.hostVm,
     power_state: g.powerState,
     automation: g.automation,
@@ -174,6 +178,7 @@ function toGuest(r: Selectable<GuestsTable>): StoredGuest {
     antiAffinityGroup: r.anti_affinity_group,
     role: r.role === "security" ? "security" : "tenant",
     targets: JSON.parse(r.targets) as string[],
+    monitoring: r.monitoring ? (JSON.parse(r.monitoring) as SecurityVmOptions) : null,
     hostVm: r.host_vm_id,
     powerState: r.power_state as PowerState,
     automation: r.automation as Automation | null,
