@@ -61,6 +61,14 @@ export const HOLD_BUDGET_MS = 20_000;
 /** The destination's lease is renewed this often while it is held (the orchestrator stopped). */
 const HOLD_LEASE_EVERY_MS = 2000;
 
+/** Keeps a held destination's lease while the orchestrator waits for the attach (clearInterval ends it). */
+function holdLease(dst: HostVmAgentClient, migrationId: string): ReturnType<typeof setInterval> {
+  return setInterval(
+    () => void dst.incoming(migrationId, true, HOLD_LEASE_EVERY_MS).catch(() => {}),
+    HOLD_LEASE_EVERY_MS,
+  );
+}
+
 /**
  * How long a target ran unobserved across a monitor's move made after it ran (follow): an
  * instant handover leaves the old monitor's view live (the same RAM file), so nothing; any
@@ -267,10 +275,7 @@ export class AgentSecurityVms implements SecurityVmMonitors {
       );
       return;
     }
-    const lease = setInterval(
-      () => void dst.incoming(m.migrationId, true, HOLD_LEASE_EVERY_MS).catch(() => {}),
-      HOLD_LEASE_EVERY_MS,
-    );
+    const lease = holdLease(dst, m.migrationId);
     try {
       await Promise.all(
         pairs.map(async (p) => {
@@ -351,10 +356,7 @@ export class AgentSecurityVms implements SecurityVmMonitors {
     } catch {
       return;
     }
-    const lease = setInterval(
-      () => void dst.incoming(m.migrationId, true, HOLD_LEASE_EVERY_MS).catch(() => {}),
-      HOLD_LEASE_EVERY_MS,
-    );
+    const lease = holdLease(dst, m.migrationId);
     try {
       await Promise.all(
         pairs.map(async (p) => {

@@ -66,18 +66,25 @@ export interface JournalOverlay {
   superblock: JournalSuperblock;
 }
 
+/** The run of the journal inode holding journal block j (runs sorted by logical block). */
+function runOf(runs: readonly FileRun[], j: number): FileRun | undefined {
+  let lo = 0;
+  let hi = runs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const r = runs[mid];
+    if (j < r.logical) hi = mid - 1;
+    else if (j >= r.logical + r.length) lo = mid + 1;
+    else return r;
+  }
+  return undefined;
+}
+
 /** Maps journal block numbers to file system blocks through the journal inode's runs. */
 function journalMapper(runs: FileRun[]): (j: number) => number {
   return (j) => {
-    let lo = 0;
-    let hi = runs.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const r = runs[mid];
-      if (j < r.logical) hi = mid - 1;
-      else if (j >= r.logical + r.length) lo = mid + 1;
-      else return r.physical + (j - r.logical);
-    }
+    const r = runOf(runs, j);
+    if (r) return r.physical + (j - r.logical);
     throw new Ext4Error("out-of-range", `journal block ${j} is not mapped by the journal inode`);
   };
 }
@@ -140,16 +147,8 @@ export async function readJournal(
   /** Journal blocks from j on that are consecutive on the device and in the log, at most `readahead`. */
   const ahead = (j: number) => {
     if (readahead <= 1) return 1;
-    let lo = 0;
-    let hi = runs.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const r = runs[mid];
-      if (j < r.logical) hi = mid - 1;
-      else if (j >= r.logical + r.length) lo = mid + 1;
-      else return Math.max(1, Math.min(readahead, r.logical + r.length - j, logEnd - j));
-    }
-    return 1;
+    const r = runOf(runs, j);
+    return r ? Math.max(1, Math.min(readahead, r.logical + r.length - j, logEnd - j)) : 1;
   };
   scan: while (take()) {
     const block = await fs.readRawBlock(at(pos), ahead(pos));
