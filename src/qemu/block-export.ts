@@ -150,7 +150,8 @@ export async function removeExport(
 // ---- dirty bitmaps -----------------------------------------------------------------------
 
 export interface DirtyBitmapInfo {
-  name: string;
+  /** Absent for QEMU's own anonymous bitmaps (a migration's or a block job's). */
+  name?: string;
   recording: boolean;
   persistent: boolean;
   busy: boolean;

@@ -69,7 +69,7 @@ export class DiskRounds {
       file: this.fleeceFile,
     }).catch(() => {});
     for (const b of await listDirtyBitmaps(this.qemu.qmp, this.node).catch(() => []))
-      if (b.name.startsWith(`${this.prefix}b`))
+      if (b.name?.startsWith(`${this.prefix}b`))
         await removeDirtyBitmap(this.qemu.qmp, this.node, b.name).catch(() => {});
     this.recording = null;
   }

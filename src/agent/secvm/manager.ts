@@ -722,9 +722,7 @@ export class SecVm {
       this.lastBeat = Date.now();
       // Killed and started again as one cycle: a kill of the old cgroup still looping while the new
       // service is placed in it would kill the new one too (its exit is then not a second restart).
-      this.cycle = this.restart("wedged").finally(() => {
-        this.cycle = null;
-      });
+      this.cycle = this.restartCycle("wedged");
       return;
     }
     if (this.targets.some((t) => t.peer)) {
@@ -760,9 +758,7 @@ export class SecVm {
           `target ${t.spec.guestId} runs again (QEMU pid ${q?.pid}): monitors start again`,
           { kind: "target-back", qemuPid: q?.pid ?? null },
         );
-        this.cycle = this.restart("target back").finally(() => {
-          this.cycle = null;
-        });
+        this.cycle = this.restartCycle("target back");
         return;
       }
     }
@@ -817,9 +813,7 @@ export class SecVm {
             );
             // Found again: the restart asks its agent for a fresh export of the new QEMU.
             t.lost = false;
-            this.cycle = this.restart("target back").finally(() => {
-              this.cycle = null;
-            });
+            this.cycle = this.restartCycle("target back");
             return;
           }
         }
@@ -853,9 +847,29 @@ export class SecVm {
         { kind: "secvm-died", code, signal },
       );
     if (this.cycle) return;
-    this.cycle = this.restart("service died").finally(() => {
-      this.cycle = null;
-    });
+    this.cycle = this.restartCycle("service died");
+  }
+
+  /**
+   * One restart as the security VM's cycle: a failure in it is the security VM's (alerted, the
+   * error kept; the watchdog or the next event tries again), never the agent's (an unhandled
+   * rejection would kill the agent and every guest's control path with it).
+   */
+  private restartCycle(why: string): Promise<void> {
+    return this.restart(why)
+      .catch((e: unknown) => {
+        const message = (e as Error).message;
+        this.error = `restart (${why}) failed: ${message}`;
+        for (const t of this.targets)
+          this.own(t.spec, "critical", `security VM ${this.id} could not be restarted: ${message}`, {
+            kind: "secvm-restart-failed",
+            why,
+            error: message,
+          });
+      })
+      .finally(() => {
+        this.cycle = null;
+      });
   }
 
   /** Stops what runs (kills the cgroup, detaches the targets) and starts the service again. */
@@ -913,7 +927,7 @@ export class SecVm {
         await stopNbdServer(q.qmp).catch(() => {});
         const node = `disk-${t.spec.disk}`;
         for (const b of await listDirtyBitmaps(q.qmp, node).catch(() => []))
-          if (b.name.startsWith(`sv${this.id}b`))
+          if (b.name?.startsWith(`sv${this.id}b`))
             await removeDirtyBitmap(q.qmp, node, b.name).catch(() => {});
       }
     }
