@@ -31,11 +31,12 @@ import {
   type ConsoleBedParts,
   coMigrateWithPartner,
   createPartner,
+  migrateG1 as moveG1,
   rejuvenateHostVm,
   serialLogOfG1,
 } from "../../test/integration/console-bed.ts";
 import { tearDown } from "../../test/integration/testbed-helpers.ts";
-import { api, stopGently, until } from "../../test/support/controller-process.ts";
+import { stopGently, until } from "../../test/support/controller-process.ts";
 import { machine, table, writeDocsSection, writeResults } from "../lib.ts";
 
 const argv = process.argv.slice(2);
@@ -187,29 +188,11 @@ async function main(): Promise<void> {
     ];
     if (ONLY !== undefined) plan.splice(0, plan.length, ...plan.filter(([m]) => m === ONLY));
     if (plan.length === 0) throw new Error(`--only: no mechanism ${ONLY}`);
-    /** A migration through the API, awaited; the guest's pause as the agents logged it. */
+    /** A migration through the API, awaited; the guest's pause as the agents measured it. */
     const migrateG1 = async (to: string, mechanism: "instant" | "precopy" | "postcopy") => {
-      const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
-      if (moved.status !== 202) throw new Error(`${mechanism} to ${to}: ${JSON.stringify(moved.body)}`);
-      const planId = moved.body.plan as number;
-      const m = await until(
-        `${mechanism} to ${to}`,
-        async () => {
-          const list = (await api(c, "GET", "/api/migrations")).body as Array<{
-            id: string;
-            plan: number;
-            status: string;
-          }>;
-          const x = list.find((y) => y.plan === planId);
-          if (x?.status === "failed") throw new Error(`migration failed: ${JSON.stringify(x)}`);
-          return x?.status === "completed" ? x : undefined;
-        },
-        300_000,
-        100,
-      );
+      const { pausedMs } = await moveG1(c, to, mechanism);
       where = to;
-      const paused = new RegExp(`migration ${m.id} of g1 .* guest paused (\\d+) ms`).exec(c.output())?.[1];
-      return paused === undefined ? null : Number(paused);
+      return pausedMs;
     };
     let partner = false;
     /** One move of `mechanism` (to `to` for migrations); g1's pause, if known. */

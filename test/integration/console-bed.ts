@@ -190,6 +190,38 @@ export async function serialLogOfG1(bed: Bed): Promise<string> {
 }
 
 /** A second guest of acme (g1's partner in co-migrations), on `hostVm`, running. */
+/**
+ * Moves g1 through the API and waits for its migration to complete; its pause as the agents
+ * measured it (the migration's `detail.pauseMs`), null where not measured.
+ */
+export async function migrateG1(
+  c: ControllerProcess,
+  to: string,
+  mechanism: "instant" | "precopy" | "postcopy",
+): Promise<{ id: string; pausedMs: number | null }> {
+  const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
+  if (moved.status !== 202)
+    throw new Error(`${mechanism} to ${to}: ${moved.status} ${JSON.stringify(moved.body)}`);
+  const plan = moved.body.plan as number;
+  const m = await until(
+    `${mechanism} to ${to}`,
+    async () => {
+      const list = (await api(c, "GET", "/api/migrations")).body as Array<{
+        id: string;
+        plan: number;
+        status: string;
+        detail: { pauseMs?: number | null };
+      }>;
+      const x = list.find((y) => y.plan === plan);
+      if (x?.status === "failed") throw new Error(`migration failed: ${JSON.stringify(x)}`);
+      return x?.status === "completed" ? x : undefined;
+    },
+    300_000,
+    100,
+  );
+  return { id: m.id, pausedMs: m.detail.pauseMs ?? null };
+}
+
 export async function createPartner(ctl: ControllerProcess, id: string, hostVm: string): Promise<void> {
   const r = await api(ctl, "POST", "/api/vms", {
     id,

@@ -21,13 +21,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { api, type ControllerProcess, stopGently, until } from "../support/controller-process.ts";
+import { type ControllerProcess, stopGently, until } from "../support/controller-process.ts";
 import {
   bringUpConsoleBed,
   ConsoleBedClient as Client,
   type ConsoleBedParts,
   coMigrateWithPartner,
   createPartner,
+  migrateG1,
   rejuvenateHostVm,
   serialLogOfG1,
 } from "./console-bed.ts";
@@ -203,28 +204,7 @@ const atNamedAgent = (c: ControllerProcess) => (c.output().match(/"atNamedAgent"
 function migrate(c: ControllerProcess, to: string, mechanism: "instant" | "precopy" | "postcopy"): Move {
   return {
     label: `the ${mechanism} to ${to}`,
-    run: async () => {
-      const moved = await api(c, "POST", "/api/vms/g1/migrate", { to, mechanism });
-      assert.equal(moved.status, 202, JSON.stringify(moved.body));
-      const plan = moved.body.plan as number;
-      const m = await until(
-        `${mechanism} to ${to}`,
-        async () => {
-          const list = (await api(c, "GET", "/api/migrations")).body as Array<{
-            id: string;
-            plan: number;
-            status: string;
-          }>;
-          const x = list.find((y) => y.plan === plan);
-          if (x?.status === "failed") throw new Error(`migration failed: ${JSON.stringify(x)}`);
-          return x?.status === "completed" ? x : undefined;
-        },
-        300_000,
-        100,
-      );
-      const paused = new RegExp(`migration ${m.id} of g1 .* guest paused (\\d+) ms`).exec(c.output())?.[1];
-      return { pausedMs: paused === undefined ? null : Number(paused) };
-    },
+    run: async () => ({ pausedMs: (await migrateG1(c, to, mechanism)).pausedMs }),
   };
 }
 
